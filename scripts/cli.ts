@@ -1,0 +1,54 @@
+// The `pinwave` command: one subcommand, one module under scripts/commands/. This file is the
+// dispatcher, a plain switch you can read top to bottom. Exit codes: 0 ok, 1 failed/rejected/held,
+// 2 usage. Each command module exports `main(args, io): Promise<number>`.
+import { UsageError, processIo, type Io } from './args.ts';
+
+const HELP = `pinwave — over-the-air certificate-pin updates for IoT fleets
+
+Usage: pinwave <command> [options]
+
+Keys, pins and bundles:
+  keygen --out DIR                   make an Ed25519 signing key pair (signing.key, signing.pub)
+  pin FILE... | --connect HOST:PORT  print the pin-sha256 of each certificate
+  bundle create|inspect|verify       make, read and check signed pin bundles
+  manifest create|validate           make and check firmware manifests
+
+Run "pinwave <command> --help" for a command's options.`;
+
+type Command = (args: string[], io: Io) => Promise<number>;
+
+async function load(name: string): Promise<Command | undefined> {
+  // Imported on demand so `pinwave --help` and light commands start fast.
+  switch (name) {
+    case 'keygen': return (await import('./commands/keygen.ts')).main;
+    case 'pin': return (await import('./commands/pin.ts')).main;
+    case 'bundle': return (await import('./commands/bundle.ts')).main;
+    case 'manifest': return (await import('./commands/manifest.ts')).main;
+    default: return undefined;
+  }
+}
+
+export async function run(argv: string[], io: Io = processIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = await load(name);
+  if (!command) {
+    io.err(`pinwave: unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`pinwave ${name}: ${err.message}`);
+      if (err.usage) io.err(`\n${err.usage}`);
+      return 2;
+    }
+    io.err(`pinwave ${name}: ${(err as Error).message}`);
+    return 1;
+  }
+}
+
