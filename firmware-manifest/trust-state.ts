@@ -1,0 +1,165 @@
+// A device's trust state and its transitions (DESIGN.md §3, last part): what firmware holds in
+// flash, what a bundle changes, and how a TLS handshake's served chain is judged against it.
+// Pure: time comes in as `now` (seconds since the epoch); the state is plain JSON so a device can
+// persist it as it is.
+//
+//   const r = apply(state, bundleBytes, now);
+//   if (r.ok) persist(r.state) then ack 'applied'; else ack 'rejected' with r.reason;
+//   checkChain(state, 'api.example.com', 443, servedChainPins, now); // 'ok' | 'pin_mismatch' | ...
+import { DEFAULT_MAX_BUNDLE_BYTES, FORMAT_VERSION, verifyBundle, type ExpiryPolicy, type PinBundle, type PinMode, type RejectReason, type VerifyResult } from './codec.ts';
+
+/** One endpoint's pins as a device holds them; pins are base64 pin-sha256 digests (no "sha256/" prefix). */
+export interface TrustedEndpoint {
+  host: string;
+  port: number;
+  pins: string[];
+  mode: PinMode;
+  notBefore?: number;
+  notAfter?: number;
+}
+
+export interface TrustState {
+  /** the device group; a bundle for another group is rejected */
+  group: string;
+  /** seq of the active bundle; 0 while the device runs on its firmware's initial pins */
+  seq: number;
+  /** id (hex SHA-256 of the payload) of the active bundle; null for the firmware's initial pins */
+  bundleId: string | null;
+  /** epoch of the trusted key set; 0 for the keys the firmware shipped with */
+  keyEpoch: number;
+  /** raw Ed25519 public keys, base64 */
+  trustedKeys: string[];
+  endpoints: TrustedEndpoint[];
+  /** expiry of the active bundle (seconds since the epoch), or null for initial pins that do not expire */
+  exp: number | null;
+  expiryPolicy: ExpiryPolicy;
+  // Limits from the firmware manifest, carried here so apply() needs nothing else.
+  maxBundleBytes: number;
+  acceptedVersions: number[];
+  clockSkewSeconds: number;
+}
+
+export type ApplyResult =
+  | { ok: true; state: TrustState; bundle: PinBundle; id: string; /** the same bundle as the active one: nothing changed */ unchanged: boolean }
+  | { ok: false; reason: RejectReason; detail: string };
+
+/** Decode, verify and apply a bundle: the new state whole, or a named rejection and no change. */
+export function apply(state: TrustState, bytes: Uint8Array, now: number): ApplyResult {
+  const verified = verifyBundle(bytes, trustedKeyBytes(state), { maxBytes: state.maxBundleBytes, acceptedVersions: state.acceptedVersions });
+  return applyVerified(state, verified, now);
+}
+
+/**
+ * Apply a bundle whose signature was already checked against this state's keys (a simulated fleet
+ * shares one verification across devices holding the same key). The per-device checks all run here.
+ */
+export function applyVerified(state: TrustState, verified: VerifyResult, now: number): ApplyResult {
+  if (!verified.ok) return verified;
+  const { bundle, id, size } = verified;
+  if (size > state.maxBundleBytes) return no('too_large', `bundle is ${size} bytes, this device takes at most ${state.maxBundleBytes}`);
+  if (!state.acceptedVersions.includes(bundle.version)) return no('unsupported_version', `format version ${bundle.version} is not accepted (accepted: ${state.acceptedVersions.join(', ')})`);
+  if (bundle.group !== state.group) return no('wrong_group', `bundle is for group "${bundle.group}", this device is in "${state.group}"`);
+  // A re-delivery of the active bundle (a resend after a lost ack) is acknowledged again, not refused.
+  if (id === state.bundleId) return { ok: true, state, bundle, id, unchanged: true };
+  // Rollback protection: an older signed bundle must never bring back old pins.
+  if (bundle.seq <= state.seq) return no('replayed', `bundle seq ${bundle.seq} is not above the current seq ${state.seq}`);
+  // Freeze protection: a captured bundle cannot be held back and replayed after it expires.
+  if (bundle.exp + state.clockSkewSeconds <= now) return no('expired', `bundle expired at ${iso(bundle.exp)}; device time is ${iso(now)}`);
+  if (bundle.iat > now + state.clockSkewSeconds) return no('not_yet_valid', `bundle issued at ${iso(bundle.iat)}, ahead of device time ${iso(now)} beyond the ${state.clockSkewSeconds}s skew tolerance`);
+  let { keyEpoch, trustedKeys } = state;
+  if (bundle.keyRotation) {
+    if (bundle.keyRotation.epoch <= state.keyEpoch) return no('stale_key_epoch', `key epoch ${bundle.keyRotation.epoch} is not above the current epoch ${state.keyEpoch}`);
+    keyEpoch = bundle.keyRotation.epoch;
+    trustedKeys = bundle.keyRotation.keys.map(b64);
+  }
+  const next: TrustState = {
+    ...state,
+    seq: bundle.seq,
+    bundleId: id,
+    keyEpoch,
+    trustedKeys,
+    // The complete pin set, never a delta: the new endpoints replace the old ones whole.
+    endpoints: bundle.endpoints.map((e) => ({
+      host: e.host,
+      port: e.port,
+      pins: e.pins.map(b64),
+      mode: e.mode ?? 'enforce',
+      ...(e.notBefore !== undefined && { notBefore: e.notBefore }),
+      ...(e.notAfter !== undefined && { notAfter: e.notAfter }),
+    })),
+    exp: bundle.exp,
+    expiryPolicy: bundle.expiryPolicy ?? 'enforce',
+  };
+  return { ok: true, state: next, bundle, id, unchanged: false };
+}
+
+/**
+ * How a TLS handshake's served chain fares against the pins:
+ * - `ok`: a served key is pinned (RFC 7469 §2.6: any key of the chain may match);
+ * - `pin_mismatch`: no served key is pinned and the pin set is enforced: the connection must be dropped;
+ * - `report_only_mismatch`: no served key is pinned, the pin set is report-only: connect, but report it;
+ * - `expired_fallback`: the active bundle has expired and its policy is to fall back to CA validation;
+ * - `not_pinned`: no pin set covers this host and port: ordinary CA validation applies.
+ */
+export type ChainCheck = 'ok' | 'pin_mismatch' | 'report_only_mismatch' | 'expired_fallback' | 'not_pinned';
+
+export function checkChain(state: TrustState, host: string, port: number, servedPins: readonly (string | Uint8Array)[], now: number): ChainCheck {
+  const name = host.toLowerCase();
+  let entries = state.endpoints.filter((e) => e.port === port && e.host === name);
+  // An exact entry is more specific than a wildcard one and wins over it.
+  if (entries.length === 0) entries = state.endpoints.filter((e) => e.port === port && wildcardMatches(e.host, name));
+  if (entries.length === 0) return 'not_pinned';
+  if (state.exp !== null && now >= state.exp && state.expiryPolicy === 'ca-fallback') return 'expired_fallback';
+  // Overlap windows: the pin sets in force now. In a gap between windows every set of the endpoint
+  // applies: a host must never become unpinned because an operator left a hole in the schedule.
+  const inForce = entries.filter((e) => (e.notBefore === undefined || e.notBefore <= now) && (e.notAfter === undefined || now < e.notAfter));
+  const active = inForce.length > 0 ? inForce : entries;
+  const served = new Set(servedPins.map((p) => (typeof p === 'string' ? p.replace(/^sha256\//, '') : b64(p))));
+  if (active.some((e) => e.pins.some((p) => served.has(p)))) return 'ok';
+  return active.every((e) => e.mode === 'report-only') ? 'report_only_mismatch' : 'pin_mismatch';
+}
+
+/** "*.example.com" matches exactly one label: "a.example.com", not "example.com" nor "a.b.example.com" (RFC 6125 §6.4.3). */
+export function wildcardMatches(pattern: string, host: string): boolean {
+  if (!pattern.startsWith('*.')) return false;
+  const suffix = pattern.slice(1); // ".example.com"
+  if (!host.endsWith(suffix)) return false;
+  const label = host.slice(0, host.length - suffix.length);
+  return label.length > 0 && !label.includes('.');
+}
+
+/** The trusted keys as bytes, for verification. */
+export function trustedKeyBytes(state: TrustState): Uint8Array[] {
+  return state.trustedKeys.map((k) => new Uint8Array(Buffer.from(k, 'base64')));
+}
+
+/** What a state looks like with nothing but defaults, for tests and tools. */
+export function emptyState(group: string, trustedKeys: Uint8Array[]): TrustState {
+  return {
+    group,
+    seq: 0,
+    bundleId: null,
+    keyEpoch: 0,
+    trustedKeys: trustedKeys.map(b64),
+    endpoints: [],
+    exp: null,
+    expiryPolicy: 'enforce',
+    maxBundleBytes: DEFAULT_MAX_BUNDLE_BYTES,
+    acceptedVersions: [FORMAT_VERSION],
+    clockSkewSeconds: 300,
+  };
+}
+
+function no(reason: RejectReason, detail: string): ApplyResult {
+  return { ok: false, reason, detail };
+}
+
+function b64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+function iso(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime()) ? String(seconds) : d.toISOString();
+}
+
