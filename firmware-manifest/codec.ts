@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { decodeCanonical, encodeCanonical, equalBytes, Tag, type CborValue } from './cbor.ts';
+import { kid } from './keys.ts';
 
 // noble's sync API needs a SHA-512; node:crypto's is native and fast.
 ed.hashes.sha512 = (message: Uint8Array) => new Uint8Array(createHash('sha512').update(message).digest());
@@ -121,9 +122,7 @@ const MODES: readonly PinMode[] = ['enforce', 'report-only'];
 const POLICIES: readonly ExpiryPolicy[] = ['enforce', 'ca-fallback'];
 
 /** The key id: first 8 bytes of SHA-256 over the raw 32-byte public key (DESIGN.md §3). */
-export function kidOf(publicKey: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(publicKey).digest().subarray(0, 8));
-}
+export const kidOf = kid;
 
 /** The bundle id: hex SHA-256 of the payload bytes. Envelope bytes are no identity (they can be re-encoded). */
 export function bundleIdOf(payload: Uint8Array): string {

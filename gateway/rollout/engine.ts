@@ -1,0 +1,559 @@
+// The rollout engine (DESIGN.md §6): a pure state machine. Events and operator actions take the
+// rollout record, the time (`now`, epoch ms) and whatever else they need as arguments, change the
+// record in place, and return the effects the gateway must carry out (send, held, completed,
+// aborted, persist). No clock, timer, randomness or I/O here: the gateway calls tick() on a
+// timer (nextDeadline() says when it next matters) and passes who is online as a function.
+//
+//   const c = createRollout({ id, bundle, target, deviceIds, plan, now });
+//   if (!c.ok) return reply.code(400).send(c.errors);
+//   apply(start(c.rollout, now, 'alice', isOnline));        // → send to wave 0's online members
+//   apply(deviceAcked(r, 'dev-7', ack, now));                // O(1); may hold the rollout at once
+//   apply(tick(r, now, isOnline));                           // deadlines, soak ends, next waves
+//
+// Rollout: pending → running → (held ⇄ running) → completed | aborted.
+// Wave:    pending → active → soaking → passed | missed.
+// Device:  pending → sent → applied | rejected | timed_out; applied → failing; pending →
+//          unreachable at the deadline; pending, unreachable, timed_out → sent when it comes online.
+import { failureCrossed, ackRatio, unreachableRatio, waveFigures } from './figures.ts';
+import { checkThresholds, cutWaves, seedOrder, shown, validatePlan } from './plan.ts';
+import type {
+  ActionError,
+  ActionResult,
+  BundleRef,
+  Decision,
+  DeviceAck,
+  DeviceEntry,
+  DeviceReportedState,
+  DeviceStatus,
+  Effect,
+  HoldReason,
+  Invalid,
+  IsOnline,
+  Rollout,
+  RolloutState,
+  StatusCounts,
+  Target,
+  Wave,
+  WaveThresholds,
+} from './types.ts';
+
+const SYSTEM = 'system';
+const UNSPECIFIED = 'unspecified';
+const BUNDLE_ID = /^[0-9a-f]{64}$/;
+
+/** What one call is building: its effects, and whether the record changed (→ persist). */
+interface Step {
+  r: Rollout;
+  now: number;
+  fx: Effect[];
+  dirty: boolean;
+}
+
+function step(r: Rollout, now: number): Step {
+  return { r, now, fx: [], dirty: false };
+}
+
+function done(s: Step): Effect[] {
+  if (s.dirty) s.fx.push({ type: 'persist' });
+  return s.fx;
+}
+
+function emptyCounts(): StatusCounts {
+  return { pending: 0, sent: 0, applied: 0, rejected: 0, timed_out: 0, failing: 0, unreachable: 0 };
+}
+
+// Device ids and rejection reasons come from devices; a key such as "__proto__" must land as an
+// own property, never reach Object.prototype's setter.
+function lookup(r: Rollout, id: string): DeviceEntry | undefined {
+  return Object.hasOwn(r.devices, id) ? r.devices[id] : undefined;
+}
+
+// A record written by hand (or by an older writer) may hold a rejection without its reason.
+const reasonOf = (d: DeviceEntry): string => d.reason ?? UNSPECIFIED;
+
+function tally(map: Record<string, number>, key: string, delta: number): void {
+  if (!Object.hasOwn(map, key)) {
+    Object.defineProperty(map, key, { value: delta, writable: true, enumerable: true, configurable: true });
+  } else if ((map[key] += delta) === 0) {
+    delete map[key];
+  }
+}
+
+/** Every status change goes through here, so the wave's counters never drift from the device records. */
+function setStatus(s: Step, d: DeviceEntry, status: DeviceStatus, reason?: string): void {
+  const w = s.r.waves[d.wave];
+  w.count[d.status]--;
+  if (d.status === 'rejected') {
+    tally(w.rejectedByReason, reasonOf(d), -1);
+    delete d.reason;
+  }
+  d.status = status;
+  d.at = s.now;
+  w.count[status]++;
+  if (status === 'rejected') {
+    d.reason = reason ?? UNSPECIFIED;
+    tally(w.rejectedByReason, d.reason, 1);
+  }
+  s.dirty = true;
+}
+
+function decide(s: Step, d: Omit<Decision, 'at'>): void {
+  s.r.decisions.push({ at: s.now, ...d });
+  s.dirty = true;
+}
+
+function invalidState(r: Rollout, verb: string): ActionError {
+  return { ok: false, code: 'PW_INVALID_STATE', message: `cannot ${verb} a rollout that is ${r.state}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creation
+
+export interface CreateRollout {
+  id: string;
+  bundle: BundleRef;
+  target: Target;
+  /** the target resolved to device ids by the caller; duplicates are ignored */
+  deviceIds: readonly string[];
+  /** the operator's plan, unchecked (validatePlan's rules); defaults when absent */
+  plan?: unknown;
+  now: number;
+}
+
+/** A pending rollout with its waves cut from the seed, or every problem with the input, each naming its field. */
+export function createRollout(input: CreateRollout): { ok: true; rollout: Rollout } | Invalid {
+  const errors: string[] = [];
+  const { id, bundle, deviceIds, now } = input;
+  if (typeof id !== 'string' || id === '') errors.push(`id must be a non-empty string, got ${shown(id)}`);
+  if (!BUNDLE_ID.test(bundle?.id)) errors.push(`bundle.id must be 64 lowercase hex digits (SHA-256), got ${shown(bundle?.id)}`);
+  if (!Number.isSafeInteger(bundle?.seq) || bundle.seq < 0) {
+    errors.push(`bundle.seq must be a non-negative integer, got ${shown(bundle?.seq)}`);
+  }
+  if (typeof bundle?.group !== 'string' || bundle.group === '') {
+    errors.push(`bundle.group must be a non-empty string, got ${shown(bundle?.group)}`);
+  }
+  const ids = [...new Set(deviceIds)];
+  const badId = ids.findIndex((d) => typeof d !== 'string' || d === '');
+  if (badId >= 0) errors.push(`deviceIds must be non-empty strings, got ${shown(ids[badId])}`);
+  if (ids.length === 0) errors.push('target resolved to no devices');
+  const planned = validatePlan(input.plan, typeof id === 'string' && id !== '' ? id : undefined);
+  if (!planned.ok) errors.push(...planned.errors);
+  if (errors.length > 0 || !planned.ok) return { ok: false, errors };
+
+  const plan = planned.plan;
+  const cut = cutWaves(plan, ids.length);
+  if (!cut.ok) return cut;
+  const ordered = seedOrder(plan.seed, ids);
+  const devices: Record<string, DeviceEntry> = Object.create(null);
+  const waves: Wave[] = [];
+  let from = 0;
+  for (const { planIndex, end } of cut.cuts) {
+    const index = waves.length;
+    const { size, ...thresholds } = plan.waves[planIndex];
+    const members = ordered.slice(from, end);
+    for (const m of members) devices[m] = { wave: index, status: 'pending', at: null };
+    waves.push({
+      index,
+      planIndex,
+      size,
+      members,
+      thresholds,
+      state: 'pending',
+      startedAt: null,
+      deadline: null,
+      soakUntil: null,
+      endedAt: null,
+      swept: false,
+      count: { ...emptyCounts(), pending: members.length },
+      rejectedByReason: {},
+    });
+    from = end;
+  }
+  const rollout: Rollout = {
+    format: 1,
+    id,
+    bundle: { id: bundle.id, seq: bundle.seq, group: bundle.group },
+    target: structuredClone(input.target),
+    plan,
+    state: 'pending',
+    createdAt: now,
+    startedAt: null,
+    endedAt: null,
+    wave: 0,
+    waves,
+    devices,
+    decisions: [],
+  };
+  return { ok: true, rollout };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waves
+
+/** Statuses of a reached member that has not got the bundle and may be sent it again. */
+const BEHIND: ReadonlySet<DeviceStatus> = new Set(['pending', 'unreachable', 'timed_out']);
+
+function sendToOnline(s: Step, w: Wave, isOnline: IsOnline): void {
+  const ids: string[] = [];
+  for (const id of w.members) {
+    const d = s.r.devices[id];
+    if (BEHIND.has(d.status) && isOnline(id)) {
+      setStatus(s, d, 'sent');
+      ids.push(id);
+    }
+  }
+  if (ids.length > 0) s.fx.push({ type: 'send', deviceIds: ids });
+}
+
+function activate(s: Step, w: Wave, isOnline: IsOnline): void {
+  w.state = 'active';
+  w.deadline = s.now + w.thresholds.timeoutSeconds * 1000;
+  w.soakUntil = null;
+  w.endedAt = null;
+  w.swept = false;
+  s.dirty = true;
+  sendToOnline(s, w, isOnline);
+}
+
+function startWave(s: Step, index: number, isOnline: IsOnline): void {
+  const w = s.r.waves[index];
+  s.r.wave = index;
+  w.startedAt = s.now;
+  activate(s, w, isOnline);
+  // Members may have acked before their wave (a bundle that reached them by reconciliation).
+  evaluate(s, w, false);
+}
+
+/**
+ * Judge the wave in progress. A failure ratio over its threshold holds at once, active or soaking;
+ * an active wave soaks once its ack threshold is met with its unreachable share within bounds
+ * (before the first deadline nobody is unreachable yet); at its deadline it soaks or is missed.
+ */
+function evaluate(s: Step, w: Wave, atDeadline: boolean): void {
+  // While running, the wave in progress is always active or soaking.
+  if (s.r.state !== 'running' || w.index !== s.r.wave) return;
+  if (failureCrossed(w)) return miss(s, w, 'failure_threshold');
+  if (w.state !== 'active') return;
+  const dark = unreachableRatio(w) > w.thresholds.maxUnreachable;
+  const acked = ackRatio(w) >= w.thresholds.ackThreshold;
+  if (atDeadline) {
+    if (dark) return miss(s, w, 'max_unreachable');
+    if (!acked) return miss(s, w, 'ack_threshold');
+  }
+  if (acked && !dark) soak(s, w);
+}
+
+function soak(s: Step, w: Wave): void {
+  w.state = 'soaking';
+  w.soakUntil = s.now + w.thresholds.soakSeconds * 1000;
+  decide(s, {
+    actor: SYSTEM,
+    action: 'soak',
+    reason: 'ack_threshold_met',
+    from: 'running',
+    to: 'running',
+    wave: w.index,
+    waveFrom: 'active',
+    waveTo: 'soaking',
+    figures: waveFigures(w),
+  });
+}
+
+function miss(s: Step, w: Wave, reason: Exclude<HoldReason, 'paused'>): void {
+  const waveFrom = w.state;
+  w.state = 'missed';
+  w.endedAt = s.now;
+  // A dark wave is no verdict on the bundle, so it holds even under onMiss 'abort'.
+  const abort = s.r.plan.onMiss === 'abort' && reason !== 'max_unreachable';
+  const to: RolloutState = abort ? 'aborted' : 'held';
+  s.r.state = to;
+  if (abort) s.r.endedAt = s.now;
+  decide(s, {
+    actor: SYSTEM,
+    action: abort ? 'abort' : 'hold',
+    reason,
+    from: 'running',
+    to,
+    wave: w.index,
+    waveFrom,
+    waveTo: 'missed',
+    figures: waveFigures(w),
+  });
+  s.fx.push(abort ? { type: 'aborted', reason } : { type: 'held', wave: w.index, reason });
+}
+
+function pass(s: Step, w: Wave, isOnline: IsOnline): void {
+  w.state = 'passed';
+  w.endedAt = s.now;
+  decide(s, {
+    actor: SYSTEM,
+    action: 'pass',
+    reason: 'soak_complete',
+    from: 'running',
+    to: 'running',
+    wave: w.index,
+    waveFrom: 'soaking',
+    waveTo: 'passed',
+    figures: waveFigures(w),
+  });
+  if (w.index + 1 < s.r.waves.length) return startWave(s, w.index + 1, isOnline);
+  s.r.state = 'completed';
+  s.r.endedAt = s.now;
+  decide(s, { actor: SYSTEM, action: 'complete', reason: 'all_waves_passed', from: 'running', to: 'completed' });
+  s.fx.push({ type: 'completed' });
+}
+
+/** At a wave's deadline: never sent (offline all wave) → unreachable; sent but silent → timed_out. */
+function sweep(s: Step, w: Wave): void {
+  w.swept = true;
+  s.dirty = true;
+  for (const id of w.members) {
+    const d = s.r.devices[id];
+    if (d.status === 'pending') setStatus(s, d, 'unreachable');
+    else if (d.status === 'sent') setStatus(s, d, 'timed_out');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator actions
+
+/** pending → running; wave 0 goes to its online members. */
+export function start(r: Rollout, now: number, actor: string, isOnline: IsOnline): ActionResult {
+  if (r.state !== 'pending') return invalidState(r, 'start');
+  const s = step(r, now);
+  r.state = 'running';
+  r.startedAt = now;
+  decide(s, { actor, action: 'start', reason: 'operator', from: 'pending', to: 'running' });
+  startWave(s, 0, isOnline);
+  return { ok: true, effects: done(s) };
+}
+
+/** running → held. The wave keeps its state; its timers stop until resume gives it a fresh deadline. */
+export function pause(r: Rollout, now: number, actor: string): ActionResult {
+  if (r.state !== 'running') return invalidState(r, 'pause');
+  const s = step(r, now);
+  const w = r.waves[r.wave];
+  r.state = 'held';
+  decide(s, {
+    actor,
+    action: 'pause',
+    reason: 'paused',
+    from: 'running',
+    to: 'held',
+    wave: w.index,
+    waveFrom: w.state,
+    waveTo: w.state,
+    figures: waveFigures(w),
+  });
+  s.fx.push({ type: 'held', wave: w.index, reason: 'paused' });
+  return { ok: true, effects: done(s) };
+}
+
+/** Thresholds an operator may change on resume; each optional, checked like the plan's. */
+export type ResumeChanges = Partial<WaveThresholds>;
+
+/**
+ * held → running. The held wave takes the new thresholds, becomes active again with a fresh
+ * deadline (now + timeout; a soak in progress starts over), its online members that have not got
+ * the bundle are sent it, and it is judged at once: it may soak straight away, or be held again.
+ */
+export function resume(
+  r: Rollout,
+  now: number,
+  actor: string,
+  isOnline: IsOnline,
+  changes: ResumeChanges = {},
+): ActionResult {
+  if (r.state !== 'held') return invalidState(r, 'resume');
+  const errors: string[] = [];
+  const checked = checkThresholds(changes as Record<string, unknown>, '', errors);
+  if (errors.length > 0) return { ok: false, code: 'PW_INVALID_PLAN', message: errors.join('; '), errors };
+  const s = step(r, now);
+  const w = r.waves[r.wave];
+  const waveFrom = w.state;
+  Object.assign(w.thresholds, checked);
+  r.state = 'running';
+  decide(s, {
+    actor,
+    action: 'resume',
+    reason: 'operator',
+    from: 'held',
+    to: 'running',
+    wave: w.index,
+    waveFrom,
+    waveTo: 'active',
+    thresholds: { ...w.thresholds },
+    figures: waveFigures(w),
+  });
+  activate(s, w, isOnline);
+  evaluate(s, w, false);
+  return { ok: true, effects: done(s) };
+}
+
+/** Any state but completed or aborted → aborted. `reason` e.g. 'rollback' when a rollback replaces it. */
+export function abort(r: Rollout, now: number, actor: string, reason = 'operator'): ActionResult {
+  if (r.state === 'completed' || r.state === 'aborted') return invalidState(r, 'abort');
+  const s = step(r, now);
+  const from = r.state;
+  r.state = 'aborted';
+  r.endedAt = now;
+  decide(s, { actor, action: 'abort', reason, from, to: 'aborted', wave: r.wave });
+  s.fx.push({ type: 'aborted', reason });
+  return { ok: true, effects: done(s) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Device events. An id that is not in the rollout, or a report about another bundle, changes
+// nothing and yields no effect.
+
+/** May a member of a reached wave be sent the bundle now? Not while held (it waits for resume), never once aborted. */
+function maySend(r: Rollout, d: DeviceEntry): boolean {
+  return (r.state === 'running' || r.state === 'completed') && r.waves[d.wave].state !== 'pending';
+}
+
+/** A device connected (or subscribed to its bundle topic): a member that is behind is sent the bundle again. */
+export function deviceOnline(r: Rollout, id: string, now: number): Effect[] {
+  const d = lookup(r, id);
+  if (d === undefined || !BEHIND.has(d.status) || !maySend(r, d)) return [];
+  const s = step(r, now);
+  setStatus(s, d, 'sent');
+  s.fx.push({ type: 'send', deviceIds: [id] });
+  return done(s);
+}
+
+function applied(s: Step, d: DeviceEntry): void {
+  if (d.status === 'applied' || d.status === 'failing') return;
+  setStatus(s, d, 'applied');
+  evaluate(s, s.r.waves[d.wave], false);
+}
+
+/**
+ * An ack. It counts from any status (a device may get the bundle by reconciliation, or ack after
+ * its deadline); a duplicate changes nothing. A rejection from a device that holds the bundle is
+ * a re-delivery refused as `replayed` and says nothing about the bundle, so it is ignored.
+ */
+export function deviceAcked(r: Rollout, id: string, ack: DeviceAck, now: number): Effect[] {
+  if (ack.bundleId !== r.bundle.id) return [];
+  const d = lookup(r, id);
+  if (d === undefined) return [];
+  const s = step(r, now);
+  if (ack.status === 'applied') {
+    applied(s, d);
+  } else if (ack.status === 'rejected' && (d.status === 'pending' || d.status === 'sent' || d.status === 'timed_out' || d.status === 'unreachable')) {
+    setStatus(s, d, 'rejected', ack.reason);
+    evaluate(s, r.waves[d.wave], false);
+  }
+  return done(s);
+}
+
+/**
+ * The state a device reports on every connect (DESIGN.md §5). Holding this rollout's bundle means
+ * it applied it, whatever became of its ack. Otherwise it is behind, and is sent the bundle as
+ * deviceOnline would; a member still `sent` is sent it again too, since it says it has not got it
+ * (a publish lost with the broker's sessions when the gateway restarted).
+ */
+export function deviceState(r: Rollout, id: string, state: DeviceReportedState, now: number): Effect[] {
+  const d = lookup(r, id);
+  if (d === undefined) return [];
+  const s = step(r, now);
+  if (state.bundleId === r.bundle.id) {
+    applied(s, d);
+  } else if ((BEHIND.has(d.status) || d.status === 'sent') && maySend(r, d)) {
+    setStatus(s, d, 'sent');
+    s.fx.push({ type: 'send', deviceIds: [id] });
+  }
+  return done(s);
+}
+
+/**
+ * Pin failures reported on this bundle: the device runs it (so it applied it, acked or not) and
+ * it fails there. Counted against the wave's failure threshold, which may hold the rollout at once.
+ */
+export function pinFailure(r: Rollout, id: string, report: { bundleId: string }, now: number): Effect[] {
+  if (report.bundleId !== r.bundle.id) return [];
+  const d = lookup(r, id);
+  if (d === undefined || d.status === 'failing') return [];
+  const s = step(r, now);
+  setStatus(s, d, 'failing');
+  evaluate(s, r.waves[d.wave], false);
+  return done(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+/**
+ * Let time pass. Every reached wave whose deadline has come is swept (pending → unreachable,
+ * sent → timed_out) and the wave in progress judged; a soak that has ended passes the wave and
+ * starts the next. A deadline missed during downtime is handled at the first tick after it. Held,
+ * pending and aborted rollouts have no timers running. Costs O(waves) when nothing is due.
+ *
+ * A soak of 0 seconds ends at the first tick at or after the ack threshold was met (in the same
+ * tick, when the threshold was met at the deadline).
+ */
+export function tick(r: Rollout, now: number, isOnline: IsOnline): Effect[] {
+  if (r.state !== 'running' && r.state !== 'completed') return [];
+  const s = step(r, now);
+  for (const w of r.waves) {
+    if (w.swept || w.deadline === null || w.deadline > now) continue;
+    sweep(s, w);
+    evaluate(s, w, true);
+  }
+  const w = r.waves[r.wave];
+  if (r.state === 'running' && w.state === 'soaking' && (w.soakUntil as number) <= now) pass(s, w, isOnline);
+  return done(s);
+}
+
+/** The earliest time a tick could change something, or null when no timer runs. */
+export function nextDeadline(r: Rollout): number | null {
+  if (r.state !== 'running' && r.state !== 'completed') return null;
+  let next: number | null = null;
+  for (const w of r.waves) {
+    if (!w.swept && w.deadline !== null && (next === null || w.deadline < next)) next = w.deadline;
+  }
+  const w = r.waves[r.wave];
+  if (r.state === 'running' && w.state === 'soaking' && (next === null || (w.soakUntil as number) < next)) next = w.soakUntil;
+  return next;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/** Devices that run this bundle (applied or failing): the target of a rollback. */
+export function appliedDevices(r: Rollout): string[] {
+  const out: string[] = [];
+  for (const id in r.devices) {
+    const st = r.devices[id].status;
+    if (st === 'applied' || st === 'failing') out.push(id);
+  }
+  return out;
+}
+
+/**
+ * Recount every wave's counters from the device records; true when they were out of step (and
+ * are now fixed). For a record edited by hand, or loaded from an older writer: the engine itself
+ * keeps them in step.
+ */
+export function rebuildCounters(r: Rollout): boolean {
+  const counts = r.waves.map(() => emptyCounts());
+  const reasons: Record<string, number>[] = r.waves.map(() => ({}));
+  for (const id in r.devices) {
+    const d = r.devices[id];
+    counts[d.wave][d.status]++;
+    if (d.status === 'rejected') tally(reasons[d.wave], reasonOf(d), 1);
+  }
+  let drifted = false;
+  r.waves.forEach((w, i) => {
+    if (!sameTally(w.count, counts[i]) || !sameTally(w.rejectedByReason, reasons[i])) {
+      drifted = true;
+      w.count = counts[i];
+      w.rejectedByReason = reasons[i];
+    }
+  });
+  return drifted;
+}
+
+function sameTally(a: Record<string, number>, b: Record<string, number>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+}

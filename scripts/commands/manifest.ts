@@ -1,0 +1,122 @@
+// `pinwave manifest create|validate`: the firmware manifest a device model ships with (DESIGN.md §4).
+import { readFileSync, writeFileSync } from 'node:fs';
+import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
+import { decodeManifest, encodeManifest, formatManifestErrors, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
+import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
+import { pinSpecs } from '../pin-specs.ts';
+
+const USAGE = `Usage:
+  pinwave manifest create --model M --firmware V --key PUB.pem [--key PUB2.pem] --pin HOST[:PORT]=sha256/B64 ...
+                          [--report-only HOST[:PORT]] [--max-bundle-bytes N] [--clock-skew 5m]
+                          [--expiry-policy enforce|ca-fallback] [--accepted-versions 1,2]
+                          [--gateway-url mqtts://HOST:PORT] [--gateway-ca CA.pem] [--out FILE.json] [--cbor FILE.cbor]
+  pinwave manifest validate FILE        (JSON, or the CBOR form for flash)
+
+create    write a manifest (JSON to --out, or to standard output; --cbor also writes the flash form)
+validate  check a manifest: exit 0 and "valid", or exit 1 and one line per error with its JSON path`;
+
+export async function main(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'create': return create(rest, io);
+    case 'validate': return validate(rest, io);
+    case '--help': case '-h': case undefined:
+      io.out(USAGE);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown subcommand "${sub}"`, USAGE);
+  }
+}
+
+async function create(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, {
+    model: { type: 'string' },
+    firmware: { type: 'string' },
+    key: { type: 'string', multiple: true },
+    pin: { type: 'string', multiple: true },
+    'report-only': { type: 'string', multiple: true },
+    'max-bundle-bytes': { type: 'string' },
+    'clock-skew': { type: 'string' },
+    'expiry-policy': { type: 'string' },
+    'accepted-versions': { type: 'string' },
+    'gateway-url': { type: 'string' },
+    'gateway-ca': { type: 'string' },
+    out: { type: 'string' },
+    cbor: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  const keys = values.key ?? [];
+  if (keys.length === 0) throw new UsageError('missing required flag --key (a trusted signing public key)', USAGE);
+  const manifest: FirmwareManifest = {
+    model: required(values.model, 'model', USAGE),
+    firmware: required(values.firmware, 'firmware', USAGE),
+    trustedKeys: keys.map((path) => {
+      const text = readText(path, 'key');
+      try {
+        // A private key given here by mistake contributes only its public half, never itself.
+        return Buffer.from(publicKeyFromPem(text)).toString('base64');
+      } catch (err) {
+        throw new UsageError(`--key ${path}: ${(err as Error).message}`, USAGE);
+      }
+    }),
+    pins: pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE).map((e) => ({ host: e.host, port: e.port, pins: e.pins, ...(e.mode === 'report-only' && { mode: e.mode }) })),
+  };
+  if (values['max-bundle-bytes'] !== undefined) manifest.maxBundleBytes = uintFlag(values['max-bundle-bytes'], 'max-bundle-bytes', USAGE);
+  if (values['clock-skew'] !== undefined) manifest.clockSkewSeconds = durationFlag(values['clock-skew'], 'clock-skew', USAGE);
+  if (values['expiry-policy'] !== undefined) manifest.expiryPolicy = values['expiry-policy'] as FirmwareManifest['expiryPolicy'];
+  if (values['accepted-versions'] !== undefined) manifest.acceptedVersions = values['accepted-versions'].split(',').map((v) => uintFlag(v.trim(), 'accepted-versions', USAGE));
+  if (values['gateway-url'] !== undefined) manifest.gatewayUrl = values['gateway-url'];
+  if (values['gateway-ca'] !== undefined) manifest.gatewayCa = readText(values['gateway-ca'], 'gateway-ca');
+  const checked = validateManifest(manifest);
+  if (!checked.ok) throw new UsageError(`the manifest would be invalid:\n${formatManifestErrors(checked.errors)}`, USAGE);
+  const json = JSON.stringify(manifest, null, 2) + '\n';
+  if (values.out) writeFileSync(values.out, json);
+  else io.out(json.trimEnd());
+  if (values.cbor) writeFileSync(values.cbor, encodeManifest(manifest));
+  if (values.out || values.cbor) io.err(`wrote ${[values.out, values.cbor].filter(Boolean).join(' and ')}`);
+  return 0;
+}
+
+async function validate(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('validate takes exactly one FILE', USAGE);
+  const file = positionals[0];
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const text = bytes.toString('utf8').trimStart();
+  let result;
+  if (text.startsWith('{')) {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      io.out(`invalid: ${file} is not JSON: ${(err as Error).message}`);
+      return 1;
+    }
+    result = validateManifest(json);
+  } else {
+    result = decodeManifest(new Uint8Array(bytes));
+  }
+  if (!result.ok) {
+    io.out(`invalid: ${file}`);
+    io.out(formatManifestErrors(result.errors));
+    return 1;
+  }
+  const m = result.manifest;
+  io.out(`valid: ${m.model} ${m.firmware}, ${m.trustedKeys.length} trusted key${m.trustedKeys.length === 1 ? '' : 's'}, ${m.pins.length} pinned endpoint${m.pins.length === 1 ? '' : 's'}`);
+  return 0;
+}
+
+function readText(path: string, flag: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--${flag} ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, USAGE);
+  }
+}

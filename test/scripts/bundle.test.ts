@@ -1,0 +1,152 @@
+import t from 'tap';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { run } from '../../scripts/cli.ts';
+import type { Io } from '../../scripts/args.ts';
+
+const pin = (s: string) => 'sha256/' + createHash('sha256').update(s).digest('base64');
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const sink: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env: {}, tty: false };
+  return { sink, out, err, text: () => out.join('\n'), errors: () => err.join('\n') };
+}
+
+async function pinwave(...args: string[]) {
+  const o = io();
+  const code = await run(args, o.sink);
+  return { code, stdout: o.text(), stderr: o.errors() };
+}
+
+t.test('create, inspect and verify a bundle; an independent verifier agrees', async (t) => {
+  const dir = t.testdir();
+  t.equal((await pinwave('keygen', '--out', dir)).code, 0);
+  const out = join(dir, 'b.cbor');
+  const created = await pinwave('bundle', 'create', '--key', join(dir, 'signing.key'), '--group', 'thermostats', '--seq', '7',
+    '--pin', `api.example.com=${pin('a')}`, '--pin', `api.example.com=${pin('b')}`,
+    '--pin', `mqtt.example.com:8883=${pin('c')}`, '--pin', `mqtt.example.com:8883=${pin('d')}`, '--report-only', 'mqtt.example.com:8883',
+    '--expires-in', '12h', '--out', out);
+  t.equal(created.code, 0, created.stderr);
+  const summary = JSON.parse(created.stdout);
+  t.equal(summary.seq, 7);
+  t.equal(summary.group, 'thermostats');
+  t.equal(summary.size, readFileSync(out).length);
+
+  const inspected = await pinwave('bundle', 'inspect', out);
+  t.equal(inspected.code, 0);
+  const b = JSON.parse(inspected.stdout);
+  t.equal(b.id, summary.id);
+  t.same(b.endpoints.map((e: { host: string; port: number; mode: string; pins: string[] }) => [e.host, e.port, e.mode, e.pins]), [
+    ['api.example.com', 443, 'enforce', [pin('a'), pin('b')]],
+    ['mqtt.example.com', 8883, 'report-only', [pin('c'), pin('d')]],
+  ]);
+  t.equal(b.exp - b.iat, 12 * 3600);
+
+  const pub = join(dir, 'signing.pub');
+  t.same(await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'thermostats'), { code: 0, stdout: 'valid', stderr: (await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'thermostats')).stderr });
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'boilers')).stdout, 'rejected: wrong_group');
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'thermostats', '--current-seq', '7')).stdout, 'rejected: replayed');
+  const later = new Date((b.exp + 3600) * 1000).toISOString();
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'thermostats', '--now', later)).stdout, 'rejected: expired');
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'thermostats', '--now', String(b.iat - 3600))).stdout, 'rejected: not_yet_valid');
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', pub, '--group', 'thermostats', '--max-bytes', '100')).stdout, 'rejected: too_large');
+  const other = join(dir, 'other');
+  await pinwave('keygen', '--out', other);
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', join(other, 'signing.pub'), '--group', 'thermostats')).stdout, 'rejected: unknown_key');
+  const tampered = join(dir, 'tampered.cbor');
+  const bytes = readFileSync(out);
+  bytes[bytes.length - 5] ^= 1;
+  writeFileSync(tampered, bytes);
+  t.equal((await pinwave('bundle', 'verify', tampered, '--pub', pub, '--group', 'thermostats')).stdout, 'rejected: bad_signature');
+
+  // Python cbor2 + PyNaCl, and openssl for the raw public key: no code shared with ours.
+  const raw = execFileSync('openssl', ['pkey', '-pubin', '-in', pub, '-outform', 'der']).subarray(-32).toString('hex');
+  const py = spawnSync('/usr/bin/python3', [new URL('../interop/verify_bundle.py', import.meta.url).pathname, out, raw, 'thermostats'], { encoding: 'utf8' });
+  t.equal(py.status, 0, py.stdout + py.stderr);
+  const independent = JSON.parse(py.stdout);
+  t.equal(independent.id, summary.id);
+  t.equal(independent.seq, 7);
+  t.same(independent.endpoints[1].pins, [pin('c'), pin('d')]);
+});
+
+t.test('keys made by openssl genpkey sign bundles; a loose key file mode is warned about', async (t) => {
+  const dir = t.testdir();
+  const key = join(dir, 'o.key');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', key]);
+  execFileSync('openssl', ['pkey', '-in', key, '-pubout', '-out', join(dir, 'o.pub')]);
+  chmodSync(key, 0o644);
+  const out = join(dir, 'b.cbor');
+  const created = await pinwave('bundle', 'create', '--key', key, '--group', 'g', '--seq', '1', '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--out', out);
+  t.equal(created.code, 0);
+  t.match(created.stderr, /readable by group or others \(mode 0644\); run: chmod 600/);
+  t.equal((await pinwave('bundle', 'verify', out, '--pub', join(dir, 'o.pub'), '--group', 'g')).code, 0);
+});
+
+t.test('key rotation flags produce a rotating bundle', async (t) => {
+  const dir = t.testdir();
+  await pinwave('keygen', '--out', join(dir, 'a'));
+  await pinwave('keygen', '--out', join(dir, 'b'));
+  const out = join(dir, 'r.cbor');
+  const r = await pinwave('bundle', 'create', '--key', join(dir, 'a', 'signing.key'), '--group', 'g', '--seq', '2', '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`,
+    '--rotate-keys', join(dir, 'a', 'signing.pub'), '--rotate-keys', join(dir, 'b', 'signing.pub'), '--key-epoch', '1', '--out', out);
+  t.equal(r.code, 0, r.stderr);
+  const b = JSON.parse((await pinwave('bundle', 'inspect', out)).stdout);
+  t.equal(b.keyRotation.epoch, 1);
+  t.equal(b.keyRotation.keys.length, 2);
+});
+
+t.test('wrong or missing flags exit 2 with a message naming the flag', async (t) => {
+  const dir = t.testdir();
+  await pinwave('keygen', '--out', dir);
+  const key = join(dir, 'signing.key');
+  const base = ['bundle', 'create', '--key', key, '--group', 'g', '--seq', '1', '--out', join(dir, 'x.cbor')];
+  const cases: [string[], RegExp][] = [
+    [['bundle', 'create', '--group', 'g'], /missing required flag --key/],
+    [[...base], /missing required flag --pin/],
+    [[...base, '--pin', `h.example.com=${pin('a')}`], /h\.example\.com:443 has 1 distinct pin/],
+    [[...base, '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('a')}`], /has 1 distinct pin/],
+    [[...base, '--pin', 'h.example.com=sha256/AAAA'], /--pin h\.example\.com: .*32 bytes/],
+    [[...base, '--pin', `h.example.com:99999=${pin('a')}`], /--pin expects HOST\[:PORT\]/],
+    [[...base, '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--expires-in', 'soon'], /--expires-in expects a duration/],
+    [[...base, '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--report-only', 'other.example.com'], /--report-only other\.example\.com: no --pin/],
+    [['bundle', 'create', '--key', key, '--group', 'g', '--seq', 'seven'], /--seq expects a non-negative integer, got "seven"/],
+    [['bundle', 'create', '--colour', 'red'], /Unknown option '--colour'/],
+    [['bundle', 'frobnicate'], /unknown subcommand "frobnicate"/],
+    [['bundle', 'verify', 'x.cbor', '--group', 'g'], /missing required flag --pub/],
+    [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', 'yesterday'], /--now expects an ISO 8601 time/],
+    [['manifest', 'create', '--model', 'm'], /missing required flag --key/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await pinwave(...args);
+    t.equal(r.code, 2, args.join(' '));
+    t.match(r.stderr, message, args.join(' '));
+  }
+  const missing = await pinwave('bundle', 'inspect', join(dir, 'nope.cbor'));
+  t.equal(missing.code, 1, 'a missing file is an error, not a usage error');
+  t.match(missing.stderr, /cannot read .*nope\.cbor: ENOENT/);
+});
+
+t.test('manifest create and validate', async (t) => {
+  const dir = t.testdir();
+  await pinwave('keygen', '--out', dir);
+  const json = join(dir, 'm.json');
+  const cbor = join(dir, 'm.cbor');
+  const created = await pinwave('manifest', 'create', '--model', 'th-100', '--firmware', '1.4.2', '--key', join(dir, 'signing.pub'),
+    '--pin', `api.example.com=${pin('a')}`, '--pin', `api.example.com=${pin('b')}`, '--max-bundle-bytes', '1024', '--clock-skew', '2m', '--out', json, '--cbor', cbor);
+  t.equal(created.code, 0, created.stderr);
+  const m = JSON.parse(readFileSync(json, 'utf8'));
+  t.equal(m.clockSkewSeconds, 120);
+  t.equal(m.maxBundleBytes, 1024);
+  t.same(await pinwave('manifest', 'validate', json), { code: 0, stdout: 'valid: th-100 1.4.2, 1 trusted key, 1 pinned endpoint', stderr: '' });
+  t.equal((await pinwave('manifest', 'validate', cbor)).code, 0);
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ ...m, pins: [{ host: 'api.example.com', pins: [pin('a'), 'sha256/xyz'] }] }));
+  const r = await pinwave('manifest', 'validate', bad);
+  t.equal(r.code, 1);
+  t.match(r.stdout, /\/pins\/0\/pins\/1: /);
+  writeFileSync(bad, '{ not json');
+  t.match((await pinwave('manifest', 'validate', bad)).stdout, /is not JSON/);
+});
