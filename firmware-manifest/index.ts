@@ -1,0 +1,10 @@
+// The device contract (DESIGN.md §1): bundle codec and verification, pins, keys, the device trust
+// state, the device's own messages and the firmware manifest. Pure: no file or network I/O.
+// Other parts import from here only.
+export * from './codec.ts';
+export { decodeCanonical, encodeCanonical, equalBytes, type CborValue } from './cbor.ts';
+export * from './keys.ts';
+export * from './pins.ts';
+export * from './trust-state.ts';
+export * from './messages.ts';
+export * from './manifest.ts';
