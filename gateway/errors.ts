@@ -1,0 +1,30 @@
+// Coded errors of the gateway's programmatic API (fastify-style: callers and tests match codes,
+// not message text). The HTTP layer maps each code to its status.
+
+export const ERROR_STATUS = {
+  PW_INVALID: 400, // a field is wrong: the message names it
+  PW_INVALID_PLAN: 400,
+  PW_NOT_FOUND: 404,
+  PW_CONFLICT: 409, // an id that exists already, a device already in a running rollout
+  PW_INVALID_STATE: 409, // an action the current state forbids: the message names the state
+  PW_PREFLIGHT: 422, // the bundle cannot be accepted by some targeted devices
+} as const;
+
+export type GatewayErrorCode = keyof typeof ERROR_STATUS;
+
+export class GatewayError extends Error {
+  readonly statusCode: number;
+  constructor(
+    readonly code: GatewayErrorCode,
+    message: string,
+    /** structured detail for the caller: offending ids, pre-flight problems, field errors */
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = 'GatewayError';
+    this.statusCode = ERROR_STATUS[code];
+  }
+}
+
+export const invalid = (message: string, details?: unknown) => new GatewayError('PW_INVALID', message, details);
+export const notFound = (what: string, id: string) => new GatewayError('PW_NOT_FOUND', `no ${what} "${id}"`);

@@ -1,0 +1,802 @@
+// The gateway (DESIGN.md §5–§7): the broker edge, the fleet registry, bundles, the rollout engine
+// and telemetry, wired together. This file is the adapter that performs the engine's effects:
+// it publishes bundles, persists records and keeps the in-memory indexes; every decision about a
+// rollout is the pure engine's (gateway/rollout/engine.ts).
+//
+//   const gw = await Gateway.start({ dataDir, keyPath, mqttPort: 0 });
+//   const { devices } = await gw.provision([{ id: 'th-1', group: 'thermostats' }]);
+//   const bundle = await gw.createBundle({ group: 'thermostats', endpoints: [...] }, 'alice');
+//   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
+import { checkDeviceId } from './device-id.ts';
+import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
+import { hashToken, newToken, tokenMatches } from './credentials.ts';
+import { GatewayError, invalid, notFound } from './errors.ts';
+import { loadSigningKey, type SigningKey } from './signing-key.ts';
+import { LowdbStore } from './store/lowdb.ts';
+import type { BundleRecord, DeviceHistoryEvent, DeviceQuery, DeviceRecord, Page, RolloutRecord, Store } from './store/types.ts';
+import * as engine from './rollout/engine.ts';
+import { summary, type RolloutSummary } from './rollout/summary.ts';
+import type { ActionResult, Effect, PlanInput, Rollout, Target, WaveThresholds } from './rollout/types.ts';
+import { TelemetryBook } from './telemetry.ts';
+import { preflight, type Preflight } from './preflight.ts';
+import { findStuck, type StuckDevice } from './stuck.ts';
+import {
+  BundleError,
+  bundleFitsManifest,
+  decodeAck,
+  decodeState,
+  decodeTelemetry,
+  hex,
+  inspectBundle,
+  parsePin,
+  signBundle,
+  spkiPemFromRaw,
+  type Endpoint,
+  type ExpiryPolicy,
+  type FirmwareManifest,
+  type PinBundle,
+} from '../firmware-manifest/index.ts';
+import type { DeviceMessageKind } from './topics.ts';
+
+/** What the gateway logs through: pino's shape. Tokens and keys are never passed to it. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+const NO_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface GatewayOptions {
+  /** where the fleet store lives (`pinwave.json`); created with mode 0700 if missing */
+  dataDir: string;
+  /** the PKCS#8 PEM signing key; refused if group or others can read it */
+  keyPath: string;
+  /** MQTT listen address; default 127.0.0.1 */
+  host?: string;
+  /** MQTT TCP port; default 1883, 0 for an ephemeral one (see `mqttPort`) */
+  mqttPort?: number;
+  /** MQTT over TLS, optional */
+  tls?: BrokerTlsOptions;
+  /** MQTT over WebSocket, optional */
+  websocket?: BrokerWebSocketOptions;
+  /** firmware manifests of the fleet's models, for pre-flight checks (DESIGN.md §4) */
+  manifests?: FirmwareManifest[];
+  /** the clock, epoch ms; default Date.now. Tests inject one and call tick() */
+  now?: () => number;
+  /** how often rollout deadlines are evaluated; default 1000 ms, 0 for no timer (call tick()) */
+  tickIntervalMs?: number;
+  /** the store's write-coalescing window; default 100 ms */
+  writeWindowMs?: number;
+  /** default bundle lifetime; default 30 days */
+  bundleLifetimeSeconds?: number;
+  /** largest device message accepted; default 16 KiB */
+  maxPayloadBytes?: number;
+  logger?: Logger;
+  /** a store in place of the lowdb file in dataDir (tests, other databases) */
+  store?: Store;
+}
+
+export interface ProvisionInput {
+  id: string;
+  group: string;
+  model?: string;
+  firmware?: string;
+}
+
+export interface BundleInput {
+  group: string;
+  endpoints: Array<{ host: string; port?: number; pins: string[]; mode?: 'enforce' | 'report-only'; notBefore?: number; notAfter?: number }>;
+  expiresInSeconds?: number;
+  expiryPolicy?: ExpiryPolicy;
+}
+
+export interface RolloutInput extends PlanInput {
+  bundle: string;
+  target: Target;
+  start?: boolean;
+  /** also check the bundle's pins against what live endpoints serve now; default false */
+  checkEndpoints?: boolean;
+}
+
+/** A rollout record as the gateway keeps it: the engine's record plus the gateway's own fields. */
+export type GatewayRollout = Rollout & {
+  createdBy: string;
+  /** the bundle the target ran before (the group baseline at creation), for rollback */
+  previousBundle: string | null;
+  rollbackOf?: string;
+};
+
+export interface GatewayCounters {
+  messagesIn: Record<DeviceMessageKind, number>;
+  bundlesSent: number;
+  acks: { applied: number; rejected: number };
+  dropped: Record<string, number>;
+  broker: BrokerCounters;
+  storeWrites: number;
+}
+
+const GROUP_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+const LABEL_RE = /^[\x20-\x7e]{1,64}$/;
+const MAX_PROVISION = 10_000;
+const DAY = 86400;
+
+export class Gateway {
+  readonly #o: GatewayOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #store: Store;
+  readonly #key: SigningKey;
+  #broker!: DeviceBroker;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #rollouts = new Map<string, GatewayRollout>();
+  /** device id → the latest rollout (not aborted) that includes it */
+  readonly #deviceRollout = new Map<string, string>();
+  /** bundle id → its bytes, decoded once */
+  readonly #bundles = new Map<string, { bytes: Buffer; seq: number; group: string }>();
+  /** device id → the bundle handed to it on its current connection, so one bundle goes once per session */
+  readonly #delivered = new Map<string, string>();
+  readonly #pending = new Set<Promise<unknown>>();
+  readonly #manifests = new Map<string, FirmwareManifest>();
+  #telemetry!: TelemetryBook;
+  #stopping: Promise<void> | null = null;
+  readonly #counters = {
+    messagesIn: { state: 0, ack: 0, telemetry: 0 } as Record<DeviceMessageKind, number>,
+    bundlesSent: 0,
+    acks: { applied: 0, rejected: 0 },
+    dropped: {} as Record<string, number>,
+  };
+
+  private constructor(o: GatewayOptions, store: Store, key: SigningKey) {
+    this.#o = o;
+    this.#log = o.logger ?? NO_LOG;
+    this.#now = o.now ?? Date.now;
+    this.#store = store;
+    this.#key = key;
+    for (const m of o.manifests ?? []) this.#manifests.set(m.model, m);
+  }
+
+  /** Loads the store, resumes every rollout where it stood, and starts the broker. */
+  static async start(o: GatewayOptions): Promise<Gateway> {
+    const key = loadSigningKey(o.keyPath, { strictMode: true });
+    const store = o.store ?? new LowdbStore({ dir: o.dataDir, windowMs: o.writeWindowMs ?? 100 });
+    await store.load();
+    const gw = new Gateway(o, store, key);
+    await gw.#resume();
+    gw.#broker = await DeviceBroker.start({
+      host: o.host ?? '127.0.0.1',
+      port: o.mqttPort ?? 1883,
+      tls: o.tls,
+      websocket: o.websocket,
+      maxPayloadBytes: o.maxPayloadBytes,
+      logger: gw.#log,
+      authenticate: (id, token) => gw.#authenticate(id, token),
+      onConnect: (id) => gw.#onConnect(id),
+      onDisconnect: (id) => gw.#onDisconnect(id),
+      onSubscribe: (id, filter) => gw.#track(gw.#onSubscribe(id, filter)),
+      onMessage: (id, kind, payload) => gw.#track(gw.#onMessage(id, kind, payload)),
+    });
+    // A deadline that passed while the gateway was down is evaluated at once.
+    gw.tick();
+    const every = o.tickIntervalMs ?? 1000;
+    if (every > 0) {
+      gw.#timer = setInterval(() => gw.tick(), every);
+      gw.#timer.unref();
+    }
+    gw.#log.info({ kid: hex(key.kid), rollouts: gw.#rollouts.size }, 'gateway started');
+    return gw;
+  }
+
+  /** Stops the timer and the broker, waits for work in flight, and flushes the store. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      if (this.#timer) clearInterval(this.#timer);
+      await this.#broker?.close();
+      await Promise.allSettled([...this.#pending]);
+      await this.#store.putTelemetry(this.#telemetry.toJSON() as unknown as Record<string, unknown>);
+      await this.#store.close();
+      this.#log.info({}, 'gateway stopped');
+    })();
+    return this.#stopping;
+  }
+
+  /** The real MQTT ports (useful with port 0). */
+  get ports() {
+    return this.#broker.ports;
+  }
+
+  get mqttUrl(): string {
+    return `mqtt://${this.#o.host ?? '127.0.0.1'}:${this.#broker.ports.tcp}`;
+  }
+
+  /** The signing key's public half and kid, for `GET /v1/info` and simulators. */
+  get signing(): { kid: string; publicKey: Uint8Array; publicPem: string } {
+    return { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
+  }
+
+  get store(): Store {
+    return this.#store;
+  }
+
+  isConnected(id: string): boolean {
+    return this.#broker.isConnected(id);
+  }
+
+  connectedCount(): number {
+    return this.#broker.connectedCount();
+  }
+
+  counters(): GatewayCounters {
+    const c = this.#counters;
+    const writes = (this.#store as { writes?: number }).writes ?? 0;
+    return { messagesIn: { ...c.messagesIn }, bundlesSent: c.bundlesSent, acks: { ...c.acks }, dropped: { ...c.dropped }, broker: this.#broker.counters(), storeWrites: writes };
+  }
+
+  addManifest(m: FirmwareManifest): void {
+    this.#manifests.set(m.model, m);
+  }
+
+  // ---------------------------------------------------------------- devices
+
+  /**
+   * Provisions devices, all or nothing: an invalid entry is PW_INVALID naming it, an id that exists
+   * already is PW_CONFLICT naming it, and then nothing is stored. Tokens are returned this once.
+   */
+  async provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string }> }> {
+    if (!Array.isArray(list) || list.length === 0) throw invalid('devices must hold at least one device');
+    if (list.length > MAX_PROVISION) throw invalid(`at most ${MAX_PROVISION} devices per call, got ${list.length}`);
+    const errors: string[] = [];
+    const seen = new Set<string>();
+    list.forEach((d, i) => {
+      const id = checkDeviceId(d?.id);
+      if (!id.ok) errors.push(`devices[${i}].id: ${id.message}`);
+      else if (seen.has(d.id)) errors.push(`devices[${i}].id: "${d.id}" appears twice`);
+      seen.add(d?.id);
+      if (typeof d?.group !== 'string' || !GROUP_RE.test(d.group)) errors.push(`devices[${i}].group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -`);
+      for (const f of ['model', 'firmware'] as const) {
+        if (d?.[f] !== undefined && (typeof d[f] !== 'string' || !LABEL_RE.test(d[f]!))) errors.push(`devices[${i}].${f}: must be 1 to 64 printable characters`);
+      }
+    });
+    if (errors.length > 0) throw invalid(errors.slice(0, 20).join('; '), { errors });
+    const now = this.#now();
+    const out: Array<{ id: string; token: string }> = [];
+    const records: DeviceRecord[] = list.map((d) => {
+      const token = newToken();
+      out.push({ id: d.id, token });
+      return {
+        id: d.id,
+        group: d.group,
+        model: d.model ?? null,
+        firmware: d.firmware ?? null,
+        tokenHash: hashToken(token),
+        createdAt: now,
+        revokedAt: null,
+        lastSeen: null,
+        lastConnectAt: null,
+        lastDisconnectAt: null,
+        seq: null,
+        bundleId: null,
+        history: [],
+        telemetry: [],
+      };
+    });
+    const put = await this.#store.putDevices(records);
+    if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
+    this.#log.info({ count: records.length }, 'devices provisioned');
+    return { devices: out };
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord> {
+    const d = await this.#store.getDevice(id);
+    if (!d) throw notFound('device', id);
+    return d;
+  }
+
+  async listDevices(query: DeviceQuery): Promise<Page<DeviceRecord>> {
+    return this.#store.listDevices(query);
+  }
+
+  /** A new token for a device; the old one stops working for new connections at once. */
+  async rotateToken(id: string): Promise<{ id: string; token: string }> {
+    const d = await this.getDevice(id);
+    if (d.revokedAt !== null) throw new GatewayError('PW_INVALID_STATE', `device "${id}" is revoked`);
+    const token = newToken();
+    await this.#store.updateDevice(id, { tokenHash: hashToken(token) });
+    await this.#store.flush();
+    return { id, token };
+  }
+
+  /** Revokes a device: disconnected at once and refused after. */
+  async revoke(id: string): Promise<DeviceRecord> {
+    const d = await this.#store.revokeDevice(id, this.#now());
+    if (!d) throw notFound('device', id);
+    this.#broker.disconnect(id);
+    this.#log.info({ deviceId: id }, 'device revoked');
+    return d;
+  }
+
+  // ---------------------------------------------------------------- bundles
+
+  /** Signs a bundle for a group with the next seq (never reused) and stores it. */
+  async createBundle(input: BundleInput, actor: string): Promise<BundleRecord> {
+    if (typeof input?.group !== 'string' || !GROUP_RE.test(input.group)) throw invalid('group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
+    if (!Array.isArray(input.endpoints) || input.endpoints.length === 0) throw invalid('pins: at least one endpoint is required');
+    const endpoints: Endpoint[] = input.endpoints.map((e, i) => {
+      const pins = (e.pins ?? []).map((p, j) => {
+        try {
+          return parsePin(p);
+        } catch (err) {
+          throw invalid(`pins[${i}].pins[${j}]: ${(err as Error).message}`);
+        }
+      });
+      return {
+        host: String(e.host ?? '').toLowerCase(),
+        port: e.port ?? 443,
+        pins,
+        ...(e.mode === 'report-only' && { mode: 'report-only' as const }),
+        ...(e.notBefore !== undefined && { notBefore: e.notBefore }),
+        ...(e.notAfter !== undefined && { notAfter: e.notAfter }),
+      };
+    });
+    const lifetime = input.expiresInSeconds ?? this.#o.bundleLifetimeSeconds ?? 30 * DAY;
+    if (!Number.isSafeInteger(lifetime) || lifetime <= 0) throw invalid(`expiresIn: must be a positive number of seconds, got ${lifetime}`);
+    const iat = Math.floor(this.#now() / 1000);
+    // Check the content before taking a seq, so a refused bundle does not burn one.
+    const draft = { seq: 1, iat, exp: iat + lifetime, group: input.group, endpoints, ...(input.expiryPolicy === 'ca-fallback' && { expiryPolicy: 'ca-fallback' as const }) };
+    try {
+      signBundle(draft, this.#key.seed);
+    } catch (err) {
+      if (err instanceof BundleError) throw invalid(err.message.replace(/^endpoints/, 'pins'));
+      throw err;
+    }
+    const seq = await this.#store.allocateSeq(input.group, await this.#highestReportedSeq(input.group));
+    const signed = signBundle({ ...draft, seq }, this.#key.seed);
+    const record: BundleRecord = {
+      id: signed.id,
+      group: input.group,
+      seq,
+      size: signed.bytes.length,
+      createdAt: this.#now(),
+      bytes: Buffer.from(signed.bytes).toString('base64'),
+      createdBy: actor,
+    };
+    const put = await this.#store.putBundle(record);
+    if (!put.ok) throw new GatewayError('PW_CONFLICT', `bundle ${signed.id} exists already`);
+    this.#bundles.set(record.id, { bytes: Buffer.from(signed.bytes), seq, group: input.group });
+    this.#log.info({ bundle: record.id, group: record.group, seq, actor }, 'bundle created');
+    return record;
+  }
+
+  async getBundle(id: string): Promise<BundleRecord> {
+    const b = await this.#store.getBundle(id);
+    if (!b) throw notFound('bundle', id);
+    return b;
+  }
+
+  /** The decoded content of a stored bundle. */
+  async decodedBundle(id: string): Promise<{ record: BundleRecord; bundle: PinBundle }> {
+    const record = await this.getBundle(id);
+    const r = inspectBundle(new Uint8Array(Buffer.from(record.bytes, 'base64')));
+    if (!r.ok) throw new Error(`stored bundle ${id} does not decode: ${r.detail}`);
+    return { record, bundle: r.bundle };
+  }
+
+  // ---------------------------------------------------------------- rollouts
+
+  /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
+  async createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+    if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
+    const bundle = await this.#store.getBundle(input.bundle);
+    if (!bundle) throw notFound('bundle', input.bundle);
+    const targetIds = await this.#resolveTarget(input.target);
+    const devices = await Promise.all(targetIds.map((id) => this.#store.getDevice(id)));
+    const busy = targetIds.filter((id) => {
+      const r = this.#activeRolloutOf(id);
+      return r !== null;
+    });
+    if (busy.length > 0) {
+      throw new GatewayError('PW_CONFLICT', `${busy.length} targeted device${busy.length === 1 ? ' is' : 's are'} already in a running rollout: ${busy.slice(0, 10).join(', ')}`, {
+        devices: busy.slice(0, 1000),
+        rollouts: [...new Set(busy.map((id) => this.#deviceRollout.get(id)))],
+      });
+    }
+    const bytes = Buffer.from(bundle.bytes, 'base64');
+    const decoded = inspectBundle(new Uint8Array(bytes));
+    if (!decoded.ok) throw new Error(`stored bundle ${bundle.id} does not decode: ${decoded.detail}`);
+    const check = await preflight({
+      bundle: { record: bundle, bytes: new Uint8Array(bytes), decoded: decoded.bundle },
+      devices: devices.filter((d): d is DeviceRecord => d !== null),
+      manifests: this.#manifests,
+      fits: bundleFitsManifest,
+      checkEndpoints: input.checkEndpoints ?? false,
+    });
+    if (!check.ok) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
+    const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+    const created = engine.createRollout({
+      id,
+      bundle: { id: bundle.id, seq: bundle.seq, group: bundle.group },
+      target: input.target,
+      deviceIds: targetIds,
+      plan: { waves: input.waves, onMiss: input.onMiss, seed: input.seed },
+      now: this.#now(),
+    });
+    if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
+    const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle: await this.#store.getBaseline(bundle.group) };
+    this.#rollouts.set(r.id, r);
+    for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
+    this.#bundles.set(bundle.id, { bytes, seq: bundle.seq, group: bundle.group });
+    await this.#persist(r);
+    this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    if (input.start) await this.startRollout(r.id, actor);
+    return { rollout: summary(r), preflight: check };
+  }
+
+  async startRollout(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.start(r, this.#now(), actor, this.#isOnline));
+  }
+
+  async pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.pause(r, this.#now(), actor));
+  }
+
+  async resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.resume(r, this.#now(), actor, this.#isOnline, changes));
+  }
+
+  async abortRollout(id: string, actor: string, reason = 'operator'): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.abort(r, this.#now(), actor, reason));
+  }
+
+  /**
+   * Rolls back: a new bundle with the pins the group ran before (a higher seq, so devices take it),
+   * sent in one wave to every device this rollout reached; this rollout is aborted with the reason.
+   */
+  async rollback(id: string, actor: string): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
+    const r = this.#rollout(id);
+    if (r.state === 'aborted' || (r.state === 'completed' && r.rollbackOf)) {
+      throw new GatewayError('PW_INVALID_STATE', `cannot roll back a rollout that is ${r.state}`);
+    }
+    if (!r.previousBundle) {
+      throw new GatewayError('PW_INVALID_STATE', `rollout ${id} has no previous bundle to return to (its group ran the firmware's initial pins): create a bundle with the pins to restore and roll it out`);
+    }
+    const previous = await this.decodedBundle(r.previousBundle);
+    const reached = Object.entries(r.devices).filter(([, e]) => e.status !== 'pending' && e.status !== 'unreachable').map(([dev]) => dev);
+    if (reached.length === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} has not sent its bundle to any device: abort it instead`);
+    const bundle = await this.createBundle(
+      {
+        group: r.bundle.group,
+        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map((p) => 'sha256/' + Buffer.from(p).toString('base64')), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
+        expiryPolicy: previous.bundle.expiryPolicy,
+      },
+      actor,
+    );
+    const aborted = r.state === 'completed' ? summary(r) : await this.abortRollout(id, actor, 'rollback');
+    for (const dev of reached) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
+    const { rollout } = await this.createRollout({ bundle: bundle.id, target: { devices: reached }, waves: [{ size: '100%' }], start: true }, actor);
+    const created = this.#rollouts.get(rollout.id)!;
+    created.rollbackOf = id;
+    created.previousBundle = r.bundle.id;
+    await this.#persist(created);
+    return { aborted, rollback: summary(created) };
+  }
+
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string }> {
+    const r = this.#rollout(id);
+    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }) };
+  }
+
+  listRollouts(state?: string): RolloutSummary[] {
+    return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map(summary);
+  }
+
+  /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */
+  tick(): void {
+    const now = this.#now();
+    for (const r of this.#rollouts.values()) {
+      if (r.state !== 'running' && r.state !== 'completed') continue;
+      const due = engine.nextDeadline(r);
+      if (due === null || due > now) continue;
+      this.#apply(r, engine.tick(r, now, this.#isOnline));
+    }
+  }
+
+  // ---------------------------------------------------------------- support queries
+
+  /** Devices not on the target seq, each with why, oldest first. */
+  async stuck(query: { group?: string; rollout?: string }): Promise<StuckDevice[]> {
+    if ((query.group === undefined) === (query.rollout === undefined)) throw invalid('give exactly one of group or rollout');
+    if (query.rollout !== undefined) {
+      const r = this.#rollout(query.rollout);
+      const ids = Object.keys(r.devices);
+      const devices = await Promise.all(ids.map((id) => this.#store.getDevice(id)));
+      return findStuck({ devices: devices.filter((d): d is DeviceRecord => d !== null), targetSeq: r.bundle.seq, targetBundle: r.bundle.id, rollout: r, isOnline: this.#isOnline, now: this.#now() });
+    }
+    const group = query.group!;
+    const baseline = await this.#store.getBaseline(group);
+    const running = [...this.#rollouts.values()].filter((r) => r.bundle.group === group && (r.state === 'running' || r.state === 'held'));
+    const target = running.length > 0 ? running[running.length - 1] : null;
+    const base = baseline ? this.#bundles.get(baseline) ?? (await this.#loadBundle(baseline)) : null;
+    const targetSeq = target?.bundle.seq ?? base?.seq ?? null;
+    if (targetSeq === null) return [];
+    const ids = await this.#store.devicesInGroup(group);
+    const devices = (await Promise.all(ids.map((id) => this.#store.getDevice(id)))).filter((d): d is DeviceRecord => d !== null && d.revokedAt === null);
+    return findStuck({ devices, targetSeq, targetBundle: target?.bundle.id ?? baseline!, rollout: target, isOnline: this.#isOnline, now: this.#now() });
+  }
+
+  /** Pin-failure reports aggregated by endpoint and observed pin. */
+  pinFailures(filter: { rollout?: string; group?: string; host?: string }) {
+    return this.#telemetry.query(filter);
+  }
+
+  recentTelemetry(deviceId: string) {
+    return this.#telemetry.recent(deviceId);
+  }
+
+  telemetryCounters() {
+    return this.#telemetry.counters;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  readonly #isOnline = (id: string) => this.#broker?.isConnected(id) ?? false;
+
+  async #resume(): Promise<void> {
+    const stored = await this.#store.getTelemetry();
+    this.#telemetry = new TelemetryBook(stored as never);
+    for (const rec of await this.#store.listRollouts()) {
+      const r = rec as unknown as GatewayRollout;
+      if (engine.rebuildCounters(r)) this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
+      this.#rollouts.set(r.id, r);
+      if (r.state === 'aborted') continue;
+      for (const dev of Object.keys(r.devices)) this.#deviceRollout.set(dev, r.id);
+    }
+  }
+
+  /** The store sees a rollout as an opaque record with an id and a state. */
+  #persist(r: GatewayRollout): Promise<void> {
+    return this.#store.putRollout(r as unknown as RolloutRecord);
+  }
+
+  #rollout(id: string): GatewayRollout {
+    const r = this.#rollouts.get(id);
+    if (!r) throw notFound('rollout', id);
+    return r;
+  }
+
+  async #act(id: string, action: (r: GatewayRollout) => ActionResult): Promise<RolloutSummary> {
+    const r = this.#rollout(id);
+    const result = action(r);
+    if (!result.ok) throw new GatewayError(result.code, result.message, result.errors ? { errors: result.errors } : undefined);
+    this.#apply(r, result.effects);
+    await this.#persist(r);
+    return summary(r);
+  }
+
+  /** Performs the engine's effects. */
+  #apply(r: GatewayRollout, effects: Effect[]): void {
+    for (const e of effects) {
+      switch (e.type) {
+        case 'send':
+          this.#send(e.deviceIds, r.bundle.id, r.id);
+          break;
+        case 'held':
+          this.#log.warn({ rollout: r.id, wave: e.wave, reason: e.reason }, 'rollout held');
+          break;
+        case 'completed':
+          this.#log.info({ rollout: r.id }, 'rollout completed');
+          // DESIGN.md §6: the group's baseline is the bundle of its last completed rollout.
+          if ('group' in r.target) this.#track(this.#store.setBaseline(r.target.group, r.bundle.id));
+          break;
+        case 'aborted':
+          this.#log.warn({ rollout: r.id, reason: e.reason }, 'rollout aborted');
+          for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === r.id) this.#deviceRollout.delete(dev);
+          break;
+        case 'persist':
+          this.#track(this.#persist(r));
+          break;
+      }
+    }
+  }
+
+  /** Publishes a bundle to the connected devices among `ids`, once per device session. */
+  #send(ids: readonly string[], bundleId: string, rolloutId: string | null): void {
+    const fresh = ids.filter((id) => this.#delivered.get(id) !== bundleId && this.#broker.isConnected(id));
+    if (fresh.length === 0) return;
+    const cached = this.#bundles.get(bundleId);
+    const go = async () => {
+      const b = cached ?? (await this.#loadBundle(bundleId));
+      if (!b) return this.#log.error({ bundle: bundleId }, 'bundle to send is not in the store');
+      for (const id of fresh) this.#delivered.set(id, bundleId);
+      const handed = await this.#broker.publishToDevices(fresh, b.bytes);
+      this.#counters.bundlesSent += handed;
+      const at = this.#now();
+      for (const id of fresh) this.#history(id, { at, rolloutId: rolloutId ?? undefined, bundleId, seq: b.seq, event: 'sent' });
+    };
+    this.#track(go());
+  }
+
+  async #loadBundle(id: string) {
+    const rec = await this.#store.getBundle(id);
+    if (!rec) return null;
+    const b = { bytes: Buffer.from(rec.bytes, 'base64'), seq: rec.seq, group: rec.group };
+    this.#bundles.set(id, b);
+    return b;
+  }
+
+  #history(id: string, entry: { at: number; rolloutId?: string; bundleId: string; seq: number; event: DeviceHistoryEvent; reason?: string }): void {
+    this.#track(
+      this.#store.updateDevice(id, (d) => {
+        d.history.push(entry.rolloutId === undefined ? { at: entry.at, bundleId: entry.bundleId, seq: entry.seq, event: entry.event, ...(entry.reason && { reason: entry.reason }) } : entry);
+      }),
+    );
+  }
+
+  #track<T>(p: Promise<T> | void): void {
+    if (!p) return;
+    const tracked = p.then(
+      () => undefined,
+      (err: Error) => this.#log.error({ err: err.message }, 'gateway task failed'),
+    );
+    this.#pending.add(tracked);
+    void tracked.finally(() => this.#pending.delete(tracked));
+  }
+
+  #drop(reason: string, deviceId: string, detail?: string): void {
+    this.#counters.dropped[reason] = (this.#counters.dropped[reason] ?? 0) + 1;
+    this.#log.debug({ deviceId, reason, detail }, 'device message dropped');
+  }
+
+  async #authenticate(id: string, token: string): Promise<boolean> {
+    const d = await this.#store.getDevice(id);
+    // Compare even for an unknown or revoked device, so timing does not tell which ids exist.
+    const ok = tokenMatches(token, d?.tokenHash ?? null);
+    return ok && d !== null && d.revokedAt === null;
+  }
+
+  #onConnect(id: string): void {
+    this.#delivered.delete(id);
+    const now = this.#now();
+    this.#track(this.#store.updateDevice(id, { lastConnectAt: now, lastSeen: now }));
+  }
+
+  #onDisconnect(id: string): void {
+    this.#delivered.delete(id);
+    const now = this.#now();
+    this.#track(this.#store.updateDevice(id, { lastDisconnectAt: now, lastSeen: now }));
+  }
+
+  async #onSubscribe(id: string, filter: string): Promise<void> {
+    // Only a subscription that covers the bundle topic can receive a bundle.
+    if (!(filter.endsWith('/#') || filter.endsWith('/bundle'))) return;
+    const r = this.#activeOrLatest(id);
+    if (r) return this.#apply(r, engine.deviceOnline(r, id, this.#now()));
+    const d = await this.#store.getDevice(id);
+    if (d && d.seq !== null) await this.#offerBaseline(d);
+  }
+
+  async #onMessage(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
+    this.#counters.messagesIn[kind]++;
+    const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    switch (kind) {
+      case 'state':
+        return this.#onState(id, bytes);
+      case 'ack':
+        return this.#onAck(id, bytes);
+      case 'telemetry':
+        return this.#onTelemetry(id, bytes);
+    }
+  }
+
+  async #onState(id: string, bytes: Uint8Array): Promise<void> {
+    const m = decodeState(bytes);
+    if (!m.ok) return this.#drop('malformed_state', id, m.detail);
+    const s = m.message;
+    const now = this.#now();
+    const d = await this.#store.updateDevice(id, { seq: s.seq, bundleId: s.bundleId, firmware: s.firmware, model: s.model, keyEpoch: s.keyEpoch, lastSeen: now });
+    if (!d) return;
+    const r = this.#activeOrLatest(id);
+    if (r) {
+      // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is counted.
+      const effects = s.bundleId === null ? engine.deviceOnline(r, id, now) : engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId }, now);
+      this.#apply(r, effects);
+      if (r.state !== 'aborted') return;
+    }
+    await this.#offerBaseline(d);
+  }
+
+  async #onAck(id: string, bytes: Uint8Array): Promise<void> {
+    const m = decodeAck(bytes);
+    if (!m.ok) return this.#drop('malformed_ack', id, m.detail);
+    const a = m.message;
+    const now = this.#now();
+    // A device that could not read a bundle acks it with no id: it is the one last handed to it.
+    const bundleId = a.bundleId ?? this.#delivered.get(id) ?? null;
+    if (bundleId === null) return this.#drop('ack_unknown_bundle', id);
+    this.#counters.acks[a.status]++;
+    const known = this.#bundles.get(bundleId) ?? (await this.#loadBundle(bundleId));
+    const seq = a.seq || known?.seq || 0;
+    await this.#store.updateDevice(id, (d) => {
+      if (a.status === 'applied') {
+        d.seq = seq;
+        d.bundleId = bundleId;
+      }
+      d.lastSeen = now;
+      d.history.push({ at: now, bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });
+    });
+    const r = this.#activeOrLatest(id);
+    if (r && r.bundle.id === bundleId) this.#apply(r, engine.deviceAcked(r, id, { status: a.status, reason: a.reason, bundleId, seq }, now));
+  }
+
+  async #onTelemetry(id: string, bytes: Uint8Array): Promise<void> {
+    const m = decodeTelemetry(bytes);
+    if (!m.ok) return this.#drop('malformed_telemetry', id, m.detail);
+    const d = await this.#store.getDevice(id);
+    if (!d) return;
+    const now = this.#now();
+    const r = this.#activeOrLatest(id);
+    const result = this.#telemetry.ingest(id, d.group, m.message, (bundleId) => (r && bundleId === r.bundle.id ? { rolloutId: r.id, wave: r.devices[id]?.wave ?? null } : { rolloutId: null, wave: null }), now);
+    for (const drop of result.dropped) for (let i = 0; i < drop.count; i++) this.#drop(`telemetry_${drop.reason}`, id);
+    this.#track(this.#store.putTelemetry(this.#telemetry.toJSON() as unknown as Record<string, unknown>));
+    for (const f of result.failingOn) {
+      if (r && r.bundle.id === f.bundleId) this.#apply(r, engine.pinFailure(r, id, { bundleId: f.bundleId }, now));
+    }
+  }
+
+  /** DESIGN.md §6: a device behind its group's baseline, in no running rollout, is sent the baseline. */
+  async #offerBaseline(d: DeviceRecord): Promise<void> {
+    if (this.#activeRolloutOf(d.id)) return;
+    const baseline = await this.#store.getBaseline(d.group);
+    if (!baseline || d.bundleId === baseline) return;
+    const b = this.#bundles.get(baseline) ?? (await this.#loadBundle(baseline));
+    if (!b || (d.seq ?? 0) >= b.seq) return;
+    this.#send([d.id], baseline, null);
+  }
+
+  /** The device's rollout that is pending, running or held, or null. */
+  #activeRolloutOf(id: string): GatewayRollout | null {
+    const rid = this.#deviceRollout.get(id);
+    const r = rid ? this.#rollouts.get(rid) : undefined;
+    return r && (r.state === 'pending' || r.state === 'running' || r.state === 'held') ? r : null;
+  }
+
+  /** The device's latest rollout that is not aborted (a completed one still delivers to its late members). */
+  #activeOrLatest(id: string): GatewayRollout | null {
+    const rid = this.#deviceRollout.get(id);
+    const r = rid ? this.#rollouts.get(rid) : undefined;
+    return r && r.state !== 'aborted' ? r : null;
+  }
+
+  async #resolveTarget(target: Target): Promise<string[]> {
+    if (target && typeof target === 'object' && 'group' in target && typeof target.group === 'string') {
+      const ids = await this.#store.devicesInGroup(target.group);
+      const live: string[] = [];
+      for (const id of ids) {
+        const d = await this.#store.getDevice(id);
+        if (d && d.revokedAt === null) live.push(id);
+      }
+      if (live.length === 0) throw invalid(`target.group: group "${target.group}" has no provisioned devices`);
+      return live;
+    }
+    if (target && typeof target === 'object' && 'devices' in target && Array.isArray(target.devices) && target.devices.length > 0) {
+      const ids = [...new Set(target.devices)];
+      const unknown: string[] = [];
+      for (const id of ids) {
+        const d = typeof id === 'string' ? await this.#store.getDevice(id) : null;
+        if (!d || d.revokedAt !== null) unknown.push(String(id));
+      }
+      if (unknown.length > 0) throw invalid(`target.devices: unknown or revoked device${unknown.length === 1 ? '' : 's'}: ${unknown.slice(0, 20).join(', ')}`, { devices: unknown });
+      return ids;
+    }
+    throw invalid('target: must be { "group": G } or { "devices": [ids...] } with at least one device');
+  }
+
+  async #highestReportedSeq(group: string): Promise<number> {
+    let max = 0;
+    for (const id of await this.#store.devicesInGroup(group)) {
+      const d = await this.#store.getDevice(id);
+      if (d?.seq && d.seq > max) max = d.seq;
+    }
+    return max;
+  }
+}
