@@ -17,7 +17,7 @@ import type { BundleRecord, DeviceHistoryEvent, DeviceQuery, DeviceRecord, Page,
 import * as engine from './rollout/engine.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, Effect, PlanInput, Rollout, Target, WaveThresholds } from './rollout/types.ts';
-import { TelemetryBook } from './telemetry.ts';
+import { TelemetryBook, type TelemetryState } from './telemetry.ts';
 import { preflight, type Preflight } from './preflight.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
 import {
@@ -194,7 +194,7 @@ export class Gateway {
       if (this.#timer) clearInterval(this.#timer);
       await this.#broker?.close();
       await Promise.allSettled([...this.#pending]);
-      await this.#store.putTelemetry(this.#telemetry.toJSON() as unknown as Record<string, unknown>);
+      await this.#store.putTelemetry(this.#telemetry.toJSON());
       await this.#store.close();
       this.#log.info({}, 'gateway stopped');
     })();
@@ -543,7 +543,7 @@ export class Gateway {
 
   async #resume(): Promise<void> {
     const stored = await this.#store.getTelemetry();
-    this.#telemetry = new TelemetryBook(stored as never);
+    this.#telemetry = new TelemetryBook(stored as TelemetryState | null);
     for (const rec of await this.#store.listRollouts()) {
       const r = rec as unknown as GatewayRollout;
       if (engine.rebuildCounters(r)) this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
@@ -642,8 +642,8 @@ export class Gateway {
     void tracked.finally(() => this.#pending.delete(tracked));
   }
 
-  #drop(reason: string, deviceId: string, detail?: string): void {
-    this.#counters.dropped[reason] = (this.#counters.dropped[reason] ?? 0) + 1;
+  #drop(reason: string, deviceId: string, detail?: string, count = 1): void {
+    this.#counters.dropped[reason] = (this.#counters.dropped[reason] ?? 0) + count;
     this.#log.debug({ deviceId, reason, detail }, 'device message dropped');
   }
 
@@ -736,8 +736,9 @@ export class Gateway {
     const now = this.#now();
     const r = this.#activeOrLatest(id);
     const result = this.#telemetry.ingest(id, d.group, m.message, (bundleId) => (r && bundleId === r.bundle.id ? { rolloutId: r.id, wave: r.devices[id]?.wave ?? null } : { rolloutId: null, wave: null }), now);
-    for (const drop of result.dropped) for (let i = 0; i < drop.count; i++) this.#drop(`telemetry_${drop.reason}`, id);
-    this.#track(this.#store.putTelemetry(this.#telemetry.toJSON() as unknown as Record<string, unknown>));
+    // aggregate_full and device_quota reports are still accepted (only their bucket is missing).
+    for (const drop of result.dropped) if (drop.reason !== 'aggregate_full' && drop.reason !== 'device_quota') this.#drop(`telemetry_${drop.reason}`, id, undefined, drop.count);
+    this.#track(this.#store.putTelemetry(this.#telemetry.toJSON()));
     for (const f of result.failingOn) {
       if (r && r.bundle.id === f.bundleId) this.#apply(r, engine.pinFailure(r, id, { bundleId: f.bundleId }, now));
     }
