@@ -13,6 +13,17 @@ Keys, pins and bundles:
   bundle create|inspect|verify       make, read and check signed pin bundles
   manifest create|validate           make and check firmware manifests
 
+The gateway and the fleet:
+  gateway --data DIR --key KEY.pem   run the gateway (MQTT broker + HTTP API)
+  token hash|new                     make operator API tokens and their hashes for the config
+  devices provision|list|show|stuck|revoke
+  bundle push                        have the gateway sign a bundle for a group
+  rollout create|start|status|pause|resume|abort|rollback|list
+  sim                                run a simulated fleet against a gateway
+
+Commands that talk to a gateway take --api URL (default $PINWAVE_API or http://127.0.0.1:8080)
+and read the API token from $PINWAVE_TOKEN.
+
 Run "pinwave <command> --help" for a command's options.`;
 
 type Command = (args: string[], io: Io) => Promise<number>;
@@ -24,6 +35,8 @@ async function load(name: string): Promise<Command | undefined> {
     case 'pin': return (await import('./commands/pin.ts')).main;
     case 'bundle': return (await import('./commands/bundle.ts')).main;
     case 'manifest': return (await import('./commands/manifest.ts')).main;
+    case 'devices': return (await import('./commands/devices.ts')).main;
+    case 'rollout': return (await import('./commands/rollout.ts')).main;
     default: return undefined;
   }
 }

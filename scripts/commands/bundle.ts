@@ -7,6 +7,7 @@ import { apply, emptyState } from '../../firmware-manifest/trust-state.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
+import { apiFrom } from '../api-client.ts';
 
 const USAGE = `Usage:
   pinwave bundle create --key KEY.pem --group G --seq N --pin HOST[:PORT]=sha256/B64 ... --out FILE
@@ -14,11 +15,15 @@ const USAGE = `Usage:
                         [--rotate-keys PUB.pem ... --key-epoch N]
   pinwave bundle inspect FILE
   pinwave bundle verify FILE --pub PUB.pem --group G [--current-seq N] [--now ISO|EPOCH] [--max-bytes N]
+  pinwave bundle push --group G --pin HOST[:PORT]=sha256/B64 ... [--expires-in 30d] [--report-only HOST[:PORT]]
+                      [--expiry-policy enforce|ca-fallback] [--api URL] [--json]
 
 create    sign a bundle with the complete pin set (port defaults to 443; each host needs two distinct
           pins, one a backup); prints a JSON summary: id, size, seq, group
 inspect   print the decoded bundle as JSON (no signature check), pins in sha256/ form
-verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "rejected: <reason>"`;
+verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "rejected: <reason>"
+push      have the gateway sign and store a bundle with its key and the group's next seq
+          (--api URL, default $PINWAVE_API or http://127.0.0.1:8080; token from $PINWAVE_TOKEN)`;
 
 export async function main(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
@@ -26,6 +31,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'create': return create(rest, io);
     case 'inspect': return inspect(rest, io);
     case 'verify': return verify(rest, io);
+    case 'push': return push(rest, io);
     case '--help': case '-h': case undefined:
       io.out(USAGE);
       return sub === undefined ? 2 : 0;
@@ -81,6 +87,33 @@ async function create(args: string[], io: Io): Promise<number> {
   );
   writeFileSync(out, signed.bytes);
   io.out(JSON.stringify({ id: signed.id, size: signed.bytes.length, seq, group, kid: hex(signed.kid), expires: new Date((iat + lifetime) * 1000).toISOString(), file: out }, null, 2));
+  return 0;
+}
+
+async function push(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, {
+    group: { type: 'string' },
+    pin: { type: 'string', multiple: true },
+    'report-only': { type: 'string', multiple: true },
+    'expires-in': { type: 'string' },
+    'expiry-policy': { type: 'string' },
+    api: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  const group = required(values.group, 'group', USAGE);
+  const endpoints = pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE);
+  const policy = values['expiry-policy'];
+  if (policy !== undefined && policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
+  const body = {
+    group,
+    pins: endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins, ...(e.mode === 'report-only' && { mode: e.mode }) })),
+    ...(values['expires-in'] !== undefined && { expiresIn: durationFlag(values['expires-in'], 'expires-in', USAGE) }),
+    ...(policy && { expiryPolicy: policy }),
+  };
+  const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string }>('/v1/bundles', body);
+  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway`);
   return 0;
 }
 

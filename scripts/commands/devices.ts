@@ -1,0 +1,192 @@
+// `pinwave devices provision|list|show|stuck|revoke`: the fleet registry through the gateway's HTTP API.
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { apiFrom, seg } from '../api-client.ts';
+import { parse, required, UsageError, type Io } from '../args.ts';
+
+const USAGE = `Usage:
+  pinwave devices provision FILE --out TOKENS.json [--group G]
+        FILE is CSV with a header (id,group,model,firmware; group may come from --group) or JSON
+        ([{ "id", "group", "model", "firmware" }] or { "devices": [...] }). The device tokens, shown
+        this once, are written to TOKENS.json (mode 0600, never overwritten) as { "devices": [{ "id", "token" }] }.
+  pinwave devices list [--group G] [--model M] [--seq N] [--limit N] [--all] [--json]
+  pinwave devices show ID [--json]
+  pinwave devices stuck (--group G | --rollout ID) [--csv] [--json]
+  pinwave devices revoke ID
+
+Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.`;
+
+const COMMON = { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const CHUNK = 10_000;
+
+interface DeviceRow {
+  id: string;
+  group: string;
+  model?: string;
+  firmware?: string;
+}
+
+interface DeviceView {
+  id: string;
+  group: string;
+  model: string | null;
+  firmware: string | null;
+  seq: number | null;
+  bundle: string | null;
+  connected: boolean;
+  lastSeen: string | number | null;
+  [k: string]: unknown;
+}
+
+export async function main(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'provision': return provision(rest, io);
+    case 'list': return list(rest, io);
+    case 'show': return show(rest, io);
+    case 'stuck': return stuck(rest, io);
+    case 'revoke': return revoke(rest, io);
+    case '--help': case '-h': case undefined:
+      io.out(USAGE);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown subcommand "${sub}"`, USAGE);
+  }
+}
+
+/** Reads a device list from CSV or JSON; errors name the line or index. */
+export function readDeviceFile(path: string, defaultGroup: string | undefined): DeviceRow[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, USAGE);
+  }
+  const trimmed = text.trimStart();
+  let rows: DeviceRow[];
+  if (trimmed.startsWith('[') || trimmed.startsWith('{')) {
+    let json: unknown;
+    try {
+      json = JSON.parse(trimmed);
+    } catch (err) {
+      throw new UsageError(`${path} is not valid JSON: ${(err as Error).message}`, USAGE);
+    }
+    const list = Array.isArray(json) ? json : (json as { devices?: unknown }).devices;
+    if (!Array.isArray(list)) throw new UsageError(`${path}: expected an array of devices or { "devices": [...] }`, USAGE);
+    rows = list.map((d, i) => {
+      if (!d || typeof d !== 'object' || typeof (d as DeviceRow).id !== 'string') throw new UsageError(`${path}: devices[${i}] needs an "id" string`, USAGE);
+      const row = d as DeviceRow;
+      return { ...row, group: row.group ?? defaultGroup ?? '' };
+    });
+  } else {
+    const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
+    const header = (lines.shift() ?? '').split(',').map((h) => h.trim().toLowerCase());
+    if (!header.includes('id')) throw new UsageError(`${path}: the CSV needs a header line with an "id" column (id,group,model,firmware)`, USAGE);
+    rows = lines.map((line, n) => {
+      const cells = line.split(',').map((c) => c.trim());
+      if (cells.length > header.length) throw new UsageError(`${path}:${n + 2}: ${cells.length} fields, the header has ${header.length}`, USAGE);
+      const get = (k: string) => (header.includes(k) ? cells[header.indexOf(k)] || undefined : undefined);
+      return { id: get('id') ?? '', group: get('group') ?? defaultGroup ?? '', ...(get('model') && { model: get('model') }), ...(get('firmware') && { firmware: get('firmware') }) };
+    });
+  }
+  const noGroup = rows.findIndex((r) => !r.group);
+  if (noGroup >= 0) throw new UsageError(`${path}: device "${rows[noGroup].id}" has no group: add a group column or pass --group G`, USAGE);
+  if (rows.length === 0) throw new UsageError(`${path}: no devices in it`, USAGE);
+  return rows;
+}
+
+async function provision(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { ...COMMON, out: { type: 'string' }, group: { type: 'string' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('provision takes exactly one FILE of devices', USAGE);
+  const out = required(values.out, 'out', USAGE);
+  const rows = readDeviceFile(positionals[0], values.group);
+  const api = apiFrom(values.api, io);
+  // Created before the first call, 0600 and never over an existing file: tokens are shown once.
+  let fd: number;
+  try {
+    fd = openSync(out, 'wx', 0o600);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(code === 'EEXIST' ? `--out ${out} exists already; tokens are never written over another file` : `--out ${out}: ${code}`, USAGE);
+  }
+  const tokens: Array<{ id: string; token: string }> = [];
+  try {
+    for (let i = 0; i < rows.length; i += CHUNK) {
+      const res = await api.post<{ devices: Array<{ id: string; token: string }> }>('/v1/devices', { devices: rows.slice(i, i + CHUNK) });
+      tokens.push(...res.devices);
+    }
+  } catch (err) {
+    if (tokens.length > 0) io.err(`provisioned ${tokens.length} of ${rows.length} devices before the error; their tokens are in ${out}`);
+    throw err;
+  } finally {
+    writeSync(fd, JSON.stringify({ devices: tokens }, null, 2) + '\n');
+    closeSync(fd);
+  }
+  if (values.json) io.out(JSON.stringify({ provisioned: tokens.length, tokens: out }));
+  else io.out(`provisioned ${tokens.length} device${tokens.length === 1 ? '' : 's'}; tokens written to ${out} (mode 0600, shown this once)`);
+  return 0;
+}
+
+async function list(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, { ...COMMON, group: { type: 'string' }, model: { type: 'string' }, seq: { type: 'string' }, limit: { type: 'string' }, all: { type: 'boolean' } }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  if (values.limit !== undefined && !/^\d+$/.test(values.limit)) throw new UsageError(`--limit expects a whole number, got "${values.limit}"`, USAGE);
+  if (values.seq !== undefined && !/^\d+$/.test(values.seq)) throw new UsageError(`--seq expects a whole number, got "${values.seq}"`, USAGE);
+  const api = apiFrom(values.api, io);
+  const params = new URLSearchParams();
+  for (const k of ['group', 'model', 'seq', 'limit'] as const) if (values[k] !== undefined) params.set(k, values[k]!);
+  const items: DeviceView[] = [];
+  let cursor: string | null = null;
+  do {
+    if (cursor) params.set('cursor', cursor);
+    const page: { items: DeviceView[]; next: string | null } = await api.get(`/v1/devices?${params}`);
+    items.push(...page.items);
+    cursor = values.all ? page.next : null;
+  } while (cursor);
+  if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
+  io.out(['id', 'group', 'model', 'firmware', 'seq', 'connected', 'last seen'].join('\t'));
+  for (const d of items) io.out([d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', d.connected ? 'yes' : 'no', d.lastSeen ?? 'never'].join('\t'));
+  return 0;
+}
+
+async function show(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, COMMON, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('show takes exactly one device ID', USAGE);
+  const d = await apiFrom(values.api, io).get<DeviceView>(`/v1/devices/${seg(positionals[0])}`);
+  io.out(JSON.stringify(d, null, 2));
+  return 0;
+}
+
+async function stuck(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, { ...COMMON, group: { type: 'string' }, rollout: { type: 'string' }, csv: { type: 'boolean' } }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  if ((values.group === undefined) === (values.rollout === undefined)) throw new UsageError('give exactly one of --group G or --rollout ID', USAGE);
+  const query = values.group !== undefined ? `group=${encodeURIComponent(values.group)}` : `rollout=${encodeURIComponent(values.rollout!)}`;
+  const api = apiFrom(values.api, io);
+  if (values.csv) {
+    io.out((await api.get<string>(`/v1/stuck?${query}&limit=1000`, 'text/csv')).trimEnd());
+    return 0;
+  }
+  const items: Array<Record<string, unknown>> = [];
+  let cursor: string | null = null;
+  do {
+    const page: { items: Array<Record<string, unknown>>; next: string | null } = await api.get(`/v1/stuck?${query}&limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    items.push(...page.items);
+    cursor = page.next;
+  } while (cursor);
+  if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
+  if (items.length === 0) return io.out('no stuck devices'), 0;
+  io.out(['id', 'reason', 'since', 'seq', 'connected'].join('\t'));
+  for (const d of items) io.out([d.id, d.reason, d.since ?? '-', d.seq ?? '-', d.connected ? 'yes' : 'no'].join('\t'));
+  return 0;
+}
+
+async function revoke(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, COMMON, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('revoke takes exactly one device ID', USAGE);
+  await apiFrom(values.api, io).delete(`/v1/devices/${seg(positionals[0])}`);
+  io.out(`revoked ${positionals[0]}: disconnected, and refused from now on`);
+  return 0;
+}

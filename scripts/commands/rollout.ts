@@ -1,0 +1,201 @@
+// `pinwave rollout create|start|status|list|pause|resume|abort|rollback`: staged rollouts through the
+// gateway's HTTP API. `status --watch` draws live per-wave progress until the rollout completes
+// (exit 0) or is held or aborted (exit 1).
+import { apiFrom, seg, type ApiClient } from '../api-client.ts';
+import { durationFlag, parse, required, UsageError, type Io } from '../args.ts';
+import { oneLine, renderRollout, type RolloutView } from '../progress.ts';
+
+const USAGE = `Usage:
+  pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100%]
+                         [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
+                         [--timeout 1h] [--soak 0s] [--on-miss hold|abort] [--seed S] [--start] [--json]
+  pinwave rollout start|pause|abort|rollback ID [--json]
+  pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--json]
+  pinwave rollout status ID [--watch] [--interval 1s] [--json]
+  pinwave rollout list [--state S] [--json]
+
+Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.
+Exit codes: 0 ok (status: completed or progressing), 1 failed, held or aborted, 2 usage.`;
+
+const COMMON = { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+const THRESHOLDS = {
+  'ack-threshold': { type: 'string' },
+  'failure-threshold': { type: 'string' },
+  'min-devices': { type: 'string' },
+  'max-unreachable': { type: 'string' },
+  timeout: { type: 'string' },
+  soak: { type: 'string' },
+} as const;
+
+export async function main(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'create': return create(rest, io);
+    case 'status': return status(rest, io);
+    case 'list': return list(rest, io);
+    case 'resume': return resume(rest, io);
+    case 'start': case 'pause': case 'abort': case 'rollback': return action(sub, rest, io);
+    case '--help': case '-h': case undefined:
+      io.out(USAGE);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown subcommand "${sub}"`, USAGE);
+  }
+}
+
+function ratio(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value.endsWith('%') ? Number(value.slice(0, -1)) / 100 : value);
+  if (value === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`--${flag} expects a ratio from 0 to 1 (or a percentage), got "${value}"`, USAGE);
+  return n;
+}
+
+function count(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${flag} expects a whole number, got "${value}"`, USAGE);
+  return Number(value);
+}
+
+/** The threshold flags as the API's wave fields; only those given. */
+function thresholds(v: Partial<Record<keyof typeof THRESHOLDS, string>>) {
+  const out: Record<string, number> = {};
+  const set = (k: string, x: number | undefined) => x !== undefined && (out[k] = x);
+  set('ackThreshold', ratio(v['ack-threshold'], 'ack-threshold'));
+  set('failureThreshold', ratio(v['failure-threshold'], 'failure-threshold'));
+  set('maxUnreachable', ratio(v['max-unreachable'], 'max-unreachable'));
+  set('minDevices', count(v['min-devices'], 'min-devices'));
+  if (v.timeout !== undefined) set('timeoutSeconds', durationFlag(v.timeout, 'timeout', USAGE));
+  if (v.soak !== undefined) set('soakSeconds', durationFlag(v.soak, 'soak', USAGE));
+  return out;
+}
+
+async function create(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, {
+    ...COMMON,
+    ...THRESHOLDS,
+    bundle: { type: 'string' },
+    group: { type: 'string' },
+    devices: { type: 'string' },
+    waves: { type: 'string' },
+    'on-miss': { type: 'string' },
+    seed: { type: 'string' },
+    start: { type: 'boolean' },
+  }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  const bundle = required(values.bundle, 'bundle', USAGE);
+  if ((values.group === undefined) === (values.devices === undefined)) throw new UsageError('give exactly one of --group G or --devices ID,ID,...', USAGE);
+  const target = values.group !== undefined ? { group: values.group } : { devices: values.devices!.split(',').map((s) => s.trim()).filter(Boolean) };
+  const onMiss = values['on-miss'];
+  if (onMiss !== undefined && onMiss !== 'hold' && onMiss !== 'abort') throw new UsageError(`--on-miss expects hold or abort, got "${onMiss}"`, USAGE);
+  const common = thresholds(values);
+  const sizes = (values.waves ?? '1%,10%,50%,100%').split(',').map((s) => s.trim());
+  const waves = sizes.map((s) => {
+    if (!/^\d+(\.\d+)?%$/.test(s) && !/^\d+$/.test(s)) throw new UsageError(`--waves expects sizes like 1%,10%,50%,100% or counts like 10,100, got "${s}"`, USAGE);
+    return { size: s.endsWith('%') ? s : Number(s), ...common };
+  });
+  const api = apiFrom(values.api, io);
+  const body = { bundle, target, waves, ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...(values.start && { start: true }) };
+  const res = await api.post<{ rollout?: RolloutView; preflight?: { warnings?: Array<{ message: string }> } } & RolloutView>('/v1/rollouts', body);
+  const rollout = res.rollout ?? res;
+  if (values.json) io.out(JSON.stringify(res, null, 2));
+  else {
+    for (const w of res.preflight?.warnings ?? []) io.err(`warning: ${w.message}`);
+    for (const line of renderRollout(rollout)) io.out(line);
+  }
+  return 0;
+}
+
+async function action(verb: 'start' | 'pause' | 'abort' | 'rollback', args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, COMMON, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  const id = oneId(positionals, verb);
+  const res = await apiFrom(values.api, io).post<Record<string, unknown>>(`/v1/rollouts/${seg(id)}/${verb}`);
+  if (values.json) io.out(JSON.stringify(res, null, 2));
+  else if (verb === 'rollback') {
+    const rb = (res.rollback ?? res) as RolloutView;
+    io.out(`rolled back: ${id} aborted; rollback rollout ${rb.id} sends the previous pins as seq ${rb.bundle?.seq}`);
+  } else for (const line of renderRollout(res as unknown as RolloutView)) io.out(line);
+  return 0;
+}
+
+async function resume(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { ...COMMON, ...THRESHOLDS }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  const id = oneId(positionals, 'resume');
+  const res = await apiFrom(values.api, io).post<RolloutView>(`/v1/rollouts/${seg(id)}/resume`, thresholds(values));
+  if (values.json) io.out(JSON.stringify(res, null, 2));
+  else for (const line of renderRollout(res)) io.out(line);
+  return 0;
+}
+
+async function list(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, { ...COMMON, state: { type: 'string' } }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  const query = values.state ? `?state=${encodeURIComponent(values.state)}` : '';
+  const res = await apiFrom(values.api, io).get<{ items: RolloutView[] }>(`/v1/rollouts${query}`);
+  if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
+  if (res.items.length === 0) io.out('no rollouts');
+  for (const r of res.items) io.out(oneLine(r));
+  return 0;
+}
+
+async function status(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { ...COMMON, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  const id = oneId(positionals, 'status');
+  const api = apiFrom(values.api, io);
+  const intervalMs = values.interval === undefined ? 1000 : Math.max(100, durationMs(values.interval));
+  if (!values.watch) {
+    const r = await api.get<RolloutView>(`/v1/rollouts/${seg(id)}`);
+    if (values.json) io.out(JSON.stringify(r, null, 2));
+    else for (const line of renderRollout(r)) io.out(line);
+    return exitFor(r.state);
+  }
+  return watch(api, id, intervalMs, io, Boolean(values.json));
+}
+
+/** Polls until the rollout completes (0) or is held or aborted (1). Without a terminal, one line per change. */
+async function watch(api: ApiClient, id: string, intervalMs: number, io: Io, json: boolean): Promise<number> {
+  let last = '';
+  let drawn = 0;
+  for (;;) {
+    const r = await api.get<RolloutView>(`/v1/rollouts/${seg(id)}`);
+    const done = r.state === 'completed' || r.state === 'held' || r.state === 'aborted';
+    if (json) {
+      const line = JSON.stringify(r);
+      if (line !== last) io.out(line);
+      last = line;
+    } else if (io.tty) {
+      const lines = renderRollout(r, true);
+      // Redraw in place: move up over what was drawn, clear each line.
+      if (drawn > 0) io.out(`\x1b[${drawn}A\x1b[J` + lines.join('\n'));
+      else io.out(lines.join('\n'));
+      drawn = lines.length;
+    } else {
+      const line = oneLine(r);
+      if (line !== last) io.out(`${new Date().toISOString()} ${line}`);
+      last = line;
+    }
+    if (done) {
+      if (!json && !io.tty && r.state !== 'completed') for (const l of renderRollout(r).slice(1)) io.out(l);
+      return exitFor(r.state);
+    }
+    await new Promise((res) => setTimeout(res, intervalMs));
+  }
+}
+
+/** completed or progressing: 0; held or aborted: 1 (the operator has something to decide). */
+function exitFor(state: string): number {
+  return state === 'held' || state === 'aborted' ? 1 : 0;
+}
+
+function oneId(positionals: string[], verb: string): string {
+  if (positionals.length !== 1) throw new UsageError(`${verb} takes exactly one rollout ID`, USAGE);
+  return positionals[0];
+}
+
+function durationMs(text: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(text);
+  if (!m) throw new UsageError(`--interval expects a duration like 500ms or 2s, got "${text}"`, USAGE);
+  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+}
