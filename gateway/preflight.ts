@@ -51,7 +51,9 @@ export async function preflight(input: PreflightInput): Promise<Preflight> {
   const byModel = new Map<string, DeviceRecord[]>();
   for (const d of input.devices) {
     const key = d.model ?? '';
-    byModel.set(key, [...(byModel.get(key) ?? []), d]);
+    const list = byModel.get(key);
+    if (list) list.push(d);
+    else byModel.set(key, [d]);
   }
   for (const [model, devices] of byModel) {
     const manifest = model ? input.manifests.get(model) : undefined;

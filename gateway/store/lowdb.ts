@@ -47,6 +47,9 @@ export const STORE_FILENAME = 'pinwave.json';
 export const SCHEMA_VERSION = 1;
 export const DEFAULT_WINDOW_MS = 100;
 const MAX_RETRY_MS = 5000;
+/** Writes may hold the event loop for at most 1 / WRITE_COST_FACTOR of the time (see windowMs). */
+const WRITE_COST_FACTOR = 4;
+const MAX_ADAPTIVE_WINDOW_MS = 5000;
 
 /** The file, as written. Maps are written as objects, keyed collections as arrays of records. */
 export interface StoreFile {
@@ -91,6 +94,8 @@ export class LowdbStore implements Store {
   readonly #name: string;
   readonly #adapter: Adapter<StoreFile>;
   readonly #windowMs: number;
+  /** how long the last write's synchronous part (snapshot + JSON.stringify) held the event loop */
+  #lastWriteCostMs = 0;
   readonly #onWriteError: (err: Error) => void;
 
   #state: 'new' | 'open' | 'closed' = 'new';
@@ -388,10 +393,20 @@ export class LowdbStore implements Store {
     throw new StoreError('PW_STORE_CLOSED', `store ${this.#name} is closed`);
   }
 
+  /**
+   * The coalescing window in force: the configured one, or WRITE_COST_FACTOR times what the last
+   * write blocked the event loop for, whichever is longer. A whole-file write grows with the fleet
+   * (10k devices: ~100 ms of JSON.stringify here); without this a busy gateway would spend most of
+   * its time rewriting the file. A kill -9 loses at most this window, and reconciliation heals it.
+   */
+  get windowMs(): number {
+    return Math.min(MAX_ADAPTIVE_WINDOW_MS, Math.max(this.#windowMs, this.#lastWriteCostMs * WRITE_COST_FACTOR));
+  }
+
   /** The per-change cost: a counter bump and, for the first change of a window, one timer. */
   #changed(): void {
     this.#gen++;
-    if (this.#timer === null && !this.#inFlight) this.#timer = setTimeout(this.#fire, this.#windowMs);
+    if (this.#timer === null && !this.#inFlight) this.#timer = setTimeout(this.#fire, this.windowMs);
   }
 
   readonly #fire = (): void => {
@@ -418,7 +433,9 @@ export class LowdbStore implements Store {
     try {
       // DataFile.write serialises synchronously, inside this call: the file holds exactly the
       // changes counted up to `gen`, and later ones are left for the next write.
+      const started = performance.now();
       done = this.#adapter.write(this.#snapshot());
+      this.#lastWriteCostMs = performance.now() - started;
     } catch (err) {
       done = Promise.reject(err); // e.g. a rollout record JSON cannot represent
     }
@@ -468,7 +485,7 @@ export class LowdbStore implements Store {
     this.#inFlight = false;
     if (this.#gen <= this.#savedGen) return;
     if (this.#retryMs === 0 && this.#waiters.length > 0) this.#write();
-    else if (this.#timer === null) this.#timer = setTimeout(this.#fire, this.#retryMs || this.#windowMs);
+    else if (this.#timer === null) this.#timer = setTimeout(this.#fire, this.#retryMs || this.windowMs);
   }
 
   #snapshot(): StoreFile {

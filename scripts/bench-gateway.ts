@@ -1,0 +1,436 @@
+// Benchmark of the gateway (issue 7, "How it is checked"; DESIGN.md §5–§7), printed as one table
+// with the goal beside each figure:
+// - ack ingest: acks/s from the broker through the engine into the store (goal >= 20,000/s), from
+//   the first ack published to the last one the rollout counted, the store file writes it took,
+//   and the same burst into bare aedes (what the machine allows at all);
+// - failure-threshold crossing → rollout held (goal <= 1 s), idle and in the middle of that burst;
+// - one wave of N bundles pushed to N connected mqtt.js clients and their acks collected, through
+//   the gateway and through a bare aedes broker (same clients, same payloads, same 256-per-turn
+//   pacing, same run), and the ratio (goal <= 1.5x); N connects to each; each broker's RSS with N
+//   connected; the store writes made during the connects and the push.
+//
+// Every broker runs in a process of its own (scripts/bench-worker.ts), so its RSS is its own; the
+// clients run in 2 to 4 other processes and answer with a fixed ack, verifying nothing (device-sim
+// is for that). Provisioning is one gateway.provision() call. Wall-clock figures: on a shared
+// machine they move from run to run, so compare figures taken in the same run.
+//
+//   npx tsc -p . && node dist/scripts/bench-gateway.js [--devices 10000] [--acks N] [--quick]
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse, uintFlag, UsageError } from './args.ts';
+import { encodeAck, encodeState } from '../firmware-manifest/index.ts';
+
+/** Devices of each canary rollout that measures the hold; 60 apply and 1 rejects before the crossing one. */
+const CANARY = 64;
+const CANARY_APPLIED = 60;
+/** Connects in flight at once across all client processes: a ramp, not a SYN flood. */
+const CONNECT_BATCH = 500;
+/** The gateway's default write-coalescing window (GatewayOptions.writeWindowMs). */
+const WRITE_WINDOW_MS = 100;
+/** Descriptors a process needs beyond one per connection: listeners, the store, IPC, node itself. */
+const FD_SPARE = 256;
+const WATCHDOG_MS = 15 * 60_000;
+/** Two canary rollouts and a fleet beside them. */
+const MIN_DEVICES = 256;
+
+const USAGE = `usage: node dist/scripts/bench-gateway.js [--devices N] [--acks N] [--quick]
+  --devices N  devices connected, provisioned in one call; default 10000, from ${MIN_DEVICES} to 10000
+  --acks N     acks in the ingest burst; default one per device of the ingest rollout
+               (devices - ${2 * CANARY}); beyond that, devices ack again (duplicates, which the
+               gateway decodes and stores but the rollout counts once)
+  --quick      1,000 devices, for a fast check`;
+
+const wallMs = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const n = (x: number) => Math.round(x).toLocaleString('en-US');
+
+interface Options {
+  devices: number;
+  acks: number | null;
+}
+
+function options(argv: string[]): Options {
+  const { values } = parse(argv, { devices: { type: 'string' }, acks: { type: 'string' }, quick: { type: 'boolean' }, help: { type: 'boolean' } }, USAGE);
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  if (values.quick && values.devices !== undefined) throw new UsageError('--quick and --devices exclude each other', USAGE);
+  const devices = values.quick ? 1000 : values.devices === undefined ? 10_000 : uintFlag(values.devices, 'devices', USAGE);
+  // The gateway provisions at most 10,000 devices per call, and the bench makes one call.
+  if (devices < MIN_DEVICES || devices > 10_000) throw new UsageError(`--devices expects ${MIN_DEVICES} to 10000, got ${devices}`, USAGE);
+  const acks = values.acks === undefined ? null : uintFlag(values.acks, 'acks', USAGE);
+  if (acks !== null && acks < 1) throw new UsageError('--acks expects at least 1', USAGE);
+  return { devices, acks };
+}
+
+/** The soft descriptor limit children inherit (node cannot raise it), or null if unknown. */
+function fdLimit(): number | null {
+  try {
+    const out = execFileSync('/bin/sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+    return out === 'unlimited' ? Infinity : Number(out);
+  } catch {
+    return null;
+  }
+}
+
+/** Local ports for outgoing connections: every client connection takes one. */
+function ephemeralPorts(): number | null {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return hi - lo + 1;
+  } catch {
+    return null;
+  }
+}
+
+function checkLimits(devices: number): void {
+  const limit = fdLimit();
+  if (limit !== null && limit < devices + FD_SPARE) {
+    throw new UsageError(
+      `ulimit -n is ${limit}: the broker process holds one descriptor per connection and needs ${devices + FD_SPARE} for --devices ${devices}. ` +
+        `Raise it in the shell that runs the bench (ulimit -n ${devices + FD_SPARE}; node cannot raise it itself), or run --devices ${Math.max(0, limit - FD_SPARE)} or fewer.`,
+    );
+  }
+  const ports = ephemeralPorts();
+  if (ports !== null && ports < devices + 1000) {
+    throw new UsageError(`only ${ports} local ports (net.ipv4.ip_local_port_range) for ${devices} client connections: widen the range or run fewer --devices`);
+  }
+}
+
+// ------------------------------------------------------------------------------------- workers
+
+const children = new Set<ChildProcess>();
+
+function killChildren(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.clear();
+}
+
+/** Lets each child exit by itself (it does when its IPC channel closes), killing those that do not within 2 s. */
+async function closeChildren(): Promise<void> {
+  await Promise.all(
+    [...children].map(async (c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+      if (c.connected) c.disconnect();
+      await Promise.race([exited, sleep(2000)]);
+    }),
+  );
+  killChildren();
+}
+
+class Worker {
+  #seq = 0;
+  readonly #calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+
+  private constructor(
+    readonly role: string,
+    readonly child: ChildProcess,
+  ) {
+    child.on('message', (m: { id?: number; ok?: boolean; result?: unknown; error?: string }) => {
+      const call = m.id === undefined ? undefined : this.#calls.get(m.id);
+      if (!call) return;
+      this.#calls.delete(m.id!);
+      if (m.ok) call.resolve(m.result);
+      else call.reject(new Error(`${role} worker: ${m.error}`));
+    });
+    child.on('exit', (code, signal) => {
+      for (const call of this.#calls.values()) call.reject(new Error(`${role} worker exited (${signal ?? code})`));
+      this.#calls.clear();
+    });
+  }
+
+  /** Forks bench-worker with `role`, ready once it says so (bounded). */
+  static async spawn(role: string): Promise<Worker> {
+    // The worker beside this file: bench-worker.js when built, bench-worker.ts under a TS loader
+    // (fork passes this process's execArgv, the loader included).
+    const here = fileURLToPath(import.meta.url);
+    const child = fork(join(here, '..', `bench-worker${extname(here)}`), [role], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(child);
+    const w = new Worker(role, child);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${role} worker did not start within 30 s`)), 30_000);
+      child.once('message', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${role} worker exited with ${code} before it was ready`));
+      });
+    });
+    return w;
+  }
+
+  call<T = any>(cmd: string, args: object = {}, timeoutMs = 60_000): Promise<T> {
+    const id = ++this.#seq;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#calls.delete(id);
+        reject(new Error(`${this.role} worker: "${cmd}" got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#calls.set(id, {
+        resolve: (v) => (clearTimeout(timer), resolve(v)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      this.child.send({ id, cmd, args });
+    });
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+    children.delete(this.child);
+  }
+}
+
+// ------------------------------------------------------------------------------------- the run
+
+interface Bundle {
+  id: string;
+  seq: number;
+  bytes: Uint8Array;
+}
+
+interface Row {
+  figure: string;
+  value: string;
+  goal?: string;
+  met?: boolean;
+}
+
+const progress = (line: string) => process.stderr.write(`  ${line}\n`);
+
+async function run(o: Options): Promise<Row[]> {
+  const N = o.devices;
+  const ids = Array.from({ length: N }, (_, i) => `bench-${String(i).padStart(5, '0')}`);
+  const fleet = ids.slice(0, N - 2 * CANARY);
+  const canaryA = ids.slice(N - 2 * CANARY, N - CANARY);
+  const canaryB = ids.slice(N - CANARY);
+  const acks = o.acks ?? fleet.length;
+  const W = Math.min(4, Math.max(2, availableParallelism() - 1));
+  const dir = mkdtempSync(join(tmpdir(), 'pinwave-bench-'));
+  const rows: Row[] = [];
+  try {
+    progress(`gateway: start, provision ${n(N)} devices in one call`);
+    const gw = await Worker.spawn('gateway');
+    const { port: gwPort } = await gw.call('start', { dir, writeWindowMs: WRITE_WINDOW_MS });
+    const prov = await gw.call<{ ms: number; tokens: string[] }>('provision', { ids });
+    const devices = ids.map((id, i) => ({ id, token: prov.tokens[i] }));
+    const b1 = await gw.call<Bundle>('bundle');
+
+    const workers = await Promise.all(Array.from({ length: W }, () => Worker.spawn('clients')));
+    const per = Math.ceil(N / W);
+    const owner = new Map<string, Worker>();
+    ids.forEach((id, i) => owner.set(id, workers[Math.floor(i / per)]));
+    const all = <T = any>(cmd: string, args: object = {}, timeoutMs?: number) => Promise.all(workers.map((w) => w.call<T>(cmd, args, timeoutMs)));
+    const state = encodeState({ seq: 0, bundleId: null, firmware: '1.0.0', model: 'bench-1', keyEpoch: 0 });
+    const ack = (b: Bundle, status: 'applied' | 'rejected') => encodeAck({ seq: b.seq, bundleId: b.id, status, ...(status === 'rejected' && { reason: 'apply_failed' as const }) });
+    const byOwner = (list: string[]) => {
+      const m = new Map<Worker, string[]>();
+      for (const id of list) {
+        const w = owner.get(id)!;
+        const mine = m.get(w);
+        if (mine) mine.push(id);
+        else m.set(w, [id]);
+      }
+      return m;
+    };
+    /** Acks `bytes` from each of `list`, every client process at once. */
+    const ackFrom = (list: string[], bytes: Uint8Array) => Promise.all([...byOwner(list)].map(([w, mine]) => w.call('ack', { ids: mine, bytes })));
+    const connectAll = async (url: string) => {
+      const t0 = wallMs();
+      const timeoutMs = Math.max(60_000, N * 20);
+      await Promise.all(workers.map((w, i) => w.call('connect', { url, devices: devices.slice(i * per, (i + 1) * per), batch: Math.ceil(CONNECT_BATCH / W), state, timeoutMs: 30_000 }, timeoutMs)));
+      return wallMs() - t0;
+    };
+    const waitReceived = async (count: number, timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const got = (await all<{ received: number }>('received')).reduce((s, r) => s + r.received, 0);
+        if (got >= count) return;
+        if (Date.now() > deadline) throw new Error(`clients received ${got} of ${count} bundles within ${timeoutMs} ms`);
+        await sleep(20);
+      }
+    };
+
+    // ---- bare aedes: the reference, same clients, same payload
+    progress(`bare aedes: connect ${n(N)} clients (${W} client processes, ${CONNECT_BATCH} at a time), push, collect acks`);
+    const bare = await Worker.spawn('bare');
+    const { port: barePort } = await bare.call('start');
+    // Warm the client processes up (JIT, pools) on throwaway ids, so the first connect timed is not
+    // also the clients' cold start.
+    const warm = Array.from({ length: Math.min(N, CONNECT_BATCH) }, (_, i) => ({ id: `warm-${i}`, token: 'x' }));
+    await Promise.all(workers.map((w, i) => w.call('connect', { url: `mqtt://127.0.0.1:${barePort}`, devices: warm.filter((_, j) => j % W === i), batch: 50, state, timeoutMs: 30_000 })));
+    await all('closeAll');
+    const bareConnectMs = await connectAll(`mqtt://127.0.0.1:${barePort}`);
+    await bare.call('waitConnected', { count: N, timeoutMs: 30_000 });
+    await sleep(500);
+    const bareMem = await bare.call<{ rss: number }>('memory');
+    await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
+    const barePush = await bare.call<{ ms: number }>('push', { ids, bytes: b1.bytes, timeoutMs: 120_000 }, 130_000);
+    // The same ack burst the gateway gets below, into aedes alone: the ceiling on this machine.
+    await all('mode', { to: 'hold' });
+    const bareBurst = Array.from({ length: acks }, (_, k) => fleet[k % fleet.length]);
+    const bareAcksFrom = await bare.call<{ acks: number }>('acks');
+    const bareSent = await Promise.all([...byOwner(bareBurst)].map(([w, mine]) => w.call<{ firstAt: number }>('ack', { ids: mine, bytes: ack(b1, 'applied') }, 120_000)));
+    const bareIngestEnd = await bare.call<{ at: number }>('waitAcks', { count: bareAcksFrom.acks + acks, timeoutMs: 120_000 }, 130_000);
+    const bareRate = (acks / (bareIngestEnd.at - Math.min(...bareSent.map((x) => x.firstAt)))) * 1000;
+    await all('closeAll');
+    await bare.call('stop');
+    bare.kill();
+
+    // ---- the gateway: connect, then one wave of N
+    progress(`gateway: connect ${n(N)} clients, push one wave of ${n(N)}, collect acks`);
+    await all('mode', { to: 'hold' });
+    const connectWrites0 = (await gw.call<{ writes: number }>('flush')).writes;
+    const gwConnectMs = await connectAll(`mqtt://127.0.0.1:${gwPort}`);
+    await gw.call('waitConnected', { count: N, timeoutMs: 30_000 });
+    const connectWrites = (await gw.call<{ storeWrites: number }>('counters')).storeWrites - connectWrites0;
+    await sleep(500);
+    const gwMem = await gw.call<{ rss: number }>('memory');
+    const r1 = await gw.call<{ id: string; ms: number }>('rollout', { bundle: b1.id, devices: ids, waves: [{ size: '100%', timeoutSeconds: 3600 }] });
+    await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
+    const pushWrites0 = (await gw.call<{ writes: number }>('flush')).writes;
+    const pushStart = await gw.call<{ at: number }>('startRollout', { id: r1.id });
+    const pushEnd = await gw.call<{ at: number }>('waitCounted', { id: r1.id, applied: N, timeoutMs: 120_000 }, 130_000);
+    const pushWrites = (await gw.call<{ storeWrites: number }>('counters')).storeWrites - pushWrites0;
+    const gwPushMs = pushEnd.at - pushStart.at;
+    await gw.call('waitState', { id: r1.id, state: 'completed', timeoutMs: 10_000 });
+    await all('mode', { to: 'hold' });
+
+    // ---- a canary rollout one rejection short of its failure threshold (0.02, 1 of 61 responders)
+    const canary = async (members: string[]) => {
+      const b = await gw.call<Bundle>('bundle');
+      const r = await gw.call<{ id: string }>('rollout', { bundle: b.id, devices: members, waves: [{ size: '100%', timeoutSeconds: 3600, failureThreshold: 0.02, minDevices: 5 }] });
+      await gw.call('startRollout', { id: r.id });
+      await ackFrom(members.slice(0, CANARY_APPLIED), ack(b, 'applied'));
+      await gw.call('waitCounted', { id: r.id, applied: CANARY_APPLIED, timeoutMs: 10_000 });
+      await ackFrom(members.slice(CANARY_APPLIED, CANARY_APPLIED + 1), ack(b, 'rejected'));
+      const before = await gw.call<{ state: string }>('waitCounted', { id: r.id, applied: CANARY_APPLIED, rejected: 1, timeoutMs: 10_000 });
+      if (before.state !== 'running') throw new Error(`canary rollout is ${before.state} before the crossing ack`);
+      return { id: r.id, crossing: { id: members[CANARY_APPLIED + 1], bytes: ack(b, 'rejected') } };
+    };
+
+    progress('gateway: failure-threshold crossing, idle');
+    const idle = await canary(canaryA);
+    const { crossingAt: idleCrossAt } = await owner.get(idle.crossing.id)!.call('ack', { ids: [], bytes: new Uint8Array(0), crossing: { ...idle.crossing, index: 0 } });
+    const idleHeld = await gw.call<{ at: number; state: string; reason: string }>('waitHeld', { id: idle.id, timeoutMs: 10_000 });
+
+    // ---- ack ingest: a running rollout of the fleet, its bundle delivered, then every ack at once
+    progress(`gateway: ack ingest, ${n(acks)} acks from ${n(Math.min(acks, fleet.length))} devices, with a crossing in the middle`);
+    const loaded = await canary(canaryB);
+    const b2 = await gw.call<Bundle>('bundle');
+    const r2 = await gw.call<{ id: string }>('rollout', { bundle: b2.id, devices: fleet, waves: [{ size: '100%', timeoutSeconds: 3600 }] });
+    await all('resetReceived');
+    await gw.call('startRollout', { id: r2.id });
+    await waitReceived(fleet.length, 120_000);
+    // Start from a clean store, so the writes counted are the ingest's.
+    const { writes: writesBefore } = await gw.call<{ writes: number }>('flush');
+    const acksBefore = (await gw.call<{ acks: { applied: number } }>('counters')).acks.applied;
+    const burst = Array.from({ length: acks }, (_, k) => fleet[k % fleet.length]);
+    const crossWorker = owner.get(loaded.crossing.id)!;
+    const shares = byOwner(burst);
+    if (!shares.has(crossWorker)) shares.set(crossWorker, []);
+    const sent = await Promise.all(
+      [...shares].map(([w, mine]) =>
+        w.call<{ firstAt: number; writtenAt: number; crossingAt: number | null }>('ack', { ids: mine, bytes: ack(b2, 'applied'), ...(w === crossWorker && { crossing: { ...loaded.crossing, index: Math.floor(mine.length / 2) } }) }, 120_000),
+      ),
+    );
+    const ingestEnd = await gw.call<{ at: number }>('waitCounted', { id: r2.id, applied: Math.min(acks, fleet.length), acksApplied: acksBefore + acks, timeoutMs: 120_000 }, 130_000);
+    const { writes: writesAfter } = await gw.call<{ writes: number }>('flush');
+    const file = await gw.call<{ bytes: number; stringifyMs: number }>('storeFile');
+    const loadedHeld = await gw.call<{ at: number; state: string; reason: string }>('waitHeld', { id: loaded.id, timeoutMs: 10_000 });
+    const firstAt = Math.min(...sent.map((s) => s.firstAt));
+    const writtenAt = Math.max(...sent.map((s) => s.writtenAt));
+    const loadedCrossAt = sent.find((s) => s.crossingAt !== null)!.crossingAt!;
+    const ingestMs = ingestEnd.at - firstAt;
+    const rate = (acks / ingestMs) * 1000;
+    const writes = writesAfter - writesBefore;
+    const final = await gw.call<{ dropped: Record<string, number>; broker: { publishErrors: number } }>('counters');
+    const clientErrors = (await all<{ publishErrors: number }>('received')).reduce((s, r) => s + r.publishErrors, 0);
+    await all('closeAll');
+    await gw.call('stop', {}, 60_000);
+    await closeChildren();
+
+    const idleDelay = idleHeld.at - idleCrossAt;
+    const loadedDelay = loadedHeld.at - loadedCrossAt;
+    const ratio = gwPushMs / barePush.ms;
+    const s = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
+    const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+    rows.push(
+      { figure: `ack ingest, ${n(acks)} acks`, value: `${n(rate)} acks/s`, goal: '>= 20,000/s', met: rate >= 20_000 },
+      { figure: '  first ack published → last counted', value: s(ingestMs) },
+      { figure: '  the same burst into bare aedes', value: `${n(bareRate)} acks/s` },
+      { figure: '  clients done writing the acks after', value: s(writtenAt - firstAt) },
+      { figure: `  store file writes (window ${WRITE_WINDOW_MS} ms)`, value: `${writes}` },
+      { figure: '  file writes per 10,000 acks', value: ((writes * 10_000) / acks).toFixed(1) },
+      { figure: 'failure crossing → held, idle', value: s(idleDelay), goal: '<= 1 s', met: idleDelay <= 1000 && idleHeld.reason === 'failure_threshold' },
+      { figure: '  … during the ingest burst', value: s(loadedDelay), goal: '<= 1 s', met: loadedDelay <= 1000 && loadedHeld.reason === 'failure_threshold' },
+      { figure: `push ${n(N)} bundles + acks, gateway`, value: s(gwPushMs) },
+      { figure: '  store file writes during it', value: `${pushWrites}` },
+      { figure: `push ${n(N)} bundles + acks, bare aedes`, value: s(barePush.ms) },
+      { figure: '  gateway / bare aedes', value: `${ratio.toFixed(2)}x`, goal: '<= 1.5x', met: ratio <= 1.5 },
+      { figure: `connect ${n(N)} clients, gateway`, value: s(gwConnectMs) },
+      { figure: '  store file writes during it', value: `${connectWrites}` },
+      { figure: `connect ${n(N)} clients, bare aedes`, value: s(bareConnectMs) },
+      { figure: `RSS, ${n(N)} connected, gateway`, value: mb(gwMem.rss) },
+      { figure: `RSS, ${n(N)} connected, bare aedes`, value: mb(bareMem.rss) },
+      { figure: `provision ${n(N)} devices, one call`, value: s(prov.ms), goal: '< 1 s', met: prov.ms < 1000 },
+      { figure: `createRollout of ${n(N)} (pre-flight, waves)`, value: s(r1.ms) },
+      { figure: 'store file at the end', value: `${(file.bytes / 2 ** 20).toFixed(1)} MiB` },
+      { figure: '  JSON.stringify of it, once', value: s(file.stringifyMs) },
+    );
+    const dropped = Object.values(final.dropped).reduce((a, b) => a + b, 0);
+    if (dropped + final.broker.publishErrors + clientErrors > 0) {
+      rows.push({ figure: 'errors: dropped / publish / client', value: `${dropped} / ${final.broker.publishErrors} / ${clientErrors}` });
+    }
+    return rows;
+  } finally {
+    killChildren();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function print(o: Options, rows: Row[]): void {
+  const w1 = Math.max(...rows.map((r) => r.figure.length));
+  const w2 = Math.max(...rows.map((r) => r.value.length));
+  const w3 = Math.max(4, ...rows.map((r) => (r.goal ?? '').length));
+  const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w1)}  ${b.padStart(w2)}  ${c.padEnd(w3)}  ${d}`.trimEnd();
+  console.log(`pinwave bench-gateway: ${n(o.devices)} devices, node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load ${loadavg()[0].toFixed(2)}`);
+  console.log('figures are wall-clock on a shared machine: expect noise, and compare figures of one run');
+  console.log(line('figure', 'measured', 'goal', ''));
+  for (const r of rows) console.log(line(r.figure, r.value, r.goal ?? '', r.met === undefined ? '' : r.met ? 'ok' : 'MISSED'));
+}
+
+process.on('exit', killChildren);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killChildren();
+    process.exit(130);
+  });
+}
+
+try {
+  const o = options(process.argv.slice(2));
+  checkLimits(o.devices);
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`bench-gateway: gave up after ${WATCHDOG_MS / 60_000} minutes\n`);
+    process.exit(1);
+  }, WATCHDOG_MS);
+  watchdog.unref();
+  const rows = await run(o);
+  print(o, rows);
+  process.exit(0);
+} catch (err) {
+  killChildren();
+  if (err instanceof UsageError) {
+    process.stderr.write(`bench-gateway: ${err.message}\n${err.usage ? `${err.usage}\n` : ''}`);
+    process.exit(2);
+  }
+  process.stderr.write(`bench-gateway: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,336 @@
+// The child processes of scripts/bench-gateway.ts, one role each, driven over IPC so that every
+// figure is attributable to one process (its RSS, its event loop):
+//
+//   gateway  the real Gateway (DESIGN.md §5–§7) on 127.0.0.1, lowdb store in a temp dir
+//   bare     a bare aedes broker on a net server, no auth, no ACL, no store: the reference push
+//   clients  a share of the fleet as mqtt.js clients that connect, subscribe, send `state`, and
+//            then either ack every bundle at once (`auto`) or ack only when told (`hold`)
+//
+// Not run by hand: bench-gateway forks it as `bench-worker.js <role>` and sends it
+// `{ id, cmd, args }`, answered with `{ id, ok, result | error }`. A worker exits when its parent's
+// IPC channel closes, so a killed benchmark leaves nothing behind.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { Aedes } from 'aedes';
+import mqtt, { type MqttClient } from 'mqtt';
+import { Gateway, type Logger } from '../gateway/gateway.ts';
+import type { Rollout } from '../gateway/rollout/types.ts';
+import { STORE_FILENAME } from '../gateway/store/lowdb.ts';
+import { formatPin, generateKeyPair } from '../firmware-manifest/index.ts';
+
+/** Epoch ms with sub-ms resolution, comparable across the bench's processes (same machine clock). */
+const wallMs = () => performance.timeOrigin + performance.now();
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `cond` every millisecond or so; rejects after `timeoutMs` naming `what`. */
+async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(1);
+  }
+  return wallMs();
+}
+
+type Handlers = Record<string, (args: any) => unknown>;
+
+function serve(handlers: Handlers): void {
+  process.on('message', async (m: { id: number; cmd: string; args: unknown }) => {
+    try {
+      const handler = handlers[m.cmd];
+      if (!handler) throw new Error(`unknown command "${m.cmd}"`);
+      process.send!({ id: m.id, ok: true, result: await handler(m.args) });
+    } catch (err) {
+      process.send!({ id: m.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    }
+  });
+  // Never outlive the benchmark.
+  process.on('disconnect', () => process.exit(0));
+  process.send!({ ready: true });
+}
+
+const memory = () => ({ rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed });
+
+// ------------------------------------------------------------------------------------- gateway
+
+function gatewayRole(): Handlers {
+  let gw: Gateway | null = null;
+  const heldAt = new Map<string, number>();
+  // The hold is timed at the gateway's own 'rollout held' log line: the moment the engine's
+  // effect is performed, with no polling delay.
+  const logger: Logger = {
+    debug() {},
+    info() {},
+    warn(obj, msg) {
+      if (msg === 'rollout held') heldAt.set((obj as { rollout: string }).rollout, wallMs());
+    },
+    error(obj, msg) {
+      process.stderr.write(`gateway error: ${msg} ${JSON.stringify(obj)}\n`);
+    },
+  };
+  const g = () => {
+    if (!gw) throw new Error('gateway not started');
+    return gw;
+  };
+  // The live record (the store holds the engine's own object): O(1) to read, where getRollout()
+  // clones the target, 10,000 ids for a device-list rollout, on every poll.
+  const record = async (id: string) => (await g().store.getRollout(id)) as unknown as Rollout;
+  let bundles = 0;
+  let dataDir = '';
+
+  return {
+    async start({ dir, writeWindowMs }: { dir: string; writeWindowMs: number }) {
+      const keyPath = join(dir, 'signing.key');
+      writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
+      dataDir = join(dir, 'data');
+      gw = await Gateway.start({ dataDir, keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, writeWindowMs, logger });
+      return { port: gw.ports.tcp };
+    },
+    async provision({ ids }: { ids: string[] }) {
+      const t0 = performance.now();
+      const { devices } = await g().provision(ids.map((id) => ({ id, group: 'bench', model: 'bench-1', firmware: '1.0.0' })));
+      return { ms: performance.now() - t0, tokens: devices.map((d) => d.token) };
+    },
+    async bundle() {
+      const n = bundles++;
+      const pin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(label).digest()));
+      const b = await g().createBundle({ group: 'bench', endpoints: [{ host: 'api.example.com', pins: [pin(`bench ${n}`), pin('backup')] }] }, 'bench');
+      return { id: b.id, seq: b.seq, bytes: Buffer.from(b.bytes, 'base64') };
+    },
+    async rollout({ bundle, devices, waves }: { bundle: string; devices: string[]; waves: object[] }) {
+      const t0 = performance.now();
+      const { rollout, preflight } = await g().createRollout({ bundle, target: { devices }, waves: waves as never, start: false }, 'bench');
+      if (!preflight.ok) throw new Error(`pre-flight refused: ${JSON.stringify(preflight.problems)}`);
+      return { id: rollout.id, ms: performance.now() - t0 };
+    },
+    async startRollout({ id }: { id: string }) {
+      const at = wallMs();
+      await g().startRollout(id, 'bench');
+      return { at };
+    },
+    /** Resolves when wave 0 of `id` has counted `applied` (and `rejected`) and the gateway has decoded `acksApplied` applied acks in all. */
+    async waitCounted({ id, applied = 0, rejected = 0, acksApplied = 0, timeoutMs }: { id: string; applied?: number; rejected?: number; acksApplied?: number; timeoutMs: number }) {
+      const r = await record(id);
+      const gwc = g();
+      const at = await until(() => r.waves[0].count.applied >= applied && r.waves[0].count.rejected >= rejected && gwc.counters().acks.applied >= acksApplied, timeoutMs, `rollout ${id}: ${applied} applied, ${rejected} rejected`);
+      const w = (await g().getRollout(id)).waves[0];
+      return { at, applied: w.applied, rejected: w.rejected, state: r.state };
+    },
+    async waitHeld({ id, timeoutMs }: { id: string; timeoutMs: number }) {
+      await until(() => heldAt.has(id), timeoutMs, `rollout ${id} to be held`);
+      const r = await g().getRollout(id);
+      return { at: heldAt.get(id)!, state: r.state, reason: r.decisions.at(-1)?.reason };
+    },
+    async waitState({ id, state, timeoutMs }: { id: string; state: string; timeoutMs: number }) {
+      const r = await record(id);
+      const deadline = Date.now() + timeoutMs;
+      while (r.state !== state) {
+        if (Date.now() > deadline) throw new Error(`rollout ${id} is ${r.state}, not ${state}, after ${timeoutMs} ms`);
+        g().tick();
+        await sleep(20);
+      }
+      return { state: r.state };
+    },
+    async waitConnected({ count, timeoutMs }: { count: number; timeoutMs: number }) {
+      await until(() => g().connectedCount() >= count, timeoutMs, `${count} connected devices`);
+      return { connected: g().connectedCount() };
+    },
+    async flush() {
+      await g().store.flush();
+      return { writes: g().counters().storeWrites };
+    },
+    /** The store file's size, and what serialising its content once costs: most of one coalesced write. */
+    storeFile() {
+      const text = readFileSync(join(dataDir, STORE_FILENAME), 'utf8');
+      const data: unknown = JSON.parse(text);
+      const t0 = performance.now();
+      JSON.stringify(data);
+      return { bytes: Buffer.byteLength(text), stringifyMs: performance.now() - t0 };
+    },
+    counters: () => g().counters(),
+    memory,
+    async stop() {
+      await gw?.stop();
+      gw = null;
+      return {};
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------- bare aedes
+
+function bareRole(): Handlers {
+  let aedes: Aedes | null = null;
+  let server: Server | null = null;
+  const sockets = new Set<Socket>();
+  let acks = 0;
+  const b = () => {
+    if (!aedes) throw new Error('broker not started');
+    return aedes;
+  };
+  return {
+    async start() {
+      aedes = new Aedes({ maxClientsIdLength: 64 });
+      await aedes.listen();
+      aedes.on('publish', (packet, client) => {
+        if (client && packet.topic.endsWith('/ack')) acks++;
+      });
+      const broker = aedes;
+      server = createServer((socket) => broker.handle(socket));
+      // The gateway's listener sets TCP_NODELAY (gateway/broker.ts); the same here, so the ratio
+      // is the gateway's own work and not Nagle's.
+      server.on('connection', (socket) => {
+        socket.setNoDelay(true);
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      });
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(0, '127.0.0.1', () => resolve());
+      });
+      return { port: (server.address() as AddressInfo).port };
+    },
+    waitConnected: async ({ count, timeoutMs }: { count: number; timeoutMs: number }) => {
+      await until(() => b().connectedClients >= count, timeoutMs, `${count} connected clients`);
+      return { connected: b().connectedClients };
+    },
+    /** Publishes `bytes` QoS 1 to each device's bundle topic, 256 per turn as the gateway does, and times it to the last ack. */
+    async push({ ids, bytes, timeoutMs }: { ids: string[]; bytes: Uint8Array; timeoutMs: number }) {
+      const broker = b();
+      const payload = Buffer.from(bytes);
+      const from = acks;
+      const t0 = wallMs();
+      for (let i = 0; i < ids.length; i += 256) {
+        if (i > 0) await new Promise<void>((r) => setImmediate(r));
+        for (const id of ids.slice(i, i + 256)) {
+          broker.publish({ cmd: 'publish', topic: `pinwave/v1/devices/${id}/bundle`, payload, qos: 1, retain: false, dup: false }, () => {});
+        }
+      }
+      const t1 = await until(() => acks - from >= ids.length, timeoutMs, `${ids.length} acks at the bare broker`);
+      return { ms: t1 - t0 };
+    },
+    acks: () => ({ acks }),
+    waitAcks: async ({ count, timeoutMs }: { count: number; timeoutMs: number }) => ({ at: await until(() => acks >= count, timeoutMs, `${count} acks at the bare broker`) }),
+    memory,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => (aedes ? aedes.close(() => r()) : r()));
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+      return {};
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------- clients
+
+interface Device {
+  id: string;
+  token: string;
+}
+
+function clientsRole(): Handlers {
+  const clients = new Map<string, MqttClient>();
+  let mode: 'auto' | 'hold' = 'hold';
+  let autoAck: Buffer = Buffer.alloc(0);
+  let received = 0;
+  let publishErrors = 0;
+
+  const onError = () => {
+    publishErrors++;
+  };
+
+  function connectOne(url: string, d: Device, state: Buffer, timeoutMs: number): Promise<MqttClient> {
+    return new Promise((resolve, reject) => {
+      const c = mqtt.connect(url, { clientId: d.id, username: d.id, password: d.token, clean: false, reconnectPeriod: 0, connectTimeout: timeoutMs, keepalive: 120 });
+      const ackTopic = `pinwave/v1/devices/${d.id}/ack`;
+      const timer = setTimeout(() => fail(new Error(`${d.id}: not connected after ${timeoutMs} ms`)), timeoutMs);
+      const fail = (err: Error) => {
+        clearTimeout(timer);
+        c.end(true);
+        reject(err);
+      };
+      c.once('error', fail);
+      c.once('connect', () => {
+        c.subscribe(`pinwave/v1/devices/${d.id}/bundle`, { qos: 1 }, (err) => {
+          if (err) return fail(err);
+          c.publish(`pinwave/v1/devices/${d.id}/state`, state, { qos: 1 }, (err2) => {
+            if (err2) return fail(err2);
+            clearTimeout(timer);
+            c.off('error', fail);
+            c.on('error', () => {}); // a dropped link shows as a missing ack, which the bench times out on
+            resolve(c);
+          });
+        });
+      });
+      c.on('message', (topic) => {
+        if (!topic.endsWith('/bundle')) return;
+        received++;
+        if (mode === 'auto') c.publish(ackTopic, autoAck, { qos: 1 }, (err) => err && onError());
+      });
+    });
+  }
+
+  return {
+    /** Connects `devices`, `batch` at a time (a ramp: no SYN flood); resolves with the time taken. */
+    async connect({ url, devices, batch, state, timeoutMs }: { url: string; devices: Device[]; batch: number; state: Uint8Array; timeoutMs: number }) {
+      const payload = Buffer.from(state);
+      const t0 = wallMs();
+      for (let i = 0; i < devices.length; i += batch) {
+        const made = await Promise.all(devices.slice(i, i + batch).map((d) => connectOne(url, d, payload, timeoutMs)));
+        made.forEach((c, j) => clients.set(devices[i + j].id, c));
+      }
+      return { ms: wallMs() - t0, connected: clients.size };
+    },
+    mode({ to, ack }: { to: 'auto' | 'hold'; ack?: Uint8Array }) {
+      mode = to;
+      if (ack) autoAck = Buffer.from(ack);
+      return { mode };
+    },
+    received: () => ({ received, publishErrors }),
+    resetReceived() {
+      received = 0;
+      return {};
+    },
+    /**
+     * Publishes `bytes` on the ack topic of each id in `ids` (in order, duplicates allowed), as fast
+     * as mqtt.js writes; `crossing` is published, and timed, when the loop reaches its index.
+     */
+    ack({ ids, bytes, crossing }: { ids: string[]; bytes: Uint8Array; crossing?: { id: string; bytes: Uint8Array; index: number } }) {
+      const payload = Buffer.from(bytes);
+      let crossingAt: number | null = null;
+      const firstAt = wallMs();
+      for (let i = 0; i < ids.length; i++) {
+        if (crossing && i === crossing.index) {
+          crossingAt = wallMs();
+          clients.get(crossing.id)!.publish(`pinwave/v1/devices/${crossing.id}/ack`, Buffer.from(crossing.bytes), { qos: 1 }, (err) => err && onError());
+        }
+        const c = clients.get(ids[i]);
+        if (!c) throw new Error(`no client for ${ids[i]} in this worker`);
+        c.publish(`pinwave/v1/devices/${ids[i]}/ack`, payload, { qos: 1 }, (err) => err && onError());
+      }
+      if (crossing && crossingAt === null) {
+        crossingAt = wallMs();
+        clients.get(crossing.id)!.publish(`pinwave/v1/devices/${crossing.id}/ack`, Buffer.from(crossing.bytes), { qos: 1 }, (err) => err && onError());
+      }
+      return { firstAt, writtenAt: wallMs(), crossingAt };
+    },
+    async closeAll() {
+      const all = [...clients.values()];
+      clients.clear();
+      for (const c of all) c.end(true);
+      return { closed: all.length };
+    },
+    memory,
+  };
+}
+
+const role = process.argv[2];
+const roles: Record<string, () => Handlers> = { gateway: gatewayRole, bare: bareRole, clients: clientsRole };
+if (!roles[role] || !process.send) {
+  process.stderr.write(`bench-worker is forked by bench-gateway with a role (${Object.keys(roles).join(', ')}), got "${role}"\n`);
+  process.exit(2);
+}
+serve(roles[role]());
