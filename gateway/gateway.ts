@@ -13,10 +13,10 @@ import { hashToken, newToken, tokenMatches } from './credentials.ts';
 import { GatewayError, invalid, notFound } from './errors.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import { LowdbStore } from './store/lowdb.ts';
-import type { BundleRecord, DeviceHistoryEvent, DeviceQuery, DeviceRecord, Page, RolloutRecord, Store } from './store/types.ts';
+import type { BundleQuery, BundleRecord, DeviceHistoryEvent, DeviceQuery, DeviceRecord, Page, RolloutRecord, Store } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
-import type { ActionResult, Effect, PlanInput, Rollout, Target, WaveThresholds } from './rollout/types.ts';
+import type { ActionResult, DeviceStatus, Effect, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
 import { preflight, type Preflight } from './preflight.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
@@ -374,6 +374,11 @@ export class Gateway {
     return b;
   }
 
+  /** A page of bundles in id order, optionally of one group. */
+  async listBundles(query: BundleQuery = {}): Promise<Page<BundleRecord>> {
+    return this.#store.listBundles(query);
+  }
+
   /** The decoded content of a stored bundle. */
   async decodedBundle(id: string): Promise<{ record: BundleRecord; bundle: PinBundle }> {
     const record = await this.getBundle(id);
@@ -488,6 +493,21 @@ export class Gateway {
 
   listRollouts(state?: string): RolloutSummary[] {
     return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map(summary);
+  }
+
+  /** The device's latest rollout that is not aborted, and where the device stands in it; null when none. */
+  deviceRollout(deviceId: string): { id: string; state: RolloutState; status: DeviceStatus; wave: number; reason?: string; at: number | null } | null {
+    const r = this.#activeOrLatest(deviceId);
+    const e = r?.devices[deviceId];
+    if (!r || !e) return null;
+    return { id: r.id, state: r.state, status: e.status, wave: e.wave, ...(e.reason !== undefined && { reason: e.reason }), at: e.at };
+  }
+
+  /** Rollouts by state, and the waves standing held (one per held rollout): O(rollouts), for metrics. */
+  rolloutCounts(): { byState: Record<RolloutState, number>; heldWaves: number } {
+    const byState: Record<RolloutState, number> = { pending: 0, running: 0, held: 0, completed: 0, aborted: 0 };
+    for (const r of this.#rollouts.values()) byState[r.state]++;
+    return { byState, heldWaves: byState.held };
   }
 
   /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */

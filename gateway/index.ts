@@ -13,3 +13,5 @@ export { summary, type RolloutSummary } from './rollout/summary.ts';
 export type { Rollout, PlanInput, WavePlanInput, Target, WaveThresholds } from './rollout/types.ts';
 export type { Preflight, PreflightFinding } from './preflight.ts';
 export type { StuckDevice } from './stuck.ts';
+export * from './http/index.ts';
+export * from './config.ts';

@@ -14,8 +14,8 @@ Keys, pins and bundles:
   manifest create|validate           make and check firmware manifests
 
 The gateway and the fleet:
-  gateway --data DIR --key KEY.pem   run the gateway (MQTT broker + HTTP API)
-  token hash|new                     make operator API tokens and their hashes for the config
+  gateway --data DIR --key KEY.pem   serve MQTT (devices) and the HTTP API (operators)
+  token hash|new                     API tokens (hashes) for the gateway config
   devices provision|list|show|stuck|revoke
   bundle push                        have the gateway sign a bundle for a group
   rollout create|start|status|pause|resume|abort|rollback|list
@@ -35,6 +35,8 @@ async function load(name: string): Promise<Command | undefined> {
     case 'pin': return (await import('./commands/pin.ts')).main;
     case 'bundle': return (await import('./commands/bundle.ts')).main;
     case 'manifest': return (await import('./commands/manifest.ts')).main;
+    case 'gateway': return (await import('./commands/gateway.ts')).main;
+    case 'token': return (await import('./commands/token.ts')).main;
     case 'devices': return (await import('./commands/devices.ts')).main;
     case 'rollout': return (await import('./commands/rollout.ts')).main;
     default: return undefined;

@@ -1,0 +1,395 @@
+// The gateway's configuration (issue 8): one file (JSON, or YAML by its extension), then
+// environment variables, then command-line flags, each overriding the one before; every option
+// validated at start, every problem reported at once with the key it concerns:
+//
+//   config.http.port: must be an integer 0-65535, got "abc"
+//   PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"
+//
+// Paths in the file are relative to the file's own folder. API tokens are stored as hashes (what
+// `pinwave token hash` prints); the one plain token accepted, PINWAVE_ADMIN_TOKEN, is hashed here
+// and not kept.
+//
+//   const config = loadConfig({ file: 'pinwave.yaml', env: process.env, flags: { httpPort: 0 } });
+//
+// A YAML example with every option (defaults shown where there are any):
+//
+//   dataDir: /var/lib/pinwave          # required (or PINWAVE_DATA_DIR / --data)
+//   keyPath: /etc/pinwave/signing.key  # required (or PINWAVE_KEY / --key)
+//   host: 127.0.0.1
+//   logLevel: info
+//   mqtt:
+//     port: 1883
+//     maxPayloadBytes: 16384
+//     tls: { port: 8883, key: tls/server.key, cert: tls/server.crt }
+//     websocket: { port: 8083, path: /mqtt }
+//   http:
+//     port: 8080
+//     trustProxy: false
+//   tokens:
+//     - { name: alice, role: operator, hash: "sha256:..." }
+//   manifests: [manifests/th-100.json]
+//   waves: [{ size: "5%" }, { size: "25%", ackThreshold: 0.98 }, { size: "100%" }]
+//   bundleLifetime: 30d
+import { readFileSync } from 'node:fs';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { hashToken } from './credentials.ts';
+import { ROLES, type ApiToken, type Role } from './http/auth.ts';
+import { validatePlan } from './rollout/plan.ts';
+import type { WavePlanInput } from './rollout/types.ts';
+
+/** The config file: every option, with its default. All are optional in the file. */
+export interface ConfigFile {
+  /** where the fleet store lives (`pinwave.json`); required here, in PINWAVE_DATA_DIR or as --data */
+  dataDir?: string;
+  /** the bundle signing key, PKCS#8 PEM, readable by its owner only; required here, in PINWAVE_KEY or as --key */
+  keyPath?: string;
+  /** the address the MQTT and HTTP listeners bind; default 127.0.0.1 (PINWAVE_HOST, --host) */
+  host?: string;
+  /** pino level of the JSON log on stderr: fatal, error, warn, info, debug, trace or silent; default info (PINWAVE_LOG_LEVEL) */
+  logLevel?: LogLevel;
+  mqtt?: {
+    /** plain MQTT TCP port, 0 for an ephemeral one; default 1883 (PINWAVE_MQTT_PORT, --mqtt-port) */
+    port?: number;
+    /** the largest payload a device may publish, bytes; default 16384 */
+    maxPayloadBytes?: number;
+    /** MQTT over TLS; default off. `key` and `cert` are PEM files, `ca` an optional PEM bundle */
+    tls?: { port?: number; key: string; cert: string; ca?: string };
+    /** MQTT over WebSocket: `true` or `{ port, path }`; default off (port 8083, path /mqtt) */
+    websocket?: boolean | { port?: number; path?: string };
+  };
+  http?: {
+    /** the HTTP API port, 0 for an ephemeral one; default 8080 (PINWAVE_HTTP_PORT, --http-port) */
+    port?: number;
+    /** take the caller's address from X-Forwarded-For (behind a reverse proxy); default false */
+    trustProxy?: boolean;
+  };
+  /** API tokens as `{ name, role, hash }`: role viewer, operator or admin; hash as `pinwave token hash` prints it. Default none */
+  tokens?: ApiToken[];
+  /** firmware manifest JSON files of the fleet's models, for pre-flight checks; default none */
+  manifests?: string[];
+  /** the wave plan of rollouts created without one; default 1%, 10%, 50%, 100% with the engine's thresholds */
+  waves?: WavePlanInput[];
+  /** lifetime of a bundle created without `expiresIn`: seconds, or "12h", "30d"; default 30d */
+  bundleLifetime?: number | string;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** What the gateway runs with: file, environment and flags merged, defaults filled in, files read. */
+export interface GatewayConfig {
+  dataDir: string;
+  keyPath: string;
+  host: string;
+  logLevel: LogLevel;
+  mqtt: {
+    port: number;
+    maxPayloadBytes?: number;
+    tls?: { port: number; key: Buffer; cert: Buffer; ca?: Buffer };
+    websocket?: { port: number; path: string };
+  };
+  http: { port: number; trustProxy: boolean };
+  tokens: ApiToken[];
+  manifests: FirmwareManifest[];
+  waves?: WavePlanInput[];
+  bundleLifetimeSeconds?: number;
+  /** the config file read, if any */
+  file: string | null;
+}
+
+/** Command-line flags of `pinwave gateway`: they override the environment and the file. */
+export interface ConfigFlags {
+  dataDir?: string;
+  keyPath?: string;
+  host?: string;
+  mqttPort?: number;
+  httpPort?: number;
+}
+
+export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel };
+
+/** Every problem found, one per line, each naming its key. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[], file: string | null) {
+    super(`invalid configuration${file ? ` (${file})` : ''}:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', '$schema'];
+const MQTT_KEYS = ['port', 'maxPayloadBytes', 'tls', 'websocket'];
+const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
+const WS_KEYS = ['port', 'path'];
+const HTTP_KEYS = ['port', 'trustProxy'];
+const TOKEN_KEYS = ['name', 'role', 'hash'];
+/** what hashToken() writes: `sha256:` and 32 bytes of base64url */
+const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
+/** RFC 6750 token68 characters, and long enough not to be guessed */
+export const API_TOKEN_RE = /^[A-Za-z0-9\-._~+/]{16,512}=*$/;
+const NAME_RE = /^[A-Za-z0-9._@-]{1,64}$/;
+const DURATION_RE = /^([0-9]{1,9})(s|m|h|d)$/;
+const UNIT = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+const shown = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v));
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Reads, merges and validates; throws ConfigError listing every problem. */
+export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; flags?: ConfigFlags } = {}): GatewayConfig {
+  const env = o.env ?? {};
+  const flags = o.flags ?? {};
+  const fileName = o.file ?? (env.PINWAVE_CONFIG || null);
+  const problems: string[] = [];
+  const raw = fileName === null ? {} : readConfigFile(fileName, problems);
+  const base = fileName === null ? process.cwd() : dirname(resolve(fileName));
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const c = new Checker(problems);
+
+  c.keys(raw, TOP_KEYS, 'config');
+  // ---- the file
+  const fileDataDir = c.string(raw.dataDir, 'config.dataDir');
+  const fileKeyPath = c.string(raw.keyPath, 'config.keyPath');
+  const fileHost = c.string(raw.host, 'config.host');
+  const fileLevel = c.oneOf(raw.logLevel, LOG_LEVELS, 'config.logLevel');
+  const mqtt = c.record(raw.mqtt, 'config.mqtt', MQTT_KEYS);
+  const http = c.record(raw.http, 'config.http', HTTP_KEYS);
+  const fileMqttPort = c.port(mqtt.port, 'config.mqtt.port');
+  const fileHttpPort = c.port(http.port, 'config.http.port');
+  const maxPayloadBytes = c.int(mqtt.maxPayloadBytes, 'config.mqtt.maxPayloadBytes', 64, 256 * 1024 * 1024);
+  const trustProxy = c.bool(http.trustProxy, 'config.http.trustProxy') ?? false;
+
+  let tls: GatewayConfig['mqtt']['tls'];
+  if (mqtt.tls !== undefined) {
+    const t = c.record(mqtt.tls, 'config.mqtt.tls', TLS_KEYS);
+    const key = c.file(c.string(t.key, 'config.mqtt.tls.key', true), 'config.mqtt.tls.key', path);
+    const cert = c.file(c.string(t.cert, 'config.mqtt.tls.cert', true), 'config.mqtt.tls.cert', path);
+    const ca = c.file(c.string(t.ca, 'config.mqtt.tls.ca'), 'config.mqtt.tls.ca', path);
+    const port = c.port(t.port, 'config.mqtt.tls.port') ?? DEFAULTS.tlsPort;
+    if (key && cert) tls = { port, key, cert, ...(ca && { ca }) };
+  }
+
+  let websocket: GatewayConfig['mqtt']['websocket'];
+  if (mqtt.websocket === true) websocket = { port: DEFAULTS.wsPort, path: DEFAULTS.wsPath };
+  else if (mqtt.websocket !== undefined && mqtt.websocket !== false) {
+    const w = c.record(mqtt.websocket, 'config.mqtt.websocket', WS_KEYS, 'true, false or { port, path }');
+    const wsPath = c.string(w.path, 'config.mqtt.websocket.path');
+    if (wsPath !== undefined && !wsPath.startsWith('/')) problems.push(`config.mqtt.websocket.path: must start with "/", got ${shown(wsPath)}`);
+    websocket = { port: c.port(w.port, 'config.mqtt.websocket.port') ?? DEFAULTS.wsPort, path: wsPath ?? DEFAULTS.wsPath };
+  }
+
+  const tokens = c.tokens(raw.tokens);
+  const manifests = c.manifests(raw.manifests, path);
+  let waves: WavePlanInput[] | undefined;
+  if (raw.waves !== undefined) {
+    const plan = validatePlan({ waves: raw.waves }, 'config');
+    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e}`));
+    else waves = raw.waves as WavePlanInput[];
+  }
+  const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime');
+
+  // ---- the environment
+  const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
+  const envMqttPort = envPort('PINWAVE_MQTT_PORT');
+  const envHttpPort = envPort('PINWAVE_HTTP_PORT');
+  const envLevel = env.PINWAVE_LOG_LEVEL ? c.oneOf(env.PINWAVE_LOG_LEVEL, LOG_LEVELS, 'PINWAVE_LOG_LEVEL') : undefined;
+  const admin = env.PINWAVE_ADMIN_TOKEN;
+  if (admin !== undefined && admin !== '') {
+    if (!API_TOKEN_RE.test(admin)) problems.push('PINWAVE_ADMIN_TOKEN: must be 16 to 512 characters of A-Z a-z 0-9 - . _ ~ + / (make one with `pinwave token new`)');
+    else if (tokens.some((t) => t.name === 'admin')) problems.push('PINWAVE_ADMIN_TOKEN: config.tokens already has a token named "admin"');
+    else tokens.push({ name: 'admin', role: 'admin', hash: hashToken(admin) });
+  }
+
+  const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
+  const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
+  if (dataDir === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir');
+  if (keyPath === undefined) problems.push('keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath');
+
+  if (problems.length > 0) throw new ConfigError(problems, fileName);
+  return {
+    dataDir: dataDir!,
+    keyPath: keyPath!,
+    host: flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host,
+    logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
+    mqtt: {
+      port: flags.mqttPort ?? envMqttPort ?? fileMqttPort ?? DEFAULTS.mqttPort,
+      ...(maxPayloadBytes !== undefined && { maxPayloadBytes }),
+      ...(tls && { tls }),
+      ...(websocket && { websocket }),
+    },
+    http: { port: flags.httpPort ?? envHttpPort ?? fileHttpPort ?? DEFAULTS.httpPort, trustProxy },
+    tokens,
+    manifests,
+    ...(waves && { waves }),
+    ...(bundleLifetimeSeconds !== undefined && { bundleLifetimeSeconds }),
+    file: fileName,
+  };
+}
+
+function readConfigFile(file: string, problems: string[]): Record<string, unknown> {
+  const ext = extname(file).toLowerCase();
+  if (ext !== '.json' && ext !== '.yaml' && ext !== '.yml') {
+    problems.push(`config: ${file} must end in .json, .yaml or .yml, got ${ext ? JSON.stringify(ext) : 'no extension'}`);
+    return {};
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push(`config: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return {};
+  }
+  let value: unknown;
+  try {
+    value = ext === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    problems.push(`config: ${file} is not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+    return {};
+  }
+  if (value === null || value === undefined) return {};
+  if (!isRecord(value)) {
+    problems.push(`config: must be a mapping of options, got ${shown(value)}`);
+    return {};
+  }
+  return value;
+}
+
+/** Typed reads that record a problem naming the key instead of throwing. */
+class Checker {
+  constructor(readonly problems: string[]) {}
+
+  keys(v: Record<string, unknown>, known: readonly string[], at: string): void {
+    for (const k of Object.keys(v)) if (!known.includes(k)) this.problems.push(`${at}.${k}: unknown option (known: ${known.filter((x) => x !== '$schema').join(', ')})`);
+  }
+
+  record(v: unknown, at: string, known: readonly string[], expected = 'a mapping'): Record<string, unknown> {
+    if (v === undefined) return {};
+    if (!isRecord(v)) {
+      this.problems.push(`${at}: must be ${expected}, got ${shown(v)}`);
+      return {};
+    }
+    this.keys(v, known, at);
+    return v;
+  }
+
+  string(v: unknown, at: string, required = false): string | undefined {
+    if (v === undefined) {
+      if (required) this.problems.push(`${at}: required`);
+      return undefined;
+    }
+    if (typeof v !== 'string' || v === '') {
+      this.problems.push(`${at}: must be a non-empty string, got ${shown(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  int(v: unknown, at: string, min: number, max: number): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+      this.problems.push(`${at}: must be an integer ${min}-${max}, got ${shown(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  port(v: unknown, at: string): number | undefined {
+    return this.int(v, at, 0, 65535);
+  }
+
+  bool(v: unknown, at: string): boolean | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') {
+      this.problems.push(`${at}: must be true or false, got ${shown(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  oneOf<T extends string>(v: unknown, allowed: readonly T[], at: string): T | undefined {
+    if (v === undefined) return undefined;
+    if (!allowed.includes(v as T)) {
+      this.problems.push(`${at}: must be one of ${allowed.join(', ')}, got ${shown(v)}`);
+      return undefined;
+    }
+    return v as T;
+  }
+
+  duration(v: unknown, at: string): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
+    const m = typeof v === 'string' ? DURATION_RE.exec(v) : null;
+    if (m && Number(m[1]) > 0) return Number(m[1]) * UNIT[m[2] as keyof typeof UNIT];
+    this.problems.push(`${at}: must be a number of seconds above 0 or a duration like "12h" or "30d", got ${shown(v)}`);
+    return undefined;
+  }
+
+  file(p: string | undefined, at: string, path: (p: string) => string): Buffer | undefined {
+    if (p === undefined) return undefined;
+    try {
+      return readFileSync(path(p));
+    } catch (err) {
+      this.problems.push(`${at}: cannot read ${path(p)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return undefined;
+    }
+  }
+
+  tokens(v: unknown): ApiToken[] {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) {
+      this.problems.push(`config.tokens: must be a list of { name, role, hash }, got ${shown(v)}`);
+      return [];
+    }
+    const out: ApiToken[] = [];
+    v.forEach((t: unknown, i) => {
+      const at = `config.tokens[${i}]`;
+      const r = this.record(t, at, TOKEN_KEYS, '{ name, role, hash }');
+      if (!isRecord(t)) return;
+      const before = this.problems.length;
+      if (typeof r.name !== 'string' || !NAME_RE.test(r.name)) this.problems.push(`${at}.name: must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -, got ${shown(r.name)}`);
+      else if (out.some((o) => o.name === r.name)) this.problems.push(`${at}.name: "${r.name}" is used by another token`);
+      if (!ROLES.includes(r.role as Role)) this.problems.push(`${at}.role: must be one of ${ROLES.join(', ')}, got ${shown(r.role)}`);
+      // Never echo what came: someone may have pasted the token itself here.
+      if (typeof r.hash !== 'string' || !HASH_RE.test(r.hash)) this.problems.push(`${at}.hash: must be a hash as \`pinwave token hash\` prints it (sha256:<43 characters>), not the token itself`);
+      else if (out.some((o) => o.hash === r.hash)) this.problems.push(`${at}.hash: the same token as another entry`);
+      if (this.problems.length === before) out.push({ name: r.name as string, role: r.role as Role, hash: r.hash as string });
+    });
+    return out;
+  }
+
+  manifests(v: unknown, path: (p: string) => string): FirmwareManifest[] {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) {
+      this.problems.push(`config.manifests: must be a list of firmware manifest JSON files, got ${shown(v)}`);
+      return [];
+    }
+    const out: FirmwareManifest[] = [];
+    v.forEach((p: unknown, i) => {
+      const at = `config.manifests[${i}]`;
+      const file = this.string(p, at, true);
+      if (file === undefined) return;
+      let text: string;
+      try {
+        text = readFileSync(path(file), 'utf8');
+      } catch (err) {
+        this.problems.push(`${at}: cannot read ${path(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        return;
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (err) {
+        this.problems.push(`${at}: ${path(file)} is not JSON: ${(err as Error).message}`);
+        return;
+      }
+      const r = validateManifest(json);
+      if (!r.ok) {
+        this.problems.push(`${at}: ${path(file)} is not a valid firmware manifest: ${formatManifestErrors(r.errors).replace(/\n/g, '; ')}`);
+        return;
+      }
+      if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
+      else out.push(r.manifest);
+    });
+    return out;
+  }
+}

@@ -1,0 +1,173 @@
+// /v1/bundles (issue 8): create a bundle signed by the gateway key (operator), list, show decoded,
+// and the raw COSE_Sign1 bytes (`application/cose`, RFC 9052 §2) for a firmware engineer's bench.
+import type { FastifyInstance } from 'fastify';
+import { formatPin, hex, inspectBundle, type PinBundle } from '../../firmware-manifest/index.ts';
+import { GatewayError } from '../errors.ts';
+import type { BundleInput, Gateway } from '../gateway.ts';
+import type { BundleRecord } from '../store/types.ts';
+import { bundleId, cursor, group, idParams, limit, listOf, responses } from './schemas.ts';
+
+export interface BundleRoutesOptions {
+  gateway: Gateway;
+}
+
+interface CreateBody {
+  group: string;
+  pins: BundleInput['endpoints'];
+  expiresIn?: number | string;
+  expiryPolicy?: 'enforce' | 'ca-fallback';
+}
+
+const DURATION = /^([0-9]{1,9})(s|m|h|d)$/;
+const UNIT = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/** `expiresIn` as seconds: a number of seconds, or a duration such as "90s", "12h", "30d". */
+export function durationSeconds(v: number | string): number {
+  if (typeof v === 'number') return v;
+  const m = DURATION.exec(v)!;
+  return Number(m[1]) * UNIT[m[2] as keyof typeof UNIT];
+}
+
+const endpoint = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['host', 'pins'],
+  properties: {
+    host: { type: 'string', minLength: 1, maxLength: 253, description: 'lowercase host name, exact or "*.example.com", or an IP address' },
+    port: { type: 'integer', minimum: 1, maximum: 65535, description: 'default 443' },
+    pins: {
+      type: 'array',
+      minItems: 2,
+      maxItems: 64,
+      description: 'the complete pin set, at least two distinct pins (RFC 7469 §2.5 backup pin)',
+      items: { type: 'string', maxLength: 100, pattern: '^sha256/[A-Za-z0-9+/=]+$', description: 'sha256/<base64 of 32 bytes>' },
+    },
+    mode: { type: 'string', enum: ['enforce', 'report-only'], description: 'default enforce' },
+    notBefore: { type: 'integer', minimum: 0, description: 'epoch seconds: this pin set applies from then' },
+    notAfter: { type: 'integer', minimum: 0, description: 'epoch seconds: this pin set applies until then' },
+  },
+} as const;
+
+const createBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['group', 'pins'],
+  properties: {
+    group,
+    pins: { type: 'array', minItems: 1, maxItems: 64, items: endpoint },
+    expiresIn: {
+      description: 'bundle lifetime: seconds, or a duration such as "12h" or "30d"; default the gateway default (30 days)',
+      anyOf: [
+        { type: 'integer', minimum: 1, maximum: 100 * 365 * 86400 },
+        { type: 'string', pattern: DURATION.source },
+      ],
+    },
+    expiryPolicy: { type: 'string', enum: ['enforce', 'ca-fallback'], description: 'what a device does once the bundle expires; default enforce' },
+  },
+} as const;
+
+/** A bundle as people read it: times in ISO 8601 beside the seconds, pins in sha256/ form. */
+export function bundleView(record: BundleRecord) {
+  const r = inspectBundle(new Uint8Array(Buffer.from(record.bytes, 'base64')));
+  if (!r.ok) throw new Error(`stored bundle ${record.id} does not decode: ${r.detail}`);
+  const b: PinBundle = r.bundle;
+  const iso = (s: number) => new Date(s * 1000).toISOString();
+  return {
+    ...summaryView(record),
+    kid: hex(r.envelope.kid),
+    alg: 'EdDSA',
+    version: b.version,
+    iat: b.iat,
+    issuedAt: iso(b.iat),
+    exp: b.exp,
+    expires: iso(b.exp),
+    expiryPolicy: b.expiryPolicy ?? 'enforce',
+    endpoints: b.endpoints.map((e) => ({
+      host: e.host,
+      port: e.port,
+      pins: e.pins.map(formatPin),
+      mode: e.mode ?? 'enforce',
+      ...(e.notBefore !== undefined && { notBefore: e.notBefore }),
+      ...(e.notAfter !== undefined && { notAfter: e.notAfter }),
+    })),
+    ...(b.keyRotation && { keyRotation: { epoch: b.keyRotation.epoch, keys: b.keyRotation.keys.map((k) => Buffer.from(k).toString('base64')) } }),
+  };
+}
+
+const summaryView = (b: BundleRecord) => ({ id: b.id, group: b.group, seq: b.seq, size: b.size, createdAt: b.createdAt, createdBy: b.createdBy ?? null });
+
+export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions): Promise<void> {
+  const gw = o.gateway;
+  const params = idParams(bundleId);
+
+  app.post<{ Body: CreateBody }>(
+    '/v1/bundles',
+    {
+      config: { role: 'operator' },
+      schema: {
+        tags: ['bundles'],
+        summary: "Sign a bundle for a group with the group's next seq",
+        description: 'Fewer than two distinct pins for an endpoint, or a pin that is not 32 bytes of base64, is a 400 naming it.',
+        body: createBody,
+        response: responses({ 201: { $ref: 'BundleDetail#' } }),
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      if (b.expiresIn !== undefined && durationSeconds(b.expiresIn) > 100 * 365 * 86400) {
+        throw new GatewayError('PW_INVALID', `body/expiresIn must be at most 100 years, got ${JSON.stringify(b.expiresIn)}`);
+      }
+      const input: BundleInput = {
+        group: b.group,
+        endpoints: b.pins,
+        ...(b.expiresIn !== undefined && { expiresInSeconds: durationSeconds(b.expiresIn) }),
+        ...(b.expiryPolicy !== undefined && { expiryPolicy: b.expiryPolicy }),
+      };
+      const record = await gw.createBundle(input, request.caller!.name);
+      return reply.code(201).send(bundleView(record));
+    },
+  );
+
+  app.get<{ Querystring: { group?: string; limit?: number; cursor?: string } }>(
+    '/v1/bundles',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['bundles'],
+        summary: 'List bundles in id order',
+        querystring: { type: 'object', additionalProperties: false, properties: { group, limit, cursor } },
+        response: responses({ 200: listOf('Bundle') }),
+      },
+    },
+    async (request) => {
+      const page = await gw.listBundles(request.query);
+      return { items: page.items.map(summaryView), next: page.next };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/bundles/:id',
+    {
+      config: { role: 'viewer' },
+      schema: { tags: ['bundles'], summary: 'A bundle, decoded', params, response: responses({ 200: { $ref: 'BundleDetail#' } }) },
+    },
+    async (request) => bundleView(await gw.getBundle(request.params.id)),
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/bundles/:id/raw',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['bundles'],
+        summary: 'The COSE_Sign1 bytes of a bundle, as devices receive them',
+        params,
+        response: responses({ 200: { description: 'COSE_Sign1 (RFC 9052), CBOR tag 18', content: { 'application/cose': { schema: { type: 'string', format: 'binary' } } } } }),
+      },
+    },
+    async (request, reply) => {
+      const b = await gw.getBundle(request.params.id);
+      return reply.type('application/cose').header('content-disposition', `attachment; filename="${b.group}-${b.seq}.cose"`).send(Buffer.from(b.bytes, 'base64'));
+    },
+  );
+}

@@ -1,0 +1,72 @@
+// Open and descriptive routes (issue 8): `GET /healthz` for load balancers and supervisors (no
+// token), `GET /v1/info` (what a device or simulator needs: the MQTT URL, the signing kid and public
+// key) and `GET /docs`, the OpenAPI document @fastify/swagger builds from the route schemas.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import type { Gateway } from '../gateway.ts';
+import { responses } from './schemas.ts';
+
+export interface InfoRoutesOptions {
+  gateway: Gateway;
+  version: string;
+}
+
+/** The version in pinwave's package.json, found by walking up from this file (source or dist/); '0.0.0' if none. */
+export function packageVersion(from = dirname(fileURLToPath(import.meta.url))): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'pinwave' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // no package.json here: keep walking up
+    }
+    if (dirname(dir) === dir) return '0.0.0';
+  }
+}
+
+export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Promise<void> {
+  const gw = o.gateway;
+
+  app.get(
+    '/healthz',
+    { schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
+    async () => ({ status: 'ok' }),
+  );
+
+  app.get(
+    '/v1/info',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['meta'],
+        summary: "The gateway's MQTT URL, version, and the signing key devices must trust",
+        response: responses({
+          200: {
+            type: 'object',
+            required: ['version', 'mqttUrl', 'kid', 'publicKey'],
+            properties: {
+              name: { type: 'string' },
+              version: { type: 'string' },
+              mqttUrl: { type: 'string' },
+              mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
+              kid: { type: 'string', description: 'hex: the first 8 bytes of SHA-256 over the raw public key (DESIGN.md §3)' },
+              publicKey: { type: 'string', description: 'the signing key, SPKI PEM' },
+            },
+          },
+        }),
+      },
+    },
+    async () => {
+      const s = gw.signing;
+      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, mqttPorts: gw.ports, kid: s.kid, publicKey: s.publicPem };
+    },
+  );
+
+  app.get(
+    '/docs',
+    { schema: { tags: ['meta'], summary: 'This API as an OpenAPI 3 document, generated from the route schemas; no token needed', response: { 200: { type: 'object', additionalProperties: true } } } },
+    async () => app.swagger(),
+  );
+}

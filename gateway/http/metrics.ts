@@ -1,0 +1,76 @@
+// `GET /metrics` (issue 8): the gateway's counters in the Prometheus text exposition format 0.0.4,
+// each metric with its HELP and TYPE lines. Open, like /healthz: it carries counts, no ids.
+import type { FastifyInstance } from 'fastify';
+import type { Gateway } from '../gateway.ts';
+
+export interface MetricsRoutesOptions {
+  gateway: Gateway;
+  /** API requests refused by the token check, by reason (auth.ts) */
+  authRefused: Record<string, number>;
+}
+
+type Labels = Record<string, string> | null;
+
+/** Prometheus label values escape backslash, double quote and line feed. */
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+/** Builds one exposition: `add` writes a metric's HELP and TYPE once, then its samples. */
+export class Exposition {
+  readonly #lines: string[] = [];
+
+  add(name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Labels, number]> | number): this {
+    this.#lines.push(`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of typeof samples === 'number' ? [[null, samples] as [Labels, number]] : samples) {
+      const l = labels === null ? '' : `{${Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
+      this.#lines.push(`${name}${l} ${Number.isFinite(value) ? value : 0}`);
+    }
+    return this;
+  }
+
+  toString(): string {
+    return this.#lines.join('\n') + '\n';
+  }
+}
+
+const by = (label: string, counts: Record<string, number>): Array<[Labels, number]> => Object.entries(counts).map(([k, v]) => [{ [label]: k }, v]);
+
+/** The whole exposition, from the gateway's counters: O(rollouts), no device walk. */
+export function metricsText(gw: Gateway, authRefused: Record<string, number>): string {
+  const c = gw.counters();
+  const t = gw.telemetryCounters();
+  const r = gw.rolloutCounts();
+  return new Exposition()
+    .add('pinwave_connected_devices', 'gauge', 'Devices connected to the MQTT broker now.', gw.connectedCount())
+    .add('pinwave_device_messages_received_total', 'counter', 'Authorized device messages received, by kind (state, ack, telemetry).', by('kind', c.messagesIn))
+    .add('pinwave_mqtt_messages_sent_total', 'counter', 'Messages handed to the broker for devices.', c.broker.messagesOut)
+    .add('pinwave_bundles_sent_total', 'counter', 'Bundles published to devices.', c.bundlesSent)
+    .add('pinwave_acks_total', 'counter', 'Device acks, by status.', by('status', c.acks))
+    .add('pinwave_rollouts', 'gauge', 'Rollouts, by state.', by('state', r.byState))
+    .add('pinwave_held_waves', 'gauge', 'Waves standing held (one per held rollout).', r.heldWaves)
+    .add('pinwave_pin_failure_reports_total', 'counter', 'Pin-failure reports accepted from devices.', t.accepted)
+    .add('pinwave_telemetry_reports_dropped_total', 'counter', 'Pin-failure reports dropped, by reason.', by('reason', t.dropped))
+    .add('pinwave_device_messages_dropped_total', 'counter', 'Device messages the gateway dropped, by reason.', by('reason', c.dropped))
+    .add('pinwave_mqtt_connections_accepted_total', 'counter', 'MQTT connections accepted.', c.broker.connectionsAccepted)
+    .add('pinwave_mqtt_connections_refused_total', 'counter', 'MQTT connections refused, by reason.', by('reason', c.broker.connectionsRefused))
+    .add('pinwave_mqtt_acl_denied_total', 'counter', 'Device subscribes and publishes the ACL refused, by kind.', by('kind', c.broker.aclDenied))
+    .add('pinwave_mqtt_payload_too_large_total', 'counter', 'Device publishes refused for their size.', c.broker.payloadTooLarge)
+    .add('pinwave_mqtt_oversized_frames_total', 'counter', 'Connections closed for a packet over the frame limit.', c.broker.oversizedFrames)
+    .add('pinwave_mqtt_publish_errors_total', 'counter', 'Messages to devices the broker reported an error for.', c.broker.publishErrors)
+    .add('pinwave_store_writes_total', 'counter', 'Completed writes of the fleet store.', c.storeWrites)
+    .add('pinwave_http_auth_refused_total', 'counter', 'API requests refused by the token check, by reason.', by('reason', authRefused))
+    .toString();
+}
+
+export async function metricsRoutes(app: FastifyInstance, o: MetricsRoutesOptions): Promise<void> {
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['meta'],
+        summary: 'Prometheus metrics (text format 0.0.4); no token needed',
+        response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: { type: 'string' } } } } },
+      },
+    },
+    async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(metricsText(o.gateway, o.authRefused)),
+  );
+}

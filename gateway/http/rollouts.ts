@@ -1,0 +1,170 @@
+// /v1/rollouts (issue 8, DESIGN.md §6): create after pre-flight (422 with the offending devices when
+// it refuses), list, show (per wave: state, counts, ratios against thresholds; the decisions with
+// their reasons), and the operator's actions. An action the rollout's state forbids is 409 naming
+// that state (the engine's PW_INVALID_STATE). The actor of every decision is the caller's token name.
+import type { FastifyInstance } from 'fastify';
+import { GatewayError } from '../errors.ts';
+import type { Gateway } from '../gateway.ts';
+import type { RolloutState, Target, WavePlanInput, WaveThresholds } from '../rollout/types.ts';
+import { bundleId, cursor, deviceId, group, idParams, limit, listOf, responses, rolloutId, thresholdProperties } from './schemas.ts';
+
+export interface RolloutRoutesOptions {
+  gateway: Gateway;
+  /** the wave plan of a rollout created without `waves` (config `waves`); default the engine's 1%, 10%, 50%, 100% */
+  waveDefaults?: WavePlanInput[];
+}
+
+interface CreateBody {
+  bundle: string;
+  target: Target;
+  waves?: WavePlanInput[];
+  onMiss?: 'hold' | 'abort';
+  start?: boolean;
+  seed?: string;
+  checkEndpoints?: boolean;
+}
+
+const wave = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['size'],
+  properties: {
+    size: {
+      description: 'cumulative: a device count, or a percentage of the target ("10%"); the last wave takes the remainder',
+      anyOf: [
+        { type: 'integer', minimum: 1 },
+        { type: 'string', pattern: '^[0-9]{1,3}(\\.[0-9]{1,6})?%$' },
+      ],
+    },
+    ...thresholdProperties,
+  },
+} as const;
+
+const createBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['bundle', 'target'],
+  properties: {
+    bundle: bundleId,
+    target: {
+      type: 'object',
+      description: 'exactly one of { "group": G } or { "devices": [ids] }',
+      additionalProperties: false,
+      minProperties: 1,
+      maxProperties: 1,
+      properties: { group, devices: { type: 'array', minItems: 1, maxItems: 10_000, items: deviceId } },
+    },
+    waves: { type: 'array', minItems: 1, maxItems: 100, items: wave },
+    onMiss: { type: 'string', enum: ['hold', 'abort'], description: 'what a missed wave does; default hold' },
+    start: { type: 'boolean', description: 'start at once; default false' },
+    seed: { type: 'string', minLength: 1, maxLength: 128, description: 'orders the target into waves; default the rollout id' },
+    checkEndpoints: { type: 'boolean', description: "also check the pins against what the live endpoints serve now; default false" },
+  },
+} as const;
+
+/** An action that takes no parameters: no body, `{}`, or null; nothing else. */
+const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
+const resumeBody = { type: ['object', 'null'], additionalProperties: false, properties: thresholdProperties, description: 'new thresholds or timeout for the held wave' } as const;
+const abortBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { reason: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[\\x20-\\x7e]+$', description: "recorded with the decision; default 'operator'" } },
+} as const;
+
+export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOptions): Promise<void> {
+  const gw = o.gateway;
+  const params = idParams(rolloutId);
+  const view = (id: string) => gw.getRollout(id);
+
+  app.post<{ Body: CreateBody }>(
+    '/v1/rollouts',
+    {
+      bodyLimit: 1024 * 1024,
+      config: { role: 'operator' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Create a rollout of a bundle in waves, after a pre-flight check',
+        description: 'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices).',
+        body: createBody,
+        response: responses({ 201: { $ref: 'RolloutCreated#' } }),
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      const waves = b.waves ?? o.waveDefaults;
+      const { rollout, preflight } = await gw.createRollout({ ...b, ...(waves && { waves }) }, request.caller!.name);
+      return reply.code(201).send({ ...(await view(rollout.id)), preflight });
+    },
+  );
+
+  app.get<{ Querystring: { state?: RolloutState; group?: string; limit?: number; cursor?: string } }>(
+    '/v1/rollouts',
+    {
+      config: { role: 'viewer' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'List rollouts, oldest first',
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { state: { type: 'string', enum: ['pending', 'running', 'held', 'completed', 'aborted'] }, group, limit, cursor },
+        },
+        response: responses({ 200: listOf('Rollout') }),
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const all = gw.listRollouts(q.state).filter((r) => q.group === undefined || r.bundle.group === q.group);
+      let from = 0;
+      if (q.cursor !== undefined) {
+        from = all.findIndex((r) => r.id === q.cursor) + 1;
+        if (from === 0) throw new GatewayError('PW_INVALID', `querystring/cursor names no rollout in this list: ${JSON.stringify(q.cursor)}`);
+      }
+      const n = q.limit ?? 100;
+      const page = all.slice(from, from + n);
+      return { items: await Promise.all(page.map((r) => view(r.id))), next: from + n < all.length ? page[page.length - 1].id : null };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/rollouts/:id',
+    {
+      config: { role: 'viewer' },
+      schema: { tags: ['rollouts'], summary: 'A rollout: its state, each wave against its thresholds, and the decisions', params, response: responses({ 200: { $ref: 'Rollout#' } }) },
+    },
+    async (request) => view(request.params.id),
+  );
+
+  const action = (verb: 'start' | 'pause' | 'resume' | 'abort', summary: string, body: object, run: (id: string, actor: string, body: Record<string, unknown> | null) => Promise<unknown>) =>
+    app.post<{ Params: { id: string }; Body: Record<string, unknown> | null }>(
+      `/v1/rollouts/:id/${verb}`,
+      { config: { role: 'operator' }, schema: { tags: ['rollouts'], summary, params, body, response: responses({ 200: { $ref: 'Rollout#' } }) } },
+      async (request) => {
+        await run(request.params.id, request.caller!.name, request.body ?? null);
+        return view(request.params.id);
+      },
+    );
+
+  action('start', 'Start a pending rollout: its first wave is sent', noBody, (id, actor) => gw.startRollout(id, actor));
+  action('pause', 'Hold a running rollout: nothing more is sent until it is resumed', noBody, (id, actor) => gw.pauseRollout(id, actor));
+  action('resume', 'Resume a held rollout, optionally with new thresholds or timeout for the held wave', resumeBody, (id, actor, body) => gw.resumeRollout(id, actor, (body ?? {}) as Partial<WaveThresholds>));
+  action('abort', 'Abort a rollout: nothing more is sent', abortBody, (id, actor, body) => gw.abortRollout(id, actor, typeof body?.reason === 'string' ? body.reason : undefined));
+
+  app.post<{ Params: { id: string } }>(
+    '/v1/rollouts/:id/rollback',
+    {
+      config: { role: 'operator' },
+      schema: {
+        tags: ['rollouts'],
+        summary: 'Roll back: a new bundle of the previous pins (higher seq) to every device this rollout reached; this rollout is aborted',
+        params,
+        body: noBody,
+        response: responses({ 201: { type: 'object', required: ['aborted', 'rollback'], properties: { aborted: { $ref: 'Rollout#' }, rollback: { $ref: 'Rollout#' } } } }),
+      },
+    },
+    async (request, reply) => {
+      const { aborted, rollback } = await gw.rollback(request.params.id, request.caller!.name);
+      return reply.code(201).send({ aborted: await view(aborted.id), rollback: await view(rollback.id) });
+    },
+  );
+}

@@ -1,0 +1,303 @@
+// JSON schemas shared by the route files (issue 8: every body and query validated by JSON schema).
+// Request schemas are inlined into each route (they are validated by the API's own Ajv, see
+// server.ts); response schemas are registered once under an `$id` and referenced as `Name#`, so
+// the OpenAPI document names them as components. A response schema is also an allowlist: fastify
+// serialises only the properties it lists, so a record field such as a device's tokenHash can never
+// reach a client by accident.
+import type { FastifyInstance } from 'fastify';
+
+// ---------------------------------------------------------------- request pieces
+
+/** gateway/device-id.ts: 1–64 of A-Z a-z 0-9 . _ : -, not only dots (so `..` never names a device). */
+export const deviceId = { type: 'string', minLength: 1, maxLength: 64, pattern: '^(?!\\.+$)[A-Za-z0-9._:-]+$' } as const;
+export const group = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' } as const;
+/** A model or firmware version: printable ASCII. */
+export const label = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x20-\\x7e]+$' } as const;
+/** DESIGN.md §3: a bundle's id is the hex SHA-256 of its payload. */
+export const bundleId = { type: 'string', minLength: 64, maxLength: 64, pattern: '^[0-9a-f]+$' } as const;
+/** The gateway names rollouts `r-<group>-<seq>-<suffix>`. */
+export const rolloutId = { type: 'string', minLength: 1, maxLength: 160, pattern: '^(?!\\.+$)[A-Za-z0-9._:-]+$' } as const;
+export const limit = { type: 'integer', minimum: 1, maximum: 1000, description: 'items per page; default 100' } as const;
+export const cursor = { type: 'string', minLength: 1, maxLength: 200, description: 'the `next` of the previous page' } as const;
+
+export const idParams = (id: object) => ({ type: 'object', additionalProperties: false, required: ['id'], properties: { id } }) as const;
+
+/** The thresholds of a wave (gateway/rollout/types.ts WaveThresholds); the engine checks them again. */
+export const thresholdProperties = {
+  ackThreshold: { type: 'number', minimum: 0, maximum: 1, description: 'share of reachable members that must ack applied; default 0.95' },
+  failureThreshold: { type: 'number', minimum: 0, maximum: 1, description: 'share of responders rejecting or failing above which the wave is held at once; default 0.02' },
+  minDevices: { type: 'integer', minimum: 0, description: 'responders needed before the failure ratio counts; default 5' },
+  maxUnreachable: { type: 'number', minimum: 0, maximum: 1, description: 'share of members offline for the whole wave above which it is held; default 0.5' },
+  timeoutSeconds: { type: 'number', exclusiveMinimum: 0, description: 'from the wave start to its deadline; default 3600' },
+  soakSeconds: { type: 'number', minimum: 0, description: 'after the ack threshold is met, how long failures may still hold the wave; default 0' },
+} as const;
+
+// ---------------------------------------------------------------- response shapes
+
+const str = { type: 'string' } as const;
+const int = { type: 'integer' } as const;
+const num = { type: 'number' } as const;
+const bool = { type: 'boolean' } as const;
+const nullable = <T extends { type: string }>(s: T) => ({ ...s, type: [s.type, 'null'] });
+/** epoch milliseconds */
+const time = { type: 'number', description: 'epoch milliseconds' } as const;
+const ntime = { type: ['number', 'null'], description: 'epoch milliseconds' } as const;
+const strings = { type: 'array', items: str } as const;
+
+export const ErrorSchema = {
+  $id: 'Error',
+  type: 'object',
+  description: 'fastify-style error; `code` is a stable PW_/FST_ code, `details` carries offending ids, field errors or the pre-flight result',
+  required: ['statusCode', 'error', 'message'],
+  properties: { statusCode: int, error: str, message: str, code: str, details: {} },
+} as const;
+
+const thresholds = { type: 'object', properties: thresholdProperties } as const;
+
+export const DeviceSchema = {
+  $id: 'Device',
+  type: 'object',
+  required: ['id', 'group', 'model', 'firmware', 'seq', 'bundle', 'connected', 'lastSeen', 'state'],
+  properties: {
+    id: str,
+    group: str,
+    model: nullable(str),
+    firmware: nullable(str),
+    seq: { type: ['integer', 'null'], description: 'the bundle seq the device last reported; null before it ever reported' },
+    bundle: { type: ['string', 'null'], description: 'the bundle id the device last reported' },
+    keyEpoch: nullable(int),
+    connected: bool,
+    state: { type: 'string', enum: ['connected', 'offline', 'never_connected', 'revoked'] },
+    lastSeen: ntime,
+    lastConnectAt: ntime,
+    lastDisconnectAt: ntime,
+    createdAt: time,
+    revokedAt: ntime,
+  },
+} as const;
+
+const historyEntry = {
+  type: 'object',
+  properties: { at: time, rolloutId: str, bundleId: str, seq: int, event: { type: 'string', enum: ['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'] }, reason: str },
+} as const;
+
+const telemetryReport = {
+  type: 'object',
+  description: 'a pin-failure report as the device sent it (RFC 7469 §3 names)',
+  properties: {
+    at: time,
+    firmware: str,
+    hostname: str,
+    port: int,
+    result: str,
+    servedPins: strings,
+    knownPins: strings,
+    seq: int,
+    bundleId: nullable(str),
+    count: int,
+    suppressed: int,
+    firstSeen: { type: 'integer', description: 'device clock, epoch seconds' },
+    lastSeen: { type: 'integer', description: 'device clock, epoch seconds' },
+    counter: int,
+    rolloutId: nullable(str),
+    wave: nullable(int),
+  },
+} as const;
+
+export const DeviceDetailSchema = {
+  $id: 'DeviceDetail',
+  type: 'object',
+  required: [...DeviceSchema.required, 'history', 'telemetry', 'rollout'],
+  properties: {
+    ...DeviceSchema.properties,
+    rollout: {
+      type: ['object', 'null'],
+      description: 'the latest rollout (not aborted) the device is in, and its status there',
+      properties: { id: str, state: str, status: str, wave: int, reason: str, at: ntime },
+    },
+    history: { type: 'array', description: 'rollout history, newest last', items: historyEntry },
+    telemetry: { type: 'array', description: 'recent pin-failure reports, newest last', items: telemetryReport },
+  },
+} as const;
+
+export const BundleSchema = {
+  $id: 'Bundle',
+  type: 'object',
+  required: ['id', 'group', 'seq', 'size', 'createdAt'],
+  properties: { id: str, group: str, seq: int, size: { type: 'integer', description: 'bytes of the COSE_Sign1 message' }, createdAt: time, createdBy: nullable(str) },
+} as const;
+
+export const BundleDetailSchema = {
+  $id: 'BundleDetail',
+  type: 'object',
+  required: [...BundleSchema.required, 'kid', 'version', 'iat', 'exp', 'endpoints'],
+  properties: {
+    ...BundleSchema.properties,
+    kid: str,
+    alg: str,
+    version: int,
+    iat: { type: 'integer', description: 'epoch seconds' },
+    issuedAt: str,
+    exp: { type: 'integer', description: 'epoch seconds' },
+    expires: str,
+    expiryPolicy: { type: 'string', enum: ['enforce', 'ca-fallback'] },
+    endpoints: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { host: str, port: int, pins: strings, mode: { type: 'string', enum: ['enforce', 'report-only'] }, notBefore: int, notAfter: int },
+      },
+    },
+    keyRotation: { type: 'object', properties: { epoch: int, keys: { type: 'array', description: 'raw Ed25519 public keys, base64', items: str } } },
+  },
+} as const;
+
+const figureProperties = {
+  members: int,
+  pending: int,
+  sent: int,
+  applied: int,
+  rejected: int,
+  failing: int,
+  timedOut: int,
+  unreachable: int,
+  acked: int,
+  responded: int,
+  ackRatio: num,
+  failureRatio: num,
+  failureCounted: bool,
+  unreachableRatio: num,
+} as const;
+
+const waveSummary = {
+  type: 'object',
+  properties: {
+    index: int,
+    state: { type: 'string', enum: ['pending', 'active', 'soaking', 'passed', 'missed'] },
+    plannedSize: { type: ['integer', 'string'], description: 'the cumulative size the plan asked for' },
+    size: { type: 'integer', description: 'members of this wave' },
+    ...figureProperties,
+    rejectedByReason: { type: 'object', additionalProperties: int },
+    thresholds,
+    startedAt: ntime,
+    deadline: ntime,
+    soakUntil: ntime,
+    endedAt: ntime,
+  },
+} as const;
+
+const decision = {
+  type: 'object',
+  properties: {
+    at: time,
+    actor: { type: 'string', description: "the operator token's name, or 'system'" },
+    action: str,
+    reason: str,
+    from: str,
+    to: str,
+    wave: int,
+    waveFrom: str,
+    waveTo: str,
+    figures: { type: 'object', properties: figureProperties },
+    thresholds,
+  },
+} as const;
+
+export const RolloutSchema = {
+  $id: 'Rollout',
+  type: 'object',
+  required: ['id', 'state', 'bundle', 'target', 'waves', 'decisions'],
+  properties: {
+    id: str,
+    state: { type: 'string', enum: ['pending', 'running', 'held', 'completed', 'aborted'] },
+    bundle: { type: 'object', properties: { id: str, seq: int, group: str } },
+    target: { type: 'object', properties: { group: str, devices: strings } },
+    onMiss: { type: 'string', enum: ['hold', 'abort'] },
+    devices: { type: 'integer', description: 'devices targeted' },
+    wave: { type: 'integer', description: 'the wave in progress, or the last one reached' },
+    createdAt: time,
+    startedAt: ntime,
+    endedAt: ntime,
+    nextDeadline: ntime,
+    createdBy: str,
+    previousBundle: nullable(str),
+    rollbackOf: str,
+    waves: { type: 'array', items: waveSummary },
+    decisions: { type: 'array', items: decision },
+  },
+} as const;
+
+const finding = {
+  type: 'object',
+  properties: { code: str, message: str, devices: { ...strings, description: 'the devices concerned (the first 100)' }, count: int, endpoint: str },
+} as const;
+
+export const PreflightSchema = {
+  $id: 'Preflight',
+  type: 'object',
+  required: ['ok', 'targeted', 'problems', 'warnings'],
+  properties: { ok: bool, targeted: int, problems: { type: 'array', items: finding }, warnings: { type: 'array', items: finding } },
+} as const;
+
+export const RolloutCreatedSchema = {
+  $id: 'RolloutCreated',
+  type: 'object',
+  description: 'the rollout, with the pre-flight result that let it be created',
+  required: [...RolloutSchema.required, 'preflight'],
+  properties: { ...RolloutSchema.properties, preflight: { $ref: 'Preflight#' } },
+} as const;
+
+export const StuckDeviceSchema = {
+  $id: 'StuckDevice',
+  type: 'object',
+  properties: {
+    id: str,
+    group: str,
+    model: nullable(str),
+    seq: nullable(int),
+    bundle: nullable(str),
+    targetSeq: int,
+    reason: { type: 'string', description: 'never_connected, offline, no_ack, failing or rejected:<reason>' },
+    since: ntime,
+    connected: bool,
+  },
+} as const;
+
+export const PinFailureSchema = {
+  $id: 'PinFailure',
+  type: 'object',
+  description: 'pin-failure reports aggregated by endpoint and observed pin',
+  properties: {
+    host: str,
+    port: int,
+    result: str,
+    observedPin: nullable(str),
+    bundleId: nullable(str),
+    rollouts: strings,
+    waves: { type: 'array', items: { type: 'object', properties: { rolloutId: str, wave: int } } },
+    groups: strings,
+    devices: int,
+    devicesCapped: bool,
+    failures: int,
+    suppressed: int,
+    firstSeen: str,
+    lastSeen: str,
+    firstReceived: str,
+    lastReceived: str,
+  },
+} as const;
+
+/** `{ items, next }`: a page of `item`; `next` is the cursor of the following page, null on the last. */
+export const listOf = (ref: string) =>
+  ({
+    type: 'object',
+    required: ['items', 'next'],
+    properties: { items: { type: 'array', items: { $ref: `${ref}#` } }, next: { type: ['string', 'null'] } },
+  }) as const;
+
+/** Response schemas for a route: its success shape and the error shape for everything else. */
+export const responses = (ok: Record<number, unknown>) => ({ ...ok, '4xx': { $ref: 'Error#' }, '5xx': { $ref: 'Error#' } });
+
+export function addSharedSchemas(app: FastifyInstance): void {
+  for (const s of [ErrorSchema, DeviceSchema, DeviceDetailSchema, BundleSchema, BundleDetailSchema, PreflightSchema, RolloutSchema, RolloutCreatedSchema, StuckDeviceSchema, PinFailureSchema]) app.addSchema(s);
+}

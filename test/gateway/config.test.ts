@@ -1,0 +1,180 @@
+// The gateway's config: a JSON or YAML file, then the environment, then flags; every problem
+// reported at once, each naming its key; tokens kept only as hashes.
+import t from 'tap';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, DEFAULTS, loadConfig } from '../../gateway/config.ts';
+import { hashToken } from '../../gateway/credentials.ts';
+import { generateKeyPair } from '../../firmware-manifest/index.ts';
+import { pin } from '../fixtures/gateway.ts';
+
+const HASH = hashToken('operator-token-0123456789abcdef');
+const manifest = () => ({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] });
+
+/** The problems a load reports, or [] when it succeeds. */
+function problems(o: Parameters<typeof loadConfig>[0]): string[] {
+  try {
+    loadConfig(o);
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+}
+
+t.test('with only the required flags, every option takes its default', async (t) => {
+  const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
+  t.same(c, { dataDir: '/d', keyPath: '/k.pem', host: '127.0.0.1', logLevel: 'info', mqtt: { port: 1883 }, http: { port: 8080, trustProxy: false }, tokens: [], manifests: [], file: null });
+  t.equal(DEFAULTS.httpPort, 8080);
+});
+
+t.test('a YAML file sets every option; its relative paths are relative to the file', async (t) => {
+  const dir = t.testdir({ tls: { 'server.key': 'KEY PEM', 'server.crt': 'CERT PEM', 'ca.crt': 'CA PEM' }, manifests: { 'th-100.json': JSON.stringify(manifest()) } });
+  const file = join(dir, 'pinwave.yaml');
+  writeFileSync(
+    file,
+    `# the gateway
+dataDir: data
+keyPath: /etc/pinwave/signing.key
+host: 0.0.0.0
+logLevel: debug
+mqtt:
+  port: 1884
+  maxPayloadBytes: 8192
+  tls: { port: 8884, key: tls/server.key, cert: tls/server.crt, ca: tls/ca.crt }
+  websocket: true
+http:
+  port: 9090
+  trustProxy: true
+tokens:
+  - { name: alice, role: operator, hash: "${HASH}" }
+manifests: [manifests/th-100.json]
+waves: [{ size: "5%" }, { size: "100%", ackThreshold: 0.99 }]
+bundleLifetime: 12h
+`,
+  );
+  const c = loadConfig({ file });
+  t.equal(c.dataDir, join(dir, 'data'));
+  t.equal(c.keyPath, '/etc/pinwave/signing.key');
+  t.equal(c.host, '0.0.0.0');
+  t.equal(c.logLevel, 'debug');
+  t.same(c.mqtt, { port: 1884, maxPayloadBytes: 8192, tls: { port: 8884, key: Buffer.from('KEY PEM'), cert: Buffer.from('CERT PEM'), ca: Buffer.from('CA PEM') }, websocket: { port: 8083, path: '/mqtt' } });
+  t.same(c.http, { port: 9090, trustProxy: true });
+  t.same(c.tokens, [{ name: 'alice', role: 'operator', hash: HASH }]);
+  t.equal(c.manifests[0].model, 'th-100');
+  t.same(c.waves, [{ size: '5%' }, { size: '100%', ackThreshold: 0.99 }]);
+  t.equal(c.bundleLifetimeSeconds, 12 * 3600);
+  t.equal(c.file, file);
+});
+
+t.test('a JSON file works the same; the environment overrides it, and flags override both', async (t) => {
+  const dir = t.testdir({ 'c.json': JSON.stringify({ dataDir: '/file/data', keyPath: '/file/key', host: '10.0.0.1', mqtt: { port: 1, websocket: { port: 9001, path: '/ws' } }, http: { port: 2 }, logLevel: 'warn' }) });
+  const file = join(dir, 'c.json');
+  const fromFile = loadConfig({ file });
+  t.match(fromFile, { dataDir: '/file/data', host: '10.0.0.1', mqtt: { port: 1, websocket: { port: 9001, path: '/ws' } }, http: { port: 2 }, logLevel: 'warn' });
+  const env = { PINWAVE_DATA_DIR: '/env/data', PINWAVE_KEY: '/env/key', PINWAVE_HOST: '10.0.0.2', PINWAVE_MQTT_PORT: '3', PINWAVE_HTTP_PORT: '4', PINWAVE_LOG_LEVEL: 'error', PINWAVE_CONFIG: file };
+  t.match(loadConfig({ env }), { dataDir: '/env/data', keyPath: '/env/key', host: '10.0.0.2', mqtt: { port: 3 }, http: { port: 4 }, logLevel: 'error', file }, 'PINWAVE_CONFIG names the file');
+  t.match(loadConfig({ file, env, flags: { dataDir: '/flag/data', keyPath: '/flag/key', host: '::1', mqttPort: 0, httpPort: 0 } }), { dataDir: '/flag/data', keyPath: '/flag/key', host: '::1', mqtt: { port: 0 }, http: { port: 0 } });
+  t.match(loadConfig({ file, env: { PINWAVE_HTTP_PORT: '', PINWAVE_DATA_DIR: '' } }), { dataDir: '/file/data', http: { port: 2 } }, 'an empty variable is unset');
+});
+
+t.test('a bad value is reported with its key and what came; every problem at once', async (t) => {
+  const dir = t.testdir({ 'c.yaml': 'http:\n  port: abc\nmqtt:\n  port: 70000\n  tls: { key: nope.key }\n  websocket: { path: ws }\nhots: 1\nlogLevel: loud\nbundleLifetime: 3w\nwaves: [{ size: "50%" }, { size: "10%" }]\n' });
+  const file = join(dir, 'c.yaml');
+  const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
+  t.same(list, [
+    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime)',
+    'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+    'config.mqtt.port: must be an integer 0-65535, got 70000',
+    'config.http.port: must be an integer 0-65535, got "abc"',
+    `config.mqtt.tls.key: cannot read ${join(dir, 'nope.key')}: ENOENT`,
+    'config.mqtt.tls.cert: required',
+    'config.mqtt.websocket.path: must start with "/", got "ws"',
+    'config.waves[1].size must not be below waves[0].size (sizes are cumulative), got "10%"',
+    'config.bundleLifetime: must be a number of seconds above 0 or a duration like "12h" or "30d", got "3w"',
+    'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
+    'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir',
+    'keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath',
+  ]);
+  try {
+    loadConfig({ file });
+    t.fail('should throw');
+  } catch (err) {
+    t.match((err as Error).message, new RegExp(`^invalid configuration \\(${file}\\):\\n  config\\.hots: unknown option`));
+  }
+});
+
+t.test('tokens must be { name, role, hash }; a pasted token is refused without being echoed', async (t) => {
+  const tokens = [
+    { name: 'alice', role: 'operator', hash: HASH },
+    { name: 'alice', role: 'viewer', hash: hashToken('another-token-0123456789') },
+    { name: 'bob', role: 'root', hash: 'operator-token-0123456789abcdef' },
+    { name: 'carol', role: 'admin', hash: HASH },
+    'dave',
+    { name: 'eve smith', role: 'viewer', hash: hashToken('x'), extra: 1 },
+  ];
+  const list = problems({ file: write(t, 'c.json', { tokens }), flags: { dataDir: '/d', keyPath: '/k' } });
+  t.same(list, [
+    'config.tokens[1].name: "alice" is used by another token',
+    'config.tokens[2].role: must be one of viewer, operator, admin, got "root"',
+    'config.tokens[2].hash: must be a hash as `pinwave token hash` prints it (sha256:<43 characters>), not the token itself',
+    'config.tokens[3].hash: the same token as another entry',
+    'config.tokens[4]: must be { name, role, hash }, got "dave"',
+    'config.tokens[5].extra: unknown option (known: name, role, hash)',
+    'config.tokens[5].name: must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -, got "eve smith"',
+  ]);
+  t.notOk(list.join('\n').includes('operator-token-0123456789abcdef'), 'the pasted token is not repeated');
+  t.same(problems({ file: write(t, 'd.json', { tokens: {} }), flags: { dataDir: '/d', keyPath: '/k' } }), ['config.tokens: must be a list of { name, role, hash }, got an object']);
+});
+
+t.test('PINWAVE_ADMIN_TOKEN adds one admin token, kept only as its hash', async (t) => {
+  const secret = 'admin-token-from-env-0123456789';
+  const c = loadConfig({ env: { PINWAVE_ADMIN_TOKEN: secret }, flags: { dataDir: '/d', keyPath: '/k' } });
+  t.same(c.tokens, [{ name: 'admin', role: 'admin', hash: hashToken(secret) }]);
+  t.notOk(JSON.stringify(c).includes(secret));
+  const short = problems({ env: { PINWAVE_ADMIN_TOKEN: 'hunter2' }, flags: { dataDir: '/d', keyPath: '/k' } });
+  t.match(short, [/^PINWAVE_ADMIN_TOKEN: must be 16 to 512 characters/]);
+  t.notOk(short.join('').includes('hunter2'));
+  const clash = problems({ file: write(t, 'c.json', { tokens: [{ name: 'admin', role: 'viewer', hash: HASH }] }), env: { PINWAVE_ADMIN_TOKEN: secret }, flags: { dataDir: '/d', keyPath: '/k' } });
+  t.same(clash, ['PINWAVE_ADMIN_TOKEN: config.tokens already has a token named "admin"']);
+});
+
+t.test('manifests are read and validated; a bad one is named with its path and the problem', async (t) => {
+  const dir = t.testdir({ 'good.json': JSON.stringify(manifest()), 'bad.json': JSON.stringify({ ...manifest(), pins: [{ host: 'api.example.com', pins: [pin('a'), 'sha256/AAAA'] }] }), 'text.json': 'not json', 'again.json': JSON.stringify(manifest()) });
+  const ok = loadConfig({ file: write(t, 'c.json', { manifests: [join(dir, 'good.json')] }), flags: { dataDir: '/d', keyPath: '/k' } });
+  t.equal(ok.manifests.length, 1);
+  const list = problems({ file: write(t, 'd.json', { manifests: [join(dir, 'good.json'), join(dir, 'bad.json'), join(dir, 'text.json'), join(dir, 'gone.json'), join(dir, 'again.json'), 7] }), flags: { dataDir: '/d', keyPath: '/k' } });
+  t.equal(list.length, 5);
+  t.match(list[0], /^config\.manifests\[1\]: .*bad\.json is not a valid firmware manifest: \/pins\/0\/pins\/1: expected 32 bytes after base64 decoding, got 3; /);
+  t.match(list[1], /^config\.manifests\[2\]: .*text\.json is not JSON/);
+  t.match(list[2], /^config\.manifests\[3\]: cannot read .*gone\.json: ENOENT$/);
+  t.equal(list[3], 'config.manifests[4]: model "th-100" has a manifest already');
+  t.equal(list[4], 'config.manifests[5]: must be a non-empty string, got 7');
+  t.same(problems({ file: write(t, 'e.json', { manifests: 'good.json' }), flags: { dataDir: '/d', keyPath: '/k' } }), ['config.manifests: must be a list of firmware manifest JSON files, got "good.json"']);
+});
+
+t.test('the file itself: its extension, that it can be read and parsed, and that it is a mapping', async (t) => {
+  const dir = t.testdir({ 'c.toml': 'x = 1', 'bad.yaml': 'a: [1, 2', 'bad.json': '{', 'list.yml': '- 1\n- 2\n', 'empty.yaml': '' });
+  const flags = { dataDir: '/d', keyPath: '/k' };
+  t.match(problems({ file: join(dir, 'c.toml'), flags }), [/^config: .*c\.toml must end in \.json, \.yaml or \.yml, got "\.toml"$/]);
+  t.match(problems({ file: join(dir, 'none.yaml'), flags }), [/^config: cannot read .*none\.yaml: ENOENT$/]);
+  t.match(problems({ file: join(dir, 'bad.yaml'), flags }), [/^config: .*bad\.yaml is not valid YAML: /]);
+  t.match(problems({ file: join(dir, 'bad.json'), flags }), [/^config: .*bad\.json is not valid JSON: /]);
+  t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
+  t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
+  t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
+    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime)',
+    'config.host: must be a non-empty string, got ""',
+    'config.mqtt: must be a mapping, got 5',
+    'config.http.trustProxy: must be true or false, got "yes"',
+  ]);
+  t.match(loadConfig({ file: write(t, 'w.json', { mqtt: { websocket: false }, bundleLifetime: 600 }), flags }), { mqtt: { port: 1883 }, bundleLifetimeSeconds: 600 });
+});
+
+/** Writes a JSON config into the test's own folder (made, and removed after the test, by tap). */
+function write(t: { testdirName: string; testdir(): string }, name: string, value: unknown): string {
+  if (!existsSync(t.testdirName)) t.testdir();
+  const file = join(t.testdirName, name);
+  writeFileSync(file, JSON.stringify(value));
+  return file;
+}

@@ -1,0 +1,185 @@
+// `pinwave gateway`: MQTT and HTTP in one process, real ports printed, config from file,
+// environment and flags, a clean stop (store flushed, exit 0) on SIGINT/SIGTERM, JSON logs on
+// stderr with no secret in them.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import mqtt from 'mqtt';
+import { serve } from '../../scripts/commands/gateway.ts';
+import { UsageError, type Io } from '../../scripts/args.ts';
+import { hashToken } from '../../gateway/credentials.ts';
+import { generateKeyPair } from '../../firmware-manifest/index.ts';
+import { pin, until } from '../fixtures/gateway.ts';
+
+const ADMIN = 'admin-token-for-the-gateway-test-0123';
+
+function fakeIo(env: NodeJS.ProcessEnv = {}) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env, tty: false };
+  return { io, out, err };
+}
+
+function logSink() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  return { lines, stream };
+}
+
+function setup(t: { testdir(): string }) {
+  const dir = t.testdir();
+  const keyPath = join(dir, 'signing.key');
+  const key = generateKeyPair();
+  writeFileSync(keyPath, key.privatePem, { mode: 0o600 });
+  return { dir, keyPath, key };
+}
+
+/** A stop switch for serve(). */
+function switchOff() {
+  let off!: () => void;
+  const until = new Promise<void>((resolve) => (off = resolve));
+  return { until, off };
+}
+
+const url = (out: string[], what: 'mqtt' | 'http') => {
+  const line = out.find((l) => l.startsWith(`${what} listening on `));
+  return line?.slice(`${what} listening on `.length);
+};
+
+t.test('serves MQTT and HTTP on the real ports, and stops cleanly with the store flushed', async (t) => {
+  const { dir, keyPath } = setup(t);
+  const { io, out, err } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+  const log = logSink();
+  const stop = switchOff();
+  const done = serve(['--data', join(dir, 'data'), '--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], io, { until: stop.until, log: log.stream });
+  await until(() => url(out, 'http') !== undefined, 10_000, 'the http line');
+  t.match(out[0], /^mqtt listening on mqtt:\/\/127\.0\.0\.1:[1-9]\d*$/);
+  t.match(out[1], /^http listening on http:\/\/127\.0\.0\.1:[1-9]\d*$/);
+  t.same(err, []);
+  const api = url(out, 'http')!;
+  const auth = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+
+  t.equal((await fetch(`${api}/healthz`)).status, 200);
+  const info = await (await fetch(`${api}/v1/info`, { headers: auth })).json();
+  t.equal(info.mqttUrl, url(out, 'mqtt'));
+  const made = await fetch(`${api}/v1/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ devices: [{ id: 'th-1', group: 'thermostats' }] }) });
+  t.equal(made.status, 201);
+  const { devices } = await made.json();
+
+  const device = await mqtt.connectAsync(url(out, 'mqtt')!, { clientId: 'th-1', username: 'th-1', password: devices[0].token, clean: false, reconnectPeriod: 0, connectTimeout: 5000 });
+  t.ok(device.connected, 'a device connects with its token to the printed MQTT URL');
+  await until(async () => (await (await fetch(`${api}/v1/devices/th-1`, { headers: auth })).json()).connected === true, 5000, 'the device seen as connected');
+  await device.endAsync();
+
+  stop.off();
+  t.equal(await done, 0);
+  const stored = readFileSync(join(dir, 'data', 'pinwave.json'), 'utf8');
+  t.ok(stored.includes('"th-1"'), 'the store was flushed');
+  await t.rejects(fetch(`${api}/healthz`, { signal: AbortSignal.timeout(2000) }), 'the API is closed');
+
+  const entries = log.lines.map((l) => JSON.parse(l));
+  t.ok(entries.every((e) => typeof e.level === 'number' && typeof e.time === 'number' && typeof e.msg === 'string'), 'pino JSON lines');
+  t.ok(entries.some((e) => e.msg === 'pinwave gateway listening'));
+  t.ok(entries.some((e) => e.msg === 'gateway stopped' && e.component === 'gateway'));
+  t.ok(entries.some((e) => e.msg === 'request completed' && e.component === 'http'), 'requests are logged');
+  const text = log.lines.join('\n');
+  for (const secret of [ADMIN, devices[0].token, hashToken(ADMIN)]) t.notOk(text.includes(secret), 'no token or hash in the log');
+});
+
+t.test('a config file sets tokens, TLS-less options and wave defaults; flags override it', async (t) => {
+  const { dir, keyPath } = setup(t);
+  const operator = 'operator-token-for-the-gateway-test';
+  const config = join(dir, 'pinwave.yaml');
+  writeFileSync(config, `dataDir: data\nkeyPath: ${keyPath}\nmqtt: { port: 1 }\nhttp: { port: 2 }\nlogLevel: warn\ntokens:\n  - { name: olga, role: operator, hash: "${hashToken(operator)}" }\nwaves: [{ size: "100%", ackThreshold: 0.5 }]\n`);
+  const { io, out, err } = fakeIo();
+  const log = logSink();
+  const stop = switchOff();
+  const done = serve(['--config', config, '--mqtt-port', '0', '--http-port', '0'], io, { until: stop.until, log: log.stream, now: () => Date.UTC(2026, 0, 1) });
+  t.teardown(() => stop.off());
+  await until(() => url(out, 'http') !== undefined, 10_000, 'the http line');
+  t.same(err, [], 'tokens configured: no warning');
+  const api = url(out, 'http')!;
+  const auth = { authorization: `Bearer ${operator}`, 'content-type': 'application/json' };
+  t.equal((await fetch(`${api}/v1/devices`, { headers: auth })).status, 200, 'the operator token from the file works');
+  t.equal((await fetch(`${api}/v1/devices`, { method: 'POST', headers: auth, body: '{"devices":[{"id":"a","group":"g"}]}' })).status, 403);
+  t.equal((await fetch(`${api}/v1/devices`, { headers: { authorization: `Bearer ${ADMIN}` } })).status, 401, 'no admin token here');
+  const b = await (await fetch(`${api}/v1/bundles`, { method: 'POST', headers: auth, body: JSON.stringify({ group: 'g', pins: [{ host: 'a.example.com', pins: [pin('a'), pin('b')] }] }) })).json();
+  t.equal(b.iat, Date.UTC(2026, 0, 1) / 1000, 'the injected clock');
+  t.equal(b.createdBy, 'olga');
+  stop.off();
+  t.equal(await done, 0);
+  t.ok(log.lines.every((l) => JSON.parse(l).level >= 40), 'logLevel warn from the file');
+  t.ok(readFileSync(join(dir, 'data', 'pinwave.json'), 'utf8').includes(b.id), 'dataDir relative to the config file');
+});
+
+t.test('a bad config is exit 2 naming the key; bad flags are usage errors; no token is a warning', async (t) => {
+  const { dir, keyPath } = setup(t);
+  const config = join(dir, 'c.json');
+  writeFileSync(config, JSON.stringify({ http: { port: 'abc' } }));
+  const bad = fakeIo();
+  t.equal(await serve(['--config', config, '--data', dir, '--key', keyPath], bad.io), 2);
+  t.same(bad.err, [`pinwave gateway: invalid configuration (${config}):\n  config.http.port: must be an integer 0-65535, got "abc"`]);
+  const missing = fakeIo();
+  t.equal(await serve([], missing.io), 2);
+  t.match(missing.err[0], /dataDir: required: give --data DIR/);
+  await t.rejects(serve(['--http-port', 'abc'], fakeIo().io), { name: 'UsageError', message: '--http-port expects a non-negative integer, got "abc"' });
+  await t.rejects(serve(['--mqtt-port', '70000'], fakeIo().io), { message: '--mqtt-port must be 0 to 65535, got 70000' });
+  await t.rejects(serve(['--port', '1'], fakeIo().io), UsageError);
+  const help = fakeIo();
+  t.equal(await serve(['--help'], help.io), 0);
+  t.match(help.out[0], /^Usage:\n {2}pinwave gateway --data DIR --key KEY\.pem/);
+
+  const { io, out, err } = fakeIo();
+  const stop = switchOff();
+  const done = serve(['--data', join(dir, 'data'), '--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], io, { until: stop.until, log: logSink().stream });
+  await until(() => url(out, 'http') !== undefined, 10_000, 'the http line');
+  t.same(err, ['warning: no API tokens configured: every /v1 route answers 401 (set PINWAVE_ADMIN_TOKEN, or tokens in --config)']);
+  stop.off();
+  t.equal(await done, 0);
+});
+
+t.test('a key others can read, or an HTTP port in use, fails the start and leaves nothing running', async (t) => {
+  const { dir, keyPath } = setup(t);
+  chmodSync(keyPath, 0o644);
+  await t.rejects(serve(['--data', join(dir, 'data'), '--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], fakeIo().io, { log: logSink().stream, until: new Promise(() => {}) }), { name: 'SigningKeyError', message: /readable by group or others/ });
+  chmodSync(keyPath, 0o600);
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => busy.close(resolve)));
+  const port = (busy.address() as { port: number }).port;
+  await t.rejects(serve(['--data', join(dir, 'data'), '--key', keyPath, '--mqtt-port', '0', '--http-port', String(port)], fakeIo().io, { log: logSink().stream, until: new Promise(() => {}) }), { code: 'EADDRINUSE' });
+});
+
+t.test('SIGTERM stops the process: exit 0, the listening lines on stdout, JSON logs on stderr', async (t) => {
+  const { dir, keyPath } = setup(t);
+  const runner = new URL('../fixtures/pinwave-gateway.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, [...process.execArgv, runner, '--data', join(dir, 'data'), '--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], {
+    env: { ...process.env, PINWAVE_ADMIN_TOKEN: ADMIN, PINWAVE_CONFIG: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  t.teardown(() => clearTimeout(killer));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await until(() => stdout.includes('http listening on'), 45_000, 'the gateway to listen');
+  const api = /http listening on (\S+)/.exec(stdout)![1];
+  t.equal((await fetch(`${api}/healthz`)).status, 200);
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'exit 0 after SIGTERM');
+  t.match(stdout, /^mqtt listening on mqtt:\/\/127\.0\.0\.1:\d+\nhttp listening on http:\/\/127\.0\.0\.1:\d+\n$/);
+  const logs = stderr.trim().split('\n').map((l) => JSON.parse(l));
+  t.ok(logs.some((e) => e.msg === 'signal received' && e.signal === 'SIGTERM'));
+  t.ok(logs.some((e) => e.msg === 'gateway stopped'));
+  t.notOk(stderr.includes(ADMIN));
+});
