@@ -1,27 +1,93 @@
 // A simulated device: a real MQTT client running the same verification code firmware would
 // (firmware-manifest/). It publishes `state` on every connect, takes bundles from its bundle topic,
-// applies them with apply(), persists the new trust state, and only then acknowledges (DESIGN.md §3:
-// a crash between apply and ack is healed by the next `state`).
+// applies them with applyVerified(), persists the new trust state, and only then acknowledges
+// (DESIGN.md §3: a crash between apply and ack is healed by the next `state`). It checks the chains
+// its endpoints serve against its pins and reports pin failures on `telemetry`, deduplicated and
+// queued while its link is down (docs/device-messages.md).
+//
+//   const d = new SimDevice({ id, token, url: 'mqtt://127.0.0.1:1883', model: 'th-100', firmware: '1.0.0', store }, initialState(manifest, 'thermostats'));
+//   await d.connect();                                   // state goes out, bundles come in
+//   await d.callHome([{ host: 'api.example.com', port: 443 }], new Handshakes());   // pin checks, telemetry
+//   await d.disconnect();
+import { createHash } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   applyVerified,
+  checkChain,
   encodeAck,
   encodeState,
   encodeTelemetry,
   trustedKeyBytes,
   verifyBundle,
+  wildcardMatches,
   type AckMessage,
   type AckReason,
+  type ChainCheck,
   type PinFailureReport,
   type TrustState,
   type VerifyResult,
 } from '../firmware-manifest/index.ts';
+import type { CallHomeEndpoint, HandshakeResult } from './handshakes.ts';
 import type { StateStore } from './state-store.ts';
 
-/** Checks a bundle's signature; the fleet may pass a shared, cached one (verification is a pure function). */
+/** Checks a bundle's signature and shape for a device in `state`; the fleet may pass a shared, cached one. */
 export type Verifier = (bytes: Uint8Array, state: TrustState) => VerifyResult;
 
-export const verifyEach: Verifier = (bytes, state) => verifyBundle(bytes, trustedKeyBytes(state), { maxBytes: Infinity, acceptedVersions: state.acceptedVersions });
+/** What apply() does: verification with the device's own size limit and format versions, every time. */
+export const verifyEach: Verifier = (bytes, state) => verifyBundle(bytes, trustedKeyBytes(state), { maxBytes: state.maxBundleBytes, acceptedVersions: state.acceptedVersions });
+
+export interface VerifyCounters {
+  /** signature verifications actually run */
+  performed: number;
+  /** bundles answered from the cache */
+  shared: number;
+}
+
+/**
+ * Verification as a pure function of (bundle bytes, trusted keys, accepted format versions), shared
+ * across the devices that hold the same keys (issue 9 item 4: ~930 Ed25519 verifications a second on
+ * one core, so 10k separate ones cost ~11 s of CPU). The size limit is checked per device first, as
+ * apply() does, so the reasons are exactly apply()'s; every other per-device check (group, seq,
+ * expiry) is applyVerified()'s. `share: false` (`--verify-each`) verifies every time.
+ */
+export class BundleVerifier {
+  readonly #share: boolean;
+  readonly #max: number;
+  readonly #cache = new Map<string, VerifyResult>();
+  readonly #counters: VerifyCounters = { performed: 0, shared: 0 };
+
+  constructor(o: { share?: boolean; cacheSize?: number } = {}) {
+    this.#share = o.share ?? true;
+    this.#max = Math.max(1, o.cacheSize ?? 256);
+  }
+
+  get counters(): VerifyCounters {
+    return { ...this.#counters };
+  }
+
+  readonly verify: Verifier = (bytes, state) => {
+    if (!this.#share) {
+      this.#counters.performed++;
+      return verifyEach(bytes, state);
+    }
+    // Checked before anything else, as on a device: oversize input is never parsed.
+    if (bytes.length > state.maxBundleBytes) return { ok: false, reason: 'too_large', detail: `bundle is ${bytes.length} bytes, the limit is ${state.maxBundleBytes}` };
+    const key = `${createHash('sha256').update(bytes).digest('base64')}|${state.trustedKeys.join(',')}|${state.acceptedVersions.join(',')}`;
+    const hit = this.#cache.get(key);
+    if (hit) {
+      this.#counters.shared++;
+      // least recently used goes first
+      this.#cache.delete(key);
+      this.#cache.set(key, hit);
+      return hit;
+    }
+    this.#counters.performed++;
+    const result = verifyBundle(bytes, trustedKeyBytes(state), { maxBytes: Infinity, acceptedVersions: state.acceptedVersions });
+    this.#cache.set(key, result);
+    if (this.#cache.size > this.#max) this.#cache.delete(this.#cache.keys().next().value!);
+    return result;
+  };
+}
 
 /** What a device does beyond firmware's happy path: set by behaviours (behaviours.ts). */
 export interface DeviceQuirks {
@@ -31,8 +97,8 @@ export interface DeviceQuirks {
   flashFails?: boolean;
   /** crash after persisting, before acking: the connection drops and the ack is never sent */
   crashBeforeAck?: boolean;
-  /** ms to wait between apply and ack */
-  ackDelayMs?: number;
+  /** ms to wait between apply and ack: fixed, or a draw per ack */
+  ackDelayMs?: number | (() => number);
   /** seconds the device clock is off (positive: ahead) */
   clockSkewSeconds?: number;
 }
@@ -48,14 +114,25 @@ export interface SimDeviceOptions {
   store: StateStore;
   /** the clock, epoch ms; default Date.now */
   now?: () => number;
+  /** signature verification; default verifyEach */
   verify?: Verifier;
   quirks?: DeviceQuirks;
   /** MQTT clean session; default false (a courtesy to the broker; delivery does not depend on it) */
   clean?: boolean;
   /** called after each bundle, with what the device decided */
   onOutcome?: (outcome: DeviceOutcome) => void;
+  /** called when the link drops without the device asking (broker gone, kicked); not after crash() or disconnect() */
+  onLinkLost?: () => void;
   /** ms to wait for CONNACK; default 10 s */
   connectTimeoutMs?: number;
+  /** MQTT keepalive, seconds; default 60 */
+  keepaliveSeconds?: number;
+  /** the CA certificate (PEM) an mqtts:// gateway is checked against: the manifest's gatewayCa, never the bundle's pins */
+  ca?: string;
+  /** how the ack delay is waited out; default setTimeout (a fleet passes its shared scheduler) */
+  delay?: (ms: number) => Promise<void>;
+  /** repeats of one kind of pin failure are sent at most once per this many seconds (the first at once); default 3600 */
+  reportIntervalSeconds?: number;
 }
 
 export interface DeviceOutcome {
@@ -66,20 +143,55 @@ export interface DeviceOutcome {
   reason?: AckReason;
   /** the bundle was the active one delivered again */
   unchanged?: boolean;
+  /** an ack went out (false for a silent device, or a link that dropped) */
+  acked?: boolean;
 }
+
+/** What a call-home check found for one endpoint: checkChain's verdict, or `unreachable` when no handshake completed. */
+export interface EndpointCheck {
+  endpoint: CallHomeEndpoint;
+  result: ChainCheck | 'unreachable';
+  error?: string;
+}
+
+/** Where served chains come from: `Handshakes` (handshakes.ts) or anything with its shape. */
+export interface HandshakeSource {
+  get(endpoint: CallHomeEndpoint): Promise<HandshakeResult>;
+}
+
+/** Limits of the device's report queue and messages (docs/device-messages.md). */
+const MAX_PENDING_KINDS = 256;
+const REPORTS_PER_MESSAGE = 8;
+const MAX_PINS = 16;
+const MAX_TEXT = 256;
+
+type PendingReport = Omit<PinFailureReport, 'counter'>;
 
 export class SimDevice {
   readonly id: string;
   readonly #o: SimDeviceOptions;
   #client: MqttClient | null = null;
+  /** per client, settles when its connection closes */
+  readonly #gone = new WeakMap<MqttClient, Promise<void>>();
   #state: TrustState;
-  #counter = 0;
+  #counter: number;
   #busy: Promise<void> = Promise.resolve();
+  /** pin failures not yet sent, one per kind (endpoint, result, served pins, active bundle) */
+  readonly #pending = new Map<string, PendingReport>();
+  /** when each kind was last sent, device seconds */
+  readonly #sentAt = new Map<string, number>();
+  #flushing: Promise<number> = Promise.resolve(0);
+  #droppedReports = 0;
+  #reportsSent = 0;
 
   constructor(o: SimDeviceOptions, initial: TrustState) {
     this.id = o.id;
     this.#o = o;
     this.#state = o.store.load(o.id) ?? initial;
+    // The report counter only goes up, across restarts too (the gateway drops a counter it has seen as a
+    // redelivery). Kept in the store where it can be; otherwise it starts at the boot time in seconds,
+    // above any a previous run of the same device could have reached at a report a second or fewer.
+    this.#counter = o.store.loadCounter?.(o.id) ?? Math.floor((o.now ?? Date.now)() / 1000);
   }
 
   get state(): TrustState {
@@ -94,7 +206,22 @@ export class SimDevice {
     return (this.#o.quirks ??= {});
   }
 
-  /** Connects, subscribes to its bundle topic and publishes its state. Rejects on a refused CONNECT. */
+  /** Pin-failure reports waiting to be sent (kinds, not failures). */
+  get pendingReports(): number {
+    return this.#pending.size;
+  }
+
+  /** Pin-failure reports sent so far (each standing for one or more failures). */
+  get reportsSent(): number {
+    return this.#reportsSent;
+  }
+
+  /** Kinds of pin failure dropped because the queue was full. */
+  get droppedReports(): number {
+    return this.#droppedReports;
+  }
+
+  /** Connects, subscribes to its bundle topic, publishes its state and sends queued reports. Rejects on a refused CONNECT. */
   async connect(): Promise<void> {
     if (this.#client) await this.disconnect();
     const url = typeof this.#o.url === 'function' ? this.#o.url() : this.#o.url;
@@ -105,29 +232,49 @@ export class SimDevice {
       clean: this.#o.clean ?? false,
       reconnectPeriod: 0,
       connectTimeout: this.#o.connectTimeoutMs ?? 10_000,
+      keepalive: this.#o.keepaliveSeconds ?? 60,
       protocolVersion: 4,
+      ...(this.#o.ca !== undefined && { ca: this.#o.ca }),
     });
     this.#client = client;
+    const gone = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    this.#gone.set(client, gone);
     client.on('message', (_topic, payload) => {
       // One bundle at a time, in arrival order: apply is atomic and the state is the device's own.
-      this.#busy = this.#busy.then(() => this.#onBundle(new Uint8Array(payload)));
+      // A bundle that throws (a store that cannot write) is dropped unacked, as a device that resets would.
+      this.#busy = this.#busy.then(() => this.#onBundle(new Uint8Array(payload))).catch(() => {});
     });
     client.on('error', () => {}); // surfaced through connect() or the 'close' that follows
     await new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
         client.removeListener('connect', ok);
+        client.removeListener('close', closed);
+        if (this.#client === client) this.#client = null;
         client.end(true);
         reject(err);
       };
+      const closed = () => fail(new Error(`${this.id}: the connection closed before CONNACK`));
       const ok = () => {
         client.removeListener('error', fail);
+        client.removeListener('close', closed);
         resolve();
       };
       client.once('connect', ok);
       client.once('error', fail);
+      client.once('close', closed);
     });
-    await client.subscribeAsync(`pinwave/v1/devices/${this.id}/bundle`, { qos: 1 });
+    client.on('close', () => {
+      // Only a drop nobody asked for: crash() and disconnect() let go of the client first.
+      if (this.#client !== client) return;
+      this.#client = null;
+      this.#o.onLinkLost?.();
+    });
+    // mqtt.js keeps a QoS 1 packet for a resend on the same client's reconnect, which never comes here:
+    // without this race, a link that drops mid-SUBSCRIBE would leave connect() waiting forever.
+    const subscribed = await Promise.race([client.subscribeAsync(`pinwave/v1/devices/${this.id}/bundle`, { qos: 1 }).then(() => true), gone.then(() => false)]);
+    if (!subscribed) throw new Error(`${this.id}: the connection closed before SUBACK`);
     await this.publishState();
+    await this.flushTelemetry();
   }
 
   async disconnect(): Promise<void> {
@@ -153,15 +300,105 @@ export class SimDevice {
     await this.#publish('state', encodeState({ seq: s.seq, bundleId: s.bundleId, firmware: this.#o.firmware, model: this.#o.model, keyEpoch: s.keyEpoch, time: this.#nowSeconds() }));
   }
 
-  /** Publishes pin-failure reports (the caller deduplicates; see fleet.ts). */
-  async publishTelemetry(reports: PinFailureReport[]): Promise<void> {
-    if (reports.length === 0) return;
-    await this.#publish('telemetry', encodeTelemetry({ deviceId: this.id, group: this.#state.group, firmware: this.#o.firmware, reports }));
+  /** Publishes pin-failure reports as they are (no queue, no deduplication: see recordHandshake for those). */
+  async publishTelemetry(reports: PinFailureReport[]): Promise<boolean> {
+    if (reports.length === 0) return true;
+    return this.#publish('telemetry', encodeTelemetry({ deviceId: this.id, group: this.#state.group, firmware: this.#o.firmware, reports }));
   }
 
   /** The next per-device report counter (telemetry lets the gateway see gaps and redeliveries). */
   nextReportCounter(): number {
-    return ++this.#counter;
+    this.#o.store.saveCounter?.(this.id, ++this.#counter);
+    return this.#counter;
+  }
+
+  /**
+   * Judges a handshake's served chain against the pins in force now (checkChain, by the device's
+   * clock) and queues a report for a mismatch: repeats of one kind (endpoint, result, served pins,
+   * active bundle) fold into one report with a count and a suppressed count.
+   */
+  recordHandshake(host: string, port: number, servedPins: readonly string[]): ChainCheck {
+    const now = this.#nowSeconds();
+    const s = this.#state;
+    const result = checkChain(s, host, port, servedPins, now);
+    if (result !== 'pin_mismatch' && result !== 'report_only_mismatch') return result;
+    const served = servedPins.map((p) => p.replace(/^sha256\//, ''));
+    const hostname = host.toLowerCase().slice(0, MAX_TEXT);
+    const key = `${result}|${hostname}|${port}|${s.bundleId}|${[...served].sort().join(',')}`;
+    const queued = this.#pending.get(key);
+    if (queued) {
+      queued.count++;
+      queued.suppressed++;
+      queued.lastSeen = Math.max(queued.lastSeen, now);
+      return result;
+    }
+    if (this.#pending.size >= MAX_PENDING_KINDS) {
+      this.#droppedReports++;
+      return result;
+    }
+    this.#pending.set(key, {
+      hostname,
+      port,
+      result,
+      servedPins: served.slice(0, MAX_PINS),
+      knownPins: knownPins(s, hostname, port).slice(0, MAX_PINS),
+      seq: s.seq,
+      bundleId: s.bundleId,
+      count: 1,
+      suppressed: 0,
+      firstSeen: now,
+      lastSeen: now,
+    });
+    return result;
+  }
+
+  /**
+   * Sends the queued reports that are due, when connected: a kind not sent before goes at once, a
+   * kind sent within `reportIntervalSeconds` waits, folding its repeats. Returns the reports sent.
+   * A publish that fails leaves its reports queued for the next flush.
+   */
+  flushTelemetry(): Promise<number> {
+    this.#flushing = this.#flushing.then(() => this.#flush());
+    return this.#flushing;
+  }
+
+  /** Checks every endpoint (real TLS handshakes, shared or not), queues failures, and sends what is due. */
+  async callHome(endpoints: readonly CallHomeEndpoint[], handshakes: HandshakeSource): Promise<EndpointCheck[]> {
+    const checks = await Promise.all(
+      endpoints.map(async (endpoint): Promise<EndpointCheck> => {
+        const h = await handshakes.get(endpoint);
+        return h.ok ? { endpoint, result: this.recordHandshake(endpoint.host, endpoint.port, h.pins) } : { endpoint, result: 'unreachable', error: h.error };
+      }),
+    );
+    await this.flushTelemetry();
+    return checks;
+  }
+
+  async #flush(): Promise<number> {
+    if (!this.connected || this.#pending.size === 0) return 0;
+    const now = this.#nowSeconds();
+    const interval = this.#o.reportIntervalSeconds ?? 3600;
+    const due: Array<[string, PendingReport]> = [];
+    for (const [key, r] of this.#pending) {
+      const last = this.#sentAt.get(key);
+      if (last === undefined || now - last >= interval) due.push([key, r]);
+    }
+    let sent = 0;
+    for (let i = 0; i < due.length; i += REPORTS_PER_MESSAGE) {
+      const batch = due.slice(i, i + REPORTS_PER_MESSAGE);
+      const reports = batch.map(([, r]) => ({ ...r, counter: ++this.#counter }));
+      this.#o.store.saveCounter?.(this.id, this.#counter);
+      if (!(await this.publishTelemetry(reports))) break;
+      for (const [key] of batch) {
+        this.#pending.delete(key);
+        this.#sentAt.set(key, now);
+      }
+      sent += batch.length;
+      this.#reportsSent += batch.length;
+    }
+    // Forget kinds whose interval has passed: their next failure is news again.
+    if (this.#sentAt.size > MAX_PENDING_KINDS) for (const [key, at] of this.#sentAt) if (now - at >= interval) this.#sentAt.delete(key);
+    return sent;
   }
 
   #nowSeconds(): number {
@@ -170,14 +407,16 @@ export class SimDevice {
 
   async #onBundle(bytes: Uint8Array): Promise<void> {
     const verify = this.#o.verify ?? verifyEach;
-    const r = applyVerified(this.#state, verify(bytes, this.#state), this.#nowSeconds());
+    const verified = verify(bytes, this.#state);
+    const r = applyVerified(this.#state, verified, this.#nowSeconds());
     if (!r.ok) {
       const ack: AckMessage = { seq: 0, bundleId: null, status: 'rejected', reason: r.reason, detail: r.detail.slice(0, 200) };
-      // Name the bundle when it could be read, so the gateway attributes the rejection exactly.
-      const peek = verifyEach(bytes, { ...this.#state, maxBundleBytes: Infinity });
-      if (peek.ok) {
-        ack.seq = peek.bundle.seq;
-        ack.bundleId = peek.id;
+      // Name the bundle when it could be read, so the gateway attributes the rejection exactly; an
+      // oversize one is read past the limit only for that (and only if a trusted key signed it).
+      const named = verified.ok ? verified : r.reason === 'too_large' ? verify(bytes, { ...this.#state, maxBundleBytes: Infinity }) : verified;
+      if (named.ok) {
+        ack.seq = named.bundle.seq;
+        ack.bundleId = named.id;
       }
       return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: r.reason });
     }
@@ -190,29 +429,41 @@ export class SimDevice {
       this.#o.store.save(this.id, r.state);
       this.#state = r.state;
     }
-    if (this.quirks.crashBeforeAck) {
+    if (this.quirks.crashBeforeAck && !r.unchanged) {
       this.quirks.crashBeforeAck = false; // crash once, then behave after the restart
       this.crash();
-      this.#o.onOutcome?.({ deviceId: this.id, bundleId: r.id, seq: r.bundle.seq, status: 'crashed' });
+      this.#o.onOutcome?.({ deviceId: this.id, bundleId: r.id, seq: r.bundle.seq, status: 'crashed', acked: false });
       return;
     }
-    if (this.quirks.ackDelayMs) await new Promise((resolve) => setTimeout(resolve, this.quirks.ackDelayMs));
+    const d = this.quirks.ackDelayMs;
+    const ms = typeof d === 'function' ? d() : (d ?? 0);
+    if (ms > 0) await (this.#o.delay ?? sleep)(ms);
     await this.#finish({ seq: r.bundle.seq, bundleId: r.id, status: 'applied' }, { deviceId: this.id, bundleId: r.id, seq: r.bundle.seq, status: 'applied', unchanged: r.unchanged });
   }
 
   async #finish(ack: AckMessage, outcome: DeviceOutcome): Promise<void> {
+    outcome.acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
     this.#o.onOutcome?.(outcome);
-    if (this.quirks.silent) return;
-    await this.#publish('ack', encodeAck(ack));
   }
 
-  async #publish(kind: 'state' | 'ack' | 'telemetry', payload: Uint8Array): Promise<void> {
+  async #publish(kind: 'state' | 'ack' | 'telemetry', payload: Uint8Array): Promise<boolean> {
     const c = this.#client;
-    if (!c?.connected) return;
-    try {
-      await c.publishAsync(`pinwave/v1/devices/${this.id}/${kind}`, Buffer.from(payload), { qos: 1 });
-    } catch {
-      // The link dropped mid-publish: the next connect's `state` reconciles.
-    }
+    if (!c?.connected) return false;
+    // The link may drop before PUBACK: then the publish is lost (the next connect's `state` reconciles)
+    // and must not hold up the bundles after it, so it races the connection's close.
+    const published = c.publishAsync(`pinwave/v1/devices/${this.id}/${kind}`, Buffer.from(payload), { qos: 1 }).then(
+      () => true,
+      () => false,
+    );
+    return Promise.race([published, (this.#gone.get(c) ?? published).then(() => false)]);
   }
 }
+
+/** known-pins (RFC 7469 §3): the pins of the entries covering host:port, exact entries over wildcard ones, as checkChain picks them. */
+function knownPins(s: TrustState, host: string, port: number): string[] {
+  let entries = s.endpoints.filter((e) => e.port === port && e.host === host);
+  if (entries.length === 0) entries = s.endpoints.filter((e) => e.port === port && wildcardMatches(e.host, host));
+  return [...new Set(entries.flatMap((e) => e.pins))];
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -6,7 +6,7 @@ import { durationFlag, parse, required, UsageError, type Io } from '../args.ts';
 import { oneLine, renderRollout, type RolloutView } from '../progress.ts';
 
 const USAGE = `Usage:
-  pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100%]
+  pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100% (default: the gateway's plan)]
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
                          [--timeout 1h] [--soak 0s] [--on-miss hold|abort] [--seed S] [--start] [--json]
   pinwave rollout start|pause|abort|rollback ID [--json]
@@ -94,7 +94,9 @@ async function create(args: string[], io: Io): Promise<number> {
     return { size: s.endsWith('%') ? s : Number(s), ...common };
   });
   const api = apiFrom(values.api, io);
-  const body = { bundle, target, waves, ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...(values.start && { start: true }) };
+  // Without --waves or a threshold flag the gateway's configured default plan applies.
+  const planned = values.waves !== undefined || Object.keys(common).length > 0;
+  const body = { bundle, target, ...(planned && { waves }), ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...(values.start && { start: true }) };
   const res = await api.post<{ rollout?: RolloutView; preflight?: { warnings?: Array<{ message: string }> } } & RolloutView>('/v1/rollouts', body);
   const rollout = res.rollout ?? res;
   if (values.json) io.out(JSON.stringify(res, null, 2));
