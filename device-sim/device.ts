@@ -277,10 +277,17 @@ export class SimDevice {
     await this.flushTelemetry();
   }
 
+  /** A clean DISCONNECT; a broker that keeps in-flight acks waiting past 2 s gets the connection closed instead. */
   async disconnect(): Promise<void> {
     const c = this.#client;
     this.#client = null;
-    if (c) await c.endAsync();
+    if (!c) return;
+    const force = setTimeout(() => c.end(true), 2000);
+    try {
+      await Promise.race([c.endAsync(), this.#gone.get(c)]);
+    } finally {
+      clearTimeout(force);
+    }
   }
 
   /** Drops the connection without a DISCONNECT packet, as a power cut or a crash would. */
@@ -323,6 +330,7 @@ export class SimDevice {
     const result = checkChain(s, host, port, servedPins, now);
     if (result !== 'pin_mismatch' && result !== 'report_only_mismatch') return result;
     const served = servedPins.map((p) => p.replace(/^sha256\//, ''));
+    for (const p of served) if (Buffer.from(p, 'base64').length !== 32) throw new TypeError(`expected served pins of 32 bytes (base64 or sha256/…), got ${JSON.stringify(p)}`);
     const hostname = host.toLowerCase().slice(0, MAX_TEXT);
     const key = `${result}|${hostname}|${port}|${s.bundleId}|${[...served].sort().join(',')}`;
     const queued = this.#pending.get(key);

@@ -19,7 +19,7 @@ The gateway and the fleet:
   devices provision|list|show|stuck|revoke
   bundle push                        have the gateway sign a bundle for a group
   rollout create|start|status|pause|resume|abort|rollback|list
-  sim                                run a simulated fleet against a gateway
+  sim --api URL | --gateway mqtt://HOST:PORT   run a fleet of simulated devices against a gateway
 
 Commands that talk to a gateway take --api URL (default $PINWAVE_API or http://127.0.0.1:8080)
 and read the API token from $PINWAVE_TOKEN.
@@ -39,6 +39,7 @@ async function load(name: string): Promise<Command | undefined> {
     case 'token': return (await import('./commands/token.ts')).main;
     case 'devices': return (await import('./commands/devices.ts')).main;
     case 'rollout': return (await import('./commands/rollout.ts')).main;
+    case 'sim': return (await import('./commands/sim.ts')).main;
     default: return undefined;
   }
 }

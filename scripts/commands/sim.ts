@@ -1,0 +1,387 @@
+// `pinwave sim`: a simulated fleet against a running gateway (issue 9 item 5). Either provisions its
+// devices over the gateway's HTTP API (`--api URL`, token from PINWAVE_TOKEN) or runs devices
+// provisioned elsewhere (`--gateway mqtt://HOST:PORT --credentials FILE --manifest FILE`). Runs until
+// --duration ends or SIGINT/SIGTERM, then disconnects every device cleanly. With a terminal, a live
+// view redrawn in place; without one, a line per change; with --json, one summary object at the end.
+import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
+import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest } from '../../firmware-manifest/index.ts';
+import { allocate, Fleet, formatScenarioErrors, Handshakes, loadScenario, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
+
+const USAGE = `Usage:
+  pinwave sim --api URL --devices N --group G [--model M] [--manifest FILE] [options]
+  pinwave sim --gateway mqtt://HOST:PORT --credentials FILE --manifest FILE [--devices N] [--group G] [options]
+
+A fleet of simulated devices: real MQTT clients that verify, apply and acknowledge bundles, and
+check their pins against real TLS endpoints, as firmware would.
+
+  --api URL            provision N devices on the gateway's HTTP API (token: PINWAVE_TOKEN, an admin
+                       token); without --manifest, devices trust the gateway's key (GET /v1/info) and
+                       pin what the scenario's endpoints serve now
+  --gateway URL        the gateway's MQTT URL, for devices provisioned elsewhere
+  --credentials FILE   JSON {"devices": [{"id", "token", "group"?, "model"?}]} (what POST /v1/devices
+                       returns) or a bare array of those
+  --manifest FILE      the devices' firmware manifest (JSON), for the models without one in the scenario
+  --devices N          how many devices (--gateway: the first N of the credentials; default all)
+  --group G            the devices' group (--gateway: for credentials that name none)
+  --model M            the model name (default: the manifest's, or "sim-1")
+  --silent-rate R      share of devices that never ack (0..1)
+  --reject-rate R      share whose flash write fails: they reject with apply_failed
+  --offline-rate R     share offline for a period (30 s to 5 min by default), then back
+  --ack-delay-ms MIN-MAX   ack delay, uniform between MIN and MAX ms (or one fixed value)
+  --scenario FILE.json models, shares, behaviours and endpoints (device-sim/scenarios/ has examples);
+                       the flags above override its behaviours for every model
+  --seed S             behaviours are drawn from this seed (default 1): the same seed, the same fleet
+  --duration D         stop after D, e.g. 60s or 5m (default: at SIGINT or SIGTERM)
+  --verify-each        verify every bundle on every device (default: once per bundle and key set)
+  --handshake-each     a TLS handshake per device check (default: one per endpoint per second)
+  --json               print one summary object at the end, no live view
+  -h, --help           print this help`;
+
+export interface SimHooks {
+  /** stops the run like SIGINT does (tests) */
+  signal?: AbortSignal;
+  /** called once the fleet exists, before it connects (tests watch it) */
+  onFleet?: (fleet: Fleet) => void;
+}
+
+/** Placeholder pins of a default manifest with nothing to pin: valid, distinct, and matching no real key. */
+const PLACEHOLDER_HOST = 'pinwave-sim.invalid';
+const placeholderPin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(`pinwave sim placeholder ${label}`).digest()));
+
+export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promise<number> {
+  const { values } = parse(args, {
+    api: { type: 'string' },
+    gateway: { type: 'string' },
+    credentials: { type: 'string' },
+    manifest: { type: 'string' },
+    devices: { type: 'string' },
+    group: { type: 'string' },
+    model: { type: 'string' },
+    'silent-rate': { type: 'string' },
+    'reject-rate': { type: 'string' },
+    'offline-rate': { type: 'string' },
+    'ack-delay-ms': { type: 'string' },
+    scenario: { type: 'string' },
+    seed: { type: 'string' },
+    duration: { type: 'string' },
+    'verify-each': { type: 'boolean', default: false },
+    'handshake-each': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  }, USAGE);
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+
+  // Flags first, all of them, before any file or network is touched.
+  if ((values.api === undefined) === (values.gateway === undefined)) throw new UsageError('give either --api URL or --gateway mqtt://HOST:PORT', USAGE);
+  const api = values.api !== undefined ? httpUrl(values.api) : undefined;
+  const gatewayUrl = values.gateway !== undefined ? mqttUrl(values.gateway) : undefined;
+  if (gatewayUrl !== undefined) {
+    if (values.credentials === undefined) throw new UsageError('--gateway needs --credentials FILE', USAGE);
+  } else if (values.credentials !== undefined) {
+    throw new UsageError('--credentials is for --gateway; --api provisions its own devices', USAGE);
+  }
+  const token = api !== undefined ? io.env.PINWAVE_TOKEN : undefined;
+  if (api !== undefined && !token) throw new UsageError('--api needs an admin API token in PINWAVE_TOKEN (it provisions devices)', USAGE);
+  const devicesFlag = values.devices === undefined ? undefined : uintFlag(values.devices, 'devices', USAGE);
+  if (devicesFlag === 0) throw new UsageError('--devices expects at least 1, got "0"', USAGE);
+  if (values.group !== undefined && !/^[A-Za-z0-9._:-]{1,64}$/.test(values.group)) throw new UsageError(`--group expects 1 to 64 characters of A-Z a-z 0-9 . _ : -, got "${values.group}"`, USAGE);
+  if (values.model !== undefined && !/^[A-Za-z0-9._:-]{1,64}$/.test(values.model)) throw new UsageError(`--model expects 1 to 64 characters of A-Z a-z 0-9 . _ : -, got "${values.model}"`, USAGE);
+  const overrides: Behaviours = {};
+  if (values['silent-rate'] !== undefined) overrides.silentRate = rateFlag(values['silent-rate'], 'silent-rate');
+  if (values['reject-rate'] !== undefined) overrides.rejectRate = rateFlag(values['reject-rate'], 'reject-rate');
+  if (values['offline-rate'] !== undefined) overrides.offlineRate = rateFlag(values['offline-rate'], 'offline-rate');
+  if (values['ack-delay-ms'] !== undefined) overrides.ackDelayMs = rangeFlag(values['ack-delay-ms'], 'ack-delay-ms');
+  const durationMs = values.duration === undefined ? undefined : durationFlag(values.duration, 'duration', USAGE) * 1000;
+
+  const scenario = values.scenario !== undefined ? await scenarioFrom(values.scenario) : undefined;
+  const manifest = values.manifest !== undefined ? await manifestFrom(values.manifest) : undefined;
+  const seed = values.seed ?? scenario?.seed ?? 1;
+  const group = values.group ?? scenario?.group;
+  const endpoints = scenario?.endpoints ?? [];
+
+  // The models: the scenario's, or one named by --model or the manifest.
+  if (values.model !== undefined && scenario && scenario.models.length > 0) throw new UsageError('--model cannot be combined with a scenario that lists its models', USAGE);
+  if (values.model !== undefined && manifest && manifest.model !== values.model) throw new UsageError(`--model is "${values.model}" but the --manifest is for model "${manifest.model}"`, USAGE);
+  const wanted: ScenarioModel[] = scenario && scenario.models.length > 0 ? scenario.models : [{ model: values.model ?? manifest?.model ?? 'sim-1', weight: 1, behaviours: scenario?.behaviours ?? {} }];
+  const needDefault = wanted.filter((m) => !m.manifest && manifest?.model !== m.model);
+  if (needDefault.length > 0 && gatewayUrl !== undefined) {
+    throw new UsageError(`--gateway needs a firmware manifest for model${needDefault.length === 1 ? '' : 's'} ${needDefault.map((m) => `"${m.model}"`).join(', ')}: give --manifest FILE (or a manifest per model in the scenario)`, USAGE);
+  }
+
+  let url: string;
+  let fleetDevices: FleetDevice[];
+  let models: FleetModel[];
+  if (api !== undefined) {
+    const n = devicesFlag ?? scenario?.devices;
+    if (n === undefined) throw new UsageError('--api needs --devices N (or "devices" in the scenario)', USAGE);
+    if (group === undefined) throw new UsageError('--api needs --group G (or "group" in the scenario)', USAGE);
+    const info = await request<{ mqttUrl: string; publicKey: string }>(api, token!, 'GET', '/v1/info');
+    if (typeof info?.mqttUrl !== 'string' || typeof info.publicKey !== 'string') throw new Error(`GET ${api}/v1/info did not return mqttUrl and publicKey`);
+    const defaultPins = needDefault.length > 0 ? await pinsServedBy(endpoints) : [];
+    models = wanted.map((m) => ({
+      manifest: m.manifest ?? (manifest?.model === m.model ? manifest : undefined) ?? { model: m.model, firmware: m.firmware ?? '1.0.0', trustedKeys: [info.publicKey], pins: defaultPins },
+      behaviours: { ...m.behaviours, ...overrides },
+    }));
+    const counts = allocate(n, wanted.map((m) => m.weight));
+    // A run id in the device ids: a second run provisions new devices instead of colliding with the first's.
+    const run = `sim-${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
+    const width = String(n - 1).length;
+    const provision = models.flatMap((m, k) => Array.from({ length: counts[k] }, () => ({ group, model: m.manifest.model, firmware: m.manifest.firmware })));
+    const wantedDevices = provision.map((d, i) => ({ id: `${run}-${String(i).padStart(width, '0')}`, ...d }));
+    fleetDevices = [];
+    for (let i = 0; i < wantedDevices.length; i += 10_000) {
+      const batch = wantedDevices.slice(i, i + 10_000);
+      const res = await request<{ devices: Array<{ id: string; token: string }> }>(api, token!, 'POST', '/v1/devices', { devices: batch });
+      const tokens = new Map((res?.devices ?? []).map((d) => [d.id, d.token]));
+      for (const d of batch) {
+        const t = tokens.get(d.id);
+        if (t === undefined) throw new Error(`POST ${api}/v1/devices returned no token for ${d.id}`);
+        fleetDevices.push({ id: d.id, token: t, model: d.model, group });
+      }
+    }
+    url = info.mqttUrl;
+  } else {
+    url = gatewayUrl!;
+    models = wanted.map((m) => ({ manifest: m.manifest ?? manifest!, behaviours: { ...m.behaviours, ...overrides } }));
+    const creds = await credentialsFrom(values.credentials!);
+    const n = devicesFlag ?? scenario?.devices ?? creds.length;
+    if (n > creds.length) throw new UsageError(`--devices is ${n} but ${values.credentials} holds ${creds.length} device${creds.length === 1 ? '' : 's'}`, USAGE);
+    const chosen = creds.slice(0, n);
+    const counts = allocate(chosen.filter((c) => c.model === undefined).length, wanted.map((m) => m.weight));
+    const byModel = counts.flatMap((c, k) => Array.from({ length: c }, () => models[k].manifest.model));
+    const names = new Set(models.map((m) => m.manifest.model));
+    let next = 0;
+    fleetDevices = chosen.map((c, i) => {
+      const g = c.group ?? group;
+      if (g === undefined) throw new UsageError(`${values.credentials}: device ${c.id} names no group: give --group G`, USAGE);
+      if (c.model !== undefined && !names.has(c.model)) throw new Error(`${values.credentials}: device ${c.id} (entry ${i}) is of model "${c.model}", which has no manifest here`);
+      return { id: c.id, token: c.token, group: g, model: c.model ?? byModel[next++] };
+    });
+  }
+
+  const fleet = new Fleet({
+    url,
+    models,
+    devices: fleetDevices,
+    seed,
+    endpoints,
+    callHomeSeconds: scenario?.callHomeSeconds,
+    reportIntervalSeconds: scenario?.reportIntervalSeconds,
+    ramp: scenario?.ramp,
+    verifyEach: values['verify-each'],
+    handshakeEach: values['handshake-each'],
+  });
+  hooks.onFleet?.(fleet);
+  return runFleet(fleet, io, { json: values.json, durationMs, signal: hooks.signal, seed });
+}
+
+/** Runs the fleet until the duration ends or a signal comes, drawing progress, then stops it cleanly. */
+async function runFleet(fleet: Fleet, io: Io, o: { json: boolean; durationMs?: number; signal?: AbortSignal; seed: string | number }): Promise<number> {
+  const started = Date.now();
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const onSignal = () => stop();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  o.signal?.addEventListener('abort', onSignal, { once: true });
+  if (o.signal?.aborted) stop();
+  const timer = o.durationMs !== undefined ? setTimeout(stop, o.durationMs) : null;
+  const view = o.json ? null : new LiveView(io);
+  const redraw = () => view?.draw(fleet.summary(), Date.now() - started);
+  const draw = setInterval(redraw, io.tty ? 250 : 1000);
+  try {
+    const starting = fleet.start();
+    await Promise.race([starting, stopped]);
+    redraw();
+    await stopped;
+    const last = fleet.summary();
+    view?.draw(last, Date.now() - started);
+    await fleet.stop();
+    await starting;
+    if (o.json) io.out(JSON.stringify({ seed: o.seed, seconds: Math.round((Date.now() - started) / 100) / 10, ...last }, null, 2));
+    if (last.devices > 0 && last.connects.ok === 0) {
+      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempts refused or failed)`);
+      return 1;
+    }
+    return 0;
+  } finally {
+    clearInterval(draw);
+    if (timer) clearTimeout(timer);
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    o.signal?.removeEventListener('abort', onSignal);
+  }
+}
+
+/** Redrawn in place on a terminal; otherwise one line whenever the numbers change. */
+class LiveView {
+  readonly #io: Io;
+  #shown = 0;
+  #last = '';
+  constructor(io: Io) {
+    this.#io = io;
+  }
+  draw(s: FleetSummary, ms: number): void {
+    const lines = this.#io.tty ? block(s, ms) : [line(s)];
+    const text = lines.join('\n');
+    if (text === this.#last) return;
+    this.#last = text;
+    // ESC[nF: up n lines to their start; ESC[J: clear to the end of the screen.
+    this.#io.out(this.#io.tty && this.#shown > 0 ? `\x1b[${this.#shown}F\x1b[J${text}` : text);
+    this.#shown = lines.length;
+  }
+}
+
+const reasons = (r: FleetSummary['rejected']) => Object.entries(r).map(([k, v]) => `${k} ${v}`).join(', ');
+const total = (r: FleetSummary['rejected']) => Object.values(r).reduce((a, b) => a + (b ?? 0), 0);
+const seqs = (s: FleetSummary) => Object.entries(s.seqs).sort((a, b) => Number(b[0]) - Number(a[0]));
+
+function line(s: FleetSummary): string {
+  const rej = total(s.rejected);
+  return [
+    `sim: ${s.devices} devices, ${s.connected} connected${s.offline ? `, ${s.offline} offline` : ''}`,
+    seqs(s).map(([q, n]) => `seq ${q}: ${n}`).join(', '),
+    `acked ${s.acked}, rejected ${rej}${rej ? ` (${reasons(s.rejected)})` : ''}${s.unacked ? `, unacked ${s.unacked}` : ''}${s.crashed ? `, crashed ${s.crashed}` : ''}`,
+    `failing ${s.failing}, pin failures ${s.pinFailures.observed} (${s.pinFailures.reported} reported)`,
+  ].join(' | ');
+}
+
+function block(s: FleetSummary, ms: number): string[] {
+  const secs = Math.floor(ms / 1000);
+  const clock = `${String(Math.floor(secs / 60)).padStart(2, '0')}:${String(secs % 60).padStart(2, '0')}`;
+  const bar = (n: number) => {
+    const w = s.devices === 0 ? 0 : Math.round((n / s.devices) * 30);
+    return '█'.repeat(w) + '░'.repeat(30 - w);
+  };
+  const rej = total(s.rejected);
+  return [
+    `pinwave sim  ${s.devices} devices  ${clock}`,
+    `  connected ${String(s.connected).padStart(7)}  [${bar(s.connected)}]${s.offline ? `  offline ${s.offline}` : ''}`,
+    ...seqs(s).map(([q, n]) => `  seq ${q.padEnd(5)} ${String(n).padStart(7)}  [${bar(n)}]`),
+    `  acked ${s.acked}   rejected ${rej}${rej ? ` (${reasons(s.rejected)})` : ''}   unacked ${s.unacked}   crashed ${s.crashed}`,
+    `  failing ${s.failing}   pin failures ${s.pinFailures.observed} seen, ${s.pinFailures.reported} reported, ${s.pinFailures.queued} queued`,
+  ];
+}
+
+function httpUrl(value: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new UsageError(`--api expects a URL such as http://127.0.0.1:8080, got "${value}"`, USAGE);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--api expects an http:// or https:// URL, got "${value}"`, USAGE);
+  return u.href.replace(/\/$/, '');
+}
+
+function mqttUrl(value: string): string {
+  let u: URL | null = null;
+  try {
+    u = new URL(value);
+  } catch {
+    // reported below
+  }
+  if (!u || !['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(u.protocol) || !u.hostname) throw new UsageError(`--gateway expects mqtt://HOST:PORT (or mqtts://, ws://, wss://), got "${value}"`, USAGE);
+  return value;
+}
+
+function rateFlag(value: string, flag: string): number {
+  const r = Number(value);
+  if (!/^\d*\.?\d+$/.test(value) || !(r >= 0 && r <= 1)) throw new UsageError(`--${flag} expects a rate from 0 to 1, got "${value}"`, USAGE);
+  return r;
+}
+
+function rangeFlag(value: string, flag: string): number | { min: number; max: number } {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(value);
+  if (!m) throw new UsageError(`--${flag} expects MIN-MAX in ms (e.g. 10-200) or one value, got "${value}"`, USAGE);
+  const min = Number(m[1]);
+  if (m[2] === undefined) return min;
+  const max = Number(m[2]);
+  if (max < min) throw new UsageError(`--${flag}: MAX (${max}) is below MIN (${min})`, USAGE);
+  return { min, max };
+}
+
+async function scenarioFrom(file: string): Promise<Scenario> {
+  const r = await loadScenario(file);
+  if (!r.ok) throw new Error(`scenario ${file} is not valid:\n${formatScenarioErrors(r.errors)}`);
+  return r.scenario;
+}
+
+async function manifestFrom(file: string): Promise<FirmwareManifest> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`--manifest ${file}: ${e.code ? `cannot read it (${e.code})` : `not JSON: ${e.message}`}`);
+  }
+  const r = validateManifest(value);
+  if (!r.ok) throw new Error(`--manifest ${file} is not valid:\n${formatManifestErrors(r.errors)}`);
+  return r.manifest;
+}
+
+interface Credential {
+  id: string;
+  token: string;
+  group?: string;
+  model?: string;
+}
+
+async function credentialsFrom(file: string): Promise<Credential[]> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`--credentials ${file}: ${e.code ? `cannot read it (${e.code})` : `not JSON: ${e.message}`}`);
+  }
+  const list = Array.isArray(value) ? value : (value as { devices?: unknown })?.devices;
+  if (!Array.isArray(list) || list.length === 0) throw new Error(`--credentials ${file}: expected {"devices": [{"id", "token"}, ...]} or an array of those, with at least one device`);
+  return list.map((c: Record<string, unknown>, i) => {
+    const str = (k: string) => (typeof c?.[k] === 'string' && c[k] !== '' ? (c[k] as string) : undefined);
+    const id = str('id');
+    const token = str('token');
+    if (id === undefined || token === undefined) throw new Error(`--credentials ${file}: /devices/${i} needs "id" and "token" strings`);
+    return { id, token, group: str('group'), model: str('model') };
+  });
+}
+
+/** What each endpoint serves now, pinned with a placeholder backup: devices born healthy. None: a placeholder endpoint. */
+async function pinsServedBy(endpoints: CallHomeEndpoint[]): Promise<FirmwareManifest['pins']> {
+  if (endpoints.length === 0) return [{ host: PLACEHOLDER_HOST, pins: [placeholderPin('1'), placeholderPin('2')] }];
+  const handshakes = new Handshakes({ share: false });
+  return Promise.all(
+    endpoints.map(async (e) => {
+      const h = await handshakes.get(e);
+      if (!h.ok) throw new Error(`cannot read what ${e.host}:${e.port} serves, to pin it in the default manifest: ${h.error} (give --manifest FILE)`);
+      return { host: e.host, port: e.port, pins: [`sha256/${h.pins[0]}`, placeholderPin(`backup ${e.host}:${e.port}`)] };
+    }),
+  );
+}
+
+async function request<T>(base: string, token: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(base + path, {
+      method,
+      headers: { accept: 'application/json', authorization: `Bearer ${token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new Error(`${method} ${base}${path}: ${(err as { cause?: Error }).cause?.message ?? (err as Error).message}`);
+  }
+  const text = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: reported below if it matters
+  }
+  if (!res.ok) throw new Error(`${method} ${base}${path}: ${res.status} ${(parsed as { message?: string } | null)?.message ?? res.statusText}`);
+  return parsed as T;
+}

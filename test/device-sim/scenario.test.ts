@@ -1,0 +1,89 @@
+// Scenario files: the shipped examples are valid, and every error names the JSON path it is about.
+import t from 'tap';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { allocate, formatScenarioErrors, loadScenario, validateScenario } from '../../device-sim/scenario.ts';
+import { formatPin, generateKeyPair } from '../../firmware-manifest/index.ts';
+
+const examples = new URL('../../device-sim/scenarios/', import.meta.url).pathname;
+const key = generateKeyPair();
+const pin = (n: number) => formatPin(new Uint8Array(32).fill(n));
+const manifest = { model: 'th-100', firmware: '1.4.2', trustedKeys: [key.publicPem], pins: [{ host: 'api.example.com', pins: [pin(1), pin(2)] }] };
+
+t.test('the example scenarios are valid', async (t) => {
+  const files = readdirSync(examples).filter((f) => f.endsWith('.json'));
+  t.ok(files.length >= 2, files.join(', '));
+  for (const f of files) {
+    const r = await loadScenario(join(examples, f));
+    t.ok(r.ok, r.ok ? f : `${f}: ${formatScenarioErrors(r.errors)}`);
+  }
+  const mixed = await loadScenario(join(examples, 'mixed-fleet.json'));
+  if (!mixed.ok) return;
+  t.same(mixed.scenario.models.map((m) => [m.model, m.weight]), [['th-100', 3], ['th-200', 1]]);
+  t.match(mixed.scenario.models[1].behaviours, { silentRate: 0.005, rejectRate: 0.01, oldFormatRate: 0.02 }, "a model's behaviours are merged over the scenario's");
+  const checks = await loadScenario(join(examples, 'pin-checks.json'));
+  t.match(checks.ok && checks.scenario.endpoints, [{ host: 'api.example.com', port: 443, connect: { host: '127.0.0.1', port: 8443 } }]);
+});
+
+t.test('a manifest is given inline or as a path relative to the scenario, and checked', async (t) => {
+  const dir = t.testdir({ 'th-100.json': JSON.stringify(manifest), 'bad.json': JSON.stringify({ ...manifest, pins: [{ host: 'api.example.com', pins: [pin(1), 'sha256/short'] }] }), 'broken.json': '{' });
+  writeFileSync(join(dir, 'ok.json'), JSON.stringify({ models: [{ model: 'th-100', manifest: 'th-100.json' }, { model: 'th-200', manifest: { ...manifest, model: 'th-200' } }] }));
+  const ok = await loadScenario(join(dir, 'ok.json'));
+  t.ok(ok.ok);
+  t.equal(ok.ok && ok.scenario.models[0].manifest?.firmware, '1.4.2');
+  const r = await validateScenario(
+    { models: [{ model: 'th-100', manifest: 'bad.json' }, { model: 'th-200', manifest: 'th-100.json' }, { model: 'x', manifest: 'missing.json' }, { model: 'y', manifest: 'broken.json' }, { model: 'th-100', manifest: { ...manifest, trustedKeys: ['nope'] } }] },
+    dir,
+  );
+  t.notOk(r.ok);
+  const errors = r.ok ? [] : r.errors;
+  t.match(errors, [
+    { path: '/models/0/manifest', message: /^bad\.json \/pins\/0\/pins\/1: .*base64/ },
+    { path: '/models/0/manifest', message: /^bad\.json \/pins\/0\/pins: must hold at least 2 distinct pins/ },
+    { path: '/models/1/model', message: 'is "th-200" but its manifest is for model "th-100"' },
+    { path: '/models/2/manifest', message: /cannot read .*missing\.json: ENOENT/ },
+    { path: '/models/3/manifest', message: /broken\.json is not JSON/ },
+    { path: '/models/4/model', message: 'model "th-100" is listed twice' },
+    { path: '/models/4/manifest/trustedKeys/0', message: /./ },
+  ]);
+  t.equal(errors.length, 7);
+});
+
+t.test('errors name the JSON path of what is wrong', async (t) => {
+  const bad = async (value: unknown) => {
+    const r = await validateScenario(value);
+    return r.ok ? [] : r.errors;
+  };
+  t.same(await bad({ devices: 0, models: [{ model: 'th-100', behaviours: { silentRate: 2 } }] }), [
+    { path: '/devices', message: 'must be >= 1' },
+    { path: '/models/0/behaviours/silentRate', message: 'must be <= 1' },
+  ]);
+  t.same(await bad({ behaviours: { ackDelayMs: 'fast' }, colour: 'red' }), [
+    { path: '', message: 'unknown field "colour"' },
+    { path: '/behaviours/ackDelayMs', message: 'must be a number, { "min", "max" } or { "mean", "max"? }' },
+  ]);
+  t.same(await bad({ behaviours: { ackDelayMs: { min: 100, max: 10 } }, models: [{ model: 'a' }, { model: 'a' }, {}] }), [{ path: '/models/2', message: 'missing required field "model"' }]);
+  t.same(await bad({ behaviours: { ackDelayMs: { min: 100, max: 10 } }, models: [{ model: 'a' }, { model: 'a' }] }), [
+    { path: '/behaviours/ackDelayMs', message: 'max (10) must not be below min (200)'.replace('200', '100') },
+    { path: '/models/1/model', message: 'model "a" is listed twice' },
+  ]);
+  t.same(await bad({ endpoints: [{ host: 'api.example.com', connect: '127.0.0.1:99999' }, { host: 'API' }] }), [{ path: '/endpoints/1/host', message: 'must match pattern "^[a-z0-9.:-]+$"' }]);
+  t.same(await bad({ endpoints: [{ host: 'api.example.com', connect: '127.0.0.1:99999' }] }), [{ path: '/endpoints/0/connect', message: 'must be HOST:PORT with a port from 1 to 65535, got "127.0.0.1:99999"' }]);
+  t.same(await bad({ seed: 1.5 }), [{ path: '/seed', message: 'must be string,integer' }]);
+  const r = await validateScenario({ seed: 's', group: 'g', devices: 3, ramp: { perTick: 10 }, endpoints: [{ host: '::1', connect: '[::1]:8443', servername: 'api.example.com' }] });
+  t.match(r, { ok: true, scenario: { seed: 's', group: 'g', devices: 3, models: [], endpoints: [{ host: '::1', port: 443, connect: { host: '::1', port: 8443 }, servername: 'api.example.com' }], ramp: { perTick: 10 } } });
+  t.equal(formatScenarioErrors([{ path: '', message: 'x' }, { path: '/a', message: 'y' }]), '/: x\n/a: y');
+});
+
+t.test('a scenario file that cannot be read or parsed says so', async (t) => {
+  const dir = t.testdir({ 'not.json': 'nope' });
+  t.match(await loadScenario(join(dir, 'missing.json')), { ok: false, errors: [{ path: '', message: /ENOENT/ }] });
+  t.match(await loadScenario(join(dir, 'not.json')), { ok: false, errors: [{ path: '', message: /^not JSON/ }] });
+});
+
+t.test('devices are split between models by weight, exactly', async (t) => {
+  t.same(allocate(1000, [3, 1]), [750, 250]);
+  t.same(allocate(10, [1, 1, 1]), [4, 3, 3]);
+  t.same(allocate(1, [1, 5]), [0, 1]);
+  t.same(allocate(7, [0.5]), [7]);
+});

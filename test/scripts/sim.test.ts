@@ -1,0 +1,246 @@
+// `pinwave sim`: flags checked before anything runs (a UsageError naming the flag), a fleet from
+// credentials and a manifest against a real gateway, and one provisioned over the HTTP API (here a
+// small stand-in serving issue 8's routes from a real gateway).
+import t from 'tap';
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { main } from '../../scripts/commands/sim.ts';
+import type { Io } from '../../scripts/args.ts';
+import { harness, newPins, until, type Harness } from '../fixtures/gateway.ts';
+import { startTlsEndpoint } from '../../device-sim/endpoints.ts';
+import type { Fleet } from '../../device-sim/fleet.ts';
+
+function fakeIo(env: NodeJS.ProcessEnv = {}, tty = false) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env, tty };
+  return { io, out, err };
+}
+
+t.test('wrong flags are usage errors that name the flag, before anything runs', async (t) => {
+  const cases: Array<[string[], RegExp, NodeJS.ProcessEnv?]> = [
+    [[], /either --api URL or --gateway/],
+    [['--api', 'http://a', '--gateway', 'mqtt://b'], /either --api URL or --gateway/],
+    [['--gateway', 'mqtt://127.0.0.1:1883'], /--gateway needs --credentials FILE/],
+    [['--api', 'http://127.0.0.1:1', '--credentials', 'c.json'], /--credentials is for --gateway/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://127.0.0.1:1', '--devices', '5', '--group', 'g'], /PINWAVE_TOKEN/],
+    [['--api', 'ftp://x'], /--api expects an http:\/\/ or https:\/\/ URL/],
+    [['--api', 'not a url'], /--api expects a URL/],
+    [['--gateway', 'http://x:1', '--credentials', 'c'], /--gateway expects mqtt:\/\/HOST:PORT/],
+    [['--gateway', 'nope', '--credentials', 'c'], /--gateway expects mqtt:\/\/HOST:PORT/],
+    [['--api', 'http://a', '--silent-rate', '1.5'], /--silent-rate expects a rate from 0 to 1, got "1.5"/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--reject-rate', 'half'], /--reject-rate expects a rate from 0 to 1, got "half"/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--offline-rate=-1'], /--offline-rate expects a rate from 0 to 1, got "-1"/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--ack-delay-ms', '200-10'], /--ack-delay-ms: MAX \(10\) is below MIN \(200\)/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--ack-delay-ms', 'fast'], /--ack-delay-ms expects MIN-MAX/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--devices', 'many'], /--devices expects a non-negative integer, got "many"/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--devices', '0'], /--devices expects at least 1/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--duration', 'soon'], /--duration expects a duration/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--group', 'a/b'], /--group expects/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--model', 'a b'], /--model expects/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--frobnicate'], /frobnicate/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--group', 'g'], /--api needs --devices N/, { PINWAVE_TOKEN: 't' }],
+    [['--api', 'http://a', '--devices', '3'], /--api needs --group G/, { PINWAVE_TOKEN: 't' }],
+  ];
+  for (const [args, message, env] of cases) {
+    const { io } = fakeIo(env);
+    await t.rejects(main(args, io), { name: 'UsageError', message }, args.join(' ') || '(no flags)');
+  }
+  const { io, out } = fakeIo();
+  t.equal(await main(['--help'], io), 0);
+  t.match(out.join('\n'), /--api URL[\s\S]*--handshake-each/);
+  t.equal(await main(['-h'], io), 0);
+});
+
+/** A credentials file and a manifest file for n devices provisioned on the harness gateway. */
+async function provisioned(t: Tap.Test, h: Harness, n: number, extra: Record<string, unknown> = {}) {
+  const { devices } = await h.gw.provision(Array.from({ length: n }, (_, i) => ({ id: `th-${i}`, group: 'thermostats', model: 'th-100' })));
+  const dir = t.testdir();
+  const credentials = join(dir, 'credentials.json');
+  writeFileSync(credentials, JSON.stringify({ devices: devices.map((d) => ({ ...d, ...extra })) }));
+  const manifest = join(dir, 'manifest.json');
+  writeFileSync(manifest, JSON.stringify(h.manifest));
+  return { credentials, manifest, dir };
+}
+
+/** Runs `pinwave sim` until `done(fleet)` holds, then stops it as SIGINT would. */
+async function simUntil(t: Tap.Test, args: string[], io: Io, done: (fleet: Fleet) => Promise<boolean> | boolean, what: string): Promise<number> {
+  const stop = new AbortController();
+  let fleet: Fleet | undefined;
+  const running = main(args, io, { signal: stop.signal, onFleet: (f) => (fleet = f) });
+  try {
+    await until(async () => fleet !== undefined && (await done(fleet)), 10_000, what);
+  } catch (err) {
+    if (fleet) t.comment(`the fleet when it timed out: ${JSON.stringify(fleet.summary())}`);
+    throw err;
+  } finally {
+    stop.abort();
+  }
+  return running;
+}
+
+t.test('--gateway with --credentials and --manifest runs the devices against a gateway, and --json prints the summary', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const { credentials, manifest } = await provisioned(t, h, 12);
+  const { io, out, err } = fakeIo();
+  let rollout = '';
+  const code = await simUntil(
+    t,
+    ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--devices', '10', '--group', 'thermostats', '--reject-rate', '0.3', '--ack-delay-ms', '0-5', '--seed', 'cli', '--json'],
+    io,
+    async (fleet) => {
+      if (!rollout) {
+        if (h.gw.connectedCount() < 10) return false;
+        const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+        rollout = (await h.gw.createRollout({ bundle: bundle.id, target: { devices: fleet.devices.map((d) => d.id) }, waves: [{ size: '100%' }], start: true }, 'alice')).rollout.id;
+      }
+      const s = fleet.summary();
+      return s.acked + (s.rejected.apply_failed ?? 0) === 10;
+    },
+    'every device to answer',
+  );
+  t.equal(code, 0, err.join('\n'));
+  t.equal(out.length, 1, 'one summary object, no live view');
+  const s = JSON.parse(out[0]);
+  t.match(s, { seed: 'cli', devices: 10, connected: 10, verifications: { performed: 1 } });
+  t.ok(s.rejected.apply_failed > 0 && s.acked > 0, `acked ${s.acked}, rejected ${JSON.stringify(s.rejected)}`);
+  t.equal(s.seqs['1'], s.acked);
+  await until(() => h.gw.connectedCount() === 0, 2000, 'a clean disconnect');
+});
+
+t.test('without a terminal the live view is one line per change; with one it redraws in place', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const { credentials, manifest } = await provisioned(t, h, 3);
+  const plain = fakeIo();
+  t.equal(await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats'], plain.io, () => plain.out.some((l) => /3 connected/.test(l)), 'a progress line'), 0);
+  t.match(plain.out.at(-1), /^sim: 3 devices, 3 connected \| seq 0: 3 \| acked 0, rejected 0 \| failing 0, pin failures 0 \(0 reported\)$/);
+  t.equal(new Set(plain.out).size, plain.out.length, 'a line only when something changed');
+  const tty = fakeIo({}, true);
+  t.equal(await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats'], tty.io, () => tty.out.some((l) => /connected +3/.test(l)), 'a redraw'), 0);
+  t.match(tty.out[0], /^pinwave sim  3 devices  00:0\d\n  connected/);
+  if (tty.out.length > 1) t.match(tty.out[1], /^\x1b\[\d+F\x1b\[J/, 'later frames move up over the last and clear it');
+});
+
+t.test('--gateway needs a manifest for every model, and credentials it can read', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const { credentials, manifest, dir } = await provisioned(t, h, 2, { model: 'zz-9', group: 'thermostats' });
+  const { io } = fakeIo();
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--group', 'g'], io), { name: 'UsageError', message: /firmware manifest for model "sim-1"/ });
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--model', 'other'], io), { name: 'UsageError', message: /--model is "other" but the --manifest is for model "th-100"/ });
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest], io), /device th-0 \(entry 0\) is of model "zz-9"/);
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--devices', '5'], io), { name: 'UsageError', message: /--devices is 5 but .* holds 2 devices/ });
+  writeFileSync(join(dir, 'nogroup.json'), JSON.stringify([{ id: 'a', token: 'b' }]));
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', join(dir, 'nogroup.json'), '--manifest', manifest], io), { name: 'UsageError', message: /device a names no group: give --group G/ });
+  writeFileSync(join(dir, 'notoken.json'), JSON.stringify({ devices: [{ id: 'a' }] }));
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', join(dir, 'notoken.json'), '--manifest', manifest], io), /\/devices\/0 needs "id" and "token"/);
+  writeFileSync(join(dir, 'empty.json'), '[]');
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', join(dir, 'empty.json'), '--manifest', manifest], io), /with at least one device/);
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', join(dir, 'missing.json'), '--manifest', manifest], io), /cannot read it \(ENOENT\)/);
+  writeFileSync(join(dir, 'bad-manifest.json'), JSON.stringify({ ...h.manifest, pins: [] }));
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', join(dir, 'bad-manifest.json')], io), /--manifest .* is not valid:\n\/pins: /);
+  writeFileSync(join(dir, 'broken.json'), '{');
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', join(dir, 'broken.json')], io), /not JSON/);
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', join(dir, 'broken.json'), '--manifest', manifest], io), /not JSON/);
+  writeFileSync(join(dir, 'bad-scenario.json'), JSON.stringify({ behaviours: { silentRate: 3 } }));
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--scenario', join(dir, 'bad-scenario.json')], io), /scenario .* is not valid:\n\/behaviours\/silentRate: must be <= 1/);
+  writeFileSync(join(dir, 'two-models.json'), JSON.stringify({ models: [{ model: 'a' }, { model: 'b' }] }));
+  await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--model', 'a', '--scenario', join(dir, 'two-models.json')], io), { name: 'UsageError', message: /--model cannot be combined/ });
+});
+
+t.test('devices that cannot connect make the run fail, after a clean stop', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const { dir, manifest } = await provisioned(t, h, 1);
+  writeFileSync(join(dir, 'wrong.json'), JSON.stringify([{ id: 'th-0', token: 'wrong', group: 'thermostats' }]));
+  const { io, err } = fakeIo();
+  const code = await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', join(dir, 'wrong.json'), '--manifest', manifest, '--json'], io, (f) => f.summary().connects.failed > 0, 'a refused connect');
+  t.equal(code, 1);
+  t.match(err.join('\n'), /no device could connect/);
+});
+
+/** Issue 8's two routes the simulator uses, served from a real gateway, with a bearer token. */
+async function fakeApi(t: Tap.Test, h: Harness, token: string) {
+  const calls: string[] = [];
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    calls.push(`${req.method} ${req.url}`);
+    const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (req.headers.authorization !== `Bearer ${token}`) return send(401, { statusCode: 401, error: 'Unauthorized', message: 'a valid bearer token is required' });
+    if (req.method === 'GET' && req.url === '/v1/info') return send(200, { name: 'pinwave', version: '0.1.0', mqttUrl: h.gw.mqttUrl, kid: h.gw.signing.kid, publicKey: h.gw.signing.publicPem });
+    if (req.method === 'POST' && req.url === '/v1/devices') {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      try {
+        return send(201, await h.gw.provision(JSON.parse(body).devices));
+      } catch (err) {
+        return send(400, { statusCode: 400, error: 'Bad Request', message: (err as Error).message });
+      }
+    }
+    return send(404, { statusCode: 404, error: 'Not Found', message: 'no such route' });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise((r) => server.close(r)));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls };
+}
+
+t.test('--api provisions the devices, builds a default manifest from the gateway key, and runs a scenario of two models', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const api = await fakeApi(t, h, 'admin-token');
+  const endpoint = await startTlsEndpoint({ name: 'api.example.com' });
+  t.teardown(() => endpoint.close());
+  const dir = t.testdir();
+  const scenario = join(dir, 'scenario.json');
+  writeFileSync(
+    scenario,
+    JSON.stringify({
+      group: 'meters',
+      devices: 8,
+      seed: 3,
+      models: [{ model: 'mt-1', weight: 3, firmware: '0.1.0' }, { model: 'mt-2', behaviours: { silentRate: 1 } }],
+      endpoints: [{ host: 'api.example.com', connect: `127.0.0.1:${endpoint.address.port}` }],
+      callHomeSeconds: 3600,
+    }),
+  );
+  const { io, out, err } = fakeIo({ PINWAVE_TOKEN: 'admin-token' });
+  let fleetRef: Fleet | undefined;
+  let rollout = '';
+  const code = await simUntil(t, ['--api', api.url, '--scenario', scenario, '--handshake-each', '--verify-each', '--json'], io, async (fleet) => {
+    fleetRef = fleet;
+    if (!rollout) {
+      if (h.gw.connectedCount() < 8) return false;
+      const bundle = await h.gw.createBundle({ group: 'meters', endpoints: [{ host: 'api.example.com', pins: [endpoint.pins[0], endpoint.backupPin] }] }, 'alice');
+      rollout = (await h.gw.createRollout({ bundle: bundle.id, target: { group: 'meters' }, waves: [{ size: '100%' }], start: true }, 'alice')).rollout.id;
+    }
+    const s = fleet.summary();
+    return s.acked === 6 && s.unacked === 2 && s.handshakes.performed >= 8;
+  }, 'the rollout and the pin checks');
+  t.equal(code, 0, err.join('\n'));
+  t.same(api.calls, ['GET /v1/info', 'POST /v1/devices']);
+  const s = JSON.parse(out[0]);
+  t.match(s, { seed: 3, devices: 8, acked: 6, unacked: 2, failing: 0, pinFailures: { observed: 0 }, verifications: { performed: 8, shared: 0 } });
+  const models = fleetRef!.devices.map((d) => (h.gw.store.getDevice(d.id) as Promise<{ model: string | null } | null>));
+  t.same((await Promise.all(models)).map((d) => d?.model), ['mt-1', 'mt-1', 'mt-1', 'mt-1', 'mt-1', 'mt-1', 'mt-2', 'mt-2'], 'provisioned by weight, with their models');
+  t.ok(fleetRef!.devices.every((d) => /^sim-[a-z0-9]+-\d$/.test(d.id)), 'run-scoped ids');
+  t.same(fleetRef!.devices[0].state.endpoints[0].pins.slice(0, 1), [endpoint.pins[0].slice(7)], 'born pinning what the endpoint serves');
+});
+
+t.test('--api reports what the API said when it refuses, and a default manifest with nothing to pin', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const api = await fakeApi(t, h, 'right');
+  const { io } = fakeIo({ PINWAVE_TOKEN: 'wrong' });
+  await t.rejects(main(['--api', api.url, '--devices', '2', '--group', 'g'], io), /GET http:\/\/127\.0\.0\.1:\d+\/v1\/info: 401 a valid bearer token is required/);
+  const closed = createServer().listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  await t.rejects(main(['--api', `http://127.0.0.1:${port}`, '--devices', '2', '--group', 'g'], io), new RegExp(`GET http://127\\.0\\.0\\.1:${port}/v1/info: .*ECONNREFUSED`));
+  const ok = fakeIo({ PINWAVE_TOKEN: 'right' });
+  let fleetRef: Fleet | undefined;
+  t.equal(await simUntil(t, ['--api', `${api.url}/`, '--devices', '2', '--group', 'g', '--model', 'mx-1', '--duration', '60s'], ok.io, (f) => ((fleetRef = f), f.summary().connected === 2), 'two devices'), 0);
+  t.same(fleetRef!.devices[0].state.endpoints.map((e) => e.host), ['pinwave-sim.invalid']);
+  const endpointDown = join(t.testdir(), 's.json');
+  writeFileSync(endpointDown, JSON.stringify({ endpoints: [{ host: 'api.example.com', connect: '127.0.0.1:1' }] }));
+  await t.rejects(main(['--api', api.url, '--devices', '2', '--group', 'g', '--scenario', endpointDown], ok.io), /cannot read what api\.example\.com:443 serves/);
+});
