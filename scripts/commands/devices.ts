@@ -145,8 +145,14 @@ async function list(args: string[], io: Io): Promise<number> {
   } while (cursor);
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   io.out(['id', 'group', 'model', 'firmware', 'seq', 'connected', 'last seen'].join('\t'));
-  for (const d of items) io.out([d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', d.connected ? 'yes' : 'no', d.lastSeen ?? 'never'].join('\t'));
+  for (const d of items) io.out([d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', d.connected ? 'yes' : 'no', when(d.lastSeen)].join('\t'));
   return 0;
+}
+
+/** A time as people read it: ISO 8601 (the API sends epoch ms). */
+function when(t: string | number | null | undefined): string {
+  if (t === null || t === undefined) return 'never';
+  return typeof t === 'number' ? new Date(t).toISOString() : t;
 }
 
 async function show(args: string[], io: Io): Promise<number> {
@@ -178,7 +184,7 @@ async function stuck(args: string[], io: Io): Promise<number> {
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out('no stuck devices'), 0;
   io.out(['id', 'reason', 'since', 'seq', 'connected'].join('\t'));
-  for (const d of items) io.out([d.id, d.reason, d.since ?? '-', d.seq ?? '-', d.connected ? 'yes' : 'no'].join('\t'));
+  for (const d of items) io.out([d.id, d.reason, when(d.since as number | null), d.seq ?? '-', d.connected ? 'yes' : 'no'].join('\t'));
   return 0;
 }
 
