@@ -8,3 +8,4 @@ export * from './pins.ts';
 export * from './trust-state.ts';
 export * from './messages.ts';
 export * from './manifest.ts';
+export * from './view.ts';

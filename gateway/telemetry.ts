@@ -110,25 +110,14 @@ export interface TelemetryBucket {
   owner: string;
 }
 
-/** A report as the gateway keeps it for a device (the store's PinFailureReport shape: `at` first). */
-export interface DeviceReport {
-  /** when the gateway received it, epoch ms */
+/**
+ * A report as the gateway keeps it for a device: the device's report (pins in `sha256/<base64>`
+ * form, leaf first; times on the device clock, epoch seconds), with when the gateway received it
+ * (`at`, epoch ms, first like the store's PinFailureReport) and the rollout and wave it counted in.
+ */
+export interface DeviceReport extends PinFailureReport {
   at: number;
   firmware: string;
-  hostname: string;
-  port: number;
-  result: PinFailureReport['result'];
-  /** `sha256/<base64>`, leaf first */
-  servedPins: string[];
-  knownPins: string[];
-  seq: number;
-  bundleId: string | null;
-  count: number;
-  suppressed: number;
-  /** device clock, epoch seconds */
-  firstSeen: number;
-  lastSeen: number;
-  counter: number;
   rolloutId: string | null;
   wave: number | null;
 }

@@ -1,7 +1,7 @@
 // /v1/bundles (issue 8): create a bundle signed by the gateway key (operator), list, show decoded,
 // and the raw COSE_Sign1 bytes (`application/cose`, RFC 9052 §2) for a firmware engineer's bench.
 import type { FastifyInstance } from 'fastify';
-import { formatPin, hex, inspectBundle, type PinBundle } from '../../firmware-manifest/index.ts';
+import { bundleView, hex, inspectBundle } from '../../firmware-manifest/index.ts';
 import { GatewayError } from '../errors.ts';
 import type { BundleInput, Gateway } from '../gateway.ts';
 import type { BundleRecord } from '../store/types.ts';
@@ -66,32 +66,11 @@ const createBody = {
   },
 } as const;
 
-/** A bundle as people read it: times in ISO 8601 beside the seconds, pins in sha256/ form. */
-export function bundleView(record: BundleRecord) {
+/** A stored bundle as people read it: its record, its envelope's kid, and the decoded content. */
+export function storedBundleView(record: BundleRecord) {
   const r = inspectBundle(new Uint8Array(Buffer.from(record.bytes, 'base64')));
   if (!r.ok) throw new Error(`stored bundle ${record.id} does not decode: ${r.detail}`);
-  const b: PinBundle = r.bundle;
-  const iso = (s: number) => new Date(s * 1000).toISOString();
-  return {
-    ...summaryView(record),
-    kid: hex(r.envelope.kid),
-    alg: 'EdDSA',
-    version: b.version,
-    iat: b.iat,
-    issuedAt: iso(b.iat),
-    exp: b.exp,
-    expires: iso(b.exp),
-    expiryPolicy: b.expiryPolicy ?? 'enforce',
-    endpoints: b.endpoints.map((e) => ({
-      host: e.host,
-      port: e.port,
-      pins: e.pins.map(formatPin),
-      mode: e.mode ?? 'enforce',
-      ...(e.notBefore !== undefined && { notBefore: e.notBefore }),
-      ...(e.notAfter !== undefined && { notAfter: e.notAfter }),
-    })),
-    ...(b.keyRotation && { keyRotation: { epoch: b.keyRotation.epoch, keys: b.keyRotation.keys.map((k) => Buffer.from(k).toString('base64')) } }),
-  };
+  return { ...summaryView(record), kid: hex(r.envelope.kid), alg: 'EdDSA', ...bundleView(r.bundle) };
 }
 
 const summaryView = (b: BundleRecord) => ({ id: b.id, group: b.group, seq: b.seq, size: b.size, createdAt: b.createdAt, createdBy: b.createdBy ?? null });
@@ -124,7 +103,7 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
         ...(b.expiryPolicy !== undefined && { expiryPolicy: b.expiryPolicy }),
       };
       const record = await gw.createBundle(input, request.caller!.name);
-      return reply.code(201).send(bundleView(record));
+      return reply.code(201).send(storedBundleView(record));
     },
   );
 
@@ -151,7 +130,7 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
       config: { role: 'viewer' },
       schema: { tags: ['bundles'], summary: 'A bundle, decoded', params, response: responses({ 200: { $ref: 'BundleDetail#' } }) },
     },
-    async (request) => bundleView(await gw.getBundle(request.params.id)),
+    async (request) => storedBundleView(await gw.getBundle(request.params.id)),
   );
 
   app.get<{ Params: { id: string } }>(

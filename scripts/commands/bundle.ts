@@ -1,8 +1,9 @@
 // `pinwave bundle create|inspect|verify`: make, read and check signed pin bundles (DESIGN.md §3).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { hex, inspectBundle, signBundle, type PinBundle } from '../../firmware-manifest/codec.ts';
+import { hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
+import { bundleView } from '../../firmware-manifest/view.ts';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
-import { formatPin, parsePin } from '../../firmware-manifest/pins.ts';
+import { parsePin } from '../../firmware-manifest/pins.ts';
 import { apply, emptyState } from '../../firmware-manifest/trust-state.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
@@ -128,32 +129,8 @@ async function inspect(args: string[], io: Io): Promise<number> {
     io.err(r.detail);
     return 1;
   }
-  io.out(JSON.stringify({ id: r.id, size: bytes.length, kid: hex(r.envelope.kid), alg: 'EdDSA', ...bundleJson(r.bundle) }, null, 2));
+  io.out(JSON.stringify({ id: r.id, size: bytes.length, kid: hex(r.envelope.kid), alg: 'EdDSA', ...bundleView(r.bundle) }, null, 2));
   return 0;
-}
-
-/** A bundle as people read it: times in ISO 8601 beside the seconds, pins in sha256/ form. */
-export function bundleJson(b: PinBundle): Record<string, unknown> {
-  const iso = (s: number) => new Date(s * 1000).toISOString();
-  return {
-    version: b.version,
-    seq: b.seq,
-    group: b.group,
-    iat: b.iat,
-    issuedAt: iso(b.iat),
-    exp: b.exp,
-    expires: iso(b.exp),
-    expiryPolicy: b.expiryPolicy ?? 'enforce',
-    endpoints: b.endpoints.map((e) => ({
-      host: e.host,
-      port: e.port,
-      pins: e.pins.map(formatPin),
-      mode: e.mode ?? 'enforce',
-      ...(e.notBefore !== undefined && { notBefore: iso(e.notBefore) }),
-      ...(e.notAfter !== undefined && { notAfter: iso(e.notAfter) }),
-    })),
-    ...(b.keyRotation && { keyRotation: { epoch: b.keyRotation.epoch, keys: b.keyRotation.keys.map((k) => Buffer.from(k).toString('base64')) } }),
-  };
 }
 
 async function verify(args: string[], io: Io): Promise<number> {
