@@ -43,10 +43,11 @@ export class DirStateStore implements StateStore {
     this.#write(`${id}.json`, state);
   }
   loadCounter(id: string): number | null {
-    return this.#read<{ counter: number }>(`${id}.counter.json`, id, 'report counter')?.counter ?? null;
+    // '~' is not a device-id character: no device's state file can be another's counter file.
+    return this.#read<{ counter: number }>(`${id}~counter.json`, id, 'report counter')?.counter ?? null;
   }
   saveCounter(id: string, counter: number): void {
-    this.#write(`${id}.counter.json`, { counter });
+    this.#write(`${id}~counter.json`, { counter });
   }
   #read<T>(name: string, id: string, what: string): T | null {
     try {

@@ -23,6 +23,7 @@ import { findStuck, type StuckDevice } from './stuck.ts';
 import {
   BundleError,
   bundleFitsManifest,
+  formatPin,
   decodeAck,
   decodeState,
   decodeTelemetry,
@@ -106,6 +107,8 @@ export type GatewayRollout = Rollout & {
   /** the bundle the target ran before (the group baseline at creation), for rollback */
   previousBundle: string | null;
   rollbackOf?: string;
+  /** the rollback rollout that undid this one */
+  rolledBackBy?: string;
 };
 
 export interface GatewayCounters {
@@ -391,15 +394,17 @@ export class Gateway {
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
   async createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+    return this.#createRollout(input, actor, null);
+  }
+
+  /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
+  async #createRollout(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
     if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
     const bundle = await this.#store.getBundle(input.bundle);
     if (!bundle) throw notFound('bundle', input.bundle);
     const targetIds = await this.#resolveTarget(input.target);
     const devices = await Promise.all(targetIds.map((id) => this.#store.getDevice(id)));
-    const busy = targetIds.filter((id) => {
-      const r = this.#activeRolloutOf(id);
-      return r !== null;
-    });
+    const busy = targetIds.filter((id) => this.#activeRolloutOf(id) !== null && this.#deviceRollout.get(id) !== replacing);
     if (busy.length > 0) {
       throw new GatewayError('PW_CONFLICT', `${busy.length} targeted device${busy.length === 1 ? ' is' : 's are'} already in a running rollout: ${busy.slice(0, 10).join(', ')}`, {
         devices: busy.slice(0, 1000),
@@ -427,7 +432,11 @@ export class Gateway {
       now: this.#now(),
     });
     if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
-    const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle: await this.#store.getBaseline(bundle.group) };
+    const previousBundle = await this.#store.getBaseline(bundle.group);
+    // Checked again after the last await: two concurrent calls must not both take the same devices.
+    const taken = targetIds.filter((dev) => this.#activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
+    if (taken.length > 0) throw new GatewayError('PW_CONFLICT', `${taken.length} targeted device${taken.length === 1 ? ' is' : 's are'} already in a running rollout: ${taken.slice(0, 10).join(', ')}`, { devices: taken.slice(0, 1000) });
+    const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
     this.#rollouts.set(r.id, r);
     for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
     this.#bundles.set(bundle.id, { bytes, seq: bundle.seq, group: bundle.group });
@@ -456,39 +465,55 @@ export class Gateway {
   /**
    * Rolls back: a new bundle with the pins the group ran before (a higher seq, so devices take it),
    * sent in one wave to every device this rollout reached; this rollout is aborted with the reason.
+   * Nothing changes until the rollback rollout exists: a refusal leaves this rollout as it was.
+   * A completed rollout's bundle was the group's baseline: the rollback bundle takes its place, so
+   * late joiners and returning devices get the restored pins, never the rolled-back ones.
    */
   async rollback(id: string, actor: string): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
     const r = this.#rollout(id);
-    if (r.state === 'aborted' || (r.state === 'completed' && r.rollbackOf)) {
-      throw new GatewayError('PW_INVALID_STATE', `cannot roll back a rollout that is ${r.state}`);
-    }
+    if (r.state === 'aborted' || r.state === 'pending') throw new GatewayError('PW_INVALID_STATE', `cannot roll back a rollout that is ${r.state}`);
+    if (r.rolledBackBy) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} was rolled back already by ${r.rolledBackBy}`);
     if (!r.previousBundle) {
       throw new GatewayError('PW_INVALID_STATE', `rollout ${id} has no previous bundle to return to (its group ran the firmware's initial pins): create a bundle with the pins to restore and roll it out`);
     }
     const previous = await this.decodedBundle(r.previousBundle);
-    const reached = Object.entries(r.devices).filter(([, e]) => e.status !== 'pending' && e.status !== 'unreachable').map(([dev]) => dev);
+    // Every device the bundle may have reached; revoked ones are cut off and need nothing.
+    const reached: string[] = [];
+    for (const [dev, e] of Object.entries(r.devices)) {
+      if (e.status === 'pending' || e.status === 'unreachable') continue;
+      const d = await this.#store.getDevice(dev);
+      if (d && d.revokedAt === null) reached.push(dev);
+    }
     if (reached.length === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} has not sent its bundle to any device: abort it instead`);
     const bundle = await this.createBundle(
       {
         group: r.bundle.group,
-        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map((p) => 'sha256/' + Buffer.from(p).toString('base64')), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
+        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
         expiryPolicy: previous.bundle.expiryPolicy,
       },
       actor,
     );
-    const aborted = r.state === 'completed' ? summary(r) : await this.abortRollout(id, actor, 'rollback');
-    for (const dev of reached) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
-    const { rollout } = await this.createRollout({ bundle: bundle.id, target: { devices: reached }, waves: [{ size: '100%' }], start: true }, actor);
+    const { rollout } = await this.#createRollout({ bundle: bundle.id, target: { devices: reached }, waves: [{ size: '100%' }] }, actor, id);
     const created = this.#rollouts.get(rollout.id)!;
     created.rollbackOf = id;
     created.previousBundle = r.bundle.id;
+    r.rolledBackBy = created.id;
+    const wasCompleted = r.state === 'completed';
+    const aborted = wasCompleted ? summary(r) : await this.abortRollout(id, actor, 'rollback');
+    // Members never reached leave this rollout: they get the group's baseline when they connect.
+    for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
+    if (wasCompleted && 'group' in r.target && (await this.#store.getBaseline(r.target.group)) === r.bundle.id) {
+      await this.#store.setBaseline(r.target.group, bundle.id);
+    }
+    await this.#persist(r);
+    await this.startRollout(created.id, actor);
     await this.#persist(created);
     return { aborted, rollback: summary(created) };
   }
 
-  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string }> {
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
     const r = this.#rollout(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }) };
+    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
   }
 
   listRollouts(state?: string): RolloutSummary[] {
@@ -534,7 +559,7 @@ export class Gateway {
     }
     const group = query.group!;
     const baseline = await this.#store.getBaseline(group);
-    const running = [...this.#rollouts.values()].filter((r) => r.bundle.group === group && (r.state === 'running' || r.state === 'held'));
+    const running = [...this.#rollouts.values()].filter((r) => 'group' in r.target && r.target.group === group && (r.state === 'running' || r.state === 'held'));
     const target = running.length > 0 ? running[running.length - 1] : null;
     const base = baseline ? this.#bundles.get(baseline) ?? (await this.#loadBundle(baseline)) : null;
     const targetSeq = target?.bundle.seq ?? base?.seq ?? null;
@@ -689,9 +714,12 @@ export class Gateway {
   async #onSubscribe(id: string, filter: string): Promise<void> {
     // Only a subscription that covers the bundle topic can receive a bundle.
     if (!(filter.endsWith('/#') || filter.endsWith('/bundle'))) return;
-    const r = this.#activeOrLatest(id);
-    if (r) return this.#apply(r, engine.deviceOnline(r, id, this.#now()));
+    // A bundle published before this subscription (a device that sent `state` first) was dropped by
+    // the broker: what was handed to this session may be handed again.
+    this.#delivered.delete(id);
     const d = await this.#store.getDevice(id);
+    const r = this.#activeOrLatest(id);
+    if (r) return this.#apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null }, this.#now()));
     if (d && d.seq !== null) await this.#offerBaseline(d);
   }
 
@@ -713,14 +741,21 @@ export class Gateway {
     if (!m.ok) return this.#drop('malformed_state', id, m.detail);
     const s = m.message;
     const now = this.#now();
-    const d = await this.#store.updateDevice(id, { seq: s.seq, bundleId: s.bundleId, firmware: s.firmware, model: s.model, keyEpoch: s.keyEpoch, lastSeen: now });
+    // Model and firmware are shown to operators and pick the manifest pre-flight checks against:
+    // only printable labels are taken from a device (no terminal escapes), others are dropped.
+    const labels = LABEL_RE.test(s.model) && LABEL_RE.test(s.firmware) ? { model: s.model, firmware: s.firmware } : {};
+    if (!('model' in labels)) this.#drop('state_bad_label', id);
+    const d = await this.#store.updateDevice(id, { seq: s.seq, bundleId: s.bundleId, ...labels, keyEpoch: s.keyEpoch, lastSeen: now });
     if (!d) return;
     const r = this.#activeOrLatest(id);
     if (r) {
-      // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is counted.
-      const effects = s.bundleId === null ? engine.deviceOnline(r, id, now) : engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId }, now);
-      this.#apply(r, effects);
-      if (r.state !== 'aborted') return;
+      // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is
+      // counted; one that says it does not hold the bundle is sent it again.
+      this.#apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId }, now));
+      // A device that applied a completed rollout's bundle and now reports less (reflashed, its
+      // flash wiped) is behind: the bundle the whole rollout runs is sent again.
+      if (r.state === 'completed' && s.bundleId !== r.bundle.id && s.seq < r.bundle.seq && r.devices[id]?.status !== undefined) this.#send([id], r.bundle.id, r.id);
+      return;
     }
     await this.#offerBaseline(d);
   }
@@ -734,8 +769,11 @@ export class Gateway {
     const bundleId = a.bundleId ?? this.#delivered.get(id) ?? null;
     if (bundleId === null) return this.#drop('ack_unknown_bundle', id);
     this.#counters.acks[a.status]++;
+    // The seq comes from the stored bundle, never from the device: a device cannot push its
+    // group's seq counter anywhere by claiming one.
     const known = this.#bundles.get(bundleId) ?? (await this.#loadBundle(bundleId));
-    const seq = a.seq || known?.seq || 0;
+    if (!known) return this.#drop('ack_unknown_bundle', id);
+    const seq = known.seq;
     await this.#store.updateDevice(id, (d) => {
       if (a.status === 'applied') {
         d.seq = seq;
@@ -812,11 +850,17 @@ export class Gateway {
     throw invalid('target: must be { "group": G } or { "devices": [ids...] } with at least one device');
   }
 
+  /**
+   * The highest seq a device of the group runs, counting only bundles this gateway signed for the
+   * group: a device's own claim of a seq is never trusted (it could exhaust the group's seqs).
+   */
   async #highestReportedSeq(group: string): Promise<number> {
     let max = 0;
     for (const id of await this.#store.devicesInGroup(group)) {
       const d = await this.#store.getDevice(id);
-      if (d?.seq && d.seq > max) max = d.seq;
+      if (!d?.bundleId) continue;
+      const b = this.#bundles.get(d.bundleId) ?? (await this.#loadBundle(d.bundleId));
+      if (b && b.group === group && b.seq > max) max = b.seq;
     }
     return max;
   }

@@ -47,14 +47,19 @@ export function isDeviceMessageKind(kind: string): kind is DeviceMessageKind {
 }
 
 /**
- * True when every topic the filter `filter` can match lies under device `id`'s own root.
+ * True when the filter is one a device may hold: `pinwave/v1/devices/<id>/#` or `…/<id>/bundle`,
+ * so every topic it can match lies under device `id`'s own root.
  * Wildcards match only at and below their own level (MQTT 3.1.1 §4.7.1), and `#` also matches
  * its parent [MQTT-4.7.1-2], so a filter whose first four levels are the literal
  * `pinwave/v1/devices/<id>` can reach nothing but that device's topics; any wildcard in those
  * levels (`pinwave/v1/devices/+/bundle`, `pinwave/#`, `#`) or another id cannot.
  */
 export function isFilterWithinDevice(filter: string, id: string): boolean {
-  return isDeviceId(id) && filter.startsWith(`${DEVICE_TOPIC_ROOT}${id}/`);
+  if (!isDeviceId(id) || !filter.startsWith(`${DEVICE_TOPIC_ROOT}${id}/`)) return false;
+  // DESIGN.md §5: `…/<id>/#`, or the bundle topic itself. Nothing else: every distinct filter a
+  // device may hold is broker memory it could grow without bound (and keep in its session).
+  const rest = filter.slice(DEVICE_TOPIC_ROOT.length + id.length + 1);
+  return rest === '#' || rest === 'bundle';
 }
 
 function isTopicKind(kind: string): kind is DeviceTopicKind {

@@ -6,10 +6,12 @@
 // - The presented token is hashed once and compared with every configured hash in constant time
 //   (constantTimeEqualStrings), with no early exit, so timing tells neither which token nor how
 //   much of it matched.
-// - Repeated bad tokens from one address are refused for a while: after `maxFailures` wrong tokens
-//   within `windowMs`, every request from that address that needs a token gets 429 with
-//   Retry-After until the window ends, without its token being checked, so guessing goes no faster
-//   than maxFailures per window. The table of addresses is bounded (oldest forgotten first).
+// - Repeated bad tokens from one address are slowed down: after `maxFailures` wrong tokens within
+//   `windowMs`, a request from that address with a missing or wrong token gets 429 with
+//   Retry-After until the window ends, so guesses get no answer beyond maxFailures per window. A
+//   valid token still passes: operators behind one NAT or proxy must be able to pause or abort a
+//   rollout while someone else's script hammers a wrong token (tokens are at least 16 characters,
+//   `pinwave token new` makes 256-bit ones). The table of addresses is bounded (oldest forgotten first).
 // - The caller's token `name` is the actor recorded in rollout decisions. No token, hash or header
 //   is ever logged.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -127,20 +129,20 @@ export function registerAuth(app: FastifyInstance, o: AuthOptions): void {
     const need = request.routeOptions.config.role;
     if (need === undefined) return;
     const now = o.now();
-    const wait = limiter.blockedFor(request.ip, now);
+    const token = bearerToken(request.headers.authorization);
+    const found = token === null ? null : findToken(tokens, token);
+    const wait = found === null ? limiter.blockedFor(request.ip, now) : 0;
     if (wait > 0) {
       o.onRefused?.('throttled');
       const seconds = Math.ceil(wait / 1000);
       reply.header('retry-after', String(seconds));
       return sendError(reply, errorBody(429, 'PW_TOO_MANY_REQUESTS', `too many wrong tokens from this address; retry in ${seconds} s`));
     }
-    const token = bearerToken(request.headers.authorization);
     if (token === null) {
       o.onRefused?.('missing');
       reply.header('www-authenticate', 'Bearer realm="pinwave"');
       return sendError(reply, errorBody(401, 'PW_UNAUTHORIZED', 'a bearer token is required: Authorization: Bearer <token>'));
     }
-    const found = findToken(tokens, token);
     if (found === null) {
       limiter.fail(request.ip, now);
       o.onRefused?.('wrong');

@@ -28,8 +28,8 @@ export const thresholdProperties = {
   failureThreshold: { type: 'number', minimum: 0, maximum: 1, description: 'share of responders rejecting or failing above which the wave is held at once; default 0.02' },
   minDevices: { type: 'integer', minimum: 0, description: 'responders needed before the failure ratio counts; default 5' },
   maxUnreachable: { type: 'number', minimum: 0, maximum: 1, description: 'share of members offline for the whole wave above which it is held; default 0.5' },
-  timeoutSeconds: { type: 'number', exclusiveMinimum: 0, description: 'from the wave start to its deadline; default 3600' },
-  soakSeconds: { type: 'number', minimum: 0, description: 'after the ack threshold is met, how long failures may still hold the wave; default 0' },
+  timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 31536000, description: 'from the wave start to its deadline; default 3600' },
+  soakSeconds: { type: 'number', minimum: 0, maximum: 31536000, description: 'after the ack threshold is met, how long failures may still hold the wave; default 0' },
 } as const;
 
 // ---------------------------------------------------------------- response shapes
@@ -222,6 +222,7 @@ export const RolloutSchema = {
     createdBy: str,
     previousBundle: nullable(str),
     rollbackOf: str,
+    rolledBackBy: str,
     waves: { type: 'array', items: waveSummary },
     decisions: { type: 'array', items: decision },
   },

@@ -8,6 +8,9 @@
 import { createHash } from 'node:crypto';
 import type { Invalid, OnMiss, Plan, PlanInput, WavePlan, WaveThresholds } from './types.ts';
 
+/** The longest wave timeout or soak: one year, in seconds. */
+export const MAX_WAVE_SECONDS = 365 * 86400;
+
 export const WAVE_DEFAULTS: Readonly<WaveThresholds> = Object.freeze({
   ackThreshold: 0.95,
   failureThreshold: 0.02,
@@ -30,8 +33,9 @@ const THRESHOLD_RULES: { readonly [K in keyof WaveThresholds]: readonly [accepts
   failureThreshold: [share, 'must be between 0 and 1'],
   minDevices: [(v) => Number.isSafeInteger(v) && v >= 0, 'must be an integer of 0 or more'],
   maxUnreachable: [share, 'must be between 0 and 1'],
-  timeoutSeconds: [(v) => v > 0, 'must be a number of seconds above 0'],
-  soakSeconds: [(v) => v >= 0, 'must be a number of seconds of 0 or more'],
+  // Bounded: a deadline must stay a finite number of ms through JSON (a year is plenty).
+  timeoutSeconds: [(v) => v > 0 && v <= MAX_WAVE_SECONDS, 'must be a number of seconds above 0 and at most a year (31536000)'],
+  soakSeconds: [(v) => v >= 0 && v <= MAX_WAVE_SECONDS, 'must be a number of seconds from 0 to a year (31536000)'],
 };
 
 /** How a value that came reads in an error: strings quoted, so `"25"` and `25` differ. */

@@ -185,7 +185,8 @@ export interface DeviceAck {
 /** What a device reports on every connect: the bundle it runs. */
 export interface DeviceReportedState {
   seq: number;
-  bundleId: string;
+  /** null while the device runs its firmware's initial pins */
+  bundleId: string | null;
 }
 
 export type ErrorCode = 'PW_INVALID_STATE' | 'PW_INVALID_PLAN';

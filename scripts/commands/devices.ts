@@ -171,7 +171,8 @@ async function stuck(args: string[], io: Io): Promise<number> {
   const query = values.group !== undefined ? `group=${encodeURIComponent(values.group)}` : `rollout=${encodeURIComponent(values.rollout!)}`;
   const api = apiFrom(values.api, io);
   if (values.csv) {
-    io.out((await api.get<string>(`/v1/stuck?${query}&limit=1000`, 'text/csv')).trimEnd());
+    // Without a limit the gateway sends every row as CSV.
+    io.out((await api.get<string>(`/v1/stuck?${query}`, 'text/csv')).trimEnd());
     return 0;
   }
   const items: Array<Record<string, unknown>> = [];

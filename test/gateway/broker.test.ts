@@ -158,9 +158,11 @@ t.test('device topics are built and parsed exactly', async (t) => {
     t.equal(parseDeviceTopic(topic), null, topic);
   }
   t.ok(isFilterWithinDevice('pinwave/v1/devices/m-1/#', 'm-1'));
-  t.ok(isFilterWithinDevice('pinwave/v1/devices/m-1/+', 'm-1'));
+  t.ok(isFilterWithinDevice('pinwave/v1/devices/m-1/bundle', 'm-1'));
   const escaping = ['#', 'pinwave/#', 'pinwave/v1/devices/+/bundle', 'pinwave/v1/devices/m-2/#'];
-  for (const filter of [...escaping, 'pinwave/v1/devices/m-1', 'pinwave/v1/devices/m-1x/#', '$share/g/pinwave/v1/devices/m-1/#']) {
+  // Only the two filters a device needs: any other is broker memory a device could multiply.
+  const needless = ['pinwave/v1/devices/m-1/+', 'pinwave/v1/devices/m-1/state', 'pinwave/v1/devices/m-1/x/y', 'pinwave/v1/devices/m-1/bundle/#'];
+  for (const filter of [...escaping, ...needless, 'pinwave/v1/devices/m-1', 'pinwave/v1/devices/m-1x/#', '$share/g/pinwave/v1/devices/m-1/#']) {
     t.notOk(isFilterWithinDevice(filter, 'm-1'), filter);
   }
 });
