@@ -655,8 +655,12 @@ export class Gateway {
       for (const id of fresh) this.#delivered.set(id, bundleId);
       const handed = await this.#broker.publishToDevices(fresh, b.bytes);
       this.#counters.bundlesSent += handed;
-      const at = this.#now();
-      for (const id of fresh) this.#history(id, { at, rolloutId: rolloutId ?? undefined, bundleId, seq: b.seq, event: 'sent' });
+      // A rollout's record keeps each member's status and when it changed; only a baseline send
+      // (no rollout) needs a history entry, which also keeps the store file from growing per wave.
+      if (rolloutId === null) {
+        const at = this.#now();
+        for (const id of fresh) this.#history(id, { at, bundleId, seq: b.seq, event: 'sent' });
+      }
     };
     this.#track(go());
   }

@@ -1,24 +1,29 @@
-// The child processes of scripts/bench-gateway.ts, one role each, driven over IPC so that every
-// figure is attributable to one process (its RSS, its event loop):
+// The child processes of scripts/bench-gateway.ts and scripts/bench-sim.ts, one role each, driven
+// over IPC so that every figure is attributable to one process (its RSS, its event loop):
 //
 //   gateway  the real Gateway (DESIGN.md §5–§7) on 127.0.0.1, lowdb store in a temp dir
 //   bare     a bare aedes broker on a net server, no auth, no ACL, no store: the reference push
 //   clients  a share of the fleet as mqtt.js clients that connect, subscribe, send `state`, and
 //            then either ack every bundle at once (`auto`) or ack only when told (`hold`)
+//   sim      what `clients` does, and a shard of a device-sim Fleet: simulated devices that verify,
+//            apply, persist and ack (issue 9), in the same process as the bare clients they are
+//            compared with
 //
-// Not run by hand: bench-gateway forks it as `bench-worker.js <role>` and sends it
+// Not run by hand: the benchmarks fork it as `bench-worker.js <role>` and send it
 // `{ id, cmd, args }`, answered with `{ id, ok, result | error }`. A worker exits when its parent's
 // IPC channel closes, so a killed benchmark leaves nothing behind.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { Session } from 'node:inspector/promises';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
+import { Fleet } from '../device-sim/index.ts';
 import { Gateway, type Logger } from '../gateway/gateway.ts';
 import type { Rollout } from '../gateway/rollout/types.ts';
 import { STORE_FILENAME } from '../gateway/store/lowdb.ts';
-import { formatPin, generateKeyPair } from '../firmware-manifest/index.ts';
+import { formatPin, generateKeyPair, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 /** Epoch ms with sub-ms resolution, comparable across the bench's processes (same machine clock). */
 const wallMs = () => performance.timeOrigin + performance.now();
@@ -37,7 +42,32 @@ async function until(cond: () => boolean, timeoutMs: number, what: string): Prom
 
 type Handlers = Record<string, (args: any) => unknown>;
 
-function serve(handlers: Handlers): void {
+function serve(roleHandlers: Handlers): void {
+  // Every role reports the CPU it has used (user + system, ms), so a figure can be split by process.
+  const cpu = () => {
+    const u = process.cpuUsage();
+    return { ms: (u.user + u.system) / 1000 };
+  };
+  // A CPU profile of a window the benchmark chooses (one ramp of connects, one push), written where told.
+  let profiler: Session | null = null;
+  const profileStart = async () => {
+    if (profiler) throw new Error('a profile is running already');
+    profiler = new Session();
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 500 });
+    await profiler.post('Profiler.start');
+    return {};
+  };
+  const profileStop = async ({ file }: { file: string }) => {
+    if (!profiler) throw new Error('no profile is running');
+    const { profile } = await profiler.post('Profiler.stop');
+    profiler.disconnect();
+    profiler = null;
+    writeFileSync(file, JSON.stringify(profile));
+    return { file };
+  };
+  const handlers: Handlers = { cpu, profileStart, profileStop, ...roleHandlers };
   process.on('message', async (m: { id: number; cmd: string; args: unknown }) => {
     try {
       const handler = handlers[m.cmd];
@@ -87,22 +117,24 @@ function gatewayRole(): Handlers {
       writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
       dataDir = join(dir, 'data');
       gw = await Gateway.start({ dataDir, keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, writeWindowMs, logger });
-      return { port: gw.ports.tcp };
+      return { port: gw.ports.tcp, publicPem: gw.signing.publicPem };
     },
-    async provision({ ids }: { ids: string[] }) {
+    async provision({ ids, group = 'bench' }: { ids: string[]; group?: string }) {
       const t0 = performance.now();
-      const { devices } = await g().provision(ids.map((id) => ({ id, group: 'bench', model: 'bench-1', firmware: '1.0.0' })));
+      const { devices } = await g().provision(ids.map((id) => ({ id, group, model: 'bench-1', firmware: '1.0.0' })));
       return { ms: performance.now() - t0, tokens: devices.map((d) => d.token) };
     },
-    async bundle() {
+    async bundle({ group = 'bench' }: { group?: string } = {}) {
       const n = bundles++;
       const pin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(label).digest()));
-      const b = await g().createBundle({ group: 'bench', endpoints: [{ host: 'api.example.com', pins: [pin(`bench ${n}`), pin('backup')] }] }, 'bench');
+      const b = await g().createBundle({ group, endpoints: [{ host: 'api.example.com', pins: [pin(`bench ${n}`), pin('backup')] }] }, 'bench');
       return { id: b.id, seq: b.seq, bytes: Buffer.from(b.bytes, 'base64') };
     },
-    async rollout({ bundle, devices, waves }: { bundle: string; devices: string[]; waves: object[] }) {
+    /** Creates (does not start) a rollout of `bundle` to a device list, or to a whole group. */
+    async rollout({ bundle, devices, group, waves }: { bundle: string; devices?: string[]; group?: string; waves: object[] }) {
       const t0 = performance.now();
-      const { rollout, preflight } = await g().createRollout({ bundle, target: { devices }, waves: waves as never, start: false }, 'bench');
+      const target = group !== undefined ? { group } : { devices: devices ?? [] };
+      const { rollout, preflight } = await g().createRollout({ bundle, target, waves: waves as never, start: false }, 'bench');
       if (!preflight.ok) throw new Error(`pre-flight refused: ${JSON.stringify(preflight.problems)}`);
       return { id: rollout.id, ms: performance.now() - t0 };
     },
@@ -134,8 +166,9 @@ function gatewayRole(): Handlers {
       }
       return { state: r.state };
     },
-    async waitConnected({ count, timeoutMs }: { count: number; timeoutMs: number }) {
-      await until(() => g().connectedCount() >= count, timeoutMs, `${count} connected devices`);
+    /** Resolves when `count` or more devices are connected (with `atMost`, when `count` or fewer are). */
+    async waitConnected({ count, atMost = false, timeoutMs }: { count: number; atMost?: boolean; timeoutMs: number }) {
+      await until(() => (atMost ? g().connectedCount() <= count : g().connectedCount() >= count), timeoutMs, `${atMost ? 'at most' : 'at least'} ${count} connected devices`);
       return { connected: g().connectedCount() };
     },
     async flush() {
@@ -327,10 +360,67 @@ function clientsRole(): Handlers {
   };
 }
 
+// ------------------------------------------------------------------------------------- fleet
+
+interface FleetStart {
+  /** one fleet per name in this process: `warm` and `main` in bench-sim */
+  name: string;
+  url: string;
+  manifest: FirmwareManifest;
+  group: string;
+  /** the whole fleet: this process runs the devices of its shard */
+  devices: Device[];
+  shard: { index: number; count: number };
+  verifyEach: boolean;
+  /** connects in flight at once in this process (Fleet's ramp) */
+  perTick: number;
+  keepaliveSeconds: number;
+}
+
+function fleetRole(): Handlers {
+  const fleets = new Map<string, Fleet>();
+  const f = (name: string) => {
+    const fleet = fleets.get(name);
+    if (!fleet) throw new Error(`no fleet "${name}" in this worker`);
+    return fleet;
+  };
+  return {
+    /** Starts a shard of a Fleet (pin checks off: no endpoints, no call-home) and resolves once each device has made its first connect. */
+    async fleetStart(o: FleetStart) {
+      if (fleets.has(o.name)) throw new Error(`fleet "${o.name}" is running already`);
+      const fleet = new Fleet({
+        url: o.url,
+        models: [{ manifest: o.manifest }],
+        devices: o.devices.map((d) => ({ ...d, model: o.manifest.model, group: o.group })),
+        shard: o.shard,
+        verifyEach: o.verifyEach,
+        ramp: { perTick: o.perTick },
+        callHomeSeconds: 0,
+        keepaliveSeconds: o.keepaliveSeconds,
+        seed: o.name,
+      });
+      fleets.set(o.name, fleet);
+      const t0 = wallMs();
+      await fleet.start();
+      const s = fleet.summary();
+      return { ms: wallMs() - t0, devices: s.devices, connected: s.connected, failed: s.connects.failed };
+    },
+    fleetSummary({ name }: { name: string }) {
+      const s = f(name).summary();
+      return { devices: s.devices, connected: s.connected, acked: s.acked, rejected: s.rejected, unacked: s.unacked, seqs: s.seqs, connects: s.connects, verifications: s.verifications };
+    },
+    async fleetStop({ name }: { name: string }) {
+      await f(name).stop();
+      fleets.delete(name);
+      return {};
+    },
+  };
+}
+
 const role = process.argv[2];
-const roles: Record<string, () => Handlers> = { gateway: gatewayRole, bare: bareRole, clients: clientsRole };
+const roles: Record<string, () => Handlers> = { gateway: gatewayRole, bare: bareRole, clients: clientsRole, sim: () => ({ ...clientsRole(), ...fleetRole() }) };
 if (!roles[role] || !process.send) {
-  process.stderr.write(`bench-worker is forked by bench-gateway with a role (${Object.keys(roles).join(', ')}), got "${role}"\n`);
+  process.stderr.write(`bench-worker is forked by bench-gateway or bench-sim with a role (${Object.keys(roles).join(', ')}), got "${role}"\n`);
   process.exit(2);
 }
 serve(roles[role]());

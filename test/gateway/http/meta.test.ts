@@ -153,7 +153,7 @@ t.test('/docs is an OpenAPI 3 document listing every route, and the routes serve
   check('Rollout', (await a.call('GET', `/v1/rollouts/${ro.id}`)).json());
   const applied = sims.find((s) => s.state.seq === 1)!;
   const detail = (await a.call('GET', `/v1/devices/${applied.id}`)).json();
-  t.match(detail, { seq: 1, rollout: { id: ro.id, status: 'applied' }, history: [{ event: 'sent' }, { event: 'applied' }] });
+  t.match(detail, { seq: 1, rollout: { id: ro.id, status: 'applied' }, history: [{ event: 'applied' }] });
   check('DeviceDetail', detail);
   for (const d of (await a.call('GET', '/v1/devices')).json().items) check('Device', d);
   for (const s of (await a.call('GET', '/v1/stuck?group=thermostats')).json().items) check('StuckDevice', s);
