@@ -778,15 +778,16 @@ export class Gateway {
     const known = this.#bundles.get(bundleId) ?? (await this.#loadBundle(bundleId));
     if (!known) return this.#drop('ack_unknown_bundle', id);
     const seq = known.seq;
+    const r = this.#activeOrLatest(id);
+    const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
     await this.#store.updateDevice(id, (d) => {
       if (a.status === 'applied') {
         d.seq = seq;
         d.bundleId = bundleId;
       }
       d.lastSeen = now;
-      d.history.push({ at: now, bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });
+      d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });
     });
-    const r = this.#activeOrLatest(id);
     if (r && r.bundle.id === bundleId) this.#apply(r, engine.deviceAcked(r, id, { status: a.status, reason: a.reason, bundleId, seq }, now));
   }
 

@@ -57,8 +57,8 @@ t.test('plan validation errors name the field and the value that came', async (t
       'waves[0].failureThreshold must be between 0 and 1, got -0.1',
       'waves[0].maxUnreachable must be between 0 and 1, got "0.5"',
       'waves[0].minDevices must be an integer of 0 or more, got 2.5',
-      'waves[0].timeoutSeconds must be a number of seconds above 0, got 0',
-      'waves[0].soakSeconds must be a number of seconds of 0 or more, got -1',
+      'waves[0].timeoutSeconds must be a number of seconds above 0 and at most a year (31536000), got 0',
+      'waves[0].soakSeconds must be a number of seconds from 0 to a year (31536000), got -1',
     ],
   );
   t.same(errorsOf({ waves: [{ size: '25' }] }, 's'), [
