@@ -47,8 +47,8 @@ export const STORE_FILENAME = 'pinwave.json';
 export const SCHEMA_VERSION = 1;
 export const DEFAULT_WINDOW_MS = 100;
 const MAX_RETRY_MS = 5000;
-/** Writes may hold the event loop for at most 1 / WRITE_COST_FACTOR of the time (see windowMs). */
-const WRITE_COST_FACTOR = 4;
+/** Writes may hold the event loop for at most 1 / (WRITE_COST_FACTOR + 1) of the time (see windowMs). */
+const WRITE_COST_FACTOR = 8;
 const MAX_ADAPTIVE_WINDOW_MS = 5000;
 
 /** The file, as written. Maps are written as objects, keyed collections as arrays of records. */
