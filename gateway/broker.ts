@@ -32,7 +32,7 @@
 import type { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import {
   Aedes,
@@ -436,11 +436,16 @@ export class DeviceBroker {
       stream.destroy();
       return;
     }
-    const guarded = new FrameGuard(stream, this.#maxFrameBytes, () => {
+    this.#aedes.handle(stream, req);
+    // aedes reads with 'readable'/read(); a 'data' listener added after it sees every chunk as it is
+    // read without taking over the flow, so the frame limit costs no extra stream in the data path.
+    const frames = new FrameLimit(this.#maxFrameBytes);
+    stream.on('data', (chunk: Buffer) => {
+      if (frames.admit(chunk)) return;
       this.#counters.oversizedFrames++;
       this.#log.info({ limit: this.#maxFrameBytes }, 'connection closed: MQTT packet over the frame limit');
+      stream.destroy(new Error(`MQTT packet over ${this.#maxFrameBytes} bytes or malformed length`));
     });
-    this.#aedes.handle(guarded, req);
   }
 
   #authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: AuthenticateDone): void {
@@ -603,74 +608,19 @@ function validated(options: DeviceBrokerOptions): Limits {
  * announces a Remaining Length over `limit` or a length field longer than 4 bytes (§2.2.3), so
  * the body is never buffered. Writes go straight to the wrapped stream.
  */
-class FrameGuard extends Duplex {
-  readonly #inner: Duplex;
+class FrameLimit {
   readonly #limit: number;
-  readonly #onOversize: () => void;
   #bodyLeft = 0;
   #inLength = false;
   #length = 0;
   #lengthBytes = 0;
-  #pendingWrite: (() => void) | null = null;
 
-  constructor(inner: Duplex, limit: number, onOversize: () => void) {
-    super({ allowHalfOpen: false });
-    this.#inner = inner;
+  constructor(limit: number) {
     this.#limit = limit;
-    this.#onOversize = onOversize;
-    inner.on('data', (chunk: Buffer) => {
-      if (!this.#admit(chunk)) {
-        this.#onOversize();
-        this.destroy(new Error(`MQTT packet over ${this.#limit} bytes or malformed length`));
-        return;
-      }
-      if (!this.push(chunk)) inner.pause();
-    });
-    inner.on('end', () => this.push(null));
-    inner.on('error', (err) => this.destroy(err));
-    inner.on('close', () => this.destroy());
-    inner.on('drain', () => this.#drained());
   }
 
-  override _read(): void {
-    this.#inner.resume();
-  }
-
-  override _write(chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.#inner.write(chunk, encoding)) callback();
-    else this.#pendingWrite = callback;
-  }
-
-  // mqtt-packet corks the stream around the pieces of one packet; passing them on corked keeps
-  // them in one TCP segment, where separate writes would wait on Nagle and the peer's delayed
-  // ACK (about 40 ms per SUBACK or PUBACK on Linux).
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    this.#inner.cork();
-    let flowing = true;
-    for (const { chunk } of chunks) flowing = this.#inner.write(chunk);
-    this.#inner.uncork();
-    if (flowing) callback();
-    else this.#pendingWrite = callback;
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.#inner.end();
-    callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#inner.destroy();
-    this.#pendingWrite = null;
-    callback(error);
-  }
-
-  #drained(): void {
-    const callback = this.#pendingWrite;
-    this.#pendingWrite = null;
-    callback?.();
-  }
-
-  #admit(chunk: Buffer): boolean {
+  /** Follows the packet boundaries across chunks; false once a packet announces more than the limit. */
+  admit(chunk: Buffer): boolean {
     let i = 0;
     while (i < chunk.length) {
       if (this.#bodyLeft > 0) {
@@ -698,6 +648,5 @@ class FrameGuard extends Duplex {
       this.#bodyLeft = this.#length;
     }
     return true;
-  }
-}
+  }}
 
