@@ -15,12 +15,11 @@
 // machine they move from run to run, so compare figures taken in the same run.
 //
 //   npx tsc -p . && node dist/scripts/bench-gateway.js [--devices 10000] [--acks N] [--quick]
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parse, uintFlag, UsageError } from './args.ts';
+import { checkLimits, closeChildren, killChildren, killChildrenOnExit, sleep, Worker } from './bench-common.ts';
 import { encodeAck, encodeState } from '../firmware-manifest/index.ts';
 
 /** Devices of each canary rollout that measures the hold; 60 apply and 1 rejects before the crossing one. */
@@ -30,8 +29,6 @@ const CANARY_APPLIED = 60;
 const CONNECT_BATCH = 500;
 /** The gateway's default write-coalescing window (GatewayOptions.writeWindowMs). */
 const WRITE_WINDOW_MS = 100;
-/** Descriptors a process needs beyond one per connection: listeners, the store, IPC, node itself. */
-const FD_SPARE = 256;
 const WATCHDOG_MS = 15 * 60_000;
 /** Two canary rollouts and a fleet beside them. */
 const MIN_DEVICES = 256;
@@ -44,7 +41,6 @@ const USAGE = `usage: node dist/scripts/bench-gateway.js [--devices N] [--acks N
   --quick      1,000 devices, for a fast check`;
 
 const wallMs = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
 
 interface Options {
@@ -65,126 +61,6 @@ function options(argv: string[]): Options {
   const acks = values.acks === undefined ? null : uintFlag(values.acks, 'acks', USAGE);
   if (acks !== null && acks < 1) throw new UsageError('--acks expects at least 1', USAGE);
   return { devices, acks };
-}
-
-/** The soft descriptor limit children inherit (node cannot raise it), or null if unknown. */
-function fdLimit(): number | null {
-  try {
-    const out = execFileSync('/bin/sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
-    return out === 'unlimited' ? Infinity : Number(out);
-  } catch {
-    return null;
-  }
-}
-
-/** Local ports for outgoing connections: every client connection takes one. */
-function ephemeralPorts(): number | null {
-  try {
-    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    return hi - lo + 1;
-  } catch {
-    return null;
-  }
-}
-
-function checkLimits(devices: number): void {
-  const limit = fdLimit();
-  if (limit !== null && limit < devices + FD_SPARE) {
-    throw new UsageError(
-      `ulimit -n is ${limit}: the broker process holds one descriptor per connection and needs ${devices + FD_SPARE} for --devices ${devices}. ` +
-        `Raise it in the shell that runs the bench (ulimit -n ${devices + FD_SPARE}; node cannot raise it itself), or run --devices ${Math.max(0, limit - FD_SPARE)} or fewer.`,
-    );
-  }
-  const ports = ephemeralPorts();
-  if (ports !== null && ports < devices + 1000) {
-    throw new UsageError(`only ${ports} local ports (net.ipv4.ip_local_port_range) for ${devices} client connections: widen the range or run fewer --devices`);
-  }
-}
-
-// ------------------------------------------------------------------------------------- workers
-
-const children = new Set<ChildProcess>();
-
-function killChildren(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children.clear();
-}
-
-/** Lets each child exit by itself (it does when its IPC channel closes), killing those that do not within 2 s. */
-async function closeChildren(): Promise<void> {
-  await Promise.all(
-    [...children].map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-      if (c.connected) c.disconnect();
-      await Promise.race([exited, sleep(2000)]);
-    }),
-  );
-  killChildren();
-}
-
-class Worker {
-  #seq = 0;
-  readonly #calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
-
-  private constructor(
-    readonly role: string,
-    readonly child: ChildProcess,
-  ) {
-    child.on('message', (m: { id?: number; ok?: boolean; result?: unknown; error?: string }) => {
-      const call = m.id === undefined ? undefined : this.#calls.get(m.id);
-      if (!call) return;
-      this.#calls.delete(m.id!);
-      if (m.ok) call.resolve(m.result);
-      else call.reject(new Error(`${role} worker: ${m.error}`));
-    });
-    child.on('exit', (code, signal) => {
-      for (const call of this.#calls.values()) call.reject(new Error(`${role} worker exited (${signal ?? code})`));
-      this.#calls.clear();
-    });
-  }
-
-  /** Forks bench-worker with `role`, ready once it says so (bounded). */
-  static async spawn(role: string): Promise<Worker> {
-    // The worker beside this file: bench-worker.js when built, bench-worker.ts under a TS loader
-    // (fork passes this process's execArgv, the loader included).
-    const here = fileURLToPath(import.meta.url);
-    const child = fork(join(here, '..', `bench-worker${extname(here)}`), [role], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    children.add(child);
-    const w = new Worker(role, child);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${role} worker did not start within 30 s`)), 30_000);
-      child.once('message', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${role} worker exited with ${code} before it was ready`));
-      });
-    });
-    return w;
-  }
-
-  call<T = any>(cmd: string, args: object = {}, timeoutMs = 60_000): Promise<T> {
-    const id = ++this.#seq;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#calls.delete(id);
-        reject(new Error(`${this.role} worker: "${cmd}" got no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#calls.set(id, {
-        resolve: (v) => (clearTimeout(timer), resolve(v)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      this.child.send({ id, cmd, args });
-    });
-  }
-
-  kill(): void {
-    this.child.kill('SIGKILL');
-    children.delete(this.child);
-  }
 }
 
 // ------------------------------------------------------------------------------------- the run
@@ -406,17 +282,11 @@ function print(o: Options, rows: Row[]): void {
   for (const r of rows) console.log(line(r.figure, r.value, r.goal ?? '', r.met === undefined ? '' : r.met ? 'ok' : 'MISSED'));
 }
 
-process.on('exit', killChildren);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    killChildren();
-    process.exit(130);
-  });
-}
+killChildrenOnExit();
 
 try {
   const o = options(process.argv.slice(2));
-  checkLimits(o.devices);
+  checkLimits(o.devices, '--devices', USAGE);
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench-gateway: gave up after ${WATCHDOG_MS / 60_000} minutes\n`);
     process.exit(1);

@@ -20,13 +20,12 @@
 // run to run: compare figures of one run, and read the min–max beside each median.
 //
 //   npx tsc -p . && node dist/scripts/bench-sim.js [--sizes 1000,5000,10000] [--quick] [--verify-each] [--repeat 3] [--profile DIR]
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { extname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { parse, uintFlag, UsageError } from './args.ts';
+import { checkLimits, killChildren, killChildrenOnExit, sleep, Worker } from './bench-common.ts';
 import { encodeAck, encodeState, formatPin, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 /** Client processes the devices (and the bare clients) are split over, by device index modulo. */
@@ -39,8 +38,6 @@ const WARM = 500;
 const KEEPALIVE_SECONDS = 120;
 /** The gateway's default write-coalescing window (GatewayOptions.writeWindowMs). */
 const WRITE_WINDOW_MS = 100;
-/** Descriptors a broker process needs beyond one per connection: listeners, the store, IPC, node itself. */
-const FD_SPARE = 256;
 /** The gateway provisions at most this many devices per call. */
 const PROVISION_CHUNK = 10_000;
 const MAX_SIZE = 100_000;
@@ -59,7 +56,6 @@ const USAGE = `usage: node dist/scripts/bench-sim.js [--sizes N,N,...] [--quick]
                  to DIR as <size>-<gateway|bare>-<connect|push>-<process>.cpuprofile (Chrome DevTools)`;
 
 const wallMs = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
 const pin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(label).digest()));
 
@@ -86,122 +82,6 @@ function options(argv: string[]): Options {
   const repeat = values.repeat === undefined ? 3 : uintFlag(values.repeat, 'repeat', USAGE);
   if (repeat < 1 || repeat > 20) throw new UsageError(`--repeat expects 1 to 20, got ${repeat}`, USAGE);
   return { sizes: [...new Set(sizes)].sort((a, b) => a - b), verifyEach: values['verify-each'] ?? false, repeat, profile: values.profile === undefined ? null : resolve(values.profile) };
-}
-
-/** The soft descriptor limit children inherit (node cannot raise it), or null if unknown. */
-function fdLimit(): number | null {
-  try {
-    const out = execFileSync('/bin/sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
-    return out === 'unlimited' ? Infinity : Number(out);
-  } catch {
-    return null;
-  }
-}
-
-/** Local ports for outgoing connections: every client connection takes one. */
-function ephemeralPorts(): number | null {
-  try {
-    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    return hi - lo + 1;
-  } catch {
-    return null;
-  }
-}
-
-function checkLimits(largest: number): void {
-  const limit = fdLimit();
-  if (limit !== null && limit < largest + FD_SPARE) {
-    throw new UsageError(
-      `ulimit -n is ${limit}: a broker process holds one descriptor per connection and needs ${largest + FD_SPARE} for ${n(largest)} devices. ` +
-        `Raise it in the shell that runs the bench (ulimit -n ${largest + FD_SPARE}; node cannot raise it itself), or run sizes of ${Math.max(0, limit - FD_SPARE)} or fewer.`,
-    );
-  }
-  const ports = ephemeralPorts();
-  if (ports !== null && ports < largest + 1000) {
-    throw new UsageError(`only ${ports} local ports (net.ipv4.ip_local_port_range) for ${n(largest)} client connections: widen the range or run smaller --sizes`);
-  }
-}
-
-// ------------------------------------------------------------------------------------- workers
-
-const children = new Set<ChildProcess>();
-
-function killChildren(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children.clear();
-}
-
-/** Lets a child exit by itself (it does when its IPC channel closes, writing its profile), killing it if it has not within 5 s. */
-async function closeChild(c: ChildProcess): Promise<void> {
-  if (c.exitCode === null && c.signalCode === null) {
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    if (c.connected) c.disconnect();
-    await Promise.race([exited, sleep(5000)]);
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  }
-  children.delete(c);
-}
-
-
-class Worker {
-  #seq = 0;
-  readonly #calls = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
-
-  private constructor(
-    readonly role: string,
-    readonly child: ChildProcess,
-  ) {
-    child.on('message', (m: { id?: number; ok?: boolean; result?: unknown; error?: string }) => {
-      const call = m.id === undefined ? undefined : this.#calls.get(m.id);
-      if (!call) return;
-      this.#calls.delete(m.id!);
-      if (m.ok) call.resolve(m.result);
-      else call.reject(new Error(`${role} worker: ${m.error}`));
-    });
-    child.on('exit', (code, signal) => {
-      for (const call of this.#calls.values()) call.reject(new Error(`${role} worker exited (${signal ?? code})`));
-      this.#calls.clear();
-    });
-  }
-
-  /** Forks bench-worker with `role` (the one beside this file, .js built or .ts under a loader), ready once it says so (bounded). */
-  static async spawn(role: string): Promise<Worker> {
-    const here = fileURLToPath(import.meta.url);
-    const child = fork(join(here, '..', `bench-worker${extname(here)}`), [role], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    children.add(child);
-    const w = new Worker(role, child);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${role} worker did not start within 30 s`)), 30_000);
-      child.once('message', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${role} worker exited with ${code} before it was ready`));
-      });
-    });
-    return w;
-  }
-
-  call<T = any>(cmd: string, args: object = {}, timeoutMs = 60_000): Promise<T> {
-    const id = ++this.#seq;
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#calls.delete(id);
-        reject(new Error(`${this.role} worker: "${cmd}" got no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#calls.set(id, {
-        resolve: (v) => (clearTimeout(timer), resolve(v)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
-      });
-      this.child.send({ id, cmd, args });
-    });
-  }
-
-  close(): Promise<void> {
-    return closeChild(this.child);
-  }
 }
 
 // ------------------------------------------------------------------------------------- the run
@@ -488,20 +368,14 @@ function print(o: Options, results: SizeResult[]): void {
 
 /** The run's temp dir (the gateways' stores), removed however the process ends. */
 let scratch: string | null = null;
+killChildrenOnExit();
 process.on('exit', () => {
-  killChildren();
   if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(signal, () => {
-    killChildren();
-    process.exit(130);
-  });
-}
 
 try {
   const o = options(process.argv.slice(2));
-  checkLimits(o.sizes.at(-1)!);
+  checkLimits(o.sizes.at(-1)!, '--sizes', USAGE);
   if (o.profile) mkdirSync(o.profile, { recursive: true });
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench-sim: gave up after ${WATCHDOG_MS / 60_000} minutes\n`);
