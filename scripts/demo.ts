@@ -12,11 +12,13 @@ import { Gateway } from '../gateway/gateway.ts';
 import { buildServer } from '../gateway/http/index.ts';
 import { hashToken, newToken } from '../gateway/credentials.ts';
 import { ApiClient } from './api-client.ts';
-import { oneLine, renderRollout, type RolloutView } from './progress.ts';
+import type { RolloutView } from './progress.ts';
+import { processIo } from './args.ts';
+import { followRollout } from './commands/rollout.ts';
 
 const DEVICES = 1000;
 const GROUP = 'thermostats';
-const tty = Boolean(process.stdout.isTTY);
+const tty = processIo.tty;
 const say = (s = '') => process.stdout.write(s + '\n');
 const bold = (s: string) => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const started = performance.now();
@@ -92,7 +94,7 @@ async function main(): Promise<number> {
     const waves = ['1%', '10%', '50%', '100%'].map((size) => ({ size, timeoutSeconds: 60 }));
     const r1 = await http.post<RolloutView & { preflight: { ok: boolean; warnings: { message: string }[] } }>('/v1/rollouts', { bundle: good.id, target: { group: GROUP }, waves, start: true });
     say(`   pre-flight: ${r1.preflight.ok ? 'ok' : 'refused'} (both models' manifests accept the bundle)`);
-    const done1 = await follow(http, r1.id, 45_000);
+    const done1 = await followRollout(http, r1.id, { io: processIo, indent: '   ', intervalMs: 150, timeoutMs: 45_000 });
     if (done1.state !== 'completed') throw new Error(`the healthy rollout ended ${done1.state}`);
     await fleet.idle();
     const s1 = fleet.summary();
@@ -116,7 +118,7 @@ async function main(): Promise<number> {
       ],
     });
     const r2 = await http.post<RolloutView>('/v1/rollouts', { bundle: bad.id, target: { group: GROUP }, waves, start: true });
-    const done2 = await follow(http, r2.id, 30_000);
+    const done2 = await followRollout(http, r2.id, { io: processIo, indent: '   ', intervalMs: 150, timeoutMs: 30_000 });
     await fleet.idle();
     if (done2.state !== 'held') throw new Error(`the bad rollout was not held: ${done2.state}`);
     const hold = [...(done2.decisions ?? [])].reverse().find((d) => d.action === 'hold');
@@ -132,7 +134,7 @@ async function main(): Promise<number> {
 
     say(bold('4. Rollback: the previous pins, signed again with a higher seq, to the devices the bad bundle reached'));
     const rb = await http.post<{ aborted: RolloutView; rollback: RolloutView }>(`/v1/rollouts/${encodeURIComponent(r2.id)}/rollback`);
-    const done3 = await follow(http, rb.rollback.id, 30_000);
+    const done3 = await followRollout(http, rb.rollback.id, { io: processIo, indent: '   ', intervalMs: 150, timeoutMs: 30_000 });
     await fleet.idle();
     fleet.forgetHandshakes();
     await fleet.callHome();
@@ -151,29 +153,6 @@ async function main(): Promise<number> {
         // best effort: the demo is over
       }
     }
-  }
-}
-
-/** Shows a rollout's progress until it completes, is held or aborted, or `ms` pass. */
-async function follow(http: ApiClient, id: string, ms: number): Promise<RolloutView> {
-  const deadline = Date.now() + ms;
-  let last = '';
-  let drawn = 0;
-  for (;;) {
-    const r = await http.get<RolloutView>(`/v1/rollouts/${encodeURIComponent(id)}`);
-    const done = r.state === 'completed' || r.state === 'held' || r.state === 'aborted';
-    if (tty) {
-      const lines = renderRollout(r, true).map((l) => `   ${l}`);
-      process.stdout.write((drawn > 0 ? `\x1b[${drawn}A\x1b[J` : '') + lines.join('\n') + '\n');
-      drawn = lines.length;
-    } else {
-      const line = oneLine(r);
-      if (line !== last) say(`   ${line}`);
-      last = line;
-    }
-    if (done) return r;
-    if (Date.now() > deadline) throw new Error(`rollout ${id} still ${r.state} after ${ms / 1000}s`);
-    await new Promise((res) => setTimeout(res, 150));
   }
 }
 

@@ -158,31 +158,53 @@ async function status(args: string[], io: Io): Promise<number> {
 
 /** Polls until the rollout completes (0) or is held or aborted (1). Without a terminal, one line per change. */
 async function watch(api: ApiClient, id: string, intervalMs: number, io: Io, json: boolean): Promise<number> {
+  const r = await followRollout(api, id, { io, intervalMs, json, stamp: true });
+  if (!json && !io.tty && r.state !== 'completed') for (const l of renderRollout(r).slice(1)) io.out(l);
+  return exitFor(r.state);
+}
+
+export interface FollowOptions {
+  io: Io;
+  /** between polls; default 1000 ms */
+  intervalMs?: number;
+  /** one JSON object per change instead of the view */
+  json?: boolean;
+  /** put the time before each line printed without a terminal */
+  stamp?: boolean;
+  /** put this before every line */
+  indent?: string;
+  /** give up (throw) after this long; default never */
+  timeoutMs?: number;
+}
+
+/**
+ * Shows a rollout's progress until it completes, is held or is aborted, and returns it. On a
+ * terminal the view is redrawn in place; otherwise one line is printed per change.
+ */
+export async function followRollout(api: ApiClient, id: string, o: FollowOptions): Promise<RolloutView> {
+  const indent = o.indent ?? '';
+  const deadline = o.timeoutMs === undefined ? Infinity : Date.now() + o.timeoutMs;
   let last = '';
   let drawn = 0;
   for (;;) {
     const r = await api.get<RolloutView>(`/v1/rollouts/${seg(id)}`);
-    const done = r.state === 'completed' || r.state === 'held' || r.state === 'aborted';
-    if (json) {
+    if (o.json) {
       const line = JSON.stringify(r);
-      if (line !== last) io.out(line);
+      if (line !== last) o.io.out(line);
       last = line;
-    } else if (io.tty) {
-      const lines = renderRollout(r, true);
-      // Redraw in place: move up over what was drawn, clear each line.
-      if (drawn > 0) io.out(`\x1b[${drawn}A\x1b[J` + lines.join('\n'));
-      else io.out(lines.join('\n'));
+    } else if (o.io.tty) {
+      const lines = renderRollout(r, true).map((l) => indent + l);
+      // Redraw in place: move up over what was drawn, clear to the end of the screen.
+      o.io.out((drawn > 0 ? `\x1b[${drawn}A\x1b[J` : '') + lines.join('\n'));
       drawn = lines.length;
     } else {
       const line = oneLine(r);
-      if (line !== last) io.out(`${new Date().toISOString()} ${line}`);
+      if (line !== last) o.io.out(`${indent}${o.stamp ? `${new Date().toISOString()} ` : ''}${line}`);
       last = line;
     }
-    if (done) {
-      if (!json && !io.tty && r.state !== 'completed') for (const l of renderRollout(r).slice(1)) io.out(l);
-      return exitFor(r.state);
-    }
-    await new Promise((res) => setTimeout(res, intervalMs));
+    if (r.state === 'completed' || r.state === 'held' || r.state === 'aborted') return r;
+    if (Date.now() > deadline) throw new Error(`rollout ${id} still ${r.state} after ${(o.timeoutMs ?? 0) / 1000} s`);
+    await new Promise((res) => setTimeout(res, o.intervalMs ?? 1000));
   }
 }
 
