@@ -13,7 +13,7 @@ import { hashToken, newToken, tokenMatches } from './credentials.ts';
 import { GatewayError, invalid, notFound } from './errors.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import { LowdbStore } from './store/lowdb.ts';
-import type { BundleQuery, BundleRecord, DeviceHistoryEvent, DeviceQuery, DeviceRecord, Page, RolloutRecord, Store } from './store/types.ts';
+import { newDeviceRecord, type BundleQuery, type BundleRecord, type DeviceHistoryEvent, type DeviceQuery, type DeviceRecord, type Page, type RolloutRecord, type Store } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, DeviceStatus, Effect, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
@@ -267,22 +267,7 @@ export class Gateway {
     const records: DeviceRecord[] = list.map((d) => {
       const token = newToken();
       out.push({ id: d.id, token });
-      return {
-        id: d.id,
-        group: d.group,
-        model: d.model ?? null,
-        firmware: d.firmware ?? null,
-        tokenHash: hashToken(token),
-        createdAt: now,
-        revokedAt: null,
-        lastSeen: null,
-        lastConnectAt: null,
-        lastDisconnectAt: null,
-        seq: null,
-        bundleId: null,
-        history: [],
-        telemetry: [],
-      };
+      return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashToken(token), createdAt: now });
     });
     const put = await this.#store.putDevices(records);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
@@ -758,7 +743,7 @@ export class Gateway {
       this.#apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId }, now));
       // A device that applied a completed rollout's bundle and now reports less (reflashed, its
       // flash wiped) is behind: the bundle the whole rollout runs is sent again.
-      if (r.state === 'completed' && s.bundleId !== r.bundle.id && s.seq < r.bundle.seq && r.devices[id]?.status !== undefined) this.#send([id], r.bundle.id, r.id);
+      if (r.state === 'completed' && s.bundleId !== r.bundle.id && s.seq < r.bundle.seq) this.#send([id], r.bundle.id, r.id);
       return;
     }
     await this.#offerBaseline(d);

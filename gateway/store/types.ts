@@ -66,6 +66,36 @@ export interface DeviceRecord {
   telemetry: PinFailureReport[];
 }
 
+/** What provisioning knows of a device; everything else starts empty. */
+export interface NewDevice {
+  id: string;
+  group: string;
+  model?: string | null;
+  firmware?: string | null;
+  tokenHash: string;
+  createdAt: number;
+}
+
+/** A device record as provisioning creates it: never seen, no bundle reported, no history. */
+export function newDeviceRecord(d: NewDevice): DeviceRecord {
+  return {
+    id: d.id,
+    group: d.group,
+    model: d.model ?? null,
+    firmware: d.firmware ?? null,
+    tokenHash: d.tokenHash,
+    createdAt: d.createdAt,
+    revokedAt: null,
+    lastSeen: null,
+    lastConnectAt: null,
+    lastDisconnectAt: null,
+    seq: null,
+    bundleId: null,
+    history: [],
+    telemetry: [],
+  };
+}
+
 export interface BundleRecord {
   /** Hex SHA-256 of the payload bytes (DESIGN.md §3: the bundle's identity). */
   id: string;

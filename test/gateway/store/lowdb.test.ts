@@ -3,26 +3,10 @@ import { readFile, stat, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Adapter } from 'lowdb';
 import { LowdbStore, STORE_FILENAME, type StoreFile } from '../../../gateway/store/lowdb.ts';
-import { StoreError, type BundleRecord, type DeviceRecord, type RolloutRecord } from '../../../gateway/store/types.ts';
+import { newDeviceRecord, StoreError, type BundleRecord, type DeviceRecord, type RolloutRecord } from '../../../gateway/store/types.ts';
 
 function device(id: string, group = 'door-locks', extra: Partial<DeviceRecord> = {}): DeviceRecord {
-  return {
-    id,
-    group,
-    model: 'dl-200',
-    firmware: '1.4.2',
-    tokenHash: `scrypt$${id}`,
-    createdAt: 1_700_000_000_000,
-    revokedAt: null,
-    lastSeen: null,
-    lastConnectAt: null,
-    lastDisconnectAt: null,
-    seq: null,
-    bundleId: null,
-    history: [],
-    telemetry: [],
-    ...extra,
-  };
+  return { ...newDeviceRecord({ id, group, model: 'dl-200', firmware: '1.4.2', tokenHash: `scrypt$${id}`, createdAt: 1_700_000_000_000 }), ...extra };
 }
 
 function bundle(id: string, group = 'door-locks', seq = 1): BundleRecord {

@@ -1,23 +1,8 @@
 import t from 'tap';
 import { createMemoryStore, MemoryFile } from '../../../gateway/store/memory.ts';
-import type { DeviceRecord } from '../../../gateway/store/types.ts';
+import { newDeviceRecord, type DeviceRecord } from '../../../gateway/store/types.ts';
 
-const device = (id: string): DeviceRecord => ({
-  id,
-  group: 'g1',
-  model: null,
-  firmware: null,
-  tokenHash: 'h',
-  createdAt: 1,
-  revokedAt: null,
-  lastSeen: null,
-  lastConnectAt: null,
-  lastDisconnectAt: null,
-  seq: null,
-  bundleId: null,
-  history: [],
-  telemetry: [],
-});
+const device = (id: string): DeviceRecord => newDeviceRecord({ id, group: 'g1', tokenHash: 'h', createdAt: 1 });
 
 t.test('a memory store survives a simulated restart on the same MemoryFile, as copies', async (t) => {
   const file = new MemoryFile();
