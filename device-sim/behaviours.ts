@@ -1,4 +1,4 @@
-// Device behaviours (issue 9 item 3): what a simulated device does beyond firmware's happy path,
+// Device behaviours: what a simulated device does beyond firmware's happy path,
 // as rates and distributions per device model, and the seeded generator that turns them into one
 // device's plan. Pure: randomness comes from a seed, never Math.random, so a fleet of the same
 // seed, device ids and behaviours does the same things on every run.

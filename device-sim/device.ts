@@ -1,7 +1,7 @@
 // A simulated device: a real MQTT client running the same verification code firmware would
 // (firmware-manifest/). It publishes `state` on every connect, takes bundles from its bundle topic,
 // applies them with applyVerified(), persists the new trust state, and only then acknowledges
-// (DESIGN.md §3: a crash between apply and ack is healed by the next `state`). It checks the chains
+// (docs/architecture.md §3: a crash between apply and ack is healed by the next `state`). It checks the chains
 // its endpoints serve against its pins and reports pin failures on `telemetry`, deduplicated and
 // queued while its link is down (docs/device-messages.md).
 //
@@ -45,7 +45,7 @@ export interface VerifyCounters {
 
 /**
  * Verification as a pure function of (bundle bytes, trusted keys, accepted format versions), shared
- * across the devices that hold the same keys (issue 9 item 4: ~930 Ed25519 verifications a second on
+ * across the devices that hold the same keys (~930 Ed25519 verifications a second on
  * one core, so 10k separate ones cost ~11 s of CPU). The size limit is checked per device first, as
  * apply() does, so the reasons are exactly apply()'s; every other per-device check (group, seq,
  * expiry) is applyVerified()'s. `share: false` (`--verify-each`) verifies every time.

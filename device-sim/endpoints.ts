@@ -1,4 +1,4 @@
-// Local TLS endpoints for tests and the demo (issue 9 item 2): TLS servers on 127.0.0.1 with freshly
+// Local TLS endpoints for tests and the demo: TLS servers on 127.0.0.1 with freshly
 // generated keys and self-signed certificates, standing in for the servers a fleet pins. A rotating
 // endpoint holds several keys and serves one at a time: old key, then (after rotate()) the new one,
 // so that a rollout of wrong pins produces real pin failures in real handshakes.

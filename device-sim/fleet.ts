@@ -1,4 +1,4 @@
-// The fleet runner (issue 9 item 4): thousands of simulated devices in one process, of several
+// The fleet runner: thousands of simulated devices in one process, of several
 // models and firmware manifests, each a real MQTT client, behaving as their model's behaviours and
 // the seed say. What would otherwise be a timer per device (periodic call-home pin checks, offline
 // periods, reboots, reconnects, ack delays, a reconnect storm) is one entry each in one shared

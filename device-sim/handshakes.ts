@@ -1,4 +1,4 @@
-// Real TLS handshakes for simulated devices' pin checks (issue 9 item 2): a device "calls home" to an
+// Real TLS handshakes for simulated devices' pin checks: a device "calls home" to an
 // endpoint with `tls.connect`, and the pins of the chain it was served are checked with checkChain().
 //
 // Many devices pinning one endpoint share one handshake's result within a short window, rather than

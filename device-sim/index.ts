@@ -1,4 +1,4 @@
-// The device simulator's public surface (DESIGN.md §1, issue 9): simulated devices that verify,
+// The device simulator's public surface (docs/architecture.md §1): simulated devices that verify,
 // apply, acknowledge, fail and report exactly as firmware would, a fleet runner for thousands of them,
 // their behaviours, real TLS pin checks, local TLS endpoints, and scenario files. Other parts import
 // from here only.

@@ -1,4 +1,4 @@
-// Scenario files for `pinwave sim --scenario FILE.json` (issue 9 item 5): the models of a fleet, their
+// Scenario files for `pinwave sim --scenario FILE.json`: the models of a fleet, their
 // shares, firmware manifests and behaviours, and the endpoints devices call home to. JSON, checked
 // against SCENARIO_SCHEMA (ajv), then for what a schema cannot say; every error names its JSON path.
 //

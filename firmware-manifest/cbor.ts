@@ -1,4 +1,4 @@
-// Deterministic CBOR for pinwave's wire messages (DESIGN.md §3), on top of cbor-x.
+// Deterministic CBOR for pinwave's wire messages (docs/architecture.md §3), on top of cbor-x.
 //
 // RFC 8949 §4.2.1 core deterministic encoding: definite lengths, shortest integer forms, map keys
 // in bytewise order of their encodings. Our maps use small non-negative integer keys only, so
@@ -22,7 +22,7 @@ export type CborValue =
   | Map<number, CborValue>
   | Tag;
 
-// cbor-x pitfalls (DESIGN.md §3): byte strings need tagUint8Array: false (else tag 64), maps need
+// cbor-x pitfalls (docs/architecture.md §3): byte strings need tagUint8Array: false (else tag 64), maps need
 // useRecords: false and Maps (else the records extension), integers >= 2^32 need BigInt (else float64).
 const encoder = new Encoder({
   useRecords: false,

@@ -1,5 +1,5 @@
 // The pin bundle: COSE_Sign1 (RFC 9052, CBOR tag 18) over a deterministic CBOR PinBundle,
-// signed with Ed25519 (alg EdDSA, -8), external_aad "pinwave/v1". Implements DESIGN.md §3.
+// signed with Ed25519 (alg EdDSA, -8), external_aad "pinwave/v1". Implements docs/architecture.md §3.
 //
 // Complies with RFC 9052 §4.2/§4.4 (COSE_Sign1, Sig_structure), RFC 8032 (strict Ed25519 verify:
 // noble with zip215 false), RFC 8949 §4.2 (deterministic encoding) and RFC 7469 §2.5 (backup pin).
@@ -26,7 +26,7 @@ export const FORMAT_VERSION = 1;
 /** Bundle size limit when a device's manifest does not set one. */
 export const DEFAULT_MAX_BUNDLE_BYTES = 4096;
 
-/** Every reason a device may reject a bundle with (DESIGN.md §3), one name each. */
+/** Every reason a device may reject a bundle with (docs/architecture.md §3), one name each. */
 export const REJECT_REASONS = [
   'malformed',
   'too_large',
@@ -112,7 +112,7 @@ export class BundleError extends Error {
   }
 }
 
-// Payload, endpoint and key-rotation map keys (DESIGN.md §3 CDDL).
+// Payload, endpoint and key-rotation map keys (docs/architecture.md §3 CDDL).
 const P = { version: 1, seq: 2, iat: 3, exp: 4, group: 5, endpoints: 6, keyRotation: 7, expiryPolicy: 8 } as const;
 const E = { host: 1, port: 2, pins: 3, mode: 4, notBefore: 5, notAfter: 6 } as const;
 const K = { epoch: 1, keys: 2 } as const;
@@ -121,7 +121,7 @@ const H = { alg: 1, kid: 4 } as const; // RFC 9052 §3.1 header labels
 const MODES: readonly PinMode[] = ['enforce', 'report-only'];
 const POLICIES: readonly ExpiryPolicy[] = ['enforce', 'ca-fallback'];
 
-/** The key id: first 8 bytes of SHA-256 over the raw 32-byte public key (DESIGN.md §3). */
+/** The key id: first 8 bytes of SHA-256 over the raw 32-byte public key (docs/architecture.md §3). */
 export const kidOf = kid;
 
 /** The bundle id: hex SHA-256 of the payload bytes. Envelope bytes are no identity (they can be re-encoded). */

@@ -1,4 +1,4 @@
-// The device contract (DESIGN.md §1): bundle codec and verification, pins, keys, the device trust
+// The device contract (docs/architecture.md §1): bundle codec and verification, pins, keys, the device trust
 // state, the device's own messages and the firmware manifest. Pure: no file or network I/O.
 // Other parts import from here only.
 export * from './codec.ts';

@@ -1,4 +1,4 @@
-// Ed25519 signing keys for pin bundles, DESIGN.md §3 (and §4: trusted keys in a firmware manifest
+// Ed25519 signing keys for pin bundles, docs/architecture.md §3 (and §4: trusted keys in a firmware manifest
 // are SPKI PEM or raw base64). Raw forms are what the wire and devices use: a 32-byte public key,
 // a 32-byte private seed (RFC 8032 §5.1.5), and kid = the first 8 bytes of SHA-256(raw public key).
 // Pure: node:crypto only, no I/O. Error messages never carry key material.
@@ -70,7 +70,7 @@ export function publicKeyFromText(text: string): Uint8Array {
   return checkLength(new Uint8Array(Buffer.from(trimmed, 'base64')), 'after base64 decoding');
 }
 
-/** kid = first 8 bytes of SHA-256(raw 32-byte public key), DESIGN.md §3. */
+/** kid = first 8 bytes of SHA-256(raw 32-byte public key), docs/architecture.md §3. */
 export function kid(publicKey: Uint8Array): Uint8Array {
   checkLength(publicKey, 'of raw public key');
   return new Uint8Array(createHash('sha256').update(publicKey).digest().subarray(0, KID_BYTES));

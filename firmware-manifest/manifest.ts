@@ -1,4 +1,4 @@
-// The firmware manifest (DESIGN.md §4): what a device model is born with. JSON for people,
+// The firmware manifest (docs/architecture.md §4): what a device model is born with. JSON for people,
 // validated against MANIFEST_SCHEMA with errors that carry JSON paths; deterministic CBOR for flash.
 // initialState() turns a manifest into a device's first trust state; bundleFitsManifest() is the
 // gateway's pre-flight question "could a device of this model accept this bundle at all?".
@@ -41,7 +41,7 @@ export interface FirmwareManifest {
   expiryPolicy?: ExpiryPolicy;
   /** the gateway's MQTT URL, e.g. mqtts://gateway.example.com:8883 */
   gatewayUrl?: string;
-  /** the CA certificate (PEM) the gateway's TLS link is checked against: never the bundle's pins (DESIGN.md §5) */
+  /** the CA certificate (PEM) the gateway's TLS link is checked against: never the bundle's pins (docs/architecture.md §5) */
   gatewayCa?: string;
 }
 
@@ -170,7 +170,7 @@ export function initialState(m: FirmwareManifest, group: string): TrustState {
 
 /**
  * Could a device of this model accept this bundle at all? Checked by the gateway before a rollout
- * starts (DESIGN.md §4): size, format version and signing key. Per-device matters (seq, group) are not.
+ * starts (docs/architecture.md §4): size, format version and signing key. Per-device matters (seq, group) are not.
  * `extraKeys` are keys the fleet trusts beyond the manifest's (after a key rotation).
  */
 export function bundleFitsManifest(m: FirmwareManifest, bytes: Uint8Array, version: number, extraKeys: readonly Uint8Array[] = []): { ok: true } | { ok: false; reason: RejectReason; detail: string } {

@@ -1,4 +1,4 @@
-// Pins: RFC 7469 pin-sha256, DESIGN.md §2. A pin is SHA-256 over the DER SubjectPublicKeyInfo of a
+// Pins: RFC 7469 pin-sha256, docs/architecture.md §2. A pin is SHA-256 over the DER SubjectPublicKeyInfo of a
 // certificate's key; people read and write it as `sha256/<base64>` (the OkHttp form), and it equals
 // what the openssl recipe prints:
 //   openssl x509 -in cert.pem -pubkey -noout | openssl pkey -pubin -outform der \

@@ -1,4 +1,4 @@
-// A device's trust state and its transitions (DESIGN.md §3, last part): what firmware holds in
+// A device's trust state and its transitions (docs/architecture.md §3, last part): what firmware holds in
 // flash, what a bundle changes, and how a TLS handshake's served chain is judged against it.
 // Pure: time comes in as `now` (seconds since the epoch); the state is plain JSON so a device can
 // persist it as it is.

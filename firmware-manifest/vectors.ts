@@ -1,4 +1,4 @@
-// Conformance vectors (DESIGN.md §3): bundles a firmware implementation must accept, and one or
+// Conformance vectors (docs/architecture.md §3): bundles a firmware implementation must accept, and one or
 // more per rejection reason, each with the signer's key, the bytes, the device state before, the
 // device time and the expected outcome. They include the envelopes a lax COSE library would wrongly
 // accept. Pure and deterministic: scripts/gen-vectors.ts writes them to firmware-manifest/vectors/,

@@ -1,4 +1,4 @@
-// The embedded MQTT broker edge (DESIGN.md §5): aedes 1.2 behind device authentication and the
+// The embedded MQTT broker edge (docs/architecture.md §5): aedes 1.2 behind device authentication and the
 // per-device ACL, listening on TCP and, optionally, TLS and WebSocket. It moves bytes and enforces
 // who may say what; which bundle a device should hold is the gateway's business, fed by the hooks.
 //

@@ -1,4 +1,4 @@
-// The gateway's configuration (issue 8): one file (JSON, or YAML by its extension), then
+// The gateway's configuration: one file (JSON, or YAML by its extension), then
 // environment variables, then command-line flags, each overriding the one before; every option
 // validated at start, every problem reported at once with the key it concerns:
 //

@@ -1,4 +1,4 @@
-// Device tokens (DESIGN.md §5): the MQTT password a device presents, stored by the gateway only
+// Device tokens (docs/architecture.md §5): the MQTT password a device presents, stored by the gateway only
 // as a hash, so a leaked store does not let anyone connect as a device.
 //
 // A token is 32 random bytes (256 bits) from the OS CSPRNG, base64url (43 characters). At that

@@ -1,4 +1,4 @@
-// Device ids (DESIGN.md §5): a device's MQTT client id, username and topic level are all its id,
+// Device ids (docs/architecture.md §5): a device's MQTT client id, username and topic level are all its id,
 // so one syntax check at the edge keeps every topic the gateway builds free of `/`, `+` and `#`.
 //
 // An id is 1–64 characters of `A-Z a-z 0-9 . _ : -` and is not made only of dots. The charset

@@ -1,4 +1,4 @@
-// The gateway (DESIGN.md §5–§7): the broker edge, the fleet registry, bundles, the rollout engine
+// The gateway (docs/architecture.md §5–§7): the broker edge, the fleet registry, bundles, the rollout engine
 // and telemetry, wired together. This file is the adapter that performs the engine's effects:
 // it publishes bundles, persists records and keeps the in-memory indexes; every decision about a
 // rollout is the pure engine's (gateway/rollout/engine.ts).
@@ -62,7 +62,7 @@ export interface GatewayOptions {
   tls?: BrokerTlsOptions;
   /** MQTT over WebSocket, optional */
   websocket?: BrokerWebSocketOptions;
-  /** firmware manifests of the fleet's models, for pre-flight checks (DESIGN.md §4) */
+  /** firmware manifests of the fleet's models, for pre-flight checks (docs/architecture.md §4) */
   manifests?: FirmwareManifest[];
   /** the clock, epoch ms; default Date.now. Tests inject one and call tick() */
   now?: () => number;
@@ -615,7 +615,7 @@ export class Gateway {
           break;
         case 'completed':
           this.#log.info({ rollout: r.id }, 'rollout completed');
-          // DESIGN.md §6: the group's baseline is the bundle of its last completed rollout.
+          // docs/architecture.md §6: the group's baseline is the bundle of its last completed rollout.
           if ('group' in r.target) this.#track(this.#store.setBaseline(r.target.group, r.bundle.id));
           break;
         case 'aborted':
@@ -792,7 +792,7 @@ export class Gateway {
     }
   }
 
-  /** DESIGN.md §6: a device behind its group's baseline, in no running rollout, is sent the baseline. */
+  /** docs/architecture.md §6: a device behind its group's baseline, in no running rollout, is sent the baseline. */
   async #offerBaseline(d: DeviceRecord): Promise<void> {
     if (this.#activeRolloutOf(d.id)) return;
     const baseline = await this.#store.getBaseline(d.group);

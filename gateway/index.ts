@@ -1,4 +1,4 @@
-// The gateway's public surface (DESIGN.md §1): what the HTTP API, the CLI and the benchmarks use.
+// The gateway's public surface (docs/architecture.md §1): what the HTTP API, the CLI and the benchmarks use.
 export { Gateway, type GatewayOptions, type GatewayRollout, type GatewayCounters, type Logger, type ProvisionInput, type BundleInput, type RolloutInput } from './gateway.ts';
 export { GatewayError, ERROR_STATUS, type GatewayErrorCode } from './errors.ts';
 export { DeviceBroker, type DeviceBrokerOptions, type BrokerCounters } from './broker.ts';

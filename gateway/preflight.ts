@@ -1,4 +1,4 @@
-// Pre-flight (DESIGN.md §6): before a rollout starts, refuse a bundle that some targeted devices
+// Pre-flight (docs/architecture.md §6): before a rollout starts, refuse a bundle that some targeted devices
 // could not accept (their firmware manifest says too large, unknown key, unsupported version; or
 // another group), and, where asked and reachable, one whose pins do not match the keys the live
 // endpoints present now. Warn about what is odd but not fatal. The verdict is a value.

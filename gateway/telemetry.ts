@@ -1,4 +1,4 @@
-// Pin-failure telemetry (DESIGN.md §3 reports, §5 `telemetry` topic, §6 `failing`): what the gateway
+// Pin-failure telemetry (docs/architecture.md §3 reports, §5 `telemetry` topic, §6 `failing`): what the gateway
 // does with a decoded `telemetry` message. Pure: time comes in as `now` (epoch ms), the rollout a
 // bundle belongs to comes in as a lookup, and the state is plain JSON the store keeps as it is.
 //
@@ -255,7 +255,7 @@ export class TelemetryBook {
         where = ctx(r.bundleId);
       }
       remember(device, this.#limits.perDeviceHistory, report(r, msg.firmware, where, now));
-      // Only an enforced pin set fails a device (DESIGN.md §6); report-only is counted, not held against it.
+      // Only an enforced pin set fails a device (docs/architecture.md §6); report-only is counted, not held against it.
       if (r.result === 'pin_mismatch' && r.bundleId !== null && !out.failingOn.some((f) => f.bundleId === r.bundleId)) {
         out.failingOn.push({ bundleId: r.bundleId, rolloutId: where.rolloutId, wave: where.wave });
       }

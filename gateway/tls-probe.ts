@@ -1,4 +1,4 @@
-// Reads the certificate chain a TLS endpoint serves, and its pins (DESIGN.md §2; §6 pre-flight:
+// Reads the certificate chain a TLS endpoint serves, and its pins (docs/architecture.md §2; §6 pre-flight:
 // "does a pin in the new set match the key the server presents now?"). I/O at the edge.
 //
 // We read what is served, we do not trust it: verification is off, and the trust store is empty so

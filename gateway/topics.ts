@@ -1,4 +1,4 @@
-// MQTT topics of the device contract (DESIGN.md §5): `pinwave/v1/devices/<id>/<kind>`.
+// MQTT topics of the device contract (docs/architecture.md §5): `pinwave/v1/devices/<id>/<kind>`.
 // `bundle` flows gateway → device; `state`, `ack` and `telemetry` flow device → gateway.
 //
 //   deviceTopic('meter-7', 'bundle');                      // 'pinwave/v1/devices/meter-7/bundle'
@@ -56,7 +56,7 @@ export function isDeviceMessageKind(kind: string): kind is DeviceMessageKind {
  */
 export function isFilterWithinDevice(filter: string, id: string): boolean {
   if (!isDeviceId(id) || !filter.startsWith(`${DEVICE_TOPIC_ROOT}${id}/`)) return false;
-  // DESIGN.md §5: `…/<id>/#`, or the bundle topic itself. Nothing else: every distinct filter a
+  // docs/architecture.md §5: `…/<id>/#`, or the bundle topic itself. Nothing else: every distinct filter a
   // device may hold is broker memory it could grow without bound (and keep in its session).
   const rest = filter.slice(DEVICE_TOPIC_ROOT.length + id.length + 1);
   return rest === '#' || rest === 'bundle';

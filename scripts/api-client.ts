@@ -1,4 +1,4 @@
-// The operator CLI's way to the gateway: its HTTP API (issue 8), with the bearer token from
+// The operator CLI's way to the gateway: its HTTP API, with the bearer token from
 // PINWAVE_TOKEN. HTTP errors become ApiError with the gateway's own message.
 import { UsageError, type Io } from './args.ts';
 

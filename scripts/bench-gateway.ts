@@ -1,4 +1,4 @@
-// Benchmark of the gateway (issue 7, "How it is checked"; DESIGN.md §5–§7), printed as one table
+// Benchmark of the gateway (docs/architecture.md §5–§7), printed as one table
 // with the goal beside each figure:
 // - ack ingest: acks/s from the broker through the engine into the store (goal >= 20,000/s), from
 //   the first ack published to the last one the rollout counted, the store file writes it took,

@@ -1,4 +1,4 @@
-// Benchmark of the device simulator against the real gateway (issue 9 item 7), printed as one table
+// Benchmark of the device simulator against the real gateway, printed as one table
 // with the goal beside each figure, for each fleet size N:
 // - connects: N device-sim devices (a Fleet, sharded over 2 client processes) connecting to the
 //   gateway, against N bare mqtt.js clients connecting to a bare aedes broker from the same 2
@@ -15,7 +15,7 @@
 // Every broker runs in a process of its own (scripts/bench-worker.ts, roles gateway and bare), so
 // its RSS is its own; the devices and the bare clients share 2 other processes (role sim). Each side
 // is warmed first (500 throwaway devices connect, take one push and go), so neither is timed cold.
-// Verification is shared across the devices of a process by default (issue 9 item 4: one Ed25519
+// Verification is shared across the devices of a process by default (one Ed25519
 // verify per bundle), per device with --verify-each. Wall-clock figures on a shared machine move from
 // run to run: compare figures of one run, and read the min–max beside each median.
 //

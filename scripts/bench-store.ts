@@ -1,4 +1,4 @@
-// Benchmark of the lowdb fleet store (DESIGN.md §7): the cost of a whole-file write at fleet size,
+// Benchmark of the lowdb fleet store (docs/architecture.md §7): the cost of a whole-file write at fleet size,
 // and how many writes ack ingest makes once coalesced.
 //
 //   node --import=./node_modules/@tapjs/typescript/dist/esm/import.mjs scripts/bench-store.ts [devices] [acks/s]

@@ -1,4 +1,4 @@
-// Operator authentication (issue 8): `Authorization: Bearer <token>`, tokens configured as hashes
+// Operator authentication: `Authorization: Bearer <token>`, tokens configured as hashes
 // (`pinwave token hash` prints one) with a name and a role. Roles are ordered: a `viewer` reads,
 // an `operator` also acts on bundles and rollouts, an `admin` also provisions and revokes devices.
 // A route names the least role it needs in its `config.role`; a route without one is open.

@@ -1,4 +1,4 @@
-// /v1/bundles (issue 8): create a bundle signed by the gateway key (operator), list, show decoded,
+// /v1/bundles: create a bundle signed by the gateway key (operator), list, show decoded,
 // and the raw COSE_Sign1 bytes (`application/cose`, RFC 9052 §2) for a firmware engineer's bench.
 import type { FastifyInstance } from 'fastify';
 import { bundleView, hex, inspectBundle } from '../../firmware-manifest/index.ts';

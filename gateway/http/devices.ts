@@ -1,4 +1,4 @@
-// /v1/devices (issue 8): provision (admin; tokens shown this once), list, show, rotate a token
+// /v1/devices: provision (admin; tokens shown this once), list, show, rotate a token
 // (admin), revoke (admin; the device is disconnected at once). A device as the API shows it never
 // carries its token hash: the response schemas list what goes out.
 import type { FastifyInstance } from 'fastify';

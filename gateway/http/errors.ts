@@ -1,4 +1,4 @@
-// Error responses of the HTTP API (issue 8): `{ statusCode, error, message }` as fastify writes
+// Error responses of the HTTP API: `{ statusCode, error, message }` as fastify writes
 // them, plus `code` (stable, for callers and tests to match) and `details` where there is more to
 // say (offending ids, field errors, the pre-flight result). One place maps every failure:
 // - GatewayError: its code's status (gateway/errors.ts ERROR_STATUS), message and details;

@@ -1,4 +1,4 @@
-// The HTTP API's public surface (issue 8): what `pinwave gateway` and tests use.
+// The HTTP API's public surface: what `pinwave gateway` and tests use.
 export { buildServer, type ServerOptions } from './server.ts';
 export { ROLES, allows, bearerToken, findToken, FailureLimiter, type ApiToken, type Role, type AuthLimits } from './auth.ts';
 export { errorBody, type ErrorBody } from './errors.ts';

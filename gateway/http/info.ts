@@ -1,4 +1,4 @@
-// Open and descriptive routes (issue 8): `GET /healthz` for load balancers and supervisors (no
+// Open and descriptive routes: `GET /healthz` for load balancers and supervisors (no
 // token), `GET /v1/info` (what a device or simulator needs: the MQTT URL, the signing kid and public
 // key) and `GET /docs`, the OpenAPI document @fastify/swagger builds from the route schemas.
 import { readFileSync } from 'node:fs';
@@ -51,7 +51,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
               version: { type: 'string' },
               mqttUrl: { type: 'string' },
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
-              kid: { type: 'string', description: 'hex: the first 8 bytes of SHA-256 over the raw public key (DESIGN.md §3)' },
+              kid: { type: 'string', description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3)' },
               publicKey: { type: 'string', description: 'the signing key, SPKI PEM' },
             },
           },

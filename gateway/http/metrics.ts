@@ -1,4 +1,4 @@
-// `GET /metrics` (issue 8): the gateway's counters in the Prometheus text exposition format 0.0.4,
+// `GET /metrics`: the gateway's counters in the Prometheus text exposition format 0.0.4,
 // each metric with its HELP and TYPE lines. Open, like /healthz: it carries counts, no ids.
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../gateway.ts';

@@ -1,4 +1,4 @@
-// /v1/rollouts (issue 8, DESIGN.md §6): create after pre-flight (422 with the offending devices when
+// /v1/rollouts (docs/architecture.md §6): create after pre-flight (422 with the offending devices when
 // it refuses), list, show (per wave: state, counts, ratios against thresholds; the decisions with
 // their reasons), and the operator's actions. An action the rollout's state forbids is 409 naming
 // that state (the engine's PW_INVALID_STATE). The actor of every decision is the caller's token name.

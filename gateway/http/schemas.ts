@@ -1,4 +1,4 @@
-// JSON schemas shared by the route files (issue 8: every body and query validated by JSON schema).
+// JSON schemas shared by the route files (every body and query validated by JSON schema).
 // Request schemas are inlined into each route (they are validated by the API's own Ajv, see
 // server.ts); response schemas are registered once under an `$id` and referenced as `Name#`, so
 // the OpenAPI document names them as components. A response schema is also an allowlist: fastify
@@ -13,7 +13,7 @@ export const deviceId = { type: 'string', minLength: 1, maxLength: 64, pattern: 
 export const group = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._:-]+$' } as const;
 /** A model or firmware version: printable ASCII. */
 export const label = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x20-\\x7e]+$' } as const;
-/** DESIGN.md §3: a bundle's id is the hex SHA-256 of its payload. */
+/** docs/architecture.md §3: a bundle's id is the hex SHA-256 of its payload. */
 export const bundleId = { type: 'string', minLength: 64, maxLength: 64, pattern: '^[0-9a-f]+$' } as const;
 /** The gateway names rollouts `r-<group>-<seq>-<suffix>`. */
 export const rolloutId = { type: 'string', minLength: 1, maxLength: 160, pattern: '^(?!\\.+$)[A-Za-z0-9._:-]+$' } as const;

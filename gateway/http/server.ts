@@ -1,4 +1,4 @@
-// The HTTP API (issue 8): a fastify app over a running Gateway. One route file per resource; this
+// The HTTP API: a fastify app over a running Gateway. One route file per resource; this
 // file wires them and the concerns they share: validation, errors, auth, the OpenAPI document.
 //
 //   const app = await buildServer({ gateway: gw, tokens: config.tokens, logger });
@@ -49,8 +49,8 @@ export interface ServerOptions {
 
 const TAGS = [
   { name: 'devices', description: 'provisioning, lookup, token rotation and revocation' },
-  { name: 'bundles', description: 'signed pin bundles (DESIGN.md §3)' },
-  { name: 'rollouts', description: 'staged rollouts in waves (DESIGN.md §6)' },
+  { name: 'bundles', description: 'signed pin bundles (docs/architecture.md §3)' },
+  { name: 'rollouts', description: 'staged rollouts in waves (docs/architecture.md §6)' },
   { name: 'telemetry', description: 'pin-failure reports and stuck devices' },
   { name: 'meta', description: 'health, info, metrics and this document' },
 ];

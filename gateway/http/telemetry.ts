@@ -1,4 +1,4 @@
-// Support queries (issue 8): pin-failure reports aggregated by endpoint and observed pin, and the
+// Support queries: pin-failure reports aggregated by endpoint and observed pin, and the
 // devices stuck on old pins with the reason for each, oldest first, as JSON pages or as CSV
 // (`Accept: text/csv`) for a spreadsheet.
 import type { FastifyInstance } from 'fastify';

@@ -1,4 +1,4 @@
-// The rollout engine (DESIGN.md §6): a pure state machine. Events and operator actions take the
+// The rollout engine (docs/architecture.md §6): a pure state machine. Events and operator actions take the
 // rollout record, the time (`now`, epoch ms) and whatever else they need as arguments, change the
 // record in place, and return the effects the gateway must carry out (send, held, completed,
 // aborted, persist). No clock, timer, randomness or I/O here: the gateway calls tick() on a
@@ -447,7 +447,7 @@ export function deviceAcked(r: Rollout, id: string, ack: DeviceAck, now: number)
 }
 
 /**
- * The state a device reports on every connect (DESIGN.md §5). Holding this rollout's bundle means
+ * The state a device reports on every connect (docs/architecture.md §5). Holding this rollout's bundle means
  * it applied it, whatever became of its ack. Otherwise it is behind, and is sent the bundle as
  * deviceOnline would; a member still `sent` is sent it again too, since it says it has not got it
  * (a publish lost with the broker's sessions when the gateway restarted).

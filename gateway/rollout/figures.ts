@@ -1,4 +1,4 @@
-// The ratios a wave is judged on (DESIGN.md §6), from its per-status counters: O(1), so they
+// The ratios a wave is judged on (docs/architecture.md §6), from its per-status counters: O(1), so they
 // can be re-checked on every ack.
 //
 // Offline is not failure: unreachable members (offline for the whole wave) are counted apart

@@ -1,4 +1,4 @@
-// Rollout plans (DESIGN.md §6): validation with defaults, cumulative wave sizes, and the
+// Rollout plans (docs/architecture.md §6): validation with defaults, cumulative wave sizes, and the
 // seeded order that decides which device falls in which wave.
 //
 //   const p = validatePlan({ waves: [{ size: '10%' }, { size: '100%' }] }, 'rollout-7');

@@ -1,8 +1,8 @@
-// The rollout record and the values the engine takes and returns (DESIGN.md §6).
+// The rollout record and the values the engine takes and returns (docs/architecture.md §6).
 // A Rollout is plain JSON data: it is persisted as-is and resumed after a restart by
 // JSON.parse alone, so nothing in it may be a Map, Set, class instance or function.
 
-/** The bundle a rollout sends: `id` is the hex SHA-256 of its payload (DESIGN.md §3). */
+/** The bundle a rollout sends: `id` is the hex SHA-256 of its payload (docs/architecture.md §3). */
 export interface BundleRef {
   id: string;
   seq: number;
@@ -84,7 +84,7 @@ export interface Wave {
   /** whether the sweep at `deadline` has run (reset when resume sets a fresh deadline) */
   swept: boolean;
   count: StatusCounts;
-  /** rejections by the device's named reason (DESIGN.md §3), 'unspecified' when it gave none */
+  /** rejections by the device's named reason (docs/architecture.md §3), 'unspecified' when it gave none */
   rejectedByReason: Record<string, number>;
 }
 
@@ -173,10 +173,10 @@ export type Effect =
 /** Whether a device is connected now; called, never stored. */
 export type IsOnline = (deviceId: string) => boolean;
 
-/** A device's ack (DESIGN.md §5). The bundle id decides which rollout it is for: it covers the seq. */
+/** A device's ack (docs/architecture.md §5). The bundle id decides which rollout it is for: it covers the seq. */
 export interface DeviceAck {
   status: 'applied' | 'rejected';
-  /** the named reason of a rejection (DESIGN.md §3) */
+  /** the named reason of a rejection (docs/architecture.md §3) */
   reason?: string;
   bundleId: string;
   seq: number;

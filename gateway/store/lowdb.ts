@@ -1,4 +1,4 @@
-// The embedded fleet store (DESIGN.md §7): the whole durable state in one JSON file, DIR/pinwave.json,
+// The embedded fleet store (docs/architecture.md §7): the whole durable state in one JSON file, DIR/pinwave.json,
 // kept in memory and written whole, atomically, with writes coalesced so that ack ingest does not
 // rewrite the file per message.
 //

@@ -1,4 +1,4 @@
-// The gateway's durable fleet state (DESIGN.md §7): devices, bundles, per-group seq high-water
+// The gateway's durable fleet state (docs/architecture.md §7): devices, bundles, per-group seq high-water
 // marks and baselines, rollouts, telemetry aggregates and counters. The rollout engine, broker
 // adapter and HTTP API see only this interface, so a server database can replace the embedded
 // lowdb file without touching them. API tokens are not here: they come from config.
@@ -24,7 +24,7 @@ export const DEVICE_TELEMETRY_LIMIT = 20;
 export const MAX_PAGE_LIMIT = 1000;
 export const DEFAULT_PAGE_LIMIT = 100;
 
-/** What happened to a device in a rollout (DESIGN.md §6, device in a rollout). */
+/** What happened to a device in a rollout (docs/architecture.md §6, device in a rollout). */
 export type DeviceHistoryEvent = 'sent' | 'applied' | 'rejected' | 'timed_out' | 'failing' | 'unreachable';
 
 export interface DeviceHistoryEntry {
@@ -33,11 +33,11 @@ export interface DeviceHistoryEntry {
   bundleId: string;
   seq: number;
   event: DeviceHistoryEvent;
-  /** A rejection reason (DESIGN.md §3) or why the gateway recorded the event. */
+  /** A rejection reason (docs/architecture.md §3) or why the gateway recorded the event. */
   reason?: string;
 }
 
-/** One pin-failure report as the telemetry module keeps it (DESIGN.md §3, §5); opaque here. */
+/** One pin-failure report as the telemetry module keeps it (docs/architecture.md §3, §5); opaque here. */
 export interface PinFailureReport {
   at: number;
   [k: string]: unknown;
@@ -97,7 +97,7 @@ export function newDeviceRecord(d: NewDevice): DeviceRecord {
 }
 
 export interface BundleRecord {
-  /** Hex SHA-256 of the payload bytes (DESIGN.md §3: the bundle's identity). */
+  /** Hex SHA-256 of the payload bytes (docs/architecture.md §3: the bundle's identity). */
   id: string;
   group: string;
   seq: number;
@@ -188,7 +188,7 @@ export interface Store {
    */
   allocateSeq(group: string, above?: number): Promise<number>;
 
-  /** The bundle id of the group's last completed rollout (DESIGN.md §6), or null. */
+  /** The bundle id of the group's last completed rollout (docs/architecture.md §6), or null. */
   getBaseline(group: string): Promise<string | null>;
   /** Durable on return. */
   setBaseline(group: string, bundleId: string): Promise<void>;

@@ -1,4 +1,4 @@
-// `pinwave bundle create|inspect|verify`: make, read and check signed pin bundles (DESIGN.md §3).
+// `pinwave bundle create|inspect|verify`: make, read and check signed pin bundles (docs/architecture.md §3).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
 import { bundleView } from '../../firmware-manifest/view.ts';

@@ -1,4 +1,4 @@
-// `pinwave keygen --out DIR`: a fresh Ed25519 bundle-signing key pair (DESIGN.md §3).
+// `pinwave keygen --out DIR`: a fresh Ed25519 bundle-signing key pair (docs/architecture.md §3).
 // DIR/signing.key is PKCS#8 PEM created 0600 (born private: no window in which another user can read
 // it), DIR/signing.pub is SPKI PEM, 0644 less the umask. An existing key is never replaced without
 // --force: losing a signing key that devices trust means those devices take no more bundles from you.

@@ -1,4 +1,4 @@
-// `pinwave manifest create|validate`: the firmware manifest a device model ships with (DESIGN.md §4).
+// `pinwave manifest create|validate`: the firmware manifest a device model ships with (docs/architecture.md §4).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
 import { decodeManifest, encodeManifest, formatManifestErrors, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';

@@ -1,5 +1,5 @@
 // `pinwave pin FILE...` and `pinwave pin --connect HOST:PORT`: the RFC 7469 pin-sha256 of each
-// certificate in PEM/DER files or in the chain a live endpoint serves (DESIGN.md §2), one line each:
+// certificate in PEM/DER files or in the chain a live endpoint serves (docs/architecture.md §2), one line each:
 // `sha256/<base64>  <subject>`, the same pin the openssl recipe prints.
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';

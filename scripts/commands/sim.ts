@@ -1,4 +1,4 @@
-// `pinwave sim`: a simulated fleet against a running gateway (issue 9 item 5). Either provisions its
+// `pinwave sim`: a simulated fleet against a running gateway. Either provisions its
 // devices over the gateway's HTTP API (`--api URL`, token from PINWAVE_TOKEN) or runs devices
 // provisioned elsewhere (`--gateway mqtt://HOST:PORT --credentials FILE --manifest FILE`). Runs until
 // --duration ends or SIGINT/SIGTERM, then disconnects every device cleanly. With a terminal, a live

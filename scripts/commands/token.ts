@@ -1,4 +1,4 @@
-// `pinwave token hash|new`: API tokens for the gateway's config (issue 8). The config holds only
+// `pinwave token hash|new`: API tokens for the gateway's config. The config holds only
 // hashes; `hash` reads the token from stdin when it is not an argument, so it stays out of shell
 // history and process listings.
 import { hashToken, newToken } from '../../gateway/credentials.ts';

@@ -1,4 +1,4 @@
-// DESIGN.md §3: Ed25519 signing keys in their raw, PEM and kid forms.
+// docs/architecture.md §3: Ed25519 signing keys in their raw, PEM and kid forms.
 import t from 'tap';
 import { createHash, createPrivateKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// DESIGN.md §2: pins equal the openssl recipe, for every key type a server may present.
+// docs/architecture.md §2: pins equal the openssl recipe, for every key type a server may present.
 import t from 'tap';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// The broker edge against real mqtt.js clients on 127.0.0.1, port 0 (DESIGN.md §5).
+// The broker edge against real mqtt.js clients on 127.0.0.1, port 0 (docs/architecture.md §5).
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';

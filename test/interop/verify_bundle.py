@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """An independent pinwave bundle verifier: Python's cbor2 and PyNaCl (libsodium), sharing no code
-with the TypeScript implementation. Reads DESIGN.md section 3 only.
+with the TypeScript implementation. Reads docs/architecture.md §3 (and docs/bundle-format.md) only.
 
 usage: verify_bundle.py BUNDLE_FILE PUBLIC_KEY_HEX [GROUP]
 Prints the decoded bundle as JSON and exits 0 if it verifies, or prints the failure and exits 1.

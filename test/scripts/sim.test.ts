@@ -1,6 +1,6 @@
 // `pinwave sim`: flags checked before anything runs (a UsageError naming the flag), a fleet from
 // credentials and a manifest against a real gateway, and one provisioned over the HTTP API (here a
-// small stand-in serving issue 8's routes from a real gateway).
+// small stand-in serving the API routes from a real gateway).
 import t from 'tap';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
@@ -160,7 +160,7 @@ t.test('devices that cannot connect make the run fail, after a clean stop', asyn
   t.match(err.join('\n'), /no device could connect/);
 });
 
-/** Issue 8's two routes the simulator uses, served from a real gateway, with a bearer token. */
+/** The two API routes the simulator uses, served from a real gateway, with a bearer token. */
 async function fakeApi(t: Tap.Test, h: Harness, token: string) {
   const calls: string[] = [];
   const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {

@@ -8,7 +8,7 @@ import { fleet, pin, until } from '../../fixtures/gateway.ts';
 import { Exposition } from '../../../gateway/http/metrics.ts';
 import { packageVersion } from '../../../gateway/http/info.ts';
 
-/** The routes issue 8 lists, exactly. */
+/** The routes the API documents, exactly. */
 const ROUTES: Array<[string, string]> = [
   ['get', '/healthz'],
   ['get', '/v1/info'],
