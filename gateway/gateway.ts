@@ -9,7 +9,7 @@
 //   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
 import { checkDeviceId } from './device-id.ts';
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
-import { hashToken, newToken, tokenMatches } from './credentials.ts';
+import { hashDeviceToken, newToken, tokenMatches } from './credentials.ts';
 import { GatewayError, invalid, notFound } from './errors.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import { LowdbStore } from './store/lowdb.ts';
@@ -267,7 +267,7 @@ export class Gateway {
     const records: DeviceRecord[] = list.map((d) => {
       const token = newToken();
       out.push({ id: d.id, token });
-      return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashToken(token), createdAt: now });
+      return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashDeviceToken(token), createdAt: now });
     });
     const put = await this.#store.putDevices(records);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
@@ -290,7 +290,7 @@ export class Gateway {
     const d = await this.getDevice(id);
     if (d.revokedAt !== null) throw new GatewayError('PW_INVALID_STATE', `device "${id}" is revoked`);
     const token = newToken();
-    await this.#store.updateDevice(id, { tokenHash: hashToken(token) });
+    await this.#store.updateDevice(id, { tokenHash: hashDeviceToken(token) });
     await this.#store.flush();
     return { id, token };
   }

@@ -3,7 +3,7 @@ export { Gateway, type GatewayOptions, type GatewayRollout, type GatewayCounters
 export { GatewayError, ERROR_STATUS, type GatewayErrorCode } from './errors.ts';
 export { DeviceBroker, type DeviceBrokerOptions, type BrokerCounters } from './broker.ts';
 export { checkDeviceId, isDeviceId, DEVICE_ID_MAX_LENGTH } from './device-id.ts';
-export { hashToken, newToken, tokenMatches, constantTimeEqualStrings } from './credentials.ts';
+export { hashDeviceToken, hashToken, newToken, tokenMatches, constantTimeEqualStrings } from './credentials.ts';
 export { deviceTopic, parseDeviceTopic } from './topics.ts';
 export { loadSigningKey, SigningKeyError, type SigningKey } from './signing-key.ts';
 export { fetchServedChain } from './tls-probe.ts';
