@@ -128,6 +128,7 @@ export const MANIFEST_SCHEMA = {
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validateSchema = ajv.compile(MANIFEST_SCHEMA);
+const validateHealthCheckSchema = ajv.compile(HEALTH_CHECK_SCHEMA);
 
 export interface ManifestError {
   /** JSON pointer to the offending value, e.g. "/pins/0/pins/1" ("" for the whole document) */
@@ -176,15 +177,14 @@ function semanticErrors(m: Record<string, unknown>): ManifestError[] {
       }
       if (!Array.isArray(e.pins)) return;
       const distinct = new Set<string>();
-      let bad = 0;
       e.pins.forEach((p, j) => {
-        const r = typeof p === 'string' ? tryParsePin(p) : null;
-        if (!r?.ok) bad++;
-        if (r && !r.ok) errors.push({ path: `/pins/${i}/pins/${j}`, message: r.error.message });
-        else if (r) distinct.add(p as string);
+        if (typeof p !== 'string') return;
+        const r = tryParsePin(p);
+        if (!r.ok) errors.push({ path: `/pins/${i}/pins/${j}`, message: r.error.message });
+        else distinct.add(p);
       });
-      // RFC 7469 §2.5: a backup pin, or the device cannot survive one key change. (A bad pin is its own error.)
-      if (bad === 0 && distinct.size < 2 && e.pins.length >= 2) errors.push({ path: `/pins/${i}/pins`, message: `must hold at least 2 distinct pins (RFC 7469 §2.5 backup pin), got ${distinct.size}` });
+      // RFC 7469 §2.5: a backup pin, or the device cannot survive one key change.
+      if (distinct.size < 2 && e.pins.length >= 2) errors.push({ path: `/pins/${i}/pins`, message: `must hold at least 2 distinct pins (RFC 7469 §2.5 backup pin), got ${distinct.size}` });
     });
   }
   if (typeof m.gatewayCa === 'string') {
@@ -219,6 +219,14 @@ export function healthCheckErrors(hc: Record<string, unknown>, at: string): Mani
     });
   }
   return errors;
+}
+
+/** Every problem with a health check given on its own (a scenario file's), paths under `at`. */
+export function validateHealthCheck(value: unknown, at: string): ManifestError[] {
+  const errors = validateHealthCheckSchema(value) ? [] : (validateHealthCheckSchema.errors ?? []).map(schemaError);
+  const said = new Set(errors.map((e) => e.path));
+  if (isRecord(value)) for (const e of healthCheckErrors(value, '')) if (!said.has(e.path)) errors.push(e);
+  return errors.map((e) => ({ path: `${at}${e.path}`, message: e.message }));
 }
 
 /** The manifest's health check with ports resolved, for provisional.ts; null when it declares none. */

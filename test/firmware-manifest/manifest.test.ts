@@ -91,7 +91,7 @@ t.test('an unknown field no longer hides the other problems: every error is repo
   const r = validateManifest({ ...manifest({ trustedKeys: ['not a key'], pins: [{ host: 'api.example.com', pins: [pin('a'), 'sha256/short'] }], healthCheck: { commitTimeoutSeconds: 30, retrySeconds: 60, onUnverifiable: 'commit' } }), color: 'red' });
   t.notOk(r.ok);
   const paths = r.ok ? [] : r.errors.map((e) => e.path).sort();
-  t.same(paths, ['', '/healthCheck/retrySeconds', '/pins/0/pins/1', '/trustedKeys/0'], r.ok ? '' : formatManifestErrors(r.errors));
+  t.same(paths, ['', '/healthCheck/retrySeconds', '/pins/0/pins', '/pins/0/pins/1', '/trustedKeys/0'], r.ok ? '' : formatManifestErrors(r.errors));
   const junk = validateManifest({ model: 7, firmware: '1', trustedKeys: [3, ''], pins: [{ host: 'a.example.com', pins: [1, pin('a')] }, 'nope'], gatewayCa: 5, healthCheck: [] });
   t.notOk(junk.ok, 'a manifest wrong in shape everywhere is refused without a throw');
   t.ok(!junk.ok && junk.errors.every((e) => e.path !== '' || /unknown|missing/.test(e.message)), !junk.ok ? formatManifestErrors(junk.errors) : '');
