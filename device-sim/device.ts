@@ -340,7 +340,7 @@ export class SimDevice {
     // After a power cut the window goes on from flash; an outcome the broker never acknowledged is sent again.
     if (booted && this.#trust.window) this.#enqueue(() => this.#onStep(resumeWindow(this.#trust, this.#nowSeconds())));
     const o = this.#trust.outcome;
-    if (o && !o.delivered) this.#enqueue(() => this.#sendOutcome(o.ack));
+    if (o && !o.delivered) this.#enqueue(() => this.#sendOutcome(o.ack, { unchanged: true }));
     await this.flushTelemetry();
   }
 
