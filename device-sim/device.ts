@@ -5,6 +5,14 @@
 // its endpoints serve against its pins and reports pin failures on `telemetry`, deduplicated and
 // queued while its link is down (docs/device-messages.md).
 //
+// With a health check (its firmware manifest's, docs/pin-safety.md) a bundle is applied provisionally
+// by the pure machine of firmware-manifest/provisional.ts: the device persists the window, runs real
+// TLS handshakes to the endpoints it checks (fresh ones: a shared result from before the bundle
+// could not say what the endpoint serves now), and acks `verified`, `reverted` or `applied` when the
+// window closes. A power cut (crash(), disconnect()) stops the window; the next connect resumes it
+// from the store. The final ack is kept until the broker acknowledges it and resent on the next
+// connect if it was not.
+//
 //   const d = new SimDevice({ id, token, url: 'mqtt://127.0.0.1:1883', model: 'th-100', firmware: '1.0.0', store }, initialState(manifest, 'thermostats'));
 //   await d.connect();                                   // state goes out, bundles come in
 //   await d.callHome([{ host: 'api.example.com', port: 443 }], new Handshakes());   // pin checks, telemetry
@@ -12,18 +20,30 @@
 import { createHash } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
-  applyVerified,
+  ackDelivered,
   checkChain,
   encodeAck,
   encodeState,
   encodeTelemetry,
+  observeHandshakes,
+  provisionalStatus,
+  receiveBundle,
+  resumeWindow,
+  tickWindow,
   trustedKeyBytes,
+  trustOf,
   verifyBundle,
   wildcardMatches,
   type AckMessage,
   type AckReason,
+  type AnyAck,
   type ChainCheck,
+  type DeviceTrust,
+  type EndpointRef,
+  type HealthCheck,
+  type Observation,
   type PinFailureReport,
+  type Step,
   type TrustState,
   type VerifyResult,
 } from '../firmware-manifest/index.ts';
@@ -133,18 +153,40 @@ export interface SimDeviceOptions {
   delay?: (ms: number) => Promise<void>;
   /** repeats of one kind of pin failure are sent at most once per this many seconds (the first at once); default 3600 */
   reportIntervalSeconds?: number;
+  /** the firmware's health check (healthCheckOf(manifest)); default none: a bundle is committed at once and acked `applied` */
+  healthCheck?: HealthCheck | null;
+  /** where a health check's handshakes come from; required with a health check */
+  handshakes?: HandshakeSource;
+  /** where to dial an endpoint a health check names (a local stand-in for a real host); default the host and port themselves */
+  dial?: (endpoint: EndpointRef) => CallHomeEndpoint;
+  /** waits out a provisional window's retries and deadline; default real, unref'd timers (a fleet passes its scheduler) */
+  windowTimers?: WindowTimers;
 }
+
+/** One-shot timers for the provisional window. */
+export interface WindowTimers {
+  after(ms: number, fn: () => void): unknown;
+  cancel(handle: unknown): void;
+}
+
+const realWindowTimers: WindowTimers = {
+  after: (ms, fn) => setTimeout(fn, ms).unref(),
+  cancel: (h) => clearTimeout(h as NodeJS.Timeout),
+};
 
 export interface DeviceOutcome {
   deviceId: string;
   bundleId: string | null;
   seq: number;
-  status: 'applied' | 'rejected' | 'crashed';
+  /** `verifying`: a provisional window opened (its outcome follows); `verified`, `reverted`, `applied`: how a bundle ended */
+  status: 'applied' | 'rejected' | 'crashed' | 'verifying' | 'verified' | 'reverted';
   reason?: AckReason;
   /** the bundle was the active one delivered again */
   unchanged?: boolean;
   /** an ack went out (false for a silent device, or a link that dropped) */
   acked?: boolean;
+  /** the ack, with a revert's endpoint and served pins, a verification's endpoints checked */
+  ack?: AnyAck;
 }
 
 /** What a call-home check found for one endpoint: checkChain's verdict, or `unreachable` when no handshake completed. */
@@ -154,9 +196,9 @@ export interface EndpointCheck {
   error?: string;
 }
 
-/** Where served chains come from: `Handshakes` (handshakes.ts) or anything with its shape. */
+/** Where served chains come from: `Handshakes` (handshakes.ts) or anything with its shape. `fresh`: a handshake of its own, never a shared result. */
 export interface HandshakeSource {
-  get(endpoint: CallHomeEndpoint): Promise<HandshakeResult>;
+  get(endpoint: CallHomeEndpoint, o?: { fresh?: boolean }): Promise<HandshakeResult>;
 }
 
 /** Limits of the device's report queue and messages (docs/device-messages.md). */
@@ -173,7 +215,14 @@ export class SimDevice {
   #client: MqttClient | null = null;
   /** per client, settles when its connection closes */
   readonly #gone = new WeakMap<MqttClient, Promise<void>>();
-  #state: TrustState;
+  /** what flash holds: the active trust state, and with a health check its window and last outcome */
+  #trust: DeviceTrust;
+  readonly #healthCheck: HealthCheck | null;
+  /** false from a power cut (crash, disconnect) until the next connect, which resumes an open window */
+  #powered = false;
+  /** counts power cycles: handshakes and timers of an earlier one are dropped */
+  #boot = 0;
+  #wake: unknown = null;
   #counter: number;
   #busy: Promise<void> = Promise.resolve();
   /** pin failures not yet sent, one per kind (endpoint, result, served pins, active bundle) */
@@ -187,15 +236,27 @@ export class SimDevice {
   constructor(o: SimDeviceOptions, initial: TrustState) {
     this.id = o.id;
     this.#o = o;
-    this.#state = o.store.load(o.id) ?? initial;
+    this.#healthCheck = o.healthCheck ?? null;
+    if (this.#healthCheck && !o.handshakes) throw new TypeError(`${o.id}: a device with a health check needs a handshake source`);
+    this.#trust = o.store.loadTrust(o.id) ?? trustOf(initial);
     // The report counter only goes up, across restarts too (the gateway drops a counter it has seen as a
     // redelivery). Kept in the store where it can be; otherwise it starts at the boot time in seconds,
     // above any a previous run of the same device could have reached at a report a second or fewer.
     this.#counter = o.store.loadCounter?.(o.id) ?? Math.floor((o.now ?? Date.now)() / 1000);
   }
 
+  /** The active trust state: during a provisional window, the new one being verified. */
   get state(): TrustState {
-    return this.#state;
+    return this.#trust.active;
+  }
+
+  /** Everything flash holds: with a health check, the open window and the last window's outcome too. */
+  get trust(): DeviceTrust {
+    return this.#trust;
+  }
+
+  get healthCheck(): HealthCheck | null {
+    return this.#healthCheck;
   }
 
   get connected(): boolean {
@@ -242,7 +303,7 @@ export class SimDevice {
     client.on('message', (_topic, payload) => {
       // One bundle at a time, in arrival order: apply is atomic and the state is the device's own.
       // A bundle that throws (a store that cannot write) is dropped unacked, as a device that resets would.
-      this.#busy = this.#busy.then(() => this.#onBundle(new Uint8Array(payload))).catch(() => {});
+      this.#enqueue(() => this.#onBundle(new Uint8Array(payload)));
     });
     client.on('error', () => {}); // surfaced through connect() or the 'close' that follows
     await new Promise<void>((resolve, reject) => {
@@ -274,11 +335,18 @@ export class SimDevice {
     const subscribed = await Promise.race([client.subscribeAsync(`pinwave/v1/devices/${this.id}/bundle`, { qos: 1 }).then(() => true), gone.then(() => false)]);
     if (!subscribed) throw new Error(`${this.id}: the connection closed before SUBACK`);
     await this.publishState();
+    const booted = !this.#powered;
+    this.#powered = true;
+    // After a power cut the window goes on from flash; an outcome the broker never acknowledged is sent again.
+    if (booted && this.#trust.window) this.#enqueue(() => this.#onStep(resumeWindow(this.#trust, this.#nowSeconds())));
+    const o = this.#trust.outcome;
+    if (o && !o.delivered) this.#enqueue(() => this.#sendOutcome(o.ack, { unchanged: true }));
     await this.flushTelemetry();
   }
 
   /** A clean DISCONNECT; a broker that keeps in-flight acks waiting past 2 s gets the connection closed instead. */
   async disconnect(): Promise<void> {
+    this.#powerOff();
     const c = this.#client;
     this.#client = null;
     if (!c) return;
@@ -292,9 +360,18 @@ export class SimDevice {
 
   /** Drops the connection without a DISCONNECT packet, as a power cut or a crash would. */
   crash(): void {
+    this.#powerOff();
     const c = this.#client;
     this.#client = null;
     c?.end(true);
+  }
+
+  /** Timers and handshakes in flight die with the power; flash (the store) is what survives. */
+  #powerOff(): void {
+    this.#powered = false;
+    this.#boot++;
+    if (this.#wake !== null) (this.#o.windowTimers ?? realWindowTimers).cancel(this.#wake);
+    this.#wake = null;
   }
 
   /** Waits for the bundles received so far to be handled. */
@@ -303,14 +380,15 @@ export class SimDevice {
   }
 
   async publishState(): Promise<void> {
-    const s = this.#state;
-    await this.#publish('state', encodeState({ seq: s.seq, bundleId: s.bundleId, firmware: this.#o.firmware, model: this.#o.model, keyEpoch: s.keyEpoch, time: this.#nowSeconds() }));
+    const s = this.#trust.active;
+    const provisional = provisionalStatus(this.#trust);
+    await this.#publish('state', encodeState({ seq: s.seq, bundleId: s.bundleId, firmware: this.#o.firmware, model: this.#o.model, keyEpoch: s.keyEpoch, time: this.#nowSeconds(), ...(provisional && { provisional }) }));
   }
 
   /** Publishes pin-failure reports as they are (no queue, no deduplication: see recordHandshake for those). */
   async publishTelemetry(reports: PinFailureReport[]): Promise<boolean> {
     if (reports.length === 0) return true;
-    return this.#publish('telemetry', encodeTelemetry({ deviceId: this.id, group: this.#state.group, firmware: this.#o.firmware, reports }));
+    return this.#publish('telemetry', encodeTelemetry({ deviceId: this.id, group: this.#trust.active.group, firmware: this.#o.firmware, reports }));
   }
 
   /** The next per-device report counter (telemetry lets the gateway see gaps and redeliveries). */
@@ -326,7 +404,7 @@ export class SimDevice {
    */
   recordHandshake(host: string, port: number, servedPins: readonly string[]): ChainCheck {
     const now = this.#nowSeconds();
-    const s = this.#state;
+    const s = this.#trust.active;
     const result = checkChain(s, host, port, servedPins, now);
     if (result !== 'pin_mismatch' && result !== 'report_only_mismatch') return result;
     const served = servedPins.map((p) => p.replace(/^sha256\//, ''));
@@ -415,38 +493,107 @@ export class SimDevice {
 
   async #onBundle(bytes: Uint8Array): Promise<void> {
     const verify = this.#o.verify ?? verifyEach;
-    const verified = verify(bytes, this.#state);
-    const r = applyVerified(this.#state, verified, this.#nowSeconds());
-    if (!r.ok) {
-      const ack: AckMessage = { seq: 0, bundleId: null, status: 'rejected', reason: r.reason, detail: r.detail.slice(0, 200) };
+    const verified = verify(bytes, this.#trust.active);
+    const step = receiveBundle(this.#trust, verified, this.#nowSeconds(), this.#healthCheck);
+    if (step.ack?.status === 'rejected') {
+      const ack: AckMessage = { ...step.ack, detail: step.ack.detail?.slice(0, 200) };
       // Name the bundle when it could be read, so the gateway attributes the rejection exactly; an
       // oversize one is read past the limit only for that (and only if a trusted key signed it).
-      const named = verified.ok ? verified : r.reason === 'too_large' ? verify(bytes, { ...this.#state, maxBundleBytes: Infinity }) : verified;
-      if (named.ok) {
+      const named = !verified.ok && ack.reason === 'too_large' ? verify(bytes, { ...this.#trust.active, maxBundleBytes: Infinity }) : null;
+      if (named?.ok) {
         ack.seq = named.bundle.seq;
         ack.bundleId = named.id;
       }
-      return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: r.reason });
+      return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: ack.reason });
     }
-    if (this.quirks.flashFails && !r.unchanged) {
-      const ack: AckMessage = { seq: r.bundle.seq, bundleId: r.id, status: 'rejected', reason: 'apply_failed', detail: 'flash write failed' };
-      return this.#finish(ack, { deviceId: this.id, bundleId: r.id, seq: r.bundle.seq, status: 'rejected', reason: 'apply_failed' });
+    const bundleId = verified.ok ? verified.id : null;
+    const seq = verified.ok ? verified.bundle.seq : 0;
+    if (this.quirks.flashFails && step.persist) {
+      const ack: AckMessage = { seq, bundleId, status: 'rejected', reason: 'apply_failed', detail: 'flash write failed' };
+      return this.#finish(ack, { deviceId: this.id, bundleId, seq, status: 'rejected', reason: 'apply_failed' });
     }
     // Persist before acknowledging: an ack must never claim a state the device could lose.
-    if (!r.unchanged) {
-      this.#o.store.save(this.id, r.state);
-      this.#state = r.state;
-    }
-    if (this.quirks.crashBeforeAck && !r.unchanged) {
+    if (step.persist) this.#save(step.trust);
+    this.#trust = step.trust;
+    if (this.quirks.crashBeforeAck && step.persist) {
       this.quirks.crashBeforeAck = false; // crash once, then behave after the restart
       this.crash();
-      this.#o.onOutcome?.({ deviceId: this.id, bundleId: r.id, seq: r.bundle.seq, status: 'crashed', acked: false });
+      this.#o.onOutcome?.({ deviceId: this.id, bundleId, seq, status: 'crashed', acked: false });
+      return;
+    }
+    this.#follow(step);
+    if (!step.ack) {
+      // A window opened (or the provisional bundle came again): the answer comes when it closes.
+      this.#o.onOutcome?.({ deviceId: this.id, bundleId, seq, status: 'verifying', unchanged: step.redelivered === true });
       return;
     }
     const d = this.quirks.ackDelayMs;
     const ms = typeof d === 'function' ? d() : (d ?? 0);
     if (ms > 0) await (this.#o.delay ?? sleep)(ms);
-    await this.#finish({ seq: r.bundle.seq, bundleId: r.id, status: 'applied' }, { deviceId: this.id, bundleId: r.id, seq: r.bundle.seq, status: 'applied', unchanged: r.unchanged });
+    const unchanged = { unchanged: step.redelivered === true };
+    if (step.ack.status === 'applied' && !step.trust.outcome) return this.#finish(step.ack, { deviceId: this.id, bundleId, seq, status: 'applied', ...unchanged });
+    return this.#sendOutcome(step.ack, unchanged);
+  }
+
+  /** A window moved on (handshake results, a timer, a resume): persist what must be, then follow it. */
+  async #onStep(step: Step): Promise<void> {
+    if (step.persist) this.#save(step.trust);
+    this.#trust = step.trust;
+    this.#follow(step);
+    if (step.ack) await this.#sendOutcome(step.ack);
+  }
+
+  /** Starts the handshakes a step asks for and arms its wake-up. */
+  #follow(step: Step): void {
+    const timers = this.#o.windowTimers ?? realWindowTimers;
+    if (this.#wake !== null) timers.cancel(this.#wake);
+    this.#wake = null;
+    if (step.wakeAt !== null) {
+      const boot = this.#boot;
+      const deviceMs = (this.#o.now ?? Date.now)() + (this.quirks.clockSkewSeconds ?? 0) * 1000;
+      this.#wake = timers.after(Math.max(0, step.wakeAt * 1000 - deviceMs), () => {
+        this.#wake = null;
+        if (boot === this.#boot) this.#enqueue(() => this.#onStep(tickWindow(this.#trust, this.#nowSeconds())));
+      });
+    }
+    for (const e of step.run) void this.#verify(e);
+  }
+
+  /** One health-check handshake: a fresh one, judged by the machine under the pins active now. */
+  async #verify(e: EndpointRef): Promise<void> {
+    const boot = this.#boot;
+    const at = this.#nowSeconds();
+    const source = this.#o.handshakes;
+    // (A window left in flash by firmware that had a health check, on a device given no handshakes: nothing answers.)
+    const h: HandshakeResult = source ? await source.get(this.#o.dial?.(e) ?? { host: e.host, port: e.port }, { fresh: true }) : { ok: false, error: 'no handshake source', at: 0 };
+    // Powered off meanwhile: the answer died with the device, and the resumed window asks again.
+    if (boot !== this.#boot) return;
+    const seen: Observation = h.ok ? { ...e, at, served: h.pins } : { ...e, at, served: 'unreachable', error: h.error };
+    this.#enqueue(() => this.#onStep(observeHandshakes(this.#trust, [seen], this.#nowSeconds())));
+  }
+
+  /** A window's final ack: sent, and marked delivered in flash once the broker has it (else resent on the next connect). */
+  async #sendOutcome(ack: AnyAck, extra: Partial<DeviceOutcome> = {}): Promise<void> {
+    const acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
+    if (acked) {
+      const next = ackDelivered(this.#trust, ack);
+      if (next !== this.#trust) {
+        this.#save(next);
+        this.#trust = next;
+      }
+    }
+    this.#o.onOutcome?.({ deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: ack.status, acked, ack, ...extra });
+  }
+
+  /** One record, whole: a device without a health check keeps its trust state alone, as it always did. */
+  #save(trust: DeviceTrust): void {
+    if (!this.#healthCheck && !trust.window && !trust.outcome) this.#o.store.save(this.id, trust.active);
+    else this.#o.store.saveTrust(this.id, trust);
+  }
+
+  /** Window transitions run in the same queue as bundles: one change of the trust state at a time. */
+  #enqueue(fn: () => Promise<void>): void {
+    this.#busy = this.#busy.then(fn).catch(() => {});
   }
 
   async #finish(ack: AckMessage, outcome: DeviceOutcome): Promise<void> {

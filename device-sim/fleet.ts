@@ -4,6 +4,9 @@
 // periods, reboots, reconnects, ack delays, a reconnect storm) is one entry each in one shared
 // Scheduler: one armed timer for the whole fleet. Connects are ramped, N per tick. Signature
 // verification and TLS handshakes are shared across devices unless `verifyEach`/`handshakeEach`.
+// A model whose manifest declares a health check runs provisional apply (docs/pin-safety.md) on each
+// device, its retries and deadline on the same scheduler and its handshakes real and fresh; a share
+// of a model's devices can run older firmware without one (`withoutHealthCheck`).
 //
 //   const fleet = new Fleet({
 //     url: 'mqtt://127.0.0.1:1883',
@@ -14,7 +17,7 @@
 //   await fleet.start();          // resolves once every device has been given its first connect
 //   fleet.summary();              // { connected, seqs: { '0': 990, '1': 10 }, acked, rejected: { apply_failed: 2 }, failing, ... }
 //   await fleet.stop();
-import { initialState, type AckReason, type FirmwareManifest, type TrustState } from '../firmware-manifest/index.ts';
+import { healthCheckOf, initialState, type AckReason, type EndpointRef, type FirmwareManifest, type TrustState } from '../firmware-manifest/index.ts';
 import { checkBehaviours, mulberry32, planDevice, seedOf, type Behaviours, type DevicePlan } from './behaviours.ts';
 import { BundleVerifier, SimDevice, type DeviceOutcome, type VerifyCounters } from './device.ts';
 import { Handshakes, type CallHomeEndpoint, type HandshakeCounters } from './handshakes.ts';
@@ -160,6 +163,12 @@ export class Scheduler {
 export interface FleetModel {
   manifest: FirmwareManifest;
   behaviours?: Behaviours;
+  /**
+   * A share (0..1) of the model's devices run older firmware with no health check, though the manifest
+   * declares one: they commit at once and ack `applied`, and say `firmware` (default the manifest's) in
+   * their state. Drawn per device from the seed.
+   */
+  withoutHealthCheck?: { share: number; firmware?: string };
 }
 
 /** One device to run: provisioned already (its id and token), of a model in `models`, in a group. */
@@ -220,6 +229,14 @@ export interface FleetSummary {
   rejected: Partial<Record<AckReason, number>>;
   /** devices whose last bundle they applied without acking (silent) */
   unacked: number;
+  /** devices whose firmware has a health check */
+  healthChecked: number;
+  /** devices with a provisional window open now */
+  verifying: number;
+  /** devices whose last window ended `verified` (acked or not) */
+  verified: number;
+  /** devices whose last window ended `reverted`, by the endpoint that would have locked them out (host:port) */
+  reverted: Record<string, number>;
   /** crashes between apply and ack so far */
   crashed: number;
   /** devices whose last pin check failed on an enforced pin set */
@@ -287,11 +304,20 @@ export class Fleet {
     const store = o.store ?? new MemoryStateStore();
     const now = o.now ?? Date.now;
     const delay = (ms: number) => this.#scheduler.delay(ms);
+    const windowTimers = { after: (ms: number, fn: () => void) => this.#scheduler.after(ms, fn), cancel: (h: unknown) => this.#scheduler.cancel(h as Task) };
+    const dial = (e: EndpointRef) => this.#endpoints.find((x) => x.host.toLowerCase() === e.host && x.port === e.port) ?? { host: e.host, port: e.port };
+    for (const m of o.models) {
+      const share = m.withoutHealthCheck?.share;
+      if (share !== undefined && !(share >= 0 && share <= 1)) throw new Error(`model ${m.manifest.model}: withoutHealthCheck.share must be a rate from 0 to 1, got ${share}`);
+    }
     o.devices.forEach((spec, i) => {
       if (o.shard && i % o.shard.count !== o.shard.index) return;
       const model = models.get(spec.model);
       if (!model) throw new Error(`device ${spec.id}: model "${spec.model}" is not among the fleet's models (${[...models.keys()].join(', ')})`);
       const plan = planDevice(spec.id, model.behaviours ?? {}, this.#seed);
+      const healthCheck = healthCheckOf(model.manifest);
+      // Its own stream, so giving a model older firmware changes no other behaviour's draws.
+      const older = healthCheck !== null && model.withoutHealthCheck !== undefined && mulberry32(seedOf(`${this.#seed}\0${spec.id}\0firmware`))() < model.withoutHealthCheck.share;
       const born = `${spec.model}\0${spec.group}`;
       if (!initial.has(born)) initial.set(born, initialState(model.manifest, spec.group));
       const m: Member = { device: null!, spec, plan, dark: 0, connecting: null, retries: 0, retry: null, last: null, failing: false };
@@ -301,8 +327,12 @@ export class Fleet {
           token: spec.token,
           url: o.url,
           model: model.manifest.model,
-          firmware: model.manifest.firmware,
+          firmware: older ? (model.withoutHealthCheck?.firmware ?? model.manifest.firmware) : model.manifest.firmware,
           store,
+          healthCheck: older ? null : healthCheck,
+          handshakes: this.#handshakes,
+          dial,
+          windowTimers,
           now,
           verify: this.#verifier.verify,
           quirks: { silent: plan.silent, flashFails: plan.flashFails, crashBeforeAck: plan.crashBeforeAck, ackDelayMs: plan.ackDelayMs, clockSkewSeconds: plan.clockSkewSeconds },
@@ -414,6 +444,10 @@ export class Fleet {
     let offline = 0;
     let acked = 0;
     let unacked = 0;
+    let healthChecked = 0;
+    let verifying = 0;
+    let verified = 0;
+    const reverted: Record<string, number> = {};
     let failing = 0;
     let queued = 0;
     let reported = 0;
@@ -425,11 +459,15 @@ export class Fleet {
       const seq = String(d.state.seq);
       seqs[seq] = (seqs[seq] ?? 0) + 1;
       if (m.failing) failing++;
+      if (d.healthCheck) healthChecked++;
+      if (d.trust.window) verifying++;
       queued += d.pendingReports;
       reported += d.reportsSent;
       const last = m.last;
-      if (!last) continue;
+      if (!last || last.status === 'verifying') continue;
       if (last.status === 'rejected') rejected[last.reason!] = (rejected[last.reason!] ?? 0) + 1;
+      else if (last.status === 'verified') verified++;
+      else if (last.status === 'reverted' && last.ack?.status === 'reverted') reverted[`${last.ack.endpoint.host}:${last.ack.endpoint.port}`] = (reverted[`${last.ack.endpoint.host}:${last.ack.endpoint.port}`] ?? 0) + 1;
       else if (last.status === 'applied' && last.acked) acked++;
       else unacked++;
     }
@@ -442,6 +480,10 @@ export class Fleet {
       acked,
       rejected,
       unacked,
+      healthChecked,
+      verifying,
+      verified,
+      reverted,
       crashed: c.crashed,
       failing,
       pinFailures: { observed: c.observed, reported, queued },
@@ -509,7 +551,9 @@ export class Fleet {
       if (!this.#stopping) this.#drop(m, m.plan.rebootMs);
     } else {
       m.last = out;
-      if (out.status === 'applied' && !out.unchanged && (this.#o.callHomeOnApply ?? true) && this.#endpoints.length > 0) void this.#check(m);
+      // Its next connections use the pins it holds now: new ones after a commit, the old ones after a revert.
+      const settled = out.status === 'applied' || out.status === 'verified' || out.status === 'reverted';
+      if (settled && !out.unchanged && (this.#o.callHomeOnApply ?? true) && this.#endpoints.length > 0) void this.#check(m);
     }
     this.#o.onOutcome?.(out);
   }

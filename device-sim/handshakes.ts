@@ -7,6 +7,10 @@
 // firmware engineer who wants the real per-device cost or an endpoint that serves differently per
 // connection. Concurrent handshakes are capped either way, so a fleet cannot exhaust file descriptors.
 //
+// A health check (docs/pin-safety.md) asks with `fresh: true`: its own handshake, started after it
+// asked, never a result shared from before, so a verdict under new pins is about what the endpoint
+// serves now. Its result is still shared with the call-home checks that follow.
+//
 // The chain is read, not trusted: CA validation is not simulated (a device does it besides pinning;
 // a pin check is what a rollout of wrong pins breaks). Verification is off and the trust store empty.
 //
@@ -78,12 +82,15 @@ export class Handshakes {
     return { ...this.#counters };
   }
 
-  /** The served chain of `endpoint`: a fresh handshake, or a shared one still inside its window (or in flight). */
-  get(endpoint: CallHomeEndpoint): Promise<HandshakeResult> {
+  /**
+   * The served chain of `endpoint`: a fresh handshake, or a shared one still inside its window (or in
+   * flight). `fresh`: always a handshake of its own, started now.
+   */
+  get(endpoint: CallHomeEndpoint, o: { fresh?: boolean } = {}): Promise<HandshakeResult> {
     const target = endpoint.connect ?? { host: endpoint.host, port: endpoint.port };
     const servername = endpoint.servername ?? (isIP(endpoint.host) ? undefined : endpoint.host);
     const key = `${target.host}|${target.port}|${servername ?? ''}`;
-    if (this.#share) {
+    if (this.#share && !o.fresh) {
       const hit = this.#recent.get(key);
       if (hit && this.#now() - hit.at < this.#windowMs) {
         this.#counters.shared++;

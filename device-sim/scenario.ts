@@ -1,6 +1,8 @@
 // Scenario files for `pinwave sim --scenario FILE.json`: the models of a fleet, their
 // shares, firmware manifests and behaviours, and the endpoints devices call home to. JSON, checked
 // against SCENARIO_SCHEMA (ajv), then for what a schema cannot say; every error names its JSON path.
+// A model (or the whole scenario) can declare its devices' health check (docs/pin-safety.md), turn a
+// manifest's off with `false`, and give a share of its devices older firmware without one.
 //
 //   const r = await loadScenario('device-sim/scenarios/mixed-fleet.json');
 //   if (!r.ok) console.error(formatScenarioErrors(r.errors)); // "/models/1/behaviours/silentRate: must be <= 1"
@@ -8,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { validateHealthCheck, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../firmware-manifest/index.ts';
 import { checkBehaviours, type Behaviours } from './behaviours.ts';
 import type { CallHomeEndpoint } from './handshakes.ts';
 
@@ -46,6 +48,14 @@ const behaviours = {
 } as const;
 
 const name = { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,64}$' } as const;
+// A health check object (checked by validateHealthCheck, with the manifest's own rules) or false.
+const healthCheck = { type: ['object', 'boolean'] } as const;
+const withoutHealthCheck = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['share'],
+  properties: { share: rate, firmware: { type: 'string', minLength: 1, maxLength: 64 } },
+} as const;
 
 export const SCENARIO_SCHEMA = {
   $id: 'https://pinwave.dev/schemas/sim-scenario.json',
@@ -59,6 +69,7 @@ export const SCENARIO_SCHEMA = {
     group: name,
     devices: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     behaviours,
+    healthCheck,
     models: {
       type: 'array',
       minItems: 1,
@@ -72,6 +83,8 @@ export const SCENARIO_SCHEMA = {
           weight: { type: 'number', exclusiveMinimum: 0 },
           manifest: { type: ['string', 'object'] },
           behaviours,
+          healthCheck,
+          withoutHealthCheck,
         },
       },
     },
@@ -117,6 +130,10 @@ export interface ScenarioModel {
   weight: number;
   manifest?: FirmwareManifest;
   behaviours: Behaviours;
+  /** its devices' health check, over the manifest's (the model's, else the scenario's); false: none, whatever the manifest says */
+  healthCheck?: ManifestHealthCheck | false;
+  /** a share of its devices run older firmware without a health check, reporting `firmware` */
+  withoutHealthCheck?: { share: number; firmware?: string };
 }
 
 export interface Scenario {
@@ -128,6 +145,8 @@ export interface Scenario {
   models: ScenarioModel[];
   /** the scenario-wide behaviours, already merged into each model's */
   behaviours: Behaviours;
+  /** the scenario-wide health check, already given to each model that names none */
+  healthCheck?: ManifestHealthCheck | false;
   endpoints: CallHomeEndpoint[];
   callHomeSeconds?: number;
   reportIntervalSeconds?: number;
@@ -142,8 +161,11 @@ interface RawModel {
   weight?: number;
   manifest?: string | Record<string, unknown>;
   behaviours?: Behaviours;
+  healthCheck?: ManifestHealthCheck | boolean;
+  withoutHealthCheck?: { share: number; firmware?: string };
 }
-interface RawScenario extends Omit<Scenario, 'models' | 'endpoints' | 'behaviours'> {
+interface RawScenario extends Omit<Scenario, 'models' | 'endpoints' | 'behaviours' | 'healthCheck'> {
+  healthCheck?: ManifestHealthCheck | boolean;
   behaviours?: Behaviours;
   models?: RawModel[];
   endpoints?: Array<{ host: string; port?: number; connect?: string; servername?: string }>;
@@ -160,6 +182,8 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
   const errors: ScenarioError[] = [];
   const top = raw.behaviours ?? {};
   errors.push(...checkBehaviours(top, '/behaviours'));
+  errors.push(...healthCheckErrors(raw.healthCheck, '/healthCheck'));
+  const topCheck = raw.healthCheck as ManifestHealthCheck | false | undefined;
   const seen = new Set<string>();
   const models: ScenarioModel[] = [];
   for (const [i, m] of (raw.models ?? []).entries()) {
@@ -167,6 +191,8 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
     if (seen.has(m.model)) errors.push({ path: `${at}/model`, message: `model "${m.model}" is listed twice` });
     seen.add(m.model);
     errors.push(...checkBehaviours(m.behaviours ?? {}, `${at}/behaviours`));
+    errors.push(...healthCheckErrors(m.healthCheck, `${at}/healthCheck`));
+    const check = (m.healthCheck as ManifestHealthCheck | false | undefined) ?? topCheck;
     let manifest: FirmwareManifest | undefined;
     if (m.manifest !== undefined) {
       const loaded = await readManifest(m.manifest, baseDir, `${at}/manifest`);
@@ -174,7 +200,15 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
       else if (loaded.manifest.model !== m.model) errors.push({ path: `${at}/model`, message: `is "${m.model}" but its manifest is for model "${loaded.manifest.model}"` });
       else manifest = loaded.manifest;
     }
-    models.push({ model: m.model, ...(m.firmware !== undefined && { firmware: m.firmware }), weight: m.weight ?? 1, ...(manifest && { manifest }), behaviours: { ...top, ...m.behaviours } });
+    models.push({
+      model: m.model,
+      ...(m.firmware !== undefined && { firmware: m.firmware }),
+      weight: m.weight ?? 1,
+      ...(manifest && { manifest }),
+      behaviours: { ...top, ...m.behaviours },
+      ...(check !== undefined && { healthCheck: check }),
+      ...(m.withoutHealthCheck && { withoutHealthCheck: m.withoutHealthCheck }),
+    });
   }
   const endpoints: CallHomeEndpoint[] = (raw.endpoints ?? []).map((e, i) => {
     const ep: CallHomeEndpoint = { host: e.host, port: e.port ?? 443 };
@@ -187,8 +221,25 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
     return ep;
   });
   if (errors.length > 0) return { ok: false, errors };
-  const { models: _m, endpoints: _e, behaviours: _b, $schema: _s, ...rest } = raw as RawScenario & { $schema?: string };
-  return { ok: true, scenario: { ...rest, models, behaviours: top, endpoints } };
+  const { models: _m, endpoints: _e, behaviours: _b, healthCheck: _h, $schema: _s, ...rest } = raw as RawScenario & { $schema?: string };
+  return { ok: true, scenario: { ...rest, models, behaviours: top, endpoints, ...(topCheck !== undefined && { healthCheck: topCheck }) } };
+}
+
+/** A health check setting: absent, false, or a health check as a manifest declares one. */
+function healthCheckErrors(v: unknown, at: string): ScenarioError[] {
+  if (v === undefined || v === false) return [];
+  if (v === true) return [{ path: at, message: 'must be a health check ({ "commitTimeoutSeconds", "retrySeconds", "onUnverifiable", "endpoints"? }) or false' }];
+  return validateHealthCheck(v, at);
+}
+
+/**
+ * The manifest a model's devices run: its health check replaced by the model's setting (false takes
+ * it away), or `fallback` when the model says nothing and the manifest declares none.
+ */
+export function withHealthCheck(manifest: FirmwareManifest, setting: ManifestHealthCheck | false | undefined, fallback?: ManifestHealthCheck): FirmwareManifest {
+  const { healthCheck: own, ...rest } = manifest;
+  const chosen = setting === false ? undefined : (setting ?? own ?? fallback);
+  return chosen ? { ...rest, healthCheck: chosen } : rest;
 }
 
 /** Reads and checks a scenario file. */

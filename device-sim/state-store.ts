@@ -1,13 +1,22 @@
 // Where a simulated device keeps what firmware keeps in flash between restarts: its trust state and
 // its telemetry report counter. In memory, or one JSON file per device in a directory, written
 // atomically (temp file + rename) as flash would be.
+//
+// A device without a health check keeps its trust state alone. A health-checked one keeps one
+// record (a DeviceTrust, docs/pin-safety.md): the active state, an open provisional window with the
+// previous state, and the last window's outcome, written whole so a power cut leaves one or the other.
+// Either form loads as either: load() gives the active state, loadTrust() the whole record.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { TrustState } from '../firmware-manifest/index.ts';
+import { trustOf, type DeviceTrust, type TrustState } from '../firmware-manifest/index.ts';
 
 export interface StateStore {
+  /** the active trust state, from either form */
   load(id: string): TrustState | null;
   save(id: string, state: TrustState): void;
+  /** the whole record of a health-checked device (a bare trust state loads with no window) */
+  loadTrust(id: string): DeviceTrust | null;
+  saveTrust(id: string, trust: DeviceTrust): void;
   /** the last telemetry report counter the device used, or null (optional: a device without one starts from its boot time) */
   loadCounter?(id: string): number | null;
   saveCounter?(id: string, counter: number): void;
@@ -17,12 +26,18 @@ export class MemoryStateStore implements StateStore {
   readonly #states = new Map<string, string>();
   readonly #counters = new Map<string, number>();
   load(id: string): TrustState | null {
-    const s = this.#states.get(id);
-    return s === undefined ? null : (JSON.parse(s) as TrustState);
+    return this.loadTrust(id)?.active ?? null;
   }
   save(id: string, state: TrustState): void {
     // Stored as text, so a "restarted" device gets a copy, not the object it was holding.
     this.#states.set(id, JSON.stringify(state));
+  }
+  loadTrust(id: string): DeviceTrust | null {
+    const s = this.#states.get(id);
+    return s === undefined ? null : recordOf(JSON.parse(s), `device ${id}`);
+  }
+  saveTrust(id: string, trust: DeviceTrust): void {
+    this.#states.set(id, JSON.stringify(trust));
   }
   loadCounter(id: string): number | null {
     return this.#counters.get(id) ?? null;
@@ -37,10 +52,17 @@ export class DirStateStore implements StateStore {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   load(id: string): TrustState | null {
-    return this.#read<TrustState>(`${id}.json`, id, 'trust state');
+    return this.loadTrust(id)?.active ?? null;
   }
   save(id: string, state: TrustState): void {
     this.#write(`${id}.json`, state);
+  }
+  loadTrust(id: string): DeviceTrust | null {
+    const v = this.#read<unknown>(`${id}.json`, id, 'trust state');
+    return v === null ? null : recordOf(v, `device ${id}: ${join(this.dir, `${id}.json`)}`);
+  }
+  saveTrust(id: string, trust: DeviceTrust): void {
+    this.#write(`${id}.json`, trust);
   }
   loadCounter(id: string): number | null {
     // '~' is not a device-id character: no device's state file can be another's counter file.
@@ -62,4 +84,13 @@ export class DirStateStore implements StateStore {
     writeFileSync(`${file}.tmp`, JSON.stringify(value));
     renameSync(`${file}.tmp`, file);
   }
+}
+
+/** A stored record in either form, checked enough that a corrupt one is named rather than half-used. */
+function recordOf(v: unknown, where: string): DeviceTrust {
+  const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  const isState = (x: unknown): x is TrustState => obj(x) && typeof x.group === 'string' && typeof x.seq === 'number' && Array.isArray(x.endpoints) && Array.isArray(x.trustedKeys);
+  if (isState(v)) return trustOf(v);
+  if (obj(v) && isState(v.active) && (v.window === null || (obj(v.window) && isState(v.window.previous) && Array.isArray(v.window.checks))) && (v.outcome === null || obj(v.outcome))) return v as unknown as DeviceTrust;
+  throw new Error(`${where}: the stored trust state is neither a trust state nor a health-checked device's record`);
 }

@@ -2,6 +2,7 @@
 // validated against MANIFEST_SCHEMA with errors that carry JSON paths; deterministic CBOR for flash.
 // initialState() turns a manifest into a device's first trust state; bundleFitsManifest() is the
 // gateway's pre-flight question "could a device of this model accept this bundle at all?".
+// healthCheckOf() gives the provisional-apply policy of provisional.ts (docs/pin-safety.md).
 //
 //   const r = validateManifest(JSON.parse(text));
 //   if (!r.ok) r.errors; // [{ path: '/pins/0/pins', message: 'must hold at least 2 distinct pins ...' }]
@@ -12,6 +13,7 @@ import { decodeCanonical, encodeCanonical, equalBytes, type CborValue } from './
 import { DEFAULT_MAX_BUNDLE_BYTES, decodeEnvelope, FORMAT_VERSION, kidOf, type ExpiryPolicy, type PinMode, type RejectReason } from './codec.ts';
 import { publicKeyFromText } from './keys.ts';
 import { tryParsePin } from './pins.ts';
+import type { HealthCheck } from './provisional.ts';
 import type { TrustState } from './trust-state.ts';
 
 export interface ManifestEndpoint {
@@ -22,6 +24,21 @@ export interface ManifestEndpoint {
   pins: string[];
   /** default "enforce" */
   mode?: PinMode;
+}
+
+/**
+ * Provisional apply with a health-checked commit (docs/pin-safety.md): after a valid bundle, the
+ * device checks these endpoints under the new pins and commits or reverts by itself.
+ */
+export interface ManifestHealthCheck {
+  /** the endpoints to check (no wildcards: each is dialled); default: every enforced endpoint of the new bundle */
+  endpoints?: Array<{ host: string; /** default 443 */ port?: number }>;
+  /** how long the provisional window lasts, seconds (1 to 604800) */
+  commitTimeoutSeconds: number;
+  /** how long a handshake is given and the wait before an endpoint that did not answer is tried again, seconds (1 to commitTimeoutSeconds) */
+  retrySeconds: number;
+  /** when an endpoint never answered within commitTimeoutSeconds: commit without verification (ack `applied`) or revert */
+  onUnverifiable: 'commit' | 'revert';
 }
 
 export interface FirmwareManifest {
@@ -43,7 +60,35 @@ export interface FirmwareManifest {
   gatewayUrl?: string;
   /** the CA certificate (PEM) the gateway's TLS link is checked against: never the bundle's pins (docs/architecture.md §5) */
   gatewayCa?: string;
+  /** provisional apply; default none: a bundle is committed at once and acked `applied` */
+  healthCheck?: ManifestHealthCheck;
 }
+
+const HOST_PATTERN = '^(\\*\\.)?[a-z0-9.:-]+$';
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+
+/** The JSON schema of `healthCheck`; scenario files (device-sim/scenario.ts) use it too. */
+export const HEALTH_CHECK_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['commitTimeoutSeconds', 'retrySeconds', 'onUnverifiable'],
+  properties: {
+    endpoints: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 16,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['host'],
+        properties: { host: { type: 'string', minLength: 1, maxLength: 253, pattern: HOST_PATTERN }, port },
+      },
+    },
+    commitTimeoutSeconds: { type: 'integer', minimum: 1, maximum: 604800 },
+    retrySeconds: { type: 'integer', minimum: 1, maximum: 604800 },
+    onUnverifiable: { enum: ['commit', 'revert'] },
+  },
+} as const;
 
 export const MANIFEST_SCHEMA = {
   $id: 'https://pinwave.dev/schemas/firmware-manifest.json',
@@ -67,8 +112,8 @@ export const MANIFEST_SCHEMA = {
         additionalProperties: false,
         required: ['host', 'pins'],
         properties: {
-          host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^(\\*\\.)?[a-z0-9.:-]+$' },
-          port: { type: 'integer', minimum: 1, maximum: 65535 },
+          host: { type: 'string', minLength: 1, maxLength: 253, pattern: HOST_PATTERN },
+          port,
           pins: { type: 'array', minItems: 2, items: { type: 'string' } },
           mode: { enum: ['enforce', 'report-only'] },
         },
@@ -77,11 +122,13 @@ export const MANIFEST_SCHEMA = {
     expiryPolicy: { enum: ['enforce', 'ca-fallback'] },
     gatewayUrl: { type: 'string', pattern: '^(mqtt|mqtts|ws|wss)://' },
     gatewayCa: { type: 'string' },
+    healthCheck: HEALTH_CHECK_SCHEMA,
   },
 } as const;
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validateSchema = ajv.compile(MANIFEST_SCHEMA);
+const validateHealthCheckSchema = ajv.compile(HEALTH_CHECK_SCHEMA);
 
 export interface ManifestError {
   /** JSON pointer to the offending value, e.g. "/pins/0/pins/1" ("" for the whole document) */
@@ -91,41 +138,110 @@ export interface ManifestError {
 
 export type ManifestResult = { ok: true; manifest: FirmwareManifest } | { ok: false; errors: ManifestError[] };
 
-/** Validate a parsed JSON manifest: the schema, then what a schema cannot say (keys, pins, certificates). */
+/**
+ * Validate a parsed JSON manifest: the schema, then what a schema cannot say (keys, pins,
+ * certificates, the health check's timings). Every problem is reported at once: a field the schema
+ * refuses (an unknown one, say) does not hide what is wrong elsewhere.
+ */
 export function validateManifest(value: unknown): ManifestResult {
-  if (!validateSchema(value)) return { ok: false, errors: (validateSchema.errors ?? []).map(schemaError) };
-  const m = value as FirmwareManifest;
+  const errors: ManifestError[] = validateSchema(value) ? [] : (validateSchema.errors ?? []).map(schemaError);
+  if (isRecord(value)) {
+    // The schema has spoken about a value it refused; the checks below only add what it could not see.
+    const said = new Set(errors.map((e) => e.path));
+    for (const e of semanticErrors(value)) if (!said.has(e.path)) errors.push(e);
+  }
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, manifest: value as unknown as FirmwareManifest };
+}
+
+/** The checks no schema can make, on a value that may be malformed anywhere: each looks only at parts of the right shape. */
+function semanticErrors(m: Record<string, unknown>): ManifestError[] {
   const errors: ManifestError[] = [];
-  m.trustedKeys.forEach((k, i) => {
-    try {
-      publicKeyFromText(k);
-    } catch (err) {
-      errors.push({ path: `/trustedKeys/${i}`, message: (err as Error).message });
-    }
-  });
-  const seen = new Set<string>();
-  m.pins.forEach((e, i) => {
-    const where = `${e.host}:${e.port ?? 443}`;
-    if (seen.has(where)) errors.push({ path: `/pins/${i}`, message: `${where} is listed twice` });
-    seen.add(where);
-    const distinct = new Set<string>();
-    e.pins.forEach((p, j) => {
-      const r = tryParsePin(p);
-      if (!r.ok) errors.push({ path: `/pins/${i}/pins/${j}`, message: r.error.message });
-      else distinct.add(p);
+  if (Array.isArray(m.trustedKeys)) {
+    m.trustedKeys.forEach((k, i) => {
+      if (typeof k !== 'string' || k === '') return;
+      try {
+        publicKeyFromText(k);
+      } catch (err) {
+        errors.push({ path: `/trustedKeys/${i}`, message: (err as Error).message });
+      }
     });
-    // RFC 7469 §2.5: a backup pin, or the device cannot survive one key change.
-    if (distinct.size < 2 && e.pins.length >= 2) errors.push({ path: `/pins/${i}/pins`, message: `must hold at least 2 distinct pins (RFC 7469 §2.5 backup pin), got ${distinct.size}` });
-  });
-  if (m.gatewayCa !== undefined) {
+  }
+  if (Array.isArray(m.pins)) {
+    const seen = new Set<string>();
+    m.pins.forEach((e, i) => {
+      if (!isRecord(e)) return;
+      const where = `${String(e.host)}:${typeof e.port === 'number' ? e.port : 443}`;
+      if (typeof e.host === 'string') {
+        if (seen.has(where)) errors.push({ path: `/pins/${i}`, message: `${where} is listed twice` });
+        seen.add(where);
+      }
+      if (!Array.isArray(e.pins)) return;
+      const distinct = new Set<string>();
+      e.pins.forEach((p, j) => {
+        if (typeof p !== 'string') return;
+        const r = tryParsePin(p);
+        if (!r.ok) errors.push({ path: `/pins/${i}/pins/${j}`, message: r.error.message });
+        else distinct.add(p);
+      });
+      // RFC 7469 §2.5: a backup pin, or the device cannot survive one key change.
+      if (distinct.size < 2 && e.pins.length >= 2) errors.push({ path: `/pins/${i}/pins`, message: `must hold at least 2 distinct pins (RFC 7469 §2.5 backup pin), got ${distinct.size}` });
+    });
+  }
+  if (typeof m.gatewayCa === 'string') {
     try {
       new X509Certificate(m.gatewayCa);
     } catch {
       errors.push({ path: '/gatewayCa', message: 'must be a PEM certificate' });
     }
   }
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, manifest: m };
+  if (isRecord(m.healthCheck)) errors.push(...healthCheckErrors(m.healthCheck, '/healthCheck'));
+  return errors;
 }
+
+/**
+ * What the schema cannot say about a health check: its retry fits in its window, its endpoints can be
+ * dialled and are listed once. `at` is the JSON path of the health check.
+ */
+export function healthCheckErrors(hc: Record<string, unknown>, at: string): ManifestError[] {
+  const errors: ManifestError[] = [];
+  const { commitTimeoutSeconds: timeout, retrySeconds: retry } = hc;
+  if (typeof timeout === 'number' && typeof retry === 'number' && retry > timeout) {
+    errors.push({ path: `${at}/retrySeconds`, message: `must be at most commitTimeoutSeconds (${timeout}), got ${retry}: a retry must fall inside the window` });
+  }
+  if (Array.isArray(hc.endpoints)) {
+    const seen = new Set<string>();
+    hc.endpoints.forEach((e, i) => {
+      if (!isRecord(e) || typeof e.host !== 'string') return;
+      if (e.host.startsWith('*.')) errors.push({ path: `${at}/endpoints/${i}/host`, message: `cannot be a wildcard: a health check dials a host, got "${e.host}"` });
+      const where = `${e.host}:${typeof e.port === 'number' ? e.port : 443}`;
+      if (seen.has(where)) errors.push({ path: `${at}/endpoints/${i}`, message: `${where} is listed twice` });
+      seen.add(where);
+    });
+  }
+  return errors;
+}
+
+/** Every problem with a health check given on its own (a scenario file's), paths under `at`. */
+export function validateHealthCheck(value: unknown, at: string): ManifestError[] {
+  const errors = validateHealthCheckSchema(value) ? [] : (validateHealthCheckSchema.errors ?? []).map(schemaError);
+  const said = new Set(errors.map((e) => e.path));
+  if (isRecord(value)) for (const e of healthCheckErrors(value, '')) if (!said.has(e.path)) errors.push(e);
+  return errors.map((e) => ({ path: `${at}${e.path}`, message: e.message }));
+}
+
+/** The manifest's health check with ports resolved, for provisional.ts; null when it declares none. */
+export function healthCheckOf(m: FirmwareManifest): HealthCheck | null {
+  const hc = m.healthCheck;
+  if (!hc) return null;
+  return {
+    ...(hc.endpoints && { endpoints: hc.endpoints.map((e) => ({ host: e.host, port: e.port ?? 443 })) }),
+    commitTimeoutSeconds: hc.commitTimeoutSeconds,
+    retrySeconds: hc.retrySeconds,
+    onUnverifiable: hc.onUnverifiable,
+  };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function schemaError(e: ErrorObject): ManifestError {
   const p = e.params as Record<string, unknown>;
@@ -186,7 +302,8 @@ export function bundleFitsManifest(m: FirmwareManifest, bytes: Uint8Array, versi
 }
 
 // CBOR for flash (docs/firmware-manifest.md has the CDDL): integer keys like the bundle.
-const F = { model: 1, firmware: 2, acceptedVersions: 3, maxBundleBytes: 4, trustedKeys: 5, clockSkewSeconds: 6, pins: 7, expiryPolicy: 8, gatewayUrl: 9, gatewayCa: 10 } as const;
+const F = { model: 1, firmware: 2, acceptedVersions: 3, maxBundleBytes: 4, trustedKeys: 5, clockSkewSeconds: 6, pins: 7, expiryPolicy: 8, gatewayUrl: 9, gatewayCa: 10, healthCheck: 11 } as const;
+const H = { commitTimeoutSeconds: 1, retrySeconds: 2, onUnverifiable: 3, endpoints: 4 } as const;
 
 /** The manifest in deterministic CBOR, defaults written out (flash has no defaults file). Keys raw, pins as 32 bytes, CA as DER. */
 export function encodeManifest(m: FirmwareManifest): Uint8Array {
@@ -210,6 +327,16 @@ export function encodeManifest(m: FirmwareManifest): Uint8Array {
   ]);
   if (m.gatewayUrl !== undefined) map.set(F.gatewayUrl, m.gatewayUrl);
   if (m.gatewayCa !== undefined) map.set(F.gatewayCa, new Uint8Array(new X509Certificate(m.gatewayCa).raw));
+  const hc = healthCheckOf(m);
+  if (hc) {
+    const hm = new Map<number, CborValue>([
+      [H.commitTimeoutSeconds, hc.commitTimeoutSeconds],
+      [H.retrySeconds, hc.retrySeconds],
+      [H.onUnverifiable, hc.onUnverifiable === 'revert' ? 1 : 0],
+    ]);
+    if (hc.endpoints) hm.set(H.endpoints, hc.endpoints.map((e) => new Map<number, CborValue>([[1, e.host], [2, e.port]])));
+    map.set(F.healthCheck, hm);
+  }
   return encodeCanonical(map);
 }
 
@@ -237,6 +364,20 @@ export function decodeManifest(bytes: Uint8Array): ManifestResult {
     expiryPolicy: m.get(F.expiryPolicy) === 1 ? 'ca-fallback' : 'enforce',
   };
   if (m.has(F.gatewayUrl)) json.gatewayUrl = m.get(F.gatewayUrl);
+  if (m.has(F.healthCheck)) {
+    const h = m.get(F.healthCheck);
+    if (!(h instanceof Map)) return { ok: false, errors: [{ path: '/healthCheck', message: 'must be a CBOR map' }] };
+    const unknown = [...h.keys()].filter((k) => !Object.values(H).includes(k as never));
+    if (unknown.length > 0) return { ok: false, errors: [{ path: '/healthCheck', message: `unknown key ${unknown[0]} in the CBOR health check` }] };
+    const policy = h.get(H.onUnverifiable);
+    const eps = h.get(H.endpoints);
+    json.healthCheck = {
+      commitTimeoutSeconds: h.get(H.commitTimeoutSeconds),
+      retrySeconds: h.get(H.retrySeconds),
+      onUnverifiable: policy === 0 ? 'commit' : policy === 1 ? 'revert' : policy,
+      ...(h.has(H.endpoints) && { endpoints: Array.isArray(eps) ? eps.map((e) => (e instanceof Map ? { host: e.get(1), port: e.get(2) } : e)) : eps }),
+    };
+  }
   const ca = m.get(F.gatewayCa);
   if (ca instanceof Uint8Array) {
     try {

@@ -1,7 +1,8 @@
 // A device's trust state and its transitions (docs/architecture.md §3, last part): what firmware holds in
 // flash, what a bundle changes, and how a TLS handshake's served chain is judged against it.
 // Pure: time comes in as `now` (seconds since the epoch); the state is plain JSON so a device can
-// persist it as it is.
+// persist it as it is. A device with a health check applies through provisional.ts instead, which
+// runs these same transitions inside a provisional window (docs/pin-safety.md).
 //
 //   const r = apply(state, bundleBytes, now);
 //   if (r.ok) persist(r.state) then ack 'applied'; else ack 'rejected' with r.reason;

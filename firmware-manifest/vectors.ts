@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { encodeCanonical, Tag, type CborValue } from './cbor.ts';
 import { ALG_EDDSA, COSE_SIGN1_TAG, hex, kidOf, payloadMap, sigStructure, signBundle, type BundleInput, type PinBundle, type RejectReason } from './codec.ts';
-import { encodeAck, encodeState, encodeTelemetry, type AckMessage, type StateMessage, type TelemetryMessage } from './messages.ts';
+import { encodeAck, encodeState, encodeTelemetry, type AckMessage, type AnyAck, type RevertedAck, type StateMessage, type TelemetryMessage, type VerifiedAck } from './messages.ts';
 import { apply, emptyState, type TrustState } from './trust-state.ts';
 
 export interface BundleVector {
@@ -314,7 +314,9 @@ export interface MessageVector {
   description: string;
   hex: string;
   /** the decoded message, or null where a decoder must refuse the bytes */
-  decoded: StateMessage | AckMessage | TelemetryMessage | null;
+  decoded: StateMessage | AnyAck | TelemetryMessage | null;
+  /** only a health-checked device sends it (docs/pin-safety.md): a gateway that does not count health checks refuses it */
+  healthCheck?: true;
 }
 
 /** Vectors for the device's own messages (docs/device-messages.md). */
@@ -354,8 +356,68 @@ export function messageVectors(): MessageVector[] {
     v('ack-rejected', 'ack', 'bundle rejected with a reason and a detail', encodeAck(rejected), rejected),
     v('ack-rejected-unreadable', 'ack', 'a bundle the device could not read: seq 0, no id', encodeAck(unreadable), unreadable),
     v('telemetry-pin-failure', 'telemetry', 'twelve handshakes to a server whose keys are not pinned, folded into one report', encodeTelemetry(telemetry), telemetry),
-    v('ack-invalid-status', 'ack', 'status 2 does not exist: refused', enc(new Map<number, CborValue>([[1, 2], [2, new Uint8Array(Buffer.from(id, 'hex'))], [3, 2]])), null),
+    v('ack-invalid-status', 'ack', 'status 4 does not exist: refused', enc(new Map<number, CborValue>([[1, 2], [2, new Uint8Array(Buffer.from(id, 'hex'))], [3, 4]])), null),
     v('state-invalid-text-keys', 'state', 'text map keys instead of integers: refused', new Uint8Array([0xa1, 0x63, 0x73, 0x65, 0x71, 0x02]), null),
     v('ack-invalid-unsorted-keys', 'ack', 'map keys out of order (3 before 1): not deterministic, refused', concat([0xa3], enc(3), enc(0), enc(1), enc(2), enc(2), enc(new Uint8Array(Buffer.from(id, 'hex')))), null),
+    ...healthCheckMessageVectors(),
+  ];
+}
+
+/**
+ * Vectors for what a health-checked device says (docs/pin-safety.md): its `state` during a
+ * provisional window, and the `verified`, `reverted` and unverified `applied` acks that close one.
+ */
+export function healthCheckMessageVectors(): MessageVector[] {
+  const id = hex(sha('a bundle being verified'));
+  const committedId = hex(sha('the last committed bundle'));
+  const api = { host: 'api.example.com', port: 443 };
+  const telemetry = { host: 'telemetry.example.com', port: 8883 };
+  const verifying: StateMessage = {
+    seq: 4,
+    bundleId: id,
+    firmware: '2.0.0',
+    model: 'th-100',
+    keyEpoch: 0,
+    time: fixtures.now + 5,
+    provisional: { previousSeq: 3, previousBundleId: committedId, openedAt: fixtures.now, deadline: fixtures.now + 60, pending: [api] },
+  };
+  const verified: VerifiedAck = { seq: 4, bundleId: id, status: 'verified', checked: [api, telemetry] };
+  const nothingToCheck: VerifiedAck = { seq: 4, bundleId: id, status: 'verified', checked: [] };
+  const mismatch: RevertedAck = {
+    seq: 4,
+    bundleId: id,
+    status: 'reverted',
+    reason: 'pin_mismatch',
+    endpoint: api,
+    servedPins: [b64(sha('served leaf key')), b64(sha('served intermediate key'))],
+    previousSeq: 3,
+    previousBundleId: committedId,
+  };
+  const silent: RevertedAck = {
+    seq: 1,
+    bundleId: id,
+    status: 'reverted',
+    reason: 'unverifiable',
+    endpoint: telemetry,
+    servedPins: [],
+    previousSeq: 0,
+    previousBundleId: null,
+    detail: 'telemetry.example.com:8883 did not answer in 6 attempts (ETIMEDOUT)',
+  };
+  const unverified: AckMessage = { seq: 4, bundleId: id, status: 'applied', unverified: [telemetry], detail: 'telemetry.example.com:8883 did not answer in 6 attempts (ETIMEDOUT)' };
+  const idBytes = new Uint8Array(Buffer.from(id, 'hex'));
+  const ep = new Map<number, CborValue>([[1, 'api.example.com'], [2, 443]]);
+  const v = (name: string, kind: MessageVector['kind'], description: string, bytes: Uint8Array, decoded: MessageVector['decoded'], healthCheck = decoded !== null): MessageVector => ({ name, kind, description, hex: hex(bytes), decoded, ...(healthCheck && { healthCheck: true as const }) });
+  return [
+    v('state-provisional', 'state', 'a device verifying bundle seq 4 under its new pins: seq and id are the provisional bundle, key 7 the committed one it would go back to and what is left to check', encodeState(verifying), verifying),
+    v('ack-verified', 'ack', 'every endpoint checked served a chain the new pins accept: committed', encodeAck(verified), verified),
+    v('ack-verified-nothing-to-check', 'ack', 'a bundle that enforces no pin set cannot lock the device out: verified with nothing checked', encodeAck(nothingToCheck), nothingToCheck),
+    v('ack-reverted-pin-mismatch', 'ack', 'api.example.com:443 served a chain none of the new pins match: the device is back on seq 3', encodeAck(mismatch), mismatch),
+    v('ack-reverted-unverifiable', 'ack', 'onUnverifiable "revert": an endpoint never answered within commitTimeoutSeconds; back on the firmware\'s initial pins (seq 0, no id)', encodeAck(silent), silent),
+    v('ack-applied-unverified', 'ack', 'onUnverifiable "commit": committed without verifying an endpoint that never answered (an applied ack: every gateway reads it)', encodeAck(unverified), unverified, false),
+    v('ack-invalid-verified-without-checked', 'ack', 'a verified ack must list the endpoints checked (key 6): refused', enc(new Map<number, CborValue>([[1, 4], [2, idBytes], [3, 2]])), null),
+    v('ack-invalid-reverted-without-endpoint', 'ack', 'a reverted ack must name the endpoint (key 8): refused', enc(new Map<number, CborValue>([[1, 4], [2, idBytes], [3, 3], [4, 'pin_mismatch'], [9, [sha('served')]], [10, 3], [11, null]])), null),
+    v('ack-invalid-checked-on-applied', 'ack', 'checked (key 6) belongs to a verified ack, not an applied one: refused', enc(new Map<number, CborValue>([[1, 4], [2, idBytes], [3, 0], [6, [ep]]])), null),
+    v('state-invalid-provisional-previous-not-below', 'state', 'a window whose previous seq (7.1) is not below the seq being verified: refused', enc(new Map<number, CborValue>([[1, 4], [2, idBytes], [3, '2.0.0'], [4, 'th-100'], [5, 0], [7, new Map<number, CborValue>([[1, 4], [2, null], [3, fixtures.now], [4, fixtures.now + 60], [5, []]])]])), null),
   ];
 }

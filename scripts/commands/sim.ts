@@ -3,11 +3,13 @@
 // provisioned elsewhere (`--gateway mqtt://HOST:PORT --credentials FILE --manifest FILE`). Runs until
 // --duration ends or SIGINT/SIGTERM, then disconnects every device cleanly. With a terminal, a live
 // view redrawn in place; without one, a line per change; with --json, one summary object at the end.
+// A model whose manifest (or scenario) declares a health check runs provisional apply
+// (docs/pin-safety.md): its devices ack `verified`, `reverted` or `applied` once their window closes.
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
-import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest } from '../../firmware-manifest/index.ts';
-import { allocate, Fleet, formatScenarioErrors, Handshakes, loadScenario, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
+import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
+import { allocate, Fleet, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
 
 const USAGE = `Usage:
   pinwave sim --api URL --devices N --group G [--model M] [--manifest FILE] [options]
@@ -30,8 +32,13 @@ check their pins against real TLS endpoints, as firmware would.
   --reject-rate R      share whose flash write fails: they reject with apply_failed
   --offline-rate R     share offline for a period (30 s to 5 min by default), then back
   --ack-delay-ms MIN-MAX   ack delay, uniform between MIN and MAX ms (or one fixed value)
-  --scenario FILE.json models, shares, behaviours and endpoints (device-sim/scenarios/ has examples);
-                       the flags above override its behaviours for every model
+  --scenario FILE.json models, shares, behaviours, health checks and endpoints (device-sim/scenarios/
+                       has examples); the flags above override its behaviours for every model
+  --no-health-check    no device runs a health check, whatever its manifest or the scenario says:
+                       every bundle is committed at once and acked applied. With one, a device applies
+                       a bundle provisionally, checks its endpoints under the new pins and acks
+                       verified or reverted (docs/pin-safety.md); a gateway that counts only applied
+                       and rejected acks drops those
   --seed S             behaviours are drawn from this seed (default 1): the same seed, the same fleet
   --duration D         stop after D, e.g. 60s or 5m (default: at SIGINT or SIGTERM)
   --verify-each        verify every bundle on every device (default: once per bundle and key set)
@@ -44,6 +51,20 @@ export interface SimHooks {
   signal?: AbortSignal;
   /** called once the fleet exists, before it connects (tests watch it) */
   onFleet?: (fleet: Fleet) => void;
+}
+
+/**
+ * Whether a manifest `pinwave sim` builds itself declares a health check of the scenario's endpoints
+ * (when the scenario has any and the model names none). Off while the gateway counts only `applied`
+ * and `rejected` acks and drops `verified` and `reverted`; the gateway that counts them turns it on here.
+ */
+export const HEALTH_CHECK_BY_DEFAULT = false;
+
+/** The health check of a default manifest: the scenario's endpoints, or none when it has none (a fleet with nothing to call acks at once). */
+export function defaultHealthCheck(endpoints: readonly CallHomeEndpoint[], byDefault = HEALTH_CHECK_BY_DEFAULT): ManifestHealthCheck | undefined {
+  if (!byDefault || endpoints.length === 0) return undefined;
+  const unique = [...new Map(endpoints.map((e) => [`${e.host}:${e.port}`, { host: e.host, port: e.port }])).values()];
+  return { endpoints: unique, commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' };
 }
 
 /** Placeholder pins of a default manifest with nothing to pin: valid, distinct, and matching no real key. */
@@ -68,6 +89,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     duration: { type: 'string' },
     'verify-each': { type: 'boolean', default: false },
     'handshake-each': { type: 'boolean', default: false },
+    'no-health-check': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   }, USAGE);
@@ -116,6 +138,11 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   let url: string;
   let fleetDevices: FleetDevice[];
   let models: FleetModel[];
+  const fleetModel = (m: ScenarioModel, base: FirmwareManifest, fallback?: ManifestHealthCheck): FleetModel => ({
+    manifest: withHealthCheck(base, values['no-health-check'] ? false : m.healthCheck, fallback),
+    behaviours: { ...m.behaviours, ...overrides },
+    ...(m.withoutHealthCheck && { withoutHealthCheck: m.withoutHealthCheck }),
+  });
   if (api !== undefined) {
     const n = devicesFlag ?? scenario?.devices;
     if (n === undefined) throw new UsageError('--api needs --devices N (or "devices" in the scenario)', USAGE);
@@ -123,10 +150,11 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     const info = await request<{ mqttUrl: string; publicKey: string }>(api, token!, 'GET', '/v1/info');
     if (typeof info?.mqttUrl !== 'string' || typeof info.publicKey !== 'string') throw new Error(`GET ${api}/v1/info did not return mqttUrl and publicKey`);
     const defaultPins = needDefault.length > 0 ? await pinsServedBy(endpoints) : [];
-    models = wanted.map((m) => ({
-      manifest: m.manifest ?? (manifest?.model === m.model ? manifest : undefined) ?? { model: m.model, firmware: m.firmware ?? '1.0.0', trustedKeys: [info.publicKey], pins: defaultPins },
-      behaviours: { ...m.behaviours, ...overrides },
-    }));
+    models = wanted.map((m) => {
+      const given = m.manifest ?? (manifest?.model === m.model ? manifest : undefined);
+      const built = given ?? { model: m.model, firmware: m.firmware ?? '1.0.0', trustedKeys: [info.publicKey], pins: defaultPins };
+      return fleetModel(m, built, given ? undefined : defaultHealthCheck(endpoints));
+    });
     const counts = allocate(n, wanted.map((m) => m.weight));
     // A run id in the device ids: a second run provisions new devices instead of colliding with the first's.
     const run = `sim-${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
@@ -147,7 +175,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     url = info.mqttUrl;
   } else {
     url = gatewayUrl!;
-    models = wanted.map((m) => ({ manifest: m.manifest ?? manifest!, behaviours: { ...m.behaviours, ...overrides } }));
+    models = wanted.map((m) => fleetModel(m, m.manifest ?? manifest!));
     const creds = await credentialsFrom(values.credentials!);
     const n = devicesFlag ?? scenario?.devices ?? creds.length;
     if (n > creds.length) throw new UsageError(`--devices is ${n} but ${values.credentials} holds ${creds.length} device${creds.length === 1 ? '' : 's'}`, USAGE);
@@ -241,14 +269,25 @@ const reasons = (r: FleetSummary['rejected']) => Object.entries(r).map(([k, v]) 
 const total = (r: FleetSummary['rejected']) => Object.values(r).reduce((a, b) => a + (b ?? 0), 0);
 const seqs = (s: FleetSummary) => Object.entries(s.seqs).sort((a, b) => Number(b[0]) - Number(a[0]));
 
+const revertedTotal = (s: FleetSummary) => Object.values(s.reverted).reduce((a, b) => a + b, 0);
+const revertedOn = (s: FleetSummary) => Object.entries(s.reverted).map(([k, v]) => `${k} ${v}`).join(', ');
+
+/** The health-check part of a line: only when some device has one. */
+function checks(s: FleetSummary): string | null {
+  if (s.healthChecked === 0) return null;
+  const rev = revertedTotal(s);
+  return `health-checked ${s.healthChecked}: verifying ${s.verifying}, verified ${s.verified}, reverted ${rev}${rev ? ` (${revertedOn(s)})` : ''}`;
+}
+
 function line(s: FleetSummary): string {
   const rej = total(s.rejected);
   return [
     `sim: ${s.devices} devices, ${s.connected} connected${s.offline ? `, ${s.offline} offline` : ''}`,
     seqs(s).map(([q, n]) => `seq ${q}: ${n}`).join(', '),
     `acked ${s.acked}, rejected ${rej}${rej ? ` (${reasons(s.rejected)})` : ''}${s.unacked ? `, unacked ${s.unacked}` : ''}${s.crashed ? `, crashed ${s.crashed}` : ''}`,
+    checks(s),
     `failing ${s.failing}, pin failures ${s.pinFailures.observed} (${s.pinFailures.reported} reported)`,
-  ].join(' | ');
+  ].filter((x) => x !== null).join(' | ');
 }
 
 function block(s: FleetSummary, ms: number): string[] {
@@ -264,6 +303,7 @@ function block(s: FleetSummary, ms: number): string[] {
     `  connected ${String(s.connected).padStart(7)}  [${bar(s.connected)}]${s.offline ? `  offline ${s.offline}` : ''}`,
     ...seqs(s).map(([q, n]) => `  seq ${q.padEnd(5)} ${String(n).padStart(7)}  [${bar(n)}]`),
     `  acked ${s.acked}   rejected ${rej}${rej ? ` (${reasons(s.rejected)})` : ''}   unacked ${s.unacked}   crashed ${s.crashed}`,
+    ...(s.healthChecked > 0 ? [`  ${checks(s)}`] : []),
     `  failing ${s.failing}   pin failures ${s.pinFailures.observed} seen, ${s.pinFailures.reported} reported, ${s.pinFailures.queued} queued`,
   ];
 }

@@ -43,6 +43,23 @@ t.test('a rotating endpoint serves its old key, then its new one, to real handsh
   await api.close();
 });
 
+t.test('a fresh check never joins a shared or in-flight handshake, and later shared checks may use its result', async (t) => {
+  const api = await startTlsEndpoint({ name: 'api.example.com', keys: 2 });
+  t.teardown(() => api.close());
+  const shared = new Handshakes({ windowMs: 60_000 });
+  await shared.get(api.callHome);
+  api.rotate();
+  const cached = await shared.get(api.callHome);
+  t.same(cached.ok && cached.pins.map((p) => `sha256/${p}`), [api.pins[0]], 'a shared check still sees the old key');
+  const inFlight = shared.get(api.callHome, { fresh: true });
+  const fresh = await Promise.all([inFlight, shared.get(api.callHome, { fresh: true })]);
+  t.ok(fresh.every((r) => r.ok && `sha256/${r.pins[0]}` === api.pins[1]), 'fresh checks see the key served now');
+  t.same(shared.counters, { performed: 3, shared: 1, failed: 0 }, 'each fresh check its own handshake, even two at once');
+  const after = await shared.get(api.callHome);
+  t.same(after.ok && after.pins.map((p) => `sha256/${p}`), [api.pins[1]], 'and the shared result is the fresh one now');
+  t.equal(shared.counters.performed, 3);
+});
+
 t.test('checks of one endpoint share a handshake within the window; --handshake-each does not', async (t) => {
   const api = await startTlsEndpoint({ name: 'api.example.com' });
   t.teardown(() => api.close());

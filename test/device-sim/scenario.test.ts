@@ -2,7 +2,7 @@
 import t from 'tap';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { allocate, formatScenarioErrors, loadScenario, validateScenario } from '../../device-sim/scenario.ts';
+import { allocate, formatScenarioErrors, loadScenario, validateScenario, withHealthCheck } from '../../device-sim/scenario.ts';
 import { formatPin, generateKeyPair } from '../../firmware-manifest/index.ts';
 
 const examples = new URL('../../device-sim/scenarios/', import.meta.url).pathname;
@@ -12,7 +12,7 @@ const manifest = { model: 'th-100', firmware: '1.4.2', trustedKeys: [key.publicP
 
 t.test('the example scenarios are valid', async (t) => {
   const files = readdirSync(examples).filter((f) => f.endsWith('.json'));
-  t.ok(files.length >= 2, files.join(', '));
+  t.ok(files.length >= 3, files.join(', '));
   for (const f of files) {
     const r = await loadScenario(join(examples, f));
     t.ok(r.ok, r.ok ? f : `${f}: ${formatScenarioErrors(r.errors)}`);
@@ -86,4 +86,55 @@ t.test('devices are split between models by weight, exactly', async (t) => {
   t.same(allocate(10, [1, 1, 1]), [4, 3, 3]);
   t.same(allocate(1, [1, 5]), [0, 1]);
   t.same(allocate(7, [0.5]), [7]);
+});
+
+t.test('a scenario declares health checks, for all its models or one, turns one off with false, and gives a share older firmware', async (t) => {
+  const hc = { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'revert' };
+  const r = await validateScenario({
+    healthCheck: hc,
+    models: [
+      { model: 'a' },
+      { model: 'b', healthCheck: false },
+      { model: 'c', healthCheck: { ...hc, onUnverifiable: 'commit', endpoints: [{ host: 'api.example.com' }] }, withoutHealthCheck: { share: 0.3, firmware: '1.0.0' } },
+    ],
+  });
+  if (!r.ok) return t.fail(formatScenarioErrors(r.errors));
+  t.same(r.scenario.healthCheck, hc);
+  t.same(r.scenario.models.map((m) => m.healthCheck), [hc, false, { ...hc, onUnverifiable: 'commit', endpoints: [{ host: 'api.example.com' }] }], "a model's own over the scenario's");
+  t.same(r.scenario.models[2].withoutHealthCheck, { share: 0.3, firmware: '1.0.0' });
+  const example = await loadScenario(join(examples, 'health-check.json'));
+  t.match(example.ok && example.scenario.models[0], { healthCheck: { commitTimeoutSeconds: 120, retrySeconds: 10, onUnverifiable: 'commit' }, withoutHealthCheck: { share: 0.2 } });
+});
+
+t.test('withHealthCheck: a model setting over the manifest, false takes it away, a fallback only where neither says', async (t) => {
+  const own = { commitTimeoutSeconds: 30, retrySeconds: 3, onUnverifiable: 'commit' as const };
+  const set = { commitTimeoutSeconds: 90, retrySeconds: 9, onUnverifiable: 'revert' as const };
+  const fallback = { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' as const };
+  const withOwn = { ...manifest, healthCheck: own };
+  t.same(withHealthCheck(withOwn, set).healthCheck, set);
+  t.notOk('healthCheck' in withHealthCheck(withOwn, false), 'false: none, whatever the manifest says');
+  t.same(withHealthCheck(withOwn, undefined, fallback).healthCheck, own, "the manifest's own over the fallback");
+  t.same(withHealthCheck(manifest, undefined, fallback).healthCheck, fallback);
+  t.notOk('healthCheck' in withHealthCheck(manifest, undefined), 'nothing said anywhere: none');
+});
+
+t.test('health-check errors in a scenario name their JSON path', async (t) => {
+  const bad = async (value: unknown) => {
+    const r = await validateScenario(value);
+    return r.ok ? [] : r.errors;
+  };
+  t.same(await bad({ healthCheck: true }), [{ path: '/healthCheck', message: 'must be a health check ({ "commitTimeoutSeconds", "retrySeconds", "onUnverifiable", "endpoints"? }) or false' }]);
+  t.same(await bad({ healthCheck: 'yes' }), [{ path: '/healthCheck', message: 'must be object,boolean' }]);
+  t.same(await bad({ models: [{ model: 'a', healthCheck: { commitTimeoutSeconds: 10, retrySeconds: 20, onUnverifiable: 'never' } }] }), [
+    { path: '/models/0/healthCheck/onUnverifiable', message: 'must be one of "commit", "revert"' },
+    { path: '/models/0/healthCheck/retrySeconds', message: 'must be at most commitTimeoutSeconds (10), got 20: a retry must fall inside the window' },
+  ]);
+  t.same(await bad({ models: [{ model: 'a', healthCheck: { retrySeconds: 5, onUnverifiable: 'commit', endpoints: [{ host: '*.example.com' }] } }] }), [
+    { path: '/models/0/healthCheck', message: 'missing required field "commitTimeoutSeconds"' },
+    { path: '/models/0/healthCheck/endpoints/0/host', message: 'cannot be a wildcard: a health check dials a host, got "*.example.com"' },
+  ]);
+  t.same(await bad({ models: [{ model: 'a', withoutHealthCheck: { share: 2 } }, { model: 'b', withoutHealthCheck: { firmware: '1' } }] }), [
+    { path: '/models/0/withoutHealthCheck/share', message: 'must be <= 1' },
+    { path: '/models/1/withoutHealthCheck', message: 'missing required field "share"' },
+  ]);
 });

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { signBundle } from '../../firmware-manifest/codec.ts';
 import { generateKeyPair } from '../../firmware-manifest/keys.ts';
-import { bundleFitsManifest, decodeManifest, encodeManifest, formatManifestErrors, initialState, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
+import { bundleFitsManifest, decodeManifest, encodeManifest, formatManifestErrors, healthCheckOf, initialState, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
+import { decodeCanonical, encodeCanonical } from '../../firmware-manifest/cbor.ts';
 import { apply, checkChain } from '../../firmware-manifest/trust-state.ts';
 
 const pin = (s: string) => 'sha256/' + createHash('sha256').update(s).digest('base64');
@@ -84,4 +85,77 @@ t.test('pre-flight: a bundle a model cannot accept is named with the reason', as
   t.match(bundleFitsManifest(manifest({ acceptedVersions: [2] }), signed.bytes, 1), { ok: false, reason: 'unsupported_version' });
   t.match(bundleFitsManifest(manifest({ trustedKeys: [generateKeyPair().publicPem] }), signed.bytes, 1), { ok: false, reason: 'unknown_key' });
   t.same(bundleFitsManifest(manifest({ trustedKeys: [generateKeyPair().publicPem] }), signed.bytes, 1, [key.publicKey]), { ok: true }, 'unless the fleet rotated to that key');
+});
+
+t.test('an unknown field no longer hides the other problems: every error is reported at once', async (t) => {
+  const r = validateManifest({ ...manifest({ trustedKeys: ['not a key'], pins: [{ host: 'api.example.com', pins: [pin('a'), 'sha256/short'] }], healthCheck: { commitTimeoutSeconds: 30, retrySeconds: 60, onUnverifiable: 'commit' } }), color: 'red' });
+  t.notOk(r.ok);
+  const paths = r.ok ? [] : r.errors.map((e) => e.path).sort();
+  t.same(paths, ['', '/healthCheck/retrySeconds', '/pins/0/pins', '/pins/0/pins/1', '/trustedKeys/0'], r.ok ? '' : formatManifestErrors(r.errors));
+  const junk = validateManifest({ model: 7, firmware: '1', trustedKeys: [3, ''], pins: [{ host: 'a.example.com', pins: [1, pin('a')] }, 'nope'], gatewayCa: 5, healthCheck: [] });
+  t.notOk(junk.ok, 'a manifest wrong in shape everywhere is refused without a throw');
+  t.ok(!junk.ok && junk.errors.every((e) => e.path !== '' || /unknown|missing/.test(e.message)), !junk.ok ? formatManifestErrors(junk.errors) : '');
+  t.notOk(validateManifest('a string').ok);
+  t.notOk(validateManifest(null).ok);
+});
+
+const healthCheck = { endpoints: [{ host: 'api.example.com' }, { host: 'ota.example.com', port: 8443 }], commitTimeoutSeconds: 120, retrySeconds: 15, onUnverifiable: 'revert' as const };
+
+t.test('a manifest may declare a health check, ports defaulting to 443', async (t) => {
+  const r = validateManifest(manifest({ healthCheck }));
+  if (!r.ok) return t.fail(formatManifestErrors(r.errors));
+  t.same(healthCheckOf(r.manifest), { endpoints: [{ host: 'api.example.com', port: 443 }, { host: 'ota.example.com', port: 8443 }], commitTimeoutSeconds: 120, retrySeconds: 15, onUnverifiable: 'revert' });
+  t.same(healthCheckOf(manifest({ healthCheck: { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' } })), { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' }, 'without endpoints: the enforced endpoints of each new bundle');
+  t.equal(healthCheckOf(manifest()), null, 'none declared: none');
+});
+
+t.test('health check errors name the field', async (t) => {
+  const cases: [unknown, string, RegExp][] = [
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5 }, '/healthCheck', /missing required field "onUnverifiable"/],
+    [{ retrySeconds: 5, onUnverifiable: 'commit' }, '/healthCheck', /missing required field "commitTimeoutSeconds"/],
+    [{ commitTimeoutSeconds: 60, onUnverifiable: 'commit' }, '/healthCheck', /missing required field "retrySeconds"/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'maybe' }, '/healthCheck/onUnverifiable', /must be one of "commit", "revert"/],
+    [{ commitTimeoutSeconds: 0, retrySeconds: 5, onUnverifiable: 'commit' }, '/healthCheck/commitTimeoutSeconds', />= 1/],
+    [{ commitTimeoutSeconds: 1.5, retrySeconds: 1, onUnverifiable: 'commit' }, '/healthCheck/commitTimeoutSeconds', /integer/],
+    [{ commitTimeoutSeconds: 10, retrySeconds: 30, onUnverifiable: 'commit' }, '/healthCheck/retrySeconds', /must be at most commitTimeoutSeconds \(10\), got 30/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', endpoints: [] }, '/healthCheck/endpoints', /fewer than 1/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', endpoints: [{ host: '*.example.com' }] }, '/healthCheck/endpoints/0/host', /cannot be a wildcard/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', endpoints: [{ host: 'a.example.com' }, { host: 'a.example.com', port: 443 }] }, '/healthCheck/endpoints/1', /a\.example\.com:443 is listed twice/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', endpoints: [{ host: 'a.example.com', port: 70000 }] }, '/healthCheck/endpoints/0/port', /<= 65535/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', endpoints: [{ host: 'A.example.com' }] }, '/healthCheck/endpoints/0/host', /pattern/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', endpoints: [{ host: 'a.example.com', path: '/' }] }, '/healthCheck/endpoints/0', /unknown field "path"/],
+    [{ commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit', every: 5 }, '/healthCheck', /unknown field "every"/],
+  ];
+  for (const [hc, path, message] of cases) {
+    const r = validateManifest({ ...manifest(), healthCheck: hc });
+    if (r.ok) { t.fail(`accepted: expected ${path} ${message}`); continue; }
+    const hit = r.errors.find((e) => e.path === path);
+    t.ok(hit, `an error at "${path}" (got ${formatManifestErrors(r.errors)})`);
+    if (hit) t.match(hit.message, message, path);
+  }
+});
+
+t.test('the CBOR flash form carries the health check', async (t) => {
+  const m = manifest({ healthCheck });
+  const bytes = encodeManifest(m);
+  const back = decodeManifest(bytes);
+  if (!back.ok) return t.fail(formatManifestErrors(back.errors));
+  t.same(back.manifest.healthCheck, { commitTimeoutSeconds: 120, retrySeconds: 15, onUnverifiable: 'revert', endpoints: [{ host: 'api.example.com', port: 443 }, { host: 'ota.example.com', port: 8443 }] }, 'ports written out');
+  t.same(healthCheckOf(back.manifest), healthCheckOf(m), 'the same policy from either form');
+  t.ok(bytes.length > encodeManifest(manifest()).length, 'present only when declared');
+  const noList = decodeManifest(encodeManifest(manifest({ healthCheck: { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' } })));
+  t.same(noList.ok && noList.manifest.healthCheck, { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' });
+  t.equal(decodeManifest(encodeManifest(manifest())).ok && 'healthCheck' in (decodeManifest(encodeManifest(manifest())) as { manifest: object }).manifest, false, 'a manifest without one decodes without one');
+  // Hostile flash forms: each names the health check.
+  const withKey11 = (v: unknown) => {
+    const d = decodeCanonical(encodeManifest(manifest()));
+    if (!d.ok || !(d.value instanceof Map)) throw new Error('fixture');
+    d.value.set(11, v as never);
+    return decodeManifest(encodeCanonical(d.value));
+  };
+  const err = (r: ReturnType<typeof decodeManifest>) => (r.ok ? 'accepted' : formatManifestErrors(r.errors));
+  t.match(err(withKey11(5)), /\/healthCheck: must be a CBOR map/);
+  t.match(err(withKey11(new Map([[1, 60], [2, 5], [3, 0], [9, 1]]))), /\/healthCheck: unknown key 9/);
+  t.match(err(withKey11(new Map([[1, 60], [2, 5], [3, 2]]))), /\/healthCheck\/onUnverifiable: must be one of/);
+  t.match(err(withKey11(new Map([[1, 60], [2, 90], [3, 1]]))), /\/healthCheck\/retrySeconds: must be at most commitTimeoutSeconds/);
 });

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { main } from '../../scripts/commands/sim.ts';
+import { defaultHealthCheck, HEALTH_CHECK_BY_DEFAULT, main } from '../../scripts/commands/sim.ts';
 import type { Io } from '../../scripts/args.ts';
 import { harness, newPins, until, type Harness } from '../fixtures/gateway.ts';
 import { startTlsEndpoint } from '../../device-sim/endpoints.ts';
@@ -51,7 +51,7 @@ t.test('wrong flags are usage errors that name the flag, before anything runs', 
   }
   const { io, out } = fakeIo();
   t.equal(await main(['--help'], io), 0);
-  t.match(out.join('\n'), /--api URL[\s\S]*--handshake-each/);
+  t.match(out.join('\n'), /--api URL[\s\S]*--no-health-check[\s\S]*--handshake-each/);
   t.equal(await main(['-h'], io), 0);
 });
 
@@ -243,4 +243,69 @@ t.test('--api reports what the API said when it refuses, and a default manifest 
   const endpointDown = join(t.testdir(), 's.json');
   writeFileSync(endpointDown, JSON.stringify({ endpoints: [{ host: 'api.example.com', connect: '127.0.0.1:1' }] }));
   await t.rejects(main(['--api', api.url, '--devices', '2', '--group', 'g', '--scenario', endpointDown], ok.io), /cannot read what api\.example\.com:443 serves/);
+});
+
+t.test('a scenario with a health check: its devices verify with real handshakes, and --no-health-check turns it off', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const endpoint = await startTlsEndpoint({ name: 'api.example.com' });
+  t.teardown(() => endpoint.close());
+  const { credentials, dir } = await provisioned(t, h, 6);
+  const manifest = join(dir, 'manifest-pinning-endpoint.json');
+  writeFileSync(manifest, JSON.stringify({ ...h.manifest, pins: [{ host: 'api.example.com', pins: [endpoint.pins[0], endpoint.backupPin] }] }));
+  const scenario = join(dir, 'health-check.json');
+  writeFileSync(
+    scenario,
+    JSON.stringify({
+      endpoints: [{ host: 'api.example.com', connect: `127.0.0.1:${endpoint.address.port}` }],
+      callHomeSeconds: 0,
+      models: [{ model: 'th-100', healthCheck: { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' }, withoutHealthCheck: { share: 0.5, firmware: '0.9.0' } }],
+    }),
+  );
+  const rollouts: string[] = [];
+  const push = async (fleet: Fleet) => {
+    // (This gateway counts applied and rejected acks only: the first rollout is still running when the second comes.)
+    for (const id of rollouts.splice(0)) await h.gw.abortRollout(id, 'alice');
+    const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [endpoint.pins[0], endpoint.backupPin] }] }, 'alice');
+    rollouts.push((await h.gw.createRollout({ bundle: bundle.id, target: { devices: fleet.devices.map((d) => d.id) }, waves: [{ size: '100%' }], start: true }, 'alice')).rollout.id);
+  };
+  const checked = fakeIo();
+  let sent = false;
+  let older = 0;
+  t.equal(
+    await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats', '--scenario', scenario, '--seed', 'hc'], checked.io, async (fleet) => {
+      if (!sent) {
+        if (h.gw.connectedCount() < 6) return false;
+        sent = true;
+        await push(fleet);
+      }
+      const s = fleet.summary();
+      older = fleet.devices.filter((d) => d.healthCheck === null).length;
+      return s.healthChecked === 6 - older && s.verified === 6 - older && s.acked === older;
+    }, 'health-checked devices to verify and the older ones to apply'),
+    0,
+  );
+  t.ok(older > 0 && older < 6, `${older} of 6 on older firmware`);
+  t.match(checked.out.at(-1), new RegExp(`\\| health-checked ${6 - older}: verifying 0, verified ${6 - older}, reverted 0 \\|`), 'the live view shows the health checks');
+  const off = fakeIo();
+  sent = false;
+  t.equal(
+    await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats', '--scenario', scenario, '--no-health-check', '--json'], off.io, async (fleet) => {
+      if (!sent) {
+        if (h.gw.connectedCount() < 6) return false;
+        sent = true;
+        await push(fleet);
+      }
+      return fleet.summary().acked === 6;
+    }, 'every device to apply at once'),
+    0,
+  );
+  t.match(JSON.parse(off.out[0]), { healthChecked: 0, verified: 0, acked: 6 });
+});
+
+t.test('a manifest pinwave sim builds declares no health check by default yet; the switch gives one of the scenario endpoints', async (t) => {
+  t.equal(HEALTH_CHECK_BY_DEFAULT, false, 'off while the gateway counts only applied and rejected');
+  const endpoints = [{ host: 'api.example.com', port: 443, connect: { host: '127.0.0.1', port: 8443 } }, { host: 'ota.example.com', port: 8883 }, { host: 'api.example.com', port: 443 }];
+  t.equal(defaultHealthCheck(endpoints), undefined);
+  t.same(defaultHealthCheck(endpoints, true), { endpoints: [{ host: 'api.example.com', port: 443 }, { host: 'ota.example.com', port: 8883 }], commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' });
+  t.equal(defaultHealthCheck([], true), undefined, 'a fleet with nothing to call acks at once');
 });
