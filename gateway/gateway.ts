@@ -192,6 +192,32 @@ export class Gateway {
     return gw;
   }
 
+  // ---------------------------------------------------------------- shutdown (`pinwave gateway`)
+
+  /** Shutdown, first step: stops the rollout timer and stops taking device connections and messages (broker.stopAccepting). */
+  stopAccepting(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#broker.stopAccepting();
+  }
+
+  /** Resolves once every device message taken has been handled, and every task that started has ended (those it starts too). */
+  async settled(): Promise<void> {
+    await this.#broker.settled();
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Device tasks in flight now. */
+  get pendingTasks(): number {
+    return this.#pending.size;
+  }
+
+  /** Writes what the gateway holds in memory (telemetry aggregates included) to the store now; rejects when the store cannot be written. */
+  async flush(): Promise<void> {
+    await this.#store.putTelemetry(this.#telemetry.toJSON());
+    await this.#store.flush();
+  }
+
   /** Stops the timer and the broker, waits for work in flight, and flushes the store. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
