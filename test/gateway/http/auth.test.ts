@@ -29,6 +29,7 @@ t.test('no token or a wrong one is 401; the wrong role is 403 naming the role ne
   t.equal((await a.call('POST', '/v1/bundles', { as: 'viewer', body: { nonsense: true } })).statusCode, 403, 'a forbidden body is not even validated');
   for (const url of ['/healthz', '/metrics', '/docs']) t.equal((await a.call('GET', url, { as: null })).statusCode, 200, `${url} is open`);
   t.equal((await a.call('GET', '/v1/info', { as: null })).statusCode, 401, '/v1/info is not');
+  t.match((await a.call('GET', '/v1/nowhere', { as: null })).json(), { statusCode: 404, code: 'PW_NOT_FOUND', message: 'no route GET /v1/nowhere' }, 'no route: 404, whatever the token');
 });
 
 t.test('roles are ordered viewer < operator < admin', async (t) => {
