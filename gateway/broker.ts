@@ -117,6 +117,7 @@ export type ConnectRefusal =
   | 'will' //               a will is a publish made later on the device's behalf; devices have none (5)
   | 'disconnected' //       disconnect(id) was called while authenticate() was running (5)
   | 'auth_error' //         authenticate() threw (3, server unavailable)
+  | 'shutting_down' //      stopAccepting() was called: the gateway is stopping (3, server unavailable)
   | 'protocol' //           not MQTT 3.1/3.1.1, refused by aedes (1)
   | 'other'; //             any other refusing CONNACK aedes sent
 
@@ -191,6 +192,7 @@ export class DeviceBroker {
       will: 0,
       disconnected: 0,
       auth_error: 0,
+      shutting_down: 0,
       protocol: 0,
       other: 0,
     },
@@ -215,6 +217,12 @@ export class DeviceBroker {
   #closeWebSockets: (() => void) | null = null;
   #ports: BrokerPorts = { tcp: 0 };
   #closing: Promise<void> | null = null;
+  // Shutdown (stopAccepting, settled): device publishes authorized, and so PUBACKed, whose
+  // `published` hook has not run yet, and who waits for there to be none.
+  #accepting = true;
+  #taken = 0;
+  #settledWaiters: Array<() => void> = [];
+  #serversClosed: Promise<void>[] | null = null;
 
   /** Starts aedes and the listeners; resolves once every listener is bound. */
   static async start(options: DeviceBrokerOptions): Promise<DeviceBroker> {
@@ -248,7 +256,10 @@ export class DeviceBroker {
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
       authorizeForward: (client, packet) => this.#authorizeForward(client, packet),
       published: (packet, client, done) => {
-        if (client) this.#deviceMessage(client, packet);
+        if (client) {
+          this.#deviceMessage(client, packet);
+          this.#untake();
+        }
         done(null);
       },
     });
@@ -352,6 +363,25 @@ export class DeviceBroker {
     return true;
   }
 
+  /**
+   * The first step of a shutdown: closes the listeners and refuses, from now on, every CONNECT
+   * (CONNACK 3, server unavailable), SUBSCRIBE and PUBLISH (the connection is closed unacked, so
+   * the device sends it again to the next gateway). Sessions stay open, and what was taken before
+   * still reaches `onMessage`: `settled()` says when it all has.
+   */
+  stopAccepting(): void {
+    if (!this.#accepting) return;
+    this.#accepting = false;
+    this.#serversClosed ??= this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    this.#log.info({ taken: this.#taken }, 'broker stopped accepting device messages');
+  }
+
+  /** Resolves once every device publish authorized so far (PUBACKed, for QoS 1) has been passed to `onMessage`. */
+  settled(): Promise<void> {
+    if (this.#taken === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#settledWaiters.push(resolve));
+  }
+
   /** Closes the listeners, every connection (authenticated or not) and aedes. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -359,9 +389,9 @@ export class DeviceBroker {
   }
 
   async #close(): Promise<void> {
-    const serversClosed = this.#servers.map(
+    const serversClosed = (this.#serversClosed ??= this.#servers.map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),
-    );
+    ));
     this.#closeWebSockets?.();
     await new Promise<void>((resolve) => this.#aedes.close(() => resolve()));
     // Connections that never authenticated are not aedes clients; without this a silent one
@@ -432,7 +462,7 @@ export class DeviceBroker {
   }
 
   #accept(stream: Duplex, req?: IncomingMessage): void {
-    if (this.#closing) {
+    if (this.#closing || !this.#accepting) {
       stream.destroy();
       return;
     }
@@ -463,6 +493,7 @@ export class DeviceBroker {
     if (attempt.hasWill) return refuse('will', 5);
     if (username === undefined || password === undefined) return refuse('missing_credentials', 4);
     if (username !== id) return refuse('username_mismatch', 4);
+    if (!this.#accepting) return refuse('shutting_down', 3);
     const epoch = this.#disconnectEpoch.get(id) ?? 0;
     let verdict: Promise<boolean>;
     try {
@@ -473,6 +504,7 @@ export class DeviceBroker {
     verdict.then(
       (ok) => {
         if ((this.#disconnectEpoch.get(id) ?? 0) !== epoch) return refuse('disconnected', 5);
+        if (!this.#accepting) return refuse('shutting_down', 3);
         if (ok !== true) return refuse('bad_credentials', 4);
         done(null, true);
       },
@@ -499,6 +531,7 @@ export class DeviceBroker {
   }
 
   #authorizeSubscribe(client: Client, sub: Subscription, done: Parameters<Aedes['authorizeSubscribe']>[2]): void {
+    if (!this.#accepting) return done(null, null);
     if (isFilterWithinDevice(sub.topic, client.id)) return done(null, sub);
     this.#deny('subscribe', client.id, sub.topic);
     // a null subscription is granted 0x80 (failure) in the SUBACK; the connection stays open
@@ -508,6 +541,7 @@ export class DeviceBroker {
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     // aedes passes no client only for wills of a dead broker; devices have no wills.
     if (!client) return done(new Error('publish without a device refused'));
+    if (!this.#accepting) return done(new Error('gateway shutting down'));
     const topic = parseDeviceTopic(packet.topic);
     if (!topic || topic.id !== client.id || !isDeviceMessageKind(topic.kind)) {
       return this.#refusePublish('publish_topic', client.id, packet.topic, done);
@@ -522,6 +556,8 @@ export class DeviceBroker {
       this.#log.info({ deviceId: client.id, size, limit: this.#maxPayloadBytes }, 'publish refused: payload too large');
       return done(new Error(`payload of ${size} bytes over the ${this.#maxPayloadBytes}-byte limit`));
     }
+    // Taken: aedes PUBACKs it now and runs `published` later; a shutdown waits for that (settled()).
+    this.#taken++;
     done(null);
   }
 
@@ -534,6 +570,14 @@ export class DeviceBroker {
   #deny(denial: AclDenial, deviceId: string, topic: string): void {
     this.#counters.aclDenied[denial]++;
     this.#log.info({ deviceId, denial, topic: topic.slice(0, 200) }, 'ACL denied');
+  }
+
+  #untake(): void {
+    if (this.#taken > 0) this.#taken--;
+    if (this.#taken > 0 || this.#settledWaiters.length === 0) return;
+    const waiters = this.#settledWaiters;
+    this.#settledWaiters = [];
+    for (const w of waiters) w();
   }
 
   #authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {

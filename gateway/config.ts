@@ -17,6 +17,7 @@
 //   keyPath: /etc/pinwave/signing.key  # required (or PINWAVE_KEY / --key)
 //   host: 127.0.0.1
 //   logLevel: info
+//   shutdownTimeout: 10s               # or seconds; in-flight work gets this long after SIGTERM
 //   mqtt:
 //     port: 1883
 //     maxPayloadBytes: 16384
@@ -24,6 +25,8 @@
 //     websocket: { port: 8083, path: /mqtt }
 //   http:
 //     port: 8080
+//     host: 127.0.0.1                  # default: host above
+//     tls: { key: tls/api.key, cert: tls/api.crt }   # HTTPS; default off
 //     trustProxy: false
 //   tokens:
 //     - { name: alice, role: operator, hash: "sha256:..." }
@@ -45,8 +48,10 @@ export interface ConfigFile {
   dataDir?: string;
   /** the bundle signing key, PKCS#8 PEM, readable by its owner only; required here, in PINWAVE_KEY or as --key */
   keyPath?: string;
-  /** the address the MQTT and HTTP listeners bind; default 127.0.0.1 (PINWAVE_HOST, --host) */
+  /** the address the MQTT listeners bind, and the HTTP one unless `http.host` is set; default 127.0.0.1 (PINWAVE_HOST, --host) */
   host?: string;
+  /** after SIGTERM or SIGINT, how long the gateway may take to stop: in-flight work gets most of it, the last store write the rest; seconds or "10s", "2m"; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, --shutdown-timeout) */
+  shutdownTimeout?: number | string;
   /** pino level of the JSON log on stderr: fatal, error, warn, info, debug, trace or silent; default info (PINWAVE_LOG_LEVEL) */
   logLevel?: LogLevel;
   mqtt?: {
@@ -62,6 +67,10 @@ export interface ConfigFile {
   http?: {
     /** the HTTP API port, 0 for an ephemeral one; default 8080 (PINWAVE_HTTP_PORT, --http-port) */
     port?: number;
+    /** the address the HTTP API binds; default `host` (PINWAVE_HTTP_HOST, --http-host) */
+    host?: string;
+    /** serve the API over HTTPS; `key` and `cert` are PEM files (the cert file may hold the chain); default off */
+    tls?: { key: string; cert: string };
     /** take the caller's address from X-Forwarded-For (behind a reverse proxy); default false */
     trustProxy?: boolean;
   };
@@ -90,7 +99,9 @@ export interface GatewayConfig {
     tls?: { port: number; key: Buffer; cert: Buffer; ca?: Buffer };
     websocket?: { port: number; path: string };
   };
-  http: { port: number; trustProxy: boolean };
+  http: { port: number; host: string; tls?: { key: Buffer; cert: Buffer }; trustProxy: boolean };
+  /** how long a shutdown may take, ms */
+  shutdownTimeoutMs: number;
   tokens: ApiToken[];
   manifests: FirmwareManifest[];
   waves?: WavePlanInput[];
@@ -106,9 +117,14 @@ export interface ConfigFlags {
   host?: string;
   mqttPort?: number;
   httpPort?: number;
+  httpHost?: string;
+  /** seconds */
+  shutdownTimeout?: number;
 }
 
-export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel };
+export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, shutdownTimeoutSeconds: 10 };
+/** The longest shutdown timeout, seconds: a supervisor waits this long at most for a gateway to stop. */
+export const MAX_SHUTDOWN_SECONDS = 3600;
 
 /** Every problem found, one per line, each naming its key. */
 export class ConfigError extends Error {
@@ -118,11 +134,12 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', '$schema'];
 const MQTT_KEYS = ['port', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
 const WS_KEYS = ['port', 'path'];
-const HTTP_KEYS = ['port', 'trustProxy'];
+const HTTP_KEYS = ['port', 'host', 'tls', 'trustProxy'];
+const HTTP_TLS_KEYS = ['key', 'cert'];
 const TOKEN_KEYS = ['name', 'role', 'hash'];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
@@ -158,6 +175,16 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const fileHttpPort = c.port(http.port, 'config.http.port');
   const maxPayloadBytes = c.int(mqtt.maxPayloadBytes, 'config.mqtt.maxPayloadBytes', 64, 256 * 1024 * 1024);
   const trustProxy = c.bool(http.trustProxy, 'config.http.trustProxy') ?? false;
+  // ---- the HTTP listener of its own, and the shutdown bound
+  const fileHttpHost = c.string(http.host, 'config.http.host');
+  let httpTls: GatewayConfig['http']['tls'];
+  if (http.tls !== undefined) {
+    const t = c.record(http.tls, 'config.http.tls', HTTP_TLS_KEYS, '{ key, cert }');
+    const key = c.file(c.string(t.key, 'config.http.tls.key', true), 'config.http.tls.key', path);
+    const cert = c.file(c.string(t.cert, 'config.http.tls.cert', true), 'config.http.tls.cert', path);
+    if (key && cert) httpTls = { key, cert };
+  }
+  const fileShutdown = c.duration(raw.shutdownTimeout, 'config.shutdownTimeout', MAX_SHUTDOWN_SECONDS, '"10s" or "2m"');
 
   let tls: GatewayConfig['mqtt']['tls'];
   if (mqtt.tls !== undefined) {
@@ -193,6 +220,10 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const envMqttPort = envPort('PINWAVE_MQTT_PORT');
   const envHttpPort = envPort('PINWAVE_HTTP_PORT');
   const envLevel = env.PINWAVE_LOG_LEVEL ? c.oneOf(env.PINWAVE_LOG_LEVEL, LOG_LEVELS, 'PINWAVE_LOG_LEVEL') : undefined;
+  const envShutdown = env.PINWAVE_SHUTDOWN_TIMEOUT ? c.duration(/^[0-9]+$/.test(env.PINWAVE_SHUTDOWN_TIMEOUT) ? Number(env.PINWAVE_SHUTDOWN_TIMEOUT) : env.PINWAVE_SHUTDOWN_TIMEOUT, 'PINWAVE_SHUTDOWN_TIMEOUT', MAX_SHUTDOWN_SECONDS, '"10s" or "2m"') : undefined;
+  if (flags.shutdownTimeout !== undefined && !(flags.shutdownTimeout > 0 && flags.shutdownTimeout <= MAX_SHUTDOWN_SECONDS)) {
+    problems.push(`--shutdown-timeout: must be from 1 s to ${MAX_SHUTDOWN_SECONDS} s, got ${flags.shutdownTimeout} s`);
+  }
   const admin = env.PINWAVE_ADMIN_TOKEN;
   if (admin !== undefined && admin !== '') {
     if (!API_TOKEN_RE.test(admin)) problems.push('PINWAVE_ADMIN_TOKEN: must be 16 to 512 characters of A-Z a-z 0-9 - . _ ~ + / (make one with `pinwave token new`)');
@@ -206,10 +237,11 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   if (keyPath === undefined) problems.push('keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
+  const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
   return {
     dataDir: dataDir!,
     keyPath: keyPath!,
-    host: flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host,
+    host,
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
     mqtt: {
       port: flags.mqttPort ?? envMqttPort ?? fileMqttPort ?? DEFAULTS.mqttPort,
@@ -217,7 +249,13 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
       ...(tls && { tls }),
       ...(websocket && { websocket }),
     },
-    http: { port: flags.httpPort ?? envHttpPort ?? fileHttpPort ?? DEFAULTS.httpPort, trustProxy },
+    http: {
+      port: flags.httpPort ?? envHttpPort ?? fileHttpPort ?? DEFAULTS.httpPort,
+      host: flags.httpHost ?? (env.PINWAVE_HTTP_HOST || undefined) ?? fileHttpHost ?? host,
+      ...(httpTls && { tls: httpTls }),
+      trustProxy,
+    },
+    shutdownTimeoutMs: 1000 * (flags.shutdownTimeout ?? envShutdown ?? fileShutdown ?? DEFAULTS.shutdownTimeoutSeconds),
     tokens,
     manifests,
     ...(waves && { waves }),
@@ -315,12 +353,13 @@ class Checker {
     return v as T;
   }
 
-  duration(v: unknown, at: string): number | undefined {
+  duration(v: unknown, at: string, max = Number.MAX_SAFE_INTEGER, examples = '"12h" or "30d"'): number | undefined {
     if (v === undefined) return undefined;
-    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return v;
     const m = typeof v === 'string' ? DURATION_RE.exec(v) : null;
-    if (m && Number(m[1]) > 0) return Number(m[1]) * UNIT[m[2] as keyof typeof UNIT];
-    this.problems.push(`${at}: must be a number of seconds above 0 or a duration like "12h" or "30d", got ${shown(v)}`);
+    const seconds = typeof v === 'number' && Number.isSafeInteger(v) ? v : m ? Number(m[1]) * UNIT[m[2] as keyof typeof UNIT] : NaN;
+    if (seconds > 0 && seconds <= max) return seconds;
+    const limit = max === Number.MAX_SAFE_INTEGER ? '' : ` and at most ${max} s`;
+    this.problems.push(`${at}: must be a number of seconds above 0${limit} or a duration like ${examples}, got ${shown(v)}`);
     return undefined;
   }
 

@@ -15,6 +15,7 @@ import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import { LowdbStore } from './store/lowdb.ts';
 import { newDeviceRecord, type BundleQuery, type BundleRecord, type DeviceHistoryEvent, type DeviceQuery, type DeviceRecord, type Page, type RolloutRecord, type Store } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
+import { checkPlan, checkThresholds } from './rollout/plan.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, DeviceStatus, Effect, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
@@ -189,6 +190,32 @@ export class Gateway {
     }
     gw.#log.info({ kid: hex(key.kid), rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
+  }
+
+  // ---------------------------------------------------------------- shutdown (`pinwave gateway`)
+
+  /** Shutdown, first step: stops the rollout timer and stops taking device connections and messages (broker.stopAccepting). */
+  stopAccepting(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    this.#broker.stopAccepting();
+  }
+
+  /** Resolves once every device message taken has been handled, and every task that started has ended (those it starts too). */
+  async settled(): Promise<void> {
+    await this.#broker.settled();
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Device tasks in flight now. */
+  get pendingTasks(): number {
+    return this.#pending.size;
+  }
+
+  /** Writes what the gateway holds in memory (telemetry aggregates included) to the store now; rejects when the store cannot be written. */
+  async flush(): Promise<void> {
+    await this.#store.putTelemetry(this.#telemetry.toJSON());
+    await this.#store.flush();
   }
 
   /** Stops the timer and the broker, waits for work in flight, and flushes the store. */
@@ -385,17 +412,19 @@ export class Gateway {
   /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
   async #createRollout(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
     if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
+    // Validation before state: the whole plan is checked before anything is looked up, so a
+    // malformed one is a 400 naming the field whatever rollout its devices are in.
+    const plan = { waves: input.waves, onMiss: input.onMiss, seed: input.seed };
+    const planned = checkPlan(plan);
+    if (!planned.ok) throw new GatewayError('PW_INVALID_PLAN', planned.errors.join('; '), { errors: planned.errors });
     const bundle = await this.#store.getBundle(input.bundle);
     if (!bundle) throw notFound('bundle', input.bundle);
     const targetIds = await this.#resolveTarget(input.target);
+    const cut = checkPlan(plan, targetIds.length);
+    if (!cut.ok) throw new GatewayError('PW_INVALID_PLAN', cut.errors.join('; '), { errors: cut.errors });
     const devices = await Promise.all(targetIds.map((id) => this.#store.getDevice(id)));
     const busy = targetIds.filter((id) => this.#activeRolloutOf(id) !== null && this.#deviceRollout.get(id) !== replacing);
-    if (busy.length > 0) {
-      throw new GatewayError('PW_CONFLICT', `${busy.length} targeted device${busy.length === 1 ? ' is' : 's are'} already in a running rollout: ${busy.slice(0, 10).join(', ')}`, {
-        devices: busy.slice(0, 1000),
-        rollouts: [...new Set(busy.map((id) => this.#deviceRollout.get(id)))],
-      });
-    }
+    if (busy.length > 0) throw this.#busy(busy);
     const bytes = Buffer.from(bundle.bytes, 'base64');
     const decoded = inspectBundle(new Uint8Array(bytes));
     if (!decoded.ok) throw new Error(`stored bundle ${bundle.id} does not decode: ${decoded.detail}`);
@@ -420,7 +449,7 @@ export class Gateway {
     const previousBundle = await this.#store.getBaseline(bundle.group);
     // Checked again after the last await: two concurrent calls must not both take the same devices.
     const taken = targetIds.filter((dev) => this.#activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
-    if (taken.length > 0) throw new GatewayError('PW_CONFLICT', `${taken.length} targeted device${taken.length === 1 ? ' is' : 's are'} already in a running rollout: ${taken.slice(0, 10).join(', ')}`, { devices: taken.slice(0, 1000) });
+    if (taken.length > 0) throw this.#busy(taken);
     const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
     this.#rollouts.set(r.id, r);
     for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
@@ -440,6 +469,10 @@ export class Gateway {
   }
 
   async resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}): Promise<RolloutSummary> {
+    // Validation before state: bad thresholds are a 400 whatever state the rollout is in.
+    const errors: string[] = [];
+    checkThresholds((changes ?? {}) as Record<string, unknown>, '', errors);
+    if (errors.length > 0) throw new GatewayError('PW_INVALID_PLAN', errors.join('; '), { errors });
     return this.#act(id, (r) => engine.resume(r, this.#now(), actor, this.#isOnline, changes));
   }
 
@@ -592,6 +625,22 @@ export class Gateway {
     const r = this.#rollouts.get(id);
     if (!r) throw notFound('rollout', id);
     return r;
+  }
+
+  /** PW_CONFLICT for targeted devices in another rollout, naming each such rollout and its state (pending, running or held). */
+  #busy(ids: string[]): GatewayError {
+    const byRollout = new Map<string, string[]>();
+    for (const dev of ids) {
+      const rid = this.#deviceRollout.get(dev)!;
+      byRollout.set(rid, [...(byRollout.get(rid) ?? []), dev]);
+    }
+    const rollouts = [...byRollout].map(([rid, devs]) => ({ id: rid, state: this.#rollouts.get(rid)!.state, devices: devs.length }));
+    const where =
+      rollouts.length === 1
+        ? `rollout ${rollouts[0].id}, which is ${rollouts[0].state}`
+        : `other rollouts: ${rollouts.map((r) => `${r.devices} in ${r.id} (${r.state})`).join(', ')}`;
+    const are = ids.length === 1 ? ' is' : 's are';
+    return new GatewayError('PW_CONFLICT', `${ids.length} targeted device${are} already in ${where}: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', …' : ''}`, { devices: ids.slice(0, 1000), rollouts });
   }
 
   async #act(id: string, action: (r: GatewayRollout) => ActionResult): Promise<RolloutSummary> {

@@ -1,22 +1,27 @@
 // Operator authentication: `Authorization: Bearer <token>`, tokens configured as hashes
 // (`pinwave token hash` prints one) with a name and a role. Roles are ordered: a `viewer` reads,
 // an `operator` also acts on bundles and rollouts, an `admin` also provisions and revokes devices.
-// A route names the least role it needs in its `config.role`; a route without one is open.
 //
+// - Routes deny by default: every route declares, in its `config`, either the least role it needs
+//   (`role: 'viewer'`) or that it is open to anyone (`public: true`). A route that declares neither,
+//   or both, is refused when it is added, so `buildServer` throws naming it: the next route someone
+//   adds cannot be open by omission. A request to a route that somehow escaped the check is 403.
 // - The presented token is hashed once and compared with every configured hash in constant time
 //   (constantTimeEqualStrings), with no early exit, so timing tells neither which token nor how
 //   much of it matched.
-// - Repeated bad tokens from one address are slowed down: after `maxFailures` wrong tokens within
-//   `windowMs`, a request from that address with a missing or wrong token gets 429 with
-//   Retry-After until the window ends, so guesses get no answer beyond maxFailures per window. A
-//   valid token still passes: operators behind one NAT or proxy must be able to pause or abort a
-//   rollout while someone else's script hammers a wrong token (tokens are at least 16 characters,
-//   `pinwave token new` makes 256-bit ones). The table of addresses is bounded (oldest forgotten first).
+// - Repeated bad tokens are throttled (throttle.ts): past the limit, a request with a missing or
+//   wrong token gets 429 with Retry-After until the window ends, so guesses get no answer beyond
+//   the limit, per source and from all sources together. A valid token still passes: operators
+//   behind one NAT or proxy must be able to pause or abort a rollout while someone else's script
+//   hammers a wrong token (tokens are at least 16 characters, `pinwave token new` makes 256-bit ones).
 // - The caller's token `name` is the actor recorded in rollout decisions. No token, hash or header
 //   is ever logged.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { constantTimeEqualStrings, hashToken } from '../credentials.ts';
 import { errorBody, sendError } from './errors.ts';
+import { FailureLimiter, type AuthLimits } from './throttle.ts';
+
+export type { AuthLimits } from './throttle.ts';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
@@ -30,23 +35,36 @@ export interface ApiToken {
   hash: string;
 }
 
-export interface AuthLimits {
-  /** wrong tokens from one address before it is refused; default 5 */
-  maxFailures?: number;
-  /** the window those failures are counted in, and how long an address is refused, ms; default 60 000 */
-  windowMs?: number;
-  /** addresses tracked at most; the oldest is forgotten first; default 10 000 */
-  maxTracked?: number;
-}
-
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** the least role the route needs; absent: open */
+    /** the least role the route needs; a route declares this or `public` */
     role?: Role;
+    /** the route is open to anyone, with no token; a route declares this or `role` */
+    public?: true;
   }
   interface FastifyRequest {
     /** the authenticated caller, on routes that need a role */
     caller: { name: string; role: Role } | null;
+  }
+  interface FastifyInstance {
+    /** every route added, with what it declared: the least role, or `public` */
+    routeAccess: readonly RouteAccess[];
+  }
+}
+
+/** A route and who may call it. */
+export interface RouteAccess {
+  method: string;
+  url: string;
+  access: Role | 'public';
+}
+
+/** Thrown when a route is added without an access declaration (or with two). */
+export class RouteAccessError extends Error {
+  readonly code = 'PW_ROUTE_ACCESS';
+  constructor(method: string, url: string, why: string) {
+    super(`route ${method} ${url} ${why}: add config: { role: 'viewer' | 'operator' | 'admin' } or config: { public: true }`);
+    this.name = 'RouteAccessError';
   }
 }
 
@@ -70,48 +88,6 @@ export function findToken(tokens: readonly ApiToken[], token: string): ApiToken 
   return found;
 }
 
-/** Wrong tokens per remote address in a fixed window that opens at the first failure. */
-export class FailureLimiter {
-  readonly #max: number;
-  readonly #windowMs: number;
-  readonly #maxTracked: number;
-  readonly #seen = new Map<string, { first: number; count: number }>();
-
-  constructor(limits: AuthLimits = {}) {
-    this.#max = limits.maxFailures ?? 5;
-    this.#windowMs = limits.windowMs ?? 60_000;
-    this.#maxTracked = limits.maxTracked ?? 10_000;
-  }
-
-  /** How long `addr` is still refused, ms; 0 when it is not. */
-  blockedFor(addr: string, now: number): number {
-    const e = this.#seen.get(addr);
-    if (!e) return 0;
-    const left = e.first + this.#windowMs - now;
-    if (left <= 0) {
-      this.#seen.delete(addr);
-      return 0;
-    }
-    return e.count >= this.#max ? left : 0;
-  }
-
-  fail(addr: string, now: number): void {
-    const e = this.#seen.get(addr);
-    if (e && now - e.first < this.#windowMs) {
-      e.count++;
-      return;
-    }
-    this.#seen.delete(addr);
-    // Bounded: a flood of addresses forgets the oldest entries (Map keeps insertion order).
-    while (this.#seen.size >= this.#maxTracked) this.#seen.delete(this.#seen.keys().next().value!);
-    this.#seen.set(addr, { first: now, count: 1 });
-  }
-
-  get tracked(): number {
-    return this.#seen.size;
-  }
-}
-
 export interface AuthOptions {
   tokens: readonly ApiToken[];
   now: () => number;
@@ -120,23 +96,53 @@ export interface AuthOptions {
   onRefused?: (reason: 'missing' | 'wrong' | 'forbidden' | 'throttled') => void;
 }
 
-/** Adds the check to every route that names a role in its config. */
+/** What a route's config declares, or a RouteAccessError naming the route. */
+export function declaredAccess(method: string, url: string, config: { role?: unknown; public?: unknown } | undefined): RouteAccess {
+  const role = config?.role;
+  const open = config?.public;
+  if (role !== undefined && open !== undefined) throw new RouteAccessError(method, url, 'declares both a role and public');
+  if (open !== undefined) {
+    if (open !== true) throw new RouteAccessError(method, url, `declares public: ${JSON.stringify(open)}, not true`);
+    return { method, url, access: 'public' };
+  }
+  if (role === undefined) throw new RouteAccessError(method, url, 'declares no access');
+  if (!ROLES.includes(role as Role)) throw new RouteAccessError(method, url, `declares an unknown role ${JSON.stringify(role)}`);
+  return { method, url, access: role as Role };
+}
+
+/**
+ * The access check: every route added from now on must declare its access (else adding it
+ * throws), and every request to a route that needs a role must bring a token that has it.
+ * Register before any route.
+ */
 export function registerAuth(app: FastifyInstance, o: AuthOptions): void {
   const limiter = new FailureLimiter(o.limits);
   const tokens = [...o.tokens];
+  const table: RouteAccess[] = [];
+  app.decorate('routeAccess', table);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) table.push(declaredAccess(method, route.url, route.config));
+  });
   app.decorateRequest('caller', null);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const need = request.routeOptions.config.role;
-    if (need === undefined) return;
+    // No route matched: the 404 handler answers, naming nothing that exists.
+    if (request.is404) return;
+    const config = request.routeOptions.config;
+    if (config.public === true && config.role === undefined) return;
+    const need = config.role;
+    if (need === undefined || !ROLES.includes(need)) {
+      return sendError(reply, errorBody(403, 'PW_FORBIDDEN', 'this route declares no access, so it is refused'));
+    }
     const now = o.now();
     const token = bearerToken(request.headers.authorization);
     const found = token === null ? null : findToken(tokens, token);
-    const wait = found === null ? limiter.blockedFor(request.ip, now) : 0;
-    if (wait > 0) {
+    const blocked = found === null ? limiter.blocked(request.ip, now) : null;
+    if (blocked !== null) {
       o.onRefused?.('throttled');
-      const seconds = Math.ceil(wait / 1000);
+      const seconds = Math.ceil(blocked.ms / 1000);
       reply.header('retry-after', String(seconds));
-      return sendError(reply, errorBody(429, 'PW_TOO_MANY_REQUESTS', `too many wrong tokens from this address; retry in ${seconds} s`));
+      const from = blocked.scope === 'source' ? 'from this address' : 'from all addresses together';
+      return sendError(reply, errorBody(429, 'PW_TOO_MANY_REQUESTS', `too many wrong tokens ${from}; retry in ${seconds} s`));
     }
     if (token === null) {
       o.onRefused?.('missing');

@@ -1,6 +1,9 @@
 // The HTTP API's public surface: what `pinwave gateway` and tests use.
 export { buildServer, type ServerOptions } from './server.ts';
-export { ROLES, allows, bearerToken, findToken, FailureLimiter, type ApiToken, type Role, type AuthLimits } from './auth.ts';
+export { ROLES, allows, bearerToken, findToken, RouteAccessError, type ApiToken, type Role, type RouteAccess } from './auth.ts';
+export { FailureLimiter, type AuthLimits } from './throttle.ts';
+export { redactQuery } from './request-log.ts';
+export type { Connections } from './connections.ts';
 export { errorBody, type ErrorBody } from './errors.ts';
 export { deviceView, PROVISION_BODY_LIMIT } from './devices.ts';
 export { packageVersion } from './info.ts';

@@ -1,6 +1,6 @@
-// Open and descriptive routes: `GET /healthz` for load balancers and supervisors (no
-// token), `GET /v1/info` (what a device or simulator needs: the MQTT URL, the signing kid and public
-// key) and `GET /docs`, the OpenAPI document @fastify/swagger builds from the route schemas.
+// Descriptive routes: `GET /healthz` for load balancers and supervisors (public), and
+// `GET /v1/info` (what a device or simulator needs: the MQTT URL, the signing kid and public key).
+// The API's own description is docs.ts.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
 
   app.get(
     '/healthz',
-    { schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
+    { config: { public: true }, schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
     async () => ({ status: 'ok' }),
   );
 
@@ -62,11 +62,5 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
       const s = gw.signing;
       return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, mqttPorts: gw.ports, kid: s.kid, publicKey: s.publicPem };
     },
-  );
-
-  app.get(
-    '/docs',
-    { schema: { tags: ['meta'], summary: 'This API as an OpenAPI 3 document, generated from the route schemas; no token needed', response: { 200: { type: 'object', additionalProperties: true } } } },
-    async () => app.swagger(),
   );
 }

@@ -65,6 +65,7 @@ export async function metricsRoutes(app: FastifyInstance, o: MetricsRoutesOption
   app.get(
     '/metrics',
     {
+      config: { public: true },
       schema: {
         tags: ['meta'],
         summary: 'Prometheus metrics (text format 0.0.4); no token needed',

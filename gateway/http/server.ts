@@ -6,22 +6,34 @@
 //   ...
 //   await app.close(); await gw.stop();
 //
+// Access. Every route declares the least role it needs or that it is public (auth.ts); one that
+// declares neither makes buildServer throw, naming it. `app.routeAccess` lists them all.
+//
 // Validation. Request bodies, queries and params are checked against each route's JSON schema by
 // two Ajv instances of our own rather than fastify's default one: fastify's coerces and strips,
 // which would turn `"port": "443"` into 443 and silently drop a misspelt field. Bodies here are
 // never coerced and unknown fields are refused (`additionalProperties: false` everywhere);
 // queries and params arrive as strings, so they are coerced to the schema's types.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+//
+// Logs. Request lines carry the method, the path and the query's parameter names, never their
+// values (request-log.ts), nor any header.
+//
+// Shutdown. `app.connections` (connections.ts) closes idle and half-sent connections at once and
+// tells when the requests in their handlers are answered; `pinwave gateway` drives it.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { Gateway } from '../gateway.ts';
 import type { WavePlanInput } from '../rollout/types.ts';
 import { registerAuth, type ApiToken, type AuthLimits } from './auth.ts';
 import { bundleRoutes } from './bundles.ts';
+import { trackConnections } from './connections.ts';
 import { deviceRoutes } from './devices.ts';
+import { docsRoutes } from './docs.ts';
 import { registerErrors } from './errors.ts';
 import { infoRoutes, packageVersion } from './info.ts';
 import { metricsRoutes } from './metrics.ts';
+import { requestSerializer } from './request-log.ts';
 import { rolloutRoutes } from './rollouts.ts';
 import { addSharedSchemas } from './schemas.ts';
 import { telemetryRoutes } from './telemetry.ts';
@@ -45,6 +57,10 @@ export interface ServerOptions {
   authLimits?: AuthLimits;
   /** trust X-Forwarded-For from a reverse proxy for the caller's address (fastify `trustProxy`); default false */
   trustProxy?: boolean | string | string[];
+  /** serve HTTPS with this PEM key and certificate (chain) instead of plain HTTP (config `http.tls`); default off */
+  https?: { key: Buffer | string; cert: Buffer | string };
+  /** route plugins registered after the API's own (a deployment's own routes); each route must declare its access like the others */
+  plugins?: FastifyPluginAsync[];
 }
 
 const TAGS = [
@@ -58,8 +74,12 @@ const TAGS = [
 export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   const now = o.now ?? Date.now;
   const version = o.version ?? packageVersion();
+  /** the query parameter names the routes declare: the ones a request log may name */
+  const queryNames = new Set<string>();
   const app = Fastify({
-    ...(o.logger ? { loggerInstance: o.logger } : { logger: false }),
+    // This child's serializer takes precedence over fastify's own (logger-pino.js merges the instance's last).
+    ...(o.logger ? { loggerInstance: o.logger.child({}, { serializers: { req: requestSerializer(queryNames) } }) } : { logger: false }),
+    ...(o.https && { https: { key: o.https.key, cert: o.https.cert } }),
     bodyLimit: o.bodyLimit ?? 1024 * 1024,
     trustProxy: o.trustProxy ?? false,
     onProtoPoisoning: 'error',
@@ -84,9 +104,19 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 
   registerErrors(app);
   addSharedSchemas(app);
+  trackConnections(app);
+  app.addHook('onRoute', (route) => {
+    const q = (route.schema as { querystring?: { properties?: object } } | undefined)?.querystring?.properties;
+    for (const name of Object.keys(q ?? {})) queryNames.add(name);
+  });
+  const authRefused: Record<string, number> = { missing: 0, wrong: 0, forbidden: 0, throttled: 0 };
+  // Before any route: it checks each route's access declaration as the route is added.
+  registerAuth(app, { tokens: o.tokens ?? [], now, limits: o.authLimits, onRefused: (reason) => authRefused[reason]++ });
   await app.register(swagger, {
+    // 3.1: its Schema Objects are JSON Schema 2020-12, what the routes validate with (numeric
+    // exclusiveMinimum, `type: [T, 'null']`); 3.0's dialect can say neither.
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: {
         title: 'pinwave',
         version,
@@ -97,16 +127,16 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
     },
     // Components are named after the shared schemas' $id (Device, Rollout, ...), not def-0, def-1.
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    // Each operation says who may call it: `x-pinwave-access` (a role, or public) for tools and the
+    // page, the bearer scheme where a token is needed, and a line of its description for people.
     transform: ({ schema, url, route }) => {
+      if (!schema) return { schema, url };
       const role = route.config?.role;
-      if (!role || !schema) return { schema, url };
-      const description = [schema.description, `Role: ${role} or above.`].filter(Boolean).join('\n\n');
-      return { schema: { ...schema, description, security: [{ bearer: [] }] } as typeof schema, url };
+      const access = role ?? 'public';
+      const description = role ? [schema.description, `Role: ${role} or above.`].filter(Boolean).join('\n\n') : schema.description;
+      return { schema: { ...schema, ...(description && { description }), 'x-pinwave-access': access, ...(role && { security: [{ bearer: [] }] }) } as typeof schema, url };
     },
   });
-
-  const authRefused: Record<string, number> = { missing: 0, wrong: 0, forbidden: 0, throttled: 0 };
-  registerAuth(app, { tokens: o.tokens ?? [], now, limits: o.authLimits, onRefused: (reason) => authRefused[reason]++ });
 
   const gateway = o.gateway;
   await app.register(infoRoutes, { gateway, version });
@@ -115,5 +145,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(bundleRoutes, { gateway });
   await app.register(rolloutRoutes, { gateway, waveDefaults: o.waveDefaults });
   await app.register(telemetryRoutes, { gateway });
+  await app.register(docsRoutes);
+  for (const plugin of o.plugins ?? []) await app.register(plugin);
   return app;
 }

@@ -141,6 +141,20 @@ export function validatePlan(input: unknown, fallbackSeed?: string): { ok: true;
   return { ok: true, plan: { waves, onMiss, seed: seed as string } };
 }
 
+/**
+ * The whole check of an operator's plan, as createRollout will make it, for a caller that must
+ * refuse a bad plan before it looks at any state (a device's rollout, a bundle's existence): the
+ * fields and, given the target's size, the cumulative sizes against it. A missing seed is not an
+ * error here: the rollout's id stands in for it.
+ */
+export function checkPlan(input: unknown, total?: number): { ok: true } | Invalid {
+  const planned = validatePlan(input, 'the rollout id');
+  if (!planned.ok) return planned;
+  if (total === undefined) return { ok: true };
+  const cut = cutWaves(planned.plan, total);
+  return cut.ok ? { ok: true } : cut;
+}
+
 /** The cumulative number of devices a size asks for, out of `total`. */
 export function wantedBy(size: number | string, total: number): number {
   if (typeof size === 'number') return size;

@@ -1,25 +1,44 @@
 // `pinwave gateway`: the MQTT broker for devices and the HTTP API for operators, in one process,
-// until SIGINT or SIGTERM; then the API stops taking requests, the gateway stops (work in flight
-// finishes, the store is flushed) and the command exits 0. Logs are pino JSON lines on stderr;
-// tokens, device tokens and keys never reach them (redacted, and never passed to the logger).
+// until SIGINT or SIGTERM. Logs are pino JSON lines on stderr; tokens, device tokens and keys never
+// reach them (redacted, and never passed to the logger).
+//
+// A stop always ends, within the shutdown timeout (default 10 s), and loses nothing the gateway
+// acknowledged (docs/architecture.md §7: a 2xx or a PUBACK is a promise):
+//   1. nothing new is taken: the listeners close, device CONNECT/SUBSCRIBE/PUBLISH are refused (a
+//      refused PUBLISH is not acked, so the device sends it again later), and HTTP connections with
+//      no request in a handler (idle ones, half-sent requests) are closed at once;
+//   2. the store is flushed: a supervisor that kills the process after this loses nothing before it;
+//   3. the work in flight (requests in their handlers, device messages already PUBACKed, what they
+//      started) gets until 80% of the timeout to finish, with the store still open; what is still
+//      running then is cut off (its client gets no answer, so nothing it did was acknowledged);
+//   4. the gateway stops and the store is flushed again, and the process exits: 0 when everything
+//      finished and was written, 1 when work was cut off or the store could not be written (that
+//      is reported on stderr; it never holds the exit up). A second signal exits at once.
+import { constants } from 'node:os';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { ConfigError, loadConfig, type ConfigFlags } from '../../gateway/config.ts';
+import { ConfigError, loadConfig, type ConfigFlags, type GatewayConfig } from '../../gateway/config.ts';
 import { Gateway } from '../../gateway/gateway.ts';
 import { buildServer } from '../../gateway/http/server.ts';
-import { parse, uintFlag, UsageError, type Io } from '../args.ts';
+import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 
 const USAGE = `Usage:
-  pinwave gateway --data DIR --key KEY.pem [--mqtt-port N] [--http-port N] [--host H] [--config FILE]
+  pinwave gateway --data DIR --key KEY.pem [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
+                  [--shutdown-timeout T] [--config FILE]
 
 Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGINT or SIGTERM.
   --data DIR        the fleet store's folder (PINWAVE_DATA_DIR, config dataDir)
   --key KEY.pem     the bundle signing key, mode 0600 (PINWAVE_KEY, config keyPath)
   --mqtt-port N     default 1883, 0 for any free port (PINWAVE_MQTT_PORT, config mqtt.port)
   --http-port N     default 8080, 0 for any free port (PINWAVE_HTTP_PORT, config http.port)
-  --host H          listen address, default 127.0.0.1 (PINWAVE_HOST, config host)
-  --config FILE     JSON or YAML config: TLS, WebSocket, API tokens, manifests, wave defaults (PINWAVE_CONFIG)
+  --host H          listen address of MQTT, and of HTTP unless --http-host; default 127.0.0.1 (PINWAVE_HOST, config host)
+  --http-host H     listen address of the HTTP API; default --host (PINWAVE_HTTP_HOST, config http.host)
+  --shutdown-timeout T   how long a stop may take, e.g. 10s, 2m; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, config shutdownTimeout)
+  --config FILE     JSON or YAML config: TLS for MQTT and HTTP, WebSocket, API tokens, manifests, wave defaults (PINWAVE_CONFIG)
 Flags override the environment, which overrides the config file.
-PINWAVE_ADMIN_TOKEN sets one admin API token; others go in the config as hashes (pinwave token hash).`;
+PINWAVE_ADMIN_TOKEN sets one admin API token; others go in the config as hashes (pinwave token hash).
+On SIGINT or SIGTERM: no new requests or device messages, work in flight finishes within the shutdown
+timeout, the store is written, exit 0 (1 if work was cut off or the store could not be written).
+A second signal exits at once.`;
 
 /** Log fields that may carry a secret: censored wherever they appear. */
 export const REDACT = [
@@ -42,16 +61,21 @@ export const REDACT = [
 ];
 
 export interface ServeOptions {
-  /** resolves when the gateway should stop; default: the first SIGINT or SIGTERM */
+  /** resolves when the gateway should stop; default: the first SIGINT or SIGTERM (a second one exits at once) */
   until?: Promise<unknown>;
   /** where the JSON log goes; default stderr */
   log?: DestinationStream;
   /** the clock; default Date.now (tests inject one) */
   now?: () => number;
+  /** called with the exit code once a gateway that served has stopped (the process entry exits); default none */
+  exit?: (code: number) => void;
 }
 
+/** The process entry: serves until a signal; after the stop the process exits, whatever handles are left open. */
 export function main(args: string[], io: Io): Promise<number> {
-  return serve(args, io);
+  // After a stop nothing of the gateway may keep the process: a store that cannot be written
+  // retries on a timer, a half-closed socket waits on its peer. The stop itself is bounded.
+  return serve(args, io, { exit: (code) => process.exit(code) });
 }
 
 /** `pinwave gateway` with what a test needs to run it in-process: when to stop, where to log. */
@@ -62,6 +86,8 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     'mqtt-port': { type: 'string' },
     'http-port': { type: 'string' },
     host: { type: 'string' },
+    'http-host': { type: 'string' },
+    'shutdown-timeout': { type: 'string' },
     config: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
@@ -78,6 +104,8 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     ...(values.host !== undefined && { host: values.host }),
     ...(values['mqtt-port'] !== undefined && { mqttPort: port(values['mqtt-port'], 'mqtt-port') }),
     ...(values['http-port'] !== undefined && { httpPort: port(values['http-port'], 'http-port') }),
+    ...(values['http-host'] !== undefined && { httpHost: values['http-host'] }),
+    ...(values['shutdown-timeout'] !== undefined && { shutdownTimeout: durationFlag(values['shutdown-timeout'], 'shutdown-timeout', USAGE) }),
   };
 
   let config;
@@ -118,44 +146,154 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
       logger: log.child({ component: 'http' }),
       waveDefaults: config.waves,
       trustProxy: config.http.trustProxy,
+      ...(config.http.tls && { https: config.http.tls }),
       ...(o.now && { now: o.now }),
     });
-    await app.listen({ host: config.host, port: config.http.port });
+    await app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
     await app?.close();
     await gw.stop();
     throw err;
   }
 
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const bracket = (h: string) => (h.includes(':') ? `[${h}]` : h);
+  const host = bracket(config.host);
   const ports = gw.ports;
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
+  const scheme = config.http.tls ? 'https' : 'http';
   io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
   if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
   if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
-  io.out(`http listening on http://${host}:${httpPort}`);
+  io.out(`${scheme} listening on ${scheme}://${bracket(config.http.host)}:${httpPort}`);
   if (config.tokens.length === 0) io.err('warning: no API tokens configured: every /v1 route answers 401 (set PINWAVE_ADMIN_TOKEN, or tokens in --config)');
-  log.info({ mqtt: ports, http: httpPort, host: config.host, tokens: config.tokens.length, manifests: config.manifests.length }, 'pinwave gateway listening');
+  for (const w of cleartextWarnings(config)) {
+    io.err(`warning: ${w}`);
+    log.warn({}, w);
+  }
+  log.info({ mqtt: ports, http: httpPort, host: config.host, httpHost: config.http.host, https: Boolean(config.http.tls), tokens: config.tokens.length, manifests: config.manifests.length }, 'pinwave gateway listening');
 
   await stop;
-  log.info({}, 'stopping');
-  await app.close();
-  await gw.stop();
+  const code = await shutdown({ app, gw, log, io, timeoutMs: config.shutdownTimeoutMs });
   log.flush();
-  return 0;
+  o.exit?.(code);
+  return code;
 }
 
-/** Resolves on the first SIGINT or SIGTERM; a second one during shutdown gets Node's default (exit at once). */
+/** Whether `host` is a loopback address (or localhost): what is sent to it never leaves the machine. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^(0{1,4}:){7}0{0,3}1$/.test(h);
+}
+
+/** The warnings a configuration deserves because tokens would cross a network in clear text. */
+export function cleartextWarnings(c: Pick<GatewayConfig, 'host' | 'mqtt' | 'http'>): string[] {
+  const out: string[] = [];
+  if (!c.http.tls && !isLoopback(c.http.host)) {
+    out.push(`the HTTP API listens on ${c.http.host} without TLS: API tokens travel in clear text (set http.tls, or bind it to 127.0.0.1 behind a TLS proxy)`);
+  }
+  // `mqtt.plain: false` (no plaintext listener) is the broker's to offer; honoured here once it exists.
+  const plain = (c.mqtt as { plain?: boolean }).plain !== false;
+  if (plain && !isLoopback(c.host)) {
+    const ws = c.mqtt.websocket ? ` and WebSocket port ${c.mqtt.websocket.port}` : '';
+    out.push(`MQTT listens on ${c.host} without TLS (port ${c.mqtt.port}${ws}): device tokens travel in clear text (${c.mqtt.tls ? 'point devices at the TLS port' : 'set mqtt.tls'}, or bind it to a loopback address)`);
+  }
+  return out;
+}
+
+/** How the shutdown timeout is shared: in-flight work until 80% of it, then the final store write and close until 95% (the rest is the process's exit). */
+export function shutdownDeadlines(timeoutMs: number): { drainMs: number; stopMs: number } {
+  return { drainMs: Math.floor(timeoutMs * 0.8), stopMs: Math.floor(timeoutMs * 0.95) };
+}
+
+type Outcome<T> = { done: true; value: T; error?: undefined } | { done: false; error?: Error };
+
+/** `p`, or not done when `ms` pass first (its timer does not hold the process). */
+function within<T>(p: Promise<T>, ms: number): Promise<Outcome<T>> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve({ done: false }), ms);
+    p.then(
+      (value) => (clearTimeout(timer), resolve({ done: true, value })),
+      (error: Error) => (clearTimeout(timer), resolve({ done: false, error })),
+    );
+  });
+}
+
+interface Stopping {
+  app: Awaited<ReturnType<typeof buildServer>>;
+  gw: Gateway;
+  log: Logger;
+  io: Io;
+  timeoutMs: number;
+}
+
+/** The stop described at the top of this file; resolves with the exit code within the timeout. */
+async function shutdown({ app, gw, log, io, timeoutMs }: Stopping): Promise<number> {
+  const started = performance.now();
+  const { drainMs, stopMs } = shutdownDeadlines(timeoutMs);
+  const left = (ms: number) => Math.max(0, ms - (performance.now() - started));
+  let code = 0;
+  let storeReported = false;
+  const storeFailed = (err: Error) => {
+    code = 1;
+    log.error({ err: err.message }, 'the store could not be written');
+    if (storeReported) return;
+    storeReported = true;
+    io.err(`pinwave gateway: the store could not be written: ${err.message}; changes since its last successful write are lost`);
+  };
+
+  log.info({ timeoutMs, httpConnections: app.connections.open, httpRequests: app.connections.working, devices: gw.connectedCount() }, 'stopping: no new requests or device messages');
+  gw.stopAccepting();
+  const closed = app.close();
+  app.connections.closeIdle();
+
+  const first = await within(gw.flush(), left(drainMs));
+  if (first.error) storeFailed(first.error);
+
+  const drained = await within(
+    (async () => {
+      await app.connections.whenIdle();
+      await gw.settled();
+    })(),
+    left(drainMs),
+  );
+  if (!drained.done) {
+    code = 1;
+    const cut = { httpRequests: app.connections.working, deviceTasks: gw.pendingTasks };
+    log.warn(cut, 'work in flight cut off at the shutdown timeout');
+    io.err(`pinwave gateway: ${cut.httpRequests} request(s) and ${cut.deviceTasks} device task(s) still running at ${drainMs} ms were cut off; their clients got no answer`);
+  }
+  app.connections.destroyAll();
+
+  const stopped = await within(gw.stop(), left(stopMs));
+  if (stopped.error) storeFailed(stopped.error);
+  else if (!stopped.done) {
+    code = 1;
+    log.error({}, 'the gateway did not stop within the shutdown timeout');
+    io.err(`pinwave gateway: the gateway did not stop within ${timeoutMs} ms; exiting anyway`);
+  }
+  await within(closed, left(stopMs));
+  log.info({ ms: Math.round(performance.now() - started), code }, 'stopped');
+  return code;
+}
+
+/** Resolves on the first SIGINT or SIGTERM; a second one exits at once (128 + its number, as a shell reports it). */
 function signalled(log: Logger): Promise<string> {
   return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+    const second = (signal: NodeJS.Signals) => {
+      log.warn({ signal }, 'second signal: exiting at once');
+      log.flush();
+      process.exit(128 + constants.signals[signal]);
+    };
+    const first = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', first);
+      process.off('SIGTERM', first);
+      process.on('SIGINT', second);
+      process.on('SIGTERM', second);
       log.info({ signal }, 'signal received');
       resolve(signal);
     };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
+    process.on('SIGINT', first);
+    process.on('SIGTERM', first);
   });
 }

@@ -209,6 +209,7 @@ t.test('wrong token, unknown device, mismatched or missing username, bad ids and
     will: 1,
     disconnected: 0,
     auth_error: 0,
+    shutting_down: 0,
     protocol: 1,
     other: 0,
   });

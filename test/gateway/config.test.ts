@@ -24,7 +24,7 @@ function problems(o: Parameters<typeof loadConfig>[0]): string[] {
 
 t.test('with only the required flags, every option takes its default', async (t) => {
   const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
-  t.same(c, { dataDir: '/d', keyPath: '/k.pem', host: '127.0.0.1', logLevel: 'info', mqtt: { port: 1883 }, http: { port: 8080, trustProxy: false }, tokens: [], manifests: [], file: null });
+  t.same(c, { dataDir: '/d', keyPath: '/k.pem', host: '127.0.0.1', logLevel: 'info', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], file: null });
   t.equal(DEFAULTS.httpPort, 8080);
 });
 
@@ -59,7 +59,7 @@ bundleLifetime: 12h
   t.equal(c.host, '0.0.0.0');
   t.equal(c.logLevel, 'debug');
   t.same(c.mqtt, { port: 1884, maxPayloadBytes: 8192, tls: { port: 8884, key: Buffer.from('KEY PEM'), cert: Buffer.from('CERT PEM'), ca: Buffer.from('CA PEM') }, websocket: { port: 8083, path: '/mqtt' } });
-  t.same(c.http, { port: 9090, trustProxy: true });
+  t.same(c.http, { port: 9090, host: '0.0.0.0', trustProxy: true }, 'the HTTP API binds the MQTT host unless http.host says otherwise');
   t.same(c.tokens, [{ name: 'alice', role: 'operator', hash: HASH }]);
   t.equal(c.manifests[0].model, 'th-100');
   t.same(c.waves, [{ size: '5%' }, { size: '100%', ackThreshold: 0.99 }]);
@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime)',
+    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -163,7 +163,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime)',
+    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',
@@ -178,3 +178,31 @@ function write(t: { testdirName: string; testdir(): string }, name: string, valu
   writeFileSync(file, JSON.stringify(value));
   return file;
 }
+
+t.test('the HTTP listener of its own (http.host, http.tls) and the shutdown bound: file, environment, flags', async (t) => {
+  const dir = t.testdir({ 'api.key': 'API KEY PEM', 'api.crt': 'API CERT PEM' });
+  const file = join(dir, 'c.yaml');
+  writeFileSync(file, 'dataDir: d\nkeyPath: k\nhost: 0.0.0.0\nshutdownTimeout: 2m\nhttp: { host: 127.0.0.1, tls: { key: api.key, cert: api.crt } }\n');
+  const c = loadConfig({ file });
+  t.equal(c.host, '0.0.0.0', 'MQTT on every address');
+  t.same(c.http, { port: 8080, host: '127.0.0.1', tls: { key: Buffer.from('API KEY PEM'), cert: Buffer.from('API CERT PEM') }, trustProxy: false }, 'the API on loopback, over HTTPS');
+  t.equal(c.shutdownTimeoutMs, 120_000);
+  t.match(loadConfig({ file, env: { PINWAVE_HTTP_HOST: '::1', PINWAVE_SHUTDOWN_TIMEOUT: '30' } }), { http: { host: '::1' }, shutdownTimeoutMs: 30_000 });
+  t.match(loadConfig({ file, env: { PINWAVE_SHUTDOWN_TIMEOUT: '45s' }, flags: { httpHost: '127.0.0.2', shutdownTimeout: 3 } }), { http: { host: '127.0.0.2' }, shutdownTimeoutMs: 3000 }, 'flags win');
+  t.equal(loadConfig({ flags: { dataDir: 'd', keyPath: 'k', host: '::1' } }).http.host, '::1', '--host moves both listeners');
+
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ dataDir: 'd', keyPath: 'k', shutdownTimeout: '2h', http: { host: '', tls: { key: 'missing.key', pem: 'x' } } }));
+  t.throws(() => loadConfig({ file: bad, env: { PINWAVE_SHUTDOWN_TIMEOUT: '0' }, flags: { shutdownTimeout: 0 } }), {
+    name: 'ConfigError',
+    problems: [
+      'config.http.host: must be a non-empty string, got ""',
+      'config.http.tls.pem: unknown option (known: key, cert)',
+      `config.http.tls.key: cannot read ${join(dir, 'missing.key')}: ENOENT`,
+      'config.http.tls.cert: required',
+      'config.shutdownTimeout: must be a number of seconds above 0 and at most 3600 s or a duration like "10s" or "2m", got "2h"',
+      'PINWAVE_SHUTDOWN_TIMEOUT: must be a number of seconds above 0 and at most 3600 s or a duration like "10s" or "2m", got 0',
+      '--shutdown-timeout: must be from 1 s to 3600 s, got 0 s',
+    ],
+  });
+});

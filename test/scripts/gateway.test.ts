@@ -8,7 +8,11 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import mqtt from 'mqtt';
-import { serve } from '../../scripts/commands/gateway.ts';
+import { request as httpsRequest } from 'node:https';
+import { connect as connectTcp } from 'node:net';
+import { cleartextWarnings, isLoopback, serve } from '../../scripts/commands/gateway.ts';
+import { loadConfig } from '../../gateway/config.ts';
+import { chain } from '../fixtures/openssl.ts';
 import { UsageError, type Io } from '../../scripts/args.ts';
 import { hashToken } from '../../gateway/credentials.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
@@ -182,4 +186,65 @@ t.test('SIGTERM stops the process: exit 0, the listening lines on stdout, JSON l
   t.ok(logs.some((e) => e.msg === 'signal received' && e.signal === 'SIGTERM'));
   t.ok(logs.some((e) => e.msg === 'gateway stopped'));
   t.notOk(stderr.includes(ADMIN));
+});
+
+t.test('http.tls serves the API over HTTPS on its own host; a TLS handshake left half done does not hold the stop', async (t) => {
+  const { dir, keyPath } = setup(t);
+  const certs = chain(dir);
+  const config = join(dir, 'pinwave.yaml');
+  writeFileSync(config, `http: { host: 127.0.0.1, tls: { key: ${certs.leaf.key}, cert: ${certs.file} } }\nshutdownTimeout: 5\n`);
+  const { io, out, err } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+  const log = logSink();
+  const stop = switchOff();
+  const done = serve(['--config', config, '--data', join(dir, 'data'), '--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], io, { until: stop.until, log: log.stream });
+  t.teardown(() => stop.off());
+  await until(() => out.some((l) => l.startsWith('https listening on ')), 10_000, 'the https line');
+  t.match(out[1], /^https listening on https:\/\/127\.0\.0\.1:[1-9]\d*$/);
+  t.same(err, [], 'TLS on loopback: no warning');
+  const api = new URL(out[1].slice('https listening on '.length));
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string; protocol: string }>((resolve, reject) => {
+      const req = httpsRequest({ host: api.hostname, port: api.port, path, ca: readFileSync(certs.root.pem), agent: false, headers: { authorization: `Bearer ${ADMIN}` } }, (res) => {
+        const protocol = (res.socket as unknown as { getProtocol(): string }).getProtocol();
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body, protocol }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const info = await get('/v1/info');
+  t.equal(info.status, 200, 'the certificate chain verifies against its root');
+  t.match(info.protocol, /^TLSv1\.[23]$/);
+  t.equal(JSON.parse(info.body).name, 'pinwave');
+  await t.rejects(fetch(`http://${api.host}/healthz`, { signal: AbortSignal.timeout(3000) }), 'no plaintext HTTP on that port');
+
+  const stalled = connectTcp(Number(api.port), api.hostname);
+  stalled.on('error', () => {});
+  await new Promise<void>((resolve) => stalled.once('connect', () => resolve()));
+  stalled.write(Buffer.from([0x16, 0x03, 0x01])); // the first bytes of a ClientHello, and then nothing
+  const closed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+  stop.off();
+  t.equal(await done, 0, 'stopped, nothing cut off');
+  await closed;
+  t.pass('the half-done handshake was closed');
+});
+
+t.test('a warning when tokens would travel in clear text on a non-loopback address', async (t) => {
+  for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) t.ok(isLoopback(h), `${h} is loopback`);
+  for (const h of ['0.0.0.0', '::', '10.0.0.5', '192.168.1.2', 'gateway.example.com', '128.0.0.1', '::ffff:10.0.0.1']) t.notOk(isLoopback(h), `${h} is not`);
+  const cfg = (flags: { host?: string; httpHost?: string }, file?: string) => loadConfig({ file, flags: { dataDir: '/d', keyPath: '/k', ...flags } });
+  t.same(cleartextWarnings(cfg({})), [], 'all on loopback: nothing to say');
+  t.same(cleartextWarnings(cfg({ host: '0.0.0.0' })), [
+    'the HTTP API listens on 0.0.0.0 without TLS: API tokens travel in clear text (set http.tls, or bind it to 127.0.0.1 behind a TLS proxy)',
+    'MQTT listens on 0.0.0.0 without TLS (port 1883): device tokens travel in clear text (set mqtt.tls, or bind it to a loopback address)',
+  ]);
+  t.same(cleartextWarnings(cfg({ host: '0.0.0.0', httpHost: '127.0.0.1' })), ['MQTT listens on 0.0.0.0 without TLS (port 1883): device tokens travel in clear text (set mqtt.tls, or bind it to a loopback address)'], 'the API kept on loopback (behind a proxy)');
+  t.same(cleartextWarnings(cfg({ httpHost: '::' })), ['the HTTP API listens on :: without TLS: API tokens travel in clear text (set http.tls, or bind it to 127.0.0.1 behind a TLS proxy)']);
+  const { dir } = setup(t);
+  writeFileSync(join(dir, 'k.pem'), 'KEY');
+  writeFileSync(join(dir, 'c.pem'), 'CERT');
+  const withTls = join(dir, 'tls.yaml');
+  writeFileSync(withTls, 'host: 10.1.2.3\nmqtt: { tls: { key: k.pem, cert: c.pem }, websocket: true }\nhttp: { tls: { key: k.pem, cert: c.pem } }\n');
+  t.same(cleartextWarnings(cfg({}, withTls)), ['MQTT listens on 10.1.2.3 without TLS (port 1883 and WebSocket port 8083): device tokens travel in clear text (point devices at the TLS port, or bind it to a loopback address)'], 'HTTPS is fine; the plaintext MQTT listener beside TLS is not');
 });

@@ -1,10 +1,13 @@
 // Bearer-token auth: 401 without or with a wrong token, 403 for the wrong role, open health and
-// metrics; repeated bad tokens from one address are refused for a while (bounded memory); logs
-// never carry a token, device token or hash.
+// metrics; repeated bad tokens are refused for a while, per source and from all sources together,
+// in bounded memory that forgets no source it refuses; logs never carry a token, device token,
+// hash or query value.
 import t from 'tap';
 import { pino } from 'pino';
 import { apiHarness, API_TOKENS, TOKENS } from '../../fixtures/http.ts';
-import { allows, bearerToken, FailureLimiter, findToken } from '../../../gateway/http/auth.ts';
+import { allows, bearerToken, findToken } from '../../../gateway/http/auth.ts';
+import { FailureLimiter, sourceOf } from '../../../gateway/http/throttle.ts';
+import { redactQuery } from '../../../gateway/http/request-log.ts';
 import { REDACT } from '../../../scripts/commands/gateway.ts';
 
 t.test('no token or a wrong one is 401; the wrong role is 403 naming the role needed; open routes need none', async (t) => {
@@ -26,6 +29,7 @@ t.test('no token or a wrong one is 401; the wrong role is 403 naming the role ne
   t.equal((await a.call('POST', '/v1/bundles', { as: 'viewer', body: { nonsense: true } })).statusCode, 403, 'a forbidden body is not even validated');
   for (const url of ['/healthz', '/metrics', '/docs']) t.equal((await a.call('GET', url, { as: null })).statusCode, 200, `${url} is open`);
   t.equal((await a.call('GET', '/v1/info', { as: null })).statusCode, 401, '/v1/info is not');
+  t.match((await a.call('GET', '/v1/nowhere', { as: null })).json(), { statusCode: 404, code: 'PW_NOT_FOUND', message: 'no route GET /v1/nowhere' }, 'no route: 404, whatever the token');
 });
 
 t.test('roles are ordered viewer < operator < admin', async (t) => {
@@ -54,19 +58,99 @@ t.test('after 5 wrong tokens in a minute an address gets 429 with Retry-After fo
   t.match(metrics, /pinwave_http_auth_refused_total\{reason="throttled"\} 1/);
 });
 
-t.test('the bad-token table is bounded: the oldest addresses are forgotten first', async (t) => {
-  const l = new FailureLimiter({ maxFailures: 2, windowMs: 1000, maxTracked: 3 });
-  for (const addr of ['a', 'b', 'c', 'd', 'e']) l.fail(addr, 0);
-  t.equal(l.tracked, 3);
-  l.fail('e', 10);
-  t.equal(l.blockedFor('e', 10), 990);
-  t.equal(l.blockedFor('a', 10), 0, 'a was forgotten');
-  t.equal(l.blockedFor('c', 10), 0, 'one failure is not enough');
-  t.equal(l.blockedFor('e', 1000), 0, 'the window ends');
-  t.equal(l.tracked, 2, 'an ended window is dropped when looked at');
-  l.fail('d', 2000);
-  l.fail('d', 2001);
-  t.ok(l.blockedFor('d', 2001) > 0, 'a fresh window after the old one ended');
+t.test('the bad-token table is bounded and forgets no source it refuses, however many others fail', async (t) => {
+  const l = new FailureLimiter({ maxFailures: 2, windowMs: 1000, maxTracked: 3, maxGlobalFailures: 1_000_000 });
+  l.fail('10.0.0.1', 0);
+  l.fail('10.0.0.1', 0);
+  t.equal(l.blockedFor('10.0.0.1', 0), 1000, 'two failures: refused for the window');
+  for (let i = 0; i < 20_000; i++) l.fail(`10.1.${i >> 8}.${i & 255}`, 1);
+  t.equal(l.tracked, 3, 'the table stays at its bound');
+  t.equal(l.blockedFor('10.0.0.1', 500), 500, 'still refused: a flood of other sources does not push it out');
+  t.equal(l.blockedFor('10.0.0.1', 1000), 0, 'the window ends');
+  t.equal(l.tracked, 2, 'its entry is dropped');
+  t.equal(l.blockedFor('10.0.0.1', 1001), 0);
+  t.equal(l.tracked, 0, 'and the others once theirs end');
+  l.fail('10.0.0.9', 2000);
+  l.fail('10.0.0.9', 2001);
+  t.ok(l.blockedFor('10.0.0.9', 2001) > 0, 'a fresh window after the old ones ended');
+  t.throws(() => new FailureLimiter({ maxFailures: 0 }), { message: 'expected maxFailures to be a positive integer, got 0' });
+});
+
+t.test('a global limit: sources the table cannot hold, or a botnet rotating addresses, get at most maxGlobalFailures answers per window', async (t) => {
+  const l = new FailureLimiter({ maxFailures: 5, windowMs: 60_000, maxTracked: 100, maxGlobalFailures: 50 });
+  let answered = 0;
+  // 11,953 rotating sources, 10 guesses each (what once got 119,530 answers through).
+  for (let round = 0; round < 10; round++) {
+    for (let i = 0; i < 11_953; i++) {
+      const addr = `198.18.${i >> 8}.${i & 255}`;
+      if (l.blockedFor(addr, round) > 0) continue;
+      answered++;
+      l.fail(addr, round);
+    }
+  }
+  t.equal(answered, 50, 'the global limit holds whatever the number of sources');
+  t.ok(l.tracked <= 100);
+  t.same(l.blocked('192.0.2.1', 100), { scope: 'global', ms: 59_900 }, 'everyone is refused until the window ends');
+  t.equal(l.blockedFor('192.0.2.1', 60_000), 0, 'then answered again');
+});
+
+t.test('an IPv6 source is its /64; IPv4-mapped addresses are IPv4', async (t) => {
+  t.equal(sourceOf('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
+  t.equal(sourceOf('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), '2001:db8:1:2::/64');
+  t.equal(sourceOf('2001:db8::7'), '2001:db8:0:0::/64');
+  t.equal(sourceOf('::1'), '0:0:0:0::/64');
+  t.equal(sourceOf('::ffff:192.0.2.7'), '192.0.2.7');
+  t.equal(sourceOf('192.0.2.7'), '192.0.2.7');
+  const l = new FailureLimiter({ maxFailures: 2, windowMs: 1000 });
+  l.fail('2001:db8:1:2::a', 0);
+  l.fail('2001:db8:1:2::b', 0);
+  t.ok(l.blockedFor('2001:db8:1:2:ffff::9', 0) > 0, 'another address of the same /64 is refused too');
+  t.equal(l.blockedFor('2001:db8:1:3::a', 0), 0, 'the next /64 is not');
+});
+
+t.test('over HTTP: rotating addresses hit the global limit; a valid token still passes', async (t) => {
+  const a = await apiHarness(t, { authLimits: { maxGlobalFailures: 20 } });
+  const from = (remoteAddress: string, token: string) => a.app.inject({ method: 'GET', url: '/v1/devices', remoteAddress, headers: { authorization: `Bearer ${token}` } });
+  const codes: number[] = [];
+  for (let i = 0; i < 60; i++) codes.push((await from(`203.0.113.${i}`, `guess-${i}-0123456789abcdef`)).statusCode);
+  t.equal(codes.filter((c) => c === 401).length, 20, 'twenty answers');
+  t.equal(codes.filter((c) => c === 429).length, 40);
+  const refused = await from('203.0.113.200', 'guess-x-0123456789abcdef');
+  t.match(refused.json(), { statusCode: 429, code: 'PW_TOO_MANY_REQUESTS', message: 'too many wrong tokens from all addresses together; retry in 60 s' });
+  t.equal(refused.headers['retry-after'], '60');
+  t.equal((await a.app.inject({ method: 'GET', url: '/v1/devices', remoteAddress: '203.0.113.201' })).statusCode, 429, 'no token at all: refused too');
+  t.equal((await from('203.0.113.202', TOKENS.viewer)).statusCode, 200, 'an operator with a valid token is not locked out');
+  a.clock.advance(60_000);
+  t.equal((await from('203.0.113.203', 'guess-y-0123456789abcdef')).statusCode, 401, 'the window over, answered again');
+});
+
+t.test('query strings are redacted in request logs: a token in ?access_token= never reaches them', async (t) => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'trace', redact: { paths: REDACT, censor: '[redacted]' } }, { write: (s: string) => void lines.push(s) });
+  const a = await apiHarness(t, { logger });
+  const secret = 'query-token-0123456789abcdef-SECRET';
+  for (const url of [`/v1/devices?access_token=${secret}`, `/healthz?access_token=${secret}`, `/v1/nowhere?access_token=${secret}`, `/v1/devices?limit=5&${secret}`, `/v1/stuck?group=g&token=${secret}`]) {
+    await a.call('GET', url, { as: null });
+    await a.call('GET', url, { as: 'viewer' });
+  }
+  await a.call('GET', `/v1/devices?access_token=${secret}`, { as: null, headers: { authorization: 'Bearer wrong-token-0123456789abcdef' } });
+  const log = lines.join('');
+  t.ok(log.includes('"url":"/v1/devices?access_token=[redacted]"'), 'the parameter name is kept, its value is not');
+  t.ok(log.includes('"url":"/v1/devices?limit=[redacted]&[redacted]"'), 'a name the API does not know may be the secret itself');
+  t.ok(log.includes('"url":"/v1/stuck?group=[redacted]&[redacted]"'));
+  t.ok(log.includes('request completed'));
+  t.notOk(log.includes(secret), 'the token appears nowhere in the log');
+  t.notOk(log.includes('SECRET'));
+});
+
+t.test('redactQuery keeps the path and the names the API knows, nothing else', async (t) => {
+  const known = new Set(['group', 'limit']);
+  t.equal(redactQuery('/v1/devices', known), '/v1/devices');
+  t.equal(redactQuery('/v1/devices?', known), '/v1/devices?');
+  t.equal(redactQuery('/v1/stuck?group=th&access_token=abc', known), '/v1/stuck?group=[redacted]&access_token=[redacted]');
+  t.equal(redactQuery('/a?just-a-token', known), '/a?[redacted]');
+  t.equal(redactQuery('/a?limit&x%3Dy=1&&=2', known), '/a?limit=[redacted]&[redacted]&[redacted]&[redacted]');
+  t.equal(redactQuery('/a?group=1'), '/a?[redacted]', 'no names known: only access_token is named');
 });
 
 t.test('bearer tokens parse per RFC 6750; a token is found by its hash only', async (t) => {

@@ -1,39 +1,51 @@
-// /healthz, /v1/info, /metrics (Prometheus text with HELP and TYPE) and /docs (the OpenAPI document
-// generated from the route schemas: every route listed, and what the routes serve matches it).
+// /healthz, /v1/info, /metrics (Prometheus text with HELP and TYPE), the access every route declares,
+// and /docs: the OpenAPI 3.1 document generated from the route schemas (valid under an independent
+// validator, every route listed with who may call it, what the routes serve matches it) and the
+// page a browser gets.
 import t from 'tap';
-import { Ajv } from 'ajv';
+import { createHash } from 'node:crypto';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import SwaggerParser from '@apidevtools/swagger-parser';
 import mqtt from 'mqtt';
-import { apiHarness } from '../../fixtures/http.ts';
-import { fleet, pin, until } from '../../fixtures/gateway.ts';
+import type { FastifyInstance } from 'fastify';
+import { apiHarness, API_TOKENS, TOKENS } from '../../fixtures/http.ts';
+import { fleet, harness, pin, until } from '../../fixtures/gateway.ts';
+import { buildServer } from '../../../gateway/http/server.ts';
+import { renderDocsPage } from '../../../gateway/http/docs-page.ts';
+import { prefersHtml } from '../../../gateway/http/docs.ts';
 import { Exposition } from '../../../gateway/http/metrics.ts';
 import { packageVersion } from '../../../gateway/http/info.ts';
 
-/** The routes the API documents, exactly. */
-const ROUTES: Array<[string, string]> = [
-  ['get', '/healthz'],
-  ['get', '/v1/info'],
-  ['post', '/v1/devices'],
-  ['get', '/v1/devices'],
-  ['get', '/v1/devices/{id}'],
-  ['post', '/v1/devices/{id}/token'],
-  ['delete', '/v1/devices/{id}'],
-  ['post', '/v1/bundles'],
-  ['get', '/v1/bundles'],
-  ['get', '/v1/bundles/{id}'],
-  ['get', '/v1/bundles/{id}/raw'],
-  ['post', '/v1/rollouts'],
-  ['get', '/v1/rollouts'],
-  ['get', '/v1/rollouts/{id}'],
-  ['post', '/v1/rollouts/{id}/start'],
-  ['post', '/v1/rollouts/{id}/pause'],
-  ['post', '/v1/rollouts/{id}/resume'],
-  ['post', '/v1/rollouts/{id}/abort'],
-  ['post', '/v1/rollouts/{id}/rollback'],
-  ['get', '/v1/telemetry/pin-failures'],
-  ['get', '/v1/stuck'],
-  ['get', '/metrics'],
-  ['get', '/docs'],
+/** Every route of the API and who may call it: the least role, or public (no token). */
+const ROUTES: Array<[string, string, string]> = [
+  ['GET', '/healthz', 'public'],
+  ['GET', '/v1/info', 'viewer'],
+  ['GET', '/metrics', 'public'],
+  ['POST', '/v1/devices', 'admin'],
+  ['GET', '/v1/devices', 'viewer'],
+  ['GET', '/v1/devices/:id', 'viewer'],
+  ['POST', '/v1/devices/:id/token', 'admin'],
+  ['DELETE', '/v1/devices/:id', 'admin'],
+  ['POST', '/v1/bundles', 'operator'],
+  ['GET', '/v1/bundles', 'viewer'],
+  ['GET', '/v1/bundles/:id', 'viewer'],
+  ['GET', '/v1/bundles/:id/raw', 'viewer'],
+  ['POST', '/v1/rollouts', 'operator'],
+  ['GET', '/v1/rollouts', 'viewer'],
+  ['GET', '/v1/rollouts/:id', 'viewer'],
+  ['POST', '/v1/rollouts/:id/start', 'operator'],
+  ['POST', '/v1/rollouts/:id/pause', 'operator'],
+  ['POST', '/v1/rollouts/:id/resume', 'operator'],
+  ['POST', '/v1/rollouts/:id/abort', 'operator'],
+  ['POST', '/v1/rollouts/:id/rollback', 'operator'],
+  ['GET', '/v1/telemetry/pin-failures', 'viewer'],
+  ['GET', '/v1/stuck', 'viewer'],
+  ['GET', '/docs', 'public'],
+  ['GET', '/docs/json', 'public'],
 ];
+
+/** `/v1/devices/:id` as OpenAPI writes it: `/v1/devices/{id}`. */
+const openApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}');
 
 t.test('healthz answers ok without a token; info gives the MQTT URL, version, kid and SPKI PEM key', async (t) => {
   const a = await apiHarness(t);
@@ -109,37 +121,122 @@ t.test('label values are escaped as the exposition format requires', async (t) =
   t.equal(text, '# HELP x_total a \\\\ help\\nline\n# TYPE x_total counter\nx_total{reason="a\\"b\\\\c\\nd"} 1\nx_total 0\n');
 });
 
-t.test('/docs is an OpenAPI 3 document listing every route, and the routes serve what it describes', async (t) => {
+t.test('every route declares who may call it: the table lists them all, HEAD twins included', async (t) => {
+  const a = await apiHarness(t);
+  const table = a.app.routeAccess.map((r) => [r.method, r.url, r.access]);
+  const heads = table.filter(([m]) => m === 'HEAD');
+  for (const [, url, access] of heads) t.ok(table.some(([m, u, x]) => m === 'GET' && u === url && x === access), `HEAD ${url} mirrors GET ${url} (${access})`);
+  t.same(
+    table.filter(([m]) => m !== 'HEAD').sort(),
+    ROUTES.map((r) => [...r]).sort(),
+  );
+  t.equal(heads.length, ROUTES.filter(([m]) => m === 'GET').length, 'every GET has its HEAD');
+  // What the table says is what the server does: public routes answer without a token, the others 401.
+  for (const [method, url, access] of ROUTES) {
+    const r = await a.call(method as 'GET', url.replace(':id', 'x'), { as: null });
+    if (access === 'public') t.equal(r.statusCode, 200, `${method} ${url} is open`);
+    else t.equal(r.statusCode, 401, `${method} ${url} needs a token`);
+  }
+});
+
+t.test('a route that declares no access, or both a role and public, makes buildServer throw naming it', async (t) => {
+  const h = await harness(t);
+  const undeclared = async (app: FastifyInstance) => void app.get('/v1/forgotten', async () => 'open by omission');
+  await t.rejects(buildServer({ gateway: h.gw, plugins: [undeclared] }), {
+    name: 'RouteAccessError',
+    code: 'PW_ROUTE_ACCESS',
+    message: "route GET /v1/forgotten declares no access: add config: { role: 'viewer' | 'operator' | 'admin' } or config: { public: true }",
+  });
+  const both = async (app: FastifyInstance) => void app.post('/v1/both', { config: { role: 'admin', public: true } }, async () => 'x');
+  await t.rejects(buildServer({ gateway: h.gw, plugins: [both] }), { message: /^route POST \/v1\/both declares both a role and public/ });
+  const notTrue = async (app: FastifyInstance) => void app.get('/v1/maybe', { config: { public: 'yes' as unknown as true } }, async () => 'x');
+  await t.rejects(buildServer({ gateway: h.gw, plugins: [notTrue] }), { message: /^route GET \/v1\/maybe declares public: "yes", not true/ });
+  const badRole = async (app: FastifyInstance) => void app.get('/v1/root', { config: { role: 'root' as 'admin' } }, async () => 'x');
+  await t.rejects(buildServer({ gateway: h.gw, plugins: [badRole] }), { message: /^route GET \/v1\/root declares an unknown role "root"/ });
+
+  const declared = async (app: FastifyInstance) => void app.get('/v1/extra', { config: { role: 'operator' } }, async () => ({ ok: true }));
+  const app = await buildServer({ gateway: h.gw, tokens: API_TOKENS, plugins: [declared] });
+  t.teardown(() => app.close());
+  t.throws(() => app.get('/v1/late', async () => 'x'), { name: 'RouteAccessError', message: /^route GET \/v1\/late declares no access/ }, 'a route added later is refused too');
+  t.same(app.routeAccess.find((r) => r.url === '/v1/extra' && r.method === 'GET'), { method: 'GET', url: '/v1/extra', access: 'operator' });
+  t.equal((await app.inject({ url: '/v1/extra', headers: { authorization: `Bearer ${TOKENS.viewer}` } })).statusCode, 403, 'a declared role is enforced');
+});
+
+/** Every Schema Object in an OpenAPI document, with where it is. */
+function schemaObjects(doc: Record<string, any>): Array<[string, Record<string, unknown>]> {
+  const found: Array<[string, Record<string, unknown>]> = Object.entries(doc.components?.schemas ?? {}).map(([n, s]) => [`components.schemas.${n}`, s as Record<string, unknown>]);
+  for (const [path, ops] of Object.entries<Record<string, any>>(doc.paths)) {
+    for (const [method, op] of Object.entries<any>(ops)) {
+      const at = `${method.toUpperCase()} ${path}`;
+      for (const p of op.parameters ?? []) found.push([`${at} parameter ${p.name}`, p.schema]);
+      for (const [type, c] of Object.entries<any>(op.requestBody?.content ?? {})) found.push([`${at} body ${type}`, c.schema]);
+      for (const [status, r] of Object.entries<any>(op.responses ?? {})) for (const [type, c] of Object.entries<any>(r.content ?? {})) found.push([`${at} ${status} ${type}`, c.schema]);
+    }
+  }
+  return found;
+}
+
+t.test('/docs is an OpenAPI 3.1 document an independent validator accepts, listing every route with who may call it', async (t) => {
   const a = await apiHarness(t);
   const r = await a.call('GET', '/docs', { as: null });
   t.equal(r.statusCode, 200);
+  t.match(r.headers['content-type'], /^application\/json/);
+  t.equal(r.headers.vary, 'Accept');
   const doc = r.json();
-  t.match(doc.openapi, /^3\.\d+\.\d+$/);
+  t.same((await a.call('GET', '/docs/json', { as: null })).json(), doc, '/docs/json is the same document');
+  t.same((await a.call('GET', '/docs', { as: null, headers: { accept: '*/*' } })).json(), doc, 'curl and fetch (Accept */*) get JSON');
+
+  // @apidevtools/swagger-parser: the OpenAPI 3.1 schema, $refs resolved. (Under 3.0.3 this same
+  // document had 260 errors: numeric exclusiveMinimum and `type: [T, "null"]` are 2020-12, not 3.0.)
+  await t.resolves(SwaggerParser.validate(structuredClone(doc)), 'swagger-parser validates it');
+  t.equal(doc.openapi, '3.1.0');
   t.match(doc.info, { title: 'pinwave', version: packageVersion() });
   t.same(doc.components.securitySchemes, { bearer: { type: 'http', scheme: 'bearer' } });
-  for (const [method, path] of ROUTES) {
-    const op = doc.paths[path]?.[method];
-    t.ok(op, `${method.toUpperCase()} ${path} is listed`);
+
+  // swagger-parser does not look inside 3.1 Schema Objects: each is checked here as what 3.1 says
+  // it is, JSON Schema 2020-12, against its meta-schema and compiled by Ajv in strict mode (an
+  // unknown or misplaced keyword fails), with $refs to the components resolved.
+  const ajv = new Ajv2020({ strict: true, allowUnionTypes: true, allErrors: true, validateFormats: false });
+  const asDefs = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll('"#/components/schemas/', '"#/$defs/'));
+  const defs = asDefs(doc.components.schemas);
+  const objects = schemaObjects(doc);
+  t.ok(objects.length > 100, `${objects.length} Schema Objects`);
+  for (const [where, schema] of objects) {
+    t.ok(ajv.validateSchema(schema), `${where} is JSON Schema 2020-12: ${ajv.errorsText(ajv.errors)}`);
+    t.doesNotThrow(() => ajv.compile({ ...asDefs(schema), $defs: defs }), `${where} compiles strictly`);
+  }
+
+  for (const [method, url, access] of ROUTES) {
+    const path = openApiPath(url);
+    const op = doc.paths[path]?.[method.toLowerCase()];
+    t.ok(op, `${method} ${path} is listed`);
     if (!op) continue;
     t.ok(op.summary, `${path} has a summary`);
     t.ok(op.responses && Object.keys(op.responses).some((s) => /^2/.test(s)), `${method} ${path} documents its success`);
     for (const name of path.match(/\{(\w+)\}/g) ?? []) {
       t.ok(op.parameters?.some((p: { in: string; name: string; required: boolean }) => p.in === 'path' && `{${p.name}}` === name && p.required), `${path} declares ${name}`);
     }
-    const open = ['/healthz', '/metrics', '/docs'].includes(path);
-    t.equal(Boolean(op.security), !open, `${path} ${open ? 'is open' : 'needs a bearer token'}`);
+    t.equal(op['x-pinwave-access'], access, `${method} ${path}: ${access}`);
+    if (access === 'public') t.notOk(op.security, `${path} needs no token`);
+    else {
+      t.same(op.security, [{ bearer: [] }], `${path} needs a bearer token`);
+      t.match(op.description, new RegExp(`Role: ${access} or above\\.$`));
+    }
   }
-  const listed = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops as object).map((m) => `${m} ${p}`));
-  t.same(listed.sort(), ROUTES.map(([m, p]) => `${m} ${p}`).sort(), 'no route beyond those');
+  const listed = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops as object).map((m) => `${m.toUpperCase()} ${p}`));
+  t.same(listed.sort(), ROUTES.map(([m, u]) => `${m} ${openApiPath(u)}`).sort(), 'no route beyond those');
+});
 
-  // Every $ref resolves, and every component is a schema Ajv compiles (OpenAPI 3.0 `nullable` included).
+t.test('the routes serve what the document describes', async (t) => {
+  const a = await apiHarness(t);
+  const doc = (await a.call('GET', '/docs/json', { as: null })).json();
   const refs = new Set([...JSON.stringify(doc).matchAll(/"\$ref":"([^"]+)"/g)].map((m) => m[1]));
   t.ok(refs.size >= 8, 'the shared shapes are referenced');
   for (const ref of refs) t.ok(ref.startsWith('#/components/schemas/') && doc.components.schemas[ref.slice(21)], `${ref} resolves`);
-  const ajv = new Ajv({ strict: false, allErrors: true });
-  ajv.addSchema({ ...doc, $id: 'openapi' });
+  const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
+  ajv.addSchema({ $id: 'openapi', $defs: JSON.parse(JSON.stringify(doc.components.schemas).replaceAll('"#/components/schemas/', '"openapi#/$defs/')) });
   const check = (name: string, value: unknown) => {
-    const validate = ajv.getSchema(`openapi#/components/schemas/${name}`)!;
+    const validate = ajv.getSchema(`openapi#/$defs/${name}`)!;
     t.ok(validate(value), `${name} matches: ${ajv.errorsText(validate.errors)}`);
   };
   const sims = await fleet(a, 2);
@@ -159,4 +256,62 @@ t.test('/docs is an OpenAPI 3 document listing every route, and the routes serve
   for (const s of (await a.call('GET', '/v1/stuck?group=thermostats')).json().items) check('StuckDevice', s);
   for (const s of (await a.call('GET', '/v1/bundles')).json().items) check('Bundle', s);
   check('Error', (await a.call('GET', '/v1/devices/nope')).json());
+});
+
+t.test('/docs in a browser is a page for people: every operation with who may call it, its fields and limits; no script, nothing fetched', async (t) => {
+  const a = await apiHarness(t);
+  const browser = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
+  const r = await a.call('GET', '/docs', { as: null, headers: { accept: browser } });
+  t.equal(r.statusCode, 200);
+  t.equal(r.headers['content-type'], 'text/html; charset=utf-8');
+  t.equal(r.headers.vary, 'Accept');
+  const csp = String(r.headers['content-security-policy']);
+  t.match(csp, /^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/]+=*';/);
+  const html = r.body;
+  const style = /<style>([\s\S]*?)<\/style>/.exec(html)![1];
+  t.equal(csp.match(/'sha256-([^']+)'/)![1], createHash('sha256').update(style).digest('base64'), 'the CSP allows exactly its one style');
+  t.match(html, /^<!doctype html><html lang="en">/);
+  t.notMatch(html, /<script|<link|<img|<iframe|\son\w+=/i, 'no script, no external resource, no handler');
+  t.notMatch(html, /(src|href)="(https?:)?\/\//i, 'nothing from another origin');
+  t.match(html, /<title>pinwave API \d+\.\d+\.\d+<\/title>/);
+  for (const [method, url, access] of ROUTES) {
+    const path = openApiPath(url);
+    const at = html.indexOf(`<span class="method m-${method.toLowerCase()}">${method}</span> <code>${path}</code>`);
+    t.ok(at > 0, `${method} ${path} is on the page`);
+    const section = html.slice(at, html.indexOf('</section>', at));
+    t.match(section, access === 'public' ? /no token needed/ : new RegExp(`role <b>${access}</b> or above`), `${method} ${path}: ${access}`);
+  }
+  const create = html.slice(html.indexOf('<code>/v1/rollouts</code></h3><p class="summary">Create'));
+  t.match(create, /<code>timeoutSeconds<\/code><\/td><td><div class="type">number, &gt; 0, ≤ 31536000<\/div><p>from the wave start to its deadline; default 3600<\/p>/, 'a field with its type, limits and description');
+  t.match(create, /<code>bundle<\/code> <span class="req">required<\/span>/);
+  t.match(create, /<code>onMiss<\/code><\/td><td><div class="type"><code>&quot;hold&quot;<\/code> \| <code>&quot;abort&quot;<\/code>/);
+  t.match(html, /<div class="schema" id="schema-device"><h3>Device<\/h3>/, 'the shared schemas');
+  t.match(html, /<a href="#schema-rolloutcreated">RolloutCreated<\/a>/, 'a reference links to its schema');
+  t.equal((await a.call('GET', '/docs', { as: null, headers: { accept: 'text/html;q=0.5, application/json' } })).headers['content-type'], 'application/json; charset=utf-8', 'JSON preferred: JSON');
+  t.equal((await a.call('GET', '/docs', { as: null, headers: { accept: 'text/html' } })).headers['content-type'], 'text/html; charset=utf-8');
+});
+
+t.test('the page escapes what the document says', async (t) => {
+  const { html } = renderDocsPage({
+    openapi: '3.1.0',
+    info: { title: '<b>x</b>', version: '1"' },
+    paths: { '/a/<x>': { get: { summary: '<img src=x onerror=alert(1)>', description: 'a `<code>` & more', responses: { 200: { description: '<i>ok</i>' } } } } },
+  });
+  t.notMatch(html, /<img|<b>x|<i>ok/);
+  t.match(html, /&lt;img src=x onerror=alert\(1\)&gt;/);
+  t.match(html, /<code>&lt;code&gt;<\/code> &amp; more/);
+  t.match(html, /<code>\/a\/&lt;x&gt;<\/code>/);
+});
+
+t.test('prefersHtml follows the Accept header: the most specific range decides, ties keep JSON', async (t) => {
+  t.notOk(prefersHtml(undefined));
+  t.notOk(prefersHtml('*/*'));
+  t.notOk(prefersHtml('application/json'));
+  t.ok(prefersHtml('text/html'));
+  t.ok(prefersHtml('text/*'));
+  t.ok(prefersHtml('text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'));
+  t.notOk(prefersHtml('text/html;q=0, */*'), 'html refused');
+  t.notOk(prefersHtml('text/html;q=0.5, application/json;q=0.5'), 'a tie');
+  t.ok(prefersHtml('text/html;q=0.6, application/*;q=0.5'));
+  t.notOk(prefersHtml('text/html;q=abc'), 'an unreadable q counts as 0');
 });

@@ -78,7 +78,7 @@ t.test('an action the state forbids is 409 naming the state; pause, resume with 
 
   const busy = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { group: 'thermostats' } } });
   t.equal(busy.statusCode, 409, 'a device already in a running rollout');
-  t.match(busy.json(), { code: 'PW_CONFLICT', details: { devices: ['th-0', 'th-1'] } });
+  t.match(busy.json(), { code: 'PW_CONFLICT', message: `2 targeted devices are already in rollout ${ro.id}, which is running: th-0, th-1`, details: { devices: ['th-0', 'th-1'], rollouts: [{ id: ro.id, state: 'running', devices: 2 }] } });
 
   const aborted = await a.call('POST', `/v1/rollouts/${ro.id}/abort`, { as: 'operator', body: { reason: 'wrong pins' } });
   t.equal(aborted.statusCode, 200);
@@ -155,4 +155,49 @@ t.test('an invalid wave plan is a 400 naming the wave; an unknown bundle is a 40
   const none = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { devices: ['th-0', 'ghost'] } } });
   t.equal(none.statusCode, 400);
   t.match(none.json(), { message: /target\.devices: unknown or revoked device: ghost/, details: { devices: ['ghost'] } });
+});
+
+t.test('validation before state: a malformed plan is 400 naming the field whatever rollout the target is in; a conflict names the real state', async (t) => {
+  const a = await apiHarness(t);
+  await provisioned(a, 3);
+  const b = await bundle(a);
+  const pending = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { group: 'thermostats' } } })).json();
+  t.equal(pending.state, 'pending');
+  const create = (body: object) => a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { group: 'thermostats' }, ...body } });
+
+  const over = await create({ waves: [{ size: '150%' }] });
+  t.equal(over.statusCode, 400, 'not 409: the plan is wrong before anything is in the way');
+  t.match(over.json(), { code: 'PW_INVALID_PLAN', message: 'waves[0].size must be above 0% and at most 100%, got "150%"' });
+  const shrinking = await create({ waves: [{ size: 3 }, { size: '50%' }] });
+  t.equal(shrinking.statusCode, 400, 'a plan wrong only against the target size is 400 too');
+  t.match(shrinking.json().message, /^waves\[1\]\.size "50%" \(2 of 3 devices\) must not be below waves\[0\]\.size 3/);
+  const unknownBundle = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: 'b'.repeat(64), target: { group: 'thermostats' }, waves: [{ size: '0%' }] } });
+  t.equal(unknownBundle.statusCode, 400, 'a malformed plan is 400 before the bundle is even looked up');
+  t.equal((await create({ waves: [{ size: '100%', ackTreshold: 1 }] })).statusCode, 400, 'a misspelt threshold');
+
+  const busy = await create({ waves: [{ size: '100%' }] });
+  t.equal(busy.statusCode, 409);
+  t.match(busy.json(), { code: 'PW_CONFLICT', message: `3 targeted devices are already in rollout ${pending.id}, which is pending: th-0, th-1, th-2`, details: { rollouts: [{ id: pending.id, state: 'pending', devices: 3 }] } });
+  await a.call('POST', `/v1/rollouts/${pending.id}/start`, { as: 'operator' });
+  await a.call('POST', `/v1/rollouts/${pending.id}/pause`, { as: 'operator' });
+  t.match((await create({})).json(), { statusCode: 409, message: new RegExp(`already in rollout ${pending.id}, which is held:`) });
+  t.match((await create({ waves: [{ size: '150%' }] })).json(), { statusCode: 400, code: 'PW_INVALID_PLAN' }, 'still 400 while held');
+
+  // Two rollouts in the way: each is named with its state.
+  await a.call('POST', `/v1/rollouts/${pending.id}/abort`, { as: 'operator' });
+  const one = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { devices: ['th-0'] } } })).json();
+  const two = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { devices: ['th-1', 'th-2'] }, start: true } })).json();
+  const both = (await create({})).json();
+  t.equal(both.statusCode, 409);
+  t.match(both.message, new RegExp(`^3 targeted devices are already in other rollouts: (1 in ${one.id} \\(pending\\), 2 in ${two.id} \\(running\\)|2 in ${two.id} \\(running\\), 1 in ${one.id} \\(pending\\)): `));
+});
+
+t.test('resume: bad thresholds are a 400 whatever the state', async (t) => {
+  const a = await apiHarness(t);
+  await provisioned(a, 1);
+  const b = await bundle(a);
+  const ro = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b.id, target: { group: 'thermostats' } } })).json();
+  await t.rejects(a.gw.resumeRollout(ro.id, 'olga', { ackThreshold: 2 }), { code: 'PW_INVALID_PLAN', message: 'ackThreshold must be between 0 and 1, got 2' }, 'pending, yet the thresholds are judged first');
+  await t.rejects(a.gw.resumeRollout(ro.id, 'olga', { ackThreshold: 0.5 }), { code: 'PW_INVALID_STATE', message: 'cannot resume a rollout that is pending' });
+  t.equal((await a.call('POST', `/v1/rollouts/${ro.id}/resume`, { as: 'operator', body: { ackThreshold: 2 } })).statusCode, 400);
 });
