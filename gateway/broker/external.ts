@@ -137,6 +137,7 @@ const DEFERRED = Object.assign(new Error('PUBACK deferred until the message is c
 interface InHand {
   messageId: number;
   done: boolean;
+  timer?: NodeJS.Timeout;
 }
 
 type SendPacket = (packet: { cmd: 'puback'; messageId: number; reasonCode: number }) => void;
@@ -323,7 +324,7 @@ export class ExternalBroker {
       if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
       this.#control.close();
       await this.#client.endAsync(!this.#client.connected).catch(() => {});
-      this.#line = [];
+      this.#dropLine();
     })();
     return this.#closing;
   }
@@ -357,7 +358,7 @@ export class ExternalBroker {
 
   async #onConnack(connack: IConnackPacket): Promise<void> {
     this.#generation++;
-    this.#line = [];
+    this.#dropLine();
     this.#delayMs = this.#o.reconnectMinMs;
     const generation = this.#generation;
     try {
@@ -399,7 +400,7 @@ export class ExternalBroker {
   #onClose(): void {
     const wasUp = this.#linkUp;
     this.#linkUp = false;
-    this.#line = [];
+    this.#dropLine();
     this.#generation++;
     if (wasUp) {
       this.#counters.linkDowns++;
@@ -418,6 +419,13 @@ export class ExternalBroker {
       this.#client.reconnect({ incomingStore: this.#client.incomingStore, outgoingStore: this.#client.outgoingStore });
     }, delay);
     this.#reconnectTimer.unref?.();
+  }
+
+  // What the line held belongs to a connection that is gone: the broker sends it again on the next,
+  // so its handlers' outcomes and timeouts no longer matter.
+  #dropLine(): void {
+    for (const entry of this.#line) clearTimeout(entry.timer);
+    this.#line = [];
   }
 
   // Ends the connection so that the broker sends every unacknowledged message again on the next one.
@@ -441,17 +449,17 @@ export class ExternalBroker {
       work = Promise.reject(err);
     }
     if (!(work instanceof Promise)) return this.#settled(entry, generation);
-    let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error(`onMessage did not settle within ${this.#o.handlerTimeoutMs} ms`), { timeout: true })), this.#o.handlerTimeoutMs);
+      entry.timer = setTimeout(() => reject(Object.assign(new Error(`onMessage did not settle within ${this.#o.handlerTimeoutMs} ms`), { timeout: true })), this.#o.handlerTimeoutMs);
+      entry.timer.unref?.();
     });
     Promise.race([work, timeout]).then(
       () => {
-        clearTimeout(timer);
+        clearTimeout(entry.timer);
         this.#settled(entry, generation);
       },
       (err: Error & { timeout?: boolean }) => {
-        clearTimeout(timer);
+        clearTimeout(entry.timer);
         if (err?.timeout) this.#counters.handlerTimeouts++;
         else this.#counters.handlerFailures++;
         this.#log.warn({ topic, err: err?.message ?? String(err) }, 'device message not committed; it will be sent again');

@@ -163,7 +163,8 @@ export async function writeBrokerDir(o: BrokerDirOptions): Promise<BrokerDir> {
   const built = buildDynsecFile({ gateway: { tokenHash: hashDeviceToken(password) }, devices: o.fleet });
   const owner = process.getuid?.() === 0 && user !== 'root' ? await ownerOf(user) : null;
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const existing = (await readdir(dir)).filter((f) => FILES.includes(f));
+  const present = await readdir(dir);
+  const existing = FILES.filter((f) => present.includes(f));
   if (existing.length > 0 && !o.force) {
     throw new Error(`${dir} already holds ${existing.join(', ')}: pass --force to replace them (stop the broker first; its clients and credentials there are replaced)`);
   }
