@@ -318,6 +318,35 @@ export class ExternalBroker {
     this.#setPresence(id, 'offline');
   }
 
+  /**
+   * Takes this replica out for good: unsubscribes (the broker deals it no more shares), waits until
+   * every message it was sent has been handled and acknowledged (up to `handlerTimeoutMs`), then
+   * ends the link and its session (Session Expiry 0), so nothing waits there for a replica that will
+   * not come back. A replica that only restarts uses close(), which keeps the session.
+   */
+  async retire(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    if (this.#linkUp) {
+      await this.#client.unsubscribeAsync(this.#filters()).catch(() => {});
+      const deadline = Date.now() + this.#o.handlerTimeoutMs;
+      let lastCount = -1;
+      // quiet: nothing in hand, and nothing new for 250 ms (what the session still held has come)
+      while (Date.now() < deadline) {
+        const count = this.#counters.messagesIn + this.#counters.presenceIn + this.#counters.foreign;
+        if (this.#line.length === 0 && count === lastCount) break;
+        lastCount = count;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    this.#closing = (async () => {
+      if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+      this.#control.close();
+      await this.#client.endAsync(false, { properties: { sessionExpiryInterval: 0 } }).catch(() => {});
+      this.#dropLine();
+    })();
+    return this.#closing;
+  }
+
   /** Ends the link (DISCONNECT, the session kept for the next start) and fails control commands still waiting. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -378,8 +407,7 @@ export class ExternalBroker {
   }
 
   async #subscribe(): Promise<void> {
-    const shared = this.#o.presence === 'shared';
-    const filters = EXTERNAL_MESSAGE_KINDS.map((kind) => gatewayFilter(kind, kind !== PRESENCE_KIND || shared, this.#o.shareGroup));
+    const filters = this.#filters();
     // rh 1: retained messages (presence) only for a new subscription, not at every reconnect
     let codes: number[];
     try {
@@ -395,6 +423,11 @@ export class ExternalBroker {
       this.#counters.subscribeRefused += refused.length;
       throw new Error(`the broker refused ${refused.join(', ')}: the gateway's broker client lacks its role`);
     }
+  }
+
+  #filters(): string[] {
+    const shared = this.#o.presence === 'shared';
+    return EXTERNAL_MESSAGE_KINDS.map((kind) => gatewayFilter(kind, kind !== PRESENCE_KIND || shared, this.#o.shareGroup));
   }
 
   #onClose(): void {

@@ -185,6 +185,31 @@ t.test('a dead replica\'s share waits in its session; connecting under its id re
   t.equal(taker.counters().acked, 5);
 });
 
+t.test('a retired replica ends its session after handling what it held: the others get every share', async (t) => {
+  const [d] = newDevices(1);
+  const b = await mosquitto(t, { devices: [d] });
+  const device = await b.deviceClient(d);
+  const leaving = gate();
+  const staying = gate();
+  const r1 = await replica(t, b, { clientId: 'pinwave@leaving', onMessage: leaving.onMessage });
+  await replica(t, b, { clientId: 'pinwave@staying', onMessage: staying.onMessage });
+  leaving.hold = true;
+  for (let i = 0; i < 4; i++) await report(device, d.id, `before-${i}`);
+  await until(() => leaving.got.length + staying.got.length === 4, 5000, 'four messages');
+  const retired = r1.retire();
+  await new Promise((r) => setTimeout(r, 100));
+  for (const p of leaving.pending.values()) p.resolve(); // what it held is committed before it goes
+  await retired;
+  t.equal(r1.counters().acked, leaving.got.length, 'everything it held was acknowledged');
+  staying.got.length = 0;
+  for (let i = 0; i < 6; i++) await report(device, d.id, `after-${i}`);
+  await until(() => staying.got.length === 6, 5000, 'all six to the replica that stayed');
+  const back = gate();
+  await replica(t, b, { clientId: 'pinwave@leaving', onMessage: back.onMessage });
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(back.got, [], 'nothing waited in the retired session');
+});
+
 t.test('presence from the devices\' own topic: online on connect, the will when the link drops', async (t) => {
   const [a, z] = newDevices(2);
   const b = await mosquitto(t, { devices: [a, z] });
