@@ -92,6 +92,10 @@ export class DynsecControl {
   readonly #onMessage = (topic: string, payload: Buffer) => {
     if (topic === CONTROL_RESPONSE_TOPIC) this.#answer(payload);
   };
+  // a new session (the broker restarted, or lost it) holds no subscription: subscribe again on next use
+  readonly #onConnack = (connack: { sessionPresent?: boolean }) => {
+    if (!connack.sessionPresent) this.#ready = null;
+  };
 
   constructor(client: MqttClient, options: DynsecControlOptions = {}) {
     this.#client = client;
@@ -100,6 +104,7 @@ export class DynsecControl {
       if (!Number.isSafeInteger(value) || value < 1) throw new TypeError(`expected ${name} to be a positive integer, got ${value}`);
     }
     client.on('message', this.#onMessage);
+    client.on('connect', this.#onConnack);
   }
 
   /** Subscribes to the plugin's answers; resolves once the broker granted it (it is refused without the gateway's role). */
@@ -197,6 +202,7 @@ export class DynsecControl {
     if (this.#closed) return;
     this.#closed = true;
     this.#client.off('message', this.#onMessage);
+    this.#client.off('connect', this.#onConnack);
     for (const t of this.#timers) {
       clearTimeout(t.timer);
       t.fail(new DynsecError('PW_DYNSEC_CLOSED', 'the dynamic-security control was closed'));

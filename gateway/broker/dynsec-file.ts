@@ -116,8 +116,8 @@ export function gatewayFilter(kind: ExternalMessageKind, shared: boolean, group 
 /**
  * The gateway's rights: subscribe to device messages through the shared group (and to presence
  * directly, so a replica may learn every device's retained presence), receive them, publish on any
- * device's `bundle` topic, and drive the plugin over its control topic. Nothing else: it cannot
- * publish as a device, nor subscribe to bundle topics.
+ * device's `bundle` topic and `presence` topic (a device the plugin kicks leaves no will), and drive
+ * the plugin over its control topic. Nothing else: it cannot publish a device's reports, nor read bundles.
  */
 export function gatewayRole(group = SHARE_GROUP): DynsecRole {
   const acls: DynsecAcl[] = [];
@@ -127,6 +127,8 @@ export function gatewayRole(group = SHARE_GROUP): DynsecRole {
   }
   acls.push({ acltype: 'subscribeLiteral', topic: gatewayFilter(PRESENCE_KIND, false), allow: true });
   acls.push({ acltype: 'publishClientSend', topic: `${DEVICE_TOPIC_ROOT}+/bundle`, allow: true });
+  // a device kicked by a credential change leaves no will: the gateway sets (or clears) its presence
+  acls.push({ acltype: 'publishClientSend', topic: `${DEVICE_TOPIC_ROOT}+/${PRESENCE_KIND}`, allow: true });
   acls.push({ acltype: 'publishClientSend', topic: CONTROL_TOPIC, allow: true });
   acls.push({ acltype: 'subscribeLiteral', topic: CONTROL_RESPONSE_TOPIC, allow: true });
   acls.push({ acltype: 'publishClientReceive', topic: CONTROL_RESPONSE_TOPIC, allow: true });

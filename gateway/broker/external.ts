@@ -40,7 +40,7 @@ import { deviceTopic, parseDeviceTopic, type DeviceMessageKind } from '../topics
 import type { BrokerLogger } from '../broker.ts';
 import { DynsecControl } from './dynsec-control.ts';
 import { CONTROL_RESPONSE_TOPIC, EXTERNAL_MESSAGE_KINDS, GATEWAY_USERNAME, gatewayFilter, SHARE_GROUP } from './dynsec-file.ts';
-import { parsePresence, parsePresenceTopic, PRESENCE_KIND } from './presence.ts';
+import { parsePresence, parsePresenceTopic, presenceTopic, PRESENCE_KIND } from './presence.ts';
 
 export interface ExternalBrokerOptions {
   /** `mqtt://host:port` or `mqtts://host:port`. Required. */
@@ -174,8 +174,11 @@ export class ExternalBroker {
   #recycling = false;
   #closing: Promise<void> | null = null;
   #lastError = '';
-  // start()'s waiters for the first link
+  // start()'s waiters for the first link, and for a refusal that retrying cannot mend
   readonly #up = new Set<() => void>();
+  readonly #refused = new Set<(err: Error) => void>();
+  // presence learnt by this process; false until the first CONNACK asked for every retained one
+  #presenceLoaded = false;
 
   /** Connects and subscribes; resolves once both are done, rejects when the broker refuses the credentials or does not answer within `startTimeoutMs`. */
   static async start(options: ExternalBrokerOptions): Promise<ExternalBroker> {
@@ -306,16 +309,22 @@ export class ExternalBroker {
     return was;
   }
 
-  /** Deletes device `id`'s broker client and role (its session is kicked, no will published) and marks it offline. */
+  /**
+   * Deletes device `id`'s broker client and role (its session is kicked) and clears its retained
+   * presence: the broker publishes no will when it kicks, and a retained `online` would otherwise
+   * tell every replica that starts later that a revoked device is connected.
+   */
   async revokeDevice(id: string): Promise<void> {
     await this.#control.revoke(id);
     this.#setPresence(id, 'offline');
+    await this.#client.publishAsync(presenceTopic(id), Buffer.alloc(0), { qos: 1, retain: true });
   }
 
-  /** Replaces device `id`'s token in the broker; its session is kicked (no will published), so it is marked offline. */
+  /** Replaces device `id`'s token in the broker; its session is kicked (no will published), so its presence is set `offline` here. */
   async rotateDevice(id: string, token: string): Promise<void> {
     await this.#control.rotate(id, token);
     this.#setPresence(id, 'offline');
+    await this.#client.publishAsync(presenceTopic(id), 'offline', { qos: 1, retain: true });
   }
 
   /**
@@ -375,12 +384,18 @@ export class ExternalBroker {
           reject(new Error(`the broker at ${this.#o.url} refused the gateway's credentials (${this.#o.username}): ${err.message}`));
         }
       };
+      const onRefused = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
       const cleanup = () => {
         clearTimeout(timer);
         this.#up.delete(onUp);
+        this.#refused.delete(onRefused);
         this.#client.off('error', onError);
       };
       this.#up.add(onUp);
+      this.#refused.add(onRefused);
       this.#client.on('error', onError);
     });
   }
@@ -390,38 +405,51 @@ export class ExternalBroker {
     this.#dropLine();
     this.#delayMs = this.#o.reconnectMinMs;
     const generation = this.#generation;
+    const sessionPresent = connack.sessionPresent === true;
+    if (!sessionPresent && this.#presenceLoaded) {
+      // The broker lost this session (a crash, an expiry): what presence it had is no longer
+      // known; the retained presence that comes with the new subscription tells it again.
+      for (const id of [...this.#online]) this.#setPresence(id, 'offline');
+    }
     try {
-      await this.#subscribe();
+      // The first CONNACK of this process asks for every retained presence even when the session
+      // (and its subscription) survived: presence lives in this process's memory only.
+      await this.#subscribe(this.#presenceLoaded ? 1 : 0);
+      this.#presenceLoaded = true;
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'subscribing to device messages failed');
+      if ((err as { refused?: boolean }).refused) for (const f of [...this.#refused]) f(err as Error);
       if (generation === this.#generation) this.#recycle('subscribe failed');
       return;
     }
     if (generation !== this.#generation || this.#closing) return;
     this.#linkUp = true;
     this.#counters.linkUps++;
-    const sessionPresent = connack.sessionPresent === true;
     this.#log.info({ url: this.#o.url, clientId: this.#o.clientId, sessionPresent }, 'broker link up');
     for (const up of [...this.#up]) up();
     this.#hook('onLinkUp', () => this.#o.onLinkUp?.({ sessionPresent }));
   }
 
-  async #subscribe(): Promise<void> {
+  // rh (Retain Handling, MQTT 5 §3.8.3.1): 0 every retained message now, 1 only for a new subscription
+  async #subscribe(rh: 0 | 1): Promise<void> {
     const filters = this.#filters();
-    // rh 1: retained messages (presence) only for a new subscription, not at every reconnect
+    const request = Object.fromEntries(filters.map((f) => [f, { qos: 1 as const, rh: f.endsWith(`/${PRESENCE_KIND}`) ? rh : 1 }]));
+    // the plugin's answers, for the control client on this link (QoS 0: it publishes them so)
+    request[CONTROL_RESPONSE_TOPIC] = { qos: 0 as never, rh: 1 };
+    const topics = Object.keys(request);
     let codes: number[];
     try {
-      codes = (await this.#client.subscribeAsync(Object.fromEntries(filters.map((f) => [f, { qos: 1 as const, rh: 1 }])))).map((g) => g.qos as number);
+      codes = (await this.#client.subscribeAsync(request)).map((g) => g.qos as number);
     } catch (err) {
       // mqtt.js rejects an MQTT 5 SUBACK holding a failure code, with the SUBACK beside the error
       const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
       if (!Array.isArray(granted)) throw err;
       codes = granted;
     }
-    const refused = filters.filter((_, i) => (codes[i] ?? 0x80) >= 0x80);
+    const refused = topics.filter((_, i) => (codes[i] ?? 0x80) >= 0x80);
     if (refused.length > 0) {
       this.#counters.subscribeRefused += refused.length;
-      throw new Error(`the broker refused ${refused.join(', ')}: the gateway's broker client lacks its role`);
+      throw Object.assign(new Error(`the broker refused ${refused.join(', ')}: the gateway's broker client lacks its role`), { refused: true });
     }
   }
 

@@ -12,7 +12,7 @@
 //
 // A will is not published when the broker itself closes the session (Mosquitto 2.0 kicks a client
 // without its will when its credentials are changed or deleted), so whoever changes credentials
-// marks the device offline itself.
+// sets the device's presence itself (the gateway's broker role may publish on presence topics).
 import { isDeviceId } from '../device-id.ts';
 import { DEVICE_TOPIC_ROOT, deviceTopic } from '../topics.ts';
 
@@ -34,8 +34,12 @@ export function parsePresenceTopic(topic: string): string | null {
   return isDeviceId(id) ? id : null;
 }
 
-/** `online` or `offline`, or null for any other payload. */
+/**
+ * `online` or `offline`, or null for any other payload. An empty payload is `offline`: it is what
+ * clearing a retained presence delivers (the gateway clears a revoked device's).
+ */
 export function parsePresence(payload: Uint8Array): Presence | null {
+  if (payload.byteLength === 0) return 'offline';
   const text = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('latin1');
   return text === 'online' || text === 'offline' ? text : null;
 }

@@ -42,7 +42,8 @@ t.test('the gateway role reads device messages through the share group and write
     '$share/pinwave/pinwave/v1/devices/+/telemetry',
     'pinwave/v1/devices/+/presence',
   ]);
-  t.same(by('publishClientSend'), ['$CONTROL/dynamic-security/v1', 'pinwave/v1/devices/+/bundle']);
+  t.same(by('publishClientSend'), ['$CONTROL/dynamic-security/v1', 'pinwave/v1/devices/+/bundle', 'pinwave/v1/devices/+/presence'], 'bundles, control, and presence (a kicked device leaves no will)');
+  t.notOk(by('publishClientSend').some((topic) => /\/(state|ack|telemetry)$/.test(topic)), 'it cannot forge a device\'s reports');
   t.notOk(by('publishClientReceive').some((topic) => topic.endsWith('/bundle')), 'it cannot read bundles');
   t.equal(gatewayFilter('ack', true, 'blue'), '$share/blue/pinwave/v1/devices/+/ack');
   t.throws(() => gatewayFilter('ack', true, 'a/b'), /share group/);
@@ -87,7 +88,8 @@ t.test('presence topics and payloads', async (t) => {
   for (const topic of ['pinwave/v1/devices/+/presence', 'pinwave/v1/devices/m-1/state', 'pinwave/v1/devices/a/b/presence', 'x/presence']) t.equal(parsePresenceTopic(topic), null, topic);
   t.equal(parsePresence(Buffer.from('online')), 'online');
   t.equal(parsePresence(Buffer.from('offline')), 'offline');
-  for (const p of ['Online', 'online\n', '', 'offline!']) t.equal(parsePresence(Buffer.from(p)), null, JSON.stringify(p));
+  t.equal(parsePresence(Buffer.alloc(0)), 'offline', 'a cleared retained presence');
+  for (const p of ['Online', 'online\n', ' ', 'offline!']) t.equal(parsePresence(Buffer.from(p)), null, JSON.stringify(p));
   t.throws(() => presenceTopic('a#'), TypeError);
 });
 

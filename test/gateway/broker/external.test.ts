@@ -157,6 +157,7 @@ t.test('a broker restart: the link comes back, subscribes again and gets what wa
   await until(() => device.connected, 5000, 'the device back');
   await report(device, d.id, 'after crash');
   await until(() => g.got.includes('after crash'), 5000, 'subscribed again: messages flow after a crash too');
+  t.same((await r.credentials.execute([{ command: 'getDefaultACLAccess' }]))[0].command, 'getDefaultACLAccess', 'and the control client hears the plugin again');
 });
 
 t.test('a dead replica\'s share waits in its session; connecting under its id receives it', async (t) => {
@@ -239,6 +240,10 @@ t.test('presence from the devices\' own topic: online on connect, the will when 
   const late = await replica(t, b, { clientId: 'pinwave@late', presence: 'every-replica' });
   await until(() => late.isConnected(a.id), 5000, 'retained presence');
   t.notOk(late.isConnected(z.id));
+  // and so does one restarted under its id, though its session (and subscription) survived
+  await r.close();
+  const restarted = await replica(t, b, { onLinkUp: (i) => t.ok(i.sessionPresent, 'its session survived') });
+  await until(() => restarted.isConnected(a.id), 5000, 'retained presence after a restart');
 });
 
 t.test('bundles go QoS 1, not retained, to online devices only; none while the link is down', async (t) => {
@@ -269,6 +274,10 @@ t.test('start refuses wrong credentials, a device-like client id, a url without 
   await t.rejects(ExternalBroker.start({ url: b.url, password: 'x', clientId: 'gw-1' }), { name: 'TypeError', message: /could be a device's/ });
   await t.rejects(ExternalBroker.start({ url: 'mqtt://127.0.0.1', password: 'x', clientId: 'pinwave@x' }), /port/);
   await t.rejects(ExternalBroker.start({ url: 'http://127.0.0.1:1', password: 'x', clientId: 'pinwave@x' }), /mqtt:\/\//);
+  const admin = await ExternalBroker.start({ url: b.url, password: b.gateway.password, clientId: 'pinwave@admin' });
+  t.teardown(() => admin.close());
+  t.same(await admin.credentials.execute([{ command: 'createClient', username: 'weak@gateway', password: 'weak-password' }]), [{ command: 'createClient' }]);
+  await t.rejects(ExternalBroker.start({ url: b.url, username: 'weak@gateway', password: 'weak-password', clientId: 'pinwave@weak' }), /the broker refused .*lacks its role/, 'a client without the gateway role fails at once');
   const dead = await mosquitto(t);
   await dead.process.kill();
   await t.rejects(ExternalBroker.start({ url: dead.url, password: dead.gateway.password, clientId: 'pinwave@x', startTimeoutMs: 300, reconnectMinMs: 20 }), /no connection to the broker .* within 300 ms/);

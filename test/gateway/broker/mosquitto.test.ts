@@ -148,6 +148,13 @@ t.test('rotation kicks the old session and refuses the old token; revocation del
   t.not(refused.code, 0, 'and is refused from then on');
   await gw.revokeDevice(b.id);
   t.pass('revoking a device already gone is not an error');
+  // what a replica starting now learns from the retained presence: neither kicked device is online
+  const late = await ExternalBroker.start({ url: broker.url, password: broker.gateway.password, clientId: 'pinwave@late', presence: 'every-replica' });
+  t.teardown(() => late.close());
+  await new Promise((r) => setTimeout(r, 200));
+  t.notOk(late.isConnected(a.id), 'the rotated device\'s presence was set offline');
+  t.notOk(late.isConnected(b.id), 'the revoked device\'s presence was cleared');
+  t.equal(late.counters().presenceIn, 1, 'one retained presence left (a\'s offline); b\'s is gone');
   await t.rejects(gw.rotateDevice(b.id, newToken()), { code: 'PW_DYNSEC_REFUSED', detail: 'Client not found' }, 'the plugin\'s own words come back');
 });
 
