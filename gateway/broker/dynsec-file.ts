@@ -223,7 +223,7 @@ function skipReason(d: FleetDevice, seen: Set<string>): SkipReason | null {
 }
 
 /**
- * The file's text, one client or role a line: 100,000 devices make about 80 MB, and a line each
+ * The file's text, one client or role a line: 100,000 devices make 94 MB (938 bytes each), and a line each
  * keeps a diff or a `grep` of one device readable. The plugin reads any JSON.
  */
 export function serializeDynsecFile(file: DynsecFile): string {

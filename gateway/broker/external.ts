@@ -30,7 +30,12 @@
 //   link is closed and opened again after a back-off, and the broker sends again every message not
 //   yet acknowledged (those after it too: they may arrive twice, so handlers are idempotent).
 //   A message that can never commit (it is malformed) must resolve, not reject.
-// - Presence is the devices' own (`presence.ts`): `online` on connect, `offline` as the will.
+// - Presence is the devices' own (`presence.ts`): `online` on connect, `offline` as the will,
+//   both retained. A process's first CONNACK asks for every retained presence, so a restarted
+//   replica knows who is online; rotation and revocation set the kicked device's presence (the
+//   broker kicks without the will).
+// - close() keeps the session (a restart: its share waits); retire() ends it (a replica removed
+//   for good), once what it held is acknowledged.
 // - Bundles are published QoS 1, not retained, to devices presence says are online; none while
 //   the link is down (`onLinkUp` tells the gateway to deliver again once it is back).
 // - Reconnects back off exponentially (jittered), and subscribe again after each CONNACK.
