@@ -117,7 +117,7 @@ t.test('a file that is not a bundle vector, or flags beside --vector, exit 2 nam
     [['x.cbor', '--pub', 'nonsense', '--group', 'g'], /--pub nonsense: no such file, and not a raw Ed25519 public key/],
     [['x.cbor', '--pub', write('bad.key', 'hello'), '--group', 'g'], /bad\.key: expected an SPKI PEM, or a raw 32-byte Ed25519 public key in hex or standard padded base64/],
     [['x.cbor', '--pub', 'ab'.repeat(32), '--group', 'g', '--active-bundle', 'c0ffee'], /--active-bundle expects a bundle id \(64 hex characters/],
-    [['x.cbor', '--pub', 'ab'.repeat(32), '--group', 'g', '--key-epoch', '-1'], /--key-epoch expects a non-negative integer/],
+    [['x.cbor', '--pub', 'ab'.repeat(32), '--group', 'g', '--key-epoch', 'one'], /--key-epoch expects a non-negative integer, got "one"/],
   ];
   for (const [args, message] of cases) {
     const r = await pinwave('bundle', 'verify', ...args);
