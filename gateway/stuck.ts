@@ -1,4 +1,4 @@
-// Support's question (issue: queries for support): which devices are not on the pins they should
+// Support's question (docs/architecture.md §6, stuck devices): which devices are not on the pins they should
 // hold, and why. Pure: the caller passes the devices, the target and who is online.
 import type { Rollout } from './rollout/types.ts';
 import type { DeviceRecord } from './store/types.ts';

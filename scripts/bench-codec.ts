@@ -1,6 +1,7 @@
-// Benchmark of the bundle codec against the bare Ed25519 primitives it is built on (issue: codec
-// goals). Prints a table: encode+sign and decode+verify per second, bundle sizes for 1/4/16
-// endpoints, noble sign/verify and node:crypto verify over the same bytes, and the ratios.
+// Benchmark of the bundle codec against the bare Ed25519 primitives it is built on
+// (docs/architecture.md §3, its size and speed goals). Prints a table: encode+sign and
+// decode+verify per second, bundle sizes for 1/4/16 endpoints, noble sign/verify and node:crypto
+// verify over the same bytes, and the ratios.
 // Goals: a one-endpoint two-pin bundle <= 210 bytes; decode+verify within 1.2x of bare noble verify.
 //   npm run bench:codec [-- --seconds 1]
 import { createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';

@@ -1,10 +1,12 @@
 // `pinwave bundle create|inspect|verify`: make, read and check signed pin bundles (docs/architecture.md §3).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import { hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
 import { bundleView } from '../../firmware-manifest/view.ts';
-import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
+import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmware-manifest/keys.ts';
 import { parsePin } from '../../firmware-manifest/pins.ts';
-import { apply, emptyState } from '../../firmware-manifest/trust-state.ts';
+import { apply, emptyState, type ApplyResult, type TrustState } from '../../firmware-manifest/trust-state.ts';
+import type { BundleVector } from '../../firmware-manifest/vectors.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
@@ -15,14 +17,22 @@ const USAGE = `Usage:
                         [--expires-in 30d] [--report-only HOST[:PORT]] [--expiry-policy enforce|ca-fallback]
                         [--rotate-keys PUB.pem ... --key-epoch N]
   pinwave bundle inspect FILE
-  pinwave bundle verify FILE --pub PUB.pem --group G [--current-seq N] [--now ISO|EPOCH] [--max-bytes N]
+  pinwave bundle verify FILE --pub KEY ... --group G [--current-seq N] [--active-bundle ID] [--key-epoch N]
+                        [--now ISO|EPOCH] [--max-bytes N]
+  pinwave bundle verify --vector VECTOR.json
   pinwave bundle push --group G --pin HOST[:PORT]=sha256/B64 ... [--expires-in 30d] [--report-only HOST[:PORT]]
                       [--expiry-policy enforce|ca-fallback] [--api URL] [--json]
 
 create    sign a bundle with the complete pin set (port defaults to 443; each host needs two distinct
           pins, one a backup); prints a JSON summary: id, size, seq, group
 inspect   print the decoded bundle as JSON (no signature check), pins in sha256/ form
-verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "rejected: <reason>"
+verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "rejected: <reason>".
+          The device: trusting each --pub KEY (a file holding an SPKI PEM, or the base64 or hex of the
+          raw 32-byte key; or that base64 or hex itself), in group G, at seq --current-seq (default 0)
+          running bundle --active-bundle (its 64-hex id; default none), at key epoch --key-epoch
+          (default 0), its clock at --now (default the system clock), taking --max-bytes (default 4096).
+          --vector runs a conformance vector instead: its bundle, against its device state and clock;
+          exit 3 when the outcome differs from the one the vector expects
 push      have the gateway sign and store a bundle with its key and the group's next seq
           (--api URL, default $PINWAVE_API or http://127.0.0.1:8080; token from $PINWAVE_TOKEN)`;
 
@@ -135,30 +145,145 @@ async function inspect(args: string[], io: Io): Promise<number> {
 
 async function verify(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, {
-    pub: { type: 'string' },
+    pub: { type: 'string', multiple: true },
     group: { type: 'string' },
     'current-seq': { type: 'string' },
+    'active-bundle': { type: 'string' },
+    'key-epoch': { type: 'string' },
     now: { type: 'string' },
     'max-bytes': { type: 'string' },
+    vector: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
-  if (positionals.length !== 1) throw new UsageError('verify takes exactly one FILE', USAGE);
-  const pub = readPublicKey(required(values.pub, 'pub', USAGE), 'pub');
+  if (values.vector !== undefined) {
+    const stateFlags = ['pub', 'group', 'current-seq', 'active-bundle', 'key-epoch', 'now', 'max-bytes'] as const;
+    const given = stateFlags.filter((f) => values[f] !== undefined);
+    if (given.length > 0 || positionals.length > 0) {
+      throw new UsageError(`--vector carries the bundle, the device state and the clock: it takes no FILE${given.length ? ` and no --${given.join(', --')}` : ''}`, USAGE);
+    }
+    return verifyVector(values.vector, io);
+  }
+  if (positionals.length !== 1) throw new UsageError('verify takes exactly one FILE (or --vector VECTOR.json)', USAGE);
+  const keys = values.pub ?? [];
+  if (keys.length === 0) throw new UsageError('missing required flag --pub', USAGE);
   const group = required(values.group, 'group', USAGE);
-  const state = emptyState(group, [pub]);
+  const state = emptyState(group, keys.map((k) => verificationKey(k)));
   if (values['current-seq'] !== undefined) state.seq = uintFlag(values['current-seq'], 'current-seq', USAGE);
+  if (values['active-bundle'] !== undefined) {
+    const id = values['active-bundle'].toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(id)) throw new UsageError(`--active-bundle expects a bundle id (64 hex characters, the SHA-256 of its payload), got "${values['active-bundle']}"`, USAGE);
+    state.bundleId = id;
+  }
+  if (values['key-epoch'] !== undefined) state.keyEpoch = uintFlag(values['key-epoch'], 'key-epoch', USAGE);
   if (values['max-bytes'] !== undefined) state.maxBundleBytes = uintFlag(values['max-bytes'], 'max-bytes', USAGE);
   const now = values.now === undefined ? Math.floor(Date.now() / 1000) : nowFlag(values.now);
-  const r = apply(state, readBytes(positionals[0]), now);
+  return report(apply(state, readBytes(positionals[0]), now), io);
+}
+
+function report(r: ApplyResult, io: Io): number {
   if (r.ok) {
     io.out('valid');
-    io.err(`id ${r.id}, seq ${r.bundle.seq}, group ${r.bundle.group}, expires ${new Date(r.bundle.exp * 1000).toISOString()}`);
+    io.err(`id ${r.id}, seq ${r.bundle.seq}, group ${r.bundle.group}, expires ${new Date(r.bundle.exp * 1000).toISOString()}${r.unchanged ? ' (the active bundle: a re-delivery, nothing changes)' : ''}`);
     return 0;
   }
   io.out(`rejected: ${r.reason}`);
   io.err(r.detail);
   return 1;
+}
+
+/** A conformance vector (docs/conformance-vectors.md) run as the device it describes. */
+function verifyVector(path: string, io: Io): number {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--vector ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, USAGE);
+  }
+  const v = bundleVectorOf(text, path);
+  const r = apply(v.stateBefore, new Uint8Array(Buffer.from(v.bundle, 'hex')), v.now);
+  const code = report(r, io);
+  const expected = v.expected.result === 'applied' ? 'valid' : `rejected: ${v.expected.reason}`;
+  const agrees = v.expected.result === 'applied'
+    ? r.ok && r.id === v.expected.bundleId && isDeepStrictEqual(r.state, v.expected.stateAfter)
+    : !r.ok && r.reason === v.expected.reason;
+  if (agrees) {
+    io.err(`vector ${v.name}: expects ${expected}${v.expected.result === 'applied' ? ' and its state after' : ''}: agrees`);
+    return code;
+  }
+  io.err(`vector ${v.name}: expects ${expected}${v.expected.result === 'applied' ? ' and its state after' : ''}: DISAGREES`);
+  return 3;
+}
+
+/** The parts of a bundle vector that verify needs, each checked, so a wrong file is named, not crashed on. */
+function bundleVectorOf(text: string, path: string): BundleVector {
+  let v: Partial<BundleVector>;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--vector ${path}: not JSON (${(err as Error).message})`, USAGE);
+  }
+  const wrong = (what: string) => new UsageError(`--vector ${path}: not a bundle vector: ${what}`, USAGE);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw wrong('expected a JSON object (a bundle-<name>.json file)');
+  if (typeof v.name !== 'string') throw wrong('"name" must be a string');
+  if (typeof v.bundle !== 'string' || !/^([0-9a-f]{2})*$/.test(v.bundle)) throw wrong('"bundle" must be hex');
+  if (!Number.isSafeInteger(v.now)) throw wrong('"now" must be an integer (seconds since the epoch)');
+  const s = v.stateBefore as Partial<TrustState> | undefined;
+  if (typeof s !== 'object' || s === null) throw wrong('"stateBefore" must be a trust state');
+  const problems = [
+    typeof s.group !== 'string' && 'group',
+    !Number.isSafeInteger(s.seq) && 'seq',
+    !(s.bundleId === null || (typeof s.bundleId === 'string' && /^[0-9a-f]{64}$/.test(s.bundleId))) && 'bundleId',
+    !Number.isSafeInteger(s.keyEpoch) && 'keyEpoch',
+    !(Array.isArray(s.trustedKeys) && s.trustedKeys.every((k) => typeof k === 'string')) && 'trustedKeys',
+    !Array.isArray(s.endpoints) && 'endpoints',
+    !(s.exp === null || Number.isSafeInteger(s.exp)) && 'exp',
+    !(s.expiryPolicy === 'enforce' || s.expiryPolicy === 'ca-fallback') && 'expiryPolicy',
+    !Number.isSafeInteger(s.maxBundleBytes) && 'maxBundleBytes',
+    !(Array.isArray(s.acceptedVersions) && s.acceptedVersions.every(Number.isSafeInteger)) && 'acceptedVersions',
+    !Number.isSafeInteger(s.clockSkewSeconds) && 'clockSkewSeconds',
+  ].filter(Boolean);
+  if (problems.length > 0) throw wrong(`"stateBefore" has no valid ${problems.join(', ')}`);
+  const e = v.expected as Partial<BundleVector['expected']> | undefined;
+  if (!e || !(e.result === 'applied' || (e.result === 'rejected' && typeof (e as { reason?: unknown }).reason === 'string'))) {
+    throw wrong('"expected" must be {"result": "applied", ...} or {"result": "rejected", "reason": ...}');
+  }
+  return v as BundleVector;
+}
+
+/**
+ * A public key given to verify: a file (SPKI PEM, or the base64 or hex of the raw 32 bytes), or the
+ * raw key written out in hex (64 characters) or base64. A file of that name wins over the literal.
+ */
+function verificationKey(value: string): Uint8Array {
+  if (existsSync(value)) {
+    let text: string;
+    try {
+      text = readFileSync(value, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--pub ${value}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, USAGE);
+    }
+    return keyText(text, `--pub ${value}`);
+  }
+  if (HEX_KEY.test(value.trim()) || BASE64_KEY.test(value.trim())) return keyText(value, '--pub');
+  throw new UsageError(`--pub ${value}: no such file, and not a raw Ed25519 public key in hex (64 characters) or base64 (44)`, USAGE);
+}
+
+const HEX_KEY = /^[0-9a-fA-F]{64}$/;
+const BASE64_KEY = /^[A-Za-z0-9+/]{43}=$/;
+
+function keyText(text: string, where: string): Uint8Array {
+  const trimmed = text.trim();
+  if (HEX_KEY.test(trimmed)) return new Uint8Array(Buffer.from(trimmed, 'hex'));
+  try {
+    // SPKI PEM, or standard padded base64 of the raw key; a private key PEM is refused by name.
+    return publicKeyFromText(trimmed);
+  } catch (err) {
+    if (err instanceof KeyFormatError && err.code === 'PW_KEY_FORMAT' && !trimmed.startsWith('-----BEGIN')) {
+      throw new UsageError(`${where}: expected an SPKI PEM, or a raw 32-byte Ed25519 public key in hex or standard padded base64, got none of these`, USAGE);
+    }
+    throw new UsageError(`${where}: ${(err as Error).message}`, USAGE);
+  }
 }
 
 function nowFlag(text: string): number {

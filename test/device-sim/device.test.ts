@@ -109,7 +109,7 @@ for (const share of [true, false]) {
 
 t.test('shared verification gives apply()\'s outcome for every conformance vector, verifying once per bundle and key set', async (t) => {
   const dir = new URL('../../firmware-manifest/vectors/', import.meta.url).pathname;
-  const vectors: BundleVector[] = readdirSync(dir).filter((f) => f.startsWith('bundle-')).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')));
+  const vectors: BundleVector[] = readdirSync(dir).filter((f) => f.startsWith('bundle-') && f.endsWith('.json')).map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')));
   const shared = new BundleVerifier();
   for (const v of vectors) {
     const bytes = new Uint8Array(Buffer.from(v.bundle, 'hex'));

@@ -12,9 +12,19 @@ import { newPins } from '../fixtures/gateway.ts';
 
 t.test('the scheduler runs tasks in time order on one timer, first in first out at equal times', async (t) => {
   const timers = new ManualTimers();
+  // The timers armed and neither fired nor cleared, at every moment: one, however many tasks wait.
+  const live = new Set<unknown>();
+  let most = 0;
   let armed = 0;
-  const setTimeout = timers.setTimeout;
-  timers.setTimeout = (fn, ms) => (armed++, setTimeout(fn, ms));
+  const { setTimeout, clearTimeout } = timers;
+  timers.setTimeout = (fn, ms) => {
+    const handle: unknown = setTimeout(() => (live.delete(handle), fn()), ms);
+    live.add(handle);
+    armed++;
+    most = Math.max(most, live.size);
+    return handle;
+  };
+  timers.clearTimeout = (h) => (live.delete(h), clearTimeout(h));
   const s = new Scheduler(timers);
   const ran: string[] = [];
   s.at(300, () => ran.push('c'));
@@ -29,7 +39,8 @@ t.test('the scheduler runs tasks in time order on one timer, first in first out 
   await timers.advance(1000);
   await slept;
   t.same(ran, ['a1', 'a2', 'b', 'c', 'slept']);
-  t.ok(armed <= 7, `one timer armed at a time (${armed} arms for 6 tasks)`);
+  t.equal(most, 1, `one timer armed at a time (${armed} arms for 6 tasks, at most ${most} at once)`);
+  t.equal(live.size, 0, 'and none once every task has run');
   s.at(timers.t + 3e9, () => ran.push('far')); // past what one Node timeout can hold
   await timers.advance(3e9);
   t.equal(ran.at(-1), 'far');

@@ -3,6 +3,7 @@ import mqtt from 'mqtt';
 import { fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
 import { GatewayError } from '../../gateway/errors.ts';
 import { encodeAck } from '../../firmware-manifest/index.ts';
+import type { Rollout } from '../../gateway/rollout/types.ts';
 
 const HOUR = 3600_000;
 
@@ -43,10 +44,17 @@ t.test('a wave crossing its failure threshold is held at once, and nothing reach
   t.ok(r.waves[0].rejectedByReason.apply_failed >= 1, 'rejections are counted by reason');
   const hold = r.decisions.find((d) => d.action === 'hold');
   t.equal(hold?.reason, 'failure_threshold');
+  // Who got the bundle, as the devices saw it: every device that received one reports an outcome.
+  const record = (await h.gw.store.getRollout(rollout.id)) as unknown as Rollout;
+  const [first, second] = record.waves.map((w) => w.members);
+  const reached = () => new Set(h.outcomes.map((o) => o.deviceId));
+  await until(() => first.every((id) => reached().has(id)), 5000, 'every device of the first wave to get the bundle');
   h.clock.advance(2 * HOUR);
   h.gw.tick();
   await new Promise((res) => setTimeout(res, 100));
-  t.equal(devices.filter((d) => d.state.seq === 1).length <= 10, true, 'no device of the second wave got the bundle');
+  t.same(second.filter((id) => reached().has(id)), [], 'no device of the second wave got the bundle');
+  t.same(devices.filter((d) => second.includes(d.id) && d.state.seq !== 0).map((d) => d.id), [], 'and none of them runs it');
+  t.same([...reached()].filter((id) => !first.includes(id)), [], 'only the first wave was reached');
   const stuck = await h.gw.stuck({ rollout: rollout.id });
   t.ok(stuck.some((s) => s.reason === 'rejected:apply_failed'), 'support sees why: rejected:apply_failed');
 });
