@@ -405,7 +405,10 @@ t.test('a wrong-token connect with a live id does not take over; the right token
   await closed(legit);
   t.ok(successor.connected);
   await until(() => f.events.filter((e) => e === 'connect meter-1').length === 2, 'the second onConnect');
-  t.same(f.events.filter((e) => !e.startsWith('subscribe')), ['connect meter-1', 'disconnect meter-1', 'connect meter-1']);
+  // The old socket may close just before or just after the new session is up: the device is gone
+  // in between, or was never gone. Either way it ends connected, on its second session.
+  const lifecycle = f.events.filter((e) => !e.startsWith('subscribe')).join(', ');
+  t.match(lifecycle, /^connect meter-1, (disconnect meter-1, )?connect meter-1$/);
   t.ok(f.broker.isConnected('meter-1'));
   t.equal(f.broker.connectedCount(), 1);
 });
