@@ -102,6 +102,8 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     keyPath: config.keyPath,
     host: config.host,
     mqttPort: config.mqtt.port,
+    mqttPlain: config.mqtt.plain,
+    maxKeepaliveSeconds: config.mqtt.maxKeepaliveSeconds,
     tls: config.mqtt.tls,
     websocket: config.mqtt.websocket,
     maxPayloadBytes: config.mqtt.maxPayloadBytes,
@@ -131,7 +133,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const ports = gw.ports;
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
-  io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
+  if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
   if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
   if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
   io.out(`http listening on http://${host}:${httpPort}`);
