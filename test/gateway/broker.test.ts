@@ -631,3 +631,46 @@ t.test('a device publishing faster than onMessage settles is read no faster: the
   }, 'every message once they settle', 20_000);
   t.equal(f.broker.counters().messagesIn, N);
 });
+
+t.test('disconnect(id) after a CONNECT was authenticated but before its session is up closes it as it comes up', async (t) => {
+  let broker: DeviceBroker | null = null;
+  const f = await fleet(t, {
+    authenticate: (id) => {
+      // runs after this verdict is taken and before aedes announces the session
+      setImmediate(() => broker!.disconnect(id));
+      return true;
+    },
+  });
+  broker = f.broker;
+  const packets: number[] = [];
+  const socket = await rawConnect(f.broker.ports.tcp!, (p) => packets.push(p.type));
+  socket.write(connectPacket({ id: 'meter-1', password: 'any' }));
+  await socketClosed(socket);
+  t.same(packets, [2], 'its CONNACK had gone out: the token was accepted');
+  t.equal(f.broker.counters().connectionsAccepted, 1);
+  t.equal(f.broker.counters().connectionsRefused.disconnected, 0, 'not refused: closed as it came up');
+  t.notOk(f.broker.isConnected('meter-1'));
+  t.notOk(f.events.includes('connect meter-1'), 'the session was never announced');
+});
+
+t.test('malformed packets and packets out of protocol order close the connection and are counted', async (t) => {
+  const f = await fleet(t);
+  const token = f.provision('meter-1');
+  // a PUBLISH before any CONNECT [MQTT-3.1.0-1]
+  const early = await rawConnect(f.broker.ports.tcp!);
+  early.write(publishPacket(deviceTopic('meter-1', 'state'), Buffer.from([0xa0])));
+  await socketClosed(early);
+  // a SUBSCRIBE whose fixed-header flags are not 0010 (MQTT 3.1.1 §3.8.1), after a good CONNECT
+  let connack = () => {};
+  const acked = new Promise<void>((resolve) => (connack = resolve));
+  const bad = await rawConnect(f.broker.ports.tcp!, (p) => p.type === 2 && connack());
+  bad.write(connectPacket({ id: 'meter-1', password: token }));
+  await acked;
+  const subscribe = subscribePacket(1, [deviceTopic('meter-1', 'bundle')]);
+  subscribe[0] = 0x80;
+  bad.write(subscribe);
+  await socketClosed(bad);
+  await until(() => f.broker.counters().protocolErrors === 2, 'both to be counted');
+  t.equal(f.broker.counters().oversizedFrames, 0);
+  await until(() => !f.broker.isConnected('meter-1'), 'the device to be gone');
+});
