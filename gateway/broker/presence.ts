@@ -58,13 +58,6 @@ export class Presence<S> {
     return [...(this.#sessions.get(id) ?? [])];
   }
 
-  /** The newest open session of device `id`, or undefined. */
-  latest(id: string): S | undefined {
-    let last: S | undefined;
-    for (const s of this.#sessions.get(id) ?? []) last = s;
-    return last;
-  }
-
   /** How many devices have an open session. */
   get size(): number {
     return this.#sessions.size;
