@@ -14,26 +14,38 @@
 // - CONNECT: client id = username = a device id, password = its token, no will. Anything else gets
 //   a refusing CONNACK and the connection is closed [MQTT-3.2.2-5]. Authentication runs before
 //   aedes registers the client, so a refused CONNECT with a live device's id never takes over
-//   [MQTT-3.1.4-2] the live session; an accepted one does (the old connection is closed first).
+//   [MQTT-3.1.4-2] the live session; an accepted one does (the old connection is closed).
+// - Keepalive: a device is held to at most `maxKeepaliveSeconds`; one asking for 0 (none) or more
+//   gets that, and a connection silent for 1.5 times its keepalive is closed [MQTT-3.1.2-24].
 // - SUBSCRIBE: only filters under `pinwave/v1/devices/<own id>/`; any other filter is granted
-//   0x80 (failure, MQTT 3.1.1 §3.9.3) and the connection stays open.
+//   0x80 (failure, MQTT 3.1.1 §3.9.3) and the connection stays open, up to `maxDenials`.
 // - PUBLISH: only to its own `state`, `ack`, `telemetry`, QoS 0 or 1, retain off, payload at most
 //   `maxPayloadBytes`. A refused PUBLISH closes the connection without an ack: MQTT 3.1.1 has no
 //   way to tell the client, so the server must ack it or close [MQTT-3.3.5-2]; closing is what a
 //   misbehaving device should get.
 // - Frames: a packet whose Remaining Length exceeds `maxPayloadBytes` + 1 KiB closes the
-//   connection as soon as its header arrives, before the body is buffered (aedes has no packet
-//   size limit and would otherwise hold up to 256 MiB per connection, even before CONNECT).
+//   connection as soon as its header arrives, before the body is buffered (broker/frame-limit.ts).
+// - Refusals of every kind are counted, and logged at a bounded rate (broker/denials.ts); a
+//   connection that earns `maxDenials` of them is closed.
 // - Delivery: a device receives only its own `bundle` topic, whatever its filter matches: MQTT
 //   3.1.1 has no no-local flag, and echoing a device's own reports back to it would cost its link.
+// - Presence: a device is connected exactly while one of its accepted connections is open
+//   (broker/presence.ts says why aedes' own client table cannot tell).
 // Broker sessions are not relied on: clean and persistent sessions are served alike, nothing is
 // retained, and `publishToDevices` skips devices that are not connected (the gateway re-sends when
 // they come back and report `state`), so aedes' in-memory offline queues do not grow for them.
+//
+// Load (measured with scripts/bench-sim and scripts/bench-gateway): aedes runs with `concurrency: 0`,
+// so its emitter never queues a message. With its default (100 messages in flight), a wave's acks
+// queue behind the bundles still being written, and the queue is drained by recursion, one level
+// of stack per queued message: 12,000 devices acking one wave overflowed the stack and killed the
+// process. Memory under a flood is bounded per connection instead: aedes reads a connection's next
+// packets only once those before have been handled, and a device message is handled when
+// `onMessage`'s promise settles, so a device publishing faster than the gateway can take its
+// messages waits in its own TCP window.
 import type { EventEmitter } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import {
   Aedes,
   type AedesPublishPacket,
@@ -43,35 +55,21 @@ import {
   type Subscription,
 } from 'aedes';
 import { DEVICE_ID_MAX_LENGTH, isDeviceId } from './device-id.ts';
-import {
-  type DeviceMessageKind,
-  deviceTopic,
-  isDeviceMessageKind,
-  isFilterWithinDevice,
-  parseDeviceTopic,
-} from './topics.ts';
+import { type DeviceMessageKind, deviceTopic, isDeviceMessageKind, parseDeviceTopic } from './topics.ts';
+import { connectRefusal, publishDenial, subscribeAllowed, type AclDenial, type ConnectRefusal, type ReturnCode } from './broker/acl.ts';
+import { DenialLog, type DenialKind } from './broker/denials.ts';
+import { FrameLimit } from './broker/frame-limit.ts';
+import { startListeners, type BrokerPorts, type BrokerTlsOptions, type BrokerWebSocketOptions, type Listeners } from './broker/listeners.ts';
+import { Presence } from './broker/presence.ts';
+
+export type { AclDenial, ConnectRefusal } from './broker/acl.ts';
+export type { BrokerPorts, BrokerTlsOptions, BrokerWebSocketOptions } from './broker/listeners.ts';
 
 /** A pino-compatible logger; the broker never passes it a token. */
 export interface BrokerLogger {
   debug(obj: Record<string, unknown>, msg?: string): void;
   info(obj: Record<string, unknown>, msg?: string): void;
   warn(obj: Record<string, unknown>, msg?: string): void;
-}
-
-export interface BrokerTlsOptions extends TlsOptions {
-  /** TCP port of the MQTT-over-TLS listener; 0 picks a free one. Default 8883. */
-  port?: number;
-  /** PEM private key of the gateway's server certificate. Required. */
-  key: NonNullable<TlsOptions['key']>;
-  /** PEM server certificate (chain). Required. */
-  cert: NonNullable<TlsOptions['cert']>;
-}
-
-export interface BrokerWebSocketOptions {
-  /** TCP port of the MQTT-over-WebSocket listener; 0 picks a free one. Default 8083. */
-  port?: number;
-  /** HTTP path that accepts the upgrade. Default `/mqtt`. */
-  path?: string;
 }
 
 export interface DeviceBrokerOptions {
@@ -86,6 +84,11 @@ export interface DeviceBrokerOptions {
   host?: string;
   /** TCP port of the plain MQTT listener; 0 picks a free one (see `ports`). Default 1883. */
   port?: number;
+  /**
+   * Whether the plain (unencrypted) MQTT listener runs. `false` needs `tls`: with neither, no
+   * device could connect over MQTT/TCP, so start() refuses it. Default true.
+   */
+  plain?: boolean;
   /** MQTT over TLS. Default: off. */
   tls?: BrokerTlsOptions;
   /** MQTT over WebSocket (needs the `ws` package). Default: off. */
@@ -96,33 +99,32 @@ export interface DeviceBrokerOptions {
   publishBatchSize?: number;
   /** How long a connection may stay open before its CONNECT arrives, in ms. Default 10000. */
   connectTimeoutMs?: number;
-  /** A device's session is up (CONNACK sent). Default: none. */
+  /**
+   * The largest keepalive a device is held to, in seconds (1 to 65535). A CONNECT asking for 0
+   * (no keepalive) or for more gets this one, and a connection that sends nothing for 1.5 times its
+   * keepalive is closed [MQTT-3.1.2-24]: no connection stays open silent for longer than 1.5 times
+   * this. Default 1200 (20 minutes: a silent device is closed after 30).
+   */
+  maxKeepaliveSeconds?: number;
+  /** Refusals (forbidden filters or topics, oversized payloads) one connection may earn before it is closed. Default 100. */
+  maxDenials?: number;
+  /** How often the denial log writes its per-device summaries (broker/denials.ts), in ms. Default 10000. */
+  denialLogWindowMs?: number;
+  /** A new session of a device is up (CONNACK sent): once per session, a takeover's included. Default: none. */
   onConnect?: (deviceId: string) => void;
-  /** A device's session that `onConnect` announced has ended. Default: none. */
+  /** The device's last open session has ended: it is not connected any more. Default: none. */
   onDisconnect?: (deviceId: string) => void;
   /** A device was granted a subscription (the gateway re-sends the bundle on its bundle topic). Default: none. */
   onSubscribe?: (deviceId: string, topicFilter: string) => void;
-  /** An authorized message from a device; a returned promise is not awaited (its rejection is logged). Default: none. */
+  /**
+   * An authorized message from a device. A returned promise holds the device's next packets back
+   * until it settles (a rejection is logged); that is what bounds the work a flooding device can
+   * queue. Default: none.
+   */
   onMessage?: (deviceId: string, kind: DeviceMessageKind, payload: Buffer) => void | Promise<void>;
   /** Default: no logging. */
   logger?: BrokerLogger;
 }
-
-/** Why a CONNECT was refused. */
-export type ConnectRefusal =
-  | 'bad_client_id' //      not a device id (CONNACK 2, identifier rejected)
-  | 'missing_credentials' // no username or no password (4)
-  | 'username_mismatch' //  username is not the client id (4)
-  | 'bad_credentials' //    authenticate() said no: unknown device or wrong token (4)
-  | 'will' //               a will is a publish made later on the device's behalf; devices have none (5)
-  | 'disconnected' //       disconnect(id) was called while authenticate() was running (5)
-  | 'auth_error' //         authenticate() threw (3, server unavailable)
-  | 'shutting_down' //      stopAccepting() was called: the gateway is stopping (3, server unavailable)
-  | 'protocol' //           not MQTT 3.1/3.1.1, refused by aedes (1)
-  | 'other'; //             any other refusing CONNACK aedes sent
-
-/** What a device tried that the ACL refused. */
-export type AclDenial = 'subscribe' | 'publish_topic' | 'publish_qos' | 'publish_retain';
 
 export interface BrokerCounters {
   connectionsAccepted: number;
@@ -132,6 +134,12 @@ export interface BrokerCounters {
   payloadTooLarge: number;
   /** Connections closed for a packet over the frame limit (or a malformed length), before buffering it. */
   oversizedFrames: number;
+  /** Connections closed for a malformed packet, or a packet the protocol does not allow where it came. */
+  protocolErrors: number;
+  /** Connections closed for earning `maxDenials` refusals. */
+  denialDisconnects: number;
+  /** Connections closed for silence past their keepalive (at most `maxKeepaliveSeconds`). */
+  idleTimeouts: number;
   /** Authorized device messages passed to `onMessage`. */
   messagesIn: number;
   /** Messages handed to aedes for devices. */
@@ -140,21 +148,15 @@ export interface BrokerCounters {
   publishErrors: number;
 }
 
-export interface BrokerPorts {
-  tcp: number;
-  tls?: number;
-  ws?: number;
-}
-
 const DEFAULTS = {
   host: '127.0.0.1',
   port: 1883,
-  tlsPort: 8883,
-  wsPort: 8083,
-  wsPath: '/mqtt',
   maxPayloadBytes: 16 * 1024,
   publishBatchSize: 256,
   connectTimeoutMs: 10_000,
+  maxKeepaliveSeconds: 1200,
+  maxDenials: 100,
+  denialLogWindowMs: 10_000,
 };
 
 // Room for the fixed and variable headers around a payload: a device topic is under 100 bytes,
@@ -162,26 +164,43 @@ const DEFAULTS = {
 const FRAME_OVERHEAD_BYTES = 1024;
 // mqtt-packet's own ceiling; a larger setting could never be reached.
 const MQTT_MAX_REMAINING_LENGTH = 268_435_455;
+// MQTT 3.1.1 §3.1.2.10: the keepalive is a 16-bit number of seconds.
+const MQTT_MAX_KEEPALIVE = 65_535;
 
 const NO_LOG: BrokerLogger = { debug() {}, info() {}, warn() {} };
 
-// CONNACK return codes a refusal may carry (MQTT 3.1.1 §3.2.2.3).
-type ReturnCode = 2 | 3 | 4 | 5;
 type AuthenticateDone = Parameters<Aedes['authenticate']>[3];
+
+/** An error the broker itself closed a connection with: counted where it was decided, not again as a protocol error. */
+class Refusal extends Error {}
+
+// Errors aedes ends a connection with that are no fault of the client's protocol: counted
+// elsewhere (idle timeouts, refusals) or not the client's doing at all.
+const NOT_PROTOCOL_ERRORS = new Set(['keep alive timeout', 'connect did not arrive in time', 'drain timeout', 'connection closed']);
+
+/** A malformed packet, or one out of protocol order: not a socket error, not one of ours, not a refused CONNECT (aedes marks those with errorCode). */
+function isProtocolError(err: Error): boolean {
+  return !(err instanceof Refusal) && !('code' in err) && !('errorCode' in err) && !NOT_PROTOCOL_ERRORS.has(err.message);
+}
 
 interface ConnectAttempt {
   clientId: string;
   hasWill: boolean;
   refusal?: ConnectRefusal;
+  /** authenticate() said yes */
+  authenticated: boolean;
+  /** the device's disconnect epoch when its token was checked */
+  epoch: number;
+  /** refusals this connection has earned */
+  denials: number;
 }
 
 export class DeviceBroker {
   readonly #aedes: Aedes;
   readonly #options: DeviceBrokerOptions;
   readonly #log: BrokerLogger;
-  readonly #maxPayloadBytes: number;
+  readonly #limits: Limits;
   readonly #maxFrameBytes: number;
-  readonly #batchSize: number;
   readonly #counters: BrokerCounters = {
     connectionsAccepted: 0,
     connectionsRefused: {
@@ -199,37 +218,36 @@ export class DeviceBroker {
     aclDenied: { subscribe: 0, publish_topic: 0, publish_qos: 0, publish_retain: 0 },
     payloadTooLarge: 0,
     oversizedFrames: 0,
+    protocolErrors: 0,
+    denialDisconnects: 0,
+    idleTimeouts: 0,
     messagesIn: 0,
     messagesOut: 0,
     publishErrors: 0,
   };
-  // Authenticated sessions by device id (from aedes' 'client' event, so a session that is still
-  // being set up can be disconnected too).
-  readonly #clients = new Map<string, Client>();
-  // Sessions that onConnect announced, so onDisconnect pairs with it.
-  readonly #announced = new WeakSet<Client>();
+  // Each device's open sessions, by the identity of aedes' client object.
+  readonly #presence = new Presence<Client>();
   readonly #attempts = new WeakMap<Client, ConnectAttempt>();
-  // Bumped by disconnect(id): a CONNECT whose authenticate() straddles it is refused, so revoking
-  // a device cannot lose the race against a connect that was checked with the old registry.
+  // Bumped by disconnect(id): a CONNECT whose authenticate() straddles it is refused, and one
+  // authenticated before it but not yet up is closed as it comes up, so revoking a device (or
+  // rotating its token) cannot lose the race against a connect checked with the old registry.
   readonly #disconnectEpoch = new Map<string, number>();
-  readonly #servers: Array<NetServer | HttpServer> = [];
-  readonly #sockets = new Set<Socket>();
-  #closeWebSockets: (() => void) | null = null;
-  #ports: BrokerPorts = { tcp: 0 };
+  readonly #denials: DenialLog;
+  readonly #denialTimer: NodeJS.Timeout;
+  #listeners: Listeners | null = null;
   #closing: Promise<void> | null = null;
-  // Shutdown (stopAccepting, settled): device publishes authorized, and so PUBACKed, whose
-  // `published` hook has not run yet, and who waits for there to be none.
+  // Shutdown (stopAccepting, settled): device publishes authorized, and so PUBACKed, that have not
+  // been handed to onMessage and settled yet, and who waits for there to be none.
   #accepting = true;
   #taken = 0;
   #settledWaiters: Array<() => void> = [];
-  #serversClosed: Promise<void>[] | null = null;
 
   /** Starts aedes and the listeners; resolves once every listener is bound. */
   static async start(options: DeviceBrokerOptions): Promise<DeviceBroker> {
     const broker = new DeviceBroker(options, validated(options));
     try {
       await broker.#aedes.listen();
-      await broker.#listen();
+      broker.#listeners = await broker.#listen();
     } catch (err) {
       await broker.close();
       throw err;
@@ -240,15 +258,23 @@ export class DeviceBroker {
   private constructor(options: DeviceBrokerOptions, limits: Limits) {
     this.#options = options;
     this.#log = options.logger ?? NO_LOG;
-    this.#maxPayloadBytes = limits.maxPayloadBytes;
+    this.#limits = limits;
     this.#maxFrameBytes = Math.min(limits.maxPayloadBytes + FRAME_OVERHEAD_BYTES, MQTT_MAX_REMAINING_LENGTH);
-    this.#batchSize = limits.publishBatchSize;
+    this.#denials = new DenialLog({ logger: this.#log });
+    this.#denialTimer = setInterval(() => this.#denials.flush(), limits.denialLogWindowMs);
+    this.#denialTimer.unref();
     const aedes = new Aedes({
       // aedes applies its 23-character limit to MQTT 3.1 client ids; device ids go to 64.
       maxClientsIdLength: DEVICE_ID_MAX_LENGTH,
+      // Never queue in the emitter (see the header): nothing is drained by recursion.
+      concurrency: 0,
       connectTimeout: limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
-        this.#attempts.set(client, { clientId: packet.clientId, hasWill: packet.will != null });
+        this.#attempts.set(client, { clientId: packet.clientId, hasWill: packet.will != null, authenticated: false, epoch: 0, denials: 0 });
+        // [MQTT-3.1.2-24] aedes closes a connection silent for 1.5 × the keepalive it reads from
+        // this packet; MQTT 3.1.1 cannot tell a device the server's limit, so it is applied here.
+        const keepalive = packet.keepalive ?? 0;
+        if (keepalive === 0 || keepalive > limits.maxKeepaliveSeconds) packet.keepalive = limits.maxKeepaliveSeconds;
         done(null, true);
       },
       authenticate: (client, username, password, done) => this.#authenticate(client, username, password, done),
@@ -256,28 +282,16 @@ export class DeviceBroker {
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
       authorizeForward: (client, packet) => this.#authorizeForward(client, packet),
       published: (packet, client, done) => {
-        if (client) {
-          this.#deviceMessage(client, packet);
+        if (!client) return done(null);
+        this.#deviceMessage(client, packet, () => {
           this.#untake();
-        }
-        done(null);
+          done(null);
+        });
       },
     });
     this.#aedes = aedes;
     aedes.on('connackSent', (packet, client) => this.#connackSent(packet.returnCode ?? 0, client));
-    aedes.on('client', (client) => this.#clients.set(client.id, client));
-    aedes.on('clientReady', (client) => {
-      this.#announced.add(client);
-      this.#log.debug({ deviceId: client.id, clean: client.clean }, 'device connected');
-      this.#hook('onConnect', () => this.#options.onConnect?.(client.id));
-    });
-    aedes.on('clientDisconnect', (client) => {
-      if (this.#clients.get(client.id) === client) this.#clients.delete(client.id);
-      if (!this.#announced.has(client)) return;
-      this.#announced.delete(client);
-      this.#log.debug({ deviceId: client.id }, 'device disconnected');
-      this.#hook('onDisconnect', () => this.#options.onDisconnect?.(client.id));
-    });
+    aedes.on('clientReady', (client) => this.#sessionUp(client));
     aedes.on('subscribe', (subs, client) => {
       for (const sub of subs) {
         // 128 marks a filter the ACL refused (SUBACK failure)
@@ -285,19 +299,19 @@ export class DeviceBroker {
         this.#hook('onSubscribe', () => this.#options.onSubscribe?.(client.id, sub.topic));
       }
     });
-    aedes.on('clientError', (client, err) => {
-      this.#log.debug({ deviceId: client.id, err: err.message }, 'device connection closed on error');
+    aedes.on('keepaliveTimeout', (client) => {
+      this.#counters.idleTimeouts++;
+      this.#log.debug({ deviceId: client.id }, 'device connection closed: silent past its keepalive');
     });
-    aedes.on('connectionError', (_client, err) => {
-      this.#log.debug({ err: err.message }, 'connection closed before CONNACK');
-    });
+    aedes.on('clientError', (client, err) => this.#connectionError(client, err));
+    aedes.on('connectionError', (client, err) => this.#connectionError(client, err));
     // aedes emits 'error' for persistence faults; unhandled, it would crash the gateway.
     (aedes as EventEmitter).on('error', (err: Error) => this.#log.warn({ err: err.message }, 'broker error'));
   }
 
   /** The bound port of each listener (the real one when 0 was asked for). */
   get ports(): BrokerPorts {
-    return { ...this.#ports };
+    return { ...this.#listeners?.ports };
   }
 
   /** A snapshot of the counters. */
@@ -306,14 +320,14 @@ export class DeviceBroker {
     return { ...c, connectionsRefused: { ...c.connectionsRefused }, aclDenied: { ...c.aclDenied } };
   }
 
-  /** True while device `id` has an authenticated session here. */
+  /** True while device `id` has an open session here. */
   isConnected(id: string): boolean {
-    return this.#clients.has(id);
+    return this.#presence.has(id);
   }
 
-  /** How many devices have an authenticated session here. */
+  /** How many devices have an open session here. */
   connectedCount(): number {
-    return this.#clients.size;
+    return this.#presence.size;
   }
 
   /**
@@ -324,13 +338,14 @@ export class DeviceBroker {
    */
   async publishToDevices(ids: readonly string[], payload: Buffer): Promise<number> {
     const topics = ids.map((id) => deviceTopic(id, 'bundle'));
+    const batch = this.#limits.publishBatchSize;
     let handed = 0;
-    for (let start = 0; start < ids.length; start += this.#batchSize) {
+    for (let start = 0; start < ids.length; start += batch) {
       if (start > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.#closing) throw new Error('broker is closed');
-      const end = Math.min(start + this.#batchSize, ids.length);
+      const end = Math.min(start + batch, ids.length);
       for (let i = start; i < end; i++) {
-        if (!this.#clients.has(ids[i])) continue;
+        if (!this.#presence.has(ids[i])) continue;
         this.#publish(topics[i], payload);
         handed++;
       }
@@ -342,24 +357,24 @@ export class DeviceBroker {
   publishToDevice(id: string, payload: Buffer): boolean {
     const topic = deviceTopic(id, 'bundle');
     if (this.#closing) throw new Error('broker is closed');
-    if (!this.#clients.has(id)) return false;
+    if (!this.#presence.has(id)) return false;
     this.#publish(topic, payload);
     return true;
   }
 
   /**
-   * Closes device `id`'s connection at once (for revocation), and refuses any CONNECT for it whose
-   * authentication is in flight. True when a session was closed.
+   * Closes every session of device `id` at once (for revocation and token rotation), and refuses
+   * any CONNECT for it whose authentication is in flight. True when a session was closed.
    */
   disconnect(id: string): boolean {
     this.#disconnectEpoch.set(id, (this.#disconnectEpoch.get(id) ?? 0) + 1);
-    const client = this.#clients.get(id);
-    if (!client) return false;
-    this.#log.info({ deviceId: id }, 'device disconnected by the gateway');
-    // close() stops reading at once but destroys the socket only after its unsubscribes settle;
-    // destroying it here too means a revoked device's link is cut in this turn.
-    client.close();
-    client.conn.destroy();
+    const sessions = this.#presence.sessions(id);
+    if (sessions.length === 0) return false;
+    this.#log.info({ deviceId: id, sessions: sessions.length }, 'device disconnected by the gateway');
+    for (const client of sessions) {
+      this.#end(client);
+      this.#sessionDown(client);
+    }
     return true;
   }
 
@@ -372,14 +387,22 @@ export class DeviceBroker {
   stopAccepting(): void {
     if (!this.#accepting) return;
     this.#accepting = false;
-    this.#serversClosed ??= this.#servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())));
+    void this.#listeners?.stopListening();
     this.#log.info({ taken: this.#taken }, 'broker stopped accepting device messages');
   }
 
-  /** Resolves once every device publish authorized so far (PUBACKed, for QoS 1) has been passed to `onMessage`. */
+  /** Resolves once every device publish authorized so far (PUBACKed, for QoS 1) has been handed to `onMessage` and settled. */
   settled(): Promise<void> {
     if (this.#taken === 0) return Promise.resolve();
     return new Promise((resolve) => this.#settledWaiters.push(resolve));
+  }
+
+  #untake(): void {
+    if (this.#taken > 0) this.#taken--;
+    if (this.#taken > 0 || this.#settledWaiters.length === 0) return;
+    const waiters = this.#settledWaiters;
+    this.#settledWaiters = [];
+    for (const w of waiters) w();
   }
 
   /** Closes the listeners, every connection (authenticated or not) and aedes. */
@@ -389,75 +412,22 @@ export class DeviceBroker {
   }
 
   async #close(): Promise<void> {
-    const serversClosed = (this.#serversClosed ??= this.#servers.map(
-      (server) => new Promise<void>((resolve) => server.close(() => resolve())),
-    ));
-    this.#closeWebSockets?.();
+    clearInterval(this.#denialTimer);
     await new Promise<void>((resolve) => this.#aedes.close(() => resolve()));
-    // Connections that never authenticated are not aedes clients; without this a silent one
-    // would hold the listener (and the process) open until its CONNECT timeout.
-    for (const socket of this.#sockets) socket.destroy();
-    await Promise.all(serversClosed);
+    await this.#listeners?.close();
+    this.#denials.flush();
   }
 
-  async #listen(): Promise<void> {
-    const host = this.#options.host ?? DEFAULTS.host;
-    const tcp = createNetServer((socket) => this.#accept(socket));
-    this.#ports.tcp = await this.#bind(tcp, this.#options.port ?? DEFAULTS.port, host);
-
-    const tlsOptions = this.#options.tls;
-    if (tlsOptions) {
-      const { port, ...secureContext } = tlsOptions;
-      const tls = createTlsServer(secureContext, (socket) => this.#accept(socket));
-      tls.on('tlsClientError', (err) => this.#log.debug({ err: err.message }, 'TLS handshake failed'));
-      this.#ports.tls = await this.#bind(tls, port ?? DEFAULTS.tlsPort, host);
-    }
-
-    const wsOptions = this.#options.websocket;
-    if (wsOptions) {
-      this.#ports.ws = await this.#listenWebSocket(wsOptions, host);
-    }
-  }
-
-  async #listenWebSocket(options: BrokerWebSocketOptions, host: string): Promise<number> {
-    // `ws` is loaded only when WebSocket is asked for: plain and TLS listeners need nothing beyond node.
-    const { WebSocketServer, createWebSocketStream } = await import('ws');
-    const http = createHttpServer((_req, res) => {
-      res.writeHead(426, { connection: 'close' }).end();
-    });
-    const wss = new WebSocketServer({
-      server: http,
-      path: options.path ?? DEFAULTS.wsPath,
-      // One WebSocket message may carry a few MQTT packets; the frame guard enforces the real
-      // limit, this only keeps ws from buffering a 100 MiB message (its default) first.
-      maxPayload: 4 * this.#maxFrameBytes,
-      perMessageDeflate: false,
-    });
-    wss.on('connection', (ws, req) => this.#accept(createWebSocketStream(ws), req));
-    wss.on('error', (err) => this.#log.warn({ err: err.message }, 'WebSocket server error'));
-    this.#closeWebSockets = () => {
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
-    };
-    return this.#bind(http, options.port ?? DEFAULTS.wsPort, host);
-  }
-
-  #bind(server: NetServer | HttpServer, port: number, host: string): Promise<number> {
-    this.#servers.push(server);
-    server.on('connection', (socket: Socket) => {
-      // MQTT packets are small and latency matters more than segment count: with Nagle on, a
-      // bundle written while an earlier PUBACK is unacknowledged waits for the device's delayed ACK.
-      socket.setNoDelay(true);
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-    });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        server.on('error', (err) => this.#log.warn({ err: err.message }, 'listener error'));
-        resolve((server.address() as AddressInfo).port);
-      });
+  #listen(): Promise<Listeners> {
+    const o = this.#options;
+    return startListeners({
+      host: o.host ?? DEFAULTS.host,
+      ...(o.plain !== false && { tcp: { port: o.port ?? DEFAULTS.port } }),
+      tls: o.tls,
+      websocket: o.websocket,
+      maxFrameBytes: this.#maxFrameBytes,
+      accept: (stream, req) => this.#accept(stream, req),
+      log: this.#log,
     });
   }
 
@@ -466,38 +436,43 @@ export class DeviceBroker {
       stream.destroy();
       return;
     }
-    this.#aedes.handle(stream, req);
+    const client = this.#aedes.handle(stream, req);
+    // The socket's end is the session's end, whatever aedes' client table says (broker/presence.ts).
+    stream.once('close', () => this.#sessionDown(client));
     // aedes reads with 'readable'/read(); a 'data' listener added after it sees every chunk as it is
     // read without taking over the flow, so the frame limit costs no extra stream in the data path.
     const frames = new FrameLimit(this.#maxFrameBytes);
     stream.on('data', (chunk: Buffer) => {
       if (frames.admit(chunk)) return;
       this.#counters.oversizedFrames++;
-      this.#log.info({ limit: this.#maxFrameBytes }, 'connection closed: MQTT packet over the frame limit');
-      stream.destroy(new Error(`MQTT packet over ${this.#maxFrameBytes} bytes or malformed length`));
+      this.#denials.record(this.#deviceOf(client), 'oversized_frame', { limit: this.#maxFrameBytes }, 'connection closed: MQTT packet over the frame limit');
+      stream.destroy(new Refusal(`MQTT packet over ${this.#maxFrameBytes} bytes or malformed length`));
     });
   }
 
+  /** The device a connection authenticated as, or undefined (its client id is attacker-chosen text until then). */
+  #deviceOf(client: Client): string | undefined {
+    return this.#attempts.get(client)?.authenticated ? client.id : undefined;
+  }
+
   #authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: AuthenticateDone): void {
-    const attempt = this.#attempts.get(client) ?? { clientId: client.id, hasWill: false };
+    const attempt = this.#attempts.get(client) ?? { clientId: client.id, hasWill: false, authenticated: false, epoch: 0, denials: 0 };
+    this.#attempts.set(client, attempt);
     const refuse = (refusal: ConnectRefusal, returnCode: ReturnCode) => {
       attempt.refusal = refusal;
-      this.#attempts.set(client, attempt);
       const returnCodeOf = returnCode as number as AuthenticateError['returnCode'];
-      done(Object.assign(new Error(`CONNECT refused: ${refusal}`), { returnCode: returnCodeOf }), false);
+      done(Object.assign(new Refusal(`CONNECT refused: ${refusal}`), { returnCode: returnCodeOf }), false);
     };
     // aedes names a client that sent an empty id itself; only the id the device sent counts.
-    const id = attempt.clientId;
-    // [MQTT-3.1.3-9] a rejected client id is answered with 0x02, identifier rejected
-    if (!isDeviceId(id) || client.id !== id) return refuse('bad_client_id', 2);
-    if (attempt.hasWill) return refuse('will', 5);
-    if (username === undefined || password === undefined) return refuse('missing_credentials', 4);
-    if (username !== id) return refuse('username_mismatch', 4);
+    const early = connectRefusal({ clientId: attempt.clientId, assignedId: client.id, hasWill: attempt.hasWill }, username, password);
+    if (early) return refuse(early.refusal, early.returnCode);
     if (!this.#accepting) return refuse('shutting_down', 3);
+    const id = attempt.clientId;
     const epoch = this.#disconnectEpoch.get(id) ?? 0;
+    attempt.epoch = epoch;
     let verdict: Promise<boolean>;
     try {
-      verdict = Promise.resolve(this.#options.authenticate(id, password.toString('utf8')));
+      verdict = Promise.resolve(this.#options.authenticate(id, password!.toString('utf8')));
     } catch (err) {
       verdict = Promise.reject(err);
     }
@@ -506,6 +481,7 @@ export class DeviceBroker {
         if ((this.#disconnectEpoch.get(id) ?? 0) !== epoch) return refuse('disconnected', 5);
         if (!this.#accepting) return refuse('shutting_down', 3);
         if (ok !== true) return refuse('bad_credentials', 4);
+        attempt.authenticated = true;
         done(null, true);
       },
       (err: unknown) => {
@@ -527,71 +503,119 @@ export class DeviceBroker {
     this.#counters.connectionsRefused[refusal]++;
     // The client id is logged only when it is a device id: it is attacker-chosen text.
     const deviceId = isDeviceId(attempt?.clientId) ? attempt.clientId : undefined;
-    this.#log.info({ deviceId, refusal, returnCode }, 'connection refused');
+    this.#denials.record(deviceId, 'connect_refused', { refusal, returnCode }, 'connection refused');
+  }
+
+  /** CONNACK 0 is out: the session is up, unless its connection has gone meanwhile. */
+  #sessionUp(client: Client): void {
+    const attempt = this.#attempts.get(client);
+    // aedes goes on with a CONNECT whose connection closed after its token was checked, registers
+    // it and announces it: a connection that is closed is no session.
+    if (!attempt?.authenticated || client.closed || client.conn.destroyed) return;
+    const id = client.id;
+    // disconnect(id) came after this connection's token was checked: it does not start.
+    if ((this.#disconnectEpoch.get(id) ?? 0) !== attempt.epoch) {
+      this.#log.info({ deviceId: id }, 'device disconnected by the gateway');
+      this.#end(client);
+      return;
+    }
+    const { others } = this.#presence.open(id, client);
+    // [MQTT-3.1.4-2] a device's new session ends the one before. aedes closes it when its own
+    // client table is right; this closes it when that table had lost it.
+    for (const old of others) {
+      this.#end(old);
+      this.#presence.close(id, old);
+    }
+    this.#log.debug({ deviceId: id, clean: client.clean }, 'device connected');
+    this.#hook('onConnect', () => this.#options.onConnect?.(id));
+  }
+
+  /** A connection has closed (or the gateway closed it): the device is gone when it was its last. */
+  #sessionDown(client: Client): void {
+    if (!this.#presence.close(client.id, client)) return;
+    this.#log.debug({ deviceId: client.id }, 'device disconnected');
+    this.#hook('onDisconnect', () => this.#options.onDisconnect?.(client.id));
+  }
+
+  /** Cuts a connection in this turn: close() alone stops reading at once but destroys the socket only after its unsubscribes settle. */
+  #end(client: Client): void {
+    client.close();
+    client.conn.destroy();
+  }
+
+  #connectionError(client: Client, err: Error): void {
+    if (!isProtocolError(err)) {
+      this.#log.debug({ deviceId: this.#deviceOf(client), err: err.message }, 'device connection closed');
+      return;
+    }
+    this.#counters.protocolErrors++;
+    this.#denials.record(this.#deviceOf(client), 'protocol_error', { err: err.message.slice(0, 200) }, 'connection closed: protocol error');
   }
 
   #authorizeSubscribe(client: Client, sub: Subscription, done: Parameters<Aedes['authorizeSubscribe']>[2]): void {
+    // A connection closed for its refusals: the rest of its SUBSCRIBE is not looked at.
+    if (client.closed) return done(new Refusal('connection closed for its refusals'), null);
+    // Stopping: nothing new is subscribed (granted 0x80), and no bundle is sent any more anyway.
     if (!this.#accepting) return done(null, null);
-    if (isFilterWithinDevice(sub.topic, client.id)) return done(null, sub);
-    this.#deny('subscribe', client.id, sub.topic);
+    if (subscribeAllowed(client.id, sub.topic)) return done(null, sub);
+    this.#counters.aclDenied.subscribe++;
+    this.#deny(client, 'subscribe', { topic: sub.topic }, 'ACL denied');
     // a null subscription is granted 0x80 (failure) in the SUBACK; the connection stays open
     done(null, null);
   }
 
+  /**
+   * The one place where a device's PUBLISH is decided. aedes calls it first, before anything else
+   * happens to the packet: before the PUBACK of a QoS 1 message is written, before it is published
+   * and reaches `onMessage`. So whatever must hold before a device is told "accepted" — the ACL
+   * and size checks here, or a store making the message durable first — goes here, and done(null)
+   * is called only once it holds. An error closes the connection without an ack [MQTT-3.3.5-2].
+   */
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     // aedes passes no client only for wills of a dead broker; devices have no wills.
-    if (!client) return done(new Error('publish without a device refused'));
-    if (!this.#accepting) return done(new Error('gateway shutting down'));
-    const topic = parseDeviceTopic(packet.topic);
-    if (!topic || topic.id !== client.id || !isDeviceMessageKind(topic.kind)) {
-      return this.#refusePublish('publish_topic', client.id, packet.topic, done);
-    }
-    if (packet.qos > 1) return this.#refusePublish('publish_qos', client.id, packet.topic, done);
-    // Devices must not create retained messages: aedes scans every retained message on each
-    // SUBSCRIBE, and a retained report would be replayed to the gateway as if new.
-    if (packet.retain) return this.#refusePublish('publish_retain', client.id, packet.topic, done);
+    if (!client) return done(new Refusal('publish without a device refused'));
+    if (!this.#accepting) return done(new Refusal('gateway shutting down'));
     const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
-    if (size > this.#maxPayloadBytes) {
-      this.#counters.payloadTooLarge++;
-      this.#log.info({ deviceId: client.id, size, limit: this.#maxPayloadBytes }, 'publish refused: payload too large');
-      return done(new Error(`payload of ${size} bytes over the ${this.#maxPayloadBytes}-byte limit`));
+    const denial = publishDenial(client.id, { topic: packet.topic, qos: packet.qos, retain: packet.retain, size }, this.#limits.maxPayloadBytes);
+    if (denial === null) {
+      // Taken: aedes PUBACKs it now and runs `published` later; a shutdown waits for that (settled()).
+      this.#taken++;
+      return done(null);
     }
-    // Taken: aedes PUBACKs it now and runs `published` later; a shutdown waits for that (settled()).
-    this.#taken++;
-    done(null);
+    if (denial === 'payload_too_large') {
+      this.#counters.payloadTooLarge++;
+      this.#deny(client, denial, { size, limit: this.#limits.maxPayloadBytes }, 'publish refused: payload too large');
+    } else {
+      this.#counters.aclDenied[denial]++;
+      this.#deny(client, denial, { topic: packet.topic }, 'ACL denied');
+    }
+    done(new Refusal(`publish refused: ${denial}`));
   }
 
-  // [MQTT-3.3.5-2] an unauthorized PUBLISH is acked or the connection closed; aedes closes it on error.
-  #refusePublish(denial: AclDenial, deviceId: string, topic: string, done: (err?: Error | null) => void): void {
-    this.#deny(denial, deviceId, topic);
-    done(new Error(`publish refused: ${denial}`));
-  }
-
-  #deny(denial: AclDenial, deviceId: string, topic: string): void {
-    this.#counters.aclDenied[denial]++;
-    this.#log.info({ deviceId, denial, topic: topic.slice(0, 200) }, 'ACL denied');
-  }
-
-  #untake(): void {
-    if (this.#taken > 0) this.#taken--;
-    if (this.#taken > 0 || this.#settledWaiters.length === 0) return;
-    const waiters = this.#settledWaiters;
-    this.#settledWaiters = [];
-    for (const w of waiters) w();
+  /** Counts and logs (bounded) one refusal; the connection that earns `maxDenials` of them is closed. */
+  #deny(client: Client, kind: DenialKind, fields: Record<string, unknown>, msg: string): void {
+    this.#denials.record(client.id, kind, fields, msg);
+    const attempt = this.#attempts.get(client);
+    if (!attempt || ++attempt.denials !== this.#limits.maxDenials) return;
+    this.#counters.denialDisconnects++;
+    this.#denials.record(client.id, 'disconnected', { denials: attempt.denials }, 'device disconnected: too many refusals');
+    this.#end(client);
   }
 
   #authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     return packet.topic === deviceTopic(client.id, 'bundle') ? packet : null;
   }
 
-  #deviceMessage(client: Client, packet: AedesPublishPacket): void {
+  #deviceMessage(client: Client, packet: AedesPublishPacket, next: () => void): void {
     const topic = parseDeviceTopic(packet.topic);
     // authorizePublish let only the device's own state/ack/telemetry through; checked again so
     // that nothing reaches onMessage under another device's id whatever aedes publishes.
-    if (!topic || topic.id !== client.id || !isDeviceMessageKind(topic.kind)) return;
+    if (!topic || topic.id !== client.id || !isDeviceMessageKind(topic.kind)) return next();
     this.#counters.messagesIn++;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    this.#hook('onMessage', () => this.#options.onMessage?.(topic.id, topic.kind as DeviceMessageKind, payload));
+    const settled = this.#hook('onMessage', () => this.#options.onMessage?.(topic.id, topic.kind as DeviceMessageKind, payload));
+    if (settled) settled.then(next);
+    else next();
   }
 
   #publish(topic: string, payload: Buffer): void {
@@ -603,16 +627,21 @@ export class DeviceBroker {
     });
   }
 
-  // A hook that throws or rejects is logged, never allowed to break the broker's packet flow.
-  #hook(name: string, call: () => void | Promise<void>): void {
+  // A hook that throws or rejects is logged, never allowed to break the broker's packet flow; a
+  // returned promise comes back as one that always fulfils.
+  #hook(name: string, call: () => void | Promise<void>): Promise<void> | undefined {
     try {
       const result = call();
       if (result instanceof Promise) {
-        result.catch((err: unknown) => this.#log.warn({ hook: name, err: String(err) }, 'broker hook failed'));
+        return result.then(
+          () => undefined,
+          (err: unknown) => this.#log.warn({ hook: name, err: String(err) }, 'broker hook failed'),
+        );
       }
     } catch (err) {
       this.#log.warn({ hook: name, err: String(err) }, 'broker hook failed');
     }
+    return undefined;
   }
 }
 
@@ -620,19 +649,31 @@ interface Limits {
   maxPayloadBytes: number;
   publishBatchSize: number;
   connectTimeoutMs: number;
+  maxKeepaliveSeconds: number;
+  maxDenials: number;
+  denialLogWindowMs: number;
 }
 
 function validated(options: DeviceBrokerOptions): Limits {
   if (typeof options.authenticate !== 'function') throw new TypeError('expected authenticate to be a function');
-  const limits = {
+  const limits: Limits = {
     maxPayloadBytes: options.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes,
     publishBatchSize: options.publishBatchSize ?? DEFAULTS.publishBatchSize,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    maxKeepaliveSeconds: options.maxKeepaliveSeconds ?? DEFAULTS.maxKeepaliveSeconds,
+    maxDenials: options.maxDenials ?? DEFAULTS.maxDenials,
+    denialLogWindowMs: options.denialLogWindowMs ?? DEFAULTS.denialLogWindowMs,
   };
   for (const [name, value] of Object.entries(limits)) {
     if (!Number.isSafeInteger(value) || value < 1) {
       throw new TypeError(`expected ${name} to be a positive integer, got ${value}`);
     }
+  }
+  if (limits.maxKeepaliveSeconds > MQTT_MAX_KEEPALIVE) {
+    throw new TypeError(`expected maxKeepaliveSeconds to be at most ${MQTT_MAX_KEEPALIVE} (MQTT's keepalive is 16 bits), got ${limits.maxKeepaliveSeconds}`);
+  }
+  if (options.plain === false && !options.tls) {
+    throw new TypeError('expected tls when plain is false: with neither listener no device could connect over MQTT/TCP');
   }
   for (const [name, port] of [
     ['port', options.port],
@@ -645,52 +686,3 @@ function validated(options: DeviceBrokerOptions): Limits {
   }
   return limits;
 }
-
-/**
- * Passes a connection's bytes through unchanged while following MQTT framing (fixed header byte,
- * Remaining Length, body; MQTT 3.1.1 §2.2), and destroys the connection as soon as a packet
- * announces a Remaining Length over `limit` or a length field longer than 4 bytes (§2.2.3), so
- * the body is never buffered. Writes go straight to the wrapped stream.
- */
-class FrameLimit {
-  readonly #limit: number;
-  #bodyLeft = 0;
-  #inLength = false;
-  #length = 0;
-  #lengthBytes = 0;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  /** Follows the packet boundaries across chunks; false once a packet announces more than the limit. */
-  admit(chunk: Buffer): boolean {
-    let i = 0;
-    while (i < chunk.length) {
-      if (this.#bodyLeft > 0) {
-        const take = Math.min(this.#bodyLeft, chunk.length - i);
-        this.#bodyLeft -= take;
-        i += take;
-        continue;
-      }
-      const byte = chunk[i++];
-      if (!this.#inLength) {
-        // the packet type byte; the Remaining Length follows
-        this.#inLength = true;
-        this.#length = 0;
-        this.#lengthBytes = 0;
-        continue;
-      }
-      this.#length += (byte & 0x7f) * 128 ** this.#lengthBytes;
-      this.#lengthBytes++;
-      if (this.#length > this.#limit) return false;
-      if (byte & 0x80) {
-        if (this.#lengthBytes === 4) return false;
-        continue;
-      }
-      this.#inLength = false;
-      this.#bodyLeft = this.#length;
-    }
-    return true;
-  }}
-

@@ -20,6 +20,8 @@
 //   shutdownTimeout: 10s               # or seconds; in-flight work gets this long after SIGTERM
 //   mqtt:
 //     port: 1883
+//     plain: true                      # false: no plaintext listener (needs tls)
+//     maxKeepaliveSeconds: 1200
 //     maxPayloadBytes: 16384
 //     tls: { port: 8883, key: tls/server.key, cert: tls/server.crt }
 //     websocket: { port: 8083, path: /mqtt }
@@ -57,6 +59,13 @@ export interface ConfigFile {
   mqtt?: {
     /** plain MQTT TCP port, 0 for an ephemeral one; default 1883 (PINWAVE_MQTT_PORT, --mqtt-port) */
     port?: number;
+    /** whether the plaintext MQTT listener runs; `false` turns it off and needs `tls`; default true */
+    plain?: boolean;
+    /**
+     * the largest keepalive a device is held to, seconds, 1-65535: a device asking for 0 (none) or
+     * more gets this, and a connection silent for 1.5 times its keepalive is closed; default 1200
+     */
+    maxKeepaliveSeconds?: number;
     /** the largest payload a device may publish, bytes; default 16384 */
     maxPayloadBytes?: number;
     /** MQTT over TLS; default off. `key` and `cert` are PEM files, `ca` an optional PEM bundle */
@@ -95,6 +104,9 @@ export interface GatewayConfig {
   logLevel: LogLevel;
   mqtt: {
     port: number;
+    /** present (false) only when the plaintext listener is off */
+    plain?: false;
+    maxKeepaliveSeconds?: number;
     maxPayloadBytes?: number;
     tls?: { port: number; key: Buffer; cert: Buffer; ca?: Buffer };
     websocket?: { port: number; path: string };
@@ -135,7 +147,7 @@ export class ConfigError extends Error {
 }
 
 const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', '$schema'];
-const MQTT_KEYS = ['port', 'maxPayloadBytes', 'tls', 'websocket'];
+const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
 const WS_KEYS = ['port', 'path'];
 const HTTP_KEYS = ['port', 'host', 'tls', 'trustProxy'];
@@ -174,6 +186,9 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const fileMqttPort = c.port(mqtt.port, 'config.mqtt.port');
   const fileHttpPort = c.port(http.port, 'config.http.port');
   const maxPayloadBytes = c.int(mqtt.maxPayloadBytes, 'config.mqtt.maxPayloadBytes', 64, 256 * 1024 * 1024);
+  const plain = c.bool(mqtt.plain, 'config.mqtt.plain') ?? true;
+  const maxKeepaliveSeconds = c.int(mqtt.maxKeepaliveSeconds, 'config.mqtt.maxKeepaliveSeconds', 1, 65535);
+  if (!plain && mqtt.tls === undefined) problems.push('config.mqtt.plain: false turns the plaintext listener off and needs config.mqtt.tls: with neither, no device could connect');
   const trustProxy = c.bool(http.trustProxy, 'config.http.trustProxy') ?? false;
   // ---- the HTTP listener of its own, and the shutdown bound
   const fileHttpHost = c.string(http.host, 'config.http.host');
@@ -245,6 +260,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
     mqtt: {
       port: flags.mqttPort ?? envMqttPort ?? fileMqttPort ?? DEFAULTS.mqttPort,
+      ...(!plain && { plain: false as const }),
+      ...(maxKeepaliveSeconds !== undefined && { maxKeepaliveSeconds }),
       ...(maxPayloadBytes !== undefined && { maxPayloadBytes }),
       ...(tls && { tls }),
       ...(websocket && { websocket }),

@@ -59,6 +59,10 @@ export interface GatewayOptions {
   host?: string;
   /** MQTT TCP port; default 1883, 0 for an ephemeral one (see `mqttPort`) */
   mqttPort?: number;
+  /** whether the plain MQTT listener runs; false needs `tls`; default true */
+  mqttPlain?: boolean;
+  /** the largest MQTT keepalive a device is held to, seconds (0 asks for the maximum); default 1200 */
+  maxKeepaliveSeconds?: number;
   /** MQTT over TLS, optional */
   tls?: BrokerTlsOptions;
   /** MQTT over WebSocket, optional */
@@ -171,6 +175,8 @@ export class Gateway {
     gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
       port: o.mqttPort ?? 1883,
+      plain: o.mqttPlain,
+      maxKeepaliveSeconds: o.maxKeepaliveSeconds,
       tls: o.tls,
       websocket: o.websocket,
       maxPayloadBytes: o.maxPayloadBytes,
@@ -179,6 +185,7 @@ export class Gateway {
       onConnect: (id) => gw.#onConnect(id),
       onDisconnect: (id) => gw.#onDisconnect(id),
       onSubscribe: (id, filter) => gw.#track(gw.#onSubscribe(id, filter)),
+      // The promise goes back to the broker, which reads the device's next packets once it settles.
       onMessage: (id, kind, payload) => gw.#track(gw.#onMessage(id, kind, payload)),
     });
     // A deadline that passed while the gateway was down is evaluated at once.
@@ -236,8 +243,10 @@ export class Gateway {
     return this.#broker.ports;
   }
 
+  /** The plain MQTT URL, or the TLS one when the plain listener is off. */
   get mqttUrl(): string {
-    return `mqtt://${this.#o.host ?? '127.0.0.1'}:${this.#broker.ports.tcp}`;
+    const { tcp, tls } = this.#broker.ports;
+    return tcp !== undefined ? `mqtt://${this.#o.host ?? '127.0.0.1'}:${tcp}` : `mqtts://${this.#o.host ?? '127.0.0.1'}:${tls}`;
   }
 
   /** The signing key's public half and kid, for `GET /v1/info` and simulators. */
@@ -312,13 +321,19 @@ export class Gateway {
     return this.#store.listDevices(query);
   }
 
-  /** A new token for a device; the old one stops working for new connections at once. */
+  /**
+   * A new token for a device. The old one is refused from now on, and every session opened with it
+   * is closed at once: rotation is what an operator does when a token leaks.
+   */
   async rotateToken(id: string): Promise<{ id: string; token: string }> {
     const d = await this.getDevice(id);
     if (d.revokedAt !== null) throw new GatewayError('PW_INVALID_STATE', `device "${id}" is revoked`);
     const token = newToken();
     await this.#store.updateDevice(id, { tokenHash: hashDeviceToken(token) });
     await this.#store.flush();
+    // After the flush: a reconnect checked from here on sees the new hash.
+    this.#broker.disconnect(id);
+    this.#log.info({ deviceId: id }, 'device token rotated');
     return { id, token };
   }
 
@@ -715,7 +730,8 @@ export class Gateway {
     );
   }
 
-  #track<T>(p: Promise<T> | void): void {
+  /** Waits for `p` at stop; returns a promise that settles with it and never rejects. */
+  #track<T>(p: Promise<T> | void): Promise<void> | undefined {
     if (!p) return;
     const tracked = p.then(
       () => undefined,
@@ -723,6 +739,7 @@ export class Gateway {
     );
     this.#pending.add(tracked);
     void tracked.finally(() => this.#pending.delete(tracked));
+    return tracked;
   }
 
   #drop(reason: string, deviceId: string, detail?: string, count = 1): void {

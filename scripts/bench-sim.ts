@@ -10,7 +10,10 @@
 //   message and verify nothing (goal at 10,000: within 1.5x of the floor);
 // - the gateway's RSS with N connected devices against the bare broker's with N bare clients
 //   (goal within 1.3x).
-// Goals are judged at the largest size of the run (the issue states them for 10,000 devices).
+// Goals are judged at 10,000 devices, the size they are stated for, when the run has it (else at
+// its largest size). The default run goes on to 19,000: about the most one process may hold here
+// (20,000 open files a process), and the size at which one wave used to kill the broker (aedes'
+// emitter drained its queue by recursion; see gateway/broker.ts).
 //
 // Every broker runs in a process of its own (scripts/bench-worker.ts, roles gateway and bare), so
 // its RSS is its own; the devices and the bare clients share 2 other processes (role sim). Each side
@@ -19,7 +22,7 @@
 // verify per bundle), per device with --verify-each. Wall-clock figures on a shared machine move from
 // run to run: compare figures of one run, and read the min–max beside each median.
 //
-//   npx tsc -p . && node dist/scripts/bench-sim.js [--sizes 1000,5000,10000] [--quick] [--verify-each] [--repeat 3] [--profile DIR]
+//   npx tsc -p . && node dist/scripts/bench-sim.js [--sizes 1000,10000,19000] [--quick] [--verify-each] [--repeat 3] [--profile DIR]
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -41,12 +44,16 @@ const WRITE_WINDOW_MS = 100;
 /** The gateway provisions at most this many devices per call. */
 const PROVISION_CHUNK = 10_000;
 const MAX_SIZE = 100_000;
+/** The size the goals are stated for. */
+const GOAL_SIZE = 10_000;
+const DEFAULT_SIZES = '1000,10000,19000';
 const WATCHDOG_MS = 20 * 60_000;
 const GROUP = 'bench';
 const MODEL = 'bench-1';
 
 const USAGE = `usage: node dist/scripts/bench-sim.js [--sizes N,N,...] [--quick] [--verify-each] [--repeat R] [--profile DIR]
-  --sizes N,...  fleet sizes, each measured with a fresh gateway and bare broker; default 1000,5000,10000
+  --sizes N,...  fleet sizes, each measured with a fresh gateway and bare broker; default 1000,10000,19000
+                 (a broker process holds one descriptor per device: at most ulimit -n minus 256)
   --quick        1,000 devices only, for a fast check
   --verify-each  every device verifies every bundle's signature itself (default: one verification per
                  bundle per client process, shared, as device-sim does unless told otherwise)
@@ -77,7 +84,7 @@ function options(argv: string[]): Options {
     process.exit(0);
   }
   if (values.quick && values.sizes !== undefined) throw new UsageError('--quick and --sizes exclude each other', USAGE);
-  const sizes = values.quick ? [1000] : (values.sizes ?? '1000,5000,10000').split(',').map((s) => uintFlag(s.trim(), 'sizes', USAGE));
+  const sizes = values.quick ? [1000] : (values.sizes ?? DEFAULT_SIZES).split(',').map((s) => uintFlag(s.trim(), 'sizes', USAGE));
   for (const s of sizes) if (s < 1 || s > MAX_SIZE) throw new UsageError(`--sizes expects sizes from 1 to ${MAX_SIZE}, got ${s}`, USAGE);
   const repeat = values.repeat === undefined ? 3 : uintFlag(values.repeat, 'repeat', USAGE);
   if (repeat < 1 || repeat > 20) throw new UsageError(`--repeat expects 1 to 20, got ${repeat}`, USAGE);
@@ -314,10 +321,10 @@ const cpuText = (c: Cpu) => `${secs(c.broker)} + ${secs(c.clients)}`;
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 function rows(o: Options, results: SizeResult[]): Row[] {
-  const largest = results.at(-1)!.size;
+  const judgedSize = results.some((r) => r.size === GOAL_SIZE) ? GOAL_SIZE : results.at(-1)!.size;
   const out: Row[] = [];
   for (const r of results) {
-    const judged = r.size === largest;
+    const judged = r.size === judgedSize;
     const goal = (text: string, met: boolean): Pick<Row, 'goal' | 'met'> => (judged ? { goal: text, met } : {});
     const connectRatio = r.gwConnectMs / r.bareConnectMs;
     const pushRatio = median(r.gwMs) / median(r.bareMs);
@@ -359,7 +366,8 @@ function print(o: Options, results: SizeResult[]): void {
     `verification: ${o.verifyEach ? 'per device (--verify-each): every device runs Ed25519 itself' : 'shared: one Ed25519 verify per bundle per client process, every other check per device'}; ` +
       `bundle ${results[0].payloadBytes} bytes; brokers in their own processes, devices in ${CLIENT_PROCESSES}; ${o.repeat === 1 ? '1 rollout per size' : `${o.repeat} rollouts per size: median (min–max)`}`,
   );
-  console.log('figures are wall-clock on a shared machine: expect noise, and compare figures of one run; goals judged at the largest size');
+  const judgedAt = results.some((r) => r.size === GOAL_SIZE) ? GOAL_SIZE : results.at(-1)!.size;
+  console.log(`figures are wall-clock on a shared machine: expect noise, and compare figures of one run; goals judged at ${n(judgedAt)} devices`);
   if (o.profile) console.log(`--profile: the connects were timed under the CPU profiler (both sides); profiles in ${o.profile}`);
   console.log(line('figure', 'measured', 'goal', ''));
   for (const r of rs) console.log(line(r.figure, r.value, r.goal ?? '', r.met === undefined ? '' : r.met ? 'ok' : 'MISSED'));

@@ -4,7 +4,8 @@
 //   gateway  the real Gateway (docs/architecture.md §5–§7) on 127.0.0.1, lowdb store in a temp dir
 //   bare     a bare aedes broker on a net server, no auth, no ACL, no store: the reference push
 //   clients  a share of the fleet as mqtt.js clients that connect, subscribe, send `state`, and
-//            then either ack every bundle at once (`auto`) or ack only when told (`hold`)
+//            then either ack every bundle at once (`auto`) or ack only when told (`hold`); and one
+//            device that floods the gateway with QoS 1 messages as fast as its socket takes them
 //   sim      what `clients` does, and a shard of a device-sim Fleet: simulated devices that verify,
 //            apply, persist and ack, in the same process as the bare clients they are
 //            compared with
@@ -13,7 +14,7 @@
 // `{ id, cmd, args }`, answered with `{ id, ok, result | error }`. A worker exits when its parent's
 // IPC channel closes, so a killed benchmark leaves nothing behind.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect as connectTcp, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
@@ -206,7 +207,9 @@ function bareRole(): Handlers {
   };
   return {
     async start() {
-      aedes = new Aedes({ maxClientsIdLength: 64 });
+      // The gateway's broker runs aedes' emitter with concurrency 0 (gateway/broker.ts): with the
+      // default the reference itself dies at 15,000 devices, its emitter's queue drained by recursion.
+      aedes = new Aedes({ maxClientsIdLength: 64, concurrency: 0 });
       await aedes.listen();
       aedes.on('publish', (packet, client) => {
         if (client && packet.topic.endsWith('/ack')) acks++;
@@ -356,8 +359,84 @@ function clientsRole(): Handlers {
       for (const c of all) c.end(true);
       return { closed: all.length };
     },
+    flood,
     memory,
   };
+}
+
+// ------------------------------------------------------------------------------------- flood
+
+// MQTT 3.1.1 framing by hand (§2.2): mqtt.js would queue a flood in its own memory instead of
+// letting the socket push back.
+const mqttString = (s: string) => {
+  const b = Buffer.from(s);
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+};
+function mqttFrame(type: number, ...parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts);
+  const length: number[] = [];
+  let n = body.length;
+  do {
+    length.push((n % 128) | (n >= 128 ? 0x80 : 0));
+    n = Math.floor(n / 128);
+  } while (n > 0);
+  return Buffer.concat([Buffer.from([type, ...length]), body]);
+}
+
+/**
+ * Device `id` publishes `payload` on its `kind` topic at QoS 1, 64 packets a write, for `ms`, as
+ * fast as the socket takes them (waiting for 'drain' only), then waits for the PUBACK of each.
+ * Resolves with how many it sent and when the first went and the last PUBACK came.
+ */
+async function flood({ port, id, token, kind, payload, ms }: { port: number; id: string; token: string; kind: string; payload: Uint8Array; ms: number }) {
+  const socket = connectTcp(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let buffered: Buffer = Buffer.alloc(0);
+  let connacked = () => {};
+  const connack = new Promise<void>((resolve) => (connacked = resolve));
+  let pubacks = 0;
+  let closed = false;
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => {});
+  socket.on('data', (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    // every packet the gateway sends here is 4 bytes or longer; read type and Remaining Length
+    while (buffered.length >= 2) {
+      let length = 0;
+      let i = 1;
+      for (let shift = 0; i < buffered.length; i++, shift += 7) {
+        length += (buffered[i] & 0x7f) << shift;
+        if ((buffered[i] & 0x80) === 0) break;
+      }
+      if (i >= buffered.length || buffered.length < i + 1 + length) break;
+      const type = buffered[0] >> 4;
+      if (type === 2) connacked();
+      if (type === 4) pubacks++;
+      buffered = buffered.subarray(i + 1 + length);
+    }
+  });
+  // clean session, keepalive 60 s
+  socket.write(mqttFrame(0x10, mqttString('MQTT'), Buffer.from([4, 0xc2, 0, 60]), mqttString(id), mqttString(id), mqttString(token)));
+  await connack;
+  const topic = mqttString(`pinwave/v1/devices/${id}/${kind}`);
+  const body = Buffer.from(payload);
+  let packetId = 0;
+  let sent = 0;
+  const firstAt = wallMs();
+  while (!closed && wallMs() - firstAt < ms) {
+    const batch: Buffer[] = [];
+    for (let k = 0; k < 64; k++) {
+      packetId = (packetId % 65535) + 1;
+      batch.push(mqttFrame(0x32, topic, Buffer.from([packetId >> 8, packetId & 0xff]), body));
+    }
+    sent += batch.length;
+    if (!socket.write(Buffer.concat(batch))) await new Promise((resolve) => socket.once('drain', resolve));
+  }
+  const lastAckAt = await until(() => closed || pubacks >= sent, 120_000, `${sent} PUBACKs`);
+  socket.destroy();
+  if (pubacks < sent) throw new Error(`the gateway closed the flooding device after ${pubacks} of ${sent} PUBACKs`);
+  return { sent, firstAt, lastAckAt };
 }
 
 // ------------------------------------------------------------------------------------- fleet

@@ -22,7 +22,7 @@
 import { parseDeviceTokenHash, type DeviceTokenHash } from '../credentials.ts';
 import { checkDeviceId } from '../device-id.ts';
 import { deviceSubscription, deviceTopic, DEVICE_MESSAGE_KINDS, DEVICE_TOPIC_ROOT } from '../topics.ts';
-import { PRESENCE_KIND, presenceTopic } from './presence.ts';
+import { PRESENCE_KIND, presenceTopic } from './presence-topic.ts';
 
 /**
  * The gateway's own broker username. `@` is outside the device id alphabet (docs/architecture.md

@@ -30,7 +30,7 @@
 //   link is closed and opened again after a back-off, and the broker sends again every message not
 //   yet acknowledged (those after it too: they may arrive twice, so handlers are idempotent).
 //   A message that can never commit (it is malformed) must resolve, not reject.
-// - Presence is the devices' own (`presence.ts`): `online` on connect, `offline` as the will,
+// - Presence is the devices' own (`presence-topic.ts`): `online` on connect, `offline` as the will,
 //   both retained. A process's first CONNACK asks for every retained presence, so a restarted
 //   replica knows who is online; rotation and revocation set the kicked device's presence (the
 //   broker kicks without the will).
@@ -45,7 +45,7 @@ import { deviceTopic, parseDeviceTopic, type DeviceMessageKind } from '../topics
 import type { BrokerLogger } from '../broker.ts';
 import { DynsecControl } from './dynsec-control.ts';
 import { CONTROL_RESPONSE_TOPIC, EXTERNAL_MESSAGE_KINDS, GATEWAY_USERNAME, gatewayFilter, SHARE_GROUP } from './dynsec-file.ts';
-import { parsePresence, parsePresenceTopic, presenceTopic, PRESENCE_KIND } from './presence.ts';
+import { parsePresence, parsePresenceTopic, presenceTopic, PRESENCE_KIND } from './presence-topic.ts';
 
 export interface ExternalBrokerOptions {
   /** `mqtt://host:port` or `mqtts://host:port`. Required. */

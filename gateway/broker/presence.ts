@@ -1,45 +1,65 @@
-// Presence from the protocol, not from the broker's internals (docs/architecture.md §5, §8): a
-// device publishes `online` (retained, QoS 1) on its own `presence` topic once connected, and
-// leaves `offline` there as its will, which the broker publishes when the link drops without a
-// DISCONNECT. A gateway that does not own the broker learns who is connected from these alone.
+// Which devices are connected (docs/architecture.md §5): a device is connected exactly while one of its
+// sessions is open, a session being one accepted connection, known by its own object.
 //
-//   presenceTopic('meter-7');                     // 'pinwave/v1/devices/meter-7/presence'
-//   parsePresenceTopic('pinwave/v1/devices/meter-7/presence');   // 'meter-7'
-//   parsePresence(Buffer.from('offline'));        // 'offline'
+//   const presence = new Presence<Session>();
+//   presence.open('meter-1', a);     // { first: true, others: [] }   → onConnect
+//   presence.open('meter-1', b);     // { first: false, others: [a] } → a is taken over
+//   presence.close('meter-1', a);    // false: b is still open
+//   presence.close('meter-1', b);    // true: the device has gone  → onDisconnect
 //
-// The payload is the ASCII word, nothing else: a fixed string is what firmware can hand its MQTT
-// stack as a will before it has anything to encode.
-//
-// A will is not published when the broker itself closes the session (Mosquitto 2.0 kicks a client
-// without its will when its credentials are changed or deleted), so whoever changes credentials
-// sets the device's presence itself (the gateway's broker role may publish on presence topics).
-import { isDeviceId } from '../device-id.ts';
-import { DEVICE_TOPIC_ROOT, deviceTopic } from '../topics.ts';
+// Why sessions and not a flag per device id: aedes 1.2 keys its own client table by id, and its
+// close path removes whatever client holds the id, not the one closing. In a reconnect storm (one
+// id connecting and dropping, many at once) a connection that closes between its authentication
+// and its registration removes the live session's entry, and is then registered itself although
+// closed; the live one is then never announced as gone, and the dead one is never removed. A set
+// per id of the session objects whose sockets are open cannot drift that way: each session is
+// added once, removed once, by identity, and the device is connected while the set is not empty.
+// Pure: no sockets, no timers; the broker feeds it.
 
-export const PRESENCE_KIND = 'presence';
-export type Presence = 'online' | 'offline';
-
-const SUFFIX = `/${PRESENCE_KIND}`;
-
-/** Device `id`'s presence topic; throws a TypeError for an id that is not a device id. */
-export function presenceTopic(id: string): string {
-  // deviceTopic checks the id; its `state` topic differs from this one only in the last level
-  return deviceTopic(id, 'state').slice(0, -'state'.length) + PRESENCE_KIND;
+export interface OpenResult<S> {
+  /** The device had no open session before this one. */
+  first: boolean;
+  /** Sessions of the device that were open already (a takeover: [MQTT-3.1.4-2] closes them). */
+  others: S[];
 }
 
-/** The device id of an exact presence topic, else null. */
-export function parsePresenceTopic(topic: string): string | null {
-  if (!topic.startsWith(DEVICE_TOPIC_ROOT) || !topic.endsWith(SUFFIX)) return null;
-  const id = topic.slice(DEVICE_TOPIC_ROOT.length, -SUFFIX.length);
-  return isDeviceId(id) ? id : null;
-}
+export class Presence<S> {
+  readonly #sessions = new Map<string, Set<S>>();
 
-/**
- * `online` or `offline`, or null for any other payload. An empty payload is `offline`: it is what
- * clearing a retained presence delivers (the gateway clears a revoked device's).
- */
-export function parsePresence(payload: Uint8Array): Presence | null {
-  if (payload.byteLength === 0) return 'offline';
-  const text = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('latin1');
-  return text === 'online' || text === 'offline' ? text : null;
+  /** Records `session` of device `id` as open. Opening a session twice is a no-op the second time. */
+  open(id: string, session: S): OpenResult<S> {
+    let set = this.#sessions.get(id);
+    if (!set) {
+      set = new Set();
+      this.#sessions.set(id, set);
+    }
+    const others = [...set].filter((s) => s !== session);
+    const first = set.size === 0;
+    set.add(session);
+    return { first, others };
+  }
+
+  /** Records `session` of device `id` as closed; true when it was the device's last open session. */
+  close(id: string, session: S): boolean {
+    const set = this.#sessions.get(id);
+    if (!set || !set.delete(session)) return false;
+    if (set.size > 0) return false;
+    this.#sessions.delete(id);
+    return true;
+  }
+
+  /** True while device `id` has an open session. */
+  has(id: string): boolean {
+    return this.#sessions.has(id);
+  }
+
+  /** The open sessions of device `id` (a copy), oldest first. */
+  sessions(id: string): S[] {
+    return [...(this.#sessions.get(id) ?? [])];
+  }
+
+  /** How many devices have an open session. */
+  get size(): number {
+    return this.#sessions.size;
+  }
 }

@@ -130,6 +130,8 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     keyPath: config.keyPath,
     host: config.host,
     mqttPort: config.mqtt.port,
+    mqttPlain: config.mqtt.plain,
+    maxKeepaliveSeconds: config.mqtt.maxKeepaliveSeconds,
     tls: config.mqtt.tls,
     websocket: config.mqtt.websocket,
     maxPayloadBytes: config.mqtt.maxPayloadBytes,
@@ -162,7 +164,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
   const scheme = config.http.tls ? 'https' : 'http';
-  io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
+  if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
   if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
   if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
   io.out(`${scheme} listening on ${scheme}://${bracket(config.http.host)}:${httpPort}`);
@@ -192,9 +194,8 @@ export function cleartextWarnings(c: Pick<GatewayConfig, 'host' | 'mqtt' | 'http
   if (!c.http.tls && !isLoopback(c.http.host)) {
     out.push(`the HTTP API listens on ${c.http.host} without TLS: API tokens travel in clear text (set http.tls, or bind it to 127.0.0.1 behind a TLS proxy)`);
   }
-  // `mqtt.plain: false` (no plaintext listener) is the broker's to offer; honoured here once it exists.
-  const plain = (c.mqtt as { plain?: boolean }).plain !== false;
-  if (plain && !isLoopback(c.host)) {
+  // With `mqtt.plain: false` no plaintext listener runs, so nothing travels in clear text there.
+  if (c.mqtt.plain !== false && !isLoopback(c.host)) {
     const ws = c.mqtt.websocket ? ` and WebSocket port ${c.mqtt.websocket.port}` : '';
     out.push(`MQTT listens on ${c.host} without TLS (port ${c.mqtt.port}${ws}): device tokens travel in clear text (${c.mqtt.tls ? 'point devices at the TLS port' : 'set mqtt.tls'}, or bind it to a loopback address)`);
   }

@@ -12,7 +12,7 @@ import {
   GATEWAY_USERNAME,
   serializeDynsecFile,
 } from '../../../gateway/broker/dynsec-file.ts';
-import { parsePresence, parsePresenceTopic, presenceTopic } from '../../../gateway/broker/presence.ts';
+import { parsePresence, parsePresenceTopic, presenceTopic } from '../../../gateway/broker/presence-topic.ts';
 import { mosquittoConf } from '../../../gateway/broker/mosquitto-conf.ts';
 
 const gatewayHash = hashDeviceToken(newToken());

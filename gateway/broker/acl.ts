@@ -1,0 +1,77 @@
+// What a device may say (docs/architecture.md §5), as pure checks over the packet's fields: the
+// broker asks, and performs the answer (a refusing CONNACK, a SUBACK failure, a closed connection).
+//
+//   connectRefusal({ clientId: 'meter-1', assignedId: 'meter-1', hasWill: false }, 'meter-1', token); // null
+//   subscribeAllowed('meter-1', 'pinwave/v1/devices/meter-2/#');                                 // false
+//   publishDenial('meter-1', { topic: 'pinwave/v1/devices/meter-1/ack', qos: 1, retain: false, size: 40 }, 16384); // null
+import { isDeviceId } from '../device-id.ts';
+import { isDeviceMessageKind, isFilterWithinDevice, parseDeviceTopic } from '../topics.ts';
+
+/** Why a CONNECT was refused. */
+export type ConnectRefusal =
+  | 'bad_client_id' //      not a device id (CONNACK 2, identifier rejected)
+  | 'missing_credentials' // no username or no password (4)
+  | 'username_mismatch' //  username is not the client id (4)
+  | 'bad_credentials' //    authenticate() said no: unknown device or wrong token (4)
+  | 'will' //               a will is a publish made later on the device's behalf; devices have none (5)
+  | 'disconnected' //       disconnect(id) was called while authenticate() was running (5)
+  | 'auth_error' //         authenticate() threw (3, server unavailable)
+  | 'shutting_down' //      stopAccepting() was called: the gateway is stopping (3, server unavailable)
+  | 'protocol' //           not MQTT 3.1/3.1.1, refused by aedes (1)
+  | 'other'; //             any other refusing CONNACK aedes sent
+
+/** What a device tried that the ACL refused. */
+export type AclDenial = 'subscribe' | 'publish_topic' | 'publish_qos' | 'publish_retain';
+
+/** A PUBLISH refused: by the ACL, or for its size. */
+export type PublishDenial = Exclude<AclDenial, 'subscribe'> | 'payload_too_large';
+
+// CONNACK return codes a refusal may carry (MQTT 3.1.1 §3.2.2.3).
+export type ReturnCode = 2 | 3 | 4 | 5;
+
+export interface ConnectFields {
+  /** The client id the CONNECT carried (aedes names a client that sent none itself). */
+  clientId: string;
+  /** The id aedes gave the client. */
+  assignedId: string;
+  hasWill: boolean;
+}
+
+/** The refusal and its return code for a CONNECT that fails before its token is checked, or null. */
+export function connectRefusal(
+  c: ConnectFields,
+  username: string | undefined,
+  password: Buffer | undefined,
+): { refusal: ConnectRefusal; returnCode: ReturnCode } | null {
+  // [MQTT-3.1.3-9] a rejected client id is answered with 0x02, identifier rejected
+  if (!isDeviceId(c.clientId) || c.assignedId !== c.clientId) return { refusal: 'bad_client_id', returnCode: 2 };
+  if (c.hasWill) return { refusal: 'will', returnCode: 5 };
+  if (username === undefined || password === undefined) return { refusal: 'missing_credentials', returnCode: 4 };
+  if (username !== c.clientId) return { refusal: 'username_mismatch', returnCode: 4 };
+  return null;
+}
+
+/** A device may hold only filters under its own id (topics.ts says which). */
+export function subscribeAllowed(deviceId: string, filter: string): boolean {
+  return isFilterWithinDevice(filter, deviceId);
+}
+
+export interface PublishFields {
+  topic: string;
+  qos: number;
+  retain: boolean;
+  /** payload bytes */
+  size: number;
+}
+
+/** Why device `deviceId` may not publish this, or null when it may. */
+export function publishDenial(deviceId: string, p: PublishFields, maxPayloadBytes: number): PublishDenial | null {
+  const topic = parseDeviceTopic(p.topic);
+  if (!topic || topic.id !== deviceId || !isDeviceMessageKind(topic.kind)) return 'publish_topic';
+  if (p.qos > 1) return 'publish_qos';
+  // Devices must not create retained messages: aedes scans every retained message on each
+  // SUBSCRIBE, and a retained report would be replayed to the gateway as if new.
+  if (p.retain) return 'publish_retain';
+  if (p.size > maxPayloadBytes) return 'payload_too_large';
+  return null;
+}
