@@ -220,7 +220,8 @@ export function allowedActions(r: Rollout, role: Role): ActionVerb[] {
   return out;
 }
 
-const LABELS: Record<ActionVerb, string> = { start: 'Start', pause: 'Pause', resume: 'Resume…', abort: 'Abort…', rollback: 'Roll back…', approve: 'Approve…' };
+/** Every action asks first: the ellipsis says so. */
+const LABELS: Record<ActionVerb, string> = { start: 'Start…', pause: 'Pause…', resume: 'Resume…', abort: 'Abort…', rollback: 'Roll back…', approve: 'Approve…' };
 
 /** The action buttons, or nothing for a reader who may not act. */
 export function actionsBar(r: Rollout, role: Role, onAction: (verb: ActionVerb) => void): VNode | null {
