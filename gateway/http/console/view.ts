@@ -74,10 +74,12 @@ export function toHtml(node: VNode | string): string {
   return `<${node.tag}${attrs}>${node.children.map(toHtml).join('')}</${node.tag}>`;
 }
 
-/** The text a reader sees in a tree, children joined by spaces where elements meet. */
+const INLINE = new Set(['a', 'b', 'code', 'del', 'em', 'ins', 'label', 'small', 'span', 'strong', 'time']);
+
+/** The text a reader sees in a tree: inline elements run on, block ones stand apart. */
 export function textOf(node: VNode | string): string {
-  if (typeof node === 'string') return node;
-  return node.children.map(textOf).join(node.tag === 'span' || node.tag === 'strong' || node.tag === 'code' ? '' : ' ').replace(/\s+/g, ' ').trim();
+  const walk = (n: VNode | string): string => (typeof n === 'string' ? n : INLINE.has(n.tag) ? n.children.map(walk).join('') : ` ${n.children.map(walk).join('')} `);
+  return walk(node).replace(/\s+/g, ' ').trim();
 }
 
 /** DOM nodes of a tree (browser only). */
