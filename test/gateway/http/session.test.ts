@@ -194,3 +194,33 @@ t.test('no token, session id or anti-CSRF token reaches the log', async (t) => {
   t.match(log, /console sign-in/);
   for (const secret of [TOKENS.operator, s.id, s.csrf]) t.notOk(log.includes(secret), 'a secret in the log');
 });
+
+t.test('sessions one token holds are capped: signing in past the cap ends its oldest; cookies are parsed strictly', async (t) => {
+  const { Sessions, readSessionCookie, sessionCookie } = await import('../../../gateway/http/sessions.ts');
+  let now = 1000;
+  const ended: string[] = [];
+  const sessions = new Sessions({ now: () => now, perToken: 2 });
+  sessions.onEnded((e) => ended.push(...e.map((s) => s.name)));
+  const token = API_TOKENS[1];
+  const first = await sessions.open(token);
+  now++;
+  const second = await sessions.open(token);
+  now++;
+  const third = await sessions.open(token);
+  t.equal(await sessions.check(first.id), null, 'the oldest ended');
+  t.ok(await sessions.check(second.id));
+  t.ok(await sessions.check(third.id));
+  t.same(ended, ['olga']);
+  t.ok(sessions.csrfMatches(third.id, third.csrf));
+  t.notOk(sessions.csrfMatches(third.id, second.csrf));
+  t.notOk(sessions.csrfMatches(third.id, undefined));
+  t.equal(await sessions.check('short'), null);
+  t.equal(readSessionCookie(`a=1; pinwave_session=${third.id}; b=2`, false), third.id);
+  t.equal(readSessionCookie(`pinwave_session=${third.id}x`, false), null, 'not an id of ours');
+  t.equal(readSessionCookie(`__Host-pinwave_session=${third.id}`, false), null, 'the HTTPS name over HTTP');
+  t.equal(readSessionCookie(undefined, false), null);
+  t.equal(sessionCookie(third.id, { secure: true, maxAgeSeconds: 0.5 }), `__Host-pinwave_session=${third.id}; Path=/; Max-Age=1; HttpOnly; SameSite=Strict; Secure`);
+  t.equal(await sessions.endForTokens([]), 0);
+  t.equal(await sessions.endForTokens([token.hash]), 2);
+  t.equal(await sessions.end(third.id), false, 'ended already');
+});
