@@ -230,6 +230,38 @@ t.test('sign-out ends the session on the server: the cookie no longer works; a r
   t.equal(c.app.rolloutStreams.open, 0, 'its event stream closed');
 });
 
+t.test('the keyboard and the links: skip to content, then fleet → group → device → bundle', async (t) => {
+  const c = await consoleHarness(t, browser);
+  const sims = await fleet(c, 3);
+  await connectAll(t, sims);
+  const { bundle, rollout: ro } = await rollout(c, { waves: [{ size: '100%', minDevices: 1 }], start: true });
+  await until(() => (c.gw.tick(), c.gw.listRollouts()[0].state === 'completed'), 5000, 'completion');
+  const { page } = await c.page();
+  await c.signIn(page, 'viewer');
+  await page.goto(`${c.base}/ui`);
+  await page.locator('.group').waitFor();
+  await page.keyboard.press('Tab');
+  t.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content', 'the first Tab stop skips the navigation');
+  t.ok(await page.evaluate(() => getComputedStyle(document.activeElement!).outlineStyle !== 'none'), 'focus is visible');
+  await page.keyboard.press('Enter');
+  t.equal(await page.evaluate(() => document.activeElement?.id), 'main');
+  t.match(await page.locator('.group').textContent(), new RegExp(`Baseline\\s*seq 1 \\(${bundle.id.slice(0, 12)}\\)`));
+
+  await page.locator('.group h2 a', { hasText: 'thermostats' }).click();
+  await page.getByRole('heading', { name: 'Group thermostats' }).waitFor();
+  t.equal(await page.locator('#devices tbody tr').count(), 3);
+  await page.getByRole('link', { name: 'th-0001' }).click();
+  await page.getByRole('heading', { name: /Device th-0001/ }).waitFor();
+  t.match(await page.locator('#history').textContent(), new RegExp(`applied\\s*seq 1\\s*${ro.id}`));
+  await page.locator('main .facts a', { hasText: bundle.id.slice(0, 12) }).click();
+  await page.getByRole('heading', { name: /Bundle .* thermostats, seq 1/ }).waitFor();
+  t.match(await page.locator('#endpoints').textContent(), 'api.example.com:443');
+  t.match(await page.locator('#endpoints').textContent(), pin('new'));
+  await page.goBack();
+  await page.getByRole('heading', { name: /Device th-0001/ }).waitFor();
+  t.pass('the browser\'s back button goes back a page');
+});
+
 t.test('on a narrow window (400 px) the rollout page reads without scrolling sideways', async (t) => {
   const c = await consoleHarness(t, browser);
   await fleet(c, 12);
