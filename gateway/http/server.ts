@@ -189,7 +189,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 
   const gateway = o.gateway;
   await app.register(infoRoutes, { gateway, version });
-  await app.register(metricsRoutes, { gateway, authRefused });
+  await app.register(metricsRoutes, { gateway, authRefused, streams: () => app.rolloutStreams.open });
   await app.register(deviceRoutes, { gateway });
   await app.register(bundleRoutes, { gateway });
   await app.register(rolloutRoutes, { gateway, waveDefaults: o.waveDefaults });

@@ -118,6 +118,7 @@ t.test("a stream closes when its token is revoked, and a console session's strea
   await olga.waitFor(1);
   await vera.waitFor(1);
   t.equal(a.app.rolloutStreams.open, 2);
+  t.match((await a.call('GET', '/metrics', { as: null })).body, /\npinwave_rollout_event_streams 2\n/, 'the open streams are a metric');
   a.app.apiTokens.replace(API_TOKENS.filter((x) => x.name !== 'olga'));
   await olga.ended;
   t.notOk(vera.isEnded(), "another token's stream stays open");
