@@ -35,6 +35,9 @@
 //   manifests: [manifests/th-100.json]
 //   waves: [{ size: "5%" }, { size: "25%", ackThreshold: 0.98 }, { size: "100%" }]
 //   bundleLifetime: 30d
+//   console:                           # the operator console at /ui (docs/architecture.md §10)
+//     sessionIdle: 1h                  # a session with no request for this long ends
+//     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
 import { readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -91,6 +94,13 @@ export interface ConfigFile {
   waves?: WavePlanInput[];
   /** lifetime of a bundle created without `expiresIn`: seconds, or "12h", "30d"; default 30d */
   bundleLifetime?: number | string;
+  /** the operator console's sessions (docs/architecture.md §10) */
+  console?: {
+    /** a session with no request for this long ends: seconds, or "30m", "1h"; default 1h */
+    sessionIdle?: number | string;
+    /** a session ends this long after sign-in, however busy: seconds, or "12h"; default 12h */
+    sessionLifetime?: number | string;
+  };
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -118,6 +128,8 @@ export interface GatewayConfig {
   manifests: FirmwareManifest[];
   waves?: WavePlanInput[];
   bundleLifetimeSeconds?: number;
+  /** console session timeouts, ms; absent: the defaults (1 h idle, 12 h in all) */
+  console?: { sessionIdleMs?: number; sessionLifetimeMs?: number };
   /** the config file read, if any */
   file: string | null;
 }
@@ -146,7 +158,8 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', '$schema'];
+const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
 const WS_KEYS = ['port', 'path'];
@@ -229,6 +242,10 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     else waves = raw.waves as WavePlanInput[];
   }
   const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime');
+  const consoleOpts = c.record(raw.console, 'config.console', CONSOLE_KEYS);
+  const sessionIdle = c.duration(consoleOpts.sessionIdle, 'config.console.sessionIdle', 30 * 86400, '"30m" or "1h"');
+  const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
+  if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
 
   // ---- the environment
   const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
@@ -277,6 +294,9 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     manifests,
     ...(waves && { waves }),
     ...(bundleLifetimeSeconds !== undefined && { bundleLifetimeSeconds }),
+    ...((sessionIdle !== undefined || sessionLifetime !== undefined) && {
+      console: { ...(sessionIdle !== undefined && { sessionIdleMs: sessionIdle * 1000 }), ...(sessionLifetime !== undefined && { sessionLifetimeMs: sessionLifetime * 1000 }) },
+    }),
     file: fileName,
   };
 }

@@ -149,6 +149,8 @@ export class Gateway {
   readonly #manifests = new Map<string, FirmwareManifest>();
   #telemetry!: TelemetryBook;
   #stopping: Promise<void> | null = null;
+  /** called with a rollout's id whenever its record is persisted (onRolloutChange) */
+  readonly #rolloutListeners = new Set<(rolloutId: string) => void>();
   readonly #counters = {
     messagesIn: { state: 0, ack: 0, telemetry: 0 } as Record<DeviceMessageKind, number>,
     bundlesSent: 0,
@@ -270,6 +272,17 @@ export class Gateway {
     const c = this.#counters;
     const writes = (this.#store as { writes?: number }).writes ?? 0;
     return { messagesIn: { ...c.messagesIn }, bundlesSent: c.bundlesSent, acks: { ...c.acks }, dropped: { ...c.dropped }, broker: this.#broker.counters(), storeWrites: writes };
+  }
+
+  /**
+   * Calls `listener` with a rollout's id whenever the gateway persists that rollout's record (every
+   * operator action, every ack or hold that changed it); returns the function that removes it. The
+   * listener must be cheap and must not throw: it runs on the per-ack path (the console's event
+   * streams only mark the rollout changed, and send at their own pace).
+   */
+  onRolloutChange(listener: (rolloutId: string) => void): () => void {
+    this.#rolloutListeners.add(listener);
+    return () => void this.#rolloutListeners.delete(listener);
   }
 
   addManifest(m: FirmwareManifest): void {
@@ -633,6 +646,13 @@ export class Gateway {
 
   /** The store sees a rollout as an opaque record with an id and a state. */
   #persist(r: GatewayRollout): Promise<void> {
+    for (const listener of this.#rolloutListeners) {
+      try {
+        listener(r.id);
+      } catch (err) {
+        this.#log.error({ rollout: r.id, err: (err as Error).message }, 'rollout change listener failed');
+      }
+    }
     return this.#store.putRollout(r as unknown as RolloutRecord);
   }
 

@@ -14,14 +14,24 @@
 //   the limit, per source and from all sources together. A valid token still passes: operators
 //   behind one NAT or proxy must be able to pause or abort a rollout while someone else's script
 //   hammers a wrong token (tokens are at least 16 characters, `pinwave token new` makes 256-bit ones).
-// - The caller's token `name` is the actor recorded in rollout decisions. No token, hash or header
-//   is ever logged.
+// - The console (docs/architecture.md §10) authenticates by a session cookie instead (sessions.ts):
+//   a request with no Authorization header and a live session is the session's token, with that
+//   token's name and role, through the same routes and the same role checks. A state-changing
+//   request (any method but GET, HEAD, OPTIONS) authenticated by cookie must also carry the
+//   session's anti-CSRF token in X-Pinwave-CSRF, and an Origin, when it sends one, of this server
+//   (403 PW_CSRF otherwise): SameSite=Strict already keeps other sites' requests from carrying the
+//   cookie; these two hold where a browser or a proxy does not. A session ends with its token:
+//   one whose token is no longer configured is refused even before the revocation reaches it.
+// - The caller's token `name` is the actor recorded in rollout decisions. No token, session id,
+//   hash or header is ever logged.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { constantTimeEqualStrings, hashToken } from '../credentials.ts';
 import { errorBody, sendError } from './errors.ts';
+import { clearedCookie, CSRF_HEADER, readSessionCookie, type SessionRecord, type Sessions } from './sessions.ts';
 import { FailureLimiter, type AuthLimits } from './throttle.ts';
+import type { ApiTokens } from './tokens.ts';
 
 export type { AuthLimits } from './throttle.ts';
+export { findToken } from './tokens.ts';
 
 export type Role = 'viewer' | 'operator' | 'admin';
 export const ROLES: readonly Role[] = ['viewer', 'operator', 'admin'];
@@ -35,6 +45,16 @@ export interface ApiToken {
   hash: string;
 }
 
+/** Who made a request, and with what: a token (Authorization) or a console session opened with one. */
+export interface Caller {
+  name: string;
+  role: Role;
+  /** the configured hash of the token (the token itself, or the one the session was opened with) */
+  tokenHash: string;
+  /** the session's store key, when the request came with a session cookie; null for a bearer token */
+  session: string | null;
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** the least role the route needs; a route declares this or `public` */
@@ -44,7 +64,7 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     /** the authenticated caller, on routes that need a role */
-    caller: { name: string; role: Role } | null;
+    caller: Caller | null;
   }
   interface FastifyInstance {
     /** every route added, with what it declared: the least role, or `public` */
@@ -80,20 +100,39 @@ export function bearerToken(header: string | undefined): string | null {
   return m ? m[1] : null;
 }
 
-/** The configured token that `token` is, or null; every hash is compared, in constant time each. */
-export function findToken(tokens: readonly ApiToken[], token: string): ApiToken | null {
-  const hash = hashToken(token);
-  let found: ApiToken | null = null;
-  for (const t of tokens) if (constantTimeEqualStrings(hash, t.hash) && found === null) found = t;
-  return found;
+/** Methods that change nothing (RFC 9110 §9.2.1): the only ones a cookie alone may authenticate. */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Whether a request's Origin header, if it sends one, is this server's own origin (RFC 6454 §7). */
+export function sameOrigin(request: FastifyRequest): boolean {
+  const origin = request.headers.origin;
+  if (origin === undefined) return true;
+  return origin.toLowerCase() === `${request.protocol}://${request.host}`.toLowerCase();
 }
 
+/** Whether the request came over HTTPS (directly, or per X-Forwarded-Proto from a trusted proxy). */
+export const isSecure = (request: FastifyRequest) => request.protocol === 'https';
+
+export type Refusal = 'missing' | 'wrong' | 'forbidden' | 'throttled' | 'session' | 'csrf';
+
 export interface AuthOptions {
-  tokens: readonly ApiToken[];
+  tokens: ApiTokens;
+  sessions: Sessions;
   now: () => number;
   limits?: AuthLimits;
   /** counts refusals for /metrics */
-  onRefused?: (reason: 'missing' | 'wrong' | 'forbidden' | 'throttled') => void;
+  onRefused?: (reason: Refusal) => void;
+}
+
+/** What the sign-in route needs of the access check: the same tokens, throttle and sessions. */
+export interface Auth {
+  tokens: ApiTokens;
+  sessions: Sessions;
+  /**
+   * Checks a token presented at sign-in exactly as a bearer token is checked (constant-time
+   * lookup, the bad-token throttle): the token entry, or the refusal already sent.
+   */
+  checkToken(request: FastifyRequest, reply: FastifyReply, token: string): ApiToken | null;
 }
 
 /** What a route's config declares, or a RouteAccessError naming the route. */
@@ -112,18 +151,51 @@ export function declaredAccess(method: string, url: string, config: { role?: unk
 
 /**
  * The access check: every route added from now on must declare its access (else adding it
- * throws), and every request to a route that needs a role must bring a token that has it.
- * Register before any route.
+ * throws), and every request to a route that needs a role must bring a token, or a console
+ * session, that has it. Register before any route.
  */
-export function registerAuth(app: FastifyInstance, o: AuthOptions): void {
+export function registerAuth(app: FastifyInstance, o: AuthOptions): Auth {
   const limiter = new FailureLimiter(o.limits);
-  const tokens = [...o.tokens];
+  const { tokens, sessions } = o;
   const table: RouteAccess[] = [];
   app.decorate('routeAccess', table);
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) table.push(declaredAccess(method, route.url, route.config));
   });
   app.decorateRequest('caller', null);
+
+  /** 429 when this source (or every source) sent too many wrong tokens; true when refused. */
+  const throttled = (request: FastifyRequest, reply: FastifyReply, now: number): boolean => {
+    const blocked = limiter.blocked(request.ip, now);
+    if (blocked === null) return false;
+    o.onRefused?.('throttled');
+    const seconds = Math.ceil(blocked.ms / 1000);
+    reply.header('retry-after', String(seconds));
+    const from = blocked.scope === 'source' ? 'from this address' : 'from all addresses together';
+    sendError(reply, errorBody(429, 'PW_TOO_MANY_REQUESTS', `too many wrong tokens ${from}; retry in ${seconds} s`));
+    return true;
+  };
+  const wrongToken = (request: FastifyRequest, reply: FastifyReply, now: number) => {
+    limiter.fail(request.ip, now);
+    o.onRefused?.('wrong');
+    request.log.warn({ remoteAddress: request.ip }, 'wrong API token');
+    reply.header('www-authenticate', 'Bearer realm="pinwave", error="invalid_token"');
+    sendError(reply, errorBody(401, 'PW_UNAUTHORIZED', 'the bearer token is not valid'));
+  };
+  const forbidden = (reply: FastifyReply, need: Role, have: { name: string; role: Role }) => {
+    o.onRefused?.('forbidden');
+    sendError(reply, errorBody(403, 'PW_FORBIDDEN', `this needs the ${need} role; token "${have.name}" has ${have.role}`));
+  };
+
+  /** The session a cookie names, when it is live and its token still in force. */
+  const liveSession = async (id: string): Promise<SessionRecord | null> => {
+    const s = await sessions.check(id);
+    if (s === null) return null;
+    if (tokens.has({ name: s.name, role: s.role, hash: s.tokenHash })) return s;
+    await sessions.endForTokens([s.tokenHash]);
+    return null;
+  };
+
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     // No route matched: the 404 handler answers, naming nothing that exists.
     if (request.is404) return;
@@ -134,32 +206,54 @@ export function registerAuth(app: FastifyInstance, o: AuthOptions): void {
       return sendError(reply, errorBody(403, 'PW_FORBIDDEN', 'this route declares no access, so it is refused'));
     }
     const now = o.now();
-    const token = bearerToken(request.headers.authorization);
-    const found = token === null ? null : findToken(tokens, token);
-    const blocked = found === null ? limiter.blocked(request.ip, now) : null;
-    if (blocked !== null) {
-      o.onRefused?.('throttled');
-      const seconds = Math.ceil(blocked.ms / 1000);
-      reply.header('retry-after', String(seconds));
-      const from = blocked.scope === 'source' ? 'from this address' : 'from all addresses together';
-      return sendError(reply, errorBody(429, 'PW_TOO_MANY_REQUESTS', `too many wrong tokens ${from}; retry in ${seconds} s`));
+    // A request that names a token is judged by it alone, whatever cookie the client also holds.
+    if (request.headers.authorization === undefined) {
+      const secure = isSecure(request);
+      const id = readSessionCookie(request.headers.cookie, secure);
+      if (id !== null) {
+        const s = await liveSession(id);
+        if (s === null) {
+          o.onRefused?.('session');
+          reply.header('set-cookie', clearedCookie(secure));
+          return sendError(reply, errorBody(401, 'PW_UNAUTHORIZED', 'the console session has ended: sign in again'));
+        }
+        if (!SAFE.has(request.method)) {
+          if (!sessions.csrfMatches(id, request.headers[CSRF_HEADER])) {
+            o.onRefused?.('csrf');
+            return sendError(reply, errorBody(403, 'PW_CSRF', `a console request that changes something must carry its session's ${CSRF_HEADER} header`));
+          }
+          if (!sameOrigin(request)) {
+            o.onRefused?.('csrf');
+            return sendError(reply, errorBody(403, 'PW_CSRF', 'the request comes from a page of another origin'));
+          }
+        }
+        if (!allows(s.role, need)) return forbidden(reply, need, s);
+        request.caller = { name: s.name, role: s.role, tokenHash: s.tokenHash, session: s.idHash };
+        return;
+      }
     }
+    const token = bearerToken(request.headers.authorization);
+    const found = token === null ? null : tokens.find(token);
+    if (found === null && throttled(request, reply, now)) return;
     if (token === null) {
       o.onRefused?.('missing');
       reply.header('www-authenticate', 'Bearer realm="pinwave"');
       return sendError(reply, errorBody(401, 'PW_UNAUTHORIZED', 'a bearer token is required: Authorization: Bearer <token>'));
     }
-    if (found === null) {
-      limiter.fail(request.ip, now);
-      o.onRefused?.('wrong');
-      request.log.warn({ remoteAddress: request.ip }, 'wrong API token');
-      reply.header('www-authenticate', 'Bearer realm="pinwave", error="invalid_token"');
-      return sendError(reply, errorBody(401, 'PW_UNAUTHORIZED', 'the bearer token is not valid'));
-    }
-    if (!allows(found.role, need)) {
-      o.onRefused?.('forbidden');
-      return sendError(reply, errorBody(403, 'PW_FORBIDDEN', `this needs the ${need} role; token "${found.name}" has ${found.role}`));
-    }
-    request.caller = { name: found.name, role: found.role };
+    if (found === null) return wrongToken(request, reply, now);
+    if (!allows(found.role, need)) return forbidden(reply, need, found);
+    request.caller = { name: found.name, role: found.role, tokenHash: found.hash, session: null };
   });
+
+  return {
+    tokens,
+    sessions,
+    checkToken(request, reply, token) {
+      const now = o.now();
+      const found = tokens.find(token);
+      if (found !== null) return found;
+      if (!throttled(request, reply, now)) wrongToken(request, reply, now);
+      return null;
+    },
+  };
 }

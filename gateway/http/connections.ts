@@ -11,10 +11,14 @@
 //      closed as its last one is, and is told `Connection: close`);
 //   3. `destroyAll()`: at the deadline, closes whatever is left.
 //
+// A request that streams until its client leaves (a rollout's event stream, rollout-events.ts)
+// acknowledges nothing, so `streaming(request)` stops counting it: a shutdown closes it with the
+// idle connections instead of waiting on it until the deadline.
+//
 //   const conns = trackConnections(app);   // before listen()
 //   ... on SIGTERM: conns.closeIdle(); await Promise.race([conns.whenIdle(), deadline]); conns.destroyAll();
 import type { Socket } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 export interface Connections {
   /** connections open now */
@@ -27,6 +31,8 @@ export interface Connections {
   whenIdle(): Promise<void>;
   /** Closes every connection, whatever it is doing. */
   destroyAll(): void;
+  /** The request streams until its client leaves and acknowledges nothing: it no longer counts as work. */
+  streaming(request: FastifyRequest): void;
 }
 
 declare module 'fastify' {
@@ -114,6 +120,9 @@ export function trackConnections(app: FastifyInstance): Connections {
     whenIdle() {
       if (working === 0) return Promise.resolve();
       return new Promise((resolve) => idleWaiters.push(resolve));
+    },
+    streaming(request) {
+      done(request);
     },
     destroyAll() {
       closing = true;

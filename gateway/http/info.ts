@@ -13,17 +13,22 @@ export interface InfoRoutesOptions {
   version: string;
 }
 
-/** The version in pinwave's package.json, found by walking up from this file (source or dist/); '0.0.0' if none. */
-export function packageVersion(from = dirname(fileURLToPath(import.meta.url))): string {
+/** The folder of pinwave's package.json and its version, found by walking up from this file (source or dist/); null if none. */
+export function packageRoot(from = dirname(fileURLToPath(import.meta.url))): { dir: string; version: string } | null {
   for (let dir = from; ; dir = dirname(dir)) {
     try {
       const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'pinwave' && typeof pkg.version === 'string') return pkg.version;
+      if (pkg.name === 'pinwave' && typeof pkg.version === 'string') return { dir, version: pkg.version };
     } catch {
       // no package.json here: keep walking up
     }
-    if (dirname(dir) === dir) return '0.0.0';
+    if (dirname(dir) === dir) return null;
   }
+}
+
+/** The version in pinwave's package.json; '0.0.0' if none is found. */
+export function packageVersion(from = dirname(fileURLToPath(import.meta.url))): string {
+  return packageRoot(from)?.version ?? '0.0.0';
 }
 
 export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Promise<void> {

@@ -7,6 +7,8 @@ export interface MetricsRoutesOptions {
   gateway: Gateway;
   /** API requests refused by the token check, by reason (auth.ts) */
   authRefused: Record<string, number>;
+  /** rollout event streams open now (rollout-events.ts); default none */
+  streams?: () => number;
 }
 
 type Labels = Record<string, string> | null;
@@ -35,7 +37,7 @@ export class Exposition {
 const by = (label: string, counts: Record<string, number>): Array<[Labels, number]> => Object.entries(counts).map(([k, v]) => [{ [label]: k }, v]);
 
 /** The whole exposition, from the gateway's counters: O(rollouts), no device walk. */
-export function metricsText(gw: Gateway, authRefused: Record<string, number>): string {
+export function metricsText(gw: Gateway, authRefused: Record<string, number>, streams: () => number = () => 0): string {
   const c = gw.counters();
   const t = gw.telemetryCounters();
   const r = gw.rolloutCounts();
@@ -61,6 +63,7 @@ export function metricsText(gw: Gateway, authRefused: Record<string, number>): s
     .add('pinwave_mqtt_publish_errors_total', 'counter', 'Messages to devices the broker reported an error for.', c.broker.publishErrors)
     .add('pinwave_store_writes_total', 'counter', 'Completed writes of the fleet store.', c.storeWrites)
     .add('pinwave_http_auth_refused_total', 'counter', 'API requests refused by the token check, by reason.', by('reason', authRefused))
+    .add('pinwave_rollout_event_streams', 'gauge', 'Rollout event streams (server-sent events) open now.', streams())
     .toString();
 }
 
@@ -75,6 +78,6 @@ export async function metricsRoutes(app: FastifyInstance, o: MetricsRoutesOption
         response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: { type: 'string' } } } } },
       },
     },
-    async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(metricsText(o.gateway, o.authRefused)),
+    async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(metricsText(o.gateway, o.authRefused, o.streams)),
   );
 }

@@ -20,23 +20,60 @@
 //
 // Shutdown. `app.connections` (connections.ts) closes idle and half-sent connections at once and
 // tells when the requests in their handlers are answered; `pinwave gateway` drives it.
+//
+// The console (docs/architecture.md §10): its page and assets under /ui (console.ts), its sign-in
+// (session-routes.ts, sessions.ts), rollout event streams (rollout-events.ts), all over the same
+// auth. `app.apiTokens.replace(tokens)` puts a new token set in force at once (`pinwave gateway`
+// on SIGHUP): a revoked token's sessions end and its event streams close.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { Gateway } from '../gateway.ts';
 import type { WavePlanInput } from '../rollout/types.ts';
-import { registerAuth, type ApiToken, type AuthLimits } from './auth.ts';
+import { registerAuth, type ApiToken, type AuthLimits, type Refusal } from './auth.ts';
 import { bundleRoutes } from './bundles.ts';
 import { trackConnections } from './connections.ts';
+import { consoleRoutes } from './console.ts';
 import { deviceRoutes } from './devices.ts';
 import { docsRoutes } from './docs.ts';
 import { registerErrors } from './errors.ts';
+import { groupRoutes, GroupSchema } from './groups.ts';
 import { infoRoutes, packageVersion } from './info.ts';
 import { metricsRoutes } from './metrics.ts';
 import { requestSerializer } from './request-log.ts';
+import type { EventIdSource } from './rollout-feed.ts';
+import { rolloutEventRoutes } from './rollout-events.ts';
 import { rolloutRoutes } from './rollouts.ts';
 import { addSharedSchemas } from './schemas.ts';
+import { sessionRoutes } from './session-routes.ts';
+import { Sessions, type SessionStore } from './sessions.ts';
 import { telemetryRoutes } from './telemetry.ts';
+import { ApiTokens } from './tokens.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the API tokens in force; `replace()` them to add and revoke without a restart (tokens.ts) */
+    apiTokens: ApiTokens;
+  }
+}
+
+/** The console's options (docs/architecture.md §10); every one has a default. */
+export interface ConsoleOptions {
+  /** where console sessions live; default this process's memory */
+  sessions?: SessionStore;
+  /** a session with no request for this long ends, ms; default 1 h (config console.sessionIdle) */
+  sessionIdleMs?: number;
+  /** a session ends this long after sign-in, ms; default 12 h (config console.sessionLifetime) */
+  sessionLifetimeMs?: number;
+  /** a comment on each rollout event stream this often, ms; default 15 s */
+  heartbeatMs?: number;
+  /** at most one change event per rollout this often, ms; default 100 */
+  eventIntervalMs?: number;
+  /** where rollout event ids come from; default per process, from the clock (rollout-feed.ts) */
+  eventIds?: EventIdSource;
+  /** the package folder the console's assets are read from; default this package's */
+  root?: string;
+}
 
 export interface ServerOptions {
   /** the gateway the API drives; started by the caller, stopped by the caller after `app.close()` */
@@ -61,6 +98,8 @@ export interface ServerOptions {
   https?: { key: Buffer | string; cert: Buffer | string };
   /** route plugins registered after the API's own (a deployment's own routes); each route must declare its access like the others */
   plugins?: FastifyPluginAsync[];
+  /** the console's sessions, event streams and assets */
+  console?: ConsoleOptions;
 }
 
 const TAGS = [
@@ -69,6 +108,7 @@ const TAGS = [
   { name: 'rollouts', description: 'staged rollouts in waves (docs/architecture.md §6)' },
   { name: 'telemetry', description: 'pin-failure reports and stuck devices' },
   { name: 'meta', description: 'health, info, metrics and this document' },
+  { name: 'console', description: 'the operator console: its page, and sign-in for a session cookie (docs/architecture.md §10)' },
 ];
 
 export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
@@ -104,14 +144,23 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 
   registerErrors(app);
   addSharedSchemas(app);
+  app.addSchema(GroupSchema);
   trackConnections(app);
   app.addHook('onRoute', (route) => {
     const q = (route.schema as { querystring?: { properties?: object } } | undefined)?.querystring?.properties;
     for (const name of Object.keys(q ?? {})) queryNames.add(name);
   });
-  const authRefused: Record<string, number> = { missing: 0, wrong: 0, forbidden: 0, throttled: 0 };
+  const authRefused: Record<Refusal, number> = { missing: 0, wrong: 0, forbidden: 0, throttled: 0, session: 0, csrf: 0 };
+  const tokens = new ApiTokens(o.tokens ?? []);
+  const c = o.console ?? {};
+  const sessions = new Sessions({ store: c.sessions, now, idleMs: c.sessionIdleMs, lifetimeMs: c.sessionLifetimeMs });
+  // A revoked token's console sessions end with it (and their event streams close, rollout-events.ts).
+  tokens.onRevoked((gone) => {
+    sessions.endForTokens(gone.map((t) => t.hash)).catch((err: Error) => app.log.error({ err: err.message }, 'sessions of revoked tokens could not be ended'));
+  });
+  app.decorate('apiTokens', tokens);
   // Before any route: it checks each route's access declaration as the route is added.
-  registerAuth(app, { tokens: o.tokens ?? [], now, limits: o.authLimits, onRefused: (reason) => authRefused[reason]++ });
+  const auth = registerAuth(app, { tokens, sessions, now, limits: o.authLimits, onRefused: (reason) => authRefused[reason]++ });
   await app.register(swagger, {
     // 3.1: its Schema Objects are JSON Schema 2020-12, what the routes validate with (numeric
     // exclusiveMinimum, `type: [T, 'null']`); 3.0's dialect can say neither.
@@ -140,12 +189,16 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 
   const gateway = o.gateway;
   await app.register(infoRoutes, { gateway, version });
-  await app.register(metricsRoutes, { gateway, authRefused });
+  await app.register(metricsRoutes, { gateway, authRefused, streams: () => app.rolloutStreams.open });
   await app.register(deviceRoutes, { gateway });
   await app.register(bundleRoutes, { gateway });
   await app.register(rolloutRoutes, { gateway, waveDefaults: o.waveDefaults });
+  await app.register(rolloutEventRoutes, { gateway, auth, now, heartbeatMs: c.heartbeatMs, minIntervalMs: c.eventIntervalMs, eventIds: c.eventIds });
+  await app.register(groupRoutes, { gateway });
   await app.register(telemetryRoutes, { gateway });
   await app.register(docsRoutes);
+  await app.register(sessionRoutes, { auth });
+  await app.register(consoleRoutes, { root: c.root });
   for (const plugin of o.plugins ?? []) await app.register(plugin);
   return app;
 }

@@ -14,11 +14,14 @@
 //   4. the gateway stops and the store is flushed again, and the process exits: 0 when everything
 //      finished and was written, 1 when work was cut off or the store could not be written (that
 //      is reported on stderr; it never holds the exit up). A second signal exits at once.
+//
+// SIGHUP reloads the API tokens (see reloadTokens below): nothing else of the config changes.
 import { constants } from 'node:os';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { ConfigError, loadConfig, type ConfigFlags, type GatewayConfig } from '../../gateway/config.ts';
 import { Gateway } from '../../gateway/gateway.ts';
 import { buildServer } from '../../gateway/http/server.ts';
+import type { ApiTokens } from '../../gateway/http/tokens.ts';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 
 const USAGE = `Usage:
@@ -38,7 +41,10 @@ Flags override the environment, which overrides the config file.
 PINWAVE_ADMIN_TOKEN sets one admin API token; others go in the config as hashes (pinwave token hash).
 On SIGINT or SIGTERM: no new requests or device messages, work in flight finishes within the shutdown
 timeout, the store is written, exit 0 (1 if work was cut off or the store could not be written).
-A second signal exits at once.`;
+A second signal exits at once.
+On SIGHUP: the API tokens are read again from the config and PINWAVE_ADMIN_TOKEN; a token no longer
+there stops working at once, with its console sessions. A config with problems is reported and the
+tokens in force stay. Nothing else of the config is reloaded.`;
 
 /** Log fields that may carry a secret: censored wherever they appear. */
 export const REDACT = [
@@ -69,6 +75,8 @@ export interface ServeOptions {
   now?: () => number;
   /** called with the exit code once a gateway that served has stopped (the process entry exits); default none */
   exit?: (code: number) => void;
+  /** how a token reload is asked for: calls the handler on each request, returns how to stop listening; default SIGHUP */
+  reload?: (handler: () => void) => () => void;
 }
 
 /** The process entry: serves until a signal; after the stop the process exits, whatever handles are left open. */
@@ -150,6 +158,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
       trustProxy: config.http.trustProxy,
       ...(config.http.tls && { https: config.http.tls }),
       ...(o.now && { now: o.now }),
+      console: config.console,
     });
     await app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
@@ -175,11 +184,46 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   }
   log.info({ mqtt: ports, http: httpPort, host: config.host, httpHost: config.http.host, https: Boolean(config.http.tls), tokens: config.tokens.length, manifests: config.manifests.length }, 'pinwave gateway listening');
 
+  const reloading = (o.reload ?? onSighup)(() => reloadTokens(app.apiTokens, () => loadConfig({ file: values.config ?? null, env: io.env, flags }), log, io));
   await stop;
+  reloading();
   const code = await shutdown({ app, gw, log, io, timeoutMs: config.shutdownTimeoutMs });
   log.flush();
   o.exit?.(code);
   return code;
+}
+
+// ---------------------------------------------------------------- token reload (SIGHUP)
+
+/**
+ * Reads the config again and puts its API tokens in force (docs/architecture.md §10): tokens added
+ * work at once; a token gone, or whose name or role changed, stops working at once, and its
+ * console sessions end and their event streams close. A config with any problem changes nothing:
+ * it is reported, and the tokens in force stay. Names are reported, never tokens or hashes.
+ */
+export function reloadTokens(tokens: ApiTokens, load: () => GatewayConfig, log: Logger, io: Io): boolean {
+  let next: GatewayConfig;
+  try {
+    next = load();
+  } catch (err) {
+    const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+    log.error({ problems }, 'token reload refused: the config has problems; the tokens in force stay');
+    io.err(`pinwave gateway: token reload refused, the tokens in force stay: ${err instanceof ConfigError ? err.message : (err as Error).message}`);
+    return false;
+  }
+  const change = tokens.replace(next.tokens);
+  log.info({ added: change.added, removed: change.removed, kept: change.kept }, 'API tokens reloaded');
+  const names = (list: string[]) => (list.length === 0 ? '' : ` (${list.join(', ')})`);
+  io.err(`pinwave gateway: tokens reloaded: ${change.added.length} added${names(change.added)}, ${change.removed.length} revoked${names(change.removed)}, ${change.kept} kept`);
+  if (tokens.size === 0) io.err('warning: no API tokens configured now: every /v1 route answers 401');
+  return true;
+}
+
+/** Calls `handler` on each SIGHUP until the returned function is called. */
+function onSighup(handler: () => void): () => void {
+  const h = () => handler();
+  process.on('SIGHUP', h);
+  return () => void process.off('SIGHUP', h);
 }
 
 /** Whether `host` is a loopback address (or localhost): what is sent to it never leaves the machine. */

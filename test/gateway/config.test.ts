@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout)',
+    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -163,7 +163,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout)',
+    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',
@@ -203,6 +203,22 @@ t.test('the HTTP listener of its own (http.host, http.tls) and the shutdown boun
       'config.shutdownTimeout: must be a number of seconds above 0 and at most 3600 s or a duration like "10s" or "2m", got "2h"',
       'PINWAVE_SHUTDOWN_TIMEOUT: must be a number of seconds above 0 and at most 3600 s or a duration like "10s" or "2m", got 0',
       '--shutdown-timeout: must be from 1 s to 3600 s, got 0 s',
+    ],
+  });
+});
+
+t.test('console sessions: idle and absolute timeouts as durations, checked', async (t) => {
+  const dir = t.testdir({ 'ok.yaml': 'console: { sessionIdle: 30m, sessionLifetime: 8h }\n', 'bad.yaml': 'console: { sessionIdle: 2d, sessionLifetime: 1d, sesionIdle: 1 }\n', 'worse.yaml': 'console: { sessionIdle: soon, sessionLifetime: 400d }\n' });
+  const flags = { dataDir: '/d', keyPath: '/k.pem' };
+  t.same(loadConfig({ file: join(dir, 'ok.yaml'), flags }).console, { sessionIdleMs: 30 * 60_000, sessionLifetimeMs: 8 * 3600_000 });
+  t.equal(loadConfig({ flags }).console, undefined, 'absent: the defaults');
+  t.throws(() => loadConfig({ file: join(dir, 'bad.yaml'), flags }), {
+    problems: ['config.console.sesionIdle: unknown option (known: sessionIdle, sessionLifetime)', 'config.console.sessionIdle: must not be longer than sessionLifetime (172800 s > 86400 s)'],
+  });
+  t.throws(() => loadConfig({ file: join(dir, 'worse.yaml'), flags }), {
+    problems: [
+      'config.console.sessionIdle: must be a number of seconds above 0 and at most 2592000 s or a duration like "30m" or "1h", got "soon"',
+      'config.console.sessionLifetime: must be a number of seconds above 0 and at most 31536000 s or a duration like "12h" or "7d", got "400d"',
     ],
   });
 });

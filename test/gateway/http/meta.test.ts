@@ -40,9 +40,21 @@ const ROUTES: Array<[string, string, string]> = [
   ['POST', '/v1/rollouts/:id/rollback', 'operator'],
   ['GET', '/v1/telemetry/pin-failures', 'viewer'],
   ['GET', '/v1/stuck', 'viewer'],
+  ['GET', '/v1/rollouts/:id/events', 'viewer'],
+  ['GET', '/v1/groups', 'viewer'],
   ['GET', '/docs', 'public'],
   ['GET', '/docs/json', 'public'],
+  // The console (docs/architecture.md §10): its page and assets, and sign-in, are all that is public.
+  ['POST', '/ui/session', 'public'],
+  ['GET', '/ui/session', 'viewer'],
+  ['DELETE', '/ui/session', 'viewer'],
+  ['GET', '/ui', 'public'],
+  ['GET', '/ui/', 'public'],
+  ['GET', '/ui/assets/:name', 'public'],
 ];
+
+/** A URL of a route, its parameter filled in. */
+const example = (url: string) => url.replace(':id', 'x').replace(':name', 'app.js');
 
 /** `/v1/devices/:id` as OpenAPI writes it: `/v1/devices/{id}`. */
 const openApiPath = (url: string) => url.replace(/:(\w+)/g, '{$1}');
@@ -131,10 +143,13 @@ t.test('every route declares who may call it: the table lists them all, HEAD twi
     ROUTES.map((r) => [...r]).sort(),
   );
   t.equal(heads.length, ROUTES.filter(([m]) => m === 'GET').length, 'every GET has its HEAD');
+  t.notOk(table.some(([, u, x]) => u.startsWith('/v1/') && x === 'public'), 'nothing under /v1 is public');
   // What the table says is what the server does: public routes answer without a token, the others 401.
   for (const [method, url, access] of ROUTES) {
-    const r = await a.call(method as 'GET', url.replace(':id', 'x'), { as: null });
-    if (access === 'public') t.equal(r.statusCode, 200, `${method} ${url} is open`);
+    const r = await a.call(method as 'GET', example(url), { as: null, ...(method === 'POST' && { body: { token: 'not-a-token-0123456789' } }) });
+    // Sign-in is open to anyone, and answers a wrong token as such.
+    if (method === 'POST' && url === '/ui/session') t.equal(r.statusCode, 401, `${method} ${url} is open, and refuses a wrong token`);
+    else if (access === 'public') t.equal(r.statusCode, 200, `${method} ${url} is open`);
     else t.equal(r.statusCode, 401, `${method} ${url} needs a token`);
   }
 });
