@@ -70,9 +70,11 @@ export function conformance(t: Test, backend: Backend): void {
   };
   /** A store on a fresh backing, closed when the test ends. */
   const fresh = async (t: Test) => {
+    // Registered before the backing's own clean-up, so the store is closed before its backing goes.
+    let s: ChangeStore | null = null;
+    t.teardown(() => s?.close());
     const b = await backend.backing(t);
-    const s = await open(b);
-    t.teardown(() => s.close());
+    s = await open(b);
     return { b, s };
   };
 
