@@ -1,6 +1,6 @@
 // The one snapshot worker thread a process's embedded stores share (snapshot-worker.ts): started
-// on first use, kept (unref'd, so it never holds the process open) while the process lives, so
-// reopening a store does not pay a thread's start-up again. Each store attaches under a number
+// on first use and kept while the process lives, so reopening a store does not pay a thread's
+// start-up again; it holds the process open only while a store is attached. Each store attaches under a number
 // and gets only its own messages.
 import { Worker } from 'node:worker_threads';
 import type { WorkerIn, WorkerOut } from './snapshot-worker.ts';
@@ -39,6 +39,7 @@ export function attach(onMessage: Listener, onFailure: Failure): SnapshotLink {
   const w = worker;
   const id = nextId++;
   listeners.set(id, { onMessage, onFailure });
+  w.ref();
   let detached: Promise<void> | null = null;
   return {
     id,
@@ -50,6 +51,7 @@ export function attach(onMessage: Listener, onFailure: Failure): SnapshotLink {
           onMessage: (m) => {
             if (m.type === 'closed') {
               listeners.delete(id);
+              if (listeners.size === 0) w.unref();
               resolve();
             } else onMessage(m);
           },

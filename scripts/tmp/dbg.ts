@@ -1,0 +1,14 @@
+import { EmbeddedStore } from '../../gateway/store/embedded.ts';
+import { device, provision } from '../../test/gateway/store/conformance.ts';
+import { mkdtempSync, readdirSync } from 'node:fs';
+const dir = mkdtempSync('/tmp/emb-');
+const s = new EmbeddedStore({ dir, minSnapshotJournalBytes: 64 * 1024, logger: console as any });
+await s.open();
+console.log('open');
+const ids = Array.from({ length: 1234 }, (_, i) => `dev-${i}`);
+console.log(await s.apply(provision(...ids.map((id) => device(id)))));
+console.log(s.status());
+await new Promise((r) => setTimeout(r, 1000));
+console.log(s.status(), readdirSync(dir));
+await s.close();
+console.log('closed');
