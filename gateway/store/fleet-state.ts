@@ -205,10 +205,7 @@ export class FleetState {
       }
       resolved.push(c);
     }
-    if (refusal !== null) {
-      const r = refusal;
-      return { ok: false, code: r.code, ids: r.ids, message: `${r.why}: ${r.ids.slice(0, 20).map((x) => JSON.stringify(x)).join(', ')}${r.ids.length > 20 ? ` and ${r.ids.length - 20} more` : ''}` };
-    }
+    if (refusal !== null) return refused(refusal.code, refusal.ids, refusal.why);
     return { ok: true, resolved, seqs, entries: local };
   }
 
@@ -527,6 +524,11 @@ export class FleetState {
     }
     return pageOver(index, (k) => (col.has(k) ? { key: k, value: col.get(k)! } : undefined), () => true, q, (e) => ({ key: e.key, value: copyJson(e.value) }), (e) => e.key);
   }
+}
+
+/** A refusal, worded the same by every store. */
+export function refused(code: RefusalCode, ids: string[], why: string): Refused {
+  return { ok: false, code, ids, message: `${why}: ${ids.slice(0, 20).map((x) => JSON.stringify(x)).join(', ')}${ids.length > 20 ? ` and ${ids.length - 20} more` : ''}` };
 }
 
 /** `Applied` from a check that passed. */
