@@ -354,7 +354,7 @@ export class PostgresStore implements ChangeStore {
     } else for (const d of this.#drained.splice(0)) d();
   }
 
-  async #commitGroup(group: Entry[]): Promise<void> {
+  async #commitGroup(group: Entry[], retried = false): Promise<void> {
     const pool = this.#pool!;
     let client: pg.PoolClient;
     try {
@@ -362,42 +362,59 @@ export class PostgresStore implements ChangeStore {
     } catch (err) {
       return this.#failGroup(group, this.#unreachable(err, 'connecting'));
     }
-    let broken: unknown = null;
+    let outcome: 'done' | 'retry' = 'done';
+    let broken: Error | undefined;
     try {
-      const lazyOnly = group.every((e) => !e.durable);
-      try {
-        const seqs = await this.#transaction(client, group.flatMap((e) => e.changes), lazyOnly);
-        this.#committed(group.length);
-        let at = 0;
-        for (const e of group) {
-          const n = e.changes.filter((c) => c.type === 'group.allocateSeq').length;
-          e.resolve({ ok: true, seqs: seqs.slice(at, at + n) });
-          at += n;
-        }
-        return;
-      } catch (err) {
-        if (!(err instanceof Refusal)) throw err;
-        if (group.length === 1) return group[0].resolve(refused(err.code, err.ids, err.why));
-      }
-      // A refusal in a shared transaction: each batch alone, so only the refused one is refused.
-      for (const e of group) {
-        try {
-          const seqs = await this.#transaction(client, e.changes, !e.durable);
-          this.#committed(1);
-          e.resolve({ ok: true, seqs });
-        } catch (err) {
-          if (!(err instanceof Refusal)) throw err;
-          e.resolve(refused(err.code, err.ids, err.why));
-        }
-      }
+      await this.#commitOn(client, group);
     } catch (err) {
-      broken = err;
+      broken = err as Error;
       const error = this.#unreachable(err, 'committing');
-      this.#lastError = { code: error.code, message: error.message, at: Date.now() };
-      this.#log.error({ store: this.name, code: error.code, err: (err as Error).message }, 'store: a transaction failed; its batches were refused');
-      this.#failGroup(group, error);
+      // A connection the server dropped (a restart, a failover) before COMMIT was sent: nothing
+      // was committed, so the group is tried once more on a new connection. After COMMIT was sent
+      // the outcome is unknown, and the callers are told.
+      if (!retried && error.code === 'PW_STORE_UNREACHABLE' && (err as { beforeCommit?: boolean }).beforeCommit === true) {
+        outcome = 'retry';
+        this.#log.warn({ store: this.name, err: broken.message }, 'store: the database connection was lost; retrying on a new one');
+      } else {
+        this.#log.error({ store: this.name, code: error.code, err: broken.message }, 'store: a transaction failed; its batches were refused');
+        this.#failGroup(group, error);
+      }
     } finally {
-      client.release(broken instanceof Error ? broken : undefined);
+      client.release(broken);
+    }
+    if (outcome === 'retry') await this.#commitGroup(group, true);
+  }
+
+  /** The group in one transaction; on a refusal, each batch in its own, so only the refused one is refused. */
+  async #commitOn(client: pg.PoolClient, group: Entry[]): Promise<void> {
+    try {
+      const seqs = await this.#transaction(client, group.flatMap((e) => e.changes), group.every((e) => !e.durable));
+      this.#committed(group.length);
+      let at = 0;
+      for (const e of group) {
+        const n = e.changes.filter((c) => c.type === 'group.allocateSeq').length;
+        e.resolve({ ok: true, seqs: seqs.slice(at, at + n) });
+        at += n;
+      }
+      return;
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      if (group.length === 1) return group[0].resolve(refused(err.code, err.ids, err.why));
+    }
+    for (let i = 0; i < group.length; i++) {
+      const e = group[i];
+      try {
+        const seqs = await this.#transaction(client, e.changes, !e.durable);
+        this.#committed(1);
+        e.resolve({ ok: true, seqs });
+      } catch (err) {
+        if (!(err instanceof Refusal)) {
+          // The ones already answered stay answered; the rest share this failure.
+          this.#failGroup(group.slice(i + 1), this.#unreachable(err, 'committing'));
+          throw Object.assign(err as Error, { beforeCommit: false, answered: true });
+        }
+        e.resolve(refused(err.code, err.ids, err.why));
+      }
     }
   }
 
@@ -420,24 +437,25 @@ export class PostgresStore implements ChangeStore {
 
   /** One transaction for `changes`; the allocated seqs in order. Throws Refusal (rolled back) or the database's error. */
   async #transaction(client: pg.PoolClient, changes: Change[], lazy: boolean): Promise<number[]> {
-    await client.query('BEGIN');
+    const seqs: number[] = [];
+    // How often each id is provisioned within this transaction: twice is a duplicate.
+    const provisioned = new Map<string, number>();
     try {
+      await client.query('BEGIN');
       if (lazy) await client.query('SET LOCAL synchronous_commit = off');
-      const seqs: number[] = [];
-      // Ids provisioned twice within what this transaction carries (checked before the database, named in order).
-      const provisioned = new Map<string, number>();
       for (const c of changes) {
         if (c.type !== 'device.provision') continue;
         const id = c.device.id;
         provisioned.set(id, (provisioned.get(id) ?? 0) + 1);
       }
       for (const b of plan(changes)) await this.#run(client, b, seqs, provisioned);
-      await client.query('COMMIT');
-      return seqs;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
+      if (err instanceof Error && !(err instanceof Refusal)) Object.assign(err, { beforeCommit: true });
       throw err;
     }
+    await client.query('COMMIT');
+    return seqs;
   }
 
   async #run(client: pg.PoolClient, b: Bucket, seqs: number[], provisioned: Map<string, number>): Promise<void> {
