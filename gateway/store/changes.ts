@@ -109,7 +109,11 @@ export interface StoredRollout {
   compactedAt: number | null;
 }
 
-export type NewRollout = Omit<StoredRollout, 'waves' | 'decisions' | 'compactedAt'> & { waves: NewWave[]; decisions?: Decision[] };
+/**
+ * A rollout as `rollout.create` takes it. `compactedAt` is for copying a compacted rollout (store
+ * migrate): it then comes without members, its counts as they were.
+ */
+export type NewRollout = Omit<StoredRollout, 'waves' | 'decisions' | 'compactedAt'> & { waves: NewWave[]; decisions?: Decision[]; compactedAt?: number | null };
 
 /** Header fields `rollout.patch` may set. */
 export const ROLLOUT_PATCH_FIELDS = ['state', 'wave', 'startedAt', 'endedAt', 'previousBundle', 'rollbackOf', 'rolledBackBy'] as const;
@@ -275,6 +279,8 @@ export interface ChangeStore {
 
   /** null for a group that never had a seq or a baseline. */
   getGroup(name: string): Promise<GroupRecord | null>;
+  /** Groups in name order. */
+  listGroups(query?: PageQuery): Promise<Page<GroupRecord>>;
 
   getRollout(id: string): Promise<StoredRollout | null>;
   /** In the order rollouts were created; `cursor` is the last rollout id of the previous page. */
@@ -291,6 +297,8 @@ export interface ChangeStore {
 
   getCounters(): Promise<Record<string, number>>;
 
+  /** The names of the keyed collections that hold anything, in order. */
+  listCollections(): Promise<string[]>;
   getItem(collection: string, key: string): Promise<JsonObject | null>;
   getItems(collection: string, keys: readonly string[]): Promise<Array<JsonObject | null>>;
   listItems(collection: string, query?: PageQuery): Promise<Page<{ key: string; value: JsonObject }>>;

@@ -168,7 +168,7 @@ export class FleetState {
         case 'rollout.create': {
           const id = c.rollout.id;
           if (rollout(id) !== null) refuse('PW_STORE_DUPLICATE_ID', id, 'a rollout of this id exists');
-          else local.set(`r\0${id}`, { state: c.rollout.state, compacted: false, waves: c.rollout.waves.length, members: new Set(c.members.flat()) } satisfies RolloutView);
+          else local.set(`r\0${id}`, { state: c.rollout.state, compacted: c.rollout.compactedAt != null, waves: c.rollout.waves.length, members: new Set(c.members.flat()) } satisfies RolloutView);
           break;
         }
         case 'rollout.patch':
@@ -269,8 +269,15 @@ export class FleetState {
           ...r,
           waves: r.waves.map((w, i) => ({ ...w, memberCount: c.members[i].length })),
           decisions: r.decisions ?? [],
-          compactedAt: null,
+          compactedAt: r.compactedAt ?? null,
         };
+        if (r.compactedAt != null) {
+          // A compacted rollout copied from another store: its member counts come from its header.
+          stored.waves = r.waves.map((w) => ({ ...w, memberCount: (w as StoredWave).memberCount ?? 0 }));
+          this.rollouts.set(r.id, stored);
+          this.#rolloutOrder = null;
+          return;
+        }
         this.rollouts.set(r.id, stored);
         this.#rolloutOrder = null;
         const members = new Map<string, MemberRecord>();
@@ -441,6 +448,15 @@ export class FleetState {
   getGroup(name: string): GroupRecord | null {
     const g = this.groups.get(name);
     return g === undefined ? null : { ...g };
+  }
+
+  listGroups(q: PageQuery = {}): Page<GroupRecord> {
+    const names = [...this.groups.keys()].sort();
+    return pageOver(names, (n) => this.groups.get(n), () => true, q, (g) => ({ ...g }), (g) => g.name);
+  }
+
+  listCollections(): string[] {
+    return [...this.items].filter(([, m]) => m.size > 0).map(([n]) => n).sort();
   }
 
   getRollout(id: string): StoredRollout | null {

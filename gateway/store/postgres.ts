@@ -560,9 +560,9 @@ export class PostgresStore implements ChangeStore {
         const c = b.changes[0] as Extract<Change, { type: 'rollout.create' }>;
         const r = c.rollout;
         const res = await q(
-          `INSERT INTO rollouts (id, format, bundle_id, bundle_seq, bundle_group, target, plan, state, created_at, started_at, ended_at, wave, created_by, previous_bundle, rollback_of, rolled_back_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING RETURNING id`,
-          [r.id, r.format, r.bundle.id, r.bundle.seq, r.bundle.group, JSON.stringify(r.target), JSON.stringify(r.plan), r.state, r.createdAt, r.startedAt, r.endedAt, r.wave, r.createdBy, r.previousBundle, r.rollbackOf, r.rolledBackBy],
+          `INSERT INTO rollouts (id, format, bundle_id, bundle_seq, bundle_group, target, plan, state, created_at, started_at, ended_at, wave, created_by, previous_bundle, rollback_of, rolled_back_by, compacted_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT (id) DO NOTHING RETURNING id`,
+          [r.id, r.format, r.bundle.id, r.bundle.seq, r.bundle.group, JSON.stringify(r.target), JSON.stringify(r.plan), r.state, r.createdAt, r.startedAt, r.endedAt, r.wave, r.createdBy, r.previousBundle, r.rollbackOf, r.rolledBackBy, r.compactedAt ?? null],
         );
         if (res.rowCount === 0) throw new Refusal('PW_STORE_DUPLICATE_ID', [r.id], 'a rollout of this id exists');
         const w = r.waves;
@@ -571,7 +571,7 @@ export class PostgresStore implements ChangeStore {
            SELECT $1, * FROM unnest($2::integer[], $3::integer[], $4::jsonb[], $5::jsonb[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[], $12::integer[], ${COUNT_KEYS.map((_, i) => `$${13 + i}::integer[]`).join(', ')}, $20::jsonb[])`,
           [
             r.id, w.map((x) => x.index), w.map((x) => x.planIndex), w.map((x) => JSON.stringify(x.size)), w.map((x) => JSON.stringify(x.thresholds)), w.map((x) => x.state), w.map((x) => x.startedAt), w.map((x) => x.deadline), w.map((x) => x.soakUntil), w.map((x) => x.endedAt),
-            w.map((x) => x.swept), c.members.map((m) => m.length), ...COUNT_KEYS.map((k) => w.map((x) => x.count[k])), w.map((x) => JSON.stringify(x.rejectedByReason)),
+            w.map((x) => x.swept), c.members.map((m, i) => (r.compactedAt != null ? ((w[i] as StoredWave).memberCount ?? 0) : m.length)), ...COUNT_KEYS.map((k) => w.map((x) => x.count[k])), w.map((x) => JSON.stringify(x.rejectedByReason)),
           ],
         );
         const devs: string[] = [];
@@ -870,6 +870,17 @@ export class PostgresStore implements ChangeStore {
   async getGroup(name: string): Promise<GroupRecord | null> {
     const rows = await this.#read<{ name: string; seq: number; baseline: string | null }>('SELECT name, seq, baseline FROM groups WHERE name = $1', [name]);
     return rows[0] ? { name: rows[0].name, seq: rows[0].seq, baseline: rows[0].baseline } : null;
+  }
+
+  async listGroups(q: PageQuery = {}): Promise<Page<GroupRecord>> {
+    this.#assertOpen();
+    const limit = checkLimit(q.limit);
+    const rows = await this.#read<GroupRecord>('SELECT name, seq, baseline FROM groups WHERE ($1::text IS NULL OR name > $1) ORDER BY name LIMIT $2', [q.cursor ?? null, limit + 1]);
+    return pageOf(rows.map((g) => ({ name: g.name, seq: g.seq, baseline: g.baseline })), limit, (g) => g.name);
+  }
+
+  async listCollections(): Promise<string[]> {
+    return (await this.#read<{ collection: string }>('SELECT DISTINCT collection FROM items ORDER BY collection')).map((r) => r.collection);
   }
 
   async #rollouts(where: string, values: unknown[], limit?: number): Promise<StoredRollout[]> {

@@ -50,6 +50,14 @@ export abstract class StateReads implements Pick<ChangeStore, Exclude<keyof Chan
     this.assertOpen();
     return this.state.getGroup(name);
   }
+  async listGroups(query?: PageQuery): Promise<Page<GroupRecord>> {
+    this.assertOpen();
+    return this.state.listGroups(query);
+  }
+  async listCollections(): Promise<string[]> {
+    this.assertOpen();
+    return this.state.listCollections();
+  }
   async getRollout(id: string): Promise<StoredRollout | null> {
     this.assertOpen();
     return this.state.getRollout(id);

@@ -120,9 +120,10 @@ export function checkBundleRecord(b: unknown, where: string): string | null {
   );
 }
 
-function checkCounts(c: unknown, where: string): string | null {
+// Stored counts are whatever the deltas applied made them (an integer); new ones start at >= 0.
+function checkCounts(c: unknown, where: string, signed = false): string | null {
   if (!isObject(c)) return need(false, where, 'status counts (an object)', c);
-  for (const k of COUNT_KEYS) if (!isUint(c[k])) return need(false, `${where}.${k}`, 'an integer >= 0', c[k]);
+  for (const k of COUNT_KEYS) if (!(signed ? Number.isSafeInteger(c[k]) : isUint(c[k]))) return need(false, `${where}.${k}`, signed ? 'an integer' : 'an integer >= 0', c[k]);
   return Object.keys(c).length === COUNT_KEYS.length ? null : `${where}: expected exactly the keys ${COUNT_KEYS.join(', ')}`;
 }
 
@@ -143,7 +144,7 @@ function checkThresholds(t: unknown, where: string): string | null {
   return null;
 }
 
-export function checkWaveFields(w: Record<string, unknown>, where: string, whole: boolean): string | null {
+export function checkWaveFields(w: Record<string, unknown>, where: string, whole: boolean, stored = false): string | null {
   const has = (k: string) => whole || k in w;
   return first(
     has('state') ? need(WAVE_STATES.has(w.state as string), `${where}.state`, `one of ${[...WAVE_STATES].join(', ')}`, w.state) : null,
@@ -153,8 +154,8 @@ export function checkWaveFields(w: Record<string, unknown>, where: string, whole
     has('endedAt') ? timeOrNull(w.endedAt, `${where}.endedAt`) : null,
     has('swept') ? need(typeof w.swept === 'boolean', `${where}.swept`, 'true or false', w.swept) : null,
     has('thresholds') ? checkThresholds(w.thresholds, `${where}.thresholds`) : null,
-    has('count') ? checkCounts(w.count, `${where}.count`) : null,
-    has('rejectedByReason') ? checkTally(w.rejectedByReason, `${where}.rejectedByReason`, false) : null,
+    has('count') ? checkCounts(w.count, `${where}.count`, stored) : null,
+    has('rejectedByReason') ? checkTally(w.rejectedByReason, `${where}.rejectedByReason`, stored) : null,
   );
 }
 
@@ -203,7 +204,8 @@ export function checkRolloutRecord(r: unknown, where: string, stored: boolean, m
     need(typeof r.createdBy === 'string' && r.createdBy.length > 0 && r.createdBy.length <= 200, `${where}.createdBy`, 'a name', r.createdBy),
     need(Array.isArray(r.waves) && r.waves.length > 0 && r.waves.length <= 1000, `${where}.waves`, '1 to 1000 waves', r.waves),
     need(r.decisions === undefined ? !stored : Array.isArray(r.decisions), `${where}.decisions`, 'an array', r.decisions),
-    stored ? timeOrNull(r.compactedAt, `${where}.compactedAt`) : null,
+    stored || r.compactedAt !== undefined ? timeOrNull(r.compactedAt, `${where}.compactedAt`) : null,
+    !stored && r.compactedAt != null && !['completed', 'aborted'].includes(r.state as string) ? `${where}.compactedAt: only a completed or aborted rollout is compacted` : null,
   );
   if (p !== null) return p;
   const waves = r.waves as unknown[];
@@ -216,8 +218,10 @@ export function checkRolloutRecord(r: unknown, where: string, stored: boolean, m
       need(w.index === i, `${at}.index`, String(i), w.index),
       need(isUint(w.planIndex), `${at}.planIndex`, 'an integer >= 0', w.planIndex),
       need(isUint(w.size) || typeof w.size === 'string', `${at}.size`, 'a count or a percentage', w.size),
-      checkWaveFields(w, at, true),
-      stored ? need(isUint(w.memberCount), `${at}.memberCount`, 'an integer >= 0', w.memberCount) : need(w.memberCount === undefined, `${at}.memberCount`, 'nothing (the store counts the members)', w.memberCount),
+      checkWaveFields(w, at, true, stored),
+      stored || r.compactedAt != null
+        ? need(isUint(w.memberCount), `${at}.memberCount`, 'an integer >= 0', w.memberCount)
+        : need(w.memberCount === undefined, `${at}.memberCount`, 'nothing (the store counts the members)', w.memberCount),
     );
     if (q !== null) return q;
   }
@@ -233,6 +237,10 @@ export function checkRolloutRecord(r: unknown, where: string, stored: boolean, m
     if (!Array.isArray(list)) return need(false, `${where} members[${i}]`, 'an array of device ids', list);
     const count = (waves[i] as Record<string, Record<string, number>>).count;
     const total = COUNT_KEYS.reduce((n, k) => n + count[k], 0);
+    if (r.compactedAt != null) {
+      if (list.length > 0) return `${where} members[${i}]: a compacted rollout comes without members`;
+      continue;
+    }
     if (total !== list.length) return `${where}.waves[${i}].count: expected counts adding up to its ${list.length} members, got ${total}`;
     for (let j = 0; j < list.length; j++) {
       const q = checkDeviceIdAt(list[j], `${where} members[${i}][${j}]`);
@@ -283,9 +291,53 @@ export function checkItem(collection: unknown, key: unknown, value: unknown, whe
   );
 }
 
+const DEVICE_ID_FAST = /^[A-Za-z0-9._:-]{1,64}$/;
+const isId = (v: unknown) => typeof v === 'string' && DEVICE_ID_FAST.test(v) && !/^\.+$/.test(v);
+const isTimeOrNull = (v: unknown) => v === null || isTime(v);
+
+/**
+ * The per-ack changes, checked without building a message: most of what a store applies and
+ * replays. False sends the change through the full check, which says what is wrong.
+ */
+function fastValid(c: Record<string, unknown>): boolean {
+  switch (c.type) {
+    case 'device.patch': {
+      if (!isId(c.id) || !isObject(c.set)) return false;
+      let n = 0;
+      for (const k in c.set) {
+        const v = c.set[k];
+        n++;
+        if (k === 'lastSeen' || k === 'lastConnectAt' || k === 'lastDisconnectAt') { if (!isTimeOrNull(v)) return false; }
+        else if (k === 'seq') { if (!(v === null || isUint(v))) return false; }
+        else if (k === 'bundleId') { if (!(v === null || (typeof v === 'string' && BUNDLE_ID_RE.test(v)))) return false; }
+        else return false;
+      }
+      return n > 0;
+    }
+    case 'device.history': {
+      const e = c.entry as Record<string, unknown>;
+      return isId(c.id) && isObject(e) && isTime(e.at) && (e.rolloutId === undefined || isName(e.rolloutId)) && typeof e.bundleId === 'string' && BUNDLE_ID_RE.test(e.bundleId) && isUint(e.seq) && HISTORY_EVENTS.has(e.event as string) && (e.reason === undefined || (typeof e.reason === 'string' && e.reason.length <= 200)) && Object.keys(e).length <= 6;
+    }
+    case 'rollout.member':
+      return isName(c.id) && isId(c.device) && DEVICE_STATUSES.has(c.status as string) && (c.reason === undefined || c.reason === null) && isTimeOrNull(c.at) && c.wave === undefined;
+    case 'rollout.wave': {
+      if (!isName(c.id) || !isUint(c.wave) || c.set !== undefined || !isObject(c.add)) return false;
+      const add = c.add as Record<string, unknown>;
+      if (Object.keys(add).length !== 1 || !isObject(add.count)) return false;
+      for (const k in add.count) if (!COUNT_KEYS.includes(k) || !Number.isSafeInteger(add.count[k])) return false;
+      return true;
+    }
+    case 'counter.add':
+      return isName(c.name) && typeof c.by === 'number' && Number.isFinite(c.by);
+    default:
+      return false;
+  }
+}
+
 /** The shape of one change, as `apply` takes it (`journaled`: as a store wrote it, allocated seqs filled in). */
 export function checkChange(c: unknown, where: string, journaled: boolean): string | null {
   if (!isObject(c)) return need(false, where, 'a change (an object with a type)', c);
+  if (fastValid(c)) return null;
   const id = (v: unknown, what: string) => need(isName(v), `${where}.${what}`, 'an id (1 to 200 printable characters, no spaces)', v);
   switch (c.type) {
     case 'device.provision':

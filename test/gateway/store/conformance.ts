@@ -223,6 +223,8 @@ export function conformance(t: Test, backend: Backend): void {
     t.equal(await alloc(c, 'g3'), 5);
     t.equal((await c.getGroup('g1'))!.seq, 43);
     t.equal(await c.getGroup('never'), null);
+    t.same((await c.listGroups()).items.map((g) => [g.name, g.seq]), [['g1', 43], ['g2', 1], ['g3', 5]], 'groups in name order');
+    t.same((await c.listGroups({ limit: 1, cursor: 'g1' })), { items: [{ name: 'g2', seq: 1, baseline: null }], next: 'g2' });
     await c.close();
   });
 
@@ -430,6 +432,7 @@ export function conformance(t: Test, backend: Backend): void {
     t.equal(await sessions.get(s, 's1'), null);
     t.same((await s.listItems('sessions', { limit: 1 })).next, '__proto__');
     t.same(await s.listItems('nothing-here'), { items: [], next: null });
+    t.same(await s.listCollections(), ['sessions']);
     t.throws(() => sessions.put('s3', { operator: 3 } as unknown as { operator: string; expiresAt: number }), { name: 'TypeError', message: /expected \{ operator, expiresAt \}/ });
     await t.rejects(s.apply([{ type: 'item.put', collection: 'Bad Name', key: 'k', value: {} }]), TypeError);
   });
