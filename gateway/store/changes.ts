@@ -65,7 +65,7 @@
 //   // presence is not durable (docs/architecture.md §7): it shares the next write instead of forcing one
 //   void store.apply([{ type: 'device.patch', id: 'dl-7', set: { lastConnectAt: now, lastSeen: now } }], { durable: false });
 import type { BundleRecord, DeviceHistoryEntry, DeviceRecord, Page, PinFailureReport } from './types.ts';
-import type { BundleRef, Decision, DeviceStatus, Plan, RolloutState, StatusCounts, Target, Wave } from '../rollout/types.ts';
+import type { Decision, DeviceStatus, Rollout, RolloutState, StatusCounts, Wave } from '../rollout/types.ts';
 import type { TelemetryBucket } from '../telemetry.ts';
 
 export type { BundleRecord, DeviceHistoryEntry, DeviceRecord, Page, PinFailureReport } from './types.ts';
@@ -81,22 +81,9 @@ export type StoredWave = Omit<Wave, 'members'> & { memberCount: number };
 /** A wave as `rollout.create` takes it: `memberCount` comes from the members given. */
 export type NewWave = Omit<Wave, 'members'>;
 
-/** A rollout's header: everything but its members. The store reads and changes it only through the changes below. */
-export interface StoredRollout {
-  format: 1;
-  id: string;
-  bundle: BundleRef;
-  target: Target;
-  plan: Plan;
-  state: RolloutState;
-  createdAt: number;
-  startedAt: number | null;
-  endedAt: number | null;
-  /** index of the wave in progress (or the last one reached) */
-  wave: number;
+/** A rollout's header: the engine's record without its members (rows of their own), with the gateway's links. */
+export type StoredRollout = Omit<Rollout, 'waves' | 'devices'> & {
   waves: StoredWave[];
-  /** the audit log, oldest first; `rollout.decision` appends */
-  decisions: Decision[];
   /** the operator who created it */
   createdBy: string;
   /** the bundle the target ran before (the group baseline at creation), for rollback */
@@ -107,7 +94,7 @@ export interface StoredRollout {
   rolledBackBy: string | null;
   /** when its members were dropped (compaction.ts); null while it keeps them */
   compactedAt: number | null;
-}
+};
 
 /**
  * A rollout as `rollout.create` takes it. `compactedAt` is for copying a compacted rollout (store

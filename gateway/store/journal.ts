@@ -28,15 +28,15 @@ const TABLE = (() => {
   return t;
 })();
 
+/** CRC-32 by table, for a Node without zlib.crc32. */
+export function crc32ByTable(data: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < data.length; i++) c = TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
 /** CRC-32 of `data`, as zlib computes it. */
-export const crc32: (data: Uint8Array) => number =
-  typeof zlibCrc32 === 'function'
-    ? (data) => zlibCrc32(data)
-    : (data) => {
-        let c = -1;
-        for (let i = 0; i < data.length; i++) c = TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-        return (c ^ -1) >>> 0;
-      };
+export const crc32: (data: Uint8Array) => number = typeof zlibCrc32 === 'function' ? (data) => zlibCrc32(data) : crc32ByTable;
 
 /** One framed record for `body` (the batch's JSON). */
 export function frame(body: string): Buffer {
