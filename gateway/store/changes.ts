@@ -1,7 +1,7 @@
 // The Store of changes (docs/storage.md, docs/architecture.md §7): the fleet's durable state is
 // changed only by batches of small, named changes, applied atomically, and read back as copies.
 // Three implementations keep this contract and pass one conformance suite
-// (test/gateway/store/conformance.ts): memory (memory-store.ts), the embedded journal + lowdb
+// (test/gateway/store/fixtures/conformance.ts): memory (memory-store.ts), the embedded journal + lowdb
 // snapshot (embedded.ts), and PostgreSQL (postgres.ts).
 //
 // The contract:

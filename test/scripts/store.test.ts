@@ -9,8 +9,8 @@ import { EmbeddedStore } from '../../gateway/store/embedded.ts';
 import { PostgresStore } from '../../gateway/store/postgres.ts';
 import { compactFinishedRollouts } from '../../gateway/store/compaction.ts';
 import type { ChangeStore } from '../../gateway/store/changes.ts';
-import { bucket, device, hex, provision, rollout } from '../gateway/store/conformance.ts';
-import { testDatabase } from '../gateway/store/pg-database.ts';
+import { bucket, device, hex, provision, rollout } from '../gateway/store/fixtures/conformance.ts';
+import { testDatabase } from '../gateway/store/fixtures/pg-database.ts';
 
 function fakeIo() {
   const out: string[] = [];

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
-import { conformance } from './conformance.ts';
+import { conformance } from './fixtures/conformance.ts';
 
 conformance(t, {
   name: 'embedded',

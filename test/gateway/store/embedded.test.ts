@@ -12,7 +12,7 @@ import { LOCK_FILENAME } from '../../../gateway/store/lock.ts';
 import { journalName, snapshotName } from '../../../gateway/store/snapshot.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
 import { writeLegacyStore } from '../../fixtures/legacy-store.ts';
-import { device, hex, provision } from './conformance.ts';
+import { device, hex, provision } from './fixtures/conformance.ts';
 
 function logger() {
   const lines: Array<{ level: string; msg: string; obj: object }> = [];

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { MemoryChangeStore, MemoryDisk } from '../../../gateway/store/memory-store.ts';
-import { conformance } from './conformance.ts';
+import { conformance } from './fixtures/conformance.ts';
 
 conformance(t, {
   name: 'memory',

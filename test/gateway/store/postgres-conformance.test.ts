@@ -1,7 +1,7 @@
 import t from 'tap';
 import { PostgresStore } from '../../../gateway/store/postgres.ts';
-import { conformance } from './conformance.ts';
-import { testDatabase } from './pg-database.ts';
+import { conformance } from './fixtures/conformance.ts';
+import { testDatabase } from './fixtures/pg-database.ts';
 
 conformance(t, {
   name: 'postgres',

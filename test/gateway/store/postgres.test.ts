@@ -2,8 +2,8 @@ import t from 'tap';
 import pg from 'pg';
 import { PostgresStore, plan, redactUrl } from '../../../gateway/store/postgres.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
-import { device, hex, provision } from './conformance.ts';
-import { PG_ADMIN_URL, testDatabase } from './pg-database.ts';
+import { device, hex, provision } from './fixtures/conformance.ts';
+import { PG_ADMIN_URL, testDatabase } from './fixtures/pg-database.ts';
 
 async function opened(url: string) {
   const s = new PostgresStore({ url });
