@@ -19,7 +19,10 @@ export const MIGRATIONS: readonly string[] = [
     seq bigint,
     bundle_id text COLLATE "C",
     key_epoch bigint,
-    key_epoch_set boolean NOT NULL DEFAULT false
+    key_epoch_set boolean NOT NULL DEFAULT false,
+    -- entries ever appended, numbering each device's history and telemetry (k) so the cap is a range delete
+    history_count bigint NOT NULL DEFAULT 0,
+    telemetry_count bigint NOT NULL DEFAULT 0
   );
   CREATE INDEX devices_grp ON devices (grp, id);
   CREATE INDEX devices_bundle ON devices (bundle_id, id) WHERE bundle_id IS NOT NULL;
@@ -27,6 +30,7 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE device_history (
     n bigserial PRIMARY KEY,
     device_id text COLLATE "C" NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    k bigint NOT NULL,
     at bigint NOT NULL,
     rollout_id text,
     bundle_id text NOT NULL,
@@ -34,15 +38,16 @@ export const MIGRATIONS: readonly string[] = [
     event text NOT NULL,
     reason text
   );
-  CREATE INDEX device_history_device ON device_history (device_id, n);
+  CREATE INDEX device_history_device ON device_history (device_id, k);
 
   CREATE TABLE device_telemetry (
     n bigserial PRIMARY KEY,
     device_id text COLLATE "C" NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    k bigint NOT NULL,
     at bigint NOT NULL,
     report jsonb NOT NULL
   );
-  CREATE INDEX device_telemetry_device ON device_telemetry (device_id, n);
+  CREATE INDEX device_telemetry_device ON device_telemetry (device_id, k);
 
   CREATE TABLE bundles (
     id text COLLATE "C" PRIMARY KEY,

@@ -717,41 +717,56 @@ export class PostgresStore implements ChangeStore {
     throw new Refusal('PW_STORE_NOT_FOUND', [`${id}#${wave}`], 'no such wave');
   }
 
-  /** Appends history entries (for devices that must exist when `check`), then trims each device to the cap. */
-  async #insertHistory(client: pg.PoolClient, rows: Array<{ id: string; e: DeviceHistoryEntry }>, check = false): Promise<void> {
+  /**
+   * Appends entries to a device's history or telemetry, numbered per device (k), and deletes what
+   * falls past the cap, in one statement. Entries appended in the same statement cannot be deleted
+   * by it (it sees the table as before), so a device given more than the cap at once keeps the
+   * surplus until its next append; reads take the newest `keep`. With `check`, a device that does
+   * not exist refuses the batch.
+   */
+  async #append(
+    client: pg.PoolClient,
+    table: 'device_history' | 'device_telemetry',
+    ids: string[],
+    columns: Array<{ name: string; type: string; values: unknown[] }>,
+    keep: number,
+    check: boolean,
+  ): Promise<void> {
+    const count = table === 'device_history' ? 'history_count' : 'telemetry_count';
+    const names = columns.map((c) => c.name);
     const res = await client.query(
-      `INSERT INTO device_history (device_id, at, rollout_id, bundle_id, seq, event, reason)
-       SELECT v.* FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY AS v(d, at, r, b, s, e, why, n)
-       JOIN devices ON devices.id = v.d ORDER BY v.n RETURNING device_id AS id`.replace('SELECT v.*', 'SELECT v.d, v.at, v.r, v.b, v.s, v.e, v.why'),
-      [rows.map((x) => x.id), rows.map((x) => x.e.at), rows.map((x) => x.e.rolloutId ?? null), rows.map((x) => x.e.bundleId), rows.map((x) => x.e.seq), rows.map((x) => x.e.event), rows.map((x) => x.e.reason ?? null)],
+      `WITH v AS (SELECT * FROM unnest($1::text[], ${columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ')}) WITH ORDINALITY AS v(d, ${names.join(', ')}, n)),
+        per AS (SELECT d, count(*)::bigint AS cnt FROM v GROUP BY d),
+        up AS (UPDATE devices x SET ${count} = x.${count} + per.cnt FROM per WHERE x.id = per.d RETURNING x.id, x.${count} AS total, per.cnt),
+        ins AS (INSERT INTO ${table} (device_id, k, ${names.join(', ')})
+                SELECT v.d, up.total - up.cnt + row_number() OVER (PARTITION BY v.d ORDER BY v.n), ${names.map((c) => `v.${c}`).join(', ')} FROM v JOIN up ON up.id = v.d RETURNING 1),
+        del AS (DELETE FROM ${table} h USING up WHERE h.device_id = up.id AND h.k <= up.total - $2 RETURNING 1)
+      SELECT array(SELECT id FROM up) AS found, (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM del) AS deleted`,
+      [ids, keep, ...columns.map((c) => c.values)],
     );
-    if (check && (res.rowCount ?? 0) < rows.length) {
-      const have = new Set((res.rows as Array<{ id: string }>).map((r) => r.id));
-      throw new Refusal('PW_STORE_NOT_FOUND', [rows.find((x) => !have.has(x.id))!.id], 'no such device');
+    if (check) {
+      const found = new Set((res.rows[0] as { found: string[] }).found);
+      const gone = ids.find((id) => !found.has(id));
+      if (gone !== undefined) throw new Refusal('PW_STORE_NOT_FOUND', [gone], 'no such device');
     }
-    await this.#trim(client, 'device_history', [...new Set(rows.map((x) => x.id))], DEVICE_HISTORY_LIMIT);
   }
 
-  async #insertReports(client: pg.PoolClient, rows: Array<{ id: string; r: { at: number } }>, check = false): Promise<void> {
-    const res = await client.query(
-      `INSERT INTO device_telemetry (device_id, at, report)
-       SELECT v.d, v.at, v.rep FROM unnest($1::text[], $2::bigint[], $3::jsonb[]) WITH ORDINALITY AS v(d, at, rep, n) JOIN devices ON devices.id = v.d ORDER BY v.n RETURNING device_id AS id`,
-      [rows.map((x) => x.id), rows.map((x) => x.r.at), rows.map((x) => JSON.stringify(x.r))],
-    );
-    if (check && (res.rowCount ?? 0) < rows.length) {
-      const have = new Set((res.rows as Array<{ id: string }>).map((r) => r.id));
-      throw new Refusal('PW_STORE_NOT_FOUND', [rows.find((x) => !have.has(x.id))!.id], 'no such device');
-    }
-    await this.#trim(client, 'device_telemetry', [...new Set(rows.map((x) => x.id))], DEVICE_TELEMETRY_LIMIT);
+  #insertHistory(client: pg.PoolClient, rows: Array<{ id: string; e: DeviceHistoryEntry }>, check = false): Promise<void> {
+    return this.#append(client, 'device_history', rows.map((x) => x.id), [
+      { name: 'at', type: 'bigint', values: rows.map((x) => x.e.at) },
+      { name: 'rollout_id', type: 'text', values: rows.map((x) => x.e.rolloutId ?? null) },
+      { name: 'bundle_id', type: 'text', values: rows.map((x) => x.e.bundleId) },
+      { name: 'seq', type: 'bigint', values: rows.map((x) => x.e.seq) },
+      { name: 'event', type: 'text', values: rows.map((x) => x.e.event) },
+      { name: 'reason', type: 'text', values: rows.map((x) => x.e.reason ?? null) },
+    ], DEVICE_HISTORY_LIMIT, check);
   }
 
-  async #trim(client: pg.PoolClient, table: 'device_history' | 'device_telemetry', ids: string[], keep: number): Promise<void> {
-    await client.query(
-      `DELETE FROM ${table} t USING (
-         SELECT n FROM (SELECT n, row_number() OVER (PARTITION BY device_id ORDER BY n DESC) AS k FROM ${table} WHERE device_id = ANY($1::text[])) x WHERE k > $2
-       ) old WHERE t.n = old.n`,
-      [ids, keep],
-    );
+  #insertReports(client: pg.PoolClient, rows: Array<{ id: string; r: { at: number } }>, check = false): Promise<void> {
+    return this.#append(client, 'device_telemetry', rows.map((x) => x.id), [
+      { name: 'at', type: 'bigint', values: rows.map((x) => x.r.at) },
+      { name: 'report', type: 'jsonb', values: rows.map((x) => JSON.stringify(x.r)) },
+    ], DEVICE_TELEMETRY_LIMIT, check);
   }
 
   async #insertDecisions(client: pg.PoolClient, rows: Array<{ id: string; d: Decision }>): Promise<void> {
@@ -789,8 +804,8 @@ export class PostgresStore implements ChangeStore {
     if (rows.length === 0) return [];
     const ids = rows.map((r) => r.id as string);
     const [history, reports] = await Promise.all([
-      this.#read<Record<string, unknown>>('SELECT device_id, at, rollout_id, bundle_id, seq, event, reason FROM device_history WHERE device_id = ANY($1::text[]) ORDER BY n', [ids]),
-      this.#read<{ device_id: string; report: { at: number } }>('SELECT device_id, report FROM device_telemetry WHERE device_id = ANY($1::text[]) ORDER BY n', [ids]),
+      this.#read<Record<string, unknown>>('SELECT device_id, at, rollout_id, bundle_id, seq, event, reason FROM device_history WHERE device_id = ANY($1::text[]) ORDER BY device_id, k', [ids]),
+      this.#read<{ device_id: string; report: { at: number } }>('SELECT device_id, report FROM device_telemetry WHERE device_id = ANY($1::text[]) ORDER BY device_id, k', [ids]),
     ]);
     const out = new Map<string, DeviceRecord>();
     for (const r of rows) {
@@ -824,6 +839,11 @@ export class PostgresStore implements ChangeStore {
       });
     }
     for (const t of reports) out.get(t.device_id)!.telemetry.push(t.report);
+    // A device given more than the cap in one transaction keeps the surplus until its next append.
+    for (const d of out.values()) {
+      if (d.history.length > DEVICE_HISTORY_LIMIT) d.history.splice(0, d.history.length - DEVICE_HISTORY_LIMIT);
+      if (d.telemetry.length > DEVICE_TELEMETRY_LIMIT) d.telemetry.splice(0, d.telemetry.length - DEVICE_TELEMETRY_LIMIT);
+    }
     return [...out.values()];
   }
 

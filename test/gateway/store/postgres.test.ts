@@ -79,3 +79,19 @@ t.test('a dropped connection is replaced: the store carries on', async (t) => {
   t.same(await s.apply([{ type: 'device.patch', id: 'd1', set: { seq: 5 } }]), { ok: true, seqs: [] }, 'the next batch commits on a new connection');
   t.equal((await s.getDevice('d1'))!.seq, 5);
 });
+
+t.test('history past the cap in one batch: reads give the newest, the next append deletes the rest', async (t) => {
+  const url = await testDatabase(t);
+  const s = await opened(url);
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1')));
+  const entry = (i: number): Change => ({ type: 'device.history', id: 'd1', entry: { at: i, bundleId: hex(2), seq: i, event: 'sent' } });
+  await s.apply(Array.from({ length: 30 }, (_, i) => entry(i)));
+  t.same((await s.getDevice('d1'))!.history.map((h) => h.seq), Array.from({ length: 20 }, (_, i) => 10 + i));
+  await s.apply([entry(30)]);
+  t.same((await s.getDevice('d1'))!.history.map((h) => h.seq), Array.from({ length: 20 }, (_, i) => 11 + i));
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.teardown(() => c.end());
+  t.equal(Number((await c.query("SELECT count(*) AS n FROM device_history WHERE device_id = 'd1'")).rows[0].n), 20, 'storage holds the cap');
+});
