@@ -452,7 +452,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       this.state.commit(JSON.parse(e.body) as Change[]);
       this.#pending.settle(e.tag);
     }
-    this.#worker?.post({ type: 'batches', bodies });
+    // One string for the write, not one per batch: a batch's JSON holds no raw line feed.
+    this.#worker?.post({ type: 'batches', bodies: bodies.join('\n') });
     for (const e of group) e.resolve({ ok: true, seqs: e.seqs });
     this.#considerSnapshot();
   }

@@ -5,7 +5,7 @@
 // embedded store of a process (snapshot-host.ts); each message names its store by number.
 //
 // Messages in:  { type: 'load', base: { kind: 'snapshot' | 'legacy' | 'empty', path }, journals: [{ path, end }] }
-//               { type: 'batches', bodies: string[] }       committed batches, in commit order
+//               { type: 'batches', bodies }                  committed batches, in commit order, one JSON a line
 //               { type: 'snapshot', gen, path }              write the state as it stands now
 //               { type: 'close' }                            forget the store's state
 // Messages out: { type: 'loaded' } | { type: 'failed', message }
@@ -20,7 +20,7 @@ import { readLegacyFile } from './upgrade.ts';
 
 export type WorkerIn = { store: number } & (
   | { type: 'load'; base: { kind: 'snapshot' | 'legacy' | 'empty'; path: string | null }; journals: Array<{ path: string; end: number }> }
-  | { type: 'batches'; bodies: string[] }
+  | { type: 'batches'; bodies: string }
   | { type: 'snapshot'; gen: number; path: string }
   | { type: 'close' }
 );
@@ -70,7 +70,7 @@ async function handle(m: WorkerIn): Promise<void> {
       send({ store, type: 'closed' });
       return;
     case 'batches':
-      for (const body of m.bodies) state.commit(JSON.parse(body) as Change[]);
+      for (const body of m.bodies.split('\n')) state.commit(JSON.parse(body) as Change[]);
       return;
     case 'snapshot': {
       const file = new SnapshotFile(m.path);
