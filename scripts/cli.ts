@@ -21,6 +21,7 @@ The gateway and the fleet:
   rollout create|start|status|pause|resume|abort|rollback|list
   sim --api URL | --gateway mqtt://HOST:PORT   run a fleet of simulated devices against a gateway
   broker mosquitto-config --out DIR  a Mosquitto for external broker mode (devices' ACLs in the broker)
+  store migrate --from DIR --to postgres://...  move a fleet from the data dir to PostgreSQL
 
 Commands that talk to a gateway take --api URL (default $PINWAVE_API or http://127.0.0.1:8080)
 and read the API token from $PINWAVE_TOKEN.
@@ -42,6 +43,7 @@ async function load(name: string): Promise<Command | undefined> {
     case 'rollout': return (await import('./commands/rollout.ts')).main;
     case 'sim': return (await import('./commands/sim.ts')).main;
     case 'broker': return (await import('./commands/broker.ts')).main;
+    case 'store': return (await import('./commands/store.ts')).main;
     default: return undefined;
   }
 }

@@ -41,6 +41,7 @@ import {
   type RolloutRecord,
   type Store,
 } from './types.ts';
+import { SortedIds } from './sorted-ids.ts';
 
 export const STORE_FILENAME = 'pinwave.json';
 /** The schema of the file; bump it with a migration when the file's shape changes. */
@@ -573,53 +574,6 @@ export class LowdbStore implements Store {
   #moveGroup(id: string, from: string, to: string): void {
     this.#removeFromGroup(from, id);
     this.#addToGroup(to, id);
-  }
-}
-
-/**
- * Ids in order, for cursor pagination without sorting per page: sorted once on first use, kept
- * sorted by binary-search insertion for small inserts, dropped and re-sorted lazily after a bulk one.
- */
-class SortedIds {
-  readonly #source: () => Iterable<string>;
-  #ids: string[] | null = null;
-  static readonly #SPLICE_MAX = 64; // past this, one sort beats many O(n) splices
-
-  constructor(source: () => Iterable<string>) {
-    this.#source = source;
-  }
-
-  get ids(): string[] {
-    // Default sort compares UTF-16 code units, the same order as `<` in after() below.
-    return (this.#ids ??= Array.from(this.#source()).sort());
-  }
-
-  addMany(ids: string[]): void {
-    if (this.#ids === null) return;
-    if (ids.length > SortedIds.#SPLICE_MAX) {
-      this.#ids = null;
-      return;
-    }
-    for (const id of ids) this.#ids.splice(this.after(id, true), 0, id);
-  }
-
-  remove(id: string): void {
-    if (this.#ids === null) return;
-    const i = this.after(id, true);
-    if (this.#ids[i] === id) this.#ids.splice(i, 1);
-  }
-
-  /** Index of the first id > `cursor` (or >= it, with `inclusive`). */
-  after(cursor: string, inclusive = false): number {
-    const ids = this.ids;
-    let lo = 0;
-    let hi = ids.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (ids[mid] < cursor || (!inclusive && ids[mid] === cursor)) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 }
 

@@ -214,7 +214,13 @@ export type StoreErrorCode =
   | 'PW_STORE_CORRUPT' // the data file does not parse or has the wrong shape
   | 'PW_STORE_VERSION' // the data file was written with a schema this build does not read
   | 'PW_STORE_NOT_LOADED' // used before load() succeeded
-  | 'PW_STORE_CLOSED'; // used after close()
+  | 'PW_STORE_CLOSED' // used after close()
+  | 'PW_STORE_FULL' // a write failed for want of space (ENOSPC, EDQUOT; a database's disk full): HTTP 507
+  | 'PW_STORE_READONLY' // a write failed on a read-only file system (EROFS)
+  | 'PW_STORE_IO' // another write or sync failure (EIO, …), or a database that failed the commit
+  | 'PW_STORE_LOCKED' // another process holds the data dir
+  | 'PW_STORE_UNWRITABLE' // the data dir cannot be created or written at start
+  | 'PW_STORE_UNREACHABLE'; // the database cannot be reached
 
 export class StoreError extends Error {
   readonly code: StoreErrorCode;

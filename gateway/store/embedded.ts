@@ -1,0 +1,616 @@
+// The embedded Store of changes (docs/storage.md, docs/architecture.md §7), the default: a journal of
+// change batches and lowdb-format snapshots in the data dir, one process per dir.
+//
+// Writing: each batch is checked against the state plus the batches still on their way to disk
+// (fleet-state.ts), framed as one journal record (journal.ts), and queued. Records that arrive
+// within `commitWindowMs` of each other, or while the previous write is in flight, share one
+// write and one fdatasync (group commit); each `apply` resolves after the fsync that covers its
+// record, and only then does its batch reach the in-memory state that reads see, and the
+// snapshot worker's copy. A write that fails (ENOSPC, EROFS, EIO) rejects every batch of the
+// group, and those queued behind it, with a StoreError naming the store and the cause
+// (PW_STORE_FULL for a full disk), cuts the journal back to its last good record, and leaves the
+// state as it was; the next `apply` tries again, so a disk that gets its space back needs no restart.
+//
+// Snapshots: once the journal has grown past `snapshotFactor` (2) times the last snapshot's size (at
+// least `minSnapshotJournalBytes`), or `snapshotIntervalMs` has passed with anything journaled, the
+// journal is rotated (journal-G+1 begins) and the worker (snapshot-worker.ts), which holds its own
+// copy of the state fed by the same committed batches, writes snapshot-G+1 off the event loop.
+// The disk bytes per ack, snapshots included, stay about (1 + 1/factor) times the journal's,
+// whatever the fleet's size. The previous snapshot and the journals after it are kept.
+//
+// Loading: the newest snapshot (or the earlier whole-file store's pinwave.json, upgrade.ts), then
+// every journal after it replayed; a torn last record is cut off and logged; anything else
+// unreadable stops the start with the file, the byte offset and what was wrong, and nothing in the
+// dir is changed. Files are 0600, the dir 0700 (fixed on start if wider).
+//
+//   const store = new EmbeddedStore({ dir: '/var/lib/pinwave', logger });
+//   await store.open();                          // PW_STORE_LOCKED if another process has the dir
+//   await store.apply([{ type: 'counter.add', name: 'acks', by: 1 }]);   // on disk when it resolves
+//   await store.close();
+import { chmod, mkdir, open, readdir, readFile, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Applied, ApplyOptions, Change, ChangeStore, StoreStatus } from './changes.ts';
+import { Pending, applied } from './fleet-state.ts';
+import { badRecord, frame, readJournal } from './journal.ts';
+import { DataDirLock } from './lock.ts';
+import { JOURNAL_RE, SNAPSHOT_RE, journalName, readSnapshot, snapshotName } from './snapshot.ts';
+import type { WorkerOut } from './snapshot-worker.ts';
+import { attach, type SnapshotLink } from './snapshot-host.ts';
+import { StateReads } from './state-reads.ts';
+import { StoreError, type StoreErrorCode } from './types.ts';
+import { LEGACY_FILENAME, readLegacyFile } from './upgrade.ts';
+
+/** What the store logs through: the gateway's logger (pino's shape). */
+export interface StoreLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** The journal's file operations, replaceable in tests to make a write or an fsync fail. */
+export interface JournalIo {
+  write(fh: FileHandle, buf: Buffer, position: number): Promise<number>;
+  datasync(fh: FileHandle): Promise<void>;
+  truncate(fh: FileHandle, length: number): Promise<void>;
+}
+
+const NODE_IO: JournalIo = {
+  write: async (fh, buf, position) => (await fh.write(buf, 0, buf.length, position)).bytesWritten,
+  datasync: (fh) => fh.datasync(),
+  truncate: (fh, length) => fh.truncate(length),
+};
+
+export interface EmbeddedStoreOptions {
+  /** The data directory; created with mode 0700 if missing. */
+  dir: string;
+  /** How long a durable batch waits for others to share its write, ms. Default 1; 0: the next turn of the event loop. */
+  commitWindowMs?: number;
+  /** How long a lazy batch (`durable: false`) may wait for a write to share, ms. Default 1000. */
+  lazyWindowMs?: number;
+  /**
+   * A snapshot is taken once the journal holds this many times the last snapshot's bytes. Default
+   * 2: disk bytes per ack are the record's times 1 + 1/factor (an ack's record is ~600 B: ~900 B
+   * with the snapshots), and a restart replays at most twice the snapshot's bytes.
+   */
+  snapshotFactor?: number;
+  /** ... and at least this many bytes. Default 4 MiB. */
+  minSnapshotJournalBytes?: number;
+  /** ... or once this long has passed since the last one with anything journaled, ms. Default 1 hour. */
+  snapshotIntervalMs?: number;
+  logger?: StoreLogger;
+  io?: Partial<JournalIo>;
+}
+
+interface Entry {
+  tag: number;
+  record: Buffer;
+  body: string;
+  seqs: number[];
+  durable: boolean;
+  at: number;
+  resolve: (a: Applied) => void;
+  reject: (e: Error) => void;
+}
+
+/** The most batches and bytes one write carries (a burst is written as several in a row). */
+const MAX_GROUP_BATCHES = 256;
+const MAX_GROUP_BYTES = 4 * 1024 * 1024;
+
+const NO_LOG: StoreLogger = { info() {}, warn() {}, error() {} };
+
+/** The error a failed write or sync rejects with: the store, the file, and the cause by code. */
+export function writeError(dir: string, file: string, op: string, err: unknown): StoreError {
+  const errno = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  const code: StoreErrorCode = errno === 'ENOSPC' || errno === 'EDQUOT' ? 'PW_STORE_FULL' : errno === 'EROFS' ? 'PW_STORE_READONLY' : 'PW_STORE_IO';
+  const why = code === 'PW_STORE_FULL' ? 'insufficient storage: the disk is full' : code === 'PW_STORE_READONLY' ? 'the file system is read-only' : (err as Error).message;
+  return new StoreError(code, `store ${dir}: ${op} ${file} failed (${errno}: ${why}); nothing of the batch was stored`, { cause: err });
+}
+
+export class EmbeddedStore extends StateReads implements ChangeStore {
+  protected readonly name: string;
+  readonly dir: string;
+  readonly #o: Required<Omit<EmbeddedStoreOptions, 'logger' | 'io' | 'dir'>>;
+  readonly #log: StoreLogger;
+  readonly #io: JournalIo;
+  #lock: DataDirLock | null = null;
+  #worker: SnapshotLink | null = null;
+  #workerEvents: ((m: WorkerOut) => void) | null = null;
+  #pending = new Pending();
+  #queue: Entry[] = [];
+  #tag = 0;
+  #writing = false;
+  #timer: NodeJS.Timeout | null = null;
+  #timerDue = 0;
+  #snapshotTimer: NodeJS.Timeout | null = null;
+  #closing = false;
+  #drained: Array<() => void> = [];
+
+  #journal: FileHandle | null = null;
+  #gen = 1;
+  #offset = 0;
+  #needTruncate = false;
+
+  #lastSnapshotBytes = 0;
+  #lastSnapshotAt = 0;
+  #snapshotting: { gen: number; done: Promise<void>; settle: () => void; startedAt: number } | null = null;
+  #rotateWanted = false;
+  #snapshotRetryAt = 0;
+  #snapshotWaiters: Array<() => void> = [];
+
+  readonly #stats = { batches: 0, writes: 0, fsyncs: 0, bytesWritten: 0, snapshots: 0, lastSnapshotMs: null as number | null, lastDurableAt: null as number | null };
+  #lastError: StoreStatus['lastError'] = null;
+
+  constructor(o: EmbeddedStoreOptions) {
+    super();
+    if (typeof o?.dir !== 'string' || o.dir === '') throw new TypeError('EmbeddedStore: expected options.dir, the data directory');
+    this.dir = o.dir;
+    this.name = o.dir;
+    this.#o = {
+      commitWindowMs: o.commitWindowMs ?? 1,
+      lazyWindowMs: o.lazyWindowMs ?? 1000,
+      snapshotFactor: o.snapshotFactor ?? 2,
+      minSnapshotJournalBytes: o.minSnapshotJournalBytes ?? 4 * 1024 * 1024,
+      snapshotIntervalMs: o.snapshotIntervalMs ?? 3_600_000,
+    };
+    for (const [k, v] of Object.entries(this.#o)) if (!(typeof v === 'number' && v >= 0 && Number.isFinite(v))) throw new RangeError(`EmbeddedStore: expected ${k} to be a number >= 0, got ${v}`);
+    if (this.#o.snapshotFactor <= 0) throw new RangeError('EmbeddedStore: expected snapshotFactor > 0');
+    this.#log = o.logger ?? NO_LOG;
+    this.#io = { ...NODE_IO, ...o.io };
+  }
+
+  /** Bytes in the journal being appended to now (what the next snapshot will fold in). */
+  get journalBytes(): number {
+    return this.#offset;
+  }
+
+  /** The journal being appended to now. */
+  get journalFile(): string {
+    return join(this.dir, journalName(this.#gen));
+  }
+
+  // ------------------------------------------------------------------ open
+
+  async open(): Promise<void> {
+    if (this.phase !== 'new') throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} was opened already`);
+    this.phase = 'opening';
+    const dir = this.dir;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const st = await stat(dir);
+      if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+    } catch (err) {
+      this.phase = 'new';
+      throw new StoreError('PW_STORE_UNWRITABLE', `store ${dir}: cannot use the data dir (${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message})`, { cause: err });
+    }
+    try {
+      this.#lock = await DataDirLock.acquire(dir);
+    } catch (err) {
+      this.phase = 'new';
+      throw err;
+    }
+    try {
+      await this.#load();
+      this.phase = 'open';
+      this.#snapshotTimer = setInterval(() => this.#considerSnapshot(), Math.min(60_000, Math.max(1000, this.#o.snapshotIntervalMs))).unref();
+    } catch (err) {
+      await this.#stopWorker();
+      await this.#journal?.close().catch(() => undefined);
+      this.#journal = null;
+      await this.#lock.release();
+      this.#lock = null;
+      this.phase = 'new';
+      throw err;
+    }
+  }
+
+  async #load(): Promise<void> {
+    const dir = this.dir;
+    const names = await readdir(dir);
+    const snapshots = names.flatMap((n) => (SNAPSHOT_RE.test(n) ? [Number(SNAPSHOT_RE.exec(n)![1])] : [])).sort((a, b) => a - b);
+    const journals = names.flatMap((n) => (JOURNAL_RE.test(n) ? [Number(JOURNAL_RE.exec(n)![1])] : [])).sort((a, b) => a - b);
+    const legacy = names.includes(LEGACY_FILENAME);
+    const base =
+      snapshots.length > 0
+        ? { kind: 'snapshot' as const, path: join(dir, snapshotName(snapshots.at(-1)!)), gen: snapshots.at(-1)! }
+        : legacy
+          ? { kind: 'legacy' as const, path: join(dir, LEGACY_FILENAME), gen: 1 }
+          : { kind: 'empty' as const, path: null, gen: 1 };
+    const replay = journals.filter((g) => g >= base.gen);
+    replay.forEach((g, i) => {
+      if (g !== base.gen + i) {
+        throw new StoreError('PW_STORE_CORRUPT', `store ${dir}: ${journalName(base.gen + i)} is missing (${base.path ?? 'the empty start'} is followed by ${replay.map(journalName).join(', ')}); refusing to start so that nothing stored there is lost`);
+      }
+    });
+
+    // Read every journal first (the worker loads beside us from the same bytes).
+    const read = [];
+    for (const [i, g] of replay.entries()) {
+      const path = join(dir, journalName(g));
+      const bytes = await readFile(path);
+      read.push({ gen: g, path, ...readJournal(bytes, path, i === replay.length - 1) });
+    }
+    const loaded = new Promise<void>((resolve, reject) => {
+      this.#workerEvents = (m: WorkerOut) => {
+        if (m.type === 'loaded') resolve();
+        else if (m.type === 'failed') reject(new StoreError('PW_STORE_CORRUPT', `store ${dir}: the snapshot worker could not load: ${m.message}`));
+        else return;
+        this.#workerEvents = null;
+      };
+    });
+    loaded.catch(() => undefined);
+    const worker = this.#startWorker();
+    worker.post({ type: 'load', base: { kind: base.kind, path: base.path }, journals: read.map((j) => ({ path: j.path, end: j.end })) });
+
+    if (base.kind === 'snapshot') this.state = (await readSnapshot(base.path)).state;
+    else if (base.kind === 'legacy') {
+      this.state = await readLegacyFile(base.path);
+      this.#log.info({ file: base.path }, 'store: loading the earlier whole-file store as the first snapshot');
+    }
+    this.#lastSnapshotBytes = base.path === null ? 0 : (await stat(base.path)).size;
+    this.#lastSnapshotAt = Date.now();
+    for (const j of read) {
+      for (const r of j.records) {
+        let batch: Change[];
+        try {
+          batch = JSON.parse(r.body) as Change[];
+        } catch (err) {
+          throw badRecord(j.path, r.offset, `a record whose body is not JSON (${(err as Error).message})`);
+        }
+        let checked;
+        try {
+          checked = this.state.check(batch, null, true);
+        } catch (err) {
+          throw badRecord(j.path, r.offset, (err as Error).message.replace(/^apply: /, ''));
+        }
+        if (!checked.ok) throw badRecord(j.path, r.offset, `a batch the state before it refuses (${checked.code}: ${checked.message})`);
+        this.state.commit(batch);
+      }
+    }
+    this.state.reindex();
+    await loaded;
+
+    // Everything read cleanly: now, and only now, the dir may be changed.
+    for (const n of names) {
+      const path = join(dir, n);
+      if (n.endsWith('.tmp') && SNAPSHOT_RE.test(n.slice(0, -4))) await unlink(path); // a snapshot a crash interrupted
+      else if (SNAPSHOT_RE.test(n) || JOURNAL_RE.test(n) || n === LEGACY_FILENAME) {
+        const st = await stat(path);
+        if ((st.mode & 0o077) !== 0) await chmod(path, 0o600);
+      }
+    }
+    const last = read.at(-1);
+    if (last?.torn) {
+      this.#log.warn({ file: last.path, offset: last.end, problem: last.torn }, 'store: cut off a torn last journal record (a crash mid-write; it was never acknowledged)');
+      await truncate(last.path, last.end);
+    }
+    if (last === undefined) {
+      this.#gen = base.gen;
+      this.#journal = await this.#createJournal(this.#gen);
+      this.#offset = 0;
+    } else {
+      this.#gen = last.gen;
+      this.#journal = await open(last.path, 'r+');
+      this.#offset = last.end;
+    }
+  }
+
+  async #createJournal(gen: number): Promise<FileHandle> {
+    const path = join(this.dir, journalName(gen));
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'wx', 0o600);
+    } catch (err) {
+      throw writeError(this.dir, path, 'creating', err);
+    }
+    // The new file's name must be durable before any record in it is acknowledged.
+    await this.#syncDir();
+    return fh;
+  }
+
+  async #syncDir(): Promise<void> {
+    const d = await open(this.dir, 'r');
+    try {
+      await d.sync();
+      this.#stats.fsyncs++;
+    } finally {
+      await d.close();
+    }
+  }
+
+  #startWorker(): SnapshotLink {
+    const link = attach(
+      (m) => {
+        if (m.type === 'snapshot') this.#snapshotDone(m);
+        else this.#workerEvents?.(m);
+      },
+      (err) => {
+        this.#log.error({ err: err.message }, 'store: the snapshot worker failed; snapshots stop until restart, the journal keeps everything');
+        this.#lastError = { code: 'PW_STORE_IO', message: `store ${this.dir}: snapshot worker failed: ${err.message}`, at: Date.now() };
+        this.#workerEvents?.({ store: link.id, type: 'failed', message: err.message });
+        this.#snapshotting?.settle();
+        this.#snapshotting = null;
+        for (const w of this.#snapshotWaiters.splice(0)) w();
+        this.#worker = null;
+      },
+    );
+    this.#worker = link;
+    return link;
+  }
+
+  async #stopWorker(): Promise<void> {
+    const w = this.#worker;
+    this.#worker = null;
+    await w?.detach();
+  }
+
+  // ------------------------------------------------------------------ apply
+
+  async apply(changes: readonly Change[], options: ApplyOptions = {}): Promise<Applied> {
+    this.assertOpen();
+    if (this.#closing) throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} is closing`);
+    const checked = this.state.check(changes, this.#pending);
+    if (!checked.ok) return checked;
+    const body = JSON.stringify(checked.resolved);
+    const record = frame(body);
+    const tag = ++this.#tag;
+    this.#pending.record(tag, checked.entries);
+    const durable = options.durable !== false;
+    return new Promise<Applied>((resolve, reject) => {
+      this.#queue.push({ tag, record, body, seqs: checked.seqs, durable, at: performance.now(), resolve, reject });
+      this.#schedule(durable ? this.#o.commitWindowMs : this.#o.lazyWindowMs);
+    });
+  }
+
+  /** Starts the write loop within `ms`, unless it runs or is due sooner. */
+  #schedule(ms: number): void {
+    if (this.#writing) return;
+    const due = performance.now() + ms;
+    if (this.#timer !== null) {
+      if (this.#timerDue <= due) return;
+      clearTimeout(this.#timer);
+    }
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.#writeLoop();
+    }, ms);
+  }
+
+  /** Whether the queue should be written now: a durable batch waits, a lazy one has waited enough, or the store closes. */
+  #due(): boolean {
+    if (this.#queue.length === 0) return false;
+    if (this.#closing) return true;
+    const now = performance.now();
+    for (const e of this.#queue) if (e.durable || now - e.at >= this.#o.lazyWindowMs) return true;
+    return false;
+  }
+
+  async #writeLoop(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      for (;;) {
+        if (this.#rotateWanted && this.#snapshotting === null && this.#worker !== null && !this.#needTruncate) await this.#rotate();
+        if (!this.#due()) break;
+        await this.#writeGroup(this.#takeGroup());
+      }
+    } finally {
+      this.#writing = false;
+    }
+    if (this.#queue.length > 0) {
+      const oldest = Math.min(...this.#queue.map((e) => e.at));
+      this.#schedule(Math.max(0, oldest + this.#o.lazyWindowMs - performance.now()));
+    } else {
+      for (const done of this.#drained.splice(0)) done();
+    }
+  }
+
+  /** The queued batches for one write: all of them, up to a bound, so one write's commit work stays short on the event loop. */
+  #takeGroup(): Entry[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#queue.length && n < MAX_GROUP_BATCHES && (n === 0 || bytes + this.#queue[n].record.length <= MAX_GROUP_BYTES)) bytes += this.#queue[n++].record.length;
+    return this.#queue.splice(0, n);
+  }
+
+  async #writeGroup(group: Entry[]): Promise<void> {
+    const fh = this.#journal!;
+    const path = this.journalFile;
+    const buf = group.length === 1 ? group[0].record : Buffer.concat(group.map((e) => e.record));
+    try {
+      if (this.#needTruncate) {
+        await this.#io.truncate(fh, this.#offset);
+        this.#needTruncate = false;
+      }
+      let done = 0;
+      while (done < buf.length) {
+        const n = await this.#io.write(fh, done === 0 ? buf : buf.subarray(done), this.#offset + done);
+        if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
+        done += n;
+      }
+      await this.#io.datasync(fh);
+    } catch (err) {
+      this.#fail(group, path, err);
+      return;
+    }
+    this.#offset += buf.length;
+    const s = this.#stats;
+    s.writes++;
+    s.fsyncs++;
+    s.bytesWritten += buf.length;
+    s.batches += group.length;
+    s.lastDurableAt = Date.now();
+    if (this.#lastError !== null) {
+      this.#log.info({ store: this.dir }, 'store: writing again');
+      this.#lastError = null;
+    }
+    const bodies: string[] = new Array(group.length);
+    for (let i = 0; i < group.length; i++) {
+      const e = group[i];
+      bodies[i] = e.body;
+      this.state.commit(JSON.parse(e.body) as Change[]);
+      this.#pending.settle(e.tag);
+    }
+    // One string for the write, not one per batch: a batch's JSON holds no raw line feed.
+    this.#worker?.post({ type: 'batches', bodies: bodies.join('\n') });
+    for (const e of group) e.resolve({ ok: true, seqs: e.seqs });
+    this.#considerSnapshot();
+  }
+
+  /** A write failed: nothing of this group, nor of what was queued behind it (checked against it), happened. */
+  #fail(group: Entry[], path: string, err: unknown): void {
+    const error = writeError(this.dir, path, 'writing', err);
+    // Cut back what may have reached the file; if even that fails, retry before the next write,
+    // which goes to the same offset and so overwrites it anyway.
+    this.#needTruncate = true;
+    void this.#io.truncate(this.#journal!, this.#offset).then(
+      () => {
+        this.#needTruncate = false;
+      },
+      () => undefined,
+    );
+    const all = [...group, ...this.#queue.splice(0)];
+    this.#pending.clear();
+    this.#lastError = { code: error.code, message: error.message, at: Date.now() };
+    this.#log.error({ store: this.dir, code: error.code, err: (err as Error).message, batches: all.length }, 'store: a journal write failed; its batches were refused');
+    for (const e of all) e.reject(error);
+  }
+
+  // ------------------------------------------------------------------ snapshots
+
+  #considerSnapshot(): void {
+    if (this.phase !== 'open' || this.#closing || this.#snapshotting !== null || this.#rotateWanted || this.#worker === null) return;
+    const now = Date.now();
+    if (now < this.#snapshotRetryAt) return;
+    const big = this.#offset >= Math.max(this.#o.minSnapshotJournalBytes, this.#lastSnapshotBytes * this.#o.snapshotFactor);
+    const old = this.#offset > 0 && now - this.#lastSnapshotAt >= this.#o.snapshotIntervalMs;
+    if (!big && !old) return;
+    this.#rotateWanted = true;
+    if (!this.#writing) void this.#writeLoop();
+  }
+
+  /** Starts journal G+1 and has the worker write snapshot G+1: the state after every batch of journal G. */
+  async #rotate(): Promise<void> {
+    this.#rotateWanted = false;
+    const gen = this.#gen + 1;
+    let fh: FileHandle;
+    try {
+      fh = await this.#createJournal(gen);
+    } catch (err) {
+      this.#log.error({ store: this.dir, err: (err as Error).message }, 'store: could not start a new journal for a snapshot; retrying later');
+      this.#snapshotRetryAt = Date.now() + 60_000;
+      for (const w of this.#snapshotWaiters.splice(0)) w();
+      return;
+    }
+    const old = this.#journal!;
+    this.#journal = fh;
+    this.#gen = gen;
+    this.#offset = 0;
+    await old.close().catch(() => undefined);
+    let settle!: () => void;
+    const done = new Promise<void>((r) => (settle = r));
+    this.#snapshotting = { gen, done, settle, startedAt: performance.now() };
+    this.#worker!.post({ type: 'snapshot', gen, path: join(this.dir, snapshotName(gen)) });
+  }
+
+  #snapshotDone(m: Extract<WorkerOut, { type: 'snapshot' }>): void {
+    const s = this.#snapshotting;
+    if (s === null || s.gen !== m.gen) return;
+    this.#snapshotting = null;
+    for (const w of this.#snapshotWaiters.splice(0)) void s.done.then(w);
+    if (m.ok) {
+      this.#lastSnapshotBytes = m.bytes;
+      this.#lastSnapshotAt = Date.now();
+      this.#stats.snapshots++;
+      this.#stats.lastSnapshotMs = m.ms;
+      this.#stats.bytesWritten += m.bytes;
+      this.#stats.fsyncs += m.fsyncs;
+      this.#log.info({ store: this.dir, gen: m.gen, bytes: m.bytes, ms: Math.round(m.ms) }, 'store: snapshot written');
+      void this.#prune().finally(s.settle);
+    } else {
+      this.#snapshotRetryAt = Date.now() + 60_000;
+      this.#log.error({ store: this.dir, code: m.code, err: m.message }, 'store: a snapshot failed; the journal keeps everything, retrying in a minute');
+      s.settle();
+    }
+  }
+
+  /** Keeps the newest snapshot, the one before it, and the journals after that one; removes what is older. */
+  async #prune(): Promise<void> {
+    try {
+      const names = await readdir(this.dir);
+      const snaps = names.flatMap((n) => (SNAPSHOT_RE.test(n) ? [Number(SNAPSHOT_RE.exec(n)![1])] : [])).sort((a, b) => b - a);
+      const legacy = names.includes(LEGACY_FILENAME);
+      const previous = snaps[1] ?? 1;
+      for (const n of names) {
+        const s = SNAPSHOT_RE.exec(n);
+        const j = JOURNAL_RE.exec(n);
+        if ((s && Number(s[1]) < previous) || (j && Number(j[1]) < previous) || (n === LEGACY_FILENAME && snaps.length >= 2)) await unlink(join(this.dir, n));
+      }
+    } catch (err) {
+      this.#log.warn({ store: this.dir, err: (err as Error).message }, 'store: could not remove old snapshots and journals');
+    }
+  }
+
+  // ------------------------------------------------------------------ close, status
+
+  async close(): Promise<void> {
+    if (this.phase !== 'open') {
+      this.phase = 'closed';
+      return;
+    }
+    this.#closing = true;
+    if (this.#queue.length > 0 || this.#writing) {
+      const drained = new Promise<void>((r) => this.#drained.push(r));
+      if (!this.#writing) {
+        if (this.#timer !== null) clearTimeout(this.#timer);
+        this.#timer = null;
+        void this.#writeLoop();
+      }
+      await drained;
+    }
+    await this.#snapshotting?.done;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#snapshotTimer !== null) clearInterval(this.#snapshotTimer);
+    await this.#stopWorker();
+    await this.#journal?.close().catch(() => undefined);
+    this.#journal = null;
+    await this.#lock?.release();
+    this.#lock = null;
+    this.phase = 'closed';
+  }
+
+  status(): StoreStatus {
+    const s = this.#stats;
+    return {
+      name: this.dir,
+      writable: this.#lastError === null,
+      lastError: this.#lastError,
+      lastDurableAt: s.lastDurableAt,
+      batches: s.batches,
+      writes: s.writes,
+      fsyncs: s.fsyncs,
+      bytesWritten: s.bytesWritten,
+      snapshots: s.snapshots,
+      lastSnapshotMs: s.lastSnapshotMs,
+      queued: this.#queue.length,
+    };
+  }
+
+  /** Resolves once a snapshot in progress is on disk (benchmarks and tests). */
+  async snapshotSettled(): Promise<void> {
+    await this.#snapshotting?.done;
+  }
+
+  /** Takes a snapshot now, as if the journal had grown past its threshold; resolves once it is written (or failed). */
+  async snapshotNow(): Promise<void> {
+    this.assertOpen();
+    await this.#snapshotting?.done;
+    if (this.#worker === null) throw new StoreError('PW_STORE_IO', `store ${this.dir}: no snapshot worker`);
+    const written = new Promise<void>((r) => this.#snapshotWaiters.push(r));
+    this.#snapshotRetryAt = 0;
+    this.#rotateWanted = true;
+    if (!this.#writing) void this.#writeLoop();
+    await written;
+  }
+}

@@ -1,0 +1,113 @@
+// The embedded store's journal (docs/storage.md): an append-only file of records, one per batch of
+// changes, each framed as
+//
+//   u32 little-endian  length of the body in bytes (1 .. MAX_RECORD_BYTES)
+//   u32 little-endian  CRC-32 (ISO-HDLC, as zlib and gzip compute it) of the body
+//   body               the batch as JSON, UTF-8
+//
+// so a reader can tell a whole record from a torn one. A crash can tear only the end of the file
+// (records are appended, and acknowledged after the fsync that covers them): a last record that
+// is cut short, fails its CRC or runs into zeros (a file extended but not yet written) is a torn
+// tail, cut off on load. Anything unreadable before the last record is corruption: the store
+// refuses to start with the file, the byte offset and what was wrong, and writes nothing.
+import { crc32 as zlibCrc32 } from 'node:zlib';
+import { StoreError } from './types.ts';
+
+export const HEADER_BYTES = 8;
+/** The largest body one record may hold: a batch provisioning 10,000 devices is ~6 MiB. */
+export const MAX_RECORD_BYTES = 64 * 1024 * 1024;
+
+// zlib.crc32 exists from Node 20.15 / 22.2; a table for older 20.x.
+const TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+/** CRC-32 by table, for a Node without zlib.crc32. */
+export function crc32ByTable(data: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < data.length; i++) c = TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}
+
+/** CRC-32 of `data`, as zlib computes it. */
+export const crc32: (data: Uint8Array) => number = typeof zlibCrc32 === 'function' ? (data) => zlibCrc32(data) : crc32ByTable;
+
+/** One framed record for `body` (the batch's JSON). */
+export function frame(body: string): Buffer {
+  const len = Buffer.byteLength(body);
+  if (len === 0 || len > MAX_RECORD_BYTES) throw new RangeError(`a journal record holds 1 to ${MAX_RECORD_BYTES} bytes, got ${len}`);
+  const out = Buffer.allocUnsafe(HEADER_BYTES + len);
+  out.write(body, HEADER_BYTES, 'utf8');
+  out.writeUInt32LE(len, 0);
+  out.writeUInt32LE(crc32(out.subarray(HEADER_BYTES)), 4);
+  return out;
+}
+
+export interface JournalRecord {
+  offset: number;
+  body: string;
+}
+
+export interface ReadJournal {
+  records: JournalRecord[];
+  /** where the last whole record ends: the length the file should have */
+  end: number;
+  /** a torn last record, cut off at `end`: what was wrong with it */
+  torn: string | null;
+}
+
+/** Whether a whole, valid record starts anywhere after `from`: then the bad bytes are not a torn tail. */
+function validRecordAfter(b: Buffer, from: number): number | null {
+  for (let o = from + 1; o + HEADER_BYTES < b.length; o++) {
+    const len = b.readUInt32LE(o);
+    if (len === 0 || len > MAX_RECORD_BYTES || o + HEADER_BYTES + len > b.length) continue;
+    if (crc32(b.subarray(o + HEADER_BYTES, o + HEADER_BYTES + len)) === b.readUInt32LE(o + 4)) return o;
+  }
+  return null;
+}
+
+/**
+ * The records of a journal file's bytes. `last`: this is the newest journal, the only one whose
+ * tail a crash may have torn; in an older one every byte must be a whole record.
+ */
+export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJournal {
+  const records: JournalRecord[] = [];
+  let at = 0;
+  const corrupt = (offset: number, what: string) =>
+    new StoreError('PW_STORE_CORRUPT', `${file}: byte ${offset}: ${what}; refusing to start so that nothing stored there is lost (docs/storage.md, "when the store refuses to start")`);
+  while (at < bytes.length) {
+    let problem: string | null = null;
+    let len = 0;
+    if (bytes.length - at < HEADER_BYTES) problem = `a record header cut short (${bytes.length - at} of ${HEADER_BYTES} bytes)`;
+    else {
+      len = bytes.readUInt32LE(at);
+      if (len === 0 || len > MAX_RECORD_BYTES) problem = `a record length of ${len} bytes (expected 1 to ${MAX_RECORD_BYTES})`;
+      else if (at + HEADER_BYTES + len > bytes.length) problem = `a record of ${len} bytes cut short at ${bytes.length - at - HEADER_BYTES}`;
+      else if (crc32(bytes.subarray(at + HEADER_BYTES, at + HEADER_BYTES + len)) !== bytes.readUInt32LE(at + 4)) problem = 'a record whose CRC-32 does not match its body';
+    }
+    if (problem !== null) {
+      // Torn: nothing whole follows it (a crash mid-append leaves a cut record, or zeros where the
+      // file was extended but not yet written). A whole record after it means the damage is not
+      // a crash's, and cutting there would throw good records away.
+      if (!last) throw corrupt(at, `${problem} in a journal that later ones follow`);
+      const after = validRecordAfter(bytes, at);
+      if (after === null) return { records, end: at, torn: problem };
+      throw corrupt(at, `${problem}, with a whole record after it at byte ${after}`);
+    }
+    const body = bytes.toString('utf8', at + HEADER_BYTES, at + HEADER_BYTES + len);
+    records.push({ offset: at, body });
+    at += HEADER_BYTES + len;
+  }
+  return { records, end: at, torn: null };
+}
+
+/** The error for a record that is whole but does not make sense (bad JSON, a change the state refuses). */
+export function badRecord(file: string, offset: number, what: string): StoreError {
+  return new StoreError('PW_STORE_CORRUPT', `${file}: byte ${offset}: ${what}; refusing to start so that nothing stored there is lost (docs/storage.md, "when the store refuses to start")`);
+}

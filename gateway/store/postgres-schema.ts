@@ -1,0 +1,173 @@
+// The PostgreSQL store's tables (docs/storage.md), as numbered migrations applied at start, each
+// once, recorded in pinwave_schema. Ids are `COLLATE "C"` so that pages come in the same order as
+// the other stores' (UTF-16 code units and bytes agree on the ASCII ids the API allows). Times are
+// epoch milliseconds in bigint columns.
+export const MIGRATIONS: readonly string[] = [
+  // 1: the fleet
+  `
+  CREATE TABLE devices (
+    id text COLLATE "C" PRIMARY KEY,
+    grp text COLLATE "C" NOT NULL,
+    model text,
+    firmware text,
+    token_hash text NOT NULL,
+    created_at bigint NOT NULL,
+    revoked_at bigint,
+    last_seen bigint,
+    last_connect_at bigint,
+    last_disconnect_at bigint,
+    seq bigint,
+    bundle_id text COLLATE "C",
+    key_epoch bigint,
+    key_epoch_set boolean NOT NULL DEFAULT false,
+    -- entries ever appended, numbering each device's history and telemetry (k) so the cap is a range delete
+    history_count bigint NOT NULL DEFAULT 0,
+    telemetry_count bigint NOT NULL DEFAULT 0
+  );
+  CREATE INDEX devices_grp ON devices (grp, id);
+  CREATE INDEX devices_bundle ON devices (bundle_id, id) WHERE bundle_id IS NOT NULL;
+
+  CREATE TABLE device_history (
+    n bigserial PRIMARY KEY,
+    device_id text COLLATE "C" NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    k bigint NOT NULL,
+    at bigint NOT NULL,
+    rollout_id text,
+    bundle_id text NOT NULL,
+    seq bigint NOT NULL,
+    event text NOT NULL,
+    reason text
+  );
+  CREATE INDEX device_history_device ON device_history (device_id, k);
+
+  CREATE TABLE device_telemetry (
+    n bigserial PRIMARY KEY,
+    device_id text COLLATE "C" NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    k bigint NOT NULL,
+    at bigint NOT NULL,
+    report jsonb NOT NULL
+  );
+  CREATE INDEX device_telemetry_device ON device_telemetry (device_id, k);
+
+  CREATE TABLE bundles (
+    id text COLLATE "C" PRIMARY KEY,
+    grp text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    size integer NOT NULL,
+    created_at bigint NOT NULL,
+    bytes text NOT NULL,
+    created_by text,
+    meta jsonb
+  );
+  CREATE INDEX bundles_grp ON bundles (grp, id);
+
+  CREATE TABLE groups (
+    name text COLLATE "C" PRIMARY KEY,
+    seq bigint NOT NULL DEFAULT 0,
+    baseline text
+  );
+
+  CREATE TABLE rollouts (
+    ord bigserial UNIQUE NOT NULL,
+    id text COLLATE "C" PRIMARY KEY,
+    format integer NOT NULL,
+    bundle_id text NOT NULL,
+    bundle_seq bigint NOT NULL,
+    bundle_group text COLLATE "C" NOT NULL,
+    target jsonb NOT NULL,
+    plan jsonb NOT NULL,
+    state text NOT NULL,
+    created_at bigint NOT NULL,
+    started_at bigint,
+    ended_at bigint,
+    wave integer NOT NULL,
+    created_by text NOT NULL,
+    previous_bundle text,
+    rollback_of text,
+    rolled_back_by text,
+    compacted_at bigint
+  );
+  CREATE INDEX rollouts_state ON rollouts (state, ord);
+
+  CREATE TABLE rollout_waves (
+    rollout_id text COLLATE "C" NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    idx integer NOT NULL,
+    plan_index integer NOT NULL,
+    size jsonb NOT NULL,
+    thresholds jsonb NOT NULL,
+    state text NOT NULL,
+    started_at bigint,
+    deadline bigint,
+    soak_until bigint,
+    ended_at bigint,
+    swept boolean NOT NULL,
+    member_count integer NOT NULL,
+    pending integer NOT NULL,
+    sent integer NOT NULL,
+    applied integer NOT NULL,
+    rejected integer NOT NULL,
+    timed_out integer NOT NULL,
+    failing integer NOT NULL,
+    unreachable integer NOT NULL,
+    rejected_by_reason jsonb NOT NULL,
+    PRIMARY KEY (rollout_id, idx)
+  );
+
+  CREATE TABLE rollout_members (
+    rollout_id text COLLATE "C" NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    device_id text COLLATE "C" NOT NULL,
+    wave integer NOT NULL,
+    ord integer NOT NULL,
+    status text NOT NULL,
+    reason text,
+    at bigint,
+    PRIMARY KEY (rollout_id, device_id)
+  );
+  CREATE INDEX rollout_members_device ON rollout_members (device_id);
+
+  CREATE TABLE rollout_decisions (
+    n bigserial PRIMARY KEY,
+    rollout_id text COLLATE "C" NOT NULL REFERENCES rollouts (id) ON DELETE CASCADE,
+    at bigint NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    reason text NOT NULL,
+    from_state text NOT NULL,
+    to_state text NOT NULL,
+    wave integer,
+    detail jsonb NOT NULL
+  );
+  CREATE INDEX rollout_decisions_rollout ON rollout_decisions (rollout_id, n);
+
+  CREATE TABLE telemetry_buckets (
+    key text COLLATE "C" PRIMARY KEY,
+    bundle_id text,
+    host text NOT NULL,
+    port integer NOT NULL,
+    updated_at bigint NOT NULL,
+    bucket jsonb NOT NULL
+  );
+
+  CREATE TABLE counters (
+    name text COLLATE "C" PRIMARY KEY,
+    value double precision NOT NULL
+  );
+
+  CREATE TABLE items (
+    collection text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    value jsonb NOT NULL,
+    PRIMARY KEY (collection, key)
+  );
+
+  -- Adds two reason tallies, dropping a reason whose count reaches 0 (as the engine does).
+  CREATE FUNCTION pw_tally_add(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_object_agg(k, s), '{}'::jsonb) FROM (
+      SELECT k, sum(v) AS s FROM (
+        SELECT key AS k, value::numeric AS v FROM jsonb_each_text(a)
+        UNION ALL SELECT key, value::numeric FROM jsonb_each_text(b)
+      ) x GROUP BY k HAVING sum(v) <> 0
+    ) y
+  $$;
+  `,
+];
