@@ -503,8 +503,8 @@ export class Gateway {
       const result = engine.resume(r, this.#now(), actor, this.#isOnline, changes, scope);
       // Raised here, before the effects: a wave held again at once alerts after its resume.
       if (result.ok) {
-        const d = r.decisions[r.decisions.length - 1];
-        this.#alert(r, 'rollout.resumed', r.wave, d.reason, actor, { scope, thresholds: { ...d.thresholds! } });
+        const d = [...r.decisions].reverse().find((x) => x.action === 'resume')!;
+        this.#alert(r, 'rollout.resumed', d.wave ?? r.wave, d.reason, actor, { scope, thresholds: { ...d.thresholds! } });
       }
       return result;
     });
