@@ -63,7 +63,8 @@ t.test('provision, push a bundle, create/start a rollout and follow it to comple
   const listed = JSON.parse((await pinwave(['devices', 'list', '--group', 'thermostats', '--json'])).stdout);
   t.same(listed.map((d: { seq: number }) => d.seq), [1, 1, 1, 1], 'every device reports the new seq');
   t.match((await pinwave(['devices', 'stuck', '--group', 'thermostats'])).stdout, /no stuck devices/);
-  t.match((await pinwave(['devices', 'show', 'th-0'])).stdout, /"id": "th-0"/);
+  t.match((await pinwave(['devices', 'show', 'th-0'])).stdout, /^device th-0$/m);
+  t.match((await pinwave(['devices', 'show', 'th-0', '--json'])).stdout, /"id": "th-0"/);
   t.match((await pinwave(['rollout', 'list'])).stdout, new RegExp(`${rollout.id} completed`));
 });
 
@@ -97,9 +98,10 @@ t.test('errors: the wrong role, an unknown id, a forbidden action, and usage', a
   const noToken = await pinwave(['rollout', 'list'], '');
   t.equal(noToken.code, 1);
   t.match(noToken.stderr, /401 .*PINWAVE_TOKEN/);
-  const unknown = await pinwave(['rollout', 'status', 'r-nope']);
+  const unknown = await pinwave(['rollout', 'status', 'r-nope-not-here']);
   t.equal(unknown.code, 1);
   t.match(unknown.stderr, /404/);
+  t.match((await pinwave(['rollout', 'status', 'r-nope'])).stderr, /400 Bad Request: rollout id "r-nope" is neither a rollout id nor a prefix of at least 8 characters/);
   t.equal((await pinwave(['rollout', 'create', '--group', 'g'])).code, 2, 'a missing --bundle is a usage error');
   t.match((await pinwave(['rollout', 'create', '--bundle', 'x', '--group', 'g', '--devices', 'a'])).stderr, /exactly one of --group/);
   t.match((await pinwave(['rollout', 'create', '--bundle', 'x', '--group', 'g', '--ack-threshold', '2'])).stderr, /--ack-threshold expects a ratio/);
