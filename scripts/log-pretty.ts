@@ -8,7 +8,7 @@
 
 const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 /** Fields every line has, shown in the line's head or not at all. */
-const HEAD = new Set(['time', 'level', 'msg', 'pid', 'hostname', 'name', 'component']);
+const HEAD = new Set(['time', 'level', 'msg', 'hostname', 'name', 'component']);
 
 const value = (v: unknown): string => {
   if (typeof v === 'string') return /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v);
