@@ -459,6 +459,7 @@ class Checker {
         // Named by origin only: a webhook URL's path or query often carries a token of its own.
         if (!url) this.problems.push(`${at}.url: must be an absolute http:// or https:// URL`);
         else if (url.protocol !== 'http:' && url.protocol !== 'https:') this.problems.push(`${at}.url: must be http:// or https://, got ${url.protocol}//`);
+        else if (url.username !== '' || url.password !== '') this.problems.push(`${at}.url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)`);
       }
       let events: AlertEventName[] = [...ALERT_EVENT_NAMES];
       if (r.events !== undefined) {

@@ -1,6 +1,6 @@
-// A bundle's pins against what its group runs now (docs/architecture.md §10: "a bundle's pins as a
-// diff against what the group runs now"): per endpoint (host and port, as a bundle names them) the
-// pins added, removed and kept, and the endpoints added or removed. Pure: the caller finds the
+// A bundle's pins against what its group runs now, for an operator (and the console) to read before
+// a rollout: per endpoint (host and port, as a bundle names them) the pins added, removed and kept,
+// and the endpoints added or removed. Pure: the caller finds the
 // group's current pins. Today those are its baseline, the bundle of its last completed rollout
 // (docs/architecture.md §6); a group with none is diffed against nothing, so every endpoint reads
 // "added". New kinds of `against` (the firmware manifests' initial pins, for a group that never

@@ -225,6 +225,9 @@ t.test('webhooks: url, events (all of them when left out) and a secret; every pr
     'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted (leave it out for all of them), got an array',
     'config.webhooks[2]: must be { url, events, secret }, got "x"',
   ]);
+  t.same(problems({ file: write(t, 'cred.json', { webhooks: [{ url: 'https://bob:hunter2@hooks.example.com/x', secret }] }), flags }), [
+    'config.webhooks[0].url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)',
+  ]);
   t.notOk(list.join('\n').includes('short'), 'the secret is not echoed');
 });
 

@@ -4,29 +4,15 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { apiHarness, TOKENS } from '../fixtures/http.ts';
+import { TOKENS } from '../fixtures/http.ts';
+import { liveCli } from '../fixtures/cli.ts';
 import { fleet, pin, until } from '../fixtures/gateway.ts';
 import { run } from '../../scripts/cli.ts';
-import type { Io } from '../../scripts/args.ts';
 
 const ENTRY = new URL('../../dist/scripts/pinwave.js', import.meta.url).pathname;
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-async function live(t: Parameters<typeof apiHarness>[0]) {
-  const h = await apiHarness(t);
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  const api = `http://127.0.0.1:${(h.app.server.address() as { port: number }).port}`;
-  const pinwave = async (args: string[], token: string = TOKENS.admin) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env: { PINWAVE_TOKEN: token, PINWAVE_API: api }, tty: false };
-    const code = await run(args, io);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  };
-  return { h, api, pinwave };
-}
-
-const push = async (pinwave: Awaited<ReturnType<typeof live>>['pinwave'], group: string, a: string, b = 'backup') =>
+const push = async (pinwave: Awaited<ReturnType<typeof liveCli>>['pinwave'], group: string, a: string, b = 'backup') =>
   JSON.parse((await pinwave(['bundle', 'push', '--group', group, '--pin', `api.example.com=${pin(a)}`, '--pin', `api.example.com=${pin(b)}`, '--json'])).stdout) as { id: string; seq: number };
 
 t.test('--version and -V print the package version', async (t) => {
@@ -39,7 +25,7 @@ t.test('--version and -V print the package version', async (t) => {
 });
 
 t.test('bundle list and show: decoded, pins in sha256/ form, against the group baseline; ids by prefix, pasted with their ellipsis', async (t) => {
-  const { h, pinwave } = await live(t);
+  const { h, pinwave } = await liveCli(t);
   const sims = await fleet(h, 2);
   await Promise.all(sims.map((s) => s.connect()));
   t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
@@ -82,7 +68,7 @@ t.test('bundle list and show: decoded, pins in sha256/ form, against the group b
 });
 
 t.test('telemetry pin-failures: by endpoint and served pin, waves numbered from 1, filters, --json', async (t) => {
-  const { h, pinwave } = await live(t);
+  const { h, pinwave } = await liveCli(t);
   const sims = await fleet(h, 3);
   await Promise.all(sims.map((s) => s.connect()));
   t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
@@ -124,7 +110,7 @@ t.test('telemetry pin-failures: by endpoint and served pin, waves numbered from 
 });
 
 t.test('resume --for remaining: every wave from the held one takes the thresholds, the output says which; exit 1 when held again at once', async (t) => {
-  const { h, pinwave } = await live(t);
+  const { h, pinwave } = await liveCli(t);
   const sims = await fleet(h, 9, 'b', (i) => ({ flashFails: i < 3 }));
   // The rejecting ones land in wave 1 (seeded order): connect them first, the rest later.
   await Promise.all(sims.map((s) => s.connect()));
@@ -164,7 +150,7 @@ t.test('resume --for remaining: every wave from the held one takes the threshold
 });
 
 t.test('a pending rollout is named as pending, never as running, when its devices are asked for again', async (t) => {
-  const { h, pinwave } = await live(t);
+  const { h, pinwave } = await liveCli(t);
   await fleet(h, 3);
   const b = await push(pinwave, 'thermostats', 'new');
   const first = JSON.parse((await pinwave(['rollout', 'create', '--bundle', b.id, '--group', 'thermostats', '--json'])).stdout);
@@ -176,7 +162,7 @@ t.test('a pending rollout is named as pending, never as running, when its device
 });
 
 t.test('a closed stdout ends the command quietly: `pinwave rollout abort ID | head -1` has no EPIPE trace', async (t) => {
-  const { h, api } = await live(t);
+  const { h, api } = await liveCli(t);
   await fleet(h, 2);
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] }, 'adam');
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' } }, 'adam');
