@@ -17,6 +17,7 @@
 //   keyPath: /etc/pinwave/signing.key  # required (or PINWAVE_KEY / --key)
 //   host: 127.0.0.1
 //   logLevel: info
+//   logFormat: json                    # or pretty: one readable line per entry, for people
 //   shutdownTimeout: 10s               # or seconds; in-flight work gets this long after SIGTERM
 //   mqtt:
 //     port: 1883
@@ -38,13 +39,18 @@
 //   console:                           # the operator console at /ui (docs/architecture.md §10)
 //     sessionIdle: 1h                  # a session with no request for this long ends
 //     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
+//   webhooks:
+//     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
+//
+// docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
-import { validatePlan } from './rollout/plan.ts';
+import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
@@ -59,6 +65,8 @@ export interface ConfigFile {
   shutdownTimeout?: number | string;
   /** pino level of the JSON log on stderr: fatal, error, warn, info, debug, trace or silent; default info (PINWAVE_LOG_LEVEL) */
   logLevel?: LogLevel;
+  /** the log on stderr: json (pino's JSON lines, ISO 8601 times) or pretty (one readable line each, for people); default json (PINWAVE_LOG_FORMAT, --log-format) */
+  logFormat?: LogFormat;
   mqtt?: {
     /** plain MQTT TCP port, 0 for an ephemeral one; default 1883 (PINWAVE_MQTT_PORT, --mqtt-port) */
     port?: number;
@@ -101,7 +109,12 @@ export interface ConfigFile {
     /** a session ends this long after sign-in, however busy: seconds, or "12h"; default 12h */
     sessionLifetime?: number | string;
   };
+  /** where rollout alerts are POSTed: `{ url, events, secret }`; events default to all of gateway/alerts.ts ALERT_EVENTS; default none */
+  webhooks?: Array<{ url: string; events?: string[]; secret: string }>;
 }
+
+export type LogFormat = 'json' | 'pretty';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -112,6 +125,7 @@ export interface GatewayConfig {
   keyPath: string;
   host: string;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   mqtt: {
     port: number;
     /** present (false) only when the plaintext listener is off */
@@ -130,6 +144,7 @@ export interface GatewayConfig {
   bundleLifetimeSeconds?: number;
   /** console session timeouts, ms; absent: the defaults (1 h idle, 12 h in all) */
   console?: { sessionIdleMs?: number; sessionLifetimeMs?: number };
+  webhooks: Array<{ url: string; events: AlertEventName[]; secret: string }>;
   /** the config file read, if any */
   file: string | null;
 }
@@ -144,9 +159,10 @@ export interface ConfigFlags {
   httpHost?: string;
   /** seconds */
   shutdownTimeout?: number;
+  logFormat?: LogFormat;
 }
 
-export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, shutdownTimeoutSeconds: 10 };
+export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, logFormat: 'json' as LogFormat, shutdownTimeoutSeconds: 10 };
 /** The longest shutdown timeout, seconds: a supervisor waits this long at most for a gateway to stop. */
 export const MAX_SHUTDOWN_SECONDS = 3600;
 
@@ -158,7 +174,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', '$schema'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
@@ -166,6 +182,24 @@ const WS_KEYS = ['port', 'path'];
 const HTTP_KEYS = ['port', 'host', 'tls', 'trustProxy'];
 const HTTP_TLS_KEYS = ['key', 'cert'];
 const TOKEN_KEYS = ['name', 'role', 'hash'];
+const WEBHOOK_KEYS = ['url', 'events', 'secret'];
+/** A wave of `waves` takes these (gateway/rollout/types.ts WavePlanInput). */
+const WAVE_KEYS = ['size', ...Object.keys(WAVE_DEFAULTS)];
+/** Shorter than this a webhook secret is a password, not a key. */
+export const MIN_WEBHOOK_SECRET = 16;
+
+/** Every key the config file takes, as dotted paths (`mqtt.tls.port`, `tokens[].hash`): what docs/configuration.md must describe. */
+export const CONFIG_KEYS: readonly string[] = [
+  ...TOP_KEYS.filter((k) => k !== '$schema'),
+  ...MQTT_KEYS.map((k) => `mqtt.${k}`),
+  ...TLS_KEYS.map((k) => `mqtt.tls.${k}`),
+  ...WS_KEYS.map((k) => `mqtt.websocket.${k}`),
+  ...HTTP_KEYS.map((k) => `http.${k}`),
+  ...HTTP_TLS_KEYS.map((k) => `http.tls.${k}`),
+  ...TOKEN_KEYS.map((k) => `tokens[].${k}`),
+  ...WAVE_KEYS.map((k) => `waves[].${k}`),
+  ...WEBHOOK_KEYS.map((k) => `webhooks[].${k}`),
+];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
 /** RFC 6750 token68 characters, and long enough not to be guessed */
@@ -194,6 +228,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const fileKeyPath = c.string(raw.keyPath, 'config.keyPath');
   const fileHost = c.string(raw.host, 'config.host');
   const fileLevel = c.oneOf(raw.logLevel, LOG_LEVELS, 'config.logLevel');
+  const fileFormat = c.oneOf(raw.logFormat, LOG_FORMATS, 'config.logFormat');
   const mqtt = c.record(raw.mqtt, 'config.mqtt', MQTT_KEYS);
   const http = c.record(raw.http, 'config.http', HTTP_KEYS);
   const fileMqttPort = c.port(mqtt.port, 'config.mqtt.port');
@@ -246,12 +281,15 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const sessionIdle = c.duration(consoleOpts.sessionIdle, 'config.console.sessionIdle', 30 * 86400, '"30m" or "1h"');
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
   if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
+  const webhooks = c.webhooks(raw.webhooks);
 
   // ---- the environment
   const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
   const envMqttPort = envPort('PINWAVE_MQTT_PORT');
   const envHttpPort = envPort('PINWAVE_HTTP_PORT');
   const envLevel = env.PINWAVE_LOG_LEVEL ? c.oneOf(env.PINWAVE_LOG_LEVEL, LOG_LEVELS, 'PINWAVE_LOG_LEVEL') : undefined;
+  const envFormat = env.PINWAVE_LOG_FORMAT ? c.oneOf(env.PINWAVE_LOG_FORMAT, LOG_FORMATS, 'PINWAVE_LOG_FORMAT') : undefined;
+  if (flags.logFormat !== undefined && !LOG_FORMATS.includes(flags.logFormat)) problems.push(`--log-format: must be one of ${LOG_FORMATS.join(', ')}, got ${shown(flags.logFormat)}`);
   const envShutdown = env.PINWAVE_SHUTDOWN_TIMEOUT ? c.duration(/^[0-9]+$/.test(env.PINWAVE_SHUTDOWN_TIMEOUT) ? Number(env.PINWAVE_SHUTDOWN_TIMEOUT) : env.PINWAVE_SHUTDOWN_TIMEOUT, 'PINWAVE_SHUTDOWN_TIMEOUT', MAX_SHUTDOWN_SECONDS, '"10s" or "2m"') : undefined;
   if (flags.shutdownTimeout !== undefined && !(flags.shutdownTimeout > 0 && flags.shutdownTimeout <= MAX_SHUTDOWN_SECONDS)) {
     problems.push(`--shutdown-timeout: must be from 1 s to ${MAX_SHUTDOWN_SECONDS} s, got ${flags.shutdownTimeout} s`);
@@ -275,6 +313,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     keyPath: keyPath!,
     host,
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
+    logFormat: flags.logFormat ?? envFormat ?? fileFormat ?? DEFAULTS.logFormat,
     mqtt: {
       port: flags.mqttPort ?? envMqttPort ?? fileMqttPort ?? DEFAULTS.mqttPort,
       ...(!plain && { plain: false as const }),
@@ -297,6 +336,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     ...((sessionIdle !== undefined || sessionLifetime !== undefined) && {
       console: { ...(sessionIdle !== undefined && { sessionIdleMs: sessionIdle * 1000 }), ...(sessionLifetime !== undefined && { sessionLifetimeMs: sessionLifetime * 1000 }) },
     }),
+    webhooks,
     file: fileName,
   };
 }
@@ -429,6 +469,47 @@ class Checker {
       if (typeof r.hash !== 'string' || !HASH_RE.test(r.hash)) this.problems.push(`${at}.hash: must be a hash as \`pinwave token hash\` prints it (sha256:<43 characters>), not the token itself`);
       else if (out.some((o) => o.hash === r.hash)) this.problems.push(`${at}.hash: the same token as another entry`);
       if (this.problems.length === before) out.push({ name: r.name as string, role: r.role as Role, hash: r.hash as string });
+    });
+    return out;
+  }
+
+  webhooks(v: unknown): GatewayConfig['webhooks'] {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) {
+      this.problems.push(`config.webhooks: must be a list of { url, events, secret }, got ${shown(v)}`);
+      return [];
+    }
+    const out: GatewayConfig['webhooks'] = [];
+    v.forEach((w: unknown, i) => {
+      const at = `config.webhooks[${i}]`;
+      const r = this.record(w, at, WEBHOOK_KEYS, '{ url, events, secret }');
+      if (!isRecord(w)) return;
+      const before = this.problems.length;
+      let url: URL | null = null;
+      if (typeof r.url !== 'string') this.problems.push(`${at}.url: required: an http:// or https:// URL`);
+      else {
+        try {
+          url = new URL(r.url);
+        } catch {
+          url = null;
+        }
+        // Named by origin only: a webhook URL's path or query often carries a token of its own.
+        if (!url) this.problems.push(`${at}.url: must be an absolute http:// or https:// URL`);
+        else if (url.protocol !== 'http:' && url.protocol !== 'https:') this.problems.push(`${at}.url: must be http:// or https://, got ${url.protocol}//`);
+        else if (url.username !== '' || url.password !== '') this.problems.push(`${at}.url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)`);
+      }
+      let events: AlertEventName[] = [...ALERT_EVENT_NAMES];
+      if (r.events !== undefined) {
+        if (!Array.isArray(r.events) || r.events.length === 0) this.problems.push(`${at}.events: must be a non-empty list of ${ALERT_EVENT_NAMES.join(', ')} (leave it out for all of them), got ${shown(r.events)}`);
+        else {
+          const unknown = r.events.filter((e) => !ALERT_EVENT_NAMES.includes(e as AlertEventName));
+          if (unknown.length > 0) this.problems.push(`${at}.events: unknown event${unknown.length === 1 ? '' : 's'} ${unknown.map(shown).join(', ')} (known: ${ALERT_EVENT_NAMES.join(', ')})`);
+          events = [...new Set(r.events as AlertEventName[])];
+        }
+      }
+      // Never echo the secret, nor a hint of it.
+      if (typeof r.secret !== 'string' || r.secret.length < MIN_WEBHOOK_SECRET) this.problems.push(`${at}.secret: required: a string of at least ${MIN_WEBHOOK_SECRET} characters (the HMAC-SHA256 key receivers check signatures with)`);
+      if (this.problems.length === before) out.push({ url: r.url as string, events, secret: r.secret as string });
     });
     return out;
   }

@@ -5,7 +5,8 @@ export const ERROR_STATUS = {
   PW_INVALID: 400, // a field is wrong: the message names it
   PW_INVALID_PLAN: 400,
   PW_NOT_FOUND: 404,
-  PW_CONFLICT: 409, // an id that exists already, a device already in a running rollout
+  PW_CONFLICT: 409, // an id that exists already, a device already in a pending, running or held rollout
+  PW_AMBIGUOUS: 409, // an id prefix that more than one id starts with: details.candidates names them
   PW_INVALID_STATE: 409, // an action the current state forbids: the message names the state
   PW_PREFLIGHT: 422, // the bundle cannot be accepted by some targeted devices
 } as const;

@@ -39,6 +39,14 @@ import {
   type PinBundle,
 } from '../firmware-manifest/index.ts';
 import type { DeviceMessageKind } from './topics.ts';
+import { hostname } from 'node:os';
+import type { AlertEventName } from './alerts.ts';
+import { resolveIdPrefix, MAX_CANDIDATES, MIN_PREFIX, type IdKind } from './id-prefix.ts';
+import { pinDiff, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
+import { Webhooks, type WebhookCounters, type WebhookOptions, type WebhookTarget } from './webhooks.ts';
+import { packageVersion } from './http/info.ts';
+import type { ResumeScope } from './rollout/engine.ts';
+import type { Decision } from './rollout/types.ts';
 
 /** What the gateway logs through: pino's shape. Tokens and keys are never passed to it. */
 export interface Logger {
@@ -82,6 +90,12 @@ export interface GatewayOptions {
   logger?: Logger;
   /** a store in place of the lowdb file in dataDir (tests, other databases) */
   store?: Store;
+  /** where rollout alerts are POSTed (config `webhooks`, gateway/webhooks.ts); default none */
+  webhooks?: readonly WebhookTarget[];
+  /** how alerts are delivered: timeouts, retries, queue bound (defaults in gateway/webhooks.ts) */
+  webhookDelivery?: Omit<WebhookOptions, 'gateway' | 'logger' | 'now'>;
+  /** how this gateway names itself in alerts; default the host name */
+  name?: string;
 }
 
 export interface ProvisionInput {
@@ -151,6 +165,9 @@ export class Gateway {
   #stopping: Promise<void> | null = null;
   /** called with a rollout's id whenever its record is persisted (onRolloutChange) */
   readonly #rolloutListeners = new Set<(rolloutId: string) => void>();
+  /** rollout id → how many of its decisions have been logged: each decision is logged once */
+  readonly #loggedDecisions = new Map<string, number>();
+  readonly #webhooks: Webhooks | null;
   readonly #counters = {
     messagesIn: { state: 0, ack: 0, telemetry: 0 } as Record<DeviceMessageKind, number>,
     bundlesSent: 0,
@@ -165,6 +182,10 @@ export class Gateway {
     this.#store = store;
     this.#key = key;
     for (const m of o.manifests ?? []) this.#manifests.set(m.model, m);
+    this.#webhooks =
+      (o.webhooks?.length ?? 0) > 0
+        ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: this.#log, now: this.#now })
+        : null;
   }
 
   /** Loads the store, resumes every rollout where it stood, and starts the broker. */
@@ -197,7 +218,8 @@ export class Gateway {
       gw.#timer = setInterval(() => gw.tick(), every);
       gw.#timer.unref();
     }
-    gw.#log.info({ kid: hex(key.kid), rollouts: gw.#rollouts.size }, 'gateway started');
+    // `pinwave gateway` logs the one start line of a process, with its listeners.
+    gw.#log.debug({ kid: hex(key.kid), rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
   }
 
@@ -233,9 +255,10 @@ export class Gateway {
       if (this.#timer) clearInterval(this.#timer);
       await this.#broker?.close();
       await Promise.allSettled([...this.#pending]);
+      await this.#webhooks?.close();
       await this.#store.putTelemetry(this.#telemetry.toJSON());
       await this.#store.close();
-      this.#log.info({}, 'gateway stopped');
+      this.#log.debug({}, 'gateway stopped');
     })();
     return this.#stopping;
   }
@@ -445,7 +468,8 @@ export class Gateway {
     const plan = { waves: input.waves, onMiss: input.onMiss, seed: input.seed };
     const planned = checkPlan(plan);
     if (!planned.ok) throw new GatewayError('PW_INVALID_PLAN', planned.errors.join('; '), { errors: planned.errors });
-    const bundle = await this.#store.getBundle(input.bundle);
+    // A unique prefix names a bundle too (gateway/id-prefix.ts).
+    const bundle = await this.#store.getBundle(await this.resolveBundleId(input.bundle));
     if (!bundle) throw notFound('bundle', input.bundle);
     const targetIds = await this.#resolveTarget(input.target);
     const cut = checkPlan(plan, targetIds.length);
@@ -496,12 +520,22 @@ export class Gateway {
     return this.#act(id, (r) => engine.pause(r, this.#now(), actor));
   }
 
-  async resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}): Promise<RolloutSummary> {
+  /** `scope`: the new thresholds are for the held wave only (default), or for it and every wave after it. */
+  async resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}, scope: ResumeScope = 'held'): Promise<RolloutSummary> {
     // Validation before state: bad thresholds are a 400 whatever state the rollout is in.
     const errors: string[] = [];
     checkThresholds((changes ?? {}) as Record<string, unknown>, '', errors);
+    if (scope !== 'held' && scope !== 'remaining') errors.push(`for must be one of held, remaining, got ${JSON.stringify(scope)}`);
     if (errors.length > 0) throw new GatewayError('PW_INVALID_PLAN', errors.join('; '), { errors });
-    return this.#act(id, (r) => engine.resume(r, this.#now(), actor, this.#isOnline, changes));
+    return this.#act(id, (r) => {
+      const result = engine.resume(r, this.#now(), actor, this.#isOnline, changes, scope);
+      // Raised here, before the effects: a wave held again at once alerts after its resume.
+      if (result.ok) {
+        const d = [...r.decisions].reverse().find((x) => x.action === 'resume')!;
+        this.#alert(r, 'rollout.resumed', d.wave ?? r.wave, d.reason, actor, { scope, thresholds: { ...d.thresholds! } });
+      }
+      return result;
+    });
   }
 
   async abortRollout(id: string, actor: string, reason = 'operator'): Promise<RolloutSummary> {
@@ -628,7 +662,82 @@ export class Gateway {
     return this.#telemetry.counters;
   }
 
+  // ---------------------------------------------------------------- ids by prefix, bundle diffs, alerts
+  // Operator conveniences over what the sections above keep (docs/operations.md, docs/runbook.md).
+
+  /** A bundle id from a whole id or a unique prefix of at least 8 hex digits: PW_INVALID (too short), PW_NOT_FOUND, or PW_AMBIGUOUS naming the candidates. */
+  async resolveBundleId(input: string): Promise<string> {
+    if (typeof input === 'string' && (await this.#store.getBundle(input))) return input;
+    const prefix = String(input);
+    // Ids sort after any proper prefix of theirs: the page after `prefix` starts with its matches.
+    const page = prefix.length < MIN_PREFIX ? { items: [], next: null } : await this.#store.listBundles({ cursor: prefix, limit: MAX_CANDIDATES + 1 });
+    const matches = page.items.map((b) => b.id).filter((id) => id.startsWith(prefix));
+    return this.#resolved(prefix, matches, 'bundle', matches.length === page.items.length && page.next !== null);
+  }
+
+  /** A rollout id from a whole id or a unique prefix of at least 8 characters; errors as resolveBundleId. */
+  resolveRolloutId(input: string): string {
+    const prefix = String(input);
+    if (this.#rollouts.has(prefix)) return prefix;
+    const matches = prefix.length < MIN_PREFIX ? [] : [...this.#rollouts.keys()].filter((id) => id.startsWith(prefix));
+    return this.#resolved(prefix, matches, 'rollout', false);
+  }
+
+  #resolved(input: string, candidates: string[], kind: IdKind, more: boolean): string {
+    const r = resolveIdPrefix(input, candidates, kind, more);
+    if (r.ok) return r.id;
+    if (r.code === 'ambiguous') throw new GatewayError('PW_AMBIGUOUS', r.message, { candidates: r.candidates });
+    throw new GatewayError(r.code === 'too_short' ? 'PW_INVALID' : 'PW_NOT_FOUND', r.message);
+  }
+
+  /** The bundle's pins against what its group runs now: its baseline (gateway/pin-diff.ts), or nothing. */
+  async bundleDiff(id: string): Promise<PinDiff> {
+    const { record, bundle } = await this.decodedBundle(id);
+    const text = (eps: Endpoint[]): PinnedEndpoint[] => eps.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin) }));
+    const baseline = await this.#store.getBaseline(record.group);
+    if (!baseline) return pinDiff(text(bundle.endpoints), { kind: 'none' });
+    const base = await this.decodedBundle(baseline);
+    return pinDiff(text(bundle.endpoints), { kind: 'baseline', bundleId: baseline, seq: base.record.seq, endpoints: text(base.bundle.endpoints) });
+  }
+
+  /** Alert deliveries for /metrics; null without webhooks. */
+  webhookCounters(): WebhookCounters | null {
+    return this.#webhooks?.counters() ?? null;
+  }
+
+  /** Resolves once every alert raised so far has been delivered or given up on (tests). */
+  webhooksIdle(): Promise<void> {
+    return this.#webhooks?.idle() ?? Promise.resolve();
+  }
+
   // ---------------------------------------------------------------- internals
+
+  /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number> } = {}): void {
+    if (!this.#webhooks) return;
+    const last = r.decisions[r.decisions.length - 1];
+    this.#webhooks.emit({
+      event,
+      rollout: { id: r.id, state: r.state, bundle: r.bundle, target: r.target },
+      wave,
+      waves: r.waves.length,
+      reason,
+      actor: actor ?? last?.actor ?? 'system',
+      ...extra,
+    });
+  }
+
+  /** Each decision of the rollout not logged yet, one line each; waves as people count them (from 1). */
+  #logDecisions(r: GatewayRollout): void {
+    const from = this.#loggedDecisions.get(r.id) ?? 0;
+    if (from >= r.decisions.length) return;
+    for (const d of r.decisions.slice(from)) {
+      const line = decisionLine(r, d);
+      if (d.action === 'hold' || d.action === 'abort') this.#log.warn(line, DECISION_MESSAGE[d.action]);
+      else this.#log.info(line, DECISION_MESSAGE[d.action]);
+    }
+    this.#loggedDecisions.set(r.id, r.decisions.length);
+  }
 
   readonly #isOnline = (id: string) => this.#broker?.isConnected(id) ?? false;
 
@@ -639,6 +748,8 @@ export class Gateway {
       const r = rec as unknown as GatewayRollout;
       if (engine.rebuildCounters(r)) this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
       this.#rollouts.set(r.id, r);
+      // Decided and logged by an earlier run of the gateway.
+      this.#loggedDecisions.set(r.id, r.decisions.length);
       if (r.state === 'aborted') continue;
       for (const dev of Object.keys(r.devices)) this.#deviceRollout.set(dev, r.id);
     }
@@ -687,24 +798,25 @@ export class Gateway {
     return summary(r);
   }
 
-  /** Performs the engine's effects. */
+  /** Performs the engine's effects; the decisions the call took are logged first, one line each. */
   #apply(r: GatewayRollout, effects: Effect[]): void {
+    this.#logDecisions(r);
     for (const e of effects) {
       switch (e.type) {
         case 'send':
           this.#send(e.deviceIds, r.bundle.id, r.id);
           break;
         case 'held':
-          this.#log.warn({ rollout: r.id, wave: e.wave, reason: e.reason }, 'rollout held');
+          this.#alert(r, 'rollout.held', e.wave, e.reason);
           break;
         case 'completed':
-          this.#log.info({ rollout: r.id }, 'rollout completed');
           // docs/architecture.md §6: the group's baseline is the bundle of its last completed rollout.
           if ('group' in r.target) this.#track(this.#store.setBaseline(r.target.group, r.bundle.id));
+          this.#alert(r, 'rollout.completed', r.wave, 'all_waves_passed');
           break;
         case 'aborted':
-          this.#log.warn({ rollout: r.id, reason: e.reason }, 'rollout aborted');
           for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === r.id) this.#deviceRollout.delete(dev);
+          this.#alert(r, 'rollout.aborted', r.wave, e.reason);
           break;
         case 'persist':
           this.#track(this.#persist(r));
@@ -940,4 +1052,33 @@ export class Gateway {
     }
     return max;
   }
+}
+
+/** The log message of each decision (the bench scripts time a hold at 'rollout held'). */
+const DECISION_MESSAGE: Record<Decision['action'], string> = {
+  start: 'rollout started',
+  pause: 'rollout paused',
+  resume: 'rollout resumed',
+  abort: 'rollout aborted',
+  hold: 'rollout held',
+  soak: 'wave soaking',
+  pass: 'wave passed',
+  complete: 'rollout completed',
+};
+
+/** A decision as one log line: waves numbered from 1 (`wave`), with the figures it was judged on. */
+function decisionLine(r: GatewayRollout, d: Decision): Record<string, unknown> {
+  const f = d.figures;
+  return {
+    rollout: r.id,
+    decision: d.action,
+    reason: d.reason,
+    actor: d.actor,
+    state: `${d.from}→${d.to}`,
+    ...(d.wave !== undefined && { wave: d.wave + 1, waves: r.waves.length }),
+    ...(d.waveTo !== undefined && { waveState: `${d.waveFrom}→${d.waveTo}` }),
+    ...(f && { applied: f.applied, rejected: f.rejected, failing: f.failing, unreachable: f.unreachable, members: f.members, ackRatio: f.ackRatio, failureRatio: f.failureRatio }),
+    ...(d.scope && { for: d.scope }),
+    ...(d.thresholds && { thresholds: d.thresholds }),
+  };
 }

@@ -77,3 +77,10 @@ export function apiFrom(flag: string | undefined, io: Io): ApiClient {
 
 /** Path segment for an id: encoded, so an id can never step outside its route. */
 export const seg = (id: string) => encodeURIComponent(id);
+
+/**
+ * A bundle or rollout id as an operator gives it: whole, or a prefix the gateway resolves (at least
+ * 8 characters, unique). The `…` (or `...`) that views put after a shortened id is dropped, so one
+ * can be pasted as shown.
+ */
+export const idArg = (id: string) => id.trim().replace(/(…|\.\.\.)$/, '');

@@ -6,6 +6,7 @@ import { UsageError, processIo, type Io } from './args.ts';
 const HELP = `pinwave — over-the-air certificate-pin updates for IoT fleets
 
 Usage: pinwave <command> [options]
+       pinwave --version
 
 Keys, pins and bundles:
   keygen --out DIR                   make an Ed25519 signing key pair (signing.key, signing.pub)
@@ -16,15 +17,18 @@ Keys, pins and bundles:
 The gateway and the fleet:
   gateway --data DIR --key KEY.pem   serve MQTT (devices) and the HTTP API (operators)
   token hash|new                     API tokens (hashes) for the gateway config
+  config check FILE                  check a gateway config file: every problem, or a summary
   devices provision|list|show|stuck|revoke
-  bundle push                        have the gateway sign a bundle for a group
+  bundle push|list|show              have the gateway sign a bundle; list them; one decoded, against its group's pins
   rollout create|start|status|pause|resume|abort|rollback|list
+  telemetry pin-failures             pin-failure reports by endpoint and served pin
   sim --api URL | --gateway mqtt://HOST:PORT   run a fleet of simulated devices against a gateway
   broker mosquitto-config --out DIR  a Mosquitto for external broker mode (devices' ACLs in the broker)
   store migrate --from DIR --to postgres://...  move a fleet from the data dir to PostgreSQL
 
 Commands that talk to a gateway take --api URL (default $PINWAVE_API or http://127.0.0.1:8080)
-and read the API token from $PINWAVE_TOKEN.
+and read the API token from $PINWAVE_TOKEN. Bundle and rollout ids may be given as unique prefixes
+of at least 8 characters. Waves are numbered from 1.
 
 Run "pinwave <command> --help" for a command's options.`;
 
@@ -44,6 +48,8 @@ async function load(name: string): Promise<Command | undefined> {
     case 'sim': return (await import('./commands/sim.ts')).main;
     case 'broker': return (await import('./commands/broker.ts')).main;
     case 'store': return (await import('./commands/store.ts')).main;
+    case 'telemetry': return (await import('./commands/telemetry.ts')).main;
+    case 'config': return (await import('./commands/config.ts')).main;
     default: return undefined;
   }
 }
@@ -53,6 +59,10 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(HELP);
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    io.out((await import('../gateway/http/info.ts')).packageVersion());
+    return 0;
   }
   const command = await load(name);
   if (!command) {

@@ -5,7 +5,7 @@ import { bundleView, hex, inspectBundle } from '../../firmware-manifest/index.ts
 import { GatewayError } from '../errors.ts';
 import type { BundleInput, Gateway } from '../gateway.ts';
 import type { BundleRecord } from '../store/types.ts';
-import { bundleId, cursor, group, idParams, limit, listOf, responses } from './schemas.ts';
+import { bundleIdOrPrefix, cursor, group, idParams, limit, listOf, responses } from './schemas.ts';
 
 export interface BundleRoutesOptions {
   gateway: Gateway;
@@ -77,7 +77,7 @@ const summaryView = (b: BundleRecord) => ({ id: b.id, group: b.group, seq: b.seq
 
 export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions): Promise<void> {
   const gw = o.gateway;
-  const params = idParams(bundleId);
+  const params = idParams(bundleIdOrPrefix);
 
   app.post<{ Body: CreateBody }>(
     '/v1/bundles',
@@ -128,9 +128,18 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
     '/v1/bundles/:id',
     {
       config: { role: 'viewer' },
-      schema: { tags: ['bundles'], summary: 'A bundle, decoded', params, response: responses({ 200: { $ref: 'BundleDetail#' } }) },
+      schema: {
+        tags: ['bundles'],
+        summary: "A bundle, decoded, with its pins against what its group runs now",
+        description: 'The id may be a unique prefix of at least 8 hex digits: 404 when none matches, 409 (PW_AMBIGUOUS, details.candidates) when several do, 400 under 8.',
+        params,
+        response: responses({ 200: { $ref: 'BundleDetail#' } }),
+      },
     },
-    async (request) => storedBundleView(await gw.getBundle(request.params.id)),
+    async (request) => {
+      const id = await gw.resolveBundleId(request.params.id);
+      return { ...storedBundleView(await gw.getBundle(id)), diff: await gw.bundleDiff(id) };
+    },
   );
 
   app.get<{ Params: { id: string } }>(
@@ -145,7 +154,7 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
       },
     },
     async (request, reply) => {
-      const b = await gw.getBundle(request.params.id);
+      const b = await gw.getBundle(await gw.resolveBundleId(request.params.id));
       return reply.type('application/cose').header('content-disposition', `attachment; filename="${b.group}-${b.seq}.cose"`).send(Buffer.from(b.bytes, 'base64'));
     },
   );

@@ -1,7 +1,23 @@
 // `GET /metrics`: the gateway's counters in the Prometheus text exposition format 0.0.4,
 // each metric with its HELP and TYPE lines. Open, like /healthz: it carries counts, no ids.
+// After the gateway's own metrics come the process and runtime ones (CPU, memory, heap, event
+// loop lag, GC, open file descriptors: `process_*` and `nodejs_*`), as prom-client's default
+// collectors measure them, one registry for the process.
 import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Gateway } from '../gateway.ts';
+
+let runtime: Registry | null = null;
+
+/** The process's runtime metrics, collected when scraped (prom-client's defaults; started once per process). */
+export function runtimeMetrics(): Promise<string> {
+  if (!runtime) {
+    runtime = new Registry();
+    collectDefaultMetrics({ register: runtime });
+  }
+  // prom-client writes NaN as "Nan" (an event-loop figure before its first sample); the format spells it NaN.
+  return runtime.metrics().then((text) => text.replace(/ Nan$/gm, ' NaN'));
+}
 
 export interface MetricsRoutesOptions {
   gateway: Gateway;
@@ -41,6 +57,7 @@ export function metricsText(gw: Gateway, authRefused: Record<string, number>, st
   const c = gw.counters();
   const t = gw.telemetryCounters();
   const r = gw.rolloutCounts();
+  const w = gw.webhookCounters() ?? { deliveries: { delivered: 0, failed: 0, dropped: 0 }, attempts: { ok: 0, http_error: 0, network_error: 0, timeout: 0 }, queued: [] };
   return new Exposition()
     .add('pinwave_connected_devices', 'gauge', 'Devices connected to the MQTT broker now.', gw.connectedCount())
     .add('pinwave_device_messages_received_total', 'counter', 'Authorized device messages received, by kind (state, ack, telemetry).', by('kind', c.messagesIn))
@@ -64,6 +81,9 @@ export function metricsText(gw: Gateway, authRefused: Record<string, number>, st
     .add('pinwave_store_writes_total', 'counter', 'Completed writes of the fleet store.', c.storeWrites)
     .add('pinwave_http_auth_refused_total', 'counter', 'API requests refused by the token check, by reason.', by('reason', authRefused))
     .add('pinwave_rollout_event_streams', 'gauge', 'Rollout event streams (server-sent events) open now.', streams())
+    .add('pinwave_webhook_deliveries_total', 'counter', 'Rollout alerts to webhooks, by how they ended: delivered (2xx), failed (attempts spent, or a 4xx), dropped (queue full, or the gateway stopped).', by('outcome', w.deliveries))
+    .add('pinwave_webhook_attempts_total', 'counter', 'Webhook delivery attempts, by result (ok, http_error, network_error, timeout).', by('result', w.attempts))
+    .add('pinwave_webhook_queued', 'gauge', 'Alerts waiting for delivery, by webhook (its index in the config).', w.queued.map((n, i): [Labels, number] => [{ webhook: String(i) }, n]))
     .toString();
 }
 
@@ -78,6 +98,6 @@ export async function metricsRoutes(app: FastifyInstance, o: MetricsRoutesOption
         response: { 200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: { type: 'string' } } } } },
       },
     },
-    async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(metricsText(o.gateway, o.authRefused, o.streams)),
+    async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(metricsText(o.gateway, o.authRefused, o.streams) + (await runtimeMetrics())),
   );
 }

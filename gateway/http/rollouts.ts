@@ -6,7 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import { GatewayError } from '../errors.ts';
 import type { Gateway } from '../gateway.ts';
 import type { RolloutState, Target, WavePlanInput, WaveThresholds } from '../rollout/types.ts';
-import { bundleId, cursor, deviceId, group, idParams, limit, listOf, responses, rolloutId, thresholdProperties } from './schemas.ts';
+import type { ResumeScope } from '../rollout/engine.ts';
+import { bundleIdOrPrefix, cursor, deviceId, group, idParams, limit, listOf, responses, rolloutId, thresholdProperties } from './schemas.ts';
 
 export interface RolloutRoutesOptions {
   gateway: Gateway;
@@ -45,7 +46,7 @@ const createBody = {
   additionalProperties: false,
   required: ['bundle', 'target'],
   properties: {
-    bundle: bundleId,
+    bundle: bundleIdOrPrefix,
     target: {
       type: 'object',
       description: 'exactly one of { "group": G } or { "devices": [ids] }',
@@ -64,7 +65,15 @@ const createBody = {
 
 /** An action that takes no parameters: no body, `{}`, or null; nothing else. */
 const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
-const resumeBody = { type: ['object', 'null'], additionalProperties: false, properties: thresholdProperties, description: 'new thresholds or timeout for the held wave' } as const;
+const resumeBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    ...thresholdProperties,
+    for: { type: 'string', enum: ['held', 'remaining'], description: 'which waves the new thresholds are for: the held wave only (default), or it and every wave after it' },
+  },
+  description: 'new thresholds or timeout, for the held wave or for it and the waves after it',
+} as const;
 const abortBody = {
   type: ['object', 'null'],
   additionalProperties: false,
@@ -74,7 +83,8 @@ const abortBody = {
 export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOptions): Promise<void> {
   const gw = o.gateway;
   const params = idParams(rolloutId);
-  const view = (id: string) => gw.getRollout(id);
+  // Ids in paths may be unique prefixes (gateway/id-prefix.ts): resolved once, then used whole.
+  const view = (id: string) => gw.getRollout(gw.resolveRolloutId(id));
 
   app.post<{ Body: CreateBody }>(
     '/v1/rollouts',
@@ -140,14 +150,18 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       `/v1/rollouts/:id/${verb}`,
       { config: { role: 'operator' }, schema: { tags: ['rollouts'], summary, params, body, response: responses({ 200: { $ref: 'Rollout#' } }) } },
       async (request) => {
-        await run(request.params.id, request.caller!.name, request.body ?? null);
-        return view(request.params.id);
+        const id = gw.resolveRolloutId(request.params.id);
+        await run(id, request.caller!.name, request.body ?? null);
+        return view(id);
       },
     );
 
   action('start', 'Start a pending rollout: its first wave is sent', noBody, (id, actor) => gw.startRollout(id, actor));
   action('pause', 'Hold a running rollout: nothing more is sent until it is resumed', noBody, (id, actor) => gw.pauseRollout(id, actor));
-  action('resume', 'Resume a held rollout, optionally with new thresholds or timeout for the held wave', resumeBody, (id, actor, body) => gw.resumeRollout(id, actor, (body ?? {}) as Partial<WaveThresholds>));
+  action('resume', 'Resume a held rollout, optionally with new thresholds or timeout for the held wave (`for: held`, the default) or for it and every later wave (`for: remaining`)', resumeBody, (id, actor, body) => {
+    const { for: scope, ...changes } = (body ?? {}) as Partial<WaveThresholds> & { for?: ResumeScope };
+    return gw.resumeRollout(id, actor, changes, scope ?? 'held');
+  });
   action('abort', 'Abort a rollout: nothing more is sent', abortBody, (id, actor, body) => gw.abortRollout(id, actor, typeof body?.reason === 'string' ? body.reason : undefined));
 
   app.post<{ Params: { id: string } }>(
@@ -163,7 +177,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       },
     },
     async (request, reply) => {
-      const { aborted, rollback } = await gw.rollback(request.params.id, request.caller!.name);
+      const { aborted, rollback } = await gw.rollback(gw.resolveRolloutId(request.params.id), request.caller!.name);
       return reply.code(201).send({ aborted: await view(aborted.id), rollback: await view(rollback.id) });
     },
   );

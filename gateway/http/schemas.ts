@@ -15,8 +15,10 @@ export const group = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[
 export const label = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x20-\\x7e]+$' } as const;
 /** docs/architecture.md §3: a bundle's id is the hex SHA-256 of its payload. */
 export const bundleId = { type: 'string', minLength: 64, maxLength: 64, pattern: '^[0-9a-f]+$' } as const;
-/** The gateway names rollouts `r-<group>-<seq>-<suffix>`. */
-export const rolloutId = { type: 'string', minLength: 1, maxLength: 160, pattern: '^(?!\\.+$)[A-Za-z0-9._:-]+$' } as const;
+/** A bundle id, or a unique prefix of it of at least 8 hex digits (gateway/id-prefix.ts; a shorter one is a 400 naming the rule). */
+export const bundleIdOrPrefix = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[0-9a-f]+$', description: 'a bundle id, or a unique prefix of at least 8 hex digits' } as const;
+/** The gateway names rollouts `r-<group>-<seq>-<suffix>`; a unique prefix of at least 8 characters names one too (gateway/id-prefix.ts). */
+export const rolloutId = { type: 'string', minLength: 1, maxLength: 160, pattern: '^(?!\\.+$)[A-Za-z0-9._:-]+$', description: 'a rollout id, or a unique prefix of at least 8 characters' } as const;
 export const limit = { type: 'integer', minimum: 1, maximum: 1000, description: 'items per page; default 100' } as const;
 export const cursor = { type: 'string', minLength: 1, maxLength: 200, description: 'the `next` of the previous page' } as const;
 
@@ -149,6 +151,27 @@ export const BundleDetailSchema = {
       },
     },
     keyRotation: { type: 'object', properties: { epoch: int, keys: { type: 'array', description: 'raw Ed25519 public keys, base64', items: str } } },
+    diff: {
+      type: 'object',
+      description: "GET /v1/bundles/:id only: the bundle's pins against what its group runs now (its baseline, the bundle of its last completed rollout; kind none when it has none)",
+      required: ['against', 'endpoints'],
+      properties: {
+        against: {
+          type: 'object',
+          required: ['kind'],
+          properties: { kind: { type: 'string', enum: ['baseline', 'none'] }, bundleId: str, seq: int },
+        },
+        endpoints: {
+          type: 'array',
+          description: "the bundle's endpoints in its order, then those it removes",
+          items: {
+            type: 'object',
+            required: ['host', 'port', 'change', 'added', 'removed', 'kept'],
+            properties: { host: str, port: int, change: { type: 'string', enum: ['added', 'removed', 'changed', 'unchanged'] }, added: strings, removed: strings, kept: strings },
+          },
+        },
+      },
+    },
   },
 } as const;
 
@@ -172,7 +195,8 @@ const figureProperties = {
 const waveSummary = {
   type: 'object',
   properties: {
-    index: int,
+    index: { type: 'integer', description: 'the wave\'s place in `waves`, from 0 (as decisions\' `wave` and telemetry\'s `wave` count)' },
+    number: { type: 'integer', description: 'the wave as people count it, from 1 (index + 1): what the CLI and logs show' },
     state: { type: 'string', enum: ['pending', 'active', 'soaking', 'passed', 'missed'] },
     plannedSize: { type: ['integer', 'string'], description: 'the cumulative size the plan asked for' },
     size: { type: 'integer', description: 'members of this wave' },
@@ -195,11 +219,12 @@ const decision = {
     reason: str,
     from: str,
     to: str,
-    wave: int,
+    wave: { type: 'integer', description: 'the wave decided on, as an index from 0 (wave number − 1)' },
     waveFrom: str,
     waveTo: str,
     figures: { type: 'object', properties: figureProperties },
     thresholds,
+    scope: { type: 'string', enum: ['held', 'remaining'], description: 'on resume: whether the new thresholds were for the held wave only or for every wave from it on' },
   },
 } as const;
 
@@ -214,7 +239,7 @@ export const RolloutSchema = {
     target: { type: 'object', properties: { group: str, devices: strings } },
     onMiss: { type: 'string', enum: ['hold', 'abort'] },
     devices: { type: 'integer', description: 'devices targeted' },
-    wave: { type: 'integer', description: 'the wave in progress, or the last one reached' },
+    wave: { type: 'integer', description: 'the wave in progress, or the last one reached, as an index from 0' },
     createdAt: time,
     startedAt: ntime,
     endedAt: ntime,

@@ -70,7 +70,7 @@ export async function telemetryRoutes(app: FastifyInstance, o: TelemetryRoutesOp
     },
     async (request) => {
       const { rollout, group, host } = request.query;
-      return page(gw.pinFailures({ rollout, group, host }), request.query, 'pin failures');
+      return page(gw.pinFailures({ rollout: rollout === undefined ? undefined : gw.resolveRolloutId(rollout), group, host }), request.query, 'pin failures');
     },
   );
 
@@ -99,7 +99,7 @@ export async function telemetryRoutes(app: FastifyInstance, o: TelemetryRoutesOp
     async (request, reply) => {
       const q = request.query;
       if ((q.group === undefined) === (q.rollout === undefined)) throw new GatewayError('PW_INVALID', 'querystring must have exactly one of "group" or "rollout"');
-      const all = await gw.stuck({ group: q.group, rollout: q.rollout });
+      const all = await gw.stuck({ group: q.group, rollout: q.rollout === undefined ? undefined : gw.resolveRolloutId(q.rollout) });
       if (wantsCsv(request.headers.accept)) {
         const p = q.limit === undefined && q.cursor === undefined ? { items: all, next: null } : page(all, q, 'stuck devices');
         if (p.next !== null) reply.header('x-next-cursor', p.next);

@@ -352,10 +352,16 @@ export function pause(r: Rollout, now: number, actor: string): ActionResult {
 /** Thresholds an operator may change on resume; each optional, checked like the plan's. */
 export type ResumeChanges = Partial<WaveThresholds>;
 
+/** Which waves new thresholds on resume are for: the held wave only, or it and every wave after it. */
+export type ResumeScope = 'held' | 'remaining';
+export const RESUME_SCOPES: readonly ResumeScope[] = ['held', 'remaining'];
+
 /**
- * held → running. The held wave takes the new thresholds, becomes active again with a fresh
+ * held → running. The held wave takes the new thresholds (with `scope` 'remaining', so does every
+ * wave after it; 'held', the default, leaves those as planned), becomes active again with a fresh
  * deadline (now + timeout; a soak in progress starts over), its online members that have not got
  * the bundle are sent it, and it is judged at once: it may soak straight away, or be held again.
+ * The decision records the scope and the held wave's thresholds now in force.
  */
 export function resume(
   r: Rollout,
@@ -363,15 +369,18 @@ export function resume(
   actor: string,
   isOnline: IsOnline,
   changes: ResumeChanges = {},
+  scope: ResumeScope = 'held',
 ): ActionResult {
   if (r.state !== 'held') return invalidState(r, 'resume');
   const errors: string[] = [];
   const checked = checkThresholds(changes as Record<string, unknown>, '', errors);
+  if (!RESUME_SCOPES.includes(scope)) errors.push(`for must be one of ${RESUME_SCOPES.join(', ')}, got ${shown(scope)}`);
   if (errors.length > 0) return { ok: false, code: 'PW_INVALID_PLAN', message: errors.join('; '), errors };
   const s = step(r, now);
   const w = r.waves[r.wave];
   const waveFrom = w.state;
-  Object.assign(w.thresholds, checked);
+  const last = scope === 'remaining' ? r.waves.length - 1 : r.wave;
+  for (let i = r.wave; i <= last; i++) Object.assign(r.waves[i].thresholds, checked);
   r.state = 'running';
   decide(s, {
     actor,
@@ -383,6 +392,7 @@ export function resume(
     waveFrom,
     waveTo: 'active',
     thresholds: { ...w.thresholds },
+    scope,
     figures: waveFigures(w),
   });
   activate(s, w, isOnline);

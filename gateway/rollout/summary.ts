@@ -6,7 +6,10 @@ import { waveFigures } from './figures.ts';
 import type { BundleRef, Decision, OnMiss, Rollout, RolloutState, Target, WaveFigures, WaveState, WaveThresholds } from './types.ts';
 
 export interface WaveSummary extends WaveFigures {
+  /** from 0: the wave's place in `waves` */
   index: number;
+  /** from 1: the wave as people count it (index + 1) */
+  number: number;
   state: WaveState;
   /** the cumulative size the plan asked for; `members` is what the wave got */
   plannedSize: number | string;
@@ -41,6 +44,7 @@ export function summary(r: Rollout): RolloutSummary {
   const waves = r.waves.map(
     (w): WaveSummary => ({
       index: w.index,
+      number: w.index + 1,
       state: w.state,
       plannedSize: w.size,
       size: w.members.length,

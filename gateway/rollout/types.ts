@@ -141,6 +141,8 @@ export interface Decision {
   figures?: WaveFigures;
   /** on resume: the thresholds now in force for the wave */
   thresholds?: WaveThresholds;
+  /** on resume: which waves took the new thresholds, the held one only or it and every later one (engine.ts resume) */
+  scope?: 'held' | 'remaining';
 }
 
 export interface Rollout {

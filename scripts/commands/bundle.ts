@@ -10,7 +10,8 @@ import type { BundleVector } from '../../firmware-manifest/vectors.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
-import { apiFrom } from '../api-client.ts';
+import { apiFrom, idArg, seg } from '../api-client.ts';
+import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
   pinwave bundle create --key KEY.pem --group G --seq N --pin HOST[:PORT]=sha256/B64 ... --out FILE
@@ -22,6 +23,8 @@ const USAGE = `Usage:
   pinwave bundle verify --vector VECTOR.json
   pinwave bundle push --group G --pin HOST[:PORT]=sha256/B64 ... [--expires-in 30d] [--report-only HOST[:PORT]]
                       [--expiry-policy enforce|ca-fallback] [--api URL] [--json]
+  pinwave bundle list [--group G] [--all] [--api URL] [--json]
+  pinwave bundle show ID [--api URL] [--json]
 
 create    sign a bundle with the complete pin set (port defaults to 443; each host needs two distinct
           pins, one a backup); prints a JSON summary: id, size, seq, group
@@ -34,7 +37,12 @@ verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "r
           --vector runs a conformance vector instead: its bundle, against its device state and clock;
           exit 3 when the outcome differs from the one the vector expects
 push      have the gateway sign and store a bundle with its key and the group's next seq
-          (--api URL, default $PINWAVE_API or http://127.0.0.1:8080; token from $PINWAVE_TOKEN)`;
+list      the gateway's bundles in id order (default: the first 100; --all for every one)
+show      one of them decoded, pins in sha256/ form, and its pins against what its group runs now
+          (its baseline: the bundle of the group's last completed rollout): per endpoint the pins
+          added (+), removed (-) and kept (=). ID may be a unique prefix of 8+ hex digits
+push, list and show talk to a gateway: --api URL (default $PINWAVE_API or http://127.0.0.1:8080),
+token from $PINWAVE_TOKEN`;
 
 export async function main(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
@@ -43,6 +51,8 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'inspect': return inspect(rest, io);
     case 'verify': return verify(rest, io);
     case 'push': return push(rest, io);
+    case 'list': return list(rest, io);
+    case 'show': return show(rest, io);
     case '--help': case '-h': case undefined:
       io.out(USAGE);
       return sub === undefined ? 2 : 0;
@@ -126,6 +136,89 @@ async function push(args: string[], io: Io): Promise<number> {
   const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string }>('/v1/bundles', body);
   io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway`);
   return 0;
+}
+
+interface BundleSummary {
+  id: string;
+  group: string;
+  seq: number;
+  size: number;
+  createdAt: number;
+  createdBy: string | null;
+}
+
+interface EndpointDiff {
+  host: string;
+  port: number;
+  change: 'added' | 'removed' | 'changed' | 'unchanged';
+  added: string[];
+  removed: string[];
+  kept: string[];
+}
+
+interface BundleDetail extends BundleSummary {
+  kid: string;
+  issuedAt: string;
+  expires: string;
+  expiryPolicy: string;
+  endpoints: Array<{ host: string; port: number; pins: string[]; mode: string; notBefore?: number; notAfter?: number }>;
+  keyRotation?: { epoch: number; keys: string[] };
+  diff: { against: { kind: 'baseline'; bundleId: string; seq: number } | { kind: 'none' }; endpoints: EndpointDiff[] };
+}
+
+async function list(args: string[], io: Io): Promise<number> {
+  const { values } = parse(args, { group: { type: 'string' }, all: { type: 'boolean' }, api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE);
+  if (values.help) return io.out(USAGE), 0;
+  const api = apiFrom(values.api, io);
+  const params = new URLSearchParams({ limit: values.all ? '1000' : '100' });
+  if (values.group !== undefined) params.set('group', values.group);
+  const items: BundleSummary[] = [];
+  let cursor: string | null = null;
+  let more = false;
+  do {
+    if (cursor !== null) params.set('cursor', cursor);
+    const page: { items: BundleSummary[]; next: string | null } = await api.get(`/v1/bundles?${params}`);
+    items.push(...page.items);
+    cursor = values.all ? page.next : null;
+    more = !values.all && page.next !== null;
+  } while (cursor !== null);
+  if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
+  if (items.length === 0) return io.out(values.group ? `no bundles for group ${values.group}` : 'no bundles'), 0;
+  for (const l of table(['id', 'group', 'seq', 'bytes', 'created', 'by'], items.map((b) => [b.id, b.group, b.seq, b.size, when(b.createdAt), b.createdBy ?? '-']))) io.out(l);
+  if (more) io.out('… more bundles: --all for every one');
+  return 0;
+}
+
+async function show(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('show takes exactly one bundle ID', USAGE);
+  const b = await apiFrom(values.api, io).get<BundleDetail>(`/v1/bundles/${seg(idArg(positionals[0]))}`);
+  if (values.json) return io.out(JSON.stringify(b, null, 2)), 0;
+  for (const l of bundleLines(b)) io.out(l);
+  return 0;
+}
+
+/** A bundle as a person reads it: what it is, then each endpoint with its pins marked against the group's. */
+export function bundleLines(b: BundleDetail): string[] {
+  const lines = [
+    `bundle ${b.id}`,
+    `  group ${b.group}, seq ${b.seq}, ${b.size} bytes, kid ${b.kid}`,
+    `  created ${when(b.createdAt)}${b.createdBy ? ` by ${b.createdBy}` : ''}; issued ${b.issuedAt}, expires ${b.expires} (then: ${b.expiryPolicy === 'ca-fallback' ? 'CA validation' : 'its pins still enforced'})`,
+  ];
+  if (b.keyRotation) lines.push(`  key rotation to epoch ${b.keyRotation.epoch}: ${b.keyRotation.keys.length} trusted key${b.keyRotation.keys.length === 1 ? '' : 's'}`);
+  const a = b.diff.against;
+  lines.push(a.kind === 'baseline' ? `  against the group's baseline: bundle ${a.bundleId.slice(0, 16)}… (seq ${a.seq})` : "  against: nothing the gateway knows the group runs (no completed rollout yet): every endpoint reads as added");
+  const own = new Map(b.endpoints.map((e) => [`${e.host}:${e.port}`, e]));
+  for (const e of b.diff.endpoints) {
+    const ep = own.get(`${e.host}:${e.port}`);
+    const notes = [ep && ep.mode !== 'enforce' ? ep.mode : '', ep?.notBefore !== undefined ? `from ${when(ep.notBefore * 1000)}` : '', ep?.notAfter !== undefined ? `until ${when(ep.notAfter * 1000)}` : ''].filter(Boolean);
+    lines.push(`  ${e.host}:${e.port}  ${e.change}${notes.length ? ` (${notes.join(', ')})` : ''}`);
+    for (const p of e.added) lines.push(`    + ${p}`);
+    for (const p of e.removed) lines.push(`    - ${p}`);
+    for (const p of e.kept) lines.push(`    = ${p}`);
+  }
+  return lines;
 }
 
 async function inspect(args: string[], io: Io): Promise<number> {

@@ -1,7 +1,8 @@
 // `pinwave devices provision|list|show|stuck|revoke`: the fleet registry through the gateway's HTTP API.
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { apiFrom, seg } from '../api-client.ts';
+import { apiFrom, idArg, seg } from '../api-client.ts';
 import { parse, required, UsageError, type Io } from '../args.ts';
+import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
   pinwave devices provision FILE --out TOKENS.json [--group G]
@@ -10,7 +11,10 @@ const USAGE = `Usage:
         this once, are written to TOKENS.json (mode 0600, never overwritten) as { "devices": [{ "id", "token" }] }.
   pinwave devices list [--group G] [--model M] [--seq N] [--limit N] [--all] [--json]
   pinwave devices show ID [--json]
+        its state, the pins it runs, the rollout it is in (waves from 1), its last ack, its recent
+        pin failures and its history; times in ISO 8601. --json: the API's record as it is
   pinwave devices stuck (--group G | --rollout ID) [--csv] [--json]
+        devices not on the pins they should run, with why (docs/runbook.md says what each reason means)
   pinwave devices revoke ID
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.`;
@@ -137,30 +141,68 @@ async function list(args: string[], io: Io): Promise<number> {
   for (const k of ['group', 'model', 'seq', 'limit'] as const) if (values[k] !== undefined) params.set(k, values[k]!);
   const items: DeviceView[] = [];
   let cursor: string | null = null;
+  let cursorLeft = false;
   do {
     if (cursor) params.set('cursor', cursor);
     const page: { items: DeviceView[]; next: string | null } = await api.get(`/v1/devices?${params}`);
     items.push(...page.items);
     cursor = values.all ? page.next : null;
+    cursorLeft = !values.all && page.next !== null;
   } while (cursor);
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
-  io.out(['id', 'group', 'model', 'firmware', 'seq', 'connected', 'last seen'].join('\t'));
-  for (const d of items) io.out([d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', d.connected ? 'yes' : 'no', when(d.lastSeen)].join('\t'));
+  if (items.length === 0) return io.out('no devices'), 0;
+  const rows = items.map((d) => [d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', String(d.state ?? (d.connected ? 'connected' : 'offline')), when(d.lastSeen)]);
+  for (const l of table(['id', 'group', 'model', 'firmware', 'seq', 'state', 'last seen'], rows)) io.out(l);
+  if (cursorLeft) io.out('… more devices: --all for every one');
   return 0;
 }
 
-/** A time as people read it: ISO 8601 (the API sends epoch ms). */
-function when(t: string | number | null | undefined): string {
-  if (t === null || t === undefined) return 'never';
-  return typeof t === 'number' ? new Date(t).toISOString() : t;
+interface DeviceDetail extends DeviceView {
+  state: string;
+  keyEpoch: number | null;
+  createdAt: number;
+  revokedAt: number | null;
+  lastConnectAt: number | null;
+  lastDisconnectAt: number | null;
+  rollout: { id: string; state: string; status: string; wave: number; reason?: string; at: number | null } | null;
+  history: Array<{ at: number; rolloutId?: string; bundleId: string; seq: number; event: string; reason?: string }>;
+  telemetry: Array<{ at: number; hostname: string; port: number; result: string; servedPins?: string[]; count?: number; seq?: number; rolloutId?: string | null; wave?: number | null }>;
+}
+
+/** A device as support reads it: where it stands, the rollout it is in, its last ack, its pin failures, its history. */
+export function deviceLines(d: DeviceDetail): string[] {
+  const short = (id: string | null) => (id ? `${id.slice(0, 16)}…` : '-');
+  const lines = [`device ${d.id}`, `  group ${d.group}, model ${d.model ?? '-'}, firmware ${d.firmware ?? '-'}`];
+  const seen = d.state === 'connected' ? `connected since ${when(d.lastConnectAt)}` : d.state === 'never_connected' ? 'never connected' : d.state === 'revoked' ? `revoked ${when(d.revokedAt)}` : `offline since ${when(d.lastDisconnectAt ?? d.lastSeen)}`;
+  lines.push(`  ${seen}; last seen ${when(d.lastSeen)}; provisioned ${when(d.createdAt)}`);
+  lines.push(d.seq === null ? '  pins: never reported (runs what its firmware was born with, as far as the gateway knows)' : `  pins: seq ${d.seq}, bundle ${short(d.bundle)}${d.keyEpoch !== null && d.keyEpoch !== undefined ? `, key epoch ${d.keyEpoch}` : ''}`);
+  const r = d.rollout;
+  lines.push(r ? `  rollout ${r.id} (${r.state}): wave ${r.wave + 1}, ${r.status}${r.reason ? ` (${r.reason})` : ''}${r.at !== null ? ` since ${when(r.at)}` : ''}` : '  rollout: none');
+  const ack = [...d.history].reverse().find((h) => h.event === 'applied' || h.event === 'rejected');
+  lines.push(ack ? `  last ack: ${when(ack.at)} ${ack.event}${ack.reason ? ` (${ack.reason})` : ''}, seq ${ack.seq}, bundle ${short(ack.bundleId)}${ack.rolloutId ? `, rollout ${ack.rolloutId}` : ''}` : '  last ack: none');
+  if (d.telemetry.length === 0) lines.push('  pin failures: none reported');
+  else {
+    lines.push(`  pin failures (${d.telemetry.length} most recent, newest last):`);
+    for (const f of d.telemetry) {
+      const served = f.servedPins && f.servedPins.length > 0 ? `served ${f.servedPins[0]}${f.servedPins.length > 1 ? ` (+${f.servedPins.length - 1})` : ''}` : 'no served pins';
+      const where = f.rolloutId ? `, rollout ${f.rolloutId}${f.wave !== null && f.wave !== undefined ? ` wave ${f.wave + 1}` : ''}` : '';
+      lines.push(`    ${when(f.at)}  ${f.hostname}:${f.port}  ${f.result}  ${served}${f.count !== undefined ? `  ×${f.count}` : ''}${f.seq !== undefined ? `  on seq ${f.seq}` : ''}${where}`);
+    }
+  }
+  if (d.history.length > 0) {
+    lines.push('  history (newest last):');
+    for (const h of d.history) lines.push(`    ${when(h.at)}  ${h.event}${h.reason ? ` (${h.reason})` : ''}  seq ${h.seq}  bundle ${short(h.bundleId)}${h.rolloutId ? `  rollout ${h.rolloutId}` : ''}`);
+  }
+  return lines;
 }
 
 async function show(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, COMMON, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length !== 1) throw new UsageError('show takes exactly one device ID', USAGE);
-  const d = await apiFrom(values.api, io).get<DeviceView>(`/v1/devices/${seg(positionals[0])}`);
-  io.out(JSON.stringify(d, null, 2));
+  const d = await apiFrom(values.api, io).get<DeviceDetail>(`/v1/devices/${seg(positionals[0])}`);
+  if (values.json) return io.out(JSON.stringify(d, null, 2)), 0;
+  for (const l of deviceLines(d)) io.out(l);
   return 0;
 }
 
@@ -168,7 +210,7 @@ async function stuck(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, { ...COMMON, group: { type: 'string' }, rollout: { type: 'string' }, csv: { type: 'boolean' } }, USAGE);
   if (values.help) return io.out(USAGE), 0;
   if ((values.group === undefined) === (values.rollout === undefined)) throw new UsageError('give exactly one of --group G or --rollout ID', USAGE);
-  const query = values.group !== undefined ? `group=${encodeURIComponent(values.group)}` : `rollout=${encodeURIComponent(values.rollout!)}`;
+  const query = values.group !== undefined ? `group=${encodeURIComponent(values.group)}` : `rollout=${encodeURIComponent(idArg(values.rollout!))}`;
   const api = apiFrom(values.api, io);
   if (values.csv) {
     // Without a limit the gateway sends every row as CSV.
@@ -184,8 +226,8 @@ async function stuck(args: string[], io: Io): Promise<number> {
   } while (cursor);
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out('no stuck devices'), 0;
-  io.out(['id', 'reason', 'since', 'seq', 'connected'].join('\t'));
-  for (const d of items) io.out([d.id, d.reason, when(d.since as number | null), d.seq ?? '-', d.connected ? 'yes' : 'no'].join('\t'));
+  const rows = items.map((d) => [String(d.id), String(d.reason), when(d.since as number | null), String(d.seq ?? '-'), String(d.targetSeq ?? '-'), d.connected ? 'yes' : 'no']);
+  for (const l of table(['id', 'reason', 'since', 'seq', 'target seq', 'connected'], rows)) io.out(l);
   return 0;
 }
 

@@ -23,10 +23,13 @@ import { Gateway } from '../../gateway/gateway.ts';
 import { buildServer } from '../../gateway/http/server.ts';
 import type { ApiTokens } from '../../gateway/http/tokens.ts';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
+import { prettyDestination } from '../log-pretty.ts';
+import { packageVersion } from '../../gateway/http/info.ts';
+import { LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
 
 const USAGE = `Usage:
   pinwave gateway --data DIR --key KEY.pem [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
-                  [--shutdown-timeout T] [--config FILE]
+                  [--shutdown-timeout T] [--log-format json|pretty] [--config FILE]
 
 Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGINT or SIGTERM.
   --data DIR        the fleet store's folder (PINWAVE_DATA_DIR, config dataDir)
@@ -36,7 +39,9 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
   --host H          listen address of MQTT, and of HTTP unless --http-host; default 127.0.0.1 (PINWAVE_HOST, config host)
   --http-host H     listen address of the HTTP API; default --host (PINWAVE_HTTP_HOST, config http.host)
   --shutdown-timeout T   how long a stop may take, e.g. 10s, 2m; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, config shutdownTimeout)
-  --config FILE     JSON or YAML config: TLS for MQTT and HTTP, WebSocket, API tokens, manifests, wave defaults (PINWAVE_CONFIG)
+  --log-format F    json (pino's JSON lines, ISO 8601 times; the default) or pretty (one readable line each, for people) (PINWAVE_LOG_FORMAT, config logFormat)
+  --config FILE     JSON or YAML config: TLS for MQTT and HTTP, WebSocket, API tokens, manifests, wave defaults, webhooks (PINWAVE_CONFIG);
+                    docs/configuration.md has every key; check a file with \`pinwave config check FILE\`
 Flags override the environment, which overrides the config file.
 PINWAVE_ADMIN_TOKEN sets one admin API token; others go in the config as hashes (pinwave token hash).
 On SIGINT or SIGTERM: no new requests or device messages, work in flight finishes within the shutdown
@@ -64,6 +69,8 @@ export const REDACT = [
   '*.hash',
   'devices[*].token',
   '*.devices[*].token',
+  'secret',
+  '*.secret',
 ];
 
 export interface ServeOptions {
@@ -97,6 +104,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     'http-host': { type: 'string' },
     'shutdown-timeout': { type: 'string' },
     config: { type: 'string' },
+    'log-format': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
@@ -114,6 +122,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     ...(values['http-port'] !== undefined && { httpPort: port(values['http-port'], 'http-port') }),
     ...(values['http-host'] !== undefined && { httpHost: values['http-host'] }),
     ...(values['shutdown-timeout'] !== undefined && { shutdownTimeout: durationFlag(values['shutdown-timeout'], 'shutdown-timeout', USAGE) }),
+    ...(values['log-format'] !== undefined && { logFormat: logFormatFlag(values['log-format']) }),
   };
 
   let config;
@@ -127,9 +136,10 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     throw err;
   }
 
+  // JSON lines with ISO 8601 times by default (journald and log shippers parse them); pretty for people.
   const log: Logger = pino(
-    { level: config.logLevel, base: { name: 'pinwave' }, redact: { paths: REDACT, censor: '[redacted]' } },
-    o.log ?? pino.destination({ fd: 2, sync: true }),
+    { level: config.logLevel, base: { name: 'pinwave' }, timestamp: pino.stdTimeFunctions.isoTime, redact: { paths: REDACT, censor: '[redacted]' } },
+    config.logFormat === 'pretty' ? prettyDestination(o.log ?? process.stderr) : (o.log ?? pino.destination({ fd: 2, sync: true })),
   );
   const stop = o.until ?? signalled(log);
 
@@ -145,6 +155,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     maxPayloadBytes: config.mqtt.maxPayloadBytes,
     manifests: config.manifests,
     bundleLifetimeSeconds: config.bundleLifetimeSeconds,
+    webhooks: config.webhooks,
     logger: log.child({ component: 'gateway' }),
     ...(o.now && { now: o.now }),
   });
@@ -182,7 +193,11 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     io.err(`warning: ${w}`);
     log.warn({}, w);
   }
-  log.info({ mqtt: ports, http: httpPort, host: config.host, httpHost: config.http.host, https: Boolean(config.http.tls), tokens: config.tokens.length, manifests: config.manifests.length }, 'pinwave gateway listening');
+  // The one line of a start; `stopped` is the one line of its end.
+  log.info(
+    { version: packageVersion(), pid: process.pid, config: config.file, mqtt: ports, http: httpPort, host: config.host, httpHost: config.http.host, https: Boolean(config.http.tls), tokens: config.tokens.length, manifests: config.manifests.length, webhooks: config.webhooks.length },
+    'pinwave gateway started',
+  );
 
   const reloading = (o.reload ?? onSighup)(() => reloadTokens(app.apiTokens, () => loadConfig({ file: values.config ?? null, env: io.env, flags }), log, io));
   await stop;
@@ -224,6 +239,11 @@ function onSighup(handler: () => void): () => void {
   const h = () => handler();
   process.on('SIGHUP', h);
   return () => void process.off('SIGHUP', h);
+}
+
+function logFormatFlag(v: string): LogFormat {
+  if (!LOG_FORMATS.includes(v as LogFormat)) throw new UsageError(`--log-format expects ${LOG_FORMATS.join(' or ')}, got "${v}"`, USAGE);
+  return v as LogFormat;
 }
 
 /** Whether `host` is a loopback address (or localhost): what is sent to it never leaves the machine. */

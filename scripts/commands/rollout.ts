@@ -1,21 +1,30 @@
 // `pinwave rollout create|start|status|list|pause|resume|abort|rollback`: staged rollouts through the
 // gateway's HTTP API. `status --watch` draws live per-wave progress until the rollout completes
 // (exit 0) or is held or aborted (exit 1).
-import { apiFrom, seg, type ApiClient } from '../api-client.ts';
+import { apiFrom, idArg, seg, type ApiClient } from '../api-client.ts';
 import { durationFlag, parse, required, UsageError, type Io } from '../args.ts';
-import { oneLine, renderRollout, type RolloutView } from '../progress.ts';
+import { oneLine, renderRollout, type RolloutView, type WaveView } from '../progress.ts';
 
 const USAGE = `Usage:
   pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100% (default: the gateway's plan)]
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
                          [--timeout 1h] [--soak 0s] [--on-miss hold|abort] [--seed S] [--start] [--json]
   pinwave rollout start|pause|abort|rollback ID [--json]
-  pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--json]
+  pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
+                         [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
   pinwave rollout list [--state S] [--json]
 
+resume --for: whom the new thresholds are for: the held wave only (held, the default; later waves
+keep their planned ones) or the held wave and every wave after it (remaining). The output says which
+waves run on which thresholds; exit 1 when the rollout is held (or aborted) again at once.
+IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.
+
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.
 Exit codes: 0 ok (status: completed or progressing), 1 failed, held or aborted, 2 usage.`;
+
+/** What the API returns for a rollout, as far as resume reads it. */
+type ThresholdsView = { ackThreshold: number; failureThreshold: number; minDevices: number; maxUnreachable: number; timeoutSeconds: number; soakSeconds: number };
 
 const COMMON = { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 const THRESHOLDS = {
@@ -82,7 +91,7 @@ async function create(args: string[], io: Io): Promise<number> {
     start: { type: 'boolean' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
-  const bundle = required(values.bundle, 'bundle', USAGE);
+  const bundle = idArg(required(values.bundle, 'bundle', USAGE));
   if ((values.group === undefined) === (values.devices === undefined)) throw new UsageError('give exactly one of --group G or --devices ID,ID,...', USAGE);
   const target = values.group !== undefined ? { group: values.group } : { devices: values.devices!.split(',').map((s) => s.trim()).filter(Boolean) };
   const onMiss = values['on-miss'];
@@ -115,19 +124,56 @@ async function action(verb: 'start' | 'pause' | 'abort' | 'rollback', args: stri
   if (values.json) io.out(JSON.stringify(res, null, 2));
   else if (verb === 'rollback') {
     const rb = (res.rollback ?? res) as RolloutView;
-    io.out(`rolled back: ${id} aborted; rollback rollout ${rb.id} sends the previous pins as seq ${rb.bundle?.seq}`);
+    const was = res.aborted as RolloutView | undefined;
+    io.out(`rolled back: ${was?.id ?? id} ${was?.state ?? 'aborted'}; rollback rollout ${rb.id} sends the previous pins as seq ${rb.bundle?.seq}`);
   } else for (const line of renderRollout(res as unknown as RolloutView)) io.out(line);
   return 0;
 }
 
 async function resume(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, { ...COMMON, ...THRESHOLDS }, USAGE, true);
+  const { values, positionals } = parse(args, { ...COMMON, ...THRESHOLDS, for: { type: 'string' } }, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   const id = oneId(positionals, 'resume');
-  const res = await apiFrom(values.api, io).post<RolloutView>(`/v1/rollouts/${seg(id)}/resume`, thresholds(values));
+  const scope = values.for ?? 'held';
+  if (scope !== 'held' && scope !== 'remaining') throw new UsageError(`--for expects held or remaining, got "${scope}"`, USAGE);
+  const changes = thresholds(values);
+  if (values.for !== undefined && Object.keys(changes).length === 0) throw new UsageError('--for says which waves new thresholds are for: give at least one threshold flag with it', USAGE);
+  const res = await apiFrom(values.api, io).post<RolloutView & { wave: number }>(`/v1/rollouts/${seg(id)}/resume`, { ...changes, ...(values.for !== undefined && { for: scope }) });
   if (values.json) io.out(JSON.stringify(res, null, 2));
-  else for (const line of renderRollout(res)) io.out(line);
-  return 0;
+  else {
+    for (const line of resumeLines(res, res.wave, Object.keys(changes), scope)) io.out(line);
+    for (const line of renderRollout(res)) io.out(line);
+  }
+  return exitFor(res.state);
+}
+
+const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
+const secs = (n: number) => (n % 3600 === 0 && n > 0 ? `${n / 3600}h` : n % 60 === 0 && n > 0 ? `${n / 60}m` : `${n}s`);
+const THRESHOLD_TEXT: Record<keyof ThresholdsView, (t: ThresholdsView) => string> = {
+  ackThreshold: (t) => `ack ≥ ${pct(t.ackThreshold)}`,
+  failureThreshold: (t) => `fail ≤ ${pct(t.failureThreshold)}`,
+  minDevices: (t) => `min devices ${t.minDevices}`,
+  maxUnreachable: (t) => `unreachable ≤ ${pct(t.maxUnreachable)}`,
+  timeoutSeconds: (t) => `timeout ${secs(t.timeoutSeconds)}`,
+  soakSeconds: (t) => `soak ${secs(t.soakSeconds)}`,
+};
+
+/** What a resume did: which waves run on which thresholds now, and whether the rollout was held again at once. */
+export function resumeLines(r: RolloutView, held: number, changed: string[], scope: 'held' | 'remaining'): string[] {
+  const n = r.waves.length;
+  const text = (w: WaveView) => Object.values(THRESHOLD_TEXT).map((f) => f(w.thresholds as ThresholdsView)).join(', ');
+  const lines = [`resumed ${r.id} at wave ${held + 1}/${n}`];
+  if (changed.length === 0) lines.push('  thresholds unchanged');
+  const last = scope === 'remaining' ? n - 1 : held;
+  for (const w of r.waves.slice(held)) {
+    const took = changed.length > 0 && w.index <= last;
+    lines.push(`  wave ${w.index + 1}/${n}${w.index === held ? ' (held)' : ''}: ${text(w)}${changed.length === 0 ? '' : took ? '  ← new thresholds' : '  (as planned: --for remaining changes it too)'}`);
+  }
+  if (r.state === 'held' || r.state === 'aborted') {
+    const d = r.decisions?.at(-1);
+    lines.push(`${r.state} again at once${d ? `: wave ${(d.wave ?? held) + 1} ${d.reason}` : ''}`);
+  }
+  return lines;
 }
 
 async function list(args: string[], io: Io): Promise<number> {
@@ -215,7 +261,7 @@ function exitFor(state: string): number {
 
 function oneId(positionals: string[], verb: string): string {
   if (positionals.length !== 1) throw new UsageError(`${verb} takes exactly one rollout ID`, USAGE);
-  return positionals[0];
+  return idArg(positionals[0]);
 }
 
 function durationMs(text: string): number {

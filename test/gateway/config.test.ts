@@ -24,7 +24,7 @@ function problems(o: Parameters<typeof loadConfig>[0]): string[] {
 
 t.test('with only the required flags, every option takes its default', async (t) => {
   const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
-  t.same(c, { dataDir: '/d', keyPath: '/k.pem', host: '127.0.0.1', logLevel: 'info', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], file: null });
+  t.same(c, { dataDir: '/d', keyPath: '/k.pem', host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], file: null });
   t.equal(DEFAULTS.httpPort, 8080);
 });
 
@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console)',
+    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -163,7 +163,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console)',
+    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',
@@ -221,4 +221,38 @@ t.test('console sessions: idle and absolute timeouts as durations, checked', asy
       'config.console.sessionLifetime: must be a number of seconds above 0 and at most 31536000 s or a duration like "12h" or "7d", got "400d"',
     ],
   });
+t.test('webhooks: url, events (all of them when left out) and a secret; every problem named, the secret never shown', async (t) => {
+  const flags = { dataDir: '/d', keyPath: '/k' };
+  const secret = 'a-webhook-secret-0123456789';
+  const c = loadConfig({ file: write(t, 'w.json', { webhooks: [{ url: 'https://alerts.example.com/pinwave', secret }, { url: 'http://127.0.0.1:9000/h', events: ['rollout.held', 'rollout.held'], secret }] }), flags });
+  t.same(c.webhooks, [
+    { url: 'https://alerts.example.com/pinwave', events: ['rollout.held', 'rollout.resumed', 'rollout.completed', 'rollout.aborted'], secret },
+    { url: 'http://127.0.0.1:9000/h', events: ['rollout.held'], secret },
+  ]);
+  const list = problems({ file: write(t, 'bad.json', { webhooks: [{ url: 'ftp://x/y', events: ['rollout.exploded'], secret: 'short' }, { events: [], secret, colour: 1 }, 'x'] }), flags });
+  t.same(list, [
+    'config.webhooks[0].url: must be http:// or https://, got ftp://',
+    'config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted)',
+    'config.webhooks[0].secret: required: a string of at least 16 characters (the HMAC-SHA256 key receivers check signatures with)',
+    'config.webhooks[1].colour: unknown option (known: url, events, secret)',
+    'config.webhooks[1].url: required: an http:// or https:// URL',
+    'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted (leave it out for all of them), got an array',
+    'config.webhooks[2]: must be { url, events, secret }, got "x"',
+  ]);
+  t.same(problems({ file: write(t, 'cred.json', { webhooks: [{ url: 'https://bob:hunter2@hooks.example.com/x', secret }] }), flags }), [
+    'config.webhooks[0].url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)',
+  ]);
+  t.notOk(list.join('\n').includes('short'), 'the secret is not echoed');
+});
+
+t.test('logFormat: json by default, pretty from the file, PINWAVE_LOG_FORMAT or the flag, in that order of precedence', async (t) => {
+  const flags = { dataDir: '/d', keyPath: '/k' };
+  const file = write(t, 'l.json', { logFormat: 'pretty' });
+  t.equal(loadConfig({ file, flags }).logFormat, 'pretty');
+  t.equal(loadConfig({ file, flags, env: { PINWAVE_LOG_FORMAT: 'json' } }).logFormat, 'json');
+  t.equal(loadConfig({ file, flags: { ...flags, logFormat: 'json' }, env: { PINWAVE_LOG_FORMAT: 'pretty' } }).logFormat, 'json');
+  t.same(problems({ file: write(t, 'b.json', { logFormat: 'xml' }), flags, env: { PINWAVE_LOG_FORMAT: 'yaml' } }), [
+    'config.logFormat: must be one of json, pretty, got "xml"',
+    'PINWAVE_LOG_FORMAT: must be one of json, pretty, got "yaml"',
+  ]);
 });

@@ -89,7 +89,8 @@ function stopMs(g: Running): number {
   const signalled = logs.find((e) => e.msg === 'signal received');
   const stopped = logs.find((e) => e.msg === 'stopped');
   if (!signalled || !stopped) throw new Error(`no signal/stopped lines in the log:\n${JSON.stringify(logs.slice(-5))}`);
-  return (stopped.time as number) - (signalled.time as number);
+  // ISO 8601 times (the gateway's log format), to the millisecond.
+  return Date.parse(stopped.time as string) - Date.parse(signalled.time as string);
 }
 
 /** The data dir opened again by a gateway of this process: what survived, read through the store whatever its format. */

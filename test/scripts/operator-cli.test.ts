@@ -2,28 +2,12 @@
 import t from 'tap';
 import { statSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { apiHarness, TOKENS } from '../fixtures/http.ts';
+import { TOKENS } from '../fixtures/http.ts';
+import { liveCli } from '../fixtures/cli.ts';
 import { pin, until } from '../fixtures/gateway.ts';
-import { run } from '../../scripts/cli.ts';
-import type { Io } from '../../scripts/args.ts';
-
-async function live(t: Parameters<typeof apiHarness>[0]) {
-  const h = await apiHarness(t);
-  await h.app.listen({ port: 0, host: '127.0.0.1' });
-  const address = h.app.server.address() as { port: number };
-  const api = `http://127.0.0.1:${address.port}`;
-  const pinwave = async (args: string[], token: string = TOKENS.admin) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env: { PINWAVE_TOKEN: token, PINWAVE_API: api }, tty: false };
-    const code = await run(args, io);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  };
-  return { h, api, pinwave };
-}
 
 t.test('provision, push a bundle, create/start a rollout and follow it to completion from the CLI', async (t) => {
-  const { h, pinwave } = await live(t);
+  const { h, pinwave } = await liveCli(t);
   const dir = h.dir;
   const csv = join(dir, 'devices.csv');
   writeFileSync(csv, 'id,group,model,firmware\n' + Array.from({ length: 4 }, (_, i) => `th-${i},thermostats,th-100,1.0.0`).join('\n') + '\n');
@@ -63,12 +47,13 @@ t.test('provision, push a bundle, create/start a rollout and follow it to comple
   const listed = JSON.parse((await pinwave(['devices', 'list', '--group', 'thermostats', '--json'])).stdout);
   t.same(listed.map((d: { seq: number }) => d.seq), [1, 1, 1, 1], 'every device reports the new seq');
   t.match((await pinwave(['devices', 'stuck', '--group', 'thermostats'])).stdout, /no stuck devices/);
-  t.match((await pinwave(['devices', 'show', 'th-0'])).stdout, /"id": "th-0"/);
+  t.match((await pinwave(['devices', 'show', 'th-0'])).stdout, /^device th-0$/m);
+  t.match((await pinwave(['devices', 'show', 'th-0', '--json'])).stdout, /"id": "th-0"/);
   t.match((await pinwave(['rollout', 'list'])).stdout, new RegExp(`${rollout.id} completed`));
 });
 
 t.test('rollout status --watch on a rollout that gets held exits 1, one line per change without a terminal', async (t) => {
-  const { h, pinwave } = await live(t);
+  const { h, pinwave } = await liveCli(t);
   const { devices } = await h.gw.provision(Array.from({ length: 6 }, (_, i) => ({ id: `b-${i}`, group: 'boilers' })));
   const sims = devices.map((d) => h.device(d.id, d.token, { flashFails: true }, 'boilers'));
   await Promise.all(sims.map((d) => d.connect()));
@@ -90,16 +75,17 @@ t.test('rollout status --watch on a rollout that gets held exits 1, one line per
 });
 
 t.test('errors: the wrong role, an unknown id, a forbidden action, and usage', async (t) => {
-  const { pinwave, api } = await live(t);
+  const { pinwave, api } = await liveCli(t);
   const viewer = await pinwave(['bundle', 'push', '--group', 'g', '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`], TOKENS.viewer);
   t.equal(viewer.code, 1);
   t.match(viewer.stderr, /403/);
   const noToken = await pinwave(['rollout', 'list'], '');
   t.equal(noToken.code, 1);
   t.match(noToken.stderr, /401 .*PINWAVE_TOKEN/);
-  const unknown = await pinwave(['rollout', 'status', 'r-nope']);
+  const unknown = await pinwave(['rollout', 'status', 'r-nope-not-here']);
   t.equal(unknown.code, 1);
   t.match(unknown.stderr, /404/);
+  t.match((await pinwave(['rollout', 'status', 'r-nope'])).stderr, /400 Bad Request: rollout id "r-nope" is neither a rollout id nor a prefix of at least 8 characters/);
   t.equal((await pinwave(['rollout', 'create', '--group', 'g'])).code, 2, 'a missing --bundle is a usage error');
   t.match((await pinwave(['rollout', 'create', '--bundle', 'x', '--group', 'g', '--devices', 'a'])).stderr, /exactly one of --group/);
   t.match((await pinwave(['rollout', 'create', '--bundle', 'x', '--group', 'g', '--ack-threshold', '2'])).stderr, /--ack-threshold expects a ratio/);

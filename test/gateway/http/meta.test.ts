@@ -93,21 +93,25 @@ t.test('metrics are Prometheus text: HELP and TYPE for every metric, and the cou
   const helped = new Set<string>();
   const samples = new Map<string, number>();
   for (const line of r.body.trimEnd().split('\n')) {
+    if (line === '') continue; // the format ignores empty lines; prom-client puts one between metrics
     let m = /^# HELP (\w+) .+$/.exec(line);
     if (m) {
       helped.add(m[1]);
       continue;
     }
-    m = /^# TYPE (\w+) (counter|gauge)$/.exec(line);
+    m = /^# TYPE (\w+) (counter|gauge|histogram|summary)$/.exec(line);
     if (m) {
       t.ok(helped.has(m[1]), `HELP before TYPE for ${m[1]}`);
       typed.set(m[1], m[2]);
       continue;
     }
-    m = /^(\w+)(\{[a-z_]+="[^"\\\n]*"(?:,[a-z_]+="[^"\\\n]*")*\})? (\d+(?:\.\d+)?)$/.exec(line);
+    m = /^(\w+)(\{[a-z_]+="[^"\\\n]*"(?:,[a-z_]+="[^"\\\n]*")*\})? (-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|NaN|[+-]Inf)$/.exec(line);
     t.ok(m, `a sample line: ${line}`);
     if (!m) continue;
-    t.ok(typed.has(m[1]), `${m[1]} has a TYPE line`);
+    // A histogram's or summary's samples carry its name with _bucket, _sum or _count.
+    const family = typed.has(m[1]) ? m[1] : m[1].replace(/_(bucket|sum|count)$/, '');
+    t.ok(typed.has(family), `${m[1]} has a TYPE line`);
+    if (family !== m[1]) t.match(typed.get(family), /^(histogram|summary)$/, `${m[1]} belongs to a histogram or summary`);
     if (typed.get(m[1]) === 'counter') t.match(m[1], /_total$/, 'counters end in _total');
     samples.set(m[1] + (m[2] ?? ''), Number(m[3]));
   }
@@ -123,6 +127,12 @@ t.test('metrics are Prometheus text: HELP and TYPE for every metric, and the cou
   t.equal(samples.get('pinwave_mqtt_acl_denied_total{kind="subscribe"}'), 0);
   t.equal(samples.get('pinwave_pin_failure_reports_total'), 0);
   t.ok(samples.get('pinwave_store_writes_total')! > 0);
+  t.equal(samples.get('pinwave_webhook_deliveries_total{outcome="failed"}'), 0, 'webhook metrics are there without webhooks');
+  // Process and runtime metrics (prom-client's default collectors) follow the gateway's own.
+  for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'process_open_fds', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+    t.ok(typed.has(name), `${name} is exposed`);
+  }
+  t.ok(samples.get('process_resident_memory_bytes')! > 1e6, 'the resident memory is measured');
   for (const name of ['pinwave_connected_devices', 'pinwave_device_messages_received_total', 'pinwave_mqtt_messages_sent_total', 'pinwave_acks_total', 'pinwave_rollouts', 'pinwave_held_waves', 'pinwave_pin_failure_reports_total', 'pinwave_mqtt_connections_refused_total', 'pinwave_mqtt_acl_denied_total', 'pinwave_store_writes_total']) {
     t.ok(typed.has(name), `${name} is exposed`);
   }

@@ -726,3 +726,40 @@ t.test('10,000 devices: every ack is taken and the rollout completes', async (t)
   t.equal(appliedDevices(r).length, 10_000);
   countersHold(t, r);
 });
+
+t.test('resume for the remaining waves: the held wave and every later one take the new thresholds; the decision says so', async (t) => {
+  const r = make(100, { waves: [{ size: 10 }, { size: 40 }, { size: '100%' }], seed: 's' });
+  effects(start(r, T0, 'alice', everyone));
+  ackAll(r, members(r, 0).slice(0, 8), T0 + SEC);
+  tick(r, T0 + 3600 * SEC, everyone);
+  t.equal(r.state, 'held', '8/10 misses 0.95');
+  const fx = effects(resume(r, T0 + 4000 * SEC, 'bob', nobody, { ackThreshold: 0.8, failureThreshold: 0.9 }, 'remaining'));
+  t.same(types(fx), ['persist']);
+  t.same(r.waves.map((w) => [w.thresholds.ackThreshold, w.thresholds.failureThreshold]), [[0.8, 0.9], [0.8, 0.9], [0.8, 0.9]], 'every wave from the held one on');
+  t.match(r.decisions.find((d) => d.action === 'resume'), { scope: 'remaining', wave: 0, thresholds: { ackThreshold: 0.8, failureThreshold: 0.9 } });
+  t.equal(r.waves[0].thresholds.minDevices, 5, 'a threshold not given stays as it was');
+});
+
+t.test('resume for the held wave (the default) leaves later waves as planned, and records the scope', async (t) => {
+  const r = make(100, { waves: [{ size: 10 }, { size: 40 }, { size: '100%', failureThreshold: 0.1 }], seed: 's' });
+  effects(start(r, T0, 'alice', everyone));
+  effects(pause(r, T0, 'alice'));
+  effects(resume(r, T0 + SEC, 'bob', nobody, { failureThreshold: 0.5 }));
+  t.same(r.waves.map((w) => w.thresholds.failureThreshold), [0.5, 0.02, 0.1]);
+  t.match(r.decisions.at(-1), { action: 'resume', scope: 'held' });
+  effects(pause(r, T0 + 2 * SEC, 'bob'));
+  const bad = resume(r, T0 + 3 * SEC, 'bob', nobody, {}, 'all' as never);
+  t.same(bad, { ok: false, code: 'PW_INVALID_PLAN', message: 'for must be one of held, remaining, got "all"', errors: ['for must be one of held, remaining, got "all"'] });
+  t.equal(r.state, 'held', 'a wrong scope changes nothing');
+});
+
+t.test('resume for the remaining waves starting at a later wave leaves the passed ones as they ran', async (t) => {
+  const r = make(20, { waves: [{ size: 10 }, { size: 15 }, { size: '100%' }], seed: 's' });
+  effects(start(r, T0, 'alice', everyone));
+  ackAll(r, members(r, 0), T0 + SEC);
+  tick(r, T0 + 2 * SEC, everyone);
+  t.equal(r.wave, 1, 'wave 2 in progress');
+  effects(pause(r, T0 + 3 * SEC, 'alice'));
+  effects(resume(r, T0 + 4 * SEC, 'bob', nobody, { ackThreshold: 0.5 }, 'remaining'));
+  t.same(r.waves.map((w) => w.thresholds.ackThreshold), [0.95, 0.5, 0.5]);
+});

@@ -1,0 +1,143 @@
+// `pinwave config check FILE`: the gateway's configuration as `pinwave gateway --config FILE` would
+// load it (the file, then PINWAVE_* variables of this environment), checked whole before a start:
+// every problem printed, each naming its key, exit 1; or a summary of what the gateway would run
+// with, exit 0. Beyond what loading checks, it reads the signing key as the gateway will (its
+// owner-only mode included) and checks the data dir can be used. Secrets are never printed: tokens
+// by name and role, webhooks by their URL's origin.
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.ts';
+import { hex } from '../../firmware-manifest/codec.ts';
+import { loadSigningKey } from '../../gateway/signing-key.ts';
+import { parse, UsageError, type Io } from '../args.ts';
+import { cleartextWarnings } from './gateway.ts';
+
+const USAGE = `Usage:
+  pinwave config check FILE [--json]
+
+check   load FILE (JSON or YAML) and the PINWAVE_* environment as \`pinwave gateway --config FILE\` does,
+        read the signing key and check the data dir: print every problem and exit 1, or a summary
+        and exit 0. Run it as the user the gateway runs as (sudo -u pinwave pinwave config check …):
+        what that user cannot read is a problem. docs/configuration.md describes every key.`;
+
+export async function main(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'check': return check(rest, io);
+    case '--help': case '-h': case undefined:
+      io.out(USAGE);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown subcommand "${sub}"`, USAGE);
+  }
+}
+
+async function check(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('check takes exactly one config FILE', USAGE);
+  const file = positionals[0];
+  let config: GatewayConfig | null = null;
+  const problems: string[] = [];
+  try {
+    config = loadConfig({ file, env: { ...io.env, PINWAVE_CONFIG: '' } });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(...err.problems);
+  }
+  let kid: string | null = null;
+  if (config) {
+    try {
+      kid = hex(loadSigningKey(config.keyPath, { strictMode: true }).kid);
+    } catch (err) {
+      problems.push(`keyPath: ${(err as Error).message}`);
+    }
+    problems.push(...dataDirProblems(config.dataDir));
+    problems.push(...portProblems(config));
+  }
+  if (problems.length > 0) {
+    if (values.json) io.out(JSON.stringify({ ok: false, file, problems }, null, 2));
+    else {
+      io.err(`${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}:`);
+      for (const p of problems) io.err(`  ${p}`);
+    }
+    return 1;
+  }
+  const c = config!;
+  const warnings = cleartextWarnings(c);
+  const summary = {
+    ok: true,
+    file: resolve(file),
+    dataDir: c.dataDir,
+    keyPath: c.keyPath,
+    kid,
+    mqtt: { host: c.host, port: c.mqtt.port, ...(c.mqtt.tls && { tlsPort: c.mqtt.tls.port }), ...(c.mqtt.websocket && { websocket: c.mqtt.websocket }) },
+    http: { host: c.http.host, port: c.http.port, https: Boolean(c.http.tls), trustProxy: c.http.trustProxy },
+    log: { level: c.logLevel, format: c.logFormat },
+    shutdownTimeoutSeconds: c.shutdownTimeoutMs / 1000,
+    tokens: c.tokens.map((t) => ({ name: t.name, role: t.role })),
+    manifests: c.manifests.map((m) => ({ model: m.model, firmware: m.firmware })),
+    waves: c.waves ?? null,
+    bundleLifetimeSeconds: c.bundleLifetimeSeconds ?? null,
+    webhooks: c.webhooks.map((w) => ({ origin: new URL(w.url).origin, events: w.events })),
+    warnings,
+  };
+  if (values.json) return io.out(JSON.stringify(summary, null, 2)), 0;
+  const mqtt = [`mqtt://${c.host}:${c.mqtt.port}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
+  const rows: Array<[string, string]> = [
+    ['data dir', c.dataDir],
+    ['signing key', `${c.keyPath} (kid ${kid})`],
+    ['mqtt', mqtt],
+    ['http', `${c.http.tls ? 'https' : 'http'}://${c.http.host}:${c.http.port}${c.http.trustProxy ? ' (behind a proxy: X-Forwarded-For trusted)' : ''}`],
+    ['log', `${c.logLevel}, ${c.logFormat}`],
+    ['shutdown', `within ${c.shutdownTimeoutMs / 1000} s`],
+    ['tokens', c.tokens.length === 0 ? 'none: every /v1 route answers 401' : c.tokens.map((t) => `${t.name} (${t.role})`).join(', ')],
+    ['manifests', c.manifests.length === 0 ? 'none: pre-flight checks only groups' : c.manifests.map((m) => `${m.model} ${m.firmware}`).join(', ')],
+    ['waves', c.waves ? c.waves.map((w) => String(w.size)).join(', ') : "the engine's default (1%, 10%, 50%, 100%)"],
+    ['bundle lifetime', c.bundleLifetimeSeconds === undefined ? '30 days (default)' : `${c.bundleLifetimeSeconds} s`],
+    ['webhooks', c.webhooks.length === 0 ? 'none' : c.webhooks.map((w, i) => `#${i} ${new URL(w.url).origin} (${w.events.join(', ')})`).join('; ')],
+  ];
+  io.out(`${file}: ok`);
+  for (const [k, v] of rows) io.out(`  ${k.padEnd(16)}${v}`);
+  for (const w of warnings) io.out(`  warning: ${w}`);
+  return 0;
+}
+
+/** The gateway creates the data dir (0700) when it is missing: it needs a folder it can write, or a parent it can create one in. */
+function dataDirProblems(dir: string): string[] {
+  try {
+    const st = statSync(dir);
+    if (!st.isDirectory()) return [`dataDir: ${dir} is not a directory`];
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+    return [];
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') return [`dataDir: ${dir} is not writable by this user`];
+    if (code !== 'ENOENT') return [`dataDir: ${dir}: ${code ?? (err as Error).message}`];
+  }
+  try {
+    accessSync(dirname(dir), constants.W_OK | constants.X_OK);
+    return [];
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return [`dataDir: ${dir} does not exist and ${dirname(dir)} ${code === 'ENOENT' ? 'does not exist either' : 'is not writable by this user'} (create it: install -d -m 0700 ${dir})`];
+  }
+}
+
+/** Two listeners on one address and port cannot both start. */
+function portProblems(c: GatewayConfig): string[] {
+  const taken = new Map<string, string>();
+  const out: string[] = [];
+  const listen = (host: string, port: number | undefined, what: string) => {
+    if (port === undefined || port === 0) return;
+    const k = `${host}:${port}`;
+    const other = taken.get(k);
+    if (other) out.push(`${what}: port ${port} on ${host} is ${other}'s too`);
+    else taken.set(k, what);
+  };
+  listen(c.host, c.mqtt.port, 'mqtt.port');
+  listen(c.host, c.mqtt.tls?.port, 'mqtt.tls.port');
+  listen(c.host, c.mqtt.websocket?.port, 'mqtt.websocket.port');
+  listen(c.http.host, c.http.port, 'http.port');
+  return out;
+}

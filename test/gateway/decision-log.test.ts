@@ -1,0 +1,51 @@
+// Every rollout decision is logged exactly once, with the wave numbered from 1; a restart does not
+// log the decisions an earlier run took again.
+import t from 'tap';
+import { fleet, harness, newPins, until } from '../fixtures/gateway.ts';
+import type { Logger } from '../../gateway/gateway.ts';
+
+function recording() {
+  const lines: Array<{ level: string; msg: string; obj: Record<string, unknown> }> = [];
+  const at = (level: string) => (obj: object, msg?: string) => void lines.push({ level, msg: msg ?? '', obj: obj as Record<string, unknown> });
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return { logger, lines };
+}
+
+t.test('the log of one rollout has one line per decision: started, soaking, passed, held, resumed, paused, aborted, completed', async (t) => {
+  const { logger, lines } = recording();
+  const h = await harness(t, { logger });
+  const sims = await fleet(h, 6, 'th', (i) => ({ flashFails: i === 5 }));
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+
+  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'olga');
+  const { rollout } = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: 2, minDevices: 1 }, { size: '100%', minDevices: 1 }], seed: 'log', start: true }, 'olga');
+  await until(async () => (h.gw.tick(), ['held', 'completed'].includes((await h.gw.getRollout(rollout.id)).state)), 10_000, 'a hold or the end');
+  const r = await h.gw.getRollout(rollout.id);
+  if (r.state === 'held') {
+    await h.gw.resumeRollout(r.id, 'olga', { failureThreshold: 1, ackThreshold: 0.5 }, 'remaining');
+    await until(async () => (h.gw.tick(), (await h.gw.getRollout(rollout.id)).state === 'completed'), 10_000, 'completion');
+  }
+  const done = await h.gw.getRollout(rollout.id);
+  t.equal(done.state, 'completed');
+  const second = await h.gw.createRollout({ bundle: (await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'olga')).id, target: { devices: ['th-0000'] }, start: true }, 'olga');
+  await h.gw.pauseRollout(second.rollout.id, 'olga');
+  await h.gw.resumeRollout(second.rollout.id, 'olga');
+  await h.gw.abortRollout(second.rollout.id, 'olga', 'changed my mind');
+
+  for (const ro of [done, await h.gw.getRollout(second.rollout.id)]) {
+    const logged = lines.filter((l) => l.obj.rollout === ro.id && typeof l.obj.decision === 'string');
+    t.equal(logged.length, ro.decisions.length, `${ro.id}: one line per decision (${ro.decisions.map((d) => d.action).join(', ')})`);
+    ro.decisions.forEach((d, i) => {
+      t.match(logged[i].obj, { decision: d.action, reason: d.reason, actor: d.actor, ...(d.wave !== undefined && { wave: d.wave + 1 }) }, `decision ${i + 1}: ${d.action}, its wave from 1`);
+      t.equal(logged[i].level, d.action === 'hold' || d.action === 'abort' ? 'warn' : 'info');
+    });
+  }
+  t.ok(done.decisions.some((d) => d.action === 'soak') && done.decisions.some((d) => d.action === 'pass') && done.decisions.some((d) => d.action === 'complete'));
+  t.match(lines.find((l) => l.msg === 'rollout aborted'), { obj: { reason: 'changed my mind', actor: 'olga', state: 'running→aborted' } });
+
+  const before = lines.length;
+  await h.restart({ logger });
+  h.gw.tick();
+  t.same(lines.slice(before).filter((l) => typeof l.obj.decision === 'string'), [], 'a restart logs no decision again');
+});
