@@ -221,6 +221,8 @@ t.test('console sessions: idle and absolute timeouts as durations, checked', asy
       'config.console.sessionLifetime: must be a number of seconds above 0 and at most 31536000 s or a duration like "12h" or "7d", got "400d"',
     ],
   });
+});
+
 t.test('webhooks: url, events (all of them when left out) and a secret; every problem named, the secret never shown', async (t) => {
   const flags = { dataDir: '/d', keyPath: '/k' };
   const secret = 'a-webhook-secret-0123456789';
