@@ -50,6 +50,7 @@ t.test('the summary shows each wave against its thresholds, and the decisions', 
   });
   t.same(s.waves[0], {
     index: 0,
+    number: 1,
     state: 'active',
     plannedSize: 20,
     size: 20,
