@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { TOKENS } from '../fixtures/http.ts';
 import { liveCli } from '../fixtures/cli.ts';
+import { withoutCoverage } from '../fixtures/child-env.ts';
 import { fleet, pin, until } from '../fixtures/gateway.ts';
 import { run } from '../../scripts/cli.ts';
 
@@ -166,7 +167,7 @@ t.test('a closed stdout ends the command quietly: `pinwave rollout abort ID | he
   await fleet(h, 2);
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] }, 'adam');
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' } }, 'adam');
-  const child = spawn(process.execPath, [ENTRY, 'rollout', 'abort', rollout.id], { env: { ...process.env, PINWAVE_API: api, PINWAVE_TOKEN: TOKENS.admin }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...withoutCoverage(process.execPath, [ENTRY, 'rollout', 'abort', rollout.id]), { env: { ...process.env, PINWAVE_API: api, PINWAVE_TOKEN: TOKENS.admin }, stdio: ['ignore', 'pipe', 'pipe'] });
   // The reader is gone before the command writes a line: every write fails with EPIPE.
   child.stdout.destroy();
   let stderr = '';

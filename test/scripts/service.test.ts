@@ -9,6 +9,7 @@ import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 import { until } from '../fixtures/gateway.ts';
+import { withoutCoverage } from '../fixtures/child-env.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const UNIT = readFileSync(join(ROOT, 'docs/examples/pinwave.service'), 'utf8');
@@ -58,7 +59,7 @@ t.test('started as the unit starts it, stopped with SIGTERM: it logs its start a
     .split(' ');
   t.equal(node, '/usr/bin/node');
   const unitEnv = Object.fromEntries(service().filter(([k]) => k === 'Environment').map(([, v]) => v.split('=') as [string, string]));
-  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, ...unitEnv, ...env, PINWAVE_ADMIN_TOKEN: ADMIN }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...withoutCoverage(process.execPath, args), { env: { PATH: process.env.PATH, ...unitEnv, ...env, PINWAVE_ADMIN_TOKEN: ADMIN }, stdio: ['ignore', 'pipe', 'pipe'] });
   const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   t.teardown(() => clearTimeout(killer));
   let stdout = '';
