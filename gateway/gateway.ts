@@ -40,9 +40,10 @@ import {
 } from '../firmware-manifest/index.ts';
 import type { DeviceMessageKind } from './topics.ts';
 import { hostname } from 'node:os';
-import type { AlertEventName } from './alerts.ts';
+import type { AlertEventName, RolloutAlert } from './alerts.ts';
 import { resolveIdPrefix, MAX_CANDIDATES, MIN_PREFIX, type IdKind } from './id-prefix.ts';
-import { pinDiff, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
+import { pinDiff, type DiffBase, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
+import { approvalState, approve, assess, hasRequest, passForRollback, requestApproval, startGate, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
 import { Webhooks, type WebhookCounters, type WebhookOptions, type WebhookTarget } from './webhooks.ts';
 import { packageVersion } from './http/info.ts';
 import type { ResumeScope } from './rollout/engine.ts';
@@ -96,6 +97,8 @@ export interface GatewayOptions {
   webhookDelivery?: Omit<WebhookOptions, 'gateway' | 'logger' | 'now'>;
   /** how this gateway names itself in alerts; default the host name */
   name?: string;
+  /** two-person approval of pin changes (config `approval`, gateway/rollout/approval.ts); default off */
+  approval?: ApprovalPolicy;
 }
 
 export interface ProvisionInput {
@@ -508,12 +511,33 @@ export class Gateway {
     this.#bundles.set(bundle.id, { bytes, seq: bundle.seq, group: bundle.group });
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
-    if (input.start) await this.startRollout(r.id, actor);
+    await this.#gate(r, actor, replacing !== null);
+    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
+    if (input.start && startGate(r, r.createdBy) === null) await this.startRollout(r.id, actor);
     return { rollout: summary(r), preflight: check };
   }
 
+  /** PW_APPROVAL_REQUIRED while the rollout waits for operators other than its creator (docs/architecture.md §10). */
   async startRollout(id: string, actor: string): Promise<RolloutSummary> {
+    const pending = this.#rollout(id);
+    if (pending.state === 'pending') {
+      await this.#gate(pending, actor, false);
+      const missing = startGate(pending, pending.createdBy);
+      if (missing !== null) throw new GatewayError('PW_APPROVAL_REQUIRED', missing, { approval: approvalState(pending, pending.createdBy) });
+    }
     return this.#act(id, (r) => engine.start(r, this.#now(), actor, this.#isOnline));
+  }
+
+  /** An operator other than its creator agrees to a pending rollout that asked for approval; a second approval by one identity counts once. */
+  async approveRollout(id: string, actor: string): Promise<RolloutSummary> {
+    const r = this.#rollout(id);
+    const result = approve(r, r.createdBy, actor, this.#now());
+    if (!result.ok) throw new GatewayError(result.code, result.message);
+    if (result.counted) {
+      this.#logDecisions(r);
+      await this.#persist(r);
+    }
+    return summary(r);
   }
 
   async pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
@@ -591,9 +615,10 @@ export class Gateway {
     return { aborted, rollback: summary(created) };
   }
 
-  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState }> {
     const r = this.#rollout(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+    const approval = approvalState(r, r.createdBy);
+    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }), ...(approval && { approval }) };
   }
 
   listRollouts(state?: string): RolloutSummary[] {
@@ -693,7 +718,6 @@ export class Gateway {
   /** The bundle's pins against what its group runs now: its baseline (gateway/pin-diff.ts), or nothing. */
   async bundleDiff(id: string): Promise<PinDiff> {
     const { record, bundle } = await this.decodedBundle(id);
-    const text = (eps: Endpoint[]): PinnedEndpoint[] => eps.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin) }));
     const baseline = await this.#store.getBaseline(record.group);
     if (!baseline) return pinDiff(text(bundle.endpoints), { kind: 'none' });
     const base = await this.decodedBundle(baseline);
@@ -712,8 +736,47 @@ export class Gateway {
 
   // ---------------------------------------------------------------- internals
 
+  /**
+   * With approval configured, a pending rollout whose change needs more operators than its creator
+   * records the request (once) and alerts the others; a rollback records its own pass at once
+   * (docs/architecture.md §10). `actor`: the creator, or whoever first starts a rollout that
+   * predates the policy.
+   */
+  async #gate(r: GatewayRollout, actor: string, rollback: boolean): Promise<void> {
+    const policy = this.#o.approval;
+    if (!policy || hasRequest(r)) return;
+    const a = assess(policy, text((await this.decodedBundle(r.bundle.id)).bundle.endpoints), await this.#heldPins(r));
+    if (a.required <= 1) return;
+    requestApproval(r, a, actor, this.#now());
+    if (rollback) passForRollback(r, actor, this.#now());
+    this.#logDecisions(r);
+    await this.#persist(r);
+    const s = approvalState(r, r.createdBy)!;
+    if (s.needed) this.#alert(r, 'approval.requested', null, 'removes_pins', actor, { approval: { creator: r.createdBy, required: s.required, remaining: s.remaining, removed: s.removed } });
+  }
+
+  /** What the rollout's target holds now: its group's baseline, else the initial pins of its devices' models' manifests. */
+  async #heldPins(r: GatewayRollout): Promise<DiffBase[]> {
+    const baseline = await this.#store.getBaseline(r.bundle.group);
+    if (baseline) {
+      const b = await this.decodedBundle(baseline);
+      return [{ kind: 'baseline', bundleId: baseline, seq: b.record.seq, endpoints: text(b.bundle.endpoints) }];
+    }
+    const models = new Set<string>();
+    for (const id of Object.keys(r.devices)) {
+      const d = await this.#store.getDevice(id);
+      if (d?.model) models.add(d.model);
+    }
+    const bases: DiffBase[] = [];
+    for (const model of models) {
+      const m = this.#manifests.get(model);
+      if (m) bases.push({ kind: 'manifest', model: m.model, firmware: m.firmware, endpoints: m.pins.map((e) => ({ host: e.host, port: e.port ?? 443, pins: e.pins })) });
+    }
+    return bases;
+  }
+
   /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
-  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number> } = {}): void {
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: Pick<RolloutAlert, 'scope' | 'thresholds' | 'approval'> = {}): void {
     if (!this.#webhooks) return;
     const last = r.decisions[r.decisions.length - 1];
     this.#webhooks.emit({
@@ -1064,7 +1127,12 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   soak: 'wave soaking',
   pass: 'wave passed',
   complete: 'rollout completed',
+  request_approval: 'rollout approval requested',
+  approve: 'rollout approved',
 };
+
+/** A bundle's endpoints with their pins in text form, as pin-diff.ts compares them. */
+const text = (eps: readonly Endpoint[]): PinnedEndpoint[] => eps.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin) }));
 
 /** A decision as one log line: waves numbered from 1 (`wave`), with the figures it was judged on. */
 function decisionLine(r: GatewayRollout, d: Decision): Record<string, unknown> {
