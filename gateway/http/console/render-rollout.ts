@@ -20,7 +20,7 @@ export function rolloutsTable(items: Rollout[]): VNode {
       link(`/rollouts/${enc(r.id)}`, r.id),
       r.target.group ?? `${count(r.target.devices?.length ?? 0)} devices`,
       link(`/bundles/${enc(r.bundle.id)}`, `seq ${count(r.bundle.seq)}`),
-      badge(r.state),
+      r.approval?.needed && r.state === 'pending' ? [badge(r.state), ' ', h('span', { class: 'needs-approval' }, 'needs approval')] : badge(r.state),
       r.waves.length === 0 ? '—' : waveLabel(r.wave, r.waves.length),
       count(r.devices),
       when(r.createdAt),

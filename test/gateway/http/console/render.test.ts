@@ -132,6 +132,8 @@ t.test('actions: none for a viewer; for an operator, those the state allows; app
   const approved = rollout({ state: 'pending', createdBy: 'olga', waves: [wave({ startedAt: null })], approval: { ...approval, needed: false, remaining: 0 } });
   t.same(allowedActions(approved, 'operator', 'olga'), ['start', 'abort'], 'approved: its creator may start it');
   t.match(textOf(actionsBar(approved, 'operator', () => {}, 'olga')!), 'Approved: it removes 1 pin of api.example.com:443; approved by otto');
+  t.match(textOf(rolloutsTable([gated])), 'Pending needs approval', 'the list says which rollouts wait');
+  t.notMatch(textOf(rolloutsTable([approved])), 'needs approval');
   t.match(toHtml(actionsBar(rollout(), 'operator', () => {})!), '<button type="button" id="action-pause">Pause…</button>');
 });
 
