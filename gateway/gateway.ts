@@ -42,8 +42,9 @@ import type { DeviceMessageKind } from './topics.ts';
 import { hostname } from 'node:os';
 import type { AlertEventName, RolloutAlert } from './alerts.ts';
 import { resolveIdPrefix, MAX_CANDIDATES, MIN_PREFIX, type IdKind } from './id-prefix.ts';
-import { pinDiff, type DiffBase, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
-import { approvalState, approve, assess, hasRequest, passForRollback, requestApproval, startGate, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
+import { pinDiff, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
+import { approvalState, approve, startGate, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
+import { gateRollout, type ApprovalGateDeps } from './approval-gate.ts';
 import { Webhooks, type WebhookCounters, type WebhookOptions, type WebhookTarget } from './webhooks.ts';
 import { packageVersion } from './http/info.ts';
 import type { ResumeScope } from './rollout/engine.ts';
@@ -736,43 +737,26 @@ export class Gateway {
 
   // ---------------------------------------------------------------- internals
 
-  /**
-   * With approval configured, a pending rollout whose change needs more operators than its creator
-   * records the request (once) and alerts the others; a rollback records its own pass at once
-   * (docs/architecture.md §10). `actor`: the creator, or whoever first starts a rollout that
-   * predates the policy.
-   */
+  /** docs/architecture.md §10: records an approval request when the policy asks for more than the creator, and tells the others. */
   async #gate(r: GatewayRollout, actor: string, rollback: boolean): Promise<void> {
-    const policy = this.#o.approval;
-    if (!policy || hasRequest(r)) return;
-    const a = assess(policy, text((await this.decodedBundle(r.bundle.id)).bundle.endpoints), await this.#heldPins(r));
-    if (a.required <= 1) return;
-    requestApproval(r, a, actor, this.#now());
-    if (rollback) passForRollback(r, actor, this.#now());
+    const s = await gateRollout(this.#approvalDeps, r, r.createdBy, actor, { rollback, now: this.#now() });
+    if (s === null) return;
     this.#logDecisions(r);
     await this.#persist(r);
-    const s = approvalState(r, r.createdBy)!;
     if (s.needed) this.#alert(r, 'approval.requested', null, 'removes_pins', actor, { approval: { creator: r.createdBy, required: s.required, remaining: s.remaining, removed: s.removed } });
   }
 
-  /** What the rollout's target holds now: its group's baseline, else the initial pins of its devices' models' manifests. */
-  async #heldPins(r: GatewayRollout): Promise<DiffBase[]> {
-    const baseline = await this.#store.getBaseline(r.bundle.group);
-    if (baseline) {
-      const b = await this.decodedBundle(baseline);
-      return [{ kind: 'baseline', bundleId: baseline, seq: b.record.seq, endpoints: text(b.bundle.endpoints) }];
-    }
-    const models = new Set<string>();
-    for (const id of Object.keys(r.devices)) {
-      const d = await this.#store.getDevice(id);
-      if (d?.model) models.add(d.model);
-    }
-    const bases: DiffBase[] = [];
-    for (const model of models) {
-      const m = this.#manifests.get(model);
-      if (m) bases.push({ kind: 'manifest', model: m.model, firmware: m.firmware, endpoints: m.pins.map((e) => ({ host: e.host, port: e.port ?? 443, pins: e.pins })) });
-    }
-    return bases;
+  /** What the approval gate reads (gateway/approval-gate.ts). */
+  get #approvalDeps(): ApprovalGateDeps {
+    return {
+      policy: this.#o.approval,
+      store: this.#store,
+      manifests: this.#manifests,
+      pins: async (id) => {
+        const { record, bundle } = await this.decodedBundle(id);
+        return { seq: record.seq, endpoints: text(bundle.endpoints) };
+      },
+    };
   }
 
   /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
