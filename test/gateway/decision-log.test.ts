@@ -49,3 +49,30 @@ t.test('the log of one rollout has one line per decision: started, soaking, pass
   h.gw.tick();
   t.same(lines.slice(before).filter((l) => typeof l.obj.decision === 'string'), [], 'a restart logs no decision again');
 });
+
+t.test('rolling back a completed rollout records a rollback decision on it, logged once and kept across a restart', async (t) => {
+  const { logger, lines } = recording();
+  const h = await harness(t, { logger });
+  const sims = await fleet(h, 2);
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  const complete = async (actor: string) => {
+    const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, actor);
+    const { rollout } = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 1 }], start: true }, actor);
+    await until(async () => (h.gw.tick(), (await h.gw.getRollout(rollout.id)).state === 'completed'), 10_000, `${rollout.id} to complete`);
+    return rollout.id;
+  };
+  await complete('olga');
+  const id = await complete('olga');
+  const { aborted, rollback } = await h.gw.rollback(id, 'carol');
+  t.equal(aborted.state, 'completed', 'a completed rollout stays completed');
+  const r = await h.gw.getRollout(id);
+  t.equal(r.rolledBackBy, rollback.id);
+  t.match(r.decisions.at(-1), { actor: 'carol', action: 'rollback', reason: 'rollback', from: 'completed', to: 'completed' }, 'the rollback is a decision on the rolled-back rollout');
+  t.equal(aborted.decisions.length, r.decisions.length, 'the answer carries it');
+  const logged = lines.filter((l) => l.obj.rollout === id && l.obj.decision === 'rollback');
+  t.equal(logged.length, 1, 'logged once');
+  t.match(logged[0], { level: 'info', msg: 'rollout rolled back', obj: { actor: 'carol', state: 'completed→completed' } });
+  await h.restart({ logger });
+  t.match((await h.gw.getRollout(id)).decisions.at(-1), { action: 'rollback', actor: 'carol' }, 'on disk with the record');
+});
