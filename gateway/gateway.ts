@@ -28,7 +28,7 @@ import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page, Store 
 import { Support } from './support.ts';
 import { Tasks } from './tasks.ts';
 import type { ResumeScope } from './rollout/engine.ts';
-import { summary, type RolloutSummary } from './rollout/summary.ts';
+import type { RolloutSummary } from './rollout/summary.ts';
 import type { DeviceStatus, RolloutState, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
 import type { Preflight } from './preflight.ts';
@@ -356,12 +356,11 @@ export class Gateway {
   }
 
   async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
-    const r = this.#rollouts.get(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+    return this.#rollouts.describe(id);
   }
 
   listRollouts(state?: string): RolloutSummary[] {
-    return [...this.#rollouts.all()].filter((r) => state === undefined || r.state === state).map(summary);
+    return this.#rollouts.list(state);
   }
 
   /** The device's latest rollout that is not aborted, and where the device stands in it; null when none. */

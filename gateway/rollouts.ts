@@ -303,6 +303,17 @@ export class Rollouts {
 
   // ---------------------------------------------------------------- reading
 
+  /** The API's view of a rollout, with the gateway's own fields. */
+  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string } {
+    const r = this.get(id);
+    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+  }
+
+  /** Every rollout's summary, or those in `state`, in creation order. */
+  list(state?: string): RolloutSummary[] {
+    return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map(summary);
+  }
+
   /** The device's latest rollout that is not aborted, and where the device stands in it; null when none. */
   deviceRollout(deviceId: string): { id: string; state: RolloutState; status: DeviceStatus; wave: number; reason?: string; at: number | null } | null {
     const r = this.activeOrLatest(deviceId);
