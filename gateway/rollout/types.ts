@@ -100,7 +100,7 @@ export interface DeviceEntry {
 }
 
 /** `request_approval` and `approve` are the approval gate's (approval.ts, docs/architecture.md §10). */
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'request_approval' | 'approve';
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {
