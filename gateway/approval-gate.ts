@@ -1,12 +1,13 @@
 // The approval gate at the gateway's edge (docs/architecture.md §6, §10): finds what a rollout's
 // target holds now (its group's baseline, else the initial pins of its devices' models' firmware
-// manifests) and the bundle's pins, and hands them to the pure policy (gateway/rollout/approval.ts),
-// which records the request on the rollout's decisions. The caller persists, logs and alerts.
+// manifests) and the bundle's pins, diffs them (gateway/pin-diff.ts) and hands the diffs to the pure
+// policy (gateway/rollout/approval.ts), which records the request on the rollout's decisions. The
+// caller persists, logs and alerts.
 //
 //   const s = await gateRollout(deps, r, r.createdBy, actor, { rollback: false, now });
 //   if (s?.needed) alert('approval.requested', …);
 import type { FirmwareManifest } from '../firmware-manifest/index.ts';
-import type { DiffBase, PinnedEndpoint } from './pin-diff.ts';
+import { pinDiff, type DiffBase, type PinnedEndpoint } from './pin-diff.ts';
 import { approvalState, assess, hasRequest, passForRollback, requestApproval, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
 import type { Rollout } from './rollout/types.ts';
 import type { Store } from './store/types.ts';
@@ -45,7 +46,8 @@ export async function heldPins(d: ApprovalGateDeps, r: Rollout): Promise<DiffBas
  */
 export async function gateRollout(d: ApprovalGateDeps, r: Rollout, creator: string, actor: string, o: { rollback: boolean; now: number }): Promise<ApprovalState | null> {
   if (!d.policy || hasRequest(r) || r.state !== 'pending') return null;
-  const a = assess(d.policy, (await d.pins(r.bundle.id)).endpoints, await heldPins(d, r));
+  const bundle = (await d.pins(r.bundle.id)).endpoints;
+  const a = assess(d.policy, (await heldPins(d, r)).map((base) => pinDiff(bundle, base)));
   if (a.required <= 1) return null;
   requestApproval(r, a, actor, o.now);
   if (o.rollback) passForRollback(r, actor, o.now);

@@ -10,12 +10,16 @@
 // takes `addPin`. An approval by the creator never counts, and one identity counts once. A
 // rollback never waits: it records the request and its own pass (`approve`, reason `rollback`).
 //
-//   const a = assess(policy, pinDiffs);                     // { required: 2, removed: [...] }
+//   const a = assess(policy, diffs);                        // { required: 2, removed: [...] }
 //   if (a.required > 1) requestApproval(r, a, 'olga', now); // a decision on the record
 //   approve(r, 'otto', now);                                // { ok: true, counted: true }
 //   startGate(r);                                           // null: it may start
-import { pinDiff, type DiffBase, type PinDiff, type PinnedEndpoint } from '../pin-diff.ts';
 import type { Decision, Rollout } from './types.ts';
+
+/** A bundle's pins against one base the target holds, as gateway/pin-diff.ts computes it (only what the gate reads). */
+export interface DiffAgainstHeld {
+  endpoints: ReadonlyArray<{ host: string; port: number; change: 'added' | 'removed' | 'changed' | 'unchanged'; removed: readonly string[] }>;
+}
 
 /** Config `approval`: how many operators must agree, the creator included. */
 export interface ApprovalPolicy {
@@ -68,11 +72,10 @@ export type ApproveResult = { ok: true; counted: boolean } | { ok: false; code: 
 const REQUEST = 'request_approval';
 const APPROVE = 'approve';
 
-/** What the bundle removes from every base the target holds now (one per model's manifest, or the baseline), merged. */
-export function removedPins(bundle: readonly PinnedEndpoint[], bases: readonly DiffBase[]): RemovedPins[] {
+/** What the bundle removes from every base the target holds now (one diff per model's manifest, or the baseline's), merged. */
+export function removedPins(diffs: readonly DiffAgainstHeld[]): RemovedPins[] {
   const out = new Map<string, RemovedPins>();
-  for (const base of bases) {
-    const diff: PinDiff = pinDiff(bundle, base);
+  for (const diff of diffs) {
     for (const e of diff.endpoints) {
       if (e.removed.length === 0) continue;
       const k = `${e.host.toLowerCase()}:${e.port}`;
@@ -86,8 +89,8 @@ export function removedPins(bundle: readonly PinnedEndpoint[], bases: readonly D
 }
 
 /** The operators the policy asks for this change, and what it removes. */
-export function assess(policy: ApprovalPolicy, bundle: readonly PinnedEndpoint[], bases: readonly DiffBase[]): ApprovalRequest {
-  const removed = removedPins(bundle, bases);
+export function assess(policy: ApprovalPolicy, diffs: readonly DiffAgainstHeld[]): ApprovalRequest {
+  const removed = removedPins(diffs);
   return { required: removed.length > 0 ? policy.removePin : policy.addPin, removed };
 }
 

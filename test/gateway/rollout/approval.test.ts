@@ -4,13 +4,15 @@
 import t from 'tap';
 import { createRollout, start } from '../../../gateway/rollout/engine.ts';
 import { approvalState, approve, assess, describeRemoved, hasRequest, passForRollback, removedPins, requestApproval, startGate, APPROVAL_DEFAULTS } from '../../../gateway/rollout/approval.ts';
-import type { DiffBase } from '../../../gateway/pin-diff.ts';
+import { pinDiff, type DiffBase, type PinnedEndpoint } from '../../../gateway/pin-diff.ts';
 import type { Rollout } from '../../../gateway/rollout/types.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
 const ep = (host: string, pins: string[], port = 443) => ({ host, port, pins });
 const baseline = (endpoints: ReturnType<typeof ep>[]): DiffBase => ({ kind: 'baseline', bundleId: 'b'.repeat(64), seq: 1, endpoints });
 const manifest = (model: string, endpoints: ReturnType<typeof ep>[]): DiffBase => ({ kind: 'manifest', model, firmware: '1.0.0', endpoints });
+/** The diffs the gate reads: the bundle against each base, as gateway/approval-gate.ts makes them. */
+const against = (bundle: PinnedEndpoint[], bases: DiffBase[]) => bases.map((b) => pinDiff(bundle, b));
 
 function pending(): Rollout {
   const c = createRollout({ id: 'r-1', bundle: { id: 'a'.repeat(64), seq: 2, group: 'g' }, target: { group: 'g' }, deviceIds: ['d1', 'd2'], plan: { waves: [{ size: '100%' }] }, now: T0 });
@@ -20,25 +22,25 @@ function pending(): Rollout {
 
 t.test('removed pins: per endpoint, a whole endpoint marked, merged over every base the target holds', async (t) => {
   const bundle = [ep('api.example.com', ['new', 'backup']), ep('new.example.com', ['x', 'y'])];
-  t.same(removedPins(bundle, [baseline([ep('api.example.com', ['old', 'backup']), ep('gone.example.com', ['g1', 'g2'])])]), [
+  t.same(removedPins(against(bundle, [baseline([ep('api.example.com', ['old', 'backup']), ep('gone.example.com', ['g1', 'g2'])])])), [
     { host: 'api.example.com', port: 443, pins: ['old'], endpoint: false },
     { host: 'gone.example.com', port: 443, pins: ['g1', 'g2'], endpoint: true },
   ]);
-  t.same(removedPins(bundle, [baseline([ep('api.example.com', ['backup'])])]), [], 'adding only removes nothing');
-  t.same(removedPins(bundle, []), [], 'nothing held: nothing removed');
+  t.same(removedPins(against(bundle, [baseline([ep('api.example.com', ['backup'])])])), [], 'adding only removes nothing');
+  t.same(removedPins(against(bundle, [])), [], 'nothing held: nothing removed');
   t.same(
-    removedPins([ep('api.example.com', ['backup'])], [manifest('th-100', [ep('api.example.com', ['old', 'backup'])]), manifest('th-200', [ep('API.example.com', ['older', 'backup', 'old'])])]),
+    removedPins(against([ep('api.example.com', ['backup'])], [manifest('th-100', [ep('api.example.com', ['old', 'backup'])]), manifest('th-200', [ep('API.example.com', ['older', 'backup', 'old'])])])),
     [{ host: 'api.example.com', port: 443, pins: ['old', 'older'], endpoint: false }],
     "two models' manifests: each pin once, hosts compared without case",
   );
-  t.same(removedPins([ep('api.example.com', ['a'], 8443)], [baseline([ep('api.example.com', ['a'])])]), [{ host: 'api.example.com', port: 443, pins: ['a'], endpoint: true }], 'another port is another endpoint');
+  t.same(removedPins(against([ep('api.example.com', ['a'], 8443)], [baseline([ep('api.example.com', ['a'])])])), [{ host: 'api.example.com', port: 443, pins: ['a'], endpoint: true }], 'another port is another endpoint');
 });
 
 t.test('the policy is asymmetric: removing takes removePin, anything else addPin', async (t) => {
   const held = [baseline([ep('api.example.com', ['old', 'backup'])])];
-  t.same(assess(APPROVAL_DEFAULTS, [ep('api.example.com', ['new', 'backup'])], held), { required: 2, removed: [{ host: 'api.example.com', port: 443, pins: ['old'], endpoint: false }] });
-  t.same(assess(APPROVAL_DEFAULTS, [ep('api.example.com', ['old', 'backup', 'new'])], held), { required: 1, removed: [] });
-  t.same(assess({ removePin: 3, addPin: 2 }, [ep('api.example.com', ['old', 'backup', 'new'])], held).required, 2);
+  t.same(assess(APPROVAL_DEFAULTS, against([ep('api.example.com', ['new', 'backup'])], held)), { required: 2, removed: [{ host: 'api.example.com', port: 443, pins: ['old'], endpoint: false }] });
+  t.same(assess(APPROVAL_DEFAULTS, against([ep('api.example.com', ['old', 'backup', 'new'])], held)), { required: 1, removed: [] });
+  t.same(assess({ removePin: 3, addPin: 2 }, against([ep('api.example.com', ['old', 'backup', 'new'])], held)).required, 2);
   t.equal(describeRemoved([{ host: 'a', port: 443, pins: ['p'], endpoint: false }, { host: 'b', port: 8443, pins: ['p', 'q'], endpoint: true }]), 'removes 1 pin of a:443; removes endpoint b:8443 (2 pins)');
   t.equal(describeRemoved([]), 'changes pins');
 });
