@@ -94,7 +94,8 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       schema: {
         tags: ['rollouts'],
         summary: 'Create a rollout of a bundle in waves, after a pre-flight check',
-        description: 'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices).',
+        description:
+          'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices). With config approval, a rollout that needs operators other than its creator is created pending, even with start: true, its `approval` saying how many (POST /v1/rollouts/:id/approve).',
         body: createBody,
         response: responses({ 201: { $ref: 'RolloutCreated#' } }),
       },

@@ -66,6 +66,13 @@ t.test('a pin-removing rollout refuses to start for its creator and starts after
   t.match(await other.page.locator('#decisions li[data-action="approve"]').textContent(), /otto\s+Approved: by an operator/);
   t.equal(await other.page.locator('#action-approve').count(), 0, 'approved once: no second Approve');
 
+  // A viewer reads where it stands, and has nothing to press.
+  const viewer = await c.page();
+  await c.signIn(viewer.page, 'viewer');
+  await viewer.page.goto(`${c.base}/ui#/rollouts/${ro.id}`);
+  await viewer.page.locator('#approval', { hasText: 'approved by otto' }).waitFor();
+  t.equal(await viewer.page.locator('main button').count(), 0, 'no Approve or Start for a viewer');
+
   // The creator's page hears of it on its own (server-sent events) and now offers Start.
   await creator.page.locator('#approval', { hasText: 'Approved: it removes 1 pin of api.example.com:443; approved by otto' }).waitFor();
   await creator.page.getByRole('button', { name: 'Start…' }).click();
