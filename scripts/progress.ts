@@ -77,6 +77,7 @@ export function renderRollout(r: RolloutView, color = false): string[] {
 /** One line for logs and pipes: printed when it changes. */
 export function oneLine(r: RolloutView): string {
   const w = r.waves.find((x) => x.state === 'active' || x.state === 'soaking') ?? [...r.waves].reverse().find((x) => x.state !== 'pending') ?? r.waves[0];
-  if (!w) return `${r.id} ${r.state}`;
-  return `${r.id} ${r.state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)} fail ${pct(w.failureRatio)}`;
+  const state = r.approval?.needed ? `${r.state} (needs approval)` : r.state;
+  if (!w) return `${r.id} ${state}`;
+  return `${r.id} ${state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)} fail ${pct(w.failureRatio)}`;
 }

@@ -15,6 +15,7 @@ t.test('rollout approve: refused for the creator, counted for an admin, after wh
   const id = /^rollout (\S+)\s+pending/.exec(created.stdout)?.[1] ?? '';
   t.match(created.stdout, `needs approval: removes 1 pin of api.example.com:443; 1 more by an operator other than olga (no approval yet): pinwave rollout approve ${id}`);
 
+  t.match((await pinwave(['rollout', 'list'], TOKENS.viewer)).stdout, `${id} pending (needs approval) wave 1/1`);
   const start = await pinwave(['rollout', 'start', id], TOKENS.operator);
   t.equal(start.code, 1);
   t.match(start.stderr, 'pinwave rollout: 409 Conflict: rollout ' + id + ' removes 1 pin of api.example.com:443 and needs 1 more approval by an operator other than its creator olga');
