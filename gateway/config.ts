@@ -14,7 +14,7 @@
 // A YAML example with every option (defaults shown where there are any):
 //
 //   dataDir: /var/lib/pinwave          # required (or PINWAVE_DATA_DIR / --data)
-//   keyPath: /etc/pinwave/signing.key  # required (or PINWAVE_KEY / --key)
+//   keyPath: /etc/pinwave/signing.key  # or PINWAVE_KEY / --key; without one the gateway is upload-only (signs no bundle)
 //   host: 127.0.0.1
 //   logLevel: info
 //   logFormat: json                    # or pretty: one readable line per entry, for people
@@ -122,7 +122,8 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 /** What the gateway runs with: file, environment and flags merged, defaults filled in, files read. */
 export interface GatewayConfig {
   dataDir: string;
-  keyPath: string;
+  /** null: no signing key, the gateway takes only bundles signed elsewhere (docs/operations.md) */
+  keyPath: string | null;
   host: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -304,13 +305,12 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   if (dataDir === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir');
-  if (keyPath === undefined) problems.push('keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
   const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
   return {
     dataDir: dataDir!,
-    keyPath: keyPath!,
+    keyPath: keyPath ?? null,
     host,
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
     logFormat: flags.logFormat ?? envFormat ?? fileFormat ?? DEFAULTS.logFormat,

@@ -19,7 +19,7 @@ import { checkPlan, checkThresholds } from './rollout/plan.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, DeviceStatus, Effect, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
-import { preflight, type Preflight } from './preflight.ts';
+import { preflight, type Preflight, type PreflightFinding } from './preflight.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
 import {
   BundleError,
@@ -47,6 +47,11 @@ import { Webhooks, type WebhookCounters, type WebhookOptions, type WebhookTarget
 import { packageVersion } from './http/info.ts';
 import type { ResumeScope } from './rollout/engine.ts';
 import type { Decision } from './rollout/types.ts';
+import { ManifestRegistry, type KnownManifest, type PushOutcome } from './manifest-registry.ts';
+import { readManifestFile, writeManifestFile } from './manifest-file.ts';
+import { initialPins, missingManifestMessage } from './initial-pins.ts';
+import { checkUpload, type TrustedKey } from './bundle-upload.ts';
+import { publicKeyFromText, validateManifest, formatManifestErrors } from '../firmware-manifest/index.ts';
 
 /** What the gateway logs through: pino's shape. Tokens and keys are never passed to it. */
 export interface Logger {
@@ -61,8 +66,11 @@ const NO_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 export interface GatewayOptions {
   /** where the fleet store lives (`pinwave.json`); created with mode 0700 if missing */
   dataDir: string;
-  /** the PKCS#8 PEM signing key; refused if group or others can read it */
-  keyPath: string;
+  /**
+   * the PKCS#8 PEM signing key; refused if group or others can read it. Without one the gateway is
+   * upload-only: it takes bundles signed elsewhere (uploadBundle), and signs none itself
+   */
+  keyPath?: string | null;
   /** MQTT listen address; default 127.0.0.1 */
   host?: string;
   /** MQTT TCP port; default 1883, 0 for an ephemeral one (see `mqttPort`) */
@@ -128,7 +136,22 @@ export type GatewayRollout = Rollout & {
   rollbackOf?: string;
   /** the rollback rollout that undid this one */
   rolledBackBy?: string;
+  /** the gates a rollback passed as a recorded decision instead of a refusal (docs/architecture.md §6) */
+  gatesBypassed?: BypassedGate[];
 };
+
+/**
+ * A gate a rollback is not held by: the gates the rollout it undoes had to pass (pre-flight; and
+ * two-person approval, which records itself here as `gate: 'approval'`) are passed with the findings
+ * recorded, never a refusal: a rollback must never be blocked by what let the bad bundle out.
+ */
+export interface BypassedGate {
+  gate: 'preflight' | 'approval';
+  at: number;
+  actor: string;
+  reason: 'rollback';
+  findings: PreflightFinding[];
+}
 
 export interface GatewayCounters {
   messagesIn: Record<DeviceMessageKind, number>;
@@ -149,7 +172,7 @@ export class Gateway {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #store: Store;
-  readonly #key: SigningKey;
+  readonly #key: SigningKey | null;
   #broker!: DeviceBroker;
   #timer: NodeJS.Timeout | null = null;
   readonly #rollouts = new Map<string, GatewayRollout>();
@@ -160,7 +183,8 @@ export class Gateway {
   /** device id → the bundle handed to it on its current connection, so one bundle goes once per session */
   readonly #delivered = new Map<string, string>();
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #manifests = new Map<string, FirmwareManifest>();
+  /** the config's manifests and the pushed ones (docs/architecture.md §4) */
+  readonly #manifests: ManifestRegistry;
   #telemetry!: TelemetryBook;
   #stopping: Promise<void> | null = null;
   /** called with a rollout's id whenever its record is persisted (onRolloutChange) */
@@ -175,13 +199,13 @@ export class Gateway {
     dropped: {} as Record<string, number>,
   };
 
-  private constructor(o: GatewayOptions, store: Store, key: SigningKey) {
+  private constructor(o: GatewayOptions, store: Store, key: SigningKey | null, pushed: KnownManifest[]) {
     this.#o = o;
     this.#log = o.logger ?? NO_LOG;
     this.#now = o.now ?? Date.now;
     this.#store = store;
     this.#key = key;
-    for (const m of o.manifests ?? []) this.#manifests.set(m.model, m);
+    this.#manifests = new ManifestRegistry(o.manifests ?? [], pushed);
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
         ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: this.#log, now: this.#now })
@@ -190,10 +214,11 @@ export class Gateway {
 
   /** Loads the store, resumes every rollout where it stood, and starts the broker. */
   static async start(o: GatewayOptions): Promise<Gateway> {
-    const key = loadSigningKey(o.keyPath, { strictMode: true });
+    const key = o.keyPath ? loadSigningKey(o.keyPath, { strictMode: true }) : null;
+    const pushed = readManifestFile(o.dataDir);
     const store = o.store ?? new LowdbStore({ dir: o.dataDir, windowMs: o.writeWindowMs ?? 100 });
     await store.load();
-    const gw = new Gateway(o, store, key);
+    const gw = new Gateway(o, store, key, pushed);
     await gw.#resume();
     gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
@@ -219,7 +244,7 @@ export class Gateway {
       gw.#timer.unref();
     }
     // `pinwave gateway` logs the one start line of a process, with its listeners.
-    gw.#log.debug({ kid: hex(key.kid), rollouts: gw.#rollouts.size }, 'gateway started');
+    gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
   }
 
@@ -274,9 +299,9 @@ export class Gateway {
     return tcp !== undefined ? `mqtt://${this.#o.host ?? '127.0.0.1'}:${tcp}` : `mqtts://${this.#o.host ?? '127.0.0.1'}:${tls}`;
   }
 
-  /** The signing key's public half and kid, for `GET /v1/info` and simulators. */
-  get signing(): { kid: string; publicKey: Uint8Array; publicPem: string } {
-    return { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
+  /** The signing key's public half and kid, for `GET /v1/info` and simulators; null on an upload-only gateway. */
+  get signing(): { kid: string; publicKey: Uint8Array; publicPem: string } | null {
+    return this.#key && { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
   }
 
   get store(): Store {
@@ -308,8 +333,40 @@ export class Gateway {
     return () => void this.#rolloutListeners.delete(listener);
   }
 
+  /** A manifest as the config gives it (tests): it wins over pushed ones. */
   addManifest(m: FirmwareManifest): void {
-    this.#manifests.set(m.model, m);
+    this.#manifests.configure(m);
+  }
+
+  // ---------------------------------------------------------------- firmware manifests (docs/architecture.md §4)
+
+  /**
+   * Takes a pushed manifest: validated as `pinwave manifest validate` does (PW_INVALID listing every
+   * problem), refused when the config has a different one of its model and firmware (PW_CONFLICT
+   * naming it), a no-op when identical to what is known; durable before it returns.
+   */
+  async pushManifest(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+    const r = validateManifest(value);
+    if (!r.ok) throw invalid(`not a valid firmware manifest:\n${formatManifestErrors(r.errors)}`, { errors: r.errors });
+    const before = this.#manifests.pushed();
+    const out: PushOutcome = this.#manifests.push(r.manifest, { by: actor, at: this.#now() });
+    if (!out.ok) throw new GatewayError('PW_CONFLICT', out.message, { conflict: { model: out.conflict.manifest.model, firmware: out.conflict.manifest.firmware, source: out.conflict.source } });
+    if (out.status !== 'unchanged') {
+      try {
+        writeManifestFile(this.#o.dataDir, this.#manifests.pushed());
+      } catch (err) {
+        // Nothing is taken that is not on disk: the registry goes back to what it held.
+        this.#manifests.reset(before);
+        throw err;
+      }
+      this.#log.info({ model: r.manifest.model, firmware: r.manifest.firmware, status: out.status, actor }, 'manifest pushed');
+    }
+    return { status: out.status, entry: out.entry };
+  }
+
+  /** Every manifest the gateway knows, the config's first. */
+  listManifests(): KnownManifest[] {
+    return this.#manifests.list();
   }
 
   // ---------------------------------------------------------------- devices
@@ -386,6 +443,8 @@ export class Gateway {
 
   /** Signs a bundle for a group with the next seq (never reused) and stores it. */
   async createBundle(input: BundleInput, actor: string): Promise<BundleRecord> {
+    const key = this.#key;
+    if (!key) throw new GatewayError('PW_NO_SIGNING_KEY', 'this gateway has no signing key; upload a signed bundle (pinwave bundle create on the machine that holds the key, then pinwave bundle upload FILE; POST /v1/bundles with "cose")');
     if (typeof input?.group !== 'string' || !GROUP_RE.test(input.group)) throw invalid('group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
     if (!Array.isArray(input.endpoints) || input.endpoints.length === 0) throw invalid('pins: at least one endpoint is required');
     const endpoints: Endpoint[] = input.endpoints.map((e, i) => {
@@ -411,13 +470,13 @@ export class Gateway {
     // Check the content before taking a seq, so a refused bundle does not burn one.
     const draft = { seq: 1, iat, exp: iat + lifetime, group: input.group, endpoints, ...(input.expiryPolicy === 'ca-fallback' && { expiryPolicy: 'ca-fallback' as const }) };
     try {
-      signBundle(draft, this.#key.seed);
+      signBundle(draft, key.seed);
     } catch (err) {
       if (err instanceof BundleError) throw invalid(err.message.replace(/^endpoints/, 'pins'));
       throw err;
     }
     const seq = await this.#store.allocateSeq(input.group, await this.#highestReportedSeq(input.group));
-    const signed = signBundle({ ...draft, seq }, this.#key.seed);
+    const signed = signBundle({ ...draft, seq }, key.seed);
     const record: BundleRecord = {
       id: signed.id,
       group: input.group,
@@ -432,6 +491,61 @@ export class Gateway {
     this.#bundles.set(record.id, { bytes: Buffer.from(signed.bytes), seq, group: input.group });
     this.#log.info({ bundle: record.id, group: record.group, seq, actor }, 'bundle created');
     return record;
+  }
+
+  /**
+   * Takes a bundle signed elsewhere (docs/architecture.md §3): stored only when a device of its group
+   * would accept it (gateway/bundle-upload.ts) under a key the group trusts, with the group's next
+   * seq. A refusal is PW_UPLOAD_REFUSED with the verifier's reason in details.reason.
+   */
+  async uploadBundle(input: { group: string; bytes: Uint8Array }, actor: string): Promise<BundleRecord & { kid: string; signedBy: string }> {
+    if (typeof input?.group !== 'string' || !GROUP_RE.test(input.group)) throw invalid('group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
+    const group = input.group;
+    const nextSeq = (await this.#highestSeq(group)) + 1;
+    const check = checkUpload(input.bytes, { group, nextSeq, trustedKeys: await this.#groupKeys(group), keyEpoch: await this.#groupKeyEpoch(group), now: Math.floor(this.#now() / 1000) });
+    const refuse = (reason: string, detail: string) => new GatewayError('PW_UPLOAD_REFUSED', `the bundle is refused: ${reason}: ${detail}`, { reason, detail, nextSeq });
+    if (!check.ok) throw refuse(check.reason, check.detail);
+    // Taken only as the next seq: another bundle made in the meantime makes this one stale.
+    const seq = await this.#store.allocateSeq(group, check.bundle.seq - 1);
+    if (seq !== check.bundle.seq) throw refuse('replayed', `seq ${check.bundle.seq} was handed out while this bundle was checked; the next seq of group "${group}" is ${seq + 1}`);
+    const record: BundleRecord = { id: check.id, group, seq, size: input.bytes.length, createdAt: this.#now(), bytes: Buffer.from(input.bytes).toString('base64'), createdBy: actor, meta: { uploaded: true, kid: check.kid, signedBy: check.signedBy } };
+    const put = await this.#store.putBundle(record);
+    if (!put.ok) throw new GatewayError('PW_CONFLICT', `bundle ${check.id} exists already`);
+    this.#bundles.set(record.id, { bytes: Buffer.from(input.bytes), seq, group });
+    this.#log.info({ bundle: record.id, group, seq, kid: check.kid, actor }, 'bundle uploaded');
+    return { ...record, kid: check.kid, signedBy: check.signedBy };
+  }
+
+  /** The highest seq of the group: of the bundles stored for it, and of those its devices run. */
+  async #highestSeq(group: string): Promise<number> {
+    let max = await this.#highestReportedSeq(group);
+    let cursor: string | null = null;
+    do {
+      const page: Page<BundleRecord> = await this.#store.listBundles({ group, limit: 1000, cursor });
+      for (const b of page.items) if (b.seq > max) max = b.seq;
+      cursor = page.next;
+    } while (cursor !== null);
+    return max;
+  }
+
+  /** The keys a group trusts: the gateway's own, and those of the manifests of its models (every manifest's, when none of its devices has a known model). */
+  async #groupKeys(group: string): Promise<TrustedKey[]> {
+    const keys: TrustedKey[] = this.#key ? [{ key: this.#key.publicKey, source: "the gateway's signing key" }] : [];
+    const models = new Set<string>();
+    for (const id of await this.#store.devicesInGroup(group)) {
+      const d = await this.#store.getDevice(id);
+      if (d?.model) models.add(d.model);
+    }
+    const manifests = this.#manifests.list().filter((e) => models.size === 0 || models.has(e.manifest.model));
+    for (const e of manifests) for (const k of e.manifest.trustedKeys) keys.push({ key: publicKeyFromText(k), source: `manifest ${e.manifest.model} ${e.manifest.firmware}` });
+    return keys;
+  }
+
+  /** The key epoch the group's devices report (the highest), 0 when none has rotated. */
+  async #groupKeyEpoch(group: string): Promise<number> {
+    let epoch = 0;
+    for (const id of await this.#store.devicesInGroup(group)) epoch = Math.max(epoch, (await this.#store.getDevice(id))?.keyEpoch ?? 0);
+    return epoch;
   }
 
   async getBundle(id: string): Promise<BundleRecord> {
@@ -483,11 +597,12 @@ export class Gateway {
     const check = await preflight({
       bundle: { record: bundle, bytes: new Uint8Array(bytes), decoded: decoded.bundle },
       devices: devices.filter((d): d is DeviceRecord => d !== null),
-      manifests: this.#manifests,
+      manifests: this.#manifests.byModel(),
       fits: bundleFitsManifest,
       checkEndpoints: input.checkEndpoints ?? false,
     });
-    if (!check.ok) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
+    // A rollback (replacing a rollout) passes pre-flight as a recorded decision (BypassedGate).
+    if (!check.ok && replacing === null) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
     const created = engine.createRollout({
       id,
@@ -503,6 +618,10 @@ export class Gateway {
     const taken = targetIds.filter((dev) => this.#activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
     if (taken.length > 0) throw this.#busy(taken);
     const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
+    if (!check.ok) {
+      r.gatesBypassed = [{ gate: 'preflight', at: this.#now(), actor, reason: 'rollback', findings: check.problems }];
+      this.#log.warn({ rollout: r.id, rollbackOf: replacing, findings: check.problems.map((p) => p.message) }, 'pre-flight bypassed for a rollback');
+    }
     this.#rollouts.set(r.id, r);
     for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
     this.#bundles.set(bundle.id, { bytes, seq: bundle.seq, group: bundle.group });
@@ -549,14 +668,10 @@ export class Gateway {
    * A completed rollout's bundle was the group's baseline: the rollback bundle takes its place, so
    * late joiners and returning devices get the restored pins, never the rolled-back ones.
    */
-  async rollback(id: string, actor: string): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
+  async rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
     const r = this.#rollout(id);
     if (r.state === 'aborted' || r.state === 'pending') throw new GatewayError('PW_INVALID_STATE', `cannot roll back a rollout that is ${r.state}`);
     if (r.rolledBackBy) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} was rolled back already by ${r.rolledBackBy}`);
-    if (!r.previousBundle) {
-      throw new GatewayError('PW_INVALID_STATE', `rollout ${id} has no previous bundle to return to (its group ran the firmware's initial pins): create a bundle with the pins to restore and roll it out`);
-    }
-    const previous = await this.decodedBundle(r.previousBundle);
     // Every device the bundle may have reached; revoked ones are cut off and need nothing.
     const reached: string[] = [];
     for (const [dev, e] of Object.entries(r.devices)) {
@@ -565,14 +680,7 @@ export class Gateway {
       if (d && d.revokedAt === null) reached.push(dev);
     }
     if (reached.length === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} has not sent its bundle to any device: abort it instead`);
-    const bundle = await this.createBundle(
-      {
-        group: r.bundle.group,
-        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
-        expiryPolicy: previous.bundle.expiryPolicy,
-      },
-      actor,
-    );
+    const bundle = await this.#rollbackBundle(r, actor, opts.bundle);
     const { rollout } = await this.#createRollout({ bundle: bundle.id, target: { devices: reached }, waves: [{ size: '100%' }] }, actor, id);
     const created = this.#rollouts.get(rollout.id)!;
     created.rollbackOf = id;
@@ -591,9 +699,57 @@ export class Gateway {
     return { aborted, rollback: summary(created) };
   }
 
-  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
+  /**
+   * The bundle a rollback sends (docs/architecture.md §6): the one given (uploaded, for a gateway
+   * without a signing key), else the previous bundle's pins signed again with a higher seq, else (a
+   * group's first rollout) the initial pins of the manifests of the group's models
+   * (gateway/initial-pins.ts); PW_INVALID_STATE naming the manifests to push when some are missing.
+   */
+  async #rollbackBundle(r: GatewayRollout, actor: string, given?: string): Promise<BundleRecord> {
+    const group = r.bundle.group;
+    if (given !== undefined) {
+      const b = await this.getBundle(await this.resolveBundleId(given));
+      if (b.group !== group) throw invalid(`bundle: ${b.id} is for group "${b.group}"; rollout ${r.id} is for "${group}"`);
+      if (b.seq <= r.bundle.seq) throw new GatewayError('PW_INVALID_STATE', `bundle ${b.id} has seq ${b.seq}: the devices that applied rollout ${r.id} hold seq ${r.bundle.seq} and would reject it as replayed`);
+      return b;
+    }
+    let restore: BundleInput;
+    if (r.previousBundle) {
+      const previous = await this.decodedBundle(r.previousBundle);
+      restore = {
+        group,
+        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
+        expiryPolicy: previous.bundle.expiryPolicy,
+      };
+    } else {
+      const devices = (await Promise.all((await this.#store.devicesInGroup(group)).map((d) => this.#store.getDevice(d)))).filter((d): d is DeviceRecord => d !== null && d.revokedAt === null);
+      const pins = initialPins(devices, (model, firmware) => this.#findManifest(model, firmware));
+      if (!pins.ok) throw new GatewayError('PW_INVALID_STATE', missingManifestMessage(r.id, group, pins.missing), { missing: pins.missing });
+      restore = { group, endpoints: pins.endpoints, expiryPolicy: pins.expiryPolicy };
+    }
+    if (!this.#key) {
+      throw new GatewayError('PW_NO_SIGNING_KEY', `this gateway has no signing key: sign the bundle to restore elsewhere (group ${group}, seq ${(await this.#highestSeq(group)) + 1}, the pins in details.pins), upload it (pinwave bundle upload FILE), then: pinwave rollout rollback ${r.id} --bundle BUNDLE`, { pins: restore.endpoints });
+    }
+    return this.createBundle(restore, actor);
+  }
+
+  /** The manifest a device of this model and firmware was born with; with no firmware known, the model's only one. */
+  #findManifest(model: string, firmware: string | null): FirmwareManifest | null {
+    if (firmware !== null) return this.#manifests.find(model, firmware)?.manifest ?? null;
+    const all = this.#manifests.ofModel(model);
+    return all.length === 1 ? all[0].manifest : null;
+  }
+
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; gatesBypassed?: BypassedGate[] }> {
     const r = this.#rollout(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+    return {
+      ...summary(r),
+      createdBy: r.createdBy,
+      previousBundle: r.previousBundle,
+      ...(r.rollbackOf && { rollbackOf: r.rollbackOf }),
+      ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }),
+      ...(r.gatesBypassed && { gatesBypassed: r.gatesBypassed }),
+    };
   }
 
   listRollouts(state?: string): RolloutSummary[] {

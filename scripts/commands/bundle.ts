@@ -1,4 +1,5 @@
-// `pinwave bundle create|inspect|verify`: make, read and check signed pin bundles (docs/architecture.md §3).
+// `pinwave bundle create|inspect|verify|push|upload|list|show`: make, read and check signed pin
+// bundles (docs/architecture.md §3), offline or through the gateway.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
@@ -10,7 +11,7 @@ import type { BundleVector } from '../../firmware-manifest/vectors.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
-import { apiFrom, idArg, seg } from '../api-client.ts';
+import { ApiError, apiFrom, idArg, seg } from '../api-client.ts';
 import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
@@ -23,6 +24,7 @@ const USAGE = `Usage:
   pinwave bundle verify --vector VECTOR.json
   pinwave bundle push --group G --pin HOST[:PORT]=sha256/B64 ... [--expires-in 30d] [--report-only HOST[:PORT]]
                       [--expiry-policy enforce|ca-fallback] [--api URL] [--json]
+  pinwave bundle upload FILE [--group G] [--api URL] [--json]
   pinwave bundle list [--group G] [--all] [--api URL] [--json]
   pinwave bundle show ID [--api URL] [--json]
 
@@ -37,11 +39,16 @@ verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "r
           --vector runs a conformance vector instead: its bundle, against its device state and clock;
           exit 3 when the outcome differs from the one the vector expects
 push      have the gateway sign and store a bundle with its key and the group's next seq
+upload    give the gateway a bundle signed elsewhere (bundle create, on the machine that holds the key):
+          taken only when a device of its group would accept it: signed by a key the group trusts (the
+          gateway's, or its models' manifests'), for the group (--group, default the bundle's own),
+          with the group's next seq. A refusal (exit 1) names the verifier's reason: unknown_key,
+          bad_signature, wrong_group, replayed, seq_not_next (with the seq to sign), expired, ...
 list      the gateway's bundles in id order (default: the first 100; --all for every one)
 show      one of them decoded, pins in sha256/ form, and its pins against what its group runs now
           (its baseline: the bundle of the group's last completed rollout): per endpoint the pins
           added (+), removed (-) and kept (=). ID may be a unique prefix of 8+ hex digits
-push, list and show talk to a gateway: --api URL (default $PINWAVE_API or http://127.0.0.1:8080),
+push, upload, list and show talk to a gateway: --api URL (default $PINWAVE_API or http://127.0.0.1:8080),
 token from $PINWAVE_TOKEN`;
 
 export async function main(args: string[], io: Io): Promise<number> {
@@ -51,6 +58,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'inspect': return inspect(rest, io);
     case 'verify': return verify(rest, io);
     case 'push': return push(rest, io);
+    case 'upload': return upload(rest, io);
     case 'list': return list(rest, io);
     case 'show': return show(rest, io);
     case '--help': case '-h': case undefined:
@@ -135,6 +143,34 @@ async function push(args: string[], io: Io): Promise<number> {
   };
   const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string }>('/v1/bundles', body);
   io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway`);
+  return 0;
+}
+
+async function upload(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { group: { type: 'string' }, api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('upload takes exactly one FILE (a COSE_Sign1 bundle, as bundle create writes it)', USAGE);
+  const bytes = readBytes(positionals[0]);
+  const decoded = inspectBundle(bytes);
+  if (!decoded.ok) {
+    io.out(`rejected: ${decoded.reason}`);
+    io.err(decoded.detail);
+    return 1;
+  }
+  const group = values.group ?? decoded.bundle.group;
+  let res: BundleSummary & { kid: string };
+  try {
+    res = await apiFrom(values.api, io).post('/v1/bundles', { group, cose: Buffer.from(bytes).toString('base64') });
+  } catch (err) {
+    const details = err instanceof ApiError ? (err.body as { details?: { reason?: string; detail?: string } } | undefined)?.details : undefined;
+    if (details?.reason) {
+      io.out(`rejected: ${details.reason}`);
+      io.err(details.detail ?? (err as Error).message);
+      return 1;
+    }
+    throw err;
+  }
+  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed offline (kid ${res.kid}), uploaded`);
   return 0;
 }
 

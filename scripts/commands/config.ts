@@ -48,7 +48,7 @@ async function check(args: string[], io: Io): Promise<number> {
   let kid: string | null = null;
   if (config) {
     try {
-      kid = hex(loadSigningKey(config.keyPath, { strictMode: true }).kid);
+      if (config.keyPath !== null) kid = hex(loadSigningKey(config.keyPath, { strictMode: true }).kid);
     } catch (err) {
       problems.push(`keyPath: ${(err as Error).message}`);
     }
@@ -86,7 +86,7 @@ async function check(args: string[], io: Io): Promise<number> {
   const mqtt = [`mqtt://${c.host}:${c.mqtt.port}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
   const rows: Array<[string, string]> = [
     ['data dir', c.dataDir],
-    ['signing key', `${c.keyPath} (kid ${kid})`],
+    ['signing key', c.keyPath === null ? 'none: upload-only, the gateway signs no bundle (pinwave bundle upload)' : `${c.keyPath} (kid ${kid})`],
     ['mqtt', mqtt],
     ['http', `${c.http.tls ? 'https' : 'http'}://${c.http.host}:${c.http.port}${c.http.trustProxy ? ' (behind a proxy: X-Forwarded-For trusted)' : ''}`],
     ['log', `${c.logLevel}, ${c.logFormat}`],

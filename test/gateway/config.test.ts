@@ -94,7 +94,6 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.bundleLifetime: must be a number of seconds above 0 or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
     'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir',
-    'keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath',
   ]);
   try {
     loadConfig({ file });
