@@ -15,6 +15,7 @@
 //
 //   dataDir: /var/lib/pinwave          # required (or PINWAVE_DATA_DIR / --data)
 //   keyPath: /etc/pinwave/signing.key  # or PINWAVE_KEY / --key; without one the gateway is upload-only (signs no bundle)
+//   nextKeyPath: /etc/pinwave/next.key # or PINWAVE_NEXT_KEY / --next-key: signs a group's bundles once a rotation to it is the group's baseline
 //   host: 127.0.0.1
 //   logLevel: info
 //   logFormat: json                    # or pretty: one readable line per entry, for people
@@ -59,6 +60,8 @@ export interface ConfigFile {
   dataDir?: string;
   /** the bundle signing key, PKCS#8 PEM, readable by its owner only; required here, in PINWAVE_KEY or as --key */
   keyPath?: string;
+  /** the next signing key (key rotation, docs/operations.md): a group's bundles are signed with it once a rotation listing it is the group's baseline; default none (PINWAVE_NEXT_KEY, --next-key) */
+  nextKeyPath?: string;
   /** the address the MQTT listeners bind, and the HTTP one unless `http.host` is set; default 127.0.0.1 (PINWAVE_HOST, --host) */
   host?: string;
   /** after SIGTERM or SIGINT, how long the gateway may take to stop: in-flight work gets most of it, the last store write the rest; seconds or "10s", "2m"; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, --shutdown-timeout) */
@@ -124,6 +127,8 @@ export interface GatewayConfig {
   dataDir: string;
   /** null: no signing key, the gateway takes only bundles signed elsewhere (docs/operations.md) */
   keyPath: string | null;
+  /** null: no key rotation under way */
+  nextKeyPath: string | null;
   host: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -154,6 +159,7 @@ export interface GatewayConfig {
 export interface ConfigFlags {
   dataDir?: string;
   keyPath?: string;
+  nextKeyPath?: string;
   host?: string;
   mqttPort?: number;
   httpPort?: number;
@@ -175,7 +181,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', '$schema'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
@@ -227,6 +233,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   // ---- the file
   const fileDataDir = c.string(raw.dataDir, 'config.dataDir');
   const fileKeyPath = c.string(raw.keyPath, 'config.keyPath');
+  const fileNextKeyPath = c.string(raw.nextKeyPath, 'config.nextKeyPath');
   const fileHost = c.string(raw.host, 'config.host');
   const fileLevel = c.oneOf(raw.logLevel, LOG_LEVELS, 'config.logLevel');
   const fileFormat = c.oneOf(raw.logFormat, LOG_FORMATS, 'config.logFormat');
@@ -311,6 +318,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   return {
     dataDir: dataDir!,
     keyPath: keyPath ?? null,
+    nextKeyPath: flags.nextKeyPath ?? (env.PINWAVE_NEXT_KEY || undefined) ?? (fileNextKeyPath === undefined ? null : path(fileNextKeyPath)),
     host,
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
     logFormat: flags.logFormat ?? envFormat ?? fileFormat ?? DEFAULTS.logFormat,

@@ -51,6 +51,7 @@ import { ManifestRegistry, type KnownManifest, type PushOutcome } from './manife
 import { readManifestFile, writeManifestFile } from './manifest-file.ts';
 import { initialPins, missingManifestMessage } from './initial-pins.ts';
 import { checkUpload, type TrustedKey } from './bundle-upload.ts';
+import { keyEpochFindings, signerFor } from './key-rotation.ts';
 import { publicKeyFromText, validateManifest, formatManifestErrors } from '../firmware-manifest/index.ts';
 
 /** What the gateway logs through: pino's shape. Tokens and keys are never passed to it. */
@@ -71,6 +72,11 @@ export interface GatewayOptions {
    * upload-only: it takes bundles signed elsewhere (uploadBundle), and signs none itself
    */
   keyPath?: string | null;
+  /**
+   * the next signing key (PKCS#8 PEM, 0600): a group's bundles are signed with it once a rotation
+   * that makes its devices trust it is the group's baseline (gateway/key-rotation.ts)
+   */
+  nextKeyPath?: string | null;
   /** MQTT listen address; default 127.0.0.1 */
   host?: string;
   /** MQTT TCP port; default 1883, 0 for an ephemeral one (see `mqttPort`) */
@@ -118,6 +124,8 @@ export interface BundleInput {
   endpoints: Array<{ host: string; port?: number; pins: string[]; mode?: 'enforce' | 'report-only'; notBefore?: number; notAfter?: number }>;
   expiresInSeconds?: number;
   expiryPolicy?: ExpiryPolicy;
+  /** a new trusted signing-key set for the group's devices (docs/architecture.md §3 KeyRotation): keys as SPKI PEM or raw base64; the epoch above every device's */
+  rotateKeys?: { epoch: number; keys: string[] };
 }
 
 export interface RolloutInput extends PlanInput {
@@ -173,6 +181,7 @@ export class Gateway {
   readonly #now: () => number;
   readonly #store: Store;
   readonly #key: SigningKey | null;
+  readonly #nextKey: SigningKey | null;
   #broker!: DeviceBroker;
   #timer: NodeJS.Timeout | null = null;
   readonly #rollouts = new Map<string, GatewayRollout>();
@@ -183,6 +192,8 @@ export class Gateway {
   /** device id → the bundle handed to it on its current connection, so one bundle goes once per session */
   readonly #delivered = new Map<string, string>();
   readonly #pending = new Set<Promise<unknown>>();
+  /** bundle id → the key epoch it rotates to (null: none), decoded once */
+  readonly #rotationEpochs = new Map<string, number | null>();
   /** the config's manifests and the pushed ones (docs/architecture.md §4) */
   readonly #manifests: ManifestRegistry;
   #telemetry!: TelemetryBook;
@@ -199,12 +210,13 @@ export class Gateway {
     dropped: {} as Record<string, number>,
   };
 
-  private constructor(o: GatewayOptions, store: Store, key: SigningKey | null, pushed: KnownManifest[]) {
+  private constructor(o: GatewayOptions, store: Store, key: SigningKey | null, nextKey: SigningKey | null, pushed: KnownManifest[]) {
     this.#o = o;
     this.#log = o.logger ?? NO_LOG;
     this.#now = o.now ?? Date.now;
     this.#store = store;
     this.#key = key;
+    this.#nextKey = nextKey;
     this.#manifests = new ManifestRegistry(o.manifests ?? [], pushed);
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
@@ -215,10 +227,11 @@ export class Gateway {
   /** Loads the store, resumes every rollout where it stood, and starts the broker. */
   static async start(o: GatewayOptions): Promise<Gateway> {
     const key = o.keyPath ? loadSigningKey(o.keyPath, { strictMode: true }) : null;
+    const nextKey = o.nextKeyPath ? loadSigningKey(o.nextKeyPath, { strictMode: true }) : null;
     const pushed = readManifestFile(o.dataDir);
     const store = o.store ?? new LowdbStore({ dir: o.dataDir, windowMs: o.writeWindowMs ?? 100 });
     await store.load();
-    const gw = new Gateway(o, store, key, pushed);
+    const gw = new Gateway(o, store, key, nextKey, pushed);
     await gw.#resume();
     gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
@@ -443,7 +456,7 @@ export class Gateway {
 
   /** Signs a bundle for a group with the next seq (never reused) and stores it. */
   async createBundle(input: BundleInput, actor: string): Promise<BundleRecord> {
-    const key = this.#key;
+    const key = typeof input?.group === 'string' ? await this.#signerFor(input.group) : this.#key;
     if (!key) throw new GatewayError('PW_NO_SIGNING_KEY', 'this gateway has no signing key; upload a signed bundle (pinwave bundle create on the machine that holds the key, then pinwave bundle upload FILE; POST /v1/bundles with "cose")');
     if (typeof input?.group !== 'string' || !GROUP_RE.test(input.group)) throw invalid('group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
     if (!Array.isArray(input.endpoints) || input.endpoints.length === 0) throw invalid('pins: at least one endpoint is required');
@@ -468,7 +481,8 @@ export class Gateway {
     if (!Number.isSafeInteger(lifetime) || lifetime <= 0) throw invalid(`expiresIn: must be a positive number of seconds, got ${lifetime}`);
     const iat = Math.floor(this.#now() / 1000);
     // Check the content before taking a seq, so a refused bundle does not burn one.
-    const draft = { seq: 1, iat, exp: iat + lifetime, group: input.group, endpoints, ...(input.expiryPolicy === 'ca-fallback' && { expiryPolicy: 'ca-fallback' as const }) };
+    const keyRotation = input.rotateKeys === undefined ? undefined : await this.#rotation(input.group, input.rotateKeys);
+    const draft = { seq: 1, iat, exp: iat + lifetime, group: input.group, endpoints, ...(keyRotation && { keyRotation }), ...(input.expiryPolicy === 'ca-fallback' && { expiryPolicy: 'ca-fallback' as const }) };
     try {
       signBundle(draft, key.seed);
     } catch (err) {
@@ -502,7 +516,7 @@ export class Gateway {
     if (typeof input?.group !== 'string' || !GROUP_RE.test(input.group)) throw invalid('group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
     const group = input.group;
     const nextSeq = (await this.#highestSeq(group)) + 1;
-    const check = checkUpload(input.bytes, { group, nextSeq, trustedKeys: await this.#groupKeys(group), keyEpoch: await this.#groupKeyEpoch(group), now: Math.floor(this.#now() / 1000) });
+    const check = checkUpload(input.bytes, { group, nextSeq, trustedKeys: await this.#groupKeys(group), keyEpoch: await this.#uploadEpoch(group), now: Math.floor(this.#now() / 1000) });
     const refuse = (reason: string, detail: string) => new GatewayError('PW_UPLOAD_REFUSED', `the bundle is refused: ${reason}: ${detail}`, { reason, detail, nextSeq });
     if (!check.ok) throw refuse(check.reason, check.detail);
     // Taken only as the next seq: another bundle made in the meantime makes this one stale.
@@ -514,6 +528,46 @@ export class Gateway {
     this.#bundles.set(record.id, { bytes: Buffer.from(input.bytes), seq, group });
     this.#log.info({ bundle: record.id, group, seq, kid: check.kid, actor }, 'bundle uploaded');
     return { ...record, kid: check.kid, signedBy: check.signedBy };
+  }
+
+  /** The key the group's next bundle is signed with (gateway/key-rotation.ts): the next key once its rotation is the baseline. */
+  async #signerFor(group: string): Promise<SigningKey | null> {
+    if (!this.#nextKey) return this.#key;
+    const baseline = await this.#store.getBaseline(group);
+    const b = baseline ? await this.#store.getBundle(baseline) : null;
+    const i = b ? inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64'))) : null;
+    return signerFor(i?.ok ? { kid: i.envelope.kid, keyRotation: i.bundle.keyRotation } : null, this.#key, this.#nextKey);
+  }
+
+  /** A requested key rotation, checked: 1 to 16 keys, an epoch above every one the group holds or was sent (epochs only go up). */
+  async #rotation(group: string, r: { epoch: number; keys: string[] }): Promise<{ epoch: number; keys: Uint8Array[] }> {
+    if (!Number.isSafeInteger(r?.epoch) || r.epoch < 1) throw invalid(`rotateKeys.epoch: must be an integer of 1 or more, got ${JSON.stringify(r?.epoch)}`);
+    if (!Array.isArray(r.keys) || r.keys.length < 1 || r.keys.length > 16) throw invalid('rotateKeys.keys: must hold 1 to 16 public keys');
+    const keys = r.keys.map((k, i) => {
+      try {
+        return publicKeyFromText(String(k));
+      } catch (err) {
+        throw invalid(`rotateKeys.keys[${i}]: ${(err as Error).message}`);
+      }
+    });
+    const held = Math.max(await this.#groupKeyEpoch(group), ...(await this.#groupRotations(group)).keys());
+    if (r.epoch <= held) throw invalid(`rotateKeys.epoch: must be above ${held}, the highest key epoch group "${group}" holds or was sent (epochs only go up: undoing a rotation is a further rotation)`);
+    return { epoch: r.epoch, keys };
+  }
+
+  /** The key rotations of the group's stored bundles, by epoch. */
+  async #groupRotations(group: string): Promise<Map<number, Uint8Array[]>> {
+    const out = new Map<number, Uint8Array[]>();
+    let cursor: string | null = null;
+    do {
+      const page: Page<BundleRecord> = await this.#store.listBundles({ group, limit: 1000, cursor });
+      for (const b of page.items) {
+        const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
+        if (i.ok && i.bundle.keyRotation) out.set(i.bundle.keyRotation.epoch, i.bundle.keyRotation.keys);
+      }
+      cursor = page.next;
+    } while (cursor !== null);
+    return out;
   }
 
   /** The highest seq of the group: of the bundles stored for it, and of those its devices run. */
@@ -531,6 +585,7 @@ export class Gateway {
   /** The keys a group trusts: the gateway's own, and those of the manifests of its models (every manifest's, when none of its devices has a known model). */
   async #groupKeys(group: string): Promise<TrustedKey[]> {
     const keys: TrustedKey[] = this.#key ? [{ key: this.#key.publicKey, source: "the gateway's signing key" }] : [];
+    for (const [epoch, rotated] of await this.#groupRotations(group)) for (const key of rotated) keys.push({ key, source: `key rotation to epoch ${epoch}` });
     const models = new Set<string>();
     for (const id of await this.#store.devicesInGroup(group)) {
       const d = await this.#store.getDevice(id);
@@ -546,6 +601,11 @@ export class Gateway {
     let epoch = 0;
     for (const id of await this.#store.devicesInGroup(group)) epoch = Math.max(epoch, (await this.#store.getDevice(id))?.keyEpoch ?? 0);
     return epoch;
+  }
+
+  /** What uploadBundle's check takes as the group's epoch: the highest devices report or were sent. */
+  async #uploadEpoch(group: string): Promise<number> {
+    return Math.max(await this.#groupKeyEpoch(group), ...(await this.#groupRotations(group)).keys());
   }
 
   async getBundle(id: string): Promise<BundleRecord> {
@@ -601,6 +661,11 @@ export class Gateway {
       fits: bundleFitsManifest,
       checkEndpoints: input.checkEndpoints ?? false,
     });
+    // Keys (gateway/key-rotation.ts): every target trusts the signing key at the epoch it reports.
+    const epochs = keyEpochFindings({ kid: decoded.envelope.kid, rotation: decoded.bundle.keyRotation, devices: devices.filter((d): d is DeviceRecord => d !== null), rotations: await this.#groupRotations(bundle.group) });
+    check.problems.push(...epochs.problems);
+    check.warnings.push(...epochs.warnings);
+    check.ok = check.problems.length === 0;
     // A rollback (replacing a rollout) passes pre-flight as a recorded decision (BypassedGate).
     if (!check.ok && replacing === null) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
@@ -1018,6 +1083,17 @@ export class Gateway {
     );
   }
 
+  /** The key epoch a bundle rotates to, or null; decoded once per bundle (the per-ack path). */
+  #rotationEpochOf(bundleId: string, bytes: Uint8Array): number | null {
+    let epoch = this.#rotationEpochs.get(bundleId);
+    if (epoch === undefined) {
+      const i = inspectBundle(bytes);
+      epoch = i.ok && i.bundle.keyRotation ? i.bundle.keyRotation.epoch : null;
+      this.#rotationEpochs.set(bundleId, epoch);
+    }
+    return epoch;
+  }
+
   /** Waits for `p` at stop; returns a promise that settles with it and never rejects. */
   #track<T>(p: Promise<T> | void): Promise<void> | undefined {
     if (!p) return;
@@ -1119,10 +1195,13 @@ export class Gateway {
     const seq = known.seq;
     const r = this.#activeOrLatest(id);
     const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
+    const epoch = a.status === 'applied' ? this.#rotationEpochOf(bundleId, known.bytes) : null;
     await this.#store.updateDevice(id, (d) => {
       if (a.status === 'applied') {
         d.seq = seq;
         d.bundleId = bundleId;
+        // A rotation applied: the device trusts its keys now (pre-flight checks against them).
+        if (epoch !== null) d.keyEpoch = epoch;
       }
       d.lastSeen = now;
       d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });

@@ -16,6 +16,7 @@ interface CreateBody {
   group: string;
   pins?: BundleInput['endpoints'];
   cose?: string;
+  rotateKeys?: { epoch: number; keys: string[] };
   expiresIn?: number | string;
   expiryPolicy?: 'enforce' | 'ca-fallback';
 }
@@ -73,6 +74,17 @@ const createBody = {
       ],
     },
     expiryPolicy: { type: 'string', enum: ['enforce', 'ca-fallback'], description: 'what a device does once the bundle expires; default enforce' },
+    rotateKeys: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['epoch', 'keys'],
+      description:
+        "a key rotation (docs/bundle-format.md): the devices' trusted signing keys are replaced by these at this epoch, which must be above every epoch the group holds or was sent (epochs only go up: undoing a rotation is a further rotation). Signed with the key the group trusts now; the gateway signs with its next key (config nextKeyPath) once this bundle is the group's baseline. Keep the current key in the list until every device runs the new one",
+      properties: {
+        epoch: { type: 'integer', minimum: 1, maximum: 4294967295 },
+        keys: { type: 'array', minItems: 1, maxItems: 16, items: { type: 'string', minLength: 1, maxLength: 1000, description: 'an Ed25519 public key: SPKI PEM, or the standard base64 of the raw 32 bytes' } },
+      },
+    },
   },
 } as const;
 
@@ -106,7 +118,7 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
       const b = request.body;
       if ((b.pins === undefined) === (b.cose === undefined)) throw new GatewayError('PW_INVALID', 'body: give exactly one of pins (the gateway signs them) or cose (a bundle signed elsewhere, base64)');
       if (b.cose !== undefined) {
-        if (b.expiresIn !== undefined || b.expiryPolicy !== undefined) throw new GatewayError('PW_INVALID', 'body/expiresIn and body/expiryPolicy are signed into a bundle: they do not go with cose');
+        if (b.expiresIn !== undefined || b.expiryPolicy !== undefined || b.rotateKeys !== undefined) throw new GatewayError('PW_INVALID', 'body/expiresIn, body/expiryPolicy and body/rotateKeys are signed into a bundle: they do not go with cose');
         const record = await gw.uploadBundle({ group: b.group, bytes: new Uint8Array(Buffer.from(b.cose, 'base64')) }, request.caller!.name);
         return reply.code(201).send(storedBundleView(record));
       }
@@ -118,6 +130,7 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
         endpoints: b.pins!,
         ...(b.expiresIn !== undefined && { expiresInSeconds: durationSeconds(b.expiresIn) }),
         ...(b.expiryPolicy !== undefined && { expiryPolicy: b.expiryPolicy }),
+        ...(b.rotateKeys !== undefined && { rotateKeys: b.rotateKeys }),
       };
       const record = await gw.createBundle(input, request.caller!.name);
       return reply.code(201).send(storedBundleView(record));

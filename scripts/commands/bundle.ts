@@ -23,7 +23,7 @@ const USAGE = `Usage:
                         [--now ISO|EPOCH] [--max-bytes N]
   pinwave bundle verify --vector VECTOR.json
   pinwave bundle push --group G --pin HOST[:PORT]=sha256/B64 ... [--expires-in 30d] [--report-only HOST[:PORT]]
-                      [--expiry-policy enforce|ca-fallback] [--api URL] [--json]
+                      [--expiry-policy enforce|ca-fallback] [--rotate-keys PUB.pem ... --key-epoch N] [--api URL] [--json]
   pinwave bundle upload FILE [--group G] [--api URL] [--json]
   pinwave bundle list [--group G] [--all] [--api URL] [--json]
   pinwave bundle show ID [--api URL] [--json]
@@ -38,7 +38,10 @@ verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "r
           (default 0), its clock at --now (default the system clock), taking --max-bytes (default 4096).
           --vector runs a conformance vector instead: its bundle, against its device state and clock;
           exit 3 when the outcome differs from the one the vector expects
-push      have the gateway sign and store a bundle with its key and the group's next seq
+push      have the gateway sign and store a bundle with its key and the group's next seq. --rotate-keys
+          makes it a key rotation: the devices' trusted keys become these (keep the current one among
+          them until every device runs the new one) at epoch --key-epoch, above any the group holds;
+          once it is the group's baseline the gateway signs with its next key (--next-key)
 upload    give the gateway a bundle signed elsewhere (bundle create, on the machine that holds the key):
           taken only when a device of its group would accept it: signed by a key the group trusts (the
           gateway's, or its models' manifests'), for the group (--group, default the bundle's own),
@@ -93,14 +96,8 @@ async function create(args: string[], io: Io): Promise<number> {
   if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
   const policy = values['expiry-policy'] ?? 'enforce';
   if (policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
-  const rotate = (values['rotate-keys'] ?? []).flatMap((v) => v.split(',')).filter(Boolean);
-  if (rotate.length > 0 && values['key-epoch'] === undefined) throw new UsageError('--rotate-keys needs --key-epoch N (above the devices\' current epoch)', USAGE);
-  if (rotate.length === 0 && values['key-epoch'] !== undefined) throw new UsageError('--key-epoch goes with --rotate-keys', USAGE);
-
+  const keyRotation = rotationFlags(values['rotate-keys'], values['key-epoch']);
   const key = loadSigningKey(keyPath, { strictMode: false, onLooseMode: (m) => io.err(`warning: ${m}`) });
-  const keyRotation = rotate.length > 0
-    ? { epoch: uintFlag(values['key-epoch']!, 'key-epoch', USAGE), keys: rotate.map((p) => readPublicKey(p, 'rotate-keys')) }
-    : undefined;
   const iat = Math.floor(Date.now() / 1000);
   const signed = signBundle(
     {
@@ -126,12 +123,15 @@ async function push(args: string[], io: Io): Promise<number> {
     'report-only': { type: 'string', multiple: true },
     'expires-in': { type: 'string' },
     'expiry-policy': { type: 'string' },
+    'rotate-keys': { type: 'string', multiple: true },
+    'key-epoch': { type: 'string' },
     api: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
   const group = required(values.group, 'group', USAGE);
+  const rotate = rotationFlags(values['rotate-keys'], values['key-epoch']);
   const endpoints = pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE);
   const policy = values['expiry-policy'];
   if (policy !== undefined && policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
@@ -140,9 +140,11 @@ async function push(args: string[], io: Io): Promise<number> {
     pins: endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins, ...(e.mode === 'report-only' && { mode: e.mode }) })),
     ...(values['expires-in'] !== undefined && { expiresIn: durationFlag(values['expires-in'], 'expires-in', USAGE) }),
     ...(policy && { expiryPolicy: policy }),
+    ...(rotate && { rotateKeys: { epoch: rotate.epoch, keys: rotate.keys.map((k) => Buffer.from(k).toString('base64')) } }),
   };
-  const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string }>('/v1/bundles', body);
-  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway`);
+  const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string; kid: string }>('/v1/bundles', body);
+  const rotation = rotate ? `; rotates the trusted keys to ${rotate.keys.length} key${rotate.keys.length === 1 ? '' : 's'} at epoch ${rotate.epoch}` : '';
+  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway (kid ${res.kid})${rotation}`);
   return 0;
 }
 
@@ -428,6 +430,14 @@ function readBytes(path: string): Uint8Array {
   } catch (err) {
     throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+}
+
+/** --rotate-keys PUB.pem ... (or comma-separated) with --key-epoch N: the rotation, or undefined when neither is given. */
+function rotationFlags(files: string[] | undefined, epoch: string | undefined): { epoch: number; keys: Uint8Array[] } | undefined {
+  const rotate = (files ?? []).flatMap((v) => v.split(',')).filter(Boolean);
+  if (rotate.length > 0 && epoch === undefined) throw new UsageError('--rotate-keys needs --key-epoch N (above the devices\' current epoch)', USAGE);
+  if (rotate.length === 0 && epoch !== undefined) throw new UsageError('--key-epoch goes with --rotate-keys', USAGE);
+  return rotate.length > 0 ? { epoch: uintFlag(epoch!, 'key-epoch', USAGE), keys: rotate.map((p) => readPublicKey(p, 'rotate-keys')) } : undefined;
 }
 
 function readPublicKey(path: string, flag: string): Uint8Array {

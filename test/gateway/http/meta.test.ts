@@ -28,6 +28,8 @@ const ROUTES: Array<[string, string, string]> = [
   ['DELETE', '/v1/devices/:id', 'admin'],
   ['POST', '/v1/bundles', 'operator'],
   ['GET', '/v1/bundles', 'viewer'],
+  ['POST', '/v1/manifests', 'admin'],
+  ['GET', '/v1/manifests', 'viewer'],
   ['GET', '/v1/bundles/:id', 'viewer'],
   ['GET', '/v1/bundles/:id/raw', 'viewer'],
   ['POST', '/v1/rollouts', 'operator'],
