@@ -109,3 +109,20 @@ t.test('an upload-only gateway: bundle push says to upload; rollout rollback --b
   t.match(rb.stdout, new RegExp(`^rolled back: ${esc(ro.id)} aborted; rollback rollout \\S+ sends bundle ${restore.id} as seq 2$`));
   await until(() => sims.every((s) => s.state.seq === 2), 5000, 'the uploaded rollback to apply');
 });
+
+t.test('bundle push --rotate-keys --key-epoch: the gateway signs a key rotation; epochs only go up', async (t) => {
+  const { pinwave } = await liveCli(t);
+  const dir = t.testdir();
+  t.equal((await pinwave(['keygen', '--out', join(dir, 'next')])).code, 0);
+  const pub = join(dir, 'next', 'signing.pub');
+  const args = (epoch: string) => ['bundle', 'push', '--group', 'thermostats', '--pin', `api.example.com=${pin('a')}`, '--pin', `api.example.com=${pin('b')}`, '--rotate-keys', pub, '--key-epoch', epoch];
+  const r = await pinwave(args('1'));
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^bundle [0-9a-f]{64}\n {2}group thermostats, seq 1, \d+ bytes, signed by the gateway \(kid [0-9a-f]{16}\); rotates the trusted keys to 1 key at epoch 1$/);
+  const id = /^bundle ([0-9a-f]{64})/.exec(r.stdout)![1];
+  t.match((await pinwave(['bundle', 'show', id])).stdout, /key rotation to epoch 1: 1 trusted key/);
+  const again = await pinwave(args('1'));
+  t.equal(again.code, 1);
+  t.match(again.stderr, /rotateKeys\.epoch: must be above 1, .*epochs only go up/);
+  t.equal((await pinwave(['bundle', 'push', '--group', 'thermostats', '--pin', `api.example.com=${pin('a')}`, '--key-epoch', '2'])).code, 2, '--key-epoch goes with --rotate-keys');
+});
