@@ -558,27 +558,27 @@ export class Gateway {
   /** The key rotations of the group's stored bundles, by epoch. */
   async #groupRotations(group: string): Promise<Map<number, Uint8Array[]>> {
     const out = new Map<number, Uint8Array[]>();
+    for await (const b of this.#bundlesOf(group)) {
+      const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
+      if (i.ok && i.bundle.keyRotation) out.set(i.bundle.keyRotation.epoch, i.bundle.keyRotation.keys);
+    }
+    return out;
+  }
+
+  /** Every stored bundle of the group, page by page (operator-rate paths only). */
+  async *#bundlesOf(group: string): AsyncGenerator<BundleRecord> {
     let cursor: string | null = null;
     do {
       const page: Page<BundleRecord> = await this.#store.listBundles({ group, limit: 1000, cursor });
-      for (const b of page.items) {
-        const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
-        if (i.ok && i.bundle.keyRotation) out.set(i.bundle.keyRotation.epoch, i.bundle.keyRotation.keys);
-      }
+      yield* page.items;
       cursor = page.next;
     } while (cursor !== null);
-    return out;
   }
 
   /** The highest seq of the group: of the bundles stored for it, and of those its devices run. */
   async #highestSeq(group: string): Promise<number> {
     let max = await this.#highestReportedSeq(group);
-    let cursor: string | null = null;
-    do {
-      const page: Page<BundleRecord> = await this.#store.listBundles({ group, limit: 1000, cursor });
-      for (const b of page.items) if (b.seq > max) max = b.seq;
-      cursor = page.next;
-    } while (cursor !== null);
+    for await (const b of this.#bundlesOf(group)) if (b.seq > max) max = b.seq;
     return max;
   }
 
