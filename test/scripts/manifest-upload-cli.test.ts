@@ -126,3 +126,29 @@ t.test('bundle push --rotate-keys --key-epoch: the gateway signs a key rotation;
   t.match(again.stderr, /rotateKeys\.epoch: must be above 1, .*epochs only go up/);
   t.equal((await pinwave(['bundle', 'push', '--group', 'thermostats', '--pin', `api.example.com=${pin('a')}`, '--key-epoch', '2'])).code, 2, '--key-epoch goes with --rotate-keys');
 });
+
+t.test("rollout rollback of a group's first rollout: the 409 names the manifest to push; pushed, the devices get its initial pins; pre-flight is recorded, not a refusal", async (t) => {
+  const { h, pinwave } = await liveCli(t, { manifests: [] });
+  const sims = await fleet(h, 2);
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  const b = JSON.parse((await pinwave(['bundle', 'push', '--group', 'thermostats', '--pin', `api.example.com=${pin('bad')}`, '--pin', `api.example.com=${pin('bad2')}`, '--json'])).stdout);
+  const ro = JSON.parse((await pinwave(['rollout', 'create', '--bundle', b.id, '--group', 'thermostats', '--waves', '100%', '--start', '--json'])).stdout);
+  await until(() => sims.every((s) => s.state.seq === 1), 5000, 'the first rollout to apply');
+  const refused = await pinwave(['rollout', 'rollback', ro.id]);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /409 Conflict: rollout \S+ is the first of group "thermostats": .*none for model "th-100" firmware "1\.0\.0" \(2 devices\): push it with `pinwave manifest push FILE`/);
+
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'th-100.json'), JSON.stringify({ ...h.manifest, maxBundleBytes: 128 }));
+  t.equal((await pinwave(['manifest', 'push', join(dir, 'th-100.json')])).stdout, 'pushed: th-100 1.0.0');
+  // That manifest says 128 bytes: pre-flight would refuse any bundle; a rollback goes anyway, recorded.
+  const rb = await pinwave(['rollout', 'rollback', ro.id]);
+  t.equal(rb.code, 0, rb.stderr);
+  t.match(rb.stdout, new RegExp(`^rolled back: ${esc(ro.id)} aborted; rollback rollout (\\S+) sends the pins its group ran before as seq 2$`));
+  t.match(rb.stderr, /warning: preflight bypassed for the rollback \(recorded\): 2 devices of model "th-100": too_large/);
+  await until(() => sims.every((s) => s.state.seq === 2), 5000, 'the rollback to apply');
+  t.same(sims[0].state.endpoints[0].pins, [pin('old'), pin('backup')].map((p) => p.slice(7)), "the manifest's initial pins");
+  const id = /rollback rollout (\S+)/.exec(rb.stdout)![1];
+  t.match((await pinwave(['rollout', 'status', id])).stdout, /^preflight bypassed for this rollback \(adam, [\d-]+T[\d:.]+Z\): 2 devices of model "th-100": too_large/m);
+});
