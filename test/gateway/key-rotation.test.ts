@@ -46,6 +46,10 @@ t.test('a rotation rolls out under the current key; once it is the baseline the 
   await until(() => devices.every((d) => d.state.seq === after.seq), 5000, 'the devices to accept a bundle signed with the next key');
   t.same(devices[0].state.endpoints[0].pins, [pin('n1'), pin('n2')].map((p) => p.slice(7)));
 
+  // The choice is derived from the baseline, so a restart keeps it.
+  await h.restart();
+  t.equal(kidOfRecord(await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('r1'), pin('r2')] }] }, 'alice')), nextKid, 'after a restart too');
+  t.equal(kidOfRecord(await h.gw.createBundle({ group: 'locks', endpoints: [{ host: 'api.example.com', pins: [pin('r1'), pin('r2')] }] }, 'alice')), current, 'a group the rotation never reached is still signed with the current key');
   await t.rejects(h.gw.createBundle({ group: 'thermostats', endpoints: newPins, rotateKeys: { epoch: 1, keys: [next.publicPem] } }, 'alice'), { code: 'PW_INVALID', message: /rotateKeys\.epoch: must be above 1, .*epochs only go up: undoing a rotation is a further rotation/ });
   await t.rejects(h.gw.createBundle({ group: 'thermostats', endpoints: newPins, rotateKeys: { epoch: 2, keys: ['nope'] } }, 'alice'), { code: 'PW_INVALID', message: /rotateKeys\.keys\[0\]/ });
 });
