@@ -12,7 +12,7 @@ import type { Logger } from './logger.ts';
 import { pinDiff, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
 import type { SigningKey } from './signing-key.ts';
 import { checkUpload, type TrustedKey } from './bundle-upload.ts';
-import { signerFor } from './key-rotation.ts';
+import { bridgeFor, signerFor, type RotationBundle } from './key-rotation.ts';
 import type { ManifestRegistry } from './manifest-registry.ts';
 import type { BundleQuery, BundleRecord, Page, Store } from './store/types.ts';
 import {
@@ -72,6 +72,8 @@ export class Bundles {
   readonly #cache = new Map<string, CachedBundle>();
   /** bundle id → the key epoch it rotates to (null: none), decoded once */
   readonly #rotationEpochs = new Map<string, number | null>();
+  /** group → its rotation bundles, read once (bundles reach the store only through this class) */
+  readonly #rotationBundles = new Map<string, RotationBundle[]>();
 
   constructor(o: BundlesOptions) {
     this.#store = o.store;
@@ -132,6 +134,7 @@ export class Bundles {
     const put = await this.#store.putBundle(record);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `bundle ${signed.id} exists already`);
     this.#cache.set(record.id, { bytes: Buffer.from(signed.bytes), seq, group: input.group });
+    if (keyRotation) this.#rotationBundles.delete(input.group);
     this.#log.info({ bundle: record.id, group: record.group, seq, actor }, 'bundle created');
     return record;
   }
@@ -157,6 +160,7 @@ export class Bundles {
     const put = await this.#store.putBundle(record);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `bundle ${check.id} exists already`);
     this.#cache.set(record.id, { bytes: Buffer.from(input.bytes), seq, group });
+    if (check.bundle.keyRotation) this.#rotationBundles.delete(group);
     this.#log.info({ bundle: record.id, group, seq, kid: check.kid, actor }, 'bundle uploaded');
     return { ...record, kid: check.kid, signedBy: check.signedBy };
   }
@@ -175,12 +179,36 @@ export class Bundles {
 
   /** The key rotations of the group's stored bundles, by epoch. */
   async rotations(group: string): Promise<Map<number, Uint8Array[]>> {
-    const out = new Map<number, Uint8Array[]>();
-    for await (const b of this.#bundlesOf(group)) {
-      const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
-      if (i.ok && i.bundle.keyRotation) out.set(i.bundle.keyRotation.epoch, i.bundle.keyRotation.keys);
+    return new Map((await this.#rotationsOf(group)).map((r) => [r.epoch, [...r.keys]]));
+  }
+
+  /** The group's stored bundles that carry a key rotation, read once per group. */
+  async #rotationsOf(group: string): Promise<RotationBundle[]> {
+    let list = this.#rotationBundles.get(group);
+    if (!list) {
+      list = [];
+      for await (const b of this.#bundlesOf(group)) {
+        const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
+        if (i.ok && i.bundle.keyRotation) list.push({ id: b.id, seq: b.seq, exp: i.bundle.exp, kid: i.envelope.kid, ...i.bundle.keyRotation });
+      }
+      this.#rotationBundles.set(group, list);
     }
-    return out;
+    return list;
+  }
+
+  /**
+   * What a device behind its group's baseline is sent (gateway/key-rotation.ts bridgeFor): the
+   * baseline, or first the rotation that makes it trust the baseline's signing key.
+   */
+  async bridgeTo(d: { group: string; seq: number | null; keyEpoch?: number | null; model: string | null; firmware: string | null }, baselineId: string): Promise<string> {
+    const rotations = await this.#rotationsOf(d.group);
+    if (rotations.length === 0) return baselineId;
+    const b = await this.load(baselineId);
+    const i = b ? inspectBundle(new Uint8Array(b.bytes)) : null;
+    if (!i?.ok) return baselineId;
+    const manifest = d.model && d.firmware ? this.#manifests.find(d.model, d.firmware)?.manifest : undefined;
+    const firmwareKeys = manifest?.trustedKeys.map((k) => publicKeyFromText(k));
+    return bridgeFor(d, i.envelope.kid, rotations, Math.floor(this.#now() / 1000), firmwareKeys)?.id ?? baselineId;
   }
 
   /** The key epoch a bundle rotates to, or null; decoded once per bundle (the per-ack path). */

@@ -94,3 +94,45 @@ export function keyEpochFindings(input: EpochInput): { problems: EpochFinding[];
   if (unknown.length > 0) warnings.push(f('unknown_key_epoch', unknown, `${n(unknown)} report a key epoch the gateway has no rotation for; their signing key was not checked`));
   return { problems, warnings };
 }
+
+/** A rotation bundle of the group, as the bridge choice reads it. */
+export interface RotationBundle extends RotationRef {
+  id: string;
+  seq: number;
+  /** the kid of the key that signed it */
+  kid: Uint8Array;
+  /** expiry, seconds since the epoch */
+  exp: number;
+}
+
+/**
+ * What a device behind its group's baseline is sent first (docs/architecture.md §6, baseline): the
+ * baseline itself when the device trusts its signing key at the epoch it reports, else the group's
+ * next rotation above that epoch (a late joiner born with the firmware's keys, after the group
+ * moved to a new key): once it applied that, it is offered the baseline again. Null when no rotation
+ * can bring it there (none above its epoch, none newer than its seq, or expired): the baseline, which
+ * it will reject, is then all there is.
+ */
+export function bridgeFor(
+  device: { seq: number | null; keyEpoch?: number | null },
+  baselineKid: Uint8Array,
+  rotations: readonly RotationBundle[],
+  now: number,
+  /** the keys of the device's firmware manifest (epoch 0), when the gateway has it */
+  firmwareKeys?: readonly Uint8Array[],
+): RotationBundle | null {
+  const epoch = device.keyEpoch ?? 0;
+  const has = (keys: readonly Uint8Array[]) => keys.some((k) => equalBytes(kidOf(k), baselineKid));
+  const at = rotations.find((r) => r.epoch === epoch);
+  let trusted: boolean;
+  if (at) trusted = has(at.keys);
+  else if (epoch === 0) {
+    // At epoch 0 the device trusts its firmware's keys; without its manifest, the key that signed the
+    // first rotation is one (the group's devices at epoch 0 accepted it).
+    const first = Math.min(...rotations.map((r) => r.epoch));
+    trusted = firmwareKeys ? has(firmwareKeys) : rotations.some((r) => r.epoch === first && equalBytes(r.kid, baselineKid));
+  } else trusted = false;
+  if (trusted) return null;
+  const next = rotations.filter((r) => r.epoch > epoch && r.seq > (device.seq ?? 0) && r.exp > now).sort((a, b) => a.epoch - b.epoch)[0];
+  return next ?? null;
+}

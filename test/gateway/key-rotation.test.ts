@@ -5,7 +5,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, hex, inspectBundle, kidOf } from '../../firmware-manifest/index.ts';
-import { signerFor, keyEpochFindings } from '../../gateway/key-rotation.ts';
+import { bridgeFor, signerFor, keyEpochFindings } from '../../gateway/key-rotation.ts';
 import { fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
 
 const kidOfRecord = (b: { bytes: string }) => {
@@ -46,6 +46,16 @@ t.test('a rotation rolls out under the current key; once it is the baseline the 
   await until(() => devices.every((d) => d.state.seq === after.seq), 5000, 'the devices to accept a bundle signed with the next key');
   t.same(devices[0].state.endpoints[0].pins, [pin('n1'), pin('n2')].map((p) => p.slice(7)));
 
+  // A late joiner, born with the firmware's keys after the group moved to the next key: it gets
+  // the rotation first, then the baseline signed with the next key, and never an unknown_key.
+  await until(async () => (h.gw.tick(), (await h.gw.store.getBaseline('thermostats')) === after.id), 5000, 'the next-key bundle to be the baseline');
+  const [late] = await fleet(h, 1, 'late');
+  await late.connect();
+  t.teardown(() => late.disconnect());
+  await until(() => late.state.seq === after.seq, 5000, 'the late joiner to reach the baseline');
+  t.equal(late.state.keyEpoch, 1, 'through the rotation');
+  t.notOk(h.outcomes.some((o) => o.deviceId === late.id && o.status === 'rejected'), 'it rejected nothing');
+
   // The choice is derived from the baseline, so a restart keeps it.
   await h.restart();
   t.equal(kidOfRecord(await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('r1'), pin('r2')] }] }, 'alice')), nextKid, 'after a restart too');
@@ -70,4 +80,12 @@ t.test('signerFor and keyEpochFindings', async (t) => {
   t.match(f.problems, [{ code: 'unknown_key', devices: ['d1'] }, { code: 'stale_key_epoch', devices: ['d1', 'd7'] }]);
   t.match(f.warnings, [{ code: 'unknown_key_epoch', devices: ['d7'] }]);
   t.same(keyEpochFindings({ kid: kb.kid, devices: [{ id: 'd1', keyEpoch: 1 }], rotations }), { problems: [], warnings: [] });
+
+  const r1 = { id: 'r1', seq: 3, exp: 1000, kid: ka.kid, epoch: 1, keys: [a.publicKey, b.publicKey] };
+  const r2 = { id: 'r2', seq: 5, exp: 1000, kid: ka.kid, epoch: 2, keys: [b.publicKey] };
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, ka.kid, [r1, r2], 10), null, 'a baseline signed with the firmware key needs no bridge');
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kb.kid, [r2, r1], 10)?.id, 'r1', 'a late joiner takes the first rotation above its epoch');
+  t.equal(bridgeFor({ seq: 3, keyEpoch: 1 }, kb.kid, [r1, r2], 10), null, 'at epoch 1 it trusts the baseline key already');
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kb.kid, [r1, r2], 2000), null, 'an expired rotation bridges nothing');
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kb.kid, [r1, r2], 10, [b.publicKey]), null, 'new firmware that ships with the next key needs no bridge');
 });
