@@ -72,8 +72,8 @@ export class Bundles {
   readonly #cache = new Map<string, CachedBundle>();
   /** bundle id → the key epoch it rotates to (null: none), decoded once */
   readonly #rotationEpochs = new Map<string, number | null>();
-  /** group → its rotation bundles, read once (bundles reach the store only through this class) */
-  readonly #rotationBundles = new Map<string, RotationBundle[]>();
+  /** group → its rotation bundles, read once, the read shared by concurrent callers (bundles reach the store only through this class) */
+  readonly #rotationBundles = new Map<string, Promise<RotationBundle[]>>();
 
   constructor(o: BundlesOptions) {
     this.#store = o.store;
@@ -183,14 +183,19 @@ export class Bundles {
   }
 
   /** The group's stored bundles that carry a key rotation, read once per group. */
-  async #rotationsOf(group: string): Promise<RotationBundle[]> {
+  #rotationsOf(group: string): Promise<RotationBundle[]> {
     let list = this.#rotationBundles.get(group);
     if (!list) {
-      list = [];
-      for await (const b of this.#bundlesOf(group)) {
-        const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
-        if (i.ok && i.bundle.keyRotation) list.push({ id: b.id, seq: b.seq, exp: i.bundle.exp, kid: i.envelope.kid, ...i.bundle.keyRotation });
-      }
+      list = (async () => {
+        const out: RotationBundle[] = [];
+        for await (const b of this.#bundlesOf(group)) {
+          const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
+          if (i.ok && i.bundle.keyRotation) out.push({ id: b.id, seq: b.seq, exp: i.bundle.exp, kid: i.envelope.kid, ...i.bundle.keyRotation });
+        }
+        return out;
+      })();
+      // A read that failed is not kept: the next caller reads again.
+      list.catch(() => this.#rotationBundles.delete(group));
       this.#rotationBundles.set(group, list);
     }
     return list;
