@@ -23,6 +23,7 @@ import { Devices, type ProvisionInput } from './devices.ts';
 import { Ingest } from './ingest.ts';
 import { NO_LOG, type Logger } from './logger.ts';
 import { Rollouts, type BypassedGate, type GatewayRollout, type RolloutInput } from './rollouts.ts';
+import type { ApprovalPolicy, ApprovalState } from './rollout/approval.ts';
 import { ManifestRegistry, type KnownManifest } from './manifest-registry.ts';
 import { readManifestFile } from './manifest-file.ts';
 import { Manifests } from './manifests.ts';
@@ -95,6 +96,8 @@ export interface GatewayOptions {
   webhookDelivery?: Omit<WebhookOptions, 'gateway' | 'logger' | 'now'>;
   /** how this gateway names itself in alerts; default the host name */
   name?: string;
+  /** two-person approval of pin changes (config `approval`, gateway/rollout/approval.ts); default off */
+  approval?: ApprovalPolicy;
 }
 
 export interface GatewayCounters {
@@ -152,7 +155,7 @@ export class Gateway {
     this.#devices = new Devices({ store, link, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests, isOnline, log, now });
+    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests, isOnline, log, now, approval: o.approval });
     this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now });
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now });
   }
@@ -375,6 +378,11 @@ export class Gateway {
     return this.#rollouts.start(id, actor);
   }
 
+  /** An operator other than its creator agrees to a pending rollout that asked for approval (docs/architecture.md §10). */
+  approveRollout(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#rollouts.approve(id, actor);
+  }
+
   pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
     return this.#rollouts.pause(id, actor);
   }
@@ -396,7 +404,7 @@ export class Gateway {
     return this.#rollouts.rollback(id, actor, opts);
   }
 
-  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; gatesBypassed?: BypassedGate[] }> {
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
     return this.#rollouts.describe(id);
   }
 

@@ -81,7 +81,7 @@ t.test('bundle create offline, bundle upload: accepted under a key the group tru
 });
 
 t.test('an upload-only gateway: bundle push says to upload; rollout rollback --bundle takes an uploaded one', async (t) => {
-  const { h, pinwave } = await liveCli(t, { keyPath: null });
+  const { h, pinwave } = await liveCli(t, {}, { keyPath: null });
   h.clock.t = Date.now();
   const sims = await fleet(h, 2);
   await Promise.all(sims.map((s) => s.connect()));
@@ -128,7 +128,7 @@ t.test('bundle push --rotate-keys --key-epoch: the gateway signs a key rotation;
 });
 
 t.test("rollout rollback of a group's first rollout: the 409 names the manifest to push; pushed, the devices get its initial pins; pre-flight is recorded, not a refusal", async (t) => {
-  const { h, pinwave } = await liveCli(t, { manifests: [] });
+  const { h, pinwave } = await liveCli(t, {}, { manifests: [] });
   const sims = await fleet(h, 2);
   await Promise.all(sims.map((s) => s.connect()));
   t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
