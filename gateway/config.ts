@@ -14,7 +14,8 @@
 // A YAML example with every option (defaults shown where there are any):
 //
 //   dataDir: /var/lib/pinwave          # required (or PINWAVE_DATA_DIR / --data)
-//   keyPath: /etc/pinwave/signing.key  # required (or PINWAVE_KEY / --key)
+//   keyPath: /etc/pinwave/signing.key  # or PINWAVE_KEY / --key; without one the gateway is upload-only (signs no bundle)
+//   nextKeyPath: /etc/pinwave/next.key # or PINWAVE_NEXT_KEY / --next-key: signs a group's bundles once a rotation to it is the group's baseline
 //   host: 127.0.0.1
 //   logLevel: info
 //   logFormat: json                    # or pretty: one readable line per entry, for people
@@ -61,6 +62,8 @@ export interface ConfigFile {
   dataDir?: string;
   /** the bundle signing key, PKCS#8 PEM, readable by its owner only; required here, in PINWAVE_KEY or as --key */
   keyPath?: string;
+  /** the next signing key (key rotation, docs/operations.md): a group's bundles are signed with it once a rotation listing it is the group's baseline; default none (PINWAVE_NEXT_KEY, --next-key) */
+  nextKeyPath?: string;
   /** the address the MQTT listeners bind, and the HTTP one unless `http.host` is set; default 127.0.0.1 (PINWAVE_HOST, --host) */
   host?: string;
   /** after SIGTERM or SIGINT, how long the gateway may take to stop: in-flight work gets most of it, the last store write the rest; seconds or "10s", "2m"; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, --shutdown-timeout) */
@@ -134,7 +137,10 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 /** What the gateway runs with: file, environment and flags merged, defaults filled in, files read. */
 export interface GatewayConfig {
   dataDir: string;
-  keyPath: string;
+  /** null: no signing key, the gateway takes only bundles signed elsewhere (docs/operations.md) */
+  keyPath: string | null;
+  /** null: no key rotation under way */
+  nextKeyPath: string | null;
   host: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -167,6 +173,7 @@ export interface GatewayConfig {
 export interface ConfigFlags {
   dataDir?: string;
   keyPath?: string;
+  nextKeyPath?: string;
   host?: string;
   mqttPort?: number;
   httpPort?: number;
@@ -188,7 +195,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', '$schema'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
@@ -242,6 +249,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   // ---- the file
   const fileDataDir = c.string(raw.dataDir, 'config.dataDir');
   const fileKeyPath = c.string(raw.keyPath, 'config.keyPath');
+  const fileNextKeyPath = c.string(raw.nextKeyPath, 'config.nextKeyPath');
   const fileHost = c.string(raw.host, 'config.host');
   const fileLevel = c.oneOf(raw.logLevel, LOG_LEVELS, 'config.logLevel');
   const fileFormat = c.oneOf(raw.logFormat, LOG_FORMATS, 'config.logFormat');
@@ -328,13 +336,13 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   if (dataDir === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir');
-  if (keyPath === undefined) problems.push('keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
   const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
   return {
     dataDir: dataDir!,
-    keyPath: keyPath!,
+    keyPath: keyPath ?? null,
+    nextKeyPath: flags.nextKeyPath ?? (env.PINWAVE_NEXT_KEY || undefined) ?? (fileNextKeyPath === undefined ? null : path(fileNextKeyPath)),
     host,
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
     logFormat: flags.logFormat ?? envFormat ?? fileFormat ?? DEFAULTS.logFormat,

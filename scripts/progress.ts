@@ -25,6 +25,8 @@ export interface RolloutView {
   devices?: number;
   waves: WaveView[];
   decisions?: Array<{ at: number; actor: string; action: string; reason: string; wave?: number }>;
+  /** a rollback's gates passed as recorded decisions (docs/architecture.md §6) */
+  gatesBypassed?: Array<{ gate: string; at: number; actor: string; findings: Array<{ message: string }> }>;
   createdBy?: string;
   /** present when the rollout asked for approval (config approval, docs/architecture.md §10) */
   approval?: { needed: boolean; required: number; remaining: number; approvals: Array<{ actor: string }>; reason: string; passedBy?: string };
@@ -71,6 +73,7 @@ export function renderRollout(r: RolloutView, color = false): string[] {
   }
   const last = r.decisions?.at(-1);
   if (last) lines.push(`last decision: ${new Date(last.at).toISOString()} ${last.action}${last.wave !== undefined ? ` wave ${last.wave + 1}` : ''}: ${last.reason} (${last.actor})`);
+  for (const g of r.gatesBypassed ?? []) lines.push(`${g.gate} bypassed for this rollback (${g.actor}, ${new Date(g.at).toISOString()}): ${g.findings.map((f) => f.message).join('; ')}`);
   return lines;
 }
 

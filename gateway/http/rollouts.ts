@@ -74,6 +74,11 @@ const resumeBody = {
   },
   description: 'new thresholds or timeout, for the held wave or for it and the waves after it',
 } as const;
+const rollbackBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { bundle: { ...bundleIdOrPrefix, description: "the bundle to restore, uploaded already (a gateway without a signing key); default: the previous bundle's pins, or the manifests' initial pins, signed by the gateway with the group's next seq" } },
+} as const;
 const abortBody = {
   type: ['object', 'null'],
   additionalProperties: false,
@@ -174,13 +179,16 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       schema: {
         tags: ['rollouts'],
         summary: 'Roll back: a new bundle of the previous pins (higher seq) to every device this rollout reached; this rollout is aborted',
+        description:
+          "The pins restored are the previous bundle's; on a group's first rollout, the initial pins of the firmware manifests of the group's models (per endpoint their union); a 409 names the model and firmware whose manifest is missing (push it: POST /v1/manifests). Pre-flight problems do not refuse a rollback: they are recorded in its gatesBypassed. A gateway without a signing key takes `bundle`, uploaded already.",
         params,
-        body: noBody,
+        body: rollbackBody,
         response: responses({ 201: { type: 'object', required: ['aborted', 'rollback'], properties: { aborted: { $ref: 'Rollout#' }, rollback: { $ref: 'Rollout#' } } } }),
       },
     },
     async (request, reply) => {
-      const { aborted, rollback } = await gw.rollback(gw.resolveRolloutId(request.params.id), request.caller!.name);
+      const body = (request.body ?? {}) as { bundle?: string };
+      const { aborted, rollback } = await gw.rollback(gw.resolveRolloutId(request.params.id), request.caller!.name, body.bundle !== undefined ? { bundle: body.bundle } : {});
       return reply.code(201).send({ aborted: await view(aborted.id), rollback: await view(rollback.id) });
     },
   );

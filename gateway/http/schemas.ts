@@ -277,6 +277,11 @@ export const RolloutSchema = {
     previousBundle: nullable(str),
     rollbackOf: str,
     rolledBackBy: str,
+    gatesBypassed: {
+      type: 'array',
+      description: 'a rollback only: the gates the rollout it undoes had to pass, passed here as recorded decisions with their findings, never a refusal',
+      items: { type: 'object', properties: { gate: { type: 'string', enum: ['preflight'] }, at: time, actor: str, reason: str, findings: { type: 'array', items: { type: 'object', properties: { code: str, message: str, devices: strings, count: int, endpoint: str } } } } },
+    },
     waves: { type: 'array', items: waveSummary },
     decisions: { type: 'array', items: decision },
     approval,
