@@ -713,7 +713,7 @@ export class Gateway {
   // ---------------------------------------------------------------- internals
 
   /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
-  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number> } = {}): void {
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number | boolean>; deadline?: number; projected?: number | null } = {}): void {
     if (!this.#webhooks) return;
     const last = r.decisions[r.decisions.length - 1];
     this.#webhooks.emit({
@@ -1064,6 +1064,8 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   soak: 'wave soaking',
   pass: 'wave passed',
   complete: 'rollout completed',
+  at_risk: 'rollout at risk of missing its deadline',
+  on_track: 'rollout on track for its deadline',
 };
 
 /** A decision as one log line: waves numbered from 1 (`wave`), with the figures it was judged on. */
