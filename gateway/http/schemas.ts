@@ -80,7 +80,7 @@ export const DeviceSchema = {
 
 const historyEntry = {
   type: 'object',
-  properties: { at: time, rolloutId: str, bundleId: str, seq: int, event: { type: 'string', enum: ['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'] }, reason: str },
+  properties: { at: time, rolloutId: str, bundleId: str, seq: int, event: { type: 'string', enum: ['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable', 'verified', 'reverted'] }, reason: str },
 } as const;
 
 const telemetryReport = {
