@@ -25,8 +25,8 @@ import {
   BundleError,
   bundleFitsManifest,
   formatPin,
-  decodeAck,
-  decodeState,
+  decodeAnyAck,
+  decodeAnyState,
   decodeTelemetry,
   hex,
   inspectBundle,
@@ -47,6 +47,9 @@ import { Webhooks, type WebhookCounters, type WebhookOptions, type WebhookTarget
 import { packageVersion } from './http/info.ts';
 import type { ResumeScope } from './rollout/engine.ts';
 import type { Decision } from './rollout/types.ts';
+import { rolloutGauges, type RolloutGauges } from './rollout/gauges.ts';
+import { hasHealthCheck } from './rollout/verification.ts';
+import { fit, parseDeadline, type DeadlineFit, type DeadlineInput } from './rollout/deadline.ts';
 
 /** What the gateway logs through: pino's shape. Tokens and keys are never passed to it. */
 export interface Logger {
@@ -112,7 +115,7 @@ export interface BundleInput {
   expiryPolicy?: ExpiryPolicy;
 }
 
-export interface RolloutInput extends PlanInput {
+export interface RolloutInput extends PlanInput, DeadlineInput {
   bundle: string;
   target: Target;
   start?: boolean;
@@ -133,10 +136,12 @@ export type GatewayRollout = Rollout & {
 export interface GatewayCounters {
   messagesIn: Record<DeviceMessageKind, number>;
   bundlesSent: number;
-  acks: { applied: number; rejected: number };
+  acks: { applied: number; rejected: number; verified: number; reverted: number };
   dropped: Record<string, number>;
   broker: BrokerCounters;
   storeWrites: number;
+  /** rollouts that turned at risk of missing their deadline (docs/architecture.md §9) */
+  atRisk: number;
 }
 
 const GROUP_RE = /^[A-Za-z0-9._:-]{1,64}$/;
@@ -171,8 +176,9 @@ export class Gateway {
   readonly #counters = {
     messagesIn: { state: 0, ack: 0, telemetry: 0 } as Record<DeviceMessageKind, number>,
     bundlesSent: 0,
-    acks: { applied: 0, rejected: 0 },
+    acks: { applied: 0, rejected: 0, verified: 0, reverted: 0 },
     dropped: {} as Record<string, number>,
+    atRisk: 0,
   };
 
   private constructor(o: GatewayOptions, store: Store, key: SigningKey) {
@@ -294,7 +300,7 @@ export class Gateway {
   counters(): GatewayCounters {
     const c = this.#counters;
     const writes = (this.#store as { writes?: number }).writes ?? 0;
-    return { messagesIn: { ...c.messagesIn }, bundlesSent: c.bundlesSent, acks: { ...c.acks }, dropped: { ...c.dropped }, broker: this.#broker.counters(), storeWrites: writes };
+    return { messagesIn: { ...c.messagesIn }, bundlesSent: c.bundlesSent, acks: { ...c.acks }, dropped: { ...c.dropped }, broker: this.#broker.counters(), storeWrites: writes, atRisk: c.atRisk };
   }
 
   /**
@@ -456,18 +462,20 @@ export class Gateway {
   // ---------------------------------------------------------------- rollouts
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
-  async createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+  async createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
     return this.#createRollout(input, actor, null);
   }
 
   /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
-  async #createRollout(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+  async #createRollout(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
     if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
     // Validation before state: the whole plan is checked before anything is looked up, so a
     // malformed one is a 400 naming the field whatever rollout its devices are in.
     const plan = { waves: input.waves, onMiss: input.onMiss, seed: input.seed };
     const planned = checkPlan(plan);
     if (!planned.ok) throw new GatewayError('PW_INVALID_PLAN', planned.errors.join('; '), { errors: planned.errors });
+    const deadline = parseDeadline(input);
+    if (!deadline.ok) throw new GatewayError('PW_INVALID_PLAN', deadline.errors.join('; '), { errors: deadline.errors });
     // A unique prefix names a bundle too (gateway/id-prefix.ts).
     const bundle = await this.#store.getBundle(await this.resolveBundleId(input.bundle));
     if (!bundle) throw notFound('bundle', input.bundle);
@@ -495,6 +503,7 @@ export class Gateway {
       target: input.target,
       deviceIds: targetIds,
       plan: { waves: input.waves, onMiss: input.onMiss, seed: input.seed },
+      deadline: deadline.deadline,
       now: this.#now(),
     });
     if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
@@ -508,8 +517,10 @@ export class Gateway {
     this.#bundles.set(bundle.id, { bytes, seq: bundle.seq, group: bundle.group });
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
+    const deadlineFit = fit(r, this.#now());
     if (input.start) await this.startRollout(r.id, actor);
-    return { rollout: summary(r), preflight: check };
+    return { rollout: summary(r, this.#now()), preflight: check, ...(deadlineFit && { deadlineFit }) };
   }
 
   async startRollout(id: string, actor: string): Promise<RolloutSummary> {
@@ -593,7 +604,7 @@ export class Gateway {
 
   async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
     const r = this.#rollout(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+    return { ...summary(r, this.#now()), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
   }
 
   listRollouts(state?: string): RolloutSummary[] {
@@ -609,16 +620,16 @@ export class Gateway {
   }
 
   /** Rollouts by state, and the waves standing held (one per held rollout): O(rollouts), for metrics. */
-  rolloutCounts(): { byState: Record<RolloutState, number>; heldWaves: number } {
-    const byState: Record<RolloutState, number> = { pending: 0, running: 0, held: 0, completed: 0, aborted: 0 };
-    for (const r of this.#rollouts.values()) byState[r.state]++;
-    return { byState, heldWaves: byState.held };
+  rolloutCounts(): RolloutGauges {
+    return rolloutGauges(this.#rollouts.values());
   }
 
   /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */
   tick(): void {
     const now = this.#now();
     for (const r of this.#rollouts.values()) {
+      // docs/architecture.md §9: running and held rollouts are judged against their deadline.
+      if (r.deadline) this.#apply(r, engine.checkDeadline(r, now));
       if (r.state !== 'running' && r.state !== 'completed') continue;
       const due = engine.nextDeadline(r);
       if (due === null || due > now) continue;
@@ -818,6 +829,10 @@ export class Gateway {
           for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === r.id) this.#deviceRollout.delete(dev);
           this.#alert(r, 'rollout.aborted', r.wave, e.reason);
           break;
+        case 'at_risk':
+          this.#counters.atRisk++;
+          this.#alert(r, 'rollout.at_risk', r.wave, e.projected === null ? 'plan_after_deadline' : 'projected_after_deadline', 'system', { deadline: e.deadline, projected: e.projected });
+          break;
         case 'persist':
           this.#track(this.#persist(r));
           break;
@@ -906,7 +921,7 @@ export class Gateway {
     this.#delivered.delete(id);
     const d = await this.#store.getDevice(id);
     const r = this.#activeOrLatest(id);
-    if (r) return this.#apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null }, this.#now()));
+    if (r) return this.#apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null, healthChecked: hasHealthCheck(this.#manifests, d?.model, d?.firmware) }, this.#now()));
     if (d && d.seq !== null) await this.#offerBaseline(d);
   }
 
@@ -924,7 +939,8 @@ export class Gateway {
   }
 
   async #onState(id: string, bytes: Uint8Array): Promise<void> {
-    const m = decodeState(bytes);
+    // docs/architecture.md §9: a state may carry a health-checked device's provisional window.
+    const m = decodeAnyState(bytes);
     if (!m.ok) return this.#drop('malformed_state', id, m.detail);
     const s = m.message;
     const now = this.#now();
@@ -938,17 +954,19 @@ export class Gateway {
     if (r) {
       // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is
       // counted; one that says it does not hold the bundle is sent it again.
-      this.#apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId }, now));
+      const provisional = s.provisional && { previousSeq: s.provisional.previousSeq, previousBundleId: s.provisional.previousBundleId };
+      this.#apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware), ...(provisional && { provisional }) }, now));
       // A device that applied a completed rollout's bundle and now reports less (reflashed, its
-      // flash wiped) is behind: the bundle the whole rollout runs is sent again.
-      if (r.state === 'completed' && s.bundleId !== r.bundle.id && s.seq < r.bundle.seq) this.#send([id], r.bundle.id, r.id);
+      // flash wiped) is behind: the bundle the whole rollout runs is sent again. Not one that
+      // reverted it: it is on its previous pins by its own health check (docs/architecture.md §9).
+      if (r.state === 'completed' && s.bundleId !== r.bundle.id && s.seq < r.bundle.seq && r.devices[id]?.status !== 'reverted') this.#send([id], r.bundle.id, r.id);
       return;
     }
     await this.#offerBaseline(d);
   }
 
   async #onAck(id: string, bytes: Uint8Array): Promise<void> {
-    const m = decodeAck(bytes);
+    const m = decodeAnyAck(bytes);
     if (!m.ok) return this.#drop('malformed_ack', id, m.detail);
     const a = m.message;
     const now = this.#now();
@@ -963,15 +981,31 @@ export class Gateway {
     const seq = known.seq;
     const r = this.#activeOrLatest(id);
     const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
+    // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
+    const reverted = a.status === 'reverted' ? await this.#revertedTo(a.previousBundleId) : null;
+    const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
+    let healthChecked = false;
     await this.#store.updateDevice(id, (d) => {
-      if (a.status === 'applied') {
+      if (a.status === 'applied' || a.status === 'verified') {
         d.seq = seq;
         d.bundleId = bundleId;
+      } else if (reverted && (reverted.known || d.bundleId === bundleId)) {
+        d.seq = reverted.seq;
+        d.bundleId = reverted.bundleId;
       }
       d.lastSeen = now;
-      d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });
+      d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(reason && { reason }) });
+      healthChecked = hasHealthCheck(this.#manifests, d.model, d.firmware);
     });
-    if (r && r.bundle.id === bundleId) this.#apply(r, engine.deviceAcked(r, id, { status: a.status, reason: a.reason, bundleId, seq }, now));
+    const unverified = a.status === 'applied' && a.unverified !== undefined;
+    if (r && r.bundle.id === bundleId) this.#apply(r, engine.deviceAcked(r, id, { status: a.status, reason, bundleId, seq, healthChecked, unverified, ...(a.status === 'reverted' && { endpoint: reason }) }, now));
+  }
+
+  /** The bundle a reverted device runs again: known (its seq the stored one), the firmware's initial pins (seq 0), or unknown (seq null). */
+  async #revertedTo(previousBundleId: string | null): Promise<{ known: boolean; bundleId: string | null; seq: number | null }> {
+    if (previousBundleId === null) return { known: true, bundleId: null, seq: 0 };
+    const b = this.#bundles.get(previousBundleId) ?? (await this.#loadBundle(previousBundleId));
+    return b ? { known: true, bundleId: previousBundleId, seq: b.seq } : { known: false, bundleId: previousBundleId, seq: null };
   }
 
   async #onTelemetry(id: string, bytes: Uint8Array): Promise<void> {

@@ -58,12 +58,14 @@ export function statusOfAck(current: DeviceStatus, ack: DeviceAck): DeviceStatus
 /**
  * The status a reported state moves a member to when it names this rollout's bundle, or null. A
  * provisional window open on it is `verifying`, never done; a health-checked device that runs it
- * committed with no verdict seen is `unverified` (its `verified` ack, resent, still upgrades it).
+ * with no window open and no answer seen is `unverified` (its `verified` ack, resent, still
+ * upgrades it). A verifying member stays so until its verdict comes: its device resends a verdict
+ * the broker did not take, and the gateway's own record of what it runs says nothing of a window.
  */
 export function statusOfState(current: DeviceStatus, state: DeviceReportedState): DeviceStatus | null {
-  if (state.provisional) return HOLDS.has(current) ? null : 'verifying';
-  if (!state.healthChecked) return HOLDS.has(current) ? null : 'applied';
-  return HOLDS.has(current) && current !== 'verifying' ? null : 'unverified';
+  if (HOLDS.has(current)) return null;
+  if (state.provisional) return 'verifying';
+  return state.healthChecked ? 'unverified' : 'applied';
 }
 
 /** Whether requireVerified is on: a record written before the field existed reads as on. */

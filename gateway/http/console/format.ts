@@ -62,6 +62,8 @@ const STATES: Record<string, [string, Tone]> = {
   sent: ['Sent', 'info'],
   applied: ['Applied', 'good'],
   verified: ['Verified', 'good'],
+  verifying: ['Verifying', 'info'],
+  unverified: ['Committed unverified', 'warn'],
   rejected: ['Rejected', 'bad'],
   timed_out: ['Timed out', 'warn'],
   failing: ['Failing', 'bad'],
@@ -90,6 +92,7 @@ const STUCK: Record<string, string> = {
   offline: 'offline',
   no_ack: 'connected, no acknowledgement yet',
   failing: 'applied, but reports pin failures',
+  verifying: 'holds it, its health check has not committed yet',
 };
 
 /** A stuck device's reason in words: `rejected:bad_signature` is "rejected: bad signature". */

@@ -36,6 +36,11 @@ export interface Figures {
   failing: number;
   timedOut: number;
   unreachable: number;
+  /** health-checked devices (docs/architecture.md §9) */
+  verifying?: number;
+  verified?: number;
+  unverified?: number;
+  reverted?: number;
   acked: number;
   responded: number;
   ackRatio: number;

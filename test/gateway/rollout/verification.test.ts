@@ -151,9 +151,15 @@ t.test('reconciliation from state: an open provisional window is verifying, neve
   for (const id of m) deviceState(r, id, { seq: BUNDLE.seq, bundleId: BUNDLE.id, healthChecked: true, provisional: window }, T0 + 1000);
   t.match(waveFigures(r.waves[0]), { verifying: 10, acked: 0 });
   t.equal(r.waves[0].state, 'active');
-  // Committed since (its verified ack lost): unverified, not verified; its resent ack upgrades it.
-  deviceState(r, m[0], { seq: BUNDLE.seq, bundleId: BUNDLE.id, healthChecked: true }, T0 + 2000);
-  t.equal(r.devices[m[0]].status, 'unverified');
+  // A state with no window says nothing new of a verifying member: it waits for its verdict.
+  t.same(deviceState(r, m[0], { seq: BUNDLE.seq, bundleId: BUNDLE.id, healthChecked: true }, T0 + 2000), []);
+  t.equal(r.devices[m[0]].status, 'verifying');
+  // One never seen to apply that runs it committed: unverified, not verified; its resent ack upgrades it.
+  const late = r.waves[1].members[0];
+  deviceState(r, late, { seq: BUNDLE.seq, bundleId: BUNDLE.id, healthChecked: true }, T0 + 2000);
+  t.equal(r.devices[late].status, 'unverified');
+  verified(r, late);
+  t.equal(r.devices[late].status, 'verified');
   verified(r, m[0]);
   t.equal(r.devices[m[0]].status, 'verified');
   // A window reported again after the verdict changes nothing.
@@ -177,7 +183,8 @@ t.test('the status table: verdicts replace what they may, applied never moves a 
   t.equal(statusOfAck('verifying', a('rejected')), null, 'a rejection from a device that holds it is a replay');
   t.equal(statusOfAck('timed_out', a('applied')), 'applied');
   t.equal(statusOfState('sent', { seq: 7, bundleId: BUNDLE.id, healthChecked: true, provisional: { previousSeq: 3, previousBundleId: null } }), 'verifying');
-  t.equal(statusOfState('verifying', { seq: 7, bundleId: BUNDLE.id, healthChecked: true }), 'unverified');
+  t.equal(statusOfState('verifying', { seq: 7, bundleId: BUNDLE.id, healthChecked: true }), null);
+  t.equal(statusOfState('sent', { seq: 7, bundleId: BUNDLE.id, healthChecked: true }), 'unverified');
   t.equal(statusOfState('applied', { seq: 7, bundleId: BUNDLE.id }), null);
 });
 
