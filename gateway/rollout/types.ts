@@ -122,7 +122,7 @@ export interface DeviceEntry {
   at: number | null;
 }
 
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'at_risk' | 'on_track';
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'at_risk' | 'on_track';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {

@@ -112,6 +112,7 @@ const ACTIONS: Record<string, string> = {
   soak: 'Soak started',
   pass: 'Wave passed',
   complete: 'Completed',
+  rollback: 'Rolled back',
   approve: 'Approved',
 };
 
