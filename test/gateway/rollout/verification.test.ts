@@ -198,3 +198,21 @@ t.test('a record written before the health-check statuses existed takes them', a
   t.match(waveFigures(r.waves[0]), { verifying: 1, verified: 0, acked: 0 }, 'a missing requireVerified reads as on');
   countersHold(t, r);
 });
+
+t.test('a completed rollout resends its bundle to a member behind it, never to one that reverted', async (t) => {
+  const ids = Array.from({ length: 10 }, (_, i) => `dev-${i}`);
+  const c = createRollout({ id: 'r2', bundle: BUNDLE, target: { group: 'meters' }, deviceIds: ids, plan: { waves: [{ size: '100%', failureThreshold: 1, ackThreshold: 0.5 }], seed: 's' }, now: T0 });
+  if (!c.ok) throw new Error(c.errors.join('; '));
+  const r = c.rollout;
+  start(r, T0, 'alice', everyone);
+  reverted(r, ids[0]);
+  for (const id of ids.slice(1)) verified(r, id);
+  tick(r, T0 + 5000, everyone);
+  t.equal(r.state, 'completed');
+  t.same(deviceState(r, ids[0], { seq: 3, bundleId: PREVIOUS, healthChecked: true }, T0 + 6000), [], 'reverted: on its previous pins by its own choice');
+  t.same(
+    deviceState(r, ids[1], { seq: 0, bundleId: null, healthChecked: true }, T0 + 6000).map((e) => e.type),
+    ['send'],
+    'reflashed: behind the rollout, sent it again',
+  );
+});
