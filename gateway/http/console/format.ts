@@ -78,7 +78,7 @@ export function badge(state: string): VNode {
 }
 
 const HOLDS: Record<string, string> = {
-  failure_threshold: 'the share of devices rejecting the bundle or reporting pin failures crossed the failure threshold',
+  failure_threshold: 'the share of devices rejecting the bundle, reverting it or reporting pin failures crossed the failure threshold',
   ack_threshold: 'too few devices acknowledged the bundle before the wave timed out',
   max_unreachable: 'too many devices were offline for the whole wave: a dark wave proves nothing',
   paused: 'an operator paused it',

@@ -72,6 +72,9 @@ export function heldPanel(r: Rollout): VNode | null {
     { class: 'held', id: 'held', 'aria-labelledby': 'held-h' },
     h('h2', { id: 'held-h' }, `Held at ${w ? waveLabel(w.index, r.waves.length) : 'its current wave'}`),
     h('p', { class: 'reason' }, h('strong', null, 'Why: '), holdReason(d.reason), ' ', h('code', null, d.reason), '.'),
+    d.endpoint
+      ? h('p', null, `Devices reverted to their previous pins by themselves: with the new ones they could not reach `, h('code', null, d.endpoint), ` (${count(f?.reverted ?? 0)} of them when it was held).`)
+      : null,
     h('p', null, 'Decided ', when(d.at), ` by ${d.actor === 'system' ? 'the gateway' : d.actor}.`),
     f && w
       ? h(

@@ -73,6 +73,8 @@ export interface Decision {
   waveFrom?: WaveState;
   waveTo?: WaveState;
   figures?: Figures;
+  /** a hold on a revert: the endpoint (host:port) the device reverted on (docs/architecture.md §9) */
+  endpoint?: string;
   thresholds?: Thresholds;
 }
 
