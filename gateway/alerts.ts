@@ -4,6 +4,7 @@
 // `approval.requested`) is a line in ALERT_EVENTS, and config, docs and deliveries follow it.
 //
 //   alertBody({ event: 'rollout.held', rollout, wave: 1, reason: 'failure_threshold' }, { id, at, gateway })
+import type { RemovedPins } from './rollout/approval.ts';
 import type { BundleRef, RolloutState, Target } from './rollout/types.ts';
 
 export const ALERT_EVENTS = {
@@ -12,6 +13,7 @@ export const ALERT_EVENTS = {
   'rollout.completed': 'every wave passed: the bundle is the group baseline',
   'rollout.aborted': 'the rollout was aborted (by an operator, a rollback, or a missed wave under onMiss abort)',
   'rollout.at_risk': 'at its progress so far the rollout will not reach its target share by its deadline (docs/architecture.md §9)',
+  'approval.requested': 'a rollout removes pins its target holds now and waits for an operator other than its creator to approve it',
 } as const;
 
 export type AlertEventName = keyof typeof ALERT_EVENTS;
@@ -34,6 +36,8 @@ export interface RolloutAlert {
   /** rollout.at_risk: the deadline and the date projected from progress (epoch ms; null: no progress yet) */
   deadline?: number;
   projected?: number | null;
+  /** approval.requested: who created the rollout, how many must agree (the creator being one), how many approvals are still wanted, what it removes */
+  approval?: { creator: string; required: number; remaining: number; removed: RemovedPins[] };
 }
 
 export interface AlertContext {
@@ -59,6 +63,7 @@ export function alertBody(a: RolloutAlert, c: AlertContext) {
     ...(a.scope && { scope: a.scope }),
     ...(a.thresholds && { thresholds: { ...a.thresholds } }),
     ...(a.deadline !== undefined && { deadline: new Date(a.deadline).toISOString(), projected: a.projected == null ? null : new Date(a.projected).toISOString() }),
+    ...(a.approval && { approval: structuredClone(a.approval) }),
   };
 }
 

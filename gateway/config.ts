@@ -41,6 +41,7 @@
 //     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
 //   webhooks:
 //     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
+//   approval: { removePin: 2, addPin: 1 }   # operators who must agree, the creator being one; default off
 //
 // docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
@@ -52,6 +53,7 @@ import { hashToken } from './credentials.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
+import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
@@ -111,6 +113,16 @@ export interface ConfigFile {
   };
   /** where rollout alerts are POSTed: `{ url, events, secret }`; events default to all of gateway/alerts.ts ALERT_EVENTS; default none */
   webhooks?: Array<{ url: string; events?: string[]; secret: string }>;
+  /**
+   * two-person approval of pin changes (docs/architecture.md §10): how many operators must agree,
+   * the creator being one; default off (a one-operator install could never approve anything)
+   */
+  approval?: {
+    /** for a rollout that removes a pin or an endpoint its target holds now; default 2 (the creator and one other) */
+    removePin?: number;
+    /** for any other rollout; default 1 (the creator alone) */
+    addPin?: number;
+  };
 }
 
 export type LogFormat = 'json' | 'pretty';
@@ -145,6 +157,8 @@ export interface GatewayConfig {
   /** console session timeouts, ms; absent: the defaults (1 h idle, 12 h in all) */
   console?: { sessionIdleMs?: number; sessionLifetimeMs?: number };
   webhooks: Array<{ url: string; events: AlertEventName[]; secret: string }>;
+  /** present only when configured */
+  approval?: ApprovalPolicy;
   /** the config file read, if any */
   file: string | null;
 }
@@ -174,7 +188,8 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', '$schema'];
+const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
@@ -199,6 +214,7 @@ export const CONFIG_KEYS: readonly string[] = [
   ...TOKEN_KEYS.map((k) => `tokens[].${k}`),
   ...WAVE_KEYS.map((k) => `waves[].${k}`),
   ...WEBHOOK_KEYS.map((k) => `webhooks[].${k}`),
+  ...APPROVAL_KEYS.map((k) => `approval.${k}`),
 ];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
@@ -282,6 +298,14 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
   if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
   const webhooks = c.webhooks(raw.webhooks);
+  let approval: ApprovalPolicy | undefined;
+  if (raw.approval !== undefined) {
+    const a = c.record(raw.approval, 'config.approval', APPROVAL_KEYS, '{ removePin, addPin }');
+    const removePin = c.int(a.removePin, 'config.approval.removePin', 1, MAX_APPROVERS) ?? APPROVAL_DEFAULTS.removePin;
+    const addPin = c.int(a.addPin, 'config.approval.addPin', 1, MAX_APPROVERS) ?? APPROVAL_DEFAULTS.addPin;
+    if (addPin > removePin) problems.push(`config.approval.addPin: must not be more than removePin (${addPin} > ${removePin}): removing a pin is never the smaller risk`);
+    approval = { removePin, addPin };
+  }
 
   // ---- the environment
   const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
@@ -337,6 +361,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
       console: { ...(sessionIdle !== undefined && { sessionIdleMs: sessionIdle * 1000 }), ...(sessionLifetime !== undefined && { sessionLifetimeMs: sessionLifetime * 1000 }) },
     }),
     webhooks,
+    ...(approval && { approval }),
     file: fileName,
   };
 }

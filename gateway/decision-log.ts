@@ -17,6 +17,8 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   rollback: 'rollout rolled back',
   at_risk: 'rollout at risk of missing its deadline',
   on_track: 'rollout on track for its deadline',
+  request_approval: 'rollout approval requested',
+  approve: 'rollout approved',
 };
 
 export class DecisionLog {

@@ -32,6 +32,9 @@ export interface RolloutView {
   devices?: number;
   waves: WaveView[];
   decisions?: Array<{ at: number; actor: string; action: string; reason: string; wave?: number; endpoint?: string }>;
+  createdBy?: string;
+  /** present when the rollout asked for approval (config approval, docs/architecture.md §10) */
+  approval?: { needed: boolean; required: number; remaining: number; approvals: Array<{ actor: string }>; reason: string; passedBy?: string };
   /** against its deadline, when it has one (gateway/rollout/deadline.ts) */
   deadline?: { status: string; at: number; targetRatio: number; target: number; done: number; projected: number | null };
 }
@@ -80,6 +83,12 @@ export function renderRollout(r: RolloutView, color = false): string[] {
     if (w.timedOut) extra.push(`timed out ${w.timedOut}`);
     if (extra.length) line += `  ${extra.join('  ')}`;
     lines.push(line);
+  }
+  const a = r.approval;
+  if (a) {
+    const by = a.approvals.length > 0 ? `approved by ${a.approvals.map((x) => x.actor).join(', ')}` : 'no approval yet';
+    if (a.needed) lines.push(`needs approval: ${a.reason}; ${a.remaining} more by an operator other than ${r.createdBy ?? 'its creator'} (${by}): pinwave rollout approve ${r.id}`);
+    else lines.push(`approval: ${a.reason}; ${a.passedBy === 'rollback' ? 'passed as a rollback' : by}`);
   }
   if (r.deadline) lines.push(paint(r.deadline.status === 'at_risk' ? 31 : 32, deadlineLine(r.deadline)));
   const last = r.decisions?.at(-1);

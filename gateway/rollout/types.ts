@@ -1,6 +1,7 @@
 // The rollout record and the values the engine takes and returns (docs/architecture.md §6).
 // A Rollout is plain JSON data: it is persisted as-is and resumed after a restart by
 // JSON.parse alone, so nothing in it may be a Map, Set, class instance or function.
+import type { ApprovalRequest } from './approval.ts';
 
 /** The bundle a rollout sends: `id` is the hex SHA-256 of its payload (docs/architecture.md §3). */
 export interface BundleRef {
@@ -122,7 +123,8 @@ export interface DeviceEntry {
   at: number | null;
 }
 
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'at_risk' | 'on_track';
+/** `request_approval` and `approve` are the approval gate's (approval.ts, docs/architecture.md §10); `at_risk` and `on_track` the deadline's (deadline.ts, §9). */
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve' | 'at_risk' | 'on_track';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {
@@ -176,6 +178,8 @@ export interface Decision {
   /** on at_risk / on_track: the deadline and the date projected from progress (epoch ms; null: no progress yet) */
   deadline?: number;
   projected?: number | null;
+  /** on request_approval: operators who must agree (the creator being one) and the pins removed */
+  approval?: ApprovalRequest;
 }
 
 export interface Rollout {

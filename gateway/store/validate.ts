@@ -29,7 +29,7 @@ const DEVICE_STATUSES = new Set(['pending', 'sent', 'applied', 'rejected', 'time
 const HISTORY_EVENTS = new Set(['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable', 'verified', 'reverted']);
 const ROLLOUT_STATES = new Set(['pending', 'running', 'held', 'completed', 'aborted']);
 const WAVE_STATES = new Set(['pending', 'active', 'soaking', 'passed', 'missed']);
-const DECISION_ACTIONS = new Set(['start', 'pause', 'resume', 'abort', 'hold', 'soak', 'pass', 'complete', 'rollback', 'baseline', 'resend', 'force', 'at_risk', 'on_track']);
+const DECISION_ACTIONS = new Set(['start', 'pause', 'resume', 'abort', 'hold', 'soak', 'pass', 'complete', 'rollback', 'baseline', 'resend', 'force', 'request_approval', 'approve', 'at_risk', 'on_track']);
 const REQUIRED_COUNT_KEYS = ['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'];
 const COUNT_KEYS = [...REQUIRED_COUNT_KEYS, ...HEALTH_STATUSES];
 

@@ -1,4 +1,4 @@
-// `pinwave rollout create|start|status|list|pause|resume|abort|rollback`: staged rollouts through the
+// `pinwave rollout create|start|status|list|pause|resume|abort|rollback|approve`: staged rollouts through the
 // gateway's HTTP API. `status --watch` draws live per-wave progress until the rollout completes
 // (exit 0) or is held or aborted (exit 1).
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ const USAGE = `Usage:
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
                          [--timeout 1h] [--soak 0s] [--require-verified true|false] [--on-miss hold|abort] [--seed S] [--start]
                          [--deadline DATE | --deadline-cert FILE [--margin-days 7]] [--target-ratio 0.95] [--json]
-  pinwave rollout start|pause|abort|rollback ID [--json]
+  pinwave rollout start|pause|abort|rollback|approve ID [--json]
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
                          [--require-verified true|false] [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
@@ -25,6 +25,8 @@ says on track or at risk.
 resume --for: whom the new thresholds are for: the held wave only (held, the default; later waves
 keep their planned ones) or the held wave and every wave after it (remaining). The output says which
 waves run on which thresholds; exit 1 when the rollout is held (or aborted) again at once.
+approve: agree, under your token's name, to a rollout that waits for approval (config approval: one
+that removes pins its target holds now); its creator cannot approve it, and it starts with start.
 IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.
@@ -51,7 +53,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'status': return status(rest, io);
     case 'list': return list(rest, io);
     case 'resume': return resume(rest, io);
-    case 'start': case 'pause': case 'abort': case 'rollback': return action(sub, rest, io);
+    case 'start': case 'pause': case 'abort': case 'rollback': case 'approve': return action(sub, rest, io);
     case '--help': case '-h': case undefined:
       io.out(USAGE);
       return sub === undefined ? 2 : 0;
@@ -156,7 +158,7 @@ function deadlineFields(v: { deadline?: string; 'deadline-cert'?: string; 'margi
   return out;
 }
 
-async function action(verb: 'start' | 'pause' | 'abort' | 'rollback', args: string[], io: Io): Promise<number> {
+async function action(verb: 'start' | 'pause' | 'abort' | 'rollback' | 'approve', args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, COMMON, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   const id = oneId(positionals, verb);
