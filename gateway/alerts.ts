@@ -12,6 +12,7 @@ export const ALERT_EVENTS = {
   'rollout.resumed': 'an operator resumed a held rollout, with the thresholds now in force',
   'rollout.completed': 'every wave passed: the bundle is the group baseline',
   'rollout.aborted': 'the rollout was aborted (by an operator, a rollback, or a missed wave under onMiss abort)',
+  'rollout.at_risk': 'at its progress so far the rollout will not reach its target share by its deadline (docs/architecture.md §9)',
   'approval.requested': 'a rollout removes pins its target holds now and waits for an operator other than its creator to approve it',
 } as const;
 
@@ -31,7 +32,10 @@ export interface RolloutAlert {
   actor: string;
   /** rollout.resumed: which waves the new thresholds are for, and those now in force for the held wave */
   scope?: 'held' | 'remaining';
-  thresholds?: Record<string, number>;
+  thresholds?: Record<string, number | boolean>;
+  /** rollout.at_risk: the deadline and the date projected from progress (epoch ms; null: no progress yet) */
+  deadline?: number;
+  projected?: number | null;
   /** approval.requested: who created the rollout, how many must agree (the creator being one), how many approvals are still wanted, what it removes */
   approval?: { creator: string; required: number; remaining: number; removed: RemovedPins[] };
 }
@@ -58,6 +62,7 @@ export function alertBody(a: RolloutAlert, c: AlertContext) {
     actor: a.actor,
     ...(a.scope && { scope: a.scope }),
     ...(a.thresholds && { thresholds: { ...a.thresholds } }),
+    ...(a.deadline !== undefined && { deadline: new Date(a.deadline).toISOString(), projected: a.projected == null ? null : new Date(a.projected).toISOString() }),
     ...(a.approval && { approval: structuredClone(a.approval) }),
   };
 }

@@ -15,6 +15,8 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   pass: 'wave passed',
   complete: 'rollout completed',
   rollback: 'rollout rolled back',
+  at_risk: 'rollout at risk of missing its deadline',
+  on_track: 'rollout on track for its deadline',
   request_approval: 'rollout approval requested',
   approve: 'rollout approved',
 };
@@ -39,7 +41,7 @@ export class DecisionLog {
     if (from >= r.decisions.length) return;
     for (const d of r.decisions.slice(from)) {
       const line = decisionLine(r, d);
-      if (d.action === 'hold' || d.action === 'abort') this.#log.warn(line, DECISION_MESSAGE[d.action]);
+      if (d.action === 'hold' || d.action === 'abort' || d.action === 'at_risk') this.#log.warn(line, DECISION_MESSAGE[d.action]);
       else this.#log.info(line, DECISION_MESSAGE[d.action]);
     }
     this.#logged.set(r.id, r.decisions.length);

@@ -34,6 +34,8 @@ import { Support } from './support.ts';
 import { Tasks } from './tasks.ts';
 import type { ResumeScope } from './rollout/engine.ts';
 import type { RolloutSummary } from './rollout/summary.ts';
+import type { DeadlineFit } from './rollout/deadline.ts';
+import type { RolloutGauges } from './rollout/gauges.ts';
 import type { DeviceStatus, RolloutState, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
 import type { Preflight } from './preflight.ts';
@@ -103,10 +105,12 @@ export interface GatewayOptions {
 export interface GatewayCounters {
   messagesIn: Record<DeviceMessageKind, number>;
   bundlesSent: number;
-  acks: { applied: number; rejected: number };
+  acks: { applied: number; rejected: number; verified: number; reverted: number };
   dropped: Record<string, number>;
   broker: BrokerCounters;
   storeWrites: number;
+  /** rollouts that turned at risk of missing their deadline (docs/architecture.md §9) */
+  atRisk: number;
 }
 
 export class Gateway {
@@ -155,8 +159,8 @@ export class Gateway {
     this.#devices = new Devices({ store, link, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests, isOnline, log, now, approval: o.approval });
-    this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now });
+    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, approval: o.approval });
+    this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now, manifests: this.#manifests });
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now });
   }
 
@@ -270,7 +274,7 @@ export class Gateway {
 
   counters(): GatewayCounters {
     const writes = (this.#store as { writes?: number }).writes ?? 0;
-    return { ...this.#ingest.counters(), bundlesSent: this.#delivery.sent, broker: this.#broker.counters(), storeWrites: writes };
+    return { ...this.#ingest.counters(), bundlesSent: this.#delivery.sent, broker: this.#broker.counters(), storeWrites: writes, atRisk: this.#rollouts.atRisk };
   }
 
   /**
@@ -370,7 +374,7 @@ export class Gateway {
   // ---------------------------------------------------------------- rollouts (rollouts.ts)
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
-  createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+  createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
     return this.#rollouts.create(input, actor);
   }
 
@@ -417,8 +421,8 @@ export class Gateway {
     return this.#rollouts.deviceRollout(deviceId);
   }
 
-  /** Rollouts by state, and the waves standing held (one per held rollout): O(rollouts), for metrics. */
-  rolloutCounts(): { byState: Record<RolloutState, number>; heldWaves: number } {
+  /** Rollouts by state, the waves standing held, members by status, rollouts at risk: O(rollouts × waves), for metrics. */
+  rolloutCounts(): RolloutGauges {
     return this.#rollouts.counts();
   }
 

@@ -14,11 +14,12 @@ import type { Store } from './store/types.ts';
 import type { Tasks } from './tasks.ts';
 import type { TelemetryBook } from './telemetry.ts';
 import type { DeviceMessageKind } from './topics.ts';
-import { decodeAck, decodeState, decodeTelemetry } from '../firmware-manifest/index.ts';
+import { hasHealthCheck } from './rollout/verification.ts';
+import { decodeAnyAck, decodeAnyState, decodeTelemetry, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 export interface IngestCounters {
   messagesIn: Record<DeviceMessageKind, number>;
-  acks: { applied: number; rejected: number };
+  acks: { applied: number; rejected: number; verified: number; reverted: number };
   dropped: Record<string, number>;
 }
 
@@ -31,6 +32,8 @@ export interface IngestOptions {
   tasks: Tasks;
   log: Logger;
   now: () => number;
+  /** firmware manifests by model: whether a device's firmware has a health check (docs/architecture.md §9) */
+  manifests: Pick<ReadonlyMap<string, FirmwareManifest>, 'get'>;
 }
 
 export class Ingest {
@@ -42,9 +45,10 @@ export class Ingest {
   readonly #tasks: Tasks;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #manifests: Pick<ReadonlyMap<string, FirmwareManifest>, 'get'>;
   readonly #counters: IngestCounters = {
     messagesIn: { state: 0, ack: 0, telemetry: 0 },
-    acks: { applied: 0, rejected: 0 },
+    acks: { applied: 0, rejected: 0, verified: 0, reverted: 0 },
     dropped: {},
   };
 
@@ -57,6 +61,7 @@ export class Ingest {
     this.#tasks = o.tasks;
     this.#log = o.log;
     this.#now = o.now;
+    this.#manifests = o.manifests;
   }
 
   /** A copy of the counters. */
@@ -85,7 +90,7 @@ export class Ingest {
     this.#delivery.newSession(id);
     const d = await this.#store.getDevice(id);
     const r = this.#rollouts.activeOrLatest(id);
-    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null }, this.#now()));
+    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null, healthChecked: hasHealthCheck(this.#manifests, d?.model, d?.firmware) }, this.#now()));
     if (d) await this.#delivery.offerBaseline(d, this.#rollouts.activeRolloutOf(id) !== null);
   }
 
@@ -104,7 +109,8 @@ export class Ingest {
   }
 
   async #onState(id: string, bytes: Uint8Array): Promise<void> {
-    const m = decodeState(bytes);
+    // docs/architecture.md §9: a state may carry a health-checked device's provisional window.
+    const m = decodeAnyState(bytes);
     if (!m.ok) return this.#drop('malformed_state', id, m.detail);
     const s = m.message;
     const now = this.#now();
@@ -118,12 +124,13 @@ export class Ingest {
     // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is
     // counted; one that says it does not hold the bundle is sent it again (so is one behind on a
     // completed rollout).
-    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId }, now));
+    const provisional = s.provisional && { previousSeq: s.provisional.previousSeq, previousBundleId: s.provisional.previousBundleId };
+    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware), ...(provisional && { provisional }) }, now));
     await this.#delivery.offerBaseline(d, this.#rollouts.activeRolloutOf(id) !== null);
   }
 
   async #onAck(id: string, bytes: Uint8Array): Promise<void> {
-    const m = decodeAck(bytes);
+    const m = decodeAnyAck(bytes);
     if (!m.ok) return this.#drop('malformed_ack', id, m.detail);
     const a = m.message;
     const now = this.#now();
@@ -138,21 +145,38 @@ export class Ingest {
     const seq = known.seq;
     const r = this.#rollouts.activeOrLatest(id);
     const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
-    const epoch = a.status === 'applied' ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
+    const applied = a.status === 'applied' || a.status === 'verified';
+    const epoch = applied ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
+    // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
+    const reverted = a.status === 'reverted' ? await this.#revertedTo(a.previousBundleId) : null;
+    const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
+    let healthChecked = false;
     const updated = await this.#store.updateDevice(id, (d) => {
-      if (a.status === 'applied') {
+      if (applied) {
         d.seq = seq;
         d.bundleId = bundleId;
         // A rotation applied: the device trusts its keys now (pre-flight checks against them).
         if (epoch !== null) d.keyEpoch = epoch;
+      } else if (reverted && (reverted.known || d.bundleId === bundleId)) {
+        d.seq = reverted.seq;
+        d.bundleId = reverted.bundleId;
       }
       d.lastSeen = now;
-      d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });
+      d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(reason && { reason }) });
+      healthChecked = hasHealthCheck(this.#manifests, d.model, d.firmware);
     });
-    if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason: a.reason, bundleId, seq }, now));
+    const unverified = a.status === 'applied' && a.unverified !== undefined;
+    if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason, bundleId, seq, healthChecked, unverified, ...(a.status === 'reverted' && { endpoint: reason }) }, now));
     // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
     // first, key-rotation.ts): the baseline is offered again, and goes if the device is still behind.
-    if (a.status === 'applied' && epoch !== null && updated) await this.#delivery.offerBaseline(updated, this.#rollouts.activeRolloutOf(id) !== null);
+    if (applied && epoch !== null && updated) await this.#delivery.offerBaseline(updated, this.#rollouts.activeRolloutOf(id) !== null);
+  }
+
+  /** The bundle a reverted device runs again: known (its seq the stored one), the firmware's initial pins (seq 0), or unknown (seq null). */
+  async #revertedTo(previousBundleId: string | null): Promise<{ known: boolean; bundleId: string | null; seq: number | null }> {
+    if (previousBundleId === null) return { known: true, bundleId: null, seq: 0 };
+    const b = this.#bundles.cached(previousBundleId) ?? (await this.#bundles.load(previousBundleId));
+    return b ? { known: true, bundleId: previousBundleId, seq: b.seq } : { known: false, bundleId: previousBundleId, seq: null };
   }
 
   async #onTelemetry(id: string, bytes: Uint8Array): Promise<void> {

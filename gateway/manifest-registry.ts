@@ -88,6 +88,19 @@ export class ManifestRegistry {
    * config's last configured, else the last pushed.
    */
   byModel(): Map<string, FirmwareManifest> {
+    return this.#byModel();
+  }
+
+  /** The manifest `byModel()` gives for one model (what a health check is judged by, gateway/rollout/verification.ts). */
+  get(model: string): FirmwareManifest | undefined {
+    let found: FirmwareManifest | undefined;
+    for (const e of this.#configured.values()) if (e.manifest.model === model) found = e.manifest;
+    if (found) return found;
+    for (const e of this.#pushed.values()) if (e.manifest.model === model) found = e.manifest;
+    return found;
+  }
+
+  #byModel(): Map<string, FirmwareManifest> {
     const out = new Map<string, FirmwareManifest>();
     for (const e of this.#pushed.values()) out.set(e.manifest.model, e.manifest);
     for (const e of this.#configured.values()) out.set(e.manifest.model, e.manifest);

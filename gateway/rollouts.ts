@@ -24,6 +24,8 @@ import type { BundleRecord } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
 import type { ResumeScope } from './rollout/engine.ts';
 import { checkPlan, checkThresholds } from './rollout/plan.ts';
+import { fit, parseDeadline, type DeadlineFit, type DeadlineInput } from './rollout/deadline.ts';
+import { rolloutGauges, type RolloutGauges } from './rollout/gauges.ts';
 import { baselineAfterRollback, reachedMembers, rollbackEligibility, rollbackTargets } from './rollout/policy.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, DeviceStatus, Effect, IsOnline, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
@@ -32,7 +34,7 @@ import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
 import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
-export interface RolloutInput extends PlanInput {
+export interface RolloutInput extends PlanInput, DeadlineInput {
   bundle: string;
   target: Target;
   start?: boolean;
@@ -97,6 +99,8 @@ export class Rollouts {
   readonly #rollouts = new Map<string, GatewayRollout>();
   /** device id → the latest rollout (not aborted) that includes it */
   readonly #deviceRollout = new Map<string, string>();
+  /** times a rollout turned at risk of missing its deadline (docs/architecture.md §9), for metrics */
+  #atRisk = 0;
   /** called with a rollout's id whenever its record is persisted (onChange) */
   readonly #listeners = new Set<(rolloutId: string) => void>();
 
@@ -155,18 +159,20 @@ export class Rollouts {
   // ---------------------------------------------------------------- creating
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
-  async create(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+  async create(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
     return this.#create(input, actor, null);
   }
 
   /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
-  async #create(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+  async #create(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
     if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
     // Validation before state: the whole plan is checked before anything is looked up, so a
     // malformed one is a 400 naming the field whatever rollout its devices are in.
     const plan = { waves: input.waves, onMiss: input.onMiss, seed: input.seed };
     const planned = checkPlan(plan);
     if (!planned.ok) throw new GatewayError('PW_INVALID_PLAN', planned.errors.join('; '), { errors: planned.errors });
+    const deadline = parseDeadline(input);
+    if (!deadline.ok) throw new GatewayError('PW_INVALID_PLAN', deadline.errors.join('; '), { errors: deadline.errors });
     // A unique prefix names a bundle too (gateway/id-prefix.ts).
     const bundle = await this.#store.getBundle(await this.#bundles.resolveId(input.bundle));
     if (!bundle) throw notFound('bundle', input.bundle);
@@ -200,6 +206,7 @@ export class Rollouts {
       target: input.target,
       deviceIds: targetIds,
       plan: { waves: input.waves, onMiss: input.onMiss, seed: input.seed },
+      deadline: deadline.deadline,
       now: this.#now(),
     });
     if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
@@ -218,9 +225,11 @@ export class Rollouts {
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
     await this.#gate(r, actor, replacing !== null);
+    // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
+    const deadlineFit = fit(r, this.#now());
     // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
     if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
-    return { rollout: summary(r), preflight: check };
+    return { rollout: summary(r, this.#now()), preflight: check, ...(deadlineFit && { deadlineFit }) };
   }
 
   /** docs/architecture.md §10: records an approval request when the policy asks for more than the creator, and tells the others. */
@@ -421,7 +430,7 @@ export class Rollouts {
     const r = this.get(id);
     const approval = approvalState(r, r.createdBy);
     return {
-      ...summary(r),
+      ...summary(r, this.#now()),
       createdBy: r.createdBy,
       previousBundle: r.previousBundle,
       ...(r.rollbackOf && { rollbackOf: r.rollbackOf }),
@@ -433,7 +442,7 @@ export class Rollouts {
 
   /** Every rollout's summary, or those in `state`, in creation order. */
   list(state?: string): RolloutSummary[] {
-    return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map(summary);
+    return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map((r) => summary(r, this.#now()));
   }
 
   /** The device's latest rollout that is not aborted, and where the device stands in it; null when none. */
@@ -444,11 +453,14 @@ export class Rollouts {
     return { id: r.id, state: r.state, status: e.status, wave: e.wave, ...(e.reason !== undefined && { reason: e.reason }), at: e.at };
   }
 
-  /** Rollouts by state, and the waves standing held (one per held rollout): O(rollouts), for metrics. */
-  counts(): { byState: Record<RolloutState, number>; heldWaves: number } {
-    const byState: Record<RolloutState, number> = { pending: 0, running: 0, held: 0, completed: 0, aborted: 0 };
-    for (const r of this.#rollouts.values()) byState[r.state]++;
-    return { byState, heldWaves: byState.held };
+  /** Rollouts by state, the waves standing held, members by status and rollouts at risk (gauges.ts), for metrics. */
+  counts(): RolloutGauges {
+    return rolloutGauges(this.#rollouts.values());
+  }
+
+  /** Times a rollout turned at risk of missing its deadline. */
+  get atRisk(): number {
+    return this.#atRisk;
   }
 
   /** A rollout id from a whole id or a unique prefix of at least 8 characters; errors as Bundles.resolveId. */
@@ -481,6 +493,8 @@ export class Rollouts {
   tick(): void {
     const now = this.#now();
     for (const r of this.#rollouts.values()) {
+      // docs/architecture.md §9: running and held rollouts are judged against their deadline.
+      if (r.deadline) this.apply(r, engine.checkDeadline(r, now));
       if (r.state !== 'running' && r.state !== 'completed') continue;
       const due = engine.nextDeadline(r);
       if (due === null || due > now) continue;
@@ -519,6 +533,10 @@ export class Rollouts {
           for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === r.id) this.#deviceRollout.delete(dev);
           this.#alert(r, 'rollout.aborted', r.wave, e.reason);
           break;
+        case 'at_risk':
+          this.#atRisk++;
+          this.#alert(r, 'rollout.at_risk', r.wave, e.projected === null ? 'plan_after_deadline' : 'projected_after_deadline', 'system', { deadline: e.deadline, projected: e.projected });
+          break;
         case 'persist':
           this.#tasks.track(this.#persist(r));
           break;
@@ -527,7 +545,7 @@ export class Rollouts {
   }
 
   /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
-  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: Pick<RolloutAlert, 'scope' | 'thresholds' | 'approval'> = {}): void {
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: Pick<RolloutAlert, 'scope' | 'thresholds' | 'approval' | 'deadline' | 'projected'> = {}): void {
     if (!this.#webhooks) return;
     const last = r.decisions[r.decisions.length - 1];
     this.#webhooks.emit({

@@ -78,7 +78,7 @@ async function fill(store: ChangeStore, devices: number): Promise<void> {
     if (!r.ok) throw new Error(`provisioning: ${r.message}`);
   }
   const members = Array.from({ length: devices }, (_, i) => id(i));
-  const thresholds = { ackThreshold: 0.95, failureThreshold: 0.02, minDevices: 5, maxUnreachable: 0.5, timeoutSeconds: 3600, soakSeconds: 0 };
+  const thresholds = { ackThreshold: 0.95, failureThreshold: 0.02, minDevices: 5, maxUnreachable: 0.5, timeoutSeconds: 3600, soakSeconds: 0, requireVerified: true };
   const r = await store.apply([
     { type: 'bundle.put', bundle: { id: BUNDLE, group: 'door-locks', seq: 7, size: 200, createdAt: T0, bytes: 'hCBBoQEnoFhA', createdBy: 'bench' } },
     {
@@ -86,7 +86,7 @@ async function fill(store: ChangeStore, devices: number): Promise<void> {
       rollout: {
         format: 1, id: ROLLOUT, bundle: { id: BUNDLE, seq: 7, group: 'door-locks' }, target: { group: 'door-locks' },
         plan: { waves: [{ size: '100%', ...thresholds }], onMiss: 'hold', seed: ROLLOUT }, state: 'running', createdAt: T0, startedAt: T0, endedAt: null, wave: 0,
-        waves: [{ index: 0, planIndex: 0, size: '100%', thresholds, state: 'active', startedAt: T0, deadline: T0 + 3_600_000, soakUntil: null, endedAt: null, swept: false, count: { pending: devices, sent: 0, applied: 0, rejected: 0, timed_out: 0, failing: 0, unreachable: 0 }, rejectedByReason: {} }],
+        waves: [{ index: 0, planIndex: 0, size: '100%', thresholds, state: 'active', startedAt: T0, deadline: T0 + 3_600_000, soakUntil: null, endedAt: null, swept: false, count: { pending: devices, sent: 0, applied: 0, rejected: 0, timed_out: 0, failing: 0, unreachable: 0, verifying: 0, verified: 0, unverified: 0, reverted: 0 }, rejectedByReason: {} }],
         createdBy: 'bench', previousBundle: null, rollbackOf: null, rolledBackBy: null,
       },
       members: [members],

@@ -11,6 +11,13 @@ export interface WaveView {
   failing: number;
   unreachable: number;
   timedOut: number;
+  /** health-checked devices (docs/architecture.md §9); absent from an older gateway */
+  verifying?: number;
+  verified?: number;
+  unverified?: number;
+  reverted?: number;
+  /** members counted toward the ack ratio */
+  acked?: number;
   ackRatio: number;
   failureRatio: number;
   failureCounted?: boolean;
@@ -24,12 +31,21 @@ export interface RolloutView {
   bundle: { id: string; seq: number; group: string };
   devices?: number;
   waves: WaveView[];
-  decisions?: Array<{ at: number; actor: string; action: string; reason: string; wave?: number }>;
+  decisions?: Array<{ at: number; actor: string; action: string; reason: string; wave?: number; endpoint?: string }>;
   /** a rollback's gates passed as recorded decisions (docs/architecture.md §6) */
   gatesBypassed?: Array<{ gate: string; at: number; actor: string; findings: Array<{ message: string }> }>;
   createdBy?: string;
   /** present when the rollout asked for approval (config approval, docs/architecture.md §10) */
   approval?: { needed: boolean; required: number; remaining: number; approvals: Array<{ actor: string }>; reason: string; passedBy?: string };
+  /** against its deadline, when it has one (gateway/rollout/deadline.ts) */
+  deadline?: { status: string; at: number; targetRatio: number; target: number; done: number; projected: number | null };
+}
+
+/** The deadline line: on track or at risk, the projected date, the target share and progress. */
+export function deadlineLine(d: NonNullable<RolloutView['deadline']>): string {
+  const day = (ms: number) => new Date(ms).toISOString().slice(0, 16).replace('T', ' ') + 'Z';
+  const projected = d.projected === null ? 'no progress yet' : `projected ${day(d.projected)}`;
+  return `deadline ${day(d.at)}  ${d.status === 'at_risk' ? 'AT RISK' : 'on track'}  ${projected}  ${d.done}/${d.target} devices of ${pct(d.targetRatio)}`;
 }
 
 const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
@@ -51,13 +67,18 @@ export function renderRollout(r: RolloutView, color = false): string[] {
       lines.push(`${head}  ${w.size} devices waiting`);
       continue;
     }
-    const acked = w.applied + w.failing;
+    const acked = w.acked ?? w.applied + w.failing;
     const ackOk = w.ackRatio >= w.thresholds.ackThreshold;
     const failBad = w.failureRatio > w.thresholds.failureThreshold;
-    let line = `${head}  [${bar(acked, w.rejected + w.failing, w.size, 20)}] ${acked}/${w.size} applied`;
+    const reverted = w.reverted ?? 0;
+    let line = `${head}  [${bar(acked, w.rejected + w.failing + reverted, w.size, 20)}] ${acked}/${w.size} ${w.verified || reverted || w.verifying ? 'done' : 'applied'}`;
     line += `  ack ${paint(ackOk ? 32 : 33, pct(w.ackRatio))} ${ackOk ? '≥' : '<'} ${pct(w.thresholds.ackThreshold)}`;
     line += `  fail ${paint(failBad ? 31 : 32, pct(w.failureRatio))} ${failBad ? '>' : '≤'} ${pct(w.thresholds.failureThreshold)}`;
     const extra: string[] = [];
+    if (w.verified || w.verifying || reverted) extra.push(`applied ${w.applied}  verified ${w.verified ?? 0}`);
+    if (w.verifying) extra.push(`verifying ${w.verifying}`);
+    if (w.unverified) extra.push(`unverified ${w.unverified}`);
+    if (reverted) extra.push(`reverted ${reverted}`);
     if (w.rejected) extra.push(`rejected ${w.rejected}${w.rejectedByReason ? ` (${Object.entries(w.rejectedByReason).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}`);
     if (w.failing) extra.push(`failing ${w.failing}`);
     if (w.unreachable) extra.push(`unreachable ${w.unreachable}`);
@@ -71,8 +92,9 @@ export function renderRollout(r: RolloutView, color = false): string[] {
     if (a.needed) lines.push(`needs approval: ${a.reason}; ${a.remaining} more by an operator other than ${r.createdBy ?? 'its creator'} (${by}): pinwave rollout approve ${r.id}`);
     else lines.push(`approval: ${a.reason}; ${a.passedBy === 'rollback' ? 'passed as a rollback' : by}`);
   }
+  if (r.deadline) lines.push(paint(r.deadline.status === 'at_risk' ? 31 : 32, deadlineLine(r.deadline)));
   const last = r.decisions?.at(-1);
-  if (last) lines.push(`last decision: ${new Date(last.at).toISOString()} ${last.action}${last.wave !== undefined ? ` wave ${last.wave + 1}` : ''}: ${last.reason} (${last.actor})`);
+  if (last) lines.push(`last decision: ${new Date(last.at).toISOString()} ${last.action}${last.wave !== undefined ? ` wave ${last.wave + 1}` : ''}: ${last.reason}${last.endpoint ? ` on ${last.endpoint}` : ''} (${last.actor})`);
   for (const g of r.gatesBypassed ?? []) lines.push(`${g.gate} bypassed for this rollback (${g.actor}, ${new Date(g.at).toISOString()}): ${g.findings.map((f) => f.message).join('; ')}`);
   return lines;
 }
@@ -82,5 +104,7 @@ export function oneLine(r: RolloutView): string {
   const w = r.waves.find((x) => x.state === 'active' || x.state === 'soaking') ?? [...r.waves].reverse().find((x) => x.state !== 'pending') ?? r.waves[0];
   const state = r.approval?.needed ? `${r.state} (needs approval)` : r.state;
   if (!w) return `${r.id} ${state}`;
-  return `${r.id} ${state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)} fail ${pct(w.failureRatio)}`;
+  const health = w.verified !== undefined ? ` verified ${w.verified} verifying ${w.verifying ?? 0} reverted ${w.reverted ?? 0}` : '';
+  const deadline = r.deadline ? ` deadline ${r.deadline.status}` : '';
+  return `${r.id} ${state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size}${health} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)} fail ${pct(w.failureRatio)}${deadline}`;
 }

@@ -7,7 +7,7 @@ import { GatewayError } from '../errors.ts';
 import type { Gateway } from '../gateway.ts';
 import type { RolloutState, Target, WavePlanInput, WaveThresholds } from '../rollout/types.ts';
 import type { ResumeScope } from '../rollout/engine.ts';
-import { bundleIdOrPrefix, cursor, deviceId, group, idParams, limit, listOf, responses, rolloutId, thresholdProperties } from './schemas.ts';
+import { bundleIdOrPrefix, cursor, deadlineProperties, deviceId, group, idParams, limit, listOf, responses, rolloutId, thresholdProperties } from './schemas.ts';
 
 export interface RolloutRoutesOptions {
   gateway: Gateway;
@@ -23,6 +23,10 @@ interface CreateBody {
   start?: boolean;
   seed?: string;
   checkEndpoints?: boolean;
+  deadline?: string;
+  certificate?: string;
+  marginDays?: number;
+  targetRatio?: number;
 }
 
 const wave = {
@@ -60,6 +64,7 @@ const createBody = {
     start: { type: 'boolean', description: 'start at once; default false' },
     seed: { type: 'string', minLength: 1, maxLength: 128, description: 'orders the target into waves; default the rollout id' },
     checkEndpoints: { type: 'boolean', description: "also check the pins against what the live endpoints serve now; default false" },
+    ...deadlineProperties,
   },
 } as const;
 
@@ -100,7 +105,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
         tags: ['rollouts'],
         summary: 'Create a rollout of a bundle in waves, after a pre-flight check',
         description:
-          'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices). With config approval, a rollout that needs operators other than its creator is created pending, even with start: true, its `approval` saying how many (POST /v1/rollouts/:id/approve).',
+          'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices). With config approval, a rollout that needs operators other than its creator is created pending, even with start: true, its `approval` saying how many (POST /v1/rollouts/:id/approve). With a `deadline`, `deadlineFit` says whether the plan can reach `targetRatio` in time: a warning, never a refusal.',
         body: createBody,
         response: responses({ 201: { $ref: 'RolloutCreated#' } }),
       },
@@ -108,8 +113,8 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
     async (request, reply) => {
       const b = request.body;
       const waves = b.waves ?? o.waveDefaults;
-      const { rollout, preflight } = await gw.createRollout({ ...b, ...(waves && { waves }) }, request.caller!.name);
-      return reply.code(201).send({ ...(await view(rollout.id)), preflight });
+      const { rollout, preflight, deadlineFit } = await gw.createRollout({ ...b, ...(waves && { waves }) }, request.caller!.name);
+      return reply.code(201).send({ ...(await view(rollout.id)), preflight, ...(deadlineFit && { deadlineFit }) });
     },
   );
 

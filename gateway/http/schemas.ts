@@ -32,6 +32,15 @@ export const thresholdProperties = {
   maxUnreachable: { type: 'number', minimum: 0, maximum: 1, description: 'share of members offline for the whole wave above which it is held; default 0.5' },
   timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 31536000, description: 'from the wave start to its deadline; default 3600' },
   soakSeconds: { type: 'number', minimum: 0, maximum: 31536000, description: 'after the ack threshold is met, how long failures may still hold the wave; default 0' },
+  requireVerified: { type: 'boolean', description: 'only `verified` counts toward the ack ratio for devices whose firmware has a health check (docs/architecture.md §9); others count `applied`; default true' },
+} as const;
+
+/** A rollout's deadline as the operator gives it at creation (gateway/rollout/deadline.ts). */
+export const deadlineProperties = {
+  deadline: { type: 'string', minLength: 1, maxLength: 40, description: 'an ISO 8601 date with a time zone, or "certificate": the certificate\'s notAfter less marginDays' },
+  certificate: { type: 'string', minLength: 1, maxLength: 65536, description: 'with deadline "certificate": the certificate, PEM' },
+  marginDays: { type: 'number', minimum: 0, maximum: 3650, description: 'with deadline "certificate": days before its notAfter; default 7' },
+  targetRatio: { type: 'number', exclusiveMinimum: 0, maximum: 1, description: 'share of the target that must hold the bundle by the deadline; default 0.95' },
 } as const;
 
 // ---------------------------------------------------------------- response shapes
@@ -80,7 +89,7 @@ export const DeviceSchema = {
 
 const historyEntry = {
   type: 'object',
-  properties: { at: time, rolloutId: str, bundleId: str, seq: int, event: { type: 'string', enum: ['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'] }, reason: str },
+  properties: { at: time, rolloutId: str, bundleId: str, seq: int, event: { type: 'string', enum: ['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable', 'verified', 'reverted'] }, reason: str },
 } as const;
 
 const telemetryReport = {
@@ -184,7 +193,11 @@ const figureProperties = {
   failing: int,
   timedOut: int,
   unreachable: int,
-  acked: int,
+  verifying: { type: 'integer', description: 'health-checked devices holding the bundle provisionally, no verdict yet' },
+  verified: { type: 'integer', description: 'health-checked devices that committed with every check passed' },
+  unverified: { type: 'integer', description: 'health-checked devices that committed without a verified ack (endpoints that never answered)' },
+  reverted: { type: 'integer', description: 'health-checked devices that went back to their previous pins by themselves; counted against the failure ratio' },
+  acked: { type: 'integer', description: 'members counted toward the ack ratio' },
   responded: int,
   ackRatio: num,
   failureRatio: num,
@@ -225,6 +238,9 @@ const decision = {
     figures: { type: 'object', properties: figureProperties },
     thresholds,
     scope: { type: 'string', enum: ['held', 'remaining'], description: 'on resume: whether the new thresholds were for the held wave only or for every wave from it on' },
+    endpoint: { type: 'string', description: 'on a hold for a revert: the endpoint (host:port) the device reverted on' },
+    deadline: { ...time, description: 'on at_risk / on_track: the deadline, epoch milliseconds' },
+    projected: { ...ntime, description: 'on at_risk / on_track: when the target share is projected, epoch milliseconds; null with no progress yet' },
     approval: {
       type: 'object',
       description: 'on request_approval: operators who must agree (the creator being one) and the pins the change removes',
@@ -257,6 +273,35 @@ const approval = {
   },
 } as const;
 
+const deadlineSource = {
+  type: 'object',
+  required: ['kind'],
+  properties: { kind: { type: 'string', enum: ['date', 'certificate'] }, notAfter: time, marginDays: num, subject: str },
+} as const;
+
+/** A rollout against its deadline (gateway/rollout/deadline.ts deadlineStatus). */
+const deadlineStatus = {
+  type: 'object',
+  required: ['status', 'at', 'targetRatio', 'target', 'done', 'projected', 'plannedEnd'],
+  properties: {
+    status: { type: 'string', enum: ['on_track', 'at_risk'] },
+    at: { ...time, description: 'the deadline, epoch milliseconds' },
+    targetRatio: num,
+    source: deadlineSource,
+    target: { type: 'integer', description: 'devices that must count toward the ack ratio by the deadline' },
+    done: { type: 'integer', description: 'devices counted now' },
+    projected: { ...ntime, description: 'when the target is reached at the rate so far; null with no progress yet' },
+    plannedEnd: { ...time, description: "the plan's worst case: every remaining wave's timeout and soak" },
+  },
+} as const;
+
+/** At creation: whether the plan's worst case reaches the target share by the deadline (a warning, never a refusal). */
+const deadlineFit = {
+  type: 'object',
+  required: ['fits', 'plannedEnd', 'warnings'],
+  properties: { fits: bool, plannedEnd: time, warnings: strings },
+} as const;
+
 export const RolloutSchema = {
   $id: 'Rollout',
   type: 'object',
@@ -284,6 +329,7 @@ export const RolloutSchema = {
     },
     waves: { type: 'array', items: waveSummary },
     decisions: { type: 'array', items: decision },
+    deadline: deadlineStatus,
     approval,
   },
 } as const;
@@ -305,7 +351,7 @@ export const RolloutCreatedSchema = {
   type: 'object',
   description: 'the rollout, with the pre-flight result that let it be created',
   required: [...RolloutSchema.required, 'preflight'],
-  properties: { ...RolloutSchema.properties, preflight: { $ref: 'Preflight#' } },
+  properties: { ...RolloutSchema.properties, preflight: { $ref: 'Preflight#' }, deadlineFit },
 } as const;
 
 export const StuckDeviceSchema = {
@@ -318,7 +364,7 @@ export const StuckDeviceSchema = {
     seq: nullable(int),
     bundle: nullable(str),
     targetSeq: int,
-    reason: { type: 'string', description: 'never_connected, offline, no_ack, failing or rejected:<reason>' },
+    reason: { type: 'string', description: 'never_connected, offline, no_ack, failing, verifying, rejected:<reason> or reverted:<host:port>' },
     since: ntime,
     connected: bool,
   },

@@ -14,8 +14,13 @@
 // Wave:    pending → active → soaking → passed | missed.
 // Device:  pending → sent → applied | rejected | timed_out; applied → failing; pending →
 //          unreachable at the deadline; pending, unreachable, timed_out → sent when it comes online.
+//          A health-checked device (docs/architecture.md §9): sent → verifying → verified | reverted |
+//          unverified (verification.ts); a reverted one is on its previous seq and is never sent
+//          the bundle again.
 import { failureCrossed, ackRatio, unreachableRatio, waveFigures } from './figures.ts';
 import { checkThresholds, cutWaves, seedOrder, shown, validatePlan } from './plan.ts';
+import { statusOfAck, statusOfState } from './verification.ts';
+import { deadlineChange } from './deadline.ts';
 import type {
   ActionError,
   ActionResult,
@@ -30,6 +35,7 @@ import type {
   Invalid,
   IsOnline,
   Rollout,
+  RolloutDeadline,
   RolloutState,
   StatusCounts,
   Target,
@@ -47,6 +53,8 @@ interface Step {
   now: number;
   fx: Effect[];
   dirty: boolean;
+  /** the endpoint of the revert this call handles, recorded with a hold it causes */
+  revertedOn?: string;
 }
 
 function step(r: Rollout, now: number): Step {
@@ -59,7 +67,7 @@ function done(s: Step): Effect[] {
 }
 
 function emptyCounts(): StatusCounts {
-  return { pending: 0, sent: 0, applied: 0, rejected: 0, timed_out: 0, failing: 0, unreachable: 0 };
+  return { pending: 0, sent: 0, applied: 0, rejected: 0, timed_out: 0, failing: 0, unreachable: 0, verifying: 0, verified: 0, unverified: 0, reverted: 0 };
 }
 
 // Device ids and rejection reasons come from devices; a key such as "__proto__" must land as an
@@ -83,16 +91,17 @@ function tally(map: Record<string, number>, key: string, delta: number): void {
 function setStatus(s: Step, d: DeviceEntry, status: DeviceStatus, reason?: string): void {
   const w = s.r.waves[d.wave];
   w.count[d.status]--;
-  if (d.status === 'rejected') {
-    tally(w.rejectedByReason, reasonOf(d), -1);
-    delete d.reason;
-  }
+  if (d.status === 'rejected') tally(w.rejectedByReason, reasonOf(d), -1);
+  delete d.reason;
   d.status = status;
   d.at = s.now;
-  w.count[status]++;
+  // A record written before the health-check statuses existed has no counter for them yet.
+  w.count[status] = (w.count[status] ?? 0) + 1;
   if (status === 'rejected') {
     d.reason = reason ?? UNSPECIFIED;
     tally(w.rejectedByReason, d.reason, 1);
+  } else if (status === 'reverted' && reason !== undefined) {
+    d.reason = reason;
   }
   s.dirty = true;
 }
@@ -117,6 +126,8 @@ export interface CreateRollout {
   deviceIds: readonly string[];
   /** the operator's plan, unchecked (validatePlan's rules); defaults when absent */
   plan?: unknown;
+  /** a deadline checked by deadline.ts parseDeadline, or none */
+  deadline?: RolloutDeadline | null;
   now: number;
 }
 
@@ -183,6 +194,7 @@ export function createRollout(input: CreateRollout): { ok: true; rollout: Rollou
     waves,
     devices,
     decisions: [],
+    ...(input.deadline && { deadline: structuredClone(input.deadline) }),
   };
   return { ok: true, rollout };
 }
@@ -265,6 +277,7 @@ function miss(s: Step, w: Wave, reason: Exclude<HoldReason, 'paused'>): void {
   w.endedAt = s.now;
   // A dark wave is no verdict on the bundle, so it holds even under onMiss 'abort'.
   const abort = s.r.plan.onMiss === 'abort' && reason !== 'max_unreachable';
+  const endpoint = reason === 'failure_threshold' ? s.revertedOn : undefined;
   const to: RolloutState = abort ? 'aborted' : 'held';
   s.r.state = to;
   if (abort) s.r.endedAt = s.now;
@@ -278,6 +291,7 @@ function miss(s: Step, w: Wave, reason: Exclude<HoldReason, 'paused'>): void {
     waveFrom,
     waveTo: 'missed',
     figures: waveFigures(w),
+    ...(endpoint !== undefined && { endpoint }),
   });
   s.fx.push(abort ? { type: 'aborted', reason } : { type: 'held', wave: w.index, reason });
 }
@@ -445,47 +459,48 @@ export function deviceOnline(r: Rollout, id: string, now: number): Effect[] {
   return done(s);
 }
 
-function applied(s: Step, d: DeviceEntry): void {
-  if (d.status === 'applied' || d.status === 'failing') return;
-  setStatus(s, d, 'applied');
+/** Move a member to `status` (from verification.ts; null: no change) and judge its wave. */
+function moved(s: Step, d: DeviceEntry, status: DeviceStatus | null, reason?: string): void {
+  if (status === null) return;
+  setStatus(s, d, status, reason);
   evaluate(s, s.r.waves[d.wave], false);
 }
 
 /**
  * An ack. It counts from any status (a device may get the bundle by reconciliation, or ack after
  * its deadline); a duplicate changes nothing. A rejection from a device that holds the bundle is
- * a re-delivery refused as `replayed` and says nothing about the bundle, so it is ignored.
+ * a re-delivery refused as `replayed` and says nothing about the bundle, so it is ignored. A
+ * `reverted` ack counts against the failure ratio at once: a hold it causes is decided in this
+ * call and records the endpoint (docs/architecture.md §9).
  */
 export function deviceAcked(r: Rollout, id: string, ack: DeviceAck, now: number): Effect[] {
   if (ack.bundleId !== r.bundle.id) return [];
   const d = lookup(r, id);
   if (d === undefined) return [];
   const s = step(r, now);
-  if (ack.status === 'applied') {
-    applied(s, d);
-  } else if (ack.status === 'rejected' && (d.status === 'pending' || d.status === 'sent' || d.status === 'timed_out' || d.status === 'unreachable')) {
-    setStatus(s, d, 'rejected', ack.reason);
-    evaluate(s, r.waves[d.wave], false);
-  }
+  if (ack.status === 'reverted') s.revertedOn = ack.endpoint;
+  moved(s, d, statusOfAck(d.status, ack), ack.status === 'reverted' ? ack.endpoint : ack.reason);
   return done(s);
 }
 
 /**
  * The state a device reports on every connect (docs/architecture.md §5). Holding this rollout's bundle means
- * it applied it, whatever became of its ack. Otherwise it is behind, and is sent the bundle as
- * deviceOnline would; a member still `sent` is sent it again too, since it says it has not got it
- * (a publish lost with the broker's sessions when the gateway restarted).
+ * it applied it, whatever became of its ack (still verifying, while its provisional window is open:
+ * verification.ts). Otherwise it is behind, and is sent the bundle as deviceOnline would; a member
+ * still `sent` is sent it again too, since it says it has not got it (a publish lost with the
+ * broker's sessions when the gateway restarted). A reverted member is on its previous seq by its
+ * own choice, and is never sent the bundle again.
  */
 export function deviceState(r: Rollout, id: string, state: DeviceReportedState, now: number): Effect[] {
   const d = lookup(r, id);
   if (d === undefined) return [];
   const s = step(r, now);
   if (state.bundleId === r.bundle.id) {
-    applied(s, d);
+    moved(s, d, statusOfState(d.status, state));
   } else if ((BEHIND.has(d.status) || d.status === 'sent') && maySend(r, d)) {
     setStatus(s, d, 'sent');
     s.fx.push({ type: 'send', deviceIds: [id] });
-  } else if (r.state === 'completed' && state.seq < r.bundle.seq) {
+  } else if (r.state === 'completed' && state.seq < r.bundle.seq && d.status !== 'reverted') {
     // A member that took a completed rollout's bundle and now reports less (reflashed, its flash
     // wiped) is behind: the bundle the whole rollout runs is sent again (docs/architecture.md §6).
     // Its status stands: what it did in the rollout is history.
@@ -501,7 +516,7 @@ export function deviceState(r: Rollout, id: string, state: DeviceReportedState, 
 export function pinFailure(r: Rollout, id: string, report: { bundleId: string }, now: number): Effect[] {
   if (report.bundleId !== r.bundle.id) return [];
   const d = lookup(r, id);
-  if (d === undefined || d.status === 'failing') return [];
+  if (d === undefined || d.status === 'failing' || d.status === 'reverted') return [];
   const s = step(r, now);
   setStatus(s, d, 'failing');
   evaluate(s, r.waves[d.wave], false);
@@ -533,6 +548,21 @@ export function tick(r: Rollout, now: number, isOnline: IsOnline): Effect[] {
   return done(s);
 }
 
+/**
+ * Judge a running or held rollout against its deadline (deadline.ts): a change of verdict is a
+ * decision, and turning at_risk is an `at_risk` effect (a metric and a webhook event). Held
+ * rollouts are judged too: a held rollout makes no progress, which is when a deadline slips.
+ */
+export function checkDeadline(r: Rollout, now: number): Effect[] {
+  const c = deadlineChange(r, now);
+  if (c === null) return [];
+  const s = step(r, now);
+  r.deadline!.status = c.status;
+  decide(s, { actor: SYSTEM, action: c.status, reason: c.status === 'on_track' ? 'projected_by_deadline' : c.projected === null ? 'plan_after_deadline' : 'projected_after_deadline', from: r.state, to: r.state, wave: r.wave, deadline: c.at, projected: c.projected });
+  if (c.status === 'at_risk') s.fx.push({ type: 'at_risk', deadline: c.at, projected: c.projected });
+  return done(s);
+}
+
 /** The earliest time a tick could change something, or null when no timer runs. */
 export function nextDeadline(r: Rollout): number | null {
   if (r.state !== 'running' && r.state !== 'completed') return null;
@@ -548,13 +578,13 @@ export function nextDeadline(r: Rollout): number | null {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Devices that run this bundle (applied or failing): the target of a rollback. */
+/** Statuses of a member that runs this bundle (committed or provisionally): a reverted one does not. */
+const RUNS: ReadonlySet<DeviceStatus> = new Set(['applied', 'failing', 'verifying', 'verified', 'unverified']);
+
+/** Devices that run this bundle: the target of a rollback. */
 export function appliedDevices(r: Rollout): string[] {
   const out: string[] = [];
-  for (const id in r.devices) {
-    const st = r.devices[id].status;
-    if (st === 'applied' || st === 'failing') out.push(id);
-  }
+  for (const id in r.devices) if (RUNS.has(r.devices[id].status)) out.push(id);
   return out;
 }
 
@@ -573,6 +603,8 @@ export function rebuildCounters(r: Rollout): boolean {
   }
   let drifted = false;
   r.waves.forEach((w, i) => {
+    // A record from before the health-check statuses (docs/architecture.md §9) lacks their counters: zero, not drift.
+    w.count = { ...emptyCounts(), ...w.count };
     if (!sameTally(w.count, counts[i]) || !sameTally(w.rejectedByReason, reasons[i])) {
       drifted = true;
       w.count = counts[i];

@@ -1,28 +1,29 @@
-// The ratios a wave is judged on (docs/architecture.md §6), from its per-status counters: O(1), so they
+// The ratios a wave is judged on (docs/architecture.md §6, §9), from its per-status counters: O(1), so they
 // can be re-checked on every ack.
 //
 // Offline is not failure: unreachable members (offline for the whole wave) are counted apart
 // and left out of the ack ratio's denominator; a wave whose unreachable share passes
-// maxUnreachable is held on its own account, since a dark wave proves nothing.
+// maxUnreachable is held on its own account, since a dark wave proves nothing. A success report is
+// not health: with requireVerified, a health-checked device counts once it acked `verified`, and a
+// `reverted` one counts against the failure ratio at once (verification.ts).
 import type { Wave, WaveFigures } from './types.ts';
+import { ackedCount, failedCount, respondedCount } from './verification.ts';
 
-/** acked / reachable members, where acked = applied + failing (a failing device did apply); 1 when none is reachable. */
+/** acked / reachable members (acked: verification.ts ackedCount); 1 when none is reachable. */
 export function ackRatio(w: Wave): number {
   const reachable = w.members.length - w.count.unreachable;
-  return reachable === 0 ? 1 : (w.count.applied + w.count.failing) / reachable;
+  return reachable === 0 ? 1 : ackedCount(w.count, w.thresholds) / reachable;
 }
 
-/** (rejected + failing) / responded; 0 when nobody has responded. */
+/** (rejected + failing + reverted) / responded; 0 when nobody has responded. */
 export function failureRatio(w: Wave): number {
-  const bad = w.count.rejected + w.count.failing;
-  const responded = w.count.applied + w.count.failing + w.count.rejected;
-  return responded === 0 ? 0 : bad / responded;
+  const responded = respondedCount(w.count);
+  return responded === 0 ? 0 : failedCount(w.count) / responded;
 }
 
 /** The failure ratio counts once minDevices have responded (or every reachable member, in a smaller wave). */
 export function failureCounted(w: Wave): boolean {
-  const responded = w.count.applied + w.count.failing + w.count.rejected;
-  return responded >= Math.min(w.thresholds.minDevices, w.members.length - w.count.unreachable);
+  return respondedCount(w.count) >= Math.min(w.thresholds.minDevices, w.members.length - w.count.unreachable);
 }
 
 export function failureCrossed(w: Wave): boolean {
@@ -44,8 +45,12 @@ export function waveFigures(w: Wave): WaveFigures {
     failing: c.failing,
     timedOut: c.timed_out,
     unreachable: c.unreachable,
-    acked: c.applied + c.failing,
-    responded: c.applied + c.failing + c.rejected,
+    verifying: c.verifying ?? 0,
+    verified: c.verified ?? 0,
+    unverified: c.unverified ?? 0,
+    reverted: c.reverted ?? 0,
+    acked: ackedCount(c, w.thresholds),
+    responded: respondedCount(c),
     ackRatio: ackRatio(w),
     failureRatio: failureRatio(w),
     failureCounted: failureCounted(w),

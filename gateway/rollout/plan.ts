@@ -18,6 +18,7 @@ export const WAVE_DEFAULTS: Readonly<WaveThresholds> = Object.freeze({
   maxUnreachable: 0.5,
   timeoutSeconds: 3600,
   soakSeconds: 0,
+  requireVerified: true,
 });
 
 export const DEFAULT_SIZES: readonly string[] = Object.freeze(['1%', '10%', '50%', '100%']);
@@ -25,17 +26,20 @@ export const DEFAULT_SIZES: readonly string[] = Object.freeze(['1%', '10%', '50%
 const PLAN_FIELDS = ['waves', 'onMiss', 'seed'];
 const ON_MISS: readonly OnMiss[] = ['hold', 'abort'];
 
-const share = (v: number) => v >= 0 && v <= 1;
+const share = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1;
+const seconds = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
 
 /** What each threshold accepts, and how an error says so. */
-const THRESHOLD_RULES: { readonly [K in keyof WaveThresholds]: readonly [accepts: (v: number) => boolean, expected: string] } = {
+const THRESHOLD_RULES: { readonly [K in keyof WaveThresholds]: readonly [accepts: (v: unknown) => boolean, expected: string] } = {
   ackThreshold: [share, 'must be between 0 and 1'],
   failureThreshold: [share, 'must be between 0 and 1'],
-  minDevices: [(v) => Number.isSafeInteger(v) && v >= 0, 'must be an integer of 0 or more'],
+  minDevices: [(v) => Number.isSafeInteger(v) && (v as number) >= 0, 'must be an integer of 0 or more'],
   maxUnreachable: [share, 'must be between 0 and 1'],
   // Bounded: a deadline must stay a finite number of ms through JSON (a year is plenty).
-  timeoutSeconds: [(v) => v > 0 && v <= MAX_WAVE_SECONDS, 'must be a number of seconds above 0 and at most a year (31536000)'],
-  soakSeconds: [(v) => v >= 0 && v <= MAX_WAVE_SECONDS, 'must be a number of seconds from 0 to a year (31536000)'],
+  timeoutSeconds: [(v) => seconds(v) && (v as number) > 0 && (v as number) <= MAX_WAVE_SECONDS, 'must be a number of seconds above 0 and at most a year (31536000)'],
+  soakSeconds: [(v) => seconds(v) && (v as number) >= 0 && (v as number) <= MAX_WAVE_SECONDS, 'must be a number of seconds from 0 to a year (31536000)'],
+  // docs/architecture.md §9: only `verified` counts for health-checked devices while on.
+  requireVerified: [(v) => typeof v === 'boolean', 'must be true or false'],
 };
 
 /** How a value that came reads in an error: strings quoted, so `"25"` and `25` differ. */
@@ -70,7 +74,7 @@ export function checkThresholds(
     }
     if (value === undefined) continue;
     const [accepts, expected] = THRESHOLD_RULES[key as keyof WaveThresholds];
-    if (typeof value === 'number' && Number.isFinite(value) && accepts(value)) out[key as keyof WaveThresholds] = value;
+    if (accepts(value)) (out as Record<string, unknown>)[key] = value;
     else errors.push(`${prefix}${key} ${expected}, got ${shown(value)}`);
   }
   return out;

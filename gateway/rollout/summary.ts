@@ -1,6 +1,7 @@
 // The API's view of a rollout: its state, each wave's figures against its thresholds, and the
 // decisions taken. Built from the counters in O(waves + decisions), never by walking the devices,
 // and detached from the record (the caller may serialise it while the engine goes on).
+import { deadlineStatus, type DeadlineStatus } from './deadline.ts';
 import { nextDeadline } from './engine.ts';
 import { waveFigures } from './figures.ts';
 import type { BundleRef, Decision, OnMiss, Rollout, RolloutState, Target, WaveFigures, WaveState, WaveThresholds } from './types.ts';
@@ -38,9 +39,12 @@ export interface RolloutSummary {
   nextDeadline: number | null;
   waves: WaveSummary[];
   decisions: Decision[];
+  /** against its deadline (deadline.ts), when it has one and the time is given */
+  deadline?: DeadlineStatus;
 }
 
-export function summary(r: Rollout): RolloutSummary {
+/** `now` (epoch ms) judges the rollout against its deadline, if it has one. */
+export function summary(r: Rollout, now?: number): RolloutSummary {
   const waves = r.waves.map(
     (w): WaveSummary => ({
       index: w.index,
@@ -71,5 +75,6 @@ export function summary(r: Rollout): RolloutSummary {
     nextDeadline: nextDeadline(r),
     waves,
     decisions: structuredClone(r.decisions),
+    ...(r.deadline && now !== undefined && { deadline: deadlineStatus(r, now)! }),
   };
 }

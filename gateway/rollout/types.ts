@@ -15,7 +15,25 @@ export type Target = { group: string } | { devices: string[] };
 
 export type RolloutState = 'pending' | 'running' | 'held' | 'completed' | 'aborted';
 export type WaveState = 'pending' | 'active' | 'soaking' | 'passed' | 'missed';
-export type DeviceStatus = 'pending' | 'sent' | 'applied' | 'rejected' | 'timed_out' | 'failing' | 'unreachable';
+/**
+ * Where a member stands (docs/architecture.md §6, §9). `applied`: a device without a health check
+ * holds the bundle. A device whose firmware has one is `verifying` while it holds it provisionally,
+ * `verified` once it committed with every check passed, `unverified` once it committed without a
+ * verified ack (its endpoints never answered, or it reported a committed state with no ack seen),
+ * and `reverted` when it went back to its previous trust state by itself.
+ */
+export type DeviceStatus =
+  | 'pending'
+  | 'sent'
+  | 'applied'
+  | 'rejected'
+  | 'timed_out'
+  | 'failing'
+  | 'unreachable'
+  | 'verifying'
+  | 'verified'
+  | 'unverified'
+  | 'reverted';
 export type OnMiss = 'hold' | 'abort';
 
 /** Why a wave stopped the rollout; `paused` is the operator's own hold. */
@@ -35,6 +53,12 @@ export interface WaveThresholds {
   timeoutSeconds: number;
   /** after the ack threshold is met, how long failures may still hold the wave, seconds; default 0 */
   soakSeconds: number;
+  /**
+   * only `verified` counts toward the ack ratio for devices whose firmware has a health check
+   * (docs/architecture.md §9); devices without one count `applied`. Default true. A record written
+   * before this field existed reads as true.
+   */
+  requireVerified: boolean;
 }
 
 /** A wave as the operator writes it. Sizes are cumulative: the share of the target reached by the end of this wave. */
@@ -93,14 +117,14 @@ export interface DeviceEntry {
   /** index into Rollout.waves */
   wave: number;
   status: DeviceStatus;
-  /** the device's reason, while status is 'rejected' */
+  /** the device's reason, while status is 'rejected'; the endpoint (`host:port`), while 'reverted' */
   reason?: string;
   /** epoch ms of the last status change, null while never touched */
   at: number | null;
 }
 
-/** `request_approval` and `approve` are the approval gate's (approval.ts, docs/architecture.md §10). */
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve';
+/** `request_approval` and `approve` are the approval gate's (approval.ts, docs/architecture.md §10); `at_risk` and `on_track` the deadline's (deadline.ts, §9). */
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve' | 'at_risk' | 'on_track';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {
@@ -112,13 +136,17 @@ export interface WaveFigures {
   failing: number;
   timedOut: number;
   unreachable: number;
-  /** applied + failing */
+  verifying: number;
+  verified: number;
+  unverified: number;
+  reverted: number;
+  /** applied + verified + failing, and verifying + unverified unless requireVerified (figures.ts) */
   acked: number;
-  /** applied + failing + rejected */
+  /** every member that answered: acked, verifying, unverified, rejected, reverted */
   responded: number;
   /** acked / (members - unreachable); 1 when no member is reachable */
   ackRatio: number;
-  /** (rejected + failing) / responded; 0 when nobody responded */
+  /** (rejected + failing + reverted) / responded; 0 when nobody responded */
   failureRatio: number;
   /** whether enough members responded for failureRatio to count (minDevices) */
   failureCounted: boolean;
@@ -145,6 +173,11 @@ export interface Decision {
   thresholds?: WaveThresholds;
   /** on resume: which waves took the new thresholds, the held one only or it and every later one (engine.ts resume) */
   scope?: 'held' | 'remaining';
+  /** on a hold for reverts: the endpoint (`host:port`) the device that crossed the threshold reverted on */
+  endpoint?: string;
+  /** on at_risk / on_track: the deadline and the date projected from progress (epoch ms; null: no progress yet) */
+  deadline?: number;
+  projected?: number | null;
   /** on request_approval: operators who must agree (the creator being one) and the pins removed */
   approval?: ApprovalRequest;
 }
@@ -166,6 +199,20 @@ export interface Rollout {
   /** by device id; a prototype-less object so that no device id can collide with Object.prototype */
   devices: Record<string, DeviceEntry>;
   decisions: Decision[];
+  /** the rollout's deadline and target share (deadline.ts; docs/architecture.md §9), when it has one */
+  deadline?: RolloutDeadline;
+}
+
+/** A deadline a rollout must reach its target share by. */
+export interface RolloutDeadline {
+  /** epoch ms */
+  at: number;
+  /** share of the target that must hold the bundle by then (0..1); default 0.95 */
+  targetRatio: number;
+  /** how `at` was given: an ISO date, or a certificate's notAfter less marginDays */
+  source: { kind: 'date' } | { kind: 'certificate'; notAfter: number; marginDays: number; subject?: string };
+  /** the last verdict recorded (a decision marks each change); null before the first */
+  status: 'on_track' | 'at_risk' | null;
 }
 
 /** What the gateway must do after an engine call. `persist` comes last, whenever the record changed. */
@@ -174,6 +221,7 @@ export type Effect =
   | { type: 'held'; wave: number; reason: HoldReason }
   | { type: 'completed' }
   | { type: 'aborted'; reason: string }
+  | { type: 'at_risk'; deadline: number; projected: number | null }
   | { type: 'persist' };
 
 /** Whether a device is connected now; called, never stored. */
@@ -181,11 +229,17 @@ export type IsOnline = (deviceId: string) => boolean;
 
 /** A device's ack (docs/architecture.md §5). The bundle id decides which rollout it is for: it covers the seq. */
 export interface DeviceAck {
-  status: 'applied' | 'rejected';
+  status: 'applied' | 'rejected' | 'verified' | 'reverted';
   /** the named reason of a rejection (docs/architecture.md §3) */
   reason?: string;
   bundleId: string;
   seq: number;
+  /** whether the device's firmware has a health check (its model's manifest, its firmware version); default false */
+  healthChecked?: boolean;
+  /** an `applied` ack of a health-checked device that committed without verifying these endpoints */
+  unverified?: boolean;
+  /** a `reverted` ack: the endpoint that would have locked the device out, `host:port` */
+  endpoint?: string;
 }
 
 /** What a device reports on every connect: the bundle it runs. */
@@ -193,6 +247,10 @@ export interface DeviceReportedState {
   seq: number;
   /** null while the device runs its firmware's initial pins */
   bundleId: string | null;
+  /** whether the device's firmware has a health check; default false */
+  healthChecked?: boolean;
+  /** a provisional window is open: `bundleId` is being verified, `previousSeq` is what a revert goes back to */
+  provisional?: { previousSeq: number; previousBundleId: string | null };
 }
 
 export type ErrorCode = 'PW_INVALID_STATE' | 'PW_INVALID_PLAN';

@@ -293,7 +293,7 @@ export class FleetState {
       case 'rollout.wave': {
         const w = this.rollouts.get(c.id)!.waves[c.wave];
         if (c.set !== undefined) Object.assign(w, c.set);
-        if (c.add?.count !== undefined) for (const [k, v] of Object.entries(c.add.count)) w.count[k as keyof StoredWave['count']] += v as number;
+        if (c.add?.count !== undefined) for (const [k, v] of Object.entries(c.add.count)) w.count[k as keyof StoredWave['count']] = (w.count[k as keyof StoredWave['count']] ?? 0) + (v as number);
         if (c.add?.rejectedByReason !== undefined) for (const [k, v] of Object.entries(c.add.rejectedByReason)) tally(w.rejectedByReason, k, v);
         return;
       }

@@ -170,4 +170,12 @@ export const MIGRATIONS: readonly string[] = [
     ) y
   $$;
   `,
+  // 2: the health-check statuses of rollout members (docs/architecture.md §9)
+  `
+  ALTER TABLE rollout_waves
+    ADD COLUMN verifying integer NOT NULL DEFAULT 0,
+    ADD COLUMN verified integer NOT NULL DEFAULT 0,
+    ADD COLUMN unverified integer NOT NULL DEFAULT 0,
+    ADD COLUMN reverted integer NOT NULL DEFAULT 0;
+  `,
 ];

@@ -71,7 +71,7 @@ export function redactUrl(url: string): string {
 const TYPES = { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser };
 
 const NO_LOG: StoreLogger = { info() {}, warn() {}, error() {} };
-const COUNT_KEYS = ['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'] as const;
+const COUNT_KEYS = ['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable', 'verifying', 'verified', 'unverified', 'reverted'] as const;
 const DEVICE_COLUMNS: Record<string, string> = {
   seq: 'seq',
   bundleId: 'bundle_id',
@@ -568,10 +568,10 @@ export class PostgresStore implements ChangeStore {
         const w = r.waves;
         await q(
           `INSERT INTO rollout_waves (rollout_id, idx, plan_index, size, thresholds, state, started_at, deadline, soak_until, ended_at, swept, member_count, ${COUNT_KEYS.join(', ')}, rejected_by_reason)
-           SELECT $1, * FROM unnest($2::integer[], $3::integer[], $4::jsonb[], $5::jsonb[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[], $12::integer[], ${COUNT_KEYS.map((_, i) => `$${13 + i}::integer[]`).join(', ')}, $20::jsonb[])`,
+           SELECT $1, * FROM unnest($2::integer[], $3::integer[], $4::jsonb[], $5::jsonb[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[], $12::integer[], ${COUNT_KEYS.map((_, i) => `$${13 + i}::integer[]`).join(', ')}, $${13 + COUNT_KEYS.length}::jsonb[])`,
           [
             r.id, w.map((x) => x.index), w.map((x) => x.planIndex), w.map((x) => JSON.stringify(x.size)), w.map((x) => JSON.stringify(x.thresholds)), w.map((x) => x.state), w.map((x) => x.startedAt), w.map((x) => x.deadline), w.map((x) => x.soakUntil), w.map((x) => x.endedAt),
-            w.map((x) => x.swept), c.members.map((m, i) => (r.compactedAt != null ? ((w[i] as StoredWave).memberCount ?? 0) : m.length)), ...COUNT_KEYS.map((k) => w.map((x) => x.count[k])), w.map((x) => JSON.stringify(x.rejectedByReason)),
+            w.map((x) => x.swept), c.members.map((m, i) => (r.compactedAt != null ? ((w[i] as StoredWave).memberCount ?? 0) : m.length)), ...COUNT_KEYS.map((k) => w.map((x) => x.count[k] ?? 0)), w.map((x) => JSON.stringify(x.rejectedByReason)),
           ],
         );
         const devs: string[] = [];

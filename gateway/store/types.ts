@@ -25,7 +25,7 @@ export const MAX_PAGE_LIMIT = 1000;
 export const DEFAULT_PAGE_LIMIT = 100;
 
 /** What happened to a device in a rollout (docs/architecture.md §6, device in a rollout). */
-export type DeviceHistoryEvent = 'sent' | 'applied' | 'rejected' | 'timed_out' | 'failing' | 'unreachable';
+export type DeviceHistoryEvent = 'sent' | 'applied' | 'rejected' | 'timed_out' | 'failing' | 'unreachable' | 'verified' | 'reverted';
 
 export interface DeviceHistoryEntry {
   at: number;

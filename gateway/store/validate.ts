@@ -23,12 +23,15 @@ export const COLLECTION_RE = /^[a-z][a-z0-9._-]{0,63}$/;
 /** The largest value one keyed-collection item may hold, as JSON. */
 export const MAX_ITEM_BYTES = 256 * 1024;
 
-const DEVICE_STATUSES = new Set(['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable']);
-const HISTORY_EVENTS = new Set(['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable']);
+// The health-check statuses (docs/architecture.md §9) came later: a count record may lack them.
+const HEALTH_STATUSES = ['verifying', 'verified', 'unverified', 'reverted'];
+const DEVICE_STATUSES = new Set(['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable', ...HEALTH_STATUSES]);
+const HISTORY_EVENTS = new Set(['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable', 'verified', 'reverted']);
 const ROLLOUT_STATES = new Set(['pending', 'running', 'held', 'completed', 'aborted']);
 const WAVE_STATES = new Set(['pending', 'active', 'soaking', 'passed', 'missed']);
-const DECISION_ACTIONS = new Set(['start', 'pause', 'resume', 'abort', 'hold', 'soak', 'pass', 'complete', 'rollback', 'baseline', 'resend', 'force', 'request_approval', 'approve']);
-const COUNT_KEYS = ['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'];
+const DECISION_ACTIONS = new Set(['start', 'pause', 'resume', 'abort', 'hold', 'soak', 'pass', 'complete', 'rollback', 'baseline', 'resend', 'force', 'request_approval', 'approve', 'at_risk', 'on_track']);
+const REQUIRED_COUNT_KEYS = ['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'];
+const COUNT_KEYS = [...REQUIRED_COUNT_KEYS, ...HEALTH_STATUSES];
 
 export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const shown = (v: unknown): string => (v === undefined ? 'nothing' : v === null ? 'null' : typeof v === 'string' ? JSON.stringify(v.length > 80 ? v.slice(0, 80) + '…' : v) : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : String(v));
@@ -123,8 +126,11 @@ export function checkBundleRecord(b: unknown, where: string): string | null {
 // Stored counts are whatever the deltas applied made them (an integer); new ones start at >= 0.
 function checkCounts(c: unknown, where: string, signed = false): string | null {
   if (!isObject(c)) return need(false, where, 'status counts (an object)', c);
-  for (const k of COUNT_KEYS) if (!(signed ? Number.isSafeInteger(c[k]) : isUint(c[k]))) return need(false, `${where}.${k}`, signed ? 'an integer' : 'an integer >= 0', c[k]);
-  return Object.keys(c).length === COUNT_KEYS.length ? null : `${where}: expected exactly the keys ${COUNT_KEYS.join(', ')}`;
+  for (const k of COUNT_KEYS) {
+    if (c[k] === undefined && HEALTH_STATUSES.includes(k)) continue;
+    if (!(signed ? Number.isSafeInteger(c[k]) : isUint(c[k]))) return need(false, `${where}.${k}`, signed ? 'an integer' : 'an integer >= 0', c[k]);
+  }
+  return Object.keys(c).every((k) => COUNT_KEYS.includes(k)) ? null : `${where}: expected the keys ${COUNT_KEYS.join(', ')} (the last ${HEALTH_STATUSES.length} may be absent)`;
 }
 
 function checkTally(t: unknown, where: string, signed: boolean): string | null {
@@ -141,7 +147,7 @@ function checkThresholds(t: unknown, where: string): string | null {
   for (const k of ['ackThreshold', 'failureThreshold', 'minDevices', 'maxUnreachable', 'timeoutSeconds', 'soakSeconds']) {
     if (typeof t[k] !== 'number' || !Number.isFinite(t[k])) return need(false, `${where}.${k}`, 'a number', t[k]);
   }
-  return null;
+  return need(t.requireVerified === undefined || typeof t.requireVerified === 'boolean', `${where}.requireVerified`, 'true or false', t.requireVerified);
 }
 
 export function checkWaveFields(w: Record<string, unknown>, where: string, whole: boolean, stored = false): string | null {
@@ -236,7 +242,7 @@ export function checkRolloutRecord(r: unknown, where: string, stored: boolean, m
     const list = members[i];
     if (!Array.isArray(list)) return need(false, `${where} members[${i}]`, 'an array of device ids', list);
     const count = (waves[i] as Record<string, Record<string, number>>).count;
-    const total = COUNT_KEYS.reduce((n, k) => n + count[k], 0);
+    const total = COUNT_KEYS.reduce((n, k) => n + (count[k] ?? 0), 0);
     if (r.compactedAt != null) {
       if (list.length > 0) return `${where} members[${i}]: a compacted rollout comes without members`;
       continue;

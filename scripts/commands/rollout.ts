@@ -1,6 +1,7 @@
 // `pinwave rollout create|start|status|list|pause|resume|abort|rollback|approve`: staged rollouts through the
 // gateway's HTTP API. `status --watch` draws live per-wave progress until the rollout completes
 // (exit 0) or is held or aborted (exit 1).
+import { readFileSync } from 'node:fs';
 import { apiFrom, idArg, seg, type ApiClient } from '../api-client.ts';
 import { durationFlag, parse, required, UsageError, type Io } from '../args.ts';
 import { oneLine, renderRollout, type RolloutView, type WaveView } from '../progress.ts';
@@ -8,14 +9,20 @@ import { oneLine, renderRollout, type RolloutView, type WaveView } from '../prog
 const USAGE = `Usage:
   pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100% (default: the gateway's plan)]
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
-                         [--timeout 1h] [--soak 0s] [--on-miss hold|abort] [--seed S] [--start] [--json]
+                         [--timeout 1h] [--soak 0s] [--require-verified true|false] [--on-miss hold|abort] [--seed S] [--start]
+                         [--deadline DATE | --deadline-cert FILE [--margin-days 7]] [--target-ratio 0.95] [--json]
   pinwave rollout start|pause|abort|approve ID [--json]
   pinwave rollout rollback ID [--bundle BUNDLE] [--json]
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
-                         [--for held|remaining] [--json]
+                         [--require-verified true|false] [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
   pinwave rollout list [--state S] [--json]
 
+--require-verified: whether only \`verified\` acks count for devices whose firmware has a health check
+(default true; devices without one count \`applied\`). --deadline: an ISO date (2027-03-01T00:00:00Z);
+--deadline-cert FILE: that PEM certificate's notAfter less --margin-days (default 7). The gateway
+warns when the plan cannot reach --target-ratio (default 0.95) of the target by then, and status
+says on track or at risk.
 resume --for: whom the new thresholds are for: the held wave only (held, the default; later waves
 keep their planned ones) or the held wave and every wave after it (remaining). The output says which
 waves run on which thresholds; exit 1 when the rollout is held (or aborted) again at once.
@@ -32,7 +39,7 @@ Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token
 Exit codes: 0 ok (status: completed or progressing), 1 failed, held or aborted, 2 usage.`;
 
 /** What the API returns for a rollout, as far as resume reads it. */
-type ThresholdsView = { ackThreshold: number; failureThreshold: number; minDevices: number; maxUnreachable: number; timeoutSeconds: number; soakSeconds: number };
+type ThresholdsView = { ackThreshold: number; failureThreshold: number; minDevices: number; maxUnreachable: number; timeoutSeconds: number; soakSeconds: number; requireVerified?: boolean };
 
 const COMMON = { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 const THRESHOLDS = {
@@ -42,6 +49,7 @@ const THRESHOLDS = {
   'max-unreachable': { type: 'string' },
   timeout: { type: 'string' },
   soak: { type: 'string' },
+  'require-verified': { type: 'string' },
 } as const;
 
 export async function main(args: string[], io: Io): Promise<number> {
@@ -75,14 +83,17 @@ function count(value: string | undefined, flag: string): number | undefined {
 
 /** The threshold flags as the API's wave fields; only those given. */
 function thresholds(v: Partial<Record<keyof typeof THRESHOLDS, string>>) {
-  const out: Record<string, number> = {};
-  const set = (k: string, x: number | undefined) => x !== undefined && (out[k] = x);
+  const out: Record<string, number | boolean> = {};
+  const set = (k: string, x: number | boolean | undefined) => x !== undefined && (out[k] = x);
   set('ackThreshold', ratio(v['ack-threshold'], 'ack-threshold'));
   set('failureThreshold', ratio(v['failure-threshold'], 'failure-threshold'));
   set('maxUnreachable', ratio(v['max-unreachable'], 'max-unreachable'));
   set('minDevices', count(v['min-devices'], 'min-devices'));
   if (v.timeout !== undefined) set('timeoutSeconds', durationFlag(v.timeout, 'timeout', USAGE));
   if (v.soak !== undefined) set('soakSeconds', durationFlag(v.soak, 'soak', USAGE));
+  const rv = v['require-verified'];
+  if (rv !== undefined && rv !== 'true' && rv !== 'false') throw new UsageError(`--require-verified expects true or false, got "${rv}"`, USAGE);
+  if (rv !== undefined) set('requireVerified', rv === 'true');
   return out;
 }
 
@@ -97,6 +108,10 @@ async function create(args: string[], io: Io): Promise<number> {
     'on-miss': { type: 'string' },
     seed: { type: 'string' },
     start: { type: 'boolean' },
+    deadline: { type: 'string' },
+    'deadline-cert': { type: 'string' },
+    'margin-days': { type: 'string' },
+    'target-ratio': { type: 'string' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
   const bundle = idArg(required(values.bundle, 'bundle', USAGE));
@@ -113,15 +128,40 @@ async function create(args: string[], io: Io): Promise<number> {
   const api = apiFrom(values.api, io);
   // Without --waves or a threshold flag the gateway's configured default plan applies.
   const planned = values.waves !== undefined || Object.keys(common).length > 0;
-  const body = { bundle, target, ...(planned && { waves }), ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...(values.start && { start: true }) };
-  const res = await api.post<{ rollout?: RolloutView; preflight?: { warnings?: Array<{ message: string }> } } & RolloutView>('/v1/rollouts', body);
+  const body = { bundle, target, ...(planned && { waves }), ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...deadlineFields(values), ...(values.start && { start: true }) };
+  const res = await api.post<{ rollout?: RolloutView; preflight?: { warnings?: Array<{ message: string }> }; deadlineFit?: { warnings: string[] } } & RolloutView>('/v1/rollouts', body);
   const rollout = res.rollout ?? res;
   if (values.json) io.out(JSON.stringify(res, null, 2));
   else {
     for (const w of res.preflight?.warnings ?? []) io.err(`warning: ${w.message}`);
+    for (const w of res.deadlineFit?.warnings ?? []) io.err(`warning: deadline: ${w}`);
     for (const line of renderRollout(rollout)) io.out(line);
   }
   return 0;
+}
+
+/** --deadline DATE, or --deadline-cert FILE (its PEM sent, the gateway reads its notAfter), with --margin-days and --target-ratio. */
+function deadlineFields(v: { deadline?: string; 'deadline-cert'?: string; 'margin-days'?: string; 'target-ratio'?: string }): Record<string, unknown> {
+  if (v.deadline !== undefined && v['deadline-cert'] !== undefined) throw new UsageError('give one of --deadline DATE or --deadline-cert FILE', USAGE);
+  const out: Record<string, unknown> = {};
+  if (v.deadline !== undefined) out.deadline = v.deadline;
+  if (v['deadline-cert'] !== undefined) {
+    out.deadline = 'certificate';
+    try {
+      out.certificate = readFileSync(v['deadline-cert'], 'utf8');
+    } catch (err) {
+      throw new UsageError(`--deadline-cert: cannot read ${v['deadline-cert']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, USAGE);
+    }
+  }
+  if (v['margin-days'] !== undefined) {
+    const n = Number(v['margin-days']);
+    if (v['margin-days'] === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`--margin-days expects a number of days, got "${v['margin-days']}"`, USAGE);
+    if (v['deadline-cert'] === undefined) throw new UsageError('--margin-days goes with --deadline-cert FILE', USAGE);
+    out.marginDays = n;
+  }
+  const target = ratio(v['target-ratio'], 'target-ratio');
+  if (target !== undefined) out.targetRatio = target;
+  return out;
 }
 
 async function action(verb: 'start' | 'pause' | 'abort' | 'rollback' | 'approve', args: string[], io: Io): Promise<number> {
@@ -167,6 +207,7 @@ const THRESHOLD_TEXT: Record<keyof ThresholdsView, (t: ThresholdsView) => string
   maxUnreachable: (t) => `unreachable ≤ ${pct(t.maxUnreachable)}`,
   timeoutSeconds: (t) => `timeout ${secs(t.timeoutSeconds)}`,
   soakSeconds: (t) => `soak ${secs(t.soakSeconds)}`,
+  requireVerified: (t) => (t.requireVerified === false ? 'applied counts' : 'verified required'),
 };
 
 /** What a resume did: which waves run on which thresholds now, and whether the rollout was held again at once. */

@@ -56,10 +56,10 @@ export interface SimHooks {
 
 /**
  * Whether a manifest `pinwave sim` builds itself declares a health check of the scenario's endpoints
- * (when the scenario has any and the model names none). Off while the gateway counts only `applied`
- * and `rejected` acks and drops `verified` and `reverted`; the gateway that counts them turns it on here.
+ * (when the scenario has any and the model names none). On: the gateway counts `verified` and
+ * `reverted` acks (docs/architecture.md §9).
  */
-export const HEALTH_CHECK_BY_DEFAULT = false;
+export const HEALTH_CHECK_BY_DEFAULT = true;
 
 /** The health check of a default manifest: the scenario's endpoints, or none when it has none (a fleet with nothing to call acks at once). */
 export function defaultHealthCheck(endpoints: readonly CallHomeEndpoint[], byDefault = HEALTH_CHECK_BY_DEFAULT): ManifestHealthCheck | undefined {

@@ -241,17 +241,17 @@ t.test('webhooks: url, events (all of them when left out) and a secret; every pr
   const secret = 'a-webhook-secret-0123456789';
   const c = loadConfig({ file: write(t, 'w.json', { webhooks: [{ url: 'https://alerts.example.com/pinwave', secret }, { url: 'http://127.0.0.1:9000/h', events: ['rollout.held', 'rollout.held'], secret }] }), flags });
   t.same(c.webhooks, [
-    { url: 'https://alerts.example.com/pinwave', events: ['rollout.held', 'rollout.resumed', 'rollout.completed', 'rollout.aborted', 'approval.requested'], secret },
+    { url: 'https://alerts.example.com/pinwave', events: ['rollout.held', 'rollout.resumed', 'rollout.completed', 'rollout.aborted', 'rollout.at_risk', 'approval.requested'], secret },
     { url: 'http://127.0.0.1:9000/h', events: ['rollout.held'], secret },
   ]);
   const list = problems({ file: write(t, 'bad.json', { webhooks: [{ url: 'ftp://x/y', events: ['rollout.exploded'], secret: 'short' }, { events: [], secret, colour: 1 }, 'x'] }), flags });
   t.same(list, [
     'config.webhooks[0].url: must be http:// or https://, got ftp://',
-    'config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted, approval.requested)',
+    'config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted, rollout.at_risk, approval.requested)',
     'config.webhooks[0].secret: required: a string of at least 16 characters (the HMAC-SHA256 key receivers check signatures with)',
     'config.webhooks[1].colour: unknown option (known: url, events, secret)',
     'config.webhooks[1].url: required: an http:// or https:// URL',
-    'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted, approval.requested (leave it out for all of them), got an array',
+    'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted, rollout.at_risk, approval.requested (leave it out for all of them), got an array',
     'config.webhooks[2]: must be { url, events, secret }, got "x"',
   ]);
   t.same(problems({ file: write(t, 'cred.json', { webhooks: [{ url: 'https://bob:hunter2@hooks.example.com/x', secret }] }), flags }), [

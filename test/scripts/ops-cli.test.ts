@@ -126,7 +126,7 @@ t.test('resume --for remaining: every wave from the held one takes the threshold
   const again = await pinwave(['rollout', 'resume', ro.id.slice(0, 14), '--failure-threshold', '0.01']);
   t.equal(again.code, 1, 'held again at once: exit 1');
   t.match(again.stdout, new RegExp(`^resumed ${ro.id} at wave 1/1$`, 'm'));
-  t.match(again.stdout, /^ {2}wave 1\/1 \(held\): ack ≥ 95%, fail ≤ 1%, min devices 2, unreachable ≤ 50%, timeout 1h, soak 0s {2}← new thresholds$/m);
+  t.match(again.stdout, /^ {2}wave 1\/1 \(held\): ack ≥ 95%, fail ≤ 1%, min devices 2, unreachable ≤ 50%, timeout 1h, soak 0s, verified required {2}← new thresholds$/m);
   t.match(again.stdout, /^held again at once: wave 1 failure_threshold$/m);
 
   const ok = await pinwave(['rollout', 'resume', ro.id, '--failure-threshold', '0.9', '--ack-threshold', '0.5', '--for', 'remaining']);

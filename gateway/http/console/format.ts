@@ -62,6 +62,8 @@ const STATES: Record<string, [string, Tone]> = {
   sent: ['Sent', 'info'],
   applied: ['Applied', 'good'],
   verified: ['Verified', 'good'],
+  verifying: ['Verifying', 'info'],
+  unverified: ['Committed unverified', 'warn'],
   rejected: ['Rejected', 'bad'],
   timed_out: ['Timed out', 'warn'],
   failing: ['Failing', 'bad'],
@@ -76,7 +78,7 @@ export function badge(state: string): VNode {
 }
 
 const HOLDS: Record<string, string> = {
-  failure_threshold: 'the share of devices rejecting the bundle or reporting pin failures crossed the failure threshold',
+  failure_threshold: 'the share of devices rejecting the bundle, reverting it or reporting pin failures crossed the failure threshold',
   ack_threshold: 'too few devices acknowledged the bundle before the wave timed out',
   max_unreachable: 'too many devices were offline for the whole wave: a dark wave proves nothing',
   paused: 'an operator paused it',
@@ -90,6 +92,7 @@ const STUCK: Record<string, string> = {
   offline: 'offline',
   no_ack: 'connected, no acknowledgement yet',
   failing: 'applied, but reports pin failures',
+  verifying: 'holds it, its health check has not committed yet',
 };
 
 /** A stuck device's reason in words: `rejected:bad_signature` is "rejected: bad signature". */

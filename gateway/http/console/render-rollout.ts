@@ -72,6 +72,9 @@ export function heldPanel(r: Rollout): VNode | null {
     { class: 'held', id: 'held', 'aria-labelledby': 'held-h' },
     h('h2', { id: 'held-h' }, `Held at ${w ? waveLabel(w.index, r.waves.length) : 'its current wave'}`),
     h('p', { class: 'reason' }, h('strong', null, 'Why: '), holdReason(d.reason), ' ', h('code', null, d.reason), '.'),
+    d.endpoint
+      ? h('p', null, `Devices reverted to their previous pins by themselves: with the new ones they could not reach `, h('code', null, d.endpoint), ` (${count(f?.reverted ?? 0)} of them when it was held).`)
+      : null,
     h('p', null, 'Decided ', when(d.at), ` by ${d.actor === 'system' ? 'the gateway' : d.actor}.`),
     f && w
       ? h(
@@ -88,8 +91,12 @@ export function heldPanel(r: Rollout): VNode | null {
 }
 
 const SEGMENTS: Array<[keyof Wave, string]> = [
+  ['verified', 'verified'],
   ['applied', 'applied'],
+  ['verifying', 'verifying'],
+  ['unverified', 'committed unverified'],
   ['failing', 'failing'],
+  ['reverted', 'reverted'],
   ['rejected', 'rejected'],
   ['timedOut', 'timed out'],
   ['unreachable', 'unreachable'],
@@ -128,8 +135,8 @@ export function waveCard(w: Wave, total: number): VNode {
         'dd',
         null,
         w.failureCounted
-          ? [`${percent(w.failureRatio)} of ${count(w.responded)} that answered (${count(w.rejected + w.failing)}); limit ${percent(t.failureThreshold)} `, verdict(!failOver, 'within', 'over')]
-          : `${count(w.rejected + w.failing)} of ${count(w.responded)} so far; counted once ${count(Math.min(t.minDevices, reachable))} have answered (limit ${percent(t.failureThreshold)})`,
+          ? [`${percent(w.failureRatio)} of ${count(w.responded)} that answered (${count(w.rejected + w.failing + (w.reverted ?? 0))}); limit ${percent(t.failureThreshold)} `, verdict(!failOver, 'within', 'over')]
+          : `${count(w.rejected + w.failing + (w.reverted ?? 0))} of ${count(w.responded)} so far; counted once ${count(Math.min(t.minDevices, reachable))} have answered (limit ${percent(t.failureThreshold)})`,
       ),
       h('dt', null, 'Offline all wave'),
       h('dd', null, `${percent(w.unreachableRatio)} (${count(w.unreachable)}); limit ${percent(t.maxUnreachable)} `, verdict(!darkOver, 'within', 'over')),

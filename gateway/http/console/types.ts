@@ -36,6 +36,11 @@ export interface Figures {
   failing: number;
   timedOut: number;
   unreachable: number;
+  /** health-checked devices (docs/architecture.md §9) */
+  verifying?: number;
+  verified?: number;
+  unverified?: number;
+  reverted?: number;
   acked: number;
   responded: number;
   ackRatio: number;
@@ -68,6 +73,8 @@ export interface Decision {
   waveFrom?: WaveState;
   waveTo?: WaveState;
   figures?: Figures;
+  /** a hold on a revert: the endpoint (host:port) the device reverted on (docs/architecture.md §9) */
+  endpoint?: string;
   thresholds?: Thresholds;
 }
 

@@ -29,6 +29,7 @@ t.test('an absent plan gets the default waves 1%, 10%, 50%, 100% with default th
     maxUnreachable: 0.5,
     timeoutSeconds: 3600,
     soakSeconds: 0,
+    requireVerified: true,
   });
   t.ok(validatePlan(null, 's').ok, 'null reads as no plan');
 });

@@ -30,7 +30,7 @@ t.test('migrations are applied once and recorded; a newer schema is refused', as
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   t.teardown(() => c.end());
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }]);
   const tables = (await c.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).rows.map((r) => r.table_name);
   t.same(tables, ['bundles', 'counters', 'device_history', 'device_telemetry', 'devices', 'groups', 'items', 'pinwave_schema', 'rollout_decisions', 'rollout_members', 'rollout_waves', 'rollouts', 'telemetry_buckets']);
   await c.query('INSERT INTO pinwave_schema (version) VALUES (99)');

@@ -85,6 +85,19 @@ t.test('a wave: a bar of its members by status, the counts with separators, each
   t.match(textOf(waveCard(wave({ state: 'pending', startedAt: null, deadline: null }), 2)), 'not started; times out 60 min after it starts');
 });
 
+t.test('a wave of health-checked devices: verified, verifying and reverted in the bar, reverts among the failures', async (t) => {
+  const node = waveCard(wave({ applied: 100, verified: 8000, verifying: 400, reverted: 150, rejected: 0, failing: 0, sent: 1350, acked: 8100, responded: 8650, failureRatio: 150 / 8650, rejectedByReason: {} }), 2);
+  const html = toHtml(node);
+  t.match(html, 'aria-label="Wave 2 of 2: 8,000 verified, 100 applied, 400 verifying, 150 reverted, 1,350 sent, no answer yet"');
+  t.match(html, '<span class="seg seg-reverted"');
+  t.match(textOf(node), 'Failures 1.7% of 8,650 that answered (150)');
+  const held = rollout({
+    state: 'held',
+    decisions: [{ at: T0, actor: 'system', action: 'hold', reason: 'failure_threshold', from: 'running', to: 'held', wave: 1, figures: { ...figures, reverted: 5 }, endpoint: 'api.example.com:443' }],
+  });
+  t.match(textOf(heldPanel(held)!), 'Devices reverted to their previous pins by themselves: with the new ones they could not reach api.example.com:443 (5 of them when it was held).');
+});
+
 t.test("a held rollout says why, when and by whom, the figures then against the thresholds, and the rejections by reason", async (t) => {
   const held = rollout({
     state: 'held',
@@ -95,7 +108,7 @@ t.test("a held rollout says why, when and by whom, the figures then against the 
   });
   const text = textOf(heldPanel(held)!);
   t.match(text, 'Held at Wave 2 of 2');
-  t.match(text, 'Why: the share of devices rejecting the bundle or reporting pin failures crossed the failure threshold failure_threshold');
+  t.match(text, 'Why: the share of devices rejecting the bundle, reverting it or reporting pin failures crossed the failure threshold failure_threshold');
   t.match(text, 'by the gateway');
   t.match(text, 'Failures: 3.4% of 8,800 that answered (limit 2.0%)');
   t.match(text, 'Rejections by reason: bad_signature 250');
