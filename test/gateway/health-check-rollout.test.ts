@@ -6,7 +6,8 @@
 import t from 'tap';
 import { Fleet } from '../../device-sim/fleet.ts';
 import { startTlsEndpoint, unservedPin, type TlsEndpoint } from '../../device-sim/endpoints.ts';
-import type { FirmwareManifest } from '../../firmware-manifest/index.ts';
+import mqtt from 'mqtt';
+import { encodeAck, encodeState, type FirmwareManifest } from '../../firmware-manifest/index.ts';
 import { harness, until, type Harness } from '../fixtures/gateway.ts';
 
 async function rig(t: Tap.Test, n: number, withoutHealthCheck?: { share: number; firmware: string }) {
@@ -109,4 +110,32 @@ t.test('a bad bundle: devices revert, the wave is held on their reverted acks, a
   const after = await view(h, rollout.id);
   t.equal(after.waves[0].reverted, 10, 'still reverted');
   t.same(fleet.summary().seqs, { '0': 40 });
+});
+
+t.test('reconciliation from state: a device reporting an open provisional window is verifying, never done, until its verdict', async (t) => {
+  const h = await harness(t);
+  const manifest: FirmwareManifest = { ...h.manifest, model: 'hc-1', firmware: '2.0.0', healthCheck: { commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' } };
+  h.gw.addManifest(manifest);
+  const { devices } = await h.gw.provision([{ id: 'hc-1', group: 'thermostats', model: 'hc-1', firmware: '2.0.0' }]);
+  const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [unservedPin(), unservedPin()] }] }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 1 }], start: true }, 'alice');
+  const c = await mqtt.connectAsync(h.gw.mqttUrl, { clientId: 'hc-1', username: 'hc-1', password: devices[0].token, reconnectPeriod: 0 });
+  t.teardown(() => c.endAsync());
+  const topic = (kind: string) => `pinwave/v1/devices/hc-1/${kind}`;
+  const state = (provisional?: boolean) =>
+    encodeState({ seq: bundle.seq, bundleId: bundle.id, firmware: '2.0.0', model: 'hc-1', keyEpoch: 0, ...(provisional && { provisional: { previousSeq: 0, previousBundleId: null, openedAt: 1, deadline: 61, pending: [{ host: 'api.example.com', port: 443 }] } }) });
+  await c.publishAsync(topic('state'), Buffer.from(state(true)), { qos: 1 });
+  await until(async () => (await view(h, rollout.id)).waves[0].verifying === 1, 5000, 'verifying');
+  let w = (await view(h, rollout.id)).waves[0];
+  t.match(w, { applied: 0, verified: 0, acked: 0, ackRatio: 0 }, 'holding the bundle in a window is not done');
+  t.equal((await view(h, rollout.id)).state, 'running');
+  await c.publishAsync(topic('state'), Buffer.from(state(false)), { qos: 1 });
+  await until(() => h.gw.pendingTasks === 0, 5000, 'the gateway to settle');
+  t.equal((await view(h, rollout.id)).waves[0].verifying, 1, 'a later state without the window says nothing of its verdict');
+  const ack = encodeAck({ seq: bundle.seq, bundleId: bundle.id, status: 'reverted', reason: 'pin_mismatch', endpoint: { host: 'api.example.com', port: 443 }, servedPins: [Buffer.alloc(32, 7).toString('base64')], previousSeq: 0, previousBundleId: null });
+  await c.publishAsync(topic('ack'), Buffer.from(ack), { qos: 1 });
+  await until(async () => (await view(h, rollout.id)).state === 'held', 5000, 'the hold');
+  w = (await view(h, rollout.id)).waves[0];
+  t.match(w, { verifying: 0, reverted: 1, failureRatio: 1 });
+  t.match(await h.gw.store.getDevice('hc-1'), { seq: 0, bundleId: null });
 });
