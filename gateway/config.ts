@@ -14,7 +14,8 @@
 // A YAML example with every option (defaults shown where there are any):
 //
 //   dataDir: /var/lib/pinwave          # required (or PINWAVE_DATA_DIR / --data)
-//   keyPath: /etc/pinwave/signing.key  # required (or PINWAVE_KEY / --key)
+//   keyPath: /etc/pinwave/signing.key  # or PINWAVE_KEY / --key; without one the gateway is upload-only (signs no bundle)
+//   nextKeyPath: /etc/pinwave/next.key # or PINWAVE_NEXT_KEY / --next-key: signs a group's bundles once a rotation to it is the group's baseline
 //   host: 127.0.0.1
 //   logLevel: info
 //   logFormat: json                    # or pretty: one readable line per entry, for people
@@ -41,6 +42,7 @@
 //     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
 //   webhooks:
 //     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
+//   approval: { removePin: 2, addPin: 1 }   # operators who must agree, the creator being one; default off
 //
 // docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
@@ -52,6 +54,7 @@ import { hashToken } from './credentials.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
+import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
@@ -59,6 +62,8 @@ export interface ConfigFile {
   dataDir?: string;
   /** the bundle signing key, PKCS#8 PEM, readable by its owner only; required here, in PINWAVE_KEY or as --key */
   keyPath?: string;
+  /** the next signing key (key rotation, docs/operations.md): a group's bundles are signed with it once a rotation listing it is the group's baseline; default none (PINWAVE_NEXT_KEY, --next-key) */
+  nextKeyPath?: string;
   /** the address the MQTT listeners bind, and the HTTP one unless `http.host` is set; default 127.0.0.1 (PINWAVE_HOST, --host) */
   host?: string;
   /** after SIGTERM or SIGINT, how long the gateway may take to stop: in-flight work gets most of it, the last store write the rest; seconds or "10s", "2m"; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, --shutdown-timeout) */
@@ -111,6 +116,16 @@ export interface ConfigFile {
   };
   /** where rollout alerts are POSTed: `{ url, events, secret }`; events default to all of gateway/alerts.ts ALERT_EVENTS; default none */
   webhooks?: Array<{ url: string; events?: string[]; secret: string }>;
+  /**
+   * two-person approval of pin changes (docs/architecture.md §10): how many operators must agree,
+   * the creator being one; default off (a one-operator install could never approve anything)
+   */
+  approval?: {
+    /** for a rollout that removes a pin or an endpoint its target holds now; default 2 (the creator and one other) */
+    removePin?: number;
+    /** for any other rollout; default 1 (the creator alone) */
+    addPin?: number;
+  };
 }
 
 export type LogFormat = 'json' | 'pretty';
@@ -122,7 +137,10 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 /** What the gateway runs with: file, environment and flags merged, defaults filled in, files read. */
 export interface GatewayConfig {
   dataDir: string;
-  keyPath: string;
+  /** null: no signing key, the gateway takes only bundles signed elsewhere (docs/operations.md) */
+  keyPath: string | null;
+  /** null: no key rotation under way */
+  nextKeyPath: string | null;
   host: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -145,6 +163,8 @@ export interface GatewayConfig {
   /** console session timeouts, ms; absent: the defaults (1 h idle, 12 h in all) */
   console?: { sessionIdleMs?: number; sessionLifetimeMs?: number };
   webhooks: Array<{ url: string; events: AlertEventName[]; secret: string }>;
+  /** present only when configured */
+  approval?: ApprovalPolicy;
   /** the config file read, if any */
   file: string | null;
 }
@@ -153,6 +173,7 @@ export interface GatewayConfig {
 export interface ConfigFlags {
   dataDir?: string;
   keyPath?: string;
+  nextKeyPath?: string;
   host?: string;
   mqttPort?: number;
   httpPort?: number;
@@ -174,7 +195,8 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', '$schema'];
+const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
@@ -199,6 +221,7 @@ export const CONFIG_KEYS: readonly string[] = [
   ...TOKEN_KEYS.map((k) => `tokens[].${k}`),
   ...WAVE_KEYS.map((k) => `waves[].${k}`),
   ...WEBHOOK_KEYS.map((k) => `webhooks[].${k}`),
+  ...APPROVAL_KEYS.map((k) => `approval.${k}`),
 ];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
@@ -226,6 +249,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   // ---- the file
   const fileDataDir = c.string(raw.dataDir, 'config.dataDir');
   const fileKeyPath = c.string(raw.keyPath, 'config.keyPath');
+  const fileNextKeyPath = c.string(raw.nextKeyPath, 'config.nextKeyPath');
   const fileHost = c.string(raw.host, 'config.host');
   const fileLevel = c.oneOf(raw.logLevel, LOG_LEVELS, 'config.logLevel');
   const fileFormat = c.oneOf(raw.logFormat, LOG_FORMATS, 'config.logFormat');
@@ -282,6 +306,14 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
   if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
   const webhooks = c.webhooks(raw.webhooks);
+  let approval: ApprovalPolicy | undefined;
+  if (raw.approval !== undefined) {
+    const a = c.record(raw.approval, 'config.approval', APPROVAL_KEYS, '{ removePin, addPin }');
+    const removePin = c.int(a.removePin, 'config.approval.removePin', 1, MAX_APPROVERS) ?? APPROVAL_DEFAULTS.removePin;
+    const addPin = c.int(a.addPin, 'config.approval.addPin', 1, MAX_APPROVERS) ?? APPROVAL_DEFAULTS.addPin;
+    if (addPin > removePin) problems.push(`config.approval.addPin: must not be more than removePin (${addPin} > ${removePin}): removing a pin is never the smaller risk`);
+    approval = { removePin, addPin };
+  }
 
   // ---- the environment
   const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
@@ -304,13 +336,13 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   if (dataDir === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir');
-  if (keyPath === undefined) problems.push('keyPath: required: give --key KEY.pem, PINWAVE_KEY or config.keyPath');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
   const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
   return {
     dataDir: dataDir!,
-    keyPath: keyPath!,
+    keyPath: keyPath ?? null,
+    nextKeyPath: flags.nextKeyPath ?? (env.PINWAVE_NEXT_KEY || undefined) ?? (fileNextKeyPath === undefined ? null : path(fileNextKeyPath)),
     host,
     logLevel: envLevel ?? fileLevel ?? DEFAULTS.logLevel,
     logFormat: flags.logFormat ?? envFormat ?? fileFormat ?? DEFAULTS.logFormat,
@@ -337,6 +369,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
       console: { ...(sessionIdle !== undefined && { sessionIdleMs: sessionIdle * 1000 }), ...(sessionLifetime !== undefined && { sessionLifetimeMs: sessionLifetime * 1000 }) },
     }),
     webhooks,
+    ...(approval && { approval }),
     file: fileName,
   };
 }

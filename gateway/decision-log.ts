@@ -15,6 +15,8 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   pass: 'wave passed',
   complete: 'rollout completed',
   rollback: 'rollout rolled back',
+  request_approval: 'rollout approval requested',
+  approve: 'rollout approved',
 };
 
 export class DecisionLog {

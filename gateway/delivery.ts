@@ -89,7 +89,8 @@ export class Delivery {
     const id = await this.#store.getBaseline(d.group);
     const b = id ? await this.#bundles.load(id) : null;
     const offer = baselineOffer(d, inRollout, id && b ? { id, seq: b.seq } : null);
-    if (offer !== null) this.send([d.id], offer, null);
+    // A device that does not trust the baseline's signing key yet gets the rotation to it first (key-rotation.ts).
+    if (offer !== null) this.send([d.id], await this.#bundles.bridgeTo(d, offer), null);
   }
 
   #history(id: string, entry: { at: number; bundleId: string; seq: number; event: DeviceHistoryEvent }): void {

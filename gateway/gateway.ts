@@ -8,6 +8,7 @@
 //   ingest.ts     device events: connects, subscriptions, state, ack and telemetry messages
 //   delivery.ts   publishing bundles to devices, once a session, and baseline offers
 //   support.ts    the stuck-device query
+//   manifests.ts  the firmware manifests pushed through the API, beside the config's
 //
 // Every rollout decision is the pure engine's (gateway/rollout/engine.ts, policy.ts).
 //
@@ -21,7 +22,11 @@ import { Delivery, type DeviceLink } from './delivery.ts';
 import { Devices, type ProvisionInput } from './devices.ts';
 import { Ingest } from './ingest.ts';
 import { NO_LOG, type Logger } from './logger.ts';
-import { Rollouts, type GatewayRollout, type RolloutInput } from './rollouts.ts';
+import { Rollouts, type BypassedGate, type GatewayRollout, type RolloutInput } from './rollouts.ts';
+import type { ApprovalPolicy, ApprovalState } from './rollout/approval.ts';
+import { ManifestRegistry, type KnownManifest } from './manifest-registry.ts';
+import { readManifestFile } from './manifest-file.ts';
+import { Manifests } from './manifests.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import { LowdbStore } from './store/lowdb.ts';
 import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page, Store } from './store/types.ts';
@@ -43,13 +48,21 @@ import { packageVersion } from './http/info.ts';
 export type { Logger } from './logger.ts';
 export type { BundleInput } from './bundles.ts';
 export type { ProvisionInput } from './devices.ts';
-export type { GatewayRollout, RolloutInput } from './rollouts.ts';
+export type { BypassedGate, GatewayRollout, RolloutInput } from './rollouts.ts';
 
 export interface GatewayOptions {
   /** where the fleet store lives (`pinwave.json`); created with mode 0700 if missing */
   dataDir: string;
-  /** the PKCS#8 PEM signing key; refused if group or others can read it */
-  keyPath: string;
+  /**
+   * the PKCS#8 PEM signing key; refused if group or others can read it. Without one the gateway is
+   * upload-only: it takes bundles signed elsewhere (uploadBundle), and signs none itself
+   */
+  keyPath?: string | null;
+  /**
+   * the next signing key (PKCS#8 PEM, 0600): a group's bundles are signed with it once a rotation
+   * that makes its devices trust it is the group's baseline (gateway/key-rotation.ts)
+   */
+  nextKeyPath?: string | null;
   /** MQTT listen address; default 127.0.0.1 */
   host?: string;
   /** MQTT TCP port; default 1883, 0 for an ephemeral one (see `mqttPort`) */
@@ -83,6 +96,8 @@ export interface GatewayOptions {
   webhookDelivery?: Omit<WebhookOptions, 'gateway' | 'logger' | 'now'>;
   /** how this gateway names itself in alerts; default the host name */
   name?: string;
+  /** two-person approval of pin changes (config `approval`, gateway/rollout/approval.ts); default off */
+  approval?: ApprovalPolicy;
 }
 
 export interface GatewayCounters {
@@ -98,12 +113,14 @@ export class Gateway {
   readonly #o: GatewayOptions;
   readonly #log: Logger;
   readonly #store: Store;
-  readonly #key: SigningKey;
+  readonly #key: SigningKey | null;
   #broker!: DeviceBroker;
   #timer: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
-  readonly #manifests = new Map<string, FirmwareManifest>();
+  /** the config's manifests and the pushed ones (docs/architecture.md §4) */
+  readonly #manifests: ManifestRegistry;
+  readonly #manifestPart: Manifests;
   readonly #telemetry: TelemetryBook;
   readonly #webhooks: Webhooks | null;
   readonly #devices: Devices;
@@ -113,15 +130,16 @@ export class Gateway {
   readonly #ingest: Ingest;
   readonly #support: Support;
 
-  private constructor(o: GatewayOptions, store: Store, key: SigningKey, telemetry: TelemetryBook) {
+  private constructor(o: GatewayOptions, store: Store, keys: { key: SigningKey | null; nextKey: SigningKey | null }, telemetry: TelemetryBook, pushed: KnownManifest[]) {
     this.#o = o;
     const log = (this.#log = o.logger ?? NO_LOG);
     const now = o.now ?? Date.now;
     this.#store = store;
-    this.#key = key;
+    this.#key = keys.key;
     this.#telemetry = telemetry;
     this.#tasks = new Tasks(log);
-    for (const m of o.manifests ?? []) this.#manifests.set(m.model, m);
+    const manifests = (this.#manifests = new ManifestRegistry(o.manifests ?? [], pushed));
+    this.#manifestPart = new Manifests({ registry: manifests, dir: o.dataDir, log, now });
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
         ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: log, now })
@@ -135,20 +153,22 @@ export class Gateway {
     const isOnline = link.isConnected;
     const tasks = this.#tasks;
     this.#devices = new Devices({ store, link, log, now });
-    this.#bundles = new Bundles({ store, key, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
+    this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now });
+    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests, isOnline, log, now, approval: o.approval });
     this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now });
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now });
   }
 
   /** Loads the store, resumes every rollout where it stood, and starts the broker. */
   static async start(o: GatewayOptions): Promise<Gateway> {
-    const key = loadSigningKey(o.keyPath, { strictMode: true });
+    const key = o.keyPath ? loadSigningKey(o.keyPath, { strictMode: true }) : null;
+    const nextKey = o.nextKeyPath ? loadSigningKey(o.nextKeyPath, { strictMode: true }) : null;
+    const pushed = readManifestFile(o.dataDir);
     const store = o.store ?? new LowdbStore({ dir: o.dataDir, windowMs: o.writeWindowMs ?? 100 });
     await store.load();
     const telemetry = new TelemetryBook((await store.getTelemetry()) as TelemetryState | null);
-    const gw = new Gateway(o, store, key, telemetry);
+    const gw = new Gateway(o, store, { key, nextKey }, telemetry, pushed);
     await gw.#rollouts.load();
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
@@ -176,7 +196,7 @@ export class Gateway {
       gw.#timer.unref();
     }
     // `pinwave gateway` logs the one start line of a process, with its listeners.
-    gw.#log.debug({ kid: hex(key.kid), rollouts: gw.#rollouts.size }, 'gateway started');
+    gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
   }
 
@@ -231,9 +251,9 @@ export class Gateway {
     return tcp !== undefined ? `mqtt://${this.#o.host ?? '127.0.0.1'}:${tcp}` : `mqtts://${this.#o.host ?? '127.0.0.1'}:${tls}`;
   }
 
-  /** The signing key's public half and kid, for `GET /v1/info` and simulators. */
-  get signing(): { kid: string; publicKey: Uint8Array; publicPem: string } {
-    return { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
+  /** The signing key's public half and kid, for `GET /v1/info` and simulators; null on an upload-only gateway. */
+  get signing(): { kid: string; publicKey: Uint8Array; publicPem: string } | null {
+    return this.#key && { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
   }
 
   get store(): Store {
@@ -263,8 +283,24 @@ export class Gateway {
     return this.#rollouts.onChange(listener);
   }
 
+  /** A manifest as the config gives it (tests): it wins over pushed ones. */
   addManifest(m: FirmwareManifest): void {
-    this.#manifests.set(m.model, m);
+    this.#manifests.configure(m);
+  }
+
+  // ---------------------------------------------------------------- firmware manifests (docs/architecture.md §4)
+
+  /**
+   * Takes a pushed manifest (manifests.ts): validated as `pinwave manifest validate` does, refused
+   * when the config has a different one of its model and firmware, a no-op when identical.
+   */
+  pushManifest(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+    return this.#manifestPart.push(value, actor);
+  }
+
+  /** Every manifest the gateway knows, the config's first. */
+  listManifests(): KnownManifest[] {
+    return this.#manifestPart.list();
   }
 
   // ---------------------------------------------------------------- devices (devices.ts)
@@ -297,9 +333,14 @@ export class Gateway {
 
   // ---------------------------------------------------------------- bundles (bundles.ts)
 
-  /** Signs a bundle for a group with the next seq (never reused) and stores it. */
+  /** Signs a bundle for a group with the next seq (never reused) and stores it; PW_NO_SIGNING_KEY on an upload-only gateway. */
   createBundle(input: BundleInput, actor: string): Promise<BundleRecord> {
     return this.#bundles.create(input, actor);
+  }
+
+  /** Takes a bundle signed elsewhere, when a device of its group would (bundles.ts upload); PW_UPLOAD_REFUSED with the verifier's reason otherwise. */
+  uploadBundle(input: { group: string; bytes: Uint8Array }, actor: string): Promise<BundleRecord & { kid: string; signedBy: string }> {
+    return this.#bundles.upload(input, actor);
   }
 
   getBundle(id: string): Promise<BundleRecord> {
@@ -337,6 +378,11 @@ export class Gateway {
     return this.#rollouts.start(id, actor);
   }
 
+  /** An operator other than its creator agrees to a pending rollout that asked for approval (docs/architecture.md §10). */
+  approveRollout(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#rollouts.approve(id, actor);
+  }
+
   pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
     return this.#rollouts.pause(id, actor);
   }
@@ -350,12 +396,15 @@ export class Gateway {
     return this.#rollouts.abort(id, actor, reason);
   }
 
-  /** Rolls back: the previous pins, signed again with a higher seq, to every device the rollout reached. */
-  rollback(id: string, actor: string): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
-    return this.#rollouts.rollback(id, actor);
+  /**
+   * Rolls back: the previous pins (on a group's first rollout, the manifests' initial pins), signed
+   * again with a higher seq, or the uploaded `bundle`, to every device the rollout reached.
+   */
+  rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
+    return this.#rollouts.rollback(id, actor, opts);
   }
 
-  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
     return this.#rollouts.describe(id);
   }
 

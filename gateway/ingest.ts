@@ -138,15 +138,21 @@ export class Ingest {
     const seq = known.seq;
     const r = this.#rollouts.activeOrLatest(id);
     const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
-    await this.#store.updateDevice(id, (d) => {
+    const epoch = a.status === 'applied' ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
+    const updated = await this.#store.updateDevice(id, (d) => {
       if (a.status === 'applied') {
         d.seq = seq;
         d.bundleId = bundleId;
+        // A rotation applied: the device trusts its keys now (pre-flight checks against them).
+        if (epoch !== null) d.keyEpoch = epoch;
       }
       d.lastSeen = now;
       d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(a.reason && { reason: a.reason }) });
     });
-    if (r && r.bundle.id === bundleId) this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason: a.reason, bundleId, seq }, now));
+    if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason: a.reason, bundleId, seq }, now));
+    // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
+    // first, key-rotation.ts): the baseline is offered again, and goes if the device is still behind.
+    if (a.status === 'applied' && epoch !== null && updated) await this.#delivery.offerBaseline(updated, this.#rollouts.activeRolloutOf(id) !== null);
   }
 
   async #onTelemetry(id: string, bytes: Uint8Array): Promise<void> {

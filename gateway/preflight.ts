@@ -7,7 +7,7 @@ import type { BundleRecord, DeviceRecord } from './store/types.ts';
 import { fetchServedChain } from './tls-probe.ts';
 
 export interface PreflightFinding {
-  code: 'wrong_group' | 'too_large' | 'unsupported_version' | 'unknown_key' | 'malformed' | 'endpoint_mismatch' | 'endpoint_unreachable' | 'no_manifest' | 'ahead' | 'never_connected' | 'rotated_keys';
+  code: 'wrong_group' | 'too_large' | 'unsupported_version' | 'unknown_key' | 'malformed' | 'endpoint_mismatch' | 'endpoint_unreachable' | 'no_manifest' | 'ahead' | 'never_connected' | 'rotated_keys' | 'stale_key_epoch' | 'unknown_key_epoch';
   message: string;
   /** the devices concerned (the first 100) and how many there are */
   devices?: string[];

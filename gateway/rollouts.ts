@@ -6,14 +6,21 @@
 //
 //   const { rollout } = await rollouts.create({ bundle, target: { group: 'thermostats' }, start: true }, 'alice');
 //   rollouts.apply(r, engine.deviceAcked(r, 'th-1', ack, now));   // what ingest does per ack
-import type { AlertEventName } from './alerts.ts';
+import type { AlertEventName, RolloutAlert } from './alerts.ts';
+import { gateRollout, type ApprovalGateDeps } from './approval-gate.ts';
+import { approvalState, approve, startGate, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
 import type { Bundles } from './bundles.ts';
 import { DecisionLog } from './decision-log.ts';
 import type { Delivery } from './delivery.ts';
 import { GatewayError, invalid, notFound, unresolved } from './errors.ts';
 import { resolveIdPrefix, MIN_PREFIX } from './id-prefix.ts';
 import type { Logger } from './logger.ts';
-import { preflight, type Preflight } from './preflight.ts';
+import { preflight, type Preflight, type PreflightFinding } from './preflight.ts';
+import { initialPins, missingManifestMessage } from './initial-pins.ts';
+import { keyEpochFindings } from './key-rotation.ts';
+import type { ManifestRegistry } from './manifest-registry.ts';
+import type { BundleInput } from './bundles.ts';
+import type { BundleRecord } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
 import type { ResumeScope } from './rollout/engine.ts';
 import { checkPlan, checkThresholds } from './rollout/plan.ts';
@@ -41,7 +48,23 @@ export type GatewayRollout = Rollout & {
   rollbackOf?: string;
   /** the rollback rollout that undid this one */
   rolledBackBy?: string;
+  /** the gates a rollback passed as a recorded decision instead of a refusal (docs/architecture.md §6) */
+  gatesBypassed?: BypassedGate[];
 };
+
+/**
+ * A gate a rollback is not held by: the gates the rollout it undoes had to pass are passed with the
+ * findings recorded, never a refusal: a rollback must never be blocked by what let the bad bundle
+ * out. Pre-flight records itself here; two-person approval records its own pass on the rollback
+ * (rollout/approval.ts passForRollback, the rollout's `approval.passedBy`).
+ */
+export interface BypassedGate {
+  gate: 'preflight';
+  at: number;
+  actor: string;
+  reason: 'rollback';
+  findings: PreflightFinding[];
+}
 
 export interface RolloutsOptions {
   store: Store;
@@ -50,11 +73,13 @@ export interface RolloutsOptions {
   tasks: Tasks;
   /** where alerts go; null without webhooks */
   webhooks: Webhooks | null;
-  /** firmware manifests by model, for pre-flight (kept by the caller, which may add to it) */
-  manifests: ReadonlyMap<string, FirmwareManifest>;
+  /** the manifests the gateway knows (kept by the caller, which may add to it): pre-flight, and the initial pins a first rollout's rollback restores */
+  manifests: ManifestRegistry;
   isOnline: IsOnline;
   log: Logger;
   now: () => number;
+  /** two-person approval of pin changes (config `approval`); undefined: off */
+  approval?: ApprovalPolicy;
 }
 
 export class Rollouts {
@@ -63,10 +88,11 @@ export class Rollouts {
   readonly #delivery: Delivery;
   readonly #tasks: Tasks;
   readonly #webhooks: Webhooks | null;
-  readonly #manifests: ReadonlyMap<string, FirmwareManifest>;
+  readonly #manifests: ManifestRegistry;
   readonly #isOnline: IsOnline;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #approval: ApprovalPolicy | undefined;
   readonly #decisions: DecisionLog;
   readonly #rollouts = new Map<string, GatewayRollout>();
   /** device id → the latest rollout (not aborted) that includes it */
@@ -84,6 +110,7 @@ export class Rollouts {
     this.#isOnline = o.isOnline;
     this.#log = o.log;
     this.#now = o.now;
+    this.#approval = o.approval;
     this.#decisions = new DecisionLog(o.log);
   }
 
@@ -155,11 +182,17 @@ export class Rollouts {
     const check = await preflight({
       bundle: { record: bundle, bytes: new Uint8Array(bytes), decoded: decoded.bundle },
       devices: devices.filter((d): d is DeviceRecord => d !== null),
-      manifests: this.#manifests,
+      manifests: this.#manifests.byModel(),
       fits: bundleFitsManifest,
       checkEndpoints: input.checkEndpoints ?? false,
     });
-    if (!check.ok) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
+    // Keys (gateway/key-rotation.ts): every target trusts the signing key at the epoch it reports.
+    const epochs = keyEpochFindings({ kid: decoded.envelope.kid, rotation: decoded.bundle.keyRotation, devices: devices.filter((d): d is DeviceRecord => d !== null), rotations: await this.#bundles.rotations(bundle.group) });
+    check.problems.push(...epochs.problems);
+    check.warnings.push(...epochs.warnings);
+    check.ok = check.problems.length === 0;
+    // A rollback (replacing a rollout) passes pre-flight as a recorded decision (BypassedGate).
+    if (!check.ok && replacing === null) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
     const created = engine.createRollout({
       id,
@@ -175,13 +208,41 @@ export class Rollouts {
     const taken = targetIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
     if (taken.length > 0) throw this.#busy(taken);
     const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
+    if (!check.ok) {
+      r.gatesBypassed = [{ gate: 'preflight', at: this.#now(), actor, reason: 'rollback', findings: check.problems }];
+      this.#log.warn({ rollout: r.id, rollbackOf: replacing, findings: check.problems.map((p) => p.message) }, 'pre-flight bypassed for a rollback');
+    }
     this.#rollouts.set(r.id, r);
     for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
     this.#bundles.remember(bundle.id, bytes, bundle);
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
-    if (input.start) await this.start(r.id, actor);
+    await this.#gate(r, actor, replacing !== null);
+    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
+    if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
     return { rollout: summary(r), preflight: check };
+  }
+
+  /** docs/architecture.md §10: records an approval request when the policy asks for more than the creator, and tells the others. */
+  async #gate(r: GatewayRollout, actor: string, rollback: boolean): Promise<void> {
+    const s = await gateRollout(this.#approvalDeps, r, r.createdBy, actor, { rollback, now: this.#now() });
+    if (s === null) return;
+    this.#decisions.log(r);
+    await this.#persist(r);
+    if (s.needed) this.#alert(r, 'approval.requested', null, 'removes_pins', actor, { approval: { creator: r.createdBy, required: s.required, remaining: s.remaining, removed: s.removed } });
+  }
+
+  /** What the approval gate reads (gateway/approval-gate.ts). */
+  get #approvalDeps(): ApprovalGateDeps {
+    return {
+      policy: this.#approval,
+      store: this.#store,
+      manifests: this.#manifests.byModel(),
+      pins: async (id) => {
+        const { record, bundle } = await this.#bundles.decoded(id);
+        return { seq: record.seq, endpoints: bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin) })) };
+      },
+    };
   }
 
   async #resolveTarget(target: Target): Promise<string[]> {
@@ -226,8 +287,27 @@ export class Rollouts {
 
   // ---------------------------------------------------------------- operator actions
 
+  /** PW_APPROVAL_REQUIRED while the rollout waits for operators other than its creator (docs/architecture.md §10). */
   async start(id: string, actor: string): Promise<RolloutSummary> {
+    const pending = this.get(id);
+    if (pending.state === 'pending') {
+      await this.#gate(pending, actor, false);
+      const missing = startGate(pending, pending.createdBy);
+      if (missing !== null) throw new GatewayError('PW_APPROVAL_REQUIRED', missing, { approval: approvalState(pending, pending.createdBy) });
+    }
     return this.#act(id, (r) => engine.start(r, this.#now(), actor, this.#isOnline));
+  }
+
+  /** An operator other than its creator agrees to a pending rollout that asked for approval; a second approval by one identity counts once. */
+  async approve(id: string, actor: string): Promise<RolloutSummary> {
+    const r = this.get(id);
+    const result = approve(r, r.createdBy, actor, this.#now());
+    if (!result.ok) throw new GatewayError(result.code, result.message);
+    if (result.counted) {
+      this.#decisions.log(r);
+      await this.#persist(r);
+    }
+    return summary(r);
   }
 
   async pause(id: string, actor: string): Promise<RolloutSummary> {
@@ -263,11 +343,10 @@ export class Rollouts {
    * rollout exists: a refusal leaves this rollout as it was. What may be rolled back, to which
    * bundle, for which devices, and the baseline after, are gateway/rollout/policy.ts's.
    */
-  async rollback(id: string, actor: string): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
+  async rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
     const r = this.get(id);
     const eligible = rollbackEligibility(r);
     if (!eligible.ok) throw new GatewayError(eligible.code, eligible.message);
-    const previous = await this.#bundles.decoded(eligible.returnTo);
     const live = new Set<string>();
     for (const dev of reachedMembers(r)) {
       const d = await this.#store.getDevice(dev);
@@ -275,14 +354,7 @@ export class Rollouts {
     }
     const targets = rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
-    const bundle = await this.#bundles.create(
-      {
-        group: r.bundle.group,
-        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
-        expiryPolicy: previous.bundle.expiryPolicy,
-      },
-      actor,
-    );
+    const bundle = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle);
     const { rollout } = await this.#create({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
     const created = this.#rollouts.get(rollout.id)!;
     created.rollbackOf = id;
@@ -301,12 +373,62 @@ export class Rollouts {
     return { aborted, rollback: summary(created) };
   }
 
+  /**
+   * The bundle a rollback sends (docs/architecture.md §6): the one given (uploaded, for a gateway
+   * without a signing key), else the previous bundle's pins signed again with a higher seq, else (a
+   * group's first rollout) the initial pins of the manifests of the group's models
+   * (gateway/initial-pins.ts); PW_INVALID_STATE naming the manifests to push when some are missing.
+   */
+  async #rollbackBundle(r: GatewayRollout, returnTo: string | null, actor: string, given?: string): Promise<BundleRecord> {
+    const group = r.bundle.group;
+    if (given !== undefined) {
+      const b = await this.#bundles.get(await this.#bundles.resolveId(given));
+      if (b.group !== group) throw invalid(`bundle: ${b.id} is for group "${b.group}"; rollout ${r.id} is for "${group}"`);
+      if (b.seq <= r.bundle.seq) throw new GatewayError('PW_INVALID_STATE', `bundle ${b.id} has seq ${b.seq}: the devices that applied rollout ${r.id} hold seq ${r.bundle.seq} and would reject it as replayed`);
+      return b;
+    }
+    let restore: BundleInput;
+    if (returnTo !== null) {
+      const previous = await this.#bundles.decoded(returnTo);
+      restore = {
+        group,
+        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
+        expiryPolicy: previous.bundle.expiryPolicy,
+      };
+    } else {
+      const devices = (await Promise.all((await this.#store.devicesInGroup(group)).map((d) => this.#store.getDevice(d)))).filter((d): d is DeviceRecord => d !== null && d.revokedAt === null);
+      const pins = initialPins(devices, (model, firmware) => this.#findManifest(model, firmware));
+      if (!pins.ok) throw new GatewayError('PW_INVALID_STATE', missingManifestMessage(r.id, group, pins.missing), { missing: pins.missing });
+      restore = { group, endpoints: pins.endpoints, expiryPolicy: pins.expiryPolicy };
+    }
+    if (!(await this.#bundles.canSign(group))) {
+      throw new GatewayError('PW_NO_SIGNING_KEY', `this gateway has no signing key: sign the bundle to restore elsewhere (group ${group}, seq ${(await this.#bundles.highestSeq(group)) + 1}, the pins in details.pins), upload it (pinwave bundle upload FILE), then: pinwave rollout rollback ${r.id} --bundle BUNDLE`, { pins: restore.endpoints });
+    }
+    return this.#bundles.create(restore, actor);
+  }
+
+  /** The manifest a device of this model and firmware was born with; with no firmware known, the model's only one. */
+  #findManifest(model: string, firmware: string | null): FirmwareManifest | null {
+    if (firmware !== null) return this.#manifests.find(model, firmware)?.manifest ?? null;
+    const all = this.#manifests.ofModel(model);
+    return all.length === 1 ? all[0].manifest : null;
+  }
+
   // ---------------------------------------------------------------- reading
 
   /** The API's view of a rollout, with the gateway's own fields. */
-  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string } {
+  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] } {
     const r = this.get(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+    const approval = approvalState(r, r.createdBy);
+    return {
+      ...summary(r),
+      createdBy: r.createdBy,
+      previousBundle: r.previousBundle,
+      ...(r.rollbackOf && { rollbackOf: r.rollbackOf }),
+      ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }),
+      ...(approval && { approval }),
+      ...(r.gatesBypassed && { gatesBypassed: r.gatesBypassed }),
+    };
   }
 
   /** Every rollout's summary, or those in `state`, in creation order. */
@@ -405,7 +527,7 @@ export class Rollouts {
   }
 
   /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
-  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number> } = {}): void {
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: Pick<RolloutAlert, 'scope' | 'thresholds' | 'approval'> = {}): void {
     if (!this.#webhooks) return;
     const last = r.decisions[r.decisions.length - 1];
     this.#webhooks.emit({

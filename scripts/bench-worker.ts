@@ -118,7 +118,7 @@ function gatewayRole(): Handlers {
       writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
       dataDir = join(dir, 'data');
       gw = await Gateway.start({ dataDir, keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, writeWindowMs, logger });
-      return { port: gw.ports.tcp, publicPem: gw.signing.publicPem };
+      return { port: gw.ports.tcp, publicPem: gw.signing!.publicPem };
     },
     async provision({ ids, group = 'bench' }: { ids: string[]; group?: string }) {
       const t0 = performance.now();

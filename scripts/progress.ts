@@ -25,6 +25,11 @@ export interface RolloutView {
   devices?: number;
   waves: WaveView[];
   decisions?: Array<{ at: number; actor: string; action: string; reason: string; wave?: number }>;
+  /** a rollback's gates passed as recorded decisions (docs/architecture.md §6) */
+  gatesBypassed?: Array<{ gate: string; at: number; actor: string; findings: Array<{ message: string }> }>;
+  createdBy?: string;
+  /** present when the rollout asked for approval (config approval, docs/architecture.md §10) */
+  approval?: { needed: boolean; required: number; remaining: number; approvals: Array<{ actor: string }>; reason: string; passedBy?: string };
 }
 
 const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
@@ -60,14 +65,22 @@ export function renderRollout(r: RolloutView, color = false): string[] {
     if (extra.length) line += `  ${extra.join('  ')}`;
     lines.push(line);
   }
+  const a = r.approval;
+  if (a) {
+    const by = a.approvals.length > 0 ? `approved by ${a.approvals.map((x) => x.actor).join(', ')}` : 'no approval yet';
+    if (a.needed) lines.push(`needs approval: ${a.reason}; ${a.remaining} more by an operator other than ${r.createdBy ?? 'its creator'} (${by}): pinwave rollout approve ${r.id}`);
+    else lines.push(`approval: ${a.reason}; ${a.passedBy === 'rollback' ? 'passed as a rollback' : by}`);
+  }
   const last = r.decisions?.at(-1);
   if (last) lines.push(`last decision: ${new Date(last.at).toISOString()} ${last.action}${last.wave !== undefined ? ` wave ${last.wave + 1}` : ''}: ${last.reason} (${last.actor})`);
+  for (const g of r.gatesBypassed ?? []) lines.push(`${g.gate} bypassed for this rollback (${g.actor}, ${new Date(g.at).toISOString()}): ${g.findings.map((f) => f.message).join('; ')}`);
   return lines;
 }
 
 /** One line for logs and pipes: printed when it changes. */
 export function oneLine(r: RolloutView): string {
   const w = r.waves.find((x) => x.state === 'active' || x.state === 'soaking') ?? [...r.waves].reverse().find((x) => x.state !== 'pending') ?? r.waves[0];
-  if (!w) return `${r.id} ${r.state}`;
-  return `${r.id} ${r.state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)} fail ${pct(w.failureRatio)}`;
+  const state = r.approval?.needed ? `${r.state} (needs approval)` : r.state;
+  if (!w) return `${r.id} ${state}`;
+  return `${r.id} ${state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)} fail ${pct(w.failureRatio)}`;
 }

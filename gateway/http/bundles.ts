@@ -1,4 +1,5 @@
-// /v1/bundles: create a bundle signed by the gateway key (operator), list, show decoded,
+// /v1/bundles: create a bundle signed by the gateway key (operator), or take one signed elsewhere
+// (`cose`: offline signing, docs/architecture.md §3), list, show decoded,
 // and the raw COSE_Sign1 bytes (`application/cose`, RFC 9052 §2) for a firmware engineer's bench.
 import type { FastifyInstance } from 'fastify';
 import { bundleView, hex, inspectBundle } from '../../firmware-manifest/index.ts';
@@ -13,7 +14,9 @@ export interface BundleRoutesOptions {
 
 interface CreateBody {
   group: string;
-  pins: BundleInput['endpoints'];
+  pins?: BundleInput['endpoints'];
+  cose?: string;
+  rotateKeys?: { epoch: number; keys: string[] };
   expiresIn?: number | string;
   expiryPolicy?: 'enforce' | 'ca-fallback';
 }
@@ -51,10 +54,18 @@ const endpoint = {
 const createBody = {
   type: 'object',
   additionalProperties: false,
-  required: ['group', 'pins'],
+  required: ['group'],
   properties: {
     group,
-    pins: { type: 'array', minItems: 1, maxItems: 64, items: endpoint },
+    pins: { type: 'array', minItems: 1, maxItems: 64, items: endpoint, description: 'the pin set for the gateway to sign; give this or cose' },
+    cose: {
+      type: 'string',
+      minLength: 4,
+      maxLength: 90000,
+      pattern: '^[A-Za-z0-9+/]+={0,2}$',
+      description:
+        "a bundle signed elsewhere (pinwave bundle create): the COSE_Sign1 bytes, standard base64; give this or pins. Taken only when a device of the group would accept it: it verifies under a key the group trusts (the gateway's, or its models' manifests'), is for this group, and carries the group's next seq; otherwise a 422 PW_UPLOAD_REFUSED with the verifier's reason in details.reason (unknown_key, bad_signature, wrong_group, replayed, seq_not_next, expired, ...) and details.nextSeq. expiresIn and expiryPolicy do not go with it",
+    },
     expiresIn: {
       description: 'bundle lifetime: seconds, or a duration such as "12h" or "30d"; default the gateway default (30 days)',
       anyOf: [
@@ -63,6 +74,17 @@ const createBody = {
       ],
     },
     expiryPolicy: { type: 'string', enum: ['enforce', 'ca-fallback'], description: 'what a device does once the bundle expires; default enforce' },
+    rotateKeys: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['epoch', 'keys'],
+      description:
+        "a key rotation (docs/bundle-format.md): the devices' trusted signing keys are replaced by these at this epoch, which must be above every epoch the group holds or was sent (epochs only go up: undoing a rotation is a further rotation). Signed with the key the group trusts now; the gateway signs with its next key (config nextKeyPath) once this bundle is the group's baseline. Keep the current key in the list until every device runs the new one",
+      properties: {
+        epoch: { type: 'integer', minimum: 1, maximum: 4294967295 },
+        keys: { type: 'array', minItems: 1, maxItems: 16, items: { type: 'string', minLength: 1, maxLength: 1000, description: 'an Ed25519 public key: SPKI PEM, or the standard base64 of the raw 32 bytes' } },
+      },
+    },
   },
 } as const;
 
@@ -85,22 +107,30 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
       config: { role: 'operator' },
       schema: {
         tags: ['bundles'],
-        summary: "Sign a bundle for a group with the group's next seq",
-        description: 'Fewer than two distinct pins for an endpoint, or a pin that is not 32 bytes of base64, is a 400 naming it.',
+        summary: "Sign a bundle for a group with the group's next seq, or take one signed elsewhere",
+        description:
+          'With pins: the gateway signs them. Fewer than two distinct pins for an endpoint, or a pin that is not 32 bytes of base64, is a 400 naming it; a gateway without a signing key answers 409 PW_NO_SIGNING_KEY (upload a signed bundle). With cose: a bundle signed offline, checked as a device of the group would check it (422 PW_UPLOAD_REFUSED with the reason).',
         body: createBody,
         response: responses({ 201: { $ref: 'BundleDetail#' } }),
       },
     },
     async (request, reply) => {
       const b = request.body;
+      if ((b.pins === undefined) === (b.cose === undefined)) throw new GatewayError('PW_INVALID', 'body: give exactly one of pins (the gateway signs them) or cose (a bundle signed elsewhere, base64)');
+      if (b.cose !== undefined) {
+        if (b.expiresIn !== undefined || b.expiryPolicy !== undefined || b.rotateKeys !== undefined) throw new GatewayError('PW_INVALID', 'body/expiresIn, body/expiryPolicy and body/rotateKeys are signed into a bundle: they do not go with cose');
+        const record = await gw.uploadBundle({ group: b.group, bytes: new Uint8Array(Buffer.from(b.cose, 'base64')) }, request.caller!.name);
+        return reply.code(201).send(storedBundleView(record));
+      }
       if (b.expiresIn !== undefined && durationSeconds(b.expiresIn) > 100 * 365 * 86400) {
         throw new GatewayError('PW_INVALID', `body/expiresIn must be at most 100 years, got ${JSON.stringify(b.expiresIn)}`);
       }
       const input: BundleInput = {
         group: b.group,
-        endpoints: b.pins,
+        endpoints: b.pins!,
         ...(b.expiresIn !== undefined && { expiresInSeconds: durationSeconds(b.expiresIn) }),
         ...(b.expiryPolicy !== undefined && { expiryPolicy: b.expiryPolicy }),
+        ...(b.rotateKeys !== undefined && { rotateKeys: b.rotateKeys }),
       };
       const record = await gw.createBundle(input, request.caller!.name);
       return reply.code(201).send(storedBundleView(record));

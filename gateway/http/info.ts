@@ -56,8 +56,8 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
               version: { type: 'string' },
               mqttUrl: { type: 'string' },
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
-              kid: { type: 'string', description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3)' },
-              publicKey: { type: 'string', description: 'the signing key, SPKI PEM' },
+              kid: { type: ['string', 'null'], description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3); null on a gateway without a signing key (upload-only)' },
+              publicKey: { type: ['string', 'null'], description: 'the signing key, SPKI PEM; null on a gateway without a signing key (upload-only: it takes bundles signed elsewhere)' },
             },
           },
         }),
@@ -65,7 +65,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
     },
     async () => {
       const s = gw.signing;
-      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, mqttPorts: gw.ports, kid: s.kid, publicKey: s.publicPem };
+      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null };
     },
   );
 }

@@ -74,6 +74,11 @@ const resumeBody = {
   },
   description: 'new thresholds or timeout, for the held wave or for it and the waves after it',
 } as const;
+const rollbackBody = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { bundle: { ...bundleIdOrPrefix, description: "the bundle to restore, uploaded already (a gateway without a signing key); default: the previous bundle's pins, or the manifests' initial pins, signed by the gateway with the group's next seq" } },
+} as const;
 const abortBody = {
   type: ['object', 'null'],
   additionalProperties: false,
@@ -94,7 +99,8 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       schema: {
         tags: ['rollouts'],
         summary: 'Create a rollout of a bundle in waves, after a pre-flight check',
-        description: 'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices).',
+        description:
+          'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices). With config approval, a rollout that needs operators other than its creator is created pending, even with start: true, its `approval` saying how many (POST /v1/rollouts/:id/approve).',
         body: createBody,
         response: responses({ 201: { $ref: 'RolloutCreated#' } }),
       },
@@ -145,7 +151,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
     async (request) => view(request.params.id),
   );
 
-  const action = (verb: 'start' | 'pause' | 'resume' | 'abort', summary: string, body: object, run: (id: string, actor: string, body: Record<string, unknown> | null) => Promise<unknown>) =>
+  const action = (verb: 'start' | 'pause' | 'resume' | 'abort' | 'approve', summary: string, body: object, run: (id: string, actor: string, body: Record<string, unknown> | null) => Promise<unknown>) =>
     app.post<{ Params: { id: string }; Body: Record<string, unknown> | null }>(
       `/v1/rollouts/:id/${verb}`,
       { config: { role: 'operator' }, schema: { tags: ['rollouts'], summary, params, body, response: responses({ 200: { $ref: 'Rollout#' } }) } },
@@ -156,13 +162,15 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       },
     );
 
-  action('start', 'Start a pending rollout: its first wave is sent', noBody, (id, actor) => gw.startRollout(id, actor));
+  action('start', 'Start a pending rollout: its first wave is sent. 409 PW_APPROVAL_REQUIRED while it waits for approval (details.approval)', noBody, (id, actor) => gw.startRollout(id, actor));
   action('pause', 'Hold a running rollout: nothing more is sent until it is resumed', noBody, (id, actor) => gw.pauseRollout(id, actor));
   action('resume', 'Resume a held rollout, optionally with new thresholds or timeout for the held wave (`for: held`, the default) or for it and every later wave (`for: remaining`)', resumeBody, (id, actor, body) => {
     const { for: scope, ...changes } = (body ?? {}) as Partial<WaveThresholds> & { for?: ResumeScope };
     return gw.resumeRollout(id, actor, changes, scope ?? 'held');
   });
   action('abort', 'Abort a rollout: nothing more is sent', abortBody, (id, actor, body) => gw.abortRollout(id, actor, typeof body?.reason === 'string' ? body.reason : undefined));
+  // docs/architecture.md §10: the caller's token name is the identity that approves; the creator's own is 403 PW_SELF_APPROVAL.
+  action('approve', "Approve a pending rollout that waits for approval (config approval): recorded as a decision with the caller's name; its creator cannot approve it (403 PW_SELF_APPROVAL), and one identity counts once", noBody, (id, actor) => gw.approveRollout(id, actor));
 
   app.post<{ Params: { id: string } }>(
     '/v1/rollouts/:id/rollback',
@@ -171,13 +179,16 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       schema: {
         tags: ['rollouts'],
         summary: 'Roll back: a new bundle of the previous pins (higher seq) to every device this rollout reached; this rollout is aborted',
+        description:
+          "The pins restored are the previous bundle's; on a group's first rollout, the initial pins of the firmware manifests of the group's models (per endpoint their union); a 409 names the model and firmware whose manifest is missing (push it: POST /v1/manifests). Pre-flight problems do not refuse a rollback: they are recorded in its gatesBypassed. A gateway without a signing key takes `bundle`, uploaded already.",
         params,
-        body: noBody,
+        body: rollbackBody,
         response: responses({ 201: { type: 'object', required: ['aborted', 'rollback'], properties: { aborted: { $ref: 'Rollout#' }, rollback: { $ref: 'Rollout#' } } } }),
       },
     },
     async (request, reply) => {
-      const { aborted, rollback } = await gw.rollback(gw.resolveRolloutId(request.params.id), request.caller!.name);
+      const body = (request.body ?? {}) as { bundle?: string };
+      const { aborted, rollback } = await gw.rollback(gw.resolveRolloutId(request.params.id), request.caller!.name, body.bundle !== undefined ? { bundle: body.bundle } : {});
       return reply.code(201).send({ aborted: await view(aborted.id), rollback: await view(rollback.id) });
     },
   );

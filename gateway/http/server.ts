@@ -40,6 +40,7 @@ import { registerErrors } from './errors.ts';
 import { groupRoutes, GroupSchema } from './groups.ts';
 import { infoRoutes, packageVersion } from './info.ts';
 import { metricsRoutes } from './metrics.ts';
+import { manifestRoutes } from './manifests.ts';
 import { requestSerializer } from './request-log.ts';
 import type { EventIdSource } from './rollout-feed.ts';
 import { rolloutEventRoutes } from './rollout-events.ts';
@@ -104,7 +105,8 @@ export interface ServerOptions {
 
 const TAGS = [
   { name: 'devices', description: 'provisioning, lookup, token rotation and revocation' },
-  { name: 'bundles', description: 'signed pin bundles (docs/architecture.md §3)' },
+  { name: 'bundles', description: 'signed pin bundles (docs/architecture.md §3): signed by the gateway, or offline and uploaded' },
+  { name: 'manifests', description: 'the firmware manifests of the fleet\'s models (docs/architecture.md §4)' },
   { name: 'rollouts', description: 'staged rollouts in waves (docs/architecture.md §6)' },
   { name: 'telemetry', description: 'pin-failure reports and stuck devices' },
   { name: 'meta', description: 'health, info, metrics and this document' },
@@ -192,6 +194,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(metricsRoutes, { gateway, authRefused, streams: () => app.rolloutStreams.open });
   await app.register(deviceRoutes, { gateway });
   await app.register(bundleRoutes, { gateway });
+  await app.register(manifestRoutes, { gateway });
   await app.register(rolloutRoutes, { gateway, waveDefaults: o.waveDefaults });
   await app.register(rolloutEventRoutes, { gateway, auth, now, heartbeatMs: c.heartbeatMs, minIntervalMs: c.eventIntervalMs, eventIds: c.eventIds });
   await app.register(groupRoutes, { gateway });

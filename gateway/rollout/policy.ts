@@ -36,16 +36,13 @@ function refused(message: string): ActionError {
 
 /**
  * Whether `r` may be rolled back, and the bundle whose pins it returns to: the group's baseline when
- * `r` was created. Refused (HTTP 409) while pending (nothing was sent: abort it), once aborted, once
- * rolled back, and when the group ran no bundle before (its firmware's initial pins: no signed
- * bundle holds them, so the operator creates one).
+ * `r` was created, or null when the group ran no bundle before (its firmware's initial pins: the
+ * gateway restores them from the firmware manifests, docs/architecture.md §6). Refused (HTTP 409)
+ * while pending (nothing was sent: abort it), once aborted, and once rolled back.
  */
-export function rollbackEligibility(r: RollbackSubject): { ok: true; returnTo: string } | ActionError {
+export function rollbackEligibility(r: RollbackSubject): { ok: true; returnTo: string | null } | ActionError {
   if (r.state === 'aborted' || r.state === 'pending') return refused(`cannot roll back a rollout that is ${r.state}`);
   if (r.rolledBackBy) return refused(`rollout ${r.id} was rolled back already by ${r.rolledBackBy}`);
-  if (!r.previousBundle) {
-    return refused(`rollout ${r.id} has no previous bundle to return to (its group ran the firmware's initial pins): create a bundle with the pins to restore and roll it out`);
-  }
   return { ok: true, returnTo: r.previousBundle };
 }
 

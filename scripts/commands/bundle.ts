@@ -1,4 +1,5 @@
-// `pinwave bundle create|inspect|verify`: make, read and check signed pin bundles (docs/architecture.md §3).
+// `pinwave bundle create|inspect|verify|push|upload|list|show`: make, read and check signed pin
+// bundles (docs/architecture.md §3), offline or through the gateway.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
@@ -10,7 +11,7 @@ import type { BundleVector } from '../../firmware-manifest/vectors.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
-import { apiFrom, idArg, seg } from '../api-client.ts';
+import { ApiError, apiFrom, idArg, seg } from '../api-client.ts';
 import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
@@ -22,7 +23,8 @@ const USAGE = `Usage:
                         [--now ISO|EPOCH] [--max-bytes N]
   pinwave bundle verify --vector VECTOR.json
   pinwave bundle push --group G --pin HOST[:PORT]=sha256/B64 ... [--expires-in 30d] [--report-only HOST[:PORT]]
-                      [--expiry-policy enforce|ca-fallback] [--api URL] [--json]
+                      [--expiry-policy enforce|ca-fallback] [--rotate-keys PUB.pem ... --key-epoch N] [--api URL] [--json]
+  pinwave bundle upload FILE [--group G] [--api URL] [--json]
   pinwave bundle list [--group G] [--all] [--api URL] [--json]
   pinwave bundle show ID [--api URL] [--json]
 
@@ -36,12 +38,20 @@ verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "r
           (default 0), its clock at --now (default the system clock), taking --max-bytes (default 4096).
           --vector runs a conformance vector instead: its bundle, against its device state and clock;
           exit 3 when the outcome differs from the one the vector expects
-push      have the gateway sign and store a bundle with its key and the group's next seq
+push      have the gateway sign and store a bundle with its key and the group's next seq. --rotate-keys
+          makes it a key rotation: the devices' trusted keys become these (keep the current one among
+          them until every device runs the new one) at epoch --key-epoch, above any the group holds;
+          once it is the group's baseline the gateway signs with its next key (--next-key)
+upload    give the gateway a bundle signed elsewhere (bundle create, on the machine that holds the key):
+          taken only when a device of its group would accept it: signed by a key the group trusts (the
+          gateway's, or its models' manifests'), for the group (--group, default the bundle's own),
+          with the group's next seq. A refusal (exit 1) names the verifier's reason: unknown_key,
+          bad_signature, wrong_group, replayed, seq_not_next (with the seq to sign), expired, ...
 list      the gateway's bundles in id order (default: the first 100; --all for every one)
 show      one of them decoded, pins in sha256/ form, and its pins against what its group runs now
           (its baseline: the bundle of the group's last completed rollout): per endpoint the pins
           added (+), removed (-) and kept (=). ID may be a unique prefix of 8+ hex digits
-push, list and show talk to a gateway: --api URL (default $PINWAVE_API or http://127.0.0.1:8080),
+push, upload, list and show talk to a gateway: --api URL (default $PINWAVE_API or http://127.0.0.1:8080),
 token from $PINWAVE_TOKEN`;
 
 export async function main(args: string[], io: Io): Promise<number> {
@@ -51,6 +61,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'inspect': return inspect(rest, io);
     case 'verify': return verify(rest, io);
     case 'push': return push(rest, io);
+    case 'upload': return upload(rest, io);
     case 'list': return list(rest, io);
     case 'show': return show(rest, io);
     case '--help': case '-h': case undefined:
@@ -85,14 +96,8 @@ async function create(args: string[], io: Io): Promise<number> {
   if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
   const policy = values['expiry-policy'] ?? 'enforce';
   if (policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
-  const rotate = (values['rotate-keys'] ?? []).flatMap((v) => v.split(',')).filter(Boolean);
-  if (rotate.length > 0 && values['key-epoch'] === undefined) throw new UsageError('--rotate-keys needs --key-epoch N (above the devices\' current epoch)', USAGE);
-  if (rotate.length === 0 && values['key-epoch'] !== undefined) throw new UsageError('--key-epoch goes with --rotate-keys', USAGE);
-
+  const keyRotation = rotationFlags(values['rotate-keys'], values['key-epoch']);
   const key = loadSigningKey(keyPath, { strictMode: false, onLooseMode: (m) => io.err(`warning: ${m}`) });
-  const keyRotation = rotate.length > 0
-    ? { epoch: uintFlag(values['key-epoch']!, 'key-epoch', USAGE), keys: rotate.map((p) => readPublicKey(p, 'rotate-keys')) }
-    : undefined;
   const iat = Math.floor(Date.now() / 1000);
   const signed = signBundle(
     {
@@ -118,12 +123,15 @@ async function push(args: string[], io: Io): Promise<number> {
     'report-only': { type: 'string', multiple: true },
     'expires-in': { type: 'string' },
     'expiry-policy': { type: 'string' },
+    'rotate-keys': { type: 'string', multiple: true },
+    'key-epoch': { type: 'string' },
     api: { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
   const group = required(values.group, 'group', USAGE);
+  const rotate = rotationFlags(values['rotate-keys'], values['key-epoch']);
   const endpoints = pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE);
   const policy = values['expiry-policy'];
   if (policy !== undefined && policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
@@ -132,9 +140,39 @@ async function push(args: string[], io: Io): Promise<number> {
     pins: endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins, ...(e.mode === 'report-only' && { mode: e.mode }) })),
     ...(values['expires-in'] !== undefined && { expiresIn: durationFlag(values['expires-in'], 'expires-in', USAGE) }),
     ...(policy && { expiryPolicy: policy }),
+    ...(rotate && { rotateKeys: { epoch: rotate.epoch, keys: rotate.keys.map((k) => Buffer.from(k).toString('base64')) } }),
   };
-  const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string }>('/v1/bundles', body);
-  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway`);
+  const res = await apiFrom(values.api, io).post<{ id: string; seq: number; size: number; group: string; kid: string }>('/v1/bundles', body);
+  const rotation = rotate ? `; rotates the trusted keys to ${rotate.keys.length} key${rotate.keys.length === 1 ? '' : 's'} at epoch ${rotate.epoch}` : '';
+  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed by the gateway (kid ${res.kid})${rotation}`);
+  return 0;
+}
+
+async function upload(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { group: { type: 'string' }, api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('upload takes exactly one FILE (a COSE_Sign1 bundle, as bundle create writes it)', USAGE);
+  const bytes = readBytes(positionals[0]);
+  const decoded = inspectBundle(bytes);
+  if (!decoded.ok) {
+    io.out(`rejected: ${decoded.reason}`);
+    io.err(decoded.detail);
+    return 1;
+  }
+  const group = values.group ?? decoded.bundle.group;
+  let res: BundleSummary & { kid: string };
+  try {
+    res = await apiFrom(values.api, io).post('/v1/bundles', { group, cose: Buffer.from(bytes).toString('base64') });
+  } catch (err) {
+    const details = err instanceof ApiError ? (err.body as { details?: { reason?: string; detail?: string } } | undefined)?.details : undefined;
+    if (details?.reason) {
+      io.out(`rejected: ${details.reason}`);
+      io.err(details.detail ?? (err as Error).message);
+      return 1;
+    }
+    throw err;
+  }
+  io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed offline (kid ${res.kid}), uploaded`);
   return 0;
 }
 
@@ -392,6 +430,14 @@ function readBytes(path: string): Uint8Array {
   } catch (err) {
     throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+}
+
+/** --rotate-keys PUB.pem ... (or comma-separated) with --key-epoch N: the rotation, or undefined when neither is given. */
+function rotationFlags(files: string[] | undefined, epoch: string | undefined): { epoch: number; keys: Uint8Array[] } | undefined {
+  const rotate = (files ?? []).flatMap((v) => v.split(',')).filter(Boolean);
+  if (rotate.length > 0 && epoch === undefined) throw new UsageError('--rotate-keys needs --key-epoch N (above the devices\' current epoch)', USAGE);
+  if (rotate.length === 0 && epoch !== undefined) throw new UsageError('--key-epoch goes with --rotate-keys', USAGE);
+  return rotate.length > 0 ? { epoch: uintFlag(epoch!, 'key-epoch', USAGE), keys: rotate.map((p) => readPublicKey(p, 'rotate-keys')) } : undefined;
 }
 
 function readPublicKey(path: string, flag: string): Uint8Array {

@@ -46,11 +46,17 @@ async function check(args: string[], io: Io): Promise<number> {
     problems.push(...err.problems);
   }
   let kid: string | null = null;
+  let nextKid: string | null = null;
   if (config) {
     try {
-      kid = hex(loadSigningKey(config.keyPath, { strictMode: true }).kid);
+      if (config.keyPath !== null) kid = hex(loadSigningKey(config.keyPath, { strictMode: true }).kid);
     } catch (err) {
       problems.push(`keyPath: ${(err as Error).message}`);
+    }
+    try {
+      if (config.nextKeyPath !== null) nextKid = hex(loadSigningKey(config.nextKeyPath, { strictMode: true }).kid);
+    } catch (err) {
+      problems.push(`nextKeyPath: ${(err as Error).message}`);
     }
     problems.push(...dataDirProblems(config.dataDir));
     problems.push(...portProblems(config));
@@ -71,6 +77,8 @@ async function check(args: string[], io: Io): Promise<number> {
     dataDir: c.dataDir,
     keyPath: c.keyPath,
     kid,
+    nextKeyPath: c.nextKeyPath,
+    nextKid,
     mqtt: { host: c.host, port: c.mqtt.port, ...(c.mqtt.tls && { tlsPort: c.mqtt.tls.port }), ...(c.mqtt.websocket && { websocket: c.mqtt.websocket }) },
     http: { host: c.http.host, port: c.http.port, https: Boolean(c.http.tls), trustProxy: c.http.trustProxy },
     log: { level: c.logLevel, format: c.logFormat },
@@ -86,7 +94,8 @@ async function check(args: string[], io: Io): Promise<number> {
   const mqtt = [`mqtt://${c.host}:${c.mqtt.port}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
   const rows: Array<[string, string]> = [
     ['data dir', c.dataDir],
-    ['signing key', `${c.keyPath} (kid ${kid})`],
+    ['signing key', c.keyPath === null ? 'none: upload-only, the gateway signs no bundle (pinwave bundle upload)' : `${c.keyPath} (kid ${kid})`],
+    ...(c.nextKeyPath !== null ? [['next signing key', `${c.nextKeyPath} (kid ${nextKid}): signs a group's bundles once a rotation to it is its baseline`] as [string, string]] : []),
     ['mqtt', mqtt],
     ['http', `${c.http.tls ? 'https' : 'http'}://${c.http.host}:${c.http.port}${c.http.trustProxy ? ' (behind a proxy: X-Forwarded-For trusted)' : ''}`],
     ['log', `${c.logLevel}, ${c.logFormat}`],

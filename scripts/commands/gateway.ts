@@ -28,12 +28,15 @@ import { packageVersion } from '../../gateway/http/info.ts';
 import { LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
 
 const USAGE = `Usage:
-  pinwave gateway --data DIR --key KEY.pem [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
+  pinwave gateway --data DIR [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
                   [--shutdown-timeout T] [--log-format json|pretty] [--config FILE]
 
 Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGINT or SIGTERM.
   --data DIR        the fleet store's folder (PINWAVE_DATA_DIR, config dataDir)
-  --key KEY.pem     the bundle signing key, mode 0600 (PINWAVE_KEY, config keyPath)
+  --key KEY.pem     the bundle signing key, mode 0600 (PINWAVE_KEY, config keyPath); without one the gateway
+                    is upload-only: it signs nothing and takes bundles signed elsewhere (pinwave bundle upload)
+  --next-key NEXT.pem   the next signing key, mode 0600 (PINWAVE_NEXT_KEY, config nextKeyPath): a group's
+                    bundles are signed with it once a rotation to it (bundle push --rotate-keys) is the group's baseline
   --mqtt-port N     default 1883, 0 for any free port (PINWAVE_MQTT_PORT, config mqtt.port)
   --http-port N     default 8080, 0 for any free port (PINWAVE_HTTP_PORT, config http.port)
   --host H          listen address of MQTT, and of HTTP unless --http-host; default 127.0.0.1 (PINWAVE_HOST, config host)
@@ -98,6 +101,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const { values } = parse(args, {
     data: { type: 'string' },
     key: { type: 'string' },
+    'next-key': { type: 'string' },
     'mqtt-port': { type: 'string' },
     'http-port': { type: 'string' },
     host: { type: 'string' },
@@ -117,6 +121,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const flags: ConfigFlags = {
     ...(values.data !== undefined && { dataDir: values.data }),
     ...(values.key !== undefined && { keyPath: values.key }),
+    ...(values['next-key'] !== undefined && { nextKeyPath: values['next-key'] }),
     ...(values.host !== undefined && { host: values.host }),
     ...(values['mqtt-port'] !== undefined && { mqttPort: port(values['mqtt-port'], 'mqtt-port') }),
     ...(values['http-port'] !== undefined && { httpPort: port(values['http-port'], 'http-port') }),
@@ -146,6 +151,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const gw = await Gateway.start({
     dataDir: config.dataDir,
     keyPath: config.keyPath,
+    nextKeyPath: config.nextKeyPath,
     host: config.host,
     mqttPort: config.mqtt.port,
     mqttPlain: config.mqtt.plain,
@@ -156,6 +162,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     manifests: config.manifests,
     bundleLifetimeSeconds: config.bundleLifetimeSeconds,
     webhooks: config.webhooks,
+    ...(config.approval && { approval: config.approval }),
     logger: log.child({ component: 'gateway' }),
     ...(o.now && { now: o.now }),
   });
@@ -188,6 +195,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
   if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
   io.out(`${scheme} listening on ${scheme}://${bracket(config.http.host)}:${httpPort}`);
+  if (config.keyPath === null) io.err('note: no signing key: this gateway is upload-only (bundles are signed elsewhere: pinwave bundle create, then pinwave bundle upload)');
   if (config.tokens.length === 0) io.err('warning: no API tokens configured: every /v1 route answers 401 (set PINWAVE_ADMIN_TOKEN, or tokens in --config)');
   for (const w of cleartextWarnings(config)) {
     io.err(`warning: ${w}`);

@@ -1,9 +1,12 @@
-// `pinwave manifest create|validate`: the firmware manifest a device model ships with (docs/architecture.md §4).
+// `pinwave manifest create|validate|push|list`: the firmware manifest a device model ships with
+// (docs/architecture.md §4), and the manifests the gateway knows.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
 import { decodeManifest, encodeManifest, formatManifestErrors, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
+import { apiFrom, ApiError } from '../api-client.ts';
+import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
   pinwave manifest create --model M --firmware V --key PUB.pem [--key PUB2.pem] --pin HOST[:PORT]=sha256/B64 ...
@@ -11,15 +14,25 @@ const USAGE = `Usage:
                           [--expiry-policy enforce|ca-fallback] [--accepted-versions 1,2]
                           [--gateway-url mqtts://HOST:PORT] [--gateway-ca CA.pem] [--out FILE.json] [--cbor FILE.cbor]
   pinwave manifest validate FILE        (JSON, or the CBOR form for flash)
+  pinwave manifest push FILE [--api URL] [--json]
+  pinwave manifest list [--api URL] [--json]
 
 create    write a manifest (JSON to --out, or to standard output; --cbor also writes the flash form)
-validate  check a manifest: exit 0 and "valid", or exit 1 and one line per error with its JSON path`;
+validate  check a manifest: exit 0 and "valid", or exit 1 and one line per error with its JSON path
+push      give the gateway a manifest (an admin token): pre-flight checks bundles against it, and the
+          rollback of a group's first rollout restores its initial pins. Refused (exit 1) when invalid
+          (one line per error) or when the gateway's config has a different one of the same model and
+          firmware (the config's wins); pushing the one it knows changes nothing
+list      the manifests the gateway knows, the config's first
+push and list talk to a gateway: --api URL (default $PINWAVE_API or http://127.0.0.1:8080), token from $PINWAVE_TOKEN`;
 
 export async function main(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case 'create': return create(rest, io);
     case 'validate': return validate(rest, io);
+    case 'push': return push(rest, io);
+    case 'list': return list(rest, io);
     case '--help': case '-h': case undefined:
       io.out(USAGE);
       return sub === undefined ? 2 : 0;
@@ -110,6 +123,64 @@ async function validate(args: string[], io: Io): Promise<number> {
   }
   const m = result.manifest;
   io.out(`valid: ${m.model} ${m.firmware}, ${m.trustedKeys.length} trusted key${m.trustedKeys.length === 1 ? '' : 's'}, ${m.pins.length} pinned endpoint${m.pins.length === 1 ? '' : 's'}`);
+  return 0;
+}
+
+async function push(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length !== 1) throw new UsageError('push takes exactly one FILE (a JSON manifest)', USAGE);
+  const file = positionals[0];
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(e.code ? `cannot read ${file}: ${e.code}` : `${file} is not JSON: ${e.message}`);
+  }
+  // Checked here first, as the gateway checks it: every problem at once, without a round trip.
+  const checked = validateManifest(json);
+  if (!checked.ok) {
+    io.out(`invalid: ${file}`);
+    io.out(formatManifestErrors(checked.errors));
+    return 1;
+  }
+  let res: ManifestEntry & { status: string };
+  try {
+    res = await apiFrom(values.api, io).post('/v1/manifests', json);
+  } catch (err) {
+    const errors = (err instanceof ApiError ? (err.body as { details?: { errors?: Array<{ path: string; message: string }> } } | undefined)?.details?.errors : undefined) ?? null;
+    if (errors) {
+      io.out(`invalid: ${file}`);
+      io.out(formatManifestErrors(errors));
+      return 1;
+    }
+    throw err;
+  }
+  if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
+  const said = { created: 'pushed', replaced: 'pushed (it replaces the one pushed before)', unchanged: 'unchanged (the gateway has this manifest already)' }[res.status] ?? res.status;
+  io.out(`${said}: ${res.model} ${res.firmware}${res.source === 'config' ? " (from the gateway's config)" : ''}`);
+  return 0;
+}
+
+interface ManifestEntry {
+  model: string;
+  firmware: string;
+  source: 'config' | 'pushed';
+  pushedBy?: string;
+  pushedAt?: number;
+  manifest: FirmwareManifest;
+}
+
+async function list(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { api: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, USAGE, true);
+  if (values.help) return io.out(USAGE), 0;
+  if (positionals.length > 0) throw new UsageError('list takes no arguments', USAGE);
+  const { items } = await apiFrom(values.api, io).get<{ items: ManifestEntry[] }>('/v1/manifests');
+  if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
+  if (items.length === 0) return io.out('no manifests: push one with pinwave manifest push FILE'), 0;
+  const rows = items.map((e) => [e.model, e.firmware, e.source, e.manifest.trustedKeys.length, e.manifest.pins.map((p) => `${p.host}:${p.port ?? 443}`).join(' '), e.pushedAt !== undefined ? `${when(e.pushedAt)} by ${e.pushedBy}` : '-']);
+  for (const l of table(['model', 'firmware', 'source', 'keys', 'pinned', 'pushed'], rows)) io.out(l);
   return 0;
 }
 

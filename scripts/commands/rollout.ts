@@ -1,4 +1,4 @@
-// `pinwave rollout create|start|status|list|pause|resume|abort|rollback`: staged rollouts through the
+// `pinwave rollout create|start|status|list|pause|resume|abort|rollback|approve`: staged rollouts through the
 // gateway's HTTP API. `status --watch` draws live per-wave progress until the rollout completes
 // (exit 0) or is held or aborted (exit 1).
 import { apiFrom, idArg, seg, type ApiClient } from '../api-client.ts';
@@ -9,7 +9,8 @@ const USAGE = `Usage:
   pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100% (default: the gateway's plan)]
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
                          [--timeout 1h] [--soak 0s] [--on-miss hold|abort] [--seed S] [--start] [--json]
-  pinwave rollout start|pause|abort|rollback ID [--json]
+  pinwave rollout start|pause|abort|approve ID [--json]
+  pinwave rollout rollback ID [--bundle BUNDLE] [--json]
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
                          [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
@@ -18,6 +19,13 @@ const USAGE = `Usage:
 resume --for: whom the new thresholds are for: the held wave only (held, the default; later waves
 keep their planned ones) or the held wave and every wave after it (remaining). The output says which
 waves run on which thresholds; exit 1 when the rollout is held (or aborted) again at once.
+rollback: a new bundle of the pins the group ran before, with a higher seq, to every device the
+rollout reached; on a group's first rollout, the initial pins of its models' firmware manifests
+(push a missing one with pinwave manifest push FILE). --bundle BUNDLE sends a bundle uploaded
+already instead (a gateway without a signing key: pinwave bundle upload FILE). Pre-flight problems
+do not stop a rollback: they are recorded with it ("gates bypassed").
+approve: agree, under your token's name, to a rollout that waits for approval (config approval: one
+that removes pins its target holds now); its creator cannot approve it, and it starts with start.
 IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.
@@ -43,7 +51,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'status': return status(rest, io);
     case 'list': return list(rest, io);
     case 'resume': return resume(rest, io);
-    case 'start': case 'pause': case 'abort': case 'rollback': return action(sub, rest, io);
+    case 'start': case 'pause': case 'abort': case 'rollback': case 'approve': return action(sub, rest, io);
     case '--help': case '-h': case undefined:
       io.out(USAGE);
       return sub === undefined ? 2 : 0;
@@ -116,16 +124,19 @@ async function create(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-async function action(verb: 'start' | 'pause' | 'abort' | 'rollback', args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, COMMON, USAGE, true);
+async function action(verb: 'start' | 'pause' | 'abort' | 'rollback' | 'approve', args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(args, { ...COMMON, ...(verb === 'rollback' && { bundle: { type: 'string' } }) } as typeof COMMON & { bundle: { type: 'string' } }, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   const id = oneId(positionals, verb);
-  const res = await apiFrom(values.api, io).post<Record<string, unknown>>(`/v1/rollouts/${seg(id)}/${verb}`);
+  const body = values.bundle !== undefined ? { bundle: idArg(values.bundle) } : {};
+  const res = await apiFrom(values.api, io).post<Record<string, unknown>>(`/v1/rollouts/${seg(id)}/${verb}`, body);
   if (values.json) io.out(JSON.stringify(res, null, 2));
   else if (verb === 'rollback') {
-    const rb = (res.rollback ?? res) as RolloutView;
+    const rb = (res.rollback ?? res) as RolloutView & { rollbackOf?: string; gatesBypassed?: Array<{ gate: string; findings: Array<{ message: string }> }> };
     const was = res.aborted as RolloutView | undefined;
-    io.out(`rolled back: ${was?.id ?? id} ${was?.state ?? 'aborted'}; rollback rollout ${rb.id} sends the previous pins as seq ${rb.bundle?.seq}`);
+    const what = values.bundle !== undefined ? `bundle ${rb.bundle?.id}` : 'the pins its group ran before';
+    io.out(`rolled back: ${was?.id ?? id} ${was?.state ?? 'aborted'}; rollback rollout ${rb.id} sends ${what} as seq ${rb.bundle?.seq}`);
+    for (const g of rb.gatesBypassed ?? []) for (const f of g.findings) io.err(`warning: ${g.gate} bypassed for the rollback (recorded): ${f.message}`);
   } else for (const line of renderRollout(res as unknown as RolloutView)) io.out(line);
   return 0;
 }

@@ -20,7 +20,8 @@ check their pins against real TLS endpoints, as firmware would.
 
   --api URL            provision N devices on the gateway's HTTP API (token: PINWAVE_TOKEN, an admin
                        token); without --manifest, devices trust the gateway's key (GET /v1/info) and
-                       pin what the scenario's endpoints serve now
+                       pin what the scenario's endpoints serve now; the manifests the devices are
+                       born with are registered on the gateway (POST /v1/manifests)
   --gateway URL        the gateway's MQTT URL, for devices provisioned elsewhere
   --credentials FILE   JSON {"devices": [{"id", "token", "group"?, "model"?}]} (what POST /v1/devices
                        returns) or a bare array of those
@@ -147,14 +148,26 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     const n = devicesFlag ?? scenario?.devices;
     if (n === undefined) throw new UsageError('--api needs --devices N (or "devices" in the scenario)', USAGE);
     if (group === undefined) throw new UsageError('--api needs --group G (or "group" in the scenario)', USAGE);
-    const info = await request<{ mqttUrl: string; publicKey: string }>(api, token!, 'GET', '/v1/info');
-    if (typeof info?.mqttUrl !== 'string' || typeof info.publicKey !== 'string') throw new Error(`GET ${api}/v1/info did not return mqttUrl and publicKey`);
+    const info = await request<{ mqttUrl: string; publicKey: string | null }>(api, token!, 'GET', '/v1/info');
+    if (typeof info?.mqttUrl !== 'string') throw new Error(`GET ${api}/v1/info did not return mqttUrl`);
+    if (typeof info.publicKey !== 'string' && needDefault.length > 0) {
+      throw new UsageError(`the gateway has no signing key (upload-only): give --manifest FILE with the keys the devices trust, for model${needDefault.length === 1 ? '' : 's'} ${needDefault.map((m) => `"${m.model}"`).join(', ')}`, USAGE);
+    }
     const defaultPins = needDefault.length > 0 ? await pinsServedBy(endpoints) : [];
     models = wanted.map((m) => {
       const given = m.manifest ?? (manifest?.model === m.model ? manifest : undefined);
-      const built = given ?? { model: m.model, firmware: m.firmware ?? '1.0.0', trustedKeys: [info.publicKey], pins: defaultPins };
+      const built = given ?? { model: m.model, firmware: m.firmware ?? '1.0.0', trustedKeys: [info.publicKey!], pins: defaultPins };
       return fleetModel(m, built, given ? undefined : defaultHealthCheck(endpoints));
     });
+    // docs/architecture.md §4: the gateway learns the manifests the devices are born with, for
+    // pre-flight and for the rollback of the group's first rollout (the admin token provisions too).
+    for (const m of models) {
+      try {
+        await request(api, token!, 'POST', '/v1/manifests', m.manifest);
+      } catch (err) {
+        io.err(`warning: the gateway did not take the manifest of ${m.manifest.model} ${m.manifest.firmware}: ${(err as Error).message}`);
+      }
+    }
     const counts = allocate(n, wanted.map((m) => m.weight));
     // A run id in the device ids: a second run provisions new devices instead of colliding with the first's.
     const run = `sim-${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;

@@ -142,7 +142,7 @@ t.test('call-home checks over real TLS: healthy pins report nothing; a rollout o
   const api = await startTlsEndpoint({ name: 'api.example.com', keys: 2 });
   t.teardown(() => api.close());
   const h = await harness(t, { manifests: [] });
-  const manifest = { model: 'th-100', firmware: '1.0.0', trustedKeys: [h.gw.signing.publicPem], pins: [{ host: 'api.example.com', pins: [api.pins[0], api.backupPin] }] };
+  const manifest = { model: 'th-100', firmware: '1.0.0', trustedKeys: [h.gw.signing!.publicPem], pins: [{ host: 'api.example.com', pins: [api.pins[0], api.backupPin] }] };
   h.gw.addManifest(manifest);
   const timers = new ManualTimers();
   const n = 20;

@@ -184,7 +184,7 @@ t.test('pre-flight refuses what targeted devices cannot accept, and a second rol
 });
 
 t.test('rollback sends the previous pins with a higher seq to the devices reached', async (t) => {
-  const h = await harness(t);
+  const h = await harness(t, { manifests: [] });
   const devices = await fleet(h, 4);
   await Promise.all(devices.map((d) => d.connect()));
   t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
@@ -193,7 +193,7 @@ t.test('rollback sends the previous pins with a higher seq to the devices reache
   await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 4);
   h.gw.tick();
   await until(async () => (await h.gw.store.getBaseline('thermostats')) === first.id);
-  await t.rejects(h.gw.rollback(r1.rollout.id, 'alice'), { code: 'PW_INVALID_STATE', message: /no previous bundle/ });
+  await t.rejects(h.gw.rollback(r1.rollout.id, 'alice'), { code: 'PW_INVALID_STATE', message: /first of group "thermostats".*model "th-100" firmware "1\.0\.0"/ }, 'a first rollout without a manifest');
   const bad = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('wrong'), pin('wrong2')] }] }, 'alice');
   const r2 = await h.gw.createRollout({ bundle: bad.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(r2.rollout.id)).waves[0].applied === 4);

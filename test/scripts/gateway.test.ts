@@ -58,6 +58,24 @@ const url = (out: string[], what: 'mqtt' | 'http') => {
   return line?.slice(`${what} listening on `.length);
 };
 
+t.test('without --key the gateway starts upload-only: it says so, and asks for a signed bundle instead of signing', async (t) => {
+  const { dir } = setup(t);
+  const { io, out, err } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+  const stop = switchOff();
+  const done = serve(['--data', join(dir, 'data'), '--mqtt-port', '0', '--http-port', '0'], io, { until: stop.until, log: logSink().stream });
+  await until(() => url(out, 'http') !== undefined, 10_000, 'the http line');
+  t.match(err.join('\n'), /no signing key: this gateway is upload-only/);
+  const api = url(out, 'http')!;
+  const auth = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+  t.match(await (await fetch(`${api}/v1/info`, { headers: auth })).json(), { kid: null, publicKey: null });
+  const pins = [{ host: 'api.example.com', pins: [`sha256/${'A'.repeat(43)}=`, `sha256/${'B'.repeat(43)}=`] }];
+  const signed = await fetch(`${api}/v1/bundles`, { method: 'POST', headers: auth, body: JSON.stringify({ group: 'g', pins }) });
+  t.equal(signed.status, 409);
+  t.match(await signed.json(), { code: 'PW_NO_SIGNING_KEY', message: /this gateway has no signing key; upload a signed bundle/ });
+  stop.off();
+  t.equal(await done, 0);
+});
+
 t.test('serves MQTT and HTTP on the real ports, and stops cleanly with the store flushed', async (t) => {
   const { dir, keyPath } = setup(t);
   const { io, out, err } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
@@ -140,7 +158,7 @@ t.test('a bad config is exit 2 naming the key; bad flags are usage errors; no to
   await t.rejects(serve(['--port', '1'], fakeIo().io), UsageError);
   const help = fakeIo();
   t.equal(await serve(['--help'], help.io), 0);
-  t.match(help.out[0], /^Usage:\n {2}pinwave gateway --data DIR --key KEY\.pem/);
+  t.match(help.out[0], /^Usage:\n {2}pinwave gateway --data DIR \[--key KEY\.pem\] \[--next-key NEXT\.pem\]/);
 
   const { io, out, err } = fakeIo();
   const stop = switchOff();

@@ -101,23 +101,24 @@ t.test('config check: the example config passes with a summary; a broken one lis
   const bad = io({});
   t.equal(await run(['config', 'check', broken], bad.io), 1);
   t.same(bad.err.slice(1), [
-    '  config.colour: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks)',
+    '  config.colour: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval)',
     '  config.logFormat: must be one of json, pretty, got "fancy"',
-    '  config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted)',
+    '  config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted, approval.requested)',
   ]);
   t.match(bad.err[0], /broken\.yaml: 3 problems:$/);
   t.notOk(bad.err.join('\n').includes(secret), 'a secret is never printed');
 
   // Loadable, but the gateway could not start with it: the key, the data dir, two listeners on one port.
   const unstartable = join(dir, 'unstartable.yaml');
-  writeFileSync(unstartable, `dataDir: ${join(dir, 'no', 'such', 'dir')}\nkeyPath: ${join(dir, 'missing.key')}\nmqtt: { port: 8080 }\nhttp: { port: 8080 }\n`);
+  writeFileSync(unstartable, `dataDir: ${join(dir, 'no', 'such', 'dir')}\nkeyPath: ${join(dir, 'missing.key')}\nnextKeyPath: ${join(dir, 'missing-next.key')}\nmqtt: { port: 8080 }\nhttp: { port: 8080 }\n`);
   const u = io({});
   t.equal(await run(['config', 'check', unstartable], u.io), 1);
   t.match(u.err.join('\n'), /keyPath: cannot read the signing key .*missing\.key: ENOENT/);
+  t.match(u.err.join('\n'), /nextKeyPath: cannot read the signing key .*missing-next\.key: ENOENT/);
   t.match(u.err.join('\n'), /dataDir: .*no\/such\/dir does not exist and .*no\/such does not exist either/);
   t.match(u.err.join('\n'), /http\.port: port 8080 on 127\.0\.0\.1 is mqtt\.port's too/);
   const json = io({});
   t.equal(await run(['config', 'check', unstartable, '--json'], json.io), 1);
-  t.match(JSON.parse(json.out.join('\n')), { ok: false, problems: [/keyPath/, /dataDir/, /http\.port/] });
+  t.match(JSON.parse(json.out.join('\n')), { ok: false, problems: [/keyPath/, /nextKeyPath/, /dataDir/, /http\.port/] });
   t.equal(await run(['config', 'check'], io({}).io), 2, 'check needs a FILE');
 });

@@ -167,7 +167,13 @@ async function fakeApi(t: Tap.Test, h: Harness, token: string) {
     calls.push(`${req.method} ${req.url}`);
     const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (req.headers.authorization !== `Bearer ${token}`) return send(401, { statusCode: 401, error: 'Unauthorized', message: 'a valid bearer token is required' });
-    if (req.method === 'GET' && req.url === '/v1/info') return send(200, { name: 'pinwave', version: '0.1.0', mqttUrl: h.gw.mqttUrl, kid: h.gw.signing.kid, publicKey: h.gw.signing.publicPem });
+    if (req.method === 'GET' && req.url === '/v1/info') return send(200, { name: 'pinwave', version: '0.1.0', mqttUrl: h.gw.mqttUrl, kid: h.gw.signing!.kid, publicKey: h.gw.signing!.publicPem });
+    if (req.method === 'POST' && req.url === '/v1/manifests') {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const r = await h.gw.pushManifest(JSON.parse(body), 'adam');
+      return send(r.status === 'created' ? 201 : 200, { status: r.status });
+    }
     if (req.method === 'POST' && req.url === '/v1/devices') {
       let body = '';
       for await (const chunk of req) body += chunk;
@@ -217,7 +223,8 @@ t.test('--api provisions the devices, builds a default manifest from the gateway
     return s.acked === 6 && s.unacked === 2 && s.handshakes.performed >= 8;
   }, 'the rollout and the pin checks');
   t.equal(code, 0, err.join('\n'));
-  t.same(api.calls, ['GET /v1/info', 'POST /v1/devices']);
+  t.same(api.calls, ['GET /v1/info', 'POST /v1/manifests', 'POST /v1/manifests', 'POST /v1/devices'], 'the manifests the devices are born with are registered, then the devices provisioned');
+  t.same(h.gw.listManifests().filter((e) => e.source === 'pushed').map((e) => [e.manifest.model, e.manifest.firmware, e.manifest.trustedKeys]), [['mt-1', '0.1.0', [h.gw.signing!.publicPem]], ['mt-2', '1.0.0', [h.gw.signing!.publicPem]]]);
   const s = JSON.parse(out[0]);
   t.match(s, { seed: 3, devices: 8, acked: 6, unacked: 2, failing: 0, pinFailures: { observed: 0 }, verifications: { performed: 8, shared: 0 } });
   const models = fleetRef!.devices.map((d) => (h.gw.store.getDevice(d.id) as Promise<{ model: string | null } | null>));

@@ -12,7 +12,7 @@ t.test('an operator signs a bundle: 201 with id, seq, size, kid, decoded pins; t
   const r = await a.call('POST', '/v1/bundles', { as: 'operator', body: { group: 'thermostats', pins, expiresIn: '12h' } });
   t.equal(r.statusCode, 201);
   const b = r.json();
-  t.match(b, { id: /^[0-9a-f]{64}$/, group: 'thermostats', seq: 1, kid: a.gw.signing.kid, alg: 'EdDSA', version: 1, createdBy: 'olga', expiryPolicy: 'enforce' });
+  t.match(b, { id: /^[0-9a-f]{64}$/, group: 'thermostats', seq: 1, kid: a.gw.signing!.kid, alg: 'EdDSA', version: 1, createdBy: 'olga', expiryPolicy: 'enforce' });
   t.equal(b.exp - b.iat, 12 * 3600);
   t.equal(b.iat, a.clock.t / 1000);
   t.same(b.endpoints, [{ host: 'api.example.com', port: 443, pins: [pin('new'), pin('backup')], mode: 'enforce' }]);
@@ -88,7 +88,7 @@ t.test('the raw bundle is the COSE_Sign1 bytes as application/cose, and verifies
   t.equal(r.headers['content-type'], 'application/cose');
   t.equal(r.rawPayload.length, b.size);
   t.equal(r.rawPayload[0], 0xd2, 'CBOR tag 18 (COSE_Sign1)');
-  const v = verifyBundle(new Uint8Array(r.rawPayload), [a.gw.signing.publicKey]);
+  const v = verifyBundle(new Uint8Array(r.rawPayload), [a.gw.signing!.publicKey]);
   t.ok(v.ok);
   t.equal(v.ok && v.id, b.id);
   t.equal((await a.call('GET', `/v1/bundles/${'f'.repeat(64)}/raw`)).statusCode, 404);

@@ -28,6 +28,8 @@ const ROUTES: Array<[string, string, string]> = [
   ['DELETE', '/v1/devices/:id', 'admin'],
   ['POST', '/v1/bundles', 'operator'],
   ['GET', '/v1/bundles', 'viewer'],
+  ['POST', '/v1/manifests', 'admin'],
+  ['GET', '/v1/manifests', 'viewer'],
   ['GET', '/v1/bundles/:id', 'viewer'],
   ['GET', '/v1/bundles/:id/raw', 'viewer'],
   ['POST', '/v1/rollouts', 'operator'],
@@ -38,6 +40,7 @@ const ROUTES: Array<[string, string, string]> = [
   ['POST', '/v1/rollouts/:id/resume', 'operator'],
   ['POST', '/v1/rollouts/:id/abort', 'operator'],
   ['POST', '/v1/rollouts/:id/rollback', 'operator'],
+  ['POST', '/v1/rollouts/:id/approve', 'operator'],
   ['GET', '/v1/telemetry/pin-failures', 'viewer'],
   ['GET', '/v1/stuck', 'viewer'],
   ['GET', '/v1/rollouts/:id/events', 'viewer'],
@@ -67,7 +70,7 @@ t.test('healthz answers ok without a token; info gives the MQTT URL, version, ki
   const r = await a.call('GET', '/v1/info', { as: 'viewer' });
   t.equal(r.statusCode, 200);
   const info = r.json();
-  t.same(info, { name: 'pinwave', version: packageVersion(), mqttUrl: a.gw.mqttUrl, mqttPorts: { tcp: a.gw.ports.tcp }, kid: a.gw.signing.kid, publicKey: a.gw.signing.publicPem });
+  t.same(info, { name: 'pinwave', version: packageVersion(), mqttUrl: a.gw.mqttUrl, mqttPorts: { tcp: a.gw.ports.tcp }, kid: a.gw.signing!.kid, publicKey: a.gw.signing!.publicPem });
   t.match(info.version, /^\d+\.\d+\.\d+/);
   t.match(info.publicKey, /^-----BEGIN PUBLIC KEY-----\n/);
   t.match(info.kid, /^[0-9a-f]{16}$/);

@@ -1,0 +1,47 @@
+// /v1/manifests (push: admin, list: viewer) and POST /v1/bundles with `cose` (a bundle signed
+// offline), as the API answers them, and as the OpenAPI document describes them.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { parsePin, privateKeyFromPem, signBundle } from '../../../firmware-manifest/index.ts';
+import { apiHarness } from '../../fixtures/http.ts';
+import { pin } from '../../fixtures/gateway.ts';
+
+t.test('POST /v1/manifests: 400 lists every problem, 409 when the config has another, 200 when identical, 201 when new; GET lists them', async (t) => {
+  const a = await apiHarness(t);
+  const bad = await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-1', color: 'red', pins: [{ host: 'x.example.com', pins: [pin('a'), 'sha256/AAAA'] }] } });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json(), { code: 'PW_INVALID', details: { errors: [{ path: '', message: 'unknown field "color"' }, { path: '/pins/0/pins/1', message: /32 bytes/ }] } });
+  const conflict = await a.call('POST', '/v1/manifests', { body: { ...a.manifest, maxBundleBytes: 512 } });
+  t.equal(conflict.statusCode, 409);
+  t.match(conflict.json(), { code: 'PW_CONFLICT', details: { conflict: { model: 'th-100', firmware: '1.0.0', source: 'config' } } });
+  const same = await a.call('POST', '/v1/manifests', { body: a.manifest });
+  t.equal(same.statusCode, 200);
+  t.match(same.json(), { status: 'unchanged', source: 'config' });
+  t.equal((await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-1' }, as: 'operator' })).statusCode, 403, 'an admin pushes');
+  const created = await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-1' } });
+  t.equal(created.statusCode, 201, created.body);
+  t.match(created.json(), { status: 'created', model: 'lk-1', firmware: '1.0.0', source: 'pushed', pushedBy: 'adam', manifest: { model: 'lk-1', pins: [{ host: 'api.example.com' }] } });
+  const list = await a.call('GET', '/v1/manifests', { as: 'viewer' });
+  t.same(list.json().items.map((e: { model: string; source: string }) => `${e.model} ${e.source}`), ['th-100 config', 'lk-1 pushed']);
+});
+
+t.test('POST /v1/bundles with cose: 201 for a bundle a device of the group would take, 422 with the verifier reason otherwise', async (t) => {
+  const a = await apiHarness(t);
+  const seed = privateKeyFromPem(readFileSync(a.keyPath, 'utf8'));
+  const iat = Math.floor(a.clock.now() / 1000);
+  const sign = (seq: number) => Buffer.from(signBundle({ seq, iat, exp: iat + 86400, group: 'thermostats', endpoints: [{ host: 'api.example.com', port: 443, pins: [parsePin(pin('x')), parsePin(pin('y'))] }] }, seed).bytes).toString('base64');
+  const ok = await a.call('POST', '/v1/bundles', { body: { group: 'thermostats', cose: sign(1) }, as: 'operator' });
+  t.equal(ok.statusCode, 201, ok.body);
+  t.match(ok.json(), { group: 'thermostats', seq: 1, kid: a.gw.signing!.kid, createdBy: 'olga', endpoints: [{ host: 'api.example.com', pins: [pin('x'), pin('y')] }] });
+  const stale = await a.call('POST', '/v1/bundles', { body: { group: 'thermostats', cose: sign(1) }, as: 'operator' });
+  t.equal(stale.statusCode, 422);
+  t.match(stale.json(), { code: 'PW_UPLOAD_REFUSED', details: { reason: 'replayed', nextSeq: 2 } });
+  const both = await a.call('POST', '/v1/bundles', { body: { group: 'thermostats', cose: sign(2), pins: [{ host: 'a.example.com', pins: [pin('1'), pin('2')] }] }, as: 'operator' });
+  t.equal(both.statusCode, 400);
+  t.match(both.json().message, /give exactly one of pins .* or cose/);
+  t.equal((await a.call('POST', '/v1/bundles', { body: { group: 'thermostats', cose: 'not base64!' }, as: 'operator' })).statusCode, 400);
+  const doc = (await a.call('GET', '/docs/json', { as: null })).json();
+  const body = doc.paths['/v1/bundles'].post.requestBody.content['application/json'].schema;
+  t.match(body.properties.cose.description, /signed elsewhere .*PW_UPLOAD_REFUSED/, 'the OpenAPI document describes the upload');
+  t.ok(doc.paths['/v1/manifests'].post && doc.paths['/v1/manifests'].get, 'and the manifests routes');
+});
