@@ -4,7 +4,7 @@
 import t from 'tap';
 import mqtt from 'mqtt';
 import { fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
-import { encodeState } from '../../firmware-manifest/index.ts';
+import { encodeAck, encodeState } from '../../firmware-manifest/index.ts';
 
 const badPins = [{ host: 'api.example.com', pins: [pin('wrong'), pin('wrong2')] }];
 
@@ -143,4 +143,26 @@ t.test('a wave timeout beyond a year is refused (a deadline must survive JSON as
   await fleet(h, 1);
   const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   await t.rejects(h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%', timeoutSeconds: 1e306 }] }, 'alice'), { code: 'PW_INVALID_PLAN', message: /timeoutSeconds/ });
+});
+
+t.test('a reflashed member of a completed rollout that sends state before it subscribes still gets the bundle again', async (t) => {
+  const h = await harness(t);
+  const { devices: [d] } = await h.gw.provision([{ id: 'd1', group: 'g' }]);
+  const b = await h.gw.createBundle({ group: 'g', endpoints: newPins }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: b.id, target: { devices: ['d1'] }, waves: [{ size: '100%', minDevices: 1 }], start: true }, 'alice');
+  let { c, got } = await raw(h, d.id, d.token, true);
+  await c.subscribeAsync('pinwave/v1/devices/d1/bundle', { qos: 1 });
+  await c.publishAsync('pinwave/v1/devices/d1/state', Buffer.from(encodeState({ seq: 0, bundleId: null, firmware: '1', model: 'm', keyEpoch: 0 })), { qos: 1 });
+  await until(() => got.length >= 1, 3000, 'the bundle');
+  await c.publishAsync('pinwave/v1/devices/d1/ack', Buffer.from(encodeAck({ status: 'applied', bundleId: b.id, seq: b.seq })), { qos: 1 });
+  await until(async () => (h.gw.tick(), (await h.gw.getRollout(rollout.id)).state === 'completed'), 3000, 'the rollout to complete');
+  await c.endAsync();
+  // Reflashed: it comes back on the firmware's pins, says so, and only then subscribes.
+  ({ c, got } = await raw(h, d.id, d.token, true));
+  await c.publishAsync('pinwave/v1/devices/d1/state', Buffer.from(encodeState({ seq: 0, bundleId: null, firmware: '1', model: 'm', keyEpoch: 0 })), { qos: 1 });
+  await until(async () => (await h.gw.getDevice('d1')).seq === 0, 3000, 'the state');
+  await c.subscribeAsync('pinwave/v1/devices/d1/bundle', { qos: 1 });
+  await until(() => got.length >= 1, 3000, 'the bundle after subscribing');
+  t.equal(got[0].toString('base64'), b.bytes);
+  await c.endAsync();
 });
