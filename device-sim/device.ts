@@ -1,5 +1,6 @@
 // A simulated device: a real MQTT client running the same verification code firmware would
-// (firmware-manifest/). It publishes `state` on every connect, takes bundles from its bundle topic,
+// (firmware-manifest/). It leaves a will of `offline` on its `presence` topic and publishes `online`
+// there and `state` on every connect (docs/architecture.md §5), takes bundles from its bundle topic,
 // applies them with applyVerified(), persists the new trust state, and only then acknowledges
 // (docs/architecture.md §3: a crash between apply and ack is healed by the next `state`). It checks the chains
 // its endpoints serve against its pins and reports pin failures on `telemetry`, deduplicated and
@@ -139,6 +140,11 @@ export interface SimDeviceOptions {
   quirks?: DeviceQuirks;
   /** MQTT clean session; default false (a courtesy to the broker; delivery does not depend on it) */
   clean?: boolean;
+  /**
+   * Presence (docs/architecture.md §5, §8): a will of `offline` on the device's own `presence` topic
+   * and `online` published there on every connect, QoS 1, not retained; default true
+   */
+  presence?: boolean;
   /** called after each bundle, with what the device decided */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** called when the link drops without the device asking (broker gone, kicked); not after crash() or disconnect() */
@@ -295,6 +301,7 @@ export class SimDevice {
       connectTimeout: this.#o.connectTimeoutMs ?? 10_000,
       keepalive: this.#o.keepaliveSeconds ?? 60,
       protocolVersion: 4,
+      ...(this.#o.presence !== false && { will: { topic: this.#topic('presence'), payload: OFFLINE, qos: 1, retain: false } }),
       ...(this.#o.ca !== undefined && { ca: this.#o.ca }),
     });
     this.#client = client;
@@ -330,9 +337,11 @@ export class SimDevice {
       this.#client = null;
       this.#o.onLinkLost?.();
     });
+    // `online` goes first, not waited for: the SUBSCRIBE and `state` queue behind it on the same link.
+    if (this.#o.presence !== false) void this.#publish('presence', ONLINE);
     // mqtt.js keeps a QoS 1 packet for a resend on the same client's reconnect, which never comes here:
     // without this race, a link that drops mid-SUBSCRIBE would leave connect() waiting forever.
-    const subscribed = await Promise.race([client.subscribeAsync(`pinwave/v1/devices/${this.id}/bundle`, { qos: 1 }).then(() => true), gone.then(() => false)]);
+    const subscribed = await Promise.race([client.subscribeAsync(this.#topic('bundle'), { qos: 1 }).then(() => true), gone.then(() => false)]);
     if (!subscribed) throw new Error(`${this.id}: the connection closed before SUBACK`);
     await this.publishState();
     const booted = !this.#powered;
@@ -601,12 +610,16 @@ export class SimDevice {
     this.#o.onOutcome?.(outcome);
   }
 
-  async #publish(kind: 'state' | 'ack' | 'telemetry', payload: Uint8Array): Promise<boolean> {
+  #topic(kind: 'bundle' | 'state' | 'ack' | 'telemetry' | 'presence'): string {
+    return `pinwave/v1/devices/${this.id}/${kind}`;
+  }
+
+  async #publish(kind: 'state' | 'ack' | 'telemetry' | 'presence', payload: Uint8Array): Promise<boolean> {
     const c = this.#client;
     if (!c?.connected) return false;
     // The link may drop before PUBACK: then the publish is lost (the next connect's `state` reconciles)
     // and must not hold up the bundles after it, so it races the connection's close.
-    const published = c.publishAsync(`pinwave/v1/devices/${this.id}/${kind}`, Buffer.from(payload), { qos: 1 }).then(
+    const published = c.publishAsync(this.#topic(kind), Buffer.from(payload), { qos: 1 }).then(
       () => true,
       () => false,
     );
@@ -620,5 +633,9 @@ function knownPins(s: TrustState, host: string, port: number): string[] {
   if (entries.length === 0) entries = s.endpoints.filter((e) => e.port === port && wildcardMatches(e.host, host));
   return [...new Set(entries.flatMap((e) => e.pins))];
 }
+
+/** The presence words (docs/architecture.md §5): ASCII, nothing else, so firmware can hand them to its MQTT stack as they are. */
+const ONLINE = Buffer.from('online');
+const OFFLINE = Buffer.from('offline');
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -212,6 +212,8 @@ export interface FleetOptions {
   shard?: { index: number; count: number };
   /** MQTT keepalive, seconds; default 60 */
   keepaliveSeconds?: number;
+  /** devices leave an `offline` will on their presence topic and publish `online` on connect (docs/architecture.md §5); default true */
+  presence?: boolean;
   /** called after each bundle a device handles */
   onOutcome?: (o: DeviceOutcome) => void;
 }
@@ -341,6 +343,7 @@ export class Fleet {
           delay,
           reportIntervalSeconds: o.reportIntervalSeconds,
           keepaliveSeconds: o.keepaliveSeconds,
+          presence: o.presence,
           ...(model.manifest.gatewayCa !== undefined && { ca: model.manifest.gatewayCa }),
         },
         { ...initial.get(born)!, acceptedVersions: plan.acceptedVersions },
