@@ -193,6 +193,8 @@ export interface DeviceOutcome {
   acked?: boolean;
   /** the ack, with a revert's endpoint and served pins, a verification's endpoints checked */
   ack?: AnyAck;
+  /** ms from the bundle's arrival to this outcome (its ack acknowledged by the broker, when one went), for an outcome the bundle decided at once */
+  ms?: number;
 }
 
 /** What a call-home check found for one endpoint: checkChain's verdict, or `unreachable` when no handshake completed. */
@@ -310,7 +312,8 @@ export class SimDevice {
     client.on('message', (_topic, payload) => {
       // One bundle at a time, in arrival order: apply is atomic and the state is the device's own.
       // A bundle that throws (a store that cannot write) is dropped unacked, as a device that resets would.
-      this.#enqueue(() => this.#onBundle(new Uint8Array(payload)));
+      const at = performance.now();
+      this.#enqueue(() => this.#onBundle(new Uint8Array(payload), at));
     });
     client.on('error', () => {}); // surfaced through connect() or the 'close' that follows
     await new Promise<void>((resolve, reject) => {
@@ -500,7 +503,7 @@ export class SimDevice {
     return Math.floor((this.#o.now ?? Date.now)() / 1000) + (this.quirks.clockSkewSeconds ?? 0);
   }
 
-  async #onBundle(bytes: Uint8Array): Promise<void> {
+  async #onBundle(bytes: Uint8Array, at: number): Promise<void> {
     const verify = this.#o.verify ?? verifyEach;
     const verified = verify(bytes, this.#trust.active);
     const step = receiveBundle(this.#trust, verified, this.#nowSeconds(), this.#healthCheck);
@@ -513,13 +516,13 @@ export class SimDevice {
         ack.seq = named.bundle.seq;
         ack.bundleId = named.id;
       }
-      return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: ack.reason });
+      return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: ack.reason }, at);
     }
     const bundleId = verified.ok ? verified.id : null;
     const seq = verified.ok ? verified.bundle.seq : 0;
     if (this.quirks.flashFails && step.persist) {
       const ack: AckMessage = { seq, bundleId, status: 'rejected', reason: 'apply_failed', detail: 'flash write failed' };
-      return this.#finish(ack, { deviceId: this.id, bundleId, seq, status: 'rejected', reason: 'apply_failed' });
+      return this.#finish(ack, { deviceId: this.id, bundleId, seq, status: 'rejected', reason: 'apply_failed' }, at);
     }
     // Persist before acknowledging: an ack must never claim a state the device could lose.
     if (step.persist) this.#save(step.trust);
@@ -540,8 +543,8 @@ export class SimDevice {
     const ms = typeof d === 'function' ? d() : (d ?? 0);
     if (ms > 0) await (this.#o.delay ?? sleep)(ms);
     const unchanged = { unchanged: step.redelivered === true };
-    if (step.ack.status === 'applied' && !step.trust.outcome) return this.#finish(step.ack, { deviceId: this.id, bundleId, seq, status: 'applied', ...unchanged });
-    return this.#sendOutcome(step.ack, unchanged);
+    if (step.ack.status === 'applied' && !step.trust.outcome) return this.#finish(step.ack, { deviceId: this.id, bundleId, seq, status: 'applied', ...unchanged }, at);
+    return this.#sendOutcome(step.ack, unchanged, at);
   }
 
   /** A window moved on (handshake results, a timer, a resume): persist what must be, then follow it. */
@@ -582,7 +585,7 @@ export class SimDevice {
   }
 
   /** A window's final ack: sent, and marked delivered in flash once the broker has it (else resent on the next connect). */
-  async #sendOutcome(ack: AnyAck, extra: Partial<DeviceOutcome> = {}): Promise<void> {
+  async #sendOutcome(ack: AnyAck, extra: Partial<DeviceOutcome> = {}, at?: number): Promise<void> {
     const acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
     if (acked) {
       const next = ackDelivered(this.#trust, ack);
@@ -591,7 +594,7 @@ export class SimDevice {
         this.#trust = next;
       }
     }
-    this.#o.onOutcome?.({ deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: ack.status, acked, ack, ...extra });
+    this.#o.onOutcome?.({ deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: ack.status, acked, ack, ...extra, ...(at !== undefined && { ms: performance.now() - at }) });
   }
 
   /** One record, whole: a device without a health check keeps its trust state alone, as it always did. */
@@ -605,8 +608,9 @@ export class SimDevice {
     this.#busy = this.#busy.then(fn).catch(() => {});
   }
 
-  async #finish(ack: AckMessage, outcome: DeviceOutcome): Promise<void> {
+  async #finish(ack: AckMessage, outcome: DeviceOutcome, at: number): Promise<void> {
     outcome.acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
+    outcome.ms = performance.now() - at;
     this.#o.onOutcome?.(outcome);
   }
 
