@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
 import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
-import { allocate, Fleet, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
+import { allocate, Fleet, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
 
 const USAGE = `Usage:
   pinwave sim --api URL --devices N --group G [--model M] [--manifest FILE] [options]
@@ -351,6 +351,7 @@ function block(s: FleetSummary, ms: number): string[] {
     `  acked ${s.acked}   rejected ${rej}${rej ? ` (${reasons(s.rejected)})` : ''}   unacked ${s.unacked}   crashed ${s.crashed}`,
     ...(s.healthChecked > 0 ? [`  ${checks(s)}`] : []),
     `  failing ${s.failing}   pin failures ${s.pinFailures.observed} seen, ${s.pinFailures.reported} reported, ${s.pinFailures.queued} queued`,
+    `  latency  connect ${formatHistogram(s.latency.connect)}   bundle → ack ${formatHistogram(s.latency.bundle)}`,
   ];
 }
 

@@ -127,6 +127,7 @@ t.test('without a terminal the live view is one line per change; with one it red
   t.equal(await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats'], tty.io, () => tty.out.some((l) => /connected +3/.test(l)), 'a redraw'), 0);
   t.match(tty.out[0], /^pinwave sim  3 devices  00:0\d\n  connected/);
   if (tty.out.length > 1) t.match(tty.out[1], /^\x1b\[\d+F\x1b\[J/, 'later frames move up over the last and clear it');
+  t.match(tty.out.at(-1), /\n  latency  connect p50 ≤\d+ m?s, p95 ≤\d+ m?s, max ≤\d+ m?s \(3\)   bundle → ack none$/, 'connect latencies of the three');
 });
 
 t.test('--gateway needs a manifest for every model, and credentials it can read', async (t) => {
