@@ -18,7 +18,6 @@
 //   await d.connect();                                   // state goes out, bundles come in
 //   await d.callHome([{ host: 'api.example.com', port: 443 }], new Handshakes());   // pin checks, telemetry
 //   await d.disconnect();
-import { createHash } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   ackDelivered,
@@ -76,6 +75,8 @@ export class BundleVerifier {
   readonly #max: number;
   readonly #cache = new Map<string, VerifyResult>();
   readonly #counters: VerifyCounters = { performed: 0, shared: 0 };
+  // Trust states are never changed in place: their key and version lists are read once per list.
+  readonly #listIds = new WeakMap<readonly unknown[], string>();
 
   constructor(o: { share?: boolean; cacheSize?: number } = {}) {
     this.#share = o.share ?? true;
@@ -93,7 +94,8 @@ export class BundleVerifier {
     }
     // Checked before anything else, as on a device: oversize input is never parsed.
     if (bytes.length > state.maxBundleBytes) return { ok: false, reason: 'too_large', detail: `bundle is ${bytes.length} bytes, the limit is ${state.maxBundleBytes}` };
-    const key = `${createHash('sha256').update(bytes).digest('base64')}|${state.trustedKeys.join(',')}|${state.acceptedVersions.join(',')}`;
+    // The bundle's bytes themselves (a few hundred), not a hash of them: one string, no digest.
+    const key = `${this.#listId(state.trustedKeys)}|${this.#listId(state.acceptedVersions)}|${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')}`;
     const hit = this.#cache.get(key);
     if (hit) {
       this.#counters.shared++;
@@ -108,6 +110,35 @@ export class BundleVerifier {
     if (this.#cache.size > this.#max) this.#cache.delete(this.#cache.keys().next().value!);
     return result;
   };
+
+  /** A list's contents as one string, computed once per list object. */
+  #listId(list: readonly (string | number)[]): string {
+    let id = this.#listIds.get(list);
+    if (id === undefined) {
+      id = JSON.stringify(list);
+      this.#listIds.set(list, id);
+    }
+    return id;
+  }
+}
+
+/**
+ * encodeAck() shared across devices: a wave's devices send the same `applied` ack for the same
+ * bundle, so its bytes are encoded once (an ack with a detail, a rejection's, is encoded each time).
+ */
+const ackBytes = new Map<string, Buffer>();
+const ACK_CACHE = 64;
+export function sharedAck(ack: AnyAck): Buffer {
+  // only a bare `applied` (seq, bundle id, status: nothing else is encoded) is the same for every device
+  if (ack.status !== 'applied' || ack.detail !== undefined || ack.unverified !== undefined) return Buffer.from(encodeAck(ack));
+  const key = `${ack.seq}|${ack.bundleId}`;
+  let bytes = ackBytes.get(key);
+  if (!bytes) {
+    bytes = Buffer.from(encodeAck(ack));
+    ackBytes.set(key, bytes);
+    if (ackBytes.size > ACK_CACHE) ackBytes.delete(ackBytes.keys().next().value!);
+  }
+  return bytes;
 }
 
 /** What a device does beyond firmware's happy path: set by behaviours (behaviours.ts). */
@@ -223,6 +254,8 @@ export class SimDevice {
   #client: MqttClient | null = null;
   /** per client, settles when its connection closes */
   readonly #gone = new WeakMap<MqttClient, Promise<void>>();
+  /** per client, the publishes waiting for their PUBACK: answered false when its connection closes */
+  readonly #inflight = new WeakMap<MqttClient, Set<(ok: boolean) => void>>();
   /** what flash holds: the active trust state, and with a health check its window and last outcome */
   #trust: DeviceTrust;
   readonly #healthCheck: HealthCheck | null;
@@ -303,17 +336,27 @@ export class SimDevice {
       connectTimeout: this.#o.connectTimeoutMs ?? 10_000,
       keepalive: this.#o.keepaliveSeconds ?? 60,
       protocolVersion: 4,
+      // mqtt.js logs through `debug` on every packet otherwise, enabled or not
+      log: noLog,
       ...(this.#o.presence !== false && { will: { topic: this.#topic('presence'), payload: OFFLINE, qos: 1, retain: false } }),
       ...(this.#o.ca !== undefined && { ca: this.#o.ca }),
     });
     this.#client = client;
-    const gone = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const waiting = new Set<(ok: boolean) => void>();
+    this.#inflight.set(client, waiting);
+    const gone = new Promise<void>((resolve) =>
+      client.once('close', () => {
+        for (const answer of waiting) answer(false);
+        waiting.clear();
+        resolve();
+      }),
+    );
     this.#gone.set(client, gone);
     client.on('message', (_topic, payload) => {
       // One bundle at a time, in arrival order: apply is atomic and the state is the device's own.
       // A bundle that throws (a store that cannot write) is dropped unacked, as a device that resets would.
       const at = performance.now();
-      this.#enqueue(() => this.#onBundle(new Uint8Array(payload), at));
+      this.#enqueue(() => this.#onBundle(payload, at));
     });
     client.on('error', () => {}); // surfaced through connect() or the 'close' that follows
     await new Promise<void>((resolve, reject) => {
@@ -586,7 +629,7 @@ export class SimDevice {
 
   /** A window's final ack: sent, and marked delivered in flash once the broker has it (else resent on the next connect). */
   async #sendOutcome(ack: AnyAck, extra: Partial<DeviceOutcome> = {}, at?: number): Promise<void> {
-    const acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
+    const acked = this.quirks.silent ? false : await this.#publish('ack', sharedAck(ack));
     if (acked) {
       const next = ackDelivered(this.#trust, ack);
       if (next !== this.#trust) {
@@ -609,7 +652,7 @@ export class SimDevice {
   }
 
   async #finish(ack: AckMessage, outcome: DeviceOutcome, at: number): Promise<void> {
-    outcome.acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
+    outcome.acked = this.quirks.silent ? false : await this.#publish('ack', sharedAck(ack));
     outcome.ms = performance.now() - at;
     this.#o.onOutcome?.(outcome);
   }
@@ -618,16 +661,20 @@ export class SimDevice {
     return `pinwave/v1/devices/${this.id}/${kind}`;
   }
 
-  async #publish(kind: 'state' | 'ack' | 'telemetry' | 'presence', payload: Uint8Array): Promise<boolean> {
+  #publish(kind: 'state' | 'ack' | 'telemetry' | 'presence', payload: Uint8Array): Promise<boolean> {
     const c = this.#client;
-    if (!c?.connected) return false;
+    const waiting = c && this.#inflight.get(c);
+    if (!c?.connected || !waiting) return Promise.resolve(false);
     // The link may drop before PUBACK: then the publish is lost (the next connect's `state` reconciles)
-    // and must not hold up the bundles after it, so it races the connection's close.
-    const published = c.publishAsync(this.#topic(kind), Buffer.from(payload), { qos: 1 }).then(
-      () => true,
-      () => false,
-    );
-    return Promise.race([published, (this.#gone.get(c) ?? published).then(() => false)]);
+    // and must not hold up the bundles after it, so the connection's close answers it false.
+    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    return new Promise<boolean>((resolve) => {
+      waiting.add(resolve);
+      c.publish(this.#topic(kind), bytes, QOS1, (err) => {
+        waiting.delete(resolve);
+        resolve(!err);
+      });
+    });
   }
 }
 
@@ -639,6 +686,8 @@ function knownPins(s: TrustState, host: string, port: number): string[] {
 }
 
 /** The presence words (docs/architecture.md §5): ASCII, nothing else, so firmware can hand them to its MQTT stack as they are. */
+const QOS1 = { qos: 1 } as const;
+const noLog = () => {};
 const ONLINE = Buffer.from('online');
 const OFFLINE = Buffer.from('offline');
 
