@@ -1,5 +1,6 @@
 // A simulated device: a real MQTT client running the same verification code firmware would
-// (firmware-manifest/). It publishes `state` on every connect, takes bundles from its bundle topic,
+// (firmware-manifest/). It leaves a will of `offline` on its `presence` topic and publishes `online`
+// there and `state` on every connect (docs/architecture.md §5), takes bundles from its bundle topic,
 // applies them with applyVerified(), persists the new trust state, and only then acknowledges
 // (docs/architecture.md §3: a crash between apply and ack is healed by the next `state`). It checks the chains
 // its endpoints serve against its pins and reports pin failures on `telemetry`, deduplicated and
@@ -17,7 +18,6 @@
 //   await d.connect();                                   // state goes out, bundles come in
 //   await d.callHome([{ host: 'api.example.com', port: 443 }], new Handshakes());   // pin checks, telemetry
 //   await d.disconnect();
-import { createHash } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   ackDelivered,
@@ -75,6 +75,8 @@ export class BundleVerifier {
   readonly #max: number;
   readonly #cache = new Map<string, VerifyResult>();
   readonly #counters: VerifyCounters = { performed: 0, shared: 0 };
+  // Trust states are never changed in place: their key and version lists are read once per list.
+  readonly #listIds = new WeakMap<readonly unknown[], string>();
 
   constructor(o: { share?: boolean; cacheSize?: number } = {}) {
     this.#share = o.share ?? true;
@@ -92,7 +94,8 @@ export class BundleVerifier {
     }
     // Checked before anything else, as on a device: oversize input is never parsed.
     if (bytes.length > state.maxBundleBytes) return { ok: false, reason: 'too_large', detail: `bundle is ${bytes.length} bytes, the limit is ${state.maxBundleBytes}` };
-    const key = `${createHash('sha256').update(bytes).digest('base64')}|${state.trustedKeys.join(',')}|${state.acceptedVersions.join(',')}`;
+    // The bundle's bytes themselves (a few hundred), not a hash of them: one string, no digest.
+    const key = `${this.#listId(state.trustedKeys)}|${this.#listId(state.acceptedVersions)}|${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')}`;
     const hit = this.#cache.get(key);
     if (hit) {
       this.#counters.shared++;
@@ -107,6 +110,35 @@ export class BundleVerifier {
     if (this.#cache.size > this.#max) this.#cache.delete(this.#cache.keys().next().value!);
     return result;
   };
+
+  /** A list's contents as one string, computed once per list object. */
+  #listId(list: readonly (string | number)[]): string {
+    let id = this.#listIds.get(list);
+    if (id === undefined) {
+      id = JSON.stringify(list);
+      this.#listIds.set(list, id);
+    }
+    return id;
+  }
+}
+
+/**
+ * encodeAck() shared across devices: a wave's devices send the same `applied` ack for the same
+ * bundle, so its bytes are encoded once (an ack with a detail, a rejection's, is encoded each time).
+ */
+const ackBytes = new Map<string, Buffer>();
+const ACK_CACHE = 64;
+export function sharedAck(ack: AnyAck): Buffer {
+  // only a bare `applied` (seq, bundle id, status: nothing else is encoded) is the same for every device
+  if (ack.status !== 'applied' || ack.detail !== undefined || ack.unverified !== undefined) return Buffer.from(encodeAck(ack));
+  const key = `${ack.seq}|${ack.bundleId}`;
+  let bytes = ackBytes.get(key);
+  if (!bytes) {
+    bytes = Buffer.from(encodeAck(ack));
+    ackBytes.set(key, bytes);
+    if (ackBytes.size > ACK_CACHE) ackBytes.delete(ackBytes.keys().next().value!);
+  }
+  return bytes;
 }
 
 /** What a device does beyond firmware's happy path: set by behaviours (behaviours.ts). */
@@ -139,6 +171,11 @@ export interface SimDeviceOptions {
   quirks?: DeviceQuirks;
   /** MQTT clean session; default false (a courtesy to the broker; delivery does not depend on it) */
   clean?: boolean;
+  /**
+   * Presence (docs/architecture.md §5, §8): a will of `offline` on the device's own `presence` topic
+   * and `online` published there on every connect, QoS 1, not retained; default true
+   */
+  presence?: boolean;
   /** called after each bundle, with what the device decided */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** called when the link drops without the device asking (broker gone, kicked); not after crash() or disconnect() */
@@ -187,6 +224,8 @@ export interface DeviceOutcome {
   acked?: boolean;
   /** the ack, with a revert's endpoint and served pins, a verification's endpoints checked */
   ack?: AnyAck;
+  /** ms from the bundle's arrival to this outcome (its ack acknowledged by the broker, when one went), for an outcome the bundle decided at once */
+  ms?: number;
 }
 
 /** What a call-home check found for one endpoint: checkChain's verdict, or `unreachable` when no handshake completed. */
@@ -215,6 +254,8 @@ export class SimDevice {
   #client: MqttClient | null = null;
   /** per client, settles when its connection closes */
   readonly #gone = new WeakMap<MqttClient, Promise<void>>();
+  /** per client, the publishes waiting for their PUBACK: answered false when its connection closes */
+  readonly #inflight = new WeakMap<MqttClient, Set<(ok: boolean) => void>>();
   /** what flash holds: the active trust state, and with a health check its window and last outcome */
   #trust: DeviceTrust;
   readonly #healthCheck: HealthCheck | null;
@@ -295,15 +336,27 @@ export class SimDevice {
       connectTimeout: this.#o.connectTimeoutMs ?? 10_000,
       keepalive: this.#o.keepaliveSeconds ?? 60,
       protocolVersion: 4,
+      // mqtt.js logs through `debug` on every packet otherwise, enabled or not
+      log: noLog,
+      ...(this.#o.presence !== false && { will: { topic: this.#topic('presence'), payload: OFFLINE, qos: 1, retain: false } }),
       ...(this.#o.ca !== undefined && { ca: this.#o.ca }),
     });
     this.#client = client;
-    const gone = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    const waiting = new Set<(ok: boolean) => void>();
+    this.#inflight.set(client, waiting);
+    const gone = new Promise<void>((resolve) =>
+      client.once('close', () => {
+        for (const answer of waiting) answer(false);
+        waiting.clear();
+        resolve();
+      }),
+    );
     this.#gone.set(client, gone);
     client.on('message', (_topic, payload) => {
       // One bundle at a time, in arrival order: apply is atomic and the state is the device's own.
       // A bundle that throws (a store that cannot write) is dropped unacked, as a device that resets would.
-      this.#enqueue(() => this.#onBundle(new Uint8Array(payload)));
+      const at = performance.now();
+      this.#enqueue(() => this.#onBundle(payload, at));
     });
     client.on('error', () => {}); // surfaced through connect() or the 'close' that follows
     await new Promise<void>((resolve, reject) => {
@@ -330,9 +383,11 @@ export class SimDevice {
       this.#client = null;
       this.#o.onLinkLost?.();
     });
+    // `online` goes first, not waited for: the SUBSCRIBE and `state` queue behind it on the same link.
+    if (this.#o.presence !== false) void this.#publish('presence', ONLINE);
     // mqtt.js keeps a QoS 1 packet for a resend on the same client's reconnect, which never comes here:
     // without this race, a link that drops mid-SUBSCRIBE would leave connect() waiting forever.
-    const subscribed = await Promise.race([client.subscribeAsync(`pinwave/v1/devices/${this.id}/bundle`, { qos: 1 }).then(() => true), gone.then(() => false)]);
+    const subscribed = await Promise.race([client.subscribeAsync(this.#topic('bundle'), { qos: 1 }).then(() => true), gone.then(() => false)]);
     if (!subscribed) throw new Error(`${this.id}: the connection closed before SUBACK`);
     await this.publishState();
     const booted = !this.#powered;
@@ -491,7 +546,7 @@ export class SimDevice {
     return Math.floor((this.#o.now ?? Date.now)() / 1000) + (this.quirks.clockSkewSeconds ?? 0);
   }
 
-  async #onBundle(bytes: Uint8Array): Promise<void> {
+  async #onBundle(bytes: Uint8Array, at: number): Promise<void> {
     const verify = this.#o.verify ?? verifyEach;
     const verified = verify(bytes, this.#trust.active);
     const step = receiveBundle(this.#trust, verified, this.#nowSeconds(), this.#healthCheck);
@@ -504,13 +559,13 @@ export class SimDevice {
         ack.seq = named.bundle.seq;
         ack.bundleId = named.id;
       }
-      return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: ack.reason });
+      return this.#finish(ack, { deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: 'rejected', reason: ack.reason }, at);
     }
     const bundleId = verified.ok ? verified.id : null;
     const seq = verified.ok ? verified.bundle.seq : 0;
     if (this.quirks.flashFails && step.persist) {
       const ack: AckMessage = { seq, bundleId, status: 'rejected', reason: 'apply_failed', detail: 'flash write failed' };
-      return this.#finish(ack, { deviceId: this.id, bundleId, seq, status: 'rejected', reason: 'apply_failed' });
+      return this.#finish(ack, { deviceId: this.id, bundleId, seq, status: 'rejected', reason: 'apply_failed' }, at);
     }
     // Persist before acknowledging: an ack must never claim a state the device could lose.
     if (step.persist) this.#save(step.trust);
@@ -531,8 +586,8 @@ export class SimDevice {
     const ms = typeof d === 'function' ? d() : (d ?? 0);
     if (ms > 0) await (this.#o.delay ?? sleep)(ms);
     const unchanged = { unchanged: step.redelivered === true };
-    if (step.ack.status === 'applied' && !step.trust.outcome) return this.#finish(step.ack, { deviceId: this.id, bundleId, seq, status: 'applied', ...unchanged });
-    return this.#sendOutcome(step.ack, unchanged);
+    if (step.ack.status === 'applied' && !step.trust.outcome) return this.#finish(step.ack, { deviceId: this.id, bundleId, seq, status: 'applied', ...unchanged }, at);
+    return this.#sendOutcome(step.ack, unchanged, at);
   }
 
   /** A window moved on (handshake results, a timer, a resume): persist what must be, then follow it. */
@@ -573,8 +628,8 @@ export class SimDevice {
   }
 
   /** A window's final ack: sent, and marked delivered in flash once the broker has it (else resent on the next connect). */
-  async #sendOutcome(ack: AnyAck, extra: Partial<DeviceOutcome> = {}): Promise<void> {
-    const acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
+  async #sendOutcome(ack: AnyAck, extra: Partial<DeviceOutcome> = {}, at?: number): Promise<void> {
+    const acked = this.quirks.silent ? false : await this.#publish('ack', sharedAck(ack));
     if (acked) {
       const next = ackDelivered(this.#trust, ack);
       if (next !== this.#trust) {
@@ -582,7 +637,7 @@ export class SimDevice {
         this.#trust = next;
       }
     }
-    this.#o.onOutcome?.({ deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: ack.status, acked, ack, ...extra });
+    this.#o.onOutcome?.({ deviceId: this.id, bundleId: ack.bundleId, seq: ack.seq, status: ack.status, acked, ack, ...extra, ...(at !== undefined && { ms: performance.now() - at }) });
   }
 
   /** One record, whole: a device without a health check keeps its trust state alone, as it always did. */
@@ -596,21 +651,30 @@ export class SimDevice {
     this.#busy = this.#busy.then(fn).catch(() => {});
   }
 
-  async #finish(ack: AckMessage, outcome: DeviceOutcome): Promise<void> {
-    outcome.acked = this.quirks.silent ? false : await this.#publish('ack', encodeAck(ack));
+  async #finish(ack: AckMessage, outcome: DeviceOutcome, at: number): Promise<void> {
+    outcome.acked = this.quirks.silent ? false : await this.#publish('ack', sharedAck(ack));
+    outcome.ms = performance.now() - at;
     this.#o.onOutcome?.(outcome);
   }
 
-  async #publish(kind: 'state' | 'ack' | 'telemetry', payload: Uint8Array): Promise<boolean> {
+  #topic(kind: 'bundle' | 'state' | 'ack' | 'telemetry' | 'presence'): string {
+    return `pinwave/v1/devices/${this.id}/${kind}`;
+  }
+
+  #publish(kind: 'state' | 'ack' | 'telemetry' | 'presence', payload: Uint8Array): Promise<boolean> {
     const c = this.#client;
-    if (!c?.connected) return false;
+    const waiting = c && this.#inflight.get(c);
+    if (!c?.connected || !waiting) return Promise.resolve(false);
     // The link may drop before PUBACK: then the publish is lost (the next connect's `state` reconciles)
-    // and must not hold up the bundles after it, so it races the connection's close.
-    const published = c.publishAsync(`pinwave/v1/devices/${this.id}/${kind}`, Buffer.from(payload), { qos: 1 }).then(
-      () => true,
-      () => false,
-    );
-    return Promise.race([published, (this.#gone.get(c) ?? published).then(() => false)]);
+    // and must not hold up the bundles after it, so the connection's close answers it false.
+    const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+    return new Promise<boolean>((resolve) => {
+      waiting.add(resolve);
+      c.publish(this.#topic(kind), bytes, QOS1, (err) => {
+        waiting.delete(resolve);
+        resolve(!err);
+      });
+    });
   }
 }
 
@@ -620,5 +684,11 @@ function knownPins(s: TrustState, host: string, port: number): string[] {
   if (entries.length === 0) entries = s.endpoints.filter((e) => e.port === port && wildcardMatches(e.host, host));
   return [...new Set(entries.flatMap((e) => e.pins))];
 }
+
+/** The presence words (docs/architecture.md §5): ASCII, nothing else, so firmware can hand them to its MQTT stack as they are. */
+const QOS1 = { qos: 1 } as const;
+const noLog = () => {};
+const ONLINE = Buffer.from('online');
+const OFFLINE = Buffer.from('offline');
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -21,6 +21,7 @@ import { healthCheckOf, initialState, type AckReason, type EndpointRef, type Fir
 import { checkBehaviours, mulberry32, planDevice, seedOf, type Behaviours, type DevicePlan } from './behaviours.ts';
 import { BundleVerifier, SimDevice, type DeviceOutcome, type VerifyCounters } from './device.ts';
 import { Handshakes, type CallHomeEndpoint, type HandshakeCounters } from './handshakes.ts';
+import { emptyHistogram, record, type Histogram } from './latency.ts';
 import { MemoryStateStore, type StateStore } from './state-store.ts';
 
 /** Where the scheduler's time comes from; tests pass a manual clock. */
@@ -177,6 +178,8 @@ export interface FleetDevice {
   token: string;
   model: string;
   group: string;
+  /** the broker this device was provisioned with (mqtt://HOST:PORT); default the fleet's `url` */
+  url?: string;
 }
 
 export interface FleetOptions {
@@ -194,8 +197,13 @@ export interface FleetOptions {
   callHomeOnApply?: boolean;
   /** repeats of one kind of pin failure are sent at most once per this many seconds; default 3600 */
   reportIntervalSeconds?: number;
-  /** connects started per tick, and ms between ticks (a tick also waits for its connects to settle); default 200 per tick, 0 ms */
-  ramp?: { perTick?: number; tickMs?: number };
+  /**
+   * How the first connects are ramped. Without `perSecond`: `perTick` started together, the next
+   * tick once they settled and `tickMs` passed; default 200 per tick, 0 ms. With `perSecond`: connects
+   * started at that rate, at most `perTick` in flight at once (a broker's listen backlog is finite:
+   * Mosquitto's is 100).
+   */
+  ramp?: { perTick?: number; tickMs?: number; perSecond?: number };
   /** verify every bundle on every device, not once per (bytes, keys); default false */
   verifyEach?: boolean;
   /** a TLS handshake for every check, not one shared per endpoint within `handshakeWindowMs`; default false */
@@ -212,6 +220,8 @@ export interface FleetOptions {
   shard?: { index: number; count: number };
   /** MQTT keepalive, seconds; default 60 */
   keepaliveSeconds?: number;
+  /** devices leave an `offline` will on their presence topic and publish `online` on connect (docs/architecture.md §5); default true */
+  presence?: boolean;
   /** called after each bundle a device handles */
   onOutcome?: (o: DeviceOutcome) => void;
 }
@@ -252,6 +262,8 @@ export interface FleetSummary {
   connects: { ok: number; failed: number };
   verifications: VerifyCounters;
   handshakes: HandshakeCounters;
+  /** latency histograms (latency.ts): a connect (CONNECT to its `state` acknowledged), a bundle (arrival to its ack acknowledged) */
+  latency: { connect: Histogram; bundle: Histogram };
 }
 
 interface Member {
@@ -284,6 +296,7 @@ export class Fleet {
   #startedAt = 0;
   #storms = 0;
   readonly #counts = { crashed: 0, observed: 0, connectsOk: 0, connectsFailed: 0 };
+  readonly #latency = { connect: emptyHistogram(), bundle: emptyHistogram() };
 
   constructor(o: FleetOptions) {
     this.#o = o;
@@ -325,7 +338,7 @@ export class Fleet {
         {
           id: spec.id,
           token: spec.token,
-          url: o.url,
+          url: spec.url ?? o.url,
           model: model.manifest.model,
           firmware: older ? (model.withoutHealthCheck?.firmware ?? model.manifest.firmware) : model.manifest.firmware,
           store,
@@ -341,6 +354,7 @@ export class Fleet {
           delay,
           reportIntervalSeconds: o.reportIntervalSeconds,
           keepaliveSeconds: o.keepaliveSeconds,
+          presence: o.presence,
           ...(model.manifest.gatewayCa !== undefined && { ca: model.manifest.gatewayCa }),
         },
         { ...initial.get(born)!, acceptedVersions: plan.acceptedVersions },
@@ -392,11 +406,32 @@ export class Fleet {
       if (m.dark === 0) first.push(m);
     }
     const perTick = Math.max(1, this.#o.ramp?.perTick ?? 200);
+    const perSecond = this.#o.ramp?.perSecond;
+    if (perSecond !== undefined) return this.#rampAt(first, perSecond, perTick);
     const tickMs = this.#o.ramp?.tickMs ?? 0;
     for (let i = 0; i < first.length && !this.#stopping; i += perTick) {
       await Promise.all(first.slice(i, i + perTick).map((m) => this.#bringUp(m)));
       if (tickMs > 0 && i + perTick < first.length) await s.delay(tickMs);
     }
+  }
+
+  /** Starts connects at `perSecond` (in steps of at least 10 ms), never more than `inFlight` unsettled; resolves once all have settled. */
+  async #rampAt(first: Member[], perSecond: number, inFlight: number): Promise<void> {
+    if (!(perSecond > 0)) throw new RangeError(`expected ramp.perSecond to be above 0, got ${perSecond}`);
+    const step = Math.max(1, Math.ceil(perSecond / 100));
+    const stepMs = (step / perSecond) * 1000;
+    const pending = new Set<Promise<void>>();
+    const t0 = this.#scheduler.now();
+    for (let i = 0; i < first.length && !this.#stopping; i += step) {
+      const due = t0 + (i / step) * stepMs;
+      if (due > this.#scheduler.now()) await this.#scheduler.delay(due - this.#scheduler.now());
+      for (const m of first.slice(i, i + step)) {
+        while (pending.size >= inFlight) await Promise.race(pending);
+        const p = this.#bringUp(m).finally(() => pending.delete(p));
+        pending.add(p);
+      }
+    }
+    await Promise.all(pending);
   }
 
   /** Disconnects every device cleanly (DISCONNECT, not a drop) and drops every scheduled task. */
@@ -490,6 +525,7 @@ export class Fleet {
       connects: { ok: c.connectsOk, failed: c.connectsFailed },
       verifications: this.#verifier.counters,
       handshakes: this.#handshakes.counters,
+      latency: { connect: [...this.#latency.connect], bundle: [...this.#latency.bundle] },
     };
   }
 
@@ -497,12 +533,14 @@ export class Fleet {
     if (this.#stopping || m.dark > 0 || m.device.connected) return Promise.resolve();
     this.#scheduler.cancel(m.retry);
     m.retry = null;
+    const t0 = performance.now();
     m.connecting ??= m.device
       .connect()
       .then(
         () => {
           m.retries = 0;
           this.#counts.connectsOk++;
+          record(this.#latency.connect, performance.now() - t0);
           // Stopped, or dark again, while the CONNACK was on its way.
           if (this.#stopping || m.dark > 0) m.device.crash();
         },
@@ -551,6 +589,7 @@ export class Fleet {
       if (!this.#stopping) this.#drop(m, m.plan.rebootMs);
     } else {
       m.last = out;
+      if (out.ms !== undefined) record(this.#latency.bundle, out.ms);
       // Its next connections use the pins it holds now: new ones after a commit, the old ones after a revert.
       const settled = out.status === 'applied' || out.status === 'verified' || out.status === 'reverted';
       if (settled && !out.unchanged && (this.#o.callHomeOnApply ?? true) && this.#endpoints.length > 0) void this.#check(m);

@@ -23,21 +23,23 @@ export interface StateStore {
 }
 
 export class MemoryStateStore implements StateStore {
-  readonly #states = new Map<string, string>();
+  // Trust states are never changed in place, only replaced (firmware-manifest/trust-state.ts), so
+  // the object saved is kept as it is; a "restarted" device gets a copy of it when it loads, not the
+  // object it was holding. (Saving is on every bundle of every device, loading once per device.)
+  readonly #states = new Map<string, TrustState | DeviceTrust>();
   readonly #counters = new Map<string, number>();
   load(id: string): TrustState | null {
     return this.loadTrust(id)?.active ?? null;
   }
   save(id: string, state: TrustState): void {
-    // Stored as text, so a "restarted" device gets a copy, not the object it was holding.
-    this.#states.set(id, JSON.stringify(state));
+    this.#states.set(id, state);
   }
   loadTrust(id: string): DeviceTrust | null {
     const s = this.#states.get(id);
-    return s === undefined ? null : recordOf(JSON.parse(s), `device ${id}`);
+    return s === undefined ? null : recordOf(JSON.parse(JSON.stringify(s)), `device ${id}`);
   }
   saveTrust(id: string, trust: DeviceTrust): void {
-    this.#states.set(id, JSON.stringify(trust));
+    this.#states.set(id, trust);
   }
   loadCounter(id: string): number | null {
     return this.#counters.get(id) ?? null;

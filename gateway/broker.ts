@@ -11,7 +11,8 @@
 //   await broker.close();
 //
 // What a device may do, and what happens when it does something else (observed with aedes 1.2):
-// - CONNECT: client id = username = a device id, password = its token, no will. Anything else gets
+// - CONNECT: client id = username = a device id, password = its token, and no will but `offline` on
+//   its own `presence` topic (broker/acl.ts, docs/architecture.md §5). Anything else gets
 //   a refusing CONNACK and the connection is closed [MQTT-3.2.2-5]. Authentication runs before
 //   aedes registers the client, so a refused CONNECT with a live device's id never takes over
 //   [MQTT-3.1.4-2] the live session; an accepted one does (the old connection is closed).
@@ -20,7 +21,8 @@
 // - SUBSCRIBE: only filters under `pinwave/v1/devices/<own id>/`; any other filter is granted
 //   0x80 (failure, MQTT 3.1.1 §3.9.3) and the connection stays open, up to `maxDenials`.
 // - PUBLISH: only to its own `state`, `ack`, `telemetry`, QoS 0 or 1, retain off, payload at most
-//   `maxPayloadBytes`. A refused PUBLISH closes the connection without an ack: MQTT 3.1.1 has no
+//   `maxPayloadBytes`; and to its own `presence`, QoS 0 or 1, retained or not: the retain flag is
+//   cleared, so nothing is stored, and the gateway does not read presence (it knows the sessions). A refused PUBLISH closes the connection without an ack: MQTT 3.1.1 has no
 //   way to tell the client, so the server must ack it or close [MQTT-3.3.5-2]; closing is what a
 //   misbehaving device should get.
 // - Frames: a packet whose Remaining Length exceeds `maxPayloadBytes` + 1 KiB closes the
@@ -56,8 +58,9 @@ import {
 } from 'aedes';
 import { DEVICE_ID_MAX_LENGTH, isDeviceId } from './device-id.ts';
 import { type DeviceMessageKind, deviceTopic, isDeviceMessageKind, parseDeviceTopic } from './topics.ts';
-import { connectRefusal, publishDenial, subscribeAllowed, type AclDenial, type ConnectRefusal, type ReturnCode } from './broker/acl.ts';
+import { connectRefusal, publishDenial, subscribeAllowed, type AclDenial, type ConnectRefusal, type ReturnCode, type WillFields } from './broker/acl.ts';
 import { DenialLog, type DenialKind } from './broker/denials.ts';
+import { parsePresenceTopic } from './broker/presence-topic.ts';
 import { FrameLimit } from './broker/frame-limit.ts';
 import { startListeners, type BrokerPorts, type BrokerTlsOptions, type BrokerWebSocketOptions, type Listeners } from './broker/listeners.ts';
 import { Presence } from './broker/presence.ts';
@@ -142,6 +145,8 @@ export interface BrokerCounters {
   idleTimeouts: number;
   /** Authorized device messages passed to `onMessage`. */
   messagesIn: number;
+  /** Presence messages devices published, wills included; not passed on (the broker knows the sessions). */
+  presenceIn: number;
   /** Messages handed to aedes for devices. */
   messagesOut: number;
   /** Messages aedes reported an error for. */
@@ -185,7 +190,7 @@ function isProtocolError(err: Error): boolean {
 
 interface ConnectAttempt {
   clientId: string;
-  hasWill: boolean;
+  will: WillFields | null;
   refusal?: ConnectRefusal;
   /** authenticate() said yes */
   authenticated: boolean;
@@ -222,6 +227,7 @@ export class DeviceBroker {
     denialDisconnects: 0,
     idleTimeouts: 0,
     messagesIn: 0,
+    presenceIn: 0,
     messagesOut: 0,
     publishErrors: 0,
   };
@@ -270,7 +276,8 @@ export class DeviceBroker {
       concurrency: 0,
       connectTimeout: limits.connectTimeoutMs,
       preConnect: (client, packet, done) => {
-        this.#attempts.set(client, { clientId: packet.clientId, hasWill: packet.will != null, authenticated: false, epoch: 0, denials: 0 });
+        const will = packet.will ? { topic: packet.will.topic, qos: packet.will.qos ?? 0, retain: packet.will.retain ?? false, payload: Buffer.from(packet.will.payload ?? '') } : null;
+        this.#attempts.set(client, { clientId: packet.clientId, will, authenticated: false, epoch: 0, denials: 0 });
         // [MQTT-3.1.2-24] aedes closes a connection silent for 1.5 × the keepalive it reads from
         // this packet; MQTT 3.1.1 cannot tell a device the server's limit, so it is applied here.
         const keepalive = packet.keepalive ?? 0;
@@ -405,6 +412,15 @@ export class DeviceBroker {
     for (const w of waiters) w();
   }
 
+  /** How many retained messages aedes holds: none, whatever devices send (docs/architecture.md §5). */
+  async retainedCount(): Promise<number> {
+    let n = 0;
+    // aedes' types leave its persistence out; it is there (aedes-persistence's memory store)
+    const persistence = (this.#aedes as unknown as { persistence: { createRetainedStream(pattern: string): AsyncIterable<unknown> } }).persistence;
+    for await (const _ of persistence.createRetainedStream('#')) n++;
+    return n;
+  }
+
   /** Closes the listeners, every connection (authenticated or not) and aedes. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -456,7 +472,7 @@ export class DeviceBroker {
   }
 
   #authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: AuthenticateDone): void {
-    const attempt = this.#attempts.get(client) ?? { clientId: client.id, hasWill: false, authenticated: false, epoch: 0, denials: 0 };
+    const attempt = this.#attempts.get(client) ?? { clientId: client.id, will: null, authenticated: false, epoch: 0, denials: 0 };
     this.#attempts.set(client, attempt);
     const refuse = (refusal: ConnectRefusal, returnCode: ReturnCode) => {
       attempt.refusal = refusal;
@@ -464,7 +480,7 @@ export class DeviceBroker {
       done(Object.assign(new Refusal(`CONNECT refused: ${refusal}`), { returnCode: returnCodeOf }), false);
     };
     // aedes names a client that sent an empty id itself; only the id the device sent counts.
-    const early = connectRefusal({ clientId: attempt.clientId, assignedId: client.id, hasWill: attempt.hasWill }, username, password);
+    const early = connectRefusal({ clientId: attempt.clientId, assignedId: client.id, will: attempt.will }, username, password);
     if (early) return refuse(early.refusal, early.returnCode);
     if (!this.#accepting) return refuse('shutting_down', 3);
     const id = attempt.clientId;
@@ -572,12 +588,14 @@ export class DeviceBroker {
    * is called only once it holds. An error closes the connection without an ack [MQTT-3.3.5-2].
    */
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
-    // aedes passes no client only for wills of a dead broker; devices have no wills.
+    // aedes passes no client only for wills of a dead broker (a cluster); devices' wills come with theirs.
     if (!client) return done(new Refusal('publish without a device refused'));
     if (!this.#accepting) return done(new Refusal('gateway shutting down'));
     const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
     const denial = publishDenial(client.id, { topic: packet.topic, qos: packet.qos, retain: packet.retain, size }, this.#limits.maxPayloadBytes);
     if (denial === null) {
+      // Only presence gets here retained; it is passed on, never stored (docs/architecture.md §5).
+      packet.retain = false;
       // Taken: aedes PUBACKs it now and runs `published` later; a shutdown waits for that (settled()).
       this.#taken++;
       return done(null);
@@ -607,6 +625,10 @@ export class DeviceBroker {
   }
 
   #deviceMessage(client: Client, packet: AedesPublishPacket, next: () => void): void {
+    if (parsePresenceTopic(packet.topic) === client.id) {
+      this.#counters.presenceIn++;
+      return next();
+    }
     const topic = parseDeviceTopic(packet.topic);
     // authorizePublish let only the device's own state/ack/telemetry through; checked again so
     // that nothing reaches onMessage under another device's id whatever aedes publishes.

@@ -6,6 +6,7 @@
 //   clients  a share of the fleet as mqtt.js clients that connect, subscribe, send `state`, and
 //            then either ack every bundle at once (`auto`) or ack only when told (`hold`); and one
 //            device that floods the gateway with QoS 1 messages as fast as its socket takes them
+//   pusher   one mqtt.js client per real broker that pushes to the devices there and counts their acks
 //   sim      what `clients` does, and a shard of a device-sim Fleet: simulated devices that verify,
 //            apply, persist and ack, in the same process as the bare clients they are
 //            compared with
@@ -364,6 +365,55 @@ function clientsRole(): Handlers {
   };
 }
 
+// ------------------------------------------------------------------------------------- pusher
+
+/**
+ * The floor's other end on real brokers (scripts/bench-scale): one mqtt.js client per broker,
+ * subscribed to every device's `ack`, that publishes a payload QoS 1 to each device's `bundle`
+ * topic (256 per turn of the event loop, as the gateway does) and times the last ack and the 95th
+ * percentile one.
+ */
+function pusherRole(): Handlers {
+  const clients: MqttClient[] = [];
+  let acks = 0;
+  return {
+    async start({ urls }: { urls: string[] }) {
+      for (const [i, url] of urls.entries()) {
+        const c = await mqtt.connectAsync(url, { clientId: `pinwave-bench-pusher-${i}`, clean: true, reconnectPeriod: 0, keepalive: 120 });
+        c.on('message', () => void acks++);
+        await c.subscribeAsync('pinwave/v1/devices/+/ack', { qos: 1 });
+        clients.push(c);
+      }
+      return { clients: clients.length };
+    },
+    /** `ids[b]` are the devices on broker b. */
+    async push({ ids, bytes, timeoutMs }: { ids: string[][]; bytes: Uint8Array; timeoutMs: number }) {
+      const payload = Buffer.from(bytes);
+      const total = ids.reduce((n, list) => n + list.length, 0);
+      const from = acks;
+      const t0 = wallMs();
+      let p95: number | null = null;
+      const longest = Math.max(...ids.map((l) => l.length));
+      for (let i = 0; i < longest; i += 256) {
+        if (i > 0) await new Promise<void>((r) => setImmediate(r));
+        ids.forEach((list, b) => {
+          for (const id of list.slice(i, i + 256)) clients[b].publish(`pinwave/v1/devices/${id}/bundle`, payload, { qos: 1 });
+        });
+      }
+      const t1 = await until(() => {
+        if (p95 === null && acks - from >= Math.ceil(total * 0.95)) p95 = wallMs();
+        return acks - from >= total;
+      }, timeoutMs, `${total} acks at the pusher`);
+      return { ms: t1 - t0, p95Ms: (p95 ?? t1) - t0 };
+    },
+    async stop() {
+      await Promise.all(clients.map((c) => c.endAsync(true)));
+      return {};
+    },
+    memory,
+  };
+}
+
 // ------------------------------------------------------------------------------------- flood
 
 // MQTT 3.1.1 framing by hand (§2.2): mqtt.js would queue a flood in its own memory instead of
@@ -497,9 +547,9 @@ function fleetRole(): Handlers {
 }
 
 const role = process.argv[2];
-const roles: Record<string, () => Handlers> = { gateway: gatewayRole, bare: bareRole, clients: clientsRole, sim: () => ({ ...clientsRole(), ...fleetRole() }) };
+const roles: Record<string, () => Handlers> = { gateway: gatewayRole, bare: bareRole, clients: clientsRole, pusher: pusherRole, sim: () => ({ ...clientsRole(), ...fleetRole() }) };
 if (!roles[role] || !process.send) {
-  process.stderr.write(`bench-worker is forked by bench-gateway or bench-sim with a role (${Object.keys(roles).join(', ')}), got "${role}"\n`);
+  process.stderr.write(`bench-worker is forked by bench-gateway, bench-sim or bench-scale with a role (${Object.keys(roles).join(', ')}), got "${role}"\n`);
   process.exit(2);
 }
 serve(roles[role]());

@@ -1,11 +1,18 @@
 // What a device may say (docs/architecture.md §5), as pure checks over the packet's fields: the
 // broker asks, and performs the answer (a refusing CONNACK, a SUBACK failure, a closed connection).
 //
-//   connectRefusal({ clientId: 'meter-1', assignedId: 'meter-1', hasWill: false }, 'meter-1', token); // null
+//   connectRefusal({ clientId: 'meter-1', assignedId: 'meter-1', will: null }, 'meter-1', token); // null
 //   subscribeAllowed('meter-1', 'pinwave/v1/devices/meter-2/#');                                 // false
 //   publishDenial('meter-1', { topic: 'pinwave/v1/devices/meter-1/ack', qos: 1, retain: false, size: 40 }, 16384); // null
+//   publishDenial('meter-1', { topic: 'pinwave/v1/devices/meter-1/presence', qos: 1, retain: true, size: 6 }, 16384); // null
+//
+// Presence (docs/architecture.md §5, §8): a device may leave a will, only `offline` on its own
+// `presence` topic at QoS 0 or 1, and may publish `online`/`offline` there. A retained presence is
+// let through (firmware written for an external broker retains it) but the broker stores nothing
+// retained: it clears the flag before the message goes on.
 import { isDeviceId } from '../device-id.ts';
 import { isDeviceMessageKind, isFilterWithinDevice, parseDeviceTopic } from '../topics.ts';
+import { parsePresence, parsePresenceTopic } from './presence-topic.ts';
 
 /** Why a CONNECT was refused. */
 export type ConnectRefusal =
@@ -13,7 +20,7 @@ export type ConnectRefusal =
   | 'missing_credentials' // no username or no password (4)
   | 'username_mismatch' //  username is not the client id (4)
   | 'bad_credentials' //    authenticate() said no: unknown device or wrong token (4)
-  | 'will' //               a will is a publish made later on the device's behalf; devices have none (5)
+  | 'will' //               a will other than `offline` on the device's own presence topic at QoS 0 or 1 (5)
   | 'disconnected' //       disconnect(id) was called while authenticate() was running (5)
   | 'auth_error' //         authenticate() threw (3, server unavailable)
   | 'shutting_down' //      stopAccepting() was called: the gateway is stopping (3, server unavailable)
@@ -34,7 +41,21 @@ export interface ConnectFields {
   clientId: string;
   /** The id aedes gave the client. */
   assignedId: string;
-  hasWill: boolean;
+  /** the CONNECT's will, or null */
+  will: WillFields | null;
+}
+
+/** A will as CONNECT carries it. */
+export interface WillFields {
+  topic: string;
+  qos: number;
+  retain: boolean;
+  payload: Uint8Array;
+}
+
+/** True for the one will a device may leave: `offline` on its own presence topic, QoS 0 or 1. */
+export function willAllowed(deviceId: string, will: WillFields): boolean {
+  return parsePresenceTopic(will.topic) === deviceId && will.qos <= 1 && parsePresence(will.payload) === 'offline' && will.payload.byteLength > 0;
 }
 
 /** The refusal and its return code for a CONNECT that fails before its token is checked, or null. */
@@ -45,7 +66,7 @@ export function connectRefusal(
 ): { refusal: ConnectRefusal; returnCode: ReturnCode } | null {
   // [MQTT-3.1.3-9] a rejected client id is answered with 0x02, identifier rejected
   if (!isDeviceId(c.clientId) || c.assignedId !== c.clientId) return { refusal: 'bad_client_id', returnCode: 2 };
-  if (c.hasWill) return { refusal: 'will', returnCode: 5 };
+  if (c.will && !willAllowed(c.clientId, c.will)) return { refusal: 'will', returnCode: 5 };
   if (username === undefined || password === undefined) return { refusal: 'missing_credentials', returnCode: 4 };
   if (username !== c.clientId) return { refusal: 'username_mismatch', returnCode: 4 };
   return null;
@@ -66,6 +87,11 @@ export interface PublishFields {
 
 /** Why device `deviceId` may not publish this, or null when it may. */
 export function publishDenial(deviceId: string, p: PublishFields, maxPayloadBytes: number): PublishDenial | null {
+  if (parsePresenceTopic(p.topic) === deviceId) {
+    if (p.qos > 1) return 'publish_qos';
+    // retained or not: the broker clears the flag, so nothing is stored
+    return p.size > maxPayloadBytes ? 'payload_too_large' : null;
+  }
   const topic = parseDeviceTopic(p.topic);
   if (!topic || topic.id !== deviceId || !isDeviceMessageKind(topic.kind)) return 'publish_topic';
   if (p.qos > 1) return 'publish_qos';
@@ -75,3 +101,4 @@ export function publishDenial(deviceId: string, p: PublishFields, maxPayloadByte
   if (p.size > maxPayloadBytes) return 'payload_too_large';
   return null;
 }
+

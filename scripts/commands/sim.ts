@@ -1,6 +1,8 @@
 // `pinwave sim`: a simulated fleet against a running gateway. Either provisions its
 // devices over the gateway's HTTP API (`--api URL`, token from PINWAVE_TOKEN) or runs devices
-// provisioned elsewhere (`--gateway mqtt://HOST:PORT --credentials FILE --manifest FILE`). Runs until
+// provisioned elsewhere (`--tokens FILE --manifest FILE`, each device's broker in the file or
+// `--gateway mqtt://HOST:PORT`). With `--processes N` the fleet runs across N worker processes
+// (scripts/sim-processes.ts) with one summary; `--connect-rate` ramps the connects. Runs until
 // --duration ends or SIGINT/SIGTERM, then disconnects every device cleanly. With a terminal, a live
 // view redrawn in place; without one, a line per change; with --json, one summary object at the end.
 // A model whose manifest (or scenario) declares a health check runs provisional apply
@@ -9,11 +11,12 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
-import { allocate, Fleet, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
+import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
+import { allocate, Fleet, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
 
 const USAGE = `Usage:
   pinwave sim --api URL --devices N --group G [--model M] [--manifest FILE] [options]
-  pinwave sim --gateway mqtt://HOST:PORT --credentials FILE --manifest FILE [--devices N] [--group G] [options]
+  pinwave sim [--gateway mqtt://HOST:PORT] --tokens FILE --manifest FILE [--devices N] [--group G] [options]
 
 A fleet of simulated devices: real MQTT clients that verify, apply and acknowledge bundles, and
 check their pins against real TLS endpoints, as firmware would.
@@ -22,12 +25,15 @@ check their pins against real TLS endpoints, as firmware would.
                        token); without --manifest, devices trust the gateway's key (GET /v1/info) and
                        pin what the scenario's endpoints serve now; the manifests the devices are
                        born with are registered on the gateway (POST /v1/manifests)
-  --gateway URL        the gateway's MQTT URL, for devices provisioned elsewhere
-  --credentials FILE   JSON {"devices": [{"id", "token", "group"?, "model"?}]} (what POST /v1/devices
-                       returns) or a bare array of those
+  --gateway URL        the MQTT URL of the gateway (or broker) for devices of the tokens file that
+                       name no "broker" of their own
+  --tokens FILE        the tokens file: JSON {"devices": [{"id", "token", "group"?, "model"?, "broker"?}]}
+                       (what POST /v1/devices returns) or a bare array of those; "broker" is the
+                       mqtt:// or mqtts:// URL that device was provisioned with and connects to
+                       (several brokers: docs/external-broker.md). --credentials FILE is the same flag
   --manifest FILE      the devices' firmware manifest (JSON), for the models without one in the scenario
-  --devices N          how many devices (--gateway: the first N of the credentials; default all)
-  --group G            the devices' group (--gateway: for credentials that name none)
+  --devices N          how many devices (--tokens: the first N of the file; default all)
+  --group G            the devices' group (--tokens: for devices that name none)
   --model M            the model name (default: the manifest's, or "sim-1")
   --silent-rate R      share of devices that never ack (0..1)
   --reject-rate R      share whose flash write fails: they reject with apply_failed
@@ -44,6 +50,14 @@ check their pins against real TLS endpoints, as firmware would.
   --duration D         stop after D, e.g. 60s or 5m (default: at SIGINT or SIGTERM)
   --verify-each        verify every bundle on every device (default: once per bundle and key set)
   --handshake-each     a TLS handshake per device check (default: one per endpoint per second)
+  --processes N        run the fleet across N worker processes (device i in process i mod N), one
+                       summary for all; one process may hold only as many connections as it may open
+                       files (ulimit -n). Default 1: in this process
+  --connect-rate R     start at most R connects a second across the fleet, at most 100 in flight
+                       (a broker's listen backlog: Mosquitto's is 100); default: 200 at a time per
+                       process, as fast as they complete
+  --no-presence        devices leave no will and publish no online on their presence topic (by
+                       default they do: docs/architecture.md §5)
   --json               print one summary object at the end, no live view
   -h, --help           print this help`;
 
@@ -68,6 +82,11 @@ export function defaultHealthCheck(endpoints: readonly CallHomeEndpoint[], byDef
   return { endpoints: unique, commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' };
 }
 
+/** The most worker processes --processes takes. */
+const MAX_PROCESSES = 64;
+/** Connects in flight at once with --connect-rate, across the processes: Mosquitto's listen backlog. */
+const BACKLOG = 100;
+
 /** Placeholder pins of a default manifest with nothing to pin: valid, distinct, and matching no real key. */
 const PLACEHOLDER_HOST = 'pinwave-sim.invalid';
 const placeholderPin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(`pinwave sim placeholder ${label}`).digest()));
@@ -77,6 +96,10 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     api: { type: 'string' },
     gateway: { type: 'string' },
     credentials: { type: 'string' },
+    tokens: { type: 'string' },
+    processes: { type: 'string' },
+    'connect-rate': { type: 'string' },
+    'no-presence': { type: 'boolean', default: false },
     manifest: { type: 'string' },
     devices: { type: 'string' },
     group: { type: 'string' },
@@ -100,14 +123,19 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   }
 
   // Flags first, all of them, before any file or network is touched.
-  if ((values.api === undefined) === (values.gateway === undefined)) throw new UsageError('give either --api URL or --gateway mqtt://HOST:PORT', USAGE);
-  const api = values.api !== undefined ? httpUrl(values.api) : undefined;
-  const gatewayUrl = values.gateway !== undefined ? mqttUrl(values.gateway) : undefined;
-  if (gatewayUrl !== undefined) {
-    if (values.credentials === undefined) throw new UsageError('--gateway needs --credentials FILE', USAGE);
-  } else if (values.credentials !== undefined) {
-    throw new UsageError('--credentials is for --gateway; --api provisions its own devices', USAGE);
+  if (values.tokens !== undefined && values.credentials !== undefined) throw new UsageError('--tokens and --credentials are the same flag: give one', USAGE);
+  const tokensFile = values.tokens ?? values.credentials;
+  if (values.api !== undefined && values.gateway !== undefined) throw new UsageError('give either --api URL or --gateway mqtt://HOST:PORT with --tokens FILE, not both', USAGE);
+  if (values.api === undefined && tokensFile === undefined) {
+    throw new UsageError(values.gateway === undefined ? 'give either --api URL or --tokens FILE (with --gateway mqtt://HOST:PORT for devices that name no broker)' : '--gateway needs --tokens FILE', USAGE);
   }
+  if (values.api !== undefined && tokensFile !== undefined) throw new UsageError('--tokens is for devices provisioned elsewhere; --api provisions its own devices', USAGE);
+  const api = values.api !== undefined ? httpUrl(values.api) : undefined;
+  const gatewayUrl = values.gateway !== undefined ? mqttUrl(values.gateway, '--gateway') : undefined;
+  const processes = values.processes === undefined ? 1 : uintFlag(values.processes, 'processes', USAGE);
+  if (processes < 1 || processes > MAX_PROCESSES) throw new UsageError(`--processes expects 1 to ${MAX_PROCESSES}, got "${values.processes}"`, USAGE);
+  const connectRate = values['connect-rate'] === undefined ? undefined : Number(values['connect-rate']);
+  if (connectRate !== undefined && !(/^\d*\.?\d+$/.test(values['connect-rate']!) && connectRate > 0)) throw new UsageError(`--connect-rate expects connects a second above 0, got "${values['connect-rate']}"`, USAGE);
   const token = api !== undefined ? io.env.PINWAVE_TOKEN : undefined;
   if (api !== undefined && !token) throw new UsageError('--api needs an admin API token in PINWAVE_TOKEN (it provisions devices)', USAGE);
   const devicesFlag = values.devices === undefined ? undefined : uintFlag(values.devices, 'devices', USAGE);
@@ -132,8 +160,8 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   if (values.model !== undefined && manifest && manifest.model !== values.model) throw new UsageError(`--model is "${values.model}" but the --manifest is for model "${manifest.model}"`, USAGE);
   const wanted: ScenarioModel[] = scenario && scenario.models.length > 0 ? scenario.models : [{ model: values.model ?? manifest?.model ?? 'sim-1', weight: 1, behaviours: scenario?.behaviours ?? {} }];
   const needDefault = wanted.filter((m) => !m.manifest && manifest?.model !== m.model);
-  if (needDefault.length > 0 && gatewayUrl !== undefined) {
-    throw new UsageError(`--gateway needs a firmware manifest for model${needDefault.length === 1 ? '' : 's'} ${needDefault.map((m) => `"${m.model}"`).join(', ')}: give --manifest FILE (or a manifest per model in the scenario)`, USAGE);
+  if (needDefault.length > 0 && api === undefined) {
+    throw new UsageError(`--tokens needs a firmware manifest for model${needDefault.length === 1 ? '' : 's'} ${needDefault.map((m) => `"${m.model}"`).join(', ')}: give --manifest FILE (or a manifest per model in the scenario)`, USAGE);
   }
 
   let url: string;
@@ -177,21 +205,22 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     fleetDevices = [];
     for (let i = 0; i < wantedDevices.length; i += 10_000) {
       const batch = wantedDevices.slice(i, i + 10_000);
-      const res = await request<{ devices: Array<{ id: string; token: string }> }>(api, token!, 'POST', '/v1/devices', { devices: batch });
-      const tokens = new Map((res?.devices ?? []).map((d) => [d.id, d.token]));
+      const res = await request<{ devices: Array<{ id: string; token: string; broker?: unknown }> }>(api, token!, 'POST', '/v1/devices', { devices: batch });
+      const given = new Map((res?.devices ?? []).map((d) => [d.id, d]));
       for (const d of batch) {
-        const t = tokens.get(d.id);
+        const t = given.get(d.id)?.token;
         if (t === undefined) throw new Error(`POST ${api}/v1/devices returned no token for ${d.id}`);
-        fleetDevices.push({ id: d.id, token: t, model: d.model, group });
+        // A gateway that shards its fleet over several brokers says which one each device is given.
+        const broker = given.get(d.id)?.broker;
+        fleetDevices.push({ id: d.id, token: t, model: d.model, group, ...(typeof broker === 'string' && { url: mqttUrl(broker, `POST ${api}/v1/devices: the broker of ${d.id}`) }) });
       }
     }
     url = info.mqttUrl;
   } else {
-    url = gatewayUrl!;
     models = wanted.map((m) => fleetModel(m, m.manifest ?? manifest!));
-    const creds = await credentialsFrom(values.credentials!);
+    const creds = await credentialsFrom(tokensFile!);
     const n = devicesFlag ?? scenario?.devices ?? creds.length;
-    if (n > creds.length) throw new UsageError(`--devices is ${n} but ${values.credentials} holds ${creds.length} device${creds.length === 1 ? '' : 's'}`, USAGE);
+    if (n > creds.length) throw new UsageError(`--devices is ${n} but ${tokensFile} holds ${creds.length} device${creds.length === 1 ? '' : 's'}`, USAGE);
     const chosen = creds.slice(0, n);
     const counts = allocate(chosen.filter((c) => c.model === undefined).length, wanted.map((m) => m.weight));
     const byModel = counts.flatMap((c, k) => Array.from({ length: c }, () => models[k].manifest.model));
@@ -199,13 +228,16 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     let next = 0;
     fleetDevices = chosen.map((c, i) => {
       const g = c.group ?? group;
-      if (g === undefined) throw new UsageError(`${values.credentials}: device ${c.id} names no group: give --group G`, USAGE);
-      if (c.model !== undefined && !names.has(c.model)) throw new Error(`${values.credentials}: device ${c.id} (entry ${i}) is of model "${c.model}", which has no manifest here`);
-      return { id: c.id, token: c.token, group: g, model: c.model ?? byModel[next++] };
+      if (g === undefined) throw new UsageError(`${tokensFile}: device ${c.id} names no group: give --group G`, USAGE);
+      if (c.model !== undefined && !names.has(c.model)) throw new Error(`${tokensFile}: device ${c.id} (entry ${i}) is of model "${c.model}", which has no manifest here`);
+      if (c.broker === undefined && gatewayUrl === undefined) throw new UsageError(`${tokensFile}: device ${c.id} (entry ${i}) names no "broker": give --gateway mqtt://HOST:PORT for such devices`, USAGE);
+      return { id: c.id, token: c.token, group: g, model: c.model ?? byModel[next++], ...(c.broker !== undefined && { url: c.broker }) };
     });
+    // every device that names no broker of its own connects here; when all name one, this is never used
+    url = gatewayUrl ?? fleetDevices[0].url!;
   }
 
-  const fleet = new Fleet({
+  const spec: WorkerSpec = {
     url,
     models,
     devices: fleetDevices,
@@ -213,16 +245,30 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     endpoints,
     callHomeSeconds: scenario?.callHomeSeconds,
     reportIntervalSeconds: scenario?.reportIntervalSeconds,
-    ramp: scenario?.ramp,
+    // --connect-rate: the rate and a listen backlog's worth in flight, split over the processes
+    ramp: connectRate === undefined ? scenario?.ramp : { perSecond: connectRate / processes, perTick: Math.max(1, Math.floor(BACKLOG / processes)) },
     verifyEach: values['verify-each'],
     handshakeEach: values['handshake-each'],
-  });
+    presence: !values['no-presence'],
+  };
+  if (processes > 1) {
+    const fleet = await ProcessFleet.spawn(spec, processes);
+    try {
+      return await runFleet(fleet, io, { json: values.json, durationMs, signal: hooks.signal, seed });
+    } finally {
+      fleet.kill();
+    }
+  }
+  const fleet = new Fleet(spec);
   hooks.onFleet?.(fleet);
   return runFleet(fleet, io, { json: values.json, durationMs, signal: hooks.signal, seed });
 }
 
+/** What runFleet drives: a Fleet in this process, or one across worker processes. */
+type RunnableFleet = Pick<Fleet, 'start' | 'stop' | 'summary'>;
+
 /** Runs the fleet until the duration ends or a signal comes, drawing progress, then stops it cleanly. */
-async function runFleet(fleet: Fleet, io: Io, o: { json: boolean; durationMs?: number; signal?: AbortSignal; seed: string | number }): Promise<number> {
+async function runFleet(fleet: RunnableFleet, io: Io, o: { json: boolean; durationMs?: number; signal?: AbortSignal; seed: string | number }): Promise<number> {
   const started = Date.now();
   let stop!: () => void;
   const stopped = new Promise<void>((resolve) => (stop = resolve));
@@ -318,6 +364,7 @@ function block(s: FleetSummary, ms: number): string[] {
     `  acked ${s.acked}   rejected ${rej}${rej ? ` (${reasons(s.rejected)})` : ''}   unacked ${s.unacked}   crashed ${s.crashed}`,
     ...(s.healthChecked > 0 ? [`  ${checks(s)}`] : []),
     `  failing ${s.failing}   pin failures ${s.pinFailures.observed} seen, ${s.pinFailures.reported} reported, ${s.pinFailures.queued} queued`,
+    `  latency  connect ${formatHistogram(s.latency.connect)}   bundle → ack ${formatHistogram(s.latency.bundle)}`,
   ];
 }
 
@@ -332,14 +379,14 @@ function httpUrl(value: string): string {
   return u.href.replace(/\/$/, '');
 }
 
-function mqttUrl(value: string): string {
+function mqttUrl(value: string, what = '--gateway'): string {
   let u: URL | null = null;
   try {
     u = new URL(value);
   } catch {
     // reported below
   }
-  if (!u || !['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(u.protocol) || !u.hostname) throw new UsageError(`--gateway expects mqtt://HOST:PORT (or mqtts://, ws://, wss://), got "${value}"`, USAGE);
+  if (!u || !['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(u.protocol) || !u.hostname) throw new UsageError(`${what} expects mqtt://HOST:PORT (or mqtts://, ws://, wss://), got "${value}"`, USAGE);
   return value;
 }
 
@@ -383,6 +430,8 @@ interface Credential {
   token: string;
   group?: string;
   model?: string;
+  /** the broker URL the device was provisioned with */
+  broker?: string;
 }
 
 async function credentialsFrom(file: string): Promise<Credential[]> {
@@ -391,16 +440,18 @@ async function credentialsFrom(file: string): Promise<Credential[]> {
     value = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new Error(`--credentials ${file}: ${e.code ? `cannot read it (${e.code})` : `not JSON: ${e.message}`}`);
+    throw new Error(`--tokens ${file}: ${e.code ? `cannot read it (${e.code})` : `not JSON: ${e.message}`}`);
   }
   const list = Array.isArray(value) ? value : (value as { devices?: unknown })?.devices;
-  if (!Array.isArray(list) || list.length === 0) throw new Error(`--credentials ${file}: expected {"devices": [{"id", "token"}, ...]} or an array of those, with at least one device`);
+  if (!Array.isArray(list) || list.length === 0) throw new Error(`--tokens ${file}: expected {"devices": [{"id", "token"}, ...]} or an array of those, with at least one device`);
   return list.map((c: Record<string, unknown>, i) => {
     const str = (k: string) => (typeof c?.[k] === 'string' && c[k] !== '' ? (c[k] as string) : undefined);
     const id = str('id');
     const token = str('token');
-    if (id === undefined || token === undefined) throw new Error(`--credentials ${file}: /devices/${i} needs "id" and "token" strings`);
-    return { id, token, group: str('group'), model: str('model') };
+    if (id === undefined || token === undefined) throw new Error(`--tokens ${file}: /devices/${i} needs "id" and "token" strings`);
+    const broker = str('broker');
+    if (c?.broker !== undefined && broker === undefined) throw new Error(`--tokens ${file}: /devices/${i}/broker must be an mqtt:// URL string`);
+    return { id, token, group: str('group'), model: str('model'), ...(broker !== undefined && { broker: mqttUrl(broker, `--tokens ${file}: /devices/${i}/broker`) }) };
   });
 }
 

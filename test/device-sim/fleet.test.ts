@@ -79,6 +79,23 @@ t.test('connects are ramped, N per tick', async (t) => {
   await t.rejects(fleet.start(), /started already/);
 });
 
+t.test('ramp.perSecond starts connects at that rate, never more than perTick in flight; each latency is recorded', async (t) => {
+  // 20 a second: one connect every 50 ms of the fleet's clock, which moves only when told
+  const { h, timers, fleet } = await setup(t, 6, {}, { ramp: { perSecond: 20, perTick: 2 } });
+  let done = false;
+  const starting = fleet.start().then(() => (done = true));
+  await connected(h, fleet, 1, 'the first connect');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(h.gw.connectedCount(), 1, 'the second waits for its time');
+  await timers.advance(50);
+  await connected(h, fleet, 2, 'the second, 50 ms on');
+  await until(async () => (await timers.advance(10), done), 5000, 'the ramp');
+  await starting;
+  t.ok(timers.t >= 250, `five steps of 50 ms waited (${timers.t} ms)`);
+  t.equal(fleet.summary().latency.connect.reduce((a, b) => a + b, 0), 6, 'one connect latency per device');
+  await t.rejects(new Fleet({ url: 'mqtt://127.0.0.1:1', models: [], devices: [], ramp: { perSecond: 0 } }).start(), /perSecond/);
+});
+
 t.test('devices offline for a period reconnect after it; a reconnect storm drops and brings back its share', async (t) => {
   const { h, timers, fleet } = await setup(t, 20, { offlineRate: 0.5, offlineAtSeconds: 0, offlineForSeconds: 30, reconnectStorm: { atSeconds: 60, rate: 0.5, spreadMs: 1000 } });
   const dark = fleet.devices.filter((d) => fleet.plan(d.id)!.offline).length;

@@ -180,7 +180,7 @@ t.test('a device with its token connects; onConnect and the counters see it', as
   t.equal(f.broker.counters().connectionsAccepted, 1);
 });
 
-t.test('wrong token, unknown device, mismatched or missing username, bad ids and wills are refused', async (t) => {
+t.test('wrong token, unknown device, mismatched or missing username, bad ids and wills off the presence topic are refused', async (t) => {
   const f = await fleet(t);
   f.provision('meter-1');
   const wrong = await refused(f.connect('meter-1', {}, newToken()));
@@ -196,7 +196,7 @@ t.test('wrong token, unknown device, mismatched or missing username, bad ids and
   const will = await refused(
     f.connect('meter-1', { will: { topic: deviceTopic('meter-1', 'state'), payload: Buffer.from('x'), qos: 1, retain: false } }),
   );
-  t.equal(will.code, 5, 'a will: not authorized');
+  t.equal(will.code, 5, 'a will on state: not authorized');
   const v5 = await refused(f.connect('meter-1', { protocolVersion: 5 }));
   t.ok(v5 instanceof Error, 'MQTT 5 is refused by aedes');
 
@@ -676,4 +676,48 @@ t.test('malformed packets and packets out of protocol order close the connection
   await until(() => f.broker.counters().protocolErrors === 2, 'both to be counted');
   t.equal(f.broker.counters().oversizedFrames, 0);
   await until(() => !f.broker.isConnected('meter-1'), 'the device to be gone');
+});
+
+t.test('presence (docs/architecture.md §5): a will of offline on its own presence topic is accepted and fires on an abrupt close; nothing is retained', async (t) => {
+  const f = await fleet(t);
+  for (const id of ['meter-1', 'meter-2']) f.provision(id);
+  const presence = (id: string) => `pinwave/v1/devices/${id}/presence`;
+  const offline = Buffer.from('offline');
+  // wills a device may not leave: another device's presence, another word, QoS 2
+  for (const [what, will] of [
+    ['on another device\'s presence', { topic: presence('meter-2'), payload: offline, qos: 1, retain: false }],
+    ['online as a will', { topic: presence('meter-1'), payload: Buffer.from('online'), qos: 1, retain: false }],
+    ['an empty will', { topic: presence('meter-1'), payload: Buffer.alloc(0), qos: 1, retain: false }],
+    ['QoS 2', { topic: presence('meter-1'), payload: offline, qos: 2, retain: false }],
+  ] as const) {
+    const r = await refused(f.connect('meter-1', { will: will as IClientOptions['will'] }));
+    t.equal(r.code, 5, `a will ${what}: not authorized`);
+  }
+  await until(() => f.broker.counters().connectionsRefused.will === 4, 'four will refusals counted');
+
+  // the will firmware leaves: accepted, QoS 1, retained or not
+  const a = await f.connect('meter-1', { will: { topic: presence('meter-1'), payload: offline, qos: 1, retain: true } });
+  await a.publishAsync(presence('meter-1'), 'online', { qos: 1, retain: true });
+  await a.publishAsync(presence('meter-1'), 'online', { qos: 0 });
+  await until(() => f.broker.counters().presenceIn === 2, 'two presence messages');
+  t.ok(a.connected, 'presence publishes, retained too, keep the connection open');
+  t.equal(f.broker.counters().messagesIn, 0, 'presence does not reach onMessage');
+  t.same(f.messages, []);
+  // an abrupt close: the will is published
+  a.stream.destroy();
+  await until(() => f.broker.connectedCount() === 0, 'the close');
+  await until(() => f.broker.counters().presenceIn === 3, 'the will');
+  // a clean DISCONNECT: no will
+  const b = await f.connect('meter-1', { will: { topic: presence('meter-1'), payload: offline, qos: 0, retain: false } });
+  await b.endAsync();
+  await until(() => f.broker.connectedCount() === 0, 'the disconnect');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(f.broker.counters().presenceIn, 3, 'no will after a DISCONNECT');
+  t.equal(await f.broker.retainedCount(), 0, 'the broker stores nothing retained');
+  // another device's presence is not its to write
+  const c = await f.connect('meter-1');
+  c.publish(presence('meter-2'), 'offline', { qos: 1 });
+  await closed(c);
+  t.equal(f.broker.counters().aclDenied.publish_topic, 1);
+  t.equal(f.broker.counters().presenceIn, 3);
 });

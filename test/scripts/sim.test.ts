@@ -22,10 +22,15 @@ function fakeIo(env: NodeJS.ProcessEnv = {}, tty = false) {
 
 t.test('wrong flags are usage errors that name the flag, before anything runs', async (t) => {
   const cases: Array<[string[], RegExp, NodeJS.ProcessEnv?]> = [
-    [[], /either --api URL or --gateway/],
+    [[], /either --api URL or --tokens FILE/],
     [['--api', 'http://a', '--gateway', 'mqtt://b'], /either --api URL or --gateway/],
-    [['--gateway', 'mqtt://127.0.0.1:1883'], /--gateway needs --credentials FILE/],
-    [['--api', 'http://127.0.0.1:1', '--credentials', 'c.json'], /--credentials is for --gateway/, { PINWAVE_TOKEN: 't' }],
+    [['--gateway', 'mqtt://127.0.0.1:1883'], /--gateway needs --tokens FILE/],
+    [['--api', 'http://127.0.0.1:1', '--credentials', 'c.json'], /--tokens is for devices provisioned elsewhere/, { PINWAVE_TOKEN: 't' }],
+    [['--tokens', 'a.json', '--credentials', 'c.json'], /the same flag/],
+    [['--tokens', 'a.json', '--processes', '0'], /--processes expects 1 to 64/],
+    [['--tokens', 'a.json', '--processes', 'two'], /--processes expects a non-negative integer/],
+    [['--tokens', 'a.json', '--connect-rate', '0'], /--connect-rate expects connects a second above 0, got "0"/],
+    [['--tokens', 'a.json', '--connect-rate', 'fast'], /--connect-rate expects/],
     [['--api', 'http://127.0.0.1:1', '--devices', '5', '--group', 'g'], /PINWAVE_TOKEN/],
     [['--api', 'ftp://x'], /--api expects an http:\/\/ or https:\/\/ URL/],
     [['--api', 'not a url'], /--api expects a URL/],
@@ -51,7 +56,7 @@ t.test('wrong flags are usage errors that name the flag, before anything runs', 
   }
   const { io, out } = fakeIo();
   t.equal(await main(['--help'], io), 0);
-  t.match(out.join('\n'), /--api URL[\s\S]*--no-health-check[\s\S]*--handshake-each/);
+  t.match(out.join('\n'), /--api URL[\s\S]*--tokens FILE[\s\S]*"broker"[\s\S]*--no-health-check[\s\S]*--handshake-each[\s\S]*--processes N[\s\S]*--connect-rate R[\s\S]*--no-presence/);
   t.equal(await main(['-h'], io), 0);
 });
 
@@ -122,6 +127,7 @@ t.test('without a terminal the live view is one line per change; with one it red
   t.equal(await simUntil(t, ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats'], tty.io, () => tty.out.some((l) => /connected +3/.test(l)), 'a redraw'), 0);
   t.match(tty.out[0], /^pinwave sim  3 devices  00:0\d\n  connected/);
   if (tty.out.length > 1) t.match(tty.out[1], /^\x1b\[\d+F\x1b\[J/, 'later frames move up over the last and clear it');
+  t.match(tty.out.at(-1), /\n  latency  connect p50 ≤\d+ m?s, p95 ≤\d+ m?s, max ≤\d+ m?s \(3\)   bundle → ack none$/, 'connect latencies of the three');
 });
 
 t.test('--gateway needs a manifest for every model, and credentials it can read', async (t) => {
@@ -317,4 +323,38 @@ t.test('a manifest pinwave sim builds declares a health check of the scenario en
   t.same(defaultHealthCheck(endpoints), defaultHealthCheck(endpoints, true));
   t.same(defaultHealthCheck(endpoints, true), { endpoints: [{ host: 'api.example.com', port: 443 }, { host: 'ota.example.com', port: 8883 }], commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' });
   t.equal(defaultHealthCheck([], true), undefined, 'a fleet with nothing to call acks at once');
+});
+
+t.test('--processes 2 runs the fleet in two workers with one summary; each device connects to the broker its tokens file names', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  // every device names its broker; --gateway names a closed port, for devices that name none
+  const { credentials, manifest, dir } = await provisioned(t, h, 6, { broker: h.gw.mqttUrl });
+  const { io, out, err } = fakeIo();
+  const stop = new AbortController();
+  const running = main(['--gateway', 'mqtt://127.0.0.1:1', '--tokens', credentials, '--manifest', manifest, '--group', 'thermostats', '--processes', '2', '--connect-rate', '50', '--json'], io, { signal: stop.signal });
+  try {
+    await until(() => h.gw.connectedCount() === 6, 20_000, 'six devices connected from two processes');
+    const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+    const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
+    await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 6, 10_000, 'six applied');
+    // the workers report every 250 ms: wait for the report that carries the acks
+    await new Promise((r) => setTimeout(r, 600));
+  } finally {
+    stop.abort();
+  }
+  t.equal(await running, 0, err.join('\n'));
+  const s = JSON.parse(out[0]);
+  t.match(s, { devices: 6, connected: 6, acked: 6, seqs: { '1': 6 }, connects: { ok: 6, failed: 0 } });
+  t.equal(s.verifications.performed, 2, 'one verification per process');
+  t.equal(s.latency.connect.reduce((a: number, b: number) => a + b, 0), 6, 'six connect latencies');
+  t.equal(s.latency.bundle.reduce((a: number, b: number) => a + b, 0), 6, 'six bundle latencies');
+  await until(() => h.gw.connectedCount() === 0, 5000, 'a clean disconnect');
+
+  // a device that names no broker, with no --gateway; a broker that is not an MQTT URL
+  writeFileSync(join(dir, 'nobroker.json'), JSON.stringify([{ id: 'th-0', token: 'x', group: 'thermostats' }]));
+  await t.rejects(main(['--tokens', join(dir, 'nobroker.json'), '--manifest', manifest], io), { name: 'UsageError', message: /device th-0 \(entry 0\) names no "broker": give --gateway/ });
+  writeFileSync(join(dir, 'badbroker.json'), JSON.stringify([{ id: 'th-0', token: 'x', broker: 'http://x' }]));
+  await t.rejects(main(['--tokens', join(dir, 'badbroker.json'), '--manifest', manifest], io), /\/devices\/0\/broker expects mqtt:\/\/HOST:PORT/);
+  writeFileSync(join(dir, 'numbroker.json'), JSON.stringify([{ id: 'th-0', token: 'x', broker: 7 }]));
+  await t.rejects(main(['--tokens', join(dir, 'numbroker.json'), '--manifest', manifest], io), /\/devices\/0\/broker must be an mqtt:\/\/ URL string/);
 });
