@@ -39,6 +39,11 @@
 //   console:                           # the operator console at /ui (docs/architecture.md §10)
 //     sessionIdle: 1h                  # a session with no request for this long ends
 //     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
+//   preflight:                         # pin continuity before a rollout (docs/pin-safety.md#pre-flight)
+//     endpoints:                       # the endpoints read by live TLS; nothing else is dialled
+//       "telemetry.example.com:443": { connect: "10.0.0.7:8443" }   # connect: where to dial; default the name
+//     probeAll: false                  # true: read every endpoint of a new bundle, by name
+//     requireOverlap: false            # true: refuse, not warn, a set sharing no pin with what runs now
 //   webhooks:
 //     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
 //
@@ -52,6 +57,7 @@ import { hashToken } from './credentials.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
+import type { PreflightOptions } from './preflight.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
@@ -111,6 +117,15 @@ export interface ConfigFile {
   };
   /** where rollout alerts are POSTed: `{ url, events, secret }`; events default to all of gateway/alerts.ts ALERT_EVENTS; default none */
   webhooks?: Array<{ url: string; events?: string[]; secret: string }>;
+  /** pin continuity before a rollout (docs/pin-safety.md#pre-flight) */
+  preflight?: {
+    /** by "HOST:PORT": the endpoints read by live TLS, `connect: "ADDR:PORT"` where the name is not the way there; default none */
+    endpoints?: Record<string, { connect?: string } | null>;
+    /** read every endpoint of a new bundle by name; default false */
+    probeAll?: boolean;
+    /** refuse, not warn, a pin set that keeps no pin of what the target runs now; default false */
+    requireOverlap?: boolean;
+  };
 }
 
 export type LogFormat = 'json' | 'pretty';
@@ -145,6 +160,8 @@ export interface GatewayConfig {
   /** console session timeouts, ms; absent: the defaults (1 h idle, 12 h in all) */
   console?: { sessionIdleMs?: number; sessionLifetimeMs?: number };
   webhooks: Array<{ url: string; events: AlertEventName[]; secret: string }>;
+  /** pin continuity (gateway/preflight.ts PreflightOptions) */
+  preflight: PreflightOptions;
   /** the config file read, if any */
   file: string | null;
 }
@@ -174,7 +191,8 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'preflight', '$schema'];
+const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
@@ -199,6 +217,8 @@ export const CONFIG_KEYS: readonly string[] = [
   ...TOKEN_KEYS.map((k) => `tokens[].${k}`),
   ...WAVE_KEYS.map((k) => `waves[].${k}`),
   ...WEBHOOK_KEYS.map((k) => `webhooks[].${k}`),
+  ...PREFLIGHT_KEYS.map((k) => `preflight.${k}`),
+  'preflight.endpoints.*.connect',
 ];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
@@ -209,6 +229,12 @@ const DURATION_RE = /^([0-9]{1,9})(s|m|h|d)$/;
 const UNIT = { s: 1, m: 60, h: 3600, d: 86400 } as const;
 
 const shown = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v));
+/** "host:port" (an IPv6 address in brackets) → its parts, or null. */
+function hostPort(s: string): { host: string; port: number } | null {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):([0-9]{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : 0;
+  return m && port >= 1 && port <= 65535 ? { host: m[1].replace(/^\[(.*)\]$/, '$1'), port } : null;
+}
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Reads, merges and validates; throws ConfigError listing every problem. */
@@ -282,6 +308,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
   if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
   const webhooks = c.webhooks(raw.webhooks);
+  const preflight = c.preflight(raw.preflight);
 
   // ---- the environment
   const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
@@ -337,6 +364,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
       console: { ...(sessionIdle !== undefined && { sessionIdleMs: sessionIdle * 1000 }), ...(sessionLifetime !== undefined && { sessionLifetimeMs: sessionLifetime * 1000 }) },
     }),
     webhooks,
+    preflight,
     file: fileName,
   };
 }
@@ -511,6 +539,35 @@ class Checker {
       if (typeof r.secret !== 'string' || r.secret.length < MIN_WEBHOOK_SECRET) this.problems.push(`${at}.secret: required: a string of at least ${MIN_WEBHOOK_SECRET} characters (the HMAC-SHA256 key receivers check signatures with)`);
       if (this.problems.length === before) out.push({ url: r.url as string, events, secret: r.secret as string });
     });
+    return out;
+  }
+
+  preflight(v: unknown): PreflightOptions {
+    const r = this.record(v, 'config.preflight', PREFLIGHT_KEYS);
+    const out: PreflightOptions = {};
+    const probeAll = this.bool(r.probeAll, 'config.preflight.probeAll');
+    const requireOverlap = this.bool(r.requireOverlap, 'config.preflight.requireOverlap');
+    if (probeAll !== undefined) out.probeAll = probeAll;
+    if (requireOverlap !== undefined) out.requireOverlap = requireOverlap;
+    let endpoints: Record<string, unknown> = {};
+    if (isRecord(r.endpoints)) endpoints = r.endpoints;
+    else if (r.endpoints !== undefined) this.problems.push(`config.preflight.endpoints: must be a mapping of "HOST:PORT" to { connect: "ADDR:PORT" } or null, got ${shown(r.endpoints)}`);
+    out.endpoints = {};
+    for (const [where, e] of Object.entries(endpoints)) {
+      const at = `config.preflight.endpoints.${where}`;
+      if (!hostPort(where)) {
+        this.problems.push(`${at}: must be named HOST:PORT (a port 1-65535), e.g. "api.example.com:443"`);
+        continue;
+      }
+      const opts = e === null ? {} : this.record(e, at, ['connect'], '{ connect: "ADDR:PORT" } or null');
+      if (opts.connect === undefined) {
+        out.endpoints[where] = null;
+        continue;
+      }
+      const dial = typeof opts.connect === 'string' ? hostPort(opts.connect) : null;
+      if (!dial) this.problems.push(`${at}.connect: must be ADDR:PORT (a port 1-65535), e.g. "10.0.0.7:8443", got ${shown(opts.connect)}`);
+      else out.endpoints[where] = dial;
+    }
     return out;
   }
 

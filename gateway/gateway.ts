@@ -19,7 +19,8 @@ import { checkPlan, checkThresholds } from './rollout/plan.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, DeviceStatus, Effect, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
-import { preflight, type Preflight } from './preflight.ts';
+import { preflight, type Preflight, type PreflightOptions } from './preflight.ts';
+import { continuityInput, forcedDecision } from './continuity-hooks.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
 import {
   BundleError,
@@ -96,6 +97,8 @@ export interface GatewayOptions {
   webhookDelivery?: Omit<WebhookOptions, 'gateway' | 'logger' | 'now'>;
   /** how this gateway names itself in alerts; default the host name */
   name?: string;
+  /** pin continuity before a rollout (config `preflight`, gateway/continuity.ts) */
+  preflight?: PreflightOptions;
 }
 
 export interface ProvisionInput {
@@ -116,8 +119,13 @@ export interface RolloutInput extends PlanInput {
   bundle: string;
   target: Target;
   start?: boolean;
-  /** also check the bundle's pins against what live endpoints serve now; default false */
+  /** also check the bundle's pins against what every endpoint serves now, by name; default: config preflight.probeAll */
   checkEndpoints?: boolean;
+  /** by `host:port`: keys the operator says the endpoint will serve (`sha256/…`), which pin continuity accepts */
+  nextKeys?: Record<string, string[]>;
+  /** start even though pin continuity refuses; needs `reason`, and is recorded as a `force` decision */
+  force?: boolean;
+  reason?: string;
 }
 
 /** A rollout record as the gateway keeps it: the engine's record plus the gateway's own fields. */
@@ -445,6 +453,13 @@ export class Gateway {
     return this.#store.listBundles(query);
   }
 
+  /** A stored bundle decoded, or null when there is none or it does not decode. */
+  async #decodedOrNull(id: string): Promise<PinBundle | null> {
+    const record = await this.#store.getBundle(id);
+    const r = record ? inspectBundle(new Uint8Array(Buffer.from(record.bytes, 'base64'))) : null;
+    return r?.ok ? r.bundle : null;
+  }
+
   /** The decoded content of a stored bundle. */
   async decodedBundle(id: string): Promise<{ record: BundleRecord; bundle: PinBundle }> {
     const record = await this.getBundle(id);
@@ -480,14 +495,18 @@ export class Gateway {
     const bytes = Buffer.from(bundle.bytes, 'base64');
     const decoded = inspectBundle(new Uint8Array(bytes));
     if (!decoded.ok) throw new Error(`stored bundle ${bundle.id} does not decode: ${decoded.detail}`);
+    const targeted = devices.filter((d): d is DeviceRecord => d !== null);
     const check = await preflight({
       bundle: { record: bundle, bytes: new Uint8Array(bytes), decoded: decoded.bundle },
-      devices: devices.filter((d): d is DeviceRecord => d !== null),
+      devices: targeted,
       manifests: this.#manifests,
       fits: bundleFitsManifest,
-      checkEndpoints: input.checkEndpoints ?? false,
+      checkEndpoints: input.checkEndpoints ?? this.#o.preflight?.probeAll ?? false,
+      now: Math.floor(this.#now() / 1000),
+      ...(await continuityInput(input, decoded.bundle, targeted, this.#manifests, this.#o.preflight, (id) => this.#decodedOrNull(id), replacing !== null ? 'a rollback restores pins the devices ran before' : undefined)),
     });
-    if (!check.ok) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
+    const forced = forcedDecision(check, input, actor, this.#now());
+    if (!check.ok && !forced) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}${input.force ? ' (force overrides pin continuity only)' : ''}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
     const created = engine.createRollout({
       id,
@@ -503,11 +522,13 @@ export class Gateway {
     const taken = targetIds.filter((dev) => this.#activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
     if (taken.length > 0) throw this.#busy(taken);
     const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
+    if (forced) r.decisions.push(forced);
     this.#rollouts.set(r.id, r);
     for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
     this.#bundles.set(bundle.id, { bytes, seq: bundle.seq, group: bundle.group });
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    this.#logDecisions(r);
     if (input.start) await this.startRollout(r.id, actor);
     return { rollout: summary(r), preflight: check };
   }
@@ -1064,6 +1085,7 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   soak: 'wave soaking',
   pass: 'wave passed',
   complete: 'rollout completed',
+  force: 'rollout forced past pre-flight',
 };
 
 /** A decision as one log line: waves numbered from 1 (`wave`), with the figures it was judged on. */

@@ -98,7 +98,7 @@ export interface DeviceEntry {
   at: number | null;
 }
 
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete';
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'force';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {
@@ -143,6 +143,8 @@ export interface Decision {
   thresholds?: WaveThresholds;
   /** on resume: which waves took the new thresholds, the held one only or it and every later one (engine.ts resume) */
   scope?: 'held' | 'remaining';
+  /** on force: the pre-flight refusals the operator overrode (gateway/continuity.ts) */
+  findings?: string[];
 }
 
 export interface Rollout {

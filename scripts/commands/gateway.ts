@@ -156,6 +156,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     manifests: config.manifests,
     bundleLifetimeSeconds: config.bundleLifetimeSeconds,
     webhooks: config.webhooks,
+    preflight: config.preflight,
     logger: log.child({ component: 'gateway' }),
     ...(o.now && { now: o.now }),
   });
