@@ -120,6 +120,11 @@ export function activePinSets(endpoints: readonly TrustedEndpoint[], host: strin
   return inForce.length > 0 ? inForce : entries;
 }
 
+/** A state that holds only pins (no keys, no limits): enough to judge handshakes with checkChain. */
+export function pinsOnlyState(endpoints: TrustedEndpoint[], exp: number | null = null, expiryPolicy: ExpiryPolicy = 'enforce'): TrustState {
+  return { group: '', seq: 0, bundleId: null, keyEpoch: 0, trustedKeys: [], endpoints, exp, expiryPolicy, maxBundleBytes: 0, acceptedVersions: [], clockSkewSeconds: 0 };
+}
+
 /** A bundle's endpoints as a device holds them (pins as base64, mode filled in). */
 export function trustedEndpoints(endpoints: readonly Endpoint[]): TrustedEndpoint[] {
   return endpoints.map((e) => ({

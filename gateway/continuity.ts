@@ -8,7 +8,7 @@
 //   only right if the service switched keys, which nobody here saw. A warning, or a refusal when the
 //   config says `preflight.requireOverlap`.
 // Pure: the served pins come in as values. Pins are judged as devices judge them (trust-state.ts).
-import { activePinSets, checkChain, trustedEndpoints, type Endpoint, type TrustedEndpoint, type TrustState } from '../firmware-manifest/index.ts';
+import { activePinSets, checkChain, pinsOnlyState, trustedEndpoints, type Endpoint, type TrustedEndpoint } from '../firmware-manifest/index.ts';
 
 /** What a part of the target runs now: the same pins on every one of `devices`. */
 export interface PinSetNow {
@@ -71,7 +71,7 @@ export function continuity(input: ContinuityInput): Continuity {
   const problems: ContinuityFinding[] = [];
   const warnings: ContinuityFinding[] = [];
   const endpoints: EndpointContinuity[] = [];
-  const state = asState(trustedEndpoints(input.endpoints));
+  const state = pinsOnlyState(trustedEndpoints(input.endpoints));
 
   for (const where of pinnedEndpoints(input.endpoints)) {
     const [host, port] = splitEndpoint(where);
@@ -132,11 +132,6 @@ export function pinnedEndpoints(endpoints: readonly Endpoint[]): string[] {
 export function splitEndpoint(where: string): [string, number] {
   const i = where.lastIndexOf(':');
   return [where.slice(0, i), Number(where.slice(i + 1))];
-}
-
-/** A state that holds only these endpoints, for checkChain; it never expires. */
-function asState(endpoints: TrustedEndpoint[]): TrustState {
-  return { group: '', seq: 0, bundleId: null, keyEpoch: 0, trustedKeys: [], endpoints, exp: null, expiryPolicy: 'enforce', maxBundleBytes: 0, acceptedVersions: [], clockSkewSeconds: 0 };
 }
 
 const bare = (pin: string) => pin.replace(/^sha256\//, '');

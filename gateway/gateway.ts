@@ -22,6 +22,7 @@ import { TelemetryBook, type TelemetryState } from './telemetry.ts';
 import { preflight, type Preflight, type PreflightOptions } from './preflight.ts';
 import { continuityInput, forcedDecision } from './continuity-hooks.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
+import { forecast, type Forecast, type ForecastQuery } from './forecast.ts';
 import {
   BundleError,
   bundleFitsManifest,
@@ -458,6 +459,35 @@ export class Gateway {
     const record = await this.#store.getBundle(id);
     const r = record ? inspectBundle(new Uint8Array(Buffer.from(record.bytes, 'base64'))) : null;
     return r?.ok ? r.bundle : null;
+  }
+
+  /**
+   * The lockout forecast (gateway/forecast.ts): the devices that would lock themselves out of
+   * `host:port` if it served `pins` at `at` (seconds), a page of them after `cursor`.
+   */
+  async forecast(query: ForecastQuery, page: { limit?: number; cursor?: string } = {}): Promise<Forecast & { next: string | null }> {
+    const devices: DeviceRecord[] = [];
+    for (let cursor: string | null = null; ; ) {
+      const p: Page<DeviceRecord> = await this.#store.listDevices({ limit: 1000, cursor });
+      devices.push(...p.items);
+      if (p.next === null) break;
+      cursor = p.next;
+    }
+    const inFlight = (id: string) => {
+      const r = this.#activeRolloutOf(id);
+      const status = r?.devices[id]?.status as string | undefined;
+      return r && status !== 'rejected' && status !== 'reverted' ? { rollout: r.id, bundleId: r.bundle.id } : null;
+    };
+    const bundles = new Map<string, PinBundle>();
+    for (const id of new Set([...devices.map((d) => d.bundleId), ...devices.map((d) => inFlight(d.id)?.bundleId ?? null)])) {
+      const b = id === null ? null : await this.#decodedOrNull(id);
+      if (b) bundles.set(id!, b);
+    }
+    const f = forecast({ devices, bundles, manifests: this.#manifests, inFlight, query });
+    const from = page.cursor === undefined ? 0 : f.items.findIndex((d) => d.id > page.cursor!);
+    const n = page.limit ?? 100;
+    const items = from < 0 ? [] : f.items.slice(from, from + n);
+    return { ...f, items, next: from >= 0 && from + n < f.items.length ? items[items.length - 1].id : null };
   }
 
   /** The decoded content of a stored bundle. */
