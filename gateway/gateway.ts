@@ -463,9 +463,10 @@ export class Gateway {
 
   /**
    * The lockout forecast (gateway/forecast.ts): the devices that would lock themselves out of
-   * `host:port` if it served `pins` at `at` (seconds), a page of them after `cursor`.
+   * `host:port` if it served `pins` at `at` (seconds; default now), a page of them after `cursor`.
    */
-  async forecast(query: ForecastQuery, page: { limit?: number; cursor?: string } = {}): Promise<Forecast & { next: string | null }> {
+  async forecast(q: Omit<ForecastQuery, 'at'> & { at?: number }, page: { limit?: number; cursor?: string } = {}): Promise<Forecast & { next: string | null }> {
+    const query = { ...q, at: q.at ?? Math.floor(this.#now() / 1000) };
     const devices: DeviceRecord[] = [];
     for (let cursor: string | null = null; ; ) {
       const p: Page<DeviceRecord> = await this.#store.listDevices({ limit: 1000, cursor });

@@ -94,9 +94,9 @@ export async function forecastRoutes(app: FastifyInstance, o: ForecastRoutesOpti
         const r = tryParsePin(p);
         if (!r.ok) throw new GatewayError('PW_INVALID', `querystring/pin${pins.length > 1 ? `[${i}]` : ''}: ${r.error.message}`);
       });
-      const at = q.at === undefined ? Date.now() : Date.parse(q.at);
-      if (!Number.isFinite(at)) throw new GatewayError('PW_INVALID', `querystring/at: expected an ISO 8601 date like 2026-03-01 or 2026-03-01T12:00:00Z, got ${JSON.stringify(q.at)}`);
-      const f = await gw.forecast({ host: q.host.toLowerCase(), port: q.port ?? 443, pins, at: Math.floor(at / 1000) }, { limit: q.limit, cursor: q.cursor });
+      const at = q.at === undefined ? undefined : Date.parse(q.at);
+      if (at !== undefined && !Number.isFinite(at)) throw new GatewayError('PW_INVALID', `querystring/at: expected an ISO 8601 date like 2026-03-01 or 2026-03-01T12:00:00Z, got ${JSON.stringify(q.at)}`);
+      const f = await gw.forecast({ host: q.host.toLowerCase(), port: q.port ?? 443, pins, ...(at !== undefined && { at: Math.floor(at / 1000) }) }, { limit: q.limit, cursor: q.cursor });
       return {
         ...f,
         at: new Date(f.at * 1000).toISOString(),
