@@ -37,8 +37,8 @@ check their pins against real TLS endpoints, as firmware would.
   --no-health-check    no device runs a health check, whatever its manifest or the scenario says:
                        every bundle is committed at once and acked applied. With one, a device applies
                        a bundle provisionally, checks its endpoints under the new pins and acks
-                       verified or reverted (docs/pin-safety.md); a gateway that counts only applied
-                       and rejected acks drops those
+                       verified or reverted (docs/pin-safety.md). The manifests pinwave sim builds
+                       declare one of the scenario's endpoints, when it has any
   --seed S             behaviours are drawn from this seed (default 1): the same seed, the same fleet
   --duration D         stop after D, e.g. 60s or 5m (default: at SIGINT or SIGTERM)
   --verify-each        verify every bundle on every device (default: once per bundle and key set)
@@ -55,10 +55,11 @@ export interface SimHooks {
 
 /**
  * Whether a manifest `pinwave sim` builds itself declares a health check of the scenario's endpoints
- * (when the scenario has any and the model names none). Off while the gateway counts only `applied`
- * and `rejected` acks and drops `verified` and `reverted`; the gateway that counts them turns it on here.
+ * (when the scenario has any and the model names none): on, as the gateway counts `verified` and
+ * `reverted` acks (docs/architecture.md §9). A scenario model turns it off (`healthCheck: false`) or
+ * gives a share of its devices none (`withoutHealthCheck`); `--no-health-check` turns every one off.
  */
-export const HEALTH_CHECK_BY_DEFAULT = false;
+export const HEALTH_CHECK_BY_DEFAULT = true;
 
 /** The health check of a default manifest: the scenario's endpoints, or none when it has none (a fleet with nothing to call acks at once). */
 export function defaultHealthCheck(endpoints: readonly CallHomeEndpoint[], byDefault = HEALTH_CHECK_BY_DEFAULT): ManifestHealthCheck | undefined {

@@ -214,12 +214,13 @@ t.test('--api provisions the devices, builds a default manifest from the gateway
       rollout = (await h.gw.createRollout({ bundle: bundle.id, target: { group: 'meters' }, waves: [{ size: '100%' }], start: true }, 'alice')).rollout.id;
     }
     const s = fleet.summary();
-    return s.acked === 6 && s.unacked === 2 && s.handshakes.performed >= 8;
+    // The default manifests health-check the scenario's endpoint: every device verifies, the silent ones without an ack.
+    return s.verified === 8 && s.handshakes.performed >= 8;
   }, 'the rollout and the pin checks');
   t.equal(code, 0, err.join('\n'));
   t.same(api.calls, ['GET /v1/info', 'POST /v1/devices']);
   const s = JSON.parse(out[0]);
-  t.match(s, { seed: 3, devices: 8, acked: 6, unacked: 2, failing: 0, pinFailures: { observed: 0 }, verifications: { performed: 8, shared: 0 } });
+  t.match(s, { seed: 3, devices: 8, healthChecked: 8, verified: 8, acked: 0, unacked: 0, failing: 0, pinFailures: { observed: 0 }, verifications: { performed: 8, shared: 0 } });
   const models = fleetRef!.devices.map((d) => (h.gw.store.getDevice(d.id) as Promise<{ model: string | null } | null>));
   t.same((await Promise.all(models)).map((d) => d?.model), ['mt-1', 'mt-1', 'mt-1', 'mt-1', 'mt-1', 'mt-1', 'mt-2', 'mt-2'], 'provisioned by weight, with their models');
   t.ok(fleetRef!.devices.every((d) => /^sim-[a-z0-9]+-\d$/.test(d.id)), 'run-scoped ids');
@@ -302,10 +303,10 @@ t.test('a scenario with a health check: its devices verify with real handshakes,
   t.match(JSON.parse(off.out[0]), { healthChecked: 0, verified: 0, acked: 6 });
 });
 
-t.test('a manifest pinwave sim builds declares no health check by default yet; the switch gives one of the scenario endpoints', async (t) => {
-  t.equal(HEALTH_CHECK_BY_DEFAULT, false, 'off while the gateway counts only applied and rejected');
+t.test('a manifest pinwave sim builds declares a health check of the scenario endpoints by default, none when it has none', async (t) => {
+  t.equal(HEALTH_CHECK_BY_DEFAULT, true, 'on: the gateway counts verified and reverted acks');
   const endpoints = [{ host: 'api.example.com', port: 443, connect: { host: '127.0.0.1', port: 8443 } }, { host: 'ota.example.com', port: 8883 }, { host: 'api.example.com', port: 443 }];
-  t.equal(defaultHealthCheck(endpoints), undefined);
-  t.same(defaultHealthCheck(endpoints, true), { endpoints: [{ host: 'api.example.com', port: 443 }, { host: 'ota.example.com', port: 8883 }], commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' });
-  t.equal(defaultHealthCheck([], true), undefined, 'a fleet with nothing to call acks at once');
+  t.same(defaultHealthCheck(endpoints), { endpoints: [{ host: 'api.example.com', port: 443 }, { host: 'ota.example.com', port: 8883 }], commitTimeoutSeconds: 60, retrySeconds: 5, onUnverifiable: 'commit' });
+  t.equal(defaultHealthCheck(endpoints, false), undefined, 'the switch turns it off');
+  t.equal(defaultHealthCheck([]), undefined, 'a fleet with nothing to call acks at once');
 });
