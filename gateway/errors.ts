@@ -1,5 +1,6 @@
 // Coded errors of the gateway's programmatic API (fastify-style: callers and tests match codes,
 // not message text). The HTTP layer maps each code to its status.
+import type { PrefixResolution } from './id-prefix.ts';
 
 export const ERROR_STATUS = {
   PW_INVALID: 400, // a field is wrong: the message names it
@@ -29,3 +30,9 @@ export class GatewayError extends Error {
 
 export const invalid = (message: string, details?: unknown) => new GatewayError('PW_INVALID', message, details);
 export const notFound = (what: string, id: string) => new GatewayError('PW_NOT_FOUND', `no ${what} "${id}"`);
+
+/** The coded error of an id or prefix that names no one id (gateway/id-prefix.ts): too short, unknown, or ambiguous naming the candidates. */
+export function unresolved(r: Exclude<PrefixResolution, { ok: true }>): GatewayError {
+  if (r.code === 'ambiguous') return new GatewayError('PW_AMBIGUOUS', r.message, { candidates: r.candidates });
+  return new GatewayError(r.code === 'too_short' ? 'PW_INVALID' : 'PW_NOT_FOUND', r.message);
+}

@@ -412,6 +412,20 @@ export function abort(r: Rollout, now: number, actor: string, reason = 'operator
   return { ok: true, effects: done(s) };
 }
 
+/**
+ * A rollback replaces this rollout (docs/architecture.md §6). One in progress (running or held) is
+ * aborted with the reason 'rollback'; a completed one stays completed, and the decision records that
+ * its bundle was rolled back. Pending and aborted rollouts are refused (nothing was sent, or nothing
+ * is left to undo); gateway/rollout/policy.ts rollbackEligibility gives the reason first.
+ */
+export function rollBack(r: Rollout, now: number, actor: string): ActionResult {
+  if (r.state === 'running' || r.state === 'held') return abort(r, now, actor, 'rollback');
+  if (r.state !== 'completed') return invalidState(r, 'roll back');
+  const s = step(r, now);
+  decide(s, { actor, action: 'rollback', reason: 'rollback', from: 'completed', to: 'completed' });
+  return { ok: true, effects: done(s) };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Device events. An id that is not in the rollout, or a report about another bundle, changes
 // nothing and yields no effect.
@@ -470,6 +484,11 @@ export function deviceState(r: Rollout, id: string, state: DeviceReportedState, 
     applied(s, d);
   } else if ((BEHIND.has(d.status) || d.status === 'sent') && maySend(r, d)) {
     setStatus(s, d, 'sent');
+    s.fx.push({ type: 'send', deviceIds: [id] });
+  } else if (r.state === 'completed' && state.seq < r.bundle.seq) {
+    // A member that took a completed rollout's bundle and now reports less (reflashed, its flash
+    // wiped) is behind: the bundle the whole rollout runs is sent again (docs/architecture.md §6).
+    // Its status stands: what it did in the rollout is history.
     s.fx.push({ type: 'send', deviceIds: [id] });
   }
   return done(s);

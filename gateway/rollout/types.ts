@@ -98,7 +98,7 @@ export interface DeviceEntry {
   at: number | null;
 }
 
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'force';
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'force';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {

@@ -11,6 +11,22 @@ function recording() {
   return { logger, lines };
 }
 
+/** `n` simulated devices of the group, connected, disconnected at teardown. */
+async function online(t: { teardown(fn: () => unknown): void }, h: Awaited<ReturnType<typeof harness>>, n: number) {
+  const sims = await fleet(h, n);
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  return sims;
+}
+
+/** A bundle of new pins rolled out to the whole group in one wave, and completed. */
+async function completedRollout(h: Awaited<ReturnType<typeof harness>>, actor: string): Promise<string> {
+  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, actor);
+  const { rollout } = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 1 }], start: true }, actor);
+  await until(async () => (h.gw.tick(), (await h.gw.getRollout(rollout.id)).state === 'completed'), 10_000, `${rollout.id} to complete`);
+  return rollout.id;
+}
+
 t.test('the log of one rollout has one line per decision: started, soaking, passed, held, resumed, paused, aborted, completed', async (t) => {
   const { logger, lines } = recording();
   const h = await harness(t, { logger });
@@ -48,4 +64,61 @@ t.test('the log of one rollout has one line per decision: started, soaking, pass
   await h.restart({ logger });
   h.gw.tick();
   t.same(lines.slice(before).filter((l) => typeof l.obj.decision === 'string'), [], 'a restart logs no decision again');
+});
+
+t.test('rolling back a completed rollout records a rollback decision on it, logged once and kept across a restart', async (t) => {
+  const { logger, lines } = recording();
+  const h = await harness(t, { logger });
+  await online(t, h, 2);
+  await completedRollout(h, 'olga');
+  const id = await completedRollout(h, 'olga');
+  const { aborted, rollback } = await h.gw.rollback(id, 'carol');
+  t.equal(aborted.state, 'completed', 'a completed rollout stays completed');
+  const r = await h.gw.getRollout(id);
+  t.equal(r.rolledBackBy, rollback.id);
+  t.match(r.decisions.at(-1), { actor: 'carol', action: 'rollback', reason: 'rollback', from: 'completed', to: 'completed' }, 'the rollback is a decision on the rolled-back rollout');
+  t.equal(aborted.decisions.length, r.decisions.length, 'the answer carries it');
+  const logged = lines.filter((l) => l.obj.rollout === id && l.obj.decision === 'rollback');
+  t.equal(logged.length, 1, 'logged once');
+  t.match(logged[0], { level: 'info', msg: 'rollout rolled back', obj: { actor: 'carol', state: 'completed→completed' } });
+  await h.restart({ logger });
+  t.match((await h.gw.getRollout(id)).decisions.at(-1), { action: 'rollback', actor: 'carol' }, 'on disk with the record');
+});
+
+t.test('rolling back a running rollout aborts it with the reason rollback: one decision, logged once as a warning', async (t) => {
+  const { logger, lines } = recording();
+  const h = await harness(t, { logger });
+  await online(t, h, 3);
+  await completedRollout(h, 'olga');
+  const second = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'olga');
+  // A wave that cannot pass on its own: the rollout stays running until the rollback.
+  const r2 = await h.gw.createRollout({ bundle: second.id, target: { group: 'thermostats' }, waves: [{ size: '100%', ackThreshold: 1, soakSeconds: 3600 }], start: true }, 'olga');
+  await until(async () => (await h.gw.getRollout(r2.rollout.id)).waves[0].applied === 3, 10_000, 'the acks');
+  const before = (await h.gw.getRollout(r2.rollout.id)).decisions.length;
+  const { aborted } = await h.gw.rollback(r2.rollout.id, 'carol');
+  t.equal(aborted.state, 'aborted');
+  t.equal(aborted.decisions.length, before + 1, 'one decision for the rollback');
+  t.match(aborted.decisions.at(-1), { actor: 'carol', action: 'abort', reason: 'rollback', from: 'running', to: 'aborted' });
+  const logged = lines.filter((l) => l.obj.rollout === r2.rollout.id && l.obj.decision === 'abort');
+  t.equal(logged.length, 1);
+  t.match(logged[0], { level: 'warn', msg: 'rollout aborted', obj: { reason: 'rollback', actor: 'carol' } });
+});
+
+t.test('a refused rollback appends no decision, signs no bundle and leaves the rollout as it was', async (t) => {
+  const h = await harness(t);
+  const sims = await fleet(h, 2);
+  await Promise.all(sims.map((s) => s.connect()));
+  await completedRollout(h, 'olga');
+  await Promise.all(sims.map((s) => s.disconnect()));
+  await until(() => h.gw.connectedCount() === 0, 5000, 'the fleet offline');
+  const second = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'olga');
+  const r2 = await h.gw.createRollout({ bundle: second.id, target: { group: 'thermostats' }, start: true }, 'olga');
+  const before = await h.gw.getRollout(r2.rollout.id);
+  await t.rejects(h.gw.rollback(r2.rollout.id, 'carol'), { code: 'PW_INVALID_STATE', message: /has not sent its bundle to any device/ });
+  const after = await h.gw.getRollout(r2.rollout.id);
+  t.same(after.decisions, before.decisions, 'no decision');
+  t.equal(after.state, 'running');
+  t.notOk(after.rolledBackBy);
+  const next = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'olga');
+  t.equal(next.seq, second.seq + 1, 'no rollback bundle took a seq');
 });

@@ -109,6 +109,7 @@ const ACTIONS: Record<string, string> = {
   soak: 'Soak started',
   pass: 'Wave passed',
   complete: 'Completed',
+  rollback: 'Rolled back',
   approve: 'Approved',
 };
 

@@ -1,0 +1,122 @@
+// The device registry (docs/architecture.md §1, §11): provisioning, token rotation, revocation, and
+// the check of a device's token at MQTT CONNECT. Tokens are handed out once and kept only as hashes.
+//
+//   const { devices } = await registry.provision([{ id: 'th-1', group: 'thermostats' }]);
+//   await registry.authenticate('th-1', devices[0].token);   // → true
+import { checkDeviceId } from './device-id.ts';
+import { hashDeviceToken, newToken, tokenMatches } from './credentials.ts';
+import { GatewayError, invalid, notFound } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { newDeviceRecord, type DeviceQuery, type DeviceRecord, type Page, type Store } from './store/types.ts';
+import type { DeviceLink } from './delivery.ts';
+
+export interface ProvisionInput {
+  id: string;
+  group: string;
+  model?: string;
+  firmware?: string;
+}
+
+/** A group name, as provisioning and bundles take it. */
+export const GROUP_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+/** A model or firmware label: printable ASCII, so no terminal escapes reach an operator. */
+export const LABEL_RE = /^[\x20-\x7e]{1,64}$/;
+const MAX_PROVISION = 10_000;
+
+export interface DevicesOptions {
+  store: Store;
+  /** closes a device's sessions (after a rotation or a revocation) */
+  link: Pick<DeviceLink, 'disconnect'>;
+  log: Logger;
+  now: () => number;
+}
+
+export class Devices {
+  readonly #store: Store;
+  readonly #link: Pick<DeviceLink, 'disconnect'>;
+  readonly #log: Logger;
+  readonly #now: () => number;
+
+  constructor(o: DevicesOptions) {
+    this.#store = o.store;
+    this.#link = o.link;
+    this.#log = o.log;
+    this.#now = o.now;
+  }
+
+  /**
+   * Provisions devices, all or nothing: an invalid entry is PW_INVALID naming it, an id that exists
+   * already is PW_CONFLICT naming it, and then nothing is stored. Tokens are returned this once.
+   */
+  async provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string }> }> {
+    if (!Array.isArray(list) || list.length === 0) throw invalid('devices must hold at least one device');
+    if (list.length > MAX_PROVISION) throw invalid(`at most ${MAX_PROVISION} devices per call, got ${list.length}`);
+    const errors: string[] = [];
+    const seen = new Set<string>();
+    list.forEach((d, i) => {
+      const id = checkDeviceId(d?.id);
+      if (!id.ok) errors.push(`devices[${i}].id: ${id.message}`);
+      else if (seen.has(d.id)) errors.push(`devices[${i}].id: "${d.id}" appears twice`);
+      seen.add(d?.id);
+      if (typeof d?.group !== 'string' || !GROUP_RE.test(d.group)) errors.push(`devices[${i}].group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -`);
+      for (const f of ['model', 'firmware'] as const) {
+        if (d?.[f] !== undefined && (typeof d[f] !== 'string' || !LABEL_RE.test(d[f]!))) errors.push(`devices[${i}].${f}: must be 1 to 64 printable characters`);
+      }
+    });
+    if (errors.length > 0) throw invalid(errors.slice(0, 20).join('; '), { errors });
+    const now = this.#now();
+    const out: Array<{ id: string; token: string }> = [];
+    const records: DeviceRecord[] = list.map((d) => {
+      const token = newToken();
+      out.push({ id: d.id, token });
+      return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashDeviceToken(token), createdAt: now });
+    });
+    const put = await this.#store.putDevices(records);
+    if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
+    this.#log.info({ count: records.length }, 'devices provisioned');
+    return { devices: out };
+  }
+
+  async get(id: string): Promise<DeviceRecord> {
+    const d = await this.#store.getDevice(id);
+    if (!d) throw notFound('device', id);
+    return d;
+  }
+
+  async list(query: DeviceQuery): Promise<Page<DeviceRecord>> {
+    return this.#store.listDevices(query);
+  }
+
+  /**
+   * A new token for a device. The old one is refused from now on, and every session opened with it
+   * is closed at once: rotation is what an operator does when a token leaks.
+   */
+  async rotateToken(id: string): Promise<{ id: string; token: string }> {
+    const d = await this.get(id);
+    if (d.revokedAt !== null) throw new GatewayError('PW_INVALID_STATE', `device "${id}" is revoked`);
+    const token = newToken();
+    await this.#store.updateDevice(id, { tokenHash: hashDeviceToken(token) });
+    await this.#store.flush();
+    // After the flush: a reconnect checked from here on sees the new hash.
+    this.#link.disconnect(id);
+    this.#log.info({ deviceId: id }, 'device token rotated');
+    return { id, token };
+  }
+
+  /** Revokes a device: disconnected at once and refused after. */
+  async revoke(id: string): Promise<DeviceRecord> {
+    const d = await this.#store.revokeDevice(id, this.#now());
+    if (!d) throw notFound('device', id);
+    this.#link.disconnect(id);
+    this.#log.info({ deviceId: id }, 'device revoked');
+    return d;
+  }
+
+  /** The check at MQTT CONNECT (docs/architecture.md §11): the token against the stored hash, never for a revoked device. */
+  async authenticate(id: string, token: string): Promise<boolean> {
+    const d = await this.#store.getDevice(id);
+    // Compare even for an unknown or revoked device, so timing does not tell which ids exist.
+    const ok = tokenMatches(token, d?.tokenHash ?? null);
+    return ok && d !== null && d.revokedAt === null;
+  }
+}

@@ -1,0 +1,449 @@
+// Rollout orchestration (docs/architecture.md §1, §6): creating rollouts (target, pre-flight, waves),
+// the operator's actions on them, rollbacks, the timer's tick, resuming every rollout at start, and
+// the interpreter that performs the engine's effects. Every decision is the pure engine's
+// (gateway/rollout/engine.ts) or its policy's (gateway/rollout/policy.ts): this file gathers the
+// values they take, and performs what they return.
+//
+//   const { rollout } = await rollouts.create({ bundle, target: { group: 'thermostats' }, start: true }, 'alice');
+//   rollouts.apply(r, engine.deviceAcked(r, 'th-1', ack, now));   // what ingest does per ack
+import type { AlertEventName } from './alerts.ts';
+import type { Bundles } from './bundles.ts';
+import { DecisionLog } from './decision-log.ts';
+import type { Delivery } from './delivery.ts';
+import { GatewayError, invalid, notFound, unresolved } from './errors.ts';
+import { resolveIdPrefix, MIN_PREFIX } from './id-prefix.ts';
+import type { Logger } from './logger.ts';
+import { preflight, type Preflight, type PreflightOptions } from './preflight.ts';
+import { continuityInput, forcedDecision } from './continuity-hooks.ts';
+import * as engine from './rollout/engine.ts';
+import type { ResumeScope } from './rollout/engine.ts';
+import { checkPlan, checkThresholds } from './rollout/plan.ts';
+import { baselineAfterRollback, reachedMembers, rollbackEligibility, rollbackTargets } from './rollout/policy.ts';
+import { summary, type RolloutSummary } from './rollout/summary.ts';
+import type { ActionResult, DeviceStatus, Effect, IsOnline, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
+import type { DeviceRecord, RolloutRecord, Store } from './store/types.ts';
+import type { Tasks } from './tasks.ts';
+import type { Webhooks } from './webhooks.ts';
+import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
+
+export interface RolloutInput extends PlanInput {
+  bundle: string;
+  target: Target;
+  start?: boolean;
+  /** also check the bundle's pins against what every endpoint serves now, by name; default: config preflight.probeAll */
+  checkEndpoints?: boolean;
+  /** by `host:port`: keys the operator says the endpoint will serve (`sha256/…`), which pin continuity accepts */
+  nextKeys?: Record<string, string[]>;
+  /** start even though pin continuity refuses; needs `reason`, and is recorded as a `force` decision */
+  force?: boolean;
+  reason?: string;
+}
+
+/** A rollout record as the gateway keeps it: the engine's record plus the gateway's own fields. */
+export type GatewayRollout = Rollout & {
+  createdBy: string;
+  /** the bundle the target ran before (the group baseline at creation), for rollback */
+  previousBundle: string | null;
+  rollbackOf?: string;
+  /** the rollback rollout that undid this one */
+  rolledBackBy?: string;
+};
+
+export interface RolloutsOptions {
+  store: Store;
+  bundles: Bundles;
+  delivery: Delivery;
+  tasks: Tasks;
+  /** where alerts go; null without webhooks */
+  webhooks: Webhooks | null;
+  /** firmware manifests by model, for pre-flight (kept by the caller, which may add to it) */
+  manifests: ReadonlyMap<string, FirmwareManifest>;
+  isOnline: IsOnline;
+  log: Logger;
+  now: () => number;
+  /** pin continuity before a rollout (config `preflight`, gateway/continuity.ts) */
+  preflight?: PreflightOptions;
+}
+
+export class Rollouts {
+  readonly #store: Store;
+  readonly #bundles: Bundles;
+  readonly #delivery: Delivery;
+  readonly #tasks: Tasks;
+  readonly #webhooks: Webhooks | null;
+  readonly #manifests: ReadonlyMap<string, FirmwareManifest>;
+  readonly #isOnline: IsOnline;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #preflight: PreflightOptions | undefined;
+  readonly #decisions: DecisionLog;
+  readonly #rollouts = new Map<string, GatewayRollout>();
+  /** device id → the latest rollout (not aborted) that includes it */
+  readonly #deviceRollout = new Map<string, string>();
+  /** called with a rollout's id whenever its record is persisted (onChange) */
+  readonly #listeners = new Set<(rolloutId: string) => void>();
+
+  constructor(o: RolloutsOptions) {
+    this.#store = o.store;
+    this.#bundles = o.bundles;
+    this.#delivery = o.delivery;
+    this.#tasks = o.tasks;
+    this.#webhooks = o.webhooks;
+    this.#manifests = o.manifests;
+    this.#isOnline = o.isOnline;
+    this.#log = o.log;
+    this.#now = o.now;
+    this.#preflight = o.preflight;
+    this.#decisions = new DecisionLog(o.log);
+  }
+
+  /** Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them. */
+  async load(): Promise<void> {
+    for (const rec of await this.#store.listRollouts()) {
+      const r = rec as unknown as GatewayRollout;
+      if (engine.rebuildCounters(r)) this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
+      this.#rollouts.set(r.id, r);
+      this.#decisions.seen(r);
+      if (r.state === 'aborted') continue;
+      for (const dev of Object.keys(r.devices)) this.#deviceRollout.set(dev, r.id);
+    }
+  }
+
+  get size(): number {
+    return this.#rollouts.size;
+  }
+
+  /** Every rollout, in creation order (support queries). */
+  all(): IterableIterator<GatewayRollout> {
+    return this.#rollouts.values();
+  }
+
+  /** The rollout, or PW_NOT_FOUND. */
+  get(id: string): GatewayRollout {
+    const r = this.#rollouts.get(id);
+    if (!r) throw notFound('rollout', id);
+    return r;
+  }
+
+  /**
+   * Calls `listener` with a rollout's id whenever its record is persisted (every operator action,
+   * every ack or hold that changed it); returns the function that removes it. It runs on the
+   * per-ack path: it must be cheap and must not throw.
+   */
+  onChange(listener: (rolloutId: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => void this.#listeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------- creating
+
+  /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
+  async create(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+    return this.#create(input, actor, null);
+  }
+
+  /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
+  async #create(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight }> {
+    if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
+    // Validation before state: the whole plan is checked before anything is looked up, so a
+    // malformed one is a 400 naming the field whatever rollout its devices are in.
+    const plan = { waves: input.waves, onMiss: input.onMiss, seed: input.seed };
+    const planned = checkPlan(plan);
+    if (!planned.ok) throw new GatewayError('PW_INVALID_PLAN', planned.errors.join('; '), { errors: planned.errors });
+    // A unique prefix names a bundle too (gateway/id-prefix.ts).
+    const bundle = await this.#store.getBundle(await this.#bundles.resolveId(input.bundle));
+    if (!bundle) throw notFound('bundle', input.bundle);
+    const targetIds = await this.#resolveTarget(input.target);
+    const cut = checkPlan(plan, targetIds.length);
+    if (!cut.ok) throw new GatewayError('PW_INVALID_PLAN', cut.errors.join('; '), { errors: cut.errors });
+    const devices = await Promise.all(targetIds.map((id) => this.#store.getDevice(id)));
+    const busy = targetIds.filter((id) => this.activeRolloutOf(id) !== null && this.#deviceRollout.get(id) !== replacing);
+    if (busy.length > 0) throw this.#busy(busy);
+    const bytes = Buffer.from(bundle.bytes, 'base64');
+    const decoded = inspectBundle(new Uint8Array(bytes));
+    if (!decoded.ok) throw new Error(`stored bundle ${bundle.id} does not decode: ${decoded.detail}`);
+    const targeted = devices.filter((d): d is DeviceRecord => d !== null);
+    const check = await preflight({
+      bundle: { record: bundle, bytes: new Uint8Array(bytes), decoded: decoded.bundle },
+      devices: targeted,
+      manifests: this.#manifests,
+      fits: bundleFitsManifest,
+      checkEndpoints: input.checkEndpoints ?? this.#preflight?.probeAll ?? false,
+      now: Math.floor(this.#now() / 1000),
+      ...(await continuityInput(input, decoded.bundle, targeted, this.#manifests, this.#preflight, (b) => this.#bundles.decoded(b).then((x) => x.bundle, () => null), replacing !== null ? 'a rollback restores pins the devices ran before' : undefined)),
+    });
+    const forced = forcedDecision(check, input, actor, this.#now());
+    if (!check.ok && !forced) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}${input.force ? ' (force overrides pin continuity only)' : ''}`, check);
+    const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
+    const created = engine.createRollout({
+      id,
+      bundle: { id: bundle.id, seq: bundle.seq, group: bundle.group },
+      target: input.target,
+      deviceIds: targetIds,
+      plan: { waves: input.waves, onMiss: input.onMiss, seed: input.seed },
+      now: this.#now(),
+    });
+    if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
+    const previousBundle = await this.#store.getBaseline(bundle.group);
+    // Checked again after the last await: two concurrent calls must not both take the same devices.
+    const taken = targetIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
+    if (taken.length > 0) throw this.#busy(taken);
+    const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
+    if (forced) r.decisions.push(forced);
+    this.#rollouts.set(r.id, r);
+    for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
+    this.#bundles.remember(bundle.id, bytes, bundle);
+    await this.#persist(r);
+    this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    this.#decisions.log(r);
+    if (input.start) await this.start(r.id, actor);
+    return { rollout: summary(r), preflight: check };
+  }
+
+  async #resolveTarget(target: Target): Promise<string[]> {
+    if (target && typeof target === 'object' && 'group' in target && typeof target.group === 'string') {
+      const ids = await this.#store.devicesInGroup(target.group);
+      const live: string[] = [];
+      for (const id of ids) {
+        const d = await this.#store.getDevice(id);
+        if (d && d.revokedAt === null) live.push(id);
+      }
+      if (live.length === 0) throw invalid(`target.group: group "${target.group}" has no provisioned devices`);
+      return live;
+    }
+    if (target && typeof target === 'object' && 'devices' in target && Array.isArray(target.devices) && target.devices.length > 0) {
+      const ids = [...new Set(target.devices)];
+      const unknown: string[] = [];
+      for (const id of ids) {
+        const d = typeof id === 'string' ? await this.#store.getDevice(id) : null;
+        if (!d || d.revokedAt !== null) unknown.push(String(id));
+      }
+      if (unknown.length > 0) throw invalid(`target.devices: unknown or revoked device${unknown.length === 1 ? '' : 's'}: ${unknown.slice(0, 20).join(', ')}`, { devices: unknown });
+      return ids;
+    }
+    throw invalid('target: must be { "group": G } or { "devices": [ids...] } with at least one device');
+  }
+
+  /** PW_CONFLICT for targeted devices in another rollout, naming each such rollout and its state (pending, running or held). */
+  #busy(ids: string[]): GatewayError {
+    const byRollout = new Map<string, string[]>();
+    for (const dev of ids) {
+      const rid = this.#deviceRollout.get(dev)!;
+      byRollout.set(rid, [...(byRollout.get(rid) ?? []), dev]);
+    }
+    const rollouts = [...byRollout].map(([rid, devs]) => ({ id: rid, state: this.#rollouts.get(rid)!.state, devices: devs.length }));
+    const where =
+      rollouts.length === 1
+        ? `rollout ${rollouts[0].id}, which is ${rollouts[0].state}`
+        : `other rollouts: ${rollouts.map((r) => `${r.devices} in ${r.id} (${r.state})`).join(', ')}`;
+    const are = ids.length === 1 ? ' is' : 's are';
+    return new GatewayError('PW_CONFLICT', `${ids.length} targeted device${are} already in ${where}: ${ids.slice(0, 10).join(', ')}${ids.length > 10 ? ', …' : ''}`, { devices: ids.slice(0, 1000), rollouts });
+  }
+
+  // ---------------------------------------------------------------- operator actions
+
+  async start(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.start(r, this.#now(), actor, this.#isOnline));
+  }
+
+  async pause(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.pause(r, this.#now(), actor));
+  }
+
+  /** `scope`: the new thresholds are for the held wave only (default), or for it and every wave after it. */
+  async resume(id: string, actor: string, changes: Partial<WaveThresholds> = {}, scope: ResumeScope = 'held'): Promise<RolloutSummary> {
+    // Validation before state: bad thresholds are a 400 whatever state the rollout is in.
+    const errors: string[] = [];
+    checkThresholds((changes ?? {}) as Record<string, unknown>, '', errors);
+    if (scope !== 'held' && scope !== 'remaining') errors.push(`for must be one of held, remaining, got ${JSON.stringify(scope)}`);
+    if (errors.length > 0) throw new GatewayError('PW_INVALID_PLAN', errors.join('; '), { errors });
+    return this.#act(id, (r) => {
+      const result = engine.resume(r, this.#now(), actor, this.#isOnline, changes, scope);
+      // Raised here, before the effects: a wave held again at once alerts after its resume.
+      if (result.ok) {
+        const d = [...r.decisions].reverse().find((x) => x.action === 'resume')!;
+        this.#alert(r, 'rollout.resumed', d.wave ?? r.wave, d.reason, actor, { scope, thresholds: { ...d.thresholds! } });
+      }
+      return result;
+    });
+  }
+
+  async abort(id: string, actor: string, reason = 'operator'): Promise<RolloutSummary> {
+    return this.#act(id, (r) => engine.abort(r, this.#now(), actor, reason));
+  }
+
+  /**
+   * Rolls back: a new bundle with the pins the group ran before (a higher seq, so devices take it),
+   * sent in one wave to every device this rollout reached; this rollout is aborted with the reason,
+   * or, completed, keeps its state with a rollback decision. Nothing changes until the rollback
+   * rollout exists: a refusal leaves this rollout as it was. What may be rolled back, to which
+   * bundle, for which devices, and the baseline after, are gateway/rollout/policy.ts's.
+   */
+  async rollback(id: string, actor: string): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
+    const r = this.get(id);
+    const eligible = rollbackEligibility(r);
+    if (!eligible.ok) throw new GatewayError(eligible.code, eligible.message);
+    const previous = await this.#bundles.decoded(eligible.returnTo);
+    const live = new Set<string>();
+    for (const dev of reachedMembers(r)) {
+      const d = await this.#store.getDevice(dev);
+      if (d && d.revokedAt === null) live.add(dev);
+    }
+    const targets = rollbackTargets(r, (dev) => live.has(dev));
+    if (!targets.ok) throw new GatewayError(targets.code, targets.message);
+    const bundle = await this.#bundles.create(
+      {
+        group: r.bundle.group,
+        endpoints: previous.bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter })),
+        expiryPolicy: previous.bundle.expiryPolicy,
+      },
+      actor,
+    );
+    const { rollout } = await this.#create({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
+    const created = this.#rollouts.get(rollout.id)!;
+    created.rollbackOf = id;
+    created.previousBundle = r.bundle.id;
+    r.rolledBackBy = created.id;
+    const wasCompleted = r.state === 'completed';
+    const aborted = await this.#act(id, (x) => engine.rollBack(x, this.#now(), actor));
+    // Members never reached leave this rollout: they get the group's baseline when they connect.
+    for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
+    const baseline = 'group' in r.target ? await this.#store.getBaseline(r.target.group) : null;
+    const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
+    if (next !== null && 'group' in r.target) await this.#store.setBaseline(r.target.group, next);
+    await this.#persist(r);
+    await this.start(created.id, actor);
+    await this.#persist(created);
+    return { aborted, rollback: summary(created) };
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /** The API's view of a rollout, with the gateway's own fields. */
+  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string } {
+    const r = this.get(id);
+    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+  }
+
+  /** Every rollout's summary, or those in `state`, in creation order. */
+  list(state?: string): RolloutSummary[] {
+    return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map(summary);
+  }
+
+  /** The device's latest rollout that is not aborted, and where the device stands in it; null when none. */
+  deviceRollout(deviceId: string): { id: string; state: RolloutState; status: DeviceStatus; wave: number; reason?: string; at: number | null } | null {
+    const r = this.activeOrLatest(deviceId);
+    const e = r?.devices[deviceId];
+    if (!r || !e) return null;
+    return { id: r.id, state: r.state, status: e.status, wave: e.wave, ...(e.reason !== undefined && { reason: e.reason }), at: e.at };
+  }
+
+  /** Rollouts by state, and the waves standing held (one per held rollout): O(rollouts), for metrics. */
+  counts(): { byState: Record<RolloutState, number>; heldWaves: number } {
+    const byState: Record<RolloutState, number> = { pending: 0, running: 0, held: 0, completed: 0, aborted: 0 };
+    for (const r of this.#rollouts.values()) byState[r.state]++;
+    return { byState, heldWaves: byState.held };
+  }
+
+  /** A rollout id from a whole id or a unique prefix of at least 8 characters; errors as Bundles.resolveId. */
+  resolveId(input: string): string {
+    const prefix = String(input);
+    if (this.#rollouts.has(prefix)) return prefix;
+    const matches = prefix.length < MIN_PREFIX ? [] : [...this.#rollouts.keys()].filter((id) => id.startsWith(prefix));
+    const r = resolveIdPrefix(prefix, matches, 'rollout', false);
+    if (!r.ok) throw unresolved(r);
+    return r.id;
+  }
+
+  /** The device's rollout that is pending, running or held, or null. */
+  activeRolloutOf(id: string): GatewayRollout | null {
+    const rid = this.#deviceRollout.get(id);
+    const r = rid ? this.#rollouts.get(rid) : undefined;
+    return r && (r.state === 'pending' || r.state === 'running' || r.state === 'held') ? r : null;
+  }
+
+  /** The device's latest rollout that is not aborted (a completed one still delivers to its late members). */
+  activeOrLatest(id: string): GatewayRollout | null {
+    const rid = this.#deviceRollout.get(id);
+    const r = rid ? this.#rollouts.get(rid) : undefined;
+    return r && r.state !== 'aborted' ? r : null;
+  }
+
+  // ---------------------------------------------------------------- time
+
+  /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */
+  tick(): void {
+    const now = this.#now();
+    for (const r of this.#rollouts.values()) {
+      if (r.state !== 'running' && r.state !== 'completed') continue;
+      const due = engine.nextDeadline(r);
+      if (due === null || due > now) continue;
+      this.apply(r, engine.tick(r, now, this.#isOnline));
+    }
+  }
+
+  // ---------------------------------------------------------------- the effect interpreter
+
+  async #act(id: string, action: (r: GatewayRollout) => ActionResult): Promise<RolloutSummary> {
+    const r = this.get(id);
+    const result = action(r);
+    if (!result.ok) throw new GatewayError(result.code, result.message, result.errors ? { errors: result.errors } : undefined);
+    this.apply(r, result.effects);
+    await this.#persist(r);
+    return summary(r);
+  }
+
+  /** Performs the engine's effects; the decisions the call took are logged first, one line each. */
+  apply(r: GatewayRollout, effects: Effect[]): void {
+    this.#decisions.log(r);
+    for (const e of effects) {
+      switch (e.type) {
+        case 'send':
+          this.#delivery.send(e.deviceIds, r.bundle.id, r.id);
+          break;
+        case 'held':
+          this.#alert(r, 'rollout.held', e.wave, e.reason);
+          break;
+        case 'completed':
+          // docs/architecture.md §6: the group's baseline is the bundle of its last completed rollout.
+          if ('group' in r.target) this.#tasks.track(this.#store.setBaseline(r.target.group, r.bundle.id));
+          this.#alert(r, 'rollout.completed', r.wave, 'all_waves_passed');
+          break;
+        case 'aborted':
+          for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === r.id) this.#deviceRollout.delete(dev);
+          this.#alert(r, 'rollout.aborted', r.wave, e.reason);
+          break;
+        case 'persist':
+          this.#tasks.track(this.#persist(r));
+          break;
+      }
+    }
+  }
+
+  /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number> } = {}): void {
+    if (!this.#webhooks) return;
+    const last = r.decisions[r.decisions.length - 1];
+    this.#webhooks.emit({
+      event,
+      rollout: { id: r.id, state: r.state, bundle: r.bundle, target: r.target },
+      wave,
+      waves: r.waves.length,
+      reason,
+      actor: actor ?? last?.actor ?? 'system',
+      ...extra,
+    });
+  }
+
+  /** The store sees a rollout as an opaque record with an id and a state. */
+  #persist(r: GatewayRollout): Promise<void> {
+    for (const listener of this.#listeners) {
+      try {
+        listener(r.id);
+      } catch (err) {
+        this.#log.error({ rollout: r.id, err: (err as Error).message }, 'rollout change listener failed');
+      }
+    }
+    return this.#store.putRollout(r as unknown as RolloutRecord);
+  }
+}
