@@ -6,7 +6,7 @@ import { continuity, type PinSetNow, type Served } from '../../gateway/continuit
 import { parsePin, type Endpoint } from '../../firmware-manifest/index.ts';
 import { startTlsEndpoint, unservedPin } from '../../device-sim/endpoints.ts';
 import { GatewayError } from '../../gateway/errors.ts';
-import { harness, pin } from '../fixtures/gateway.ts';
+import { harness, pin, until } from '../fixtures/gateway.ts';
 
 const NOW = 1767225600;
 const A = pin('a');
@@ -148,4 +148,26 @@ t.test('through the gateway: the config lists the endpoint with where to dial it
     t.same(r.preflight.endpoints.map((e) => [e.endpoint, e.check, e.ok]), [['api.example.com:443', 'overlap', false], ['telemetry.example.com:443', 'served', true]]);
     t.match(r.preflight.warnings.find((w) => w.code === 'no_overlap')?.message, 'api.example.com:443: the new pin set keeps no pin of the firmware pins of model th-100');
   });
+});
+
+t.test('a rollback is never refused by pin continuity: it restores pins the devices ran', async (t) => {
+  const h = await harness(t, { preflight: { requireOverlap: true } });
+  const { devices } = await h.gw.provision([{ id: 'th-1', group: 'thermostats', model: 'th-100' }]);
+  const d = h.device('th-1', devices[0].token);
+  await d.connect();
+  t.teardown(() => d.disconnect());
+  const push = (pins: string[]) => h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins }] }, 'alice');
+  const first = await push([pin('old'), pin('new')]);
+  const r1 = await h.gw.createRollout({ bundle: first.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 1 }], start: true }, 'alice');
+  await until(async () => (h.gw.tick(), (await h.gw.getRollout(r1.rollout.id)).state === 'completed'), 5000, 'the first rollout');
+  const second = await push([pin('x'), pin('y')]);
+  const refused = await h.gw.createRollout({ bundle: second.id, target: { group: 'thermostats' } }, 'alice').then(() => null, (e: GatewayError) => e);
+  t.match(refused?.message, /keeps no pin of seq 1/);
+  const r2 = await h.gw.createRollout({ bundle: second.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 1 }], start: true, force: true, reason: 'test' }, 'alice');
+  await until(() => d.state.seq === 2, 5000, 'the device on seq 2');
+  await until(async () => (await h.gw.getDevice('th-1')).seq === 2, 5000, 'the gateway to know it');
+  // The rollback's pins (old, new) share nothing with what the device runs now (x, y): judged, it would be refused.
+  const { rollback } = await h.gw.rollback(r2.rollout.id, 'alice');
+  t.equal(rollback.state, 'running');
+  await until(() => d.state.seq === 3, 5000, 'the device back on the first pins');
 });
