@@ -112,7 +112,7 @@ export function continuity(input: ContinuityInput): Continuity {
       const f: ContinuityFinding = {
         code: 'no_overlap',
         endpoint: where,
-        message: `${where}: the new pin set keeps no pin of ${set.label}, which ${plural(set.devices.length, 'device')} run now; unless the endpoint already serves a new key, they would lock themselves out${input.requireOverlap ? '' : ' (preflight.requireOverlap refuses this)'}`,
+        message: `${where}: the new pin set keeps no pin of ${set.label}, which ${plural(set.devices.length, 'device')} ${set.devices.length === 1 ? 'runs' : 'run'} now; unless the endpoint already serves a new key, they would lock themselves out${input.requireOverlap ? '' : ' (preflight.requireOverlap refuses this)'}`,
         devices: set.devices.slice(0, 100),
         count: set.devices.length,
       };
