@@ -4,6 +4,7 @@
 // `approval.requested`) is a line in ALERT_EVENTS, and config, docs and deliveries follow it.
 //
 //   alertBody({ event: 'rollout.held', rollout, wave: 1, reason: 'failure_threshold' }, { id, at, gateway })
+import type { RemovedPins } from './rollout/approval.ts';
 import type { BundleRef, RolloutState, Target } from './rollout/types.ts';
 
 export const ALERT_EVENTS = {
@@ -11,6 +12,7 @@ export const ALERT_EVENTS = {
   'rollout.resumed': 'an operator resumed a held rollout, with the thresholds now in force',
   'rollout.completed': 'every wave passed: the bundle is the group baseline',
   'rollout.aborted': 'the rollout was aborted (by an operator, a rollback, or a missed wave under onMiss abort)',
+  'approval.requested': 'a rollout removes pins its target holds now and waits for an operator other than its creator to approve it',
 } as const;
 
 export type AlertEventName = keyof typeof ALERT_EVENTS;
@@ -30,6 +32,8 @@ export interface RolloutAlert {
   /** rollout.resumed: which waves the new thresholds are for, and those now in force for the held wave */
   scope?: 'held' | 'remaining';
   thresholds?: Record<string, number>;
+  /** approval.requested: who created the rollout, how many must agree (the creator being one), how many approvals are still wanted, what it removes */
+  approval?: { creator: string; required: number; remaining: number; removed: RemovedPins[] };
 }
 
 export interface AlertContext {
@@ -54,6 +58,7 @@ export function alertBody(a: RolloutAlert, c: AlertContext) {
     actor: a.actor,
     ...(a.scope && { scope: a.scope }),
     ...(a.thresholds && { thresholds: { ...a.thresholds } }),
+    ...(a.approval && { approval: structuredClone(a.approval) }),
   };
 }
 

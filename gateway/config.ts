@@ -46,6 +46,7 @@
 //     requireOverlap: false            # true: refuse, not warn, a set sharing no pin with what runs now
 //   webhooks:
 //     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
+//   approval: { removePin: 2, addPin: 1 }   # operators who must agree, the creator being one; default off
 //
 // docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
@@ -58,6 +59,7 @@ import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
 import type { PreflightOptions } from './preflight.ts';
+import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
@@ -126,6 +128,16 @@ export interface ConfigFile {
     /** refuse, not warn, a pin set that keeps no pin of what the target runs now; default false */
     requireOverlap?: boolean;
   };
+  /**
+   * two-person approval of pin changes (docs/architecture.md §10): how many operators must agree,
+   * the creator being one; default off (a one-operator install could never approve anything)
+   */
+  approval?: {
+    /** for a rollout that removes a pin or an endpoint its target holds now; default 2 (the creator and one other) */
+    removePin?: number;
+    /** for any other rollout; default 1 (the creator alone) */
+    addPin?: number;
+  };
 }
 
 export type LogFormat = 'json' | 'pretty';
@@ -162,6 +174,8 @@ export interface GatewayConfig {
   webhooks: Array<{ url: string; events: AlertEventName[]; secret: string }>;
   /** pin continuity (gateway/preflight.ts PreflightOptions) */
   preflight: PreflightOptions;
+  /** present only when configured */
+  approval?: ApprovalPolicy;
   /** the config file read, if any */
   file: string | null;
 }
@@ -191,8 +205,9 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'preflight', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', '$schema'];
 const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
+const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
@@ -219,6 +234,7 @@ export const CONFIG_KEYS: readonly string[] = [
   ...WEBHOOK_KEYS.map((k) => `webhooks[].${k}`),
   ...PREFLIGHT_KEYS.map((k) => `preflight.${k}`),
   'preflight.endpoints.*.connect',
+  ...APPROVAL_KEYS.map((k) => `approval.${k}`),
 ];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
@@ -309,6 +325,14 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
   const webhooks = c.webhooks(raw.webhooks);
   const preflight = c.preflight(raw.preflight);
+  let approval: ApprovalPolicy | undefined;
+  if (raw.approval !== undefined) {
+    const a = c.record(raw.approval, 'config.approval', APPROVAL_KEYS, '{ removePin, addPin }');
+    const removePin = c.int(a.removePin, 'config.approval.removePin', 1, MAX_APPROVERS) ?? APPROVAL_DEFAULTS.removePin;
+    const addPin = c.int(a.addPin, 'config.approval.addPin', 1, MAX_APPROVERS) ?? APPROVAL_DEFAULTS.addPin;
+    if (addPin > removePin) problems.push(`config.approval.addPin: must not be more than removePin (${addPin} > ${removePin}): removing a pin is never the smaller risk`);
+    approval = { removePin, addPin };
+  }
 
   // ---- the environment
   const envPort = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : c.port(/^[0-9]{1,5}$/.test(env[name]!) ? Number(env[name]) : env[name], name));
@@ -365,6 +389,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     }),
     webhooks,
     preflight,
+    ...(approval && { approval }),
     file: fileName,
   };
 }

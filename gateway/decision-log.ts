@@ -16,6 +16,8 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   complete: 'rollout completed',
   rollback: 'rollout rolled back',
   force: 'rollout forced past pre-flight',
+  request_approval: 'rollout approval requested',
+  approve: 'rollout approved',
 };
 
 export class DecisionLog {

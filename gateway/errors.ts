@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   PW_AMBIGUOUS: 409, // an id prefix that more than one id starts with: details.candidates names them
   PW_INVALID_STATE: 409, // an action the current state forbids: the message names the state
   PW_PREFLIGHT: 422, // the bundle cannot be accepted by some targeted devices
+  PW_APPROVAL_REQUIRED: 409, // a rollout that waits for approval by operators other than its creator: details.approval says how many
+  PW_SELF_APPROVAL: 403, // the creator of a rollout approving it: another operator must
 } as const;
 
 export type GatewayErrorCode = keyof typeof ERROR_STATUS;

@@ -22,6 +22,7 @@ import { Devices, type ProvisionInput } from './devices.ts';
 import { Ingest } from './ingest.ts';
 import { NO_LOG, type Logger } from './logger.ts';
 import { Rollouts, type GatewayRollout, type RolloutInput } from './rollouts.ts';
+import type { ApprovalPolicy, ApprovalState } from './rollout/approval.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import { LowdbStore } from './store/lowdb.ts';
 import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page, Store } from './store/types.ts';
@@ -85,6 +86,8 @@ export interface GatewayOptions {
   name?: string;
   /** pin continuity before a rollout (config `preflight`, gateway/continuity.ts) */
   preflight?: PreflightOptions;
+  /** two-person approval of pin changes (config `approval`, gateway/rollout/approval.ts); default off */
+  approval?: ApprovalPolicy;
 }
 
 export interface GatewayCounters {
@@ -139,7 +142,7 @@ export class Gateway {
     this.#devices = new Devices({ store, link, log, now });
     this.#bundles = new Bundles({ store, key, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight });
+    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
     this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now });
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now, manifests: this.#manifests });
   }
@@ -339,6 +342,11 @@ export class Gateway {
     return this.#rollouts.start(id, actor);
   }
 
+  /** An operator other than its creator agrees to a pending rollout that asked for approval (docs/architecture.md §10). */
+  approveRollout(id: string, actor: string): Promise<RolloutSummary> {
+    return this.#rollouts.approve(id, actor);
+  }
+
   pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
     return this.#rollouts.pause(id, actor);
   }
@@ -357,7 +365,7 @@ export class Gateway {
     return this.#rollouts.rollback(id, actor);
   }
 
-  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string }> {
+  async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState }> {
     return this.#rollouts.describe(id);
   }
 

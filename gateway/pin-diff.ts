@@ -3,8 +3,8 @@
 // and the endpoints added or removed. Pure: the caller finds the
 // group's current pins. Today those are its baseline, the bundle of its last completed rollout
 // (docs/architecture.md §6); a group with none is diffed against nothing, so every endpoint reads
-// "added". New kinds of `against` (the firmware manifests' initial pins, for a group that never
-// completed a rollout) join the DiffAgainst union; endpoints are diffed the same way whatever it is.
+// "added". The approval gate (gateway/rollout/approval.ts) also diffs against a firmware manifest's
+// initial pins, for a group that never completed a rollout; endpoints are diffed the same way whatever it is.
 //
 //   pinDiff(bundle.endpoints, { kind: 'baseline', bundleId, seq, endpoints: baseline.endpoints })
 //
@@ -19,10 +19,13 @@ export interface PinnedEndpoint {
 }
 
 /** What the bundle is compared with, as the API shows it. */
-export type DiffAgainst = { kind: 'baseline'; bundleId: string; seq: number } | { kind: 'none' };
+export type DiffAgainst = { kind: 'baseline'; bundleId: string; seq: number } | { kind: 'manifest'; model: string; firmware: string } | { kind: 'none' };
 
 /** What the caller passes: the `against` as shown, with the current pins where there are any. */
-export type DiffBase = { kind: 'baseline'; bundleId: string; seq: number; endpoints: readonly PinnedEndpoint[] } | { kind: 'none' };
+export type DiffBase =
+  | { kind: 'baseline'; bundleId: string; seq: number; endpoints: readonly PinnedEndpoint[] }
+  | { kind: 'manifest'; model: string; firmware: string; endpoints: readonly PinnedEndpoint[] }
+  | { kind: 'none' };
 
 export type EndpointChange = 'added' | 'removed' | 'changed' | 'unchanged';
 
@@ -71,6 +74,7 @@ export function pinDiff(bundle: readonly PinnedEndpoint[], base: DiffBase): PinD
     seen.add(k);
     endpoints.push({ host: e.host, port: e.port, change: 'removed', added: [], removed: unique(e.pins), kept: [] });
   }
-  const against: DiffAgainst = base.kind === 'none' ? { kind: 'none' } : { kind: base.kind, bundleId: base.bundleId, seq: base.seq };
+  const against: DiffAgainst =
+    base.kind === 'none' ? { kind: 'none' } : base.kind === 'manifest' ? { kind: 'manifest', model: base.model, firmware: base.firmware } : { kind: base.kind, bundleId: base.bundleId, seq: base.seq };
   return { against, endpoints };
 }

@@ -6,7 +6,9 @@
 //
 //   const { rollout } = await rollouts.create({ bundle, target: { group: 'thermostats' }, start: true }, 'alice');
 //   rollouts.apply(r, engine.deviceAcked(r, 'th-1', ack, now));   // what ingest does per ack
-import type { AlertEventName } from './alerts.ts';
+import type { AlertEventName, RolloutAlert } from './alerts.ts';
+import { gateRollout, type ApprovalGateDeps } from './approval-gate.ts';
+import { approvalState, approve, startGate, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
 import type { Bundles } from './bundles.ts';
 import { DecisionLog } from './decision-log.ts';
 import type { Delivery } from './delivery.ts';
@@ -63,6 +65,8 @@ export interface RolloutsOptions {
   now: () => number;
   /** pin continuity before a rollout (config `preflight`, gateway/continuity.ts) */
   preflight?: PreflightOptions;
+  /** two-person approval of pin changes (config `approval`); undefined: off */
+  approval?: ApprovalPolicy;
 }
 
 export class Rollouts {
@@ -76,6 +80,7 @@ export class Rollouts {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #preflight: PreflightOptions | undefined;
+  readonly #approval: ApprovalPolicy | undefined;
   readonly #decisions: DecisionLog;
   readonly #rollouts = new Map<string, GatewayRollout>();
   /** device id → the latest rollout (not aborted) that includes it */
@@ -94,6 +99,7 @@ export class Rollouts {
     this.#log = o.log;
     this.#now = o.now;
     this.#preflight = o.preflight;
+    this.#approval = o.approval;
     this.#decisions = new DecisionLog(o.log);
   }
 
@@ -196,8 +202,32 @@ export class Rollouts {
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
     this.#decisions.log(r);
-    if (input.start) await this.start(r.id, actor);
+    await this.#gate(r, actor, replacing !== null);
+    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
+    if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
     return { rollout: summary(r), preflight: check };
+  }
+
+  /** docs/architecture.md §10: records an approval request when the policy asks for more than the creator, and tells the others. */
+  async #gate(r: GatewayRollout, actor: string, rollback: boolean): Promise<void> {
+    const s = await gateRollout(this.#approvalDeps, r, r.createdBy, actor, { rollback, now: this.#now() });
+    if (s === null) return;
+    this.#decisions.log(r);
+    await this.#persist(r);
+    if (s.needed) this.#alert(r, 'approval.requested', null, 'removes_pins', actor, { approval: { creator: r.createdBy, required: s.required, remaining: s.remaining, removed: s.removed } });
+  }
+
+  /** What the approval gate reads (gateway/approval-gate.ts). */
+  get #approvalDeps(): ApprovalGateDeps {
+    return {
+      policy: this.#approval,
+      store: this.#store,
+      manifests: this.#manifests,
+      pins: async (id) => {
+        const { record, bundle } = await this.#bundles.decoded(id);
+        return { seq: record.seq, endpoints: bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin) })) };
+      },
+    };
   }
 
   async #resolveTarget(target: Target): Promise<string[]> {
@@ -242,8 +272,27 @@ export class Rollouts {
 
   // ---------------------------------------------------------------- operator actions
 
+  /** PW_APPROVAL_REQUIRED while the rollout waits for operators other than its creator (docs/architecture.md §10). */
   async start(id: string, actor: string): Promise<RolloutSummary> {
+    const pending = this.get(id);
+    if (pending.state === 'pending') {
+      await this.#gate(pending, actor, false);
+      const missing = startGate(pending, pending.createdBy);
+      if (missing !== null) throw new GatewayError('PW_APPROVAL_REQUIRED', missing, { approval: approvalState(pending, pending.createdBy) });
+    }
     return this.#act(id, (r) => engine.start(r, this.#now(), actor, this.#isOnline));
+  }
+
+  /** An operator other than its creator agrees to a pending rollout that asked for approval; a second approval by one identity counts once. */
+  async approve(id: string, actor: string): Promise<RolloutSummary> {
+    const r = this.get(id);
+    const result = approve(r, r.createdBy, actor, this.#now());
+    if (!result.ok) throw new GatewayError(result.code, result.message);
+    if (result.counted) {
+      this.#decisions.log(r);
+      await this.#persist(r);
+    }
+    return summary(r);
   }
 
   async pause(id: string, actor: string): Promise<RolloutSummary> {
@@ -320,9 +369,10 @@ export class Rollouts {
   // ---------------------------------------------------------------- reading
 
   /** The API's view of a rollout, with the gateway's own fields. */
-  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string } {
+  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState } {
     const r = this.get(id);
-    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }) };
+    const approval = approvalState(r, r.createdBy);
+    return { ...summary(r), createdBy: r.createdBy, previousBundle: r.previousBundle, ...(r.rollbackOf && { rollbackOf: r.rollbackOf }), ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }), ...(approval && { approval }) };
   }
 
   /** Every rollout's summary, or those in `state`, in creation order. */
@@ -421,7 +471,7 @@ export class Rollouts {
   }
 
   /** The one place rollout events leave the gateway: queued for the webhooks, never waited on. */
-  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: { scope?: ResumeScope; thresholds?: Record<string, number> } = {}): void {
+  #alert(r: GatewayRollout, event: AlertEventName, wave: number | null, reason: string, actor?: string, extra: Pick<RolloutAlert, 'scope' | 'thresholds' | 'approval'> = {}): void {
     if (!this.#webhooks) return;
     const last = r.decisions[r.decisions.length - 1];
     this.#webhooks.emit({

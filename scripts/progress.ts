@@ -25,6 +25,9 @@ export interface RolloutView {
   devices?: number;
   waves: WaveView[];
   decisions?: Array<{ at: number; actor: string; action: string; reason: string; wave?: number }>;
+  createdBy?: string;
+  /** present when the rollout asked for approval (config approval, docs/architecture.md §10) */
+  approval?: { needed: boolean; required: number; remaining: number; approvals: Array<{ actor: string }>; reason: string; passedBy?: string };
 }
 
 const pct = (x: number) => `${Math.round(x * 1000) / 10}%`;
@@ -59,6 +62,12 @@ export function renderRollout(r: RolloutView, color = false): string[] {
     if (w.timedOut) extra.push(`timed out ${w.timedOut}`);
     if (extra.length) line += `  ${extra.join('  ')}`;
     lines.push(line);
+  }
+  const a = r.approval;
+  if (a) {
+    const by = a.approvals.length > 0 ? `approved by ${a.approvals.map((x) => x.actor).join(', ')}` : 'no approval yet';
+    if (a.needed) lines.push(`needs approval: ${a.reason}; ${a.remaining} more by an operator other than ${r.createdBy ?? 'its creator'} (${by}): pinwave rollout approve ${r.id}`);
+    else lines.push(`approval: ${a.reason}; ${a.passedBy === 'rollback' ? 'passed as a rollback' : by}`);
   }
   const last = r.decisions?.at(-1);
   if (last) lines.push(`last decision: ${new Date(last.at).toISOString()} ${last.action}${last.wave !== undefined ? ` wave ${last.wave + 1}` : ''}: ${last.reason} (${last.actor})`);

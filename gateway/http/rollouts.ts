@@ -105,7 +105,8 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       schema: {
         tags: ['rollouts'],
         summary: 'Create a rollout of a bundle in waves, after a pre-flight check',
-        description: 'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices).',
+        description:
+          'Returns the rollout with the pre-flight result. When pre-flight refuses, 422 with the result in details (problems name the offending devices). With config approval, a rollout that needs operators other than its creator is created pending, even with start: true, its `approval` saying how many (POST /v1/rollouts/:id/approve).',
         body: createBody,
         response: responses({ 201: { $ref: 'RolloutCreated#' } }),
       },
@@ -156,7 +157,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
     async (request) => view(request.params.id),
   );
 
-  const action = (verb: 'start' | 'pause' | 'resume' | 'abort', summary: string, body: object, run: (id: string, actor: string, body: Record<string, unknown> | null) => Promise<unknown>) =>
+  const action = (verb: 'start' | 'pause' | 'resume' | 'abort' | 'approve', summary: string, body: object, run: (id: string, actor: string, body: Record<string, unknown> | null) => Promise<unknown>) =>
     app.post<{ Params: { id: string }; Body: Record<string, unknown> | null }>(
       `/v1/rollouts/:id/${verb}`,
       { config: { role: 'operator' }, schema: { tags: ['rollouts'], summary, params, body, response: responses({ 200: { $ref: 'Rollout#' } }) } },
@@ -167,13 +168,15 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       },
     );
 
-  action('start', 'Start a pending rollout: its first wave is sent', noBody, (id, actor) => gw.startRollout(id, actor));
+  action('start', 'Start a pending rollout: its first wave is sent. 409 PW_APPROVAL_REQUIRED while it waits for approval (details.approval)', noBody, (id, actor) => gw.startRollout(id, actor));
   action('pause', 'Hold a running rollout: nothing more is sent until it is resumed', noBody, (id, actor) => gw.pauseRollout(id, actor));
   action('resume', 'Resume a held rollout, optionally with new thresholds or timeout for the held wave (`for: held`, the default) or for it and every later wave (`for: remaining`)', resumeBody, (id, actor, body) => {
     const { for: scope, ...changes } = (body ?? {}) as Partial<WaveThresholds> & { for?: ResumeScope };
     return gw.resumeRollout(id, actor, changes, scope ?? 'held');
   });
   action('abort', 'Abort a rollout: nothing more is sent', abortBody, (id, actor, body) => gw.abortRollout(id, actor, typeof body?.reason === 'string' ? body.reason : undefined));
+  // docs/architecture.md §10: the caller's token name is the identity that approves; the creator's own is 403 PW_SELF_APPROVAL.
+  action('approve', "Approve a pending rollout that waits for approval (config approval): recorded as a decision with the caller's name; its creator cannot approve it (403 PW_SELF_APPROVAL), and one identity counts once", noBody, (id, actor) => gw.approveRollout(id, actor));
 
   app.post<{ Params: { id: string } }>(
     '/v1/rollouts/:id/rollback',

@@ -226,6 +226,35 @@ const decision = {
     thresholds,
     scope: { type: 'string', enum: ['held', 'remaining'], description: 'on resume: whether the new thresholds were for the held wave only or for every wave from it on' },
     findings: { ...strings, description: 'on force: the pre-flight refusals the operator overrode' },
+    approval: {
+      type: 'object',
+      description: 'on request_approval: operators who must agree (the creator being one) and the pins the change removes',
+      properties: { required: int, removed: { type: 'array', items: { $ref: 'RemovedPins#' } } },
+    },
+  },
+} as const;
+
+export const RemovedPinsSchema = {
+  $id: 'RemovedPins',
+  type: 'object',
+  description: 'pins of one endpoint that the target holds now (its baseline, or its firmware manifests before any rollout) and the bundle drops',
+  properties: { host: str, port: int, pins: strings, endpoint: { type: 'boolean', description: 'the whole endpoint goes' } },
+} as const;
+
+/** docs/architecture.md §10: present on a rollout that asked for approval (config approval). */
+const approval = {
+  type: 'object',
+  description: 'present when the rollout asked for approval: how many operators must agree, who did, and what it removes',
+  properties: {
+    needed: { type: 'boolean', description: 'true while it cannot start for want of approvals' },
+    required: { type: 'integer', description: 'operators who must agree, the creator being one' },
+    remaining: { type: 'integer', description: 'approvals still wanted from operators other than the creator' },
+    approvals: { type: 'array', items: { type: 'object', properties: { actor: str, at: time } }, description: 'by operators other than the creator, the first of each identity' },
+    requestedBy: str,
+    requestedAt: time,
+    removed: { type: 'array', items: { $ref: 'RemovedPins#' } },
+    reason: { type: 'string', description: 'what it removes, in words' },
+    passedBy: { type: 'string', enum: ['rollback'], description: 'a rollback passes the gate without waiting' },
   },
 } as const;
 
@@ -251,6 +280,7 @@ export const RolloutSchema = {
     rolledBackBy: str,
     waves: { type: 'array', items: waveSummary },
     decisions: { type: 'array', items: decision },
+    approval,
   },
 } as const;
 
@@ -341,5 +371,5 @@ export const listOf = (ref: string) =>
 export const responses = (ok: Record<number, unknown>) => ({ ...ok, '4xx': { $ref: 'Error#' }, '5xx': { $ref: 'Error#' } });
 
 export function addSharedSchemas(app: FastifyInstance): void {
-  for (const s of [ErrorSchema, DeviceSchema, DeviceDetailSchema, BundleSchema, BundleDetailSchema, PreflightSchema, RolloutSchema, RolloutCreatedSchema, StuckDeviceSchema, PinFailureSchema]) app.addSchema(s);
+  for (const s of [ErrorSchema, DeviceSchema, DeviceDetailSchema, BundleSchema, BundleDetailSchema, PreflightSchema, RemovedPinsSchema, RolloutSchema, RolloutCreatedSchema, StuckDeviceSchema, PinFailureSchema]) app.addSchema(s);
 }

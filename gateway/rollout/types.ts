@@ -1,6 +1,7 @@
 // The rollout record and the values the engine takes and returns (docs/architecture.md §6).
 // A Rollout is plain JSON data: it is persisted as-is and resumed after a restart by
 // JSON.parse alone, so nothing in it may be a Map, Set, class instance or function.
+import type { ApprovalRequest } from './approval.ts';
 
 /** The bundle a rollout sends: `id` is the hex SHA-256 of its payload (docs/architecture.md §3). */
 export interface BundleRef {
@@ -98,7 +99,8 @@ export interface DeviceEntry {
   at: number | null;
 }
 
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'force';
+/** `request_approval` and `approve` are the approval gate's (approval.ts, docs/architecture.md §10). */
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve' | 'force';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {
@@ -145,6 +147,8 @@ export interface Decision {
   scope?: 'held' | 'remaining';
   /** on force: the pre-flight refusals the operator overrode (gateway/continuity.ts) */
   findings?: string[];
+  /** on request_approval: operators who must agree (the creator being one) and the pins removed */
+  approval?: ApprovalRequest;
 }
 
 export interface Rollout {

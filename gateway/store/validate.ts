@@ -27,7 +27,7 @@ const DEVICE_STATUSES = new Set(['pending', 'sent', 'applied', 'rejected', 'time
 const HISTORY_EVENTS = new Set(['sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable']);
 const ROLLOUT_STATES = new Set(['pending', 'running', 'held', 'completed', 'aborted']);
 const WAVE_STATES = new Set(['pending', 'active', 'soaking', 'passed', 'missed']);
-const DECISION_ACTIONS = new Set(['start', 'pause', 'resume', 'abort', 'hold', 'soak', 'pass', 'complete', 'rollback', 'baseline', 'resend', 'force']);
+const DECISION_ACTIONS = new Set(['start', 'pause', 'resume', 'abort', 'hold', 'soak', 'pass', 'complete', 'rollback', 'baseline', 'resend', 'force', 'request_approval', 'approve']);
 const COUNT_KEYS = ['pending', 'sent', 'applied', 'rejected', 'timed_out', 'failing', 'unreachable'];
 
 export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -157,6 +157,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     bundleLifetimeSeconds: config.bundleLifetimeSeconds,
     webhooks: config.webhooks,
     preflight: config.preflight,
+    ...(config.approval && { approval: config.approval }),
     logger: log.child({ component: 'gateway' }),
     ...(o.now && { now: o.now }),
   });

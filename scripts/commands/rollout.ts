@@ -1,4 +1,4 @@
-// `pinwave rollout create|start|status|list|pause|resume|abort|rollback`: staged rollouts through the
+// `pinwave rollout create|start|status|list|pause|resume|abort|rollback|approve`: staged rollouts through the
 // gateway's HTTP API. `status --watch` draws live per-wave progress until the rollout completes
 // (exit 0) or is held or aborted (exit 1).
 import { apiFrom, idArg, seg, type ApiClient } from '../api-client.ts';
@@ -10,7 +10,7 @@ const USAGE = `Usage:
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
                          [--timeout 1h] [--soak 0s] [--on-miss hold|abort] [--seed S]
                          [--next-key HOST:PORT=sha256/... ...] [--force REASON] [--start] [--json]
-  pinwave rollout start|pause|abort|rollback ID [--json]
+  pinwave rollout start|pause|abort|rollback|approve ID [--json]
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
                          [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
@@ -22,6 +22,8 @@ waves run on which thresholds; exit 1 when the rollout is held (or aborted) agai
 create --next-key: a key the endpoint will serve, which pre-flight's pin continuity accepts in place of
 the key it serves now (repeat it for more). --force REASON: start even though pin continuity refuses;
 the reason is recorded with the decision (docs/pin-safety.md#pre-flight).
+approve: agree, under your token's name, to a rollout that waits for approval (config approval: one
+that removes pins its target holds now); its creator cannot approve it, and it starts with start.
 IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.
@@ -47,7 +49,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     case 'status': return status(rest, io);
     case 'list': return list(rest, io);
     case 'resume': return resume(rest, io);
-    case 'start': case 'pause': case 'abort': case 'rollback': return action(sub, rest, io);
+    case 'start': case 'pause': case 'abort': case 'rollback': case 'approve': return action(sub, rest, io);
     case '--help': case '-h': case undefined:
       io.out(USAGE);
       return sub === undefined ? 2 : 0;
@@ -131,7 +133,7 @@ async function create(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-async function action(verb: 'start' | 'pause' | 'abort' | 'rollback', args: string[], io: Io): Promise<number> {
+async function action(verb: 'start' | 'pause' | 'abort' | 'rollback' | 'approve', args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, COMMON, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   const id = oneId(positionals, verb);

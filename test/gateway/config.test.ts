@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, preflight)',
+    'config.hots: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -163,7 +163,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, preflight)',
+    'config.mqtt2: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',
@@ -223,22 +223,36 @@ t.test('console sessions: idle and absolute timeouts as durations, checked', asy
   });
 });
 
+t.test('approval: off unless configured; removePin and addPin count operators, the creator being one, with defaults 2 and 1', async (t) => {
+  const flags = { dataDir: '/d', keyPath: '/k' };
+  t.equal(loadConfig({ flags }).approval, undefined, 'off by default');
+  t.same(loadConfig({ file: write(t, 'a.json', { approval: {} }), flags }).approval, { removePin: 2, addPin: 1 });
+  t.same(loadConfig({ file: write(t, 'b.json', { approval: { removePin: 3, addPin: 2 } }), flags }).approval, { removePin: 3, addPin: 2 });
+  t.same(problems({ file: write(t, 'c.json', { approval: { removePin: 0, addPin: 1.5, quorum: 2 } }), flags }), [
+    'config.approval.quorum: unknown option (known: removePin, addPin)',
+    'config.approval.removePin: must be an integer 1-10, got 0',
+    'config.approval.addPin: must be an integer 1-10, got 1.5',
+  ]);
+  t.same(problems({ file: write(t, 'd.json', { approval: { removePin: 1, addPin: 2 } }), flags }), ['config.approval.addPin: must not be more than removePin (2 > 1): removing a pin is never the smaller risk']);
+  t.same(problems({ file: write(t, 'e.json', { approval: true }), flags }), ['config.approval: must be { removePin, addPin }, got true']);
+});
+
 t.test('webhooks: url, events (all of them when left out) and a secret; every problem named, the secret never shown', async (t) => {
   const flags = { dataDir: '/d', keyPath: '/k' };
   const secret = 'a-webhook-secret-0123456789';
   const c = loadConfig({ file: write(t, 'w.json', { webhooks: [{ url: 'https://alerts.example.com/pinwave', secret }, { url: 'http://127.0.0.1:9000/h', events: ['rollout.held', 'rollout.held'], secret }] }), flags });
   t.same(c.webhooks, [
-    { url: 'https://alerts.example.com/pinwave', events: ['rollout.held', 'rollout.resumed', 'rollout.completed', 'rollout.aborted'], secret },
+    { url: 'https://alerts.example.com/pinwave', events: ['rollout.held', 'rollout.resumed', 'rollout.completed', 'rollout.aborted', 'approval.requested'], secret },
     { url: 'http://127.0.0.1:9000/h', events: ['rollout.held'], secret },
   ]);
   const list = problems({ file: write(t, 'bad.json', { webhooks: [{ url: 'ftp://x/y', events: ['rollout.exploded'], secret: 'short' }, { events: [], secret, colour: 1 }, 'x'] }), flags });
   t.same(list, [
     'config.webhooks[0].url: must be http:// or https://, got ftp://',
-    'config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted)',
+    'config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted, approval.requested)',
     'config.webhooks[0].secret: required: a string of at least 16 characters (the HMAC-SHA256 key receivers check signatures with)',
     'config.webhooks[1].colour: unknown option (known: url, events, secret)',
     'config.webhooks[1].url: required: an http:// or https:// URL',
-    'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted (leave it out for all of them), got an array',
+    'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted, approval.requested (leave it out for all of them), got an array',
     'config.webhooks[2]: must be { url, events, secret }, got "x"',
   ]);
   t.same(problems({ file: write(t, 'cred.json', { webhooks: [{ url: 'https://bob:hunter2@hooks.example.com/x', secret }] }), flags }), [

@@ -42,3 +42,8 @@ t.test('without a baseline every endpoint is added', async (t) => {
   const d = pinDiff([{ host: 'api.example.com', port: 443, pins: [p('a'), p('b')] }], { kind: 'none' });
   t.same(d, { against: { kind: 'none' }, endpoints: [{ host: 'api.example.com', port: 443, change: 'added', added: [p('a'), p('b')], removed: [], kept: [] }] });
 });
+
+t.test("against a firmware manifest's initial pins: named by model and firmware, diffed the same way", async (t) => {
+  const d = pinDiff([{ host: 'api.example.com', port: 443, pins: [p('b')] }], { kind: 'manifest', model: 'th-100', firmware: '1.0.0', endpoints: [{ host: 'api.example.com', port: 443, pins: [p('a'), p('b')] }] });
+  t.same(d, { against: { kind: 'manifest', model: 'th-100', firmware: '1.0.0' }, endpoints: [{ host: 'api.example.com', port: 443, change: 'changed', added: [], removed: [p('a')], kept: [p('b')] }] });
+});

@@ -8,7 +8,7 @@ import { pin } from '../fixtures/gateway.ts';
 import { makeCertificate, startTlsEndpoint } from '../../device-sim/endpoints.ts';
 
 t.test('forecast and forced rollouts from the CLI', async (t) => {
-  const { h, pinwave } = await liveCli(t, { preflight: { requireOverlap: true } });
+  const { h, pinwave } = await liveCli(t, {}, { preflight: { requireOverlap: true } });
   await h.gw.provision(Array.from({ length: 3 }, (_, i) => ({ id: `th-${i}`, group: 'thermostats', model: 'th-100' })));
 
   t.test('forecast by --pin: every device on the firmware pins would lock out of a new key, none of the old one', async (t) => {

@@ -101,9 +101,9 @@ t.test('config check: the example config passes with a summary; a broken one lis
   const bad = io({});
   t.equal(await run(['config', 'check', broken], bad.io), 1);
   t.same(bad.err.slice(1), [
-    '  config.colour: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks)',
+    '  config.colour: unknown option (known: dataDir, keyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval)',
     '  config.logFormat: must be one of json, pretty, got "fancy"',
-    '  config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted)',
+    '  config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted, approval.requested)',
   ]);
   t.match(bad.err[0], /broken\.yaml: 3 problems:$/);
   t.notOk(bad.err.join('\n').includes(secret), 'a secret is never printed');

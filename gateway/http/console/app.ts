@@ -218,7 +218,7 @@ async function rolloutPage(gen: number, id: string): Promise<void> {
     document.title = `Rollout ${r.id} (${r.state}) — pinwave`;
     replace(el('ro-head'), rolloutHeader(r));
     replace(el('ro-held'), heldPanel(r) ?? '');
-    replace(el('ro-actions'), actionsBar(r, me!.role, onAction) ?? '');
+    replace(el('ro-actions'), actionsBar(r, me!.role, onAction, me!.name) ?? '');
     replace(el('ro-waves'), wavesSection(r));
     replace(el('ro-decisions'), decisionsTimeline(r));
     if (before && before.state !== r.state) announce(`Rollout ${r.id} is now ${r.state}.`);

@@ -111,14 +111,19 @@ const ACTIONS: Record<string, string> = {
   complete: 'Completed',
   rollback: 'Rolled back',
   approve: 'Approved',
+  request_approval: 'Asked for approval',
 };
 
 /** A decision's action as a past-tense word. */
 export const actionWord = (action: string) => ACTIONS[action] ?? action;
 
 /** A decision's reason in words (the engine's codes, or an operator's own text). */
-export function decisionReason(reason: string): string {
+export function decisionReason(reason: string, action?: string): string {
+  // docs/architecture.md §10: a rollback passes the approval gate as a decision of its own.
+  if (action === 'approve' && reason === 'rollback') return 'a rollback never waits for approval';
   const words: Record<string, string> = {
+    removes_pins: 'it removes pins its target holds now',
+    changes_pins: 'the approval policy asks for more than its creator',
     operator: 'by an operator',
     ack_threshold_met: 'the ack threshold was met',
     soak_complete: 'the soak ended with no hold',

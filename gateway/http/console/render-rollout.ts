@@ -20,7 +20,7 @@ export function rolloutsTable(items: Rollout[]): VNode {
       link(`/rollouts/${enc(r.id)}`, r.id),
       r.target.group ?? `${count(r.target.devices?.length ?? 0)} devices`,
       link(`/bundles/${enc(r.bundle.id)}`, `seq ${count(r.bundle.seq)}`),
-      badge(r.state),
+      r.approval?.needed && r.state === 'pending' ? [badge(r.state), ' ', h('span', { class: 'needs-approval' }, 'needs approval')] : badge(r.state),
       r.waves.length === 0 ? '—' : waveLabel(r.wave, r.waves.length),
       count(r.devices),
       when(r.createdAt),
@@ -175,7 +175,7 @@ export function decisionsTimeline(r: Rollout): VNode {
               d.wave !== undefined ? ` ${waveLabel(d.wave, r.waves.length).toLowerCase()}` : '',
               d.from !== d.to ? [' (', badge(d.from), ' → ', badge(d.to), ')'] : '',
               ': ',
-              decisionReason(d.reason),
+              decisionReason(d.reason, d.action),
               d.thresholds ? h('span', { class: 'thresholds' }, `; thresholds now ${thresholdsText(d.thresholds)}`) : null,
             ),
           ),
@@ -205,12 +205,18 @@ export function pinFailuresTable(items: PinFailure[]): VNode {
   );
 }
 
-/** The actions this reader's role allows on the rollout in its state (the API checks again). */
-export function allowedActions(r: Rollout, role: Role): ActionVerb[] {
+/** Whether this reader may approve: an operator who is not its creator and has not approved it yet, while approval is needed. */
+export function mayApprove(r: Rollout, role: Role, name: string): boolean {
+  const a = r.approval;
+  return RANK[role] >= RANK.operator && r.state === 'pending' && a?.needed === true && name !== r.createdBy && !a.approvals.some((x) => x.actor === name);
+}
+
+/** The actions this reader's role and identity allow on the rollout in its state (the API checks again). */
+export function allowedActions(r: Rollout, role: Role, name = ''): ActionVerb[] {
   if (RANK[role] < RANK.operator) return [];
   const out: ActionVerb[] = [];
   const gated = r.approval?.needed === true;
-  if (gated && r.state === 'pending') out.push('approve');
+  if (mayApprove(r, role, name)) out.push('approve');
   if (r.state === 'pending' && !gated) out.push('start');
   if (r.state === 'running') out.push('pause');
   if (r.state === 'held') out.push('resume');
@@ -223,10 +229,10 @@ export function allowedActions(r: Rollout, role: Role): ActionVerb[] {
 /** Every action asks first: the ellipsis says so. */
 const LABELS: Record<ActionVerb, string> = { start: 'Start…', pause: 'Pause…', resume: 'Resume…', abort: 'Abort…', rollback: 'Roll back…', approve: 'Approve…' };
 
-/** The action buttons, or nothing for a reader who may not act. */
-export function actionsBar(r: Rollout, role: Role, onAction: (verb: ActionVerb) => void): VNode | null {
-  const verbs = allowedActions(r, role);
-  const approval = r.approval?.needed ? approvalNote(r) : null;
+/** The action buttons, or nothing for a reader who may not act; a pending rollout that asked for approval says where it stands. */
+export function actionsBar(r: Rollout, role: Role, onAction: (verb: ActionVerb) => void, name = ''): VNode | null {
+  const verbs = allowedActions(r, role, name);
+  const approval = r.approval && r.state === 'pending' ? approvalNote(r, name) : null;
   if (verbs.length === 0 && !approval) return null;
   return h(
     'section',
@@ -241,18 +247,21 @@ export function actionsBar(r: Rollout, role: Role, onAction: (verb: ActionVerb) 
   );
 }
 
-/** What a rollout waiting for approval says: how many approvals it needs, who gave them, why. */
-function approvalNote(r: Rollout): VNode {
+/** What a pending rollout that asked for approval says: why, how many more approvals it needs and from whom, who gave them. */
+function approvalNote(r: Rollout, name: string): VNode {
   const a = r.approval!;
-  const given = a.approvals ?? [];
+  const given = a.approvals;
+  const more = `${count(a.remaining)} more approval${a.remaining === 1 ? '' : 's'} by an operator other than ${r.createdBy}`;
   return h(
     'p',
-    { class: 'approval', id: 'approval' },
-    h('strong', null, 'Needs approval: '),
-    a.reason ?? 'this rollout changes pins the group holds now',
-    a.required !== undefined ? `; ${count(given.length)} of ${count(a.required)} approvals` : '',
-    given.length > 0 ? [' (', given.map((g, i) => [i > 0 ? ', ' : '', g.actor, ' ', when(g.at)]), ')'] : '',
-    '. It cannot start until an operator other than its creator approves it.',
+    { class: `approval ${a.needed ? 'approval-needed' : 'approval-given'}`, id: 'approval' },
+    h('strong', null, a.needed ? 'Needs approval: ' : 'Approved: '),
+    `it ${a.reason}`,
+    a.needed ? `; ${more} (${count(a.required)} must agree, its creator being one)` : '',
+    given.length > 0 ? ['; approved by ', given.map((g, i) => [i > 0 ? ', ' : '', g.actor, ' ', when(g.at)])] : '',
+    a.passedBy === 'rollback' ? '; a rollback never waits for approval' : '',
+    '. ',
+    a.needed ? (name === r.createdBy ? 'You created it, so another operator must approve it before it can start.' : 'It cannot start until then.') : 'It may start.',
   );
 }
 
@@ -346,7 +355,7 @@ export function actionDialog(verb: ActionVerb, r: Rollout): ActionDialog {
       return {
         verb,
         title: `Approve rollout ${r.id}?`,
-        lines: [`You agree that ${seq} may be rolled out to ${count(r.devices)} devices: ${r.approval?.reason ?? 'it changes pins the group holds now'}.`, 'Your approval is recorded as a decision, with your name.'],
+        lines: [`You agree that ${seq} may be rolled out to ${count(r.devices)} devices, though it ${r.approval?.reason ?? 'changes pins'}.`, 'Your approval is recorded as a decision, with your name; it does not start the rollout.'],
         confirm: 'Approve rollout',
         danger: false,
         fields: [],

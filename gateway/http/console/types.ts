@@ -71,15 +71,21 @@ export interface Decision {
   thresholds?: Thresholds;
 }
 
-/** What a rollout that needs a second operator carries (the API adds it where approval is configured). */
+/** What a rollout that asked for approval carries (gateway/rollout/approval.ts ApprovalState). */
 export interface Approval {
   /** true while the rollout cannot start until someone approves it */
   needed: boolean;
-  /** how many approvals it needs, and who gave them */
-  required?: number;
-  approvals?: Array<{ actor: string; at: number }>;
-  /** why it needs them, e.g. the pins it removes */
-  reason?: string;
+  /** operators who must agree, the creator being one */
+  required: number;
+  /** approvals still wanted from operators other than the creator */
+  remaining: number;
+  approvals: Array<{ actor: string; at: number }>;
+  requestedBy: string;
+  requestedAt: number;
+  removed: Array<{ host: string; port: number; pins: string[]; endpoint: boolean }>;
+  /** what it removes, in words: "removes 1 pin of api.example.com:443" */
+  reason: string;
+  passedBy?: 'rollback';
 }
 
 export interface Rollout {

@@ -38,6 +38,7 @@ const ROUTES: Array<[string, string, string]> = [
   ['POST', '/v1/rollouts/:id/resume', 'operator'],
   ['POST', '/v1/rollouts/:id/abort', 'operator'],
   ['POST', '/v1/rollouts/:id/rollback', 'operator'],
+  ['POST', '/v1/rollouts/:id/approve', 'operator'],
   ['GET', '/v1/telemetry/pin-failures', 'viewer'],
   ['GET', '/v1/stuck', 'viewer'],
   ['GET', '/v1/forecast', 'viewer'],

@@ -118,10 +118,22 @@ t.test('actions: none for a viewer; for an operator, those the state allows; app
   t.same(allowedActions(rollout({ state: 'completed', rolledBackBy: 'r-2' }), 'operator'), [], 'rolled back once');
   t.same(allowedActions(rollout({ previousBundle: null }), 'operator'), ['pause', 'abort'], 'nothing to roll back to');
   t.same(allowedActions(rollout({ state: 'aborted' }), 'operator'), []);
-  const gated = rollout({ state: 'pending', waves: [wave({ startedAt: null })], approval: { needed: true, required: 2, approvals: [{ actor: 'olga', at: T0 }], reason: 'it removes a pin api.example.com:443 holds now' } });
-  t.same(allowedActions(gated, 'operator'), ['approve', 'abort'], 'approve in place of start while approval is needed');
-  const bar = textOf(actionsBar(gated, 'operator', () => {})!);
-  t.match(bar, 'Needs approval: it removes a pin api.example.com:443 holds now; 1 of 2 approvals (olga');
+  const approval = { needed: true, required: 3, remaining: 1, approvals: [{ actor: 'otto', at: T0 }], requestedBy: 'olga', requestedAt: T0, removed: [{ host: 'api.example.com', port: 443, pins: ['p'], endpoint: false }], reason: 'removes 1 pin of api.example.com:443' };
+  const gated = rollout({ state: 'pending', createdBy: 'olga', waves: [wave({ startedAt: null })], approval });
+  t.same(allowedActions(gated, 'operator', 'ana'), ['approve', 'abort'], 'approve in place of start while approval is needed');
+  t.same(allowedActions(gated, 'admin', 'adam'), ['approve', 'abort'], 'an admin approves too');
+  t.same(allowedActions(gated, 'operator', 'olga'), ['abort'], 'not for its creator');
+  t.same(allowedActions(gated, 'operator', 'otto'), ['abort'], 'nor for one who approved it already');
+  t.same(allowedActions(gated, 'viewer', 'vera'), []);
+  const bar = textOf(actionsBar(gated, 'operator', () => {}, 'ana')!);
+  t.match(bar, 'Needs approval: it removes 1 pin of api.example.com:443; 1 more approval by an operator other than olga (3 must agree, its creator being one); approved by otto');
+  t.match(bar, 'It cannot start until then.');
+  t.match(textOf(actionsBar(gated, 'operator', () => {}, 'olga')!), 'You created it, so another operator must approve it before it can start.');
+  const approved = rollout({ state: 'pending', createdBy: 'olga', waves: [wave({ startedAt: null })], approval: { ...approval, needed: false, remaining: 0 } });
+  t.same(allowedActions(approved, 'operator', 'olga'), ['start', 'abort'], 'approved: its creator may start it');
+  t.match(textOf(actionsBar(approved, 'operator', () => {}, 'olga')!), 'Approved: it removes 1 pin of api.example.com:443; approved by otto');
+  t.match(textOf(rolloutsTable([gated])), 'Pending needs approval', 'the list says which rollouts wait');
+  t.notMatch(textOf(rolloutsTable([approved])), 'needs approval');
   t.match(toHtml(actionsBar(rollout(), 'operator', () => {})!), '<button type="button" id="action-pause">Pause…</button>');
 });
 
