@@ -39,7 +39,7 @@
 //   console:                           # the operator console at /ui (docs/architecture.md §10)
 //     sessionIdle: 1h                  # a session with no request for this long ends
 //     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
-//   preflight:                         # pin continuity before a rollout (docs/pin-safety.md#pre-flight)
+//   preflight:                         # pin continuity before a rollout (docs/pin-safety.md#pre-flight-pin-continuity)
 //     endpoints:                       # the endpoints read by live TLS; nothing else is dialled
 //       "telemetry.example.com:443": { connect: "10.0.0.7:8443" }   # connect: where to dial; default the name
 //     probeAll: false                  # true: read every endpoint of a new bundle, by name
@@ -119,7 +119,7 @@ export interface ConfigFile {
   };
   /** where rollout alerts are POSTed: `{ url, events, secret }`; events default to all of gateway/alerts.ts ALERT_EVENTS; default none */
   webhooks?: Array<{ url: string; events?: string[]; secret: string }>;
-  /** pin continuity before a rollout (docs/pin-safety.md#pre-flight) */
+  /** pin continuity before a rollout (docs/pin-safety.md#pre-flight-pin-continuity) */
   preflight?: {
     /** by "HOST:PORT": the endpoints read by live TLS, `connect: "ADDR:PORT"` where the name is not the way there; default none */
     endpoints?: Record<string, { connect?: string } | null>;

@@ -300,7 +300,7 @@ export const PreflightSchema = {
     warnings: { type: 'array', items: finding },
     endpoints: {
       type: 'array',
-      description: 'pin continuity (docs/pin-safety.md#pre-flight): how each endpoint of the new pin set was judged: by what it serves now (check served), or by overlap with what the target runs (check overlap)',
+      description: 'pin continuity (docs/pin-safety.md#pre-flight-pin-continuity): how each endpoint of the new pin set was judged: by what it serves now (check served), or by overlap with what the target runs (check overlap)',
       items: { type: 'object', properties: { endpoint: str, check: { type: 'string', enum: ['served', 'overlap'] }, served: strings, held: str, ok: bool } },
     },
     forced: {

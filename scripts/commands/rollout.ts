@@ -21,7 +21,7 @@ keep their planned ones) or the held wave and every wave after it (remaining). T
 waves run on which thresholds; exit 1 when the rollout is held (or aborted) again at once.
 create --next-key: a key the endpoint will serve, which pre-flight's pin continuity accepts in place of
 the key it serves now (repeat it for more). --force REASON: start even though pin continuity refuses;
-the reason is recorded with the decision (docs/pin-safety.md#pre-flight).
+the reason is recorded with the decision (docs/pin-safety.md#pre-flight-pin-continuity).
 approve: agree, under your token's name, to a rollout that waits for approval (config approval: one
 that removes pins its target holds now); its creator cannot approve it, and it starts with start.
 IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.
