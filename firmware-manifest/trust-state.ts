@@ -7,7 +7,7 @@
 //   const r = apply(state, bundleBytes, now);
 //   if (r.ok) persist(r.state) then ack 'applied'; else ack 'rejected' with r.reason;
 //   checkChain(state, 'api.example.com', 443, servedChainPins, now); // 'ok' | 'pin_mismatch' | ...
-import { DEFAULT_MAX_BUNDLE_BYTES, FORMAT_VERSION, verifyBundle, type ExpiryPolicy, type PinBundle, type PinMode, type RejectReason, type VerifyResult } from './codec.ts';
+import { DEFAULT_MAX_BUNDLE_BYTES, FORMAT_VERSION, verifyBundle, type Endpoint, type ExpiryPolicy, type PinBundle, type PinMode, type RejectReason, type VerifyResult } from './codec.ts';
 
 /** One endpoint's pins as a device holds them; pins are base64 pin-sha256 digests (no "sha256/" prefix). */
 export interface TrustedEndpoint {
@@ -80,14 +80,7 @@ export function applyVerified(state: TrustState, verified: VerifyResult, now: nu
     keyEpoch,
     trustedKeys,
     // The complete pin set, never a delta: the new endpoints replace the old ones whole.
-    endpoints: bundle.endpoints.map((e) => ({
-      host: e.host,
-      port: e.port,
-      pins: e.pins.map(b64),
-      mode: e.mode ?? 'enforce',
-      ...(e.notBefore !== undefined && { notBefore: e.notBefore }),
-      ...(e.notAfter !== undefined && { notAfter: e.notAfter }),
-    })),
+    endpoints: trustedEndpoints(bundle.endpoints),
     exp: bundle.exp,
     expiryPolicy: bundle.expiryPolicy ?? 'enforce',
   };
@@ -105,19 +98,43 @@ export function applyVerified(state: TrustState, verified: VerifyResult, now: nu
 export type ChainCheck = 'ok' | 'pin_mismatch' | 'report_only_mismatch' | 'expired_fallback' | 'not_pinned';
 
 export function checkChain(state: TrustState, host: string, port: number, servedPins: readonly (string | Uint8Array)[], now: number): ChainCheck {
-  const name = host.toLowerCase();
-  let entries = state.endpoints.filter((e) => e.port === port && e.host === name);
-  // An exact entry is more specific than a wildcard one and wins over it.
-  if (entries.length === 0) entries = state.endpoints.filter((e) => e.port === port && wildcardMatches(e.host, name));
-  if (entries.length === 0) return 'not_pinned';
+  const active = activePinSets(state.endpoints, host, port, now);
+  if (active.length === 0) return 'not_pinned';
   if (state.exp !== null && now >= state.exp && state.expiryPolicy === 'ca-fallback') return 'expired_fallback';
-  // Overlap windows: the pin sets in force now. In a gap between windows every set of the endpoint
-  // applies: a host must never become unpinned because an operator left a hole in the schedule.
-  const inForce = entries.filter((e) => (e.notBefore === undefined || e.notBefore <= now) && (e.notAfter === undefined || now < e.notAfter));
-  const active = inForce.length > 0 ? inForce : entries;
   const served = new Set(servedPins.map((p) => (typeof p === 'string' ? p.replace(/^sha256\//, '') : b64(p))));
   if (active.some((e) => e.pins.some((p) => served.has(p)))) return 'ok';
   return active.every((e) => e.mode === 'report-only') ? 'report_only_mismatch' : 'pin_mismatch';
+}
+
+/**
+ * The pin sets of `host`:`port` in force at `now`: an exact entry is more specific than a wildcard
+ * one and wins over it; of an endpoint's overlap windows, those in force now, and in a gap between
+ * windows every set of the endpoint (a host must never become unpinned because an operator left a
+ * hole in the schedule). None: the endpoint is not pinned.
+ */
+export function activePinSets(endpoints: readonly TrustedEndpoint[], host: string, port: number, now: number): TrustedEndpoint[] {
+  const name = host.toLowerCase();
+  let entries = endpoints.filter((e) => e.port === port && e.host === name);
+  if (entries.length === 0) entries = endpoints.filter((e) => e.port === port && wildcardMatches(e.host, name));
+  const inForce = entries.filter((e) => (e.notBefore === undefined || e.notBefore <= now) && (e.notAfter === undefined || now < e.notAfter));
+  return inForce.length > 0 ? inForce : entries;
+}
+
+/** A state that holds only pins (no keys, no limits): enough to judge handshakes with checkChain. */
+export function pinsOnlyState(endpoints: TrustedEndpoint[], exp: number | null = null, expiryPolicy: ExpiryPolicy = 'enforce'): TrustState {
+  return { group: '', seq: 0, bundleId: null, keyEpoch: 0, trustedKeys: [], endpoints, exp, expiryPolicy, maxBundleBytes: 0, acceptedVersions: [], clockSkewSeconds: 0 };
+}
+
+/** A bundle's endpoints as a device holds them (pins as base64, mode filled in). */
+export function trustedEndpoints(endpoints: readonly Endpoint[]): TrustedEndpoint[] {
+  return endpoints.map((e) => ({
+    host: e.host,
+    port: e.port,
+    pins: e.pins.map(b64),
+    mode: e.mode ?? 'enforce',
+    ...(e.notBefore !== undefined && { notBefore: e.notBefore }),
+    ...(e.notAfter !== undefined && { notAfter: e.notAfter }),
+  }));
 }
 
 /** "*.example.com" matches exactly one label: "a.example.com", not "example.com" nor "a.b.example.com" (RFC 6125 §6.4.3). */

@@ -40,6 +40,11 @@
 //   console:                           # the operator console at /ui (docs/architecture.md §10)
 //     sessionIdle: 1h                  # a session with no request for this long ends
 //     sessionLifetime: 12h             # a session ends this long after sign-in, however busy
+//   preflight:                         # pin continuity before a rollout (docs/pin-safety.md#pre-flight-pin-continuity)
+//     endpoints:                       # the endpoints read by live TLS; nothing else is dialled
+//       "telemetry.example.com:443": { connect: "10.0.0.7:8443" }   # connect: where to dial; default the name
+//     probeAll: false                  # true: read every endpoint of a new bundle, by name
+//     requireOverlap: false            # true: refuse, not warn, a set sharing no pin with what runs now
 //   webhooks:
 //     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
 //   approval: { removePin: 2, addPin: 1 }   # operators who must agree, the creator being one; default off
@@ -54,6 +59,7 @@ import { hashToken } from './credentials.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
+import type { PreflightOptions } from './preflight.ts';
 import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
@@ -116,6 +122,15 @@ export interface ConfigFile {
   };
   /** where rollout alerts are POSTed: `{ url, events, secret }`; events default to all of gateway/alerts.ts ALERT_EVENTS; default none */
   webhooks?: Array<{ url: string; events?: string[]; secret: string }>;
+  /** pin continuity before a rollout (docs/pin-safety.md#pre-flight-pin-continuity) */
+  preflight?: {
+    /** by "HOST:PORT": the endpoints read by live TLS, `connect: "ADDR:PORT"` where the name is not the way there; default none */
+    endpoints?: Record<string, { connect?: string } | null>;
+    /** read every endpoint of a new bundle by name; default false */
+    probeAll?: boolean;
+    /** refuse, not warn, a pin set that keeps no pin of what the target runs now; default false */
+    requireOverlap?: boolean;
+  };
   /**
    * two-person approval of pin changes (docs/architecture.md §10): how many operators must agree,
    * the creator being one; default off (a one-operator install could never approve anything)
@@ -163,6 +178,8 @@ export interface GatewayConfig {
   /** console session timeouts, ms; absent: the defaults (1 h idle, 12 h in all) */
   console?: { sessionIdleMs?: number; sessionLifetimeMs?: number };
   webhooks: Array<{ url: string; events: AlertEventName[]; secret: string }>;
+  /** pin continuity (gateway/preflight.ts PreflightOptions) */
+  preflight: PreflightOptions;
   /** present only when configured */
   approval?: ApprovalPolicy;
   /** the config file read, if any */
@@ -195,7 +212,8 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', '$schema'];
+const TOP_KEYS = ['dataDir', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', '$schema'];
+const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
@@ -221,6 +239,8 @@ export const CONFIG_KEYS: readonly string[] = [
   ...TOKEN_KEYS.map((k) => `tokens[].${k}`),
   ...WAVE_KEYS.map((k) => `waves[].${k}`),
   ...WEBHOOK_KEYS.map((k) => `webhooks[].${k}`),
+  ...PREFLIGHT_KEYS.map((k) => `preflight.${k}`),
+  'preflight.endpoints.*.connect',
   ...APPROVAL_KEYS.map((k) => `approval.${k}`),
 ];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
@@ -232,6 +252,12 @@ const DURATION_RE = /^([0-9]{1,9})(s|m|h|d)$/;
 const UNIT = { s: 1, m: 60, h: 3600, d: 86400 } as const;
 
 const shown = (v: unknown): string => (typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v));
+/** "host:port" (an IPv6 address in brackets) → its parts, or null. */
+function hostPort(s: string): { host: string; port: number } | null {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):([0-9]{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : 0;
+  return m && port >= 1 && port <= 65535 ? { host: m[1].replace(/^\[(.*)\]$/, '$1'), port } : null;
+}
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Reads, merges and validates; throws ConfigError listing every problem. */
@@ -306,6 +332,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
   if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
   const webhooks = c.webhooks(raw.webhooks);
+  const preflight = c.preflight(raw.preflight);
   let approval: ApprovalPolicy | undefined;
   if (raw.approval !== undefined) {
     const a = c.record(raw.approval, 'config.approval', APPROVAL_KEYS, '{ removePin, addPin }');
@@ -369,6 +396,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
       console: { ...(sessionIdle !== undefined && { sessionIdleMs: sessionIdle * 1000 }), ...(sessionLifetime !== undefined && { sessionLifetimeMs: sessionLifetime * 1000 }) },
     }),
     webhooks,
+    preflight,
     ...(approval && { approval }),
     file: fileName,
   };
@@ -544,6 +572,35 @@ class Checker {
       if (typeof r.secret !== 'string' || r.secret.length < MIN_WEBHOOK_SECRET) this.problems.push(`${at}.secret: required: a string of at least ${MIN_WEBHOOK_SECRET} characters (the HMAC-SHA256 key receivers check signatures with)`);
       if (this.problems.length === before) out.push({ url: r.url as string, events, secret: r.secret as string });
     });
+    return out;
+  }
+
+  preflight(v: unknown): PreflightOptions {
+    const r = this.record(v, 'config.preflight', PREFLIGHT_KEYS);
+    const out: PreflightOptions = {};
+    const probeAll = this.bool(r.probeAll, 'config.preflight.probeAll');
+    const requireOverlap = this.bool(r.requireOverlap, 'config.preflight.requireOverlap');
+    if (probeAll !== undefined) out.probeAll = probeAll;
+    if (requireOverlap !== undefined) out.requireOverlap = requireOverlap;
+    let endpoints: Record<string, unknown> = {};
+    if (isRecord(r.endpoints)) endpoints = r.endpoints;
+    else if (r.endpoints !== undefined) this.problems.push(`config.preflight.endpoints: must be a mapping of "HOST:PORT" to { connect: "ADDR:PORT" } or null, got ${shown(r.endpoints)}`);
+    out.endpoints = {};
+    for (const [where, e] of Object.entries(endpoints)) {
+      const at = `config.preflight.endpoints.${where}`;
+      if (!hostPort(where)) {
+        this.problems.push(`${at}: must be named HOST:PORT (a port 1-65535), e.g. "api.example.com:443"`);
+        continue;
+      }
+      const opts = e === null ? {} : this.record(e, at, ['connect'], '{ connect: "ADDR:PORT" } or null');
+      if (opts.connect === undefined) {
+        out.endpoints[where] = null;
+        continue;
+      }
+      const dial = typeof opts.connect === 'string' ? hostPort(opts.connect) : null;
+      if (!dial) this.problems.push(`${at}.connect: must be ADDR:PORT (a port 1-65535), e.g. "10.0.0.7:8443", got ${shown(opts.connect)}`);
+      else out.endpoints[where] = dial;
+    }
     return out;
   }
 

@@ -15,6 +15,7 @@ const DECISION_MESSAGE: Record<Decision['action'], string> = {
   pass: 'wave passed',
   complete: 'rollout completed',
   rollback: 'rollout rolled back',
+  force: 'rollout forced past pre-flight',
   at_risk: 'rollout at risk of missing its deadline',
   on_track: 'rollout on track for its deadline',
   request_approval: 'rollout approval requested',

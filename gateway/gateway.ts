@@ -38,7 +38,7 @@ import type { DeadlineFit } from './rollout/deadline.ts';
 import type { RolloutGauges } from './rollout/gauges.ts';
 import type { DeviceStatus, RolloutState, WaveThresholds } from './rollout/types.ts';
 import { TelemetryBook, type TelemetryState } from './telemetry.ts';
-import type { Preflight } from './preflight.ts';
+import type { Preflight, PreflightOptions } from './preflight.ts';
 import type { StuckDevice } from './stuck.ts';
 import { hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
 import type { DeviceMessageKind } from './topics.ts';
@@ -98,6 +98,8 @@ export interface GatewayOptions {
   webhookDelivery?: Omit<WebhookOptions, 'gateway' | 'logger' | 'now'>;
   /** how this gateway names itself in alerts; default the host name */
   name?: string;
+  /** pin continuity before a rollout (config `preflight`, gateway/continuity.ts) */
+  preflight?: PreflightOptions;
   /** two-person approval of pin changes (config `approval`, gateway/rollout/approval.ts); default off */
   approval?: ApprovalPolicy;
 }
@@ -159,9 +161,9 @@ export class Gateway {
     this.#devices = new Devices({ store, link, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, approval: o.approval });
+    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
     this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now, manifests: this.#manifests });
-    this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now });
+    this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now, manifests: this.#manifests });
   }
 
   /** Loads the store, resumes every rollout where it stood, and starts the broker. */
@@ -439,6 +441,11 @@ export class Gateway {
   // ---------------------------------------------------------------- support queries and telemetry
 
   /** Devices not on the target seq, each with why, oldest first. */
+  /** The lockout forecast (gateway/support.ts, gateway/forecast.ts). */
+  forecast(...args: Parameters<Support['forecast']>): ReturnType<Support['forecast']> {
+    return this.#support.forecast(...args);
+  }
+
   stuck(query: { group?: string; rollout?: string }): Promise<StuckDevice[]> {
     return this.#support.stuck(query);
   }

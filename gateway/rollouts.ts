@@ -15,7 +15,8 @@ import type { Delivery } from './delivery.ts';
 import { GatewayError, invalid, notFound, unresolved } from './errors.ts';
 import { resolveIdPrefix, MIN_PREFIX } from './id-prefix.ts';
 import type { Logger } from './logger.ts';
-import { preflight, type Preflight, type PreflightFinding } from './preflight.ts';
+import { preflight, type Preflight, type PreflightFinding, type PreflightOptions } from './preflight.ts';
+import { continuityInput, forcedDecision } from './continuity-hooks.ts';
 import { initialPins, missingManifestMessage } from './initial-pins.ts';
 import { keyEpochFindings } from './key-rotation.ts';
 import type { ManifestRegistry } from './manifest-registry.ts';
@@ -38,8 +39,13 @@ export interface RolloutInput extends PlanInput, DeadlineInput {
   bundle: string;
   target: Target;
   start?: boolean;
-  /** also check the bundle's pins against what live endpoints serve now; default false */
+  /** also check the bundle's pins against what every endpoint serves now, by name; default: config preflight.probeAll */
   checkEndpoints?: boolean;
+  /** by `host:port`: keys the operator says the endpoint will serve (`sha256/…`), which pin continuity accepts */
+  nextKeys?: Record<string, string[]>;
+  /** start even though pin continuity refuses; needs `reason`, and is recorded as a `force` decision */
+  force?: boolean;
+  reason?: string;
 }
 
 /** A rollout record as the gateway keeps it: the engine's record plus the gateway's own fields. */
@@ -80,6 +86,8 @@ export interface RolloutsOptions {
   isOnline: IsOnline;
   log: Logger;
   now: () => number;
+  /** pin continuity before a rollout (config `preflight`, gateway/continuity.ts) */
+  preflight?: PreflightOptions;
   /** two-person approval of pin changes (config `approval`); undefined: off */
   approval?: ApprovalPolicy;
 }
@@ -94,6 +102,7 @@ export class Rollouts {
   readonly #isOnline: IsOnline;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #preflight: PreflightOptions | undefined;
   readonly #approval: ApprovalPolicy | undefined;
   readonly #decisions: DecisionLog;
   readonly #rollouts = new Map<string, GatewayRollout>();
@@ -114,6 +123,7 @@ export class Rollouts {
     this.#isOnline = o.isOnline;
     this.#log = o.log;
     this.#now = o.now;
+    this.#preflight = o.preflight;
     this.#approval = o.approval;
     this.#decisions = new DecisionLog(o.log);
   }
@@ -185,20 +195,25 @@ export class Rollouts {
     const bytes = Buffer.from(bundle.bytes, 'base64');
     const decoded = inspectBundle(new Uint8Array(bytes));
     if (!decoded.ok) throw new Error(`stored bundle ${bundle.id} does not decode: ${decoded.detail}`);
+    const targeted = devices.filter((d): d is DeviceRecord => d !== null);
     const check = await preflight({
       bundle: { record: bundle, bytes: new Uint8Array(bytes), decoded: decoded.bundle },
-      devices: devices.filter((d): d is DeviceRecord => d !== null),
+      devices: targeted,
       manifests: this.#manifests.byModel(),
       fits: bundleFitsManifest,
-      checkEndpoints: input.checkEndpoints ?? false,
+      checkEndpoints: input.checkEndpoints ?? this.#preflight?.probeAll ?? false,
+      now: Math.floor(this.#now() / 1000),
+      ...(await continuityInput(input, decoded.bundle, targeted, this.#manifests.byModel(), this.#preflight, (b) => this.#bundles.decoded(b).then((x) => x.bundle, () => null), replacing !== null ? 'a rollback restores pins the devices ran before' : undefined)),
     });
     // Keys (gateway/key-rotation.ts): every target trusts the signing key at the epoch it reports.
-    const epochs = keyEpochFindings({ kid: decoded.envelope.kid, rotation: decoded.bundle.keyRotation, devices: devices.filter((d): d is DeviceRecord => d !== null), rotations: await this.#bundles.rotations(bundle.group) });
+    const epochs = keyEpochFindings({ kid: decoded.envelope.kid, rotation: decoded.bundle.keyRotation, devices: targeted, rotations: await this.#bundles.rotations(bundle.group) });
     check.problems.push(...epochs.problems);
     check.warnings.push(...epochs.warnings);
     check.ok = check.problems.length === 0;
-    // A rollback (replacing a rollout) passes pre-flight as a recorded decision (BypassedGate).
-    if (!check.ok && replacing === null) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}`, check);
+    // A rollback (replacing a rollout) passes pre-flight as a recorded decision (BypassedGate);
+    // a forced start passes pin continuity as one (continuity-hooks.ts).
+    const forced = replacing === null ? forcedDecision(check, input, actor, this.#now()) : null;
+    if (!check.ok && replacing === null && !forced) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}${input.force ? ' (force overrides pin continuity only)' : ''}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
     const created = engine.createRollout({
       id,
@@ -219,11 +234,13 @@ export class Rollouts {
       r.gatesBypassed = [{ gate: 'preflight', at: this.#now(), actor, reason: 'rollback', findings: check.problems }];
       this.#log.warn({ rollout: r.id, rollbackOf: replacing, findings: check.problems.map((p) => p.message) }, 'pre-flight bypassed for a rollback');
     }
+    if (forced) r.decisions.push(forced);
     this.#rollouts.set(r.id, r);
     for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
     this.#bundles.remember(bundle.id, bytes, bundle);
     await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    this.#decisions.log(r);
     await this.#gate(r, actor, replacing !== null);
     // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
     const deadlineFit = fit(r, this.#now());

@@ -5,8 +5,10 @@ import type { Bundles } from './bundles.ts';
 import { invalid } from './errors.ts';
 import type { Rollouts } from './rollouts.ts';
 import type { IsOnline } from './rollout/types.ts';
-import type { DeviceRecord, Store } from './store/types.ts';
+import type { DeviceRecord, Page, Store } from './store/types.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
+import { forecast, type Forecast, type ForecastQuery } from './forecast.ts';
+import type { FirmwareManifest, PinBundle } from '../firmware-manifest/index.ts';
 
 export interface SupportOptions {
   store: Store;
@@ -14,6 +16,8 @@ export interface SupportOptions {
   rollouts: Rollouts;
   isOnline: IsOnline;
   now: () => number;
+  /** firmware manifests by model, for the forecast of devices on their firmware pins */
+  manifests: { byModel(): ReadonlyMap<string, FirmwareManifest> };
 }
 
 export class Support {
@@ -43,5 +47,36 @@ export class Support {
     const ids = await store.devicesInGroup(group);
     const devices = (await Promise.all(ids.map((id) => store.getDevice(id)))).filter((d): d is DeviceRecord => d !== null && d.revokedAt === null);
     return findStuck({ devices, targetSeq, targetBundle: target?.bundle.id ?? baseline!, rollout: target, isOnline, now: now() });
+  }
+
+  /**
+   * The lockout forecast (docs/architecture.md §9, gateway/forecast.ts): the devices that would lock
+   * themselves out of `host:port` if it served `pins` at `at` (seconds; default now), a page of them after `cursor`.
+   */
+  async forecast(q: Omit<ForecastQuery, 'at'> & { at?: number }, page: { limit?: number; cursor?: string } = {}): Promise<Forecast & { next: string | null }> {
+    const { store, bundles, rollouts, manifests, now } = this.#o;
+    const query = { ...q, at: q.at ?? Math.floor(now() / 1000) };
+    const devices: DeviceRecord[] = [];
+    for (let cursor: string | null = null; ; ) {
+      const p: Page<DeviceRecord> = await store.listDevices({ limit: 1000, cursor });
+      devices.push(...p.items);
+      if (p.next === null) break;
+      cursor = p.next;
+    }
+    const inFlight = (id: string) => {
+      const r = rollouts.activeRolloutOf(id);
+      const status = r?.devices[id]?.status as string | undefined;
+      return r && status !== 'rejected' && status !== 'reverted' ? { rollout: r.id, bundleId: r.bundle.id } : null;
+    };
+    const decoded = new Map<string, PinBundle>();
+    for (const id of new Set([...devices.map((d) => d.bundleId), ...devices.map((d) => inFlight(d.id)?.bundleId ?? null)])) {
+      const b = id === null ? null : await bundles.decoded(id).then((x) => x.bundle, () => null);
+      if (b) decoded.set(id!, b);
+    }
+    const f = forecast({ devices, bundles: decoded, manifests: manifests.byModel(), inFlight, query });
+    const from = page.cursor === undefined ? 0 : f.items.findIndex((d) => d.id > page.cursor!);
+    const n = page.limit ?? 100;
+    const items = from < 0 ? [] : f.items.slice(from, from + n);
+    return { ...f, items, next: from >= 0 && from + n < f.items.length ? items[items.length - 1].id : null };
   }
 }

@@ -15,6 +15,11 @@
 // (20,000 open files a process), and the size at which one wave used to kill the broker (aedes'
 // emitter drained its queue by recursion; see gateway/broker.ts).
 //
+// Then the revert phase (scripts/bench-sim-revert.ts; --revert N, default 1,000 devices): a bad
+// bundle to N health-checked devices on the real gateway, from its sending to each `reverted` ack
+// counted, median and p99, beside TLS handshakes at the same concurrency against the same endpoint
+// in the same run (goal: within 100 ms of them), and from the first revert to the hold (goal <= 1 s).
+//
 // Every broker runs in a process of its own (scripts/bench-worker.ts, roles gateway and bare), so
 // its RSS is its own; the devices and the bare clients share 2 other processes (role sim). Each side
 // is warmed first (500 throwaway devices connect, take one push and go), so neither is timed cold.
@@ -22,7 +27,7 @@
 // verify per bundle), per device with --verify-each. Wall-clock figures on a shared machine move from
 // run to run: compare figures of one run, and read the min–max beside each median.
 //
-//   npx tsc -p . && node dist/scripts/bench-sim.js [--sizes 1000,10000,19000] [--quick] [--verify-each] [--repeat 3] [--profile DIR]
+//   npx tsc -p . && node dist/scripts/bench-sim.js [--sizes 1000,10000,19000] [--quick] [--verify-each] [--repeat 3] [--profile DIR] [--revert N] [--revert-only]
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -30,6 +35,7 @@ import { join, resolve } from 'node:path';
 import { parse, uintFlag, UsageError } from './args.ts';
 import { checkLimits, killChildren, killChildrenOnExit, sleep, Worker } from './bench-common.ts';
 import { encodeAck, encodeState, formatPin, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { HANDSHAKE_CONCURRENCY, measureRevert, quantile, type RevertFigures } from './bench-sim-revert.ts';
 
 /** Client processes the devices (and the bare clients) are split over, by device index modulo. */
 const CLIENT_PROCESSES = 2;
@@ -51,7 +57,7 @@ const WATCHDOG_MS = 20 * 60_000;
 const GROUP = 'bench';
 const MODEL = 'bench-1';
 
-const USAGE = `usage: node dist/scripts/bench-sim.js [--sizes N,N,...] [--quick] [--verify-each] [--repeat R] [--profile DIR]
+const USAGE = `usage: node dist/scripts/bench-sim.js [--sizes N,N,...] [--quick] [--verify-each] [--repeat R] [--profile DIR] [--revert N] [--revert-only]
   --sizes N,...  fleet sizes, each measured with a fresh gateway and bare broker; default 1000,10000,19000
                  (a broker process holds one descriptor per device: at most ulimit -n minus 256)
   --quick        1,000 devices only, for a fast check
@@ -60,7 +66,10 @@ const USAGE = `usage: node dist/scripts/bench-sim.js [--sizes N,N,...] [--quick]
   --repeat R     rollouts (and bare pushes) timed per size, median and min–max printed; default 3
   --profile DIR  CPU-profile every process during the timed connects (their figures then carry the
                  profiler's cost, on both sides) and during one more, untimed, push on each side; written
-                 to DIR as <size>-<gateway|bare>-<connect|push>-<process>.cpuprofile (Chrome DevTools)`;
+                 to DIR as <size>-<gateway|bare>-<connect|push>-<process>.cpuprofile (Chrome DevTools)
+  --revert N     health-checked devices the revert phase runs (a bad bundle to all, timed to their reverts
+                 and the hold); default 1000, 0 for none
+  --revert-only  the revert phase alone`;
 
 const wallMs = () => performance.timeOrigin + performance.now();
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
@@ -68,6 +77,7 @@ const pin = (label: string) => formatPin(new Uint8Array(createHash('sha256').upd
 
 interface Options {
   sizes: number[];
+  revert: number;
   verifyEach: boolean;
   repeat: number;
   profile: string | null;
@@ -76,7 +86,7 @@ interface Options {
 function options(argv: string[]): Options {
   const { values } = parse(
     argv,
-    { sizes: { type: 'string' }, quick: { type: 'boolean' }, 'verify-each': { type: 'boolean' }, repeat: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean' } },
+    { sizes: { type: 'string' }, revert: { type: 'string' }, 'revert-only': { type: 'boolean' }, quick: { type: 'boolean' }, 'verify-each': { type: 'boolean' }, repeat: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean' } },
     USAGE,
   );
   if (values.help) {
@@ -88,7 +98,11 @@ function options(argv: string[]): Options {
   for (const s of sizes) if (s < 1 || s > MAX_SIZE) throw new UsageError(`--sizes expects sizes from 1 to ${MAX_SIZE}, got ${s}`, USAGE);
   const repeat = values.repeat === undefined ? 3 : uintFlag(values.repeat, 'repeat', USAGE);
   if (repeat < 1 || repeat > 20) throw new UsageError(`--repeat expects 1 to 20, got ${repeat}`, USAGE);
-  return { sizes: [...new Set(sizes)].sort((a, b) => a - b), verifyEach: values['verify-each'] ?? false, repeat, profile: values.profile === undefined ? null : resolve(values.profile) };
+  const revert = values.revert === undefined ? 1000 : uintFlag(values.revert, 'revert', USAGE);
+  if (revert > 20_000) throw new UsageError(`--revert expects at most 20000 devices, got ${revert}`, USAGE);
+  if (values['revert-only'] && (values.sizes !== undefined || values.quick)) throw new UsageError('--revert-only runs no fleet sizes: leave out --sizes and --quick', USAGE);
+  if (values['revert-only'] && revert === 0) throw new UsageError('--revert-only needs --revert above 0', USAGE);
+  return { revert, sizes: values['revert-only'] ? [] : [...new Set(sizes)].sort((a, b) => a - b), verifyEach: values['verify-each'] ?? false, repeat, profile: values.profile === undefined ? null : resolve(values.profile) };
 }
 
 // ------------------------------------------------------------------------------------- the run
@@ -355,23 +369,42 @@ function rows(o: Options, results: SizeResult[]): Row[] {
   return out;
 }
 
-function print(o: Options, results: SizeResult[]): void {
-  const rs = rows(o, results);
+function revertRows(f: RevertFigures): Row[] {
+  const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const [rm, r99, hm, h99] = [quantile(f.revert, 0.5), quantile(f.revert, 0.99), quantile(f.handshakes, 0.5), quantile(f.handshakes, 0.99)];
+  return [
+    { figure: `revert: ${n(f.devices)} health-checked devices, a bundle missing the served key`, value: '' },
+    { figure: '  gateway sends → reverted ack counted: median', value: ms(rm) },
+    { figure: '  gateway sends → reverted ack counted: p99', value: ms(r99) },
+    { figure: `  TLS handshake, ${n(f.devices)} at once, ${HANDSHAKE_CONCURRENCY} in flight: median`, value: ms(hm) },
+    { figure: `  TLS handshake, ${n(f.devices)} at once, ${HANDSHAKE_CONCURRENCY} in flight: p99`, value: ms(h99) },
+    { figure: '    revert − handshake, medians', value: ms(rm - hm), goal: '<= 100 ms', met: rm - hm <= 100 },
+    { figure: '    revert − handshake, p99s', value: ms(r99 - h99), goal: '<= 100 ms', met: r99 - h99 <= 100 },
+    { figure: "  the device's own window, opened → reverted ack sent: median", value: f.window.length > 0 ? ms(quantile(f.window, 0.5)) : '-' },
+    { figure: '  first revert counted → hold', value: Number.isFinite(f.firstRevertToHold) ? ms(f.firstRevertToHold) : 'no hold', goal: '<= 1 s', met: f.firstRevertToHold <= 1000 },
+    { figure: '  devices locked out afterwards (real handshakes)', value: String(f.lockedOutAfter), goal: '0', met: f.lockedOutAfter === 0 },
+  ];
+}
+
+function print(o: Options, results: SizeResult[], revert: RevertFigures | null): void {
+  const rs = [...(results.length > 0 ? rows(o, results) : []), ...(revert ? revertRows(revert) : [])];
   const w1 = Math.max(...rs.map((r) => r.figure.length));
   const w2 = Math.max(...rs.map((r) => r.value.length));
   const w3 = Math.max(4, ...rs.map((r) => (r.goal ?? '').length));
   const line = (a: string, b: string, c: string, d: string) => `${a.padEnd(w1)}  ${b.padStart(w2)}  ${c.padEnd(w3)}  ${d}`.trimEnd();
   console.log(`pinwave bench-sim: node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load ${loadavg()[0].toFixed(2)}`);
-  console.log(
+  if (results.length > 0) console.log(
     `verification: ${o.verifyEach ? 'per device (--verify-each): every device runs Ed25519 itself' : 'shared: one Ed25519 verify per bundle per client process, every other check per device'}; ` +
       `bundle ${results[0].payloadBytes} bytes; brokers in their own processes, devices in ${CLIENT_PROCESSES}; ${o.repeat === 1 ? '1 rollout per size' : `${o.repeat} rollouts per size: median (min–max)`}`,
   );
-  const judgedAt = results.some((r) => r.size === GOAL_SIZE) ? GOAL_SIZE : results.at(-1)!.size;
-  console.log(`figures are wall-clock on a shared machine: expect noise, and compare figures of one run; goals judged at ${n(judgedAt)} devices`);
+  const judgedAt = results.some((r) => r.size === GOAL_SIZE) ? GOAL_SIZE : results.at(-1)?.size;
+  console.log(`figures are wall-clock on a shared machine: expect noise, and compare figures of one run${judgedAt ? `; goals judged at ${n(judgedAt)} devices` : ''}`);
   if (o.profile) console.log(`--profile: the connects were timed under the CPU profiler (both sides); profiles in ${o.profile}`);
   console.log(line('figure', 'measured', 'goal', ''));
   for (const r of rs) console.log(line(r.figure, r.value, r.goal ?? '', r.met === undefined ? '' : r.met ? 'ok' : 'MISSED'));
   for (const r of results) for (const e of r.errors) console.log(`ERROR at ${n(r.size)} devices: ${e}`);
+  for (const e of revert?.errors ?? []) console.log(`ERROR in the revert phase: ${e}`);
+  console.log(`load average after the run: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }
 
 /** The run's temp dir (the gateways' stores), removed however the process ends. */
@@ -383,7 +416,7 @@ process.on('exit', () => {
 
 try {
   const o = options(process.argv.slice(2));
-  checkLimits(o.sizes.at(-1)!, '--sizes', USAGE);
+  checkLimits(Math.max(o.sizes.at(-1) ?? 0, o.revert), '--sizes', USAGE);
   if (o.profile) mkdirSync(o.profile, { recursive: true });
   const watchdog = setTimeout(() => {
     process.stderr.write(`bench-sim: gave up after ${WATCHDOG_MS / 60_000} minutes\n`);
@@ -391,10 +424,11 @@ try {
     process.exit(1);
   }, WATCHDOG_MS);
   watchdog.unref();
-  const results = await run(o);
-  print(o, results);
+  const results = o.sizes.length > 0 ? await run(o) : [];
+  const revert = o.revert > 0 ? await measureRevert(o.revert, progress) : null;
+  print(o, results, revert);
   if (o.profile) process.stderr.write(`bench-sim: CPU profiles of the child processes in ${o.profile}\n`);
-  process.exit(results.some((r) => r.errors.length > 0) ? 1 : 0);
+  process.exit(results.some((r) => r.errors.length > 0) || (revert?.errors.length ?? 0) > 0 ? 1 : 0);
 } catch (err) {
   killChildren();
   if (err instanceof UsageError) {

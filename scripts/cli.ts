@@ -22,6 +22,7 @@ The gateway and the fleet:
   bundle push|list|show              have the gateway sign a bundle; list them; one decoded, against its group's pins
   rollout create|start|status|pause|resume|abort|rollback|list
   telemetry pin-failures             pin-failure reports by endpoint and served pin
+  forecast --endpoint HOST:PORT --pin|--cert|--connect   devices that would lock out if it served that key
   sim --api URL | --gateway mqtt://HOST:PORT   run a fleet of simulated devices against a gateway
   broker mosquitto-config --out DIR  a Mosquitto for external broker mode (devices' ACLs in the broker)
   store migrate --from DIR --to postgres://...  move a fleet from the data dir to PostgreSQL
@@ -49,6 +50,7 @@ async function load(name: string): Promise<Command | undefined> {
     case 'broker': return (await import('./commands/broker.ts')).main;
     case 'store': return (await import('./commands/store.ts')).main;
     case 'telemetry': return (await import('./commands/telemetry.ts')).main;
+    case 'forecast': return (await import('./commands/forecast.ts')).main;
     case 'config': return (await import('./commands/config.ts')).main;
     default: return undefined;
   }

@@ -23,6 +23,9 @@ interface CreateBody {
   start?: boolean;
   seed?: string;
   checkEndpoints?: boolean;
+  nextKeys?: Record<string, string[]>;
+  force?: boolean;
+  reason?: string;
   deadline?: string;
   certificate?: string;
   marginDays?: number;
@@ -63,7 +66,15 @@ const createBody = {
     onMiss: { type: 'string', enum: ['hold', 'abort'], description: 'what a missed wave does; default hold' },
     start: { type: 'boolean', description: 'start at once; default false' },
     seed: { type: 'string', minLength: 1, maxLength: 128, description: 'orders the target into waves; default the rollout id' },
-    checkEndpoints: { type: 'boolean', description: "also check the pins against what the live endpoints serve now; default false" },
+    checkEndpoints: { type: 'boolean', description: 'also check the pins against what every endpoint serves now, dialled by name; default: config preflight.probeAll' },
+    nextKeys: {
+      type: 'object',
+      description: 'by "host:port" of an endpoint of the bundle: keys it will serve (sha256/…), which pin continuity accepts in place of the key served now',
+      maxProperties: 100,
+      additionalProperties: { type: 'array', minItems: 1, maxItems: 16, items: { type: 'string', maxLength: 100 } },
+    },
+    force: { type: 'boolean', description: 'start even though pin continuity refuses (needs reason); recorded as a force decision with the findings' },
+    reason: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[\\x20-\\x7e]+$', description: 'why the start is forced' },
     ...deadlineProperties,
   },
 } as const;

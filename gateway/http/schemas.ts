@@ -238,6 +238,7 @@ const decision = {
     figures: { type: 'object', properties: figureProperties },
     thresholds,
     scope: { type: 'string', enum: ['held', 'remaining'], description: 'on resume: whether the new thresholds were for the held wave only or for every wave from it on' },
+    findings: { ...strings, description: 'on force: the pre-flight refusals the operator overrode' },
     endpoint: { type: 'string', description: 'on a hold for a revert: the endpoint (host:port) the device reverted on' },
     deadline: { ...time, description: 'on at_risk / on_track: the deadline, epoch milliseconds' },
     projected: { ...ntime, description: 'on at_risk / on_track: when the target share is projected, epoch milliseconds; null with no progress yet' },
@@ -343,7 +344,22 @@ export const PreflightSchema = {
   $id: 'Preflight',
   type: 'object',
   required: ['ok', 'targeted', 'problems', 'warnings'],
-  properties: { ok: bool, targeted: int, problems: { type: 'array', items: finding }, warnings: { type: 'array', items: finding } },
+  properties: {
+    ok: bool,
+    targeted: int,
+    problems: { type: 'array', items: finding },
+    warnings: { type: 'array', items: finding },
+    endpoints: {
+      type: 'array',
+      description: 'pin continuity (docs/pin-safety.md#pre-flight-pin-continuity): how each endpoint of the new pin set was judged: by what it serves now (check served), or by overlap with what the target runs (check overlap)',
+      items: { type: 'object', properties: { endpoint: str, check: { type: 'string', enum: ['served', 'overlap'] }, served: strings, held: str, ok: bool } },
+    },
+    forced: {
+      type: 'object',
+      description: 'present when pin continuity refused and the operator forced the start (recorded as a force decision)',
+      properties: { by: str, at: time, reason: str },
+    },
+  },
 } as const;
 
 export const RolloutCreatedSchema = {

@@ -45,6 +45,7 @@ import { requestSerializer } from './request-log.ts';
 import type { EventIdSource } from './rollout-feed.ts';
 import { rolloutEventRoutes } from './rollout-events.ts';
 import { rolloutRoutes } from './rollouts.ts';
+import { forecastRoutes } from './forecast.ts';
 import { addSharedSchemas } from './schemas.ts';
 import { sessionRoutes } from './session-routes.ts';
 import { Sessions, type SessionStore } from './sessions.ts';
@@ -199,6 +200,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(rolloutEventRoutes, { gateway, auth, now, heartbeatMs: c.heartbeatMs, minIntervalMs: c.eventIntervalMs, eventIds: c.eventIds });
   await app.register(groupRoutes, { gateway });
   await app.register(telemetryRoutes, { gateway });
+  await app.register(forecastRoutes, { gateway });
   await app.register(docsRoutes);
   await app.register(sessionRoutes, { auth });
   await app.register(consoleRoutes, { root: c.root });

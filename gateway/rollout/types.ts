@@ -124,7 +124,7 @@ export interface DeviceEntry {
 }
 
 /** `request_approval` and `approve` are the approval gate's (approval.ts, docs/architecture.md §10); `at_risk` and `on_track` the deadline's (deadline.ts, §9). */
-export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve' | 'at_risk' | 'on_track';
+export type DecisionAction = 'start' | 'pause' | 'resume' | 'abort' | 'hold' | 'soak' | 'pass' | 'complete' | 'rollback' | 'request_approval' | 'approve' | 'at_risk' | 'on_track' | 'force';
 
 /** The ratios a wave is judged on; attached to every automatic decision. */
 export interface WaveFigures {
@@ -173,6 +173,8 @@ export interface Decision {
   thresholds?: WaveThresholds;
   /** on resume: which waves took the new thresholds, the held one only or it and every later one (engine.ts resume) */
   scope?: 'held' | 'remaining';
+  /** on force: the pre-flight refusals the operator overrode (gateway/continuity.ts) */
+  findings?: string[];
   /** on a hold for reverts: the endpoint (`host:port`) the device that crossed the threshold reverted on */
   endpoint?: string;
   /** on at_risk / on_track: the deadline and the date projected from progress (epoch ms; null: no progress yet) */

@@ -162,6 +162,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     manifests: config.manifests,
     bundleLifetimeSeconds: config.bundleLifetimeSeconds,
     webhooks: config.webhooks,
+    preflight: config.preflight,
     ...(config.approval && { approval: config.approval }),
     logger: log.child({ component: 'gateway' }),
     ...(o.now && { now: o.now }),

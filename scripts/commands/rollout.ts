@@ -10,7 +10,8 @@ const USAGE = `Usage:
   pinwave rollout create --bundle ID (--group G | --devices ID,ID,...) [--waves 1%,10%,50%,100% (default: the gateway's plan)]
                          [--ack-threshold 0.95] [--failure-threshold 0.02] [--min-devices N] [--max-unreachable 0.5]
                          [--timeout 1h] [--soak 0s] [--require-verified true|false] [--on-miss hold|abort] [--seed S] [--start]
-                         [--deadline DATE | --deadline-cert FILE [--margin-days 7]] [--target-ratio 0.95] [--json]
+                         [--deadline DATE | --deadline-cert FILE [--margin-days 7]] [--target-ratio 0.95]
+                         [--next-key HOST:PORT=sha256/... ...] [--force REASON] [--json]
   pinwave rollout start|pause|abort|approve ID [--json]
   pinwave rollout rollback ID [--bundle BUNDLE] [--json]
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
@@ -31,6 +32,9 @@ rollout reached; on a group's first rollout, the initial pins of its models' fir
 (push a missing one with pinwave manifest push FILE). --bundle BUNDLE sends a bundle uploaded
 already instead (a gateway without a signing key: pinwave bundle upload FILE). Pre-flight problems
 do not stop a rollback: they are recorded with it ("gates bypassed").
+create --next-key: a key the endpoint will serve, which pre-flight's pin continuity accepts in place of
+the key it serves now (repeat it for more). --force REASON: start even though pin continuity refuses;
+the reason is recorded with the decision (docs/pin-safety.md#pre-flight-pin-continuity).
 approve: agree, under your token's name, to a rollout that waits for approval (config approval: one
 that removes pins its target holds now); its creator cannot approve it, and it starts with start.
 IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.
@@ -112,9 +116,18 @@ async function create(args: string[], io: Io): Promise<number> {
     'deadline-cert': { type: 'string' },
     'margin-days': { type: 'string' },
     'target-ratio': { type: 'string' },
+    'next-key': { type: 'string', multiple: true },
+    force: { type: 'string' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
   const bundle = idArg(required(values.bundle, 'bundle', USAGE));
+  const nextKeys: Record<string, string[]> = {};
+  for (const v of values['next-key'] ?? []) {
+    const m = /^([^=\s]+:[0-9]{1,5})=(sha256\/\S+)$/.exec(v);
+    if (!m) throw new UsageError(`--next-key expects HOST:PORT=sha256/<base64>, got "${v}"`, USAGE);
+    (nextKeys[m[1]] ??= []).push(m[2]);
+  }
+  if (values.force !== undefined && !/^[\x20-\x7e]{1,200}$/.test(values.force)) throw new UsageError('--force expects a reason: 1 to 200 printable characters', USAGE);
   if ((values.group === undefined) === (values.devices === undefined)) throw new UsageError('give exactly one of --group G or --devices ID,ID,...', USAGE);
   const target = values.group !== undefined ? { group: values.group } : { devices: values.devices!.split(',').map((s) => s.trim()).filter(Boolean) };
   const onMiss = values['on-miss'];
@@ -128,13 +141,15 @@ async function create(args: string[], io: Io): Promise<number> {
   const api = apiFrom(values.api, io);
   // Without --waves or a threshold flag the gateway's configured default plan applies.
   const planned = values.waves !== undefined || Object.keys(common).length > 0;
-  const body = { bundle, target, ...(planned && { waves }), ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...deadlineFields(values), ...(values.start && { start: true }) };
-  const res = await api.post<{ rollout?: RolloutView; preflight?: { warnings?: Array<{ message: string }> }; deadlineFit?: { warnings: string[] } } & RolloutView>('/v1/rollouts', body);
+  const body = { bundle, target, ...(planned && { waves }), ...(onMiss && { onMiss }), ...(values.seed && { seed: values.seed }), ...deadlineFields(values), ...(values.start && { start: true }), ...(Object.keys(nextKeys).length > 0 && { nextKeys }), ...(values.force !== undefined && { force: true, reason: values.force }) };
+  const res = await api.post<{ rollout?: RolloutView; preflight?: { warnings?: Array<{ message: string }>; forced?: { by: string; reason: string } }; deadlineFit?: { warnings: string[] } } & RolloutView>('/v1/rollouts', body);
   const rollout = res.rollout ?? res;
   if (values.json) io.out(JSON.stringify(res, null, 2));
   else {
     for (const w of res.preflight?.warnings ?? []) io.err(`warning: ${w.message}`);
     for (const w of res.deadlineFit?.warnings ?? []) io.err(`warning: deadline: ${w}`);
+    const forced = res.preflight?.forced;
+    if (forced) io.err(`forced past pre-flight by ${forced.by}: ${forced.reason}`);
     for (const line of renderRollout(rollout)) io.out(line);
   }
   return 0;

@@ -44,8 +44,8 @@ check their pins against real TLS endpoints, as firmware would.
   --no-health-check    no device runs a health check, whatever its manifest or the scenario says:
                        every bundle is committed at once and acked applied. With one, a device applies
                        a bundle provisionally, checks its endpoints under the new pins and acks
-                       verified or reverted (docs/pin-safety.md); a gateway that counts only applied
-                       and rejected acks drops those
+                       verified or reverted (docs/pin-safety.md). The manifests pinwave sim builds
+                       declare one of the scenario's endpoints, when it has any
   --seed S             behaviours are drawn from this seed (default 1): the same seed, the same fleet
   --duration D         stop after D, e.g. 60s or 5m (default: at SIGINT or SIGTERM)
   --verify-each        verify every bundle on every device (default: once per bundle and key set)

@@ -24,7 +24,7 @@ function problems(o: Parameters<typeof loadConfig>[0]): string[] {
 
 t.test('with only the required flags, every option takes its default', async (t) => {
   const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
-  t.same(c, { dataDir: '/d', keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], file: null });
+  t.same(c, { dataDir: '/d', keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null });
   t.equal(DEFAULTS.httpPort, 8080);
 });
 
@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval)',
+    'config.hots: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -162,7 +162,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval)',
+    'config.mqtt2: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',
@@ -270,4 +270,28 @@ t.test('logFormat: json by default, pretty from the file, PINWAVE_LOG_FORMAT or 
     'config.logFormat: must be one of json, pretty, got "xml"',
     'PINWAVE_LOG_FORMAT: must be one of json, pretty, got "yaml"',
   ]);
+});
+
+t.test('preflight: the endpoints read live, each with where to dial it, and the two switches; every problem named', async (t) => {
+  const dir = t.testdir({
+    'ok.yaml': 'preflight:\n  endpoints:\n    "telemetry.example.com:443": { connect: "127.0.0.1:8443" }\n    "api.example.com:443": null\n    "[::1]:8443": {}\n  probeAll: true\n  requireOverlap: true\n',
+    'bad.yaml': 'preflight:\n  endpoints:\n    "no-port.example.com": null\n    "a.example.com:443": { connect: "10.0.0.1" }\n    "b.example.com:443": { conect: "10.0.0.1:1" }\n    "c.example.com:70000": null\n  probeAll: yes\n  requireOverlap: 1\n  probe: all\n',
+    'list.yaml': 'preflight: { endpoints: [a.example.com:443] }\n',
+  });
+  const flags = { dataDir: '/d', keyPath: '/k.pem' };
+  t.same(loadConfig({ file: join(dir, 'ok.yaml'), flags }).preflight, {
+    probeAll: true,
+    requireOverlap: true,
+    endpoints: { 'telemetry.example.com:443': { host: '127.0.0.1', port: 8443 }, 'api.example.com:443': null, '[::1]:8443': null },
+  });
+  t.same(problems({ file: join(dir, 'bad.yaml'), flags }), [
+    'config.preflight.probe: unknown option (known: endpoints, probeAll, requireOverlap)',
+    'config.preflight.probeAll: must be true or false, got "yes"',
+    'config.preflight.requireOverlap: must be true or false, got 1',
+    'config.preflight.endpoints.no-port.example.com: must be named HOST:PORT (a port 1-65535), e.g. "api.example.com:443"',
+    'config.preflight.endpoints.a.example.com:443.connect: must be ADDR:PORT (a port 1-65535), e.g. "10.0.0.7:8443", got "10.0.0.1"',
+    'config.preflight.endpoints.b.example.com:443.conect: unknown option (known: connect)',
+    'config.preflight.endpoints.c.example.com:70000: must be named HOST:PORT (a port 1-65535), e.g. "api.example.com:443"',
+  ]);
+  t.same(problems({ file: join(dir, 'list.yaml'), flags }), ['config.preflight.endpoints: must be a mapping of "HOST:PORT" to { connect: "ADDR:PORT" } or null, got an array']);
 });

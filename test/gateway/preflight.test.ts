@@ -100,3 +100,25 @@ t.test('live endpoints', async (t) => {
     t.same([r.ok, r.problems, r.warnings], [true, [], []]);
   });
 });
+
+t.test('the endpoints the config lists are dialled where it says, under their own name; no other is', async (t) => {
+  const tel = await startTlsEndpoint({ name: 'telemetry.example.com', keys: 2 });
+  t.teardown(() => tel.close());
+  const dialled: string[] = [];
+  const { fetchServedChain } = await import('../../gateway/tls-probe.ts');
+  const probe: PreflightInput['probe'] = (dial, servername) => {
+    dialled.push(`${dial.host}:${dial.port} sni=${servername}`);
+    return fetchServedChain(dial.host, dial.port, { servername, timeoutMs: 3000 });
+  };
+  const endpoints = [
+    { host: 'telemetry.example.com', port: 443, pins: [tel.pins[1], tel.backupPin].map(parsePin) },
+    { host: 'api.example.com', port: 443, pins: [unservedPin(), unservedPin()].map(parsePin) },
+  ];
+  const probeTargets = new Map([['telemetry.example.com:443', { host: '127.0.0.1', port: tel.address.port }]]);
+  const r = await check(endpoints, { checkEndpoints: false, probeTargets, probe });
+  t.same(dialled, [`127.0.0.1:${tel.address.port} sni=telemetry.example.com`]);
+  t.same(r.problems.map((p) => [p.code, p.endpoint]), [['endpoint_mismatch', 'telemetry.example.com:443']]);
+  t.same(r.endpoints.map((e) => [e.endpoint, e.check]), [['telemetry.example.com:443', 'served'], ['api.example.com:443', 'overlap']]);
+  tel.rotate();
+  t.equal((await check(endpoints, { checkEndpoints: false, probeTargets, probe })).ok, true, 'after the switch the same set holds what it serves');
+});

@@ -43,6 +43,7 @@ const ROUTES: Array<[string, string, string]> = [
   ['POST', '/v1/rollouts/:id/approve', 'operator'],
   ['GET', '/v1/telemetry/pin-failures', 'viewer'],
   ['GET', '/v1/stuck', 'viewer'],
+  ['GET', '/v1/forecast', 'viewer'],
   ['GET', '/v1/rollouts/:id/events', 'viewer'],
   ['GET', '/v1/groups', 'viewer'],
   ['GET', '/docs', 'public'],
