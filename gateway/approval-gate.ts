@@ -10,12 +10,14 @@ import type { FirmwareManifest } from '../firmware-manifest/index.ts';
 import { pinDiff, type DiffBase, type PinnedEndpoint } from './pin-diff.ts';
 import { approvalState, assess, hasRequest, passForRollback, requestApproval, type ApprovalPolicy, type ApprovalState } from './rollout/approval.ts';
 import type { Rollout } from './rollout/types.ts';
-import type { Store } from './store/types.ts';
+import type { DeviceRecord } from './store/types.ts';
 
 export interface ApprovalGateDeps {
   /** config `approval`; undefined: off */
   policy: ApprovalPolicy | undefined;
-  store: Pick<Store, 'getBaseline' | 'getDevice'>;
+  getDevice(id: string): Promise<DeviceRecord | null>;
+  /** the bundle of the group's last completed rollout, or null */
+  baseline(group: string): Promise<string | null>;
   manifests: ReadonlyMap<string, FirmwareManifest>;
   /** a stored bundle's seq, and its endpoints with their pins in text form */
   pins(bundleId: string): Promise<{ seq: number; endpoints: PinnedEndpoint[] }>;
@@ -23,11 +25,11 @@ export interface ApprovalGateDeps {
 
 /** What the rollout's target holds now: its group's baseline, else the initial pins of its devices' models' manifests. */
 export async function heldPins(d: ApprovalGateDeps, r: Rollout): Promise<DiffBase[]> {
-  const baseline = await d.store.getBaseline(r.bundle.group);
+  const baseline = await d.baseline(r.bundle.group);
   if (baseline) return [{ kind: 'baseline', bundleId: baseline, ...(await d.pins(baseline)) }];
   const models = new Set<string>();
   for (const id of Object.keys(r.devices)) {
-    const dev = await d.store.getDevice(id);
+    const dev = await d.getDevice(id);
     if (dev?.model) models.add(dev.model);
   }
   const bases: DiffBase[] = [];

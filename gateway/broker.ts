@@ -120,9 +120,11 @@ export interface DeviceBrokerOptions {
   /** A device was granted a subscription (the gateway re-sends the bundle on its bundle topic). Default: none. */
   onSubscribe?: (deviceId: string, topicFilter: string) => void;
   /**
-   * An authorized message from a device. A returned promise holds the device's next packets back
-   * until it settles (a rejection is logged); that is what bounds the work a flooding device can
-   * queue. Default: none.
+   * An authorized message from a device, called before its PUBACK. A returned promise holds the
+   * PUBACK and the device's next packets back until it settles: resolved, the message is
+   * acknowledged; rejected (the gateway could not commit it), the connection is closed without an
+   * ack and the device sends it again. That also bounds the work a flooding device can queue.
+   * Default: none.
    */
   onMessage?: (deviceId: string, kind: DeviceMessageKind, payload: Buffer) => void | Promise<void>;
   /** Default: no logging. */
@@ -151,6 +153,8 @@ export interface BrokerCounters {
   messagesOut: number;
   /** Messages aedes reported an error for. */
   publishErrors: number;
+  /** Device messages `onMessage` could not commit: their connections were closed without a PUBACK. */
+  uncommitted: number;
 }
 
 const DEFAULTS = {
@@ -230,6 +234,7 @@ export class DeviceBroker {
     presenceIn: 0,
     messagesOut: 0,
     publishErrors: 0,
+    uncommitted: 0,
   };
   // Each device's open sessions, by the identity of aedes' client object.
   readonly #presence = new Presence<Client>();
@@ -288,13 +293,8 @@ export class DeviceBroker {
       authorizeSubscribe: (client, sub, done) => this.#authorizeSubscribe(client, sub, done),
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
       authorizeForward: (client, packet) => this.#authorizeForward(client, packet),
-      published: (packet, client, done) => {
-        if (!client) return done(null);
-        this.#deviceMessage(client, packet, () => {
-          this.#untake();
-          done(null);
-        });
-      },
+      // Device messages were handled in authorizePublish, before their PUBACK; nothing is left to do here.
+      published: (_packet, _client, done) => done(null),
     });
     this.#aedes = aedes;
     aedes.on('connackSent', (packet, client) => this.#connackSent(packet.returnCode ?? 0, client));
@@ -596,9 +596,12 @@ export class DeviceBroker {
     if (denial === null) {
       // Only presence gets here retained; it is passed on, never stored (docs/architecture.md §5).
       packet.retain = false;
-      // Taken: aedes PUBACKs it now and runs `published` later; a shutdown waits for that (settled()).
+      // Taken: handled before aedes may PUBACK it; a shutdown waits for that (settled()).
       this.#taken++;
-      return done(null);
+      return this.#deviceMessage(client, packet, (err) => {
+        this.#untake();
+        done(err);
+      });
     }
     if (denial === 'payload_too_large') {
       this.#counters.payloadTooLarge++;
@@ -624,7 +627,12 @@ export class DeviceBroker {
     return packet.topic === deviceTopic(client.id, 'bundle') ? packet : null;
   }
 
-  #deviceMessage(client: Client, packet: AedesPublishPacket, next: () => void): void {
+  /**
+   * A device's own message, before its PUBACK (docs/architecture.md §7): `next()` once `onMessage`
+   * resolved (what it changed is committed), `next(err)` when it rejected, which closes the
+   * connection without an ack, so the device sends the message again [MQTT-4.3.2].
+   */
+  #deviceMessage(client: Client, packet: PublishPacket, next: (err?: Error) => void): void {
     if (parsePresenceTopic(packet.topic) === client.id) {
       this.#counters.presenceIn++;
       return next();
@@ -635,9 +643,21 @@ export class DeviceBroker {
     if (!topic || topic.id !== client.id || !isDeviceMessageKind(topic.kind)) return next();
     this.#counters.messagesIn++;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const settled = this.#hook('onMessage', () => this.#options.onMessage?.(topic.id, topic.kind as DeviceMessageKind, payload));
-    if (settled) settled.then(next);
-    else next();
+    let result: void | Promise<void>;
+    try {
+      result = this.#options.onMessage?.(topic.id, topic.kind as DeviceMessageKind, payload);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    if (!(result instanceof Promise)) return next();
+    result.then(
+      () => next(),
+      (err: unknown) => {
+        this.#counters.uncommitted++;
+        this.#log.warn({ deviceId: topic.id, kind: topic.kind, err: err instanceof Error ? err.message : String(err) }, 'device message not committed: connection closed without PUBACK');
+        next(new Refusal('device message not committed'));
+      },
+    );
   }
 
   #publish(topic: string, payload: Buffer): void {

@@ -14,7 +14,9 @@ import type { SigningKey } from './signing-key.ts';
 import { checkUpload, type TrustedKey } from './bundle-upload.ts';
 import { bridgeFor, signerFor, type RotationBundle } from './key-rotation.ts';
 import type { ManifestRegistry } from './manifest-registry.ts';
-import type { BundleQuery, BundleRecord, Page, Store } from './store/types.ts';
+import type { BundleQuery, BundleRecord, Page } from './store/types.ts';
+import type { ChangeStore } from './store/changes.ts';
+import { allDevices, baselineOf, commit } from './fleet-reads.ts';
 import {
   checkBundle,
   formatPin,
@@ -47,7 +49,7 @@ export interface CachedBundle {
 const DAY = 86400;
 
 export interface BundlesOptions {
-  store: Store;
+  store: ChangeStore;
   /** null: an upload-only gateway (no signing key) */
   key: SigningKey | null;
   /** the next signing key of a key rotation, or null */
@@ -61,7 +63,7 @@ export interface BundlesOptions {
 }
 
 export class Bundles {
-  readonly #store: Store;
+  readonly #store: ChangeStore;
   readonly #key: SigningKey | null;
   readonly #nextKey: SigningKey | null;
   readonly #manifests: ManifestRegistry;
@@ -120,7 +122,7 @@ export class Bundles {
     // passes them, so the bundle as it will be signed is checked with a stand-in.
     const problem = checkBundle({ version: FORMAT_VERSION, seq: 1, ...content });
     if (problem) throw invalid(problem.detail.replace(/^endpoints/, 'pins'));
-    const seq = await this.#store.allocateSeq(input.group, await this.#highestReportedSeq(input.group));
+    const [seq] = await commit(this.#store, [{ type: 'group.allocateSeq', group: input.group, above: await this.#highestReportedSeq(input.group) }]);
     const signed = signBundle({ seq, ...content }, key.seed);
     const record: BundleRecord = {
       id: signed.id,
@@ -131,7 +133,7 @@ export class Bundles {
       bytes: Buffer.from(signed.bytes).toString('base64'),
       createdBy: actor,
     };
-    const put = await this.#store.putBundle(record);
+    const put = await this.#store.apply([{ type: 'bundle.put', bundle: record }]);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `bundle ${signed.id} exists already`);
     this.#cache.set(record.id, { bytes: Buffer.from(signed.bytes), seq, group: input.group });
     if (keyRotation) this.#rotationBundles.delete(input.group);
@@ -154,10 +156,10 @@ export class Bundles {
     const refuse = (reason: string, detail: string) => new GatewayError('PW_UPLOAD_REFUSED', `the bundle is refused: ${reason}: ${detail}`, { reason, detail, nextSeq });
     if (!check.ok) throw refuse(check.reason, check.detail);
     // Taken only as the next seq: another bundle made in the meantime makes this one stale.
-    const seq = await this.#store.allocateSeq(group, check.bundle.seq - 1);
+    const [seq] = await commit(this.#store, [{ type: 'group.allocateSeq', group, above: check.bundle.seq - 1 }]);
     if (seq !== check.bundle.seq) throw refuse('replayed', `seq ${check.bundle.seq} was handed out while this bundle was checked; the next seq of group "${group}" is ${seq + 1}`);
     const record: BundleRecord = { id: check.id, group, seq, size: input.bytes.length, createdAt: this.#now(), bytes: Buffer.from(input.bytes).toString('base64'), createdBy: actor, meta: { uploaded: true, kid: check.kid, signedBy: check.signedBy } };
-    const put = await this.#store.putBundle(record);
+    const put = await this.#store.apply([{ type: 'bundle.put', bundle: record }]);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `bundle ${check.id} exists already`);
     this.#cache.set(record.id, { bytes: Buffer.from(input.bytes), seq, group });
     if (check.bundle.keyRotation) this.#rotationBundles.delete(group);
@@ -230,7 +232,7 @@ export class Bundles {
   /** The key the group's next bundle is signed with (gateway/key-rotation.ts): the next key once its rotation is the baseline. */
   async #signerFor(group: string): Promise<SigningKey | null> {
     if (!this.#nextKey) return this.#key;
-    const baseline = await this.#store.getBaseline(group);
+    const baseline = await baselineOf(this.#store, group);
     const b = baseline ? await this.#store.getBundle(baseline) : null;
     const i = b ? inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64'))) : null;
     return signerFor(i?.ok ? { kid: i.envelope.kid, keyRotation: i.bundle.keyRotation } : null, this.#key, this.#nextKey);
@@ -270,10 +272,7 @@ export class Bundles {
     const keys: TrustedKey[] = this.#key ? [{ key: this.#key.publicKey, source: "the gateway's signing key" }] : [];
     for (const [epoch, rotated] of rotations) for (const key of rotated) keys.push({ key, source: `key rotation to epoch ${epoch}` });
     const models = new Set<string>();
-    for (const id of await this.#store.devicesInGroup(group)) {
-      const d = await this.#store.getDevice(id);
-      if (d?.model) models.add(d.model);
-    }
+    for (const d of await allDevices(this.#store, { group })) if (d.model) models.add(d.model);
     const manifests = this.#manifests.list().filter((e) => models.size === 0 || models.has(e.manifest.model));
     for (const e of manifests) for (const k of e.manifest.trustedKeys) keys.push({ key: publicKeyFromText(k), source: `manifest ${e.manifest.model} ${e.manifest.firmware}` });
     return keys;
@@ -282,7 +281,7 @@ export class Bundles {
   /** The key epoch the group's devices report (the highest), 0 when none has rotated. */
   async #groupKeyEpoch(group: string): Promise<number> {
     let epoch = 0;
-    for (const id of await this.#store.devicesInGroup(group)) epoch = Math.max(epoch, (await this.#store.getDevice(id))?.keyEpoch ?? 0);
+    for (const d of await allDevices(this.#store, { group })) epoch = Math.max(epoch, d.keyEpoch ?? 0);
     return epoch;
   }
 
@@ -342,7 +341,7 @@ export class Bundles {
   async diff(id: string): Promise<PinDiff> {
     const { record, bundle } = await this.decoded(id);
     const text = (eps: Endpoint[]): PinnedEndpoint[] => eps.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin) }));
-    const baseline = await this.#store.getBaseline(record.group);
+    const baseline = await baselineOf(this.#store, record.group);
     if (!baseline) return pinDiff(text(bundle.endpoints), { kind: 'none' });
     const base = await this.decoded(baseline);
     return pinDiff(text(bundle.endpoints), { kind: 'baseline', bundleId: baseline, seq: base.record.seq, endpoints: text(base.bundle.endpoints) });
@@ -354,9 +353,8 @@ export class Bundles {
    */
   async #highestReportedSeq(group: string): Promise<number> {
     let max = 0;
-    for (const id of await this.#store.devicesInGroup(group)) {
-      const d = await this.#store.getDevice(id);
-      if (!d?.bundleId) continue;
+    for (const d of await allDevices(this.#store, { group })) {
+      if (!d.bundleId) continue;
       const b = await this.load(d.bundleId);
       if (b && b.group === group && b.seq > max) max = b.seq;
     }

@@ -13,7 +13,8 @@
 //
 // A YAML example with every option (defaults shown where there are any):
 //
-//   dataDir: /var/lib/pinwave          # required (or PINWAVE_DATA_DIR / --data)
+//   dataDir: /var/lib/pinwave          # the embedded store (docs/storage.md); required unless store.url (or PINWAVE_DATA_DIR / --data)
+//   store: { url: "postgres://pinwave@db.example.com:5432/pinwave" }   # the fleet in PostgreSQL (or PINWAVE_STORE / --store)
 //   keyPath: /etc/pinwave/signing.key  # or PINWAVE_KEY / --key; without one the gateway is upload-only (signs no bundle)
 //   nextKeyPath: /etc/pinwave/next.key # or PINWAVE_NEXT_KEY / --next-key: signs a group's bundles once a rotation to it is the group's baseline
 //   host: 127.0.0.1
@@ -56,6 +57,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
 import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
+import { redactUrl } from './store/postgres.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
@@ -64,8 +66,10 @@ import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
-  /** where the fleet store lives (`pinwave.json`); required here, in PINWAVE_DATA_DIR or as --data */
+  /** the embedded store's folder (journal and snapshots, docs/storage.md); required here, in PINWAVE_DATA_DIR or as --data, unless `store.url` is set */
   dataDir?: string;
+  /** `url`: postgres://USER[:PASSWORD]@HOST:PORT/DB, the fleet in PostgreSQL instead of the data dir (PINWAVE_STORE, --store); default the embedded store */
+  store?: { url?: string };
   /** the bundle signing key, PKCS#8 PEM, readable by its owner only; required here, in PINWAVE_KEY or as --key */
   keyPath?: string;
   /** the next signing key (key rotation, docs/operations.md): a group's bundles are signed with it once a rotation listing it is the group's baseline; default none (PINWAVE_NEXT_KEY, --next-key) */
@@ -151,7 +155,10 @@ const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debu
 
 /** What the gateway runs with: file, environment and flags merged, defaults filled in, files read. */
 export interface GatewayConfig {
-  dataDir: string;
+  /** null only with `storeUrl` */
+  dataDir: string | null;
+  /** postgres://…: the PostgreSQL store; null: the embedded store in dataDir */
+  storeUrl: string | null;
   /** null: no signing key, the gateway takes only bundles signed elsewhere (docs/operations.md) */
   keyPath: string | null;
   /** null: no key rotation under way */
@@ -189,6 +196,7 @@ export interface GatewayConfig {
 /** Command-line flags of `pinwave gateway`: they override the environment and the file. */
 export interface ConfigFlags {
   dataDir?: string;
+  storeUrl?: string;
   keyPath?: string;
   nextKeyPath?: string;
   host?: string;
@@ -212,7 +220,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', '$schema'];
+const TOP_KEYS = ['dataDir', 'store', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', '$schema'];
 const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
@@ -274,6 +282,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   c.keys(raw, TOP_KEYS, 'config');
   // ---- the file
   const fileDataDir = c.string(raw.dataDir, 'config.dataDir');
+  const storeSection = c.record(raw.store, 'config.store', ['url'], '{ url }');
+  const fileStoreUrl = c.string(storeSection.url, 'config.store.url');
   const fileKeyPath = c.string(raw.keyPath, 'config.keyPath');
   const fileNextKeyPath = c.string(raw.nextKeyPath, 'config.nextKeyPath');
   const fileHost = c.string(raw.host, 'config.host');
@@ -362,12 +372,15 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
 
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
-  if (dataDir === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir');
+  const storeUrl = flags.storeUrl ?? (env.PINWAVE_STORE || undefined) ?? fileStoreUrl;
+  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/[^\s]+$/.test(storeUrl)) problems.push(`store.url: must be a postgres://USER@HOST:PORT/DB URL, got ${JSON.stringify(redactUrl(storeUrl))}`);
+  if (dataDir === undefined && storeUrl === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
   const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
   return {
-    dataDir: dataDir!,
+    dataDir: dataDir ?? null,
+    storeUrl: storeUrl ?? null,
     keyPath: keyPath ?? null,
     nextKeyPath: flags.nextKeyPath ?? (env.PINWAVE_NEXT_KEY || undefined) ?? (fileNextKeyPath === undefined ? null : path(fileNextKeyPath)),
     host,

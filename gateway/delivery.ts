@@ -7,7 +7,9 @@
 import type { Bundles } from './bundles.ts';
 import type { Logger } from './logger.ts';
 import { baselineOffer } from './rollout/policy.ts';
-import type { DeviceHistoryEvent, DeviceRecord, Store } from './store/types.ts';
+import type { DeviceHistoryEvent, DeviceRecord } from './store/types.ts';
+import type { ChangeStore } from './store/changes.ts';
+import { baselineOf } from './fleet-reads.ts';
 import type { Tasks } from './tasks.ts';
 
 /** What the parts need of the MQTT broker: whether a device is connected, publishing to it, closing it. */
@@ -19,7 +21,7 @@ export interface DeviceLink {
 }
 
 export interface DeliveryOptions {
-  store: Store;
+  store: ChangeStore;
   bundles: Bundles;
   link: DeviceLink;
   tasks: Tasks;
@@ -28,7 +30,7 @@ export interface DeliveryOptions {
 }
 
 export class Delivery {
-  readonly #store: Store;
+  readonly #store: ChangeStore;
   readonly #bundles: Bundles;
   readonly #link: DeviceLink;
   readonly #tasks: Tasks;
@@ -86,7 +88,7 @@ export class Delivery {
   /** docs/architecture.md §6: a device behind its group's baseline, in no rollout in progress, is sent the baseline. */
   async offerBaseline(d: DeviceRecord, inRollout: boolean): Promise<void> {
     if (inRollout) return;
-    const id = await this.#store.getBaseline(d.group);
+    const id = await baselineOf(this.#store, d.group);
     const b = id ? await this.#bundles.load(id) : null;
     const offer = baselineOffer(d, inRollout, id && b ? { id, seq: b.seq } : null);
     // A device that does not trust the baseline's signing key yet gets the rotation to it first (key-rotation.ts).
@@ -94,10 +96,7 @@ export class Delivery {
   }
 
   #history(id: string, entry: { at: number; bundleId: string; seq: number; event: DeviceHistoryEvent }): void {
-    this.#tasks.track(
-      this.#store.updateDevice(id, (d) => {
-        d.history.push({ at: entry.at, bundleId: entry.bundleId, seq: entry.seq, event: entry.event });
-      }),
-    );
+    // A record of what was sent, rebuilt by the device's next state if lost: it shares the next write.
+    this.#tasks.track(this.#store.apply([{ type: 'device.history', id, entry: { at: entry.at, bundleId: entry.bundleId, seq: entry.seq, event: entry.event } }], { durable: false }));
   }
 }

@@ -4,10 +4,12 @@
 //   const { devices } = await registry.provision([{ id: 'th-1', group: 'thermostats' }]);
 //   await registry.authenticate('th-1', devices[0].token);   // → true
 import { checkDeviceId } from './device-id.ts';
-import { hashDeviceToken, newToken, tokenMatches } from './credentials.ts';
+import { hashDeviceToken, isLegacyTokenHash, newToken, tokenMatches } from './credentials.ts';
 import { GatewayError, invalid, notFound } from './errors.ts';
 import type { Logger } from './logger.ts';
-import { newDeviceRecord, type DeviceQuery, type DeviceRecord, type Page, type Store } from './store/types.ts';
+import { newDeviceRecord, type DeviceQuery, type DeviceRecord, type Page } from './store/types.ts';
+import type { ChangeStore } from './store/changes.ts';
+import { commit } from './fleet-reads.ts';
 import type { DeviceLink } from './delivery.ts';
 
 export interface ProvisionInput {
@@ -24,7 +26,7 @@ export const LABEL_RE = /^[\x20-\x7e]{1,64}$/;
 const MAX_PROVISION = 10_000;
 
 export interface DevicesOptions {
-  store: Store;
+  store: ChangeStore;
   /** closes a device's sessions (after a rotation or a revocation) */
   link: Pick<DeviceLink, 'disconnect'>;
   log: Logger;
@@ -32,7 +34,7 @@ export interface DevicesOptions {
 }
 
 export class Devices {
-  readonly #store: Store;
+  readonly #store: ChangeStore;
   readonly #link: Pick<DeviceLink, 'disconnect'>;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -71,7 +73,9 @@ export class Devices {
       out.push({ id: d.id, token });
       return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashDeviceToken(token), createdAt: now });
     });
-    const put = await this.#store.putDevices(records);
+    // One batch: every device or none (docs/storage.md). The tokens leave only once it is durable.
+    const put = await this.#store.apply(records.map((device) => ({ type: 'device.provision', device })));
+    if (!put.ok && put.code !== 'PW_STORE_DUPLICATE_ID') throw new Error(`${this.#store.status().name} refused provisioning: ${put.message}`);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
     this.#log.info({ count: records.length }, 'devices provisioned');
     return { devices: out };
@@ -95,9 +99,9 @@ export class Devices {
     const d = await this.get(id);
     if (d.revokedAt !== null) throw new GatewayError('PW_INVALID_STATE', `device "${id}" is revoked`);
     const token = newToken();
-    await this.#store.updateDevice(id, { tokenHash: hashDeviceToken(token) });
-    await this.#store.flush();
-    // After the flush: a reconnect checked from here on sees the new hash.
+    // Durable before it is answered; a failed commit leaves the old hash, and the old token working.
+    await commit(this.#store, [{ type: 'device.patch', id, set: { tokenHash: hashDeviceToken(token) } }]);
+    // After the commit: a reconnect checked from here on sees the new hash.
     this.#link.disconnect(id);
     this.#log.info({ deviceId: id }, 'device token rotated');
     return { id, token };
@@ -105,8 +109,10 @@ export class Devices {
 
   /** Revokes a device: disconnected at once and refused after. */
   async revoke(id: string): Promise<DeviceRecord> {
-    const d = await this.#store.revokeDevice(id, this.#now());
-    if (!d) throw notFound('device', id);
+    const before = await this.get(id);
+    // An earlier revocation's time stands.
+    if (before.revokedAt === null) await commit(this.#store, [{ type: 'device.patch', id, set: { revokedAt: this.#now() } }]);
+    const d = await this.get(id);
     this.#link.disconnect(id);
     this.#log.info({ deviceId: id }, 'device revoked');
     return d;
@@ -116,7 +122,22 @@ export class Devices {
   async authenticate(id: string, token: string): Promise<boolean> {
     const d = await this.#store.getDevice(id);
     // Compare even for an unknown or revoked device, so timing does not tell which ids exist.
-    const ok = tokenMatches(token, d?.tokenHash ?? null);
-    return ok && d !== null && d.revokedAt === null;
+    const ok = tokenMatches(token, d?.tokenHash ?? null) && d !== null && d.revokedAt === null;
+    // docs/architecture.md §11: a hash of an earlier release is replaced by the Mosquitto form on
+    // the device's first good CONNECT, so a later move to an external broker keeps every token.
+    if (ok && isLegacyTokenHash(d.tokenHash)) await this.#rehash(id, d.tokenHash, token);
+    return ok;
+  }
+
+  async #rehash(id: string, legacy: string, token: string): Promise<void> {
+    try {
+      const now = await this.#store.getDevice(id);
+      if (now?.tokenHash !== legacy) return;
+      await commit(this.#store, [{ type: 'device.patch', id, set: { tokenHash: hashDeviceToken(token) } }]);
+      this.#log.info({ deviceId: id }, 'device token hash upgraded');
+    } catch (err) {
+      // The device is let in on the hash it has; the upgrade is tried again at its next CONNECT.
+      this.#log.warn({ deviceId: id, err: (err as Error).message }, 'device token hash upgrade failed');
+    }
   }
 }

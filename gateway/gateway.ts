@@ -25,11 +25,15 @@ import { NO_LOG, type Logger } from './logger.ts';
 import { Rollouts, type BypassedGate, type GatewayRollout, type RolloutInput } from './rollouts.ts';
 import type { ApprovalPolicy, ApprovalState } from './rollout/approval.ts';
 import { ManifestRegistry, type KnownManifest } from './manifest-registry.ts';
-import { readManifestFile } from './manifest-file.ts';
 import { Manifests } from './manifests.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
-import { LowdbStore } from './store/lowdb.ts';
-import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page, Store } from './store/types.ts';
+import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page } from './store/types.ts';
+import type { ChangeStore, StoreStatus } from './store/changes.ts';
+import { EmbeddedStore } from './store/embedded.ts';
+import { PostgresStore } from './store/postgres.ts';
+import { loadTelemetry } from './telemetry-changes.ts';
+import { loadPushedManifests } from './manifests.ts';
+import { baselineOf } from './fleet-reads.ts';
 import { Support } from './support.ts';
 import { Tasks } from './tasks.ts';
 import type { ResumeScope } from './rollout/engine.ts';
@@ -37,7 +41,8 @@ import type { RolloutSummary } from './rollout/summary.ts';
 import type { DeadlineFit } from './rollout/deadline.ts';
 import type { RolloutGauges } from './rollout/gauges.ts';
 import type { DeviceStatus, RolloutState, WaveThresholds } from './rollout/types.ts';
-import { TelemetryBook, type TelemetryState } from './telemetry.ts';
+import type { TelemetryBook } from './telemetry.ts';
+import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Preflight, PreflightOptions } from './preflight.ts';
 import type { StuckDevice } from './stuck.ts';
 import { hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
@@ -53,8 +58,13 @@ export type { ProvisionInput } from './devices.ts';
 export type { BypassedGate, GatewayRollout, RolloutInput } from './rollouts.ts';
 
 export interface GatewayOptions {
-  /** where the fleet store lives (`pinwave.json`); created with mode 0700 if missing */
-  dataDir: string;
+  /**
+   * the data dir: the embedded store's journal and snapshots (docs/storage.md), created with mode
+   * 0700 if missing; with `storeUrl`, only where an earlier release's pushed manifests may be read from
+   */
+  dataDir?: string | null;
+  /** `postgres://USER[:PASSWORD]@HOST:PORT/DB`: the fleet in PostgreSQL instead of the data dir (config `store.url`) */
+  storeUrl?: string | null;
   /**
    * the PKCS#8 PEM signing key; refused if group or others can read it. Without one the gateway is
    * upload-only: it takes bundles signed elsewhere (uploadBundle), and signs none itself
@@ -83,15 +93,15 @@ export interface GatewayOptions {
   now?: () => number;
   /** how often rollout deadlines are evaluated; default 1000 ms, 0 for no timer (call tick()) */
   tickIntervalMs?: number;
-  /** the store's write-coalescing window; default 100 ms */
-  writeWindowMs?: number;
+  /** how long a durable batch waits for others to share its write (group commit), ms; default 1 */
+  commitWindowMs?: number;
   /** default bundle lifetime; default 30 days */
   bundleLifetimeSeconds?: number;
   /** largest device message accepted; default 16 KiB */
   maxPayloadBytes?: number;
   logger?: Logger;
-  /** a store in place of the lowdb file in dataDir (tests, other databases) */
-  store?: Store;
+  /** a store in place of the embedded one in dataDir (tests, other databases); opened by start() */
+  store?: ChangeStore;
   /** where rollout alerts are POSTed (config `webhooks`, gateway/webhooks.ts); default none */
   webhooks?: readonly WebhookTarget[];
   /** how alerts are delivered: timeouts, retries, queue bound (defaults in gateway/webhooks.ts) */
@@ -110,6 +120,7 @@ export interface GatewayCounters {
   acks: { applied: number; rejected: number; verified: number; reverted: number };
   dropped: Record<string, number>;
   broker: BrokerCounters;
+  /** the store's writes (embedded: journal writes; PostgreSQL: transactions) */
   storeWrites: number;
   /** rollouts that turned at risk of missing their deadline (docs/architecture.md §9) */
   atRisk: number;
@@ -118,7 +129,7 @@ export interface GatewayCounters {
 export class Gateway {
   readonly #o: GatewayOptions;
   readonly #log: Logger;
-  readonly #store: Store;
+  readonly #store: ChangeStore;
   readonly #key: SigningKey | null;
   #broker!: DeviceBroker;
   #timer: NodeJS.Timeout | null = null;
@@ -136,16 +147,16 @@ export class Gateway {
   readonly #ingest: Ingest;
   readonly #support: Support;
 
-  private constructor(o: GatewayOptions, store: Store, keys: { key: SigningKey | null; nextKey: SigningKey | null }, telemetry: TelemetryBook, pushed: KnownManifest[]) {
+  private constructor(o: GatewayOptions, store: ChangeStore, keys: { key: SigningKey | null; nextKey: SigningKey | null }, telemetry: { book: TelemetryBook; changes: TelemetryChanges }, pushed: KnownManifest[]) {
     this.#o = o;
     const log = (this.#log = o.logger ?? NO_LOG);
     const now = o.now ?? Date.now;
     this.#store = store;
     this.#key = keys.key;
-    this.#telemetry = telemetry;
+    this.#telemetry = telemetry.book;
     this.#tasks = new Tasks(log);
     const manifests = (this.#manifests = new ManifestRegistry(o.manifests ?? [], pushed));
-    this.#manifestPart = new Manifests({ registry: manifests, dir: o.dataDir, log, now });
+    this.#manifestPart = new Manifests({ registry: manifests, store, log, now });
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
         ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: log, now })
@@ -162,7 +173,7 @@ export class Gateway {
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
     this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
-    this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry, tasks, log, now, manifests: this.#manifests });
+    this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry: telemetry.book, telemetryChanges: telemetry.changes, tasks, log, now, manifests: this.#manifests });
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now, manifests: this.#manifests });
   }
 
@@ -170,12 +181,23 @@ export class Gateway {
   static async start(o: GatewayOptions): Promise<Gateway> {
     const key = o.keyPath ? loadSigningKey(o.keyPath, { strictMode: true }) : null;
     const nextKey = o.nextKeyPath ? loadSigningKey(o.nextKeyPath, { strictMode: true }) : null;
-    const pushed = readManifestFile(o.dataDir);
-    const store = o.store ?? new LowdbStore({ dir: o.dataDir, windowMs: o.writeWindowMs ?? 100 });
-    await store.load();
-    const telemetry = new TelemetryBook((await store.getTelemetry()) as TelemetryState | null);
-    const gw = new Gateway(o, store, { key, nextKey }, telemetry, pushed);
-    await gw.#rollouts.load();
+    const log = o.logger ?? NO_LOG;
+    const store =
+      o.store ??
+      (o.storeUrl
+        ? new PostgresStore({ url: o.storeUrl, commitWindowMs: o.commitWindowMs, logger: log })
+        : new EmbeddedStore({ dir: dataDirOf(o), commitWindowMs: o.commitWindowMs, logger: log }));
+    await store.open();
+    let gw: Gateway;
+    try {
+      const pushed = await loadPushedManifests(store, o.dataDir ?? null);
+      const telemetry = await loadTelemetry(store);
+      gw = new Gateway(o, store, { key, nextKey }, telemetry, pushed);
+      await gw.#rollouts.load();
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw err;
+    }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
     gw.#broker = await DeviceBroker.start({
@@ -192,7 +214,8 @@ export class Gateway {
       onDisconnect: (id) => ingest.onDisconnect(id),
       onSubscribe: (id, filter) => tasks.track(ingest.onSubscribe(id, filter)),
       // The promise goes back to the broker, which reads the device's next packets once it settles.
-      onMessage: (id, kind, payload) => tasks.track(ingest.onMessage(id, kind, payload)),
+      // Before the PUBACK: resolved once committed, rejected when it could not be (docs/architecture.md §7).
+      onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
     });
     // A deadline that passed while the gateway was down is evaluated at once.
     gw.tick();
@@ -226,10 +249,9 @@ export class Gateway {
     return this.#tasks.size;
   }
 
-  /** Writes what the gateway holds in memory (telemetry aggregates included) to the store now; rejects when the store cannot be written. */
+  /** Resolves once every change made so far is committed (each is, before it is answered: this waits for the tasks in flight). */
   async flush(): Promise<void> {
-    await this.#store.putTelemetry(this.#telemetry.toJSON());
-    await this.#store.flush();
+    await this.#tasks.current();
   }
 
   /** Stops the timer and the broker, waits for work in flight, and flushes the store. */
@@ -239,7 +261,6 @@ export class Gateway {
       await this.#broker?.close();
       await this.#tasks.current();
       await this.#webhooks?.close();
-      await this.#store.putTelemetry(this.#telemetry.toJSON());
       await this.#store.close();
       this.#log.debug({}, 'gateway stopped');
     })();
@@ -262,8 +283,18 @@ export class Gateway {
     return this.#key && { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
   }
 
-  get store(): Store {
+  get store(): ChangeStore {
     return this.#store;
+  }
+
+  /** Whether the store can write, its last error, its last durable write and its figures (for /readyz and /metrics). */
+  storeStatus(): StoreStatus {
+    return this.#store.status();
+  }
+
+  /** The bundle of the group's last completed rollout, or null. */
+  baseline(group: string): Promise<string | null> {
+    return baselineOf(this.#store, group);
   }
 
   isConnected(id: string): boolean {
@@ -275,7 +306,7 @@ export class Gateway {
   }
 
   counters(): GatewayCounters {
-    const writes = (this.#store as { writes?: number }).writes ?? 0;
+    const writes = this.#store.status().writes;
     return { ...this.#ingest.counters(), bundlesSent: this.#delivery.sent, broker: this.#broker.counters(), storeWrites: writes, atRisk: this.#rollouts.atRisk };
   }
 
@@ -474,4 +505,9 @@ export class Gateway {
   webhooksIdle(): Promise<void> {
     return this.#webhooks?.idle() ?? Promise.resolve();
   }
+}
+
+function dataDirOf(o: GatewayOptions): string {
+  if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new TypeError('expected dataDir (the embedded store), storeUrl (PostgreSQL) or store');
+  return o.dataDir;
 }

@@ -10,7 +10,10 @@ import type { Delivery } from './delivery.ts';
 import type { Logger } from './logger.ts';
 import * as engine from './rollout/engine.ts';
 import type { Rollouts } from './rollouts.ts';
-import type { Store } from './store/types.ts';
+import type { Change, ChangeStore, DeviceFields } from './store/changes.ts';
+import type { DeviceRecord } from './store/types.ts';
+import { commit } from './fleet-reads.ts';
+import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Tasks } from './tasks.ts';
 import type { TelemetryBook } from './telemetry.ts';
 import type { DeviceMessageKind } from './topics.ts';
@@ -24,11 +27,13 @@ export interface IngestCounters {
 }
 
 export interface IngestOptions {
-  store: Store;
+  store: ChangeStore;
   bundles: Bundles;
   delivery: Delivery;
   rollouts: Rollouts;
   telemetry: TelemetryBook;
+  /** turns what the book changed into the store's changes */
+  telemetryChanges: TelemetryChanges;
   tasks: Tasks;
   log: Logger;
   now: () => number;
@@ -37,7 +42,8 @@ export interface IngestOptions {
 }
 
 export class Ingest {
-  readonly #store: Store;
+  readonly #store: ChangeStore;
+  readonly #telemetryChanges: TelemetryChanges;
   readonly #bundles: Bundles;
   readonly #delivery: Delivery;
   readonly #rollouts: Rollouts;
@@ -51,6 +57,8 @@ export class Ingest {
     acks: { applied: 0, rejected: 0, verified: 0, reverted: 0 },
     dropped: {},
   };
+  /** per device, the end of its messages in flight (onMessage) */
+  readonly #lanes = new Map<string, Promise<void>>();
 
   constructor(o: IngestOptions) {
     this.#store = o.store;
@@ -58,6 +66,7 @@ export class Ingest {
     this.#delivery = o.delivery;
     this.#rollouts = o.rollouts;
     this.#telemetry = o.telemetry;
+    this.#telemetryChanges = o.telemetryChanges;
     this.#tasks = o.tasks;
     this.#log = o.log;
     this.#now = o.now;
@@ -73,13 +82,18 @@ export class Ingest {
   onConnect(id: string): void {
     this.#delivery.newSession(id);
     const now = this.#now();
-    this.#tasks.track(this.#store.updateDevice(id, { lastConnectAt: now, lastSeen: now }));
+    this.#presence(id, { lastConnectAt: now, lastSeen: now });
   }
 
   onDisconnect(id: string): void {
     this.#delivery.newSession(id);
     const now = this.#now();
-    this.#tasks.track(this.#store.updateDevice(id, { lastDisconnectAt: now, lastSeen: now }));
+    this.#presence(id, { lastDisconnectAt: now, lastSeen: now });
+  }
+
+  /** docs/architecture.md §7: presence is rebuilt by the next connect, so it shares the next write instead of forcing one. */
+  #presence(id: string, set: DeviceFields): void {
+    this.#tasks.track(this.#store.apply([{ type: 'device.patch', id, set }], { durable: false }).then(() => undefined));
   }
 
   async onSubscribe(id: string, filter: string): Promise<void> {
@@ -88,6 +102,7 @@ export class Ingest {
     // A bundle published before this subscription (a device that sent `state` first) was dropped by
     // the broker: what was handed to this session may be handed again.
     this.#delivery.newSession(id);
+    if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const d = await this.#store.getDevice(id);
     const r = this.#rollouts.activeOrLatest(id);
     if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null, healthChecked: hasHealthCheck(this.#manifests, d?.model, d?.firmware) }, this.#now()));
@@ -95,8 +110,27 @@ export class Ingest {
   }
 
   /** The path of a device message: counted, then decoded and handled by kind. */
-  async onMessage(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
+  /**
+   * Resolves once what the message changed is committed (docs/architecture.md §7: the broker then
+   * PUBACKs it); rejects when the store could not commit it, and then nothing of it holds. A
+   * message dropped as malformed resolves: it is answered, and changes nothing.
+   */
+  onMessage(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
+    // One device's messages are handled in the order they came, each after the one before is
+    // committed (aedes hands over a whole read's packets at once): a state after an ack sees it.
+    const before = this.#lanes.get(id);
+    const run = before ? before.then(() => this.#message(id, kind, payload)) : this.#message(id, kind, payload);
+    const lane = run.then(noop, noop);
+    this.#lanes.set(id, lane);
+    void lane.then(() => {
+      if (this.#lanes.get(id) === lane) this.#lanes.delete(id);
+    });
+    return run;
+  }
+
+  async #message(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
     this.#counters.messagesIn[kind]++;
+    if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     switch (kind) {
       case 'state':
@@ -118,14 +152,18 @@ export class Ingest {
     // only printable labels are taken from a device (no terminal escapes), others are dropped.
     const labels = LABEL_RE.test(s.model) && LABEL_RE.test(s.firmware) ? { model: s.model, firmware: s.firmware } : {};
     if (!('model' in labels)) this.#drop('state_bad_label', id);
-    const d = await this.#store.updateDevice(id, { seq: s.seq, bundleId: s.bundleId, ...labels, keyEpoch: s.keyEpoch, lastSeen: now });
-    if (!d) return;
+    const before = await this.#store.getDevice(id);
+    if (!before) return;
+    const set: DeviceFields = { seq: s.seq, bundleId: s.bundleId, ...labels, ...(s.keyEpoch !== undefined && { keyEpoch: s.keyEpoch }), lastSeen: now };
+    const d: DeviceRecord = { ...before, ...set };
+    const batch: Change[] = [{ type: 'device.patch', id, set }];
     const r = this.#rollouts.activeOrLatest(id);
     // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is
     // counted; one that says it does not hold the bundle is sent it again (so is one behind on a
     // completed rollout).
     const provisional = s.provisional && { previousSeq: s.provisional.previousSeq, previousBundleId: s.provisional.previousBundleId };
-    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware), ...(provisional && { provisional }) }, now));
+    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware), ...(provisional && { provisional }) }, now), batch);
+    await commit(this.#store, batch);
     await this.#delivery.offerBaseline(d, this.#rollouts.activeRolloutOf(id) !== null);
   }
 
@@ -150,26 +188,31 @@ export class Ingest {
     // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
     const reverted = a.status === 'reverted' ? await this.#revertedTo(a.previousBundleId) : null;
     const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
-    let healthChecked = false;
-    const updated = await this.#store.updateDevice(id, (d) => {
-      if (applied) {
-        d.seq = seq;
-        d.bundleId = bundleId;
-        // A rotation applied: the device trusts its keys now (pre-flight checks against them).
-        if (epoch !== null) d.keyEpoch = epoch;
-      } else if (reverted && (reverted.known || d.bundleId === bundleId)) {
-        d.seq = reverted.seq;
-        d.bundleId = reverted.bundleId;
-      }
-      d.lastSeen = now;
-      d.history.push({ at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(reason && { reason }) });
-      healthChecked = hasHealthCheck(this.#manifests, d.model, d.firmware);
-    });
+    const d = await this.#store.getDevice(id);
+    if (!d) return this.#drop('ack_unknown_device', id);
+    const set: DeviceFields = { lastSeen: now };
+    if (applied) {
+      set.seq = seq;
+      set.bundleId = bundleId;
+      // A rotation applied: the device trusts its keys now (pre-flight checks against them).
+      if (epoch !== null) set.keyEpoch = epoch;
+    } else if (reverted && (reverted.known || d.bundleId === bundleId)) {
+      set.seq = reverted.seq;
+      set.bundleId = reverted.bundleId;
+    }
+    const updated: DeviceRecord = { ...d, ...set };
+    // One batch: the device's seq and history, and (with its rollout) its status and the wave's counts.
+    const batch: Change[] = [
+      { type: 'device.patch', id, set },
+      { type: 'device.history', id, entry: { at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(reason && { reason }) } },
+    ];
+    const healthChecked = hasHealthCheck(this.#manifests, d.model, d.firmware);
     const unverified = a.status === 'applied' && a.unverified !== undefined;
-    if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason, bundleId, seq, healthChecked, unverified, ...(a.status === 'reverted' && { endpoint: reason }) }, now));
+    if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason, bundleId, seq, healthChecked, unverified, ...(a.status === 'reverted' && { endpoint: reason }) }, now), batch);
+    await commit(this.#store, batch);
     // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
     // first, key-rotation.ts): the baseline is offered again, and goes if the device is still behind.
-    if (applied && epoch !== null && updated) await this.#delivery.offerBaseline(updated, this.#rollouts.activeRolloutOf(id) !== null);
+    if (applied && epoch !== null) await this.#delivery.offerBaseline(updated, this.#rollouts.activeRolloutOf(id) !== null);
   }
 
   /** The bundle a reverted device runs again: known (its seq the stored one), the firmware's initial pins (seq 0), or unknown (seq null). */
@@ -189,10 +232,10 @@ export class Ingest {
     const result = this.#telemetry.ingest(id, d.group, m.message, (bundleId) => (r && bundleId === r.bundle.id ? { rolloutId: r.id, wave: r.devices[id]?.wave ?? null } : { rolloutId: null, wave: null }), now);
     // aggregate_full and device_quota reports are still accepted (only their bucket is missing).
     for (const drop of result.dropped) if (drop.reason !== 'aggregate_full' && drop.reason !== 'device_quota') this.#drop(`telemetry_${drop.reason}`, id, undefined, drop.count);
-    this.#tasks.track(this.#store.putTelemetry(this.#telemetry.toJSON()));
-    for (const f of result.failingOn) {
-      if (r && r.bundle.id === f.bundleId) this.#rollouts.apply(r, engine.pinFailure(r, id, { bundleId: f.bundleId }, now));
-    }
+    const batch = this.#telemetryChanges.changes(this.#telemetry.takeChanges());
+    // Only the device's rollout's bundle can fail it there; its hold commits with the reports.
+    if (r && result.failingOn.some((f) => f.bundleId === r.bundle.id)) return this.#rollouts.apply(r, engine.pinFailure(r, id, { bundleId: r.bundle.id }, now), batch);
+    if (batch.length > 0) await commit(this.#store, batch);
   }
 
   #drop(reason: string, deviceId: string, detail?: string, count = 1): void {
@@ -200,3 +243,5 @@ export class Ingest {
     this.#log.debug({ deviceId, reason, detail }, 'device message dropped');
   }
 }
+
+const noop = (): void => undefined;

@@ -1,18 +1,31 @@
 // The manifests part (docs/architecture.md §1, §4): pushes validated as `pinwave manifest validate`
-// does, weighed against the config's by the registry (manifest-registry.ts), and kept durably in the
-// data dir (manifest-file.ts) before they count.
+// does, weighed against the config's by the registry (manifest-registry.ts), and committed to the
+// store (the `manifests` collection, so every gateway on one database sees them) before they count.
+// A data dir of an earlier release keeps them in manifests.json (manifest-file.ts): read at start
+// while the store has none, and carried into the store by the next push.
 //
 //   const r = await manifests.push(json, 'adam');   // { status: 'created' | 'replaced' | 'unchanged', entry }
 import { formatManifestErrors, validateManifest } from '../firmware-manifest/index.ts';
 import { GatewayError, invalid } from './errors.ts';
 import type { Logger } from './logger.ts';
-import { writeManifestFile } from './manifest-file.ts';
+import { readManifestFile } from './manifest-file.ts';
+import type { ChangeStore, JsonObject } from './store/changes.ts';
+import { commit } from './fleet-reads.ts';
 import type { KnownManifest, ManifestRegistry } from './manifest-registry.ts';
+
+const MANIFESTS = 'manifests';
+const PUSHED = 'pushed';
+
+/** The pushed manifests the store holds; while it holds none, those of an earlier release's `DIR/manifests.json`. */
+export async function loadPushedManifests(store: ChangeStore, dataDir: string | null): Promise<KnownManifest[]> {
+  const item = await store.getItem(MANIFESTS, PUSHED);
+  if (item) return item.entries as unknown as KnownManifest[];
+  return dataDir === null ? [] : readManifestFile(dataDir);
+}
 
 export interface ManifestsOptions {
   registry: ManifestRegistry;
-  /** the data dir, where pushed manifests are kept */
-  dir: string;
+  store: ChangeStore;
   log: Logger;
   now: () => number;
 }
@@ -30,7 +43,7 @@ export class Manifests {
    * known; durable before it returns (a push that cannot be written changes nothing).
    */
   async push(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
-    const { registry, dir, log, now } = this.#o;
+    const { registry, store, log, now } = this.#o;
     const r = validateManifest(value);
     if (!r.ok) throw invalid(`not a valid firmware manifest:\n${formatManifestErrors(r.errors)}`, { errors: r.errors });
     const before = registry.pushed();
@@ -38,7 +51,7 @@ export class Manifests {
     if (!out.ok) throw new GatewayError('PW_CONFLICT', out.message, { conflict: { model: out.conflict.manifest.model, firmware: out.conflict.manifest.firmware, source: out.conflict.source } });
     if (out.status !== 'unchanged') {
       try {
-        writeManifestFile(dir, registry.pushed());
+        await commit(store, [{ type: 'item.put', collection: MANIFESTS, key: PUSHED, value: { entries: registry.pushed() } as unknown as JsonObject }]);
       } catch (err) {
         registry.reset(before);
         throw err;

@@ -30,7 +30,11 @@ import { rolloutGauges, type RolloutGauges } from './rollout/gauges.ts';
 import { baselineAfterRollback, reachedMembers, rollbackEligibility, rollbackTargets } from './rollout/policy.ts';
 import { summary, type RolloutSummary } from './rollout/summary.ts';
 import type { ActionResult, DeviceStatus, Effect, IsOnline, PlanInput, Rollout, RolloutState, Target, WaveThresholds } from './rollout/types.ts';
-import type { DeviceRecord, RolloutRecord, Store } from './store/types.ts';
+import type { DeviceRecord } from './store/types.ts';
+import type { Change, ChangeStore } from './store/changes.ts';
+import { engineRollout } from './store/rollout-records.ts';
+import { createChanges, RolloutLedger, ROLLOUT_EXTRAS } from './rollout-changes.ts';
+import { activeDevicesOf, baselineOf, commit } from './fleet-reads.ts';
 import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
 import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
@@ -75,7 +79,7 @@ export interface BypassedGate {
 }
 
 export interface RolloutsOptions {
-  store: Store;
+  store: ChangeStore;
   bundles: Bundles;
   delivery: Delivery;
   tasks: Tasks;
@@ -93,7 +97,7 @@ export interface RolloutsOptions {
 }
 
 export class Rollouts {
-  readonly #store: Store;
+  readonly #store: ChangeStore;
   readonly #bundles: Bundles;
   readonly #delivery: Delivery;
   readonly #tasks: Tasks;
@@ -112,6 +116,12 @@ export class Rollouts {
   #atRisk = 0;
   /** called with a rollout's id whenever its record is persisted (onChange) */
   readonly #listeners = new Set<(rolloutId: string) => void>();
+  /** what the store holds of each rollout record (rollout-changes.ts), by the record itself */
+  readonly #ledgers = new WeakMap<GatewayRollout, RolloutLedger>();
+  /** commits in flight, and whether one failed: the records are then read again from the store once none is */
+  #inFlight = 0;
+  #failed = false;
+  #reloading: Promise<void> | null = null;
 
   constructor(o: RolloutsOptions) {
     this.#store = o.store;
@@ -130,14 +140,57 @@ export class Rollouts {
 
   /** Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them. */
   async load(): Promise<void> {
-    for (const rec of await this.#store.listRollouts()) {
-      const r = rec as unknown as GatewayRollout;
-      if (engine.rebuildCounters(r)) this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
-      this.#rollouts.set(r.id, r);
-      this.#decisions.seen(r);
-      if (r.state === 'aborted') continue;
-      for (const dev of Object.keys(r.devices)) this.#deviceRollout.set(dev, r.id);
+    // Read into maps of their own, and swapped in at once: a reload never shows half the rollouts.
+    const rollouts = new Map<string, GatewayRollout>();
+    const deviceRollout = new Map<string, string>();
+    const fixes: Change[] = [];
+    for (let cursor: string | null = null; ; ) {
+      const page = await this.#store.listRollouts({ limit: 100, cursor });
+      for (const stored of page.items) {
+        const members = [];
+        for (let mc: string | null = null; ; ) {
+          const mp = await this.#store.listMembers(stored.id, { limit: 1000, cursor: mc });
+          members.push(...mp.items);
+          if ((mc = mp.next) === null) break;
+        }
+        const extras = await this.#store.getItem(ROLLOUT_EXTRAS, stored.id);
+        const base = engineRollout(stored, members);
+        const r: GatewayRollout = {
+          ...base,
+          rollbackOf: base.rollbackOf ?? undefined,
+          rolledBackBy: base.rolledBackBy ?? undefined,
+          ...(extras?.deadline != null && { deadline: extras.deadline as unknown as GatewayRollout['deadline'] }),
+          ...(extras?.gatesBypassed != null && { gatesBypassed: extras.gatesBypassed as unknown as BypassedGate[] }),
+        };
+        if (r.rollbackOf === undefined) delete r.rollbackOf;
+        if (r.rolledBackBy === undefined) delete r.rolledBackBy;
+        const ledger = new RolloutLedger(r);
+        if (engine.rebuildCounters(r)) {
+          this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
+          fixes.push(...ledger.changes(r));
+        }
+        this.#ledgers.set(r, ledger);
+        rollouts.set(r.id, r);
+        this.#decisions.seen(r);
+        if (r.state === 'aborted') continue;
+        for (const dev of Object.keys(r.devices)) deviceRollout.set(dev, r.id);
+      }
+      if ((cursor = page.next) === null) break;
     }
+    if (fixes.length > 0) await commit(this.#store, fixes);
+    this.#rollouts.clear();
+    for (const [id, r] of rollouts) this.#rollouts.set(id, r);
+    this.#deviceRollout.clear();
+    for (const [dev, id] of deviceRollout) this.#deviceRollout.set(dev, id);
+  }
+
+  /**
+   * Set while the records are read again from the store after a commit failed (docs/storage.md: a
+   * change the store could not commit has no effect anywhere, in memory either): a caller about to
+   * change a rollout waits for it first.
+   */
+  get reloading(): Promise<void> | null {
+    return this.#reloading;
   }
 
   get size(): number {
@@ -184,6 +237,7 @@ export class Rollouts {
     const deadline = parseDeadline(input);
     if (!deadline.ok) throw new GatewayError('PW_INVALID_PLAN', deadline.errors.join('; '), { errors: deadline.errors });
     // A unique prefix names a bundle too (gateway/id-prefix.ts).
+    if (this.#reloading) await this.#reloading;
     const bundle = await this.#store.getBundle(await this.#bundles.resolveId(input.bundle));
     if (!bundle) throw notFound('bundle', input.bundle);
     const targetIds = await this.#resolveTarget(input.target);
@@ -225,7 +279,7 @@ export class Rollouts {
       now: this.#now(),
     });
     if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
-    const previousBundle = await this.#store.getBaseline(bundle.group);
+    const previousBundle = await baselineOf(this.#store, bundle.group);
     // Checked again after the last await: two concurrent calls must not both take the same devices.
     const taken = targetIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
     if (taken.length > 0) throw this.#busy(taken);
@@ -235,10 +289,8 @@ export class Rollouts {
       this.#log.warn({ rollout: r.id, rollbackOf: replacing, findings: check.problems.map((p) => p.message) }, 'pre-flight bypassed for a rollback');
     }
     if (forced) r.decisions.push(forced);
-    this.#rollouts.set(r.id, r);
-    for (const dev of targetIds) this.#deviceRollout.set(dev, r.id);
+    await this.#commitNew(r, targetIds);
     this.#bundles.remember(bundle.id, bytes, bundle);
-    await this.#persist(r);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
     this.#decisions.log(r);
     await this.#gate(r, actor, replacing !== null);
@@ -262,7 +314,8 @@ export class Rollouts {
   get #approvalDeps(): ApprovalGateDeps {
     return {
       policy: this.#approval,
-      store: this.#store,
+      getDevice: (id) => this.#store.getDevice(id),
+      baseline: (group) => baselineOf(this.#store, group),
       manifests: this.#manifests.byModel(),
       pins: async (id) => {
         const { record, bundle } = await this.#bundles.decoded(id);
@@ -273,22 +326,14 @@ export class Rollouts {
 
   async #resolveTarget(target: Target): Promise<string[]> {
     if (target && typeof target === 'object' && 'group' in target && typeof target.group === 'string') {
-      const ids = await this.#store.devicesInGroup(target.group);
-      const live: string[] = [];
-      for (const id of ids) {
-        const d = await this.#store.getDevice(id);
-        if (d && d.revokedAt === null) live.push(id);
-      }
+      const live = (await activeDevicesOf(this.#store, target.group)).map((d) => d.id);
       if (live.length === 0) throw invalid(`target.group: group "${target.group}" has no provisioned devices`);
       return live;
     }
     if (target && typeof target === 'object' && 'devices' in target && Array.isArray(target.devices) && target.devices.length > 0) {
       const ids = [...new Set(target.devices)];
-      const unknown: string[] = [];
-      for (const id of ids) {
-        const d = typeof id === 'string' ? await this.#store.getDevice(id) : null;
-        if (!d || d.revokedAt !== null) unknown.push(String(id));
-      }
+      const found = ids.every((id) => typeof id === 'string') && ids.length <= 10_000 ? await this.#store.getDevices(ids) : ids.map(() => null);
+      const unknown = ids.filter((_, i) => !found[i] || found[i]!.revokedAt !== null).map(String);
       if (unknown.length > 0) throw invalid(`target.devices: unknown or revoked device${unknown.length === 1 ? '' : 's'}: ${unknown.slice(0, 20).join(', ')}`, { devices: unknown });
       return ids;
     }
@@ -374,9 +419,10 @@ export class Rollouts {
     const eligible = rollbackEligibility(r);
     if (!eligible.ok) throw new GatewayError(eligible.code, eligible.message);
     const live = new Set<string>();
-    for (const dev of reachedMembers(r)) {
-      const d = await this.#store.getDevice(dev);
-      if (d && d.revokedAt === null) live.add(dev);
+    const reached = reachedMembers(r);
+    for (let i = 0; i < reached.length; i += 10_000) {
+      const chunk = reached.slice(i, i + 10_000);
+      (await this.#store.getDevices(chunk)).forEach((d, j) => d && d.revokedAt === null && live.add(chunk[j]));
     }
     const targets = rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
@@ -390,10 +436,9 @@ export class Rollouts {
     const aborted = await this.#act(id, (x) => engine.rollBack(x, this.#now(), actor));
     // Members never reached leave this rollout: they get the group's baseline when they connect.
     for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
-    const baseline = 'group' in r.target ? await this.#store.getBaseline(r.target.group) : null;
+    const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
     const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
-    if (next !== null && 'group' in r.target) await this.#store.setBaseline(r.target.group, next);
-    await this.#persist(r);
+    await this.#persist(r, next !== null && 'group' in r.target ? [{ type: 'group.baseline', group: r.target.group, bundleId: next }] : []);
     await this.start(created.id, actor);
     await this.#persist(created);
     return { aborted, rollback: summary(created) };
@@ -422,7 +467,7 @@ export class Rollouts {
         expiryPolicy: previous.bundle.expiryPolicy,
       };
     } else {
-      const devices = (await Promise.all((await this.#store.devicesInGroup(group)).map((d) => this.#store.getDevice(d)))).filter((d): d is DeviceRecord => d !== null && d.revokedAt === null);
+      const devices: DeviceRecord[] = await activeDevicesOf(this.#store, group);
       const pins = initialPins(devices, (model, firmware) => this.#findManifest(model, firmware));
       if (!pins.ok) throw new GatewayError('PW_INVALID_STATE', missingManifestMessage(r.id, group, pins.missing), { missing: pins.missing });
       restore = { group, endpoints: pins.endpoints, expiryPolicy: pins.expiryPolicy };
@@ -508,30 +553,50 @@ export class Rollouts {
 
   /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */
   tick(): void {
+    if (this.#reloading) return;
     const now = this.#now();
     for (const r of this.#rollouts.values()) {
       // docs/architecture.md §9: running and held rollouts are judged against their deadline.
-      if (r.deadline) this.apply(r, engine.checkDeadline(r, now));
+      if (r.deadline) this.#tasks.track(this.apply(r, engine.checkDeadline(r, now)));
       if (r.state !== 'running' && r.state !== 'completed') continue;
       const due = engine.nextDeadline(r);
       if (due === null || due > now) continue;
-      this.apply(r, engine.tick(r, now, this.#isOnline));
+      this.#tasks.track(this.apply(r, engine.tick(r, now, this.#isOnline)));
     }
   }
 
   // ---------------------------------------------------------------- the effect interpreter
 
   async #act(id: string, action: (r: GatewayRollout) => ActionResult): Promise<RolloutSummary> {
+    if (this.#reloading) await this.#reloading;
     const r = this.get(id);
     const result = action(r);
     if (!result.ok) throw new GatewayError(result.code, result.message, result.errors ? { errors: result.errors } : undefined);
-    this.apply(r, result.effects);
-    await this.#persist(r);
+    await this.apply(r, result.effects);
     return summary(r);
   }
 
-  /** Performs the engine's effects; the decisions the call took are logged first, one line each. */
-  apply(r: GatewayRollout, effects: Effect[]): void {
+  /**
+   * Commits what the engine changed (the `persist` effect), with `batch` (the caller's changes that
+   * go with it: a device's seq and history for its ack) in one atomic batch, then performs the other
+   * effects: nothing leaves the gateway (a bundle, an alert) before the decision is durable
+   * (docs/architecture.md §7). Rejects when the store could not commit; the records are then read
+   * again from the store, so what failed holds nowhere.
+   */
+  async apply(r: GatewayRollout, effects: Effect[], batch: readonly Change[] = []): Promise<void> {
+    if (this.#rollouts.get(r.id) !== r) throw new Error(`rollout ${r.id} was read again from the store while this change was made; send it again`);
+    const changes: Change[] = [...batch];
+    let persisted = false;
+    for (const e of effects) {
+      if (e.type === 'persist') {
+        persisted = true;
+        changes.push(...this.#ledger(r).changes(r, e.members));
+      } else if (e.type === 'completed' && 'group' in r.target) {
+        // docs/architecture.md §6: the group's baseline is the bundle of its last completed rollout.
+        changes.push({ type: 'group.baseline', group: r.target.group, bundleId: r.bundle.id });
+      }
+    }
+    if (changes.length > 0) await this.#commit(changes);
     this.#decisions.log(r);
     for (const e of effects) {
       switch (e.type) {
@@ -542,8 +607,6 @@ export class Rollouts {
           this.#alert(r, 'rollout.held', e.wave, e.reason);
           break;
         case 'completed':
-          // docs/architecture.md §6: the group's baseline is the bundle of its last completed rollout.
-          if ('group' in r.target) this.#tasks.track(this.#store.setBaseline(r.target.group, r.bundle.id));
           this.#alert(r, 'rollout.completed', r.wave, 'all_waves_passed');
           break;
         case 'aborted':
@@ -555,8 +618,74 @@ export class Rollouts {
           this.#alert(r, 'rollout.at_risk', r.wave, e.projected === null ? 'plan_after_deadline' : 'projected_after_deadline', 'system', { deadline: e.deadline, projected: e.projected });
           break;
         case 'persist':
-          this.#tasks.track(this.#persist(r));
           break;
+      }
+    }
+    if (persisted) this.#changed(r);
+  }
+
+  /** Commits a change the engine did not make (an approval, a link, a bypassed gate), with `batch`. */
+  #persist(r: GatewayRollout, batch: readonly Change[] = []): Promise<void> {
+    return this.apply(r, [{ type: 'persist', members: [] }], batch);
+  }
+
+  /** Stores a new rollout and takes its devices; on failure nothing of it is left, in memory either. */
+  async #commitNew(r: GatewayRollout, deviceIds: readonly string[]): Promise<void> {
+    const before = deviceIds.map((dev) => this.#deviceRollout.get(dev));
+    this.#rollouts.set(r.id, r);
+    for (const dev of deviceIds) this.#deviceRollout.set(dev, r.id);
+    const changes = createChanges(r);
+    this.#ledgers.set(r, new RolloutLedger(r));
+    try {
+      await commit(this.#store, changes);
+    } catch (err) {
+      this.#rollouts.delete(r.id);
+      deviceIds.forEach((dev, i) => (before[i] === undefined ? this.#deviceRollout.delete(dev) : this.#deviceRollout.set(dev, before[i]!)));
+      throw err;
+    }
+    this.#changed(r);
+  }
+
+  #ledger(r: GatewayRollout): RolloutLedger {
+    let l = this.#ledgers.get(r);
+    if (!l) this.#ledgers.set(r, (l = new RolloutLedger(r)));
+    return l;
+  }
+
+  /**
+   * One batch to the store. Batches are handed over in the order the engine made them (the store
+   * commits them in that order). When one fails, the records in memory hold changes the store does
+   * not: once no commit is in flight they are read again from the store.
+   */
+  async #commit(changes: Change[]): Promise<void> {
+    this.#inFlight++;
+    try {
+      await commit(this.#store, changes);
+    } catch (err) {
+      this.#failed = true;
+      throw err;
+    } finally {
+      if (--this.#inFlight === 0 && this.#failed && !this.#reloading) {
+        this.#failed = false;
+        this.#log.warn({}, 'a rollout change was not committed: reading the rollouts again from the store');
+        this.#reloading = this.load().then(
+          () => void (this.#reloading = null),
+          (err: Error) => {
+            this.#reloading = null;
+            this.#failed = true;
+            this.#log.error({ err: err.message }, 'reading the rollouts again from the store failed; trying at the next commit');
+          },
+        );
+      }
+    }
+  }
+
+  #changed(r: GatewayRollout): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(r.id);
+      } catch (err) {
+        this.#log.error({ rollout: r.id, err: (err as Error).message }, 'rollout change listener failed');
       }
     }
   }
@@ -574,17 +703,5 @@ export class Rollouts {
       actor: actor ?? last?.actor ?? 'system',
       ...extra,
     });
-  }
-
-  /** The store sees a rollout as an opaque record with an id and a state. */
-  #persist(r: GatewayRollout): Promise<void> {
-    for (const listener of this.#listeners) {
-      try {
-        listener(r.id);
-      } catch (err) {
-        this.#log.error({ rollout: r.id, err: (err as Error).message }, 'rollout change listener failed');
-      }
-    }
-    return this.#store.putRollout(r as unknown as RolloutRecord);
   }
 }

@@ -5,13 +5,15 @@ import type { Bundles } from './bundles.ts';
 import { invalid } from './errors.ts';
 import type { Rollouts } from './rollouts.ts';
 import type { IsOnline } from './rollout/types.ts';
-import type { DeviceRecord, Page, Store } from './store/types.ts';
+import type { DeviceRecord } from './store/types.ts';
+import type { ChangeStore } from './store/changes.ts';
+import { activeDevicesOf, allDevices, baselineOf } from './fleet-reads.ts';
 import { findStuck, type StuckDevice } from './stuck.ts';
 import { forecast, type Forecast, type ForecastQuery } from './forecast.ts';
 import type { FirmwareManifest, PinBundle } from '../firmware-manifest/index.ts';
 
 export interface SupportOptions {
-  store: Store;
+  store: ChangeStore;
   bundles: Bundles;
   rollouts: Rollouts;
   isOnline: IsOnline;
@@ -34,18 +36,18 @@ export class Support {
     if (query.rollout !== undefined) {
       const r = rollouts.get(query.rollout);
       const ids = Object.keys(r.devices);
-      const devices = await Promise.all(ids.map((id) => store.getDevice(id)));
+      const devices: Array<DeviceRecord | null> = [];
+      for (let i = 0; i < ids.length; i += 10_000) devices.push(...(await store.getDevices(ids.slice(i, i + 10_000))));
       return findStuck({ devices: devices.filter((d): d is DeviceRecord => d !== null), targetSeq: r.bundle.seq, targetBundle: r.bundle.id, rollout: r, isOnline, now: now() });
     }
     const group = query.group!;
-    const baseline = await store.getBaseline(group);
+    const baseline = await baselineOf(store, group);
     const running = [...rollouts.all()].filter((r) => 'group' in r.target && r.target.group === group && (r.state === 'running' || r.state === 'held'));
     const target = running.length > 0 ? running[running.length - 1] : null;
     const base = baseline ? await bundles.load(baseline) : null;
     const targetSeq = target?.bundle.seq ?? base?.seq ?? null;
     if (targetSeq === null) return [];
-    const ids = await store.devicesInGroup(group);
-    const devices = (await Promise.all(ids.map((id) => store.getDevice(id)))).filter((d): d is DeviceRecord => d !== null && d.revokedAt === null);
+    const devices = await activeDevicesOf(store, group);
     return findStuck({ devices, targetSeq, targetBundle: target?.bundle.id ?? baseline!, rollout: target, isOnline, now: now() });
   }
 
@@ -56,13 +58,7 @@ export class Support {
   async forecast(q: Omit<ForecastQuery, 'at'> & { at?: number }, page: { limit?: number; cursor?: string } = {}): Promise<Forecast & { next: string | null }> {
     const { store, bundles, rollouts, manifests, now } = this.#o;
     const query = { ...q, at: q.at ?? Math.floor(now() / 1000) };
-    const devices: DeviceRecord[] = [];
-    for (let cursor: string | null = null; ; ) {
-      const p: Page<DeviceRecord> = await store.listDevices({ limit: 1000, cursor });
-      devices.push(...p.items);
-      if (p.next === null) break;
-      cursor = p.next;
-    }
+    const devices = await allDevices(store);
     const inFlight = (id: string) => {
       const r = rollouts.activeRolloutOf(id);
       const status = r?.devices[id]?.status as string | undefined;

@@ -207,6 +207,8 @@ export class TelemetryBook {
   readonly #state: TelemetryState;
   /** The buckets, least recently updated first: the reclaim order of a full book. */
   readonly #lru = new Map<string, TelemetryBucket>();
+  /** What changed since the last takeChanges(): what the store is given (gateway/telemetry-changes.ts). */
+  #touched: TouchedTelemetry = emptyTouched();
 
   /**
    * Takes the state the store returned (null or undefined: an empty book) and adopts its objects.
@@ -254,7 +256,9 @@ export class TelemetryBook {
         lookedUp = r.bundleId;
         where = ctx(r.bundleId);
       }
-      remember(device, this.#limits.perDeviceHistory, report(r, msg.firmware, where, now));
+      const kept = report(r, msg.firmware, where, now);
+      remember(device, this.#limits.perDeviceHistory, kept);
+      this.#touched.reports.push({ deviceId, report: kept });
       // Only an enforced pin set fails a device (docs/architecture.md §6); report-only is counted, not held against it.
       if (r.result === 'pin_mismatch' && r.bundleId !== null && !out.failingOn.some((f) => f.bundleId === r.bundleId)) {
         out.failingOn.push({ bundleId: r.bundleId, rolloutId: where.rolloutId, wave: where.wave });
@@ -304,6 +308,7 @@ export class TelemetryBook {
   forgetDevice(deviceId: string): boolean {
     if (this.#state.devices[deviceId] === undefined) return false;
     delete this.#state.devices[deviceId];
+    this.#touched.devices.add(deviceId);
     return true;
   }
 
@@ -315,6 +320,20 @@ export class TelemetryBook {
     return this.#state;
   }
 
+  /** What changed since the last call, and the counters now; the caller hands it to the store. */
+  takeChanges(): TelemetryDelta {
+    const t = this.#touched;
+    this.#touched = emptyTouched();
+    const s = this.#state;
+    return {
+      buckets: [...t.buckets].map((k) => [k, s.buckets[k] ?? null]),
+      devices: [...t.devices].map((id) => [id, s.devices[id] ?? null]),
+      waves: [...t.waves].map((k) => [k, s.waves[k]] as [string, WaveTelemetry]).filter(([, w]) => w !== undefined),
+      reports: t.reports,
+      counters: this.counters,
+    };
+  }
+
   #drop(out: IngestResult, reason: TelemetryDropReason, count: number): IngestResult {
     this.#state.counters.dropped[reason] += count;
     const seen = out.dropped.find((d) => d.reason === reason);
@@ -324,6 +343,7 @@ export class TelemetryBook {
   }
 
   #device(deviceId: string): DeviceTelemetry {
+    this.#touched.devices.add(deviceId);
     let device = this.#state.devices[deviceId];
     if (device === undefined) {
       device = { counter: -1, recent: [], marks: [], owned: 0 };
@@ -334,6 +354,7 @@ export class TelemetryBook {
 
   #countWave(device: DeviceTelemetry, r: PinFailureReport, rolloutId: string, wave: number): void {
     const key = `${rolloutId}#${wave}`;
+    this.#touched.waves.add(key);
     let w = this.#state.waves[key];
     if (w === undefined) {
       w = { rolloutId, wave, failingDevices: 0, reportOnlyDevices: 0, failures: 0, reportOnlyFailures: 0 };
@@ -386,6 +407,7 @@ export class TelemetryBook {
       this.#lru.delete(key);
     }
     this.#lru.set(key, b);
+    this.#touched.buckets.add(key);
     b.failures += r.count;
     b.suppressed += r.suppressed;
     if (r.firstSeen < b.firstSeen) b.firstSeen = r.firstSeen;
@@ -414,8 +436,10 @@ export class TelemetryBook {
       if (now - oldest.updatedAt < this.#limits.retentionMs) return 'aggregate_full';
       this.#lru.delete(key);
       delete this.#state.buckets[key];
+      this.#touched.buckets.add(key);
       const owner = this.#state.devices[oldest.owner];
       if (owner !== undefined && owner.owned > 0) owner.owned--;
+      if (owner !== undefined) this.#touched.devices.add(oldest.owner);
     }
     return null;
   }
@@ -528,6 +552,28 @@ function adopt(state: TelemetryState | Record<string, unknown> | null | undefine
     waves: dict(s.waves),
     counters: { ...counters, ...s.counters, dropped },
   };
+}
+
+/** Keys of what changed; the values are read from the book when the changes are taken. */
+interface TouchedTelemetry {
+  buckets: Set<string>;
+  devices: Set<string>;
+  waves: Set<string>;
+  /** reports kept for a device, in order */
+  reports: Array<{ deviceId: string; report: DeviceReport }>;
+}
+
+/** What takeChanges() gives: each changed record as it is now (null: gone). */
+export interface TelemetryDelta {
+  buckets: Array<[string, TelemetryBucket | null]>;
+  devices: Array<[string, DeviceTelemetry | null]>;
+  waves: Array<[string, WaveTelemetry]>;
+  reports: Array<{ deviceId: string; report: DeviceReport }>;
+  counters: TelemetryCounters;
+}
+
+function emptyTouched(): TouchedTelemetry {
+  return { buckets: new Set(), devices: new Set(), waves: new Set(), reports: [] };
 }
 
 function dict<T>(from: Record<string, T> = {}): Record<string, T> {

@@ -14,7 +14,7 @@
 // Not run by hand: the benchmarks fork it as `bench-worker.js <role>` and send it
 // `{ id, cmd, args }`, answered with `{ id, ok, result | error }`. A worker exits when its parent's
 // IPC channel closes, so a killed benchmark leaves nothing behind.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect as connectTcp, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -24,7 +24,6 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { Fleet } from '../device-sim/index.ts';
 import { Gateway, type Logger } from '../gateway/gateway.ts';
 import type { Rollout } from '../gateway/rollout/types.ts';
-import { STORE_FILENAME } from '../gateway/store/lowdb.ts';
 import { formatPin, generateKeyPair, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 /** Epoch ms with sub-ms resolution, comparable across the bench's processes (same machine clock). */
@@ -114,11 +113,11 @@ function gatewayRole(): Handlers {
   let dataDir = '';
 
   return {
-    async start({ dir, writeWindowMs }: { dir: string; writeWindowMs: number }) {
+    async start({ dir, commitWindowMs }: { dir: string; commitWindowMs?: number }) {
       const keyPath = join(dir, 'signing.key');
       writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
       dataDir = join(dir, 'data');
-      gw = await Gateway.start({ dataDir, keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, writeWindowMs, logger });
+      gw = await Gateway.start({ dataDir, keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, commitWindowMs, logger });
       return { port: gw.ports.tcp, publicPem: gw.signing!.publicPem };
     },
     async provision({ ids, group = 'bench' }: { ids: string[]; group?: string }) {
@@ -174,17 +173,11 @@ function gatewayRole(): Handlers {
       return { connected: g().connectedCount() };
     },
     async flush() {
-      await g().store.flush();
+      await g().flush();
       return { writes: g().counters().storeWrites };
     },
-    /** The store file's size, and what serialising its content once costs: most of one coalesced write. */
-    storeFile() {
-      const text = readFileSync(join(dataDir, STORE_FILENAME), 'utf8');
-      const data: unknown = JSON.parse(text);
-      const t0 = performance.now();
-      JSON.stringify(data);
-      return { bytes: Buffer.byteLength(text), stringifyMs: performance.now() - t0 };
-    },
+    /** The store's figures (docs/storage.md): writes, fsyncs, bytes written, snapshots. */
+    storeStatus: () => g().storeStatus(),
     counters: () => g().counters(),
     memory,
     async stop() {

@@ -8,6 +8,8 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.ts';
+import { StoreError } from '../store/types.ts';
+import { StoreRefusal } from '../fleet-reads.ts';
 
 export interface ErrorBody {
   statusCode: number;
@@ -69,6 +71,13 @@ type Logger = Pick<FastifyRequest['log'], 'error' | 'warn'>;
 export function toErrorBody(err: FastifyError & { details?: unknown }, log: Logger): ErrorBody {
   if (err instanceof GatewayError) return errorBody(err.statusCode, err.code, err.message, err.details);
   if (err.validation) return errorBody(400, 'PW_INVALID', err.message, err.details);
+  // docs/storage.md: a change the store could not commit changed nothing; say which store and why.
+  if (err instanceof StoreError) {
+    log.error({ code: err.code, err: err.message }, 'store write failed');
+    if (err.code === 'PW_STORE_FULL') return errorBody(507, err.code, `insufficient storage: ${err.message}; nothing was changed`);
+    return errorBody(503, err.code, `the store cannot write: ${err.message}; nothing was changed`);
+  }
+  if (err instanceof StoreRefusal) return errorBody(409, 'PW_CONFLICT', err.message, { ids: err.ids });
   const status = err.statusCode ?? 500;
   if (status >= 400 && status < 500) return errorBody(status, err.code ?? 'PW_INVALID', err.message);
   log.error({ err }, 'request failed');

@@ -112,7 +112,7 @@ export async function groupRoutes(app: FastifyInstance, o: GroupRoutesOptions): 
       const items = from < 0 ? [] : all.slice(from, from + n);
       const active = gw.listRollouts().filter((r) => r.state === 'pending' || r.state === 'running' || r.state === 'held');
       for (const g of items) {
-        const baseline = await gw.store.getBaseline(g.group);
+        const baseline = await gw.baseline(g.group);
         if (baseline !== null) g.baseline = { bundle: baseline, seq: (await gw.getBundle(baseline).catch(() => null))?.seq ?? null };
         const r = active.filter((x) => x.bundle.group === g.group).at(-1);
         if (r) g.rollout = { id: r.id, state: r.state, bundleSeq: r.bundle.seq };

@@ -40,6 +40,29 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
     async () => ({ status: 'ok' }),
   );
 
+  // Readiness, beside liveness: a gateway whose store cannot write answers nothing it could keep
+  // (docs/storage.md), so a load balancer should send operators elsewhere until it can again.
+  app.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['meta'],
+        summary: 'Readiness: 200 while the store can write, 503 naming the store and its last error while it cannot; no token needed',
+        response: {
+          200: { type: 'object', properties: { status: { type: 'string', enum: ['ready'] }, store: { type: 'string' } } },
+          503: { type: 'object', properties: { status: { type: 'string', enum: ['unavailable'] }, store: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' }, since: { type: 'string' } } },
+        },
+      },
+    },
+    async (_req, reply) => {
+      const s = gw.storeStatus();
+      if (s.writable) return { status: 'ready', store: s.name };
+      const e = s.lastError!;
+      return reply.code(503).send({ status: 'unavailable', store: s.name, code: e.code, message: e.message, since: new Date(e.at).toISOString() });
+    },
+  );
+
   app.get(
     '/v1/info',
     {

@@ -55,6 +55,8 @@ const by = (label: string, counts: Record<string, number>): Array<[Labels, numbe
 /** The whole exposition, from the gateway's counters: O(rollouts), no device walk. */
 export function metricsText(gw: Gateway, authRefused: Record<string, number>, streams: () => number = () => 0): string {
   const c = gw.counters();
+  const store = gw.storeStatus();
+  const storeFailures = store.failures;
   const t = gw.telemetryCounters();
   const r = gw.rolloutCounts();
   const w = gw.webhookCounters() ?? { deliveries: { delivered: 0, failed: 0, dropped: 0 }, attempts: { ok: 0, http_error: 0, network_error: 0, timeout: 0 }, queued: [] };
@@ -81,7 +83,16 @@ export function metricsText(gw: Gateway, authRefused: Record<string, number>, st
     .add('pinwave_mqtt_denial_disconnects_total', 'counter', 'Connections closed for too many refusals (ACL, size, frames).', c.broker.denialDisconnects)
     .add('pinwave_mqtt_idle_timeouts_total', 'counter', 'Connections closed for silence past their keepalive.', c.broker.idleTimeouts)
     .add('pinwave_mqtt_publish_errors_total', 'counter', 'Messages to devices the broker reported an error for.', c.broker.publishErrors)
-    .add('pinwave_store_writes_total', 'counter', 'Completed writes of the fleet store.', c.storeWrites)
+    .add('pinwave_store_writes_total', 'counter', 'Writes of the fleet store (embedded: journal writes; PostgreSQL: transactions).', c.storeWrites)
+    .add('pinwave_store_batches_total', 'counter', 'Change batches the store committed.', store.batches)
+    .add('pinwave_store_fsyncs_total', 'counter', 'fsyncs of the journal, snapshots and directory (PostgreSQL: commits).', store.fsyncs)
+    .add('pinwave_store_bytes_written_total', 'counter', 'Bytes the embedded store wrote to disk, snapshots included.', store.bytesWritten)
+    .add('pinwave_store_snapshots_total', 'counter', 'Snapshots the embedded store wrote.', store.snapshots)
+    .add('pinwave_store_writable', 'gauge', '1 while the store can write; 0 after a write failed, until one succeeds (GET /readyz answers 503 meanwhile).', store.writable ? 1 : 0)
+    .add('pinwave_store_write_failures_total', 'counter', 'Store writes that failed (full disk, read-only file system, I/O error, database gone).', storeFailures)
+    .add('pinwave_store_last_durable_write_age_seconds', 'gauge', 'Seconds since the store last made a batch durable (-1: none since the start).', store.lastDurableAt === null ? -1 : Math.max(0, (Date.now() - store.lastDurableAt) / 1000))
+    .add('pinwave_store_queued_batches', 'gauge', 'Change batches waiting for their write now.', store.queued)
+    .add('pinwave_device_messages_uncommitted_total', 'counter', 'Device messages the store could not commit: their connections were closed without a PUBACK.', c.broker.uncommitted)
     .add('pinwave_http_auth_refused_total', 'counter', 'API requests refused by the token check, by reason.', by('reason', authRefused))
     .add('pinwave_rollout_event_streams', 'gauge', 'Rollout event streams (server-sent events) open now.', streams())
     .add('pinwave_webhook_deliveries_total', 'counter', 'Rollout alerts to webhooks, by how they ended: delivered (2xx), failed (attempts spent, or a 4xx), dropped (queue full, or the gateway stopped).', by('outcome', w.deliveries))

@@ -53,16 +53,18 @@ interface Step {
   now: number;
   fx: Effect[];
   dirty: boolean;
+  /** the members whose status this call changed, in order (what `persist` carries) */
+  touched: string[];
   /** the endpoint of the revert this call handles, recorded with a hold it causes */
   revertedOn?: string;
 }
 
 function step(r: Rollout, now: number): Step {
-  return { r, now, fx: [], dirty: false };
+  return { r, now, fx: [], dirty: false, touched: [] };
 }
 
 function done(s: Step): Effect[] {
-  if (s.dirty) s.fx.push({ type: 'persist' });
+  if (s.dirty) s.fx.push({ type: 'persist', members: s.touched });
   return s.fx;
 }
 
@@ -88,7 +90,8 @@ function tally(map: Record<string, number>, key: string, delta: number): void {
 }
 
 /** Every status change goes through here, so the wave's counters never drift from the device records. */
-function setStatus(s: Step, d: DeviceEntry, status: DeviceStatus, reason?: string): void {
+function setStatus(s: Step, id: string, d: DeviceEntry, status: DeviceStatus, reason?: string): void {
+  s.touched.push(id);
   const w = s.r.waves[d.wave];
   w.count[d.status]--;
   if (d.status === 'rejected') tally(w.rejectedByReason, reasonOf(d), -1);
@@ -210,7 +213,7 @@ function sendToOnline(s: Step, w: Wave, isOnline: IsOnline): void {
   for (const id of w.members) {
     const d = s.r.devices[id];
     if (BEHIND.has(d.status) && isOnline(id)) {
-      setStatus(s, d, 'sent');
+      setStatus(s, id, d, 'sent');
       ids.push(id);
     }
   }
@@ -323,8 +326,8 @@ function sweep(s: Step, w: Wave): void {
   s.dirty = true;
   for (const id of w.members) {
     const d = s.r.devices[id];
-    if (d.status === 'pending') setStatus(s, d, 'unreachable');
-    else if (d.status === 'sent') setStatus(s, d, 'timed_out');
+    if (d.status === 'pending') setStatus(s, id, d, 'unreachable');
+    else if (d.status === 'sent') setStatus(s, id, d, 'timed_out');
   }
 }
 
@@ -454,15 +457,15 @@ export function deviceOnline(r: Rollout, id: string, now: number): Effect[] {
   const d = lookup(r, id);
   if (d === undefined || !BEHIND.has(d.status) || !maySend(r, d)) return [];
   const s = step(r, now);
-  setStatus(s, d, 'sent');
+  setStatus(s, id, d, 'sent');
   s.fx.push({ type: 'send', deviceIds: [id] });
   return done(s);
 }
 
 /** Move a member to `status` (from verification.ts; null: no change) and judge its wave. */
-function moved(s: Step, d: DeviceEntry, status: DeviceStatus | null, reason?: string): void {
+function moved(s: Step, id: string, d: DeviceEntry, status: DeviceStatus | null, reason?: string): void {
   if (status === null) return;
-  setStatus(s, d, status, reason);
+  setStatus(s, id, d, status, reason);
   evaluate(s, s.r.waves[d.wave], false);
 }
 
@@ -479,7 +482,7 @@ export function deviceAcked(r: Rollout, id: string, ack: DeviceAck, now: number)
   if (d === undefined) return [];
   const s = step(r, now);
   if (ack.status === 'reverted') s.revertedOn = ack.endpoint;
-  moved(s, d, statusOfAck(d.status, ack), ack.status === 'reverted' ? ack.endpoint : ack.reason);
+  moved(s, id, d, statusOfAck(d.status, ack), ack.status === 'reverted' ? ack.endpoint : ack.reason);
   return done(s);
 }
 
@@ -496,9 +499,9 @@ export function deviceState(r: Rollout, id: string, state: DeviceReportedState, 
   if (d === undefined) return [];
   const s = step(r, now);
   if (state.bundleId === r.bundle.id) {
-    moved(s, d, statusOfState(d.status, state));
+    moved(s, id, d, statusOfState(d.status, state));
   } else if ((BEHIND.has(d.status) || d.status === 'sent') && maySend(r, d)) {
-    setStatus(s, d, 'sent');
+    setStatus(s, id, d, 'sent');
     s.fx.push({ type: 'send', deviceIds: [id] });
   } else if (r.state === 'completed' && state.seq < r.bundle.seq && d.status !== 'reverted') {
     // A member that took a completed rollout's bundle and now reports less (reflashed, its flash
@@ -518,7 +521,7 @@ export function pinFailure(r: Rollout, id: string, report: { bundleId: string },
   const d = lookup(r, id);
   if (d === undefined || d.status === 'failing' || d.status === 'reverted') return [];
   const s = step(r, now);
-  setStatus(s, d, 'failing');
+  setStatus(s, id, d, 'failing');
   evaluate(s, r.waves[d.wave], false);
   return done(s);
 }

@@ -224,7 +224,8 @@ export type Effect =
   | { type: 'completed' }
   | { type: 'aborted'; reason: string }
   | { type: 'at_risk'; deadline: number; projected: number | null }
-  | { type: 'persist' };
+  /** the record changed; `members`: the ids whose entry in `devices` changed (the rest of the record is small and compared whole) */
+  | { type: 'persist'; members: string[] };
 
 /** Whether a device is connected now; called, never stored. */
 export type IsOnline = (deviceId: string) => boolean;

@@ -225,6 +225,8 @@ export interface StoreStatus {
   name: string;
   /** false after a write failed, until one succeeds */
   writable: boolean;
+  /** writes (or commits) that failed since opening */
+  failures: number;
   /** the last write error, until a write succeeds again */
   lastError: { code: string; message: string; at: number } | null;
   /** epoch ms of the last durable write (null: none since opening) */

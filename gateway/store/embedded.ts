@@ -139,6 +139,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   readonly #stats = { batches: 0, writes: 0, fsyncs: 0, bytesWritten: 0, snapshots: 0, lastSnapshotMs: null as number | null, lastDurableAt: null as number | null };
   #lastError: StoreStatus['lastError'] = null;
+  #failures = 0;
 
   constructor(o: EmbeddedStoreOptions) {
     super();
@@ -326,6 +327,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       },
       (err) => {
         this.#log.error({ err: err.message }, 'store: the snapshot worker failed; snapshots stop until restart, the journal keeps everything');
+        this.#failures++;
         this.#lastError = { code: 'PW_STORE_IO', message: `store ${this.dir}: snapshot worker failed: ${err.message}`, at: Date.now() };
         this.#workerEvents?.({ store: link.id, type: 'failed', message: err.message });
         this.#snapshotting?.settle();
@@ -472,6 +474,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     );
     const all = [...group, ...this.#queue.splice(0)];
     this.#pending.clear();
+    this.#failures++;
     this.#lastError = { code: error.code, message: error.message, at: Date.now() };
     this.#log.error({ store: this.dir, code: error.code, err: (err as Error).message, batches: all.length }, 'store: a journal write failed; its batches were refused');
     for (const e of all) e.reject(error);
@@ -585,6 +588,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     return {
       name: this.dir,
       writable: this.#lastError === null,
+      failures: this.#failures,
       lastError: this.#lastError,
       lastDurableAt: s.lastDurableAt,
       batches: s.batches,

@@ -66,6 +66,7 @@ export class MemoryChangeStore extends StateReads implements ChangeStore {
     return {
       name: this.name,
       writable: true,
+      failures: 0,
       lastError: null,
       lastDurableAt: this.#lastDurableAt,
       batches: this.#batches,

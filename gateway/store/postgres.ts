@@ -200,6 +200,7 @@ export class PostgresStore implements ChangeStore {
   #drained: Array<() => void> = [];
   readonly #stats = { batches: 0, writes: 0, fsyncs: 0, lastDurableAt: null as number | null };
   #lastError: StoreStatus['lastError'] = null;
+  #failures = 0;
 
   constructor(o: PostgresStoreOptions) {
     if (typeof o?.url !== 'string' || !/^postgres(ql)?:\/\//.test(o.url)) throw new TypeError(`PostgresStore: expected a postgres:// URL, got ${typeof o?.url === 'string' ? redactUrl(o.url) : String(o?.url)}`);
@@ -292,6 +293,7 @@ export class PostgresStore implements ChangeStore {
     return {
       name: this.name,
       writable: this.#lastError === null,
+      failures: this.#failures,
       lastError: this.#lastError,
       lastDurableAt: s.lastDurableAt,
       batches: s.batches,
@@ -419,6 +421,8 @@ export class PostgresStore implements ChangeStore {
   }
 
   #failGroup(group: Entry[], error: StoreError): void {
+    this.#failures++;
+    this.#log.error({ store: this.name, code: error.code, err: error.message, batches: group.length + this.#queue.length }, 'store: a commit failed; its batches were refused');
     this.#lastError = { code: error.code, message: error.message, at: Date.now() };
     // Batches queued behind may depend on these: they share the fate, as in the embedded store.
     for (const e of [...group, ...this.#queue.splice(0)]) e.reject(error);

@@ -5,7 +5,7 @@
 // gateway's own broker credentials. DIR is 0700, every file 0600: the plugin's file holds token
 // hashes and the credentials file a password.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -13,7 +13,8 @@ import { hashDeviceToken, newToken } from '../../gateway/credentials.ts';
 import { buildDynsecFile, GATEWAY_USERNAME, serializeDynsecFile, type BuiltDynsecFile, type FleetDevice } from '../../gateway/broker/dynsec-file.ts';
 import { DEFAULT_BROKER_PORT, DEFAULT_PLUGIN_PATH, DYNSEC_FILE, mosquittoConf } from '../../gateway/broker/mosquitto-conf.ts';
 import { BROKER_AUTH_FILE, formatBrokerAuth } from '../../gateway/broker/broker-auth.ts';
-import { LowdbStore, STORE_FILENAME } from '../../gateway/store/lowdb.ts';
+import { EmbeddedStore } from '../../gateway/store/embedded.ts';
+import { LEGACY_FILENAME } from '../../gateway/store/upgrade.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 
@@ -31,7 +32,7 @@ Writes a Mosquitto 2.0 configuration for external broker mode into DIR (created 
   --out DIR           the broker's directory
   --port N            the listener's port; default ${DEFAULT_BROKER_PORT}
   --host H            the listener's address; default 127.0.0.1
-  --from-data DIR     an embedded gateway's data dir (${STORE_FILENAME}): move its fleet to the broker.
+  --from-data DIR     an embedded gateway's data dir (stopped): move its fleet to the broker.
                       Stop that gateway first: a token rotated after this is not in the broker.
   --user NAME         the user Mosquitto runs as when started by root (it reads and rewrites
                       the plugin's file); default the user running this command. As root, a
@@ -131,11 +132,21 @@ function groupSkipped(skipped: BuiltDynsecFile['skipped']): Map<string, string[]
   return groups;
 }
 
+/** Whether `dir` holds an embedded store (docs/storage.md: its files), of this release or the one before. */
+function isDataDir(dir: string): boolean {
+  if (existsSync(join(dir, LEGACY_FILENAME))) return true;
+  try {
+    return readdirSync(dir).some((f) => /^(journal|snapshot)-\d+\.(log|json)$/.test(f));
+  } catch {
+    return false;
+  }
+}
+
 /** Every device of an embedded data dir, read with the store that wrote it. */
 async function readFleet(dataDir: string): Promise<FleetDevice[]> {
-  if (!existsSync(join(dataDir, STORE_FILENAME))) throw new UsageError(`--from-data ${dataDir}: no ${STORE_FILENAME} there (is it the gateway's --data dir?)`, USAGE);
-  const store = new LowdbStore({ dir: dataDir, windowMs: 60_000 });
-  await store.load();
+  if (!isDataDir(dataDir)) throw new UsageError(`--from-data ${dataDir}: no pinwave store there (no journal, snapshot or ${LEGACY_FILENAME}: is it the gateway's --data dir?)`, USAGE);
+  const store = new EmbeddedStore({ dir: dataDir });
+  await store.open();
   try {
     const fleet: FleetDevice[] = [];
     let cursor: string | null = null;

@@ -4,6 +4,7 @@
 // with, exit 0. Beyond what loading checks, it reads the signing key as the gateway will (its
 // owner-only mode included) and checks the data dir can be used. Secrets are never printed: tokens
 // by name and role, webhooks by their URL's origin.
+import { redactUrl } from '../../gateway/store/postgres.ts';
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.ts';
@@ -58,7 +59,7 @@ async function check(args: string[], io: Io): Promise<number> {
     } catch (err) {
       problems.push(`nextKeyPath: ${(err as Error).message}`);
     }
-    problems.push(...dataDirProblems(config.dataDir));
+    if (config.dataDir !== null) problems.push(...dataDirProblems(config.dataDir));
     problems.push(...portProblems(config));
   }
   if (problems.length > 0) {
@@ -75,6 +76,7 @@ async function check(args: string[], io: Io): Promise<number> {
     ok: true,
     file: resolve(file),
     dataDir: c.dataDir,
+    store: c.storeUrl === null ? 'embedded' : redactUrl(c.storeUrl),
     keyPath: c.keyPath,
     kid,
     nextKeyPath: c.nextKeyPath,
@@ -93,7 +95,7 @@ async function check(args: string[], io: Io): Promise<number> {
   if (values.json) return io.out(JSON.stringify(summary, null, 2)), 0;
   const mqtt = [`mqtt://${c.host}:${c.mqtt.port}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
   const rows: Array<[string, string]> = [
-    ['data dir', c.dataDir],
+    c.storeUrl === null ? ['data dir', c.dataDir ?? ''] : ['store', `${redactUrl(c.storeUrl)} (PostgreSQL)`],
     ['signing key', c.keyPath === null ? 'none: upload-only, the gateway signs no bundle (pinwave bundle upload)' : `${c.keyPath} (kid ${kid})`],
     ...(c.nextKeyPath !== null ? [['next signing key', `${c.nextKeyPath} (kid ${nextKid}): signs a group's bundles once a rotation to it is its baseline`] as [string, string]] : []),
     ['mqtt', mqtt],

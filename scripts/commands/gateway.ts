@@ -28,11 +28,13 @@ import { packageVersion } from '../../gateway/http/info.ts';
 import { LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
 
 const USAGE = `Usage:
-  pinwave gateway --data DIR [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
+  pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
                   [--shutdown-timeout T] [--log-format json|pretty] [--config FILE]
 
 Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGINT or SIGTERM.
-  --data DIR        the fleet store's folder (PINWAVE_DATA_DIR, config dataDir)
+  --data DIR        the embedded store's folder: journal and snapshots, one gateway at a time (PINWAVE_DATA_DIR, config dataDir)
+  --store URL       postgres://USER[:PASSWORD]@HOST:PORT/DB: the fleet in PostgreSQL instead (PINWAVE_STORE, config store.url);
+                    docs/storage.md says how to move a data dir there (pinwave store migrate)
   --key KEY.pem     the bundle signing key, mode 0600 (PINWAVE_KEY, config keyPath); without one the gateway
                     is upload-only: it signs nothing and takes bundles signed elsewhere (pinwave bundle upload)
   --next-key NEXT.pem   the next signing key, mode 0600 (PINWAVE_NEXT_KEY, config nextKeyPath): a group's
@@ -100,6 +102,7 @@ export function main(args: string[], io: Io): Promise<number> {
 export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promise<number> {
   const { values } = parse(args, {
     data: { type: 'string' },
+    store: { type: 'string' },
     key: { type: 'string' },
     'next-key': { type: 'string' },
     'mqtt-port': { type: 'string' },
@@ -120,6 +123,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   };
   const flags: ConfigFlags = {
     ...(values.data !== undefined && { dataDir: values.data }),
+    ...(values.store !== undefined && { storeUrl: values.store }),
     ...(values.key !== undefined && { keyPath: values.key }),
     ...(values['next-key'] !== undefined && { nextKeyPath: values['next-key'] }),
     ...(values.host !== undefined && { host: values.host }),
@@ -150,6 +154,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
 
   const gw = await Gateway.start({
     dataDir: config.dataDir,
+    storeUrl: config.storeUrl,
     keyPath: config.keyPath,
     nextKeyPath: config.nextKeyPath,
     host: config.host,

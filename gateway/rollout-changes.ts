@@ -1,0 +1,117 @@
+// What a rollout's change is to the store (docs/architecture.md §6, §7; docs/storage.md): the engine
+// changes its record in memory and says which members it moved (`persist` carries their ids); a
+// ledger per rollout remembers what it last gave the store — the header's fields, each wave's
+// fields and counts, how many decisions — and turns the difference into the store's changes:
+//
+//   rollout.patch   the header fields that differ
+//   rollout.wave    a wave's fields that differ (`set`), its counts as deltas (`add`)
+//   rollout.decision each decision appended since
+//   rollout.member  each member the engine moved
+//   item.put        the gateway's own fields the store has no column for (deadline, bypassed gates)
+//
+// Pure: no I/O. Per ack the cost is O(waves + members moved), never O(members): the rollout's
+// member list is never compared. Counts go as deltas so that each batch's counts match the member
+// rows it carries, whatever happens to the batches around it.
+//
+//   const ledger = new RolloutLedger(r);              // r as the store holds it (created or loaded)
+//   const changes = ledger.changes(r, ['th-1']);      // after engine.deviceAcked(r, 'th-1', …)
+import type { Change, JsonObject, WaveFields } from './store/changes.ts';
+import { memberChanges, rolloutCreate } from './store/rollout-records.ts';
+import type { GatewayRollout } from './rollouts.ts';
+import type { StatusCounts, Wave } from './rollout/types.ts';
+
+/** The keyed collection of what a rollout holds beyond the store's header (deadline, bypassed gates). */
+export const ROLLOUT_EXTRAS = 'rollout.extras';
+
+const HEADER = ['state', 'wave', 'startedAt', 'endedAt', 'previousBundle', 'rollbackOf', 'rolledBackBy'] as const;
+const WAVE_SET = ['state', 'startedAt', 'deadline', 'soakUntil', 'endedAt', 'swept', 'thresholds'] as const;
+
+interface WaveSeen {
+  fields: string[];
+  count: StatusCounts;
+  reasons: Record<string, number>;
+}
+
+/** The gateway's fields of a rollout that the store keeps as an item (ROLLOUT_EXTRAS). */
+export function rolloutExtras(r: GatewayRollout): JsonObject {
+  return JSON.parse(JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null })) as JsonObject;
+}
+
+/** The changes that store a new rollout: its header and members, members already moved, its extras. */
+export function createChanges(r: GatewayRollout): Change[] {
+  const create = rolloutCreate({ ...r, rollbackOf: r.rollbackOf ?? null, rolledBackBy: r.rolledBackBy ?? null });
+  return [create, ...memberChanges(r), { type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: rolloutExtras(r) }];
+}
+
+const header = (r: GatewayRollout, k: (typeof HEADER)[number]): unknown => (r as unknown as Record<string, unknown>)[k] ?? null;
+
+export class RolloutLedger {
+  #header: unknown[] = [];
+  #waves: WaveSeen[] = [];
+  #decisions = 0;
+  #extras = '';
+
+  /** A ledger that has seen `r` as it is now (what the store holds). */
+  constructor(r: GatewayRollout) {
+    this.#see(r);
+  }
+
+  /**
+   * The changes from what the ledger saw last to `r`, `members` being the ids whose entries the
+   * engine moved; the ledger then has seen `r`. Empty when nothing the store keeps changed.
+   */
+  changes(r: GatewayRollout, members: Iterable<string> = []): Change[] {
+    const out: Change[] = [];
+    const set: Record<string, unknown> = {};
+    HEADER.forEach((k, i) => {
+      const v = header(r, k);
+      if (v !== this.#header[i]) set[k] = v;
+    });
+    if (Object.keys(set).length > 0) out.push({ type: 'rollout.patch', id: r.id, set });
+    r.waves.forEach((w, i) => {
+      const seen = this.#waves[i];
+      const ws: Record<string, unknown> = {};
+      WAVE_SET.forEach((k, j) => {
+        const v = JSON.stringify(w[k]);
+        if (v !== seen.fields[j]) ws[k] = w[k];
+      });
+      const count = deltas(seen.count, w.count);
+      const reasons = deltas(seen.reasons, w.rejectedByReason);
+      if (Object.keys(ws).length === 0 && count === null && reasons === null) return;
+      out.push({
+        type: 'rollout.wave',
+        id: r.id,
+        wave: i,
+        ...(Object.keys(ws).length > 0 && { set: structuredClone(ws) as WaveFields }),
+        ...((count !== null || reasons !== null) && { add: { ...(count !== null && { count: count as Partial<StatusCounts> }), ...(reasons !== null && { rejectedByReason: reasons }) } }),
+      });
+    });
+    for (let i = this.#decisions; i < r.decisions.length; i++) out.push({ type: 'rollout.decision', id: r.id, decision: structuredClone(r.decisions[i]) });
+    const moved = new Set(members);
+    for (const device of moved) {
+      const e = r.devices[device];
+      if (e) out.push({ type: 'rollout.member', id: r.id, device, status: e.status, reason: e.reason ?? null, at: e.at });
+    }
+    const extras = rolloutExtras(r);
+    if (JSON.stringify(extras) !== this.#extras) out.push({ type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: extras });
+    this.#see(r);
+    return out;
+  }
+
+  #see(r: GatewayRollout): void {
+    this.#header = HEADER.map((k) => header(r, k));
+    this.#waves = r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => JSON.stringify(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } }));
+    this.#decisions = r.decisions.length;
+    this.#extras = JSON.stringify(rolloutExtras(r));
+  }
+}
+
+/** `after - before` per key, only the keys that moved; null when none did. Keys come from devices (reasons): the object has no prototype. */
+function deltas(before: Readonly<Record<string, number>>, after: Readonly<Record<string, number>>): Record<string, number> | null {
+  let out: Record<string, number> | null = null;
+  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const d = (after[k] ?? 0) - (before[k] ?? 0);
+    if (d !== 0) (out ??= Object.create(null) as Record<string, number>)[k] = d;
+  }
+  return out;
+}
