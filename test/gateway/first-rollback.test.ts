@@ -15,7 +15,7 @@ t.test('first rollout rolled back without a manifest: the 409 names the model an
   const r1 = await h.gw.createRollout({ bundle: bad.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 3, 5000, 'the first rollout to apply');
   h.gw.tick();
-  await until(async () => (await h.gw.store.getBaseline('thermostats')) === bad.id, 5000, 'the baseline');
+  await until(async () => (await h.gw.baseline('thermostats')) === bad.id, 5000, 'the baseline');
 
   const refused = await h.gw.rollback(r1.rollout.id, 'carol').then(() => null, (e: Error & { code?: string; details?: unknown }) => e);
   t.match(refused, { code: 'PW_INVALID_STATE', details: { missing: [{ model: 'th-100', firmware: '1.0.0', devices: 3 }] } });
@@ -29,7 +29,7 @@ t.test('first rollout rolled back without a manifest: the 409 names the model an
   t.equal(rollback.bundle.seq, 2, 'signed again with a seq above the rolled-back one');
   await until(() => devices.every((d) => d.state.seq === 2), 5000, 'the rollback to apply');
   for (const d of devices) t.same(d.state.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins })), [{ host: 'api.example.com', port: 443, pins: [pin('old'), pin('backup')].map((p) => p.slice(7)) }], `${d.id} is back on the manifest's initial pins`);
-  t.equal(await h.gw.store.getBaseline('thermostats'), rollback.bundle.id, 'the restored pins are the group baseline now');
+  t.equal(await h.gw.baseline('thermostats'), rollback.bundle.id, 'the restored pins are the group baseline now');
   t.equal((await h.gw.getRollout(rollback.id)).rollbackOf, r1.rollout.id);
 
   // Pushed manifests survive a restart.

@@ -1,6 +1,6 @@
 import t from 'tap';
 import mqtt from 'mqtt';
-import { fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
+import { fleet, harness, newPins, pin, storedRollout, until } from '../fixtures/gateway.ts';
 import { GatewayError } from '../../gateway/errors.ts';
 import { encodeAck } from '../../firmware-manifest/index.ts';
 import type { Rollout } from '../../gateway/rollout/types.ts';
@@ -21,9 +21,9 @@ t.test('a healthy rollout passes wave by wave, completes, and becomes the group 
   t.equal(devices.filter((d) => d.state.seq === 1).length, 5, 'only the first wave got the bundle');
   // soak 0: a wave passes at the next tick, and the next wave starts
   await until(async () => (h.gw.tick(), (await h.gw.getRollout(rollout.id)).state === 'completed'), 5000, 'completion');
-  await h.gw.store.flush();
+  await h.gw.flush();
   t.equal(devices.every((d) => d.state.seq === 1 && d.state.bundleId === bundle.id), true, 'every device runs the new pins');
-  t.equal(await h.gw.store.getBaseline('thermostats'), bundle.id);
+  t.equal(await h.gw.baseline('thermostats'), bundle.id);
   const d0 = await h.gw.getDevice(devices[0].id);
   t.equal(d0.seq, 1);
   t.ok(d0.history.some((e) => e.event === 'applied' && e.bundleId === bundle.id));
@@ -45,7 +45,7 @@ t.test('a wave crossing its failure threshold is held at once, and nothing reach
   const hold = r.decisions.find((d) => d.action === 'hold');
   t.equal(hold?.reason, 'failure_threshold');
   // Who got the bundle, as the devices saw it: every device that received one reports an outcome.
-  const record = (await h.gw.store.getRollout(rollout.id)) as unknown as Rollout;
+  const record = await storedRollout(h.gw, rollout.id);
   const [first, second] = record.waves.map((w) => w.members);
   const reached = () => new Set(h.outcomes.map((o) => o.deviceId));
   await until(() => first.every((id) => reached().has(id)), 5000, 'every device of the first wave to get the bundle');
@@ -130,7 +130,7 @@ t.test('a restarted gateway resumes the rollout where it stood and delivers to d
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', timeoutSeconds: 600 }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 2, 5000, 'two acks');
-  const members = async () => ((await h.gw.store.getRollout(rollout.id)) as unknown as { waves: { members: string[] }[] }).waves.map((w) => [...w.members]);
+  const members = async () => (await storedRollout(h.gw, rollout.id)).waves.map((w) => [...w.members]);
   const before = await members();
   await Promise.all(devices.map((d) => d.disconnect()));
   await h.restart();
@@ -157,7 +157,7 @@ t.test('a late joiner gets the group baseline when it connects', async (t) => {
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 3, 5000, 'acks');
   h.gw.tick();
-  await until(async () => (await h.gw.store.getBaseline('thermostats')) === bundle.id, 5000, 'the baseline');
+  await until(async () => (await h.gw.baseline('thermostats')) === bundle.id, 5000, 'the baseline');
   const [joiner] = await fleet(h, 1, 'new');
   await joiner.connect();
   t.teardown(() => joiner.disconnect());
@@ -192,7 +192,7 @@ t.test('rollback sends the previous pins with a higher seq to the devices reache
   const r1 = await h.gw.createRollout({ bundle: first.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 4);
   h.gw.tick();
-  await until(async () => (await h.gw.store.getBaseline('thermostats')) === first.id);
+  await until(async () => (await h.gw.baseline('thermostats')) === first.id);
   await t.rejects(h.gw.rollback(r1.rollout.id, 'alice'), { code: 'PW_INVALID_STATE', message: /first of group "thermostats".*model "th-100" firmware "1\.0\.0"/ }, 'a first rollout without a manifest');
   const bad = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('wrong'), pin('wrong2')] }] }, 'alice');
   const r2 = await h.gw.createRollout({ bundle: bad.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');

@@ -35,7 +35,7 @@ t.test('a rotation rolls out under the current key; once it is the baseline the 
   t.equal(kidOfRecord(early), current, 'before the rotation is the baseline, bundles are still signed with the current key');
 
   h.gw.tick();
-  await until(async () => (await h.gw.store.getBaseline('thermostats')) === rotation.id, 5000, 'the rotation to be the baseline');
+  await until(async () => (await h.gw.baseline('thermostats')) === rotation.id, 5000, 'the rotation to be the baseline');
   t.equal((await h.gw.getRollout(r1.rollout.id)).state, 'completed');
   const refused = await h.gw.createRollout({ bundle: early.id, target: { group: 'thermostats' } }, 'alice').then(() => null, (e: { code: string; details: { problems: Array<{ code: string; count: number }> } }) => e);
   t.match(refused, { code: 'PW_PREFLIGHT', details: { problems: [{ code: 'unknown_key', count: 3 }] } }, 'pre-flight: the rotated devices would reject the current key');
@@ -48,7 +48,7 @@ t.test('a rotation rolls out under the current key; once it is the baseline the 
 
   // A late joiner, born with the firmware's keys after the group moved to the next key: it gets
   // the rotation first, then the baseline signed with the next key, and never an unknown_key.
-  await until(async () => (h.gw.tick(), (await h.gw.store.getBaseline('thermostats')) === after.id), 5000, 'the next-key bundle to be the baseline');
+  await until(async () => (h.gw.tick(), (await h.gw.baseline('thermostats')) === after.id), 5000, 'the next-key bundle to be the baseline');
   const [late] = await fleet(h, 1, 'late');
   await late.connect();
   t.teardown(() => late.disconnect());

@@ -62,7 +62,7 @@ t.test('bundle list and show: decoded, pins in sha256/ form, against the group b
   t.equal(short.code, 1);
   t.match(short.stderr, /400 Bad Request: bundle id "[0-9a-f]{7}" is neither a bundle id nor a prefix of at least 8 characters/);
   const stored = await h.gw.store.getBundle(b1.id);
-  for (const id of ['cafef00d' + '0'.repeat(56), 'cafef00d' + '1'.repeat(56)]) await h.gw.store.putBundle({ ...stored!, id });
+  for (const id of ['cafef00d' + '0'.repeat(56), 'cafef00d' + '1'.repeat(56)]) await h.gw.store.apply([{ type: 'bundle.put', bundle: { ...stored!, id } }]);
   const amb = await pinwave(['bundle', 'show', 'cafef00d']);
   t.equal(amb.code, 1);
   t.match(amb.stderr, `409 Conflict: bundle id prefix "cafef00d" is ambiguous: it starts cafef00d${'0'.repeat(56)}, cafef00d${'1'.repeat(56)}; give more characters`);

@@ -19,7 +19,7 @@ t.test('hostile requests are refused with 4xx naming the problem, and nothing st
   await a.call('POST', '/v1/devices', { body: { devices: [{ id: 'th-1', group: 'thermostats', model: 'th-100' }, { id: 'th-2', group: 'thermostats', model: 'th-100' }] } });
   const bundle = (await a.call('POST', '/v1/bundles', { body: { group: 'thermostats', pins: [{ host: 'api.example.com', pins: [pin('new'), pin('backup')] }] } })).json();
   const rollout = (await a.call('POST', '/v1/rollouts', { body: { bundle: bundle.id, target: { devices: ['th-1'] } } })).json();
-  await a.gw.store.flush();
+  await a.gw.flush();
   const file = join(a.dir, 'data', 'pinwave.json');
   const before = { file: readFileSync(file, 'utf8'), devices: (await a.call('GET', '/v1/devices')).body, device: structuredClone(await a.gw.getDevice('th-1')), rollout: (await a.call('GET', `/v1/rollouts/${rollout.id}`)).body };
   t.ok(before.file.includes('"th-1"'), 'the store file holds the fleet');
@@ -91,7 +91,7 @@ t.test('hostile requests are refused with 4xx naming the problem, and nothing st
   }
 
   t.equal(await a.call('POST', '/v1/devices', { as: null, body: { devices: [device] } }).then((r) => r.statusCode), 401);
-  await a.gw.store.flush();
+  await a.gw.flush();
   t.equal((await a.call('GET', '/v1/devices')).body, before.devices, 'the device list is the same');
   t.same(await a.gw.getDevice('th-1'), before.device, 'a device record is the same');
   t.equal((await a.call('GET', `/v1/rollouts/${rollout.id}`)).body, before.rollout, 'the rollout is the same');

@@ -32,7 +32,7 @@ t.test('an ambiguous bundle prefix is 409 naming the candidates', async (t) => {
   const stored = await a.gw.store.getBundle(real.id);
   // Two records whose ids share 8 digits (real ids are SHA-256 and never would, by chance).
   const ids = ['deadbeef' + '0'.repeat(56), 'deadbeef' + '1'.repeat(56)];
-  for (const id of ids) await a.gw.store.putBundle({ ...stored!, id });
+  for (const id of ids) await a.gw.store.apply([{ type: 'bundle.put', bundle: { ...stored!, id } }]);
   const r = await a.call('GET', '/v1/bundles/deadbeef');
   t.equal(r.statusCode, 409);
   t.match(r.json(), { code: 'PW_AMBIGUOUS', message: `bundle id prefix "deadbeef" is ambiguous: it starts ${ids[0]}, ${ids[1]}; give more characters`, details: { candidates: ids } });
