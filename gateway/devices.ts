@@ -9,6 +9,7 @@ import { GatewayError, invalid, notFound } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { newDeviceRecord, type DeviceQuery, type DeviceRecord, type Page, type Store } from './store/types.ts';
 import type { DeviceLink } from './delivery.ts';
+import type { DeviceCredentials } from './device-transport.ts';
 
 export interface ProvisionInput {
   id: string;
@@ -27,6 +28,8 @@ export interface DevicesOptions {
   store: Store;
   /** closes a device's sessions (after a rotation or a revocation) */
   link: Pick<DeviceLink, 'disconnect'>;
+  /** the broker's own copy of the credentials (external broker mode, docs/architecture.md §8); default none */
+  credentials?: () => DeviceCredentials | null;
   log: Logger;
   now: () => number;
 }
@@ -34,12 +37,14 @@ export interface DevicesOptions {
 export class Devices {
   readonly #store: Store;
   readonly #link: Pick<DeviceLink, 'disconnect'>;
+  readonly #credentials: () => DeviceCredentials | null;
   readonly #log: Logger;
   readonly #now: () => number;
 
   constructor(o: DevicesOptions) {
     this.#store = o.store;
     this.#link = o.link;
+    this.#credentials = o.credentials ?? (() => null);
     this.#log = o.log;
     this.#now = o.now;
   }
@@ -73,6 +78,7 @@ export class Devices {
     });
     const put = await this.#store.putDevices(records);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
+    await this.#inBroker('provision', records.map((r) => r.id), (c) => c.provision(out));
     this.#log.info({ count: records.length }, 'devices provisioned');
     return { devices: out };
   }
@@ -99,6 +105,7 @@ export class Devices {
     await this.#store.flush();
     // After the flush: a reconnect checked from here on sees the new hash.
     this.#link.disconnect(id);
+    await this.#inBroker('rotate', [id], (c) => c.rotate(id, token));
     this.#log.info({ deviceId: id }, 'device token rotated');
     return { id, token };
   }
@@ -108,8 +115,27 @@ export class Devices {
     const d = await this.#store.revokeDevice(id, this.#now());
     if (!d) throw notFound('device', id);
     this.#link.disconnect(id);
+    await this.#inBroker('revoke', [id], (c) => c.revoke(id));
     this.#log.info({ deviceId: id }, 'device revoked');
     return d;
+  }
+
+  /**
+   * The same change in the broker, after the store has it (so a conflict changes nothing there).
+   * When the broker cannot take it, the caller hears so: a rotated or revoked token would otherwise
+   * still open the broker. Repeating the call makes it again (rotate for a provisioning that failed).
+   */
+  async #inBroker(what: 'provision' | 'rotate' | 'revoke', ids: string[], change: (c: DeviceCredentials) => Promise<void>): Promise<void> {
+    const c = this.#credentials();
+    if (!c) return;
+    try {
+      await change(c);
+    } catch (err) {
+      const message = (err as Error).message;
+      this.#log.error({ what, devices: ids.length, err: message }, 'the broker did not take a credential change');
+      const retry = what === 'provision' ? 'rotate their tokens to provision them there' : `call ${what} again`;
+      throw new GatewayError('PW_BROKER_UNAVAILABLE', `stored, but the broker did not take the ${what} of ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ', …' : ''}: ${message}; ${retry}`, { ids });
+    }
   }
 
   /** The check at MQTT CONNECT (docs/architecture.md §11): the token against the stored hash, never for a revoked device. */
