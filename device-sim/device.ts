@@ -409,6 +409,8 @@ export class SimDevice {
     if (!c) return;
     const force = setTimeout(() => c.end(true), 2000);
     try {
+      // A clean DISCONNECT publishes no will: a retained `online` would outlive the device (§8).
+      if (this.#o.presence === 'retained' && c.connected) await Promise.race([c.publishAsync(this.#topic('presence'), OFFLINE, QOS1_RETAINED).catch(() => {}), this.#gone.get(c)]);
       await Promise.race([c.endAsync(), this.#gone.get(c)]);
     } finally {
       clearTimeout(force);
