@@ -21,7 +21,7 @@
 // The broker acknowledges the device itself; the gateway acknowledges the broker only once
 // `onMessage` resolved (`external.ts`).
 import { hostname } from 'node:os';
-import type { BrokerCounters, BrokerLogger, BrokerPorts } from '../broker.ts';
+import { emptyBrokerCounters, type BrokerCounters, type BrokerLogger, type BrokerPorts } from '../broker.ts';
 import type { DeviceCredentials, DeviceTransport } from '../device-transport.ts';
 import { deviceTopic, type DeviceMessageKind } from '../topics.ts';
 import { DynsecError } from './dynsec-control.ts';
@@ -137,14 +137,7 @@ export class ExternalTransport implements DeviceTransport, DeviceCredentials {
   counters(): BrokerCounters & { external: ExternalBrokerCounters } {
     const e = this.#broker.counters();
     return {
-      connectionsAccepted: 0,
-      connectionsRefused: { bad_client_id: 0, missing_credentials: 0, username_mismatch: 0, bad_credentials: 0, will: 0, disconnected: 0, auth_error: 0, shutting_down: 0, protocol: 0, other: 0 },
-      aclDenied: { subscribe: 0, publish_topic: 0, publish_qos: 0, publish_retain: 0 },
-      payloadTooLarge: 0,
-      oversizedFrames: 0,
-      protocolErrors: 0,
-      denialDisconnects: 0,
-      idleTimeouts: 0,
+      ...emptyBrokerCounters(),
       messagesIn: e.messagesIn,
       presenceIn: e.presenceIn,
       messagesOut: e.messagesOut,

@@ -22,6 +22,23 @@ async function externalGateway(t: Tap, over: Partial<GatewayOptions> = {}): Prom
 const topic = (id: string, kind: string) => `pinwave/v1/devices/${id}/${kind}`;
 const auth = (b: TestMosquitto, id: string, token: string) => ['-h', '127.0.0.1', '-p', String(b.port), '-i', id, '-u', id, '-P', token];
 
+/**
+ * Device `id` as mosquitto_pub and mosquitto_sub make one: `online` (retained), then a persistent
+ * session subscribed to its bundle topic (in that order: mosquitto_pub's clean session under the
+ * same client id would end it), where the broker queues what the gateway sends. `receive()` reads
+ * the next bundle from that session, as hex.
+ */
+async function queuedDevice(t: Tap & { equal: (a: unknown, b: unknown, m?: string) => void }, b: TestMosquitto, h: Harness, id: string, token: string) {
+  const session = [...auth(b, id, token), '-c', '-q', '1', '-t', topic(id, 'bundle')];
+  await runClient('mosquitto_pub', [...auth(b, id, token), '-q', '1', '-r', '-t', topic(id, 'presence'), '-m', 'online']);
+  await until(() => h.gw.isConnected(id), 5000, 'presence online');
+  const subscribed = await runClient('mosquitto_sub', [...session, '-E']);
+  t.equal(subscribed.code, 0, `the session: ${subscribed.stderr}`);
+  return { receive: () => runClient('mosquitto_sub', [...session, '-C', '1', '-W', '5', '-F', '%x', '-N']) };
+}
+
+const hexOf = async (h: Harness, bundleId: string) => Buffer.from((await h.gw.store.getBundle(bundleId))!.bytes, 'base64').toString('hex');
+
 /** A long-running mosquitto_sub: what it printed, and when it exited. */
 function subscriber(t: Tap, args: string[]) {
   const child = spawn('mosquitto_sub', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -84,20 +101,13 @@ t.test("a device receives its bundle's exact bytes through the broker", async (t
   const { b, h } = await externalGateway(t);
   const { devices } = await h.gw.provision([{ id: 'ext-bytes', group: 'thermostats', model: 'th-100', firmware: '1.0.0' }]);
   const d = devices[0];
-  const session = [...auth(b, d.id, d.token), '-c', '-q', '1', '-t', topic(d.id, 'bundle')];
-  // `online`, then a persistent session subscribed to the bundle topic (in that order: mosquitto_pub's
-  // clean session under the same client id would end it): the broker queues what the gateway sends
-  await runClient('mosquitto_pub', [...auth(b, d.id, d.token), '-q', '1', '-r', '-t', topic(d.id, 'presence'), '-m', 'online']);
-  await until(() => h.gw.isConnected(d.id), 5000, 'presence online');
-  const subscribed = await runClient('mosquitto_sub', [...session, '-E']);
-  t.equal(subscribed.code, 0, subscribed.stderr);
+  const device = await queuedDevice(t, b, h, d.id, d.token);
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   await h.gw.createRollout({ bundle: bundle.id, target: { devices: [d.id] }, start: true }, 'alice');
   await until(() => h.gw.counters().bundlesSent === 1, 5000, 'the bundle handed to the broker');
-  const got = await runClient('mosquitto_sub', [...session, '-C', '1', '-W', '5', '-F', '%x', '-N']);
+  const got = await device.receive();
   t.equal(got.code, 0, got.stderr);
-  const stored = await h.gw.store.getBundle(bundle.id);
-  t.equal(got.stdout.toString(), Buffer.from(stored!.bytes, 'base64').toString('hex'), 'byte for byte');
+  t.equal(got.stdout.toString(), await hexOf(h, bundle.id), 'byte for byte');
   // not retained: a new subscriber gets nothing
   const late = await runClient('mosquitto_sub', [...auth(b, d.id, d.token), '-q', '1', '-t', topic(d.id, 'bundle'), '-C', '1', '-W', '1']);
   t.equal(late.stdout.length, 0, 'the bundle was not retained');
@@ -154,19 +164,16 @@ t.test('the link to the broker comes back: the gateway subscribes again and send
   const { b, h } = await externalGateway(t);
   const { devices } = await h.gw.provision([{ id: 'ext-l', group: 'thermostats', model: 'th-100', firmware: '1.0.0' }]);
   const d = devices[0];
-  const session = [...auth(b, d.id, d.token), '-c', '-q', '1', '-t', topic(d.id, 'bundle')];
-  await runClient('mosquitto_pub', [...auth(b, d.id, d.token), '-q', '1', '-r', '-t', topic(d.id, 'presence'), '-m', 'online']);
-  await until(() => h.gw.isConnected(d.id), 5000, 'presence online');
-  t.equal((await runClient('mosquitto_sub', [...session, '-E'])).code, 0);
+  const device = await queuedDevice(t, b, h, d.id, d.token);
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   await h.gw.createRollout({ bundle: bundle.id, target: { devices: [d.id] }, start: true }, 'alice');
   await until(() => h.gw.counters().bundlesSent === 1, 5000, 'the first send');
-  t.equal((await runClient('mosquitto_sub', [...session, '-C', '1', '-W', '5', '-N', '-F', '%x'])).code, 0, 'the first send arrived');
+  t.equal((await device.receive()).code, 0, 'the first send arrived');
   // the broker restarts (its persistence keeps sessions and retained presence): the gateway's link drops and comes back
   const ups = h.gw.counters().broker.external!.linkUps;
   await b.restart();
   await until(() => h.gw.counters().broker.external!.linkUps > ups, 10_000, 'the link back');
   await until(() => h.gw.counters().bundlesSent >= 2, 5000, 'the bundle the device should hold, sent again');
-  const again = await runClient('mosquitto_sub', [...session, '-C', '1', '-W', '5', '-N', '-F', '%x']);
-  t.equal(again.stdout.toString(), Buffer.from((await h.gw.store.getBundle(bundle.id))!.bytes, 'base64').toString('hex'), 'the same bytes again');
+  const again = await device.receive();
+  t.equal(again.stdout.toString(), await hexOf(h, bundle.id), 'the same bytes again');
 });
