@@ -55,6 +55,17 @@ t.test('pinwave gateway --broker: devices are given the broker, and the simulato
   t.equal(await done, 0);
 });
 
+t.test('a broker that refuses the gateway credentials stops the start, saying so', async (t) => {
+  const b = await mosquitto(t);
+  const dir = t.testdir();
+  const authPath = join(dir, 'gateway-broker.json');
+  writeFileSync(authPath, JSON.stringify({ username: 'pinwave@gateway', password: 'not-the-password-0123' }), { mode: 0o600 });
+  const { io } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+  await t.rejects(serve(['--data', join(dir, 'data'), '--http-port', '0', '--broker', b.url, '--broker-auth', authPath], io, { until: new Promise(() => {}), log: sink() }), {
+    message: `the broker at ${b.url} refused the gateway's credentials (pinwave@gateway): Connection refused: Not authorized`,
+  });
+});
+
 t.test('bad broker options are refused, each named', async (t) => {
   const dir = t.testdir();
   const authPath = join(dir, 'gateway-broker.json');
