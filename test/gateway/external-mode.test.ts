@@ -177,3 +177,19 @@ t.test('the link to the broker comes back: the gateway subscribes again and send
   const again = await device.receive();
   t.equal(again.stdout.toString(), await hexOf(h, bundle.id), 'the same bytes again');
 });
+
+t.test('a device message that comes while the gateway stops is not acknowledged, and is handled after the restart', async (t) => {
+  const { b, h } = await externalGateway(t);
+  const { devices } = await h.gw.provision([{ id: 'ext-s', group: 'thermostats' }]);
+  const d = devices[0];
+  h.gw.stopAccepting();
+  const sent = await runClient('mosquitto_pub', [...auth(b, d.id, d.token), '-q', '1', '-t', topic(d.id, 'ack'), '-m', 'not cbor']);
+  t.equal(sent.code, 0, 'Mosquitto acknowledged the device');
+  await until(() => h.gw.counters().broker.external!.messagesIn === 1, 5000, 'the message handed over');
+  await h.gw.settled();
+  t.equal(h.gw.counters().messagesIn.ack, 0, 'not handled while stopping');
+  t.equal(h.gw.counters().broker.external!.acked, 0, 'nor acknowledged to the broker');
+  await h.restart();
+  await until(() => h.gw.counters().messagesIn.ack === 1, 5000, 'the message sent again to the same session');
+  t.equal(h.gw.counters().broker.external!.redelivered, 1, 'as a redelivery');
+});
