@@ -173,9 +173,11 @@ export interface SimDeviceOptions {
   clean?: boolean;
   /**
    * Presence (docs/architecture.md §5, §8): a will of `offline` on the device's own `presence` topic
-   * and `online` published there on every connect, QoS 1, not retained; default true
+   * and `online` published there on every connect, QoS 1; `retained` for a broker the gateway does
+   * not own (§8: a gateway that starts later reads who is online there), not retained otherwise
+   * (the embedded broker knows its sessions); false for none. Default true (not retained)
    */
-  presence?: boolean;
+  presence?: boolean | 'retained';
   /** called after each bundle, with what the device decided */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** called when the link drops without the device asking (broker gone, kicked); not after crash() or disconnect() */
@@ -338,7 +340,7 @@ export class SimDevice {
       protocolVersion: 4,
       // mqtt.js logs through `debug` on every packet otherwise, enabled or not
       log: noLog,
-      ...(this.#o.presence !== false && { will: { topic: this.#topic('presence'), payload: OFFLINE, qos: 1, retain: false } }),
+      ...(this.#o.presence !== false && { will: { topic: this.#topic('presence'), payload: OFFLINE, qos: 1, retain: this.#o.presence === 'retained' } }),
       ...(this.#o.ca !== undefined && { ca: this.#o.ca }),
     });
     this.#client = client;
@@ -384,7 +386,7 @@ export class SimDevice {
       this.#o.onLinkLost?.();
     });
     // `online` goes first, not waited for: the SUBSCRIBE and `state` queue behind it on the same link.
-    if (this.#o.presence !== false) void this.#publish('presence', ONLINE);
+    if (this.#o.presence !== false) void this.#publish('presence', ONLINE, this.#o.presence === 'retained');
     // mqtt.js keeps a QoS 1 packet for a resend on the same client's reconnect, which never comes here:
     // without this race, a link that drops mid-SUBSCRIBE would leave connect() waiting forever.
     const subscribed = await Promise.race([client.subscribeAsync(this.#topic('bundle'), { qos: 1 }).then(() => true), gone.then(() => false)]);
@@ -407,6 +409,8 @@ export class SimDevice {
     if (!c) return;
     const force = setTimeout(() => c.end(true), 2000);
     try {
+      // A clean DISCONNECT publishes no will: a retained `online` would outlive the device (§8).
+      if (this.#o.presence === 'retained' && c.connected) await Promise.race([c.publishAsync(this.#topic('presence'), OFFLINE, QOS1_RETAINED).catch(() => {}), this.#gone.get(c)]);
       await Promise.race([c.endAsync(), this.#gone.get(c)]);
     } finally {
       clearTimeout(force);
@@ -661,7 +665,7 @@ export class SimDevice {
     return `pinwave/v1/devices/${this.id}/${kind}`;
   }
 
-  #publish(kind: 'state' | 'ack' | 'telemetry' | 'presence', payload: Uint8Array): Promise<boolean> {
+  #publish(kind: 'state' | 'ack' | 'telemetry' | 'presence', payload: Uint8Array, retain = false): Promise<boolean> {
     const c = this.#client;
     const waiting = c && this.#inflight.get(c);
     if (!c?.connected || !waiting) return Promise.resolve(false);
@@ -670,7 +674,7 @@ export class SimDevice {
     const bytes = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     return new Promise<boolean>((resolve) => {
       waiting.add(resolve);
-      c.publish(this.#topic(kind), bytes, QOS1, (err) => {
+      c.publish(this.#topic(kind), bytes, retain ? QOS1_RETAINED : QOS1, (err) => {
         waiting.delete(resolve);
         resolve(!err);
       });
@@ -687,6 +691,7 @@ function knownPins(s: TrustState, host: string, port: number): string[] {
 
 /** The presence words (docs/architecture.md §5): ASCII, nothing else, so firmware can hand them to its MQTT stack as they are. */
 const QOS1 = { qos: 1 } as const;
+const QOS1_RETAINED = { qos: 1, retain: true } as const;
 const noLog = () => {};
 const ONLINE = Buffer.from('online');
 const OFFLINE = Buffer.from('offline');

@@ -220,8 +220,8 @@ export interface FleetOptions {
   shard?: { index: number; count: number };
   /** MQTT keepalive, seconds; default 60 */
   keepaliveSeconds?: number;
-  /** devices leave an `offline` will on their presence topic and publish `online` on connect (docs/architecture.md §5); default true */
-  presence?: boolean;
+  /** devices leave an `offline` will on their presence topic and publish `online` on connect (docs/architecture.md §5), `retained` on an external broker (§8); default true */
+  presence?: boolean | 'retained';
   /** called after each bundle a device handles */
   onOutcome?: (o: DeviceOutcome) => void;
 }

@@ -157,6 +157,36 @@ export interface BrokerCounters {
   uncommitted: number;
 }
 
+/** Every counter at zero. */
+export function emptyBrokerCounters(): BrokerCounters {
+  return {
+    connectionsAccepted: 0,
+    connectionsRefused: {
+      bad_client_id: 0,
+      missing_credentials: 0,
+      username_mismatch: 0,
+      bad_credentials: 0,
+      will: 0,
+      disconnected: 0,
+      auth_error: 0,
+      shutting_down: 0,
+      protocol: 0,
+      other: 0,
+    },
+    aclDenied: { subscribe: 0, publish_topic: 0, publish_qos: 0, publish_retain: 0 },
+    payloadTooLarge: 0,
+    oversizedFrames: 0,
+    protocolErrors: 0,
+    denialDisconnects: 0,
+    idleTimeouts: 0,
+    messagesIn: 0,
+    presenceIn: 0,
+    messagesOut: 0,
+    publishErrors: 0,
+    uncommitted: 0,
+  };
+}
+
 const DEFAULTS = {
   host: '127.0.0.1',
   port: 1883,
@@ -210,32 +240,7 @@ export class DeviceBroker {
   readonly #log: BrokerLogger;
   readonly #limits: Limits;
   readonly #maxFrameBytes: number;
-  readonly #counters: BrokerCounters = {
-    connectionsAccepted: 0,
-    connectionsRefused: {
-      bad_client_id: 0,
-      missing_credentials: 0,
-      username_mismatch: 0,
-      bad_credentials: 0,
-      will: 0,
-      disconnected: 0,
-      auth_error: 0,
-      shutting_down: 0,
-      protocol: 0,
-      other: 0,
-    },
-    aclDenied: { subscribe: 0, publish_topic: 0, publish_qos: 0, publish_retain: 0 },
-    payloadTooLarge: 0,
-    oversizedFrames: 0,
-    protocolErrors: 0,
-    denialDisconnects: 0,
-    idleTimeouts: 0,
-    messagesIn: 0,
-    presenceIn: 0,
-    messagesOut: 0,
-    publishErrors: 0,
-    uncommitted: 0,
-  };
+  readonly #counters: BrokerCounters = emptyBrokerCounters();
   // Each device's open sessions, by the identity of aedes' client object.
   readonly #presence = new Presence<Client>();
   readonly #attempts = new WeakMap<Client, ConnectAttempt>();

@@ -49,6 +49,12 @@
 //   webhooks:
 //     - { url: "https://alerts.example.com/pinwave", events: [rollout.held], secret: "at least 16 characters" }
 //   approval: { removePin: 2, addPin: 1 }   # operators who must agree, the creator being one; default off
+//   broker:                            # external broker mode (docs/external-broker.md); default: aedes, embedded
+//     url: mqtt://127.0.0.1:18830      # or --broker; mqtts:// for TLS
+//     auth: broker/gateway-broker.json # or --broker-auth: the gateway's broker credentials, mode 0600
+//     ca: broker/ca.pem                # or --broker-ca: for mqtts://; default the system's CAs
+//     clientId: pinwave@gw-1           # this replica's client id, stable across restarts; default pinwave@<host name>
+//     deviceUrl: mqtts://broker.example.com:8883   # what devices are told (GET /v1/info); default url
 //
 // docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
@@ -62,6 +68,8 @@ import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';
 import type { PreflightOptions } from './preflight.ts';
+import { BrokerAuthError, readBrokerAuth } from './broker/broker-auth.ts';
+import { isDeviceId } from './device-id.ts';
 import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
@@ -145,6 +153,19 @@ export interface ConfigFile {
     /** for any other rollout; default 1 (the creator alone) */
     addPin?: number;
   };
+  /** external broker mode (docs/architecture.md §8): devices connect to this broker, the gateway is its client; default off (aedes, embedded) */
+  broker?: {
+    /** `mqtt://HOST:PORT` or `mqtts://HOST:PORT`, the port named (--broker) */
+    url?: string;
+    /** the gateway's broker credentials, JSON `{ username, password }`, mode 0600, as `pinwave broker mosquitto-config` writes it (--broker-auth) */
+    auth?: string;
+    /** PEM CA bundle the broker's certificate is checked against, for mqtts://; default the system's (--broker-ca) */
+    ca?: string;
+    /** this replica's client id, stable across restarts, with an `@` (never a device id); default `pinwave@<host name>` */
+    clientId?: string;
+    /** the broker URL devices are given (GET /v1/info); default `url` */
+    deviceUrl?: string;
+  };
 }
 
 export type LogFormat = 'json' | 'pretty';
@@ -189,6 +210,8 @@ export interface GatewayConfig {
   preflight: PreflightOptions;
   /** present only when configured */
   approval?: ApprovalPolicy;
+  /** present only in external broker mode: the credentials file read */
+  broker?: { url: string; username: string; password: string; ca?: Buffer; clientId?: string; deviceUrl?: string };
   /** the config file read, if any */
   file: string | null;
 }
@@ -206,6 +229,10 @@ export interface ConfigFlags {
   /** seconds */
   shutdownTimeout?: number;
   logFormat?: LogFormat;
+  /** external broker mode: --broker, --broker-auth, --broker-ca */
+  brokerUrl?: string;
+  brokerAuth?: string;
+  brokerCa?: string;
 }
 
 export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, logFormat: 'json' as LogFormat, shutdownTimeoutSeconds: 10 };
@@ -220,7 +247,8 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_KEYS = ['dataDir', 'store', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', '$schema'];
+const TOP_KEYS = ['dataDir', 'store', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', 'broker', '$schema'];
+const BROKER_KEYS = ['url', 'auth', 'ca', 'clientId', 'deviceUrl'];
 const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
@@ -250,6 +278,7 @@ export const CONFIG_KEYS: readonly string[] = [
   ...PREFLIGHT_KEYS.map((k) => `preflight.${k}`),
   'preflight.endpoints.*.connect',
   ...APPROVAL_KEYS.map((k) => `approval.${k}`),
+  ...BROKER_KEYS.map((k) => `broker.${k}`),
 ];
 /** what hashToken() writes: `sha256:` and 32 bytes of base64url */
 const HASH_RE = /^sha256:[A-Za-z0-9_-]{43}$/;
@@ -370,6 +399,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     else tokens.push({ name: 'admin', role: 'admin', hash: hashToken(admin) });
   }
 
+  const broker = c.broker(raw.broker, flags, path);
+
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   const storeUrl = flags.storeUrl ?? (env.PINWAVE_STORE || undefined) ?? fileStoreUrl;
@@ -411,6 +442,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     webhooks,
     preflight,
     ...(approval && { approval }),
+    ...(broker && { broker }),
     file: fileName,
   };
 }
@@ -586,6 +618,56 @@ class Checker {
       if (this.problems.length === before) out.push({ url: r.url as string, events, secret: r.secret as string });
     });
     return out;
+  }
+
+  /** External broker mode from config.broker and the flags; undefined when neither names a URL. */
+  broker(v: unknown, flags: ConfigFlags, path: (p: string) => string): GatewayConfig['broker'] {
+    const r = this.record(v, 'config.broker', BROKER_KEYS);
+    const from = (flag: string | undefined, key: 'url' | 'auth' | 'ca', name: string) =>
+      flag !== undefined ? { value: flag, at: name, file: false } : r[key] === undefined ? undefined : { value: this.string(r[key], `config.broker.${key}`), at: `config.broker.${key}`, file: true };
+    const url = from(flags.brokerUrl, 'url', '--broker');
+    const auth = from(flags.brokerAuth, 'auth', '--broker-auth');
+    const ca = from(flags.brokerCa, 'ca', '--broker-ca');
+    const clientId = this.string(r.clientId, 'config.broker.clientId');
+    const deviceUrl = this.string(r.deviceUrl, 'config.broker.deviceUrl');
+    if (url === undefined) {
+      const given = [auth?.at, ca?.at, clientId !== undefined && 'config.broker.clientId', deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
+      if (given.length > 0) this.problems.push(`${given[0]}: needs the broker's URL (--broker mqtt://HOST:PORT or config.broker.url)`);
+      return undefined;
+    }
+    const before = this.problems.length;
+    const scheme = url.value === undefined ? null : this.brokerUrl(url.value, url.at);
+    if (deviceUrl !== undefined) this.brokerUrl(deviceUrl, 'config.broker.deviceUrl');
+    if (scheme === 'mqtt:' && ca !== undefined) this.problems.push(`${ca.at}: a CA is for an mqtts:// broker, but ${url.at} is ${url.value}`);
+    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`config.broker.clientId: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
+    let creds: { username: string; password: string } | undefined;
+    if (auth === undefined) this.problems.push(`${url.at}: needs the gateway's broker credentials: --broker-auth FILE or config.broker.auth (pinwave broker mosquitto-config writes gateway-broker.json)`);
+    else if (auth.value !== undefined) {
+      try {
+        creds = readBrokerAuth(auth.file ? path(auth.value) : auth.value);
+      } catch (err) {
+        if (!(err instanceof BrokerAuthError)) throw err;
+        this.problems.push(`${auth.at}: ${err.message}`);
+      }
+    }
+    const caFile = ca?.value === undefined ? undefined : this.file(ca.value, ca.at, ca.file ? path : (p) => p);
+    if (this.problems.length > before || !creds || url.value === undefined) return undefined;
+    return { url: url.value, ...creds, ...(caFile && { ca: caFile }), ...(clientId !== undefined && { clientId }), ...(deviceUrl !== undefined && { deviceUrl }) };
+  }
+
+  /** `mqtt://HOST:PORT` or `mqtts://HOST:PORT`; its scheme, or null after recording the problem. */
+  brokerUrl(value: string, at: string): 'mqtt:' | 'mqtts:' | null {
+    let u: URL | null;
+    try {
+      u = new URL(value);
+    } catch {
+      u = null;
+    }
+    if (!u || (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:')) this.problems.push(`${at}: must be mqtt://HOST:PORT or mqtts://HOST:PORT, got ${shown(value)}`);
+    else if (!u.port) this.problems.push(`${at}: must name the port (1883 is never assumed), got ${shown(value)}`);
+    else if (u.username !== '' || u.password !== '') this.problems.push(`${at}: must not carry a user name or password (they go in the --broker-auth file)`);
+    else return u.protocol;
+    return null;
   }
 
   preflight(v: unknown): PreflightOptions {

@@ -11,6 +11,7 @@ import { newDeviceRecord, type DeviceQuery, type DeviceRecord, type Page } from 
 import type { ChangeStore } from './store/changes.ts';
 import { commit } from './fleet-reads.ts';
 import type { DeviceLink } from './delivery.ts';
+import type { DeviceCredentials } from './device-transport.ts';
 
 export interface ProvisionInput {
   id: string;
@@ -29,6 +30,8 @@ export interface DevicesOptions {
   store: ChangeStore;
   /** closes a device's sessions (after a rotation or a revocation) */
   link: Pick<DeviceLink, 'disconnect'>;
+  /** the broker's own copy of the credentials (external broker mode, docs/architecture.md §8); default none */
+  credentials?: () => DeviceCredentials | null;
   log: Logger;
   now: () => number;
 }
@@ -36,12 +39,14 @@ export interface DevicesOptions {
 export class Devices {
   readonly #store: ChangeStore;
   readonly #link: Pick<DeviceLink, 'disconnect'>;
+  readonly #credentials: () => DeviceCredentials | null;
   readonly #log: Logger;
   readonly #now: () => number;
 
   constructor(o: DevicesOptions) {
     this.#store = o.store;
     this.#link = o.link;
+    this.#credentials = o.credentials ?? (() => null);
     this.#log = o.log;
     this.#now = o.now;
   }
@@ -77,6 +82,7 @@ export class Devices {
     const put = await this.#store.apply(records.map((device) => ({ type: 'device.provision', device })));
     if (!put.ok && put.code !== 'PW_STORE_DUPLICATE_ID') throw new Error(`${this.#store.status().name} refused provisioning: ${put.message}`);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
+    await this.#inBroker('provision', records.map((r) => r.id), (c) => c.provision(out));
     this.#log.info({ count: records.length }, 'devices provisioned');
     return { devices: out };
   }
@@ -103,6 +109,7 @@ export class Devices {
     await commit(this.#store, [{ type: 'device.patch', id, set: { tokenHash: hashDeviceToken(token) } }]);
     // After the commit: a reconnect checked from here on sees the new hash.
     this.#link.disconnect(id);
+    await this.#inBroker('rotate', [id], (c) => c.rotate(id, token));
     this.#log.info({ deviceId: id }, 'device token rotated');
     return { id, token };
   }
@@ -114,8 +121,27 @@ export class Devices {
     if (before.revokedAt === null) await commit(this.#store, [{ type: 'device.patch', id, set: { revokedAt: this.#now() } }]);
     const d = await this.get(id);
     this.#link.disconnect(id);
+    await this.#inBroker('revoke', [id], (c) => c.revoke(id));
     this.#log.info({ deviceId: id }, 'device revoked');
     return d;
+  }
+
+  /**
+   * The same change in the broker, after the store has it (so a conflict changes nothing there).
+   * When the broker cannot take it, the caller hears so: a rotated or revoked token would otherwise
+   * still open the broker. Repeating the call makes it again (rotate for a provisioning that failed).
+   */
+  async #inBroker(what: 'provision' | 'rotate' | 'revoke', ids: string[], change: (c: DeviceCredentials) => Promise<void>): Promise<void> {
+    const c = this.#credentials();
+    if (!c) return;
+    try {
+      await change(c);
+    } catch (err) {
+      const message = (err as Error).message;
+      this.#log.error({ what, devices: ids.length, err: message }, 'the broker did not take a credential change');
+      const retry = what === 'provision' ? 'rotate their tokens to provision them there' : `call ${what} again`;
+      throw new GatewayError('PW_BROKER_UNAVAILABLE', `stored, but the broker did not take the ${what} of ${ids.slice(0, 20).join(', ')}${ids.length > 20 ? ', …' : ''}: ${message}; ${retry}`, { ids });
+    }
   }
 
   /** The check at MQTT CONNECT (docs/architecture.md §11): the token against the stored hash, never for a revoked device. */

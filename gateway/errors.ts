@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   PW_UPLOAD_REFUSED: 422, // an uploaded bundle a device of its group would reject: details.reason is the verifier's
   PW_APPROVAL_REQUIRED: 409, // a rollout that waits for approval by operators other than its creator: details.approval says how many
   PW_SELF_APPROVAL: 403, // the creator of a rollout approving it: another operator must
+  PW_BROKER_UNAVAILABLE: 503, // external broker mode: the store took a credential change the broker did not (docs/architecture.md §8)
 } as const;
 
 export type GatewayErrorCode = keyof typeof ERROR_STATUS;

@@ -17,6 +17,8 @@
 //   const bundle = await gw.createBundle({ group: 'thermostats', endpoints: [...] }, 'alice');
 //   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
+import { ExternalTransport, type ExternalTransportOptions } from './broker/external-transport.ts';
+import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
 import { Delivery, type DeviceLink } from './delivery.ts';
 import { Devices, type ProvisionInput } from './devices.ts';
@@ -112,6 +114,12 @@ export interface GatewayOptions {
   preflight?: PreflightOptions;
   /** two-person approval of pin changes (config `approval`, gateway/rollout/approval.ts); default off */
   approval?: ApprovalPolicy;
+  /**
+   * external broker mode (docs/architecture.md §8): devices connect to this broker, whose
+   * dynamic-security plugin holds their credentials, and the gateway is its client; no MQTT
+   * listener of the gateway's own (`mqttPort`, `tls`, `websocket` unused). Default: aedes, embedded
+   */
+  broker?: ExternalTransportOptions;
 }
 
 export interface GatewayCounters {
@@ -131,7 +139,9 @@ export class Gateway {
   readonly #log: Logger;
   readonly #store: ChangeStore;
   readonly #key: SigningKey | null;
-  #broker!: DeviceBroker;
+  #broker!: DeviceTransport;
+  /** set in external broker mode */
+  #external: ExternalTransport | null = null;
   #timer: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
@@ -169,7 +179,7 @@ export class Gateway {
     };
     const isOnline = link.isConnected;
     const tasks = this.#tasks;
-    this.#devices = new Devices({ store, link, log, now });
+    this.#devices = new Devices({ store, link, credentials: () => this.#external, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
     this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
@@ -200,7 +210,17 @@ export class Gateway {
     }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
-    gw.#broker = await DeviceBroker.start({
+    if (o.broker) {
+      gw.#broker = gw.#external = await ExternalTransport.start({ logger: gw.#log, ...o.broker }, {
+        onConnect: (id) => ingest.onConnect(id),
+        onDisconnect: (id) => ingest.onDisconnect(id),
+        onSubscribe: (id, filter) => tasks.track(ingest.onSubscribe(id, filter)),
+        onReport: (id) => gw.#delivery.newSession(id),
+        // The promise goes back to the client, which acknowledges the broker once it resolved:
+        // once committed (docs/architecture.md §7, §8); a rejection leaves the message unacknowledged.
+        onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
+      });
+    } else gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
       port: o.mqttPort ?? 1883,
       plain: o.mqttPlain,
@@ -272,8 +292,9 @@ export class Gateway {
     return this.#broker.ports;
   }
 
-  /** The plain MQTT URL, or the TLS one when the plain listener is off. */
+  /** The URL devices connect to: the external broker's, or the plain MQTT URL, or the TLS one when the plain listener is off. */
   get mqttUrl(): string {
+    if (this.#external) return this.#external.deviceUrl;
     const { tcp, tls } = this.#broker.ports;
     return tcp !== undefined ? `mqtt://${this.#o.host ?? '127.0.0.1'}:${tcp}` : `mqtts://${this.#o.host ?? '127.0.0.1'}:${tls}`;
   }
@@ -281,6 +302,11 @@ export class Gateway {
   /** The signing key's public half and kid, for `GET /v1/info` and simulators; null on an upload-only gateway. */
   get signing(): { kid: string; publicKey: Uint8Array; publicPem: string } | null {
     return this.#key && { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
+  }
+
+  /** `external` when devices connect to a broker the gateway is a client of (docs/architecture.md §8), `embedded` otherwise. */
+  get brokerMode(): 'embedded' | 'external' {
+    return this.#external ? 'external' : 'embedded';
   }
 
   get store(): ChangeStore {

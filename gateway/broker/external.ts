@@ -270,6 +270,11 @@ export class ExternalBroker {
     return this.#online.size;
   }
 
+  /** The devices whose presence is `online` now. */
+  onlineDevices(): string[] {
+    return [...this.#online];
+  }
+
   /**
    * Publishes `payload` on the `bundle` topic of each device in `ids` that presence says is online,
    * QoS 1, not retained, `publishBatchSize` per turn of the event loop. Resolves with how many were

@@ -1,5 +1,6 @@
 // Descriptive routes: `GET /healthz` for load balancers and supervisors (public), and
-// `GET /v1/info` (what a device or simulator needs: the MQTT URL, the signing kid and public key).
+// `GET /v1/info` (what a device or simulator needs: the MQTT URL, whether it is an external broker,
+// the signing kid and public key).
 // The API's own description is docs.ts.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -77,7 +78,8 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
             properties: {
               name: { type: 'string' },
               version: { type: 'string' },
-              mqttUrl: { type: 'string' },
+              mqttUrl: { type: 'string', description: 'where devices connect: the embedded broker, or in external broker mode the broker the gateway is a client of' },
+              broker: { type: 'string', enum: ['embedded', 'external'], description: 'external: devices connect to a broker the gateway does not own, and leave their presence retained there (docs/architecture.md §5, §8)' },
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
               kid: { type: ['string', 'null'], description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3); null on a gateway without a signing key (upload-only)' },
               publicKey: { type: ['string', 'null'], description: 'the signing key, SPKI PEM; null on a gateway without a signing key (upload-only: it takes bundles signed elsewhere)' },
@@ -88,7 +90,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
     },
     async () => {
       const s = gw.signing;
-      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null };
+      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, broker: gw.brokerMode, mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null };
     },
   );
 }

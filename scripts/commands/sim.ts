@@ -58,6 +58,9 @@ check their pins against real TLS endpoints, as firmware would.
                        process, as fast as they complete
   --no-presence        devices leave no will and publish no online on their presence topic (by
                        default they do: docs/architecture.md §5)
+  --retain-presence    their presence is retained: for a broker the gateway does not own (external
+                       broker mode, docs/architecture.md §8). With --api, set when GET /v1/info says
+                       "broker": "external"
   --json               print one summary object at the end, no live view
   -h, --help           print this help`;
 
@@ -100,6 +103,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     processes: { type: 'string' },
     'connect-rate': { type: 'string' },
     'no-presence': { type: 'boolean', default: false },
+    'retain-presence': { type: 'boolean', default: false },
     manifest: { type: 'string' },
     devices: { type: 'string' },
     group: { type: 'string' },
@@ -164,6 +168,8 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     throw new UsageError(`--tokens needs a firmware manifest for model${needDefault.length === 1 ? '' : 's'} ${needDefault.map((m) => `"${m.model}"`).join(', ')}: give --manifest FILE (or a manifest per model in the scenario)`, USAGE);
   }
 
+  if (values['no-presence'] && values['retain-presence']) throw new UsageError('--no-presence and --retain-presence contradict each other: give one', USAGE);
+  let retainPresence = values['retain-presence'];
   let url: string;
   let fleetDevices: FleetDevice[];
   let models: FleetModel[];
@@ -176,8 +182,10 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     const n = devicesFlag ?? scenario?.devices;
     if (n === undefined) throw new UsageError('--api needs --devices N (or "devices" in the scenario)', USAGE);
     if (group === undefined) throw new UsageError('--api needs --group G (or "group" in the scenario)', USAGE);
-    const info = await request<{ mqttUrl: string; publicKey: string | null }>(api, token!, 'GET', '/v1/info');
+    const info = await request<{ mqttUrl: string; publicKey: string | null; broker?: string }>(api, token!, 'GET', '/v1/info');
     if (typeof info?.mqttUrl !== 'string') throw new Error(`GET ${api}/v1/info did not return mqttUrl`);
+    // docs/architecture.md §5: presence is retained on a broker the gateway does not own, never on the embedded one
+    if (info.broker === 'external' && !values['no-presence']) retainPresence = true;
     if (typeof info.publicKey !== 'string' && needDefault.length > 0) {
       throw new UsageError(`the gateway has no signing key (upload-only): give --manifest FILE with the keys the devices trust, for model${needDefault.length === 1 ? '' : 's'} ${needDefault.map((m) => `"${m.model}"`).join(', ')}`, USAGE);
     }
@@ -249,7 +257,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     ramp: connectRate === undefined ? scenario?.ramp : { perSecond: connectRate / processes, perTick: Math.max(1, Math.floor(BACKLOG / processes)) },
     verifyEach: values['verify-each'],
     handshakeEach: values['handshake-each'],
-    presence: !values['no-presence'],
+    presence: values['no-presence'] ? false : retainPresence ? 'retained' : true,
   };
   if (processes > 1) {
     const fleet = await ProcessFleet.spawn(spec, processes);

@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
+    'config.hots: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight, broker)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -162,7 +162,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
+    'config.mqtt2: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight, broker)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',

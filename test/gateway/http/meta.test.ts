@@ -72,7 +72,7 @@ t.test('healthz answers ok without a token; info gives the MQTT URL, version, ki
   const r = await a.call('GET', '/v1/info', { as: 'viewer' });
   t.equal(r.statusCode, 200);
   const info = r.json();
-  t.same(info, { name: 'pinwave', version: packageVersion(), mqttUrl: a.gw.mqttUrl, mqttPorts: { tcp: a.gw.ports.tcp }, kid: a.gw.signing!.kid, publicKey: a.gw.signing!.publicPem });
+  t.same(info, { name: 'pinwave', version: packageVersion(), mqttUrl: a.gw.mqttUrl, broker: 'embedded', mqttPorts: { tcp: a.gw.ports.tcp }, kid: a.gw.signing!.kid, publicKey: a.gw.signing!.publicPem });
   t.match(info.version, /^\d+\.\d+\.\d+/);
   t.match(info.publicKey, /^-----BEGIN PUBLIC KEY-----\n/);
   t.match(info.kid, /^[0-9a-f]{16}$/);
