@@ -267,6 +267,7 @@ export const MIN_WEBHOOK_SECRET = 16;
 /** Every key the config file takes, as dotted paths (`mqtt.tls.port`, `tokens[].hash`): what docs/configuration.md must describe. */
 export const CONFIG_KEYS: readonly string[] = [
   ...TOP_KEYS.filter((k) => k !== '$schema'),
+  'store.url',
   ...MQTT_KEYS.map((k) => `mqtt.${k}`),
   ...TLS_KEYS.map((k) => `mqtt.tls.${k}`),
   ...WS_KEYS.map((k) => `mqtt.websocket.${k}`),

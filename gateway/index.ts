@@ -7,8 +7,12 @@ export { hashDeviceToken, hashToken, newToken, tokenMatches, constantTimeEqualSt
 export { deviceTopic, parseDeviceTopic } from './topics.ts';
 export { loadSigningKey, SigningKeyError, type SigningKey } from './signing-key.ts';
 export { fetchServedChain } from './tls-probe.ts';
-export { LowdbStore } from './store/lowdb.ts';
-export type { Store, DeviceRecord, BundleRecord, Page } from './store/types.ts';
+export { EmbeddedStore, type EmbeddedStoreOptions } from './store/embedded.ts';
+export { PostgresStore, type PostgresStoreOptions } from './store/postgres.ts';
+export { MemoryChangeStore } from './store/memory-store.ts';
+export type { Change, ChangeStore, StoreStatus } from './store/changes.ts';
+export type { DeviceRecord, BundleRecord, Page } from './store/types.ts';
+export { StoreError, type StoreErrorCode } from './store/types.ts';
 export { summary, type RolloutSummary } from './rollout/summary.ts';
 export type { Rollout, PlanInput, WavePlanInput, Target, WaveThresholds } from './rollout/types.ts';
 export type { Preflight, PreflightFinding } from './preflight.ts';

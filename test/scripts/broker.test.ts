@@ -98,7 +98,7 @@ t.test('bad flags are usage errors that name what was wrong; nothing is written'
     [['broker', 'mosquitto-config'], /missing required flag --out/],
     [['broker', 'mosquitto-config', '--out', join(root, 'a'), '--port', '0'], /--port must be 1 to 65535, got 0/],
     [['broker', 'mosquitto-config', '--out', join(root, 'a'), '--port', 'x'], /--port expects a non-negative integer, got "x"/],
-    [['broker', 'mosquitto-config', '--out', join(root, 'a'), '--from-data', join(root, 'nope')], /no pinwave\.json there/],
+    [['broker', 'mosquitto-config', '--out', join(root, 'a'), '--from-data', join(root, 'nope')], /no pinwave store there/],
     [['broker', 'mosquitto-config', '--out', join(root, 'with space')], /without spaces/],
     [['broker', 'mosquitto-config', '--out', join(root, 'a'), '--user', 'Not A User'], /--user must be a user name/],
     [['broker', 'mosquitto-config', '--out', join(root, 'a'), '--plugin', join(root, 'none.so')], /no such file/],

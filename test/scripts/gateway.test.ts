@@ -1,6 +1,7 @@
 // `pinwave gateway`: MQTT and HTTP in one process, real ports printed, config from file,
 // environment and flags, a clean stop (store flushed, exit 0) on SIGINT/SIGTERM, JSON logs on
 // stderr with no secret in them.
+import { EmbeddedStore } from '../../gateway/store/embedded.ts';
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
@@ -103,8 +104,7 @@ t.test('serves MQTT and HTTP on the real ports, and stops cleanly with the store
 
   stop.off();
   t.equal(await done, 0);
-  const stored = readFileSync(join(dir, 'data', 'pinwave.json'), 'utf8');
-  t.ok(stored.includes('"th-1"'), 'the store was flushed');
+  t.ok(await inStore(join(dir, 'data'), (s) => s.getDevice('th-1')), 'the store holds the device after the stop');
   await t.rejects(fetch(`${api}/healthz`, { signal: AbortSignal.timeout(2000) }), 'the API is closed');
 
   const entries = log.lines.map((l) => JSON.parse(l));
@@ -140,7 +140,7 @@ t.test('a config file sets tokens, TLS-less options and wave defaults; flags ove
   stop.off();
   t.equal(await done, 0);
   t.ok(log.lines.every((l) => JSON.parse(l).level >= 40), 'logLevel warn from the file');
-  t.ok(readFileSync(join(dir, 'data', 'pinwave.json'), 'utf8').includes(b.id), 'dataDir relative to the config file');
+  t.ok(await inStore(join(dir, 'data'), (s) => s.getBundle(b.id)), 'dataDir relative to the config file');
 });
 
 t.test('a bad config is exit 2 naming the key; bad flags are usage errors; no token is a warning', async (t) => {
@@ -267,3 +267,14 @@ t.test('a warning when tokens would travel in clear text on a non-loopback addre
   writeFileSync(withTls, 'host: 10.1.2.3\nmqtt: { tls: { key: k.pem, cert: c.pem }, websocket: true }\nhttp: { tls: { key: k.pem, cert: c.pem } }\n');
   t.same(cleartextWarnings(cfg({}, withTls)), ['MQTT listens on 10.1.2.3 without TLS (port 1883 and WebSocket port 8083): device tokens travel in clear text (point devices at the TLS port, or bind it to a loopback address)'], 'HTTPS is fine; the plaintext MQTT listener beside TLS is not');
 });
+
+/** Reads the embedded store in `dataDir` (the gateway stopped: it takes the lock). */
+async function inStore<T>(dataDir: string, read: (s: EmbeddedStore) => Promise<T>): Promise<T> {
+  const s = new EmbeddedStore({ dir: dataDir });
+  await s.open();
+  try {
+    return await read(s);
+  } finally {
+    await s.close();
+  }
+}
