@@ -158,7 +158,7 @@ t.test('a bad config is exit 2 naming the key; bad flags are usage errors; no to
   await t.rejects(serve(['--port', '1'], fakeIo().io), UsageError);
   const help = fakeIo();
   t.equal(await serve(['--help'], help.io), 0);
-  t.match(help.out[0], /^Usage:\n {2}pinwave gateway --data DIR \[--key KEY\.pem\] \[--next-key NEXT\.pem\]/);
+  t.match(help.out[0], /^Usage:\n {2}pinwave gateway \(--data DIR \| --store postgres:\/\/USER@HOST:PORT\/DB\) \[--key KEY\.pem\] \[--next-key NEXT\.pem\]/);
 
   const { io, out, err } = fakeIo();
   const stop = switchOff();

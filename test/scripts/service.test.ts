@@ -101,7 +101,7 @@ t.test('config check: the example config passes with a summary; a broken one lis
   const bad = io({});
   t.equal(await run(['config', 'check', broken], bad.io), 1);
   t.same(bad.err.slice(1), [
-    '  config.colour: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight, broker)',
+    '  config.colour: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight, broker)',
     '  config.logFormat: must be one of json, pretty, got "fancy"',
     '  config.webhooks[0].events: unknown event "rollout.exploded" (known: rollout.held, rollout.resumed, rollout.completed, rollout.aborted, rollout.at_risk, approval.requested)',
   ]);
