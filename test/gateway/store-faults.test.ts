@@ -54,7 +54,8 @@ t.test('a full disk: each operator action fails with insufficient storage and le
   const [d1] = provisioned.json().devices as Array<{ id: string; token: string }>;
   const bundle = (await a.call('POST', '/v1/bundles', { as: 'operator', body: { group: 'thermostats', pins: newPins } })).json();
   const rollout = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
-  t.equal((await a.call('GET', `/v1/rollouts/${rollout.id}`)).json().state, 'running');
+  const running = (await a.call('GET', `/v1/rollouts/${rollout.id}`)).json();
+  t.equal(running.state, 'running');
   t.equal((await a.call('GET', '/readyz', { as: null })).statusCode, 200);
   const failuresBefore = metric((await a.call('GET', '/metrics', { as: null })).body, 'pinwave_store_write_failures_total');
 
@@ -81,7 +82,8 @@ t.test('a full disk: each operator action fails with insufficient storage and le
   insufficient(await a.call('POST', `/v1/rollouts/${rollout.id}/pause`, { as: 'operator' }), 'a rollout pause');
   const after = (await a.call('GET', `/v1/rollouts/${rollout.id}`)).json();
   t.equal(after.state, 'running', 'the rollout still runs');
-  t.equal(after.decisions?.length, rollout.decisions?.length, 'and no decision was recorded');
+  t.ok(after.decisions.length > 0);
+  t.same(after.decisions, running.decisions, 'and no decision was recorded');
   const bundlesBefore = (await a.call('GET', '/v1/bundles')).json();
   insufficient(await a.call('POST', '/v1/bundles', { as: 'operator', body: { group: 'thermostats', pins: newPins } }), 'a bundle create');
   t.same((await a.call('GET', '/v1/bundles')).json(), bundlesBefore, 'no bundle was added');
