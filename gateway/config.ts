@@ -63,7 +63,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
 import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
-import { redactUrl } from './store/postgres.ts';
+import { redactUrl } from './store/redact-url.ts';
 import { ROLES, type ApiToken, type Role } from './http/auth.ts';
 import { validatePlan, WAVE_DEFAULTS } from './rollout/plan.ts';
 import type { WavePlanInput } from './rollout/types.ts';

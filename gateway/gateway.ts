@@ -32,7 +32,6 @@ import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page } from './store/types.ts';
 import type { ChangeStore, StoreStatus } from './store/changes.ts';
 import { EmbeddedStore } from './store/embedded.ts';
-import { PostgresStore } from './store/postgres.ts';
 import { loadTelemetry } from './telemetry-changes.ts';
 import { loadPushedManifests } from './manifests.ts';
 import { baselineOf } from './fleet-reads.ts';
@@ -192,10 +191,11 @@ export class Gateway {
     const key = o.keyPath ? loadSigningKey(o.keyPath, { strictMode: true }) : null;
     const nextKey = o.nextKeyPath ? loadSigningKey(o.nextKeyPath, { strictMode: true }) : null;
     const log = o.logger ?? NO_LOG;
+    // The PostgreSQL store (and pg) is loaded only by a gateway that uses it.
     const store =
       o.store ??
       (o.storeUrl
-        ? new PostgresStore({ url: o.storeUrl, commitWindowMs: o.commitWindowMs, logger: log })
+        ? new (await import('./store/postgres.ts')).PostgresStore({ url: o.storeUrl, commitWindowMs: o.commitWindowMs, logger: log })
         : new EmbeddedStore({ dir: dataDirOf(o), commitWindowMs: o.commitWindowMs, logger: log }));
     await store.open();
     let gw: Gateway;

@@ -56,16 +56,8 @@ export interface PostgresStoreOptions {
   logger?: StoreLogger;
 }
 
-/** The URL as people may see it: the password left out. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '(an unparseable URL)';
-  }
-}
+import { redactUrl } from './redact-url.ts';
+export { redactUrl };
 
 // bigint (int8) columns hold epoch ms and seqs, all safe integers: read them as numbers.
 const TYPES = { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser };

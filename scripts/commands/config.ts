@@ -4,7 +4,7 @@
 // with, exit 0. Beyond what loading checks, it reads the signing key as the gateway will (its
 // owner-only mode included) and checks the data dir can be used. Secrets are never printed: tokens
 // by name and role, webhooks by their URL's origin.
-import { redactUrl } from '../../gateway/store/postgres.ts';
+import { redactUrl } from '../../gateway/store/redact-url.ts';
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.ts';

@@ -2,9 +2,11 @@
 // once; a token removed stops at once, with its console session and its event stream; a config
 // with problems is reported and changes nothing; the gateway keeps serving and still stops cleanly.
 // reloadTokens itself, in process: what it reports, and never a token or a hash.
+import { transpileTree } from '../fixtures/transpile.ts';
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { hashToken } from '../../gateway/credentials.ts';
@@ -14,7 +16,11 @@ import { reloadTokens } from '../../scripts/commands/gateway.ts';
 import { pin, until } from '../fixtures/gateway.ts';
 import { openStream } from '../fixtures/sse.ts';
 
-const RUNNER = new URL('../fixtures/pinwave-gateway.ts', import.meta.url).pathname;
+// The child runs the sources transpiled once for this file (test/fixtures/transpile.ts): tap's
+// loader would type-check the whole gateway again in every child, seconds each on a busy machine.
+const CHILD_DIR = mkdtempSync(join(tmpdir(), 'pinwave-child-'));
+const RUNNER = transpileTree(new URL('../fixtures/pinwave-gateway.ts', import.meta.url).pathname, CHILD_DIR);
+t.teardown(() => rmSync(CHILD_DIR, { recursive: true, force: true }));
 const ALICE = 'alice-token-0123456789abcdef-reload';
 const BOB = 'bob-token-0123456789abcdef-reload';
 
@@ -27,7 +33,7 @@ t.test('SIGHUP puts the config\'s new tokens in force; a removed token\'s sessio
   writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
   const config = join(dir, 'pinwave.yaml');
   writeFileSync(config, configText(keyPath, join(dir, 'data'), [['alice', 'operator', ALICE]]));
-  const child = spawn(process.execPath, [...process.execArgv, RUNNER, '--config', config, '--mqtt-port', '0', '--http-port', '0'], {
+  const child = spawn(process.execPath, [RUNNER, '--config', config, '--mqtt-port', '0', '--http-port', '0'], {
     env: { ...process.env, PINWAVE_ADMIN_TOKEN: '', PINWAVE_CONFIG: '', PINWAVE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
