@@ -450,11 +450,16 @@ function mqttFrame(type: number, ...parts: Buffer[]): Buffer {
   return Buffer.concat([Buffer.from([type, ...length]), body]);
 }
 
+/** Packets the flooding device may have sent beyond the PUBACKs it has had. */
+const FLOOD_IN_FLIGHT = 4096;
+
 /**
  * Device `id` publishes `payload` on its `kind` topic at QoS 1, 64 packets a write, for `ms`, as
- * fast as the socket takes them (waiting for 'drain' only), then waits for the PUBACK of each.
+ * fast as the socket takes them (waiting for 'drain', and for PUBACKs when FLOOD_IN_FLIGHT are
+ * unanswered), then waits for the PUBACK of each.
  * Resolves with how many it sent and when the first went and the last PUBACK came.
  */
+
 async function flood({ port, id, token, kind, payload, ms }: { port: number; id: string; token: string; kind: string; payload: Uint8Array; ms: number }) {
   const socket = connectTcp(port, '127.0.0.1');
   socket.setNoDelay(true);
@@ -498,9 +503,21 @@ async function flood({ port, id, token, kind, payload, ms }: { port: number; id:
       batch.push(mqttFrame(0x32, topic, Buffer.from([packetId >> 8, packetId & 0xff]), body));
     }
     sent += batch.length;
-    if (!socket.write(Buffer.concat(batch))) await new Promise((resolve) => socket.once('drain', resolve));
+    // The gateway reads a connection's next packet once it has handled (committed) the one before,
+    // so the socket's buffers alone would hold minutes of its work: wait for 'drain', or for the
+    // PUBACKs to come within FLOOD_IN_FLIGHT of what was sent, never past the flood's end.
+    const ok = socket.write(Buffer.concat(batch));
+    const end = firstAt + ms;
+    if (!ok) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), sleep(Math.max(0, end - wallMs()))]);
+    while (!closed && sent - pubacks > FLOOD_IN_FLIGHT && wallMs() < end) await sleep(1);
   }
-  const lastAckAt = await until(() => closed || pubacks >= sent, 120_000, `${sent} PUBACKs`);
+  let lastAckAt: number;
+  try {
+    lastAckAt = await until(() => closed || pubacks >= sent, 30_000, `${sent} PUBACKs`);
+  } catch {
+    socket.destroy();
+    throw new Error(`the flooding device had ${pubacks} of ${sent} PUBACKs 30 s after its last publish`);
+  }
   socket.destroy();
   if (pubacks < sent) throw new Error(`the gateway closed the flooding device after ${pubacks} of ${sent} PUBACKs`);
   return { sent, firstAt, lastAckAt };
