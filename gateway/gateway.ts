@@ -218,10 +218,10 @@ export class Gateway {
       onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
     });
     // A deadline that passed while the gateway was down is evaluated at once.
-    gw.tick();
+    void gw.tick();
     const every = o.tickIntervalMs ?? 1000;
     if (every > 0) {
-      gw.#timer = setInterval(() => gw.tick(), every);
+      gw.#timer = setInterval(() => void gw.tick(), every);
       gw.#timer.unref();
     }
     // `pinwave gateway` logs the one start line of a process, with its listeners.
@@ -464,9 +464,9 @@ export class Gateway {
     return this.#rollouts.resolveId(input);
   }
 
-  /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */
-  tick(): void {
-    this.#rollouts.tick();
+  /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock (await it: it resolves once what it decided is committed). */
+  tick(): Promise<void> {
+    return this.#rollouts.tick();
   }
 
   // ---------------------------------------------------------------- support queries and telemetry

@@ -120,6 +120,8 @@ export class Rollouts {
   readonly #ledgers = new WeakMap<GatewayRollout, RolloutLedger>();
   /** commits in flight, and whether one failed: the records are then read again from the store once none is */
   #inFlight = 0;
+  /** per rollout, its last commit in flight: a read waits for it, so what it shows is in the store */
+  readonly #lastCommit = new Map<string, Promise<void>>();
   #failed = false;
   #reloading: Promise<void> | null = null;
 
@@ -488,7 +490,11 @@ export class Rollouts {
   // ---------------------------------------------------------------- reading
 
   /** The API's view of a rollout, with the gateway's own fields. */
-  describe(id: string): RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] } {
+  async describe(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
+    this.get(id);
+    // What the engine decided is shown once it is committed (a failed commit is read again).
+    await this.#lastCommit.get(id)?.catch(() => undefined);
+    if (this.#reloading) await this.#reloading;
     const r = this.get(id);
     const approval = approvalState(r, r.createdBy);
     return {
@@ -551,18 +557,23 @@ export class Rollouts {
 
   // ---------------------------------------------------------------- time
 
-  /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock. */
-  tick(): void {
+  /**
+   * Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an
+   * injected clock. Resolves once what it decided is committed and performed (a failure is logged).
+   */
+  async tick(): Promise<void> {
     if (this.#reloading) return;
     const now = this.#now();
+    const done: Array<Promise<void> | undefined> = [];
     for (const r of this.#rollouts.values()) {
       // docs/architecture.md §9: running and held rollouts are judged against their deadline.
-      if (r.deadline) this.#tasks.track(this.apply(r, engine.checkDeadline(r, now)));
+      if (r.deadline) done.push(this.#tasks.track(this.apply(r, engine.checkDeadline(r, now))));
       if (r.state !== 'running' && r.state !== 'completed') continue;
       const due = engine.nextDeadline(r);
       if (due === null || due > now) continue;
-      this.#tasks.track(this.apply(r, engine.tick(r, now, this.#isOnline)));
+      done.push(this.#tasks.track(this.apply(r, engine.tick(r, now, this.#isOnline))));
     }
+    await Promise.all(done);
   }
 
   // ---------------------------------------------------------------- the effect interpreter
@@ -596,7 +607,15 @@ export class Rollouts {
         changes.push({ type: 'group.baseline', group: r.target.group, bundleId: r.bundle.id });
       }
     }
-    if (changes.length > 0) await this.#commit(changes);
+    if (changes.length > 0) {
+      const committed = this.#commit(changes);
+      this.#lastCommit.set(r.id, committed);
+      try {
+        await committed;
+      } finally {
+        if (this.#lastCommit.get(r.id) === committed) this.#lastCommit.delete(r.id);
+      }
+    }
     this.#decisions.log(r);
     for (const e of effects) {
       switch (e.type) {

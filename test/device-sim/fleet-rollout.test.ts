@@ -48,10 +48,10 @@ t.test('a rollout with half the devices silent is held at its wave timeout, not 
   await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 40 - silent, 5000, 'the acks of the others');
   await until(() => fleet.summary().unacked === silent, 5000, 'the silent ones to apply');
   h.clock.advance(599_000);
-  h.gw.tick();
+  await h.gw.tick();
   t.equal((await h.gw.getRollout(rollout.id)).state, 'running', 'still running a second before the timeout');
   h.clock.advance(2_000);
-  h.gw.tick();
+  await h.gw.tick();
   const r = await h.gw.getRollout(rollout.id);
   t.equal(r.state, 'held');
   t.equal(r.decisions.at(-1)?.reason, 'ack_threshold');

@@ -12,10 +12,8 @@ function deps(o: { baseline?: string; models?: Record<string, string>; policy?: 
   const bundles: Record<string, string[]> = { ['a'.repeat(64)]: ['new', 'backup'], base: ['base', 'backup'] };
   return {
     policy: 'policy' in o ? o.policy : { removePin: 2, addPin: 1 },
-    store: {
-      getBaseline: async () => o.baseline ?? null,
-      getDevice: async (id: string) => ({ id, model: o.models?.[id] ?? null }) as never,
-    },
+    baseline: async () => o.baseline ?? null,
+    getDevice: async (id: string) => ({ id, model: o.models?.[id] ?? null }) as never,
     manifests: new Map([['th-100', manifest('th-100', ['old', 'backup'])], ['th-200', manifest('th-200', ['older', 'backup'])]]),
     pins: async (id) => ({ seq: id === 'base' ? 1 : 2, endpoints: ep(bundles[id]) }),
   };

@@ -451,15 +451,42 @@ t.test('a hook that throws does not break the broker', async (t) => {
     onConnect: () => {
       throw new Error('hook bug');
     },
-    onMessage: async () => {
-      throw new Error('async hook bug');
-    },
   });
   f.provision('meter-1');
   const client = await f.connect('meter-1');
   await client.publishAsync(deviceTopic('meter-1', 'state'), Buffer.from('s'), { qos: 1 });
   await until(() => f.broker.counters().messagesIn === 1, 'the message');
   t.ok(client.connected);
+});
+
+t.test('a PUBACK waits for onMessage: resolved, the message is acked; rejected (not committed), the connection closes unacked', async (t) => {
+  let release!: () => void;
+  let fail = false;
+  const f = await fleet(t, {
+    onMessage: () =>
+      fail
+        ? Promise.reject(new Error('store full'))
+        : new Promise<void>((resolve) => {
+            release = resolve;
+          }),
+  });
+  f.provision('meter-1');
+  const client = await f.connect('meter-1');
+  let acked = false;
+  const sent = client.publishAsync(deviceTopic('meter-1', 'ack'), Buffer.from('a'), { qos: 1 }).then(() => void (acked = true));
+  await until(() => f.broker.counters().messagesIn === 1, 'the message to reach onMessage');
+  await new Promise((r) => setTimeout(r, 50));
+  t.notOk(acked, 'no PUBACK while onMessage has not resolved');
+  release();
+  await sent;
+  t.ok(acked, 'the PUBACK once it resolved');
+
+  fail = true;
+  let second = false;
+  client.publish(deviceTopic('meter-1', 'ack'), Buffer.from('b'), { qos: 1 }, () => void (second = true));
+  await closed(client);
+  t.notOk(second, 'a message onMessage could not commit is never PUBACKed');
+  t.equal(f.broker.counters().uncommitted, 1, 'and counted');
 });
 
 t.test('the logger never sees a token', async (t) => {

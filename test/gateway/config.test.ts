@@ -24,7 +24,7 @@ function problems(o: Parameters<typeof loadConfig>[0]): string[] {
 
 t.test('with only the required flags, every option takes its default', async (t) => {
   const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
-  t.same(c, { dataDir: '/d', keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null });
+  t.same(c, { dataDir: '/d', storeUrl: null, keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null });
   t.equal(DEFAULTS.httpPort, 8080);
 });
 
@@ -83,7 +83,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
-    'config.hots: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
+    'config.hots: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
     'config.logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     'config.mqtt.port: must be an integer 0-65535, got 70000',
     'config.http.port: must be an integer 0-65535, got "abc"',
@@ -93,7 +93,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.waves[1].size must not be below waves[0].size (sizes are cumulative), got "10%"',
     'config.bundleLifetime: must be a number of seconds above 0 or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
-    'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir',
+    'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)',
   ]);
   try {
     loadConfig({ file });
@@ -162,7 +162,7 @@ t.test('the file itself: its extension, that it can be read and parsed, and that
   t.same(problems({ file: join(dir, 'list.yml'), flags }), ['config: must be a mapping of options, got an array']);
   t.same(problems({ file: join(dir, 'empty.yaml'), flags }), [], 'an empty file is no options');
   t.same(problems({ file: write(t, 'o.json', { mqtt: 5, http: { trustProxy: 'yes' }, host: '', mqtt2: 1 }), flags }), [
-    'config.mqtt2: unknown option (known: dataDir, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
+    'config.mqtt2: unknown option (known: dataDir, store, keyPath, nextKeyPath, host, logLevel, logFormat, mqtt, http, tokens, manifests, waves, bundleLifetime, shutdownTimeout, console, webhooks, approval, preflight)',
     'config.host: must be a non-empty string, got ""',
     'config.mqtt: must be a mapping, got 5',
     'config.http.trustProxy: must be true or false, got "yes"',
@@ -294,4 +294,22 @@ t.test('preflight: the endpoints read live, each with where to dial it, and the 
     'config.preflight.endpoints.c.example.com:70000: must be named HOST:PORT (a port 1-65535), e.g. "api.example.com:443"',
   ]);
   t.same(problems({ file: join(dir, 'list.yaml'), flags }), ['config.preflight.endpoints: must be a mapping of "HOST:PORT" to { connect: "ADDR:PORT" } or null, got an array']);
+});
+
+t.test('store.url: the fleet in PostgreSQL instead of a data dir; a bad URL is named without its password', async (t) => {
+  const dir = t.testdir({ 'c.json': JSON.stringify({ store: { url: 'postgres://pinwave@db:5432/fleet' }, keyPath: '/k' }) });
+  t.match(loadConfig({ file: join(dir, 'c.json') }), { dataDir: null, storeUrl: 'postgres://pinwave@db:5432/fleet' }, 'no data dir needed');
+  t.match(loadConfig({ flags: { dataDir: '/d', storeUrl: 'postgres://a@b/c' } }), { dataDir: '/d', storeUrl: 'postgres://a@b/c' }, 'the flag');
+  t.match(loadConfig({ env: { PINWAVE_STORE: 'postgres://e@f/g', PINWAVE_DATA_DIR: '/d' } }), { storeUrl: 'postgres://e@f/g' }, 'the environment');
+  const bad = (() => {
+    try {
+      loadConfig({ flags: { storeUrl: 'mysql://root:hunter2@db/x' } });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return '';
+  })();
+  t.match(bad, /store\.url: must be a postgres:\/\/USER@HOST:PORT\/DB URL, got "mysql:\/\/root:\*\*\*@db\/x"/);
+  t.notMatch(bad, /hunter2/, 'the password is never shown');
+  t.throws(() => loadConfig({ file: join(t.testdir({ 'c.json': JSON.stringify({ store: { url: 'postgres://a@b/c', pool: 3 } }) }), 'c.json') }), /config\.store\.pool: unknown option/);
 });

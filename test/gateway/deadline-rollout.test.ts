@@ -37,13 +37,13 @@ t.test('a rollout with a deadline: its fit at creation, and at_risk once it stop
   t.match(rollout.deadline, { status: 'on_track', target: 19, done: 0, projected: null });
 
   h.clock.advance(1800_000 + 1000);
-  h.gw.tick();
+  await h.gw.tick();
   const view = await h.gw.getRollout(rollout.id);
   t.equal(view.state, 'held', 'a dark wave');
   t.match(view.deadline, { status: 'at_risk', projected: null });
   t.match(view.decisions.find((d) => d.action === 'at_risk'), { actor: 'system', reason: 'plan_after_deadline', deadline: Date.UTC(2026, 0, 1, 1) });
   t.equal(h.gw.counters().atRisk, 1);
-  h.gw.tick();
+  await h.gw.tick();
   t.equal(h.gw.counters().atRisk, 1, 'turned at risk once');
   const metrics = metricsText(h.gw, {});
   t.match(metrics, /^pinwave_rollout_at_risk_total 1$/m);
@@ -52,6 +52,10 @@ t.test('a rollout with a deadline: its fit at creation, and at_risk once it stop
   await h.gw.webhooksIdle();
   await until(() => r.bodies.length === 1, 5000, 'the webhook');
   t.match(JSON.parse(r.bodies[0]), { event: 'rollout.at_risk', rollout: { id: rollout.id }, reason: 'plan_after_deadline', deadline: '2026-01-01T01:00:00.000Z', projected: null });
+
+  // The deadline and its verdict are kept by the store: a restart judges against the same one.
+  await h.restart();
+  t.match((await h.gw.getRollout(rollout.id)).deadline, { status: 'at_risk', target: 19 }, 'the deadline survives a restart');
 
   // A plan that cannot fit is still created: the answer warns.
   await h.gw.abortRollout(rollout.id, 'alice');

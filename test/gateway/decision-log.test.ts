@@ -62,7 +62,7 @@ t.test('the log of one rollout has one line per decision: started, soaking, pass
 
   const before = lines.length;
   await h.restart({ logger });
-  h.gw.tick();
+  await h.gw.tick();
   t.same(lines.slice(before).filter((l) => typeof l.obj.decision === 'string'), [], 'a restart logs no decision again');
 });
 

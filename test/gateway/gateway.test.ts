@@ -50,7 +50,7 @@ t.test('a wave crossing its failure threshold is held at once, and nothing reach
   const reached = () => new Set(h.outcomes.map((o) => o.deviceId));
   await until(() => first.every((id) => reached().has(id)), 5000, 'every device of the first wave to get the bundle');
   h.clock.advance(2 * HOUR);
-  h.gw.tick();
+  await h.gw.tick();
   await new Promise((res) => setTimeout(res, 100));
   t.same(second.filter((id) => reached().has(id)), [], 'no device of the second wave got the bundle');
   t.same(devices.filter((d) => second.includes(d.id) && d.state.seq !== 0).map((d) => d.id), [], 'and none of them runs it');
@@ -67,10 +67,10 @@ t.test('a wave under its ack threshold at its timeout is held; resume with a low
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', timeoutSeconds: 600 }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 5, 5000, 'the five acks');
-  h.gw.tick();
+  await h.gw.tick();
   t.equal((await h.gw.getRollout(rollout.id)).state, 'running', 'not held before the timeout');
   h.clock.advance(601_000);
-  h.gw.tick();
+  await h.gw.tick();
   const held = await h.gw.getRollout(rollout.id);
   t.equal(held.state, 'held');
   t.equal(held.decisions.at(-1)?.reason, 'ack_threshold');
@@ -92,11 +92,11 @@ t.test('offline is not failure: a device dark for its wave is unreachable, and g
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', timeoutSeconds: 60 }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 3, 5000, 'three acks');
   h.clock.advance(61_000);
-  h.gw.tick();
+  await h.gw.tick();
   let r = await h.gw.getRollout(rollout.id);
   t.equal(r.waves[0].unreachable, 1);
   t.equal(r.waves[0].ackRatio, 1, 'the unreachable device is left out of the denominator');
-  h.gw.tick();
+  await h.gw.tick();
   t.equal((await h.gw.getRollout(rollout.id)).state, 'completed');
   const stuck = await h.gw.stuck({ rollout: rollout.id });
   t.same(stuck.map((s) => [s.id, s.reason]), [[late.id, 'never_connected']]);
@@ -156,7 +156,7 @@ t.test('a late joiner gets the group baseline when it connects', async (t) => {
   const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(rollout.id)).waves[0].applied === 3, 5000, 'acks');
-  h.gw.tick();
+  await h.gw.tick();
   await until(async () => (await h.gw.baseline('thermostats')) === bundle.id, 5000, 'the baseline');
   const [joiner] = await fleet(h, 1, 'new');
   await joiner.connect();
@@ -191,7 +191,7 @@ t.test('rollback sends the previous pins with a higher seq to the devices reache
   const first = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
   const r1 = await h.gw.createRollout({ bundle: first.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
   await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 4);
-  h.gw.tick();
+  await h.gw.tick();
   await until(async () => (await h.gw.baseline('thermostats')) === first.id);
   await t.rejects(h.gw.rollback(r1.rollout.id, 'alice'), { code: 'PW_INVALID_STATE', message: /first of group "thermostats".*model "th-100" firmware "1\.0\.0"/ }, 'a first rollout without a manifest');
   const bad = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('wrong'), pin('wrong2')] }] }, 'alice');

@@ -34,7 +34,7 @@ t.test('a rotation rolls out under the current key; once it is the baseline the 
   const early = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('e1'), pin('e2')] }] }, 'alice');
   t.equal(kidOfRecord(early), current, 'before the rotation is the baseline, bundles are still signed with the current key');
 
-  h.gw.tick();
+  await h.gw.tick();
   await until(async () => (await h.gw.baseline('thermostats')) === rotation.id, 5000, 'the rotation to be the baseline');
   t.equal((await h.gw.getRollout(r1.rollout.id)).state, 'completed');
   const refused = await h.gw.createRollout({ bundle: early.id, target: { group: 'thermostats' } }, 'alice').then(() => null, (e: { code: string; details: { problems: Array<{ code: string; count: number }> } }) => e);

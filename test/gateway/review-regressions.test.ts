@@ -41,6 +41,7 @@ t.test('rolling back a completed rollout restores the baseline for late joiners 
   await until(async () => (await h.gw.getRollout(r2.rollout.id)).waves[0].applied === 3, 5000, 'three acks');
   h.clock.advance(61_000);
   await until(async () => (h.gw.tick(), (await h.gw.getRollout(r2.rollout.id)).state === 'completed'), 5000, 'the bad rollout completes with one device unreachable');
+  await h.gw.flush();
   t.equal(await h.gw.baseline('thermostats'), bad.id);
   const { rollback } = await h.gw.rollback(r2.rollout.id, 'carol');
   t.equal(await h.gw.baseline('thermostats'), rollback.bundle.id, 'the rollback bundle is the baseline now');

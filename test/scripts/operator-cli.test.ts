@@ -35,7 +35,7 @@ t.test('provision, push a bundle, create/start a rollout and follow it to comple
   t.equal(rollout.state, 'pending');
   t.equal((await pinwave(['rollout', 'start', rollout.id])).code, 0);
   await until(async () => {
-    h.gw.tick();
+    await h.gw.tick();
     const s = await pinwave(['rollout', 'status', rollout.id, '--json']);
     return JSON.parse(s.stdout).state === 'completed';
   }, 10_000, 'the rollout to complete');

@@ -104,7 +104,7 @@ t.test('after a reconnect storm a rollout counts the device unreachable, not sil
   const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', timeoutSeconds: 60 }], start: true }, 'alice');
   t.equal((await h.gw.getRollout(rollout.id)).waves[0].sent, 0, 'nothing was sent to a device that is not there');
   h.clock.advance(61_000);
-  h.gw.tick();
+  await h.gw.tick();
   const w = (await h.gw.getRollout(rollout.id)).waves[0];
   t.equal(w.unreachable, 1, 'unreachable: it was offline for its whole wave');
   t.equal(w.timedOut, 0, 'not timed out, as a device that took the bundle and never acked would be');

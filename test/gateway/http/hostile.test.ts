@@ -2,7 +2,7 @@
 // types. Each is refused with a 4xx error body naming what was wrong (never a 500), and nothing
 // already stored changes: the store file is byte for byte what it was.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { join } from 'node:path';
 import { apiHarness, TOKENS } from '../../fixtures/http.ts';
@@ -20,9 +20,10 @@ t.test('hostile requests are refused with 4xx naming the problem, and nothing st
   const bundle = (await a.call('POST', '/v1/bundles', { body: { group: 'thermostats', pins: [{ host: 'api.example.com', pins: [pin('new'), pin('backup')] }] } })).json();
   const rollout = (await a.call('POST', '/v1/rollouts', { body: { bundle: bundle.id, target: { devices: ['th-1'] } } })).json();
   await a.gw.flush();
-  const file = join(a.dir, 'data', 'pinwave.json');
-  const before = { file: readFileSync(file, 'utf8'), devices: (await a.call('GET', '/v1/devices')).body, device: structuredClone(await a.gw.getDevice('th-1')), rollout: (await a.call('GET', `/v1/rollouts/${rollout.id}`)).body };
-  t.ok(before.file.includes('"th-1"'), 'the store file holds the fleet');
+  // The whole data dir (journal, snapshots) but the lock, which holds no fleet data.
+  const storeFiles = () => readdirSync(join(a.dir, 'data')).filter((f) => f !== 'pinwave.lock').sort().map((f) => `${f}\n${readFileSync(join(a.dir, 'data', f), 'latin1')}`).join('\n');
+  const before = { file: storeFiles(), devices: (await a.call('GET', '/v1/devices')).body, device: structuredClone(await a.gw.getDevice('th-1')), rollout: (await a.call('GET', `/v1/rollouts/${rollout.id}`)).body };
+  t.ok(before.file.includes('"th-1"'), 'the store files hold the fleet');
 
   const device = { id: 'th-9', group: 'thermostats' };
   const cases: Case[] = [
@@ -95,7 +96,7 @@ t.test('hostile requests are refused with 4xx naming the problem, and nothing st
   t.equal((await a.call('GET', '/v1/devices')).body, before.devices, 'the device list is the same');
   t.same(await a.gw.getDevice('th-1'), before.device, 'a device record is the same');
   t.equal((await a.call('GET', `/v1/rollouts/${rollout.id}`)).body, before.rollout, 'the rollout is the same');
-  t.equal(readFileSync(file, 'utf8'), before.file, 'the store file is byte for byte the same');
+  t.equal(storeFiles(), before.file, 'the store files are byte for byte the same');
   t.equal((await a.call('GET', '/healthz', { as: null })).statusCode, 200, 'and the gateway still serves');
 });
 

@@ -21,6 +21,7 @@ const ROUTES: Array<[string, string, string]> = [
   ['GET', '/healthz', 'public'],
   ['GET', '/v1/info', 'viewer'],
   ['GET', '/metrics', 'public'],
+  ['GET', '/readyz', 'public'],
   ['POST', '/v1/devices', 'admin'],
   ['GET', '/v1/devices', 'viewer'],
   ['GET', '/v1/devices/:id', 'viewer'],

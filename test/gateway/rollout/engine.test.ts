@@ -84,7 +84,7 @@ t.test('a healthy rollout passes every wave and completes', async (t) => {
   let now = T0;
   let fx = effects(start(r, now, 'alice', everyone));
   t.same(sentTo(fx), members(r, 0), 'start sends to wave 0 only');
-  t.equal(fx.at(-1)?.type, 'persist');
+  t.same(fx.at(-1), { type: 'persist', members: members(r, 0) }, 'persist names every member the call moved (wave 0 sent)');
   t.equal(r.state, 'running');
 
   for (let i = 0; i < r.waves.length; i++) {
@@ -134,7 +134,7 @@ t.test('a wave below its ack threshold at its timeout is held', async (t) => {
   t.equal(nextDeadline(r), deadline);
   t.same(tick(r, deadline - 1, everyone), [], 'nothing happens before the deadline');
   const fx = tick(r, deadline, everyone);
-  t.same(fx, [{ type: 'held', wave: 0, reason: 'ack_threshold' }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'held', wave: 0, reason: 'ack_threshold' }, { type: 'persist' }]);
   t.equal(r.state, 'held');
   t.equal(r.waves[0].state, 'missed');
   t.equal(r.waves[0].count.timed_out, 2, 'sent and silent at the deadline: timed out');
@@ -152,7 +152,7 @@ t.test('a wave crossing its failure threshold is held at once, and nothing reach
   const wave0 = members(r, 0);
   ackAll(r, wave0.slice(0, 4), T0 + SEC);
   const fx = ack(r, wave0[4], T0 + 2 * SEC, 'rejected', 'weak_pin_set');
-  t.same(fx, [{ type: 'held', wave: 0, reason: 'failure_threshold' }, { type: 'persist' }], 'held inside the ack call');
+  t.match(fx, [{ type: 'held', wave: 0, reason: 'failure_threshold' }, { type: 'persist' }], 'held inside the ack call');
   t.equal(r.state, 'held');
   t.equal(r.waves[0].state, 'missed');
   const d = r.decisions.at(-1)!;
@@ -176,13 +176,13 @@ t.test('pin failures on the new bundle hold a wave, even while it soaks', async 
   const wave0 = members(r, 0);
   ackAll(r, wave0, T0 + SEC);
   t.equal(r.waves[0].state, 'soaking');
-  t.same(pinFailure(r, wave0[0], { bundleId: BUNDLE.id }, T0 + 2 * SEC), [{ type: 'persist' }], '1 in 20 is within 0.05');
+  t.match(pinFailure(r, wave0[0], { bundleId: BUNDLE.id }, T0 + 2 * SEC), [{ type: 'persist' }], '1 in 20 is within 0.05');
   t.equal(r.devices[wave0[0]].status, 'failing');
   t.equal(waveFigures(r.waves[0]).acked, 20, 'a failing device still counts as acked');
   t.same(pinFailure(r, wave0[0], { bundleId: BUNDLE.id }, T0 + 3 * SEC), [], 'a repeated report changes nothing');
   t.same(pinFailure(r, wave0[1], { bundleId: OTHER_BUNDLE }, T0 + 3 * SEC), [], 'failures on another bundle are not this one’s');
   const fx = pinFailure(r, wave0[1], { bundleId: BUNDLE.id }, T0 + 4 * SEC);
-  t.same(fx, [{ type: 'held', wave: 0, reason: 'failure_threshold' }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'held', wave: 0, reason: 'failure_threshold' }, { type: 'persist' }]);
   t.match(r.decisions.at(-1), { waveFrom: 'soaking', waveTo: 'missed' });
   t.same(tick(r, T0 + 3601 * SEC + SEC, everyone), [], 'the soak end passes nothing while held');
   t.equal(r.waves[1].state, 'pending');
@@ -193,7 +193,7 @@ t.test('minDevices delays the failure ratio', async (t) => {
   const r = twoWaves(100, 20, { minDevices: 10 });
   effects(start(r, T0, 'alice', everyone));
   const wave0 = members(r, 0);
-  t.same(ack(r, wave0[0], T0 + SEC, 'rejected', 'expired'), [{ type: 'persist' }], '1 of 1 rejected, but too few responses to judge');
+  t.match(ack(r, wave0[0], T0 + SEC, 'rejected', 'expired'), [{ type: 'persist' }], '1 of 1 rejected, but too few responses to judge');
   ackAll(r, wave0.slice(1, 9), T0 + SEC);
   t.equal(r.state, 'running', '9 responses: still not counted');
   t.notOk(waveFigures(r.waves[0]).failureCounted);
@@ -247,7 +247,7 @@ t.test('unreachable members are counted apart and left out of the ack ratio; a r
   t.same(sentTo(fx), members(r2, 1).filter((id) => !dark.includes(id)));
 
   fx = deviceOnline(r2, dark[0], T0 + 4000 * SEC);
-  t.same(fx, [{ type: 'send', deviceIds: [dark[0]] }, { type: 'persist' }], 'a returning unreachable device is sent its bundle');
+  t.match(fx, [{ type: 'send', deviceIds: [dark[0]] }, { type: 'persist' }], 'a returning unreachable device is sent its bundle');
   t.equal(r2.devices[dark[0]].status, 'sent');
   ack(r2, dark[0], T0 + 4001 * SEC);
   t.equal(r2.devices[dark[0]].status, 'applied');
@@ -263,7 +263,7 @@ t.test('maxUnreachable holds a dark wave, even under onMiss abort', async (t) =>
     effects(start(r, T0, 'alice', onlyThese(online)));
     ackAll(r, online, T0 + SEC);
     const fx = tick(r, T0 + 3600 * SEC, onlyThese(online));
-    t.same(fx, [{ type: 'held', wave: 0, reason: 'max_unreachable' }, { type: 'persist' }], `onMiss ${onMiss}`);
+    t.match(fx, [{ type: 'held', wave: 0, reason: 'max_unreachable' }, { type: 'persist' }], `onMiss ${onMiss}`);
     t.match(r.decisions.at(-1)?.figures, { unreachable: 12, unreachableRatio: 0.6, ackRatio: 1 });
   }
   const allDark = twoWaves(100, 20);
@@ -311,7 +311,7 @@ t.test('resume re-sends to timed-out members that are online', async (t) => {
 
   const now = T0 + 5000 * SEC;
   const fx = effects(resume(r, now, 'bob', onlyThese([wave0[18]])));
-  t.same(fx, [{ type: 'send', deviceIds: [wave0[18]] }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'send', deviceIds: [wave0[18]] }, { type: 'persist' }]);
   t.equal(r.waves[0].state, 'active');
   t.equal(r.waves[0].deadline, now + 3600 * SEC, 'a fresh deadline');
   t.equal(nextDeadline(r), now + 3600 * SEC);
@@ -346,7 +346,7 @@ t.test('resume holds again at once when the failure ratio is still over', async 
   t.same(types(fx), ['persist']);
   effects(pause(r, T0 + 2 * SEC, 'bob'));
   const again = effects(resume(r, T0 + 3 * SEC, 'bob', nobody, { minDevices: 5 }));
-  t.same(again, [{ type: 'held', wave: 0, reason: 'failure_threshold' }, { type: 'persist' }]);
+  t.match(again, [{ type: 'held', wave: 0, reason: 'failure_threshold' }, { type: 'persist' }]);
   t.same(
     r.decisions.slice(-2).map((d) => d.action),
     ['resume', 'hold'],
@@ -360,7 +360,7 @@ t.test('abort stops the rollout; late acks are still recorded for rollback', asy
   ackAll(r, wave0.slice(0, 3), T0);
   pinFailure(r, wave0[3], { bundleId: BUNDLE.id }, T0);
   const fx = effects(abort(r, T0 + SEC, 'carol', 'rollback'));
-  t.same(fx, [{ type: 'aborted', reason: 'rollback' }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'aborted', reason: 'rollback' }, { type: 'persist' }]);
   t.match(r.decisions.at(-1), { at: T0 + SEC, actor: 'carol', action: 'abort', reason: 'rollback', from: 'running', to: 'aborted' });
   t.equal(r.endedAt, T0 + SEC);
   t.same(tick(r, T0 + 9999 * SEC, everyone), []);
@@ -371,7 +371,7 @@ t.test('abort stops the rollout; late acks are still recorded for rollback', asy
   t.same(appliedDevices(r).sort(), [...wave0.slice(0, 4), wave0[5]].sort(), 'applied and failing devices, late ones too');
 
   const pending = make(5);
-  t.same(effects(abort(pending, T0, 'carol')), [{ type: 'aborted', reason: 'operator' }, { type: 'persist' }], 'a pending rollout can be aborted');
+  t.match(effects(abort(pending, T0, 'carol')), [{ type: 'aborted', reason: 'operator' }, { type: 'persist' }], 'a pending rollout can be aborted');
 });
 
 t.test('onMiss abort aborts instead of holding', async (t) => {
@@ -380,7 +380,7 @@ t.test('onMiss abort aborts instead of holding', async (t) => {
   const wave0 = members(r, 0);
   ackAll(r, wave0.slice(0, 4), T0);
   const fx = ack(r, wave0[4], T0, 'rejected', 'wrong_group');
-  t.same(fx, [{ type: 'aborted', reason: 'failure_threshold' }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'aborted', reason: 'failure_threshold' }, { type: 'persist' }]);
   t.equal(r.state, 'aborted');
   t.match(r.decisions.at(-1), { actor: 'system', action: 'abort', reason: 'failure_threshold', to: 'aborted', wave: 0 });
 
@@ -395,7 +395,7 @@ t.test('pause holds the rollout until resume; resume sends to members that came 
   const off = wave0.slice(0, 5);
   effects(start(r, T0, 'alice', allBut(off)));
   let fx = effects(pause(r, T0 + SEC, 'alice'));
-  t.same(fx, [{ type: 'held', wave: 0, reason: 'paused' }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'held', wave: 0, reason: 'paused' }, { type: 'persist' }]);
   t.match(r.decisions.at(-1), { action: 'pause', reason: 'paused', from: 'running', to: 'held', waveFrom: 'active', waveTo: 'active' });
   t.equal(r.waves[0].state, 'active', 'the wave keeps its state while paused');
   t.same(deviceOnline(r, off[0], T0 + 2 * SEC), [], 'a device coming online while held waits for resume');
@@ -490,7 +490,7 @@ t.test('a deadline that passed while the gateway was down is evaluated at the fi
   const later = T0 + 86_400 * SEC;
   t.ok(nextDeadline(restored)! < later, 'the deadline is already past');
   const fx = tick(restored, later, everyone);
-  t.same(fx, [{ type: 'held', wave: 0, reason: 'ack_threshold' }, { type: 'persist' }]);
+  t.match(fx, [{ type: 'held', wave: 0, reason: 'ack_threshold' }, { type: 'persist' }]);
   t.equal(restored.decisions.at(-1)?.at, later);
 
   const healthy = twoWaves(100, 20);
@@ -505,7 +505,7 @@ t.test('duplicate acks are idempotent', async (t) => {
   const r = twoWaves(100, 20);
   effects(start(r, T0, 'alice', everyone));
   const [a, b] = members(r, 0);
-  t.same(ack(r, a, T0), [{ type: 'persist' }]);
+  t.match(ack(r, a, T0), [{ type: 'persist' }]);
   const before = JSON.stringify(r);
   t.same(ack(r, a, T0 + SEC), [], 'a second applied ack');
   t.same(deviceState(r, a, { seq: BUNDLE.seq, bundleId: BUNDLE.id }, T0 + SEC), [], 'a state report of what it holds');
@@ -542,24 +542,24 @@ t.test('the state a device reports on connect heals a lost ack or sends what it 
   effects(start(r, T0, 'alice', onlyThese(wave0.slice(0, 2))));
   t.same(
     deviceState(r, wave0[0], { seq: 7, bundleId: BUNDLE.id }, T0 + SEC),
-    [{ type: 'persist' }],
+    [{ type: 'persist', members: [wave0[0]] }],
     'it holds the bundle: applied, though its ack was lost',
   );
   t.equal(r.devices[wave0[0]].status, 'applied');
   t.same(
     deviceState(r, wave0[1], { seq: 6, bundleId: OTHER_BUNDLE }, T0 + SEC),
-    [{ type: 'send', deviceIds: [wave0[1]] }, { type: 'persist' }],
+    [{ type: 'send', deviceIds: [wave0[1]] }, { type: 'persist', members: [wave0[1]] }],
     'sent but it says it has not got it: sent again',
   );
   t.same(
     deviceState(r, wave0[2], { seq: 6, bundleId: OTHER_BUNDLE }, T0 + SEC),
-    [{ type: 'send', deviceIds: [wave0[2]] }, { type: 'persist' }],
+    [{ type: 'send', deviceIds: [wave0[2]] }, { type: 'persist', members: [wave0[2]] }],
     'a pending member is sent, as on deviceOnline',
   );
   t.same(deviceState(r, members(r, 1)[0], { seq: 6, bundleId: OTHER_BUNDLE }, T0 + SEC), [], 'a next-wave member waits for its wave');
   t.same(
     deviceState(r, members(r, 1)[1], { seq: 7, bundleId: BUNDLE.id }, T0 + SEC),
-    [{ type: 'persist' }],
+    [{ type: 'persist', members: [members(r, 1)[1]] }],
     'a next-wave member that already holds it (by reconciliation) counts',
   );
   t.equal(r.waves[1].count.applied, 1);
@@ -612,7 +612,7 @@ t.test('late devices of a passed wave are swept at its deadline, and a completed
   t.equal(nextDeadline(r), T0 + 3600 * SEC + 2 * SEC, "wave 1's deadline");
   tick(r, T0 + 9999 * SEC, everyone);
   t.equal(nextDeadline(r), null);
-  t.same(deviceOnline(r, off[0], T0 + 9999 * SEC), [{ type: 'send', deviceIds: [off[0]] }, { type: 'persist' }]);
+  t.match(deviceOnline(r, off[0], T0 + 9999 * SEC), [{ type: 'send', deviceIds: [off[0]] }, { type: 'persist' }]);
   countersHold(t, r);
 });
 

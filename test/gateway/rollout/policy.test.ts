@@ -138,7 +138,7 @@ t.test('rolling back a completed rollout records a rollback decision and keeps i
   const r = completed(3);
   const before = r.decisions.length;
   const res = rollBack(r, T0 + 60 * SEC, 'carol');
-  t.same(res, { ok: true, effects: [{ type: 'persist' }] });
+  t.same(res, { ok: true, effects: [{ type: 'persist', members: [] }] }, 'a decision alone: no member moved');
   t.equal(r.state, 'completed');
   t.equal(r.decisions.length, before + 1);
   t.same(r.decisions.at(-1), { at: T0 + 60 * SEC, actor: 'carol', action: 'rollback', reason: 'rollback', from: 'completed', to: 'completed' });
