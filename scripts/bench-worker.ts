@@ -371,6 +371,26 @@ function clientsRole(): Handlers {
       await until(() => done >= ids.length, timeoutMs, `${ids.length} PUBACKs`);
       return { firstAt, writtenAt, lastAckAt, crossingAt, latencies: Array.from(latencies) };
     },
+    /** Publishes `bytes` on the ack topic of each id in `ids`, one at a time: the next once the PUBACK of the one before is back. Resolves with each latency, ms. */
+    async ackPaced({ ids, bytes, timeoutMs = 60_000 }: { ids: string[]; bytes: Uint8Array; timeoutMs?: number }) {
+      const payload = Buffer.from(bytes);
+      const latencies: number[] = [];
+      for (const id of ids) {
+        const c = clients.get(id);
+        if (!c) throw new Error(`no client for ${id} in this worker`);
+        const at = wallMs();
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`${id}: no PUBACK within ${timeoutMs} ms`)), timeoutMs);
+          c.publish(`pinwave/v1/devices/${id}/ack`, payload, { qos: 1 }, (err) => {
+            clearTimeout(timer);
+            if (err) reject(err);
+            else resolve();
+          });
+        });
+        latencies.push(wallMs() - at);
+      }
+      return { latencies };
+    },
     async closeAll() {
       const all = [...clients.values()];
       clients.clear();
