@@ -349,7 +349,7 @@ async function run(o: Options): Promise<Row[]> {
       { figure: '  clients done writing the acks after', value: s(writtenAt - gwBurst.firstAt) },
       { figure: 'PUBACK latency in the burst, gateway p50 / p99', value: `${gwBurst.p50.toFixed(1)} / ${gwBurst.p99.toFixed(1)} ms` },
       { figure: '  bare aedes p50 / p99', value: `${bareBurstFigures.p50.toFixed(1)} / ${bareBurstFigures.p99.toFixed(1)} ms` },
-      { figure: '  added by the group commit, p50 / p99', value: `${(gwBurst.p50 - bareBurstFigures.p50).toFixed(1)} / ${(gwBurst.p99 - bareBurstFigures.p99).toFixed(1)} ms`, goal: 'p99 <= 10 ms', met: gwBurst.p99 - bareBurstFigures.p99 <= 10 },
+      { figure: '  added by the gateway (its CPU per ack and the commit), p50 / p99', value: `${(gwBurst.p50 - bareBurstFigures.p50).toFixed(1)} / ${(gwBurst.p99 - bareBurstFigures.p99).toFixed(1)} ms`, goal: 'p99 <= 10 ms', met: gwBurst.p99 - bareBurstFigures.p99 <= 10 },
       { figure: `PUBACK latency, ${PACED} acks one at a time, gateway p50 / p99`, value: `${gwPaced.p50.toFixed(2)} / ${gwPaced.p99.toFixed(2)} ms` },
       { figure: '  bare aedes p50 / p99', value: `${barePaced.p50.toFixed(2)} / ${barePaced.p99.toFixed(2)} ms` },
       { figure: '  added by the gateway, p50 / p99', value: `${(gwPaced.p50 - barePaced.p50).toFixed(2)} / ${(gwPaced.p99 - barePaced.p99).toFixed(2)} ms`, goal: 'p99 <= 10 ms', met: gwPaced.p99 - barePaced.p99 <= 10 },
