@@ -2,10 +2,32 @@
 // worker processes (scripts/bench-worker) driven over IPC with a timeout on every call and
 // killed on the way out, whatever the way out is.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UsageError } from './args.ts';
+
+/** The disk's floor: 300 appends of 512 bytes, each followed by fdatasync, in a temp dir under `dir` (where the store writes); ms. */
+export async function fdatasyncFloor(dir: string): Promise<{ p50: number; p99: number }> {
+  const under = mkdtempSync(join(dir, 'pinwave-bench-sync-'));
+  try {
+    const fh = await open(join(under, 'f'), 'w');
+    const buf = Buffer.alloc(512, 1);
+    const t: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const t0 = performance.now();
+      await fh.write(buf, 0, buf.length, i * 512);
+      await fh.datasync();
+      t.push(performance.now() - t0);
+    }
+    await fh.close();
+    t.sort((a, b) => a - b);
+    return { p50: t[150], p99: t[297] };
+  } finally {
+    rmSync(under, { recursive: true, force: true });
+  }
+}
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

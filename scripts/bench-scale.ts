@@ -172,7 +172,7 @@ async function throughGateway(N: number, o: Options, dir: string): Promise<Throu
   const errors: string[] = [];
   progress(`${n(N)} through the embedded gateway: provision, connect ${n(N)} mqtt.js clients, ${o.repeat} one-wave rollouts`);
   const gw = await Worker.spawn('gateway');
-  const { port } = await gw.call<{ port: number }>('start', { dir: mkdtempSync(join(dir, 'gw-')), writeWindowMs: 100 });
+  const { port } = await gw.call<{ port: number }>('start', { dir: mkdtempSync(join(dir, 'gw-')) });
   const ids = Array.from({ length: N }, (_, i) => ID(i));
   const tokens: string[] = [];
   for (let i = 0; i < N; i += 10_000) tokens.push(...(await gw.call<{ tokens: string[] }>('provision', { ids: ids.slice(i, i + 10_000) }, 120_000)).tokens);

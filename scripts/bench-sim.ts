@@ -45,8 +45,6 @@ const CONNECT_PER_PROCESS = 250;
 const WARM = 500;
 /** Both kinds of client keep their links alive alike. */
 const KEEPALIVE_SECONDS = 120;
-/** The gateway's default write-coalescing window (GatewayOptions.writeWindowMs). */
-const WRITE_WINDOW_MS = 100;
 /** The gateway provisions at most this many devices per call. */
 const PROVISION_CHUNK = 10_000;
 const MAX_SIZE = 100_000;
@@ -171,7 +169,7 @@ async function measure(N: number, o: Options, sims: Worker[], dir: string): Prom
 
   progress(`${n(N)}: gateway: start, provision ${n(N)} + ${WARM} warm-up devices`);
   const gw = await Worker.spawn('gateway');
-  const { port: gwPort, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir: mkdtempSync(join(dir, `gw-${N}-`)), writeWindowMs: WRITE_WINDOW_MS });
+  const { port: gwPort, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir: mkdtempSync(join(dir, `gw-${N}-`)) });
   const provision = async (list: string[], group: string): Promise<Device[]> => {
     const out: Device[] = [];
     for (let i = 0; i < list.length; i += PROVISION_CHUNK) {

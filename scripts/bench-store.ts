@@ -14,12 +14,12 @@
 //   npm run bench:store -- [--devices 10000,100000] [--acks N] [--in-flight 2000] [--no-pg] [--pg-admin URL]
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
 import { parse, uintFlag, UsageError } from './args.ts';
+import { fdatasyncFloor } from './bench-common.ts';
 import { hashDeviceToken } from '../gateway/credentials.ts';
 import type { Change, ChangeStore } from '../gateway/store/changes.ts';
 import { EmbeddedStore } from '../gateway/store/embedded.ts';
@@ -217,27 +217,6 @@ async function postgres(admin: string, devices: number, acks: number, inFlight: 
   }
 }
 
-/** The disk's floor: 512-byte appends, each followed by fdatasync, in the directory the stores use. */
-async function fdatasyncFloor(): Promise<{ p50: number; p99: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'pinwave-bench-sync-'));
-  try {
-    const fh = await open(join(dir, 'f'), 'w');
-    const buf = Buffer.alloc(512, 1);
-    const t: number[] = [];
-    for (let i = 0; i < 300; i++) {
-      const t0 = performance.now();
-      await fh.write(buf, 0, buf.length, i * 512);
-      await fh.datasync();
-      t.push(performance.now() - t0);
-    }
-    await fh.close();
-    t.sort((a, b) => a - b);
-    return { p50: t[150], p99: t[297] };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const f = (v: number | null, digits = 0) => (v === null || Number.isNaN(v) ? 'n/a' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
 export async function main(args: string[]): Promise<number> {
@@ -251,7 +230,7 @@ export async function main(args: string[]): Promise<number> {
   const inFlight = uintFlag(values['in-flight'] ?? '2000', 'in-flight', USAGE);
   const admin = values['pg-admin'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   console.log(`pinwave bench-store: node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  const floor = await fdatasyncFloor();
+  const floor = await fdatasyncFloor(tmpdir());
   console.log(`fdatasync floor (512 B append + fdatasync, ${tmpdir()}): p50 ${floor.p50.toFixed(3)} ms, p99 ${floor.p99.toFixed(3)} ms`);
   const rows: Row[] = [];
   for (const n of sizes) {

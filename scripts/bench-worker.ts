@@ -23,7 +23,6 @@ import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Fleet } from '../device-sim/index.ts';
 import { Gateway, type Logger } from '../gateway/gateway.ts';
-import type { Rollout } from '../gateway/rollout/types.ts';
 import { formatPin, generateKeyPair, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 /** Epoch ms with sub-ms resolution, comparable across the bench's processes (same machine clock). */
@@ -106,18 +105,13 @@ function gatewayRole(): Handlers {
     if (!gw) throw new Error('gateway not started');
     return gw;
   };
-  // The live record (the store holds the engine's own object): O(1) to read, where getRollout()
-  // clones the target, 10,000 ids for a device-list rollout, on every poll.
-  const record = async (id: string) => (await g().store.getRollout(id)) as unknown as Rollout;
   let bundles = 0;
-  let dataDir = '';
 
   return {
     async start({ dir, commitWindowMs }: { dir: string; commitWindowMs?: number }) {
       const keyPath = join(dir, 'signing.key');
       writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
-      dataDir = join(dir, 'data');
-      gw = await Gateway.start({ dataDir, keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, commitWindowMs, logger });
+      gw = await Gateway.start({ dataDir: join(dir, 'data'), keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, commitWindowMs, logger });
       return { port: gw.ports.tcp, publicPem: gw.signing!.publicPem };
     },
     async provision({ ids, group = 'bench' }: { ids: string[]; group?: string }) {
@@ -144,13 +138,21 @@ function gatewayRole(): Handlers {
       await g().startRollout(id, 'bench');
       return { at };
     },
-    /** Resolves when wave 0 of `id` has counted `applied` (and `rejected`) and the gateway has decoded `acksApplied` applied acks in all. */
+    /**
+     * Resolves when wave 0 of `id` has counted `applied` (and `rejected`) and the gateway has decoded
+     * `acksApplied` applied acks in all. Polls the rollout's summary every 20 ms (it copies the
+     * target, 10,000 ids for a device-list rollout): for confirming, not for timing a burst — the
+     * burst is timed at the clients, by their PUBACKs.
+     */
     async waitCounted({ id, applied = 0, rejected = 0, acksApplied = 0, timeoutMs }: { id: string; applied?: number; rejected?: number; acksApplied?: number; timeoutMs: number }) {
-      const r = await record(id);
-      const gwc = g();
-      const at = await until(() => r.waves[0].count.applied >= applied && r.waves[0].count.rejected >= rejected && gwc.counters().acks.applied >= acksApplied, timeoutMs, `rollout ${id}: ${applied} applied, ${rejected} rejected`);
-      const w = (await g().getRollout(id)).waves[0];
-      return { at, applied: w.applied, rejected: w.rejected, state: r.state };
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const r = await g().getRollout(id);
+        const w = r.waves[0];
+        if (w.applied >= applied && w.rejected >= rejected && g().counters().acks.applied >= acksApplied) return { at: wallMs(), applied: w.applied, rejected: w.rejected, state: r.state };
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for rollout ${id}: ${applied} applied, ${rejected} rejected (has ${w.applied}, ${w.rejected})`);
+        await sleep(20);
+      }
     },
     async waitHeld({ id, timeoutMs }: { id: string; timeoutMs: number }) {
       await until(() => heldAt.has(id), timeoutMs, `rollout ${id} to be held`);
@@ -158,14 +160,14 @@ function gatewayRole(): Handlers {
       return { at: heldAt.get(id)!, state: r.state, reason: r.decisions.at(-1)?.reason };
     },
     async waitState({ id, state, timeoutMs }: { id: string; state: string; timeoutMs: number }) {
-      const r = await record(id);
       const deadline = Date.now() + timeoutMs;
-      while (r.state !== state) {
-        if (Date.now() > deadline) throw new Error(`rollout ${id} is ${r.state}, not ${state}, after ${timeoutMs} ms`);
+      for (;;) {
+        const now = (await g().getRollout(id)).state;
+        if (now === state) return { state: now };
+        if (Date.now() > deadline) throw new Error(`rollout ${id} is ${now}, not ${state}, after ${timeoutMs} ms`);
         g().tick();
         await sleep(20);
       }
-      return { state: r.state };
     },
     /** Resolves when `count` or more devices are connected (with `atMost`, when `count` or fewer are). */
     async waitConnected({ count, atMost = false, timeoutMs }: { count: number; atMost?: boolean; timeoutMs: number }) {
@@ -240,7 +242,7 @@ function bareRole(): Handlers {
         }
       }
       const t1 = await until(() => acks - from >= ids.length, timeoutMs, `${ids.length} acks at the bare broker`);
-      return { ms: t1 - t0 };
+      return { ms: t1 - t0, at: t0 };
     },
     acks: () => ({ acks }),
     waitAcks: async ({ count, timeoutMs }: { count: number; timeoutMs: number }) => ({ at: await until(() => acks >= count, timeoutMs, `${count} acks at the bare broker`) }),
@@ -267,6 +269,9 @@ function clientsRole(): Handlers {
   let autoAck: Buffer = Buffer.alloc(0);
   let received = 0;
   let publishErrors = 0;
+  // In `auto` mode: acks whose PUBACK came back, and when the last one did.
+  let autoAcked = 0;
+  let lastAutoAckAt = 0;
 
   const onError = () => {
     publishErrors++;
@@ -298,7 +303,12 @@ function clientsRole(): Handlers {
       c.on('message', (topic) => {
         if (!topic.endsWith('/bundle')) return;
         received++;
-        if (mode === 'auto') c.publish(ackTopic, autoAck, { qos: 1 }, (err) => err && onError());
+        if (mode === 'auto')
+          c.publish(ackTopic, autoAck, { qos: 1 }, (err) => {
+            if (err) return onError();
+            autoAcked++;
+            lastAutoAckAt = wallMs();
+          });
       });
     });
   }
@@ -316,10 +326,13 @@ function clientsRole(): Handlers {
     },
     mode({ to, ack }: { to: 'auto' | 'hold'; ack?: Uint8Array }) {
       mode = to;
+      autoAcked = 0;
+      lastAutoAckAt = 0;
       if (ack) autoAck = Buffer.from(ack);
       return { mode };
     },
     received: () => ({ received, publishErrors }),
+    autoAcked: () => ({ acked: autoAcked, lastAt: lastAutoAckAt }),
     resetReceived() {
       received = 0;
       return {};
@@ -327,25 +340,56 @@ function clientsRole(): Handlers {
     /**
      * Publishes `bytes` on the ack topic of each id in `ids` (in order, duplicates allowed), as fast
      * as mqtt.js writes; `crossing` is published, and timed, when the loop reaches its index.
+     * Resolves once every PUBACK is back, with each ack's latency (publish → its PUBACK, ms, in
+     * `ids` order) and when the last PUBACK came.
      */
-    ack({ ids, bytes, crossing }: { ids: string[]; bytes: Uint8Array; crossing?: { id: string; bytes: Uint8Array; index: number } }) {
+    async ack({ ids, bytes, crossing, timeoutMs = 120_000 }: { ids: string[]; bytes: Uint8Array; crossing?: { id: string; bytes: Uint8Array; index: number }; timeoutMs?: number }) {
       const payload = Buffer.from(bytes);
+      const latencies = new Float64Array(ids.length);
+      let done = 0;
+      let lastAckAt = 0;
       let crossingAt: number | null = null;
+      const publishCrossing = () => {
+        crossingAt = wallMs();
+        clients.get(crossing!.id)!.publish(`pinwave/v1/devices/${crossing!.id}/ack`, Buffer.from(crossing!.bytes), { qos: 1 }, (err) => err && onError());
+      };
       const firstAt = wallMs();
       for (let i = 0; i < ids.length; i++) {
-        if (crossing && i === crossing.index) {
-          crossingAt = wallMs();
-          clients.get(crossing.id)!.publish(`pinwave/v1/devices/${crossing.id}/ack`, Buffer.from(crossing.bytes), { qos: 1 }, (err) => err && onError());
-        }
+        if (crossing && i === crossing.index) publishCrossing();
         const c = clients.get(ids[i]);
         if (!c) throw new Error(`no client for ${ids[i]} in this worker`);
-        c.publish(`pinwave/v1/devices/${ids[i]}/ack`, payload, { qos: 1 }, (err) => err && onError());
+        const at = wallMs();
+        c.publish(`pinwave/v1/devices/${ids[i]}/ack`, payload, { qos: 1 }, (err) => {
+          if (err) onError();
+          lastAckAt = wallMs();
+          latencies[i] = lastAckAt - at;
+          done++;
+        });
       }
-      if (crossing && crossingAt === null) {
-        crossingAt = wallMs();
-        clients.get(crossing.id)!.publish(`pinwave/v1/devices/${crossing.id}/ack`, Buffer.from(crossing.bytes), { qos: 1 }, (err) => err && onError());
+      if (crossing && crossingAt === null) publishCrossing();
+      const writtenAt = wallMs();
+      await until(() => done >= ids.length, timeoutMs, `${ids.length} PUBACKs`);
+      return { firstAt, writtenAt, lastAckAt, crossingAt, latencies: Array.from(latencies) };
+    },
+    /** Publishes `bytes` on the ack topic of each id in `ids`, one at a time: the next once the PUBACK of the one before is back. Resolves with each latency, ms. */
+    async ackPaced({ ids, bytes, timeoutMs = 60_000 }: { ids: string[]; bytes: Uint8Array; timeoutMs?: number }) {
+      const payload = Buffer.from(bytes);
+      const latencies: number[] = [];
+      for (const id of ids) {
+        const c = clients.get(id);
+        if (!c) throw new Error(`no client for ${id} in this worker`);
+        const at = wallMs();
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`${id}: no PUBACK within ${timeoutMs} ms`)), timeoutMs);
+          c.publish(`pinwave/v1/devices/${id}/ack`, payload, { qos: 1 }, (err) => {
+            clearTimeout(timer);
+            if (err) reject(err);
+            else resolve();
+          });
+        });
+        latencies.push(wallMs() - at);
       }
-      return { firstAt, writtenAt: wallMs(), crossingAt };
+      return { latencies };
     },
     async closeAll() {
       const all = [...clients.values()];
@@ -426,11 +470,16 @@ function mqttFrame(type: number, ...parts: Buffer[]): Buffer {
   return Buffer.concat([Buffer.from([type, ...length]), body]);
 }
 
+/** Packets the flooding device may have sent beyond the PUBACKs it has had. */
+const FLOOD_IN_FLIGHT = 4096;
+
 /**
  * Device `id` publishes `payload` on its `kind` topic at QoS 1, 64 packets a write, for `ms`, as
- * fast as the socket takes them (waiting for 'drain' only), then waits for the PUBACK of each.
+ * fast as the socket takes them (waiting for 'drain', and for PUBACKs when FLOOD_IN_FLIGHT are
+ * unanswered), then waits for the PUBACK of each.
  * Resolves with how many it sent and when the first went and the last PUBACK came.
  */
+
 async function flood({ port, id, token, kind, payload, ms }: { port: number; id: string; token: string; kind: string; payload: Uint8Array; ms: number }) {
   const socket = connectTcp(port, '127.0.0.1');
   socket.setNoDelay(true);
@@ -474,9 +523,21 @@ async function flood({ port, id, token, kind, payload, ms }: { port: number; id:
       batch.push(mqttFrame(0x32, topic, Buffer.from([packetId >> 8, packetId & 0xff]), body));
     }
     sent += batch.length;
-    if (!socket.write(Buffer.concat(batch))) await new Promise((resolve) => socket.once('drain', resolve));
+    // The gateway reads a connection's next packet once it has handled (committed) the one before,
+    // so the socket's buffers alone would hold minutes of its work: wait for 'drain', or for the
+    // PUBACKs to come within FLOOD_IN_FLIGHT of what was sent, never past the flood's end.
+    const ok = socket.write(Buffer.concat(batch));
+    const end = firstAt + ms;
+    if (!ok) await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), sleep(Math.max(0, end - wallMs()))]);
+    while (!closed && sent - pubacks > FLOOD_IN_FLIGHT && wallMs() < end) await sleep(1);
   }
-  const lastAckAt = await until(() => closed || pubacks >= sent, 120_000, `${sent} PUBACKs`);
+  let lastAckAt: number;
+  try {
+    lastAckAt = await until(() => closed || pubacks >= sent, 30_000, `${sent} PUBACKs`);
+  } catch {
+    socket.destroy();
+    throw new Error(`the flooding device had ${pubacks} of ${sent} PUBACKs 30 s after its last publish`);
+  }
   socket.destroy();
   if (pubacks < sent) throw new Error(`the gateway closed the flooding device after ${pubacks} of ${sent} PUBACKs`);
   return { sent, firstAt, lastAckAt };
