@@ -210,6 +210,8 @@ export interface FleetOptions {
   handshakeEach?: boolean;
   /** default 1000 */
   handshakeWindowMs?: number;
+  /** where the fleet's handshakes come from (a benchmark times them); default its own, as `handshakeEach` and `handshakeWindowMs` say */
+  handshakes?: Handshakes;
   /** where devices keep their trust state; default in memory */
   store?: StateStore;
   /** device clocks (bundle expiry, iat), epoch ms; default Date.now */
@@ -303,7 +305,7 @@ export class Fleet {
     this.#seed = o.seed ?? 1;
     this.#scheduler = new Scheduler(o.timers ?? realTimers);
     this.#verifier = new BundleVerifier({ share: !o.verifyEach });
-    this.#handshakes = new Handshakes({ share: !o.handshakeEach, windowMs: o.handshakeWindowMs, now: () => this.#scheduler.now() });
+    this.#handshakes = o.handshakes ?? new Handshakes({ share: !o.handshakeEach, windowMs: o.handshakeWindowMs, now: () => this.#scheduler.now() });
     this.#endpoints = o.endpoints ?? [];
     // Reconnect backoff jitter: seeded too, so a run replays the same.
     this.#jitter = mulberry32(seedOf(`${this.#seed}\0fleet`));

@@ -19,7 +19,7 @@
 //   if (h.ok) checkChain(state, 'api.example.com', 443, h.pins, now);
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { connect, type DetailedPeerCertificate } from 'node:tls';
+import { connect, createSecureContext, type SecureContext } from 'node:tls';
 import { pinOfCertificate } from '../firmware-manifest/index.ts';
 
 /** An endpoint a device calls home to: pinned as host:port, dialled at `connect` when given. */
@@ -131,11 +131,18 @@ export class Handshakes {
   }
 }
 
+// One client context for every handshake: `connect({ ca })` would build a fresh OpenSSL context per
+// connection, which cost as much CPU as the handshake itself (bench-sim's revert phase). The context
+// holds no session cache for clients (node resumes only when handed a session), so every handshake
+// stays a full one, as a device's first connection after applying new pins is.
+let clientContext: SecureContext | null = null;
+
 /** One real TLS handshake: the pins of the chain `host:port` serves, leaf first (base64, no prefix). */
 export function tlsHandshake(host: string, port: number, o: { servername?: string; timeoutMs?: number } = {}): Promise<string[]> {
   const where = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  clientContext ??= createSecureContext({ ca: [] });
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, servername: o.servername, rejectUnauthorized: false, ca: [] });
+    const socket = connect({ host, port, servername: o.servername, rejectUnauthorized: false, secureContext: clientContext! });
     let done = false;
     const finish = (err: Error | null, pins?: string[]) => {
       if (done) return;
@@ -149,7 +156,7 @@ export function tlsHandshake(host: string, port: number, o: { servername?: strin
     const timer = setTimeout(() => finish(new Error(`${where}: no TLS handshake within ${o.timeoutMs ?? 5000} ms`)), o.timeoutMs ?? 5000);
     socket.once('secureConnect', () => {
       try {
-        finish(null, servedChain(socket.getPeerCertificate(true)).map((der) => Buffer.from(pinOfCertificate(new X509Certificate(der)).pin).toString('base64')));
+        finish(null, servedPins(socket.getPeerX509Certificate()));
       } catch (err) {
         /* c8 ignore next: a served certificate OpenSSL handshook with but node cannot parse */
         finish(new Error(`${where}: ${(err as Error).message}`));
@@ -160,13 +167,31 @@ export function tlsHandshake(host: string, port: number, o: { servername?: strin
   });
 }
 
-/** Leaf, then each issuer in turn, until the chain ends or a certificate names itself (a root). */
-function servedChain(leaf: DetailedPeerCertificate): Buffer[] {
-  const chain: Buffer[] = [];
-  const seen = new Set<DetailedPeerCertificate>();
-  for (let cert: DetailedPeerCertificate | undefined = leaf; cert?.raw && !seen.has(cert); cert = cert.issuerCertificate) {
-    seen.add(cert);
-    chain.push(cert.raw);
+/** Longer served chains than this are cut: a device reads a bounded chain. */
+const MAX_CHAIN = 10;
+/** Certificates seen → their pins: a pin is a pure function of the certificate's bytes (docs/architecture.md §2). */
+const pinCache = new Map<string, string>();
+const MAX_CACHED = 1024;
+
+/**
+ * The pins of the served chain: leaf, then each issuer in turn, until the chain ends or a certificate
+ * is its own issuer (a root). Read as X509Certificate objects, not getPeerCertificate(true)'s detailed
+ * records, and each certificate's pin computed once: together they cost as much as the handshake.
+ */
+function servedPins(leaf: X509Certificate | undefined): string[] {
+  const pins: string[] = [];
+  for (let cert = leaf, i = 0; cert && i < MAX_CHAIN; i++) {
+    const key = cert.raw.toString('latin1');
+    let pin = pinCache.get(key);
+    if (pin === undefined) {
+      pin = Buffer.from(pinOfCertificate(cert).pin).toString('base64');
+      if (pinCache.size >= MAX_CACHED) pinCache.clear();
+      pinCache.set(key, pin);
+    }
+    pins.push(pin);
+    const issuer = cert.issuerCertificate;
+    if (!issuer || issuer.raw.equals(cert.raw)) break;
+    cert = issuer;
   }
-  return chain;
+  return pins;
 }

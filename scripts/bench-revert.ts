@@ -1,144 +1,193 @@
-// How fast health-checked devices revert a bad bundle (docs/pin-safety.md), against the floor of the
-// same run: N simulated devices (a device-sim Fleet, real MQTT clients) on a bare aedes broker, one
-// local TLS endpoint. Printed, median and p99 of each:
-// - bare TLS handshakes: N handshakes asked at once against the endpoint, at the concurrency the
-//   fleet's handshakes run at (64 in flight), each timed from its ask to its result;
-// - a good bundle: from its publish to each device to that device's `verified` ack reaching the
-//   publisher (receive, verify, persist the window, handshake, judge, persist, ack);
-// - a bad bundle (pins that miss the key the endpoint serves): publish to `reverted` ack, and the
-//   device's own share of it, from its window opening to its ack going out.
-// The goal the gateway phase's bench-sim will hold it to: a revert within 100 ms of the handshake
-// latency at the same concurrency. Broker, devices, endpoint and publisher share one process, so
-// every figure carries the one event loop; on a shared machine figures move from run to run.
+// bench-sim's revert phase (docs/pin-safety.md; docs/architecture.md §9), the one revert benchmark:
+// N health-checked devices (a device-sim Fleet of real MQTT clients, sharded over the bench's client
+// processes) on the real gateway (a process of its own), one local TLS endpoint (in the bench's own
+// process, which does nothing else meanwhile). A bundle whose pins miss the key the endpoint serves
+// goes to all of them in one wave. Timed, per device, from the gateway sending it (the wave's start)
+// to the gateway counting the device's `reverted` ack; beside the floor of the same run: from the
+// same client processes, against the same endpoint, as many TLS handshakes asked at once as each
+// process runs devices, at the concurrency the fleet's health checks run at (HANDSHAKE_CONCURRENCY
+// in flight per process), each from its ask to its result, before and after the wave.
 //
-//   npx tsc -p . && node dist/scripts/bench-revert.js [--devices 1000]
-import { once } from 'node:events';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { cpus, loadavg } from 'node:os';
-import { Aedes } from 'aedes';
-import mqtt from 'mqtt';
-import { decodeAnyAck, generateKeyPair, parsePin, signBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
-import { Fleet, Handshakes, startTlsEndpoint, unservedPin, type DeviceOutcome } from '../device-sim/index.ts';
-import { parse, uintFlag } from './args.ts';
+// Where the time goes, per device: the gateway's send → the device's window opened (delivery,
+// verify, persist), the health check's handshake (ask → result, under the wave's load), and the
+// window opened → the `reverted` ack PUBACKed. Also: from the first revert counted to the hold, and
+// whether every device's active pins still reach the endpoint afterwards (a real handshake each).
+//
+// Every process keeps its own event loop: an earlier version ran gateway, devices and endpoint in
+// one, and every revert carried the gateway's and the other devices' work on top of its handshake.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startTlsEndpoint, unservedPin, type CallHomeEndpoint } from '../device-sim/index.ts';
+import type { FirmwareManifest } from '../firmware-manifest/index.ts';
+import { sleep, Worker } from './bench-common.ts';
 
-const USAGE = 'usage: node dist/scripts/bench-revert.js [--devices N]   (default 1000)';
-const HANDSHAKE_CONCURRENCY = 64; // the Handshakes default the fleet runs at
-const TIMEOUT_MS = 120_000;
+/** The Handshakes default the fleet's health checks run at, per process. */
+export const HANDSHAKE_CONCURRENCY = 64;
+/** Client processes the devices are sharded over, as bench-sim's other phases. */
+export const REVERT_PROCESSES = 2;
+const GROUP = 'bench-hc';
+const MODEL = 'bench-hc';
+const FIRMWARE = '2.0.0';
 
-const { values } = parse(process.argv.slice(2), { devices: { type: 'string' } }, USAGE);
-const N = values.devices === undefined ? 1000 : uintFlag(values.devices, 'devices', USAGE);
-const now = () => performance.now();
-
-function stats(xs: number[]): string {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
-  return `median ${at(0.5).toFixed(1)} ms, p99 ${at(0.99).toFixed(1)} ms, max ${s[s.length - 1].toFixed(1)} ms (n=${s.length})`;
+export interface RevertFigures {
+  devices: number;
+  processes: number;
+  /** gateway send → gateway counts `reverted`, ms, one per device */
+  revert: number[];
+  /** bare handshakes from the client processes at the fleet's concurrency, ms, before and after */
+  handshakes: number[];
+  /** gateway send → the device's window opened (delivery, verify, persist), ms */
+  delivery: number[];
+  /** the health checks' own handshakes during the wave, ask → result, ms */
+  checkHandshakes: number[];
+  /** each device's window: opened → its `reverted` ack PUBACKed, ms */
+  window: number[];
+  /** first revert counted → hold (the gateway's log line), ms */
+  firstRevertToHold: number;
+  /** devices whose pins fail a real handshake to the endpoint afterwards */
+  lockedOutAfter: number;
+  /** CPU ms spent over one floor run (the later) and over the wave (send → every revert counted), by the gateway, the client processes together and the endpoint's process */
+  cpu: { floor: Cpu; wave: Cpu };
+  /** load average (1 min) at the phase's start and end */
+  load: [number, number];
+  errors: string[];
 }
 
-async function main(): Promise<void> {
-  console.log(`pinwave bench-revert: ${N} devices, node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  const aedes = new Aedes();
-  await aedes.listen();
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    aedes.handle(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+export interface Cpu {
+  gateway: number;
+  devices: number;
+  endpoint: number;
+}
+
+interface Timeline {
+  verifying: Record<string, number>;
+  settled: Record<string, { status: string; at: number }>;
+  handshakes: number[];
+}
+
+/** `profileDir`: the gateway and the client processes are CPU-profiled over the wave, to DIR/revert-<process>.cpuprofile. */
+export async function measureRevert(N: number, progress: (line: string) => void, o: { profileDir?: string | null; timeoutMs?: number } = {}): Promise<RevertFigures> {
+  const timeoutMs = o.timeoutMs ?? 180_000;
+  const loadAtStart = loadavg()[0];
+  const dir = mkdtempSync(join(tmpdir(), 'pinwave-bench-revert-'));
   const api = await startTlsEndpoint({ name: 'api.example.com' });
-  const key = generateKeyPair();
-  const manifest: FirmwareManifest = {
-    model: 'bench-hc',
-    firmware: '2.0.0',
-    trustedKeys: [key.publicPem],
-    pins: [{ host: 'api.example.com', pins: [api.pins[0], api.backupPin] }],
-    healthCheck: { commitTimeoutSeconds: 60, retrySeconds: 10, onUnverifiable: 'commit' },
-  };
-  const ids = Array.from({ length: N }, (_, i) => `bench-${String(i).padStart(5, '0')}`);
-  const opened = new Map<string, number>();
-  const windows: number[] = [];
-  const fleet = new Fleet({
-    url,
-    models: [{ manifest }],
-    devices: ids.map((id) => ({ id, token: 'x', model: 'bench-hc', group: 'bench' })),
-    endpoints: [api.callHome],
-    callHomeSeconds: 0,
-    callHomeOnApply: false,
-    seed: 'bench-revert',
-    onOutcome: (o: DeviceOutcome) => {
-      if (o.status === 'verifying') opened.set(o.deviceId, now());
-      if (o.status === 'reverted' && opened.has(o.deviceId)) windows.push(now() - opened.get(o.deviceId)!);
-    },
-  });
-  const ear = await mqtt.connectAsync(url, { clientId: 'bench-publisher', reconnectPeriod: 0 });
-  const acked = new Map<string, { at: number; status: string }>();
-  ear.on('message', (topic, payload) => {
-    const d = decodeAnyAck(new Uint8Array(payload));
-    if (d.ok) acked.set(topic.split('/')[3], { at: now(), status: d.message.status });
-  });
-  await ear.subscribeAsync('pinwave/v1/devices/+/ack', { qos: 1 });
-  const watchdog = setTimeout(() => {
-    console.error(`bench-revert: no result within ${TIMEOUT_MS / 1000} s`);
-    process.exit(1);
-  }, TIMEOUT_MS);
+  const errors: string[] = [];
+  const workers: Worker[] = [];
   try {
-    await fleet.start();
-    console.log(`fleet connected: ${fleet.summary().connected} devices`);
+    progress(`revert: ${N} health-checked devices in ${REVERT_PROCESSES} processes, the gateway in its own: provision, connect (load ${loadAtStart.toFixed(2)})`);
+    const gw = await Worker.spawn('gateway');
+    workers.push(gw);
+    const sims = await Promise.all(Array.from({ length: REVERT_PROCESSES }, () => Worker.spawn('sim')));
+    workers.push(...sims);
+    const all = <T = any>(cmd: string, args: (i: number) => object, ms?: number) => Promise.all(sims.map((w, i) => w.call<T>(cmd, args(i), ms)));
 
-    const handshakes = async (label: string) => {
-      const h = new Handshakes({ share: false, concurrency: HANDSHAKE_CONCURRENCY });
-      const lat = await Promise.all(ids.map(async () => {
-        const t0 = now();
-        const r = await h.get(api.callHome);
-        if (!r.ok) throw new Error(`bare handshake failed: ${r.error}`);
-        return now() - t0;
-      }));
-      console.log(`bare TLS handshakes, ${N} at once, ${HANDSHAKE_CONCURRENCY} in flight (${label}): ${stats(lat)}`);
-      return lat;
+    const { port, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir, writeWindowMs: 100 });
+    const manifest: FirmwareManifest = {
+      model: MODEL,
+      firmware: FIRMWARE,
+      trustedKeys: [publicPem],
+      pins: [{ host: api.name, pins: [api.pins[0], api.backupPin] }],
+      healthCheck: { commitTimeoutSeconds: 60, retrySeconds: 10, onUnverifiable: 'commit' },
     };
-    const round = async (label: string, pins: string[], seq: number, want: string) => {
-      acked.clear();
-      const bundle = signBundle({ seq, iat: Math.floor(Date.now() / 1000) - 60, exp: Math.floor(Date.now() / 1000) + 86400, group: 'bench', endpoints: [{ host: 'api.example.com', port: 443, pins: pins.map(parsePin) }] }, key.seed);
-      const sent = new Map<string, number>();
-      const t0 = now();
-      await Promise.all(ids.map((id) => {
-        sent.set(id, now());
-        return ear.publishAsync(`pinwave/v1/devices/${id}/bundle`, Buffer.from(bundle.bytes), { qos: 1 });
-      }));
-      while (acked.size < N) await new Promise((r) => setTimeout(r, 20));
-      const wrong = [...acked.values()].filter((a) => a.status !== want).length;
-      if (wrong > 0) throw new Error(`${label}: ${wrong} devices did not ack ${want}`);
-      const lat = ids.map((id) => acked.get(id)!.at - sent.get(id)!);
-      console.log(`${label}: publish to ${want} ack: ${stats(lat)}; all ${N} in ${(Math.max(...ids.map((id) => acked.get(id)!.at)) - t0).toFixed(0)} ms`);
-      return lat;
-    };
+    await gw.call('addManifest', { manifest });
+    const ids = Array.from({ length: N }, (_, i) => `hc-${String(i).padStart(5, '0')}`);
+    const { tokens } = await gw.call<{ tokens: string[] }>('provision', { ids, group: GROUP, model: MODEL, firmware: FIRMWARE }, 60_000);
+    const devices = ids.map((id, i) => ({ id, token: tokens[i] }));
+    const endpoints: CallHomeEndpoint[] = [api.callHome];
+    await all('fleetStart', (i) => ({ name: 'revert', url: `mqtt://127.0.0.1:${port}`, manifest, group: GROUP, devices, shard: { index: i, count: REVERT_PROCESSES }, verifyEach: false, perTick: 250, keepaliveSeconds: 120, endpoints }), 120_000);
+    await gw.call('waitConnected', { count: N, timeoutMs: 30_000 }, 35_000);
 
-    const bare1 = await handshakes('before');
-    await round('good bundle', [api.pins[0], unservedPin()], 1, 'verified');
-    windows.length = 0;
-    const revert = await round('bad bundle', [unservedPin(), unservedPin()], 2, 'reverted');
-    console.log(`bad bundle: the device's window, opened to reverted ack sent: ${stats(windows)}`);
-    const bare2 = await handshakes('after');
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const floor = median([...bare1, ...bare2]);
-    console.log(`revert median ${median(revert).toFixed(1)} ms against the handshake median ${floor.toFixed(1)} ms: ${(median(revert) - floor).toFixed(1)} ms above it (goal: within 100 ms)`);
-    const s = fleet.summary();
-    console.log(`summary: verified ${s.verified}, reverted ${JSON.stringify(s.reverted)}, seqs ${JSON.stringify(s.seqs)}; load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    const ownCpu = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
+    const cpuNow = async (): Promise<Cpu> => ({ gateway: (await gw.call<{ ms: number }>('cpu')).ms, devices: (await all<{ ms: number }>('cpu', () => ({}))).reduce((s, x) => s + x.ms, 0), endpoint: ownCpu() });
+    const cpuSince = async (from: Cpu): Promise<Cpu> => {
+      const to = await cpuNow();
+      return { gateway: to.gateway - from.gateway, devices: to.devices - from.devices, endpoint: to.endpoint - from.endpoint };
+    };
+    const shardSize = (i: number) => ids.filter((_, k) => k % REVERT_PROCESSES === i).length;
+    const floor = async () => {
+      const out = await all<{ ms: number[]; failed: number }>('handshakeFloor', (i) => ({ endpoint: api.callHome, count: shardSize(i), concurrency: HANDSHAKE_CONCURRENCY }), 120_000);
+      const failed = out.reduce((s, x) => s + x.failed, 0);
+      if (failed > 0) errors.push(`${failed} bare handshakes failed`);
+      return out.flatMap((x) => x.ms);
+    };
+    progress(`revert: ${N} bare TLS handshakes from the client processes, ${HANDSHAKE_CONCURRENCY} in flight in each`);
+    const before = await floor();
+
+    progress(`revert: a bundle that misses the served key, to all ${N} in one wave`);
+    const bad = await gw.call<{ id: string }>('bundle', { group: GROUP, endpoint: { host: api.name, port: api.port }, pins: [unservedPin(), unservedPin()] });
+    const { id } = await gw.call<{ id: string }>('rollout', { bundle: bad.id, group: GROUP, waves: [{ size: '100%', timeoutSeconds: 3600 }] });
+    await all('fleetTimeline', () => ({ name: 'revert' }));
+    if (o.profileDir) await Promise.all(workers.map((w) => w.call('profileStart')));
+    const waveFrom = await cpuNow();
+    const { at: sentAt } = await gw.call<{ at: number }>('startRollout', { id });
+    const { counted } = await gw.call<{ counted: number }>('waitStatus', { id, status: 'reverted', count: N, timeoutMs }, timeoutMs + 5000);
+    const waveCpu = await cpuSince(waveFrom);
+    if (o.profileDir) await Promise.all(workers.map((w, i) => w.call('profileStop', { file: join(o.profileDir!, `revert-${i === 0 ? 'gateway' : `sim${i - 1}`}.cpuprofile`) })));
+    if (counted < N) errors.push(`${N - counted} devices not counted reverted within ${timeoutMs / 1000} s`);
+    const c = await gw.call<{ devices: Array<{ status: string | null; at: number | null }>; state: string; heldAt: number | null; hold: { at: number; reason: string } | null }>('devicesCounted', { id, ids });
+    const revert = c.devices.filter((d) => d.status === 'reverted' && d.at !== null).map((d) => d.at! - sentAt);
+    if (!c.hold || c.heldAt === null) errors.push(`the rollout was not held (state ${c.state})`);
+    const firstRevertAt = sentAt + Math.min(...revert);
+    // The devices' acks are PUBACKed after the gateway's store has them: wait for the last before reading the devices' side.
+    const deadline = Date.now() + 10_000;
+    let timelines: Timeline[] = [];
+    const merged = { verifying: {} as Record<string, number>, settled: {} as Record<string, { status: string; at: number }>, handshakes: [] as number[] };
+    while (Object.keys(merged.settled).length < N && Date.now() < deadline) {
+      timelines = await all<Timeline>('fleetTimeline', () => ({ name: 'revert' }));
+      for (const t of timelines) {
+        Object.assign(merged.verifying, t.verifying);
+        Object.assign(merged.settled, t.settled);
+        merged.handshakes.push(...t.handshakes);
+      }
+      if (Object.keys(merged.settled).length < N) await sleep(50);
+    }
+    const delivery: number[] = [];
+    const window: number[] = [];
+    let notReverted = 0;
+    for (const d of ids) {
+      const opened = merged.verifying[d];
+      const settled = merged.settled[d];
+      if (opened !== undefined) delivery.push(opened - sentAt);
+      if (settled?.status !== 'reverted') notReverted++;
+      else if (opened !== undefined) window.push(settled.at - opened);
+    }
+    if (notReverted > 0) errors.push(`${notReverted} devices say they did not revert`);
+
+    progress(`revert: ${N} bare TLS handshakes again, then every device checks its active pins`);
+    const floorFrom = await cpuNow();
+    const after = await floor();
+    const floorCpu = await cpuSince(floorFrom);
+    const checked = await all<{ failing: number }>('fleetCallHome', () => ({ name: 'revert' }), 120_000);
+    const lockedOutAfter = checked.reduce((s, x) => s + x.failing, 0);
+    await all('fleetStop', () => ({ name: 'revert' }), 60_000);
+    await gw.call('stop', {}, 60_000);
+    return {
+      devices: N,
+      processes: REVERT_PROCESSES,
+      revert,
+      handshakes: [...before, ...after],
+      delivery,
+      checkHandshakes: merged.handshakes,
+      window,
+      firstRevertToHold: c.heldAt !== null ? c.heldAt - firstRevertAt : NaN,
+      lockedOutAfter,
+      cpu: { floor: floorCpu, wave: waveCpu },
+      load: [loadAtStart, loadavg()[0]],
+      errors,
+    };
   } finally {
-    clearTimeout(watchdog);
-    await fleet.stop();
-    await ear.endAsync();
+    await Promise.all(workers.map((w) => w.close()));
     await api.close();
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-    await new Promise<void>((r) => aedes.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+/** The q-quantile of xs (nearest rank). */
+export function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.min(s.length - 1, Math.ceil(q * s.length) - 1))];
+}

@@ -15,10 +15,12 @@
 // (20,000 open files a process), and the size at which one wave used to kill the broker (aedes'
 // emitter drained its queue by recursion; see gateway/broker.ts).
 //
-// Then the revert phase (scripts/bench-sim-revert.ts; --revert N, default 1,000 devices): a bad
-// bundle to N health-checked devices on the real gateway, from its sending to each `reverted` ack
-// counted, median and p99, beside TLS handshakes at the same concurrency against the same endpoint
-// in the same run (goal: within 100 ms of them), and from the first revert to the hold (goal <= 1 s).
+// Then the revert phase (scripts/bench-revert.ts; --revert N, default 1,000 devices): a bad bundle
+// to N health-checked devices on the real gateway, from its sending to each `reverted` ack counted,
+// median and p99, beside TLS handshakes from the same client processes at the same concurrency
+// against the same endpoint in the same run (goal: within 100 ms of them), with where the time goes
+// (delivery, the health check's handshake, the device's window), and from the first revert to the
+// hold (goal <= 1 s).
 //
 // Every broker runs in a process of its own (scripts/bench-worker.ts, roles gateway and bare), so
 // its RSS is its own; the devices and the bare clients share 2 other processes (role sim). Each side
@@ -35,7 +37,7 @@ import { join, resolve } from 'node:path';
 import { parse, uintFlag, UsageError } from './args.ts';
 import { checkLimits, killChildren, killChildrenOnExit, sleep, Worker } from './bench-common.ts';
 import { encodeAck, encodeState, formatPin, type FirmwareManifest } from '../firmware-manifest/index.ts';
-import { HANDSHAKE_CONCURRENCY, measureRevert, quantile, type RevertFigures } from './bench-sim-revert.ts';
+import { HANDSHAKE_CONCURRENCY, measureRevert, quantile, type RevertFigures } from './bench-revert.ts';
 
 /** Client processes the devices (and the bare clients) are split over, by device index modulo. */
 const CLIENT_PROCESSES = 2;
@@ -369,16 +371,22 @@ function rows(o: Options, results: SizeResult[]): Row[] {
 
 function revertRows(f: RevertFigures): Row[] {
   const ms = (x: number) => `${x.toFixed(1)} ms`;
+  const q = (xs: number[], p: number) => (xs.length > 0 ? ms(quantile(xs, p)) : '-');
   const [rm, r99, hm, h99] = [quantile(f.revert, 0.5), quantile(f.revert, 0.99), quantile(f.handshakes, 0.5), quantile(f.handshakes, 0.99)];
+  const perProcess = `${n(f.devices / f.processes)} at once in each of ${f.processes} processes, ${HANDSHAKE_CONCURRENCY} in flight in each`;
   return [
-    { figure: `revert: ${n(f.devices)} health-checked devices, a bundle missing the served key`, value: '' },
+    { figure: `revert: ${n(f.devices)} health-checked devices, a bundle missing the served key (load ${f.load[0].toFixed(2)} → ${f.load[1].toFixed(2)})`, value: '' },
     { figure: '  gateway sends → reverted ack counted: median', value: ms(rm) },
     { figure: '  gateway sends → reverted ack counted: p99', value: ms(r99) },
-    { figure: `  TLS handshake, ${n(f.devices)} at once, ${HANDSHAKE_CONCURRENCY} in flight: median`, value: ms(hm) },
-    { figure: `  TLS handshake, ${n(f.devices)} at once, ${HANDSHAKE_CONCURRENCY} in flight: p99`, value: ms(h99) },
+    { figure: `  TLS handshake, ${perProcess}: median`, value: ms(hm) },
+    { figure: `  TLS handshake, ${perProcess}: p99`, value: ms(h99) },
     { figure: '    revert − handshake, medians', value: ms(rm - hm), goal: '<= 100 ms', met: rm - hm <= 100 },
     { figure: '    revert − handshake, p99s', value: ms(r99 - h99), goal: '<= 100 ms', met: r99 - h99 <= 100 },
-    { figure: "  the device's own window, opened → reverted ack sent: median", value: f.window.length > 0 ? ms(quantile(f.window, 0.5)) : '-' },
+    { figure: "  where it goes: gateway sends → device's window opened, median / p99", value: `${q(f.delivery, 0.5)} / ${q(f.delivery, 0.99)}` },
+    { figure: "  where it goes: the health check's handshake, ask → result, median / p99", value: `${q(f.checkHandshakes, 0.5)} / ${q(f.checkHandshakes, 0.99)}` },
+    { figure: "  where it goes: the device's window, opened → reverted ack PUBACKed, median / p99", value: `${q(f.window, 0.5)} / ${q(f.window, 0.99)}` },
+    { figure: '  CPU, gateway + devices + endpoint: the wave (send → every revert counted)', value: `${secs(f.cpu.wave.gateway)} + ${secs(f.cpu.wave.devices)} + ${secs(f.cpu.wave.endpoint)}` },
+    { figure: '  CPU, gateway + devices + endpoint: one floor run', value: `${secs(f.cpu.floor.gateway)} + ${secs(f.cpu.floor.devices)} + ${secs(f.cpu.floor.endpoint)}` },
     { figure: '  first revert counted → hold', value: Number.isFinite(f.firstRevertToHold) ? ms(f.firstRevertToHold) : 'no hold', goal: '<= 1 s', met: f.firstRevertToHold <= 1000 },
     { figure: '  devices locked out afterwards (real handshakes)', value: String(f.lockedOutAfter), goal: '0', met: f.lockedOutAfter === 0 },
   ];
@@ -423,7 +431,7 @@ try {
   }, WATCHDOG_MS);
   watchdog.unref();
   const results = o.sizes.length > 0 ? await run(o) : [];
-  const revert = o.revert > 0 ? await measureRevert(o.revert, progress) : null;
+  const revert = o.revert > 0 ? await measureRevert(o.revert, progress, { profileDir: o.profile }) : null;
   print(o, results, revert);
   if (o.profile) process.stderr.write(`bench-sim: CPU profiles of the child processes in ${o.profile}\n`);
   process.exit(results.some((r) => r.errors.length > 0) || (revert?.errors.length ?? 0) > 0 ? 1 : 0);

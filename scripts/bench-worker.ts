@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
-import { Fleet } from '../device-sim/index.ts';
+import { Fleet, Handshakes, type CallHomeEndpoint, type HandshakeResult } from '../device-sim/index.ts';
 import { Gateway, type Logger } from '../gateway/gateway.ts';
 import { formatPin, generateKeyPair, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
@@ -114,15 +114,17 @@ function gatewayRole(): Handlers {
       gw = await Gateway.start({ dataDir: join(dir, 'data'), keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, commitWindowMs, logger });
       return { port: gw.ports.tcp, publicPem: gw.signing!.publicPem };
     },
-    async provision({ ids, group = 'bench' }: { ids: string[]; group?: string }) {
+    async provision({ ids, group = 'bench', model = 'bench-1', firmware = '1.0.0' }: { ids: string[]; group?: string; model?: string; firmware?: string }) {
       const t0 = performance.now();
-      const { devices } = await g().provision(ids.map((id) => ({ id, group, model: 'bench-1', firmware: '1.0.0' })));
+      const { devices } = await g().provision(ids.map((id) => ({ id, group, model, firmware })));
       return { ms: performance.now() - t0, tokens: devices.map((d) => d.token) };
     },
-    async bundle({ group = 'bench' }: { group?: string } = {}) {
+    /** A bundle for `group`: pins of its own for api.example.com, or `endpoint` pinned to `pins`. */
+    async bundle({ group = 'bench', endpoint, pins }: { group?: string; endpoint?: { host: string; port: number }; pins?: string[] } = {}) {
       const n = bundles++;
       const pin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(label).digest()));
-      const b = await g().createBundle({ group, endpoints: [{ host: 'api.example.com', pins: [pin(`bench ${n}`), pin('backup')] }] }, 'bench');
+      const endpoints = endpoint && pins ? [{ host: endpoint.host, port: endpoint.port, pins }] : [{ host: 'api.example.com', pins: [pin(`bench ${n}`), pin('backup')] }];
+      const b = await g().createBundle({ group, endpoints }, 'bench');
       return { id: b.id, seq: b.seq, bytes: Buffer.from(b.bytes, 'base64') };
     },
     /** Creates (does not start) a rollout of `bundle` to a device list, or to a whole group. */
@@ -180,6 +182,32 @@ function gatewayRole(): Handlers {
     },
     /** The store's figures (docs/storage.md): writes, fsyncs, bytes written, snapshots. */
     storeStatus: () => g().storeStatus(),
+    /** A firmware manifest the gateway judges its devices by (a health check makes them count `verified`). */
+    addManifest({ manifest }: { manifest: FirmwareManifest }) {
+      g().addManifest(manifest);
+      return {};
+    },
+    /** Resolves when `count` devices of wave 0 of `id` are counted `status`, polled every 20 ms (the gateway's own work stays its own). */
+    async waitStatus({ id, status, count, timeoutMs }: { id: string; status: string; count: number; timeoutMs: number }) {
+      const counts = async () => ((await g().getRollout(id)).waves[0] as unknown as Record<string, number>)[status] ?? 0;
+      const deadline = Date.now() + timeoutMs;
+      let n = await counts();
+      while (n < count && Date.now() < deadline) {
+        await sleep(20);
+        n = await counts();
+      }
+      return { counted: n };
+    },
+    /** When the gateway counted each of `ids` (epoch ms, null when not yet) and its status; the hold, timed at its log line. */
+    async devicesCounted({ id, ids }: { id: string; ids: string[] }) {
+      const devices = ids.map((d) => {
+        const x = g().deviceRollout(d);
+        return { status: x?.status ?? null, at: x?.at ?? null };
+      });
+      const r = await g().getRollout(id);
+      const hold = r.decisions.find((d) => d.action === 'hold');
+      return { devices, state: r.state, heldAt: heldAt.get(id) ?? null, hold: hold ? { at: hold.at, reason: hold.reason, endpoint: hold.endpoint ?? null } : null };
+    },
     counters: () => g().counters(),
     memory,
     async stop() {
@@ -558,20 +586,63 @@ interface FleetStart {
   /** connects in flight at once in this process (Fleet's ramp) */
   perTick: number;
   keepaliveSeconds: number;
+  /** endpoints the devices check (their health checks, docs/pin-safety.md); default none */
+  endpoints?: CallHomeEndpoint[];
+}
+
+/** The fleet's handshakes, each timed from its ask to its result (wall ms): what the devices waited for. */
+class TimedHandshakes extends Handshakes {
+  readonly timed: number[] = [];
+  override get(endpoint: CallHomeEndpoint, o: { fresh?: boolean } = {}): Promise<HandshakeResult> {
+    const t0 = wallMs();
+    return super.get(endpoint, o).then((r) => {
+      if (o.fresh) this.timed.push(wallMs() - t0);
+      return r;
+    });
+  }
+}
+
+/** N handshakes asked at once, `concurrency` in flight, each from its ask to its result (ms): the floor a health check is held to. */
+async function handshakeFloor({ endpoint, count, concurrency }: { endpoint: CallHomeEndpoint; count: number; concurrency: number }) {
+  const h = new Handshakes({ share: false, concurrency });
+  let failed = 0;
+  const ms = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const t0 = wallMs();
+      const r = await h.get(endpoint, { fresh: true });
+      if (!r.ok) failed++;
+      return wallMs() - t0;
+    }),
+  );
+  return { ms, failed };
 }
 
 function fleetRole(): Handlers {
   const fleets = new Map<string, Fleet>();
+  const timelines = new Map<string, { handshakes: TimedHandshakes; verifying: Map<string, number>; settled: Map<string, { status: string; at: number }> }>();
   const f = (name: string) => {
     const fleet = fleets.get(name);
     if (!fleet) throw new Error(`no fleet "${name}" in this worker`);
     return fleet;
   };
   return {
-    /** Starts a shard of a Fleet (pin checks off: no endpoints, no call-home) and resolves once each device has made its first connect. */
+    /**
+     * Starts a shard of a Fleet (no call-home on a schedule; pin checks only with `endpoints`) and
+     * resolves once each device has made its first connect. Each device's window opening and its
+     * final ack are timed (wall ms), and the fleet's fresh handshakes.
+     */
     async fleetStart(o: FleetStart) {
       if (fleets.has(o.name)) throw new Error(`fleet "${o.name}" is running already`);
+      const timeline = { handshakes: new TimedHandshakes({ share: true }), verifying: new Map<string, number>(), settled: new Map<string, { status: string; at: number }>() };
+      timelines.set(o.name, timeline);
       const fleet = new Fleet({
+        handshakes: timeline.handshakes,
+        endpoints: o.endpoints,
+        callHomeOnApply: false,
+        onOutcome: (out) => {
+          if (out.status === 'verifying') timeline.verifying.set(out.deviceId, wallMs());
+          else timeline.settled.set(out.deviceId, { status: out.status, at: wallMs() });
+        },
         url: o.url,
         models: [{ manifest: o.manifest }],
         devices: o.devices.map((d) => ({ ...d, model: o.manifest.model, group: o.group })),
@@ -592,9 +663,29 @@ function fleetRole(): Handlers {
       const s = f(name).summary();
       return { devices: s.devices, connected: s.connected, acked: s.acked, rejected: s.rejected, unacked: s.unacked, seqs: s.seqs, connects: s.connects, verifications: s.verifications };
     },
+    /** Each device's window opening and final ack (wall ms), and the fleet's fresh handshakes (ms); then forgotten. */
+    fleetTimeline({ name }: { name: string }) {
+      const t = timelines.get(name)!;
+      const out = { verifying: Object.fromEntries(t.verifying), settled: Object.fromEntries(t.settled), handshakes: [...t.handshakes.timed] };
+      t.verifying.clear();
+      t.settled.clear();
+      t.handshakes.timed.length = 0;
+      return out;
+    },
+    /** Every device checks its endpoints now with a handshake of its own, under the pins active now: how many fail a pin check. */
+    async fleetCallHome({ name }: { name: string }) {
+      const fleet = f(name);
+      await fleet.idle();
+      fleet.forgetHandshakes();
+      await fleet.callHome();
+      const s = fleet.summary();
+      return { failing: s.failing, seqs: s.seqs, reverted: s.reverted, devices: s.devices };
+    },
+    handshakeFloor,
     async fleetStop({ name }: { name: string }) {
       await f(name).stop();
       fleets.delete(name);
+      timelines.delete(name);
       return {};
     },
   };

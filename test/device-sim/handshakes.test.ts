@@ -1,7 +1,10 @@
 // Real TLS handshakes to local endpoints: the pins devices see are the pins openssl computes, shared
 // within a window unless each check must handshake, and a device reports a key it has not pinned.
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:tls';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { formatPin, generateKeyPair, initialState, type FirmwareManifest } from '../../firmware-manifest/index.ts';
@@ -10,7 +13,7 @@ import { Handshakes, tlsHandshake } from '../../device-sim/handshakes.ts';
 import { SimDevice } from '../../device-sim/device.ts';
 import { MemoryStateStore } from '../../device-sim/state-store.ts';
 import { fetchServedChain } from '../../gateway/tls-probe.ts';
-import { recipePin } from '../fixtures/openssl.ts';
+import { chain, recipePin } from '../fixtures/openssl.ts';
 import { until } from '../fixtures/gateway.ts';
 import { bareBroker } from './fixtures/sim.ts';
 
@@ -21,6 +24,18 @@ t.test('a certificate made for an endpoint has the pin the openssl recipe prints
   t.equal(c.pin, `sha256/${recipePin(file)}`);
   t.match(execFileSync('/usr/bin/openssl', ['x509', '-in', file, '-noout', '-ext', 'subjectAltName'], { encoding: 'utf8' }), /DNS:api\.example\.com, IP Address:127\.0\.0\.1/);
   t.not(unservedPin(), unservedPin(), 'each unserved pin is a fresh key');
+});
+
+t.test('a handshake reads the whole served chain, leaf first, with the pins openssl computes, every time', async (t) => {
+  const c = chain(t.testdir());
+  const server = createServer({ key: readFileSync(c.leaf.key), cert: readFileSync(c.file) }, (s) => s.end());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise((r) => server.close(r)));
+  const want = [c.leaf, c.intermediate, c.root].map((x) => recipePin(x.pem));
+  const port = (server.address() as AddressInfo).port;
+  t.same(await tlsHandshake('127.0.0.1', port, { servername: 'localhost' }), want);
+  t.same(await tlsHandshake('127.0.0.1', port, { servername: 'localhost' }), want, 'the same again (pins of certificates seen before)');
 });
 
 t.test('a rotating endpoint serves its old key, then its new one, to real handshakes', async (t) => {
