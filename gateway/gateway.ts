@@ -210,6 +210,29 @@ export class Gateway {
     }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
+    try {
+      await gw.#startBroker(o, ingest, tasks);
+    } catch (err) {
+      // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
+      await gw.#webhooks?.close();
+      await store.close().catch(() => undefined);
+      throw err;
+    }
+    // A deadline that passed while the gateway was down is evaluated at once.
+    void gw.tick();
+    const every = o.tickIntervalMs ?? 1000;
+    if (every > 0) {
+      gw.#timer = setInterval(() => void gw.tick(), every);
+      gw.#timer.unref();
+    }
+    // `pinwave gateway` logs the one start line of a process, with its listeners.
+    gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
+    return gw;
+  }
+
+  /** The embedded broker, or the external one's client (docs/architecture.md §8). */
+  async #startBroker(o: GatewayOptions, ingest: Ingest, tasks: Tasks): Promise<void> {
+    const gw = this;
     if (o.broker) {
       gw.#broker = gw.#external = await ExternalTransport.start({ logger: gw.#log, ...o.broker }, {
         onConnect: (id) => ingest.onConnect(id),
@@ -237,16 +260,6 @@ export class Gateway {
       // Before the PUBACK: resolved once committed, rejected when it could not be (docs/architecture.md §7).
       onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
     });
-    // A deadline that passed while the gateway was down is evaluated at once.
-    void gw.tick();
-    const every = o.tickIntervalMs ?? 1000;
-    if (every > 0) {
-      gw.#timer = setInterval(() => void gw.tick(), every);
-      gw.#timer.unref();
-    }
-    // `pinwave gateway` logs the one start line of a process, with its listeners.
-    gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
-    return gw;
   }
 
   // ---------------------------------------------------------------- shutdown (`pinwave gateway`)
