@@ -276,8 +276,10 @@ function approvalNote(r: Rollout, name: string): VNode {
 export interface DialogField {
   name: string;
   label: string;
-  kind: 'percent' | 'integer' | 'seconds' | 'text';
-  value: number | string;
+  /** `yesno`: a choice between `options` (true first, false second) */
+  kind: 'percent' | 'integer' | 'seconds' | 'text' | 'yesno';
+  value: number | string | boolean;
+  options?: [string, string];
   hint?: string;
 }
 
@@ -334,6 +336,8 @@ export function actionDialog(verb: ActionVerb, r: Rollout): ActionDialog {
           { name: 'maxUnreachable', label: 'Offline limit', kind: 'percent', value: t.maxUnreachable, hint: 'share of the wave offline throughout above which it holds' },
           { name: 'timeoutSeconds', label: 'Timeout (seconds)', kind: 'seconds', value: t.timeoutSeconds },
           { name: 'soakSeconds', label: 'Soak (seconds)', kind: 'seconds', value: t.soakSeconds },
+          // docs/architecture.md §9: whether a health-checked device counts once it verified the new pins, or once it applied them.
+          { name: 'requireVerified', label: 'Devices with a health check count', kind: 'yesno', value: t.requireVerified !== false, options: ['once verified (their endpoints answered under the new pins)', 'once applied'], hint: 'devices without a health check always count once applied' },
         ],
       };
     }
@@ -376,7 +380,9 @@ export function dialogForm(d: ActionDialog): VNode {
     const id = `field-${f.name}`;
     const common = { id, name: f.name, 'aria-describedby': f.hint ? `${id}-hint` : null };
     const control =
-      f.kind === 'text'
+      f.kind === 'yesno'
+        ? h('select', common, h('option', { value: 'yes', selected: f.value === true }, f.options![0]), h('option', { value: 'no', selected: f.value === false }, f.options![1]))
+        : f.kind === 'text'
         ? h('input', { ...common, type: 'text', maxlength: 200, value: String(f.value), autocomplete: 'off' })
         : f.kind === 'percent'
           ? h('input', { ...common, type: 'number', min: 0, max: 100, step: 'any', required: true, value: String(Math.round(Number(f.value) * 100000) / 1000) })
@@ -401,6 +407,11 @@ export function actionBody(d: ActionDialog, values: Record<string, string>): Rec
     const raw = (values[f.name] ?? '').trim();
     if (f.kind === 'text') {
       if (raw !== '') body[f.name] = raw;
+      continue;
+    }
+    if (f.kind === 'yesno') {
+      if (raw !== 'yes' && raw !== 'no') throw new Error(`${f.label}: choose one`);
+      if ((raw === 'yes') !== f.value) body[f.name] = raw === 'yes';
       continue;
     }
     const n = Number(raw);

@@ -25,6 +25,8 @@ export interface Thresholds {
   maxUnreachable: number;
   timeoutSeconds: number;
   soakSeconds: number;
+  /** only `verified` counts for health-checked devices (docs/architecture.md §9); absent in a record from before it existed: true */
+  requireVerified?: boolean;
 }
 
 export interface Figures {

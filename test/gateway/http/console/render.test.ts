@@ -157,8 +157,16 @@ t.test('each dialog names what will happen, and its fields go back as the API bo
   t.match(resume.lines[0], 'Wave 2 of 2 goes on with the thresholds below and a fresh timeout from now');
   const form = toHtml(dialogForm(resume));
   t.match(form, '<label for="field-failureThreshold">Failure threshold (%)</label><input id="field-failureThreshold" name="failureThreshold" aria-describedby="field-failureThreshold-hint" type="number" min="0" max="100" step="any" required value="2">');
-  t.same(actionBody(resume, { ackThreshold: '95', failureThreshold: '10', minDevices: '5', maxUnreachable: '50', timeoutSeconds: '3600', soakSeconds: '0' }), { failureThreshold: 0.1 });
-  t.equal(actionBody(resume, { ackThreshold: '95', failureThreshold: '2', minDevices: '5', maxUnreachable: '50', timeoutSeconds: '3600', soakSeconds: '0' }), null, 'nothing changed: no body');
+  const same = { ackThreshold: '95', failureThreshold: '2', minDevices: '5', maxUnreachable: '50', timeoutSeconds: '3600', soakSeconds: '0', requireVerified: 'yes' };
+  t.same(actionBody(resume, { ...same, failureThreshold: '10' }), { failureThreshold: 0.1 });
+  t.equal(actionBody(resume, same), null, 'nothing changed: no body');
+  // docs/architecture.md §9: whether health-checked devices count once verified is the operator's to change on resume.
+  t.match(form, '<select id="field-requireVerified" name="requireVerified" aria-describedby="field-requireVerified-hint"><option value="yes" selected>once verified');
+  t.same(actionBody(resume, { ...same, requireVerified: 'no' }), { requireVerified: false }, 'counting applied health-checked devices again');
+  t.throws(() => actionBody(resume, { ...same, requireVerified: 'maybe' }), { message: 'Devices with a health check count: choose one' });
+  const relaxed = actionDialog('resume', rollout({ state: 'held', waves: rollout().waves.map((w) => ({ ...w, thresholds: { ...w.thresholds, requireVerified: false } })) }));
+  t.match(toHtml(dialogForm(relaxed)), '<option value="no" selected>once applied</option>', 'a wave already counting applied shows so');
+  t.same(actionBody(relaxed, { ...same, requireVerified: 'yes' }), { requireVerified: true });
   t.throws(() => actionBody(resume, { ackThreshold: 'x' }), { message: 'Ack threshold: a number is needed' });
   const abort = actionDialog('abort', r);
   t.ok(abort.danger);
