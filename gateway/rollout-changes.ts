@@ -45,15 +45,30 @@ export function createChanges(r: GatewayRollout): Change[] {
 
 const header = (r: GatewayRollout, k: (typeof HEADER)[number]): unknown => (r as unknown as Record<string, unknown>)[k] ?? null;
 
+/** What the ledger last gave the store of a rollout: its header, each wave's fields (as JSON) and counts, its decisions, its extras (JSON). */
+interface Seen {
+  header: unknown[];
+  waves: WaveSeen[];
+  decisions: number;
+  extras: string;
+}
+
+/** The record's stored parts as they are now, each serialised once. */
+function seen(r: GatewayRollout): Seen {
+  return {
+    header: HEADER.map((k) => header(r, k)),
+    waves: r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => JSON.stringify(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } })),
+    decisions: r.decisions.length,
+    extras: JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null }),
+  };
+}
+
 export class RolloutLedger {
-  #header: unknown[] = [];
-  #waves: WaveSeen[] = [];
-  #decisions = 0;
-  #extras = '';
+  #seen: Seen;
 
   /** A ledger that has seen `r` as it is now (what the store holds). */
   constructor(r: GatewayRollout) {
-    this.#see(r);
+    this.#seen = seen(r);
   }
 
   /**
@@ -61,22 +76,22 @@ export class RolloutLedger {
    * engine moved; the ledger then has seen `r`. Empty when nothing the store keeps changed.
    */
   changes(r: GatewayRollout, members: Iterable<string> = []): Change[] {
+    const before = this.#seen;
+    const now = seen(r);
     const out: Change[] = [];
     const set: Record<string, unknown> = {};
     HEADER.forEach((k, i) => {
-      const v = header(r, k);
-      if (v !== this.#header[i]) set[k] = v;
+      if (now.header[i] !== before.header[i]) set[k] = now.header[i];
     });
     if (Object.keys(set).length > 0) out.push({ type: 'rollout.patch', id: r.id, set });
     r.waves.forEach((w, i) => {
-      const seen = this.#waves[i];
+      const was = before.waves[i];
       const ws: Record<string, unknown> = {};
       WAVE_SET.forEach((k, j) => {
-        const v = JSON.stringify(w[k]);
-        if (v !== seen.fields[j]) ws[k] = w[k];
+        if (now.waves[i].fields[j] !== was.fields[j]) ws[k] = w[k];
       });
-      const count = deltas(seen.count, w.count);
-      const reasons = deltas(seen.reasons, w.rejectedByReason);
+      const count = deltas(was.count, w.count);
+      const reasons = deltas(was.reasons, w.rejectedByReason);
       if (Object.keys(ws).length === 0 && count === null && reasons === null) return;
       out.push({
         type: 'rollout.wave',
@@ -86,23 +101,14 @@ export class RolloutLedger {
         ...((count !== null || reasons !== null) && { add: { ...(count !== null && { count: count as Partial<StatusCounts> }), ...(reasons !== null && { rejectedByReason: reasons }) } }),
       });
     });
-    for (let i = this.#decisions; i < r.decisions.length; i++) out.push({ type: 'rollout.decision', id: r.id, decision: structuredClone(r.decisions[i]) });
-    const moved = new Set(members);
-    for (const device of moved) {
+    for (let i = before.decisions; i < r.decisions.length; i++) out.push({ type: 'rollout.decision', id: r.id, decision: structuredClone(r.decisions[i]) });
+    for (const device of new Set(members)) {
       const e = r.devices[device];
       if (e) out.push({ type: 'rollout.member', id: r.id, device, status: e.status, reason: e.reason ?? null, at: e.at });
     }
-    const extras = rolloutExtras(r);
-    if (JSON.stringify(extras) !== this.#extras) out.push({ type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: extras });
-    this.#see(r);
+    if (now.extras !== before.extras) out.push({ type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: JSON.parse(now.extras) as JsonObject });
+    this.#seen = now;
     return out;
-  }
-
-  #see(r: GatewayRollout): void {
-    this.#header = HEADER.map((k) => header(r, k));
-    this.#waves = r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => JSON.stringify(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } }));
-    this.#decisions = r.decisions.length;
-    this.#extras = JSON.stringify(rolloutExtras(r));
   }
 }
 
