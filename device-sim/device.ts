@@ -18,6 +18,7 @@
 //   await d.connect();                                   // state goes out, bundles come in
 //   await d.callHome([{ host: 'api.example.com', port: 443 }], new Handshakes());   // pin checks, telemetry
 //   await d.disconnect();
+import * as ed from '@noble/ed25519';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   ackDelivered,
@@ -64,6 +65,19 @@ export interface VerifyCounters {
 }
 
 /**
+ * noble builds its table of base-point multiples, process-wide, on the first multiplication: a
+ * one-off ~50 ms (several times that on a loaded machine) that would otherwise land on the first
+ * bundle a fleet receives and hold up every device of the process behind it. Firmware has no such
+ * cost (its table is in flash), so the simulator pays it when a verifier is made.
+ */
+let warmed = false;
+function warmEd25519(): void {
+  if (warmed) return;
+  warmed = true;
+  ed.getPublicKey(new Uint8Array(32));
+}
+
+/**
  * Verification as a pure function of (bundle bytes, trusted keys, accepted format versions), shared
  * across the devices that hold the same keys (~930 Ed25519 verifications a second on
  * one core, so 10k separate ones cost ~11 s of CPU). The size limit is checked per device first, as
@@ -81,6 +95,7 @@ export class BundleVerifier {
   constructor(o: { share?: boolean; cacheSize?: number } = {}) {
     this.#share = o.share ?? true;
     this.#max = Math.max(1, o.cacheSize ?? 256);
+    warmEd25519();
   }
 
   get counters(): VerifyCounters {
@@ -123,15 +138,16 @@ export class BundleVerifier {
 }
 
 /**
- * encodeAck() shared across devices: a wave's devices send the same `applied` ack for the same
- * bundle, so its bytes are encoded once (an ack with a detail, a rejection's, is encoded each time).
+ * encodeAck() shared across devices: a wave's devices send the same ack for the same bundle (the
+ * same `applied`; the same `reverted`, naming the same endpoint, served pins and previous state; the
+ * same `verified`), so its bytes are encoded once. The key is the ack's JSON: the encoding is a
+ * function of exactly those fields, so equal keys mean equal bytes (a key order that differs only
+ * misses the cache).
  */
 const ackBytes = new Map<string, Buffer>();
 const ACK_CACHE = 64;
 export function sharedAck(ack: AnyAck): Buffer {
-  // only a bare `applied` (seq, bundle id, status: nothing else is encoded) is the same for every device
-  if (ack.status !== 'applied' || ack.detail !== undefined || ack.unverified !== undefined) return Buffer.from(encodeAck(ack));
-  const key = `${ack.seq}|${ack.bundleId}`;
+  const key = JSON.stringify(ack);
   let bytes = ackBytes.get(key);
   if (!bytes) {
     bytes = Buffer.from(encodeAck(ack));

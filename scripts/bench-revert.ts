@@ -45,6 +45,8 @@ export interface RevertFigures {
   window: number[];
   /** first revert counted → hold (the gateway's log line), ms */
   firstRevertToHold: number;
+  /** the warm-up: a good bundle's send → all N counted `verified`, ms */
+  verifiedMs: number;
   /** devices whose pins fail a real handshake to the endpoint afterwards */
   lockedOutAfter: number;
   /** CPU ms spent over one floor run (the later) and over the wave (send → every revert counted), by the gateway, the client processes together and the endpoint's process */
@@ -114,6 +116,19 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       if (failed > 0) errors.push(`${failed} bare handshakes failed`);
       return out.flatMap((x) => x.ms);
     };
+    // Warm-up, as bench-sim's other phases: a good bundle (it pins the served key) to all N, every
+    // device verifying it by a real handshake, so neither the gateway nor the devices meet the
+    // revert path's code cold. Timed too: the same wave, a health check that commits.
+    progress(`revert: warm-up: a bundle that holds the served key, to all ${N} (each verifies it by a handshake)`);
+    const good = await gw.call<{ id: string }>('bundle', { group: GROUP, endpoint: { host: api.name, port: api.port }, pins: [api.pins[0], api.backupPin] });
+    const warm = await gw.call<{ id: string }>('rollout', { bundle: good.id, group: GROUP, waves: [{ size: '100%', timeoutSeconds: 3600 }] });
+    const { at: warmAt } = await gw.call<{ at: number }>('startRollout', { id: warm.id });
+    const warmed = await gw.call<{ counted: number }>('waitStatus', { id: warm.id, status: 'verified', count: N, timeoutMs }, timeoutMs + 5000);
+    const verifiedMs = Date.now() - warmAt;
+    if (warmed.counted < N) errors.push(`warm-up: ${N - warmed.counted} devices not counted verified within ${timeoutMs / 1000} s`);
+    await gw.call('waitState', { id: warm.id, state: 'completed', timeoutMs: 10_000 }, 15_000);
+    await all('fleetTimeline', () => ({ name: 'revert' }));
+
     progress(`revert: ${N} bare TLS handshakes from the client processes, ${HANDSHAKE_CONCURRENCY} in flight in each`);
     const before = await floor();
 
@@ -174,6 +189,7 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       checkHandshakes: merged.handshakes,
       window,
       firstRevertToHold: c.heldAt !== null ? c.heldAt - firstRevertAt : NaN,
+      verifiedMs,
       lockedOutAfter,
       cpu: { floor: floorCpu, wave: waveCpu },
       load: [loadAtStart, loadavg()[0]],
