@@ -27,7 +27,7 @@ const HEADER = ['state', 'wave', 'startedAt', 'endedAt', 'previousBundle', 'roll
 const WAVE_SET = ['state', 'startedAt', 'deadline', 'soakUntil', 'endedAt', 'swept', 'thresholds'] as const;
 
 interface WaveSeen {
-  fields: string[];
+  fields: unknown[];
   count: StatusCounts;
   reasons: Record<string, number>;
 }
@@ -53,11 +53,14 @@ interface Seen {
   extras: string;
 }
 
-/** The record's stored parts as they are now, each serialised once. */
+/** A wave field as the ledger compares it: a primitive as it is, an object (the thresholds) as its JSON. */
+const fieldSeen = (v: unknown): unknown => (typeof v === 'object' && v !== null ? JSON.stringify(v) : v);
+
+/** The record's stored parts as they are now, each object serialised once. */
 function seen(r: GatewayRollout): Seen {
   return {
     header: HEADER.map((k) => header(r, k)),
-    waves: r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => JSON.stringify(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } })),
+    waves: r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => fieldSeen(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } })),
     decisions: r.decisions.length,
     extras: JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null }),
   };
