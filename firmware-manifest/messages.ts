@@ -253,57 +253,55 @@ export function decodeAck(bytes: Uint8Array): Decoded<AckMessage> {
 
 /** Any ack: applied, rejected, verified or reverted, each with exactly the keys its status allows. */
 export function decodeAnyAck(bytes: Uint8Array): Decoded<AnyAck> {
-  return decodeWith(bytes, ackShape, decodeAckCbor);
-}
-
-function ackShape(m: Map<number, CborValue>): AnyAck {
-  only(m, A, 'ack');
-  const code = m.get(A.status);
-  if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code >= STATUS.length) throw new ShapeError('status (key 3) must be 0 (applied), 1 (rejected), 2 (verified) or 3 (reverted)');
-  const status = STATUS[code];
-  const allowed = ACK_KEYS[status];
-  for (const k of m.keys()) if (k > A.detail && !allowed.includes(k)) throw new ShapeError(`${keyName(k)} (key ${k}) is not part of ${article(status)} ${status} ack`);
-  if (m.has(A.reason) && !allowed.includes(A.reason)) throw new ShapeError('reason (key 4) is only for a rejection or a revert');
-  const seq = uint(m.get(A.seq), 'seq (key 1)');
-  const bundleId = optId(m.get(A.bundleId), 'bundleId (key 2)');
-  const detail = m.has(A.detail) ? { detail: text(m.get(A.detail), 'detail (key 5)') } : {};
-  switch (status) {
-    case 'applied': {
-      const msg: AckMessage = { seq, bundleId, status, ...detail };
-      if (m.has(A.unverified)) msg.unverified = endpoints(m.get(A.unverified), 'unverified (key 7)', 1);
-      return msg;
+  return decodeWith(bytes, (m) => {
+    only(m, A, 'ack');
+    const code = m.get(A.status);
+    if (typeof code !== 'number' || !Number.isInteger(code) || code < 0 || code >= STATUS.length) throw new ShapeError('status (key 3) must be 0 (applied), 1 (rejected), 2 (verified) or 3 (reverted)');
+    const status = STATUS[code];
+    const allowed = ACK_KEYS[status];
+    for (const k of m.keys()) if (k > A.detail && !allowed.includes(k)) throw new ShapeError(`${keyName(k)} (key ${k}) is not part of ${article(status)} ${status} ack`);
+    if (m.has(A.reason) && !allowed.includes(A.reason)) throw new ShapeError('reason (key 4) is only for a rejection or a revert');
+    const seq = uint(m.get(A.seq), 'seq (key 1)');
+    const bundleId = optId(m.get(A.bundleId), 'bundleId (key 2)');
+    const detail = m.has(A.detail) ? { detail: text(m.get(A.detail), 'detail (key 5)') } : {};
+    switch (status) {
+      case 'applied': {
+        const msg: AckMessage = { seq, bundleId, status, ...detail };
+        if (m.has(A.unverified)) msg.unverified = endpoints(m.get(A.unverified), 'unverified (key 7)', 1);
+        return msg;
+      }
+      case 'rejected': {
+        const reason = m.get(A.reason);
+        if (typeof reason !== 'string' || !(ACK_REASONS as readonly string[]).includes(reason)) throw new ShapeError(`reason (key 4) must be one of ${ACK_REASONS.join(', ')} for a rejection`);
+        return { seq, bundleId, status, reason: reason as AckReason, ...detail };
+      }
+      case 'verified':
+        if (bundleId === null) throw new ShapeError('bundleId (key 2) must name the bundle a verified ack is for');
+        if (!m.has(A.checked)) throw new ShapeError('checked (key 6) is required in a verified ack');
+        return { seq, bundleId, status, checked: endpoints(m.get(A.checked), 'checked (key 6)', 0), ...detail };
+      case 'reverted': {
+        if (bundleId === null) throw new ShapeError('bundleId (key 2) must name the bundle a reverted ack is for');
+        const reason = m.get(A.reason);
+        if (typeof reason !== 'string' || !(REVERT_REASONS as readonly string[]).includes(reason)) throw new ShapeError(`reason (key 4) must be one of ${REVERT_REASONS.join(', ')} for a revert`);
+        if (!m.has(A.endpoint)) throw new ShapeError('endpoint (key 8) is required in a reverted ack');
+        if (!m.has(A.previousBundleId)) throw new ShapeError('previousBundleId (key 11) is required in a reverted ack (null on the firmware\'s initial pins)');
+        const msg: RevertedAck = {
+          seq,
+          bundleId,
+          status,
+          reason: reason as RevertReason,
+          endpoint: endpoint(m.get(A.endpoint), 'endpoint (key 8)'),
+          servedPins: pins(m.get(A.servedPins), 'servedPins (key 9)'),
+          previousSeq: uint(m.get(A.previousSeq), 'previousSeq (key 10)'),
+          previousBundleId: optId(m.get(A.previousBundleId), 'previousBundleId (key 11)'),
+          ...detail,
+        };
+        if (msg.previousSeq >= seq) throw new ShapeError(`previousSeq (key 10) must be below seq (key 1) ${seq}, got ${msg.previousSeq}`);
+        if (msg.reason === 'pin_mismatch' && msg.servedPins.length === 0) throw new ShapeError('servedPins (key 9) must hold the served chain\'s pins for a pin_mismatch revert');
+        return msg;
+      }
     }
-    case 'rejected': {
-      const reason = m.get(A.reason);
-      if (typeof reason !== 'string' || !(ACK_REASONS as readonly string[]).includes(reason)) throw new ShapeError(`reason (key 4) must be one of ${ACK_REASONS.join(', ')} for a rejection`);
-      return { seq, bundleId, status, reason: reason as AckReason, ...detail };
-    }
-    case 'verified':
-      if (bundleId === null) throw new ShapeError('bundleId (key 2) must name the bundle a verified ack is for');
-      if (!m.has(A.checked)) throw new ShapeError('checked (key 6) is required in a verified ack');
-      return { seq, bundleId, status, checked: endpoints(m.get(A.checked), 'checked (key 6)', 0), ...detail };
-    case 'reverted': {
-      if (bundleId === null) throw new ShapeError('bundleId (key 2) must name the bundle a reverted ack is for');
-      const reason = m.get(A.reason);
-      if (typeof reason !== 'string' || !(REVERT_REASONS as readonly string[]).includes(reason)) throw new ShapeError(`reason (key 4) must be one of ${REVERT_REASONS.join(', ')} for a revert`);
-      if (!m.has(A.endpoint)) throw new ShapeError('endpoint (key 8) is required in a reverted ack');
-      if (!m.has(A.previousBundleId)) throw new ShapeError('previousBundleId (key 11) is required in a reverted ack (null on the firmware\'s initial pins)');
-      const msg: RevertedAck = {
-        seq,
-        bundleId,
-        status,
-        reason: reason as RevertReason,
-        endpoint: endpoint(m.get(A.endpoint), 'endpoint (key 8)'),
-        servedPins: pins(m.get(A.servedPins), 'servedPins (key 9)'),
-        previousSeq: uint(m.get(A.previousSeq), 'previousSeq (key 10)'),
-        previousBundleId: optId(m.get(A.previousBundleId), 'previousBundleId (key 11)'),
-        ...detail,
-      };
-      if (msg.previousSeq >= seq) throw new ShapeError(`previousSeq (key 10) must be below seq (key 1) ${seq}, got ${msg.previousSeq}`);
-      if (msg.reason === 'pin_mismatch' && msg.servedPins.length === 0) throw new ShapeError('servedPins (key 9) must hold the served chain\'s pins for a pin_mismatch revert');
-      return msg;
-    }
-  }
+  });
 }
 
 export function encodeTelemetry(m: TelemetryMessage): Uint8Array {
@@ -376,31 +374,8 @@ function report(v: CborValue, at: string): PinFailureReport {
 
 class ShapeError extends Error {}
 
-/**
- * The acks of a wave are the same bytes from every device (the same `applied`, or the same
- * `reverted` naming the same endpoint and served pins): their CBOR is decoded and checked for
- * deterministic encoding once, and the result, a pure function of the bytes, kept for the next.
- * The shape is still read from it each time, into fresh objects, so no caller shares a message.
- */
-const ackCbor = new Map<string, DecodeResultOf>();
-const ACK_CACHE = 64;
-const ACK_CACHE_MAX_BYTES = 512;
-type DecodeResultOf = ReturnType<typeof decodeCanonical>;
-
-function decodeAckCbor(bytes: Uint8Array): DecodeResultOf {
-  if (bytes.length > ACK_CACHE_MAX_BYTES) return decodeCanonical(bytes);
-  const key = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
-  let d = ackCbor.get(key);
-  if (d === undefined) {
-    d = decodeCanonical(bytes);
-    ackCbor.set(key, d);
-    if (ackCbor.size > ACK_CACHE) ackCbor.delete(ackCbor.keys().next().value!);
-  }
-  return d;
-}
-
-function decodeWith<T>(bytes: Uint8Array, shape: (m: Map<number, CborValue>) => T, decode: (bytes: Uint8Array) => DecodeResultOf = decodeCanonical): Decoded<T> {
-  const d = decode(bytes);
+function decodeWith<T>(bytes: Uint8Array, shape: (m: Map<number, CborValue>) => T): Decoded<T> {
+  const d = decodeCanonical(bytes);
   if (!d.ok) return { ok: false, detail: d.detail };
   if (!(d.value instanceof Map)) return { ok: false, detail: 'message must be a CBOR map' };
   try {
