@@ -80,7 +80,7 @@ export function applyVerified(state: TrustState, verified: VerifyResult, now: nu
     keyEpoch,
     trustedKeys,
     // The complete pin set, never a delta: the new endpoints replace the old ones whole.
-    endpoints: trustedEndpoints(bundle.endpoints),
+    endpoints: heldEndpoints(bundle.endpoints),
     exp: bundle.exp,
     expiryPolicy: bundle.expiryPolicy ?? 'enforce',
   };
@@ -123,6 +123,21 @@ export function activePinSets(endpoints: readonly TrustedEndpoint[], host: strin
 /** A state that holds only pins (no keys, no limits): enough to judge handshakes with checkChain. */
 export function pinsOnlyState(endpoints: TrustedEndpoint[], exp: number | null = null, expiryPolicy: ExpiryPolicy = 'enforce'): TrustState {
   return { group: '', seq: 0, bundleId: null, keyEpoch: 0, trustedKeys: [], endpoints, exp, expiryPolicy, maxBundleBytes: 0, acceptedVersions: [], clockSkewSeconds: 0 };
+}
+
+/**
+ * trustedEndpoints() of a decoded bundle, once per bundle: trust states are never changed in place,
+ * only replaced, so the devices that apply one decoded bundle (a simulated fleet shares its
+ * verification) may hold one copy of its endpoints.
+ */
+const held = new WeakMap<readonly Endpoint[], TrustedEndpoint[]>();
+function heldEndpoints(endpoints: readonly Endpoint[]): TrustedEndpoint[] {
+  let out = held.get(endpoints);
+  if (out === undefined) {
+    out = trustedEndpoints(endpoints);
+    held.set(endpoints, out);
+  }
+  return out;
 }
 
 /** A bundle's endpoints as a device holds them (pins as base64, mode filled in). */
