@@ -5,9 +5,9 @@ import t from 'tap';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { apply, applyVerified, FORMAT_VERSION, formatPin, generateKeyPair, initialState, signBundle, type BundleInput, type FirmwareManifest, type TrustState } from '../../firmware-manifest/index.ts';
+import { apply, applyVerified, decodeAnyAck, encodeAck, FORMAT_VERSION, formatPin, generateKeyPair, initialState, signBundle, type AnyAck, type BundleInput, type FirmwareManifest, type TrustState } from '../../firmware-manifest/index.ts';
 import type { BundleVector } from '../../firmware-manifest/vectors.ts';
-import { BundleVerifier, SimDevice, verifyEach, type DeviceOutcome, type DeviceQuirks } from '../../device-sim/device.ts';
+import { BundleVerifier, sharedAck, SimDevice, verifyEach, type DeviceOutcome, type DeviceQuirks } from '../../device-sim/device.ts';
 import { DirStateStore, MemoryStateStore, type StateStore } from '../../device-sim/state-store.ts';
 import { until } from '../fixtures/gateway.ts';
 import { bareBroker, type BareBroker } from './fixtures/sim.ts';
@@ -131,11 +131,36 @@ t.test('shared verification gives apply()\'s outcome for every conformance vecto
   v.verify(b.bytes, state);
   v.verify(b.bytes, { ...state, acceptedVersions: [FORMAT_VERSION - 1] });
   t.same(v.counters, { performed: 2, shared: 1 });
+  // the same bytes for a device trusting other keys: never the last device's answer
+  const stranger = { ...state, trustedKeys: [Buffer.from(generateKeyPair().publicKey).toString('base64')] };
+  t.match(v.verify(b.bytes, stranger), { ok: false, reason: 'unknown_key' });
+  t.same(v.counters, { performed: 3, shared: 1 });
+  t.match(v.verify(b.bytes, state), { ok: true }, 'and back: the first key set still verifies');
   t.match(applyVerified({ ...state, acceptedVersions: [0] }, v.verify(b.bytes, { ...state, acceptedVersions: [0] }), iat), { ok: false, reason: 'unsupported_version' });
   const each = new BundleVerifier({ share: false });
   each.verify(b.bytes, state);
   each.verify(b.bytes, state);
   t.same(each.counters, { performed: 2, shared: 0 });
+});
+
+t.test("a wave's acks are encoded once: equal acks share their bytes, any field that differs gets its own", async (t) => {
+  const id = 'ab'.repeat(32);
+  const reverted = (pin: string): AnyAck => ({ seq: 2, bundleId: id, status: 'reverted', reason: 'pin_mismatch', endpoint: { host: 'api.example.com', port: 443 }, servedPins: [pin], previousSeq: 1, previousBundleId: 'cd'.repeat(32) });
+  const served = (label: string) => Buffer.from(digest(label)).toString('base64');
+  const a = sharedAck(reverted(served('served')));
+  t.equal(sharedAck(reverted(served('served'))), a, 'two devices reverting alike share one encoding');
+  t.same(a, Buffer.from(encodeAck(reverted(served('served')))), 'the bytes encodeAck gives');
+  const other = sharedAck(reverted(served('another key')));
+  t.not(other, a);
+  t.same(decodeAnyAck(other), { ok: true, message: reverted(served('another key')) }, 'another served key: its own bytes');
+  const verified: AnyAck = { seq: 2, bundleId: id, status: 'verified', checked: [{ host: 'api.example.com', port: 443 }] };
+  t.equal(sharedAck(verified), sharedAck({ ...verified, checked: [{ host: 'api.example.com', port: 443 }] }));
+  t.same(decodeAnyAck(sharedAck({ ...verified, checked: [] })), { ok: true, message: { ...verified, checked: [] } });
+  t.same(decodeAnyAck(sharedAck({ seq: 2, bundleId: id, status: 'applied' })), { ok: true, message: { seq: 2, bundleId: id, status: 'applied' } });
+  t.same(decodeAnyAck(sharedAck({ seq: 2, bundleId: id, status: 'applied', unverified: [{ host: 'api.example.com', port: 443 }], detail: 'no answer' })), {
+    ok: true,
+    message: { seq: 2, bundleId: id, status: 'applied', unverified: [{ host: 'api.example.com', port: 443 }], detail: 'no answer' },
+  });
 });
 
 t.test('quirks: a flash write that fails rejects with apply_failed; a silent device applies without acking; acks wait their delay', async (t) => {
