@@ -178,4 +178,9 @@ export const MIGRATIONS: readonly string[] = [
     ADD COLUMN unverified integer NOT NULL DEFAULT 0,
     ADD COLUMN reverted integer NOT NULL DEFAULT 0;
   `,
+  // 3: the broker each device was provisioned onto (docs/architecture.md §8); null for devices
+  // provisioned before, on the embedded broker or the first of several
+  `
+  ALTER TABLE devices ADD COLUMN broker text;
+  `,
 ];

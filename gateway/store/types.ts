@@ -60,6 +60,12 @@ export interface DeviceRecord {
   /** The bundle id the device last reported. */
   bundleId: string | null;
   keyEpoch?: number | null;
+  /**
+   * The broker the device was provisioned onto (docs/architecture.md §8): the URL it was given,
+   * recorded once and never changed. Absent on the embedded broker, and for a device provisioned
+   * before the gateway ran on several brokers (it belongs to the first).
+   */
+  broker?: string;
   /** Newest last, at most DEVICE_HISTORY_LIMIT (the store trims on every write through it). */
   history: DeviceHistoryEntry[];
   /** Recent pin-failure reports, newest last, at most DEVICE_TELEMETRY_LIMIT. */
@@ -74,6 +80,7 @@ export interface NewDevice {
   firmware?: string | null;
   tokenHash: string;
   createdAt: number;
+  broker?: string;
 }
 
 /** A device record as provisioning creates it: never seen, no bundle reported, no history. */
@@ -91,6 +98,7 @@ export function newDeviceRecord(d: NewDevice): DeviceRecord {
     lastDisconnectAt: null,
     seq: null,
     bundleId: null,
+    ...(d.broker !== undefined && { broker: d.broker }),
     history: [],
     telemetry: [],
   };
