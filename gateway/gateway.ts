@@ -17,7 +17,8 @@
 //   const bundle = await gw.createBundle({ group: 'thermostats', endpoints: [...] }, 'alice');
 //   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
-import { ExternalTransport, type ExternalTransportOptions } from './broker/external-transport.ts';
+import type { ExternalTransportOptions } from './broker/external-transport.ts';
+import { ExternalBrokers } from './broker/external-brokers.ts';
 import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
 import { Delivery, type DeviceLink } from './delivery.ts';
@@ -116,9 +117,10 @@ export interface GatewayOptions {
   /**
    * external broker mode (docs/architecture.md §8): devices connect to this broker, whose
    * dynamic-security plugin holds their credentials, and the gateway is its client; no MQTT
-   * listener of the gateway's own (`mqttPort`, `tls`, `websocket` unused). Default: aedes, embedded
+   * listener of the gateway's own (`mqttPort`, `tls`, `websocket` unused). Several: the fleet is
+   * sharded across them, each device provisioned onto one (docs/architecture.md §8). Default: aedes, embedded
    */
-  broker?: ExternalTransportOptions;
+  broker?: ExternalTransportOptions | readonly ExternalTransportOptions[];
 }
 
 export interface GatewayCounters {
@@ -140,7 +142,7 @@ export class Gateway {
   readonly #key: SigningKey | null;
   #broker!: DeviceTransport;
   /** set in external broker mode */
-  #external: ExternalTransport | null = null;
+  #external: ExternalBrokers | null = null;
   #timer: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
@@ -234,7 +236,8 @@ export class Gateway {
   async #startBroker(o: GatewayOptions, ingest: Ingest, tasks: Tasks): Promise<void> {
     const gw = this;
     if (o.broker) {
-      gw.#broker = gw.#external = await ExternalTransport.start({ logger: gw.#log, ...o.broker }, {
+      const links = (Array.isArray(o.broker) ? o.broker : [o.broker]) as readonly ExternalTransportOptions[];
+      gw.#broker = gw.#external = await ExternalBrokers.start(links.map((l) => ({ logger: gw.#log, ...l })), {
         onConnect: (id) => ingest.onConnect(id),
         onDisconnect: (id) => ingest.onDisconnect(id),
         onSubscribe: (id, filter) => tasks.track(ingest.onSubscribe(id, filter)),
@@ -317,6 +320,11 @@ export class Gateway {
     return this.#key && { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
   }
 
+  /** The brokers devices are provisioned onto (external broker mode), by the URL devices are given; empty on the embedded broker. */
+  get brokers(): readonly string[] {
+    return this.#external?.brokers ?? [];
+  }
+
   /** `external` when devices connect to a broker the gateway is a client of (docs/architecture.md §8), `embedded` otherwise. */
   get brokerMode(): 'embedded' | 'external' {
     return this.#external ? 'external' : 'embedded';
@@ -385,7 +393,7 @@ export class Gateway {
    * Provisions devices, all or nothing: an invalid entry is PW_INVALID naming it, an id that exists
    * already is PW_CONFLICT naming it, and then nothing is stored. Tokens are returned this once.
    */
-  provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string }> }> {
+  provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string; broker?: string }> }> {
     return this.#devices.provision(list);
   }
 

@@ -88,11 +88,47 @@ t.test('bad broker options are refused, each named', async (t) => {
   t.match(problems({ brokerUrl: 'mqtt://127.0.0.1:18830', brokerAuth: authPath }), [/^--broker-auth: the broker credentials .* are readable by group or others \(mode 0644\); run: chmod 600/]);
   chmodSync(authPath, 0o600);
   const ok = loadConfig({ flags: { dataDir: dir, brokerUrl: 'mqtt://127.0.0.1:18830', brokerAuth: authPath } });
-  t.same(ok.broker, { url: 'mqtt://127.0.0.1:18830', username: 'pinwave@gateway', password: 'secret-password-0123' });
+  t.same(ok.broker, [{ url: 'mqtt://127.0.0.1:18830', username: 'pinwave@gateway', password: 'secret-password-0123' }]);
   // the file's keys, paths relative to it
   const conf = join(dir, 'pinwave.json');
   writeFileSync(conf, JSON.stringify({ broker: { url: 'mqtts://broker.example.com:8883', auth: 'gateway-broker.json', clientId: 'gw-1', colour: 'blue' } }));
-  t.match(problems({}, conf), ['config.broker.colour: unknown option (known: url, auth, ca, clientId, deviceUrl)', /^config.broker.clientId: must be 1 to 128 characters holding an "@"/]);
+  t.match(problems({}, conf), ['config.broker.colour: unknown option (known: url, urls, auth, ca, clientId, deviceUrl)', /^config.broker.clientId: must be 1 to 128 characters holding an "@"/]);
   writeFileSync(conf, JSON.stringify({ broker: { url: 'mqtts://broker.example.com:8883', auth: 'gateway-broker.json', clientId: 'pinwave@gw-1', deviceUrl: 'mqtts://devices.example.com:8883' } }));
-  t.match(loadConfig({ file: conf, flags: { dataDir: dir } }).broker, { url: 'mqtts://broker.example.com:8883', clientId: 'pinwave@gw-1', deviceUrl: 'mqtts://devices.example.com:8883', username: 'pinwave@gateway' });
+  t.match(loadConfig({ file: conf, flags: { dataDir: dir } }).broker, [{ url: 'mqtts://broker.example.com:8883', clientId: 'pinwave@gw-1', deviceUrl: 'mqtts://devices.example.com:8883', username: 'pinwave@gateway' }]);
+});
+
+t.test('several brokers: --broker repeated or a comma list, one credentials file for all or one each', async (t) => {
+  const dir = t.testdir();
+  const authA = join(dir, 'a.json');
+  const authB = join(dir, 'b.json');
+  writeFileSync(authA, JSON.stringify({ username: 'pinwave@gateway', password: 'password-of-broker-a' }), { mode: 0o600 });
+  writeFileSync(authB, JSON.stringify({ username: 'pinwave@gateway', password: 'password-of-broker-b' }), { mode: 0o600 });
+  const problems = (flags: Parameters<typeof loadConfig>[0]['flags'], file?: string) => {
+    try {
+      loadConfig({ file: file ?? null, flags: { dataDir: dir, ...flags } });
+      return [];
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return err.problems;
+    }
+  };
+  const A = 'mqtt://127.0.0.1:18831';
+  const B = 'mqtt://127.0.0.1:18832';
+  const shared = loadConfig({ flags: { dataDir: dir, brokerUrl: [A, B], brokerAuth: authA } }).broker!;
+  t.same(shared.map((b) => [b.url, b.password]), [[A, 'password-of-broker-a'], [B, 'password-of-broker-a']], 'one file serves every broker');
+  const each = loadConfig({ flags: { dataDir: dir, brokerUrl: `${A},${B}`, brokerAuth: [authA, authB] } }).broker!;
+  t.same(each.map((b) => [b.url, b.password]), [[A, 'password-of-broker-a'], [B, 'password-of-broker-b']], 'a comma list, a file each in the same order');
+  t.match(problems({ brokerUrl: [A, B, 'mqtt://127.0.0.1:18833'], brokerAuth: [authA, authB] }), ['--broker-auth: give one (for every broker) or one per --broker (3), got 2']);
+  t.match(problems({ brokerUrl: [A, A], brokerAuth: authA }), [`--broker #2: ${A} is given twice (--broker #1): each broker once`]);
+  t.match(problems({ brokerUrl: [A, 'mqtt://127.0.0.1'], brokerAuth: authA }), ['--broker #2: must name the port (1883 is never assumed), got "mqtt://127.0.0.1"']);
+  // the file: urls, each a URL or an entry with its own auth; broker.auth for those that name none
+  const conf = join(dir, 'pinwave.json');
+  writeFileSync(conf, JSON.stringify({ broker: { auth: 'a.json', urls: [A, { url: B, auth: 'b.json', deviceUrl: 'mqtt://broker-b.example.com:18830' }] } }));
+  t.same(loadConfig({ file: conf, flags: { dataDir: dir } }).broker!.map((b) => [b.url, b.password, b.deviceUrl]), [[A, 'password-of-broker-a', undefined], [B, 'password-of-broker-b', 'mqtt://broker-b.example.com:18830']]);
+  writeFileSync(conf, JSON.stringify({ broker: { url: A, urls: [B], auth: 'a.json' } }));
+  t.match(problems({}, conf), ['config.broker.url: give url (one broker) or urls (several), not both']);
+  writeFileSync(conf, JSON.stringify({ broker: { urls: [A, { url: B, colour: 'blue' }] } }));
+  t.match(problems({}, conf), ['config.broker.urls[1].colour: unknown option (known: url, auth, ca, deviceUrl)', /^config.broker.urls\[0\]: needs the gateway's broker credentials/, /^config.broker.urls\[1\].url: needs the gateway's broker credentials/]);
+  writeFileSync(conf, JSON.stringify({ broker: { urls: [] } }));
+  t.match(problems({}, conf), [/^config.broker.urls: must be a non-empty list/]);
 });
