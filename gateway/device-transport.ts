@@ -13,8 +13,8 @@ import type { DeviceLink } from './delivery.ts';
 export interface DeviceTransport extends DeviceLink {
   /** Devices connected now (the embedded broker's sessions, or presence in external mode). */
   connectedCount(): number;
-  /** The embedded broker's counters; in external mode those that apply, and the client's own under `external`. */
-  counters(): BrokerCounters & { external?: ExternalBrokerCounters };
+  /** The embedded broker's counters; in external mode those that apply, and the client's own under `external` (summed; each broker's under `brokers` when there are several). */
+  counters(): BrokerCounters & { external?: ExternalBrokerCounters; brokers?: ExternalBrokerCounters[] };
   /** The embedded broker's listeners; none in external mode. */
   readonly ports: BrokerPorts;
   /** Shutdown, first step: no new device message is taken (one not taken is sent again later). */

@@ -93,7 +93,8 @@ export class ExternalBrokers implements DeviceTransport, DeviceCredentials {
     return false;
   }
 
-  counters(): BrokerCounters & { external: ExternalBrokerCounters } {
+  /** Summed over the brokers; with several, `brokers` holds each one's client counters, in order. */
+  counters(): BrokerCounters & { external: ExternalBrokerCounters; brokers?: ExternalBrokerCounters[] } {
     const all = this.#links.map((l) => l.counters());
     if (all.length === 1) return all[0];
     const sum = <T extends object>(parts: T[]): T => {
@@ -101,7 +102,7 @@ export class ExternalBrokers implements DeviceTransport, DeviceCredentials {
       for (const p of parts.slice(1)) for (const [k, v] of Object.entries(p)) if (typeof v === 'number') out[k] = (out[k] as number) + v;
       return out as T;
     };
-    return { ...sum(all), external: sum(all.map((c) => c.external)) };
+    return { ...sum(all), external: sum(all.map((c) => c.external)), brokers: all.map((c) => c.external) };
   }
 
   // ---------------------------------------------------------------- credentials: each device's own broker
