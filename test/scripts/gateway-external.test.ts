@@ -66,19 +66,22 @@ t.test('a broker that refuses the gateway credentials stops the start, saying so
   });
 });
 
+/** The problems loadConfig names for these flags (and file), in a data dir `dir`; none: []. */
+const problemsIn = (dir: string) => (flags: Parameters<typeof loadConfig>[0]['flags'], file?: string) => {
+  try {
+    loadConfig({ file: file ?? null, flags: { dataDir: dir, ...flags } });
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems;
+  }
+};
+
 t.test('bad broker options are refused, each named', async (t) => {
   const dir = t.testdir();
   const authPath = join(dir, 'gateway-broker.json');
   writeFileSync(authPath, JSON.stringify({ username: 'pinwave@gateway', password: 'secret-password-0123' }), { mode: 0o600 });
-  const problems = (flags: Parameters<typeof loadConfig>[0]['flags'], file?: string) => {
-    try {
-      loadConfig({ file: file ?? null, flags: { dataDir: dir, ...flags } });
-      return [];
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      return err.problems;
-    }
-  };
+  const problems = problemsIn(dir);
   t.match(problems({ brokerUrl: 'mqtt://127.0.0.1' }), ['--broker: must name the port (1883 is never assumed), got "mqtt://127.0.0.1"', /^--broker: needs the gateway's broker credentials/]);
   t.match(problems({ brokerUrl: 'http://127.0.0.1:1' }), [/^--broker: must be mqtt:\/\/HOST:PORT or mqtts:\/\/HOST:PORT/]);
   t.match(problems({ brokerUrl: 'mqtt://127.0.0.1:18830' }), [/^--broker: needs the gateway's broker credentials: --broker-auth FILE/]);
@@ -103,15 +106,7 @@ t.test('several brokers: --broker repeated or a comma list, one credentials file
   const authB = join(dir, 'b.json');
   writeFileSync(authA, JSON.stringify({ username: 'pinwave@gateway', password: 'password-of-broker-a' }), { mode: 0o600 });
   writeFileSync(authB, JSON.stringify({ username: 'pinwave@gateway', password: 'password-of-broker-b' }), { mode: 0o600 });
-  const problems = (flags: Parameters<typeof loadConfig>[0]['flags'], file?: string) => {
-    try {
-      loadConfig({ file: file ?? null, flags: { dataDir: dir, ...flags } });
-      return [];
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      return err.problems;
-    }
-  };
+  const problems = problemsIn(dir);
   const A = 'mqtt://127.0.0.1:18831';
   const B = 'mqtt://127.0.0.1:18832';
   const shared = loadConfig({ flags: { dataDir: dir, brokerUrl: [A, B], brokerAuth: authA } }).broker!;
