@@ -92,6 +92,35 @@ t.test('--from-data moves an embedded fleet with the hashes the store holds; who
   t.not((await pub('dev-revoked', tokens.revoked)).code, 0, 'a revoked device is not in the broker');
 });
 
+t.test('--of-broker writes the devices recorded on that broker (and with --with-unrecorded those with none)', async (t) => {
+  const root = tempDir(t);
+  const data = join(root, 'data');
+  const store = new LowdbStore({ dir: data, windowMs: 0 });
+  await store.load();
+  const A = 'mqtt://10.0.0.11:18830';
+  const B = 'mqtt://10.0.0.12:18830';
+  await store.putDevices([
+    newDeviceRecord({ id: 'dev-a', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: A }),
+    newDeviceRecord({ id: 'dev-b', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: B }),
+    newDeviceRecord({ id: 'dev-none', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1 }),
+  ]);
+  await store.close();
+  const clients = async (dir: string) => (JSON.parse(readFileSync(join(dir, 'dynamic-security.json'), 'utf8')).clients as Array<{ username: string }>).map((c) => c.username).filter((u) => u.startsWith('dev-')).sort();
+  t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'a'), '--from-data', data, '--of-broker', A, '--with-unrecorded'], fakeIo().io), 0);
+  t.same(await clients(join(root, 'a')), ['dev-a', 'dev-none'], 'the first broker: its own and the unrecorded');
+  t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'b'), '--from-data', data, '--of-broker', B], fakeIo().io), 0);
+  t.same(await clients(join(root, 'b')), ['dev-b'], 'another: its own only');
+  for (const [args, message] of [
+    [['--of-broker', A], /--of-broker needs --from-data/],
+    [['--from-data', data, '--with-unrecorded'], /--with-unrecorded needs --of-broker/],
+    [['--from-data', data, '--of-broker', 'broker-b'], /--of-broker must be a broker URL/],
+  ] as Array<[string[], RegExp]>) {
+    const { io, err } = fakeIo();
+    t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'x'), ...args], io), 2, args.join(' '));
+    t.match(err.join('\n'), message);
+  }
+});
+
 t.test('bad flags are usage errors that name what was wrong; nothing is written', async (t) => {
   const root = tempDir(t);
   const cases: Array<[string[], RegExp]> = [
