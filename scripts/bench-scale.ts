@@ -84,12 +84,17 @@ function options(argv: string[]): Options {
   return { configs, gatewaySize, repeat, external: !values['no-external'] };
 }
 
-/** A Mosquitto with nothing but a listener: no auth, no persistence; the floor. */
+/**
+ * A Mosquitto with nothing but a listener: no auth, no persistence; the floor. Its queue per
+ * client is the one `pinwave broker mosquitto-config` writes (1,000,000): the pusher's one session
+ * receives every device's ack, and at Mosquitto's default 1,000 a burst of 10,000 under load
+ * dropped the rest, and the push never completed.
+ */
 async function bareMosquitto(dir: string): Promise<MosquittoProcess> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const confPath = join(dir, `mosquitto-${port}.conf`);
-    writeFileSync(confPath, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'set_tcp_nodelay true', 'max_connections -1', 'max_queued_messages 1000', ''].join('\n'));
+    writeFileSync(confPath, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'set_tcp_nodelay true', 'max_connections -1', 'max_queued_messages 1000000', ''].join('\n'));
     try {
       return await startMosquitto({ confPath, port });
     } catch (err) {
