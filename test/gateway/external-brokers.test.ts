@@ -4,7 +4,9 @@
 // both; rotation and revocation go to the device's broker.
 import t from 'tap';
 import { apiHarness } from '../fixtures/http.ts';
-import { newPins, until } from '../fixtures/gateway.ts';
+import { harness, newPins, until } from '../fixtures/gateway.ts';
+import { hashDeviceToken, newToken } from '../../gateway/credentials.ts';
+import { newDeviceRecord } from '../../gateway/store/types.ts';
 import { mosquitto, runClient, type TestMosquitto } from '../fixtures/mosquitto.ts';
 import { Fleet } from '../../device-sim/fleet.ts';
 
@@ -74,4 +76,29 @@ t.test('a rollout reaches every device on both brokers, each bundle through its 
   t.ok(each.every((c) => c.messagesOut >= n / 2), `each broker carried its own devices' bundles (${each.map((c) => c.messagesOut).join(' + ')})`);
   t.equal(each[0].messagesOut + each[1].messagesOut, h.gw.counters().bundlesSent, 'each bundle through one broker');
   t.ok(each.every((c) => c.messagesIn >= n / 2), 'and their messages');
+});
+
+t.test('a device with no broker recorded belongs to the first: counted there, rotated there', async (t) => {
+  const { a, b, h } = await twoBrokers(t);
+  // as the embedded gateway provisioned it, before the fleet moved to brokers
+  const now = h.clock.now();
+  const put = await h.gw.store.apply([{ type: 'device.provision', device: newDeviceRecord({ id: 'mb-old', group: 'thermostats', tokenHash: hashDeviceToken(newToken()), createdAt: now }) }]);
+  t.ok(put.ok);
+  const { devices } = await h.gw.provision([{ id: 'mb-new', group: 'thermostats' }]);
+  t.equal(devices[0].broker, b.url, 'the first broker holds the unrecorded device: the new one goes to the second');
+  t.equal((await h.call('GET', '/v1/devices/mb-old', { as: 'viewer' })).json().broker, a.url, 'the API shows it on the first');
+  const rotated = await h.gw.rotateToken('mb-old');
+  t.equal((await pub(a, 'mb-old', rotated.token)).code, 0, 'its rotation created it on the first broker');
+  t.not((await pub(b, 'mb-old', rotated.token)).code, 0, 'and nowhere else');
+});
+
+t.test('a gateway one of whose brokers refuses it does not start, naming that broker', async (t) => {
+  const [a, b] = await Promise.all([mosquitto(t), mosquitto(t)]);
+  const err = await harness(t, {
+    broker: [
+      { url: a.url, username: a.gateway.username, password: a.gateway.password, clientId: 'pinwave@test-gw' },
+      { url: b.url, username: b.gateway.username, password: 'not-the-password', clientId: 'pinwave@test-gw' },
+    ],
+  }).then(() => null, (e: Error) => e);
+  t.match(err?.message, `broker 2 of 2 (${b.url}): the broker at ${b.url} refused the gateway's credentials`);
 });
