@@ -233,6 +233,8 @@ export interface ConfigFlags {
   brokerUrl?: string;
   brokerAuth?: string;
   brokerCa?: string;
+  /** --broker-client-id: this replica's client id (docs/architecture.md §8) */
+  brokerClientId?: string;
 }
 
 export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, logFormat: 'json' as LogFormat, shutdownTimeoutSeconds: 10 };
@@ -629,10 +631,11 @@ class Checker {
     const url = from(flags.brokerUrl, 'url', '--broker');
     const auth = from(flags.brokerAuth, 'auth', '--broker-auth');
     const ca = from(flags.brokerCa, 'ca', '--broker-ca');
-    const clientId = this.string(r.clientId, 'config.broker.clientId');
+    const clientIdAt = flags.brokerClientId !== undefined ? '--broker-client-id' : 'config.broker.clientId';
+    const clientId = flags.brokerClientId ?? this.string(r.clientId, 'config.broker.clientId');
     const deviceUrl = this.string(r.deviceUrl, 'config.broker.deviceUrl');
     if (url === undefined) {
-      const given = [auth?.at, ca?.at, clientId !== undefined && 'config.broker.clientId', deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
+      const given = [auth?.at, ca?.at, clientId !== undefined && clientIdAt, deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
       if (given.length > 0) this.problems.push(`${given[0]}: needs the broker's URL (--broker mqtt://HOST:PORT or config.broker.url)`);
       return undefined;
     }
@@ -640,7 +643,7 @@ class Checker {
     const scheme = url.value === undefined ? null : this.brokerUrl(url.value, url.at);
     if (deviceUrl !== undefined) this.brokerUrl(deviceUrl, 'config.broker.deviceUrl');
     if (scheme === 'mqtt:' && ca !== undefined) this.problems.push(`${ca.at}: a CA is for an mqtts:// broker, but ${url.at} is ${url.value}`);
-    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`config.broker.clientId: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
+    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`${clientIdAt}: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
     let creds: { username: string; password: string } | undefined;
     if (auth === undefined) this.problems.push(`${url.at}: needs the gateway's broker credentials: --broker-auth FILE or config.broker.auth (pinwave broker mosquitto-config writes gateway-broker.json)`);
     else if (auth.value !== undefined) {

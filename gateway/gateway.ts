@@ -17,7 +17,9 @@
 //   const bundle = await gw.createBundle({ group: 'thermostats', endpoints: [...] }, 'alice');
 //   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
-import { ExternalTransport, type ExternalTransportOptions } from './broker/external-transport.ts';
+import { defaultReplicaId, ExternalTransport, type ExternalTransportOptions } from './broker/external-transport.ts';
+import type { Replica } from './replica/replica.ts';
+import { deviceTopic } from './topics.ts';
 import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
 import { Delivery, type DeviceLink } from './delivery.ts';
@@ -119,6 +121,12 @@ export interface GatewayOptions {
    * listener of the gateway's own (`mqttPort`, `tls`, `websocket` unused). Default: aedes, embedded
    */
   broker?: ExternalTransportOptions;
+  /**
+   * replicas (docs/architecture.md §8): on by default with an external `broker` and a PostgreSQL
+   * store; any number of gateways on that broker and database elect one leader to run the engine.
+   * `false` turns it off (one gateway that runs the engine without asking). Tests shorten the waits.
+   */
+  replica?: false | { retryMs?: number; actionTimeoutMs?: number };
 }
 
 export interface GatewayCounters {
@@ -142,6 +150,15 @@ export class Gateway {
   /** set in external broker mode */
   #external: ExternalTransport | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** set with replicas (docs/architecture.md §8): this process's role among them */
+  #replica: Replica | null = null;
+  /** replicas: resolves once the replica is up (device messages wait for it) */
+  #replicaUp!: Promise<Replica | null>;
+  #replicaReady!: (r: Replica | null) => void;
+  /** replicas: a follower's read of the rollouts in flight, and whether another is asked for */
+  #viewReading: Promise<void> | null = null;
+  #viewAgain = false;
+  #replicated = false;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
   /** the config's manifests and the pushed ones (docs/architecture.md §4) */
@@ -210,24 +227,130 @@ export class Gateway {
     }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
+    const replicaUrl = o.broker && o.replica !== false ? (o.storeUrl ?? (store as { url?: unknown }).url) : undefined;
+    const replicated = typeof replicaUrl === 'string' && /^postgres(ql)?:\/\//.test(replicaUrl);
+    gw.#replicaUp = new Promise((resolve) => (gw.#replicaReady = resolve));
+    gw.#replicated = replicated;
+    if (!replicated) gw.#replicaReady(null);
     try {
       await gw.#startBroker(o, ingest, tasks);
+      if (replicated) {
+        const { Replica } = await import('./replica/replica.ts');
+        gw.#replica = await Replica.start({ url: replicaUrl, id: o.broker!.clientId ?? defaultReplicaId(), broker: { ...o.broker!, logger: gw.#log }, hooks: gw.#replicaHooks(), log: gw.#log, now: o.now ?? Date.now, ...(o.replica || {}) });
+        gw.#rollouts.onChange(() => gw.#replica?.changed());
+        gw.#replicaReady(gw.#replica);
+      }
     } catch (err) {
       // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
+      gw.#replicaReady(null);
+      await gw.#broker?.close().catch(() => undefined);
       await gw.#webhooks?.close();
       await store.close().catch(() => undefined);
       throw err;
     }
-    // A deadline that passed while the gateway was down is evaluated at once.
-    void gw.tick();
-    const every = o.tickIntervalMs ?? 1000;
-    if (every > 0) {
-      gw.#timer = setInterval(() => void gw.tick(), every);
-      gw.#timer.unref();
-    }
+    if (!replicated) gw.#startTimer();
     // `pinwave gateway` logs the one start line of a process, with its listeners.
     gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
+  }
+
+  /** The rollout timer; a deadline that passed while the gateway was down is evaluated at once. */
+  #startTimer(): void {
+    void this.tick();
+    const every = this.#o.tickIntervalMs ?? 1000;
+    if (every > 0 && this.#timer === null && !this.#stopping) {
+      this.#timer = setInterval(() => void this.tick(), every);
+      this.#timer.unref();
+    }
+  }
+
+  /** What this gateway does as a replica, leading or following (gateway/replica/replica.ts). */
+  #replicaHooks(): import('./replica/replica.ts').ReplicaHooks {
+    return {
+      lead: async () => {
+        // What the last leader committed is the truth now: the engine starts from it.
+        await this.#rollouts.load();
+        this.#startTimer();
+      },
+      resume: async () => {
+        await this.#replicaUp;
+        // What was being sent when the last leader stopped goes again (once per device session).
+        const online = this.#external?.broker.onlineDevices() ?? [];
+        for (let i = 0; i < online.length && this.#replica?.leading; i += 200) {
+          await Promise.all(online.slice(i, i + 200).map((id) => this.#tasks.track(this.#ingest.onSubscribe(id, deviceTopic(id, 'bundle')))));
+        }
+      },
+      follow: (reason) => {
+        if (this.#timer) clearInterval(this.#timer);
+        this.#timer = null;
+        this.#log.warn({ reason }, 'replica: no longer leading; the engine stopped here');
+        this.#readView();
+      },
+      handle: (id, kind, payload) => {
+        if (kind === 'state') this.#delivery.newSession(id);
+        return this.#ingest.onMessage(id, kind, payload);
+      },
+      perform: (method, args) => this.#perform(method, args),
+      changed: () => this.#readView(),
+    };
+  }
+
+  /** A follower's rollouts, read again from the database (one read at a time, another after it when asked meanwhile). */
+  #readView(): Promise<void> {
+    if (this.#viewReading) {
+      this.#viewAgain = true;
+      return this.#viewReading;
+    }
+    this.#viewReading = (async () => {
+      try {
+        do {
+          this.#viewAgain = false;
+          if (this.#replica?.leading) break;
+          await this.#rollouts.load(true);
+        } while (this.#viewAgain);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'replica: reading the rollouts failed');
+      } finally {
+        this.#viewReading = null;
+      }
+    })();
+    return this.#viewReading;
+  }
+
+  /**
+   * A rollout action: performed here when this gateway runs the engine, else forwarded to the
+   * leading replica (docs/architecture.md §8), whose answer is returned once this replica's
+   * rollouts show it.
+   */
+  async #leader<T>(method: RolloutAction, args: unknown[]): Promise<T> {
+    const replica = this.#replica;
+    if (replica === null || replica.leading) return (await this.#perform(method, args)) as T;
+    const result = (await replica.forward(method, args)) as T;
+    await this.#readView();
+    if (this.#viewReading) await this.#viewReading;
+    return result;
+  }
+
+  #perform(method: string, a: unknown[]): Promise<unknown> {
+    const r = this.#rollouts;
+    const [x, y, z, w] = a as [never, never, never, never];
+    switch (method as RolloutAction) {
+      case 'create':
+        return r.create(x, y);
+      case 'start':
+        return r.start(x, y);
+      case 'approve':
+        return r.approve(x, y);
+      case 'pause':
+        return r.pause(x, y);
+      case 'resume':
+        return r.resume(x, y, z, w);
+      case 'abort':
+        return r.abort(x, y, z);
+      case 'rollback':
+        return r.rollback(x, y, z);
+    }
+    return Promise.reject(new Error(`unknown rollout action ${JSON.stringify(method)}`));
   }
 
   /** The embedded broker, or the external one's client (docs/architecture.md §8). */
@@ -235,13 +358,15 @@ export class Gateway {
     const gw = this;
     if (o.broker) {
       gw.#broker = gw.#external = await ExternalTransport.start({ logger: gw.#log, ...o.broker }, {
-        onConnect: (id) => ingest.onConnect(id),
-        onDisconnect: (id) => ingest.onDisconnect(id),
-        onSubscribe: (id, filter) => tasks.track(ingest.onSubscribe(id, filter)),
+        // Replicas: presence is every replica's, but only the leader acts on it (it resends at takeover).
+        onConnect: (id) => gw.#engineHere() && ingest.onConnect(id),
+        onDisconnect: (id) => gw.#engineHere() && ingest.onDisconnect(id),
+        onSubscribe: (id, filter) => void (gw.#engineHere() && tasks.track(ingest.onSubscribe(id, filter))),
         onReport: (id) => gw.#delivery.newSession(id),
         // The promise goes back to the client, which acknowledges the broker once it resolved:
         // once committed (docs/architecture.md §7, §8); a rejection leaves the message unacknowledged.
-        onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
+        // Replicas: a follower commits it for the leader (gateway/replica/inbox.ts).
+        onMessage: (id, kind, payload) => gw.#replicaUp.then((r) => (r ? r.message(id, kind, payload) : ingest.onMessage(id, kind, payload))),
       });
     } else gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
@@ -260,6 +385,11 @@ export class Gateway {
       // Before the PUBACK: resolved once committed, rejected when it could not be (docs/architecture.md §7).
       onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
     });
+  }
+
+  /** Whether this process runs the engine: always without replicas; with them, while it leads. */
+  #engineHere(): boolean {
+    return !this.#replicated || (this.#replica?.leading ?? false);
   }
 
   // ---------------------------------------------------------------- shutdown (`pinwave gateway`)
@@ -291,8 +421,11 @@ export class Gateway {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       if (this.#timer) clearInterval(this.#timer);
+      this.#timer = null;
       await this.#broker?.close();
       await this.#tasks.current();
+      // The lock goes with this connection: a follower takes over at its next try.
+      await this.#replica?.close();
       await this.#webhooks?.close();
       await this.#store.close();
       this.#log.debug({}, 'gateway stopped');
@@ -320,6 +453,17 @@ export class Gateway {
   /** `external` when devices connect to a broker the gateway is a client of (docs/architecture.md §8), `embedded` otherwise. */
   get brokerMode(): 'embedded' | 'external' {
     return this.#external ? 'external' : 'embedded';
+  }
+
+  /** Replicas (docs/architecture.md §8): this replica's id (its broker client id) and whether it leads; null without replicas. */
+  get replica(): ({ id: string; leader: boolean; terms: number } & ReturnType<Replica['counters']>) | null {
+    const r = this.#replica;
+    return r && { id: r.id, leader: r.leading, terms: r.terms, ...r.counters() };
+  }
+
+  /** Replicas: device messages followers committed that the leader has not handled yet; null without replicas. */
+  replicaInbox(): Promise<number | null> {
+    return this.#replica?.inboxWaiting() ?? Promise.resolve(null);
   }
 
   get store(): ChangeStore {
@@ -447,29 +591,29 @@ export class Gateway {
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
   createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
-    return this.#rollouts.create(input, actor);
+    return this.#leader('create', [input, actor]);
   }
 
   startRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.start(id, actor);
+    return this.#leader('start', [id, actor]);
   }
 
   /** An operator other than its creator agrees to a pending rollout that asked for approval (docs/architecture.md §10). */
   approveRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.approve(id, actor);
+    return this.#leader('approve', [id, actor]);
   }
 
   pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.pause(id, actor);
+    return this.#leader('pause', [id, actor]);
   }
 
   /** `scope`: the new thresholds are for the held wave only (default), or for it and every wave after it. */
   resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}, scope: ResumeScope = 'held'): Promise<RolloutSummary> {
-    return this.#rollouts.resume(id, actor, changes, scope);
+    return this.#leader('resume', [id, actor, changes, scope]);
   }
 
   abortRollout(id: string, actor: string, reason = 'operator'): Promise<RolloutSummary> {
-    return this.#rollouts.abort(id, actor, reason);
+    return this.#leader('abort', [id, actor, reason]);
   }
 
   /**
@@ -477,7 +621,7 @@ export class Gateway {
    * again with a higher seq, or the uploaded `bundle`, to every device the rollout reached.
    */
   rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
-    return this.#rollouts.rollback(id, actor, opts);
+    return this.#leader('rollback', [id, actor, opts]);
   }
 
   async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
@@ -505,6 +649,7 @@ export class Gateway {
 
   /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock (await it: it resolves once what it decided is committed). */
   tick(): Promise<void> {
+    if (!this.#engineHere()) return Promise.resolve();
     return this.#rollouts.tick();
   }
 
@@ -545,6 +690,9 @@ export class Gateway {
     return this.#webhooks?.idle() ?? Promise.resolve();
   }
 }
+
+/** The rollout actions a follower replica forwards to the leader (gateway/replica/actions.ts). */
+type RolloutAction = 'create' | 'start' | 'approve' | 'pause' | 'resume' | 'abort' | 'rollback';
 
 function dataDirOf(o: GatewayOptions): string {
   if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new TypeError('expected dataDir (the embedded store), storeUrl (PostgreSQL) or store');
