@@ -19,6 +19,7 @@
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
 import { defaultReplicaId, ExternalTransport, type ExternalTransportOptions } from './broker/external-transport.ts';
 import type { Replica } from './replica/replica.ts';
+import type { PgSessionStore } from './http/pg-session-store.ts';
 import { deviceTopic } from './topics.ts';
 import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
@@ -159,6 +160,8 @@ export class Gateway {
   #viewReading: Promise<void> | null = null;
   #viewAgain = false;
   #replicated = false;
+  /** console sessions in the database, with the PostgreSQL store (docs/architecture.md §8, §10) */
+  #sessions: PgSessionStore | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
   /** the config's manifests and the pushed ones (docs/architecture.md §4) */
@@ -227,8 +230,11 @@ export class Gateway {
     }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
-    const replicaUrl = o.broker && o.replica !== false ? (o.storeUrl ?? (store as { url?: unknown }).url) : undefined;
-    const replicated = typeof replicaUrl === 'string' && /^postgres(ql)?:\/\//.test(replicaUrl);
+    const pgUrl = o.storeUrl ?? (store as { url?: unknown }).url;
+    const onPostgres = typeof pgUrl === 'string' && /^postgres(ql)?:\/\//.test(pgUrl);
+    const replicaUrl = pgUrl as string;
+    const replicated = onPostgres && o.broker !== undefined && o.replica !== false;
+    if (onPostgres) gw.#sessions = (await import('./http/pg-session-store.ts')).PgSessionStore.open(replicaUrl);
     gw.#replicaUp = new Promise((resolve) => (gw.#replicaReady = resolve));
     gw.#replicated = replicated;
     if (!replicated) gw.#replicaReady(null);
@@ -243,6 +249,7 @@ export class Gateway {
     } catch (err) {
       // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
       gw.#replicaReady(null);
+      await gw.#sessions?.close().catch(() => undefined);
       await gw.#broker?.close().catch(() => undefined);
       await gw.#webhooks?.close();
       await store.close().catch(() => undefined);
@@ -426,6 +433,7 @@ export class Gateway {
       await this.#tasks.current();
       // The lock goes with this connection: a follower takes over at its next try.
       await this.#replica?.close();
+      await this.#sessions?.close().catch(() => undefined);
       await this.#webhooks?.close();
       await this.#store.close();
       this.#log.debug({}, 'gateway stopped');
@@ -459,6 +467,11 @@ export class Gateway {
   get replica(): ({ id: string; leader: boolean; terms: number } & ReturnType<Replica['counters']>) | null {
     const r = this.#replica;
     return r && { id: r.id, leader: r.leading, terms: r.terms, ...r.counters() };
+  }
+
+  /** Where the console's sessions live when the store is PostgreSQL (shared by every replica); null: the HTTP server keeps them in memory. */
+  get consoleSessions(): PgSessionStore | null {
+    return this.#sessions;
   }
 
   /** Replicas: device messages followers committed that the leader has not handled yet; null without replicas. */
