@@ -239,16 +239,19 @@ export class Gateway {
     gw.#replicated = replicated;
     if (!replicated) gw.#replicaReady(null);
     try {
-      await gw.#startBroker(o, ingest, tasks);
       if (replicated) {
+        // Its own lock first: a second process under this client id must not reach the broker.
         const { Replica } = await import('./replica/replica.ts');
         gw.#replica = await Replica.start({ url: replicaUrl, id: o.broker!.clientId ?? defaultReplicaId(), broker: { ...o.broker!, logger: gw.#log }, hooks: gw.#replicaHooks(), log: gw.#log, now: o.now ?? Date.now, ...(o.replica || {}) });
         gw.#rollouts.onChange(() => gw.#replica?.changed());
         gw.#replicaReady(gw.#replica);
       }
+      await gw.#startBroker(o, ingest, tasks);
+      await gw.#replica?.elect();
     } catch (err) {
       // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
       gw.#replicaReady(null);
+      await gw.#replica?.close().catch(() => undefined);
       await gw.#sessions?.close().catch(() => undefined);
       await gw.#broker?.close().catch(() => undefined);
       await gw.#webhooks?.close();

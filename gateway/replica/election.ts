@@ -10,9 +10,10 @@
 // takes another replica's lock knows that replica is gone, and may drain its broker session
 // (`sessions.ts`) without kicking a live one.
 //
-//   const e = await Election.start({ url, replicaId: 'pinwave@gw-1', channels: ['pinwave_inbox'],
-//     onLead: () => …, onLose: () => …, onNotify: (channel, payload) => … });
-//   e.leading;   // true while this replica holds the lock
+//   const e = await Election.open({ url, replicaId: 'pinwave@gw-1', channels: ['pinwave_inbox'],
+//     onLead: () => …, onLose: () => …, onNotify: (channel, payload) => … });   // this replica's own lock
+//   await e.run();   // tries for the leadership now, then every retryMs
+//   e.leading;       // true while this replica holds the lock
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
 
@@ -49,13 +50,25 @@ export class Election {
   #timer: NodeJS.Timeout | null = null;
   #busy: Promise<void> = Promise.resolve();
 
-  /** Connects, takes this replica's own lock (waiting while a leader drains its session), and tries for the leadership once. */
-  static async start(o: ElectionOptions): Promise<Election> {
+  /**
+   * Connects and takes this replica's own lock, waiting while a leader drains its session; rejects
+   * when another process holds it past `ownLockTimeoutMs`. Before this replica opens its broker
+   * link: two processes under one client id would kick each other off the broker.
+   */
+  static async open(o: ElectionOptions): Promise<Election> {
     const e = new Election(o);
     await e.#connect(o.ownLockTimeoutMs ?? 30_000);
-    await e.#try();
-    e.#schedule();
     return e;
+  }
+
+  /** Tries for the leadership now (resolving once a leadership taken is taken over, or that failed: logged), then every `retryMs`. */
+  async run(): Promise<void> {
+    try {
+      await this.#try();
+    } catch (err) {
+      this.#o.log.warn({ replica: this.#o.replicaId, err: (err as Error).message }, 'replica: election round failed; trying again');
+    }
+    this.#schedule();
   }
 
   private constructor(o: ElectionOptions) {

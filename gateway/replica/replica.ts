@@ -15,8 +15,9 @@
 //   drained, and the broker sessions of replicas that are gone are drained (`sessions.ts`).
 //   Losing it (its connection dropped): engine work stops at once.
 //
-//   const replica = await Replica.start({ url, id: 'pinwave@gw-1', broker, hooks, log, now });
+//   const replica = await Replica.start({ url, id: 'pinwave@gw-1', broker, hooks, log, now });   // its own lock
 //   transport.onMessage = (id, kind, payload) => replica.message(id, kind, payload);
+//   await replica.elect();   // once the broker link is up
 import pg from 'pg';
 import type { ExternalTransportOptions } from '../broker/external-transport.ts';
 import type { Logger } from '../logger.ts';
@@ -74,10 +75,28 @@ export class Replica {
   readonly #counters = { inboxIn: 0, inboxHandled: 0, forwarded: 0, sessionsDrained: 0, drainedMessages: 0 };
   readonly #draining = new Set<string>();
 
+  /** Takes this replica's own lock and registers it; it follows until elect(). */
   static async start(o: ReplicaOptions): Promise<Replica> {
     const r = new Replica(o);
-    await r.#pool.query('INSERT INTO replicas (id, started_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at', [o.id, o.now()]);
-    r.#election = await Election.start({
+    try {
+      r.#election = await r.#open();
+      await r.#pool.query('INSERT INTO replicas (id, started_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at', [o.id, o.now()]);
+    } catch (err) {
+      await r.close();
+      throw err;
+    }
+    return r;
+  }
+
+  /** Tries for the leadership now (a leadership taken is taken over before this resolves), then every second. */
+  elect(): Promise<void> {
+    return this.#election.run();
+  }
+
+  #open(): Promise<Election> {
+    const r = this;
+    const o = this.#o;
+    return Election.open({
       url: o.url,
       replicaId: o.id,
       channels: [INBOX_CHANNEL, ACTIONS_CHANNEL, ACTION_DONE_CHANNEL, ROLLOUTS_CHANNEL],
@@ -91,7 +110,6 @@ export class Replica {
       onNotify: (channel, payload) => r.#notified(channel, payload),
       onLeaderTick: (c) => r.#drainGone(c),
     });
-    return r;
   }
 
   /**

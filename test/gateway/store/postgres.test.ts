@@ -30,9 +30,9 @@ t.test('migrations are applied once and recorded; a newer schema is refused', as
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   t.teardown(() => c.end());
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }]);
   const tables = (await c.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).rows.map((r) => r.table_name);
-  t.same(tables, ['bundles', 'counters', 'device_history', 'device_telemetry', 'devices', 'groups', 'items', 'pinwave_schema', 'rollout_decisions', 'rollout_members', 'rollout_waves', 'rollouts', 'telemetry_buckets']);
+  t.same(tables, ['bundles', 'console_sessions', 'counters', 'device_history', 'device_telemetry', 'devices', 'groups', 'items', 'pinwave_schema', 'replica_actions', 'replica_inbox', 'replicas', 'rollout_decisions', 'rollout_members', 'rollout_waves', 'rollouts', 'telemetry_buckets']);
   await c.query('INSERT INTO pinwave_schema (version) VALUES (99)');
   const err = await opened(url).then(() => null, (e: unknown) => e as Error & { code: string });
   t.equal(err?.code, 'PW_STORE_VERSION');
