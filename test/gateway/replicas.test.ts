@@ -131,6 +131,7 @@ t.test('two replicas: a hold within 1 s while both run, actions through the lead
   t.ok(holdMs < 1000, `held ${holdMs} ms after the crossing rejection was PUBACKed to its device`);
   const split = [await a.info(), await bb.info()];
   t.ok(split[1].external.messagesIn > 0, `the follower took its share too (${split[0].external.messagesIn} + ${split[1].external.messagesIn} device messages)`);
+  t.ok(split[0].replica.inboxHandled > 0, `the leader handled ${split[0].replica.inboxHandled} of the ${split[1].replica.inboxIn} messages the follower committed for it`);
 
   // 2. Actions on the follower go to the leader; two at once on two replicas do not race.
   const bundle = await bb.call<{ id: string }>('createBundle', { group: 'thermostats', endpoints: newPins }, 'alice');
