@@ -153,9 +153,6 @@ export class Gateway {
   #timer: NodeJS.Timeout | null = null;
   /** set with replicas (docs/architecture.md §8): this process's role among them */
   #replica: Replica | null = null;
-  /** replicas: resolves once the replica is up (device messages wait for it) */
-  #replicaUp!: Promise<Replica | null>;
-  #replicaReady!: (r: Replica | null) => void;
   /** replicas: a follower's read of the rollouts in flight, and whether another is asked for */
   #viewReading: Promise<void> | null = null;
   #viewAgain = false;
@@ -235,22 +232,18 @@ export class Gateway {
     const replicaUrl = pgUrl as string;
     const replicated = onPostgres && o.broker !== undefined && o.replica !== false;
     if (onPostgres) gw.#sessions = (await import('./http/pg-session-store.ts')).PgSessionStore.open(replicaUrl);
-    gw.#replicaUp = new Promise((resolve) => (gw.#replicaReady = resolve));
     gw.#replicated = replicated;
-    if (!replicated) gw.#replicaReady(null);
     try {
       if (replicated) {
         // Its own lock first: a second process under this client id must not reach the broker.
         const { Replica } = await import('./replica/replica.ts');
         gw.#replica = await Replica.start({ url: replicaUrl, id: o.broker!.clientId ?? defaultReplicaId(), broker: { ...o.broker!, logger: gw.#log }, hooks: gw.#replicaHooks(), log: gw.#log, now: o.now ?? Date.now, ...(o.replica || {}) });
         gw.#rollouts.onChange(() => gw.#replica?.changed());
-        gw.#replicaReady(gw.#replica);
       }
       await gw.#startBroker(o, ingest, tasks);
       await gw.#replica?.elect();
     } catch (err) {
       // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
-      gw.#replicaReady(null);
       await gw.#replica?.close().catch(() => undefined);
       await gw.#sessions?.close().catch(() => undefined);
       await gw.#broker?.close().catch(() => undefined);
@@ -283,8 +276,8 @@ export class Gateway {
         this.#startTimer();
       },
       resume: async () => {
-        await this.#replicaUp;
-        // What was being sent when the last leader stopped goes again (once per device session).
+        // The broker link is up (elect() comes after it): what was being sent when the last
+        // leader stopped goes again (once per device session).
         const online = this.#external?.broker.onlineDevices() ?? [];
         for (let i = 0; i < online.length && this.#replica?.leading; i += 200) {
           await Promise.all(online.slice(i, i + 200).map((id) => this.#tasks.track(this.#ingest.onSubscribe(id, deviceTopic(id, 'bundle')))));
@@ -376,7 +369,7 @@ export class Gateway {
         // The promise goes back to the client, which acknowledges the broker once it resolved:
         // once committed (docs/architecture.md §7, §8); a rejection leaves the message unacknowledged.
         // Replicas: a follower commits it for the leader (gateway/replica/inbox.ts).
-        onMessage: (id, kind, payload) => gw.#replicaUp.then((r) => (r ? r.message(id, kind, payload) : ingest.onMessage(id, kind, payload))),
+        onMessage: (id, kind, payload) => (gw.#replica ? gw.#replica.message(id, kind, payload) : ingest.onMessage(id, kind, payload)),
       });
     } else gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',

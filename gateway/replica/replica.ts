@@ -187,7 +187,7 @@ export class Replica {
     await this.#serveActions();
     await this.#drainGone(c);
     this.#o.log.info({ replica: this.#o.id, inbox: taken }, 'replica: took over the engine');
-    // Not awaited: at a process's start the broker link this needs is handed over after the election.
+    // Not awaited: a large fleet's resend must not hold the election round (the dead-replica checks).
     h.resume().catch((err: Error) => this.#o.log.warn({ err: err.message }, 'replica: sending devices what they should hold failed'));
   }
 
