@@ -6,7 +6,8 @@
 // and two operators pausing one rollout on two replicas at once do not race (one pause, one 409).
 // Then the leader is SIGKILLed mid-wave: the follower takes the lock within seconds, drains the
 // dead replica's broker session, and the rollout completes with every device's ack recorded (no
-// PUBACKed ack lost) and every decision of both leaders in order (none lost, none twice).
+// PUBACKed ack lost) and every decision of both leaders in order (none lost, none twice). A
+// follower killed after that has its session drained by the leader too.
 import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -183,5 +184,13 @@ t.test('two replicas: a hold within 1 s while both run, actions through the lead
   const took = (await bb.info()).replica;
   t.equal(took.sessionsDrained, 1, `one dead session drained, holding ${took.drainedMessages} device messages`);
   t.ok(took.forwarded >= 4 && took.inboxIn > 0, `replica b forwarded ${took.forwarded} actions and committed ${took.inboxIn} device messages for the leader while it followed`);
+  // A follower that dies: the leader drains its session within its next rounds, and forgets it.
+  const c = await replica(t, dir, config('pinwave@replica-c'), 'c');
+  t.match((await c.info()).replica, { id: 'pinwave@replica-c', leader: false });
+  c.child.kill('SIGKILL');
+  await c.killed();
+  await until(async () => (await bb.info()).replica.sessionsDrained === 2, 10_000, "the dead follower's session drained");
+  const { rows: left } = await db.query<{ id: string }>('SELECT id FROM replicas ORDER BY id');
+  t.same(left.map((r) => r.id), ['pinwave@replica-b'], 'and it was forgotten');
   t.comment(`hold ${holdMs} ms after the crossing message; takeover ${tookOverMs} ms after SIGKILL; ${took.drainedMessages} messages drained from the dead session; whole test ${Date.now() - began} ms`);
 });
