@@ -237,6 +237,8 @@ export interface ConfigFlags {
   brokerUrl?: string | readonly string[];
   brokerAuth?: string | readonly string[];
   brokerCa?: string | readonly string[];
+  /** --broker-client-id: this replica's client id (docs/architecture.md §8) */
+  brokerClientId?: string;
 }
 
 export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, logFormat: 'json' as LogFormat, shutdownTimeoutSeconds: 10 };
@@ -638,7 +640,8 @@ class Checker {
     const flagUrls = list(flags.brokerUrl);
     const flagAuths = list(flags.brokerAuth);
     const flagCas = list(flags.brokerCa);
-    const clientId = this.string(r.clientId, 'config.broker.clientId');
+    const clientIdAt = flags.brokerClientId !== undefined ? '--broker-client-id' : 'config.broker.clientId';
+    const clientId = flags.brokerClientId ?? this.string(r.clientId, 'config.broker.clientId');
     const deviceUrl = this.string(r.deviceUrl, 'config.broker.deviceUrl');
     type Entry = { url: { value: string | undefined; at: string }; auth?: { value: string | undefined; at: string; file: boolean }; ca?: { value: string | undefined; at: string; file: boolean }; deviceUrl?: string };
     const shared = (key: 'auth' | 'ca', f: string[] | undefined, name: string, n: number): Array<Entry['auth']> => {
@@ -670,7 +673,7 @@ class Checker {
     } else if (r.url !== undefined) {
       entries = [{ url: { value: this.string(r.url, 'config.broker.url'), at: 'config.broker.url' }, ...(deviceUrl !== undefined && { deviceUrl }) }];
     } else {
-      const given = [flagAuths && '--broker-auth', flagCas && '--broker-ca', r.auth !== undefined && 'config.broker.auth', r.ca !== undefined && 'config.broker.ca', clientId !== undefined && 'config.broker.clientId', deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
+      const given = [flagAuths && '--broker-auth', flagCas && '--broker-ca', r.auth !== undefined && 'config.broker.auth', r.ca !== undefined && 'config.broker.ca', clientId !== undefined && clientIdAt, deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
       if (given.length > 0) this.problems.push(`${given[0]}: needs the broker's URL (--broker mqtt://HOST:PORT or config.broker.url)`);
       return undefined;
     }
@@ -678,7 +681,7 @@ class Checker {
     const before = this.problems.length;
     const auths = shared('auth', flagAuths, '--broker-auth', entries.length);
     const cas = shared('ca', flagCas, '--broker-ca', entries.length);
-    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`config.broker.clientId: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
+    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`${clientIdAt}: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
     const out: NonNullable<GatewayConfig['broker']> = [];
     const seen = new Map<string, string>();
     for (const [i, e] of entries.entries()) {

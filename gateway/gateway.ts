@@ -17,8 +17,11 @@
 //   const bundle = await gw.createBundle({ group: 'thermostats', endpoints: [...] }, 'alice');
 //   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
-import type { ExternalTransportOptions } from './broker/external-transport.ts';
+import { defaultReplicaId, type ExternalTransportOptions } from './broker/external-transport.ts';
 import { ExternalBrokers } from './broker/external-brokers.ts';
+import type { Replica } from './replica/replica.ts';
+import type { PgSessionStore } from './http/pg-session-store.ts';
+import { deviceTopic } from './topics.ts';
 import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
 import { Delivery, type DeviceLink } from './delivery.ts';
@@ -121,6 +124,12 @@ export interface GatewayOptions {
    * sharded across them, each device provisioned onto one (docs/architecture.md §8). Default: aedes, embedded
    */
   broker?: ExternalTransportOptions | readonly ExternalTransportOptions[];
+  /**
+   * replicas (docs/architecture.md §8): on by default with an external `broker` and a PostgreSQL
+   * store; any number of gateways on that broker and database elect one leader to run the engine.
+   * `false` turns it off (one gateway that runs the engine without asking). Tests shorten the waits.
+   */
+  replica?: false | { retryMs?: number; actionTimeoutMs?: number };
 }
 
 export interface GatewayCounters {
@@ -144,6 +153,14 @@ export class Gateway {
   /** set in external broker mode */
   #external: ExternalBrokers | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** set with replicas (docs/architecture.md §8): this process's role among them */
+  #replica: Replica | null = null;
+  /** replicas: a follower's read of the rollouts in flight, and whether another is asked for */
+  #viewReading: Promise<void> | null = null;
+  #viewAgain = false;
+  #replicated = false;
+  /** console sessions in the database, with the PostgreSQL store (docs/architecture.md §8, §10) */
+  #sessions: PgSessionStore | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
   /** the config's manifests and the pushed ones (docs/architecture.md §4) */
@@ -212,39 +229,150 @@ export class Gateway {
     }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
+    const pgUrl = o.storeUrl ?? (store as { url?: unknown }).url;
+    const onPostgres = typeof pgUrl === 'string' && /^postgres(ql)?:\/\//.test(pgUrl);
+    const replicaUrl = pgUrl as string;
+    const replicated = onPostgres && o.broker !== undefined && o.replica !== false;
+    if (onPostgres) gw.#sessions = (await import('./http/pg-session-store.ts')).PgSessionStore.open(replicaUrl);
+    gw.#replicated = replicated;
     try {
+      if (replicated) {
+        // Its own lock first: a second process under this client id must not reach the broker.
+        const { Replica } = await import('./replica/replica.ts');
+        const links = brokerLinks(o);
+        gw.#replica = await Replica.start({ url: replicaUrl, id: links[0].clientId ?? defaultReplicaId(), brokers: links.map((l) => ({ ...l, logger: gw.#log })), hooks: gw.#replicaHooks(), log: gw.#log, now: o.now ?? Date.now, ...(o.replica || {}) });
+        gw.#rollouts.onChange(() => gw.#replica?.changed());
+      }
       await gw.#startBroker(o, ingest, tasks);
+      await gw.#replica?.elect();
     } catch (err) {
       // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
+      await gw.#replica?.close().catch(() => undefined);
+      await gw.#sessions?.close().catch(() => undefined);
+      await gw.#broker?.close().catch(() => undefined);
       await gw.#webhooks?.close();
       await store.close().catch(() => undefined);
       throw err;
     }
-    // A deadline that passed while the gateway was down is evaluated at once.
-    void gw.tick();
-    const every = o.tickIntervalMs ?? 1000;
-    if (every > 0) {
-      gw.#timer = setInterval(() => void gw.tick(), every);
-      gw.#timer.unref();
-    }
+    if (!replicated) gw.#startTimer();
     // `pinwave gateway` logs the one start line of a process, with its listeners.
     gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
+  }
+
+  /** The rollout timer; a deadline that passed while the gateway was down is evaluated at once. */
+  #startTimer(): void {
+    void this.tick();
+    const every = this.#o.tickIntervalMs ?? 1000;
+    if (every > 0 && this.#timer === null && !this.#stopping) {
+      this.#timer = setInterval(() => void this.tick(), every);
+      this.#timer.unref();
+    }
+  }
+
+  /** What this gateway does as a replica, leading or following (gateway/replica/replica.ts). */
+  #replicaHooks(): import('./replica/replica.ts').ReplicaHooks {
+    return {
+      lead: async () => {
+        // What the last leader committed is the truth now: the engine starts from it.
+        await this.#rollouts.load();
+        this.#startTimer();
+      },
+      resume: async () => {
+        // The broker link is up (elect() comes after it): what was being sent when the last
+        // leader stopped goes again (once per device session).
+        const online = this.#external?.links.flatMap((l) => l.broker.onlineDevices()) ?? [];
+        for (let i = 0; i < online.length && this.#replica?.leading; i += 200) {
+          await Promise.all(online.slice(i, i + 200).map((id) => this.#tasks.track(this.#ingest.onSubscribe(id, deviceTopic(id, 'bundle')))));
+        }
+      },
+      follow: (reason) => {
+        if (this.#timer) clearInterval(this.#timer);
+        this.#timer = null;
+        this.#log.warn({ reason }, 'replica: no longer leading; the engine stopped here');
+        this.#readView();
+      },
+      handle: (id, kind, payload) => {
+        if (kind === 'state') this.#delivery.newSession(id);
+        return this.#ingest.onMessage(id, kind, payload);
+      },
+      perform: (method, args) => this.#perform(method, args),
+      changed: () => this.#readView(),
+    };
+  }
+
+  /** A follower's rollouts, read again from the database (one read at a time, another after it when asked meanwhile). */
+  #readView(): Promise<void> {
+    if (this.#viewReading) {
+      this.#viewAgain = true;
+      return this.#viewReading;
+    }
+    this.#viewReading = (async () => {
+      try {
+        do {
+          this.#viewAgain = false;
+          if (this.#replica?.leading) break;
+          await this.#rollouts.load(true);
+        } while (this.#viewAgain);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'replica: reading the rollouts failed');
+      } finally {
+        this.#viewReading = null;
+      }
+    })();
+    return this.#viewReading;
+  }
+
+  /**
+   * A rollout action: performed here when this gateway runs the engine, else forwarded to the
+   * leading replica (docs/architecture.md §8), whose answer is returned once this replica's
+   * rollouts show it.
+   */
+  async #leader<T>(method: RolloutAction, args: unknown[]): Promise<T> {
+    const replica = this.#replica;
+    if (replica === null || replica.leading) return (await this.#perform(method, args)) as T;
+    const result = (await replica.forward(method, args)) as T;
+    await this.#readView();
+    if (this.#viewReading) await this.#viewReading;
+    return result;
+  }
+
+  #perform(method: string, a: unknown[]): Promise<unknown> {
+    const r = this.#rollouts;
+    const [x, y, z, w] = a as [never, never, never, never];
+    switch (method as RolloutAction) {
+      case 'create':
+        return r.create(x, y);
+      case 'start':
+        return r.start(x, y);
+      case 'approve':
+        return r.approve(x, y);
+      case 'pause':
+        return r.pause(x, y);
+      case 'resume':
+        return r.resume(x, y, z, w);
+      case 'abort':
+        return r.abort(x, y, z);
+      case 'rollback':
+        return r.rollback(x, y, z);
+    }
+    return Promise.reject(new Error(`unknown rollout action ${JSON.stringify(method)}`));
   }
 
   /** The embedded broker, or the external one's client (docs/architecture.md §8). */
   async #startBroker(o: GatewayOptions, ingest: Ingest, tasks: Tasks): Promise<void> {
     const gw = this;
     if (o.broker) {
-      const links = (Array.isArray(o.broker) ? o.broker : [o.broker]) as readonly ExternalTransportOptions[];
-      gw.#broker = gw.#external = await ExternalBrokers.start(links.map((l) => ({ logger: gw.#log, ...l })), {
-        onConnect: (id) => ingest.onConnect(id),
-        onDisconnect: (id) => ingest.onDisconnect(id),
-        onSubscribe: (id, filter) => tasks.track(ingest.onSubscribe(id, filter)),
+      gw.#broker = gw.#external = await ExternalBrokers.start(brokerLinks(o).map((l) => ({ logger: gw.#log, ...l })), {
+        // Replicas: presence is every replica's, but only the leader acts on it (it resends at takeover).
+        onConnect: (id) => gw.#engineHere() && ingest.onConnect(id),
+        onDisconnect: (id) => gw.#engineHere() && ingest.onDisconnect(id),
+        onSubscribe: (id, filter) => void (gw.#engineHere() && tasks.track(ingest.onSubscribe(id, filter))),
         onReport: (id) => gw.#delivery.newSession(id),
         // The promise goes back to the client, which acknowledges the broker once it resolved:
         // once committed (docs/architecture.md §7, §8); a rejection leaves the message unacknowledged.
-        onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
+        // Replicas: a follower commits it for the leader (gateway/replica/inbox.ts).
+        onMessage: (id, kind, payload) => (gw.#replica ? gw.#replica.message(id, kind, payload) : ingest.onMessage(id, kind, payload)),
       });
     } else gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
@@ -263,6 +391,11 @@ export class Gateway {
       // Before the PUBACK: resolved once committed, rejected when it could not be (docs/architecture.md §7).
       onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
     });
+  }
+
+  /** Whether this process runs the engine: always without replicas; with them, while it leads. */
+  #engineHere(): boolean {
+    return !this.#replicated || (this.#replica?.leading ?? false);
   }
 
   // ---------------------------------------------------------------- shutdown (`pinwave gateway`)
@@ -294,8 +427,12 @@ export class Gateway {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       if (this.#timer) clearInterval(this.#timer);
+      this.#timer = null;
       await this.#broker?.close();
       await this.#tasks.current();
+      // The lock goes with this connection: a follower takes over at its next try.
+      await this.#replica?.close();
+      await this.#sessions?.close().catch(() => undefined);
       await this.#webhooks?.close();
       await this.#store.close();
       this.#log.debug({}, 'gateway stopped');
@@ -328,6 +465,22 @@ export class Gateway {
   /** `external` when devices connect to a broker the gateway is a client of (docs/architecture.md §8), `embedded` otherwise. */
   get brokerMode(): 'embedded' | 'external' {
     return this.#external ? 'external' : 'embedded';
+  }
+
+  /** Replicas (docs/architecture.md §8): this replica's id (its broker client id) and whether it leads; null without replicas. */
+  get replica(): ({ id: string; leader: boolean; terms: number } & ReturnType<Replica['counters']>) | null {
+    const r = this.#replica;
+    return r && { id: r.id, leader: r.leading, terms: r.terms, ...r.counters() };
+  }
+
+  /** Where the console's sessions live when the store is PostgreSQL (shared by every replica); null: the HTTP server keeps them in memory. */
+  get consoleSessions(): PgSessionStore | null {
+    return this.#sessions;
+  }
+
+  /** Replicas: device messages followers committed that the leader has not handled yet; null without replicas. */
+  replicaInbox(): Promise<number | null> {
+    return this.#replica?.inboxWaiting() ?? Promise.resolve(null);
   }
 
   get store(): ChangeStore {
@@ -455,29 +608,29 @@ export class Gateway {
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
   createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
-    return this.#rollouts.create(input, actor);
+    return this.#leader('create', [input, actor]);
   }
 
   startRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.start(id, actor);
+    return this.#leader('start', [id, actor]);
   }
 
   /** An operator other than its creator agrees to a pending rollout that asked for approval (docs/architecture.md §10). */
   approveRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.approve(id, actor);
+    return this.#leader('approve', [id, actor]);
   }
 
   pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.pause(id, actor);
+    return this.#leader('pause', [id, actor]);
   }
 
   /** `scope`: the new thresholds are for the held wave only (default), or for it and every wave after it. */
   resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}, scope: ResumeScope = 'held'): Promise<RolloutSummary> {
-    return this.#rollouts.resume(id, actor, changes, scope);
+    return this.#leader('resume', [id, actor, changes, scope]);
   }
 
   abortRollout(id: string, actor: string, reason = 'operator'): Promise<RolloutSummary> {
-    return this.#rollouts.abort(id, actor, reason);
+    return this.#leader('abort', [id, actor, reason]);
   }
 
   /**
@@ -485,7 +638,7 @@ export class Gateway {
    * again with a higher seq, or the uploaded `bundle`, to every device the rollout reached.
    */
   rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
-    return this.#rollouts.rollback(id, actor, opts);
+    return this.#leader('rollback', [id, actor, opts]);
   }
 
   async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
@@ -513,6 +666,7 @@ export class Gateway {
 
   /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock (await it: it resolves once what it decided is committed). */
   tick(): Promise<void> {
+    if (!this.#engineHere()) return Promise.resolve();
     return this.#rollouts.tick();
   }
 
@@ -554,7 +708,15 @@ export class Gateway {
   }
 }
 
+/** The rollout actions a follower replica forwards to the leader (gateway/replica/actions.ts). */
+type RolloutAction = 'create' | 'start' | 'approve' | 'pause' | 'resume' | 'abort' | 'rollback';
+
 function dataDirOf(o: GatewayOptions): string {
   if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new TypeError('expected dataDir (the embedded store), storeUrl (PostgreSQL) or store');
   return o.dataDir;
+}
+
+/** The external brokers a gateway is given, as a list (one, or several: docs/architecture.md §8). */
+function brokerLinks(o: GatewayOptions): readonly ExternalTransportOptions[] {
+  return o.broker === undefined ? [] : ((Array.isArray(o.broker) ? o.broker : [o.broker]) as readonly ExternalTransportOptions[]);
 }

@@ -140,8 +140,12 @@ export class Rollouts {
     this.#decisions = new DecisionLog(o.log);
   }
 
-  /** Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them. */
-  async load(): Promise<void> {
+  /**
+   * Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them.
+   * `announce`: the change listeners are told of every rollout (a follower replica's view, read
+   * again after the leader changed it: docs/architecture.md §8).
+   */
+  async load(announce = false): Promise<void> {
     // Read into maps of their own, and swapped in at once: a reload never shows half the rollouts.
     const rollouts = new Map<string, GatewayRollout>();
     const deviceRollout = new Map<string, string>();
@@ -167,7 +171,8 @@ export class Rollouts {
         if (r.rollbackOf === undefined) delete r.rollbackOf;
         if (r.rolledBackBy === undefined) delete r.rolledBackBy;
         const ledger = new RolloutLedger(r);
-        if (engine.rebuildCounters(r)) {
+        // A follower's view is read while the leader writes (not one snapshot): it fixes nothing.
+        if (engine.rebuildCounters(r) && !announce) {
           this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
           fixes.push(...ledger.changes(r));
         }
@@ -184,6 +189,7 @@ export class Rollouts {
     for (const [id, r] of rollouts) this.#rollouts.set(id, r);
     this.#deviceRollout.clear();
     for (const [dev, id] of deviceRollout) this.#deviceRollout.set(dev, id);
+    if (announce) for (const r of rollouts.values()) this.#changed(r);
   }
 
   /**

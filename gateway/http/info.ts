@@ -84,6 +84,12 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
               kid: { type: ['string', 'null'], description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3); null on a gateway without a signing key (upload-only)' },
               publicKey: { type: ['string', 'null'], description: 'the signing key, SPKI PEM; null on a gateway without a signing key (upload-only: it takes bundles signed elsewhere)' },
+              replica: {
+                type: 'object',
+                required: ['id', 'leader'],
+                description: 'replicas (docs/architecture.md §8): this replica (its broker client id) and whether it runs the rollout engine now; absent on a gateway without replicas',
+                properties: { id: { type: 'string' }, leader: { type: 'boolean' } },
+              },
             },
           },
         }),
@@ -91,7 +97,8 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
     },
     async () => {
       const s = gw.signing;
-      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, broker: gw.brokerMode, ...(gw.brokers.length > 0 && { brokers: gw.brokers }), mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null };
+      const r = gw.replica;
+      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, broker: gw.brokerMode, ...(gw.brokers.length > 0 && { brokers: gw.brokers }), mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null, ...(r && { replica: { id: r.id, leader: r.leader } }) };
     },
   );
 }

@@ -30,7 +30,7 @@ import { LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
 const USAGE = `Usage:
   pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
                   [--shutdown-timeout T] [--log-format json|pretty] [--config FILE]
-                  [--broker mqtt://HOST:PORT --broker-auth FILE [--broker-ca FILE]] (--broker repeatable)
+                  [--broker mqtt://HOST:PORT --broker-auth FILE [--broker-ca FILE] [--broker-client-id ID]] (--broker repeatable)
 
 Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGINT or SIGTERM.
   --data DIR        the embedded store's folder: journal and snapshots, one gateway at a time (PINWAVE_DATA_DIR, config dataDir)
@@ -52,6 +52,10 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
   --broker-auth FILE   the gateway's broker credentials, mode 0600, as \`pinwave broker mosquitto-config\`
                     writes them (config broker.auth); with several brokers one for all, or one per --broker in order
   --broker-ca FILE  PEM CA of an mqtts:// broker; default the system's (config broker.ca); one, or one per --broker
+  --broker-client-id ID   this gateway's client id at the broker(s), stable across restarts, with an "@";
+                    default pinwave@<host name> (config broker.clientId). With --store postgres://… every
+                    gateway on the broker and database is a replica (docs/deployment.md): each needs its own id;
+                    one leads (runs the rollout engine), the others take device messages and API calls
   --log-format F    json (pino's JSON lines, ISO 8601 times; the default) or pretty (one readable line each, for people) (PINWAVE_LOG_FORMAT, config logFormat)
   --config FILE     JSON or YAML config: TLS for MQTT and HTTP, WebSocket, API tokens, manifests, wave defaults, webhooks (PINWAVE_CONFIG);
                     docs/configuration.md has every key; check a file with \`pinwave config check FILE\`
@@ -123,6 +127,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     broker: { type: 'string', multiple: true },
     'broker-auth': { type: 'string', multiple: true },
     'broker-ca': { type: 'string', multiple: true },
+    'broker-client-id': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
@@ -146,6 +151,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     ...(values.broker !== undefined && { brokerUrl: values.broker }),
     ...(values['broker-auth'] !== undefined && { brokerAuth: values['broker-auth'] }),
     ...(values['broker-ca'] !== undefined && { brokerCa: values['broker-ca'] }),
+    ...(values['broker-client-id'] !== undefined && { brokerClientId: values['broker-client-id'] }),
   };
 
   let config;
@@ -213,6 +219,8 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
   const scheme = config.http.tls ? 'https' : 'http';
   for (const [i, b] of (config.broker ?? []).entries()) io.out(`devices connect to the broker at ${gw.brokers[i]} (the gateway is its client ${b.username})`);
+  const replica = gw.replica;
+  if (replica) io.out(`replica ${replica.id}: ${replica.leader ? 'leading (runs the rollout engine)' : 'following (another replica leads; this one takes over if it stops)'}`);
   if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
   if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
   if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);

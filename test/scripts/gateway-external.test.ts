@@ -13,6 +13,7 @@ import type { Io } from '../../scripts/args.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { until } from '../fixtures/gateway.ts';
 import { mosquitto, runClient } from '../fixtures/mosquitto.ts';
+import { testDatabase } from '../gateway/store/fixtures/pg-database.ts';
 
 const ADMIN = 'admin-token-for-the-external-test-0123';
 
@@ -127,3 +128,33 @@ t.test('several brokers: --broker repeated or a comma list, one credentials file
   writeFileSync(conf, JSON.stringify({ broker: { urls: [] } }));
   t.match(problems({}, conf), [/^config.broker.urls: must be a non-empty list/]);
 });
+
+t.test('pinwave gateway --store postgres:// --broker: a replica, named by --broker-client-id, in its start line, /v1/info and /metrics', async (t) => {
+  const b = await mosquitto(t);
+  const url = await testDatabase(t);
+  const dir = t.testdir();
+  const { io, out } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+  let off!: () => void;
+  const stopped = new Promise<void>((resolve) => (off = resolve));
+  const done = serve(['--store', url, '--http-port', '0', '--broker', b.url, '--broker-auth', b.dir.authPath, '--broker-client-id', 'pinwave@cli-a'], io, { until: stopped, log: sink() });
+  await until(() => out.some((l) => l.startsWith('http listening on ')), 20_000, 'the http line');
+  t.ok(out.includes('replica pinwave@cli-a: leading (runs the rollout engine)'), out.join('\n'));
+  const api = out.find((l) => l.startsWith('http listening on '))!.slice('http listening on '.length);
+  const info = await (await fetch(`${api}/v1/info`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+  t.same(info.replica, { id: 'pinwave@cli-a', leader: true });
+  const metrics = await (await fetch(`${api}/metrics`)).text();
+  t.match(metrics, /^pinwave_replica_leader\{replica="pinwave@cli-a"\} 1$/m);
+  off();
+  t.equal(await done, 0);
+  t.match(problemsOf({ brokerUrl: b.url, brokerAuth: b.dir.authPath, brokerClientId: 'gw-no-at' }), ['--broker-client-id: must be 1 to 128 characters holding an "@" (so no device can take it), got "gw-no-at"']);
+});
+
+function problemsOf(flags: Parameters<typeof loadConfig>[0]['flags']): string[] {
+  try {
+    loadConfig({ file: null, flags: { dataDir: '/nonexistent', ...flags } });
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems;
+  }
+}
