@@ -230,6 +230,21 @@ export class Rollouts {
 
   /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
   async #create(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
+    const { r, check, bundle, bytes, targetIds } = await this.#prepare(input, actor, replacing);
+    await this.#commitNew(r, targetIds);
+    this.#bundles.remember(bundle.id, bytes, bundle);
+    this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    this.#decisions.log(r);
+    await this.#gate(r, actor, replacing !== null);
+    // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
+    const deadlineFit = fit(r, this.#now());
+    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
+    if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
+    return { rollout: summary(r, this.#now()), preflight: check, ...(deadlineFit && { deadlineFit }) };
+  }
+
+  /** A new rollout's record, checked and pre-flighted, in memory only: nothing is stored or taken yet. */
+  async #prepare(input: RolloutInput, actor: string, replacing: string | null): Promise<{ r: GatewayRollout; check: Preflight; bundle: BundleRecord; bytes: Buffer; targetIds: string[] }> {
     if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
     // Validation before state: the whole plan is checked before anything is looked up, so a
     // malformed one is a 400 naming the field whatever rollout its devices are in.
@@ -291,16 +306,7 @@ export class Rollouts {
       this.#log.warn({ rollout: r.id, rollbackOf: replacing, findings: check.problems.map((p) => p.message) }, 'pre-flight bypassed for a rollback');
     }
     if (forced) r.decisions.push(forced);
-    await this.#commitNew(r, targetIds);
-    this.#bundles.remember(bundle.id, bytes, bundle);
-    this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
-    this.#decisions.log(r);
-    await this.#gate(r, actor, replacing !== null);
-    // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
-    const deadlineFit = fit(r, this.#now());
-    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
-    if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
-    return { rollout: summary(r, this.#now()), preflight: check, ...(deadlineFit && { deadlineFit }) };
+    return { r, check, bundle, bytes, targetIds };
   }
 
   /** docs/architecture.md §10: records an approval request when the policy asks for more than the creator, and tells the others. */
@@ -415,6 +421,11 @@ export class Rollouts {
    * or, completed, keeps its state with a rollback decision. Nothing changes until the rollback
    * rollout exists: a refusal leaves this rollout as it was. What may be rolled back, to which
    * bundle, for which devices, and the baseline after, are gateway/rollout/policy.ts's.
+   *
+   * One batch (docs/architecture.md §7): the rollback rollout, created and started with its members
+   * sent, the links both ways, this rollout's rollback decision (or abort) and the group's baseline
+   * commit together or not at all; nothing is sent before. Only the bundle is stored before it (a
+   * bundle no rollout sends is harmless).
    */
   async rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
     const r = this.get(id);
@@ -429,21 +440,37 @@ export class Rollouts {
     const targets = rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
     const bundle = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle);
-    const { rollout } = await this.#create({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
-    const created = this.#rollouts.get(rollout.id)!;
+    const { r: created, bundle: stored, bytes, targetIds } = await this.#prepare({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
     created.rollbackOf = id;
     created.previousBundle = r.bundle.id;
-    r.rolledBackBy = created.id;
+    const approval = await gateRollout(this.#approvalDeps, created, created.createdBy, actor, { rollback: true, now: this.#now() });
+    const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
+    // After the last await: the rollout may have moved meanwhile (another rollback, an abort).
+    if (this.#reloading) await this.#reloading;
+    if (this.#rollouts.get(id) !== r) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} was read again from the store while it was rolled back; roll it back again`);
+    const still = rollbackEligibility(r);
+    if (!still.ok) throw new GatewayError(still.code, still.message);
+    const missing = startGate(created, created.createdBy);
+    if (missing !== null) throw new GatewayError('PW_APPROVAL_REQUIRED', missing, { approval: approvalState(created, created.createdBy) });
+    const now = this.#now();
+    const started = engine.start(created, now, actor, this.#isOnline);
+    if (!started.ok) throw new GatewayError(started.code, started.message);
     const wasCompleted = r.state === 'completed';
-    const aborted = await this.#act(id, (x) => engine.rollBack(x, this.#now(), actor));
+    const rolled = engine.rollBack(r, now, actor);
+    if (!rolled.ok) throw new GatewayError(rolled.code, rolled.message);
+    r.rolledBackBy = created.id;
+    const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
+    const { changes } = this.#changesOf(r, rolled.effects);
+    if (next !== null && 'group' in r.target) changes.push({ type: 'group.baseline', group: r.target.group, bundleId: next });
+    await this.#commitNew(created, targetIds, changes);
+    this.#bundles.remember(stored.id, bytes, stored);
+    this.#log.info({ rollout: created.id, rollbackOf: id, bundle: stored.id, devices: targetIds.length, actor }, 'rollback rollout created');
     // Members never reached leave this rollout: they get the group's baseline when they connect.
     for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
-    const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
-    const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
-    await this.#persist(r, next !== null && 'group' in r.target ? [{ type: 'group.baseline', group: r.target.group, bundleId: next }] : []);
-    await this.start(created.id, actor);
-    await this.#persist(created);
-    return { aborted, rollback: summary(created) };
+    this.#perform(r, rolled.effects, true);
+    this.#perform(created, started.effects, true);
+    if (approval?.needed) this.#alert(created, 'approval.requested', null, 'removes_pins', actor, { approval: { creator: created.createdBy, required: approval.required, remaining: approval.remaining, removed: approval.removed } });
+    return { aborted: summary(r), rollback: summary(created) };
   }
 
   /**
@@ -596,6 +623,13 @@ export class Rollouts {
    */
   async apply(r: GatewayRollout, effects: Effect[], batch: readonly Change[] = []): Promise<void> {
     if (this.#rollouts.get(r.id) !== r) throw new Error(`rollout ${r.id} was read again from the store while this change was made; send it again`);
+    const { changes, persisted } = this.#changesOf(r, effects, batch);
+    if (changes.length > 0) await this.#commitFor([r.id], changes);
+    this.#perform(r, effects, persisted);
+  }
+
+  /** The store's changes for what the engine did to `r` (its `persist` effects), after `batch`. */
+  #changesOf(r: GatewayRollout, effects: readonly Effect[], batch: readonly Change[] = []): { changes: Change[]; persisted: boolean } {
     const changes: Change[] = [...batch];
     let persisted = false;
     for (const e of effects) {
@@ -607,15 +641,22 @@ export class Rollouts {
         changes.push({ type: 'group.baseline', group: r.target.group, bundleId: r.bundle.id });
       }
     }
-    if (changes.length > 0) {
-      const committed = this.#commit(changes);
-      this.#lastCommit.set(r.id, committed);
-      try {
-        await committed;
-      } finally {
-        if (this.#lastCommit.get(r.id) === committed) this.#lastCommit.delete(r.id);
-      }
+    return { changes, persisted };
+  }
+
+  /** Commits `changes` as the last commit of each of `ids` (a read of one waits for it). */
+  async #commitFor(ids: readonly string[], changes: Change[]): Promise<void> {
+    const committed = this.#commit(changes);
+    for (const id of ids) this.#lastCommit.set(id, committed);
+    try {
+      await committed;
+    } finally {
+      for (const id of ids) if (this.#lastCommit.get(id) === committed) this.#lastCommit.delete(id);
     }
+  }
+
+  /** Performs the effects that leave the gateway, once what they follow from is committed. */
+  #perform(r: GatewayRollout, effects: readonly Effect[], persisted: boolean): void {
     this.#decisions.log(r);
     for (const e of effects) {
       switch (e.type) {
@@ -648,15 +689,20 @@ export class Rollouts {
     return this.apply(r, [{ type: 'persist', members: [] }], batch);
   }
 
-  /** Stores a new rollout and takes its devices; on failure nothing of it is left, in memory either. */
-  async #commitNew(r: GatewayRollout, deviceIds: readonly string[]): Promise<void> {
+  /**
+   * Stores a new rollout and takes its devices, with `also` (a rollback's changes to the rollout it
+   * undoes) in the same batch; on failure nothing of it is left, in memory either (what `also`
+   * changed in memory is read again from the store, as after any failed commit).
+   */
+  async #commitNew(r: GatewayRollout, deviceIds: readonly string[], also: Change[] | null = null): Promise<void> {
     const before = deviceIds.map((dev) => this.#deviceRollout.get(dev));
     this.#rollouts.set(r.id, r);
     for (const dev of deviceIds) this.#deviceRollout.set(dev, r.id);
     const changes = createChanges(r);
     this.#ledgers.set(r, new RolloutLedger(r));
     try {
-      await commit(this.#store, changes);
+      if (also === null) await commit(this.#store, changes);
+      else await this.#commitFor([r.id, r.rollbackOf!], [...changes, ...also]);
     } catch (err) {
       this.#rollouts.delete(r.id);
       deviceIds.forEach((dev, i) => (before[i] === undefined ? this.#deviceRollout.delete(dev) : this.#deviceRollout.set(dev, before[i]!)));
