@@ -35,6 +35,7 @@ import type { Change, ChangeStore } from './store/changes.ts';
 import { engineRollout } from './store/rollout-records.ts';
 import { createChanges, RolloutLedger, ROLLOUT_EXTRAS } from './rollout-changes.ts';
 import { activeDevicesOf, baselineOf, commit } from './fleet-reads.ts';
+import type { Reloads } from './reloads.ts';
 import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
 import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
@@ -79,7 +80,9 @@ export interface BypassedGate {
 }
 
 export interface RolloutsOptions {
+  /** the store, through `reloads` (its `store`): a failed commit has every record read again */
   store: ChangeStore;
+  reloads: Reloads;
   bundles: Bundles;
   delivery: Delivery;
   tasks: Tasks;
@@ -109,6 +112,7 @@ export class Rollouts {
   readonly #preflight: PreflightOptions | undefined;
   readonly #approval: ApprovalPolicy | undefined;
   readonly #decisions: DecisionLog;
+  readonly #reloads: Reloads;
   readonly #rollouts = new Map<string, GatewayRollout>();
   /** device id → the latest rollout (not aborted) that includes it */
   readonly #deviceRollout = new Map<string, string>();
@@ -118,12 +122,8 @@ export class Rollouts {
   readonly #listeners = new Set<(rolloutId: string) => void>();
   /** what the store holds of each rollout record (rollout-changes.ts), by the record itself */
   readonly #ledgers = new WeakMap<GatewayRollout, RolloutLedger>();
-  /** commits in flight, and whether one failed: the records are then read again from the store once none is */
-  #inFlight = 0;
   /** per rollout, its last commit in flight: a read waits for it, so what it shows is in the store */
   readonly #lastCommit = new Map<string, Promise<void>>();
-  #failed = false;
-  #reloading: Promise<void> | null = null;
 
   constructor(o: RolloutsOptions) {
     this.#store = o.store;
@@ -138,6 +138,7 @@ export class Rollouts {
     this.#preflight = o.preflight;
     this.#approval = o.approval;
     this.#decisions = new DecisionLog(o.log);
+    this.#reloads = o.reloads;
   }
 
   /** Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them. */
@@ -192,7 +193,7 @@ export class Rollouts {
    * change a rollout waits for it first.
    */
   get reloading(): Promise<void> | null {
-    return this.#reloading;
+    return this.#reloads.reloading;
   }
 
   get size(): number {
@@ -254,7 +255,7 @@ export class Rollouts {
     const deadline = parseDeadline(input);
     if (!deadline.ok) throw new GatewayError('PW_INVALID_PLAN', deadline.errors.join('; '), { errors: deadline.errors });
     // A unique prefix names a bundle too (gateway/id-prefix.ts).
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     const bundle = await this.#store.getBundle(await this.#bundles.resolveId(input.bundle));
     if (!bundle) throw notFound('bundle', input.bundle);
     const targetIds = await this.#resolveTarget(input.target);
@@ -446,7 +447,7 @@ export class Rollouts {
     const approval = await gateRollout(this.#approvalDeps, created, created.createdBy, actor, { rollback: true, now: this.#now() });
     const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
     // After the last await: the rollout may have moved meanwhile (another rollback, an abort).
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     if (this.#rollouts.get(id) !== r) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} was read again from the store while it was rolled back; roll it back again`);
     const still = rollbackEligibility(r);
     if (!still.ok) throw new GatewayError(still.code, still.message);
@@ -521,7 +522,7 @@ export class Rollouts {
     this.get(id);
     // What the engine decided is shown once it is committed (a failed commit is read again).
     await this.#lastCommit.get(id)?.catch(() => undefined);
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     const r = this.get(id);
     const approval = approvalState(r, r.createdBy);
     return {
@@ -589,7 +590,7 @@ export class Rollouts {
    * injected clock. Resolves once what it decided is committed and performed (a failure is logged).
    */
   async tick(): Promise<void> {
-    if (this.#reloading) return;
+    if (this.reloading) return;
     const now = this.#now();
     const done: Array<Promise<void> | undefined> = [];
     for (const r of this.#rollouts.values()) {
@@ -606,7 +607,7 @@ export class Rollouts {
   // ---------------------------------------------------------------- the effect interpreter
 
   async #act(id: string, action: (r: GatewayRollout) => ActionResult): Promise<RolloutSummary> {
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     const r = this.get(id);
     const result = action(r);
     if (!result.ok) throw new GatewayError(result.code, result.message, result.errors ? { errors: result.errors } : undefined);
@@ -720,29 +721,10 @@ export class Rollouts {
   /**
    * One batch to the store. Batches are handed over in the order the engine made them (the store
    * commits them in that order). When one fails, the records in memory hold changes the store does
-   * not: once no commit is in flight they are read again from the store.
+   * not: once no commit is in flight they are read again from the store (reloads.ts).
    */
   async #commit(changes: Change[]): Promise<void> {
-    this.#inFlight++;
-    try {
-      await commit(this.#store, changes);
-    } catch (err) {
-      this.#failed = true;
-      throw err;
-    } finally {
-      if (--this.#inFlight === 0 && this.#failed && !this.#reloading) {
-        this.#failed = false;
-        this.#log.warn({}, 'a rollout change was not committed: reading the rollouts again from the store');
-        this.#reloading = this.load().then(
-          () => void (this.#reloading = null),
-          (err: Error) => {
-            this.#reloading = null;
-            this.#failed = true;
-            this.#log.error({ err: err.message }, 'reading the rollouts again from the store failed; trying at the next commit');
-          },
-        );
-      }
-    }
+    await commit(this.#store, changes);
   }
 
   #changed(r: GatewayRollout): void {

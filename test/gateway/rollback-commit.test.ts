@@ -3,22 +3,8 @@
 // in one batch, so a store that fails in the middle of it leaves nothing of the rollback anywhere.
 import t from 'tap';
 import { fleet, harness, newPins, until } from '../fixtures/gateway.ts';
-import type { Applied, ApplyOptions, Change } from '../../gateway/store/changes.ts';
-import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
-import { StoreError } from '../../gateway/store/types.ts';
-
-/** A memory store whose `apply` fails, as a full disk would, for the batches `failWhen` picks. */
-class FaultyStore extends MemoryChangeStore {
-  failWhen: ((changes: readonly Change[]) => boolean) | null = null;
-  readonly batches: Change[][] = [];
-
-  override async apply(changes: readonly Change[], options?: ApplyOptions): Promise<Applied> {
-    if (this.failWhen?.(changes)) throw new StoreError('PW_STORE_IO', 'store memory: writing failed (EIO: injected); nothing of the batch was stored');
-    const r = await super.apply(changes, options);
-    if (r.ok) this.batches.push(structuredClone([...changes]));
-    return r;
-  }
-}
+import type { Change } from '../../gateway/store/changes.ts';
+import { FaultyStore } from '../fixtures/faulty-store.ts';
 
 const rollsBack = (id: string) => (c: Change) => c.type === 'rollout.decision' && c.id === id && c.decision.action === 'rollback';
 
