@@ -298,9 +298,6 @@ export class Rollouts {
     });
     if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
     const previousBundle = await baselineOf(this.#store, bundle.group);
-    // Checked again after the last await: two concurrent calls must not both take the same devices.
-    const taken = targetIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
-    if (taken.length > 0) throw this.#busy(taken);
     const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
     if (!check.ok) {
       r.gatesBypassed = [{ gate: 'preflight', at: this.#now(), actor, reason: 'rollback', findings: check.problems }];
@@ -696,6 +693,9 @@ export class Rollouts {
    * changed in memory is read again from the store, as after any failed commit).
    */
   async #commitNew(r: GatewayRollout, deviceIds: readonly string[], also: Change[] | null = null): Promise<void> {
+    // Checked again with no await before the devices are taken: two concurrent calls must not both take them.
+    const taken = deviceIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== (r.rollbackOf ?? null));
+    if (taken.length > 0) throw this.#busy(taken);
     const before = deviceIds.map((dev) => this.#deviceRollout.get(dev));
     this.#rollouts.set(r.id, r);
     for (const dev of deviceIds) this.#deviceRollout.set(dev, r.id);
