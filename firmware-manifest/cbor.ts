@@ -6,6 +6,8 @@
 // that way: `decodeCanonical` decodes, re-encodes the value canonically, and refuses bytes that
 // differ. That one comparison rules out duplicate map keys, indefinite lengths, non-shortest
 // integers, floats standing in for integers, tag 64 typed arrays and any tag we did not ask for.
+// Device messages and most items are plain (integers, strings, arrays, maps, no tags): a walk over
+// their bytes proves them deterministic without the second encoding (plainDeterministic).
 import { Decoder, Encoder, Tag } from 'cbor-x';
 
 export { Tag };
@@ -89,6 +91,9 @@ export function decodeCanonical(bytes: Uint8Array): DecodeResult {
   } catch (err) {
     return { ok: false, detail: `not CBOR: ${(err as Error).message}` };
   }
+  // The common case needs no second encoding: bytes the walk below vouches for are exactly what
+  // re-encoding would give back. Anything it does not vouch for takes the comparison.
+  if (plainDeterministic(bytes)) return { ok: true, value: value as CborValue };
   let again: Uint8Array;
   try {
     again = encoder.encode(canonical(value));
@@ -97,6 +102,89 @@ export function decodeCanonical(bytes: Uint8Array): DecodeResult {
   }
   if (!equalBytes(again, bytes)) return { ok: false, detail: 'not in deterministic encoding (RFC 8949 §4.2.1)' };
   return { ok: true, value: value as CborValue };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Whether `bytes` is one data item in RFC 8949 §4.2.1 deterministic encoding made only of what
+ * round-trips through cbor-x unchanged: unsigned and negative integers below 2^32 in their shortest
+ * form, definite-length byte strings, valid UTF-8 text strings, arrays, maps whose keys are such
+ * unsigned integers in strictly ascending order (no duplicates), false, true and null, nested at
+ * most 16 deep. Anything else (tags, floats, undefined, 8-byte integers, indefinite lengths) is not
+ * vouched for, which is not a refusal: decodeCanonical then compares a re-encoding.
+ */
+function plainDeterministic(bytes: Uint8Array): boolean {
+  let at = 0;
+  /** The argument of the head at `at` in its shortest form, or -1 (not shortest, 8-byte, indefinite, reserved, or past the end). */
+  const argument = (): number => {
+    const info = bytes[at] & 0x1f;
+    at++;
+    if (info < 24) return info;
+    let v: number;
+    if (info === 24) {
+      if (at + 1 > bytes.length) return -1;
+      v = bytes[at];
+      at += 1;
+      return v < 24 ? -1 : v;
+    }
+    if (info === 25) {
+      if (at + 2 > bytes.length) return -1;
+      v = (bytes[at] << 8) | bytes[at + 1];
+      at += 2;
+      return v <= 0xff ? -1 : v;
+    }
+    if (info === 26) {
+      if (at + 4 > bytes.length) return -1;
+      v = ((bytes[at] << 24) >>> 0) + ((bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]);
+      at += 4;
+      return v <= 0xffff ? -1 : v;
+    }
+    return -1;
+  };
+  const item = (depth: number): boolean => {
+    if (depth > 16 || at >= bytes.length) return false;
+    const major = bytes[at] >> 5;
+    if (major === 7) {
+      const simple = bytes[at++] & 0x1f;
+      return simple === 20 || simple === 21 || simple === 22;
+    }
+    if (major === 6) return false;
+    const n = argument();
+    if (n < 0) return false;
+    switch (major) {
+      case 0:
+      case 1:
+        return true;
+      case 2:
+      case 3: {
+        if (at + n > bytes.length) return false;
+        if (major === 3) {
+          try {
+            utf8.decode(bytes.subarray(at, at + n));
+          } catch {
+            return false;
+          }
+        }
+        at += n;
+        return true;
+      }
+      case 4:
+        for (let i = 0; i < n; i++) if (!item(depth + 1)) return false;
+        return true;
+      default: {
+        let last = -1;
+        for (let i = 0; i < n; i++) {
+          if (at >= bytes.length || bytes[at] >> 5 !== 0) return false;
+          const key = argument();
+          if (key <= last || !item(depth + 1)) return false;
+          last = key;
+        }
+        return true;
+      }
+    }
+  };
+  return item(0) && at === bytes.length;
 }
 
 /** Byte equality; not constant-time (callers compare public data only). */

@@ -200,7 +200,6 @@ export class Ingest {
       set.seq = reverted.seq;
       set.bundleId = reverted.bundleId;
     }
-    const updated: DeviceRecord = { ...d, ...set };
     // One batch: the device's seq and history, and (with its rollout) its status and the wave's counts.
     const batch: Change[] = [
       { type: 'device.patch', id, set },
@@ -212,7 +211,7 @@ export class Ingest {
     await commit(this.#store, batch);
     // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
     // first, key-rotation.ts): the baseline is offered again, and goes if the device is still behind.
-    if (applied && epoch !== null) await this.#delivery.offerBaseline(updated, this.#rollouts.activeRolloutOf(id) !== null);
+    if (applied && epoch !== null) await this.#delivery.offerBaseline({ ...d, ...set }, this.#rollouts.activeRolloutOf(id) !== null);
   }
 
   /** The bundle a reverted device runs again: known (its seq the stored one), the firmware's initial pins (seq 0), or unknown (seq null). */

@@ -27,7 +27,7 @@ const HEADER = ['state', 'wave', 'startedAt', 'endedAt', 'previousBundle', 'roll
 const WAVE_SET = ['state', 'startedAt', 'deadline', 'soakUntil', 'endedAt', 'swept', 'thresholds'] as const;
 
 interface WaveSeen {
-  fields: string[];
+  fields: unknown[];
   count: StatusCounts;
   reasons: Record<string, number>;
 }
@@ -53,11 +53,31 @@ interface Seen {
   extras: string;
 }
 
-/** The record's stored parts as they are now, each serialised once. */
+/** A wave field as the ledger keeps it: a primitive as it is, an object (the thresholds, flat) as a shallow copy. */
+const fieldSeen = (v: unknown): unknown => (typeof v === 'object' && v !== null ? { ...v } : v);
+
+/** Whether a wave field moved: primitives by value, a flat object key by key, anything deeper by its JSON. */
+function fieldMoved(was: unknown, now: unknown): boolean {
+  if (typeof was !== 'object' || was === null || typeof now !== 'object' || now === null) return was !== now;
+  const a = was as Record<string, unknown>;
+  const b = now as Record<string, unknown>;
+  const keys = Object.keys(b);
+  if (keys.length !== Object.keys(a).length) return true;
+  for (const k of keys) {
+    const x = a[k];
+    const y = b[k];
+    if (x === y) continue;
+    if (typeof x !== 'object' || typeof y !== 'object') return true;
+    if (JSON.stringify(x) !== JSON.stringify(y)) return true;
+  }
+  return false;
+}
+
+/** The record's stored parts as they are now, each object serialised once. */
 function seen(r: GatewayRollout): Seen {
   return {
     header: HEADER.map((k) => header(r, k)),
-    waves: r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => JSON.stringify(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } })),
+    waves: r.waves.map((w: Wave) => ({ fields: WAVE_SET.map((k) => fieldSeen(w[k])), count: { ...w.count }, reasons: { ...w.rejectedByReason } })),
     decisions: r.decisions.length,
     extras: JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null }),
   };
@@ -88,7 +108,7 @@ export class RolloutLedger {
       const was = before.waves[i];
       const ws: Record<string, unknown> = {};
       WAVE_SET.forEach((k, j) => {
-        if (now.waves[i].fields[j] !== was.fields[j]) ws[k] = w[k];
+        if (fieldMoved(was.fields[j], now.waves[i].fields[j])) ws[k] = w[k];
       });
       const count = deltas(was.count, w.count);
       const reasons = deltas(was.reasons, w.rejectedByReason);
