@@ -96,6 +96,14 @@ interface Entry {
   reject: (e: Error) => void;
 }
 
+/**
+ * How many committed batches are answered in one turn of the event loop: each answer runs its
+ * caller's continuation (an ack's next message, its PUBACK), so a group of 256 answered at once
+ * would be one long task; in slices, timers and I/O get their turn between them (the loop is never
+ * blocked for long, docs/architecture.md §7).
+ */
+const ANSWER_SLICE = 32;
+
 /** The most batches and bytes one write carries (a burst is written as several in a row). */
 const MAX_GROUP_BATCHES = 256;
 const MAX_GROUP_BYTES = 4 * 1024 * 1024;
@@ -128,6 +136,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #snapshotTimer: NodeJS.Timeout | null = null;
   #closing = false;
   #drained: Array<() => void> = [];
+  /** batches written (or failed) and not yet answered, in order */
+  #answers: Array<() => void> = [];
+  #answering = false;
+  #answered: Array<() => void> = [];
 
   #journal: FileHandle | null = null;
   #gen = 1;
@@ -463,8 +475,24 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     // The worker reads what was written from the journal itself: nothing of the batches is copied
     // to it through the event loop, and it catches up at its own pace (snapshot-worker.ts).
     this.#worker?.post({ type: 'journaled', path, end: this.#offset });
-    for (const e of group) e.resolve({ ok: true, seqs: e.seqs });
+    this.#answer(group);
     this.#considerSnapshot();
+  }
+
+  /** Answers the applies of `group` (resolved, or rejected with `error`) after those before, ANSWER_SLICE per turn of the loop. */
+  #answer(group: Entry[], error: Error | null = null): void {
+    for (const e of group) this.#answers.push(error === null ? () => e.resolve({ ok: true, seqs: e.seqs }) : () => e.reject(error));
+    if (this.#answering) return;
+    this.#answering = true;
+    const slice = () => {
+      for (const answer of this.#answers.splice(0, ANSWER_SLICE)) answer();
+      if (this.#answers.length > 0) setImmediate(slice);
+      else {
+        this.#answering = false;
+        for (const done of this.#answered.splice(0)) done();
+      }
+    };
+    slice();
   }
 
   /** A write failed: nothing of this group, nor of what was queued behind it (checked against it), happened. */
@@ -484,7 +512,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#failures++;
     this.#lastError = { code: error.code, message: error.message, at: Date.now() };
     this.#log.error({ store: this.dir, code: error.code, err: (err as Error).message, batches: all.length }, 'store: a journal write failed; its batches were refused');
-    for (const e of all) e.reject(error);
+    this.#answer(all, error);
   }
 
   // ------------------------------------------------------------------ snapshots
@@ -579,6 +607,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       }
       await drained;
     }
+    // Every apply is answered before close resolves.
+    if (this.#answering) await new Promise<void>((r) => this.#answered.push(r));
     await this.#snapshotting?.done;
     if (this.#timer !== null) clearTimeout(this.#timer);
     if (this.#snapshotTimer !== null) clearInterval(this.#snapshotTimer);
