@@ -9,6 +9,7 @@
 //   delivery.ts   publishing bundles to devices, once a session, and baseline offers
 //   support.ts    the stuck-device query
 //   manifests.ts  the firmware manifests pushed through the API, beside the config's
+//   reloads.ts    reading the rollouts and the telemetry book again after a commit failed
 //
 // Every rollout decision is the pure engine's (gateway/rollout/engine.ts, policy.ts).
 //
@@ -36,7 +37,8 @@ import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page } from './store/types.ts';
 import type { ChangeStore, StoreStatus } from './store/changes.ts';
 import { EmbeddedStore } from './store/embedded.ts';
-import { loadTelemetry } from './telemetry-changes.ts';
+import { loadTelemetry, reloadTelemetry } from './telemetry-changes.ts';
+import { Reloads } from './reloads.ts';
 import { loadPushedManifests } from './manifests.ts';
 import { baselineOf } from './fleet-reads.ts';
 import { Support } from './support.ts';
@@ -200,8 +202,13 @@ export class Gateway {
     this.#devices = new Devices({ store, link, credentials: () => this.#external, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
-    this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry: telemetry.book, telemetryChanges: telemetry.changes, tasks, log, now, manifests: this.#manifests });
+    // The rollout records and the telemetry book change in memory before their batch commits: a
+    // commit that fails has both read again from the store (docs/architecture.md §7).
+    const reloads = new Reloads(store, log);
+    this.#rollouts = new Rollouts({ store: reloads.store, reloads, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
+    this.#ingest = new Ingest({ store: reloads.store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry: telemetry.book, telemetryChanges: telemetry.changes, tasks, log, now, manifests: this.#manifests });
+    reloads.add(() => this.#rollouts.load());
+    reloads.add(() => reloadTelemetry(store, telemetry.book, telemetry.changes));
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now, manifests: this.#manifests });
   }
 

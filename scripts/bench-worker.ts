@@ -1,7 +1,7 @@
 // The child processes of scripts/bench-gateway.ts and scripts/bench-sim.ts, one role each, driven
 // over IPC so that every figure is attributable to one process (its RSS, its event loop):
 //
-//   gateway  the real Gateway (docs/architecture.md §5–§7) on 127.0.0.1, lowdb store in a temp dir
+//   gateway  the real Gateway (docs/architecture.md §5–§7) on 127.0.0.1, the embedded store in a temp dir
 //   bare     a bare aedes broker on a net server, no auth, no ACL, no store: the reference push
 //   clients  a share of the fleet as mqtt.js clients that connect, subscribe, send `state`, and
 //            then either ack every bundle at once (`auto`) or ack only when told (`hold`); and one

@@ -342,6 +342,12 @@ function fastValid(c: Record<string, unknown>): boolean {
   }
 }
 
+/** The shape of change `i` of a batch: checkChange(c, `changes[${i}]`), naming it only when wrong. */
+export function checkChangeAt(c: unknown, i: number, journaled: boolean): string | null {
+  if (isObject(c) && fastValid(c)) return null;
+  return checkChange(c, `changes[${i}]`, journaled);
+}
+
 /** The shape of one change, as `apply` takes it (`journaled`: as a store wrote it, allocated seqs filled in). */
 export function checkChange(c: unknown, where: string, journaled: boolean): string | null {
   if (!isObject(c)) return need(false, where, 'a change (an object with a type)', c);

@@ -9,7 +9,7 @@ import type { Io } from '../../scripts/args.ts';
 import { hashDeviceToken, hashToken, newToken } from '../../gateway/credentials.ts';
 import { readBrokerAuth } from '../../gateway/broker/broker-auth.ts';
 import { ExternalBroker } from '../../gateway/broker/external.ts';
-import { LowdbStore } from '../../gateway/store/lowdb.ts';
+import { EmbeddedStore } from '../../gateway/store/embedded.ts';
 import { newDeviceRecord } from '../../gateway/store/types.ts';
 import { freePort, startMosquitto } from '../../scripts/mosquitto-process.ts';
 import { runClient } from '../fixtures/mosquitto.ts';
@@ -64,15 +64,19 @@ t.test('mosquitto-config writes a broker dir Mosquitto starts from, and prints t
 t.test('--from-data moves an embedded fleet with the hashes the store holds; who could not be moved is named', async (t) => {
   const root = tempDir(t);
   const data = join(root, 'data');
-  const store = new LowdbStore({ dir: data, windowMs: 0 });
-  await store.load();
+  const store = new EmbeddedStore({ dir: data });
+  await store.open();
   const tokens = { moved: newToken(), legacy: newToken(), revoked: newToken() };
-  await store.putDevices([
-    newDeviceRecord({ id: 'dev-moved', group: 'g', tokenHash: hashDeviceToken(tokens.moved), createdAt: 1 }),
-    newDeviceRecord({ id: 'dev-legacy', group: 'g', tokenHash: hashToken(tokens.legacy), createdAt: 1 }),
-    newDeviceRecord({ id: 'dev-revoked', group: 'g', tokenHash: hashDeviceToken(tokens.revoked), createdAt: 1 }),
-  ]);
-  await store.revokeDevice('dev-revoked', 2);
+  const provision = (id: string, tokenHash: string) => ({ type: 'device.provision' as const, device: newDeviceRecord({ id, group: 'g', tokenHash, createdAt: 1 }) });
+  t.match(
+    await store.apply([
+      provision('dev-moved', hashDeviceToken(tokens.moved)),
+      provision('dev-legacy', hashToken(tokens.legacy)),
+      provision('dev-revoked', hashDeviceToken(tokens.revoked)),
+      { type: 'device.patch', id: 'dev-revoked', set: { revokedAt: 2 } },
+    ]),
+    { ok: true },
+  );
   await store.close();
 
   const dir = join(root, 'broker');
