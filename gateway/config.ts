@@ -55,6 +55,8 @@
 //     ca: broker/ca.pem                # or --broker-ca: for mqtts://; default the system's CAs
 //     clientId: pinwave@gw-1           # this replica's client id, stable across restarts; default pinwave@<host name>
 //     deviceUrl: mqtts://broker.example.com:8883   # what devices are told (GET /v1/info); default url
+//     # several brokers instead of url (docs/external-broker.md): each device is provisioned onto one
+//     # urls: [mqtt://10.0.0.11:18830, { url: mqtt://10.0.0.12:18830, auth: broker-b/gateway-broker.json }]
 //
 // docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
@@ -157,6 +159,8 @@ export interface ConfigFile {
   broker?: {
     /** `mqtt://HOST:PORT` or `mqtts://HOST:PORT`, the port named (--broker) */
     url?: string;
+    /** several brokers, the fleet sharded across them (each device provisioned onto one): URLs, or entries with their own auth, ca, deviceUrl (--broker A --broker B) */
+    urls?: Array<string | { url: string; auth?: string; ca?: string; deviceUrl?: string }>;
     /** the gateway's broker credentials, JSON `{ username, password }`, mode 0600, as `pinwave broker mosquitto-config` writes it (--broker-auth) */
     auth?: string;
     /** PEM CA bundle the broker's certificate is checked against, for mqtts://; default the system's (--broker-ca) */
@@ -210,8 +214,8 @@ export interface GatewayConfig {
   preflight: PreflightOptions;
   /** present only when configured */
   approval?: ApprovalPolicy;
-  /** present only in external broker mode: the credentials file read */
-  broker?: { url: string; username: string; password: string; ca?: Buffer; clientId?: string; deviceUrl?: string };
+  /** present only in external broker mode: each broker, in order, with the credentials file read (docs/architecture.md §8) */
+  broker?: Array<{ url: string; username: string; password: string; ca?: Buffer; clientId?: string; deviceUrl?: string }>;
   /** the config file read, if any */
   file: string | null;
 }
@@ -229,10 +233,12 @@ export interface ConfigFlags {
   /** seconds */
   shutdownTimeout?: number;
   logFormat?: LogFormat;
-  /** external broker mode: --broker, --broker-auth, --broker-ca */
-  brokerUrl?: string;
-  brokerAuth?: string;
-  brokerCa?: string;
+  /** external broker mode: --broker, --broker-auth, --broker-ca; each repeatable or a comma list (several brokers) */
+  brokerUrl?: string | readonly string[];
+  brokerAuth?: string | readonly string[];
+  brokerCa?: string | readonly string[];
+  /** --broker-client-id: this replica's client id (docs/architecture.md §8) */
+  brokerClientId?: string;
 }
 
 export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, logFormat: 'json' as LogFormat, shutdownTimeoutSeconds: 10 };
@@ -248,7 +254,8 @@ export class ConfigError extends Error {
 }
 
 const TOP_KEYS = ['dataDir', 'store', 'keyPath', 'nextKeyPath', 'host', 'logLevel', 'logFormat', 'mqtt', 'http', 'tokens', 'manifests', 'waves', 'bundleLifetime', 'shutdownTimeout', 'console', 'webhooks', 'approval', 'preflight', 'broker', '$schema'];
-const BROKER_KEYS = ['url', 'auth', 'ca', 'clientId', 'deviceUrl'];
+const BROKER_KEYS = ['url', 'urls', 'auth', 'ca', 'clientId', 'deviceUrl'];
+const BROKER_ENTRY_KEYS = ['url', 'auth', 'ca', 'deviceUrl'];
 const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
@@ -621,39 +628,88 @@ class Checker {
     return out;
   }
 
-  /** External broker mode from config.broker and the flags; undefined when neither names a URL. */
+  /**
+   * External broker mode from config.broker and the flags; undefined when neither names a URL.
+   * Several brokers (docs/architecture.md §8): `--broker` given more than once or as a comma list
+   * (or `config.broker.urls`); one `--broker-auth`/`--broker-ca` serves them all, or one each in
+   * the same order (a `urls` entry may name its own `auth`, `ca`, `deviceUrl`).
+   */
   broker(v: unknown, flags: ConfigFlags, path: (p: string) => string): GatewayConfig['broker'] {
     const r = this.record(v, 'config.broker', BROKER_KEYS);
-    const from = (flag: string | undefined, key: 'url' | 'auth' | 'ca', name: string) =>
-      flag !== undefined ? { value: flag, at: name, file: false } : r[key] === undefined ? undefined : { value: this.string(r[key], `config.broker.${key}`), at: `config.broker.${key}`, file: true };
-    const url = from(flags.brokerUrl, 'url', '--broker');
-    const auth = from(flags.brokerAuth, 'auth', '--broker-auth');
-    const ca = from(flags.brokerCa, 'ca', '--broker-ca');
-    const clientId = this.string(r.clientId, 'config.broker.clientId');
+    const list = (f: string | readonly string[] | undefined) => (f === undefined ? undefined : (typeof f === 'string' ? [f] : f).flatMap((x) => x.split(',')).map((x) => x.trim()));
+    const flagUrls = list(flags.brokerUrl);
+    const flagAuths = list(flags.brokerAuth);
+    const flagCas = list(flags.brokerCa);
+    const clientIdAt = flags.brokerClientId !== undefined ? '--broker-client-id' : 'config.broker.clientId';
+    const clientId = flags.brokerClientId ?? this.string(r.clientId, 'config.broker.clientId');
     const deviceUrl = this.string(r.deviceUrl, 'config.broker.deviceUrl');
-    if (url === undefined) {
-      const given = [auth?.at, ca?.at, clientId !== undefined && 'config.broker.clientId', deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
+    type Entry = { url: { value: string | undefined; at: string }; auth?: { value: string | undefined; at: string; file: boolean }; ca?: { value: string | undefined; at: string; file: boolean }; deviceUrl?: string };
+    const shared = (key: 'auth' | 'ca', f: string[] | undefined, name: string, n: number): Array<Entry['auth']> => {
+      if (f !== undefined) {
+        if (f.length !== 1 && f.length !== n) this.problems.push(`${name}: give one (for every broker) or one per --broker (${n}), got ${f.length}`);
+        return Array.from({ length: n }, (_, i) => ({ value: f.length === 1 ? f[0] : f[i], at: f.length === 1 ? name : `${name} #${i + 1}`, file: false }));
+      }
+      const value = r[key] === undefined ? undefined : this.string(r[key], `config.broker.${key}`);
+      return Array.from({ length: n }, () => (value === undefined ? undefined : { value, at: `config.broker.${key}`, file: true }));
+    };
+    let entries: Entry[];
+    if (flagUrls !== undefined) {
+      entries = flagUrls.map((u, i) => ({ url: { value: u, at: flagUrls.length === 1 ? '--broker' : `--broker #${i + 1}` } }));
+    } else if (r.urls !== undefined) {
+      if (r.url !== undefined) this.problems.push('config.broker.url: give url (one broker) or urls (several), not both');
+      if (deviceUrl !== undefined) this.problems.push('config.broker.deviceUrl: with urls, give each entry its own deviceUrl');
+      if (!Array.isArray(r.urls) || r.urls.length === 0) {
+        this.problems.push(`config.broker.urls: must be a non-empty list of broker URLs or { url, auth, ca, deviceUrl }, got ${shown(r.urls)}`);
+        return undefined;
+      }
+      entries = r.urls.map((e: unknown, i: number) => {
+        const at = `config.broker.urls[${i}]`;
+        if (typeof e === 'string') return { url: { value: this.string(e, at), at } };
+        const o = this.record(e, at, BROKER_ENTRY_KEYS, 'a broker URL or { url, auth, ca, deviceUrl }');
+        const own = (key: 'auth' | 'ca') => (o[key] === undefined ? undefined : { value: this.string(o[key], `${at}.${key}`), at: `${at}.${key}`, file: true });
+        const d = this.string(o.deviceUrl, `${at}.deviceUrl`);
+        return { url: { value: this.string(o.url, `${at}.url`, true), at: `${at}.url` }, auth: own('auth'), ca: own('ca'), ...(d !== undefined && { deviceUrl: d }) };
+      });
+    } else if (r.url !== undefined) {
+      entries = [{ url: { value: this.string(r.url, 'config.broker.url'), at: 'config.broker.url' }, ...(deviceUrl !== undefined && { deviceUrl }) }];
+    } else {
+      const given = [flagAuths && '--broker-auth', flagCas && '--broker-ca', r.auth !== undefined && 'config.broker.auth', r.ca !== undefined && 'config.broker.ca', clientId !== undefined && clientIdAt, deviceUrl !== undefined && 'config.broker.deviceUrl'].filter(Boolean);
       if (given.length > 0) this.problems.push(`${given[0]}: needs the broker's URL (--broker mqtt://HOST:PORT or config.broker.url)`);
       return undefined;
     }
+    if (flagUrls !== undefined && deviceUrl !== undefined) entries[0].deviceUrl = deviceUrl;
     const before = this.problems.length;
-    const scheme = url.value === undefined ? null : this.brokerUrl(url.value, url.at);
-    if (deviceUrl !== undefined) this.brokerUrl(deviceUrl, 'config.broker.deviceUrl');
-    if (scheme === 'mqtt:' && ca !== undefined) this.problems.push(`${ca.at}: a CA is for an mqtts:// broker, but ${url.at} is ${url.value}`);
-    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`config.broker.clientId: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
-    let creds: { username: string; password: string } | undefined;
-    if (auth === undefined) this.problems.push(`${url.at}: needs the gateway's broker credentials: --broker-auth FILE or config.broker.auth (pinwave broker mosquitto-config writes gateway-broker.json)`);
-    else if (auth.value !== undefined) {
-      try {
-        creds = readBrokerAuth(auth.file ? path(auth.value) : auth.value);
-      } catch (err) {
-        if (!(err instanceof BrokerAuthError)) throw err;
-        this.problems.push(`${auth.at}: ${err.message}`);
+    const auths = shared('auth', flagAuths, '--broker-auth', entries.length);
+    const cas = shared('ca', flagCas, '--broker-ca', entries.length);
+    if (clientId !== undefined && (clientId.length > 128 || isDeviceId(clientId))) this.problems.push(`${clientIdAt}: must be 1 to 128 characters holding an "@" (so no device can take it), got ${shown(clientId)}`);
+    const out: NonNullable<GatewayConfig['broker']> = [];
+    const seen = new Map<string, string>();
+    for (const [i, e] of entries.entries()) {
+      const auth = flagAuths !== undefined ? auths[i] : (e.auth ?? auths[i]);
+      const ca = flagCas !== undefined ? cas[i] : (e.ca ?? cas[i]);
+      const scheme = e.url.value === undefined ? null : this.brokerUrl(e.url.value, e.url.at);
+      if (e.deviceUrl !== undefined) this.brokerUrl(e.deviceUrl, entries.length === 1 && r.urls === undefined ? 'config.broker.deviceUrl' : `config.broker.urls[${i}].deviceUrl`);
+      const devicesSee = e.deviceUrl ?? e.url.value;
+      if (devicesSee !== undefined && seen.has(devicesSee)) this.problems.push(`${e.url.at}: ${devicesSee} is given twice (${seen.get(devicesSee)}): each broker once`);
+      if (devicesSee !== undefined) seen.set(devicesSee, e.url.at);
+      // a CA shared by several brokers serves the mqtts:// ones; one given to a plain broker alone is a mistake
+      const caShared = ca !== undefined && entries.length > 1 && (flagCas !== undefined ? flagCas.length === 1 : e.ca === undefined);
+      if (scheme === 'mqtt:' && ca !== undefined && !caShared) this.problems.push(`${ca.at}: a CA is for an mqtts:// broker, but ${e.url.at} is ${e.url.value}`);
+      let creds: { username: string; password: string } | undefined;
+      if (auth === undefined) this.problems.push(`${e.url.at}: needs the gateway's broker credentials: --broker-auth FILE or config.broker.auth (pinwave broker mosquitto-config writes gateway-broker.json)`);
+      else if (auth.value !== undefined) {
+        try {
+          creds = readBrokerAuth(auth.file ? path(auth.value) : auth.value);
+        } catch (err) {
+          if (!(err instanceof BrokerAuthError)) throw err;
+          this.problems.push(`${auth.at}: ${err.message}`);
+        }
       }
+      const caFile = ca === undefined || (caShared && scheme !== 'mqtts:') ? undefined : this.file(ca.value, ca.at, ca.file ? path : (p) => p);
+      if (creds && e.url.value !== undefined) out.push({ url: e.url.value, ...creds, ...(caFile && { ca: caFile }), ...(clientId !== undefined && { clientId }), ...(e.deviceUrl !== undefined && { deviceUrl: e.deviceUrl }) });
     }
-    const caFile = ca?.value === undefined ? undefined : this.file(ca.value, ca.at, ca.file ? path : (p) => p);
-    if (this.problems.length > before || !creds || url.value === undefined) return undefined;
-    return { url: url.value, ...creds, ...(caFile && { ca: caFile }), ...(clientId !== undefined && { clientId }), ...(deviceUrl !== undefined && { deviceUrl }) };
+    if (this.problems.length > before) return undefined;
+    return out;
   }
 
   /** `mqtt://HOST:PORT` or `mqtts://HOST:PORT`; its scheme, or null after recording the problem. */

@@ -13,8 +13,8 @@ import type { DeviceLink } from './delivery.ts';
 export interface DeviceTransport extends DeviceLink {
   /** Devices connected now (the embedded broker's sessions, or presence in external mode). */
   connectedCount(): number;
-  /** The embedded broker's counters; in external mode those that apply, and the client's own under `external`. */
-  counters(): BrokerCounters & { external?: ExternalBrokerCounters };
+  /** The embedded broker's counters; in external mode those that apply, and the client's own under `external` (summed; each broker's under `brokers` when there are several). */
+  counters(): BrokerCounters & { external?: ExternalBrokerCounters; brokers?: ExternalBrokerCounters[] };
   /** The embedded broker's listeners; none in external mode. */
   readonly ports: BrokerPorts;
   /** Shutdown, first step: no new device message is taken (one not taken is sent again later). */
@@ -31,10 +31,16 @@ export interface DeviceTransport extends DeviceLink {
  * open the broker.
  */
 export interface DeviceCredentials {
-  /** New devices and their tokens (in clear: the plugin hashes them itself). */
-  provision(devices: ReadonlyArray<{ id: string; token: string }>): Promise<void>;
-  /** A device's new token; the broker ends the sessions opened with the old one. */
-  rotate(id: string, token: string): Promise<void>;
-  /** The device may not connect any more; the broker ends its sessions. */
-  revoke(id: string): Promise<void>;
+  /**
+   * The brokers a new device may be provisioned onto, by the URL devices are given (several:
+   * docs/architecture.md §8, the fleet sharded across them); a device with none recorded belongs
+   * to the first.
+   */
+  readonly brokers: readonly string[];
+  /** New devices and their tokens (in clear: the plugin hashes them itself), each to its broker. */
+  provision(devices: ReadonlyArray<{ id: string; token: string; broker?: string }>): Promise<void>;
+  /** A device's new token, on its broker, which ends the sessions opened with the old one. */
+  rotate(id: string, token: string, broker?: string): Promise<void>;
+  /** The device may not connect to its broker any more; the broker ends its sessions. */
+  revoke(id: string, broker?: string): Promise<void>;
 }

@@ -12,6 +12,7 @@ import type { ChangeStore } from './store/changes.ts';
 import { commit } from './fleet-reads.ts';
 import type { DeviceLink } from './delivery.ts';
 import type { DeviceCredentials } from './device-transport.ts';
+import { placeDevices } from './broker/placement.ts';
 
 export interface ProvisionInput {
   id: string;
@@ -42,6 +43,9 @@ export class Devices {
   readonly #credentials: () => DeviceCredentials | null;
   readonly #log: Logger;
   readonly #now: () => number;
+  // Devices on each of the credentials' brokers (not revoked), counted from the store at the first
+  // provisioning of this process and kept since; null until then, or after a provisioning failed.
+  #load: { key: string; brokers: readonly string[]; counts: number[] } | null = null;
 
   constructor(o: DevicesOptions) {
     this.#store = o.store;
@@ -55,7 +59,7 @@ export class Devices {
    * Provisions devices, all or nothing: an invalid entry is PW_INVALID naming it, an id that exists
    * already is PW_CONFLICT naming it, and then nothing is stored. Tokens are returned this once.
    */
-  async provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string }> }> {
+  async provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string; broker?: string }> }> {
     if (!Array.isArray(list) || list.length === 0) throw invalid('devices must hold at least one device');
     if (list.length > MAX_PROVISION) throw invalid(`at most ${MAX_PROVISION} devices per call, got ${list.length}`);
     const errors: string[] = [];
@@ -72,19 +76,58 @@ export class Devices {
     });
     if (errors.length > 0) throw invalid(errors.slice(0, 20).join('; '), { errors });
     const now = this.#now();
-    const out: Array<{ id: string; token: string }> = [];
-    const records: DeviceRecord[] = list.map((d) => {
+    const brokers = await this.#place(list.length);
+    const out: Array<{ id: string; token: string; broker?: string }> = [];
+    const records: DeviceRecord[] = list.map((d, i) => {
       const token = newToken();
-      out.push({ id: d.id, token });
-      return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashDeviceToken(token), createdAt: now });
+      const broker = brokers?.[i];
+      out.push({ id: d.id, token, ...(broker !== undefined && { broker }) });
+      return newDeviceRecord({ id: d.id, group: d.group, model: d.model, firmware: d.firmware, tokenHash: hashDeviceToken(token), createdAt: now, broker });
     });
     // One batch: every device or none (docs/storage.md). The tokens leave only once it is durable.
     const put = await this.#store.apply(records.map((device) => ({ type: 'device.provision', device })));
+    // Not stored: the counts are taken again from the store next time.
+    if (!put.ok) this.#load = null;
     if (!put.ok && put.code !== 'PW_STORE_DUPLICATE_ID') throw new Error(`${this.#store.status().name} refused provisioning: ${put.message}`);
     if (!put.ok) throw new GatewayError('PW_CONFLICT', `device id${put.ids.length === 1 ? '' : 's'} already provisioned: ${put.ids.slice(0, 20).join(', ')}`, { ids: put.ids });
     await this.#inBroker('provision', records.map((r) => r.id), (c) => c.provision(out));
     this.#log.info({ count: records.length }, 'devices provisioned');
     return { devices: out };
+  }
+
+  /**
+   * The broker of each of `n` new devices (docs/architecture.md §8: the one holding the fewest, the
+   * first on a tie), or null when the gateway has no broker of its own to place them on.
+   */
+  async #place(n: number): Promise<string[] | null> {
+    const c = this.#credentials();
+    if (!c) return null;
+    const brokers = c.brokers;
+    const key = brokers.join(' ');
+    if (this.#load?.key !== key) {
+      const counts = await this.#count(brokers);
+      // a provisioning that counted meanwhile has placed devices since: keep its counts
+      if (this.#load?.key !== key) this.#load = { key, brokers, counts };
+    }
+    const { picks, counts } = placeDevices(this.#load!.counts, n);
+    this.#load!.counts = counts;
+    return picks.map((i) => brokers[i]);
+  }
+
+  /** Devices not revoked on each broker; those with none recorded are on the first. */
+  async #count(brokers: readonly string[]): Promise<number[]> {
+    const index = new Map(brokers.map((b, i) => [b, i]));
+    const counts = brokers.map(() => 0);
+    let cursor: string | null = null;
+    do {
+      const page: Page<DeviceRecord> = await this.#store.listDevices({ limit: 1000, cursor });
+      for (const d of page.items) {
+        const i = d.broker === undefined ? 0 : index.get(d.broker);
+        if (i !== undefined && d.revokedAt === null) counts[i]++;
+      }
+      cursor = page.next;
+    } while (cursor !== null);
+    return counts;
   }
 
   async get(id: string): Promise<DeviceRecord> {
@@ -109,7 +152,7 @@ export class Devices {
     await commit(this.#store, [{ type: 'device.patch', id, set: { tokenHash: hashDeviceToken(token) } }]);
     // After the commit: a reconnect checked from here on sees the new hash.
     this.#link.disconnect(id);
-    await this.#inBroker('rotate', [id], (c) => c.rotate(id, token));
+    await this.#inBroker('rotate', [id], (c) => c.rotate(id, token, d.broker));
     this.#log.info({ deviceId: id }, 'device token rotated');
     return { id, token };
   }
@@ -121,7 +164,11 @@ export class Devices {
     if (before.revokedAt === null) await commit(this.#store, [{ type: 'device.patch', id, set: { revokedAt: this.#now() } }]);
     const d = await this.get(id);
     this.#link.disconnect(id);
-    await this.#inBroker('revoke', [id], (c) => c.revoke(id));
+    if (before.revokedAt === null && this.#load) {
+      const i = d.broker === undefined ? 0 : this.#load.brokers.indexOf(d.broker);
+      if (i >= 0) this.#load.counts[i]--;
+    }
+    await this.#inBroker('revoke', [id], (c) => c.revoke(id, d.broker));
     this.#log.info({ deviceId: id }, 'device revoked');
     return d;
   }

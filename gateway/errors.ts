@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   PW_APPROVAL_REQUIRED: 409, // a rollout that waits for approval by operators other than its creator: details.approval says how many
   PW_SELF_APPROVAL: 403, // the creator of a rollout approving it: another operator must
   PW_BROKER_UNAVAILABLE: 503, // external broker mode: the store took a credential change the broker did not (docs/architecture.md §8)
+  PW_LEADER_UNAVAILABLE: 503, // replicas: an action forwarded to the leading replica got no answer in time (docs/architecture.md §8)
 } as const;
 
 export type GatewayErrorCode = keyof typeof ERROR_STATUS;

@@ -9,6 +9,7 @@
 //   delivery.ts   publishing bundles to devices, once a session, and baseline offers
 //   support.ts    the stuck-device query
 //   manifests.ts  the firmware manifests pushed through the API, beside the config's
+//   reloads.ts    reading the rollouts and the telemetry book again after a commit failed
 //
 // Every rollout decision is the pure engine's (gateway/rollout/engine.ts, policy.ts).
 //
@@ -17,7 +18,11 @@
 //   const bundle = await gw.createBundle({ group: 'thermostats', endpoints: [...] }, 'alice');
 //   const { rollout } = await gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, start: true }, 'alice');
 import { DeviceBroker, type BrokerCounters, type BrokerTlsOptions, type BrokerWebSocketOptions } from './broker.ts';
-import { ExternalTransport, type ExternalTransportOptions } from './broker/external-transport.ts';
+import { defaultReplicaId, type ExternalTransportOptions } from './broker/external-transport.ts';
+import { ExternalBrokers } from './broker/external-brokers.ts';
+import type { Replica } from './replica/replica.ts';
+import type { PgSessionStore } from './http/pg-session-store.ts';
+import { deviceTopic } from './topics.ts';
 import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
 import { Delivery, type DeviceLink } from './delivery.ts';
@@ -32,7 +37,8 @@ import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page } from './store/types.ts';
 import type { ChangeStore, StoreStatus } from './store/changes.ts';
 import { EmbeddedStore } from './store/embedded.ts';
-import { loadTelemetry } from './telemetry-changes.ts';
+import { loadTelemetry, reloadTelemetry } from './telemetry-changes.ts';
+import { Reloads } from './reloads.ts';
 import { loadPushedManifests } from './manifests.ts';
 import { baselineOf } from './fleet-reads.ts';
 import { Support } from './support.ts';
@@ -116,9 +122,16 @@ export interface GatewayOptions {
   /**
    * external broker mode (docs/architecture.md §8): devices connect to this broker, whose
    * dynamic-security plugin holds their credentials, and the gateway is its client; no MQTT
-   * listener of the gateway's own (`mqttPort`, `tls`, `websocket` unused). Default: aedes, embedded
+   * listener of the gateway's own (`mqttPort`, `tls`, `websocket` unused). Several: the fleet is
+   * sharded across them, each device provisioned onto one (docs/architecture.md §8). Default: aedes, embedded
    */
-  broker?: ExternalTransportOptions;
+  broker?: ExternalTransportOptions | readonly ExternalTransportOptions[];
+  /**
+   * replicas (docs/architecture.md §8): on by default with an external `broker` and a PostgreSQL
+   * store; any number of gateways on that broker and database elect one leader to run the engine.
+   * `false` turns it off (one gateway that runs the engine without asking). Tests shorten the waits.
+   */
+  replica?: false | { retryMs?: number; actionTimeoutMs?: number };
 }
 
 export interface GatewayCounters {
@@ -140,8 +153,16 @@ export class Gateway {
   readonly #key: SigningKey | null;
   #broker!: DeviceTransport;
   /** set in external broker mode */
-  #external: ExternalTransport | null = null;
+  #external: ExternalBrokers | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** set with replicas (docs/architecture.md §8): this process's role among them */
+  #replica: Replica | null = null;
+  /** replicas: a follower's read of the rollouts in flight, and whether another is asked for */
+  #viewReading: Promise<void> | null = null;
+  #viewAgain = false;
+  #replicated = false;
+  /** console sessions in the database, with the PostgreSQL store (docs/architecture.md §8, §10) */
+  #sessions: PgSessionStore | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
   /** the config's manifests and the pushed ones (docs/architecture.md §4) */
@@ -181,8 +202,13 @@ export class Gateway {
     this.#devices = new Devices({ store, link, credentials: () => this.#external, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
     this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
-    this.#rollouts = new Rollouts({ store, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
-    this.#ingest = new Ingest({ store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry: telemetry.book, telemetryChanges: telemetry.changes, tasks, log, now, manifests: this.#manifests });
+    // The rollout records and the telemetry book change in memory before their batch commits: a
+    // commit that fails has both read again from the store (docs/architecture.md §7).
+    const reloads = new Reloads(store, log);
+    this.#rollouts = new Rollouts({ store: reloads.store, reloads, bundles: this.#bundles, delivery: this.#delivery, tasks, webhooks: this.#webhooks, manifests: this.#manifests, isOnline, log, now, preflight: o.preflight, approval: o.approval });
+    this.#ingest = new Ingest({ store: reloads.store, bundles: this.#bundles, delivery: this.#delivery, rollouts: this.#rollouts, telemetry: telemetry.book, telemetryChanges: telemetry.changes, tasks, log, now, manifests: this.#manifests });
+    reloads.add(() => this.#rollouts.load());
+    reloads.add(() => reloadTelemetry(store, telemetry.book, telemetry.changes));
     this.#support = new Support({ store, bundles: this.#bundles, rollouts: this.#rollouts, isOnline, now, manifests: this.#manifests });
   }
 
@@ -210,38 +236,150 @@ export class Gateway {
     }
     const ingest = gw.#ingest;
     const tasks = gw.#tasks;
+    const pgUrl = o.storeUrl ?? (store as { url?: unknown }).url;
+    const onPostgres = typeof pgUrl === 'string' && /^postgres(ql)?:\/\//.test(pgUrl);
+    const replicaUrl = pgUrl as string;
+    const replicated = onPostgres && o.broker !== undefined && o.replica !== false;
+    if (onPostgres) gw.#sessions = (await import('./http/pg-session-store.ts')).PgSessionStore.open(replicaUrl);
+    gw.#replicated = replicated;
     try {
+      if (replicated) {
+        // Its own lock first: a second process under this client id must not reach the broker.
+        const { Replica } = await import('./replica/replica.ts');
+        const links = brokerLinks(o);
+        gw.#replica = await Replica.start({ url: replicaUrl, id: links[0].clientId ?? defaultReplicaId(), brokers: links.map((l) => ({ ...l, logger: gw.#log })), hooks: gw.#replicaHooks(), log: gw.#log, now: o.now ?? Date.now, ...(o.replica || {}) });
+        gw.#rollouts.onChange(() => gw.#replica?.changed());
+      }
       await gw.#startBroker(o, ingest, tasks);
+      await gw.#replica?.elect();
     } catch (err) {
       // A broker that cannot start (a port taken, a broker refusing the gateway) leaves nothing open.
+      await gw.#replica?.close().catch(() => undefined);
+      await gw.#sessions?.close().catch(() => undefined);
+      await gw.#broker?.close().catch(() => undefined);
       await gw.#webhooks?.close();
       await store.close().catch(() => undefined);
       throw err;
     }
-    // A deadline that passed while the gateway was down is evaluated at once.
-    void gw.tick();
-    const every = o.tickIntervalMs ?? 1000;
-    if (every > 0) {
-      gw.#timer = setInterval(() => void gw.tick(), every);
-      gw.#timer.unref();
-    }
+    if (!replicated) gw.#startTimer();
     // `pinwave gateway` logs the one start line of a process, with its listeners.
     gw.#log.debug({ kid: key ? hex(key.kid) : null, rollouts: gw.#rollouts.size }, 'gateway started');
     return gw;
+  }
+
+  /** The rollout timer; a deadline that passed while the gateway was down is evaluated at once. */
+  #startTimer(): void {
+    void this.tick();
+    const every = this.#o.tickIntervalMs ?? 1000;
+    if (every > 0 && this.#timer === null && !this.#stopping) {
+      this.#timer = setInterval(() => void this.tick(), every);
+      this.#timer.unref();
+    }
+  }
+
+  /** What this gateway does as a replica, leading or following (gateway/replica/replica.ts). */
+  #replicaHooks(): import('./replica/replica.ts').ReplicaHooks {
+    return {
+      lead: async () => {
+        // What the last leader committed is the truth now: the engine starts from it.
+        await this.#rollouts.load();
+        this.#startTimer();
+      },
+      resume: async () => {
+        // The broker link is up (elect() comes after it): what was being sent when the last
+        // leader stopped goes again (once per device session).
+        const online = this.#external?.links.flatMap((l) => l.broker.onlineDevices()) ?? [];
+        for (let i = 0; i < online.length && this.#replica?.leading; i += 200) {
+          await Promise.all(online.slice(i, i + 200).map((id) => this.#tasks.track(this.#ingest.onSubscribe(id, deviceTopic(id, 'bundle')))));
+        }
+      },
+      follow: (reason) => {
+        if (this.#timer) clearInterval(this.#timer);
+        this.#timer = null;
+        this.#log.warn({ reason }, 'replica: no longer leading; the engine stopped here');
+        this.#readView();
+      },
+      handle: (id, kind, payload) => {
+        if (kind === 'state') this.#delivery.newSession(id);
+        return this.#ingest.onMessage(id, kind, payload);
+      },
+      perform: (method, args) => this.#perform(method, args),
+      changed: () => this.#readView(),
+    };
+  }
+
+  /** A follower's rollouts, read again from the database (one read at a time, another after it when asked meanwhile). */
+  #readView(): Promise<void> {
+    if (this.#viewReading) {
+      this.#viewAgain = true;
+      return this.#viewReading;
+    }
+    this.#viewReading = (async () => {
+      try {
+        do {
+          this.#viewAgain = false;
+          if (this.#replica?.leading) break;
+          await this.#rollouts.load(true);
+        } while (this.#viewAgain);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'replica: reading the rollouts failed');
+      } finally {
+        this.#viewReading = null;
+      }
+    })();
+    return this.#viewReading;
+  }
+
+  /**
+   * A rollout action: performed here when this gateway runs the engine, else forwarded to the
+   * leading replica (docs/architecture.md §8), whose answer is returned once this replica's
+   * rollouts show it.
+   */
+  async #leader<T>(method: RolloutAction, args: unknown[]): Promise<T> {
+    const replica = this.#replica;
+    if (replica === null || replica.leading) return (await this.#perform(method, args)) as T;
+    const result = (await replica.forward(method, args)) as T;
+    await this.#readView();
+    if (this.#viewReading) await this.#viewReading;
+    return result;
+  }
+
+  #perform(method: string, a: unknown[]): Promise<unknown> {
+    const r = this.#rollouts;
+    const [x, y, z, w] = a as [never, never, never, never];
+    switch (method as RolloutAction) {
+      case 'create':
+        return r.create(x, y);
+      case 'start':
+        return r.start(x, y);
+      case 'approve':
+        return r.approve(x, y);
+      case 'pause':
+        return r.pause(x, y);
+      case 'resume':
+        return r.resume(x, y, z, w);
+      case 'abort':
+        return r.abort(x, y, z);
+      case 'rollback':
+        return r.rollback(x, y, z);
+    }
+    return Promise.reject(new Error(`unknown rollout action ${JSON.stringify(method)}`));
   }
 
   /** The embedded broker, or the external one's client (docs/architecture.md §8). */
   async #startBroker(o: GatewayOptions, ingest: Ingest, tasks: Tasks): Promise<void> {
     const gw = this;
     if (o.broker) {
-      gw.#broker = gw.#external = await ExternalTransport.start({ logger: gw.#log, ...o.broker }, {
-        onConnect: (id) => ingest.onConnect(id),
-        onDisconnect: (id) => ingest.onDisconnect(id),
-        onSubscribe: (id, filter) => tasks.track(ingest.onSubscribe(id, filter)),
+      gw.#broker = gw.#external = await ExternalBrokers.start(brokerLinks(o).map((l) => ({ logger: gw.#log, ...l })), {
+        // Replicas: presence is every replica's, but only the leader acts on it (it resends at takeover).
+        onConnect: (id) => gw.#engineHere() && ingest.onConnect(id),
+        onDisconnect: (id) => gw.#engineHere() && ingest.onDisconnect(id),
+        onSubscribe: (id, filter) => void (gw.#engineHere() && tasks.track(ingest.onSubscribe(id, filter))),
         onReport: (id) => gw.#delivery.newSession(id),
         // The promise goes back to the client, which acknowledges the broker once it resolved:
         // once committed (docs/architecture.md §7, §8); a rejection leaves the message unacknowledged.
-        onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
+        // Replicas: a follower commits it for the leader (gateway/replica/inbox.ts).
+        onMessage: (id, kind, payload) => (gw.#replica ? gw.#replica.message(id, kind, payload) : ingest.onMessage(id, kind, payload)),
       });
     } else gw.#broker = await DeviceBroker.start({
       host: o.host ?? '127.0.0.1',
@@ -260,6 +398,11 @@ export class Gateway {
       // Before the PUBACK: resolved once committed, rejected when it could not be (docs/architecture.md §7).
       onMessage: (id, kind, payload) => ingest.onMessage(id, kind, payload),
     });
+  }
+
+  /** Whether this process runs the engine: always without replicas; with them, while it leads. */
+  #engineHere(): boolean {
+    return !this.#replicated || (this.#replica?.leading ?? false);
   }
 
   // ---------------------------------------------------------------- shutdown (`pinwave gateway`)
@@ -291,8 +434,12 @@ export class Gateway {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       if (this.#timer) clearInterval(this.#timer);
+      this.#timer = null;
       await this.#broker?.close();
       await this.#tasks.current();
+      // The lock goes with this connection: a follower takes over at its next try.
+      await this.#replica?.close();
+      await this.#sessions?.close().catch(() => undefined);
       await this.#webhooks?.close();
       await this.#store.close();
       this.#log.debug({}, 'gateway stopped');
@@ -317,9 +464,30 @@ export class Gateway {
     return this.#key && { kid: hex(this.#key.kid), publicKey: this.#key.publicKey, publicPem: spkiPemFromRaw(this.#key.publicKey) };
   }
 
+  /** The brokers devices are provisioned onto (external broker mode), by the URL devices are given; empty on the embedded broker. */
+  get brokers(): readonly string[] {
+    return this.#external?.brokers ?? [];
+  }
+
   /** `external` when devices connect to a broker the gateway is a client of (docs/architecture.md §8), `embedded` otherwise. */
   get brokerMode(): 'embedded' | 'external' {
     return this.#external ? 'external' : 'embedded';
+  }
+
+  /** Replicas (docs/architecture.md §8): this replica's id (its broker client id) and whether it leads; null without replicas. */
+  get replica(): ({ id: string; leader: boolean; terms: number } & ReturnType<Replica['counters']>) | null {
+    const r = this.#replica;
+    return r && { id: r.id, leader: r.leading, terms: r.terms, ...r.counters() };
+  }
+
+  /** Where the console's sessions live when the store is PostgreSQL (shared by every replica); null: the HTTP server keeps them in memory. */
+  get consoleSessions(): PgSessionStore | null {
+    return this.#sessions;
+  }
+
+  /** Replicas: device messages followers committed that the leader has not handled yet; null without replicas. */
+  replicaInbox(): Promise<number | null> {
+    return this.#replica?.inboxWaiting() ?? Promise.resolve(null);
   }
 
   get store(): ChangeStore {
@@ -385,7 +553,7 @@ export class Gateway {
    * Provisions devices, all or nothing: an invalid entry is PW_INVALID naming it, an id that exists
    * already is PW_CONFLICT naming it, and then nothing is stored. Tokens are returned this once.
    */
-  provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string }> }> {
+  provision(list: ProvisionInput[]): Promise<{ devices: Array<{ id: string; token: string; broker?: string }> }> {
     return this.#devices.provision(list);
   }
 
@@ -447,29 +615,29 @@ export class Gateway {
 
   /** Creates a rollout after a pre-flight check; with `start`, starts it too. */
   createRollout(input: RolloutInput, actor: string): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
-    return this.#rollouts.create(input, actor);
+    return this.#leader('create', [input, actor]);
   }
 
   startRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.start(id, actor);
+    return this.#leader('start', [id, actor]);
   }
 
   /** An operator other than its creator agrees to a pending rollout that asked for approval (docs/architecture.md §10). */
   approveRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.approve(id, actor);
+    return this.#leader('approve', [id, actor]);
   }
 
   pauseRollout(id: string, actor: string): Promise<RolloutSummary> {
-    return this.#rollouts.pause(id, actor);
+    return this.#leader('pause', [id, actor]);
   }
 
   /** `scope`: the new thresholds are for the held wave only (default), or for it and every wave after it. */
   resumeRollout(id: string, actor: string, changes: Partial<WaveThresholds> = {}, scope: ResumeScope = 'held'): Promise<RolloutSummary> {
-    return this.#rollouts.resume(id, actor, changes, scope);
+    return this.#leader('resume', [id, actor, changes, scope]);
   }
 
   abortRollout(id: string, actor: string, reason = 'operator'): Promise<RolloutSummary> {
-    return this.#rollouts.abort(id, actor, reason);
+    return this.#leader('abort', [id, actor, reason]);
   }
 
   /**
@@ -477,7 +645,7 @@ export class Gateway {
    * again with a higher seq, or the uploaded `bundle`, to every device the rollout reached.
    */
   rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
-    return this.#rollouts.rollback(id, actor, opts);
+    return this.#leader('rollback', [id, actor, opts]);
   }
 
   async getRollout(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
@@ -505,6 +673,7 @@ export class Gateway {
 
   /** Evaluates deadlines and soaks of running rollouts; called by the timer, or by tests with an injected clock (await it: it resolves once what it decided is committed). */
   tick(): Promise<void> {
+    if (!this.#engineHere()) return Promise.resolve();
     return this.#rollouts.tick();
   }
 
@@ -546,7 +715,15 @@ export class Gateway {
   }
 }
 
+/** The rollout actions a follower replica forwards to the leader (gateway/replica/actions.ts). */
+type RolloutAction = 'create' | 'start' | 'approve' | 'pause' | 'resume' | 'abort' | 'rollback';
+
 function dataDirOf(o: GatewayOptions): string {
   if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new TypeError('expected dataDir (the embedded store), storeUrl (PostgreSQL) or store');
   return o.dataDir;
+}
+
+/** The external brokers a gateway is given, as a list (one, or several: docs/architecture.md §8). */
+function brokerLinks(o: GatewayOptions): readonly ExternalTransportOptions[] {
+  return o.broker === undefined ? [] : ((Array.isArray(o.broker) ? o.broker : [o.broker]) as readonly ExternalTransportOptions[]);
 }

@@ -35,6 +35,7 @@ import type { Change, ChangeStore } from './store/changes.ts';
 import { engineRollout } from './store/rollout-records.ts';
 import { createChanges, RolloutLedger, ROLLOUT_EXTRAS } from './rollout-changes.ts';
 import { activeDevicesOf, baselineOf, commit } from './fleet-reads.ts';
+import type { Reloads } from './reloads.ts';
 import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
 import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
@@ -79,7 +80,9 @@ export interface BypassedGate {
 }
 
 export interface RolloutsOptions {
+  /** the store, through `reloads` (its `store`): a failed commit has every record read again */
   store: ChangeStore;
+  reloads: Reloads;
   bundles: Bundles;
   delivery: Delivery;
   tasks: Tasks;
@@ -109,6 +112,7 @@ export class Rollouts {
   readonly #preflight: PreflightOptions | undefined;
   readonly #approval: ApprovalPolicy | undefined;
   readonly #decisions: DecisionLog;
+  readonly #reloads: Reloads;
   readonly #rollouts = new Map<string, GatewayRollout>();
   /** device id → the latest rollout (not aborted) that includes it */
   readonly #deviceRollout = new Map<string, string>();
@@ -118,12 +122,8 @@ export class Rollouts {
   readonly #listeners = new Set<(rolloutId: string) => void>();
   /** what the store holds of each rollout record (rollout-changes.ts), by the record itself */
   readonly #ledgers = new WeakMap<GatewayRollout, RolloutLedger>();
-  /** commits in flight, and whether one failed: the records are then read again from the store once none is */
-  #inFlight = 0;
   /** per rollout, its last commit in flight: a read waits for it, so what it shows is in the store */
   readonly #lastCommit = new Map<string, Promise<void>>();
-  #failed = false;
-  #reloading: Promise<void> | null = null;
 
   constructor(o: RolloutsOptions) {
     this.#store = o.store;
@@ -138,10 +138,15 @@ export class Rollouts {
     this.#preflight = o.preflight;
     this.#approval = o.approval;
     this.#decisions = new DecisionLog(o.log);
+    this.#reloads = o.reloads;
   }
 
-  /** Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them. */
-  async load(): Promise<void> {
+  /**
+   * Loads every stored rollout where it stood (docs/architecture.md §7): a restart resumes them.
+   * `announce`: the change listeners are told of every rollout (a follower replica's view, read
+   * again after the leader changed it: docs/architecture.md §8).
+   */
+  async load(announce = false): Promise<void> {
     // Read into maps of their own, and swapped in at once: a reload never shows half the rollouts.
     const rollouts = new Map<string, GatewayRollout>();
     const deviceRollout = new Map<string, string>();
@@ -167,7 +172,8 @@ export class Rollouts {
         if (r.rollbackOf === undefined) delete r.rollbackOf;
         if (r.rolledBackBy === undefined) delete r.rolledBackBy;
         const ledger = new RolloutLedger(r);
-        if (engine.rebuildCounters(r)) {
+        // A follower's view is read while the leader writes (not one snapshot): it fixes nothing.
+        if (engine.rebuildCounters(r) && !announce) {
           this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
           fixes.push(...ledger.changes(r));
         }
@@ -184,6 +190,7 @@ export class Rollouts {
     for (const [id, r] of rollouts) this.#rollouts.set(id, r);
     this.#deviceRollout.clear();
     for (const [dev, id] of deviceRollout) this.#deviceRollout.set(dev, id);
+    if (announce) for (const r of rollouts.values()) this.#changed(r);
   }
 
   /**
@@ -192,7 +199,7 @@ export class Rollouts {
    * change a rollout waits for it first.
    */
   get reloading(): Promise<void> | null {
-    return this.#reloading;
+    return this.#reloads.reloading;
   }
 
   get size(): number {
@@ -230,6 +237,21 @@ export class Rollouts {
 
   /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
   async #create(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
+    const { r, check, bundle, bytes, targetIds } = await this.#prepare(input, actor, replacing);
+    await this.#commitNew(r, targetIds);
+    this.#bundles.remember(bundle.id, bytes, bundle);
+    this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
+    this.#decisions.log(r);
+    await this.#gate(r, actor, replacing !== null);
+    // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
+    const deadlineFit = fit(r, this.#now());
+    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
+    if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
+    return { rollout: summary(r, this.#now()), preflight: check, ...(deadlineFit && { deadlineFit }) };
+  }
+
+  /** A new rollout's record, checked and pre-flighted, in memory only: nothing is stored or taken yet. */
+  async #prepare(input: RolloutInput, actor: string, replacing: string | null): Promise<{ r: GatewayRollout; check: Preflight; bundle: BundleRecord; bytes: Buffer; targetIds: string[] }> {
     if (typeof input?.bundle !== 'string') throw invalid('bundle: a bundle id is required');
     // Validation before state: the whole plan is checked before anything is looked up, so a
     // malformed one is a 400 naming the field whatever rollout its devices are in.
@@ -239,7 +261,7 @@ export class Rollouts {
     const deadline = parseDeadline(input);
     if (!deadline.ok) throw new GatewayError('PW_INVALID_PLAN', deadline.errors.join('; '), { errors: deadline.errors });
     // A unique prefix names a bundle too (gateway/id-prefix.ts).
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     const bundle = await this.#store.getBundle(await this.#bundles.resolveId(input.bundle));
     if (!bundle) throw notFound('bundle', input.bundle);
     const targetIds = await this.#resolveTarget(input.target);
@@ -282,25 +304,13 @@ export class Rollouts {
     });
     if (!created.ok) throw new GatewayError('PW_INVALID_PLAN', created.errors.join('; '), { errors: created.errors });
     const previousBundle = await baselineOf(this.#store, bundle.group);
-    // Checked again after the last await: two concurrent calls must not both take the same devices.
-    const taken = targetIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
-    if (taken.length > 0) throw this.#busy(taken);
     const r: GatewayRollout = { ...created.rollout, createdBy: actor, previousBundle };
     if (!check.ok) {
       r.gatesBypassed = [{ gate: 'preflight', at: this.#now(), actor, reason: 'rollback', findings: check.problems }];
       this.#log.warn({ rollout: r.id, rollbackOf: replacing, findings: check.problems.map((p) => p.message) }, 'pre-flight bypassed for a rollback');
     }
     if (forced) r.decisions.push(forced);
-    await this.#commitNew(r, targetIds);
-    this.#bundles.remember(bundle.id, bytes, bundle);
-    this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');
-    this.#decisions.log(r);
-    await this.#gate(r, actor, replacing !== null);
-    // docs/architecture.md §9: whether the plan can reach its target share in time, a warning only.
-    const deadlineFit = fit(r, this.#now());
-    // One that waits for approval stays pending, its summary saying so (docs/architecture.md §10).
-    if (input.start && startGate(r, r.createdBy) === null) await this.start(r.id, actor);
-    return { rollout: summary(r, this.#now()), preflight: check, ...(deadlineFit && { deadlineFit }) };
+    return { r, check, bundle, bytes, targetIds };
   }
 
   /** docs/architecture.md §10: records an approval request when the policy asks for more than the creator, and tells the others. */
@@ -415,6 +425,11 @@ export class Rollouts {
    * or, completed, keeps its state with a rollback decision. Nothing changes until the rollback
    * rollout exists: a refusal leaves this rollout as it was. What may be rolled back, to which
    * bundle, for which devices, and the baseline after, are gateway/rollout/policy.ts's.
+   *
+   * One batch (docs/architecture.md §7): the rollback rollout, created and started with its members
+   * sent, the links both ways, this rollout's rollback decision (or abort) and the group's baseline
+   * commit together or not at all; nothing is sent before. Only the bundle is stored before it (a
+   * bundle no rollout sends is harmless).
    */
   async rollback(id: string, actor: string, opts: { bundle?: string } = {}): Promise<{ aborted: RolloutSummary; rollback: RolloutSummary }> {
     const r = this.get(id);
@@ -429,21 +444,37 @@ export class Rollouts {
     const targets = rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
     const bundle = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle);
-    const { rollout } = await this.#create({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
-    const created = this.#rollouts.get(rollout.id)!;
+    const { r: created, bundle: stored, bytes, targetIds } = await this.#prepare({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
     created.rollbackOf = id;
     created.previousBundle = r.bundle.id;
-    r.rolledBackBy = created.id;
+    const approval = await gateRollout(this.#approvalDeps, created, created.createdBy, actor, { rollback: true, now: this.#now() });
+    const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
+    // After the last await: the rollout may have moved meanwhile (another rollback, an abort).
+    if (this.reloading) await this.reloading;
+    if (this.#rollouts.get(id) !== r) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} was read again from the store while it was rolled back; roll it back again`);
+    const still = rollbackEligibility(r);
+    if (!still.ok) throw new GatewayError(still.code, still.message);
+    const missing = startGate(created, created.createdBy);
+    if (missing !== null) throw new GatewayError('PW_APPROVAL_REQUIRED', missing, { approval: approvalState(created, created.createdBy) });
+    const now = this.#now();
+    const started = engine.start(created, now, actor, this.#isOnline);
+    if (!started.ok) throw new GatewayError(started.code, started.message);
     const wasCompleted = r.state === 'completed';
-    const aborted = await this.#act(id, (x) => engine.rollBack(x, this.#now(), actor));
+    const rolled = engine.rollBack(r, now, actor);
+    if (!rolled.ok) throw new GatewayError(rolled.code, rolled.message);
+    r.rolledBackBy = created.id;
+    const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
+    const { changes } = this.#changesOf(r, rolled.effects);
+    if (next !== null && 'group' in r.target) changes.push({ type: 'group.baseline', group: r.target.group, bundleId: next });
+    await this.#commitNew(created, targetIds, changes);
+    this.#bundles.remember(stored.id, bytes, stored);
+    this.#log.info({ rollout: created.id, rollbackOf: id, bundle: stored.id, devices: targetIds.length, actor }, 'rollback rollout created');
     // Members never reached leave this rollout: they get the group's baseline when they connect.
     for (const dev of Object.keys(r.devices)) if (this.#deviceRollout.get(dev) === id) this.#deviceRollout.delete(dev);
-    const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
-    const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
-    await this.#persist(r, next !== null && 'group' in r.target ? [{ type: 'group.baseline', group: r.target.group, bundleId: next }] : []);
-    await this.start(created.id, actor);
-    await this.#persist(created);
-    return { aborted, rollback: summary(created) };
+    this.#perform(r, rolled.effects, true);
+    this.#perform(created, started.effects, true);
+    if (approval?.needed) this.#alert(created, 'approval.requested', null, 'removes_pins', actor, { approval: { creator: created.createdBy, required: approval.required, remaining: approval.remaining, removed: approval.removed } });
+    return { aborted: summary(r), rollback: summary(created) };
   }
 
   /**
@@ -494,7 +525,7 @@ export class Rollouts {
     this.get(id);
     // What the engine decided is shown once it is committed (a failed commit is read again).
     await this.#lastCommit.get(id)?.catch(() => undefined);
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     const r = this.get(id);
     const approval = approvalState(r, r.createdBy);
     return {
@@ -562,7 +593,7 @@ export class Rollouts {
    * injected clock. Resolves once what it decided is committed and performed (a failure is logged).
    */
   async tick(): Promise<void> {
-    if (this.#reloading) return;
+    if (this.reloading) return;
     const now = this.#now();
     const done: Array<Promise<void> | undefined> = [];
     for (const r of this.#rollouts.values()) {
@@ -579,7 +610,7 @@ export class Rollouts {
   // ---------------------------------------------------------------- the effect interpreter
 
   async #act(id: string, action: (r: GatewayRollout) => ActionResult): Promise<RolloutSummary> {
-    if (this.#reloading) await this.#reloading;
+    if (this.reloading) await this.reloading;
     const r = this.get(id);
     const result = action(r);
     if (!result.ok) throw new GatewayError(result.code, result.message, result.errors ? { errors: result.errors } : undefined);
@@ -596,6 +627,13 @@ export class Rollouts {
    */
   async apply(r: GatewayRollout, effects: Effect[], batch: readonly Change[] = []): Promise<void> {
     if (this.#rollouts.get(r.id) !== r) throw new Error(`rollout ${r.id} was read again from the store while this change was made; send it again`);
+    const { changes, persisted } = this.#changesOf(r, effects, batch);
+    if (changes.length > 0) await this.#commitFor([r.id], changes);
+    this.#perform(r, effects, persisted);
+  }
+
+  /** The store's changes for what the engine did to `r` (its `persist` effects), after `batch`. */
+  #changesOf(r: GatewayRollout, effects: readonly Effect[], batch: readonly Change[] = []): { changes: Change[]; persisted: boolean } {
     const changes: Change[] = [...batch];
     let persisted = false;
     for (const e of effects) {
@@ -607,15 +645,22 @@ export class Rollouts {
         changes.push({ type: 'group.baseline', group: r.target.group, bundleId: r.bundle.id });
       }
     }
-    if (changes.length > 0) {
-      const committed = this.#commit(changes);
-      this.#lastCommit.set(r.id, committed);
-      try {
-        await committed;
-      } finally {
-        if (this.#lastCommit.get(r.id) === committed) this.#lastCommit.delete(r.id);
-      }
+    return { changes, persisted };
+  }
+
+  /** Commits `changes` as the last commit of each of `ids` (a read of one waits for it). */
+  async #commitFor(ids: readonly string[], changes: Change[]): Promise<void> {
+    const committed = this.#commit(changes);
+    for (const id of ids) this.#lastCommit.set(id, committed);
+    try {
+      await committed;
+    } finally {
+      for (const id of ids) if (this.#lastCommit.get(id) === committed) this.#lastCommit.delete(id);
     }
+  }
+
+  /** Performs the effects that leave the gateway, once what they follow from is committed. */
+  #perform(r: GatewayRollout, effects: readonly Effect[], persisted: boolean): void {
     this.#decisions.log(r);
     for (const e of effects) {
       switch (e.type) {
@@ -648,15 +693,23 @@ export class Rollouts {
     return this.apply(r, [{ type: 'persist', members: [] }], batch);
   }
 
-  /** Stores a new rollout and takes its devices; on failure nothing of it is left, in memory either. */
-  async #commitNew(r: GatewayRollout, deviceIds: readonly string[]): Promise<void> {
+  /**
+   * Stores a new rollout and takes its devices, with `also` (a rollback's changes to the rollout it
+   * undoes) in the same batch; on failure nothing of it is left, in memory either (what `also`
+   * changed in memory is read again from the store, as after any failed commit).
+   */
+  async #commitNew(r: GatewayRollout, deviceIds: readonly string[], also: Change[] | null = null): Promise<void> {
+    // Checked again with no await before the devices are taken: two concurrent calls must not both take them.
+    const taken = deviceIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== (r.rollbackOf ?? null));
+    if (taken.length > 0) throw this.#busy(taken);
     const before = deviceIds.map((dev) => this.#deviceRollout.get(dev));
     this.#rollouts.set(r.id, r);
     for (const dev of deviceIds) this.#deviceRollout.set(dev, r.id);
     const changes = createChanges(r);
     this.#ledgers.set(r, new RolloutLedger(r));
     try {
-      await commit(this.#store, changes);
+      if (also === null) await commit(this.#store, changes);
+      else await this.#commitFor([r.id, r.rollbackOf!], [...changes, ...also]);
     } catch (err) {
       this.#rollouts.delete(r.id);
       deviceIds.forEach((dev, i) => (before[i] === undefined ? this.#deviceRollout.delete(dev) : this.#deviceRollout.set(dev, before[i]!)));
@@ -674,29 +727,10 @@ export class Rollouts {
   /**
    * One batch to the store. Batches are handed over in the order the engine made them (the store
    * commits them in that order). When one fails, the records in memory hold changes the store does
-   * not: once no commit is in flight they are read again from the store.
+   * not: once no commit is in flight they are read again from the store (reloads.ts).
    */
   async #commit(changes: Change[]): Promise<void> {
-    this.#inFlight++;
-    try {
-      await commit(this.#store, changes);
-    } catch (err) {
-      this.#failed = true;
-      throw err;
-    } finally {
-      if (--this.#inFlight === 0 && this.#failed && !this.#reloading) {
-        this.#failed = false;
-        this.#log.warn({}, 'a rollout change was not committed: reading the rollouts again from the store');
-        this.#reloading = this.load().then(
-          () => void (this.#reloading = null),
-          (err: Error) => {
-            this.#reloading = null;
-            this.#failed = true;
-            this.#log.error({ err: err.message }, 'reading the rollouts again from the store failed; trying at the next commit');
-          },
-        );
-      }
-    }
+    await commit(this.#store, changes);
   }
 
   #changed(r: GatewayRollout): void {

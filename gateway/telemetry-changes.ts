@@ -22,6 +22,11 @@ export class TelemetryChanges {
     this.#counters = structuredClone(counters);
   }
 
+  /** What the store holds now: after the book was read again from it. */
+  reset(counters: TelemetryCounters): void {
+    this.#counters = structuredClone(counters);
+  }
+
   changes(d: TelemetryDelta): Change[] {
     const out: Change[] = [];
     for (const [key, bucket] of d.buckets) out.push(bucket === null ? { type: 'telemetry.remove', key } : { type: 'telemetry.put', key, bucket: structuredClone(bucket) });
@@ -41,6 +46,20 @@ export class TelemetryChanges {
 
 /** The book as the store holds it: buckets, the devices' items and recent reports, the waves, the counters. */
 export async function loadTelemetry(store: ChangeStore): Promise<{ book: TelemetryBook; changes: TelemetryChanges }> {
+  const book = new TelemetryBook(await readTelemetry(store));
+  return { book, changes: new TelemetryChanges(book.counters) };
+}
+
+/**
+ * Reads `book` again from the store, in place (the parts holding it keep it), after a commit
+ * failed: what the failed batch changed in memory holds no longer (docs/architecture.md §7).
+ */
+export async function reloadTelemetry(store: ChangeStore, book: TelemetryBook, changes: TelemetryChanges): Promise<void> {
+  book.replace(await readTelemetry(store));
+  changes.reset(book.counters);
+}
+
+async function readTelemetry(store: ChangeStore): Promise<TelemetryState> {
   const state: TelemetryState = { version: 1, buckets: {}, devices: {}, waves: {}, counters: { messages: 0, reports: 0, accepted: 0, dropped: {} as TelemetryCounters['dropped'] } };
   for (let cursor: string | null = null; ; ) {
     const p = await store.listTelemetry({ limit: 1000, cursor });
@@ -66,6 +85,5 @@ export async function loadTelemetry(store: ChangeStore): Promise<{ book: Telemet
   const counters = await store.getCounters();
   for (const k of ['messages', 'reports', 'accepted'] as const) state.counters[k] = counters[COUNTER + k] ?? 0;
   for (const r of TELEMETRY_DROP_REASONS) state.counters.dropped[r] = counters[`${COUNTER}dropped.${r}`] ?? 0;
-  const book = new TelemetryBook(state);
-  return { book, changes: new TelemetryChanges(book.counters) };
+  return state;
 }

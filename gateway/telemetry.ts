@@ -204,7 +204,7 @@ export interface PinFailureAggregate {
 
 export class TelemetryBook {
   readonly #limits: Required<TelemetryLimits>;
-  readonly #state: TelemetryState;
+  #state: TelemetryState;
   /** The buckets, least recently updated first: the reclaim order of a full book. */
   readonly #lru = new Map<string, TelemetryBucket>();
   /** What changed since the last takeChanges(): what the store is given (gateway/telemetry-changes.ts). */
@@ -217,6 +217,22 @@ export class TelemetryBook {
   constructor(state?: TelemetryState | Record<string, unknown> | null, limits: TelemetryLimits = {}) {
     this.#limits = checkLimits(limits);
     this.#state = adopt(state);
+    this.#index();
+  }
+
+  /**
+   * Replaces everything the book holds with `state` (what the store holds: after a commit failed,
+   * docs/architecture.md §7), dropping what changed since the last takeChanges(). Throws as the
+   * constructor does, leaving the book as it was.
+   */
+  replace(state: TelemetryState | Record<string, unknown> | null): void {
+    this.#state = adopt(state);
+    this.#touched = emptyTouched();
+    this.#index();
+  }
+
+  #index(): void {
+    this.#lru.clear();
     const byAge = Object.entries(this.#state.buckets).sort((a, b) => a[1].updatedAt - b[1].updatedAt);
     for (const [key, bucket] of byAge) this.#lru.set(key, bucket);
   }

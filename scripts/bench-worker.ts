@@ -1,7 +1,7 @@
 // The child processes of scripts/bench-gateway.ts and scripts/bench-sim.ts, one role each, driven
 // over IPC so that every figure is attributable to one process (its RSS, its event loop):
 //
-//   gateway  the real Gateway (docs/architecture.md §5–§7) on 127.0.0.1, lowdb store in a temp dir
+//   gateway  the real Gateway (docs/architecture.md §5–§7) on 127.0.0.1, the embedded store in a temp dir
 //   bare     a bare aedes broker on a net server, no auth, no ACL, no store: the reference push
 //   clients  a share of the fleet as mqtt.js clients that connect, subscribe, send `state`, and
 //            then either ack every bundle at once (`auto`) or ack only when told (`hold`); and one
@@ -23,6 +23,7 @@ import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Fleet, Handshakes, type CallHomeEndpoint, type HandshakeResult } from '../device-sim/index.ts';
 import { Gateway, type Logger } from '../gateway/gateway.ts';
+import { newDeviceRecord } from '../gateway/store/types.ts';
 import { formatPin, generateKeyPair, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 /** Epoch ms with sub-ms resolution, comparable across the bench's processes (same machine clock). */
@@ -108,11 +109,25 @@ function gatewayRole(): Handlers {
   let bundles = 0;
 
   return {
-    async start({ dir, commitWindowMs }: { dir: string; commitWindowMs?: number }) {
+    /** The embedded gateway, or with `broker` the gateway as a client of those brokers (external broker mode, docs/architecture.md §8). */
+    async start({ dir, commitWindowMs, broker }: { dir: string; commitWindowMs?: number; broker?: Array<{ url: string; username: string; password: string }> }) {
       const keyPath = join(dir, 'signing.key');
       writeFileSync(keyPath, generateKeyPair().privatePem, { mode: 0o600 });
-      gw = await Gateway.start({ dataDir: join(dir, 'data'), keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, commitWindowMs, logger });
+      const external = broker && { broker: broker.map((b) => ({ ...b, clientId: 'pinwave@bench' })) };
+      gw = await Gateway.start({ dataDir: join(dir, 'data'), keyPath, host: '127.0.0.1', mqttPort: 0, tickIntervalMs: 1000, commitWindowMs, logger, ...external });
       return { port: gw.ports.tcp, publicPem: gw.signing!.publicPem };
+    },
+    /**
+     * Device records written to the store as they are (each with its token hash and broker), the way
+     * a fleet moved onto brokers whose plugin files were written in one go arrives: no control
+     * command per device (docs/external-broker.md).
+     */
+    async seed({ devices, group = 'bench', model = 'bench-1', firmware = '1.0.0' }: { devices: Array<{ id: string; tokenHash: string; broker: string }>; group?: string; model?: string; firmware?: string }) {
+      const t0 = performance.now();
+      const now = Date.now();
+      const r = await g().store.apply(devices.map((d) => ({ type: 'device.provision', device: newDeviceRecord({ id: d.id, group, model, firmware, tokenHash: d.tokenHash, createdAt: now, broker: d.broker }) })));
+      if (!r.ok) throw new Error(`seeding refused: ${r.code} ${r.message}`);
+      return { ms: performance.now() - t0 };
     },
     async provision({ ids, group = 'bench', model = 'bench-1', firmware = '1.0.0' }: { ids: string[]; group?: string; model?: string; firmware?: string }) {
       const t0 = performance.now();
@@ -305,9 +320,13 @@ function clientsRole(): Handlers {
     publishErrors++;
   };
 
-  function connectOne(url: string, d: Device, state: Buffer, timeoutMs: number): Promise<MqttClient> {
+  // presence (docs/architecture.md §5): a will of `offline` and `online` once connected, both retained,
+  // as devices on an external broker leave them; the gateway knows who is online from nothing else
+  function connectOne(url: string, d: Device, state: Buffer, timeoutMs: number, presence = false): Promise<MqttClient> {
     return new Promise((resolve, reject) => {
-      const c = mqtt.connect(url, { clientId: d.id, username: d.id, password: d.token, clean: false, reconnectPeriod: 0, connectTimeout: timeoutMs, keepalive: 120 });
+      const presenceTopic = `pinwave/v1/devices/${d.id}/presence`;
+      const will = presence ? { will: { topic: presenceTopic, payload: Buffer.from('offline'), qos: 1 as const, retain: true } } : {};
+      const c = mqtt.connect(url, { clientId: d.id, username: d.id, password: d.token, clean: false, reconnectPeriod: 0, connectTimeout: timeoutMs, keepalive: 120, ...will });
       const ackTopic = `pinwave/v1/devices/${d.id}/ack`;
       const timer = setTimeout(() => fail(new Error(`${d.id}: not connected after ${timeoutMs} ms`)), timeoutMs);
       const fail = (err: Error) => {
@@ -321,10 +340,14 @@ function clientsRole(): Handlers {
           if (err) return fail(err);
           c.publish(`pinwave/v1/devices/${d.id}/state`, state, { qos: 1 }, (err2) => {
             if (err2) return fail(err2);
-            clearTimeout(timer);
-            c.off('error', fail);
-            c.on('error', () => {}); // a dropped link shows as a missing ack, which the bench times out on
-            resolve(c);
+            const done = () => {
+              clearTimeout(timer);
+              c.off('error', fail);
+              c.on('error', () => {}); // a dropped link shows as a missing ack, which the bench times out on
+              resolve(c);
+            };
+            if (!presence) return done();
+            c.publish(presenceTopic, 'online', { qos: 1, retain: true }, (err3) => (err3 ? fail(err3) : done()));
           });
         });
       });
@@ -343,11 +366,11 @@ function clientsRole(): Handlers {
 
   return {
     /** Connects `devices`, `batch` at a time (a ramp: no SYN flood); resolves with the time taken. */
-    async connect({ url, devices, batch, state, timeoutMs }: { url: string; devices: Device[]; batch: number; state: Uint8Array; timeoutMs: number }) {
+    async connect({ url, devices, batch, state, timeoutMs, presence }: { url: string; devices: Device[]; batch: number; state: Uint8Array; timeoutMs: number; presence?: boolean }) {
       const payload = Buffer.from(state);
       const t0 = wallMs();
       for (let i = 0; i < devices.length; i += batch) {
-        const made = await Promise.all(devices.slice(i, i + batch).map((d) => connectOne(url, d, payload, timeoutMs)));
+        const made = await Promise.all(devices.slice(i, i + batch).map((d) => connectOne(url, d, payload, timeoutMs, presence)));
         made.forEach((c, j) => clients.set(devices[i + j].id, c));
       }
       return { ms: wallMs() - t0, connected: clients.size };

@@ -1,4 +1,4 @@
-// `npm run demo`: the whole idea with one command. A gateway (embedded aedes broker, lowdb file in a
+// `npm run demo`: the whole idea with one command. A gateway (embedded aedes broker, the embedded store in a
 // temp dir, HTTP API), two local TLS endpoints, and 1,000 simulated devices of two models whose
 // firmware health-checks every bundle. A healthy 4-wave rollout pre-stages the telemetry endpoint's
 // next key; the lockout forecast names the devices still lacking it before the endpoint switches.

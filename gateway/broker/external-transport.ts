@@ -107,6 +107,11 @@ export class ExternalTransport implements DeviceTransport, DeviceCredentials {
     return this.#deviceUrl;
   }
 
+  /** One broker: every device is on it. */
+  get brokers(): string[] {
+    return [this.#deviceUrl];
+  }
+
   /** The client of the broker (tests, benchmarks). */
   get broker(): ExternalBroker {
     return this.#broker;

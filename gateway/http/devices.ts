@@ -15,8 +15,12 @@ export const PROVISION_BODY_LIMIT = 4 * 1024 * 1024;
 
 export type DeviceState = 'connected' | 'offline' | 'never_connected' | 'revoked';
 
-/** The API's device: the record's public fields, and whether it is connected now. */
-export function deviceView(d: DeviceRecord, connected: boolean) {
+/**
+ * The API's device: the record's public fields, and whether it is connected now. `broker` is the
+ * broker it was provisioned onto (docs/architecture.md §8); one with none recorded is on
+ * `firstBroker` (external broker mode), or on the embedded broker (null).
+ */
+export function deviceView(d: DeviceRecord, connected: boolean, firstBroker?: string) {
   const state: DeviceState = d.revokedAt !== null ? 'revoked' : connected ? 'connected' : d.lastSeen === null ? 'never_connected' : 'offline';
   return {
     id: d.id,
@@ -26,6 +30,7 @@ export function deviceView(d: DeviceRecord, connected: boolean) {
     seq: d.seq,
     bundle: d.bundleId,
     keyEpoch: d.keyEpoch ?? null,
+    broker: d.broker ?? firstBroker ?? null,
     connected,
     state,
     lastSeen: d.lastSeen,
@@ -50,7 +55,15 @@ const provisionBody = {
   },
 } as const;
 
-const tokenShape = { type: 'object', required: ['id', 'token'], properties: { id: { type: 'string' }, token: { type: 'string', description: 'the MQTT password; shown this once' } } } as const;
+const tokenShape = {
+  type: 'object',
+  required: ['id', 'token'],
+  properties: {
+    id: { type: 'string' },
+    token: { type: 'string', description: 'the MQTT password; shown this once' },
+    broker: { type: 'string', description: 'external broker mode: the broker the device was provisioned onto, which it connects to (docs/architecture.md §8)' },
+  },
+} as const;
 
 export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions): Promise<void> {
   const gw = o.gateway;
@@ -97,7 +110,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
       const q = request.query;
       const seq = q.seq === undefined ? undefined : q.seq === 'none' ? null : Number(q.seq);
       const page = await gw.listDevices({ group: q.group, model: q.model, seq, limit: q.limit, cursor: q.cursor });
-      return { items: page.items.map((d) => deviceView(d, gw.isConnected(d.id))), next: page.next };
+      return { items: page.items.map((d) => deviceView(d, gw.isConnected(d.id), gw.brokers[0])), next: page.next };
     },
   );
 
@@ -114,7 +127,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
     },
     async (request) => {
       const d = await gw.getDevice(request.params.id);
-      return { ...deviceView(d, gw.isConnected(d.id)), rollout: gw.deviceRollout(d.id), history: d.history, telemetry: gw.recentTelemetry(d.id) };
+      return { ...deviceView(d, gw.isConnected(d.id), gw.brokers[0]), rollout: gw.deviceRollout(d.id), history: d.history, telemetry: gw.recentTelemetry(d.id) };
     },
   );
 
@@ -145,7 +158,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
     },
     async (request) => {
       const d = await gw.revoke(request.params.id);
-      return deviceView(d, false);
+      return deviceView(d, false, gw.brokers[0]);
     },
   );
 }

@@ -80,9 +80,16 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
               version: { type: 'string' },
               mqttUrl: { type: 'string', description: 'where devices connect: the embedded broker, or in external broker mode the broker the gateway is a client of' },
               broker: { type: 'string', enum: ['embedded', 'external'], description: 'external: devices connect to a broker the gateway does not own, and leave their presence retained there (docs/architecture.md §5, §8)' },
+              brokers: { type: 'array', items: { type: 'string' }, description: 'external broker mode: every broker devices are provisioned onto, in order (a device learns its own from its provisioning); mqttUrl is the first' },
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
               kid: { type: ['string', 'null'], description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3); null on a gateway without a signing key (upload-only)' },
               publicKey: { type: ['string', 'null'], description: 'the signing key, SPKI PEM; null on a gateway without a signing key (upload-only: it takes bundles signed elsewhere)' },
+              replica: {
+                type: 'object',
+                required: ['id', 'leader'],
+                description: 'replicas (docs/architecture.md §8): this replica (its broker client id) and whether it runs the rollout engine now; absent on a gateway without replicas',
+                properties: { id: { type: 'string' }, leader: { type: 'boolean' } },
+              },
             },
           },
         }),
@@ -90,7 +97,8 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
     },
     async () => {
       const s = gw.signing;
-      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, broker: gw.brokerMode, mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null };
+      const r = gw.replica;
+      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, broker: gw.brokerMode, ...(gw.brokers.length > 0 && { brokers: gw.brokers }), mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null, ...(r && { replica: { id: r.id, leader: r.leader } }) };
     },
   );
 }

@@ -60,7 +60,18 @@ export function metricsText(gw: Gateway, authRefused: Record<string, number>, st
   const t = gw.telemetryCounters();
   const r = gw.rolloutCounts();
   const w = gw.webhookCounters() ?? { deliveries: { delivered: 0, failed: 0, dropped: 0 }, attempts: { ok: 0, http_error: 0, network_error: 0, timeout: 0 }, queued: [] };
-  return new Exposition()
+  const replica = gw.replica;
+  const e = new Exposition();
+  // docs/architecture.md §8: which replica runs the engine (one series per replica, 1 on the leader)
+  if (replica) {
+    e.add('pinwave_replica_leader', 'gauge', 'Replicas: 1 while this replica (its broker client id) leads and runs the rollout engine, 0 while it follows.', [[{ replica: replica.id }, replica.leader ? 1 : 0]]);
+    e.add('pinwave_replica_leaderships_total', 'counter', 'Replicas: times this process took the leadership.', [[{ replica: replica.id }, replica.terms]]);
+    e.add('pinwave_replica_inbox_committed_total', 'counter', 'Replicas: device messages this follower committed for the leader (PUBACKed to the broker once committed).', [[{ replica: replica.id }, replica.inboxIn]]);
+    e.add('pinwave_replica_inbox_handled_total', 'counter', "Replicas: followers' device messages this leader handled.", [[{ replica: replica.id }, replica.inboxHandled]]);
+    e.add('pinwave_replica_actions_forwarded_total', 'counter', 'Replicas: operator actions this follower forwarded to the leader.', [[{ replica: replica.id }, replica.forwarded]]);
+    e.add('pinwave_replica_sessions_drained_total', 'counter', 'Replicas: broker sessions of replicas that were gone this leader drained, and the device messages they held.', [[{ replica: replica.id, what: 'sessions' }, replica.sessionsDrained], [{ replica: replica.id, what: 'messages' }, replica.drainedMessages]]);
+  }
+  return e
     .add('pinwave_connected_devices', 'gauge', 'Devices connected to the MQTT broker now.', gw.connectedCount())
     .add('pinwave_device_messages_received_total', 'counter', 'Authorized device messages received, by kind (state, ack, telemetry).', by('kind', c.messagesIn))
     .add('pinwave_mqtt_messages_sent_total', 'counter', 'Messages handed to the broker for devices.', c.broker.messagesOut)

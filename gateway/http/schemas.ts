@@ -77,6 +77,7 @@ export const DeviceSchema = {
     seq: { type: ['integer', 'null'], description: 'the bundle seq the device last reported; null before it ever reported' },
     bundle: { type: ['string', 'null'], description: 'the bundle id the device last reported' },
     keyEpoch: nullable(int),
+    broker: { type: ['string', 'null'], description: 'the broker the device connects to, as it was provisioned (external broker mode, docs/architecture.md §8); null on the embedded broker' },
     connected: bool,
     state: { type: 'string', enum: ['connected', 'offline', 'never_connected', 'revoked'] },
     lastSeen: ntime,

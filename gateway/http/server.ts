@@ -156,7 +156,8 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   const authRefused: Record<Refusal, number> = { missing: 0, wrong: 0, forbidden: 0, throttled: 0, session: 0, csrf: 0 };
   const tokens = new ApiTokens(o.tokens ?? []);
   const c = o.console ?? {};
-  const sessions = new Sessions({ store: c.sessions, now, idleMs: c.sessionIdleMs, lifetimeMs: c.sessionLifetimeMs });
+  // With the PostgreSQL store the sessions are in the database, so any replica answers a browser (docs/architecture.md §8).
+  const sessions = new Sessions({ store: c.sessions ?? o.gateway.consoleSessions ?? undefined, now, idleMs: c.sessionIdleMs, lifetimeMs: c.sessionLifetimeMs });
   // A revoked token's console sessions end with it (and their event streams close, rollout-events.ts).
   tokens.onRevoked((gone) => {
     sessions.endForTokens(gone.map((t) => t.hash)).catch((err: Error) => app.log.error({ err: err.message }, 'sessions of revoked tokens could not be ended'));

@@ -247,8 +247,8 @@ export interface StoreStatus {
 }
 
 /**
- * The Store of changes. Named ChangeStore beside today's `Store` (types.ts) while the gateway still
- * runs that one; the gateway moves to this interface and the name `Store` with it (docs/storage.md).
+ * The Store of changes (the earlier whole-file store and its interface are gone; its data dir
+ * still loads, upgrade.ts).
  */
 export interface ChangeStore {
   /** Opens the store: takes the data-dir lock or connects, loads, migrates; refuses what it cannot read. */

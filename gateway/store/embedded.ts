@@ -31,7 +31,8 @@ import { chmod, mkdir, open, readdir, readFile, stat, truncate, unlink, type Fil
 import { join } from 'node:path';
 import type { Applied, ApplyOptions, Change, ChangeStore, StoreStatus } from './changes.ts';
 import { Pending, applied } from './fleet-state.ts';
-import { badRecord, frame, readJournal } from './journal.ts';
+import { copyBatch } from './change-copy.ts';
+import { HEADER_BYTES, badRecord, frameInto, readJournal, recordLength } from './journal.ts';
 import { DataDirLock } from './lock.ts';
 import { JOURNAL_RE, SNAPSHOT_RE, journalName, readSnapshot, snapshotName } from './snapshot.ts';
 import type { WorkerOut } from './snapshot-worker.ts';
@@ -83,14 +84,25 @@ export interface EmbeddedStoreOptions {
 
 interface Entry {
   tag: number;
-  record: Buffer;
+  /** the batch as JSON (the record's body), and its length in bytes */
   body: string;
+  len: number;
+  /** the batch as the state commits it: JSON.parse(body), made without parsing (change-copy.ts) */
+  copy: Change[];
   seqs: number[];
   durable: boolean;
   at: number;
   resolve: (a: Applied) => void;
   reject: (e: Error) => void;
 }
+
+/**
+ * How many committed batches are answered in one turn of the event loop: each answer runs its
+ * caller's continuation (an ack's next message, its PUBACK), so a group of 256 answered at once
+ * would be one long task; in slices, timers and I/O get their turn between them (the loop is never
+ * blocked for long, docs/architecture.md §7).
+ */
+const ANSWER_SLICE = 32;
 
 /** The most batches and bytes one write carries (a burst is written as several in a row). */
 const MAX_GROUP_BATCHES = 256;
@@ -124,6 +136,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #snapshotTimer: NodeJS.Timeout | null = null;
   #closing = false;
   #drained: Array<() => void> = [];
+  /** batches written (or failed) and not yet answered, in order */
+  #answers: Array<() => void> = [];
+  #answering = false;
+  #answered: Array<() => void> = [];
 
   #journal: FileHandle | null = null;
   #gen = 1;
@@ -354,12 +370,13 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const checked = this.state.check(changes, this.#pending);
     if (!checked.ok) return checked;
     const body = JSON.stringify(checked.resolved);
-    const record = frame(body);
+    const len = recordLength(body);
+    const copy = copyBatch(checked.resolved, body);
     const tag = ++this.#tag;
     this.#pending.record(tag, checked.entries);
     const durable = options.durable !== false;
     return new Promise<Applied>((resolve, reject) => {
-      this.#queue.push({ tag, record, body, seqs: checked.seqs, durable, at: performance.now(), resolve, reject });
+      this.#queue.push({ tag, body, len, copy, seqs: checked.seqs, durable, at: performance.now(), resolve, reject });
       this.#schedule(durable ? this.#o.commitWindowMs : this.#o.lazyWindowMs);
     });
   }
@@ -412,14 +429,18 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #takeGroup(): Entry[] {
     let bytes = 0;
     let n = 0;
-    while (n < this.#queue.length && n < MAX_GROUP_BATCHES && (n === 0 || bytes + this.#queue[n].record.length <= MAX_GROUP_BYTES)) bytes += this.#queue[n++].record.length;
+    while (n < this.#queue.length && n < MAX_GROUP_BATCHES && (n === 0 || bytes + HEADER_BYTES + this.#queue[n].len <= MAX_GROUP_BYTES)) bytes += HEADER_BYTES + this.#queue[n++].len;
     return this.#queue.splice(0, n);
   }
 
   async #writeGroup(group: Entry[]): Promise<void> {
     const fh = this.#journal!;
     const path = this.journalFile;
-    const buf = group.length === 1 ? group[0].record : Buffer.concat(group.map((e) => e.record));
+    let total = 0;
+    for (const e of group) total += HEADER_BYTES + e.len;
+    const buf = Buffer.allocUnsafe(total);
+    let at = 0;
+    for (const e of group) at = frameInto(buf, at, e.body, e.len);
     try {
       if (this.#needTruncate) {
         await this.#io.truncate(fh, this.#offset);
@@ -447,17 +468,31 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       this.#log.info({ store: this.dir }, 'store: writing again');
       this.#lastError = null;
     }
-    const bodies: string[] = new Array(group.length);
-    for (let i = 0; i < group.length; i++) {
-      const e = group[i];
-      bodies[i] = e.body;
-      this.state.commit(JSON.parse(e.body) as Change[]);
+    for (const e of group) {
+      this.state.commit(e.copy);
       this.#pending.settle(e.tag);
     }
-    // One string for the write, not one per batch: a batch's JSON holds no raw line feed.
-    this.#worker?.post({ type: 'batches', bodies: bodies.join('\n') });
-    for (const e of group) e.resolve({ ok: true, seqs: e.seqs });
+    // The worker reads what was written from the journal itself: nothing of the batches is copied
+    // to it through the event loop, and it catches up at its own pace (snapshot-worker.ts).
+    this.#worker?.post({ type: 'journaled', path, end: this.#offset });
+    this.#answer(group);
     this.#considerSnapshot();
+  }
+
+  /** Answers the applies of `group` (resolved, or rejected with `error`) after those before, ANSWER_SLICE per turn of the loop. */
+  #answer(group: Entry[], error: Error | null = null): void {
+    for (const e of group) this.#answers.push(error === null ? () => e.resolve({ ok: true, seqs: e.seqs }) : () => e.reject(error));
+    if (this.#answering) return;
+    this.#answering = true;
+    const slice = () => {
+      for (const answer of this.#answers.splice(0, ANSWER_SLICE)) answer();
+      if (this.#answers.length > 0) setImmediate(slice);
+      else {
+        this.#answering = false;
+        for (const done of this.#answered.splice(0)) done();
+      }
+    };
+    slice();
   }
 
   /** A write failed: nothing of this group, nor of what was queued behind it (checked against it), happened. */
@@ -477,7 +512,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#failures++;
     this.#lastError = { code: error.code, message: error.message, at: Date.now() };
     this.#log.error({ store: this.dir, code: error.code, err: (err as Error).message, batches: all.length }, 'store: a journal write failed; its batches were refused');
-    for (const e of all) e.reject(error);
+    this.#answer(all, error);
   }
 
   // ------------------------------------------------------------------ snapshots
@@ -572,6 +607,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       }
       await drained;
     }
+    // Every apply is answered before close resolves.
+    if (this.#answering) await new Promise<void>((r) => this.#answered.push(r));
     await this.#snapshotting?.done;
     if (this.#timer !== null) clearTimeout(this.#timer);
     if (this.#snapshotTimer !== null) clearInterval(this.#snapshotTimer);

@@ -28,7 +28,7 @@ import type {
 } from './changes.ts';
 import { SortedIds } from './sorted-ids.ts';
 import { DEFAULT_PAGE_LIMIT, DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, MAX_PAGE_LIMIT, type BundleRecord, type DeviceRecord, type Page } from './types.ts';
-import { checkChange } from './validate.ts';
+import { checkChangeAt } from './validate.ts';
 import { MAX_BATCH_READ } from './changes.ts';
 
 /** What the pending batches have changed about a record's existence and state, as check() needs it. */
@@ -111,17 +111,28 @@ export class FleetState {
   check(batch: readonly Change[], pending: Pending | null, journaled = false): Checked {
     if (!Array.isArray(batch) || batch.length === 0) throw new TypeError('apply: expected a non-empty array of changes');
     const local = new Map<string, unknown>();
+    // What this batch and the pending ones changed comes first; most batches (acks) change no
+    // record's existence or state, and then the state answers alone, without building a key.
+    const viewed = (key: string): { v: unknown } | undefined => {
+      if (local.has(key)) return { v: local.get(key) };
+      return pending?.lookup(key);
+    };
+    const quiet = () => local.size === 0 && (pending === null || pending.size === 0);
+    const deviceExists = (id: string): boolean => {
+      if (quiet()) return this.devices.has(id);
+      const p = viewed(`d\0${id}`);
+      return p !== undefined ? (p.v as boolean) : this.devices.has(id);
+    };
+    const rollout = (id: string): RolloutView | null => {
+      const p = quiet() ? undefined : viewed(`r\0${id}`);
+      if (p !== undefined) return p.v as RolloutView | null;
+      const r = this.rollouts.get(id);
+      return r === undefined ? null : { state: r.state, compacted: r.compactedAt !== null, waves: r.waves.length, members: null };
+    };
     const get = (key: string, fromState: () => unknown): unknown => {
-      if (local.has(key)) return local.get(key);
-      const p = pending?.lookup(key);
+      const p = viewed(key);
       return p !== undefined ? p.v : fromState();
     };
-    const deviceExists = (id: string) => get(`d\0${id}`, () => this.devices.has(id)) as boolean;
-    const rollout = (id: string) =>
-      get(`r\0${id}`, () => {
-        const r = this.rollouts.get(id);
-        return r === undefined ? null : ({ state: r.state, compacted: r.compactedAt !== null, waves: r.waves.length, members: null } satisfies RolloutView);
-      }) as RolloutView | null;
     let refusal = null as { code: RefusalCode; ids: string[]; why: string } | null;
     const refuse = (code: RefusalCode, id: string, why: string) => {
       if (refusal === null) refusal = { code, ids: [id], why };
@@ -131,7 +142,7 @@ export class FleetState {
     const seqs: number[] = [];
     for (let i = 0; i < batch.length; i++) {
       const c = batch[i];
-      const problem = checkChange(c, `changes[${i}]`, journaled);
+      const problem = checkChangeAt(c, i, journaled);
       if (problem !== null) throw new TypeError(`apply: ${problem}`);
       switch (c.type) {
         case 'device.provision': {

@@ -38,14 +38,26 @@ export function crc32ByTable(data: Uint8Array): number {
 /** CRC-32 of `data`, as zlib computes it. */
 export const crc32: (data: Uint8Array) => number = typeof zlibCrc32 === 'function' ? (data) => zlibCrc32(data) : crc32ByTable;
 
-/** One framed record for `body` (the batch's JSON). */
-export function frame(body: string): Buffer {
+/** The body length of a record for `body` (the batch's JSON); a RangeError when no record can hold it. */
+export function recordLength(body: string): number {
   const len = Buffer.byteLength(body);
   if (len === 0 || len > MAX_RECORD_BYTES) throw new RangeError(`a journal record holds 1 to ${MAX_RECORD_BYTES} bytes, got ${len}`);
+  return len;
+}
+
+/** Writes the record for `body` of `len` bytes (recordLength) into `out` at `at`; returns where it ends. */
+export function frameInto(out: Buffer, at: number, body: string, len: number): number {
+  out.write(body, at + HEADER_BYTES, len, 'utf8');
+  out.writeUInt32LE(len, at);
+  out.writeUInt32LE(crc32(out.subarray(at + HEADER_BYTES, at + HEADER_BYTES + len)), at + 4);
+  return at + HEADER_BYTES + len;
+}
+
+/** One framed record for `body` (the batch's JSON). */
+export function frame(body: string): Buffer {
+  const len = recordLength(body);
   const out = Buffer.allocUnsafe(HEADER_BYTES + len);
-  out.write(body, HEADER_BYTES, 'utf8');
-  out.writeUInt32LE(len, 0);
-  out.writeUInt32LE(crc32(out.subarray(HEADER_BYTES)), 4);
+  frameInto(out, 0, body, len);
   return out;
 }
 

@@ -178,4 +178,45 @@ export const MIGRATIONS: readonly string[] = [
     ADD COLUMN unverified integer NOT NULL DEFAULT 0,
     ADD COLUMN reverted integer NOT NULL DEFAULT 0;
   `,
+  // 3: the broker each device was provisioned onto (docs/architecture.md §8); null for devices
+  // provisioned before, on the embedded broker or the first of several
+  `
+  ALTER TABLE devices ADD COLUMN broker text;
+  `,
+  // 4: gateway replicas (docs/architecture.md §8): device messages a follower committed for the
+  // leader's engine, operator actions forwarded to the leader, the replicas that ever ran (whose
+  // broker sessions a new leader drains), and console sessions shared by every replica
+  `
+  CREATE TABLE replica_inbox (
+    seq bigserial PRIMARY KEY,
+    device text COLLATE "C" NOT NULL,
+    kind text NOT NULL,
+    payload bytea NOT NULL,
+    replica text COLLATE "C" NOT NULL,
+    at bigint NOT NULL
+  );
+
+  CREATE TABLE replica_actions (
+    id bigserial PRIMARY KEY,
+    replica text COLLATE "C" NOT NULL,
+    method text NOT NULL,
+    args jsonb NOT NULL,
+    created_at bigint NOT NULL,
+    done_at bigint,
+    result jsonb,
+    error jsonb
+  );
+  CREATE INDEX replica_actions_open ON replica_actions (id) WHERE done_at IS NULL;
+
+  CREATE TABLE replicas (
+    id text COLLATE "C" PRIMARY KEY,
+    started_at bigint NOT NULL
+  );
+
+  CREATE TABLE console_sessions (
+    id text COLLATE "C" PRIMARY KEY,
+    value jsonb NOT NULL,
+    expires_at bigint NOT NULL
+  );
+  `,
 ];

@@ -465,13 +465,13 @@ export class PostgresStore implements ChangeStore {
         const ds = (b.changes as Array<Extract<Change, { type: 'device.provision' }>>).map((c) => c.device);
         const firstOf = ds.filter((d, i) => ds.findIndex((x) => x.id === d.id) === i);
         const { rows } = await q(
-          `INSERT INTO devices (id, grp, model, firmware, token_hash, created_at, revoked_at, last_seen, last_connect_at, last_disconnect_at, seq, bundle_id, key_epoch, key_epoch_set)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::bigint[], $14::boolean[])
+          `INSERT INTO devices (id, grp, model, firmware, token_hash, created_at, revoked_at, last_seen, last_connect_at, last_disconnect_at, seq, bundle_id, key_epoch, key_epoch_set, broker)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::bigint[], $14::boolean[], $15::text[])
            ON CONFLICT (id) DO NOTHING RETURNING id`,
           [
             firstOf.map((d) => d.id), firstOf.map((d) => d.group), firstOf.map((d) => d.model), firstOf.map((d) => d.firmware), firstOf.map((d) => d.tokenHash), firstOf.map((d) => d.createdAt),
             firstOf.map((d) => d.revokedAt), firstOf.map((d) => d.lastSeen), firstOf.map((d) => d.lastConnectAt), firstOf.map((d) => d.lastDisconnectAt), firstOf.map((d) => d.seq), firstOf.map((d) => d.bundleId),
-            firstOf.map((d) => d.keyEpoch ?? null), firstOf.map((d) => d.keyEpoch !== undefined),
+            firstOf.map((d) => d.keyEpoch ?? null), firstOf.map((d) => d.keyEpoch !== undefined), firstOf.map((d) => d.broker ?? null),
           ],
         );
         const existing = new Set(missing(firstOf.map((d) => d.id), rows as Array<{ id: string }>));
@@ -819,6 +819,7 @@ export class PostgresStore implements ChangeStore {
         seq: r.seq as number | null,
         bundleId: r.bundle_id as string | null,
         ...(r.key_epoch_set ? { keyEpoch: r.key_epoch as number | null } : {}),
+        ...(r.broker !== null && r.broker !== undefined && { broker: r.broker as string }),
         history: [],
         telemetry: [],
       };

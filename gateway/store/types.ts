@@ -1,21 +1,6 @@
-// The gateway's durable fleet state (docs/architecture.md §7): devices, bundles, per-group seq high-water
-// marks and baselines, rollouts, telemetry aggregates and counters. The rollout engine, broker
-// adapter and HTTP API see only this interface, so a server database can replace the embedded
-// lowdb file without touching them. API tokens are not here: they come from config.
-//
-// Contract every implementation keeps:
-// - Methods are async so an implementation may do I/O; expected outcomes (an unknown id, a
-//   duplicate id) are values, I/O faults and programmer errors throw `StoreError`/`TypeError`.
-// - Records may be the store's live objects (the lowdb store returns them, to keep per-ack work
-//   O(1)). Treat what you get as read-only: change a device only through `updateDevice`, a rollout
-//   only by passing it to `putRollout` again. A change made any other way is not scheduled for a
-//   write and, for derived state such as the group index, not seen at all.
-// - Each method says when its change is durable. "Durable on return" means the promise resolves
-//   only after the change is on disk; "coalesced" means it is applied in memory at once and
-//   reaches disk with the next write (within the store's write window) or `flush()`. Hot-path
-//   operations (per ack, per report) are coalesced; operator-rate ones are durable on return.
-//   An implementation may be stronger than this (a SQL store is durable on every call).
-// - Times are epoch milliseconds. Order by id is by UTF-16 code unit (JS `<`, SQL `COLLATE "C"`).
+// The records of the gateway's durable fleet state (docs/architecture.md §7, docs/storage.md):
+// devices, bundles, the page shapes and the store's error. The Store of changes that keeps them
+// is changes.ts; API tokens are not here: they come from config.
 
 /** How many history entries and telemetry reports a device record keeps, oldest dropped first. */
 export const DEVICE_HISTORY_LIMIT = 20;
@@ -60,6 +45,12 @@ export interface DeviceRecord {
   /** The bundle id the device last reported. */
   bundleId: string | null;
   keyEpoch?: number | null;
+  /**
+   * The broker the device was provisioned onto (docs/architecture.md §8): the URL it was given,
+   * recorded once and never changed. Absent on the embedded broker, and for a device provisioned
+   * before the gateway ran on several brokers (it belongs to the first).
+   */
+  broker?: string;
   /** Newest last, at most DEVICE_HISTORY_LIMIT (the store trims on every write through it). */
   history: DeviceHistoryEntry[];
   /** Recent pin-failure reports, newest last, at most DEVICE_TELEMETRY_LIMIT. */
@@ -74,6 +65,7 @@ export interface NewDevice {
   firmware?: string | null;
   tokenHash: string;
   createdAt: number;
+  broker?: string;
 }
 
 /** A device record as provisioning creates it: never seen, no bundle reported, no history. */
@@ -91,6 +83,7 @@ export function newDeviceRecord(d: NewDevice): DeviceRecord {
     lastDisconnectAt: null,
     seq: null,
     bundleId: null,
+    ...(d.broker !== undefined && { broker: d.broker }),
     history: [],
     telemetry: [],
   };
@@ -108,13 +101,6 @@ export interface BundleRecord {
   bytes: string;
   createdBy?: string;
   meta?: Record<string, unknown>;
-}
-
-/** A rollout as the rollout engine persists it; the store reads only `id` and `state`. */
-export interface RolloutRecord {
-  id: string;
-  state: string;
-  [k: string]: unknown;
 }
 
 export interface DeviceQuery {
@@ -138,76 +124,6 @@ export interface BundleQuery {
 export interface Page<T> {
   items: T[];
   next: string | null;
-}
-
-export type DevicePatch = Partial<Omit<DeviceRecord, 'id'>>;
-export type DeviceMutator = (device: DeviceRecord) => void;
-
-export type PutResult = { ok: true; count: number } | { ok: false; code: 'PW_STORE_DUPLICATE_ID'; ids: string[] };
-
-export interface Store {
-  /** Opens the store: creates what is missing, refuses (throws PW_STORE_CORRUPT/PW_STORE_VERSION) what it cannot read. */
-  load(): Promise<void>;
-  /** Resolves once every change made before the call is durable. */
-  flush(): Promise<void>;
-  /** Flushes, then refuses further use. */
-  close(): Promise<void>;
-
-  getDevice(id: string): Promise<DeviceRecord | null>;
-  /**
-   * Bulk insert, all or nothing: if any id is already stored or appears twice in `records`,
-   * nothing is stored and the result names those ids. The store keeps the objects given.
-   * Durable on return.
-   */
-  putDevices(records: DeviceRecord[]): Promise<PutResult>;
-  /**
-   * Applies a patch (shallow assign) or runs a mutator on the stored record, trims history and
-   * telemetry to their limits, and returns the record; null if no such device. The id cannot
-   * change. Coalesced: this is the per-ack path.
-   */
-  updateDevice(id: string, change: DevicePatch | DeviceMutator): Promise<DeviceRecord | null>;
-  /** Sets revokedAt (keeping an earlier one); null if no such device. Durable on return. */
-  revokeDevice(id: string, at: number): Promise<DeviceRecord | null>;
-  /** Removes the device and its history; false if there was none. Durable on return. */
-  deleteDevice(id: string): Promise<boolean>;
-  /** A page of devices in id order, filtered; throws RangeError for a limit outside 1..1000. */
-  listDevices(query?: DeviceQuery): Promise<Page<DeviceRecord>>;
-  /** Ids of the group's devices (revoked ones included), in id order. */
-  devicesInGroup(group: string): Promise<string[]>;
-
-  /** Stores a bundle; refuses an id already stored (a bundle is immutable). Durable on return. */
-  putBundle(bundle: BundleRecord): Promise<PutResult>;
-  getBundle(id: string): Promise<BundleRecord | null>;
-  listBundles(query?: BundleQuery): Promise<Page<BundleRecord>>;
-
-  /**
-   * The group's next bundle seq: one above every seq handed out before (and above `above`, the
-   * highest seq the caller knows devices hold, so a store restored from an old backup still
-   * cannot hand out a seq devices would reject as replayed). Starts at 1. Never returns a seq
-   * twice, across restarts too: durable on return, before the caller can sign anything with it.
-   */
-  allocateSeq(group: string, above?: number): Promise<number>;
-
-  /** The bundle id of the group's last completed rollout (docs/architecture.md §6), or null. */
-  getBaseline(group: string): Promise<string | null>;
-  /** Durable on return. */
-  setBaseline(group: string, bundleId: string): Promise<void>;
-
-  /** Inserts or replaces the rollout; the store keeps the object given. Coalesced (per-ack path). */
-  putRollout(rollout: RolloutRecord): Promise<void>;
-  getRollout(id: string): Promise<RolloutRecord | null>;
-  /** Rollouts in the order they were first stored, optionally only those in `state`. */
-  listRollouts(query?: { state?: string }): Promise<RolloutRecord[]>;
-
-  /** The telemetry module's aggregates, opaque here; null until first put. */
-  getTelemetry(): Promise<Record<string, unknown> | null>;
-  /** Replaces the aggregates; the store keeps the object given. Coalesced. */
-  putTelemetry(aggregates: Record<string, unknown>): Promise<void>;
-
-  /** Adds `by` (default 1) to a named counter and returns its new value. Coalesced. */
-  incrementCounter(name: string, by?: number): Promise<number>;
-  /** A copy of every counter. */
-  getCounters(): Promise<Record<string, number>>;
 }
 
 export type StoreErrorCode =

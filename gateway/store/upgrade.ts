@@ -1,5 +1,5 @@
 // Upgrade (docs/storage.md): a data dir written by the earlier whole-file store (DIR/pinwave.json,
-// schema version 1, written by gateway/store/lowdb.ts) loads as the embedded store's first
+// schema version 1, written by the whole-file lowdb store of earlier releases) loads as the embedded store's first
 // snapshot, so an installation keeps its fleet. The file is read, never written: it stays as the
 // previous snapshot until two newer ones replace it.
 //

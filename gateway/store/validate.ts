@@ -7,6 +7,7 @@
 // Each check returns null, or what is wrong in words that name the field: "devices[3].tokenHash:
 // expected a token hash ($7$… or sha256:…)".
 import { isTokenHash } from '../credentials.ts';
+import { isBrokerUrl } from '../broker/broker-url.ts';
 import { checkDeviceId } from '../device-id.ts';
 import type { Change, JsonObject, NewRollout } from './changes.ts';
 import { DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, type BundleRecord, type DeviceRecord } from './types.ts';
@@ -89,6 +90,7 @@ export function checkDeviceRecord(d: unknown, where: string): string | null {
     uintOrNull(d.seq, `${where}.seq`),
     bundleIdOrNull(d.bundleId, `${where}.bundleId`),
     need(d.keyEpoch === undefined || d.keyEpoch === null || isUint(d.keyEpoch), `${where}.keyEpoch`, 'an integer >= 0 or null', d.keyEpoch),
+    need(d.broker === undefined || isBrokerUrl(d.broker), `${where}.broker`, 'a broker URL (mqtt://, mqtts://, ws:// or wss://HOST:PORT)', d.broker),
     need(Array.isArray(d.history), `${where}.history`, 'an array', d.history),
     need(Array.isArray(d.telemetry), `${where}.telemetry`, 'an array', d.telemetry),
   );
@@ -338,6 +340,12 @@ function fastValid(c: Record<string, unknown>): boolean {
     default:
       return false;
   }
+}
+
+/** The shape of change `i` of a batch: checkChange(c, `changes[${i}]`), naming it only when wrong. */
+export function checkChangeAt(c: unknown, i: number, journaled: boolean): string | null {
+  if (isObject(c) && fastValid(c)) return null;
+  return checkChange(c, `changes[${i}]`, journaled);
 }
 
 /** The shape of one change, as `apply` takes it (`journaled`: as a store wrote it, allocated seqs filled in). */

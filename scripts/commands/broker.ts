@@ -16,10 +16,11 @@ import { BROKER_AUTH_FILE, formatBrokerAuth } from '../../gateway/broker/broker-
 import { EmbeddedStore } from '../../gateway/store/embedded.ts';
 import { LEGACY_FILENAME } from '../../gateway/store/upgrade.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
+import { isBrokerUrl } from '../../gateway/broker/broker-url.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 
 const USAGE = `Usage:
-  pinwave broker mosquitto-config --out DIR [--port N] [--host H] [--from-data DATA_DIR]
+  pinwave broker mosquitto-config --out DIR [--port N] [--host H] [--from-data DATA_DIR [--of-broker URL [--with-unrecorded]]]
                                   [--user NAME] [--plugin PATH] [--force]
 
 Writes a Mosquitto 2.0 configuration for external broker mode into DIR (created 0700):
@@ -34,6 +35,10 @@ Writes a Mosquitto 2.0 configuration for external broker mode into DIR (created 
   --host H            the listener's address; default 127.0.0.1
   --from-data DIR     an embedded gateway's data dir (stopped): move its fleet to the broker.
                       Stop that gateway first: a token rotated after this is not in the broker.
+  --of-broker URL     with --from-data, a fleet sharded over several brokers: only the devices
+                      recorded on the broker URL (as devices are given it)
+  --with-unrecorded   with --of-broker, also the devices with no broker recorded (they belong to
+                      the first broker of the gateway's list)
   --user NAME         the user Mosquitto runs as when started by root (it reads and rewrites
                       the plugin's file); default the user running this command. As root, a
                       different NAME also gets the broker's files (not gateway-broker.json)
@@ -83,6 +88,8 @@ async function mosquittoConfig(args: string[], io: Io): Promise<number> {
     port: { type: 'string' },
     host: { type: 'string' },
     'from-data': { type: 'string' },
+    'of-broker': { type: 'string' },
+    'with-unrecorded': { type: 'boolean', default: false },
     user: { type: 'string' },
     plugin: { type: 'string' },
     force: { type: 'boolean', default: false },
@@ -94,7 +101,13 @@ async function mosquittoConfig(args: string[], io: Io): Promise<number> {
   if (port < 1 || port > 65535) throw new UsageError(`--port must be 1 to 65535, got ${port}`, USAGE);
   if (values.user !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(values.user)) throw new UsageError(`--user must be a user name, got "${values.user}"`, USAGE);
   if (values.plugin !== undefined && !existsSync(values.plugin)) throw new UsageError(`--plugin ${values.plugin}: no such file`, USAGE);
-  const fleet = values['from-data'] === undefined ? undefined : await readFleet(resolve(values['from-data']));
+  const ofBroker = values['of-broker'];
+  if (ofBroker !== undefined && values['from-data'] === undefined) throw new UsageError('--of-broker needs --from-data DATA_DIR', USAGE);
+  if (values['with-unrecorded'] && ofBroker === undefined) throw new UsageError('--with-unrecorded needs --of-broker URL', USAGE);
+  if (ofBroker !== undefined && !isBrokerUrl(ofBroker)) throw new UsageError(`--of-broker must be a broker URL as devices are given it (mqtt://HOST:PORT), got "${ofBroker}"`, USAGE);
+  const all = values['from-data'] === undefined ? undefined : await readFleet(resolve(values['from-data']));
+  // docs/external-broker.md: each broker of a sharded fleet holds the devices recorded on it
+  const fleet = ofBroker === undefined ? all : all!.filter((d) => (d.broker === undefined ? values['with-unrecorded'] : d.broker === ofBroker));
 
   let out: BrokerDir;
   try {
@@ -143,16 +156,16 @@ function isDataDir(dir: string): boolean {
 }
 
 /** Every device of an embedded data dir, read with the store that wrote it. */
-async function readFleet(dataDir: string): Promise<FleetDevice[]> {
+async function readFleet(dataDir: string): Promise<Array<FleetDevice & { broker?: string }>> {
   if (!isDataDir(dataDir)) throw new UsageError(`--from-data ${dataDir}: no pinwave store there (no journal, snapshot or ${LEGACY_FILENAME}: is it the gateway's --data dir?)`, USAGE);
   const store = new EmbeddedStore({ dir: dataDir });
   await store.open();
   try {
-    const fleet: FleetDevice[] = [];
+    const fleet: Array<FleetDevice & { broker?: string }> = [];
     let cursor: string | null = null;
     do {
       const page = await store.listDevices({ limit: MAX_PAGE_LIMIT, cursor });
-      for (const d of page.items) fleet.push({ id: d.id, tokenHash: d.tokenHash, revokedAt: d.revokedAt });
+      for (const d of page.items) fleet.push({ id: d.id, tokenHash: d.tokenHash, revokedAt: d.revokedAt, ...(d.broker !== undefined && { broker: d.broker }) });
       cursor = page.next;
     } while (cursor !== null);
     return fleet;

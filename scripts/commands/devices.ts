@@ -164,6 +164,8 @@ interface DeviceDetail extends DeviceView {
   revokedAt: number | null;
   lastConnectAt: number | null;
   lastDisconnectAt: number | null;
+  /** external broker mode: the broker it connects to (docs/architecture.md §8) */
+  broker?: string | null;
   rollout: { id: string; state: string; status: string; wave: number; reason?: string; at: number | null } | null;
   history: Array<{ at: number; rolloutId?: string; bundleId: string; seq: number; event: string; reason?: string }>;
   telemetry: Array<{ at: number; hostname: string; port: number; result: string; servedPins?: string[]; count?: number; seq?: number; rolloutId?: string | null; wave?: number | null }>;
@@ -174,7 +176,7 @@ export function deviceLines(d: DeviceDetail): string[] {
   const short = (id: string | null) => (id ? `${id.slice(0, 16)}…` : '-');
   const lines = [`device ${d.id}`, `  group ${d.group}, model ${d.model ?? '-'}, firmware ${d.firmware ?? '-'}`];
   const seen = d.state === 'connected' ? `connected since ${when(d.lastConnectAt)}` : d.state === 'never_connected' ? 'never connected' : d.state === 'revoked' ? `revoked ${when(d.revokedAt)}` : `offline since ${when(d.lastDisconnectAt ?? d.lastSeen)}`;
-  lines.push(`  ${seen}; last seen ${when(d.lastSeen)}; provisioned ${when(d.createdAt)}`);
+  lines.push(`  ${seen}; last seen ${when(d.lastSeen)}; provisioned ${when(d.createdAt)}${d.broker ? ` onto ${d.broker}` : ''}`);
   lines.push(d.seq === null ? '  pins: never reported (runs what its firmware was born with, as far as the gateway knows)' : `  pins: seq ${d.seq}, bundle ${short(d.bundle)}${d.keyEpoch !== null && d.keyEpoch !== undefined ? `, key epoch ${d.keyEpoch}` : ''}`);
   const r = d.rollout;
   lines.push(r ? `  rollout ${r.id} (${r.state}): wave ${r.wave + 1}, ${r.status}${r.reason ? ` (${r.reason})` : ''}${r.at !== null ? ` since ${when(r.at)}` : ''}` : '  rollout: none');

@@ -30,7 +30,7 @@ import { LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
 const USAGE = `Usage:
   pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
                   [--shutdown-timeout T] [--log-format json|pretty] [--config FILE]
-                  [--broker mqtt://HOST:PORT --broker-auth FILE [--broker-ca FILE]]
+                  [--broker mqtt://HOST:PORT --broker-auth FILE [--broker-ca FILE] [--broker-client-id ID]] (--broker repeatable)
 
 Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGINT or SIGTERM.
   --data DIR        the embedded store's folder: journal and snapshots, one gateway at a time (PINWAVE_DATA_DIR, config dataDir)
@@ -47,10 +47,15 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
   --shutdown-timeout T   how long a stop may take, e.g. 10s, 2m; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, config shutdownTimeout)
   --broker URL      external broker mode (docs/external-broker.md): devices connect to this Mosquitto (mqtt://
                     or mqtts://HOST:PORT), which holds their credentials; the gateway is its client and opens
-                    no MQTT listener of its own (config broker.url)
+                    no MQTT listener of its own (config broker.url). Several brokers: --broker again, or a
+                    comma list; each device is provisioned onto one, the least loaded (config broker.urls)
   --broker-auth FILE   the gateway's broker credentials, mode 0600, as \`pinwave broker mosquitto-config\`
-                    writes them (config broker.auth)
-  --broker-ca FILE  PEM CA of an mqtts:// broker; default the system's (config broker.ca)
+                    writes them (config broker.auth); with several brokers one for all, or one per --broker in order
+  --broker-ca FILE  PEM CA of an mqtts:// broker; default the system's (config broker.ca); one, or one per --broker
+  --broker-client-id ID   this gateway's client id at the broker(s), stable across restarts, with an "@";
+                    default pinwave@<host name> (config broker.clientId). With --store postgres://… every
+                    gateway on the broker and database is a replica (docs/deployment.md): each needs its own id;
+                    one leads (runs the rollout engine), the others take device messages and API calls
   --log-format F    json (pino's JSON lines, ISO 8601 times; the default) or pretty (one readable line each, for people) (PINWAVE_LOG_FORMAT, config logFormat)
   --config FILE     JSON or YAML config: TLS for MQTT and HTTP, WebSocket, API tokens, manifests, wave defaults, webhooks (PINWAVE_CONFIG);
                     docs/configuration.md has every key; check a file with \`pinwave config check FILE\`
@@ -119,9 +124,10 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     'shutdown-timeout': { type: 'string' },
     config: { type: 'string' },
     'log-format': { type: 'string' },
-    broker: { type: 'string' },
-    'broker-auth': { type: 'string' },
-    'broker-ca': { type: 'string' },
+    broker: { type: 'string', multiple: true },
+    'broker-auth': { type: 'string', multiple: true },
+    'broker-ca': { type: 'string', multiple: true },
+    'broker-client-id': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
@@ -145,6 +151,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     ...(values.broker !== undefined && { brokerUrl: values.broker }),
     ...(values['broker-auth'] !== undefined && { brokerAuth: values['broker-auth'] }),
     ...(values['broker-ca'] !== undefined && { brokerCa: values['broker-ca'] }),
+    ...(values['broker-client-id'] !== undefined && { brokerClientId: values['broker-client-id'] }),
   };
 
   let config;
@@ -211,7 +218,9 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
   const scheme = config.http.tls ? 'https' : 'http';
-  if (config.broker) io.out(`devices connect to the broker at ${gw.mqttUrl} (the gateway is its client ${config.broker.username})`);
+  for (const [i, b] of (config.broker ?? []).entries()) io.out(`devices connect to the broker at ${gw.brokers[i]} (the gateway is its client ${b.username})`);
+  const replica = gw.replica;
+  if (replica) io.out(`replica ${replica.id}: ${replica.leader ? 'leading (runs the rollout engine)' : 'following (another replica leads; this one takes over if it stops)'}`);
   if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
   if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
   if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
@@ -224,7 +233,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   }
   // The one line of a start; `stopped` is the one line of its end.
   log.info(
-    { version: packageVersion(), pid: process.pid, config: config.file, mqtt: ports, ...(config.broker && { broker: gw.mqttUrl }), http: httpPort, host: config.host, httpHost: config.http.host, https: Boolean(config.http.tls), tokens: config.tokens.length, manifests: config.manifests.length, webhooks: config.webhooks.length },
+    { version: packageVersion(), pid: process.pid, config: config.file, mqtt: ports, ...(config.broker && { broker: gw.mqttUrl, brokers: gw.brokers }), http: httpPort, host: config.host, httpHost: config.http.host, https: Boolean(config.http.tls), tokens: config.tokens.length, manifests: config.manifests.length, webhooks: config.webhooks.length },
     'pinwave gateway started',
   );
 
@@ -290,8 +299,10 @@ export function cleartextWarnings(c: Pick<GatewayConfig, 'host' | 'mqtt' | 'http
   // With `mqtt.plain: false` no plaintext listener runs, so nothing travels in clear text there.
   if (c.broker) {
     // the dynamic-security plugin takes device tokens in clear over its control topic (docs/external-broker.md)
-    const u = new URL(c.broker.url);
-    if (u.protocol === 'mqtt:' && !isLoopback(u.hostname)) out.push(`the broker ${c.broker.url} is reached without TLS: the gateway's password and every device token it provisions travel in clear text (use mqtts://, or a broker on loopback)`);
+    for (const b of c.broker) {
+      const u = new URL(b.url);
+      if (u.protocol === 'mqtt:' && !isLoopback(u.hostname)) out.push(`the broker ${b.url} is reached without TLS: the gateway's password and every device token it provisions travel in clear text (use mqtts://, or a broker on loopback)`);
+    }
   } else if (c.mqtt.plain !== false && !isLoopback(c.host)) {
     const ws = c.mqtt.websocket ? ` and WebSocket port ${c.mqtt.websocket.port}` : '';
     out.push(`MQTT listens on ${c.host} without TLS (port ${c.mqtt.port}${ws}): device tokens travel in clear text (${c.mqtt.tls ? 'point devices at the TLS port' : 'set mqtt.tls'}, or bind it to a loopback address)`);

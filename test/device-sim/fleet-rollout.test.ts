@@ -1,4 +1,4 @@
-// A fleet against the real gateway (harness: embedded aedes, lowdb in a temp dir, injected clock):
+// A fleet against the real gateway (harness: embedded aedes, the embedded store in a temp dir, injected clock):
 // a thousand devices complete a rollout; half silent holds a wave at its timeout; half rejecting holds it at once.
 import t from 'tap';
 import { harness, newPins, until } from '../fixtures/gateway.ts';

@@ -9,7 +9,7 @@ import type { Io } from '../../scripts/args.ts';
 import { hashDeviceToken, hashToken, newToken } from '../../gateway/credentials.ts';
 import { readBrokerAuth } from '../../gateway/broker/broker-auth.ts';
 import { ExternalBroker } from '../../gateway/broker/external.ts';
-import { LowdbStore } from '../../gateway/store/lowdb.ts';
+import { EmbeddedStore } from '../../gateway/store/embedded.ts';
 import { newDeviceRecord } from '../../gateway/store/types.ts';
 import { freePort, startMosquitto } from '../../scripts/mosquitto-process.ts';
 import { runClient } from '../fixtures/mosquitto.ts';
@@ -64,15 +64,19 @@ t.test('mosquitto-config writes a broker dir Mosquitto starts from, and prints t
 t.test('--from-data moves an embedded fleet with the hashes the store holds; who could not be moved is named', async (t) => {
   const root = tempDir(t);
   const data = join(root, 'data');
-  const store = new LowdbStore({ dir: data, windowMs: 0 });
-  await store.load();
+  const store = new EmbeddedStore({ dir: data });
+  await store.open();
   const tokens = { moved: newToken(), legacy: newToken(), revoked: newToken() };
-  await store.putDevices([
-    newDeviceRecord({ id: 'dev-moved', group: 'g', tokenHash: hashDeviceToken(tokens.moved), createdAt: 1 }),
-    newDeviceRecord({ id: 'dev-legacy', group: 'g', tokenHash: hashToken(tokens.legacy), createdAt: 1 }),
-    newDeviceRecord({ id: 'dev-revoked', group: 'g', tokenHash: hashDeviceToken(tokens.revoked), createdAt: 1 }),
-  ]);
-  await store.revokeDevice('dev-revoked', 2);
+  const provision = (id: string, tokenHash: string) => ({ type: 'device.provision' as const, device: newDeviceRecord({ id, group: 'g', tokenHash, createdAt: 1 }) });
+  t.match(
+    await store.apply([
+      provision('dev-moved', hashDeviceToken(tokens.moved)),
+      provision('dev-legacy', hashToken(tokens.legacy)),
+      provision('dev-revoked', hashDeviceToken(tokens.revoked)),
+      { type: 'device.patch', id: 'dev-revoked', set: { revokedAt: 2 } },
+    ]),
+    { ok: true },
+  );
   await store.close();
 
   const dir = join(root, 'broker');
@@ -90,6 +94,35 @@ t.test('--from-data moves an embedded fleet with the hashes the store holds; who
   t.equal((await pub('dev-moved', tokens.moved)).code, 0, 'a moved device connects with the token it always had');
   t.not((await pub('dev-legacy', tokens.legacy)).code, 0, 'a legacy hash cannot be checked by Mosquitto');
   t.not((await pub('dev-revoked', tokens.revoked)).code, 0, 'a revoked device is not in the broker');
+});
+
+t.test('--of-broker writes the devices recorded on that broker (and with --with-unrecorded those with none)', async (t) => {
+  const root = tempDir(t);
+  const data = join(root, 'data');
+  const store = new LowdbStore({ dir: data, windowMs: 0 });
+  await store.load();
+  const A = 'mqtt://10.0.0.11:18830';
+  const B = 'mqtt://10.0.0.12:18830';
+  await store.putDevices([
+    newDeviceRecord({ id: 'dev-a', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: A }),
+    newDeviceRecord({ id: 'dev-b', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: B }),
+    newDeviceRecord({ id: 'dev-none', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1 }),
+  ]);
+  await store.close();
+  const clients = async (dir: string) => (JSON.parse(readFileSync(join(dir, 'dynamic-security.json'), 'utf8')).clients as Array<{ username: string }>).map((c) => c.username).filter((u) => u.startsWith('dev-')).sort();
+  t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'a'), '--from-data', data, '--of-broker', A, '--with-unrecorded'], fakeIo().io), 0);
+  t.same(await clients(join(root, 'a')), ['dev-a', 'dev-none'], 'the first broker: its own and the unrecorded');
+  t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'b'), '--from-data', data, '--of-broker', B], fakeIo().io), 0);
+  t.same(await clients(join(root, 'b')), ['dev-b'], 'another: its own only');
+  for (const [args, message] of [
+    [['--of-broker', A], /--of-broker needs --from-data/],
+    [['--from-data', data, '--with-unrecorded'], /--with-unrecorded needs --of-broker/],
+    [['--from-data', data, '--of-broker', 'broker-b'], /--of-broker must be a broker URL/],
+  ] as Array<[string[], RegExp]>) {
+    const { io, err } = fakeIo();
+    t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'x'), ...args], io), 2, args.join(' '));
+    t.match(err.join('\n'), message);
+  }
 });
 
 t.test('bad flags are usage errors that name what was wrong; nothing is written', async (t) => {

@@ -13,6 +13,7 @@ import type { Io } from '../../scripts/args.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { until } from '../fixtures/gateway.ts';
 import { mosquitto, runClient } from '../fixtures/mosquitto.ts';
+import { testDatabase } from '../gateway/store/fixtures/pg-database.ts';
 
 const ADMIN = 'admin-token-for-the-external-test-0123';
 
@@ -66,19 +67,22 @@ t.test('a broker that refuses the gateway credentials stops the start, saying so
   });
 });
 
+/** The problems loadConfig names for these flags (and file), in a data dir `dir`; none: []. */
+const problemsIn = (dir: string) => (flags: Parameters<typeof loadConfig>[0]['flags'], file?: string) => {
+  try {
+    loadConfig({ file: file ?? null, flags: { dataDir: dir, ...flags } });
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems;
+  }
+};
+
 t.test('bad broker options are refused, each named', async (t) => {
   const dir = t.testdir();
   const authPath = join(dir, 'gateway-broker.json');
   writeFileSync(authPath, JSON.stringify({ username: 'pinwave@gateway', password: 'secret-password-0123' }), { mode: 0o600 });
-  const problems = (flags: Parameters<typeof loadConfig>[0]['flags'], file?: string) => {
-    try {
-      loadConfig({ file: file ?? null, flags: { dataDir: dir, ...flags } });
-      return [];
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      return err.problems;
-    }
-  };
+  const problems = problemsIn(dir);
   t.match(problems({ brokerUrl: 'mqtt://127.0.0.1' }), ['--broker: must name the port (1883 is never assumed), got "mqtt://127.0.0.1"', /^--broker: needs the gateway's broker credentials/]);
   t.match(problems({ brokerUrl: 'http://127.0.0.1:1' }), [/^--broker: must be mqtt:\/\/HOST:PORT or mqtts:\/\/HOST:PORT/]);
   t.match(problems({ brokerUrl: 'mqtt://127.0.0.1:18830' }), [/^--broker: needs the gateway's broker credentials: --broker-auth FILE/]);
@@ -88,11 +92,69 @@ t.test('bad broker options are refused, each named', async (t) => {
   t.match(problems({ brokerUrl: 'mqtt://127.0.0.1:18830', brokerAuth: authPath }), [/^--broker-auth: the broker credentials .* are readable by group or others \(mode 0644\); run: chmod 600/]);
   chmodSync(authPath, 0o600);
   const ok = loadConfig({ flags: { dataDir: dir, brokerUrl: 'mqtt://127.0.0.1:18830', brokerAuth: authPath } });
-  t.same(ok.broker, { url: 'mqtt://127.0.0.1:18830', username: 'pinwave@gateway', password: 'secret-password-0123' });
+  t.same(ok.broker, [{ url: 'mqtt://127.0.0.1:18830', username: 'pinwave@gateway', password: 'secret-password-0123' }]);
   // the file's keys, paths relative to it
   const conf = join(dir, 'pinwave.json');
   writeFileSync(conf, JSON.stringify({ broker: { url: 'mqtts://broker.example.com:8883', auth: 'gateway-broker.json', clientId: 'gw-1', colour: 'blue' } }));
-  t.match(problems({}, conf), ['config.broker.colour: unknown option (known: url, auth, ca, clientId, deviceUrl)', /^config.broker.clientId: must be 1 to 128 characters holding an "@"/]);
+  t.match(problems({}, conf), ['config.broker.colour: unknown option (known: url, urls, auth, ca, clientId, deviceUrl)', /^config.broker.clientId: must be 1 to 128 characters holding an "@"/]);
   writeFileSync(conf, JSON.stringify({ broker: { url: 'mqtts://broker.example.com:8883', auth: 'gateway-broker.json', clientId: 'pinwave@gw-1', deviceUrl: 'mqtts://devices.example.com:8883' } }));
-  t.match(loadConfig({ file: conf, flags: { dataDir: dir } }).broker, { url: 'mqtts://broker.example.com:8883', clientId: 'pinwave@gw-1', deviceUrl: 'mqtts://devices.example.com:8883', username: 'pinwave@gateway' });
+  t.match(loadConfig({ file: conf, flags: { dataDir: dir } }).broker, [{ url: 'mqtts://broker.example.com:8883', clientId: 'pinwave@gw-1', deviceUrl: 'mqtts://devices.example.com:8883', username: 'pinwave@gateway' }]);
 });
+
+t.test('several brokers: --broker repeated or a comma list, one credentials file for all or one each', async (t) => {
+  const dir = t.testdir();
+  const authA = join(dir, 'a.json');
+  const authB = join(dir, 'b.json');
+  writeFileSync(authA, JSON.stringify({ username: 'pinwave@gateway', password: 'password-of-broker-a' }), { mode: 0o600 });
+  writeFileSync(authB, JSON.stringify({ username: 'pinwave@gateway', password: 'password-of-broker-b' }), { mode: 0o600 });
+  const problems = problemsIn(dir);
+  const A = 'mqtt://127.0.0.1:18831';
+  const B = 'mqtt://127.0.0.1:18832';
+  const shared = loadConfig({ flags: { dataDir: dir, brokerUrl: [A, B], brokerAuth: authA } }).broker!;
+  t.same(shared.map((b) => [b.url, b.password]), [[A, 'password-of-broker-a'], [B, 'password-of-broker-a']], 'one file serves every broker');
+  const each = loadConfig({ flags: { dataDir: dir, brokerUrl: `${A},${B}`, brokerAuth: [authA, authB] } }).broker!;
+  t.same(each.map((b) => [b.url, b.password]), [[A, 'password-of-broker-a'], [B, 'password-of-broker-b']], 'a comma list, a file each in the same order');
+  t.match(problems({ brokerUrl: [A, B, 'mqtt://127.0.0.1:18833'], brokerAuth: [authA, authB] }), ['--broker-auth: give one (for every broker) or one per --broker (3), got 2']);
+  t.match(problems({ brokerUrl: [A, A], brokerAuth: authA }), [`--broker #2: ${A} is given twice (--broker #1): each broker once`]);
+  t.match(problems({ brokerUrl: [A, 'mqtt://127.0.0.1'], brokerAuth: authA }), ['--broker #2: must name the port (1883 is never assumed), got "mqtt://127.0.0.1"']);
+  // the file: urls, each a URL or an entry with its own auth; broker.auth for those that name none
+  const conf = join(dir, 'pinwave.json');
+  writeFileSync(conf, JSON.stringify({ broker: { auth: 'a.json', urls: [A, { url: B, auth: 'b.json', deviceUrl: 'mqtt://broker-b.example.com:18830' }] } }));
+  t.same(loadConfig({ file: conf, flags: { dataDir: dir } }).broker!.map((b) => [b.url, b.password, b.deviceUrl]), [[A, 'password-of-broker-a', undefined], [B, 'password-of-broker-b', 'mqtt://broker-b.example.com:18830']]);
+  writeFileSync(conf, JSON.stringify({ broker: { url: A, urls: [B], auth: 'a.json' } }));
+  t.match(problems({}, conf), ['config.broker.url: give url (one broker) or urls (several), not both']);
+  writeFileSync(conf, JSON.stringify({ broker: { urls: [A, { url: B, colour: 'blue' }] } }));
+  t.match(problems({}, conf), ['config.broker.urls[1].colour: unknown option (known: url, auth, ca, deviceUrl)', /^config.broker.urls\[0\]: needs the gateway's broker credentials/, /^config.broker.urls\[1\].url: needs the gateway's broker credentials/]);
+  writeFileSync(conf, JSON.stringify({ broker: { urls: [] } }));
+  t.match(problems({}, conf), [/^config.broker.urls: must be a non-empty list/]);
+});
+
+t.test('pinwave gateway --store postgres:// --broker: a replica, named by --broker-client-id, in its start line, /v1/info and /metrics', async (t) => {
+  const b = await mosquitto(t);
+  const url = await testDatabase(t);
+  const dir = t.testdir();
+  const { io, out } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+  let off!: () => void;
+  const stopped = new Promise<void>((resolve) => (off = resolve));
+  const done = serve(['--store', url, '--http-port', '0', '--broker', b.url, '--broker-auth', b.dir.authPath, '--broker-client-id', 'pinwave@cli-a'], io, { until: stopped, log: sink() });
+  await until(() => out.some((l) => l.startsWith('http listening on ')), 20_000, 'the http line');
+  t.ok(out.includes('replica pinwave@cli-a: leading (runs the rollout engine)'), out.join('\n'));
+  const api = out.find((l) => l.startsWith('http listening on '))!.slice('http listening on '.length);
+  const info = await (await fetch(`${api}/v1/info`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+  t.same(info.replica, { id: 'pinwave@cli-a', leader: true });
+  const metrics = await (await fetch(`${api}/metrics`)).text();
+  t.match(metrics, /^pinwave_replica_leader\{replica="pinwave@cli-a"\} 1$/m);
+  off();
+  t.equal(await done, 0);
+  t.match(problemsOf({ brokerUrl: b.url, brokerAuth: b.dir.authPath, brokerClientId: 'gw-no-at' }), ['--broker-client-id: must be 1 to 128 characters holding an "@" (so no device can take it), got "gw-no-at"']);
+});
+
+function problemsOf(flags: Parameters<typeof loadConfig>[0]['flags']): string[] {
+  try {
+    loadConfig({ file: null, flags: { dataDir: '/nonexistent', ...flags } });
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems;
+  }
+}

@@ -75,9 +75,10 @@ t.test('a reconnect storm of one device ends with the device not connected once 
   for (const seed of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) {
     events.length = 0;
     // On a loaded machine a short-lived connection may close before its CONNECT is answered: storm
-    // again (bounded) until enough sessions came up for the storm to have tested something.
-    for (let round = 0; round < 5 && events.filter((e) => e === 'connect').length <= 20; round++) {
-      await storm(broker.ports.tcp!, 'storm-1', 'token', { cycles: 300, parallel: 20, maxMs: 40, seed: seed + 100 * round });
+    // again (bounded), each round's connections living up to twice as long, until enough sessions
+    // came up for the storm to have tested something.
+    for (let round = 0; round < 6 && events.filter((e) => e === 'connect').length <= 20; round++) {
+      await storm(broker.ports.tcp!, 'storm-1', 'token', { cycles: 300, parallel: 20, maxMs: 40 * 2 ** round, seed: seed + 100 * round });
     }
     // The broker sees each close a moment after the client does; a ghost would never go.
     await until(() => !broker.isConnected('storm-1'), 2000, `storm ${seed}: the device to be seen gone`);

@@ -221,7 +221,7 @@ t.test('a broken snapshot or whole-file store is refused naming the file and the
 
 t.test('upgrade: a data dir of the earlier whole-file store loads as the first snapshot, and is kept', async (t) => {
   for (const [name, make] of [
-    ['made now by gateway/store/lowdb.ts', async (dir: string) => writeLegacyStore(dir)],
+    ["written now in the earlier release's format", async (dir: string) => writeLegacyStore(dir)],
     ['the committed fixture', async (dir: string) => {
       await mkdir(dir);
       await writeFile(join(dir, 'pinwave.json'), await readFile(join(import.meta.dirname, '../../fixtures/store-v1/pinwave.json')), { mode: 0o644 });

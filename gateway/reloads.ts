@@ -1,0 +1,77 @@
+// Reading the gateway's in-memory parts again from the store after a commit failed
+// (docs/architecture.md §7: a change the store could not commit has no effect anywhere, in memory
+// either). The rollout records and the telemetry book are changed in memory before their batch
+// commits; when one fails (a StoreError, or a batch the store refused), every part is read again
+// from the store once no batch is in flight, and `reloading` is set meanwhile: device messages and
+// operator actions wait for it before they change a part.
+//
+//   const reloads = new Reloads(store, log);
+//   reloads.add(() => rollouts.load());
+//   new Rollouts({ store: reloads.store, reloads, ... });   // commits through it are watched
+import type { Logger } from './logger.ts';
+import type { Applied, ApplyOptions, Change, ChangeStore } from './store/changes.ts';
+
+export class Reloads {
+  /** The store, its batches watched: what the parts that change memory first commit through. */
+  readonly store: ChangeStore;
+  readonly #log: Logger;
+  readonly #loads: Array<() => Promise<void>> = [];
+  #inFlight = 0;
+  #failed = false;
+  #reloading: Promise<void> | null = null;
+
+  constructor(store: ChangeStore, log: Logger) {
+    this.#log = log;
+    const apply = (changes: readonly Change[], options?: ApplyOptions) => this.#apply(store, changes, options);
+    const bound = new Map<PropertyKey, unknown>();
+    this.store = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'apply') return apply;
+        const v = Reflect.get(target, prop, target) as unknown;
+        if (typeof v !== 'function') return v;
+        let f = bound.get(prop);
+        if (f === undefined) bound.set(prop, (f = (v as (...a: unknown[]) => unknown).bind(target)));
+        return f;
+      },
+    });
+  }
+
+  /** A part to read again after a failed commit. */
+  add(load: () => Promise<void>): void {
+    this.#loads.push(load);
+  }
+
+  /** Set while the parts are read again; a caller about to change one waits for it first. */
+  get reloading(): Promise<void> | null {
+    return this.#reloading;
+  }
+
+  async #apply(store: ChangeStore, changes: readonly Change[], options?: ApplyOptions): Promise<Applied> {
+    // A lazy batch (presence) changes no part in memory, and may wait a second for its write.
+    if (options?.durable === false) return store.apply(changes, options);
+    this.#inFlight++;
+    try {
+      const r = await store.apply(changes, options);
+      if (!r.ok) this.#failed = true;
+      return r;
+    } catch (err) {
+      this.#failed = true;
+      throw err;
+    } finally {
+      if (--this.#inFlight === 0 && this.#failed && this.#reloading === null) this.#reload();
+    }
+  }
+
+  #reload(): void {
+    this.#failed = false;
+    this.#log.warn({}, 'a change was not committed: reading the rollouts and the telemetry book again from the store');
+    this.#reloading = Promise.all(this.#loads.map((load) => load())).then(
+      () => void (this.#reloading = null),
+      (err: Error) => {
+        this.#reloading = null;
+        this.#failed = true;
+        this.#log.error({ err: err.message }, 'reading the rollouts and the telemetry book again from the store failed; trying at the next commit');
+      },
+    );
+  }
+}

@@ -1,0 +1,75 @@
+// Leader election among replicas (docs/architecture.md §8), on a PostgreSQL database of the test's
+// own: one leads; another takes over once its lock is released or its connection is cut (and the
+// one cut off is told at once); a replica id in use by a running process is refused, naming why.
+import t from 'tap';
+import pg from 'pg';
+import { Election, type ElectionOptions } from '../../../gateway/replica/election.ts';
+import { NO_LOG } from '../../../gateway/logger.ts';
+import { until } from '../../fixtures/gateway.ts';
+import { testDatabase } from '../store/fixtures/pg-database.ts';
+
+function replica(t: { teardown(fn: () => unknown): void }, url: string, id: string, over: Partial<ElectionOptions> = {}) {
+  const events: string[] = [];
+  const open = Election.open({ url, replicaId: id, channels: ['pinwave_test'], retryMs: 50, log: NO_LOG, onLead: () => void events.push('lead'), onLose: (why) => void events.push(`lose: ${why}`), onNotify: (ch, p) => void events.push(`${ch} ${p}`), ...over }).then((e) => {
+    t.teardown(() => e.close());
+    return e;
+  });
+  return { open, events };
+}
+
+t.test('one replica leads; the next takes over when it stops, and when its lock connection is cut', async (t) => {
+  const url = await testDatabase(t);
+  const a = replica(t, url, 'pinwave@a');
+  const b = replica(t, url, 'pinwave@b');
+  const [ea, eb] = await Promise.all([a.open, b.open]);
+  await ea.run();
+  await eb.run();
+  t.ok(ea.leading, 'the first to ask leads');
+  t.notOk(eb.leading, 'the second follows');
+  t.same(a.events, ['lead']);
+  // a notification reaches every replica on its lock connection
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  await admin.query("SELECT pg_notify('pinwave_test', 'hello')");
+  await until(() => a.events.includes('pinwave_test hello') && b.events.includes('pinwave_test hello'), 2000, 'the notification on both');
+
+  await ea.close();
+  await until(() => eb.leading, 2000, 'b leads once a stopped');
+  t.same(b.events.filter((e) => e === 'lead'), ['lead']);
+
+  const c = replica(t, url, 'pinwave@c');
+  const ec = await c.open;
+  await ec.run();
+  t.notOk(ec.leading, 'c follows b');
+  // b's lock connection is cut by the server (a network break, a server restart): b is told, c leads
+  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 0 AND classid = $1", [0x70771]);
+  t.equal(rows.length, 1, 'one backend holds the leader lock');
+  await admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+  await until(() => b.events.some((e) => e.startsWith('lose: ')), 2000, 'b told it lost the lead');
+  // the lock is free: whoever asks first takes it (b, on its new connection, or c)
+  await until(() => ec.leading || eb.leading, 2000, 'a leader again');
+  t.notOk(ec.leading && eb.leading, 'never two leaders');
+});
+
+t.test('a replica id a running process holds is refused, saying so', async (t) => {
+  const url = await testDatabase(t);
+  await replica(t, url, 'pinwave@same').open;
+  const second = replica(t, url, 'pinwave@same', { ownLockTimeoutMs: 300 });
+  await t.rejects(second.open, { message: 'replica pinwave@same: another process holds this replica id (or a leader is still draining its broker session); give each replica its own --broker-client-id' });
+});
+
+t.test('a leader that cannot take over gives the lock back', async (t) => {
+  const url = await testDatabase(t);
+  let fail = true;
+  const a = replica(t, url, 'pinwave@a', { onLead: () => (fail ? Promise.reject(new Error('rollouts unreadable')) : undefined) });
+  const ea = await a.open;
+  const b = replica(t, url, 'pinwave@b');
+  const eb = await b.open;
+  await ea.run();
+  t.notOk(ea.leading);
+  t.match(a.events, ['lose: taking over failed: rollouts unreadable']);
+  await eb.run();
+  t.ok(eb.leading, 'the lock was given back');
+  fail = false;
+});
