@@ -249,6 +249,8 @@ export class Gateway {
         const links = brokerLinks(o);
         gw.#replica = await Replica.start({ url: replicaUrl, id: links[0].clientId ?? defaultReplicaId(), brokers: links.map((l) => ({ ...l, logger: gw.#log })), hooks: gw.#replicaHooks(), log: gw.#log, now: o.now ?? Date.now, ...(o.replica || {}) });
         gw.#rollouts.onChange(() => gw.#replica?.changed());
+        // docs/architecture.md §8: a batch applied while leading commits only under that leadership.
+        if ('fence' in store) (store as { fence: (() => number | null) | null }).fence = () => gw.#replica?.epoch ?? null;
       }
       await gw.#startBroker(o, ingest, tasks);
       await gw.#replica?.elect();

@@ -14,6 +14,7 @@
 //     onLead: () => …, onLose: () => …, onNotify: (channel, payload) => … });   // this replica's own lock
 //   await e.run();   // tries for the leadership now, then every retryMs
 //   e.leading;       // true while this replica holds the lock
+//   e.epoch;         // the leadership epoch it took (replica_leader), which fences its commits
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
 
@@ -46,6 +47,7 @@ export class Election {
   readonly #o: ElectionOptions & { retryMs: number };
   #client: pg.Client | null = null;
   #leading = false;
+  #epoch = 0;
   #closed = false;
   #timer: NodeJS.Timeout | null = null;
   #busy: Promise<void> = Promise.resolve();
@@ -77,6 +79,11 @@ export class Election {
 
   get leading(): boolean {
     return this.#leading;
+  }
+
+  /** The leadership epoch while this replica leads (raised by each takeover), else null. */
+  get epoch(): number | null {
+    return this.#leading ? this.#epoch : null;
   }
 
   /** The lock's connection (for a leader's queries that must hold while it leads), or null while it is down. */
@@ -151,6 +158,16 @@ export class Election {
     if (c === null || this.#closed) return;
     const { rows } = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [...LEADER_KEY]);
     if (!rows[0].ok || this.#client !== c) return;
+    // A new epoch: what the last leader's batches were fenced by no longer commits. The UPDATE
+    // waits for any of its transactions in flight (they hold the row FOR SHARE), so whatever it
+    // landed is in the database before onLead reads it.
+    const { rows: led } = await c.query<{ epoch: string }>(
+      `INSERT INTO replica_leader (one, epoch, holder, since) VALUES (true, 1, $1, $2)
+       ON CONFLICT (one) DO UPDATE SET epoch = replica_leader.epoch + 1, holder = EXCLUDED.holder, since = EXCLUDED.since RETURNING epoch`,
+      [this.#o.replicaId, Date.now()],
+    );
+    if (this.#client !== c) return;
+    this.#epoch = Number(led[0].epoch);
     this.#leading = true;
     this.#o.log.info({ replica: this.#o.replicaId }, 'replica: leading');
     try {

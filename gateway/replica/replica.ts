@@ -132,6 +132,11 @@ export class Replica {
     return !this.#closed && this.#leading;
   }
 
+  /** The leadership epoch while this replica leads, else null: what its commits are fenced by (election.ts). */
+  get epoch(): number | null {
+    return this.#election?.epoch ?? null;
+  }
+
   /** Leaderships this process took. */
   get terms(): number {
     return this.#terms;

@@ -219,4 +219,15 @@ export const MIGRATIONS: readonly string[] = [
     expires_at bigint NOT NULL
   );
   `,
+  // 5: the leadership epoch of gateway replicas (docs/architecture.md §8): one row, raised by each
+  // replica that takes the lead, and read FOR SHARE by every batch a leader commits, so a replica
+  // that lost the lead can land nothing after its successor took over
+  `
+  CREATE TABLE replica_leader (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    epoch bigint NOT NULL,
+    holder text COLLATE "C" NOT NULL,
+    since bigint NOT NULL
+  );
+  `,
 ];

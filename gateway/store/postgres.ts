@@ -53,6 +53,14 @@ export interface PostgresStoreOptions {
   lazyWindowMs?: number;
   /** Connections in the pool (one writes, the others read). Default 4. */
   poolSize?: number;
+  /**
+   * Gateway replicas (docs/architecture.md §8): the leadership epoch this process leads under, read
+   * when a batch is applied, or null when it does not lead. A batch applied under an epoch commits
+   * only while that epoch is the database's (`replica_leader`, read FOR SHARE inside the
+   * transaction, which a takeover's UPDATE of the epoch waits for): a leader that lost the lead is
+   * refused, PW_STORE_CONFLICT, before anything of its batch lands. Settable after open (`fence`).
+   */
+  fence?: () => number | null;
   logger?: StoreLogger;
 }
 
@@ -88,6 +96,8 @@ class Refusal extends Error {
 interface Entry {
   changes: Change[];
   durable: boolean;
+  /** the leadership epoch the batch was applied under (PostgresStoreOptions.fence), or null */
+  epoch: number | null;
   at: number;
   resolve: (a: Applied) => void;
   reject: (e: Error) => void;
@@ -194,7 +204,11 @@ export class PostgresStore implements ChangeStore {
   #lastError: StoreStatus['lastError'] = null;
   #failures = 0;
 
+  /** PostgresStoreOptions.fence; the gateway sets it once it is a replica. */
+  fence: (() => number | null) | null = null;
+
   constructor(o: PostgresStoreOptions) {
+    this.fence = o.fence ?? null;
     if (typeof o?.url !== 'string' || !/^postgres(ql)?:\/\//.test(o.url)) throw new TypeError(`PostgresStore: expected a postgres:// URL, got ${typeof o?.url === 'string' ? redactUrl(o.url) : String(o?.url)}`);
     this.url = o.url;
     this.name = redactUrl(o.url);
@@ -309,8 +323,9 @@ export class PostgresStore implements ChangeStore {
     }
     const copy = JSON.parse(JSON.stringify(changes)) as Change[];
     const durable = options.durable !== false;
+    const epoch = this.fence?.() ?? null;
     return new Promise<Applied>((resolve, reject) => {
-      this.#queue.push({ changes: copy, durable, at: performance.now(), resolve, reject });
+      this.#queue.push({ changes: copy, durable, epoch, at: performance.now(), resolve, reject });
       this.#kick(durable ? this.#o.commitWindowMs : this.#o.lazyWindowMs);
     });
   }
@@ -382,7 +397,7 @@ export class PostgresStore implements ChangeStore {
   /** The group in one transaction; on a refusal, each batch in its own, so only the refused one is refused. */
   async #commitOn(client: pg.PoolClient, group: Entry[]): Promise<void> {
     try {
-      const seqs = await this.#transaction(client, group.flatMap((e) => e.changes), group.every((e) => !e.durable));
+      const seqs = await this.#transaction(client, group.flatMap((e) => e.changes), group.every((e) => !e.durable), fenceOf(group));
       this.#committed(group.length);
       let at = 0;
       for (const e of group) {
@@ -398,7 +413,7 @@ export class PostgresStore implements ChangeStore {
     for (let i = 0; i < group.length; i++) {
       const e = group[i];
       try {
-        const seqs = await this.#transaction(client, e.changes, !e.durable);
+        const seqs = await this.#transaction(client, e.changes, !e.durable, e.epoch);
         this.#committed(1);
         e.resolve({ ok: true, seqs });
       } catch (err) {
@@ -432,13 +447,18 @@ export class PostgresStore implements ChangeStore {
   }
 
   /** One transaction for `changes`; the allocated seqs in order. Throws Refusal (rolled back) or the database's error. */
-  async #transaction(client: pg.PoolClient, changes: Change[], lazy: boolean): Promise<number[]> {
+  async #transaction(client: pg.PoolClient, changes: Change[], lazy: boolean, epoch: number | null = null): Promise<number[]> {
     const seqs: number[] = [];
     // How often each id is provisioned within this transaction: twice is a duplicate.
     const provisioned = new Map<string, number>();
     try {
       await client.query('BEGIN');
       if (lazy) await client.query('SET LOCAL synchronous_commit = off');
+      if (epoch !== null) {
+        const { rows } = await client.query<{ epoch: number }>('SELECT epoch FROM replica_leader FOR SHARE');
+        const now = rows[0]?.epoch ?? null;
+        if (now !== epoch) throw new Refusal('PW_STORE_CONFLICT', ['replica_leader'], `this replica led under epoch ${epoch}, and the leadership is at ${now ?? 'none'} now: another replica leads`);
+      }
       for (const c of changes) {
         if (c.type !== 'device.provision') continue;
         const id = c.device.id;
@@ -1058,4 +1078,15 @@ function bundleOf(r: Record<string, unknown>): BundleRecord {
 
 function memberOf(r: Record<string, unknown>): MemberRecord {
   return { rolloutId: r.rollout_id as string, deviceId: r.device_id as string, wave: r.wave as number, ord: r.ord as number, status: r.status as MemberRecord['status'], reason: r.reason as string | null, at: r.at as number | null };
+}
+
+/** The epoch a group's transaction is fenced by: the one its fenced batches share, or null when none is fenced. Mixed epochs refuse (one is stale). */
+function fenceOf(group: readonly Entry[]): number | null {
+  let epoch: number | null = null;
+  for (const e of group) {
+    if (e.epoch === null) continue;
+    if (epoch !== null && e.epoch !== epoch) return -1;
+    epoch = e.epoch;
+  }
+  return epoch;
 }

@@ -7,6 +7,17 @@ import { Election, type ElectionOptions } from '../../../gateway/replica/electio
 import { NO_LOG } from '../../../gateway/logger.ts';
 import { until } from '../../fixtures/gateway.ts';
 import { testDatabase } from '../store/fixtures/pg-database.ts';
+import { PostgresStore } from '../../../gateway/store/postgres.ts';
+import { device } from '../store/fixtures/conformance.ts';
+
+/** A database of the test's own with pinwave's schema (the store migrates it), as every replica finds it. */
+async function database(t: Parameters<typeof testDatabase>[0]): Promise<string> {
+  const url = await testDatabase(t);
+  const s = new PostgresStore({ url });
+  await s.open();
+  await s.close();
+  return url;
+}
 
 function replica(t: { teardown(fn: () => unknown): void }, url: string, id: string, over: Partial<ElectionOptions> = {}) {
   const events: string[] = [];
@@ -18,7 +29,7 @@ function replica(t: { teardown(fn: () => unknown): void }, url: string, id: stri
 }
 
 t.test('one replica leads; the next takes over when it stops, and when its lock connection is cut', async (t) => {
-  const url = await testDatabase(t);
+  const url = await database(t);
   const a = replica(t, url, 'pinwave@a');
   const b = replica(t, url, 'pinwave@b');
   const [ea, eb] = await Promise.all([a.open, b.open]);
@@ -53,14 +64,14 @@ t.test('one replica leads; the next takes over when it stops, and when its lock 
 });
 
 t.test('a replica id a running process holds is refused, saying so', async (t) => {
-  const url = await testDatabase(t);
+  const url = await database(t);
   await replica(t, url, 'pinwave@same').open;
   const second = replica(t, url, 'pinwave@same', { ownLockTimeoutMs: 300 });
   await t.rejects(second.open, { message: 'replica pinwave@same: another process holds this replica id (or a leader is still draining its broker session); give each replica its own --broker-client-id' });
 });
 
 t.test('a leader that cannot take over gives the lock back', async (t) => {
-  const url = await testDatabase(t);
+  const url = await database(t);
   let fail = true;
   const a = replica(t, url, 'pinwave@a', { onLead: () => (fail ? Promise.reject(new Error('rollouts unreadable')) : undefined) });
   const ea = await a.open;
@@ -72,4 +83,43 @@ t.test('a leader that cannot take over gives the lock back', async (t) => {
   await eb.run();
   t.ok(eb.leading, 'the lock was given back');
   fail = false;
+});
+
+t.test('each takeover raises the leadership epoch, and a batch applied under an old one lands nothing', async (t) => {
+  const url = await database(t);
+  const a = replica(t, url, 'pinwave@a');
+  const b = replica(t, url, 'pinwave@b');
+  const [ea, eb] = await Promise.all([a.open, b.open]);
+  await ea.run();
+  await eb.run();
+  const first = ea.epoch;
+  t.ok(first !== null && first >= 1, `the leader has an epoch (${first})`);
+  t.equal(eb.epoch, null, 'a follower has none');
+
+  // a's store: its batches are fenced by the epoch a leads under when they are applied
+  let leadingUnder: number | null = first;
+  const store = new PostgresStore({ url, fence: () => leadingUnder });
+  await store.open();
+  t.teardown(() => store.close());
+  t.same(await store.apply([{ type: 'device.provision', device: device('d-1') }]), { ok: true, seqs: [] }, 'committed while a leads');
+
+  // a's lock connection is cut; b takes over, and a, not told yet, still thinks it leads
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 0 AND classid = $1", [0x70771]);
+  await admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+  await until(() => eb.leading, 3000, 'b leads');
+  t.equal(eb.epoch, first! + 1, 'the takeover raised the epoch');
+  const late = await store.apply([{ type: 'device.patch', id: 'd-1', set: { seq: 9 } }, { type: 'device.provision', device: device('d-2') }]);
+  t.match(late, { ok: false, code: 'PW_STORE_CONFLICT', ids: ['replica_leader'] }, 'a batch applied under the old epoch is refused');
+  t.same(await store.getDevice('d-1'), device('d-1'), 'nothing of it landed: the device as provisioned');
+  t.equal(await store.getDevice('d-2'), null, 'nor the device it provisioned');
+
+  // not leading (no epoch): a replica's own writes, such as provisioning, are not fenced
+  leadingUnder = null;
+  t.same(await store.apply([{ type: 'device.provision', device: device('d-3') }]), { ok: true, seqs: [] }, 'an unfenced batch commits');
+  // under the current epoch, fenced batches commit again
+  leadingUnder = eb.epoch;
+  t.same(await store.apply([{ type: 'device.patch', id: 'd-1', set: { seq: 2 } }]), { ok: true, seqs: [] }, 'committed under the current epoch');
 });
