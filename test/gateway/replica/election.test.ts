@@ -10,6 +10,9 @@ import { testDatabase } from '../store/fixtures/pg-database.ts';
 import { PostgresStore } from '../../../gateway/store/postgres.ts';
 import { device } from '../store/fixtures/conformance.ts';
 
+/** Who holds the leader lock in this database: advisory locks are per database, pg_locks is the whole cluster's (other tests run beside). */
+const LEADER_HOLDER = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 0 AND classid = $1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
 /** A database of the test's own with pinwave's schema (the store migrates it), as every replica finds it. */
 async function database(t: Parameters<typeof testDatabase>[0]): Promise<string> {
   const url = await testDatabase(t);
@@ -54,7 +57,7 @@ t.test('one replica leads; the next takes over when it stops, and when its lock 
   await ec.run();
   t.notOk(ec.leading, 'c follows b');
   // b's lock connection is cut by the server (a network break, a server restart): b is told, c leads
-  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 0 AND classid = $1", [0x70771]);
+  const { rows } = await admin.query<{ pid: number }>(LEADER_HOLDER, [0x70771]);
   t.equal(rows.length, 1, 'one backend holds the leader lock');
   await admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
   await until(() => b.events.some((e) => e.startsWith('lose: ')), 2000, 'b told it lost the lead');
@@ -107,7 +110,7 @@ t.test('each takeover raises the leadership epoch, and a batch applied under an 
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
   t.teardown(() => admin.end());
-  const { rows } = await admin.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = 0 AND classid = $1", [0x70771]);
+  const { rows } = await admin.query<{ pid: number }>(LEADER_HOLDER, [0x70771]);
   await admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
   await until(() => eb.leading, 3000, 'b leads');
   t.equal(eb.epoch, first! + 1, 'the takeover raised the epoch');
