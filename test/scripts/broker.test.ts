@@ -99,15 +99,17 @@ t.test('--from-data moves an embedded fleet with the hashes the store holds; who
 t.test('--of-broker writes the devices recorded on that broker (and with --with-unrecorded those with none)', async (t) => {
   const root = tempDir(t);
   const data = join(root, 'data');
-  const store = new LowdbStore({ dir: data, windowMs: 0 });
-  await store.load();
+  const store = new EmbeddedStore({ dir: data });
+  await store.open();
   const A = 'mqtt://10.0.0.11:18830';
   const B = 'mqtt://10.0.0.12:18830';
-  await store.putDevices([
-    newDeviceRecord({ id: 'dev-a', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: A }),
-    newDeviceRecord({ id: 'dev-b', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: B }),
-    newDeviceRecord({ id: 'dev-none', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1 }),
-  ]);
+  await store.apply(
+    [
+      newDeviceRecord({ id: 'dev-a', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: A }),
+      newDeviceRecord({ id: 'dev-b', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1, broker: B }),
+      newDeviceRecord({ id: 'dev-none', group: 'g', tokenHash: hashDeviceToken(newToken()), createdAt: 1 }),
+    ].map((device) => ({ type: 'device.provision' as const, device })),
+  );
   await store.close();
   const clients = async (dir: string) => (JSON.parse(readFileSync(join(dir, 'dynamic-security.json'), 'utf8')).clients as Array<{ username: string }>).map((c) => c.username).filter((u) => u.startsWith('dev-')).sort();
   t.equal(await run(['broker', 'mosquitto-config', '--out', join(root, 'a'), '--from-data', data, '--of-broker', A, '--with-unrecorded'], fakeIo().io), 0);
