@@ -237,8 +237,9 @@ export class Replica {
       this.#draining.add(id);
       try {
         for (const b of this.#o.brokers) this.#counters.drainedMessages += await drainSession(b, id, (d, k, p) => this.message(d, k, p), this.#o.log);
-        this.#counters.sessionsDrained++;
         await this.#pool.query('DELETE FROM replicas WHERE id = $1', [id]);
+        // counted once the replica is forgotten too: what the counter says is done is done
+        this.#counters.sessionsDrained++;
       } catch (err) {
         this.#o.log.warn({ replica: id, err: (err as Error).message }, 'replica: draining the session of a replica that is gone failed; trying again');
       } finally {
