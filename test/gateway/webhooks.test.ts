@@ -88,6 +88,8 @@ async function heldRollout(t: Parameters<typeof harness>[0], over: Parameters<ty
 t.test('a held rollout posts once to the webhook, with a valid signature, the rollout, the wave and the reason', async (t) => {
   const r = await receiver(t);
   const { h, rollout } = await heldRollout(t, { webhooks: [{ url: r.url, events: ['rollout.held'], secret: SECRET }], name: 'gw-test' });
+  // The alert is queued once the hold is committed, which a read of the rollout may see first.
+  await until(() => r.heard.length > 0, 10_000, 'the post');
   await h.gw.webhooksIdle();
   t.equal(r.heard.length, 1, 'one post');
   const [post] = r.heard;
