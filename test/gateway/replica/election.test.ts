@@ -31,13 +31,19 @@ function replica(t: { teardown(fn: () => unknown): void }, url: string, id: stri
   return { open, events };
 }
 
-t.test('one replica leads; the next takes over when it stops, and when its lock connection is cut', async (t) => {
+/** Replicas a and b on a fresh database, a asking first: a leads, b follows. */
+async function twoReplicas(t: Parameters<typeof testDatabase>[0] & { teardown(fn: () => unknown): void }) {
   const url = await database(t);
   const a = replica(t, url, 'pinwave@a');
   const b = replica(t, url, 'pinwave@b');
   const [ea, eb] = await Promise.all([a.open, b.open]);
   await ea.run();
   await eb.run();
+  return { url, a, b, ea, eb };
+}
+
+t.test('one replica leads; the next takes over when it stops, and when its lock connection is cut', async (t) => {
+  const { url, a, b, ea, eb } = await twoReplicas(t);
   t.ok(ea.leading, 'the first to ask leads');
   t.notOk(eb.leading, 'the second follows');
   t.same(a.events, ['lead']);
@@ -89,12 +95,7 @@ t.test('a leader that cannot take over gives the lock back', async (t) => {
 });
 
 t.test('each takeover raises the leadership epoch, and a batch applied under an old one lands nothing', async (t) => {
-  const url = await database(t);
-  const a = replica(t, url, 'pinwave@a');
-  const b = replica(t, url, 'pinwave@b');
-  const [ea, eb] = await Promise.all([a.open, b.open]);
-  await ea.run();
-  await eb.run();
+  const { url, a, b, ea, eb } = await twoReplicas(t);
   const first = ea.epoch;
   t.ok(first !== null && first >= 1, `the leader has an epoch (${first})`);
   t.equal(eb.epoch, null, 'a follower has none');
