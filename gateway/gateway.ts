@@ -654,7 +654,7 @@ export class Gateway {
     return this.#rollouts.describe(id);
   }
 
-  listRollouts(state?: string): RolloutSummary[] {
+  listRollouts(state?: string): Promise<RolloutSummary[]> {
     return this.#rollouts.list(state);
   }
 

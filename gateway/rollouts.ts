@@ -520,28 +520,50 @@ export class Rollouts {
 
   // ---------------------------------------------------------------- reading
 
-  /** The API's view of a rollout, with the gateway's own fields. */
-  async describe(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
+  /** The API's view of a rollout, with the gateway's own fields, as the store holds it. */
+  describe(id: string): Promise<RolloutSummary & { createdBy: string; previousBundle: string | null; rollbackOf?: string; rolledBackBy?: string; approval?: ApprovalState; gatesBypassed?: BypassedGate[] }> {
     this.get(id);
-    // What the engine decided is shown once it is committed (a failed commit is read again).
-    await this.#lastCommit.get(id)?.catch(() => undefined);
-    if (this.reloading) await this.reloading;
-    const r = this.get(id);
-    const approval = approvalState(r, r.createdBy);
-    return {
-      ...summary(r, this.#now()),
-      createdBy: r.createdBy,
-      previousBundle: r.previousBundle,
-      ...(r.rollbackOf && { rollbackOf: r.rollbackOf }),
-      ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }),
-      ...(approval && { approval }),
-      ...(r.gatesBypassed && { gatesBypassed: r.gatesBypassed }),
-    };
+    return this.committed([id], () => {
+      const r = this.get(id);
+      const approval = approvalState(r, r.createdBy);
+      return {
+        ...summary(r, this.#now()),
+        createdBy: r.createdBy,
+        previousBundle: r.previousBundle,
+        ...(r.rollbackOf && { rollbackOf: r.rollbackOf }),
+        ...(r.rolledBackBy && { rolledBackBy: r.rolledBackBy }),
+        ...(approval && { approval }),
+        ...(r.gatesBypassed && { gatesBypassed: structuredClone(r.gatesBypassed) }),
+      };
+    });
   }
 
-  /** Every rollout's summary, or those in `state`, in creation order. */
-  list(state?: string): RolloutSummary[] {
-    return [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map((r) => summary(r, this.#now()));
+  /** Every rollout's summary, or those in `state`, in creation order, as the store holds them. */
+  list(state?: string): Promise<RolloutSummary[]> {
+    return this.committed(null, () => [...this.#rollouts.values()].filter((r) => state === undefined || r.state === state).map((r) => summary(r, this.#now())));
+  }
+
+  /**
+   * What `take` reads of the rollouts `ids` (null: all), shown once it is in the store
+   * (docs/architecture.md §7). A record in memory is ahead of the store by the batches in flight,
+   * and a change made while they commit is ahead of what they hold: `take` copies the record now,
+   * with exactly the changes handed to the store so far, and the copy is given once their last
+   * batch has committed (batches commit in the order they are handed over). A batch that fails has
+   * the records read again from the store; they are then copied again.
+   */
+  async committed<T>(ids: readonly string[] | null, take: () => T): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      if (this.reloading) await this.reloading;
+      const view = take();
+      const last = ids === null ? [...this.#lastCommit.values()] : ids.flatMap((id) => this.#lastCommit.get(id) ?? []);
+      if (last.length === 0) return view;
+      try {
+        await Promise.all(last);
+        return view;
+      } catch (err) {
+        if (attempt === 3) throw err;
+      }
+    }
   }
 
   /** The device's latest rollout that is not aborted, and where the device stands in it; null when none. */

@@ -4,7 +4,7 @@
 import type { Bundles } from './bundles.ts';
 import { invalid } from './errors.ts';
 import type { Rollouts } from './rollouts.ts';
-import type { IsOnline } from './rollout/types.ts';
+import type { DeviceEntry, IsOnline, Rollout } from './rollout/types.ts';
 import type { DeviceRecord } from './store/types.ts';
 import type { ChangeStore } from './store/changes.ts';
 import { activeDevicesOf, allDevices, baselineOf } from './fleet-reads.ts';
@@ -22,6 +22,13 @@ export interface SupportOptions {
   manifests: { byModel(): ReadonlyMap<string, FirmwareManifest> };
 }
 
+/** A copy of what findStuck reads of a rollout (its members' statuses and its waves), which the engine changes in place. */
+function statusesOf(r: Rollout): Rollout {
+  const devices: Record<string, DeviceEntry> = Object.create(null) as Record<string, DeviceEntry>;
+  for (const id in r.devices) devices[id] = { ...r.devices[id] };
+  return { ...r, devices, waves: r.waves.map((w) => ({ ...w, thresholds: { ...w.thresholds } })) };
+}
+
 export class Support {
   readonly #o: SupportOptions;
 
@@ -33,17 +40,22 @@ export class Support {
   async stuck(query: { group?: string; rollout?: string }): Promise<StuckDevice[]> {
     const { store, bundles, rollouts, isOnline, now } = this.#o;
     if ((query.group === undefined) === (query.rollout === undefined)) throw invalid('give exactly one of group or rollout');
+    // The rollout's statuses as committed, then the devices (docs/architecture.md §7): a device's
+    // ack moves its status in memory before its seq reaches the store, and the two are judged together.
     if (query.rollout !== undefined) {
-      const r = rollouts.get(query.rollout);
+      const id = query.rollout;
+      const r = await rollouts.committed([id], () => statusesOf(rollouts.get(id)));
       const ids = Object.keys(r.devices);
       const devices: Array<DeviceRecord | null> = [];
       for (let i = 0; i < ids.length; i += 10_000) devices.push(...(await store.getDevices(ids.slice(i, i + 10_000))));
       return findStuck({ devices: devices.filter((d): d is DeviceRecord => d !== null), targetSeq: r.bundle.seq, targetBundle: r.bundle.id, rollout: r, isOnline, now: now() });
     }
     const group = query.group!;
+    const target = await rollouts.committed(null, () => {
+      const running = [...rollouts.all()].filter((r) => 'group' in r.target && r.target.group === group && (r.state === 'running' || r.state === 'held'));
+      return running.length > 0 ? statusesOf(running[running.length - 1]) : null;
+    });
     const baseline = await baselineOf(store, group);
-    const running = [...rollouts.all()].filter((r) => 'group' in r.target && r.target.group === group && (r.state === 'running' || r.state === 'held'));
-    const target = running.length > 0 ? running[running.length - 1] : null;
     const base = baseline ? await bundles.load(baseline) : null;
     const targetSeq = target?.bundle.seq ?? base?.seq ?? null;
     if (targetSeq === null) return [];

@@ -110,7 +110,7 @@ export async function groupRoutes(app: FastifyInstance, o: GroupRoutesOptions): 
       const from = q.cursor === undefined ? 0 : all.findIndex((g) => g.group > q.cursor!);
       const n = q.limit ?? 100;
       const items = from < 0 ? [] : all.slice(from, from + n);
-      const active = gw.listRollouts().filter((r) => r.state === 'pending' || r.state === 'running' || r.state === 'held');
+      const active = (await gw.listRollouts()).filter((r) => r.state === 'pending' || r.state === 'running' || r.state === 'held');
       for (const g of items) {
         const baseline = await gw.baseline(g.group);
         if (baseline !== null) g.baseline = { bundle: baseline, seq: (await gw.getBundle(baseline).catch(() => null))?.seq ?? null };

@@ -146,7 +146,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
     },
     async (request) => {
       const q = request.query;
-      const all = gw.listRollouts(q.state).filter((r) => q.group === undefined || r.bundle.group === q.group);
+      const all = (await gw.listRollouts(q.state)).filter((r) => q.group === undefined || r.bundle.group === q.group);
       let from = 0;
       if (q.cursor !== undefined) {
         from = all.findIndex((r) => r.id === q.cursor) + 1;

@@ -110,7 +110,7 @@ t.test('through the gateway: the config lists the endpoint with where to dial it
   t.equal(err.code, 'PW_PREFLIGHT');
   t.match(err.message, `telemetry.example.com:443 presents ${tel.pins[0]}`, 'dialled at 127.0.0.1, named as pinned');
   t.match(err.message, `missing ${tel.pins[0]}`);
-  t.same(h.gw.listRollouts(), [], 'nothing created');
+  t.same(await h.gw.listRollouts(), [], 'nothing created');
 
   t.test('a malformed nextKeys, force or reason is a 400 naming it', async (t) => {
     t.match((await refusal(h.gw.createRollout({ bundle: bad.id, target: { group: 'thermostats' }, nextKeys: { 'other.example.com:443': [tel.pins[1]] } }, 'alice'))).message, /^nextKeys\.other\.example\.com:443: not an endpoint of the bundle/);

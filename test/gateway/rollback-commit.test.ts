@@ -34,7 +34,7 @@ t.test('a rollback whose commit fails leaves nothing changed, in the store or in
   const shown = await h.gw.getRollout(r1.rollout.id);
   t.equal(shown.state, 'completed', 'in memory the rollout is as it was');
   t.equal(shown.rolledBackBy, undefined, 'and not linked to a rollback');
-  t.same(h.gw.listRollouts().map((r) => r.id), rolloutsBefore, 'no rollback rollout in memory');
+  t.same((await h.gw.listRollouts()).map((r) => r.id), rolloutsBefore, 'no rollback rollout in memory');
   t.ok(devices.every((d) => d.state.seq === 1), 'no device was sent anything');
 
   const before = store.batches.length;

@@ -44,7 +44,7 @@ t.test('the fleet by group: devices by seq, model and connected, the baseline, t
   });
   t.match(running.items[0], { group: 'locks', devices: 1, connected: 0, neverConnected: 1, bySeq: [{ seq: null, devices: 1 }], byModel: [{ model: 'lk-1', devices: 1 }], baseline: null, rollout: null });
 
-  await until(() => (a.gw.tick(), a.gw.listRollouts()[0].state === 'completed'), 5000, 'completion');
+  await until(async () => (a.gw.tick(), (await a.gw.listRollouts())[0].state === 'completed'), 5000, 'completion');
   await a.gw.flush();
   const done = (await a.call('GET', '/v1/groups?limit=1&cursor=locks')).json();
   t.equal(done.items.length, 1);

@@ -156,7 +156,7 @@ t.test('CSRF: a state-changing request by cookie needs its own session\'s X-Pinw
   t.equal(foreign.statusCode, 403);
   t.equal(foreign.json().message, 'the request comes from a page of another origin');
   t.equal((await pause({ 'x-pinwave-csrf': s.csrf, origin: 'null' })).statusCode, 403, 'an opaque origin neither');
-  t.equal(a.gw.listRollouts()[0].state, 'running', 'nothing refused was done');
+  t.equal((await a.gw.listRollouts())[0].state, 'running', 'nothing refused was done');
   t.equal((await pause({ 'x-pinwave-csrf': s.csrf, origin: 'http://localhost:80', host: 'localhost:80' })).statusCode, 200, 'the right header from this origin');
   t.equal((await byCookie(a, 'GET', `/v1/rollouts/${ro.id}`, s.cookie, { origin: 'http://evil.example' })).statusCode, 200, 'reads need no header (SameSite keeps other sites from sending the cookie)');
   const signInForeign = await a.app.inject({ method: 'POST', url: '/ui/session', headers: { 'content-type': 'application/json', origin: 'http://evil.example' }, payload: { token: TOKENS.viewer } });

@@ -87,7 +87,7 @@ t.test("a running rollout's wave bars move on their own as devices ack, over ser
   const width = await page.locator('.wave[data-wave="1"] .bar .seg-applied').evaluate((el) => (el as HTMLElement).style.width);
   t.equal(width, '100%', 'the applied segment fills the bar');
   // The harness's gateway has no timer: its tick passes the wave, and the page hears of it.
-  await until(() => (c.gw.tick(), c.gw.listRollouts()[0].state === 'completed'), 5000, 'completion');
+  await until(async () => (c.gw.tick(), (await c.gw.listRollouts())[0].state === 'completed'), 5000, 'completion');
   await page.locator('#ro-head .badge', { hasText: 'Completed' }).waitFor();
   t.equal(navigations, before, 'no reload: the page moved on its own');
   t.match(await page.locator('#decisions').textContent(), /gateway\s+Completed/);
@@ -235,7 +235,7 @@ t.test('the keyboard and the links: skip to content, then fleet → group → de
   const sims = await fleet(c, 3);
   await connectAll(t, sims);
   const { bundle, rollout: ro } = await rollout(c, { waves: [{ size: '100%', minDevices: 1 }], start: true });
-  await until(() => (c.gw.tick(), c.gw.listRollouts()[0].state === 'completed'), 5000, 'completion');
+  await until(async () => (c.gw.tick(), (await c.gw.listRollouts())[0].state === 'completed'), 5000, 'completion');
   const { page } = await c.page();
   await c.signIn(page, 'viewer');
   await page.goto(`${c.base}/ui`);
