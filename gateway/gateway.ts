@@ -22,6 +22,7 @@ import { defaultReplicaId, type ExternalTransportOptions } from './broker/extern
 import { ExternalBrokers } from './broker/external-brokers.ts';
 import type { Replica } from './replica/replica.ts';
 import type { PgSessionStore } from './http/pg-session-store.ts';
+import type { PgEventIds } from './http/pg-event-ids.ts';
 import { deviceTopic } from './topics.ts';
 import type { DeviceTransport } from './device-transport.ts';
 import { Bundles, type BundleInput } from './bundles.ts';
@@ -163,6 +164,7 @@ export class Gateway {
   #replicated = false;
   /** console sessions in the database, with the PostgreSQL store (docs/architecture.md §8, §10) */
   #sessions: PgSessionStore | null = null;
+  #eventIds: PgEventIds | null = null;
   #stopping: Promise<void> | null = null;
   readonly #tasks: Tasks;
   /** the config's manifests and the pushed ones (docs/architecture.md §4) */
@@ -240,7 +242,10 @@ export class Gateway {
     const onPostgres = typeof pgUrl === 'string' && /^postgres(ql)?:\/\//.test(pgUrl);
     const replicaUrl = pgUrl as string;
     const replicated = onPostgres && o.broker !== undefined && o.replica !== false;
-    if (onPostgres) gw.#sessions = (await import('./http/pg-session-store.ts')).PgSessionStore.open(replicaUrl);
+    if (onPostgres) {
+      gw.#sessions = (await import('./http/pg-session-store.ts')).PgSessionStore.open(replicaUrl);
+      gw.#eventIds = new (await import('./http/pg-event-ids.ts')).PgEventIds(gw.#sessions.pool);
+    }
     gw.#replicated = replicated;
     try {
       if (replicated) {
@@ -485,6 +490,11 @@ export class Gateway {
   /** Where the console's sessions live when the store is PostgreSQL (shared by every replica); null: the HTTP server keeps them in memory. */
   get consoleSessions(): PgSessionStore | null {
     return this.#sessions;
+  }
+
+  /** Where the ids of the rollouts' live streams come from when the store is PostgreSQL (one sequence for every replica); null: the clock's, per process. */
+  get eventIds(): PgEventIds | null {
+    return this.#eventIds;
   }
 
   /** Replicas: device messages followers committed that the leader has not handled yet; null without replicas. */

@@ -7,11 +7,14 @@
 //   sends at most one change per `minIntervalMs` (default 100 ms: ~10 a second), built from the
 //   record as it stands then, and none when what a client would see has not changed. A
 //   10,000-ack wave sends tens of events, not 10,000.
-// - Ids are per rollout and only go up. They come from an EventIdSource; the one here starts each
-//   rollout's ids at the clock's epoch milliseconds when this process first needs one, so ids given
-//   after a restart are above those given before it (a rollout would need over 1,000 events a
-//   second for a restart to go back, and it sends at most ~10), and a client that reconnects to a
-//   restarted gateway is never told it missed nothing.
+// - Ids: an event is replayed after Last-Event-ID only when that id is one this feed sent and
+//   still keeps; any other id (too old, from before a restart, from another replica) gets a
+//   snapshot, so a client is never told it missed nothing when it did. Ids come from an
+//   EventIdSource: with one process, each rollout's start at the clock's epoch milliseconds when
+//   this process first needs one, so ids given after a restart are above those given before it (a
+//   rollout would need over 1,000 events a second for a restart to go back, and it sends at most
+//   ~10); with replicas, a sequence in the database (pg-event-ids.ts), so no two replicas ever give
+//   the same id and a browser a load balancer moves to another replica gets a snapshot there.
 // - Bounded: a feed exists only while a client listens, and for `lingerMs` after the last one
 //   leaves (so that a reconnect can still be replayed), and keeps its last `keep` events.
 //
@@ -26,9 +29,9 @@ export interface RolloutEvent {
   data: string;
 }
 
-/** Where event ids come from: increasing per rollout, across restarts (and, with a shared store, across replicas). */
+/** Where event ids come from: increasing per rollout and never given twice, across restarts (and, with the database's, across replicas). */
 export interface EventIdSource {
-  next(rolloutId: string): number;
+  next(rolloutId: string): number | Promise<number>;
 }
 
 /** Ids from this process: each rollout's start at the clock's epoch ms, then one up per event. */
@@ -117,18 +120,17 @@ export class RolloutFeeds {
   }
 
   /**
-   * Adds a subscriber. `backlog` is what to send it first: the events after `lastEventId` when
-   * they can be replayed (possibly none), else a snapshot. Null when there is no such rollout.
+   * Adds a subscriber. `backlog` is what to send it first: the events after `lastEventId` when it
+   * is one this feed sent and keeps (possibly none), else a snapshot. Null when there is no such rollout.
    */
   async subscribe(rolloutId: string, lastEventId: number | null, sub: Subscriber): Promise<{ backlog: RolloutEvent[]; unsubscribe: () => void } | null> {
     const f = this.#feeds.get(rolloutId) ?? this.#open(rolloutId);
     this.#o.timers.clear(f.linger);
     f.linger = null;
-    const first = f.buffer[0];
-    const last = f.buffer.at(-1);
+    const seen = lastEventId === null ? -1 : f.buffer.findIndex((e) => e.id === lastEventId);
     let backlog: RolloutEvent[];
-    if (lastEventId !== null && first && last && lastEventId >= first.id - 1 && lastEventId <= last.id) {
-      backlog = f.buffer.filter((e) => e.id > lastEventId);
+    if (seen >= 0) {
+      backlog = f.buffer.slice(seen + 1);
     } else {
       const data = await this.#load(rolloutId);
       if (data === null) {
@@ -137,7 +139,13 @@ export class RolloutFeeds {
       }
       // A brand-new feed with no change on its way: what this client sees is what all have seen.
       if (f.lastData === null && f.timer === null && !f.flushing) f.lastData = data;
-      const snapshot: RolloutEvent = { id: this.#o.ids.next(rolloutId), type: 'snapshot', rolloutId, data };
+      const id = await this.#id(rolloutId);
+      if (id === null) {
+        // No id to give (the database is down): the stream ends, and the client comes back (retry).
+        this.#idle(f);
+        return null;
+      }
+      const snapshot: RolloutEvent = { id, type: 'snapshot', rolloutId, data };
       this.#push(f, snapshot);
       backlog = [snapshot];
     }
@@ -206,8 +214,11 @@ export class RolloutFeeds {
       const data = await this.#load(f.rolloutId);
       f.lastSentAt = this.#o.now();
       if (data === null || data === f.lastData || this.#feeds.get(f.rolloutId) !== f) return;
+      const id = await this.#id(f.rolloutId);
+      // Without an id the change is not sent: the next one carries it (lastData is left as it was).
+      if (id === null || this.#feeds.get(f.rolloutId) !== f) return;
       f.lastData = data;
-      const event: RolloutEvent = { id: this.#o.ids.next(f.rolloutId), type: 'change', rolloutId: f.rolloutId, data };
+      const event: RolloutEvent = { id, type: 'change', rolloutId: f.rolloutId, data };
       this.#push(f, event);
       for (const s of f.subscribers) s.send(event);
     } finally {
@@ -216,6 +227,15 @@ export class RolloutFeeds {
         f.again = false;
         this.#schedule(f);
       }
+    }
+  }
+
+  async #id(rolloutId: string): Promise<number | null> {
+    try {
+      return await this.#o.ids.next(rolloutId);
+    } catch (err) {
+      this.#o.onError?.(err as Error, rolloutId);
+      return null;
     }
   }
 

@@ -71,7 +71,7 @@ export interface ConsoleOptions {
   heartbeatMs?: number;
   /** at most one change event per rollout this often, ms; default 100 */
   eventIntervalMs?: number;
-  /** where rollout event ids come from; default per process, from the clock (rollout-feed.ts) */
+  /** where rollout event ids come from; default the gateway's database sequence with PostgreSQL, else per process from the clock (rollout-feed.ts) */
   eventIds?: EventIdSource;
   /** the package folder the console's assets are read from; default this package's */
   root?: string;
@@ -198,7 +198,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(bundleRoutes, { gateway });
   await app.register(manifestRoutes, { gateway });
   await app.register(rolloutRoutes, { gateway, waveDefaults: o.waveDefaults });
-  await app.register(rolloutEventRoutes, { gateway, auth, now, heartbeatMs: c.heartbeatMs, minIntervalMs: c.eventIntervalMs, eventIds: c.eventIds });
+  await app.register(rolloutEventRoutes, { gateway, auth, now, heartbeatMs: c.heartbeatMs, minIntervalMs: c.eventIntervalMs, eventIds: c.eventIds ?? o.gateway.eventIds ?? undefined });
   await app.register(groupRoutes, { gateway });
   await app.register(telemetryRoutes, { gateway });
   await app.register(forecastRoutes, { gateway });

@@ -230,4 +230,9 @@ export const MIGRATIONS: readonly string[] = [
     since bigint NOT NULL
   );
   `,
+  // 6: the ids of the rollouts' live event streams (docs/architecture.md §10), one sequence for
+  // every replica, so that no two give the same id (gateway/http/pg-event-ids.ts)
+  `
+  CREATE SEQUENCE rollout_event_ids;
+  `,
 ];

@@ -2,7 +2,7 @@
 // event when nothing a client sees changed, replay after Last-Event-ID from a bounded buffer, ids
 // that only go up across a restart, feeds that linger then go, a failed load reported.
 import t from 'tap';
-import { ClockEventIds, formatEvent, parseLastEventId, RolloutFeeds, type RolloutEvent, type Subscriber, type Timers } from '../../../gateway/http/rollout-feed.ts';
+import { ClockEventIds, formatEvent, parseLastEventId, RolloutFeeds, type EventIdSource, type RolloutEvent, type Subscriber, type Timers } from '../../../gateway/http/rollout-feed.ts';
 
 /** Timers run by hand against a fake clock. */
 class FakeTime implements Timers {
@@ -37,7 +37,7 @@ class FakeTime implements Timers {
   }
 }
 
-function rig(o: { keep?: number; lingerMs?: number } = {}) {
+function rig(o: { keep?: number; lingerMs?: number; ids?: EventIdSource } = {}) {
   const time = new FakeTime();
   const state = { version: 0, loads: 0, fail: false };
   const feeds = new RolloutFeeds({
@@ -180,4 +180,61 @@ t.test('the wire form of an event, and Last-Event-ID parsing', async (t) => {
   t.equal(parseLastEventId('1767225600000'), 1767225600000);
   t.equal(parseLastEventId(' 12 '), 12);
   for (const bad of [undefined, '', 'x', '-1', '1e3', '9'.repeat(16), ['1']]) t.equal(parseLastEventId(bad as string), null, JSON.stringify(bad));
+});
+
+t.test('two replicas on one id sequence: an id the other replica gave gets a snapshot, even inside this feed\'s range', async (t) => {
+  // The database's sequence (pg-event-ids.ts), shared by both: ids interleave and are never given twice.
+  let seq = 0;
+  const shared: EventIdSource = { next: async () => ++seq };
+  const a = rig({ ids: shared });
+  const b = rig({ ids: shared });
+  const onA = a.sub();
+  const onB = b.sub();
+  await a.feeds.subscribe('r1', null, onA);
+  await b.feeds.subscribe('r1', null, onB);
+  for (let i = 0; i < 3; i++) {
+    a.state.version++;
+    b.state.version++;
+    a.feeds.changed('r1');
+    b.feeds.changed('r1');
+    await a.time.advance(100);
+    await b.time.advance(100);
+  }
+  const fromA = onA.got.map((e) => e.id);
+  const fromB = onB.got.map((e) => e.id);
+  t.equal(new Set([...fromA, ...fromB]).size, fromA.length + fromB.length, 'no id given twice');
+  const moved = fromA[1]; // the browser saw this on replica a, then the load balancer sent it to b
+  t.ok(moved > fromB[0] && moved < fromB.at(-1)!, "a's id lies inside b's range");
+  t.same((await b.feeds.subscribe('r1', fromB.at(-1)!, b.sub()))!.backlog, [], "b's own last id: nothing missed");
+  t.same((await b.feeds.subscribe('r1', fromB[1], b.sub()))!.backlog.map((e) => e.id), fromB.slice(2), "b's own earlier id: the events after it");
+  const there = (await b.feeds.subscribe('r1', moved, b.sub()))!.backlog;
+  t.same(there.map((e) => e.type), ['snapshot'], 'b sends a snapshot, not the events after a number it never gave');
+});
+
+t.test('an id source that fails: the stream ends and the change waits for the next event', async (t) => {
+  let down = false;
+  let n = 0;
+  const { time, state, feeds, sub, errors } = rig({
+    ids: {
+      next: async () => {
+        if (down) throw new Error('database down');
+        return ++n;
+      },
+    },
+  });
+  down = true;
+  t.equal(await feeds.subscribe('r1', null, sub()), null, 'no snapshot without an id: the client comes back');
+  t.same(errors, ['r1: database down']);
+  down = false;
+  const s = sub();
+  await feeds.subscribe('r1', null, s);
+  down = true;
+  state.version++;
+  feeds.changed('r1');
+  await time.advance(100);
+  t.same(s.got, [], 'the change is not sent without an id');
+  down = false;
+  feeds.changed('r1');
+  await time.advance(100);
+  t.same(s.got.map((e) => JSON.parse(e.data).version), [1], 'it goes with the next event');
 });
