@@ -327,6 +327,8 @@ export class Gateway {
           this.#viewAgain = false;
           if (this.#replica?.leading) break;
           await this.#rollouts.load(true);
+          // The manifests the leader took (pushManifest) count here too: pre-flight, health checks.
+          this.#manifests.reset(await loadPushedManifests(this.#store, null));
         } while (this.#viewAgain);
       } catch (err) {
         this.#log.warn({ err: (err as Error).message }, 'replica: reading the rollouts failed');
@@ -369,6 +371,11 @@ export class Gateway {
         return r.abort(x, y, z);
       case 'rollback':
         return r.rollback(x, y, z);
+      case 'pushManifest':
+        return this.#manifestPart.push(x, y).then((out) => {
+          if (out.status !== 'unchanged') this.#replica?.changed();
+          return out;
+        });
     }
     return Promise.reject(new Error(`unknown rollout action ${JSON.stringify(method)}`));
   }
@@ -551,7 +558,9 @@ export class Gateway {
    * when the config has a different one of its model and firmware, a no-op when identical.
    */
   pushManifest(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
-    return this.#manifestPart.push(value, actor);
+    // docs/architecture.md §8: pushed on the leader, one at a time (each push writes the whole set),
+    // and read again by every follower when the leader says so.
+    return this.#leader('pushManifest', [value, actor]);
   }
 
   /** Every manifest the gateway knows, the config's first. */
@@ -728,7 +737,7 @@ export class Gateway {
 }
 
 /** The rollout actions a follower replica forwards to the leader (gateway/replica/actions.ts). */
-type RolloutAction = 'create' | 'start' | 'approve' | 'pause' | 'resume' | 'abort' | 'rollback';
+type RolloutAction = 'create' | 'start' | 'approve' | 'pause' | 'resume' | 'abort' | 'rollback' | 'pushManifest';
 
 function dataDirOf(o: GatewayOptions): string {
   if (typeof o.dataDir !== 'string' || o.dataDir === '') throw new TypeError('expected dataDir (the embedded store), storeUrl (PostgreSQL) or store');

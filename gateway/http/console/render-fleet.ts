@@ -88,6 +88,8 @@ export function deviceView(d: DeviceDetail): VNode {
       ['Seq', d.seq === null ? 'never reported' : count(d.seq)],
       ['Bundle', d.bundle === null ? 'the firmware’s initial pins' : link(`/bundles/${enc(d.bundle)}`, h('code', null, shortId(d.bundle)))],
       ['Key epoch', d.keyEpoch === null ? null : count(d.keyEpoch)],
+      // docs/architecture.md §8: with several brokers, support needs to know which one the device uses.
+      ['Broker', d.broker === null ? 'the gateway’s embedded broker' : h('code', null, d.broker)],
       ['Last seen', when(d.lastSeen)],
       ['Last connected', d.lastConnectAt === null ? null : when(d.lastConnectAt)],
       ['Last disconnected', d.lastDisconnectAt === null ? null : when(d.lastDisconnectAt)],

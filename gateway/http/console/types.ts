@@ -147,6 +147,8 @@ export interface Device {
 
 export interface DeviceDetail extends Device {
   keyEpoch: number | null;
+  /** external broker mode: the broker it was provisioned onto and connects to; null on the embedded broker */
+  broker: string | null;
   lastConnectAt: number | null;
   lastDisconnectAt: number | null;
   revokedAt: number | null;

@@ -205,13 +205,15 @@ t.test('the other pages: fleet, devices, a device, rollouts, stuck, pin failures
   t.match(textOf(fleetView([])), 'No devices are provisioned yet.');
   t.match(textOf(devicesTable('Devices', [])), 'No devices match.');
   const d: DeviceDetail = {
-    id: 'th-1', group: 'thermostats', model: 'th-100', firmware: '1.0.0', seq: 7, bundle: 'ab'.repeat(32), connected: false, state: 'offline', lastSeen: T0, createdAt: T0, keyEpoch: null, lastConnectAt: T0, lastDisconnectAt: T0, revokedAt: null,
+    id: 'th-1', group: 'thermostats', model: 'th-100', firmware: '1.0.0', seq: 7, bundle: 'ab'.repeat(32), connected: false, state: 'offline', lastSeen: T0, createdAt: T0, keyEpoch: null, broker: 'mqtt://broker-2.example.net:1883', lastConnectAt: T0, lastDisconnectAt: T0, revokedAt: null,
     rollout: { id: 'r-1', state: 'held', status: 'rejected', wave: 0, reason: 'bad_signature', at: T0 },
     history: [{ at: T0 - 1, bundleId: 'ab'.repeat(32), seq: 7, event: 'sent' }, { at: T0, rolloutId: 'r-1', bundleId: 'cd'.repeat(32), seq: 8, event: 'rejected', reason: 'bad_signature' }],
     telemetry: [{ at: T0, hostname: 'api.example.com', port: 443, result: 'pin_mismatch', servedPins: [P('E')], knownPins: [], seq: 7, count: 3, rolloutId: null }],
   };
   const dv = textOf(deviceView(d));
   t.match(dv, 'Device th-1 Offline');
+  t.match(dv, 'Broker mqtt://broker-2.example.net:1883', 'the broker it was provisioned onto');
+  t.match(textOf(deviceView({ ...d, broker: null })), 'Broker the gateway’s embedded broker');
   t.match(dv, 'r-1 Held — wave 1: Rejected bad_signature');
   t.ok(dv.indexOf('rejected seq 8 r-1 bad_signature') < dv.indexOf('sent seq 7 baseline'), 'history newest first');
   t.match(dv, `api.example.com:443 mismatch (enforced) ${P('E')}`);

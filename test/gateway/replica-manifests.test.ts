@@ -1,0 +1,44 @@
+// A firmware manifest pushed to any gateway replica counts on every replica (docs/architecture.md
+// §8): the push is performed by the leader (so two pushes on two replicas cannot overwrite each
+// other's set), and the followers read the pushed set again when the leader tells them, without a
+// restart. Two replicas in this process, on one Mosquitto of the test's own and one database.
+import t from 'tap';
+import { join } from 'node:path';
+import { harness, until } from './../fixtures/gateway.ts';
+import { mosquitto } from '../fixtures/mosquitto.ts';
+import { testDatabase } from './store/fixtures/pg-database.ts';
+import { Gateway, type GatewayOptions } from '../../gateway/gateway.ts';
+import type { FirmwareManifest } from '../../firmware-manifest/index.ts';
+
+t.test('a manifest pushed on a follower is taken by the leader and reaches the other follower, with no restart', async (t) => {
+  const url = await testDatabase(t);
+  const b = await mosquitto(t);
+  const broker = (id: string): GatewayOptions['broker'] => ({ url: b.url, username: b.gateway.username, password: b.gateway.password, clientId: `pinwave@${id}`, client: { reconnectMinMs: 50, reconnectMaxMs: 200 } });
+  const h = await harness(t, { storeUrl: url, broker: broker('a') });
+  const follower = (id: string) =>
+    Gateway.start({ dataDir: join(h.dir, id), keyPath: h.keyPath, mqttPort: 0, now: h.clock.now, tickIntervalMs: 0, manifests: [h.manifest], storeUrl: url, broker: broker(id) });
+  const gb = await follower('b');
+  t.teardown(() => gb.stop());
+  const gc = await follower('c');
+  t.teardown(() => gc.stop());
+  await until(() => h.gw.replica?.leader === true, 5000, 'a to lead');
+  t.equal(gb.replica?.leader, false);
+  t.equal(gc.replica?.leader, false);
+
+  const door: FirmwareManifest = { model: 'door-7', firmware: '2.1.0', trustedKeys: h.manifest.trustedKeys, pins: [{ host: 'locks.example.com', pins: h.manifest.pins[0].pins }] };
+  const models = (gw: Gateway) => gw.listManifests().map((m) => `${m.manifest.model} ${m.manifest.firmware} ${m.source}`);
+  const pushed = await gb.pushManifest(door, 'fiona');
+  t.equal(pushed.status, 'created');
+  t.ok(models(gb).includes('door-7 2.1.0 pushed'), 'the replica it was pushed to knows it when it answers');
+  t.ok(models(h.gw).includes('door-7 2.1.0 pushed'), 'so does the leader, which took it');
+  await until(() => models(gc).includes('door-7 2.1.0 pushed'), 5000, 'the other follower to read it again');
+
+  // Two pushes at once on two followers: both are kept (one set, written by one engine).
+  const other = { ...door, firmware: '2.2.0' };
+  const third = { ...door, firmware: '2.3.0' };
+  await Promise.all([gb.pushManifest(other, 'fiona'), gc.pushManifest(third, 'gus')]);
+  for (const gw of [h.gw, gb, gc]) await until(() => ['2.1.0', '2.2.0', '2.3.0'].every((f) => models(gw).includes(`door-7 ${f} pushed`)), 5000, 'all three pushes on every replica');
+  t.equal((await h.gw.store.getItem('manifests', 'pushed'))?.entries.length, 3, 'and in the database');
+
+  await t.rejects(gc.pushManifest({ model: 'door-7' }, 'gus'), { code: 'PW_INVALID' }, 'a bad manifest is refused through the leader with its code');
+});
