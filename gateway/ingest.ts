@@ -226,6 +226,9 @@ export class Ingest {
     if (!m.ok) return this.#drop('malformed_telemetry', id, m.detail);
     const d = await this.#store.getDevice(id);
     if (!d) return;
+    // The book may be being read again (a commit failed while this message waited): it is changed
+    // only once it is read, never the one the read replaces (docs/architecture.md §7).
+    if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const now = this.#now();
     const r = this.#rollouts.activeOrLatest(id);
     const result = this.#telemetry.ingest(id, d.group, m.message, (bundleId) => (r && bundleId === r.bundle.id ? { rolloutId: r.id, wave: r.devices[id]?.wave ?? null } : { rolloutId: null, wave: null }), now);
