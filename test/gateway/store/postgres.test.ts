@@ -49,6 +49,7 @@ t.test("a database of an earlier schema gains the devices' broker column; its de
   t.teardown(() => c.end());
   await c.query('ALTER TABLE devices DROP COLUMN broker');
   await c.query('DROP TABLE replica_inbox, replica_actions, replicas, console_sessions, replica_leader');
+  await c.query('DROP SEQUENCE rollout_event_ids');
   await c.query('DELETE FROM pinwave_schema WHERE version >= 3');
   const b = await opened(url);
   t.teardown(() => b.close());
