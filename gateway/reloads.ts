@@ -19,6 +19,8 @@ export class Reloads {
   #inFlight = 0;
   #failed = false;
   #reloading: Promise<void> | null = null;
+  /** what waits for the read after a failure whose read has not started (a batch is still in flight) */
+  readonly #waiters: Array<() => void> = [];
 
   constructor(store: ChangeStore, log: Logger) {
     this.#log = log;
@@ -46,6 +48,26 @@ export class Reloads {
     return this.#reloading;
   }
 
+  /**
+   * True from a failed commit until the parts are read again after it: what memory holds then may
+   * not be in the store (a read that copied it meanwhile copies it again, Rollouts.committed).
+   */
+  get dirty(): boolean {
+    return this.#failed || this.#reloading !== null;
+  }
+
+  /** Resolves once the parts have been read again (or that read failed) after the failures so far. */
+  settled(): Promise<void> {
+    if (this.#reloading) return this.#reloading;
+    if (!this.#failed) return Promise.resolve();
+    if (this.#inFlight === 0) {
+      // The last read failed ("trying at the next commit"): a reader waiting for one tries now.
+      this.#reload();
+      return this.#reloading!;
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
   async #apply(store: ChangeStore, changes: readonly Change[], options?: ApplyOptions): Promise<Applied> {
     // A lazy batch (presence) changes no part in memory, and may wait a second for its write.
     if (options?.durable === false) return store.apply(changes, options);
@@ -64,13 +86,18 @@ export class Reloads {
 
   #reload(): void {
     this.#failed = false;
+    const waiters = this.#waiters.splice(0);
     this.#log.warn({}, 'a change was not committed: reading the rollouts and the telemetry book again from the store');
     this.#reloading = Promise.all(this.#loads.map((load) => load())).then(
-      () => void (this.#reloading = null),
+      () => {
+        this.#reloading = null;
+        for (const w of waiters) w();
+      },
       (err: Error) => {
         this.#reloading = null;
         this.#failed = true;
         this.#log.error({ err: err.message }, 'reading the rollouts and the telemetry book again from the store failed; trying at the next commit');
+        for (const w of waiters) w();
       },
     );
   }

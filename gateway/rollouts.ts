@@ -21,7 +21,7 @@ import { initialPins, missingManifestMessage } from './initial-pins.ts';
 import { keyEpochFindings } from './key-rotation.ts';
 import type { ManifestRegistry } from './manifest-registry.ts';
 import type { BundleInput } from './bundles.ts';
-import type { BundleRecord } from './store/types.ts';
+import { StoreError, type BundleRecord } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
 import type { ResumeScope } from './rollout/engine.ts';
 import { checkPlan, checkThresholds } from './rollout/plan.ts';
@@ -548,21 +548,25 @@ export class Rollouts {
    * (docs/architecture.md §7). A record in memory is ahead of the store by the batches in flight,
    * and a change made while they commit is ahead of what they hold: `take` copies the record now,
    * with exactly the changes handed to the store so far, and the copy is given once their last
-   * batch has committed (batches commit in the order they are handed over). A batch that fails has
-   * the records read again from the store; they are then copied again.
+   * batch has committed (batches commit in the order they are handed over). A batch that fails
+   * (the last, or one before it: the last may still commit) has the records read again from the
+   * store; they are then copied again.
    */
   async committed<T>(ids: readonly string[] | null, take: () => T): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      if (this.reloading) await this.reloading;
+      if (this.#reloads.dirty) await this.#reloads.settled();
       const view = take();
       const last = ids === null ? [...this.#lastCommit.values()] : ids.flatMap((id) => this.#lastCommit.get(id) ?? []);
       if (last.length === 0) return view;
+      let failed: unknown = null;
       try {
         await Promise.all(last);
-        return view;
       } catch (err) {
-        if (attempt === 3) throw err;
+        failed = err;
       }
+      // A failure meanwhile (of an earlier batch than the last, too): the copy may hold what failed.
+      if (failed === null && !this.#reloads.dirty) return view;
+      if (attempt === 3) throw failed ?? new StoreError('PW_STORE_IO', 'commits failed while this read waited for them; try again');
     }
   }
 

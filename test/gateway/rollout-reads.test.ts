@@ -9,10 +9,13 @@ import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
 import type { Applied, ApplyOptions, Change } from '../../gateway/store/changes.ts';
 import { encodeAck } from '../../firmware-manifest/messages.ts';
 import { deviceTopic } from '../../gateway/topics.ts';
+import { StoreError } from '../../gateway/store/types.ts';
 
 /** A store whose durable batches wait, in order, while it is held, until the test lets them through one by one. */
 class HeldStore extends MemoryChangeStore {
   held = false;
+  /** a batch to fail when it is let through (as a full disk would); null: none */
+  failWhen: ((changes: readonly Change[]) => boolean) | null = null;
   /** per waiting batch: what lets it commit, and its commit */
   readonly waiting: Array<{ go: () => void; done: Promise<unknown> }> = [];
   #queue: Promise<unknown> = Promise.resolve();
@@ -21,7 +24,12 @@ class HeldStore extends MemoryChangeStore {
     if (!this.held || options?.durable === false) return super.apply(changes, options);
     let go!: () => void;
     const gate = new Promise<void>((resolve) => (go = resolve));
-    const run = this.#queue.then(() => gate).then(() => super.apply(changes, options));
+    const run = this.#queue
+      .then(() => gate)
+      .then(() => {
+        if (this.failWhen?.(changes)) throw new StoreError('PW_STORE_IO', 'store memory: writing failed (EIO: injected); nothing of the batch was stored');
+        return super.apply(changes, options);
+      });
     this.#queue = run.catch(() => undefined);
     this.waiting.push({ go, done: this.#queue });
     return run;
@@ -81,4 +89,37 @@ t.test('a rollout read while acks commit shows what was committed when it was as
   await Promise.all(pubacks);
   t.equal(await applied(), 3, 'every ack counted once committed, and answered');
   t.same(await h.gw.stuck({ rollout: rollout.id }), [], 'and nobody is stuck');
+});
+
+t.test("a read asked while an ack's batch fails and a later one commits does not show the failed ack", async (t) => {
+  const store = new HeldStore();
+  const h = await harness(t, { store });
+  const { devices } = await h.gw.provision(['th-1', 'th-2', 'th-3'].map((id) => ({ id, group: 'thermostats', model: 'th-100', firmware: '1.0.0' })));
+  const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 10 }], start: true }, 'alice');
+  const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(h.gw.mqttUrl, { clientId: d.id, username: d.id, password: d.token, reconnectPeriod: 0, connectTimeout: 5000 })));
+  t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
+  const ack = Buffer.from(encodeAck({ seq: bundle.seq, bundleId: bundle.id, status: 'applied' }));
+  const acks = async (i: number) => {
+    const before = store.waiting.length;
+    clients[i].publishAsync(deviceTopic(devices[i].id, 'ack'), ack, { qos: 1 }).catch(() => undefined);
+    await until(() => store.waiting.length === before + 1, 5000, `th-${i + 1}'s ack to reach the store`);
+  };
+  await until(async () => (await h.gw.stuck({ rollout: rollout.id })).every((s) => s.reason === 'no_ack'), 5000, 'the devices to be seen online');
+
+  store.held = true;
+  await acks(0); // th-1's batch: it will fail
+  await acks(1); // th-2's batch, after it: it will commit
+  const read = h.gw.getRollout(rollout.id);
+  const listed = h.gw.listRollouts();
+  store.failWhen = (changes) => changes.some((c) => c.type === 'device.patch' && c.id === 'th-1');
+  await store.release(); // th-1's batch fails; th-2's still waits
+  store.failWhen = null;
+  store.held = false;
+  await store.release(); // th-2's batch commits
+  t.equal((await store.getDevice('th-1'))!.seq, null, "th-1's ack is not in the store");
+  t.equal((await store.getDevice('th-2'))!.seq, bundle.seq, "th-2's is");
+  t.equal((await read).waves[0].applied, 1, "the rollout read shows th-2's committed ack, not th-1's failed one");
+  t.equal((await listed)[0].waves[0].applied, 1, 'so does the list of rollouts');
+  t.equal((await h.gw.getRollout(rollout.id)).waves[0].applied, 1, 'as the store holds, once read again');
 });
