@@ -104,6 +104,8 @@ export class Ingest {
     this.#delivery.newSession(id);
     if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const d = await this.#store.getDevice(id);
+    // After the last wait: the records may be being read again meanwhile (docs/architecture.md §7).
+    if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const r = this.#rollouts.activeOrLatest(id);
     if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null, healthChecked: hasHealthCheck(this.#manifests, d?.model, d?.firmware) }, this.#now()));
     if (d) await this.#delivery.offerBaseline(d, this.#rollouts.activeRolloutOf(id) !== null);
@@ -154,6 +156,9 @@ export class Ingest {
     if (!('model' in labels)) this.#drop('state_bad_label', id);
     const before = await this.#store.getDevice(id);
     if (!before) return;
+    // The rollouts may be being read again (a commit failed while this message waited): it changes
+    // the records read, never those the read replaces (docs/architecture.md §7).
+    if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const set: DeviceFields = { seq: s.seq, bundleId: s.bundleId, ...labels, ...(s.keyEpoch !== undefined && { keyEpoch: s.keyEpoch }), lastSeen: now };
     const d: DeviceRecord = { ...before, ...set };
     const batch: Change[] = [{ type: 'device.patch', id, set }];
@@ -181,8 +186,6 @@ export class Ingest {
     const known = this.#bundles.cached(bundleId) ?? (await this.#bundles.load(bundleId));
     if (!known) return this.#drop('ack_unknown_bundle', id);
     const seq = known.seq;
-    const r = this.#rollouts.activeOrLatest(id);
-    const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
     const applied = a.status === 'applied' || a.status === 'verified';
     const epoch = applied ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
     // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
@@ -190,6 +193,11 @@ export class Ingest {
     const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
     const d = await this.#store.getDevice(id);
     if (!d) return this.#drop('ack_unknown_device', id);
+    // The rollouts may be being read again (a commit failed while this message waited): the ack
+    // changes the records read, never those the read replaces (docs/architecture.md §7).
+    if (this.#rollouts.reloading) await this.#rollouts.reloading;
+    const r = this.#rollouts.activeOrLatest(id);
+    const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
     const set: DeviceFields = { lastSeen: now };
     if (applied) {
       set.seq = seq;

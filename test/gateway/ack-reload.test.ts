@@ -1,0 +1,84 @@
+// A device message that was on its way while the rollouts were read again from the store, after a
+// commit failed (docs/architecture.md §7), changes the records read, not the ones they replace: an
+// ack that waited for its device record while the reload read is counted in memory as in the store.
+import t from 'tap';
+import mqtt from 'mqtt';
+import { harness, newPins, until } from '../fixtures/gateway.ts';
+import { FaultyStore } from '../fixtures/faulty-store.ts';
+import { encodeAck } from '../../firmware-manifest/messages.ts';
+import { deviceTopic } from '../../gateway/topics.ts';
+import type { DeviceRecord, Page } from '../../gateway/store/types.ts';
+import type { MemberFilter, MemberRecord } from '../../gateway/store/changes.ts';
+
+/** A FaultyStore whose reads can be held: one device's record, and the answer to the next read of a rollout's members. */
+class HeldReads extends FaultyStore {
+  holdDevice: { id: string; gate: Promise<void> } | null = null;
+  holdMembers: Promise<void> | null = null;
+  membersRead = false;
+  readonly held: string[] = [];
+  readonly released: string[] = [];
+
+  override async getDevice(id: string): Promise<DeviceRecord | null> {
+    const hold = this.holdDevice;
+    if (hold && hold.id === id) {
+      this.held.push(id);
+      await hold.gate;
+      this.released.push(id);
+    }
+    return super.getDevice(id);
+  }
+
+  override async listMembers(rolloutId: string, filter?: MemberFilter): Promise<Page<MemberRecord>> {
+    const page = await super.listMembers(rolloutId, filter);
+    const hold = this.holdMembers;
+    if (hold) {
+      this.holdMembers = null;
+      this.membersRead = true;
+      await hold; // read already: what it answers is the store as it was
+    }
+    return page;
+  }
+}
+
+const gate = () => {
+  let open!: () => void;
+  const p = new Promise<void>((resolve) => (open = resolve));
+  return { p, open };
+};
+
+t.test('an ack that waited for its device record while the rollouts were read again is counted in the records read', async (t) => {
+  const store = new HeldReads();
+  const h = await harness(t, { store });
+  const { devices } = await h.gw.provision(['th-1', 'th-2'].map((id) => ({ id, group: 'thermostats', model: 'th-100', firmware: '1.0.0' })));
+  const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 10 }], start: true }, 'alice');
+  const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(h.gw.mqttUrl, { clientId: d.id, username: d.id, password: d.token, reconnectPeriod: 0, connectTimeout: 5000 })));
+  t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
+  await until(async () => (await h.gw.stuck({ rollout: rollout.id })).every((s) => s.reason === 'no_ack'), 5000, 'the devices to be seen online');
+  const ack = Buffer.from(encodeAck({ seq: bundle.seq, bundleId: bundle.id, status: 'applied' }));
+
+  // th-1's ack waits for its device record
+  const device = gate();
+  store.holdDevice = { id: 'th-1', gate: device.p };
+  const first = clients[0].publishAsync(deviceTopic('th-1', 'ack'), ack, { qos: 1 });
+  await until(() => store.held.includes('th-1'), 5000, 'th-1 to wait for its record');
+  // th-2's ack fails to commit: the rollouts are read again, and that read is held once it has read the members
+  const read = gate();
+  store.holdMembers = read.p;
+  store.failWhen = (changes) => changes.some((c) => c.type === 'device.patch' && c.id === 'th-2');
+  const failed = new Promise<void>((resolve) => clients[1].once('close', () => resolve()));
+  clients[1].publish(deviceTopic('th-2', 'ack'), ack, { qos: 1 });
+  await failed;
+  store.failWhen = null;
+  await until(() => store.membersRead, 5000, 'the rollouts to be read again');
+  // th-1 goes on now, while the records read (without its ack) are still to replace those in memory
+  device.open();
+  store.holdDevice = null;
+  await until(() => store.released.includes('th-1'), 1000, "th-1's record to be read");
+  await new Promise((resolve) => setImmediate(resolve));
+  read.open();
+  await first;
+  t.equal((await store.getDevice('th-1'))!.seq, bundle.seq, "th-1's ack is in the store");
+  t.equal((await h.gw.getRollout(rollout.id)).waves[0].applied, 1, 'and counted in the rollout in memory: it was taken into the records read');
+  t.same((await h.gw.stuck({ rollout: rollout.id })).map((s) => s.id), ['th-2'], 'only th-2, whose ack failed, is stuck');
+});
