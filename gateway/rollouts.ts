@@ -238,6 +238,9 @@ export class Rollouts {
   /** `replacing`: the rollout a rollback takes devices over from, whose devices are not busy for it. */
   async #create(input: RolloutInput, actor: string, replacing: string | null): Promise<{ rollout: RolloutSummary; preflight: Preflight; deadlineFit?: DeadlineFit }> {
     const { r, check, bundle, bytes, targetIds } = await this.#prepare(input, actor, replacing);
+    // After the last await: the records may be being read again meanwhile (a commit failed), and
+    // the new rollout is taken into those read, never into those the read replaces.
+    while (this.reloading) await this.reloading;
     await this.#commitNew(r, targetIds);
     this.#bundles.remember(bundle.id, bytes, bundle);
     this.#log.info({ rollout: r.id, bundle: bundle.id, devices: targetIds.length, actor }, 'rollout created');

@@ -1,14 +1,15 @@
 // A device message that was on its way while the rollouts were read again from the store, after a
 // commit failed (docs/architecture.md §7), changes the records read, not the ones they replace: an
-// ack that waited for its device record while the reload read is counted in memory as in the store.
+// ack that waited for its device record while the reload read is counted in memory as in the store,
+// and a rollout created while the reload read is kept.
 import t from 'tap';
 import mqtt from 'mqtt';
 import { harness, newPins, until } from '../fixtures/gateway.ts';
 import { FaultyStore } from '../fixtures/faulty-store.ts';
-import { encodeAck } from '../../firmware-manifest/messages.ts';
+import { encodeAck, encodeTelemetry } from '../../firmware-manifest/messages.ts';
 import { deviceTopic } from '../../gateway/topics.ts';
 import type { DeviceRecord, Page } from '../../gateway/store/types.ts';
-import type { MemberFilter, MemberRecord } from '../../gateway/store/changes.ts';
+import type { MemberFilter, MemberRecord, RolloutFilter, StoredRollout } from '../../gateway/store/changes.ts';
 
 /** A FaultyStore whose reads can be held: one device's record, and the answer to the next read of a rollout's members. */
 class HeldReads extends FaultyStore {
@@ -26,6 +27,20 @@ class HeldReads extends FaultyStore {
       this.released.push(id);
     }
     return super.getDevice(id);
+  }
+
+  holdRollouts: Promise<void> | null = null;
+  rolloutsRead = false;
+
+  override async listRollouts(filter?: RolloutFilter): Promise<Page<StoredRollout>> {
+    const page = await super.listRollouts(filter);
+    const hold = this.holdRollouts;
+    if (hold) {
+      this.holdRollouts = null;
+      this.rolloutsRead = true;
+      await hold; // read already: what it answers is the store as it was
+    }
+    return page;
   }
 
   override async listMembers(rolloutId: string, filter?: MemberFilter): Promise<Page<MemberRecord>> {
@@ -81,4 +96,40 @@ t.test('an ack that waited for its device record while the rollouts were read ag
   t.equal((await store.getDevice('th-1'))!.seq, bundle.seq, "th-1's ack is in the store");
   t.equal((await h.gw.getRollout(rollout.id)).waves[0].applied, 1, 'and counted in the rollout in memory: it was taken into the records read');
   t.same((await h.gw.stuck({ rollout: rollout.id })).map((s) => s.id), ['th-2'], 'only th-2, whose ack failed, is stuck');
+});
+
+t.test('a rollout whose creation commits while the rollouts are read again is kept in memory, its devices taken', async (t) => {
+  const store = new HeldReads();
+  const h = await harness(t, { store });
+  const { devices } = await h.gw.provision(['th-1', 'th-2'].map((id) => ({ id, group: 'thermostats', model: 'th-100', firmware: '1.0.0' })));
+  const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const th2 = await mqtt.connectAsync(h.gw.mqttUrl, { clientId: 'th-2', username: 'th-2', password: devices[1].token, reconnectPeriod: 0, connectTimeout: 5000 });
+  t.teardown(() => th2.endAsync(true));
+
+  // The creation waits for its target's record (pre-flight reads it), past its check of `reloading`
+  const device = gate();
+  store.holdDevice = { id: 'th-1', gate: device.p };
+  const creating = h.gw.createRollout({ bundle: bundle.id, target: { devices: ['th-1'] }, waves: [{ size: '100%' }] }, 'alice');
+  await until(() => store.held.includes('th-1'), 5000, 'the creation to wait for th-1');
+  // th-2's telemetry fails to commit: the rollouts are read again, and that read is held once it has read
+  const read = gate();
+  store.holdRollouts = read.p;
+  store.failWhen = (changes) => changes.some((c) => c.type === 'telemetry.put');
+  const s = Math.floor(h.clock.now() / 1000);
+  const report = { hostname: 'api.example.com', port: 443, result: 'pin_mismatch' as const, servedPins: [Buffer.alloc(32, 66).toString('base64')], knownPins: [Buffer.alloc(32, 1).toString('base64')], seq: 0, bundleId: null, count: 1, suppressed: 0, firstSeen: s, lastSeen: s, counter: 1 };
+  const failed = new Promise<void>((resolve) => th2.once('close', () => resolve()));
+  th2.publish(deviceTopic('th-2', 'telemetry'), Buffer.from(encodeTelemetry({ deviceId: 'th-2', group: 'thermostats', firmware: '1.0.0', reports: [report] })), { qos: 1 });
+  await failed;
+  store.failWhen = null;
+  await until(() => store.rolloutsRead, 5000, 'the rollouts to be read again');
+  // the creation goes on while the read (without it) is still to replace the records in memory
+  device.open();
+  store.holdDevice = null;
+  await until(() => store.released.includes('th-1'), 1000, "th-1's record to be read");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  read.open();
+  const { rollout } = await creating;
+  t.ok((await store.listRollouts()).items.some((r) => r.id === rollout.id), 'the rollout is in the store');
+  t.equal((await h.gw.getRollout(rollout.id)).id, rollout.id, 'and the gateway knows it');
+  await t.rejects(h.gw.createRollout({ bundle: bundle.id, target: { devices: ['th-1'] }, waves: [{ size: '100%' }] }, 'alice'), { code: 'PW_CONFLICT' }, 'th-1 is still taken by it');
 });
