@@ -96,6 +96,10 @@ interface Feed {
   flushing: boolean;
   again: boolean;
   linger: unknown;
+  /** the event being built (a snapshot or a change): one at a time, so the buffer holds them in the order read */
+  chain: Promise<unknown>;
+  /** events being built or waiting to be */
+  building: number;
 }
 
 export class RolloutFeeds {
@@ -128,29 +132,30 @@ export class RolloutFeeds {
     this.#o.timers.clear(f.linger);
     f.linger = null;
     const seen = lastEventId === null ? -1 : f.buffer.findIndex((e) => e.id === lastEventId);
-    let backlog: RolloutEvent[];
     if (seen >= 0) {
-      backlog = f.buffer.slice(seen + 1);
-    } else {
+      f.subscribers.add(sub);
+      return { backlog: f.buffer.slice(seen + 1), unsubscribe: () => this.#leave(f, sub) };
+    }
+    // Built after any event being built and before any later one, the subscriber added with it: a
+    // change read before the snapshot is never pushed (or replayed) after it, nor one after it missed.
+    const snapshot = await this.#serial(f, async () => {
       const data = await this.#load(rolloutId);
-      if (data === null) {
-        this.#idle(f);
-        return null;
-      }
+      if (data === null) return null;
       // A brand-new feed with no change on its way: what this client sees is what all have seen.
       if (f.lastData === null && f.timer === null && !f.flushing) f.lastData = data;
+      // No id to give (the database is down): the stream ends, and the client comes back (retry).
       const id = await this.#id(rolloutId);
-      if (id === null) {
-        // No id to give (the database is down): the stream ends, and the client comes back (retry).
-        this.#idle(f);
-        return null;
-      }
-      const snapshot: RolloutEvent = { id, type: 'snapshot', rolloutId, data };
-      this.#push(f, snapshot);
-      backlog = [snapshot];
+      if (id === null) return null;
+      const e: RolloutEvent = { id, type: 'snapshot', rolloutId, data };
+      this.#push(f, e);
+      f.subscribers.add(sub);
+      return e;
+    });
+    if (snapshot === null) {
+      this.#idle(f);
+      return null;
     }
-    f.subscribers.add(sub);
-    return { backlog, unsubscribe: () => this.#leave(f, sub) };
+    return { backlog: [snapshot], unsubscribe: () => this.#leave(f, sub) };
   }
 
   /** Closes the subscribers that match (a revoked token's, an ended session's); how many. */
@@ -178,7 +183,7 @@ export class RolloutFeeds {
   }
 
   #open(rolloutId: string): Feed {
-    const f: Feed = { rolloutId, subscribers: new Set(), buffer: [], lastData: null, lastSentAt: -Infinity, timer: null, flushing: false, again: false, linger: null };
+    const f: Feed = { rolloutId, subscribers: new Set(), buffer: [], lastData: null, lastSentAt: -Infinity, timer: null, flushing: false, again: false, linger: null, chain: Promise.resolve(), building: 0 };
     this.#feeds.set(rolloutId, f);
     return f;
   }
@@ -211,16 +216,23 @@ export class RolloutFeeds {
     f.timer = null;
     f.flushing = true;
     try {
-      const data = await this.#load(f.rolloutId);
-      f.lastSentAt = this.#o.now();
-      if (data === null || data === f.lastData || this.#feeds.get(f.rolloutId) !== f) return;
-      const id = await this.#id(f.rolloutId);
-      // Without an id the change is not sent: the next one carries it (lastData is left as it was).
-      if (id === null || this.#feeds.get(f.rolloutId) !== f) return;
-      f.lastData = data;
-      const event: RolloutEvent = { id, type: 'change', rolloutId: f.rolloutId, data };
-      this.#push(f, event);
-      for (const s of f.subscribers) s.send(event);
+      await this.#serial(f, async () => {
+        const data = await this.#load(f.rolloutId);
+        f.lastSentAt = this.#o.now();
+        if (data === null || data === f.lastData || this.#feeds.get(f.rolloutId) !== f) return;
+        const id = await this.#id(f.rolloutId);
+        // Without an id the change is not sent (lastData is left as it was): it is tried again
+        // after minIntervalMs while anyone listens, as the rollout's last change may be this one.
+        if (id === null) {
+          if (f.subscribers.size > 0) f.again = true;
+          return;
+        }
+        if (this.#feeds.get(f.rolloutId) !== f) return;
+        f.lastData = data;
+        const event: RolloutEvent = { id, type: 'change', rolloutId: f.rolloutId, data };
+        this.#push(f, event);
+        for (const s of f.subscribers) s.send(event);
+      });
     } finally {
       f.flushing = false;
       if (f.again) {
@@ -228,6 +240,17 @@ export class RolloutFeeds {
         this.#schedule(f);
       }
     }
+  }
+
+  /** Runs `step` after the feed's event being built, if any. */
+  #serial<T>(f: Feed, step: () => Promise<T>): Promise<T> {
+    const run = f.building === 0 ? step() : f.chain.then(step);
+    f.building++;
+    f.chain = run.then(
+      () => void f.building--,
+      () => void f.building--,
+    );
+    return run;
   }
 
   async #id(rolloutId: string): Promise<number | null> {

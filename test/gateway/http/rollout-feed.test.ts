@@ -238,3 +238,58 @@ t.test('an id source that fails: the stream ends and the change waits for the ne
   await time.advance(100);
   t.same(s.got.map((e) => JSON.parse(e.data).version), [1], 'it goes with the next event');
 });
+
+t.test('a change whose id could not be had is sent once one can, with no further change', async (t) => {
+  let down = false;
+  let n = 0;
+  const { time, state, feeds, sub } = rig({
+    ids: {
+      next: async () => {
+        if (down) throw new Error('database down');
+        return ++n;
+      },
+    },
+  });
+  const s = sub();
+  await feeds.subscribe('r1', null, s);
+  down = true;
+  state.version++; // the rollout's last change (it completed, say): nothing follows it
+  feeds.changed('r1');
+  await time.advance(100);
+  t.same(s.got, [], 'not sent without an id');
+  down = false;
+  await time.advance(1000);
+  t.same(s.got.map((e) => JSON.parse(e.data).version), [1], 'sent once the id source is back');
+});
+
+t.test('a snapshot and a change built at once: every client ends on the latest state, live and replayed', async (t) => {
+  // Ids whose answers the test gives, in the order it picks (two connections of a pool).
+  const asked: Array<(id: number) => void> = [];
+  let manual = false;
+  let n = 0;
+  const { time, state, feeds, sub } = rig({ ids: { next: () => (manual ? new Promise<number>((resolve) => asked.push(resolve)) : ++n) } });
+  const a = sub();
+  await feeds.subscribe('r1', null, a);
+  manual = true;
+  const b = sub();
+  const subscribing = feeds.subscribe('r1', null, b); // b's snapshot: v0 read, its id on the way
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  state.version++;
+  feeds.changed('r1');
+  await time.advance(100); // the change: v1 to be read
+  // The ids asked for are answered latest first (two connections of a pool).
+  manual = false;
+  n = 100;
+  for (let k = 0; k < 10 && asked.length > 0; k++) {
+    asked.pop()!(++n);
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+  }
+  const { backlog } = (await subscribing)!;
+  await time.advance(1000);
+  const last = (s: { got: RolloutEvent[] }, first: RolloutEvent[] = []) => JSON.parse([...first, ...s.got].at(-1)!.data).version;
+  t.equal(last(a), 1, 'a ends on v1');
+  t.equal(last(b, backlog), 1, 'so does b, which connected meanwhile');
+  const lastOfA = a.got.at(-1)!.id;
+  const replayed = (await feeds.subscribe('r1', lastOfA, sub()))!.backlog;
+  t.equal(replayed.length === 0 ? 1 : JSON.parse(replayed.at(-1)!.data).version, 1, "a client coming back after a's last event is not replayed an older state");
+});
