@@ -288,8 +288,11 @@ export class Gateway {
   #replicaHooks(): import('./replica/replica.ts').ReplicaHooks {
     return {
       lead: async () => {
-        // What the last leader committed is the truth now: the engine starts from it.
+        // What the last leader committed is the truth now: the engine starts from it, and from the
+        // pushed manifests it committed (a push writes the whole set: one this replica was never
+        // told of, its leader gone before it notified, would be dropped by the next).
         await this.#rollouts.load();
+        this.#manifests.reset(await loadPushedManifests(this.#store, this.#o.dataDir ?? null));
         this.#startTimer();
       },
       resume: async () => {

@@ -42,3 +42,24 @@ t.test('a manifest pushed on a follower is taken by the leader and reaches the o
 
   await t.rejects(gc.pushManifest({ model: 'door-7' }, 'gus'), { code: 'PW_INVALID' }, 'a bad manifest is refused through the leader with its code');
 });
+
+t.test('a follower that takes over reads the pushed manifests first: its next push keeps one it was never told of', async (t) => {
+  const url = await testDatabase(t);
+  const b = await mosquitto(t);
+  const broker = (id: string): GatewayOptions['broker'] => ({ url: b.url, username: b.gateway.username, password: b.gateway.password, clientId: `pinwave@${id}`, client: { reconnectMinMs: 50, reconnectMaxMs: 200 } });
+  const h = await harness(t, { storeUrl: url, broker: broker('a') });
+  const gb = await Gateway.start({ dataDir: join(h.dir, 'b'), keyPath: h.keyPath, mqttPort: 0, now: h.clock.now, tickIntervalMs: 0, manifests: [h.manifest], storeUrl: url, broker: broker('b'), replica: { retryMs: 100 } });
+  t.teardown(() => gb.stop());
+  await until(() => h.gw.replica?.leader === true, 5000, 'a to lead');
+  const door: FirmwareManifest = { model: 'door-7', firmware: '2.1.0', trustedKeys: h.manifest.trustedKeys, pins: [{ host: 'locks.example.com', pins: h.manifest.pins[0].pins }] };
+  // The leader took a push and stopped before it told the followers (its notification is
+  // coalesced over 100 ms): the set is in the database, and b never read it.
+  await h.gw.store.apply([{ type: 'item.put', collection: 'manifests', key: 'pushed', value: { entries: [{ manifest: door, source: 'pushed', pushedBy: 'fiona', pushedAt: h.clock.now() }] } as never }]);
+  await h.gw.stop();
+  await until(() => gb.replica?.leader === true, 10_000, 'b to take over');
+  const models = (gw: Gateway) => gw.listManifests().map((m) => `${m.manifest.model} ${m.manifest.firmware} ${m.source}`);
+  t.ok(models(gb).includes('door-7 2.1.0 pushed'), 'b, leading, knows the pushed manifest');
+  await gb.pushManifest({ ...door, firmware: '2.2.0' }, 'gus');
+  const stored = ((await gb.store.getItem('manifests', 'pushed'))?.entries as unknown as Array<{ manifest: FirmwareManifest }>).map((e) => e.manifest.firmware).sort();
+  t.same(stored, ['2.1.0', '2.2.0'], "b's push kept the one before it");
+});
