@@ -737,7 +737,8 @@ export class Rollouts {
     const changes = createChanges(r);
     this.#ledgers.set(r, new RolloutLedger(r));
     try {
-      if (also === null) await commit(this.#store, changes);
+      // A read of the new rollout (the list) waits for its creation too: it may fail.
+      if (also === null) await this.#commitFor([r.id], changes);
       else await this.#commitFor([r.id, r.rollbackOf!], [...changes, ...also]);
     } catch (err) {
       this.#rollouts.delete(r.id);

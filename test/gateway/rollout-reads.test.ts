@@ -123,3 +123,20 @@ t.test("a read asked while an ack's batch fails and a later one commits does not
   t.equal((await listed)[0].waves[0].applied, 1, 'so does the list of rollouts');
   t.equal((await h.gw.getRollout(rollout.id)).waves[0].applied, 1, 'as the store holds, once read again');
 });
+
+t.test('a rollout whose creation is still committing is not listed, and one whose creation failed never is', async (t) => {
+  const store = new HeldStore();
+  const h = await harness(t, { store });
+  await h.gw.provision(['th-1'].map((id) => ({ id, group: 'thermostats', model: 'th-100', firmware: '1.0.0' })));
+  const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  store.held = true;
+  const creating = h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }] }, 'alice');
+  await until(() => store.waiting.length === 1, 5000, "the creation's batch to reach the store");
+  const listed = h.gw.listRollouts();
+  store.failWhen = (changes) => changes.some((c) => c.type === 'rollout.create');
+  store.held = false;
+  await store.release();
+  await t.rejects(creating, 'the creation failed');
+  t.same(await listed, [], 'the list asked while it committed does not show it');
+  t.same(await store.listRollouts().then((p) => p.items), [], 'nor does the store hold it');
+});
