@@ -331,7 +331,7 @@ export class Gateway {
           if (this.#replica?.leading) break;
           await this.#rollouts.load(true);
           // The manifests the leader took (pushManifest) count here too: pre-flight, health checks.
-          this.#manifests.reset(await loadPushedManifests(this.#store, null));
+          this.#manifests.reset(await loadPushedManifests(this.#store, this.#o.dataDir ?? null));
         } while (this.#viewAgain);
       } catch (err) {
         this.#log.warn({ err: (err as Error).message }, 'replica: reading the rollouts failed');

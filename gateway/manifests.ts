@@ -32,6 +32,8 @@ export interface ManifestsOptions {
 
 export class Manifests {
   readonly #o: ManifestsOptions;
+  /** the push being committed: pushes commit one after another (each writes the whole pushed set) */
+  #last: Promise<unknown> = Promise.resolve();
 
   constructor(o: ManifestsOptions) {
     this.#o = o;
@@ -40,9 +42,17 @@ export class Manifests {
   /**
    * Takes a pushed manifest: PW_INVALID listing every problem, PW_CONFLICT naming the configured
    * manifest of its model and firmware when that one differs, a no-op when identical to what is
-   * known; durable before it returns (a push that cannot be written changes nothing).
+   * known; durable before it returns (a push that cannot be written changes nothing). Pushes run
+   * one at a time: one that fails puts back the set it started from, which must not drop a push
+   * made meanwhile (that one's batch, holding the whole set, may still commit).
    */
-  async push(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+  push(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+    const run = this.#last.then(() => this.#push(value, actor));
+    this.#last = run.catch(() => undefined);
+    return run;
+  }
+
+  async #push(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
     const { registry, store, log, now } = this.#o;
     const r = validateManifest(value);
     if (!r.ok) throw invalid(`not a valid firmware manifest:\n${formatManifestErrors(r.errors)}`, { errors: r.errors });

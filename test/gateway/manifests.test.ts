@@ -1,0 +1,42 @@
+// Pushed manifests (docs/architecture.md §4): a push is durable before it counts, and one that
+// fails changes nothing, not even a push made while it was being written.
+import t from 'tap';
+import { Manifests } from '../../gateway/manifests.ts';
+import { ManifestRegistry } from '../../gateway/manifest-registry.ts';
+import { NO_LOG } from '../../gateway/logger.ts';
+import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
+import type { Applied, ApplyOptions, Change } from '../../gateway/store/changes.ts';
+import { StoreError } from '../../gateway/store/types.ts';
+import type { FirmwareManifest } from '../../firmware-manifest/index.ts';
+import { pin } from '../fixtures/gateway.ts';
+
+const KEY = 'Bk3iAsEB2V12GK2VSF14vfCO+F2kR3YGhmMA5onUoC0=';
+const manifest = (model: string): FirmwareManifest => ({ model, firmware: '1.0.0', trustedKeys: [KEY], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] });
+
+/** A store whose first batch fails (a full disk), a turn of the loop after the second was handed over. */
+class FirstFails extends MemoryChangeStore {
+  calls = 0;
+  override async apply(changes: readonly Change[], options?: ApplyOptions): Promise<Applied> {
+    if (++this.calls > 1) return super.apply(changes, options);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    throw new StoreError('PW_STORE_IO', 'store memory: writing failed (ENOSPC: injected); nothing of the batch was stored');
+  }
+}
+
+t.test('a push that fails while another is on its way leaves memory as the store holds it', async (t) => {
+  const store = new FirstFails();
+  await store.open();
+  t.teardown(() => store.close());
+  const registry = new ManifestRegistry([], []);
+  const manifests = new Manifests({ registry, store, log: NO_LOG, now: () => 1 });
+  const [a, b] = await Promise.allSettled([manifests.push(manifest('th-100'), 'adam'), manifests.push(manifest('lk-200'), 'eve')]);
+  t.equal(a.status, 'rejected', 'the first push is refused: its batch failed');
+  t.match(b, { status: 'fulfilled', value: { status: 'created' } });
+  const stored = ((await store.getItem('manifests', 'pushed'))?.entries ?? []) as Array<{ manifest: { model: string } }>;
+  t.same(stored.map((e) => e.manifest.model), ['lk-200'], 'the store holds the push that committed, and only it');
+  t.same(
+    registry.list().map((e) => e.manifest.model),
+    ['lk-200'],
+    'memory holds what the store holds',
+  );
+});
