@@ -145,11 +145,18 @@ export function observeHandshakes(trust: DeviceTrust, results: readonly Observat
   const checks = w.checks.map((c) => ({ ...c }));
   for (const r of results) {
     const c = checks.find((x) => !x.passed && x.port === r.port && x.host === r.host.toLowerCase());
-    if (!c || r.at < w.openedAt) continue;
-    if (r.served === 'unreachable') {
+    // A handshake asked before the window opened speaks for an older window (docs/pin-safety.md,
+    // timing rules), but the answer to this check's own ask in flight always speaks for it: a clock
+    // set back past openedAt (a reboot on a reset RTC) must not make the device ignore the evidence
+    // that its new pins lock it out, and sit on them until the clock catches up.
+    if (!c || (r.at < w.openedAt && (c.askedAt === null || r.at < c.askedAt))) continue;
+    // A handshake that served no certificate completed no pin check: the old pins would refuse it as
+    // well, so it is no evidence against the new ones (and a pin_mismatch revert names served pins,
+    // docs/device-messages.md). Asked again, as an endpoint that did not answer.
+    if (r.served === 'unreachable' || r.served.length === 0) {
       c.askedAt = null;
       c.dueAt = now + w.retrySeconds;
-      c.lastError = r.error ?? 'no TLS handshake';
+      c.lastError = r.served === 'unreachable' ? (r.error ?? 'no TLS handshake') : 'no certificate served';
       continue;
     }
     // Judged exactly as every later connection will be: checkChain under the new pins, by the device

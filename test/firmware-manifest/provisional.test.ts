@@ -310,3 +310,29 @@ t.test("a device's state during a window carries the window, encoded and decoded
   const state = { seq: 4, bundleId: b.id, firmware: '2.0.0', model: 'th-100', keyEpoch: 0, time: NOW, provisional };
   t.same(decodeAnyState(encodeState(state)), { ok: true, message: state });
 });
+
+t.test('a device clock set back past the window opening (a reboot on a reset RTC) still reverts on the evidence of its own handshakes', async (t) => {
+  const { b, step } = opened({ endpoints: [{ host: 'api.example.com', port: 443, pins: [stranger, backup] }] });
+  // Power cut; the device comes back with its clock 1000 s behind the window's openedAt.
+  const back = NOW - 1000;
+  const booted = resumeWindow(JSON.parse(JSON.stringify(step.trust)), back);
+  t.same(booted.run, [{ host: 'api.example.com', port: 443 }], 'asked again at once');
+  const out = observeHandshakes(booted.trust, [seen('api.example.com', 443, back, [oldKey])], back + 1);
+  t.match(out.ack, { status: 'reverted', reason: 'pin_mismatch', bundleId: b.id, previousSeq: 3 }, "the answer to the window's own handshake is evidence, whatever the clock says");
+  t.same(out.trust.active, committed);
+  // A passing answer commits the same way; a handshake asked before the ask in flight still does not count.
+  const ok = observeHandshakes(booted.trust, [seen('api.example.com', 443, back, [stranger])], back + 1);
+  t.equal(ok.ack?.status, 'verified');
+  const older = observeHandshakes(booted.trust, [seen('api.example.com', 443, back - 1, [oldKey])], back + 1);
+  t.equal(older.ack, null, 'asked before the window opened and before its own ask: no evidence');
+});
+
+t.test('a handshake that served no certificate is no evidence: not a revert with no served pins', async (t) => {
+  const { step } = opened();
+  const empty = observeHandshakes(step.trust, [seen('api.example.com', 443, NOW, [])], NOW + 1);
+  t.equal(empty.ack, null, 'no revert the gateway could not read (decodeAnyAck wants the served pins of a pin_mismatch)');
+  t.match(empty.trust.window?.checks[0], { passed: false, askedAt: null, dueAt: NOW + 11, lastError: /no certificate/ }, 'retried as a handshake that did not complete');
+  const end = tickWindow(empty.trust, NOW + 60);
+  t.equal(end.ack?.status, 'applied', 'and decided by onUnverifiable at the deadline');
+  t.ok(decodeAnyAck(encodeAck(end.ack!)).ok);
+});
