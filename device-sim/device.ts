@@ -499,7 +499,7 @@ export class SimDevice {
     if (result !== 'pin_mismatch' && result !== 'report_only_mismatch') return result;
     const served = servedPins.map((p) => p.replace(/^sha256\//, ''));
     for (const p of served) if (Buffer.from(p, 'base64').length !== 32) throw new TypeError(`expected served pins of 32 bytes (base64 or sha256/…), got ${JSON.stringify(p)}`);
-    const hostname = host.toLowerCase().slice(0, MAX_TEXT);
+    const hostname = host.toLowerCase().replace(/\.$/, '').slice(0, MAX_TEXT); // the name checkChain judged (docs/bundle-format.md)
     const key = `${result}|${hostname}|${port}|${s.bundleId}|${[...served].sort().join(',')}`;
     const queued = this.#pending.get(key);
     if (queued) {

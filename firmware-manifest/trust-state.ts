@@ -113,7 +113,9 @@ export function checkChain(state: TrustState, host: string, port: number, served
  * hole in the schedule). None: the endpoint is not pinned.
  */
 export function activePinSets(endpoints: readonly TrustedEndpoint[], host: string, port: number, now: number): TrustedEndpoint[] {
-  const name = host.toLowerCase();
+  // An absolute name ("api.example.com.", RFC 1034 §3.1) is the same host, and TLS name checks take
+  // it as such: left as it is it would match no entry and go unpinned (docs/bundle-format.md, step 1).
+  const name = host.toLowerCase().replace(/\.$/, '');
   let entries = endpoints.filter((e) => e.port === port && e.host === name);
   if (entries.length === 0) entries = endpoints.filter((e) => e.port === port && wildcardMatches(e.host, name));
   const inForce = entries.filter((e) => (e.notBefore === undefined || e.notBefore <= now) && (e.notAfter === undefined || now < e.notAfter));

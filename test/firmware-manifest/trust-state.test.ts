@@ -151,6 +151,17 @@ t.test('wildcards match exactly one label; an exact entry wins over a wildcard',
   t.equal(checkChain(r.state, 'api.example.com', 443, [p3], NOW), 'ok');
 });
 
+t.test('an absolute host name (a trailing dot) is the same host: its pins apply, exact and wildcard', async (t) => {
+  const r = apply(state(), bundle({ endpoints: [{ host: 'api.example.com', port: 443, pins: [p1, p2] }, { host: '*.iot.example.com', port: 443, pins: [p3, p4] }] }).bytes, NOW);
+  if (!r.ok) return t.fail(r.detail);
+  // TLS name checks take "api.example.com." as "api.example.com" (node's checkServerIdentity does):
+  // unpinned here, it would pass on CA validation alone with any key.
+  t.equal(checkChain(r.state, 'api.example.com.', 443, [p3], NOW), 'pin_mismatch');
+  t.equal(checkChain(r.state, 'API.Example.COM.', 443, [p1], NOW), 'ok');
+  t.equal(checkChain(r.state, 'dev1.iot.example.com.', 443, [p1], NOW), 'pin_mismatch');
+  t.equal(checkChain(r.state, 'other.example.com.', 443, [p1], NOW), 'not_pinned');
+});
+
 t.test('the trust state survives a JSON round trip (what a device persists)', async (t) => {
   const r = apply(state(), bundle({ keyRotation: { epoch: 1, keys: [pubA, pubB] } }).bytes, NOW);
   if (!r.ok) return t.fail(r.detail);
