@@ -200,7 +200,7 @@ export function ackDelivered(trust: DeviceTrust, ack: AnyAck): DeviceTrust {
 export function provisionalStatus(trust: DeviceTrust): ProvisionalStatus | undefined {
   const w = trust.window;
   if (!w) return undefined;
-  return { previousSeq: w.previous.seq, previousBundleId: w.previous.bundleId, openedAt: w.openedAt, deadline: w.deadline, pending: w.checks.filter((c) => !c.passed).map(ref) };
+  return { previousSeq: w.previous.seq, previousBundleId: w.previous.bundleId, openedAt: w.openedAt, deadline: w.deadline, pending: named(w.checks.filter((c) => !c.passed)) };
 }
 
 /** What a window checks when the manifest lists nothing: each host and port with an enforced pin set, once, in bundle order. */
@@ -257,7 +257,7 @@ function wakeOf(w: ProvisionalWindow, now: number): number {
 
 function commit(trust: DeviceTrust, checks: WindowCheck[]): Step {
   const a = trust.active;
-  const ack: VerifiedAck = { seq: a.seq, bundleId: a.bundleId!, status: 'verified', checked: checks.map(ref) };
+  const ack: VerifiedAck = { seq: a.seq, bundleId: a.bundleId!, status: 'verified', checked: named(checks) };
   return closed({ active: a, window: null, outcome: { ack, delivered: false } }, ack);
 }
 
@@ -265,7 +265,7 @@ function unverifiable(trust: DeviceTrust, w: ProvisionalWindow): Step {
   const missing = w.checks.filter((c) => !c.passed);
   if (w.onUnverifiable === 'revert') return revert(trust, w, missing[0], [], 'unverifiable');
   const a = trust.active;
-  const ack: AckMessage = { seq: a.seq, bundleId: a.bundleId, status: 'applied', unverified: missing.map(ref), detail: why(missing[0]) };
+  const ack: AckMessage = { seq: a.seq, bundleId: a.bundleId, status: 'applied', unverified: named(missing), detail: why(missing[0]) };
   return closed({ active: a, window: null, outcome: { ack, delivered: false } }, ack);
 }
 
@@ -301,3 +301,11 @@ function why(c: WindowCheck): string {
 }
 
 const ref = (c: EndpointRef): EndpointRef => ({ host: c.host, port: c.port });
+
+/**
+ * The endpoints a message names: at most 64 (docs/device-messages.md CDDL), the first in check order.
+ * A bundle may enforce more host and port pairs than that; every one is still checked, only the list
+ * sent is cut, so the gateway can read the state and the ack.
+ */
+const MAX_NAMED = 64;
+const named = (cs: readonly EndpointRef[]): EndpointRef[] => cs.slice(0, MAX_NAMED).map(ref);

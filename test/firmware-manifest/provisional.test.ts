@@ -336,3 +336,25 @@ t.test('a handshake that served no certificate is no evidence: not a revert with
   t.equal(end.ack?.status, 'applied', 'and decided by onUnverifiable at the deadline');
   t.ok(decodeAnyAck(encodeAck(end.ack!)).ok);
 });
+
+t.test('a bundle enforcing more than 64 endpoints: every one is checked, and the messages name at most 64 (docs/device-messages.md)', async (t) => {
+  const big: TrustState = { ...committed, maxBundleBytes: 16384 };
+  const endpoints = Array.from({ length: 70 }, (_, i) => ({ host: 'api.example.com', port: 1000 + i, pins: [newKey, backup] }));
+  const b = bundle({ endpoints });
+  const step = receiveBundle(trustOf(big), verified(b.bytes, big), NOW, hc);
+  t.equal(step.run.length, 70, 'the machine checks them all');
+  const state = { seq: 4, bundleId: b.id, firmware: '2.0.0', model: 'th-100', keyEpoch: 0, time: NOW, provisional: provisionalStatus(step.trust)! };
+  const readState = decodeAnyState(encodeState(state));
+  t.ok(readState.ok, `the state a gateway reads: ${readState.ok ? '' : readState.detail}`);
+  // All but the last pass; the last decides the window.
+  const most = observeHandshakes(step.trust, endpoints.slice(0, 69).map((e) => seen(e.host, e.port, NOW, [newKey])), NOW + 1);
+  t.equal(most.ack, null, 'one still open: not committed before every check passed');
+  const done = observeHandshakes(most.trust, [seen('api.example.com', 1069, NOW, [newKey])], NOW + 2);
+  t.equal(done.ack?.status, 'verified');
+  const readVerified = decodeAnyAck(encodeAck(done.ack!));
+  t.ok(readVerified.ok, `the verified ack a gateway reads: ${readVerified.ok ? '' : readVerified.detail}`);
+  const silent = tickWindow(step.trust, NOW + 60);
+  t.equal(silent.ack?.status, 'applied');
+  const readApplied = decodeAnyAck(encodeAck(silent.ack!));
+  t.ok(readApplied.ok, `the unverified applied ack a gateway reads: ${readApplied.ok ? '' : readApplied.detail}`);
+});
