@@ -5,61 +5,9 @@
 import t from 'tap';
 import mqtt from 'mqtt';
 import { harness, newPins, until } from '../fixtures/gateway.ts';
-import { FaultyStore } from '../fixtures/faulty-store.ts';
+import { gate, HeldReads } from '../fixtures/held-reads.ts';
 import { encodeAck, encodeTelemetry } from '../../firmware-manifest/messages.ts';
 import { deviceTopic } from '../../gateway/topics.ts';
-import type { DeviceRecord, Page } from '../../gateway/store/types.ts';
-import type { MemberFilter, MemberRecord, RolloutFilter, StoredRollout } from '../../gateway/store/changes.ts';
-
-/** A FaultyStore whose reads can be held: one device's record, and the answer to the next read of a rollout's members. */
-class HeldReads extends FaultyStore {
-  holdDevice: { id: string; gate: Promise<void> } | null = null;
-  holdMembers: Promise<void> | null = null;
-  membersRead = false;
-  readonly held: string[] = [];
-  readonly released: string[] = [];
-
-  override async getDevice(id: string): Promise<DeviceRecord | null> {
-    const hold = this.holdDevice;
-    if (hold && hold.id === id) {
-      this.held.push(id);
-      await hold.gate;
-      this.released.push(id);
-    }
-    return super.getDevice(id);
-  }
-
-  holdRollouts: Promise<void> | null = null;
-  rolloutsRead = false;
-
-  override async listRollouts(filter?: RolloutFilter): Promise<Page<StoredRollout>> {
-    const page = await super.listRollouts(filter);
-    const hold = this.holdRollouts;
-    if (hold) {
-      this.holdRollouts = null;
-      this.rolloutsRead = true;
-      await hold; // read already: what it answers is the store as it was
-    }
-    return page;
-  }
-
-  override async listMembers(rolloutId: string, filter?: MemberFilter): Promise<Page<MemberRecord>> {
-    const page = await super.listMembers(rolloutId, filter);
-    const hold = this.holdMembers;
-    if (hold) {
-      this.holdMembers = null;
-      this.membersRead = true;
-      await hold; // read already: what it answers is the store as it was
-    }
-    return page;
-  }
-}
-
-const gate = () => {
-  let open!: () => void;
-  const p = new Promise<void>((resolve) => (open = resolve));
-  return { p, open };
-};
 
 t.test('an ack that waited for its device record while the rollouts were read again is counted in the records read', async (t) => {
   const store = new HeldReads();
@@ -79,13 +27,13 @@ t.test('an ack that waited for its device record while the rollouts were read ag
   await until(() => store.held.includes('th-1'), 5000, 'th-1 to wait for its record');
   // th-2's ack fails to commit: the rollouts are read again, and that read is held once it has read the members
   const read = gate();
-  store.holdMembers = read.p;
+  store.holdNext.set('members', read.p);
   store.failWhen = (changes) => changes.some((c) => c.type === 'device.patch' && c.id === 'th-2');
   const failed = new Promise<void>((resolve) => clients[1].once('close', () => resolve()));
   clients[1].publish(deviceTopic('th-2', 'ack'), ack, { qos: 1 });
   await failed;
   store.failWhen = null;
-  await until(() => store.membersRead, 5000, 'the rollouts to be read again');
+  await until(() => store.heldReads.has('members'), 5000, 'the rollouts to be read again');
   // th-1 goes on now, while the records read (without its ack) are still to replace those in memory
   device.open();
   store.holdDevice = null;
@@ -113,7 +61,7 @@ t.test('a rollout whose creation commits while the rollouts are read again is ke
   await until(() => store.held.includes('th-1'), 5000, 'the creation to wait for th-1');
   // th-2's telemetry fails to commit: the rollouts are read again, and that read is held once it has read
   const read = gate();
-  store.holdRollouts = read.p;
+  store.holdNext.set('rollouts', read.p);
   store.failWhen = (changes) => changes.some((c) => c.type === 'telemetry.put');
   const s = Math.floor(h.clock.now() / 1000);
   const report = { hostname: 'api.example.com', port: 443, result: 'pin_mismatch' as const, servedPins: [Buffer.alloc(32, 66).toString('base64')], knownPins: [Buffer.alloc(32, 1).toString('base64')], seq: 0, bundleId: null, count: 1, suppressed: 0, firstSeen: s, lastSeen: s, counter: 1 };
@@ -121,7 +69,7 @@ t.test('a rollout whose creation commits while the rollouts are read again is ke
   th2.publish(deviceTopic('th-2', 'telemetry'), Buffer.from(encodeTelemetry({ deviceId: 'th-2', group: 'thermostats', firmware: '1.0.0', reports: [report] })), { qos: 1 });
   await failed;
   store.failWhen = null;
-  await until(() => store.rolloutsRead, 5000, 'the rollouts to be read again');
+  await until(() => store.heldReads.has('rollouts'), 5000, 'the rollouts to be read again');
   // the creation goes on while the read (without it) is still to replace the records in memory
   device.open();
   store.holdDevice = null;

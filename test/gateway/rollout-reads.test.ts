@@ -2,7 +2,7 @@
 // rollout's record in memory as it takes an ack, and the ack's batch (the device's seq with its
 // status) commits after: a read made while batches are in flight is given once they commit, and
 // shows no change made after it was asked for, whose batch may not be stored yet.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import mqtt from 'mqtt';
 import { harness, newPins, until } from '../fixtures/gateway.ts';
 import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
@@ -44,7 +44,8 @@ class HeldStore extends MemoryChangeStore {
   }
 }
 
-t.test('a rollout read while acks commit shows what was committed when it was asked for, and the stuck list agrees with it', async (t) => {
+/** Three devices connected to a gateway on a HeldStore, in one started rollout of one wave; `ack` is its bundle's `applied`. */
+async function threeInARollout(t: Test) {
   const store = new HeldStore();
   const h = await harness(t, { store });
   const { devices } = await h.gw.provision(['th-1', 'th-2', 'th-3'].map((id) => ({ id, group: 'thermostats', model: 'th-100', firmware: '1.0.0' })));
@@ -53,6 +54,11 @@ t.test('a rollout read while acks commit shows what was committed when it was as
   const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(h.gw.mqttUrl, { clientId: d.id, username: d.id, password: d.token, reconnectPeriod: 0, connectTimeout: 5000 })));
   t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
   const ack = Buffer.from(encodeAck({ seq: bundle.seq, bundleId: bundle.id, status: 'applied' }));
+  return { store, h, devices, bundle, rollout, clients, ack };
+}
+
+t.test('a rollout read while acks commit shows what was committed when it was asked for, and the stuck list agrees with it', async (t) => {
+  const { store, h, devices, rollout, clients, ack } = await threeInARollout(t);
   const applied = async () => (await h.gw.getRollout(rollout.id)).waves[0].applied;
   /** Device i acks; the gateway takes it, and its batch waits in the store. */
   const pubacks: Array<Promise<unknown>> = [];
@@ -92,14 +98,7 @@ t.test('a rollout read while acks commit shows what was committed when it was as
 });
 
 t.test("a read asked while an ack's batch fails and a later one commits does not show the failed ack", async (t) => {
-  const store = new HeldStore();
-  const h = await harness(t, { store });
-  const { devices } = await h.gw.provision(['th-1', 'th-2', 'th-3'].map((id) => ({ id, group: 'thermostats', model: 'th-100', firmware: '1.0.0' })));
-  const bundle = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
-  const { rollout } = await h.gw.createRollout({ bundle: bundle.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 10 }], start: true }, 'alice');
-  const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(h.gw.mqttUrl, { clientId: d.id, username: d.id, password: d.token, reconnectPeriod: 0, connectTimeout: 5000 })));
-  t.teardown(() => Promise.all(clients.map((c) => c.endAsync(true))));
-  const ack = Buffer.from(encodeAck({ seq: bundle.seq, bundleId: bundle.id, status: 'applied' }));
+  const { store, h, devices, bundle, rollout, clients, ack } = await threeInARollout(t);
   const acks = async (i: number) => {
     const before = store.waiting.length;
     clients[i].publishAsync(deviceTopic(devices[i].id, 'ack'), ack, { qos: 1 }).catch(() => undefined);

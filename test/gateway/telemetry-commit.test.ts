@@ -6,46 +6,9 @@ import t from 'tap';
 import mqtt from 'mqtt';
 import { harness, until } from '../fixtures/gateway.ts';
 import { FaultyStore } from '../fixtures/faulty-store.ts';
+import { gate, HeldReads } from '../fixtures/held-reads.ts';
 import { encodeTelemetry, type PinFailureReport } from '../../firmware-manifest/messages.ts';
 import { deviceTopic } from '../../gateway/topics.ts';
-import type { DeviceRecord, Page } from '../../gateway/store/types.ts';
-import type { PageQuery, TelemetryBucket } from '../../gateway/store/changes.ts';
-
-/** A FaultyStore whose reads can be held: one device's record, and the answer to the first read of the telemetry. */
-class HeldReads extends FaultyStore {
-  holdDevice: { id: string; gate: Promise<void> } | null = null;
-  holdTelemetry: Promise<void> | null = null;
-  telemetryRead = false;
-
-  /** ids whose read is held, and those whose held read has been answered */
-  readonly held: string[] = [];
-  readonly released: string[] = [];
-
-  override async getDevice(id: string): Promise<DeviceRecord | null> {
-    const hold = this.holdDevice;
-    if (hold && hold.id === id) {
-      this.held.push(id);
-      await hold.gate;
-      this.released.push(id);
-    }
-    return super.getDevice(id);
-  }
-
-  override async listTelemetry(q?: PageQuery): Promise<Page<{ key: string; bucket: TelemetryBucket }>> {
-    const page = await super.listTelemetry(q);
-    this.telemetryRead = true;
-    const hold = this.holdTelemetry;
-    this.holdTelemetry = null;
-    if (hold) await hold; // read already: what it answers is the store as it was
-    return page;
-  }
-}
-
-const gate = () => {
-  let open!: () => void;
-  const p = new Promise<void>((resolve) => (open = resolve));
-  return { p, open };
-};
 
 const pin = (n: number): string => Buffer.alloc(32, n).toString('base64');
 
@@ -96,14 +59,13 @@ t.test('a telemetry message that waited while the book was read again is taken i
   await until(() => store.held.includes('th-1'), 5000, 'th-1 to wait for its record');
   // th-2's report fails to commit: the book is read again from the store, and that read is held once it has read
   const read = gate();
-  store.holdTelemetry = read.p;
-  store.telemetryRead = false;
+  store.holdNext.set('telemetry', read.p);
   store.failWhen = (changes) => changes.some((c) => c.type === 'telemetry.put');
   const failed = new Promise<void>((resolve) => clients[1].once('close', () => resolve()));
   clients[1].publish(deviceTopic('th-2', 'telemetry'), payload('th-2', 77), { qos: 1 });
   await failed;
   store.failWhen = null;
-  await until(() => store.telemetryRead, 5000, 'the book to be read again');
+  await until(() => store.heldReads.has('telemetry'), 5000, 'the book to be read again');
   // th-1 goes on now, while the book read (without its report) is still to replace the one in memory
   device.open();
   store.holdDevice = null;
