@@ -25,7 +25,7 @@
 // (session-routes.ts, sessions.ts), rollout event streams (rollout-events.ts), all over the same
 // auth. `app.apiTokens.replace(tokens)` puts a new token set in force at once (`pinwave gateway`
 // on SIGHUP): a revoked token's sessions end and its event streams close.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifySchemaValidationError } from 'fastify';
 import swagger from '@fastify/swagger';
 import { Ajv } from 'ajv';
 import type { Gateway } from '../gateway.ts';
@@ -114,6 +114,45 @@ const TAGS = [
   { name: 'console', description: 'the operator console: its page, and sign-in for a session cookie (docs/architecture.md §10)' },
 ];
 
+type Validate = ((data: unknown) => boolean) & { errors?: FastifySchemaValidationError[] | null };
+
+/** Where a coerced query or path value is a number that is not finite ("1e999" reads as Infinity), or null. */
+function nonFinite(v: unknown, at: string): string | null {
+  if (typeof v === 'number') return Number.isFinite(v) ? null : at;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const bad = nonFinite(v[i], `${at}/${i}`);
+      if (bad !== null) return bad;
+    }
+    return null;
+  }
+  if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const bad = nonFinite(x, `${at}/${k}`);
+      if (bad !== null) return bad;
+    }
+  }
+  return null;
+}
+
+/**
+ * A query, params or headers validator that also refuses numbers that are not finite. Ajv coerces
+ * text such as "1e999" to Infinity and then skips `minimum`/`maximum` for it, so without this a
+ * `limit=1e999` reached the store (500) and `limit=-1e999` an empty page.
+ */
+function finiteOnly(validate: Validate): Validate {
+  const checked: Validate = (data) => {
+    if (!validate(data)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    const at = nonFinite(data, '');
+    checked.errors = at === null ? null : [{ instancePath: at, schemaPath: '#/type', keyword: 'type', message: 'must be a finite number', params: {} }];
+    return at === null;
+  };
+  return checked;
+}
+
 export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   const now = o.now ?? Date.now;
   const version = o.version ?? packageVersion();
@@ -133,7 +172,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
 
   const bodies = new Ajv({ allErrors: true, coerceTypes: false, useDefaults: false, removeAdditional: false, allowUnionTypes: true, strict: true });
   const strings = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: false, removeAdditional: false, allowUnionTypes: true, strict: true });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodies : strings).compile(schema));
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodies.compile(schema) : finiteOnly(strings.compile(schema))));
 
   // An empty body with a JSON content type is no body (clients send the header on bodiless POSTs);
   // anything else goes to fastify's parser (secure-json-parse: __proto__ and constructor refused).
