@@ -46,6 +46,11 @@ export class Devices {
   // Devices on each of the credentials' brokers (not revoked), counted from the store at the first
   // provisioning of this process and kept since; null until then, or after a provisioning failed.
   #load: { key: string; brokers: readonly string[]; counts: number[] } | null = null;
+  // Writes of a device's token hash (a rotation, a legacy hash's upgrade), one at a time per device:
+  // each reads the hash and writes it back only once the one before is committed. Without this an
+  // upgrade that read the old hash while a rotation was on its way to disk (reads see committed
+  // state only, docs/storage.md) wrote the leaked token back over the rotation.
+  readonly #tokenWrites = new Map<string, Promise<unknown>>();
 
   constructor(o: DevicesOptions) {
     this.#store = o.store;
@@ -144,7 +149,11 @@ export class Devices {
    * A new token for a device. The old one is refused from now on, and every session opened with it
    * is closed at once: rotation is what an operator does when a token leaks.
    */
-  async rotateToken(id: string): Promise<{ id: string; token: string }> {
+  rotateToken(id: string): Promise<{ id: string; token: string }> {
+    return this.#tokenWrite(id, () => this.#rotate(id));
+  }
+
+  async #rotate(id: string): Promise<{ id: string; token: string }> {
     const d = await this.get(id);
     if (d.revokedAt !== null) throw new GatewayError('PW_INVALID_STATE', `device "${id}" is revoked`);
     const token = newToken();
@@ -198,8 +207,22 @@ export class Devices {
     const ok = tokenMatches(token, d?.tokenHash ?? null) && d !== null && d.revokedAt === null;
     // docs/architecture.md §11: a hash of an earlier release is replaced by the Mosquitto form on
     // the device's first good CONNECT, so a later move to an external broker keeps every token.
-    if (ok && isLegacyTokenHash(d.tokenHash)) await this.#rehash(id, d.tokenHash, token);
+    if (ok && isLegacyTokenHash(d.tokenHash)) await this.#tokenWrite(id, () => this.#rehash(id, d.tokenHash, token));
     return ok;
+  }
+
+  /** Runs `write` once every token-hash write of device `id` before it has settled. */
+  #tokenWrite<T>(id: string, write: () => Promise<T>): Promise<T> {
+    const run = (this.#tokenWrites.get(id) ?? Promise.resolve()).then(write);
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#tokenWrites.set(id, settled);
+    void settled.then(() => {
+      if (this.#tokenWrites.get(id) === settled) this.#tokenWrites.delete(id);
+    });
+    return run;
   }
 
   async #rehash(id: string, legacy: string, token: string): Promise<void> {
