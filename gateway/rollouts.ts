@@ -99,6 +99,14 @@ export interface RolloutsOptions {
   approval?: ApprovalPolicy;
 }
 
+/** The pins of a bundle's endpoints in one canonical text: endpoint and pin order, and defaults written or not, do not count. */
+function pinSetKey(endpoints: BundleInput['endpoints']): string {
+  return endpoints
+    .map((e) => [e.host, e.port ?? 443, [...e.pins].sort().join(','), e.mode ?? 'enforce', e.notBefore ?? '', e.notAfter ?? ''].join(' '))
+    .sort()
+    .join('\n');
+}
+
 export class Rollouts {
   readonly #store: ChangeStore;
   readonly #bundles: Bundles;
@@ -488,12 +496,6 @@ export class Rollouts {
    */
   async #rollbackBundle(r: GatewayRollout, returnTo: string | null, actor: string, given?: string): Promise<BundleRecord> {
     const group = r.bundle.group;
-    if (given !== undefined) {
-      const b = await this.#bundles.get(await this.#bundles.resolveId(given));
-      if (b.group !== group) throw invalid(`bundle: ${b.id} is for group "${b.group}"; rollout ${r.id} is for "${group}"`);
-      if (b.seq <= r.bundle.seq) throw new GatewayError('PW_INVALID_STATE', `bundle ${b.id} has seq ${b.seq}: the devices that applied rollout ${r.id} hold seq ${r.bundle.seq} and would reject it as replayed`);
-      return b;
-    }
     let restore: BundleInput;
     if (returnTo !== null) {
       const previous = await this.#bundles.decoded(returnTo);
@@ -507,6 +509,20 @@ export class Rollouts {
       const pins = initialPins(devices, (model, firmware) => this.#findManifest(model, firmware));
       if (!pins.ok) throw new GatewayError('PW_INVALID_STATE', missingManifestMessage(r.id, group, pins.missing), { missing: pins.missing });
       restore = { group, endpoints: pins.endpoints, expiryPolicy: pins.expiryPolicy };
+    }
+    if (given !== undefined) {
+      const b = await this.#bundles.get(await this.#bundles.resolveId(given));
+      if (b.group !== group) throw invalid(`bundle: ${b.id} is for group "${b.group}"; rollout ${r.id} is for "${group}"`);
+      if (b.seq <= r.bundle.seq) throw new GatewayError('PW_INVALID_STATE', `bundle ${b.id} has seq ${b.seq}: the devices that applied rollout ${r.id} hold seq ${r.bundle.seq} and would reject it as replayed`);
+      // A rollback passes approval (docs/architecture.md §10) because it restores fixed pins; a
+      // bundle with any other pins, or a key rotation, would ride that pass: it goes out as a rollout.
+      const { bundle } = await this.#bundles.decoded(b.id);
+      const carried = bundle.endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins.map(formatPin), mode: e.mode, notBefore: e.notBefore, notAfter: e.notAfter }));
+      if (bundle.keyRotation !== undefined || pinSetKey(carried) !== pinSetKey(restore.endpoints)) {
+        const from = returnTo !== null ? `those of bundle ${returnTo}` : "the initial pins of the group's firmware manifests";
+        throw new GatewayError('PW_INVALID_STATE', `bundle ${b.id} does not carry the pins a rollback of ${r.id} restores (${from}, in details.pins)${bundle.keyRotation !== undefined ? ' and rotates the signing keys' : ''}: roll it out as a rollout of its own, which passes approval like any other`, { pins: restore.endpoints });
+      }
+      return b;
     }
     if (!(await this.#bundles.canSign(group))) {
       throw new GatewayError('PW_NO_SIGNING_KEY', `this gateway has no signing key: sign the bundle to restore elsewhere (group ${group}, seq ${(await this.#bundles.highestSeq(group)) + 1}, the pins in details.pins), upload it (pinwave bundle upload FILE), then: pinwave rollout rollback ${r.id} --bundle BUNDLE`, { pins: restore.endpoints });
