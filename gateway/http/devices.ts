@@ -82,7 +82,8 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
         response: responses({ 201: { type: 'object', required: ['devices'], properties: { devices: { type: 'array', items: tokenShape } } } }),
       },
     },
-    async (request, reply) => reply.code(201).send(await gw.provision(request.body.devices)),
+    // Device tokens, shown this once: no cache on the way may keep them (RFC 9111 §5.2.2.5).
+    async (request, reply) => reply.code(201).header('cache-control', 'no-store').send(await gw.provision(request.body.devices)),
   );
 
   app.get<{ Querystring: { group?: string; model?: string; seq?: string; limit?: number; cursor?: string } }>(
@@ -142,7 +143,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
         response: responses({ 200: tokenShape }),
       },
     },
-    async (request) => gw.rotateToken(request.params.id),
+    async (request, reply) => reply.header('cache-control', 'no-store').send(await gw.rotateToken(request.params.id)),
   );
 
   app.delete<{ Params: { id: string } }>(

@@ -10,6 +10,7 @@ t.test('provisioning returns each token once, with 201; the devices list in id o
   const a = await apiHarness(t);
   const r = await a.call('POST', '/v1/devices', { body: { devices: devices(3) } });
   t.equal(r.statusCode, 201);
+  t.equal(r.headers['cache-control'], 'no-store', 'no cache on the way keeps the tokens');
   const body = r.json();
   t.same(body.devices.map((d: { id: string }) => d.id), ['th-0', 'th-1', 'th-2']);
   t.ok(body.devices.every((d: { token: string }) => /^[A-Za-z0-9_-]{43}$/.test(d.token)), 'tokens are 43 characters of base64url');
@@ -99,6 +100,7 @@ t.test('rotating a token returns a new one that works, and the old one stops wor
   t.equal((await a.call('POST', '/v1/devices/th-1/token', { as: 'operator' })).statusCode, 403);
   const r = await a.call('POST', '/v1/devices/th-1/token', { headers: { 'content-type': 'application/json' } });
   t.equal(r.statusCode, 200, 'an empty JSON body is no body');
+  t.equal(r.headers['cache-control'], 'no-store', 'no cache on the way keeps the new token');
   const { id, token } = r.json();
   t.equal(id, 'th-1');
   t.not(token, d.token);
