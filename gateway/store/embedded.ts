@@ -53,12 +53,22 @@ export interface JournalIo {
   write(fh: FileHandle, buf: Buffer, position: number): Promise<number>;
   datasync(fh: FileHandle): Promise<void>;
   truncate(fh: FileHandle, length: number): Promise<void>;
+  /** fsync of the data dir itself (a new file's name made durable) */
+  syncDir(dir: string): Promise<void>;
 }
 
 const NODE_IO: JournalIo = {
   write: async (fh, buf, position) => (await fh.write(buf, 0, buf.length, position)).bytesWritten,
   datasync: (fh) => fh.datasync(),
   truncate: (fh, length) => fh.truncate(length),
+  syncDir: async (dir) => {
+    const d = await open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  },
 };
 
 export interface EmbeddedStoreOptions {
@@ -320,19 +330,23 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     } catch (err) {
       throw writeError(this.dir, path, 'creating', err);
     }
-    // The new file's name must be durable before any record in it is acknowledged.
-    await this.#syncDir();
+    // The new file's name must be durable before any record in it is acknowledged. A file whose
+    // name could not be made durable is removed: records keep going to the journal before it, and
+    // a journal left behind after that one would make its torn tail read as corruption on load
+    // (docs/storage.md, "what a crash can and cannot lose"), and block the next try ('wx').
+    try {
+      await this.#syncDir();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      throw writeError(this.dir, this.dir, 'syncing the directory for', err);
+    }
     return fh;
   }
 
   async #syncDir(): Promise<void> {
-    const d = await open(this.dir, 'r');
-    try {
-      await d.sync();
-      this.#stats.fsyncs++;
-    } finally {
-      await d.close();
-    }
+    await this.#io.syncDir(this.dir);
+    this.#stats.fsyncs++;
   }
 
   #startWorker(): SnapshotLink {
@@ -454,7 +468,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       }
       await this.#io.datasync(fh);
     } catch (err) {
-      this.#fail(group, path, err);
+      await this.#fail(group, path, err);
       return;
     }
     this.#offset += buf.length;
@@ -496,23 +510,34 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   }
 
   /** A write failed: nothing of this group, nor of what was queued behind it (checked against it), happened. */
-  #fail(group: Entry[], path: string, err: unknown): void {
+  async #fail(group: Entry[], path: string, err: unknown): Promise<void> {
     const error = writeError(this.dir, path, 'writing', err);
-    // Cut back what may have reached the file; if even that fails, retry before the next write,
-    // which goes to the same offset and so overwrites it anyway.
-    this.#needTruncate = true;
-    void this.#io.truncate(this.#journal!, this.#offset).then(
-      () => {
-        this.#needTruncate = false;
-      },
-      () => undefined,
-    );
     const all = [...group, ...this.#queue.splice(0)];
+    // Batches that come meanwhile are checked against the committed state alone.
     this.#pending.clear();
     this.#failures++;
     this.#lastError = { code: error.code, message: error.message, at: Date.now() };
     this.#log.error({ store: this.dir, code: error.code, err: (err as Error).message, batches: all.length }, 'store: a journal write failed; its batches were refused');
+    // Whole records of the group may be in the file (a write that succeeded, an fdatasync that did
+    // not): they are cut off, durably, before anyone is told the batches failed, or a crash right
+    // after the refusal would replay them (docs/storage.md, "a batch that failed has no effect
+    // anywhere"). A cut that fails is made before the next write, and at close.
+    this.#needTruncate = true;
+    await this.#cutBack();
     this.#answer(all, error);
+  }
+
+  /** Cuts the journal back to its last good record and syncs that; false (needTruncate kept) when it could not. */
+  async #cutBack(): Promise<boolean> {
+    try {
+      await this.#io.truncate(this.#journal!, this.#offset);
+      await this.#io.datasync(this.#journal!);
+      this.#needTruncate = false;
+      return true;
+    } catch (err) {
+      this.#log.error({ store: this.dir, file: this.journalFile, offset: this.#offset, err: (err as Error).message }, 'store: could not cut the journal back to its last good record; trying again before the next write');
+      return false;
+    }
   }
 
   // ------------------------------------------------------------------ snapshots
@@ -610,6 +635,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     // Every apply is answered before close resolves.
     if (this.#answering) await new Promise<void>((r) => this.#answered.push(r));
     await this.#snapshotting?.done;
+    // A refused write that could not be cut off yet must not be replayed by the next start.
+    if (this.#needTruncate && !(await this.#cutBack())) {
+      this.#log.error({ store: this.dir, file: this.journalFile, offset: this.#offset }, `store: closing with refused records after byte ${this.#offset} of ${this.journalFile}; cut them off by hand (truncate -s ${this.#offset}) before the next start`);
+    }
     if (this.#timer !== null) clearTimeout(this.#timer);
     if (this.#snapshotTimer !== null) clearInterval(this.#snapshotTimer);
     await this.#stopWorker();

@@ -1,0 +1,122 @@
+// A write the embedded store could not commit has no effect anywhere, not on disk later either
+// (docs/storage.md, "a batch that failed has no effect anywhere"): the journal is cut back, and
+// the cut is durable, before the applies are refused; a cut that failed is made before the next
+// write, and at close at the latest.
+import t from 'tap';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
+import type { Change } from '../../../gateway/store/changes.ts';
+
+const counter = (by = 1): Change[] => [{ type: 'counter.add', name: 'acks', by }];
+const eio = (what: string) => Object.assign(new Error(`EIO: i/o error, ${what}`), { code: 'EIO' });
+
+async function opened(dir: string, o: Partial<ConstructorParameters<typeof EmbeddedStore>[0]> = {}) {
+  const s = new EmbeddedStore({ dir, ...o });
+  await s.open();
+  return s;
+}
+
+t.test('a failed write is cut off the journal before its applies are refused', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  let failSync = false;
+  const s = await opened(dir, {
+    io: {
+      datasync: async (fh) => {
+        if (failSync) {
+          failSync = false;
+          throw eio('fdatasync');
+        }
+        await fh.datasync();
+      },
+      // A cut that takes a while (a busy disk, a loaded thread pool).
+      truncate: async (fh, length) => {
+        await new Promise((r) => setTimeout(r, 100));
+        await fh.truncate(length);
+      },
+    },
+  });
+  await s.apply(counter(1));
+  const journal = s.journalFile;
+  const good = (await stat(journal)).size;
+  failSync = true;
+  const err = await s.apply(counter(10)).then(() => null, (e: unknown) => e as Error & { code: string });
+  t.equal(err?.code, 'PW_STORE_IO');
+  // What a kill -9 right after the refusal (the 503 sent) leaves: the refused record must be gone.
+  t.equal((await stat(journal)).size, good, 'the journal holds nothing of the refused batch once it is refused');
+  await s.close();
+  const again = await opened(dir);
+  t.same(await again.getCounters(), { acks: 1 });
+  await again.close();
+});
+
+t.test('a cut that failed is made at close: the refused batch never loads', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  let failSync = false;
+  let failTruncate = false;
+  const s = await opened(dir, {
+    io: {
+      datasync: async (fh) => {
+        if (failSync) {
+          failSync = false;
+          throw eio('fdatasync');
+        }
+        await fh.datasync();
+      },
+      truncate: async (fh, length) => {
+        if (failTruncate) {
+          failTruncate = false;
+          throw eio('ftruncate');
+        }
+        await fh.truncate(length);
+      },
+    },
+  });
+  await s.apply(counter(1));
+  failSync = true;
+  failTruncate = true;
+  const err = await s.apply(counter(10)).then(() => null, (e: unknown) => e as Error & { code: string });
+  t.equal(err?.code, 'PW_STORE_IO');
+  t.same(await s.getCounters(), { acks: 1 });
+  await new Promise((r) => setTimeout(r, 50));
+  await s.close();
+  const again = await opened(dir);
+  t.same(await again.getCounters(), { acks: 1 }, 'the refused batch is not replayed');
+  await again.close();
+});
+
+t.test('a new journal whose directory entry could not be synced is removed: rotation works again, and a torn tail stays a torn tail', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  let failDirSync = false;
+  const s = await opened(dir, {
+    io: {
+      syncDir: async (path) => {
+        if (failDirSync) {
+          failDirSync = false;
+          throw eio('fsync');
+        }
+        const { open } = await import('node:fs/promises');
+        const d = await open(path, 'r');
+        try {
+          await d.sync();
+        } finally {
+          await d.close();
+        }
+      },
+    },
+  });
+  await s.apply(counter(1));
+  failDirSync = true;
+  await s.snapshotNow(); // the rotation fails: no snapshot
+  t.equal(s.status().snapshots, 0);
+  t.same((await readdir(dir)).filter((n) => n.startsWith('journal-')), ['journal-0000000001.log'], 'no journal is left behind that later records do not go to');
+  await s.apply(counter(1));
+  await s.snapshotNow();
+  t.equal(s.status().snapshots, 1, 'the next rotation succeeds');
+  await s.apply(counter(1));
+  await s.close();
+  const again = await opened(dir);
+  t.same(await again.getCounters(), { acks: 3 });
+  await again.close();
+  t.ok((await readFile(join(dir, 'journal-0000000002.log'))).length > 0);
+});
