@@ -269,7 +269,13 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const worker = this.#startWorker();
     worker.post({ type: 'load', base: { kind: base.kind, path: base.path }, journals: read.map((j) => ({ path: j.path, end: j.end })) });
 
-    if (base.kind === 'snapshot') this.state = (await readSnapshot(base.path)).state;
+    if (base.kind === 'snapshot') {
+      const snap = await readSnapshot(base.path);
+      // Replay starts at the journal the file is named for: a header naming another one (a
+      // snapshot copied over another's name) would skip or repeat whole journals.
+      if (snap.journal !== base.gen) throw badRecord(base.path, 0, `the header says the snapshot holds the journals before ${journalName(snap.journal)}, its name says before ${journalName(base.gen)}`);
+      this.state = snap.state;
+    }
     else if (base.kind === 'legacy') {
       this.state = await readLegacyFile(base.path);
       this.#log.info({ file: base.path }, 'store: loading the earlier whole-file store as the first snapshot');

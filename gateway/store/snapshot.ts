@@ -24,7 +24,7 @@ import type { Adapter } from 'lowdb';
 import type { GroupRecord, JsonObject, MemberRecord, StoredRollout, TelemetryBucket } from './changes.ts';
 import { FleetState } from './fleet-state.ts';
 import { StoreError, type BundleRecord, type DeviceRecord } from './types.ts';
-import { BUNDLE_ID_RE, GROUP_RE, checkBucket, checkBundleRecord, checkDeviceIdAt, checkDeviceRecord, checkItem, checkMemberStatus, checkRolloutRecord, isObject } from './validate.ts';
+import { BUNDLE_ID_RE, GROUP_RE, checkBucket, checkBundleRecord, checkDeviceIdAt, checkDeviceRecord, checkItem, checkMemberStatus, checkRolloutRecord, isName, isObject } from './validate.ts';
 
 export const SNAPSHOT_VERSION = 2;
 const SECTIONS = ['devices', 'bundles', 'groups', 'rollouts', 'members', 'telemetry', 'counters', 'items'] as const;
@@ -179,7 +179,7 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
   let index = 0;
   let ended = false;
   let expectComma = false;
-  const rollouts = new Map<string, { r: StoredRollout; members: MemberRecord[] }>();
+  const rollouts = new Map<string, { r: StoredRollout; members: MemberRecord[]; seen: Set<string> }>();
   for await (const { line, offset } of lines(path)) {
     if (ended) {
       if (line === '') continue;
@@ -247,7 +247,7 @@ export async function readSnapshot(path: string): Promise<Snapshot> {
   return { journal, state };
 }
 
-function take(state: FleetState, section: Section, row: unknown, where: string, rollouts: Map<string, { r: StoredRollout; members: MemberRecord[] }>): string | null {
+function take(state: FleetState, section: Section, row: unknown, where: string, rollouts: Map<string, { r: StoredRollout; members: MemberRecord[]; seen: Set<string> }>): string | null {
   switch (section) {
     case 'devices': {
       const p = checkDeviceRecord(row, where);
@@ -276,7 +276,7 @@ function take(state: FleetState, section: Section, row: unknown, where: string, 
       if (p !== null) return p;
       const r = row as StoredRollout;
       if (rollouts.has(r.id)) return `${where}: rollout id ${JSON.stringify(r.id)} appears twice`;
-      rollouts.set(r.id, { r, members: [] });
+      rollouts.set(r.id, { r, members: [], seen: new Set() });
       return null;
     }
     case 'members': {
@@ -287,20 +287,25 @@ function take(state: FleetState, section: Section, row: unknown, where: string, 
       const p = checkDeviceIdAt(deviceId, `${where} device`) ?? checkMemberStatus(status, reason, at, where);
       if (p !== null) return p;
       if (!Number.isSafeInteger(wave) || wave < 0 || wave >= r.r.waves.length || !Number.isSafeInteger(ord) || ord < 0) return `${where}: expected a wave of rollout ${JSON.stringify(rolloutId)} and a position >= 0`;
+      // A member given twice would load as one under a header that counts two (checkRolloutRecord refuses it in a create).
+      if (r.seen.has(deviceId)) return `${where}: device ${JSON.stringify(deviceId)} appears twice in rollout ${JSON.stringify(rolloutId)}`;
+      r.seen.add(deviceId);
       r.members.push({ rolloutId, deviceId, wave, ord, status, reason, at });
       return null;
     }
     case 'telemetry': {
       const e = row as { key: string; bucket: TelemetryBucket };
-      if (!isObject(row) || typeof e.key !== 'string' || e.key === '') return `${where}: expected { key, bucket }`;
+      if (!isObject(row) || typeof e.key !== 'string' || e.key === '' || e.key.length > 1024) return `${where}: expected { key (1 to 1024 characters), bucket }`;
       const p = checkBucket(e.bucket, `${where}.bucket`);
       if (p !== null) return p;
+      if (state.telemetry.has(e.key)) return `${where}: telemetry bucket ${JSON.stringify(e.key)} appears twice`;
       state.telemetry.set(e.key, e.bucket);
       return null;
     }
     case 'counters': {
       const e = row as { name: string; value: number };
-      if (!isObject(row) || typeof e.name !== 'string' || typeof e.value !== 'number' || !Number.isFinite(e.value)) return `${where}: expected { name, value (a number) }`;
+      if (!isObject(row) || !isName(e.name) || typeof e.value !== 'number' || !Number.isFinite(e.value)) return `${where}: expected { name (1 to 200 printable characters, no spaces), value (a number) }`;
+      if (state.counters.has(e.name)) return `${where}: counter ${JSON.stringify(e.name)} appears twice`;
       state.counters.set(e.name, e.value);
       return null;
     }
@@ -310,6 +315,7 @@ function take(state: FleetState, section: Section, row: unknown, where: string, 
       if (p !== null) return p;
       let col = state.items.get(e.collection);
       if (col === undefined) state.items.set(e.collection, (col = new Map()));
+      if (col.has(e.key)) return `${where}: item ${JSON.stringify(e.key)} of collection ${e.collection} appears twice`;
       col.set(e.key, e.value);
       return null;
     }

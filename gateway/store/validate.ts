@@ -38,7 +38,8 @@ export const isObject = (v: unknown): v is Record<string, unknown> => typeof v =
 const shown = (v: unknown): string => (v === undefined ? 'nothing' : v === null ? 'null' : typeof v === 'string' ? JSON.stringify(v.length > 80 ? v.slice(0, 80) + '…' : v) : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : String(v));
 const isTime = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isUint = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
-const isName = (v: unknown): v is string => typeof v === 'string' && NAME_RE.test(v);
+/** A rollout id, a counter name: 1 to 200 printable characters without spaces. */
+export const isName = (v: unknown): v is string => typeof v === 'string' && NAME_RE.test(v);
 
 /** A little builder: the first problem wins, each prefixed by where it is. */
 function first(...problems: Array<string | null>): string | null {
