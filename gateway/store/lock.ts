@@ -59,22 +59,29 @@ export class DataDirLock {
   /** Takes the lock of `dir` (which must exist), breaking a stale one; refuses a live holder. */
   static async acquire(dir: string): Promise<DataDirLock> {
     const path = join(dir, LOCK_FILENAME);
+    const breaker = `${path}.break`;
     const me: Holder = { pid: process.pid, start: processStart(process.pid), host: hostname(), since: Date.now() };
     const text = JSON.stringify(me) + '\n';
-    for (let attempt = 0; attempt < 50; attempt++) {
+    const create = async (): Promise<DataDirLock | null> => {
+      let fh;
       try {
-        const fh = await open(path, 'wx', 0o600);
-        try {
-          await fh.writeFile(text);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        return new DataDirLock(path, text);
+        fh = await open(path, 'wx', 0o600);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST') throw new StoreError('PW_STORE_UNWRITABLE', `store ${dir}: cannot create the lock ${path}: ${code ?? ''} ${(err as Error).message}`, { cause: err });
+        if (code === 'EEXIST') return null;
+        throw new StoreError('PW_STORE_UNWRITABLE', `store ${dir}: cannot create the lock ${path}: ${code ?? ''} ${(err as Error).message}`, { cause: err });
       }
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return new DataDirLock(path, text);
+    };
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const mine = await create();
+      if (mine !== null) return mine;
       let seen: string;
       try {
         seen = await readFile(path, 'utf8');
@@ -98,9 +105,32 @@ export class DataDirLock {
           continue;
         }
       }
-      // Stale: break it, unless another process replaced it since we read it.
-      const again = await readFile(path, 'utf8').catch(() => null);
-      if (again === seen) await unlink(path).catch(() => undefined);
+      // Stale: break it under a lock of its own, and take ours before letting that go. Two starters
+      // that both saw the stale lock would otherwise both remove it, one of them the other's new
+      // lock, and both run on the dir. Only the breaker's holder removes a lock that is not its own,
+      // and only the stale one it has just read again; a breaker a crash left is old, and removed.
+      let b;
+      try {
+        b = await open(breaker, 'wx', 0o600);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST') throw new StoreError('PW_STORE_UNWRITABLE', `store ${dir}: cannot create ${breaker}: ${code ?? ''} ${(err as Error).message}`, { cause: err });
+        const age = await stat(breaker).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age >= 10_000) await unlink(breaker).catch(() => undefined);
+        else await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      try {
+        const again = await readFile(path, 'utf8').catch(() => null);
+        if (again === seen) await unlink(path).catch(() => undefined);
+        if (again === seen || again === null) {
+          const taken = await create();
+          if (taken !== null) return taken;
+        }
+      } finally {
+        await b.close();
+        await unlink(breaker).catch(() => undefined);
+      }
     }
     throw new StoreError('PW_STORE_LOCKED', `store ${dir}: could not take the lock ${path} (another process keeps taking it)`);
   }
