@@ -138,6 +138,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #worker: SnapshotLink | null = null;
   #workerEvents: ((m: WorkerOut) => void) | null = null;
   #pending = new Pending();
+  /** every batch tagged up to this one is committed or refused */
+  #settledThrough = 0;
+  #settleWaiters: Array<{ through: number; done: () => void }> = [];
   #queue: Entry[] = [];
   #tag = 0;
   #writing = false;
@@ -387,8 +390,18 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   async apply(changes: readonly Change[], options: ApplyOptions = {}): Promise<Applied> {
     this.assertOpen();
     if (this.#closing) throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} is closing`);
-    const checked = this.state.check(changes, this.#pending);
+    let checked = this.state.check(changes, this.#pending);
+    // A refusal that may rest on batches still on their way to disk waits for their fate and is
+    // decided again: one whose write then fails must not have refused anything (docs/storage.md,
+    // "a batch that failed has no effect anywhere").
+    while (!checked.ok && this.#pending.size > 0 && this.#settledThrough < this.#tag && this.state.check(changes, null).ok) {
+      const through = this.#tag;
+      await new Promise<void>((r) => this.#settleWaiters.push({ through, done: r }));
+      this.assertOpen();
+      checked = this.state.check(changes, this.#pending);
+    }
     if (!checked.ok) return checked;
+    if (this.#closing) throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} is closing`);
     const body = JSON.stringify(checked.resolved);
     const len = recordLength(body);
     const copy = copyBatch(checked.resolved, body);
@@ -492,6 +505,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       this.state.commit(e.copy);
       this.#pending.settle(e.tag);
     }
+    this.#settled(group.at(-1)!.tag);
     // The worker reads what was written from the journal itself: nothing of the batches is copied
     // to it through the event loop, and it catches up at its own pace (snapshot-worker.ts).
     this.#worker?.post({ type: 'journaled', path, end: this.#offset });
@@ -530,7 +544,17 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     // anywhere"). A cut that fails is made before the next write, and at close.
     this.#needTruncate = true;
     await this.#cutBack();
+    this.#settled(all.at(-1)!.tag);
     this.#answer(all, error);
+  }
+
+  /** Batches up to `tag` are committed or refused: refusals that waited on them are decided again. */
+  #settled(tag: number): void {
+    this.#settledThrough = Math.max(this.#settledThrough, tag);
+    if (this.#settleWaiters.length === 0) return;
+    const still = [];
+    for (const w of this.#settleWaiters) if (w.through <= this.#settledThrough) w.done(); else still.push(w);
+    this.#settleWaiters = still;
   }
 
   /** Cuts the journal back to its last good record and syncs that; false (needTruncate kept) when it could not. */

@@ -7,6 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
+import { device, provision } from './fixtures/conformance.ts';
 
 const counter = (by = 1): Change[] => [{ type: 'counter.add', name: 'acks', by }];
 const eio = (what: string) => Object.assign(new Error(`EIO: i/o error, ${what}`), { code: 'EIO' });
@@ -119,4 +120,36 @@ t.test('a new journal whose directory entry could not be synced is removed: rota
   t.same(await again.getCounters(), { acks: 3 });
   await again.close();
   t.ok((await readFile(join(dir, 'journal-0000000002.log'))).length > 0);
+});
+
+t.test('a refusal never rests on a batch whose write then failed', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  let failSync = false;
+  const s = await opened(dir, {
+    io: {
+      datasync: async (fh) => {
+        if (failSync) {
+          failSync = false;
+          throw eio('fdatasync');
+        }
+        await fh.datasync();
+      },
+    },
+  });
+  const d = (id: string): Change => provision(device(id))[0];
+  await s.apply([d('d0')]);
+  failSync = true;
+  // The first provisioning is on its way to disk when the second is checked against it.
+  const first = s.apply([d('d1')]);
+  const second = s.apply([d('d1')]);
+  const deleted = s.apply([{ type: 'device.delete', id: 'd0' }]);
+  const patched = s.apply([{ type: 'device.patch', id: 'd0', set: { seq: 3 } }]);
+  const [a, b, c, e] = await Promise.allSettled([first, second, deleted, patched]);
+  t.equal(a.status === 'rejected' && (a.reason as { code: string }).code, 'PW_STORE_IO', 'the first write failed');
+  t.equal(c.status === 'rejected' && (c.reason as { code: string }).code, 'PW_STORE_IO', 'the delete shared it');
+  t.same(b.status === 'fulfilled' && b.value, { ok: true, seqs: [] }, 'the second is not refused as a duplicate of a device that was never stored');
+  t.same(e.status === 'fulfilled' && e.value, { ok: true, seqs: [] }, 'the patch is not refused for a delete that never happened');
+  t.equal((await s.getDevice('d1'))?.id, 'd1');
+  t.equal((await s.getDevice('d0'))?.seq, 3);
+  await s.close();
 });
