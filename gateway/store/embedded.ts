@@ -30,7 +30,7 @@
 import { chmod, mkdir, open, readdir, readFile, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Applied, ApplyOptions, Change, ChangeStore, StoreStatus } from './changes.ts';
-import { Pending, applied } from './fleet-state.ts';
+import { FleetState, Pending, applied } from './fleet-state.ts';
 import { copyBatch } from './change-copy.ts';
 import { HEADER_BYTES, badRecord, frameInto, readJournal, recordLength } from './journal.ts';
 import { DataDirLock } from './lock.ts';
@@ -236,6 +236,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   async #load(): Promise<void> {
     const dir = this.dir;
+    // A refused open() leaves the store as new: a second one starts from nothing, or it would
+    // replay the journals onto what the first had replayed already.
+    this.state = new FleetState();
     const names = await readdir(dir);
     const snapshots = names.flatMap((n) => (SNAPSHOT_RE.test(n) ? [Number(SNAPSHOT_RE.exec(n)![1])] : [])).sort((a, b) => a - b);
     const journals = names.flatMap((n) => (JOURNAL_RE.test(n) ? [Number(JOURNAL_RE.exec(n)![1])] : [])).sort((a, b) => a - b);

@@ -1,0 +1,29 @@
+// An open() that was refused leaves the store as new (docs/storage.md, "when the store refuses to
+// start"): once the cause is fixed, the same store opens with exactly what the dir holds.
+import t from 'tap';
+import { readFile, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
+import { frame } from '../../../gateway/store/journal.ts';
+import { journalName } from '../../../gateway/store/snapshot.ts';
+
+t.test('a start refused on a damaged journal, retried on the same store once the journal is cut by hand, replays nothing twice', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const a = new EmbeddedStore({ dir });
+  await a.open();
+  await a.apply([{ type: 'counter.add', name: 'acks', by: 1 }]);
+  await a.apply([{ type: 'counter.add', name: 'acks', by: 1 }]);
+  await a.close();
+  const path = join(dir, journalName(1));
+  const good = (await readFile(path)).length;
+  const { appendFile } = await import('node:fs/promises');
+  await appendFile(path, Buffer.concat([frame('not json'), frame(JSON.stringify([{ type: 'counter.add', name: 'acks', by: 1 }]))]));
+  const s = new EmbeddedStore({ dir });
+  const err = await s.open().then(() => null, (e: unknown) => e as Error & { code: string });
+  t.equal(err?.code, 'PW_STORE_CORRUPT');
+  t.match(err?.message, `byte ${good}`);
+  await truncate(path, good); // what docs/storage.md tells the operator to do
+  await s.open();
+  t.same(await s.getCounters(), { acks: 2 }, 'each record once');
+  await s.close();
+});
