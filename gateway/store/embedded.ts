@@ -28,7 +28,7 @@
 //   await store.apply([{ type: 'counter.add', name: 'acks', by: 1 }]);   // on disk when it resolves
 //   await store.close();
 import { chmod, mkdir, open, readdir, readFile, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Applied, ApplyOptions, Change, ChangeStore, StoreStatus } from './changes.ts';
 import { FleetState, Pending, applied } from './fleet-state.ts';
 import { copyBatch } from './change-copy.ts';
@@ -205,7 +205,16 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.phase = 'opening';
     const dir = this.dir;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const created = await mkdir(dir, { recursive: true, mode: 0o700 });
+      // A dir made now must be durable in its parent (and each parent made with it) before anything
+      // in it is acknowledged: power lost after the first start could otherwise lose the whole dir.
+      if (created !== undefined) {
+        const first = resolve(created);
+        for (let d = resolve(dir); ; d = dirname(d)) {
+          await this.#io.syncDir(dirname(d));
+          if (d === first || dirname(d) === d) break;
+        }
+      }
       const st = await stat(dir);
       if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
       if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);

@@ -93,7 +93,9 @@ export class DataDirLock {
       if (holder !== null && alive(holder)) {
         throw new StoreError(
           'PW_STORE_LOCKED',
-          `store ${dir} is in use by pid ${holder.pid}${holder.host !== hostname() ? ` on ${holder.host}` : ''} since ${new Date(holder.since).toISOString()} (${path}); one gateway per data dir`,
+          `store ${dir} is in use by pid ${holder.pid}${holder.host !== hostname() ? ` on ${holder.host}` : ''} since ${new Date(holder.since).toISOString()} (${path}); one gateway per data dir` +
+            // docs/storage.md: a lock from another host is never broken here (that host may run it).
+            (holder.host !== hostname() ? `; this host cannot see whether it still runs there: if no gateway runs on ${holder.host} (a container recreated under a new name), remove ${path}` : ''),
         );
       }
       // An unreadable lock is one being written right now, or one a crash left half written: it is

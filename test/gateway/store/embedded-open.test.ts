@@ -27,3 +27,19 @@ t.test('a start refused on a damaged journal, retried on the same store once the
   t.same(await s.getCounters(), { acks: 2 }, 'each record once');
   await s.close();
 });
+
+t.test('a data dir made by the first start is made durable in its parent, and each parent made with it, before the store answers', async (t) => {
+  const root = t.testdir();
+  const dir = join(root, 'a', 'b', 'data');
+  const synced: string[] = [];
+  const s = new EmbeddedStore({ dir, io: { syncDir: async (d) => void synced.push(d) } });
+  await s.open();
+  for (const parent of [root, join(root, 'a'), join(root, 'a', 'b')]) t.ok(synced.includes(parent), `${parent.slice(root.length) || 'the test dir'} fsync'd: it holds a dir made now`);
+  t.ok(synced.includes(dir), 'and the data dir itself, for the journal made in it');
+  const again = new EmbeddedStore({ dir: join(root, 'a', 'b', 'data'), io: { syncDir: async (d) => void synced.push(d) } });
+  await s.close();
+  synced.length = 0;
+  await again.open();
+  t.notOk(synced.includes(join(root, 'a', 'b')), 'a dir that exists already is not synced again in its parent');
+  await again.close();
+});

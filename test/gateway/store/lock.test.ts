@@ -21,3 +21,13 @@ t.test('starters that find the same stale lock: one takes it, the others are ref
   }
   t.equal(twice, 0, 'never two holders (nor none)');
 });
+
+t.test("a lock written on another host is not broken here; the refusal names the host and the file to remove once it runs nothing", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pinwave-lock-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, LOCK_FILENAME), JSON.stringify({ pid: 2 ** 22 + 7, start: '1', host: 'gw-old-pod', since: 1 }) + '\n');
+  const err = await DataDirLock.acquire(dir).then(() => null, (e: unknown) => e as Error & { code: string });
+  t.equal(err?.code, 'PW_STORE_LOCKED');
+  t.match(err?.message, 'in use by pid 4194311 on gw-old-pod');
+  t.match(err?.message, `if no gateway runs on gw-old-pod (a container recreated under a new name), remove ${join(dir, LOCK_FILENAME)}`);
+});
