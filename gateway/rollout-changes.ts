@@ -84,7 +84,8 @@ function seen(r: GatewayRollout): Seen {
 }
 
 export class RolloutLedger {
-  #seen: Seen;
+  /** what the store holds, changed in place as changes are given out: an ack costs no copy of the rollout's waves */
+  readonly #seen: Seen;
 
   /** A ledger that has seen `r` as it is now (what the store holds). */
   constructor(r: GatewayRollout) {
@@ -96,38 +97,53 @@ export class RolloutLedger {
    * engine moved; the ledger then has seen `r`. Empty when nothing the store keeps changed.
    */
   changes(r: GatewayRollout, members: Iterable<string> = []): Change[] {
-    const before = this.#seen;
-    const now = seen(r);
+    const seen = this.#seen;
     const out: Change[] = [];
-    const set: Record<string, unknown> = {};
-    HEADER.forEach((k, i) => {
-      if (now.header[i] !== before.header[i]) set[k] = now.header[i];
-    });
-    if (Object.keys(set).length > 0) out.push({ type: 'rollout.patch', id: r.id, set });
-    r.waves.forEach((w, i) => {
-      const was = before.waves[i];
-      const ws: Record<string, unknown> = {};
-      WAVE_SET.forEach((k, j) => {
-        if (fieldMoved(was.fields[j], now.waves[i].fields[j])) ws[k] = w[k];
-      });
+    let set: Record<string, unknown> | null = null;
+    for (let i = 0; i < HEADER.length; i++) {
+      const v = header(r, HEADER[i]);
+      if (v !== seen.header[i]) {
+        (set ??= {})[HEADER[i]] = v;
+        seen.header[i] = v;
+      }
+    }
+    if (set !== null) out.push({ type: 'rollout.patch', id: r.id, set });
+    for (let i = 0; i < r.waves.length; i++) {
+      const w = r.waves[i];
+      const was = seen.waves[i];
+      let ws: Record<string, unknown> | null = null;
+      for (let j = 0; j < WAVE_SET.length; j++) {
+        const k = WAVE_SET[j];
+        if (fieldMoved(was.fields[j], w[k])) {
+          (ws ??= {})[k] = w[k];
+          was.fields[j] = fieldSeen(w[k]);
+        }
+      }
       const count = deltas(was.count, w.count);
+      if (count !== null) was.count = { ...w.count };
       const reasons = deltas(was.reasons, w.rejectedByReason);
-      if (Object.keys(ws).length === 0 && count === null && reasons === null) return;
+      if (reasons !== null) was.reasons = { ...w.rejectedByReason };
+      if (ws === null && count === null && reasons === null) continue;
       out.push({
         type: 'rollout.wave',
         id: r.id,
         wave: i,
-        ...(Object.keys(ws).length > 0 && { set: structuredClone(ws) as WaveFields }),
+        ...(ws !== null && { set: structuredClone(ws) as WaveFields }),
         ...((count !== null || reasons !== null) && { add: { ...(count !== null && { count: count as Partial<StatusCounts> }), ...(reasons !== null && { rejectedByReason: reasons }) } }),
       });
-    });
-    for (let i = before.decisions; i < r.decisions.length; i++) out.push({ type: 'rollout.decision', id: r.id, decision: structuredClone(r.decisions[i]) });
-    for (const device of new Set(members)) {
+    }
+    for (let i = seen.decisions; i < r.decisions.length; i++) out.push({ type: 'rollout.decision', id: r.id, decision: structuredClone(r.decisions[i]) });
+    seen.decisions = r.decisions.length;
+    const moved = new Set(members);
+    for (const device of moved) {
       const e = r.devices[device];
       if (e) out.push({ type: 'rollout.member', id: r.id, device, status: e.status, reason: e.reason ?? null, at: e.at });
     }
-    if (now.extras !== before.extras) out.push({ type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: JSON.parse(now.extras) as JsonObject });
-    this.#seen = now;
+    const extras = JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null });
+    if (extras !== seen.extras) {
+      out.push({ type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: JSON.parse(extras) as JsonObject });
+      seen.extras = extras;
+    }
     return out;
   }
 }
@@ -135,8 +151,15 @@ export class RolloutLedger {
 /** `after - before` per key, only the keys that moved; null when none did. Keys come from devices (reasons): the object has no prototype. */
 function deltas(before: Readonly<Record<string, number>>, after: Readonly<Record<string, number>>): Record<string, number> | null {
   let out: Record<string, number> | null = null;
-  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    const d = (after[k] ?? 0) - (before[k] ?? 0);
+  // Own keys only, without an array of them: this runs for every wave on every ack.
+  for (const k in after) {
+    if (!Object.hasOwn(after, k)) continue;
+    const d = after[k] - (Object.hasOwn(before, k) ? before[k] : 0);
+    if (d !== 0) (out ??= Object.create(null) as Record<string, number>)[k] = d;
+  }
+  for (const k in before) {
+    if (!Object.hasOwn(before, k) || Object.hasOwn(after, k)) continue;
+    const d = -before[k];
     if (d !== 0) (out ??= Object.create(null) as Record<string, number>)[k] = d;
   }
   return out;

@@ -49,7 +49,9 @@ function serve(roleHandlers: Handlers): void {
     const u = process.cpuUsage();
     return { ms: (u.user + u.system) / 1000 };
   };
-  // A CPU profile of a window the benchmark chooses (one ramp of connects, one push), written where told.
+  // A CPU profile of a window the benchmark chooses (one ramp of connects, one push), written where told;
+  // with BENCH_HEAP=1 also a sampling heap profile of all that was allocated in it, collected or not
+  // (FILE.heapprofile beside it): where the garbage collector's work comes from.
   let profiler: Session | null = null;
   const profileStart = async () => {
     if (profiler) throw new Error('a profile is running already');
@@ -58,11 +60,13 @@ function serve(roleHandlers: Handlers): void {
     await profiler.post('Profiler.enable');
     await profiler.post('Profiler.setSamplingInterval', { interval: 500 });
     await profiler.post('Profiler.start');
+    if (process.env.BENCH_HEAP) await profiler.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     return {};
   };
   const profileStop = async ({ file }: { file: string }) => {
     if (!profiler) throw new Error('no profile is running');
     const { profile } = await profiler.post('Profiler.stop');
+    if (process.env.BENCH_HEAP) writeFileSync(file.replace(/\.cpuprofile$/, '.heapprofile'), JSON.stringify((await profiler.post('HeapProfiler.stopSampling')).profile));
     profiler.disconnect();
     profiler = null;
     writeFileSync(file, JSON.stringify(profile));
