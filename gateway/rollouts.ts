@@ -181,7 +181,9 @@ export class Rollouts {
         if (r.rolledBackBy === undefined) delete r.rolledBackBy;
         const ledger = new RolloutLedger(r);
         // A follower's view is read while the leader writes (not one snapshot): it fixes nothing.
-        if (engine.rebuildCounters(r) && !announce) {
+        // A compacted rollout has no members to count from: its counts are all that is left of
+        // them (docs/storage.md, bounded growth), never drift.
+        if (stored.compactedAt == null && engine.rebuildCounters(r) && !announce) {
           this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
           fixes.push(...ledger.changes(r));
         }

@@ -1,0 +1,28 @@
+// A finished rollout compacted in the store (docs/storage.md "Bounded growth") keeps its header,
+// counts and decisions and drops its members: a restart loads it as it is, and a rollback of it
+// goes to the devices that report its bundle.
+import t from 'tap';
+import { fleet, harness, newPins, until } from '../fixtures/gateway.ts';
+import { compactFinishedRollouts } from '../../gateway/store/compaction.ts';
+
+t.test('a compacted rollout keeps its counts across a restart', async (t) => {
+  const h = await harness(t);
+  const devices = await fleet(h, 3);
+  await Promise.all(devices.map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const r = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
+  await until(async () => (await h.gw.getRollout(r.rollout.id)).waves[0].applied === 3, 5000, 'the rollout to apply');
+  await h.gw.tick();
+  await until(async () => (await h.gw.getRollout(r.rollout.id)).state === 'completed', 5000, 'the rollout to complete');
+  t.same(await compactFinishedRollouts(h.gw.store, { now: h.clock.now() + 1, olderThanMs: 0 }), [r.rollout.id]);
+  const storedBefore = await h.gw.store.getRollout(r.rollout.id);
+  t.equal(storedBefore!.waves[0].count.applied, 3, 'the store keeps the counts');
+
+  await Promise.all(devices.map((d) => d.disconnect()));
+  await h.restart();
+  const shown = await h.gw.getRollout(r.rollout.id);
+  t.equal(shown.state, 'completed');
+  t.equal(shown.waves[0].applied, 3, 'the compacted rollout still shows what it did');
+  t.same((await h.gw.store.getRollout(r.rollout.id))!.waves[0].count, storedBefore!.waves[0].count, 'and the store was not rewritten to zero');
+});
