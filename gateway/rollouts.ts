@@ -34,7 +34,7 @@ import type { DeviceRecord } from './store/types.ts';
 import type { Change, ChangeStore } from './store/changes.ts';
 import { engineRollout } from './store/rollout-records.ts';
 import { createChanges, RolloutLedger, ROLLOUT_EXTRAS } from './rollout-changes.ts';
-import { activeDevicesOf, baselineOf, commit } from './fleet-reads.ts';
+import { activeDevicesOf, allDevices, baselineOf, commit } from './fleet-reads.ts';
 import type { Reloads } from './reloads.ts';
 import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
@@ -449,12 +449,17 @@ export class Rollouts {
     const eligible = rollbackEligibility(r);
     if (!eligible.ok) throw new GatewayError(eligible.code, eligible.message);
     const live = new Set<string>();
-    const reached = reachedMembers(r);
+    // A compacted rollout (every rollout has members until then) keeps no members: who it reached
+    // is who reports its bundle (docs/storage.md, bounded growth).
+    const compacted = Object.keys(r.devices).length === 0;
+    const reached = compacted ? [] : reachedMembers(r);
     for (let i = 0; i < reached.length; i += 10_000) {
       const chunk = reached.slice(i, i + 10_000);
       (await this.#store.getDevices(chunk)).forEach((d, j) => d && d.revokedAt === null && live.add(chunk[j]));
     }
-    const targets = rollbackTargets(r, (dev) => live.has(dev));
+    if (compacted) for (const d of await allDevices(this.#store, { group: r.bundle.group, bundleId: r.bundle.id })) if (d.revokedAt === null) live.add(d.id);
+    if (compacted && live.size === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${r.id} is compacted and no live device reports its bundle: nothing to roll back`);
+    const targets = compacted ? { ok: true as const, devices: [...live] } : rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
     const bundle = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle);
     const { r: created, bundle: stored, bytes, targetIds } = await this.#prepare({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);

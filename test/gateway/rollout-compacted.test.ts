@@ -26,3 +26,25 @@ t.test('a compacted rollout keeps its counts across a restart', async (t) => {
   t.equal(shown.waves[0].applied, 3, 'the compacted rollout still shows what it did');
   t.same((await h.gw.store.getRollout(r.rollout.id))!.waves[0].count, storedBefore!.waves[0].count, 'and the store was not rewritten to zero');
 });
+
+t.test('a compacted rollout is rolled back to the devices that report its bundle', async (t) => {
+  const h = await harness(t);
+  const devices = await fleet(h, 3);
+  await Promise.all(devices.map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const r = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
+  await until(async () => (await h.gw.getRollout(r.rollout.id)).waves[0].applied === 3, 5000, 'the rollout to apply');
+  await h.gw.tick();
+  await until(async () => (await h.gw.getRollout(r.rollout.id)).state === 'completed', 5000, 'the rollout to complete');
+  t.same(await compactFinishedRollouts(h.gw.store, { now: h.clock.now() + 1, olderThanMs: 0 }), [r.rollout.id]);
+  await Promise.all(devices.map((d) => d.disconnect()));
+  await h.restart();
+
+  const { rollback } = await h.gw.rollback(r.rollout.id, 'carol');
+  t.equal(rollback.devices, 3, 'the rollback goes to every device that reports the bundle');
+  t.equal(rollback.rollbackOf ?? (await h.gw.getRollout(rollback.id)).rollbackOf, r.rollout.id);
+  await Promise.all(devices.map((d) => d.connect()));
+  await until(() => devices.every((d) => d.state.seq === rollback.bundle.seq), 5000, 'the rollback to apply');
+  t.equal(await h.gw.baseline('thermostats'), rollback.bundle.id, 'and its bundle is the baseline');
+});
