@@ -466,7 +466,7 @@ export class Rollouts {
     created.rollbackOf = id;
     created.previousBundle = r.bundle.id;
     const approval = await gateRollout(this.#approvalDeps, created, created.createdBy, actor, { rollback: true, now: this.#now() });
-    const baseline = 'group' in r.target ? await baselineOf(this.#store, r.target.group) : null;
+    const baseline = await baselineOf(this.#store, r.bundle.group);
     // After the last await: the rollout may have moved meanwhile (another rollback, an abort).
     if (this.reloading) await this.reloading;
     if (this.#rollouts.get(id) !== r) throw new GatewayError('PW_INVALID_STATE', `rollout ${id} was read again from the store while it was rolled back; roll it back again`);
@@ -483,7 +483,7 @@ export class Rollouts {
     r.rolledBackBy = created.id;
     const next = baselineAfterRollback(r, wasCompleted, baseline, bundle.id);
     const { changes } = this.#changesOf(r, rolled.effects);
-    if (next !== null && 'group' in r.target) changes.push({ type: 'group.baseline', group: r.target.group, bundleId: next });
+    if (next !== null) changes.push({ type: 'group.baseline', group: r.bundle.group, bundleId: next });
     await this.#commitNew(created, targetIds, changes);
     this.#bundles.remember(stored.id, bytes, stored);
     this.#log.info({ rollout: created.id, rollbackOf: id, bundle: stored.id, devices: targetIds.length, actor }, 'rollback rollout created');

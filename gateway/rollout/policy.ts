@@ -67,12 +67,15 @@ export function rollbackTargets(r: Rollout, live: (id: string) => boolean): { ok
 }
 
 /**
- * The group's baseline once `r` is rolled back by a rollout of `rollbackBundle`: a completed rollout's
- * bundle was the baseline, and the rollback's bundle takes its place so late joiners and returning
- * devices get the restored pins, never the rolled-back ones. Null: the baseline stands (a rollout
- * that never completed, a device-list target, or a baseline another rollout has set since).
+ * The baseline of `r`'s group (`r.bundle.group`) once `r` is rolled back by a rollout of
+ * `rollbackBundle`: a completed group rollout's bundle was the baseline, and so was the bundle of a
+ * rollback (a device list) that undid one, from the moment it was created, completed or not. The
+ * rollback's bundle takes its place so late joiners and returning devices get the restored pins,
+ * never the rolled-back ones. Null: the baseline stands (a rollout that never completed, a
+ * device-list target, or a baseline another rollout has set since).
  */
-export function baselineAfterRollback(r: Rollout, wasCompleted: boolean, baseline: string | null, rollbackBundle: string): string | null {
-  if (!wasCompleted || !('group' in r.target) || baseline !== r.bundle.id) return null;
-  return rollbackBundle;
+export function baselineAfterRollback(r: Rollout & { rollbackOf?: string | null }, wasCompleted: boolean, baseline: string | null, rollbackBundle: string): string | null {
+  if (baseline !== r.bundle.id) return null;
+  const wasBaseline = r.rollbackOf ? true : wasCompleted && 'group' in r.target;
+  return wasBaseline ? rollbackBundle : null;
 }

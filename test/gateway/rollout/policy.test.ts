@@ -159,3 +159,14 @@ t.test('rolling back a pending or aborted rollout is refused and records nothing
   t.same(rollBack(r, T0, 'carol'), { ok: false, code: 'PW_INVALID_STATE', message: 'cannot roll back a rollout that is pending' });
   t.equal(r.decisions.length, 0);
 });
+
+t.test('a rollback whose bundle is the baseline hands it on when it is rolled back itself, completed or not', async (t) => {
+  // A rollback of a completed rollout is a device list whose bundle the rollback made the baseline
+  // (docs/architecture.md §6): undoing it must move the baseline on, or late joiners get the pins undone.
+  const listed = { ...completed(3, { devices: ['dev-0', 'dev-1', 'dev-2'] }), rollbackOf: 'r0' };
+  t.equal(baselineAfterRollback(listed, true, BUNDLE.id, NEWER), NEWER, 'a completed rollback');
+  const running = { ...make(3, { devices: ['dev-0', 'dev-1', 'dev-2'] }), rollbackOf: 'r0' };
+  start(running, T0, 'alice', everyone);
+  t.equal(baselineAfterRollback(running, false, BUNDLE.id, NEWER), NEWER, 'a rollback in progress whose bundle is the baseline');
+  t.equal(baselineAfterRollback(running, false, BASELINE, NEWER), null, 'a rollback whose bundle never became the baseline leaves it');
+});
