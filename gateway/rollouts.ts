@@ -474,6 +474,10 @@ export class Rollouts {
     if (!still.ok) throw new GatewayError(still.code, still.message);
     const missing = startGate(created, created.createdBy);
     if (missing !== null) throw new GatewayError('PW_APPROVAL_REQUIRED', missing, { approval: approvalState(created, created.createdBy) });
+    // A rollout created meanwhile may have taken the devices: refused here, before this rollout is
+    // changed in memory (#commitNew would refuse them only after, leaving the change uncommitted).
+    const taken = this.#taken(targetIds, id);
+    if (taken.length > 0) throw this.#busy(taken);
     const now = this.#now();
     const started = engine.start(created, now, actor, this.#isOnline);
     if (!started.ok) throw new GatewayError(started.code, started.message);
@@ -752,7 +756,7 @@ export class Rollouts {
    */
   async #commitNew(r: GatewayRollout, deviceIds: readonly string[], also: Change[] | null = null): Promise<void> {
     // Checked again with no await before the devices are taken: two concurrent calls must not both take them.
-    const taken = deviceIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== (r.rollbackOf ?? null));
+    const taken = this.#taken(deviceIds, r.rollbackOf ?? null);
     if (taken.length > 0) throw this.#busy(taken);
     const before = deviceIds.map((dev) => this.#deviceRollout.get(dev));
     this.#rollouts.set(r.id, r);
@@ -769,6 +773,11 @@ export class Rollouts {
       throw err;
     }
     this.#changed(r);
+  }
+
+  /** The devices among `deviceIds` in a rollout in progress other than `replacing` (the one a rollback takes them over from). */
+  #taken(deviceIds: readonly string[], replacing: string | null): string[] {
+    return deviceIds.filter((dev) => this.activeRolloutOf(dev) !== null && this.#deviceRollout.get(dev) !== replacing);
   }
 
   #ledger(r: GatewayRollout): RolloutLedger {
