@@ -208,26 +208,34 @@ export function createRollout(input: CreateRollout): { ok: true; rollout: Rollou
 /** Statuses of a reached member that has not got the bundle and may be sent it again. */
 const BEHIND: ReadonlySet<DeviceStatus> = new Set(['pending', 'unreachable', 'timed_out']);
 
-function sendToOnline(s: Step, w: Wave, isOnline: IsOnline): void {
+/**
+ * Sends the bundle to the wave's online members that have not got it. With `again` (a resume), to
+ * its online `sent` members too: one that reconnected while held said it does not hold the bundle
+ * (deviceState), and nothing was sent then; the gateway's delivery sends one bundle once per device
+ * session, so a member handed it on its current connection is not sent it twice.
+ */
+function sendToOnline(s: Step, w: Wave, isOnline: IsOnline, again = false): void {
   const ids: string[] = [];
   for (const id of w.members) {
     const d = s.r.devices[id];
     if (BEHIND.has(d.status) && isOnline(id)) {
       setStatus(s, id, d, 'sent');
       ids.push(id);
+    } else if (again && d.status === 'sent' && isOnline(id)) {
+      ids.push(id);
     }
   }
   if (ids.length > 0) s.fx.push({ type: 'send', deviceIds: ids });
 }
 
-function activate(s: Step, w: Wave, isOnline: IsOnline): void {
+function activate(s: Step, w: Wave, isOnline: IsOnline, again = false): void {
   w.state = 'active';
   w.deadline = s.now + w.thresholds.timeoutSeconds * 1000;
   w.soakUntil = null;
   w.endedAt = null;
   w.swept = false;
   s.dirty = true;
-  sendToOnline(s, w, isOnline);
+  sendToOnline(s, w, isOnline, again);
 }
 
 function startWave(s: Step, index: number, isOnline: IsOnline): void {
@@ -377,7 +385,8 @@ export const RESUME_SCOPES: readonly ResumeScope[] = ['held', 'remaining'];
  * held → running. The held wave takes the new thresholds (with `scope` 'remaining', so does every
  * wave after it; 'held', the default, leaves those as planned), becomes active again with a fresh
  * deadline (now + timeout; a soak in progress starts over), its online members that have not got
- * the bundle are sent it, and it is judged at once: it may soak straight away, or be held again.
+ * the bundle are sent it (`sent` ones again: see sendToOnline), and it is judged at once: it may
+ * soak straight away, or be held again.
  * The decision records the scope and the held wave's thresholds now in force.
  */
 export function resume(
@@ -412,7 +421,7 @@ export function resume(
     scope,
     figures: waveFigures(w),
   });
-  activate(s, w, isOnline);
+  activate(s, w, isOnline, true);
   evaluate(s, w, false);
   return { ok: true, effects: done(s) };
 }

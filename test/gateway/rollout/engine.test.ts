@@ -411,6 +411,21 @@ t.test('pause holds the rollout until resume; resume sends to members that came 
   t.equal(r.waves[0].state, 'soaking');
 });
 
+t.test('a sent member that said while held it does not hold the bundle is sent it again on resume', async (t) => {
+  // Its publish was lost (the broker's sessions died with a restart); its state came while held,
+  // when nothing is sent (docs/architecture.md §5 reconciliation, §6 holds).
+  const r = twoWaves(100, 20);
+  const wave0 = members(r, 0);
+  effects(start(r, T0, 'alice', everyone));
+  effects(pause(r, T0 + SEC, 'alice'));
+  t.same(deviceState(r, wave0[0], { seq: 1, bundleId: OTHER_BUNDLE }, T0 + 2 * SEC), [], 'nothing is sent while held');
+  const fx = effects(resume(r, T0 + 3 * SEC, 'alice', onlyThese([wave0[0]])));
+  t.same(sentTo(fx), [wave0[0]], 'resume sends it again');
+  t.equal(r.devices[wave0[0]].status, 'sent');
+  t.equal(r.waves[0].count.sent, 20, 'its counts do not move');
+  t.equal(r.devices[wave0[0]].at, T0, 'nor its entry: it was sent the bundle before');
+});
+
 t.test('forbidden transitions give PW_INVALID_STATE naming the state', async (t) => {
   const r = twoWaves(10, 5);
   t.same(pause(r, T0, 'x'), { ok: false, code: 'PW_INVALID_STATE', message: 'cannot pause a rollout that is pending' });
