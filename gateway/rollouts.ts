@@ -190,7 +190,9 @@ export class Rollouts {
         this.#ledgers.set(r, ledger);
         rollouts.set(r.id, r);
         this.#decisions.seen(r);
-        if (r.state === 'aborted') continue;
+        // A rolled-back rollout delivers nothing again: the members it reached are its rollback's,
+        // and those it never reached left it for the group's baseline (as rollback() leaves them).
+        if (r.state === 'aborted' || r.rolledBackBy !== undefined) continue;
         for (const dev of Object.keys(r.devices)) deviceRollout.set(dev, r.id);
       }
       if ((cursor = page.next) === null) break;

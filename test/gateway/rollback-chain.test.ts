@@ -78,3 +78,30 @@ t.test('a rollback that loses its devices to a rollout created meanwhile leaves 
   t.equal(shown.decisions.length, decisions, 'and records no rollback decision the store does not hold');
   t.equal((await store.getRollout(r1.rollout.id))!.decisions.length, decisions);
 });
+
+t.test('after a restart, a member a rolled-back rollout never reached is not sent the bundle rolled back', async (t) => {
+  const h = await harness(t);
+  const devices = await fleet(h, 3);
+  const [late] = devices.slice(2);
+  await Promise.all(devices.slice(0, 2).map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const r1 = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 1 }], start: true }, 'alice');
+  await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 2, 5000, 'the rollout to apply');
+  // The third device is offline for the whole wave: unreachable, which the wave allows.
+  h.clock.advance(3601_000);
+  await h.gw.tick();
+  h.clock.advance(1000);
+  await h.gw.tick();
+  await until(async () => (await h.gw.getRollout(r1.rollout.id)).state === 'completed', 5000, 'the rollout to complete');
+  const { rollback: rb } = await h.gw.rollback(r1.rollout.id, 'carol');
+  t.equal(rb.devices, 2, 'the rollback goes to the devices the bundle reached');
+  await until(() => devices.slice(0, 2).every((d) => d.state.seq === rb.bundle.seq), 5000, 'the rollback to apply');
+
+  await Promise.all(devices.slice(0, 2).map((d) => d.disconnect()));
+  await h.restart();
+  await late.connect();
+  await until(() => late.state.seq === rb.bundle.seq, 5000, `the late device to get the baseline, the restored pins (seq ${rb.bundle.seq}, not ${b.seq})`).catch(() => undefined);
+  t.equal(late.state.seq, rb.bundle.seq, 'the late device runs the restored pins');
+  t.notOk(h.outcomes.some((o) => (o as { deviceId?: string; seq?: number }).deviceId === late.id && (o as { seq?: number }).seq === b.seq), 'it never took the bundle rolled back');
+});
