@@ -107,8 +107,8 @@ export class Ingest {
     // After the last wait: the records may be being read again meanwhile (docs/architecture.md §7).
     if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const r = this.#rollouts.activeOrLatest(id);
-    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null, healthChecked: hasHealthCheck(this.#manifests, d?.model, d?.firmware) }, this.#now()));
-    if (d) await this.#delivery.offerBaseline(d, this.#rollouts.activeRolloutOf(id) !== null);
+    if (r) await this.#rollouts.apply(r, engine.deviceState(r, id, { seq: d?.seq ?? 0, bundleId: d?.bundleId ?? null, healthChecked: hasHealthCheck(this.#manifests, d?.model, d?.firmware) }, this.#now()));
+    if (d && (!r || r.state === 'pending')) await this.#delivery.offerBaseline(d, this.#inRunningRollout(id));
   }
 
   /** The path of a device message: counted, then decoded and handled by kind. */
@@ -167,9 +167,19 @@ export class Ingest {
     // counted; one that says it does not hold the bundle is sent it again (so is one behind on a
     // completed rollout).
     const provisional = s.provisional && { previousSeq: s.provisional.previousSeq, previousBundleId: s.provisional.previousBundleId };
-    if (r) return this.#rollouts.apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware), ...(provisional && { provisional }) }, now), batch);
-    await commit(this.#store, batch);
-    await this.#delivery.offerBaseline(d, this.#rollouts.activeRolloutOf(id) !== null);
+    if (r) await this.#rollouts.apply(r, engine.deviceState(r, id, { seq: s.seq, bundleId: s.bundleId, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware), ...(provisional && { provisional }) }, now), batch);
+    else await commit(this.#store, batch);
+    // A rollout not started sends nothing yet: its members behind the baseline get the baseline meanwhile.
+    if (!r || r.state === 'pending') await this.#delivery.offerBaseline(d, this.#inRunningRollout(id));
+  }
+
+  /**
+   * docs/architecture.md §6: whether the device is in a rollout that decides what it is sent (running
+   * or held); a pending one sends nothing yet, so it keeps no device from its group's baseline.
+   */
+  #inRunningRollout(id: string): boolean {
+    const r = this.#rollouts.activeRolloutOf(id);
+    return r !== null && r.state !== 'pending';
   }
 
   async #onAck(id: string, bytes: Uint8Array): Promise<void> {
@@ -219,7 +229,7 @@ export class Ingest {
     await commit(this.#store, batch);
     // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
     // first, key-rotation.ts): the baseline is offered again, and goes if the device is still behind.
-    if (applied && epoch !== null) await this.#delivery.offerBaseline({ ...d, ...set }, this.#rollouts.activeRolloutOf(id) !== null);
+    if (applied && epoch !== null) await this.#delivery.offerBaseline({ ...d, ...set }, this.#inRunningRollout(id));
   }
 
   /** The bundle a reverted device runs again: known (its seq the stored one), the firmware's initial pins (seq 0), or unknown (seq null). */
