@@ -9,9 +9,21 @@
 import type { Wave, WaveFigures } from './types.ts';
 import { ackedCount, failedCount, respondedCount } from './verification.ts';
 
+/**
+ * The wave's member count. Every member has one status, so the counts add up to it: a rollout
+ * compacted in the store (docs/storage.md, bounded growth) comes back with no member ids and its
+ * counts, and is judged and shown from those.
+ */
+export function memberCount(w: Wave): number {
+  if (w.members.length > 0) return w.members.length;
+  let n = 0;
+  for (const v of Object.values(w.count)) n += v ?? 0;
+  return n;
+}
+
 /** acked / reachable members (acked: verification.ts ackedCount); 1 when none is reachable. */
 export function ackRatio(w: Wave): number {
-  const reachable = w.members.length - w.count.unreachable;
+  const reachable = memberCount(w) - w.count.unreachable;
   return reachable === 0 ? 1 : ackedCount(w.count, w.thresholds) / reachable;
 }
 
@@ -23,7 +35,7 @@ export function failureRatio(w: Wave): number {
 
 /** The failure ratio counts once minDevices have responded (or every reachable member, in a smaller wave). */
 export function failureCounted(w: Wave): boolean {
-  return respondedCount(w.count) >= Math.min(w.thresholds.minDevices, w.members.length - w.count.unreachable);
+  return respondedCount(w.count) >= Math.min(w.thresholds.minDevices, memberCount(w) - w.count.unreachable);
 }
 
 export function failureCrossed(w: Wave): boolean {
@@ -31,13 +43,14 @@ export function failureCrossed(w: Wave): boolean {
 }
 
 export function unreachableRatio(w: Wave): number {
-  return w.count.unreachable / w.members.length;
+  const n = memberCount(w);
+  return n === 0 ? 0 : w.count.unreachable / n;
 }
 
 export function waveFigures(w: Wave): WaveFigures {
   const c = w.count;
   return {
-    members: w.members.length,
+    members: memberCount(w),
     pending: c.pending,
     sent: c.sent,
     applied: c.applied,

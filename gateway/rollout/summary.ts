@@ -3,7 +3,7 @@
 // and detached from the record (the caller may serialise it while the engine goes on).
 import { deadlineStatus, type DeadlineStatus } from './deadline.ts';
 import { nextDeadline } from './engine.ts';
-import { waveFigures } from './figures.ts';
+import { memberCount, waveFigures } from './figures.ts';
 import type { BundleRef, Decision, OnMiss, Rollout, RolloutState, Target, WaveFigures, WaveState, WaveThresholds } from './types.ts';
 
 export interface WaveSummary extends WaveFigures {
@@ -51,8 +51,8 @@ export function summary(r: Rollout, now?: number): RolloutSummary {
       number: w.index + 1,
       state: w.state,
       plannedSize: w.size,
-      size: w.members.length,
       ...waveFigures(w),
+      size: memberCount(w),
       rejectedByReason: { ...w.rejectedByReason },
       thresholds: { ...w.thresholds },
       startedAt: w.startedAt,

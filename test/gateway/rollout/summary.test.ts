@@ -108,3 +108,27 @@ t.test('a summary is detached from the record it was made from', async (t) => {
   t.equal(r.bundle.seq, 7);
   t.same(JSON.parse(JSON.stringify(s)), s, 'plain JSON for the API');
 });
+
+t.test('a compacted rollout (its members dropped, its counts kept) is shown from its counts, with finite ratios', async (t) => {
+  // docs/storage.md, bounded growth: the record comes back from the store with no members.
+  const r = rollout();
+  const wave0 = r.waves[0].members;
+  const offline = new Set(wave0.slice(16));
+  start(r, T0, 'alice', (id) => !offline.has(id));
+  for (const id of wave0.slice(0, 16)) ack(r, id, 'applied');
+  tick(r, T0 + 3600_000, () => true);
+  const before = summary(r, T0 + 3600_000).waves;
+  t.equal(before[0].unreachable, 4);
+  r.devices = Object.create(null);
+  for (const w of r.waves) w.members = [];
+  const s = summary(r, T0 + 3600_000);
+  for (const [i, w] of s.waves.entries()) {
+    t.equal(w.members, before[i].members, `wave ${i}: its members are counted from its counts`);
+    t.equal(w.size, before[i].size);
+    t.equal(w.ackRatio, before[i].ackRatio, `wave ${i}: the ack ratio is what it was`);
+    t.equal(w.unreachableRatio, before[i].unreachableRatio, `wave ${i}: the unreachable ratio is a number`);
+    t.equal(w.failureCounted, before[i].failureCounted);
+  }
+  t.equal(s.devices, 40);
+  t.doesNotThrow(() => JSON.parse(JSON.stringify(s)));
+});
