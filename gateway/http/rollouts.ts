@@ -194,7 +194,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
       config: { role: 'operator' },
       schema: {
         tags: ['rollouts'],
-        summary: 'Roll back: a new bundle of the previous pins (higher seq) to every device this rollout reached; this rollout is aborted',
+        summary: 'Roll back: a new bundle of the previous pins (higher seq) to every device this rollout reached; one in progress is aborted',
         description:
           "The pins restored are the previous bundle's; on a group's first rollout, the initial pins of the firmware manifests of the group's models (per endpoint their union); a 409 names the model and firmware whose manifest is missing (push it: POST /v1/manifests). Pre-flight problems do not refuse a rollback: they are recorded in its gatesBypassed. A gateway without a signing key takes `bundle`, uploaded already, which must carry exactly the pins restored and no key rotation (409 otherwise).",
         params,

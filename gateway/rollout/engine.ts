@@ -441,14 +441,15 @@ export function abort(r: Rollout, now: number, actor: string, reason = 'operator
 /**
  * A rollback replaces this rollout (docs/architecture.md §6). One in progress (running or held) is
  * aborted with the reason 'rollback'; a completed one stays completed, and the decision records that
- * its bundle was rolled back. Pending and aborted rollouts are refused (nothing was sent, or nothing
- * is left to undo); gateway/rollout/policy.ts rollbackEligibility gives the reason first.
+ * its bundle was rolled back; so does an aborted one (what it sent before the abort is undone).
+ * Pending rollouts are refused (nothing was sent); gateway/rollout/policy.ts rollbackEligibility
+ * gives the reason first.
  */
 export function rollBack(r: Rollout, now: number, actor: string): ActionResult {
   if (r.state === 'running' || r.state === 'held') return abort(r, now, actor, 'rollback');
-  if (r.state !== 'completed') return invalidState(r, 'roll back');
+  if (r.state !== 'completed' && r.state !== 'aborted') return invalidState(r, 'roll back');
   const s = step(r, now);
-  decide(s, { actor, action: 'rollback', reason: 'rollback', from: 'completed', to: 'completed' });
+  decide(s, { actor, action: 'rollback', reason: 'rollback', from: r.state, to: r.state });
   return { ok: true, effects: done(s) };
 }
 

@@ -38,10 +38,13 @@ function refused(message: string): ActionError {
  * Whether `r` may be rolled back, and the bundle whose pins it returns to: the group's baseline when
  * `r` was created, or null when the group ran no bundle before (its firmware's initial pins: the
  * gateway restores them from the firmware manifests, docs/architecture.md §6). Refused (HTTP 409)
- * while pending (nothing was sent: abort it), once aborted, and once rolled back.
+ * while pending (nothing was sent: abort it) and once rolled back. An aborted rollout may be rolled
+ * back: an abort (the operator's, or a wave's `onMiss: abort`) stops the sending, and the devices
+ * that applied its bundle keep its pins until a rollback restores the previous ones (one that never
+ * sent anything is refused by rollbackTargets).
  */
 export function rollbackEligibility(r: RollbackSubject): { ok: true; returnTo: string | null } | ActionError {
-  if (r.state === 'aborted' || r.state === 'pending') return refused(`cannot roll back a rollout that is ${r.state}`);
+  if (r.state === 'pending') return refused(`cannot roll back a rollout that is ${r.state}`);
   if (r.rolledBackBy) return refused(`rollout ${r.id} was rolled back already by ${r.rolledBackBy}`);
   return { ok: true, returnTo: r.previousBundle };
 }
@@ -62,7 +65,7 @@ export function reachedMembers(r: Rollout): string[] {
  */
 export function rollbackTargets(r: Rollout, live: (id: string) => boolean): { ok: true; devices: string[] } | ActionError {
   const devices = reachedMembers(r).filter(live);
-  if (devices.length === 0) return refused(`rollout ${r.id} has not sent its bundle to any device: abort it instead`);
+  if (devices.length === 0) return refused(`rollout ${r.id} has not sent its bundle to any device: ${r.state === 'aborted' ? 'nothing to roll back' : 'abort it instead'}`);
   return { ok: true, devices };
 }
 

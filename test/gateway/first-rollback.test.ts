@@ -54,3 +54,29 @@ t.test('a rollback is not blocked by pre-flight: its problems are recorded as a 
   await until(() => devices.every((d) => d.state.seq === rollback.bundle.seq), 5000, 'the rollback to apply');
   t.same(devices[0].state.endpoints[0].pins, [pin('old'), pin('backup')].map((p) => p.slice(7)));
 });
+
+t.test('an aborted rollout is rolled back to the devices that applied it: an abort stops the sending, it restores nothing', async (t) => {
+  const h = await harness(t);
+  const devices = await fleet(h, 3);
+  await Promise.all(devices.map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  // One aborted before it sent anything has nothing to undo.
+  const unsent = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const r0 = await h.gw.createRollout({ bundle: unsent.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }] }, 'alice');
+  await h.gw.abortRollout(r0.rollout.id, 'alice', 'not now');
+  await t.rejects(h.gw.rollback(r0.rollout.id, 'carol'), { code: 'PW_INVALID_STATE', message: /has not sent its bundle to any device/ });
+
+  const bad = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
+  const r1 = await h.gw.createRollout({ bundle: bad.id, target: { group: 'thermostats' }, waves: [{ size: '100%', minDevices: 10 }], start: true }, 'alice');
+  await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 3, 5000, 'the rollout to apply');
+  await h.gw.abortRollout(r1.rollout.id, 'alice', 'wrong pins');
+  t.ok(devices.every((d) => d.state.seq === bad.seq), 'the abort left every device on the aborted pins');
+  const { aborted, rollback } = await h.gw.rollback(r1.rollout.id, 'carol');
+  t.equal(aborted.state, 'aborted', 'the rollout stays aborted');
+  t.match((await h.gw.getRollout(r1.rollout.id)).decisions.at(-1), { action: 'rollback', actor: 'carol', from: 'aborted', to: 'aborted' });
+  t.equal(rollback.bundle.seq, bad.seq + 1);
+  await until(() => devices.every((d) => d.state.seq === rollback.bundle.seq), 5000, 'the rollback to apply');
+  t.same(devices[0].state.endpoints[0].pins, [pin('old'), pin('backup')].map((p) => p.slice(7)), 'back on the pins before the aborted rollout');
+  await t.rejects(h.gw.rollback(r1.rollout.id, 'carol'), { code: 'PW_INVALID_STATE', message: /rolled back already/ }, 'and only once');
+
+});

@@ -229,7 +229,8 @@ export function allowedActions(r: Rollout, role: Role, name = ''): ActionVerb[] 
   if (r.state === 'held') out.push('resume');
   if (r.state === 'pending' || r.state === 'running' || r.state === 'held') out.push('abort');
   const reached = r.waves.some((w) => w.startedAt !== null);
-  if ((r.state === 'running' || r.state === 'held' || r.state === 'completed') && !r.rolledBackBy && r.previousBundle !== null && reached) out.push('rollback');
+  // An aborted rollout too: the abort stopped the sending, and what it sent before is undone by a rollback.
+  if (r.state !== 'pending' && !r.rolledBackBy && r.previousBundle !== null && reached) out.push('rollback');
   return out;
 }
 
@@ -356,7 +357,7 @@ export function actionDialog(verb: ActionVerb, r: Rollout): ActionDialog {
         title: `Roll back rollout ${r.id}?`,
         lines: [
           `A new bundle with the pins of the group's previous bundle (${shortId(r.previousBundle ?? '')}) and a higher seq is signed and sent in one wave to every device this rollout reached.`,
-          r.state === 'completed' ? 'It takes this rollout’s place as the group’s baseline.' : 'This rollout is aborted.',
+          r.state === 'completed' ? 'It takes this rollout’s place as the group’s baseline.' : r.state === 'aborted' ? 'This rollout stays aborted; the devices it reached get the previous pins back.' : 'This rollout is aborted.',
         ],
         confirm: 'Roll back',
         danger: true,

@@ -86,13 +86,13 @@ t.test('a member of a rollout in progress that applied and reports less is left 
 
 // ------------------------------------------------------------------------------ rollback eligibility
 
-t.test('rollback is refused while pending, once aborted, once rolled back; without a previous bundle it returns to the initial pins', async (t) => {
+t.test('rollback is refused while pending and once rolled back, not once aborted; without a previous bundle it returns to the initial pins', async (t) => {
   const pending = make(3);
   t.same(rollbackEligibility(pending), { ok: false, code: 'PW_INVALID_STATE', message: 'cannot roll back a rollout that is pending' });
   const aborted = make(3);
   start(aborted, T0, 'alice', everyone);
   abort(aborted, T0 + SEC, 'alice');
-  t.same(rollbackEligibility(aborted), { ok: false, code: 'PW_INVALID_STATE', message: 'cannot roll back a rollout that is aborted' });
+  t.same(rollbackEligibility(aborted), { ok: true, returnTo: aborted.previousBundle }, 'an abort stops the sending: what it sent before may be undone');
   const done = completed(3);
   done.rolledBackBy = 'r2';
   t.same(rollbackEligibility(done), { ok: false, code: 'PW_INVALID_STATE', message: 'rollout r1 was rolled back already by r2' });
@@ -154,10 +154,20 @@ t.test('rolling back a rollout in progress aborts it with the reason rollback', 
   t.match(r.decisions.at(-1), { actor: 'carol', action: 'abort', reason: 'rollback', from: 'running', to: 'aborted' });
 });
 
-t.test('rolling back a pending or aborted rollout is refused and records nothing', async (t) => {
+t.test('rolling back a pending rollout is refused and records nothing; an aborted one stays aborted and records the rollback', async (t) => {
   const r = make(3);
   t.same(rollBack(r, T0, 'carol'), { ok: false, code: 'PW_INVALID_STATE', message: 'cannot roll back a rollout that is pending' });
   t.equal(r.decisions.length, 0);
+  start(r, T0, 'alice', everyone);
+  abort(r, T0 + SEC, 'alice');
+  const res = rollBack(r, T0 + 2 * SEC, 'carol');
+  t.ok(res.ok);
+  t.same(types(res.ok ? res.effects : []), ['persist']);
+  t.equal(r.state, 'aborted');
+  t.match(r.decisions.at(-1), { actor: 'carol', action: 'rollback', reason: 'rollback', from: 'aborted', to: 'aborted' });
+  const unsent = make(3);
+  abort(unsent, T0, 'alice');
+  t.match(rollbackTargets(unsent, () => true), { ok: false, message: `rollout ${unsent.id} has not sent its bundle to any device: nothing to roll back` });
 });
 
 t.test('a rollback whose bundle is the baseline hands it on when it is rolled back itself, completed or not', async (t) => {

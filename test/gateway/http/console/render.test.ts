@@ -128,9 +128,11 @@ t.test('actions: none for a viewer; for an operator, those the state allows; app
   t.same(allowedActions(rollout({ state: 'held' }), 'admin'), ['resume', 'abort', 'rollback']);
   t.same(allowedActions(rollout({ state: 'pending', waves: [wave({ startedAt: null })] }), 'operator'), ['start', 'abort']);
   t.same(allowedActions(rollout({ state: 'completed' }), 'operator'), ['rollback']);
+  t.same(allowedActions(rollout({ state: 'aborted' }), 'operator'), ['rollback'], 'what an aborted rollout sent may be rolled back');
+  t.same(allowedActions(rollout({ state: 'aborted', rolledBackBy: 'r-x' }), 'operator'), [], 'once');
   t.same(allowedActions(rollout({ state: 'completed', rolledBackBy: 'r-2' }), 'operator'), [], 'rolled back once');
   t.same(allowedActions(rollout({ previousBundle: null }), 'operator'), ['pause', 'abort'], 'nothing to roll back to');
-  t.same(allowedActions(rollout({ state: 'aborted' }), 'operator'), []);
+  t.same(allowedActions(rollout({ state: 'aborted', waves: [wave({ startedAt: null })] }), 'operator'), [], 'an aborted rollout that never started a wave has nothing to roll back');
   const approval = { needed: true, required: 3, remaining: 1, approvals: [{ actor: 'otto', at: T0 }], requestedBy: 'olga', requestedAt: T0, removed: [{ host: 'api.example.com', port: 443, pins: ['p'], endpoint: false }], reason: 'removes 1 pin of api.example.com:443' };
   const gated = rollout({ state: 'pending', createdBy: 'olga', waves: [wave({ startedAt: null })], approval });
   t.same(allowedActions(gated, 'operator', 'ana'), ['approve', 'abort'], 'approve in place of start while approval is needed');
@@ -175,6 +177,7 @@ t.test('each dialog names what will happen, and its fields go back as the API bo
   t.match(actionDialog('start', rollout({ state: 'pending' })).lines[0], 'Wave 1 of 2 (100 of 10,100 devices) is sent bundle seq 8 of group thermostats now.');
   t.match(actionDialog('rollback', r).lines.join(' '), "pins of the group's previous bundle (abababababab)");
   t.match(actionDialog('rollback', rollout({ state: 'completed' })).lines[1], 'baseline');
+  t.match(actionDialog('rollback', rollout({ state: 'aborted' })).lines[1], 'stays aborted');
   t.match(actionDialog('pause', rollout()).lines[0], 'wave 2 of 2 keeps its state');
   t.match(actionDialog('approve', rollout({ state: 'pending' })).title, 'Approve rollout');
 });
