@@ -494,7 +494,9 @@ class Checker {
   record(v: unknown, at: string, known: readonly string[], expected = 'a mapping'): Record<string, unknown> {
     if (v === undefined) return {};
     if (!isRecord(v)) {
-      this.problems.push(`${at}: must be ${expected}, got ${shown(v)}`);
+      // A string where a mapping belongs is often a secret pasted one level too high (a token for
+      // its { name, role, hash }, a postgres:// URL with its password for { url }): never echoed.
+      this.problems.push(`${at}: must be ${expected}, got ${typeof v === 'string' ? 'a string (not shown: it may be a secret)' : shown(v)}`);
       return {};
     }
     this.keys(v, known, at);
@@ -720,8 +722,10 @@ class Checker {
     } catch {
       u = null;
     }
-    if (!u || (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:')) this.problems.push(`${at}: must be mqtt://HOST:PORT or mqtts://HOST:PORT, got ${shown(value)}`);
-    else if (!u.port) this.problems.push(`${at}: must name the port (1883 is never assumed), got ${shown(value)}`);
+    // Shown without its password: the gateway's broker password belongs in the --broker-auth file.
+    const seen = shown(u && u.password !== '' ? redactUrl(value) : value);
+    if (!u || (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:')) this.problems.push(`${at}: must be mqtt://HOST:PORT or mqtts://HOST:PORT, got ${seen}`);
+    else if (!u.port) this.problems.push(`${at}: must name the port (1883 is never assumed), got ${seen}`);
     else if (u.username !== '' || u.password !== '') this.problems.push(`${at}: must not carry a user name or password (they go in the --broker-auth file)`);
     else return u.protocol;
     return null;

@@ -118,7 +118,7 @@ t.test('tokens must be { name, role, hash }; a pasted token is refused without b
     'config.tokens[2].role: must be one of viewer, operator, admin, got "root"',
     'config.tokens[2].hash: must be a hash as `pinwave token hash` prints it (sha256:<43 characters>), not the token itself',
     'config.tokens[3].hash: the same token as another entry',
-    'config.tokens[4]: must be { name, role, hash }, got "dave"',
+    'config.tokens[4]: must be { name, role, hash }, got a string (not shown: it may be a secret)',
     'config.tokens[5].extra: unknown option (known: name, role, hash)',
     'config.tokens[5].name: must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -, got "eve smith"',
   ]);
@@ -252,7 +252,7 @@ t.test('webhooks: url, events (all of them when left out) and a secret; every pr
     'config.webhooks[1].colour: unknown option (known: url, events, secret)',
     'config.webhooks[1].url: required: an http:// or https:// URL',
     'config.webhooks[1].events: must be a non-empty list of rollout.held, rollout.resumed, rollout.completed, rollout.aborted, rollout.at_risk, approval.requested (leave it out for all of them), got an array',
-    'config.webhooks[2]: must be { url, events, secret }, got "x"',
+    'config.webhooks[2]: must be { url, events, secret }, got a string (not shown: it may be a secret)',
   ]);
   t.same(problems({ file: write(t, 'cred.json', { webhooks: [{ url: 'https://bob:hunter2@hooks.example.com/x', secret }] }), flags }), [
     'config.webhooks[0].url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)',
@@ -312,4 +312,27 @@ t.test('store.url: the fleet in PostgreSQL instead of a data dir; a bad URL is n
   t.match(bad, /store\.url: must be a postgres:\/\/USER@HOST:PORT\/DB URL, got "mysql:\/\/root:\*\*\*@db\/x"/);
   t.notMatch(bad, /hunter2/, 'the password is never shown');
   t.throws(() => loadConfig({ file: join(t.testdir({ 'c.json': JSON.stringify({ store: { url: 'postgres://a@b/c', pool: 3 } }) }), 'c.json') }), /config\.store\.pool: unknown option/);
+});
+
+t.test('a secret given where a mapping belongs is refused without being echoed: a token, a webhook URL, a database or broker URL', async (t) => {
+  const flags = { dataDir: '/d', keyPath: '/k' };
+  const list = problems({
+    file: write(t, 'c.json', {
+      tokens: ['pasted-api-token-0123456789abcdef'],
+      webhooks: ['https://alerts.example.com/hook?key=webhook-secret-0123'],
+      store: 'postgres://pinwave:db-password-0123@db:5432/fleet',
+    }),
+    flags,
+  });
+  t.same(list, [
+    'config.store: must be { url }, got a string (not shown: it may be a secret)',
+    'config.tokens[0]: must be { name, role, hash }, got a string (not shown: it may be a secret)',
+    'config.webhooks[0]: must be { url, events, secret }, got a string (not shown: it may be a secret)',
+  ]);
+  for (const secret of ['pasted-api-token', 'webhook-secret', 'db-password']) t.notOk(list.join('\n').includes(secret), `${secret} is not repeated`);
+  const broker = problems({ file: write(t, 'b.json', { broker: { url: 'mqtt://gw:broker-password-0123@127.0.0.1', auth: 'a.json' } }), flags });
+  t.match(broker, [/^config\.broker\.url: must name the port \(1883 is never assumed\), got "mqtt:\/\/gw:\*\*\*@127\.0\.0\.1"$/]);
+  t.notOk(broker.join('\n').includes('broker-password'), 'the broker password is not repeated');
+  const flag = problems({ flags: { ...flags, brokerUrl: 'https://gw:broker-password-0123@127.0.0.1:1883', brokerAuth: '/nonexistent.json' } });
+  t.notOk(flag.join('\n').includes('broker-password'), 'nor from --broker');
 });
