@@ -72,6 +72,9 @@ export async function main(args: string[], io: Io): Promise<number> {
   }
 }
 
+/** The longest --expires-in, as the gateway bounds body/expiresIn. */
+const MAX_LIFETIME_SECONDS = 100 * 365 * 86400;
+
 async function create(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, {
     key: { type: 'string' },
@@ -94,6 +97,8 @@ async function create(args: string[], io: Io): Promise<number> {
   const endpoints = pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE);
   const lifetime = durationFlag(values['expires-in'] ?? '30d', 'expires-in', USAGE);
   if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
+  // The gateway's own bound for a bundle it signs (POST /v1/bundles): beyond it, exp would not even be a date.
+  if (lifetime > MAX_LIFETIME_SECONDS) throw new UsageError(`--expires-in must be at most 100 years, got "${values['expires-in']}"`, USAGE);
   const policy = values['expiry-policy'] ?? 'enforce';
   if (policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
   const keyRotation = rotationFlags(values['rotate-keys'], values['key-epoch']);

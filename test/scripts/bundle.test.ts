@@ -1,5 +1,5 @@
 import t from 'tap';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -149,4 +149,18 @@ t.test('manifest create and validate', async (t) => {
   t.match(r.stdout, /\/pins\/0\/pins\/1: /);
   writeFileSync(bad, '{ not json');
   t.match((await pinwave('manifest', 'validate', bad)).stdout, /is not JSON/);
+});
+
+t.test('create refuses an --expires-in beyond what the gateway signs (100 years), before anything is signed or written', async (t) => {
+  const dir = t.testdir();
+  await pinwave('keygen', '--out', dir);
+  const out = join(dir, 'far.cbor');
+  const r = await pinwave('bundle', 'create', '--key', join(dir, 'signing.key'), '--group', 'g', '--seq', '1',
+    '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--expires-in', '99999999d', '--out', out);
+  t.equal(r.code, 2, r.stderr);
+  t.match(r.stderr, /--expires-in must be at most 100 years, got "99999999d"/);
+  t.notOk(existsSync(out), 'no bundle file is left behind');
+  const ok = await pinwave('bundle', 'create', '--key', join(dir, 'signing.key'), '--group', 'g', '--seq', '1',
+    '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--expires-in', '36500d', '--out', out);
+  t.equal(ok.code, 0, ok.stderr);
 });
