@@ -1,5 +1,5 @@
 // `pinwave devices provision|list|show|stuck|revoke`: the fleet registry through the gateway's HTTP API.
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { apiFrom, idArg, seg } from '../api-client.ts';
 import { parse, required, UsageError, type Io } from '../args.ts';
 import { table, when } from '../table.ts';
@@ -123,8 +123,11 @@ async function provision(args: string[], io: Io): Promise<number> {
     if (tokens.length > 0) io.err(`provisioned ${tokens.length} of ${rows.length} devices before the error; their tokens are in ${out}`);
     throw err;
   } finally {
-    writeSync(fd, JSON.stringify({ devices: tokens }, null, 2) + '\n');
+    // No token given out: the file goes again (it holds nothing shown-once), so the same command
+    // can be run again; otherwise the tokens the gateway gave are kept, even after an error.
+    if (tokens.length > 0) writeSync(fd, JSON.stringify({ devices: tokens }, null, 2) + '\n');
     closeSync(fd);
+    if (tokens.length === 0) rmSync(out, { force: true });
   }
   if (values.json) io.out(JSON.stringify({ provisioned: tokens.length, tokens: out }));
   else io.out(`provisioned ${tokens.length} device${tokens.length === 1 ? '' : 's'}; tokens written to ${out} (mode 0600, shown this once)`);

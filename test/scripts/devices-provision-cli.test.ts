@@ -1,0 +1,33 @@
+// `pinwave devices provision` when the gateway takes none of the devices: no tokens file is left
+// behind, so the same command can be run again once the gateway is there (README: the tokens are
+// written to a new file, never over another one).
+import t from 'tap';
+import { createServer } from 'node:net';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from '../../scripts/cli.ts';
+import type { Io } from '../../scripts/args.ts';
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+t.test('a provision that reaches no gateway fails (exit 1) and leaves no empty tokens file in the way of the retry', async (t) => {
+  const dir = t.testdir();
+  const csv = join(dir, 'devices.csv');
+  writeFileSync(csv, 'id,group\nth-1,thermostats\n');
+  const out = join(dir, 'tokens.json');
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: { PINWAVE_API: `http://127.0.0.1:${await closedPort()}`, PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
+  t.equal(await run(['devices', 'provision', csv, '--out', out], io), 1);
+  t.match(err.join('\n'), /cannot reach the gateway/);
+  t.notOk(existsSync(out), 'no tokens file: none was given out');
+  err.length = 0;
+  t.equal(await run(['devices', 'provision', csv, '--out', out], io), 1, 'the retry fails the same way, not on the file');
+  t.notMatch(err.join('\n'), /exists already/);
+});
