@@ -74,8 +74,10 @@ export async function main(args: string[], io: Io): Promise<number> {
 
 function ratio(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value.endsWith('%') ? Number(value.slice(0, -1)) / 100 : value);
-  if (value === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`--${flag} expects a ratio from 0 to 1 (or a percentage), got "${value}"`, USAGE);
+  // Decimal digits only: Number() would read "%" or " " as 0 and "0x1" as 1.
+  const m = /^(\d+(?:\.\d*)?|\.\d+)(%?)$/.exec(value);
+  const n = m ? Number(m[1]) / (m[2] ? 100 : 1) : NaN;
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`--${flag} expects a ratio from 0 to 1 (or a percentage), got "${value}"`, USAGE);
   return n;
 }
 
@@ -169,8 +171,8 @@ function deadlineFields(v: { deadline?: string; 'deadline-cert'?: string; 'margi
     }
   }
   if (v['margin-days'] !== undefined) {
-    const n = Number(v['margin-days']);
-    if (v['margin-days'] === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`--margin-days expects a number of days, got "${v['margin-days']}"`, USAGE);
+    const n = /^(\d+(?:\.\d*)?|\.\d+)$/.test(v['margin-days']) ? Number(v['margin-days']) : NaN;
+    if (!Number.isFinite(n) || n < 0) throw new UsageError(`--margin-days expects a number of days, got "${v['margin-days']}"`, USAGE);
     if (v['deadline-cert'] === undefined) throw new UsageError('--margin-days goes with --deadline-cert FILE', USAGE);
     out.marginDays = n;
   }
