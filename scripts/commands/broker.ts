@@ -5,7 +5,7 @@
 // gateway's own broker credentials. DIR is 0700, every file 0600: the plugin's file holds token
 // hashes and the credentials file a password.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,7 +14,7 @@ import { buildDynsecFile, GATEWAY_USERNAME, serializeDynsecFile, type BuiltDynse
 import { DEFAULT_BROKER_PORT, DEFAULT_PLUGIN_PATH, DYNSEC_FILE, mosquittoConf } from '../../gateway/broker/mosquitto-conf.ts';
 import { BROKER_AUTH_FILE, formatBrokerAuth } from '../../gateway/broker/broker-auth.ts';
 import { EmbeddedStore } from '../../gateway/store/embedded.ts';
-import { LEGACY_FILENAME } from '../../gateway/store/upgrade.ts';
+import { isDataDir, notADataDir } from '../data-dir.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { isBrokerUrl } from '../../gateway/broker/broker-url.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
@@ -145,19 +145,9 @@ function groupSkipped(skipped: BuiltDynsecFile['skipped']): Map<string, string[]
   return groups;
 }
 
-/** Whether `dir` holds an embedded store (docs/storage.md: its files), of this release or the one before. */
-function isDataDir(dir: string): boolean {
-  if (existsSync(join(dir, LEGACY_FILENAME))) return true;
-  try {
-    return readdirSync(dir).some((f) => /^(journal|snapshot)-\d+\.(log|json)$/.test(f));
-  } catch {
-    return false;
-  }
-}
-
 /** Every device of an embedded data dir, read with the store that wrote it. */
 async function readFleet(dataDir: string): Promise<Array<FleetDevice & { broker?: string }>> {
-  if (!isDataDir(dataDir)) throw new UsageError(`--from-data ${dataDir}: no pinwave store there (no journal, snapshot or ${LEGACY_FILENAME}: is it the gateway's --data dir?)`, USAGE);
+  if (!isDataDir(dataDir)) throw new UsageError(notADataDir('--from-data', dataDir), USAGE);
   const store = new EmbeddedStore({ dir: dataDir });
   await store.open();
   try {

@@ -6,6 +6,7 @@ import { EmbeddedStore } from '../../gateway/store/embedded.ts';
 import { copyStore, isEmpty } from '../../gateway/store/migrate.ts';
 import { PostgresStore, redactUrl } from '../../gateway/store/postgres.ts';
 import { parse, UsageError, type Io } from '../args.ts';
+import { isDataDir, notADataDir } from '../data-dir.ts';
 
 const USAGE = `Usage:
   pinwave store migrate --from DIR --to postgres://USER[:PASSWORD]@HOST:PORT/DB [--allow-non-empty]
@@ -35,6 +36,8 @@ async function migrate(args: string[], io: Io): Promise<number> {
   if (values.from === undefined) throw new UsageError('--from DIR is required: the data dir of the embedded store', USAGE);
   if (values.to === undefined) throw new UsageError('--to postgres://… is required: the database to copy into', USAGE);
   if (!/^postgres(ql)?:\/\//.test(values.to)) throw new UsageError(`--to must be a postgres:// URL, got ${redactUrl(values.to)}`, USAGE);
+  // Opening a folder with no store creates one: a mistyped --from would copy an empty fleet, "successfully".
+  if (!isDataDir(values.from)) throw new UsageError(notADataDir('--from', values.from), USAGE);
   const from = new EmbeddedStore({ dir: values.from });
   const to = new PostgresStore({ url: values.to });
   await from.open();

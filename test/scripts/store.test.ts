@@ -87,3 +87,13 @@ t.test('store migrate: usage errors', async (t) => {
   await t.rejects(main(['nope'], io), UsageError);
   t.equal(await main([], io), 2);
 });
+
+t.test('store migrate: a --from that holds no store is refused by name, and is not created (docs/storage.md: DIR is only read)', async (t) => {
+  const { io } = fakeIo();
+  const root = t.testdir({ empty: {} });
+  for (const from of [join(root, 'typo'), join(root, 'empty')]) {
+    await t.rejects(main(['migrate', '--from', from, '--to', 'postgres://x@127.0.0.1:9/x'], io), { name: 'UsageError', message: /--from .*: no pinwave store there/ }, from);
+  }
+  t.same(await readdir(root), ['empty'], 'nothing was created');
+  t.same(await readdir(join(root, 'empty')), [], 'nor written into the empty folder');
+});
