@@ -158,23 +158,24 @@ async function upload(args: string[], io: Io): Promise<number> {
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length !== 1) throw new UsageError('upload takes exactly one FILE (a COSE_Sign1 bundle, as bundle create writes it)', USAGE);
   const bytes = readBytes(positionals[0]);
-  const decoded = inspectBundle(bytes);
-  if (!decoded.ok) {
-    io.out(`rejected: ${decoded.reason}`);
-    io.err(decoded.detail);
+  // With --json a refusal is JSON too: { ok: false, reason, detail }.
+  const refused = (reason: string, detail: string) => {
+    if (values.json) io.out(JSON.stringify({ ok: false, reason, detail }, null, 2));
+    else {
+      io.out(`rejected: ${reason}`);
+      io.err(detail);
+    }
     return 1;
-  }
+  };
+  const decoded = inspectBundle(bytes);
+  if (!decoded.ok) return refused(decoded.reason, decoded.detail);
   const group = values.group ?? decoded.bundle.group;
   let res: BundleSummary & { kid: string };
   try {
     res = await apiFrom(values.api, io).post('/v1/bundles', { group, cose: Buffer.from(bytes).toString('base64') });
   } catch (err) {
     const details = err instanceof ApiError ? (err.body as { details?: { reason?: string; detail?: string } } | undefined)?.details : undefined;
-    if (details?.reason) {
-      io.out(`rejected: ${details.reason}`);
-      io.err(details.detail ?? (err as Error).message);
-      return 1;
-    }
+    if (details?.reason) return refused(details.reason, details.detail ?? (err as Error).message);
     throw err;
   }
   io.out(values.json ? JSON.stringify(res, null, 2) : `bundle ${res.id}\n  group ${res.group}, seq ${res.seq}, ${res.size} bytes, signed offline (kid ${res.kid}), uploaded`);

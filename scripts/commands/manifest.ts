@@ -138,23 +138,24 @@ async function push(args: string[], io: Io): Promise<number> {
     const e = err as NodeJS.ErrnoException;
     throw new Error(e.code ? `cannot read ${file}: ${e.code}` : `${file} is not JSON: ${e.message}`);
   }
+  // With --json a refusal is JSON too: { ok: false, file, errors: [{ path, message }] }.
+  const invalid = (errors: Array<{ path: string; message: string }>) => {
+    if (values.json) io.out(JSON.stringify({ ok: false, file, errors }, null, 2));
+    else {
+      io.out(`invalid: ${file}`);
+      io.out(formatManifestErrors(errors));
+    }
+    return 1;
+  };
   // Checked here first, as the gateway checks it: every problem at once, without a round trip.
   const checked = validateManifest(json);
-  if (!checked.ok) {
-    io.out(`invalid: ${file}`);
-    io.out(formatManifestErrors(checked.errors));
-    return 1;
-  }
+  if (!checked.ok) return invalid(checked.errors);
   let res: ManifestEntry & { status: string };
   try {
     res = await apiFrom(values.api, io).post('/v1/manifests', json);
   } catch (err) {
     const errors = (err instanceof ApiError ? (err.body as { details?: { errors?: Array<{ path: string; message: string }> } } | undefined)?.details?.errors : undefined) ?? null;
-    if (errors) {
-      io.out(`invalid: ${file}`);
-      io.out(formatManifestErrors(errors));
-      return 1;
-    }
+    if (errors) return invalid(errors);
     throw err;
   }
   if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
