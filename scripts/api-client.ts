@@ -56,7 +56,13 @@ export class ApiClient {
       throw new ApiError(res.status, `${res.status} ${parsed?.error ?? res.statusText}: ${parsed?.message ?? text.slice(0, 200)}${hint}`, parsed);
     }
     if (!accept.includes('json')) return text as T;
-    return (text ? JSON.parse(text) : undefined) as T;
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      const type = (res.headers.get('content-type') ?? 'no content type').split(';')[0];
+      throw new ApiError(res.status, `${this.base}${path.split('?')[0]} answered ${res.status} with ${type}, not JSON: is --api (or PINWAVE_API) a pinwave gateway?`);
+    }
   }
 
   get<T>(path: string, accept?: string) {
