@@ -15,7 +15,7 @@ const USAGE = `Usage:
         pin failures and its history; times in ISO 8601. --json: the API's record as it is
   pinwave devices stuck (--group G | --rollout ID) [--csv] [--json]
         devices not on the pins they should run, with why (docs/runbook.md says what each reason means)
-  pinwave devices revoke ID
+  pinwave devices revoke ID [--json]
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.`;
 
@@ -240,7 +240,8 @@ async function revoke(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, COMMON, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length !== 1) throw new UsageError('revoke takes exactly one device ID', USAGE);
-  await apiFrom(values.api, io).delete(`/v1/devices/${seg(positionals[0])}`);
+  const d = await apiFrom(values.api, io).delete<DeviceView>(`/v1/devices/${seg(positionals[0])}`);
+  if (values.json) return io.out(JSON.stringify(d, null, 2)), 0;
   io.out(`revoked ${positionals[0]}: disconnected, and refused from now on`);
   return 0;
 }

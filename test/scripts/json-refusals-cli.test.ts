@@ -33,3 +33,21 @@ t.test('manifest push --json: an invalid manifest is refused with a JSON answer 
   t.ok(answer.errors.some((e: { path: string; message: string }) => /unknown field "color"/.test(e.message)), 'the problems, with their paths');
   t.match((await pinwave(['manifest', 'push', file])).stdout, /^invalid: /, 'without --json, as before');
 });
+
+t.test('devices revoke --json prints the revoked device as the API returns it, not a sentence', async (t) => {
+  const { createServer } = await import('node:http');
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id: 'th-1', group: 'thermostats', state: 'revoked', revokedAt: 1 }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const r = await pinwave(['devices', 'revoke', 'th-1', '--json', '--api', api]);
+  t.equal(r.code, 0, r.stderr);
+  t.same(seen, ['DELETE /v1/devices/th-1']);
+  t.match(JSON.parse(r.stdout), { id: 'th-1', state: 'revoked' });
+  t.match((await pinwave(['devices', 'revoke', 'th-1', '--api', api])).stdout, /^revoked th-1: disconnected/, 'without --json, as before');
+});
