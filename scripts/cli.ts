@@ -19,8 +19,10 @@ The gateway and the fleet:
   token hash|new                     API tokens (hashes) for the gateway config
   config check FILE                  check a gateway config file: every problem, or a summary
   devices provision|list|show|stuck|revoke
-  bundle push|list|show              have the gateway sign a bundle; list them; one decoded, against its group's pins
-  rollout create|start|status|pause|resume|abort|rollback|list
+  bundle push|upload|list|show       have the gateway sign a bundle, or take one signed elsewhere; list them;
+                                     one decoded, against its group's pins
+  manifest push|list                 give the gateway a manifest; list the ones it knows
+  rollout create|start|status|pause|resume|abort|rollback|approve|list
   telemetry pin-failures             pin-failure reports by endpoint and served pin
   forecast --endpoint HOST:PORT --pin|--cert|--connect   devices that would lock out if it served that key
   sim --api URL | --gateway mqtt://HOST:PORT   run a fleet of simulated devices against a gateway
