@@ -69,7 +69,12 @@ export interface SimHooks {
   signal?: AbortSignal;
   /** called once the fleet exists, before it connects (tests watch it) */
   onFleet?: (fleet: Fleet) => void;
+  /** how long one API request may take; default REQUEST_TIMEOUT_MS */
+  requestTimeoutMs?: number;
 }
+
+/** How long one request to the gateway's API may take, as the operator CLI's (scripts/api-client.ts). */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /**
  * Whether a manifest `pinwave sim` builds itself declares a health check of the scenario's endpoints
@@ -182,7 +187,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     const n = devicesFlag ?? scenario?.devices;
     if (n === undefined) throw new UsageError('--api needs --devices N (or "devices" in the scenario)', USAGE);
     if (group === undefined) throw new UsageError('--api needs --group G (or "group" in the scenario)', USAGE);
-    const info = await request<{ mqttUrl: string; publicKey: string | null; broker?: string }>(api, token!, 'GET', '/v1/info');
+    const info = await request<{ mqttUrl: string; publicKey: string | null; broker?: string }>(api, token!, 'GET', '/v1/info', undefined, hooks.requestTimeoutMs);
     if (typeof info?.mqttUrl !== 'string') throw new Error(`GET ${api}/v1/info did not return mqttUrl`);
     // docs/architecture.md §5: presence is retained on a broker the gateway does not own, never on the embedded one
     if (info.broker === 'external' && !values['no-presence']) retainPresence = true;
@@ -199,7 +204,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     // pre-flight and for the rollback of the group's first rollout (the admin token provisions too).
     for (const m of models) {
       try {
-        await request(api, token!, 'POST', '/v1/manifests', m.manifest);
+        await request(api, token!, 'POST', '/v1/manifests', m.manifest, hooks.requestTimeoutMs);
       } catch (err) {
         io.err(`warning: the gateway did not take the manifest of ${m.manifest.model} ${m.manifest.firmware}: ${(err as Error).message}`);
       }
@@ -213,7 +218,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     fleetDevices = [];
     for (let i = 0; i < wantedDevices.length; i += 10_000) {
       const batch = wantedDevices.slice(i, i + 10_000);
-      const res = await request<{ devices: Array<{ id: string; token: string; broker?: unknown }> }>(api, token!, 'POST', '/v1/devices', { devices: batch });
+      const res = await request<{ devices: Array<{ id: string; token: string; broker?: unknown }> }>(api, token!, 'POST', '/v1/devices', { devices: batch }, hooks.requestTimeoutMs);
       const given = new Map((res?.devices ?? []).map((d) => [d.id, d]));
       for (const d of batch) {
         const t = given.get(d.id)?.token;
@@ -476,18 +481,23 @@ async function pinsServedBy(endpoints: CallHomeEndpoint[]): Promise<FirmwareMani
   );
 }
 
-async function request<T>(base: string, token: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+async function request<T>(base: string, token: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
+  // Bounded, body included: an address that takes the connection and never answers would hold the command for ever.
+  const signal = AbortSignal.timeout(timeoutMs);
+  const failed = (err: unknown) => new Error(`${method} ${base}${path}: ${signal.aborted ? `no answer within ${timeoutMs / 1000} s` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message)}`);
   let res: Response;
+  let text: string;
   try {
     res = await fetch(base + path, {
       method,
       headers: { accept: 'application/json', authorization: `Bearer ${token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
     });
+    text = await res.text();
   } catch (err) {
-    throw new Error(`${method} ${base}${path}: ${(err as { cause?: Error }).cause?.message ?? (err as Error).message}`);
+    throw failed(err);
   }
-  const text = await res.text();
   let parsed: unknown = null;
   try {
     parsed = text ? JSON.parse(text) : null;
