@@ -49,7 +49,8 @@ export class Actions {
       [this.#replica, method, JSON.stringify(args), this.#now()],
     );
     const id = Number(rows[0].id);
-    const deadline = Date.now() + this.#timeoutMs;
+    let deadline = Date.now() + this.#timeoutMs;
+    let taken = false;
     try {
       for (;;) {
         // woken by the notification, or every 500 ms: a notification is lost with a lock connection that drops
@@ -64,9 +65,18 @@ export class Actions {
           return done[0].result;
         }
         if (Date.now() > deadline) {
-          // withdrawn unless the leader took it meanwhile (then its outcome is unknown to the caller)
-          await this.#pool.query('DELETE FROM replica_actions WHERE id = $1 AND done_at IS NULL', [id]);
-          throw new GatewayError('PW_LEADER_UNAVAILABLE', `no leading replica performed ${method} within ${this.#timeoutMs} ms; try again`);
+          if (!taken) {
+            // Withdrawn only while no leader has taken it: a leader that took it performs it (or
+            // its successor does), so telling the caller to try again would have it done twice.
+            const withdrawn = await this.#pool.query('DELETE FROM replica_actions WHERE id = $1 AND taken_at IS NULL AND done_at IS NULL', [id]);
+            if (withdrawn.rowCount === 1) throw new GatewayError('PW_LEADER_UNAVAILABLE', `no leading replica performed ${method} within ${this.#timeoutMs} ms; try again`);
+            // taken (or just done): wait for its outcome as long again
+            taken = true;
+            deadline = Date.now() + this.#timeoutMs;
+            continue;
+          }
+          // the row stays: the leader still writes its outcome, and the caller must look before repeating
+          throw new GatewayError('PW_LEADER_UNAVAILABLE', `the leading replica took ${method} but gave no answer within ${2 * this.#timeoutMs} ms: it may have been performed; look before repeating it`);
         }
       }
     } finally {
@@ -86,6 +96,10 @@ export class Actions {
           this.#again = false;
           const { rows } = await this.#pool.query<{ id: string; method: string; args: unknown[] }>('SELECT id, method, args FROM replica_actions WHERE done_at IS NULL ORDER BY id');
           for (const row of rows) {
+            // Taken before it is performed: a row its follower withdrew meanwhile (its caller was
+            // told to try again) is never performed, and one taken is no longer withdrawn.
+            const take = await this.#pool.query('UPDATE replica_actions SET taken_at = $2 WHERE id = $1 AND done_at IS NULL', [row.id, this.#now()]);
+            if (take.rowCount !== 1) continue;
             let outcome: Outcome;
             try {
               outcome = { result: (await perform(row.method, row.args)) ?? null };

@@ -235,4 +235,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE SEQUENCE rollout_event_ids;
   `,
+  // 7: when the leader took a forwarded operator action (docs/architecture.md §8): a follower
+  // withdraws only an action no leader has taken, so its caller is never told to try again about
+  // one that is being performed
+  `
+  ALTER TABLE replica_actions ADD COLUMN taken_at bigint;
+  `,
 ];

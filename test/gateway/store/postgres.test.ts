@@ -30,7 +30,7 @@ t.test('migrations are applied once and recorded; a newer schema is refused', as
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   t.teardown(() => c.end());
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
   const tables = (await c.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).rows.map((r) => r.table_name);
   t.same(tables, ['bundles', 'console_sessions', 'counters', 'device_history', 'device_telemetry', 'devices', 'groups', 'items', 'pinwave_schema', 'replica_actions', 'replica_inbox', 'replica_leader', 'replicas', 'rollout_decisions', 'rollout_members', 'rollout_waves', 'rollouts', 'telemetry_buckets']);
   await c.query('INSERT INTO pinwave_schema (version) VALUES (99)');
@@ -56,7 +56,7 @@ t.test("a database of an earlier schema gains the devices' broker column; its de
   t.same(await b.getDevice('old-1'), device('old-1'), 'an existing device has no broker');
   t.same(await b.apply(provision(device('new-1', 'door-locks', { broker: 'mqtt://10.0.0.12:18830' }))), { ok: true, seqs: [] });
   t.same(await b.getDevice('new-1'), device('new-1', 'door-locks', { broker: 'mqtt://10.0.0.12:18830' }), 'a new one keeps the broker it was given');
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6, 7]);
 });
 
 t.test('batches in flight share one transaction of multi-row statements; a refused one is refused alone', async (t) => {
