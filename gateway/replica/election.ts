@@ -38,6 +38,12 @@ export interface ElectionOptions {
   /** this replica lost the lock (its connection is gone): stop engine work now */
   onLose: (reason: string) => void;
   onNotify: (channel: string, payload: string) => void;
+  /**
+   * called on the lock's connection each time this replica holds its own lock, at open and again
+   * after a lost connection: a leader that took the lock meanwhile took this replica for gone and
+   * forgot it (replica.ts registers it here again)
+   */
+  onOwnLock?: (c: pg.Client) => Promise<void>;
   /** called every `retryMs` while leading, on the lock's connection (dead-replica checks) */
   onLeaderTick?: (c: pg.Client) => Promise<void>;
   log: Logger;
@@ -119,7 +125,13 @@ export class Election {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    for (const ch of this.#o.channels) await c.query(`LISTEN ${ch}`);
+    try {
+      await this.#o.onOwnLock?.(c);
+      for (const ch of this.#o.channels) await c.query(`LISTEN ${ch}`);
+    } catch (err) {
+      await c.end().catch(() => undefined);
+      throw err;
+    }
     this.#client = c;
   }
 

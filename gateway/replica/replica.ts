@@ -75,12 +75,11 @@ export class Replica {
   readonly #counters = { inboxIn: 0, inboxHandled: 0, forwarded: 0, sessionsDrained: 0, drainedMessages: 0 };
   readonly #draining = new Set<string>();
 
-  /** Takes this replica's own lock and registers it; it follows until elect(). */
+  /** Takes this replica's own lock and registers it (again whenever it takes that lock again); it follows until elect(). */
   static async start(o: ReplicaOptions): Promise<Replica> {
     const r = new Replica(o);
     try {
       r.#election = await r.#open();
-      await r.#pool.query('INSERT INTO replicas (id, started_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at', [o.id, o.now()]);
     } catch (err) {
       await r.close();
       throw err;
@@ -109,6 +108,11 @@ export class Replica {
       },
       onNotify: (channel, payload) => r.#notified(channel, payload),
       onLeaderTick: (c) => r.#drainGone(c),
+      // Registered whenever it holds its own lock: a lock connection that dropped let the leader
+      // take this replica for gone and forget it, and one forgotten is never drained when it dies.
+      onOwnLock: async (c) => {
+        await c.query('INSERT INTO replicas (id, started_at) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET started_at = EXCLUDED.started_at', [o.id, o.now()]);
+      },
     });
   }
 
