@@ -341,20 +341,42 @@ export class ExternalBroker {
    * Takes this replica out for good: unsubscribes (the broker deals it no more shares), waits until
    * every message it was sent has been handled and acknowledged (up to `handlerTimeoutMs`), then
    * ends the link and its session (Session Expiry 0), so nothing waits there for a replica that will
-   * not come back. A replica that only restarts uses close(), which keeps the session.
+   * not come back. A replica that only restarts uses close(), which keeps the session. Rejects,
+   * the session kept (as close()), when a message could not be committed or the link was lost first.
    */
   async retire(): Promise<void> {
     if (this.#closing) return this.#closing;
     if (this.#linkUp) {
       await this.#client.unsubscribeAsync(this.#filters()).catch(() => {});
       const deadline = Date.now() + this.#o.handlerTimeoutMs;
-      let lastCount = -1;
-      // quiet: nothing in hand, and nothing new for 250 ms (what the session still held has come)
-      while (Date.now() < deadline) {
-        const count = this.#counters.messagesIn + this.#counters.presenceIn + this.#counters.foreign;
-        if (this.#line.length === 0 && count === lastCount) break;
-        lastCount = count;
-        await new Promise((r) => setTimeout(r, 250));
+      const received = () => this.#counters.messagesIn + this.#counters.presenceIn + this.#counters.foreign;
+      // Drained: nothing in hand, and a round trip to the broker brought nothing new. A quiet spell
+      // proves nothing (the broker's one thread may be busy for seconds, rewriting its plugin's
+      // file); a round trip does: the broker handles this client's packets in order, and on each
+      // PUBACK writes what the session queued next (Mosquitto 2.0), before it reads the UNSUBSCRIBE
+      // behind it and answers on the same stream.
+      let drained = false;
+      const failuresBefore = this.#counters.handlerFailures + this.#counters.handlerTimeouts;
+      while (Date.now() < deadline && this.#linkUp && this.#counters.handlerFailures + this.#counters.handlerTimeouts === failuresBefore) {
+        if (this.#line.length > 0) {
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
+        const before = received();
+        const answered = await this.#client.unsubscribeAsync(this.#filters()).then(
+          () => true,
+          () => false,
+        );
+        if (answered && this.#line.length === 0 && received() === before) {
+          drained = true;
+          break;
+        }
+      }
+      if (!drained) {
+        // A message not committed (or the link lost) is still the session's: ending the session
+        // would drop it for good. It is kept for the next try under this client id.
+        await this.close();
+        throw new Error(`the session of ${this.#o.clientId} was not drained (${this.#lastError || 'no answer in time'}): kept, with what it holds`);
       }
     }
     this.#closing = (async () => {

@@ -284,3 +284,61 @@ t.test('start refuses wrong credentials, a device-like client id, a url without 
   await dead.process.kill();
   await t.rejects(ExternalBroker.start({ url: dead.url, password: dead.gateway.password, clientId: 'pinwave@x', startTimeoutMs: 300, reconnectMinMs: 20 }), /no connection to the broker .* within 300 ms/);
 });
+
+t.test('retiring drains what the session still queues even when the broker stalls between deliveries', async (t) => {
+  // docs/architecture.md §8: the leader drains a dead replica's session, then ends it (Session
+  // Expiry 0). Mosquitto's single thread can stall for seconds (a dynamic-security rewrite), so a
+  // quiet spell is no proof that the session's queue is empty: what is left would go with it.
+  const [d] = newDevices(1);
+  const b = await mosquitto(t, { devices: [d] });
+  const device = await b.deviceClient(d);
+  // the dead replica: subscribed, then gone with its session kept
+  const dead = await replica(t, b, { clientId: 'pinwave@dead', receiveMaximum: 1 });
+  await dead.close();
+  for (let i = 0; i < 4; i++) await report(device, d.id, `q-${i}`);
+  const got: string[] = [];
+  let stalled = false;
+  const taker = await replica(t, b, {
+    clientId: 'pinwave@dead',
+    receiveMaximum: 1,
+    presence: 'shared',
+    onMessage: async (_id, _kind, payload) => {
+      got.push(payload.toString());
+      await new Promise((r) => setTimeout(r, 20));
+      if (!stalled && got.length === 2) {
+        stalled = true;
+        // the broker busy for 800 ms while the session still queues two
+        process.kill(b.process.pid, 'SIGSTOP');
+        setTimeout(() => process.kill(b.process.pid, 'SIGCONT'), 800).unref();
+      }
+    },
+  });
+  await taker.retire();
+  t.same(got, ['q-0', 'q-1', 'q-2', 'q-3'], 'every queued message was handled before the session ended');
+  // and nothing is left waiting under that client id
+  const back = gate();
+  await replica(t, b, { clientId: 'pinwave@dead', onMessage: back.onMessage });
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(back.got, [], 'the session was ended, empty');
+});
+
+t.test('retiring keeps the session when a message it held could not be committed', async (t) => {
+  // docs/architecture.md §8: a message the leader could not commit while draining a dead replica's
+  // session is not acknowledged; ending the session then would drop it for good.
+  const [d] = newDevices(1);
+  const b = await mosquitto(t, { devices: [d] });
+  const device = await b.deviceClient(d);
+  const dead = await replica(t, b, { clientId: 'pinwave@dead' });
+  await dead.close();
+  await report(device, d.id, 'held');
+  const taker = await replica(t, b, { clientId: 'pinwave@dead', presence: 'shared', onMessage: () => Promise.reject(new Error('the store is away')) });
+  const retired = await taker.retire().then(
+    () => 'ended',
+    (err: Error) => err.message,
+  );
+  t.not(retired, 'ended', 'retire says the session was not drained');
+  const back = gate();
+  await replica(t, b, { clientId: 'pinwave@dead', onMessage: back.onMessage });
+  await until(() => back.got.length === 1, 5000, 'the message that was not committed, kept in the session').catch(() => undefined);
+  t.same(back.got, ['held'], 'sent again to whoever connects under that id next');
+});
