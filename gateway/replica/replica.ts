@@ -107,7 +107,12 @@ export class Replica {
         r.#o.hooks.follow(reason);
       },
       onNotify: (channel, payload) => r.#notified(channel, payload),
-      onLeaderTick: (c) => r.#drainGone(c),
+      onLeaderTick: async (c) => {
+        // What a failed handler or action left waits for no notification: a quiet fleet sends none.
+        await r.#drainInbox();
+        await r.#serveActions();
+        await r.#drainGone(c);
+      },
       // Registered whenever it holds its own lock: a lock connection that dropped let the leader
       // take this replica for gone and forget it, and one forgotten is never drained when it dies.
       onOwnLock: async (c) => {

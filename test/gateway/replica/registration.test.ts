@@ -32,9 +32,10 @@ t.test('a follower whose lock connection dropped is registered again once it hol
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
   t.teardown(() => admin.end());
-  const start = (id: string) => Replica.start({ url, id, brokers: [], hooks, log: NO_LOG, now: Date.now, retryMs: 50 }).then((r) => (t.teardown(() => r.close()), r));
-  const a = await start('pinwave@a');
-  const b = await start('pinwave@b');
+  const start = (id: string, retryMs: number) => Replica.start({ url, id, brokers: [], hooks, log: NO_LOG, now: Date.now, retryMs }).then((r) => (t.teardown(() => r.close()), r));
+  // the leader looks for gone replicas every 50 ms; b opens its lock connection again after 500
+  const a = await start('pinwave@a', 50);
+  const b = await start('pinwave@b', 500);
   await a.elect();
   await b.elect();
   t.ok(a.leading, 'a leads');
@@ -57,4 +58,33 @@ t.test('a follower whose lock connection dropped is registered again once it hol
   }, 5000, 'b holds its own lock again');
   await until(async () => (await registered()).includes('pinwave@b'), 3000, 'b registered again').catch(() => undefined);
   t.same(await registered(), ['pinwave@a', 'pinwave@b'], 'b, running, is registered again: a drains its session if it dies');
+});
+
+t.test("a follower's message the leader could not commit is tried again without waiting for another notification", async (t) => {
+  // docs/architecture.md §8: a row whose handler failed stays in replica_inbox; in a quiet fleet no
+  // other message may come to notify the leader, and the last acks of a wave would wait forever.
+  const url = await testDatabase(t);
+  const s = new PostgresStore({ url });
+  await s.open();
+  await s.close();
+  const handled: string[] = [];
+  let failures = 1;
+  const leaderHooks: ReplicaHooks = {
+    ...hooks,
+    handle: async (id, kind) => {
+      if (failures-- > 0) throw new Error('the store is away for a moment');
+      handled.push(`${id} ${kind}`);
+    },
+  };
+  const a = await Replica.start({ url, id: 'pinwave@a', brokers: [], hooks: leaderHooks, log: NO_LOG, now: Date.now, retryMs: 50 });
+  t.teardown(() => a.close());
+  const b = await Replica.start({ url, id: 'pinwave@b', brokers: [], hooks, log: NO_LOG, now: Date.now, retryMs: 50 });
+  t.teardown(() => b.close());
+  await a.elect();
+  await b.elect();
+  await b.message('th-1', 'ack', Buffer.from('{}'));
+  await until(() => failures < 0 || handled.length > 0, 3000, 'the leader tried it').catch(() => undefined);
+  await until(() => handled.length === 1, 2000, 'handled at a later try').catch(() => undefined);
+  t.same(handled, ['th-1 ack'], 'handled once the store is back, with no new notification');
+  t.equal(await a.inboxWaiting(), 0, 'and its row gone');
 });
