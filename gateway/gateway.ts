@@ -290,7 +290,9 @@ export class Gateway {
       lead: async () => {
         // What the last leader committed is the truth now: the engine starts from it, and from the
         // pushed manifests it committed (a push writes the whole set: one this replica was never
-        // told of, its leader gone before it notified, would be dropped by the next).
+        // told of, its leader gone before it notified, would be dropped by the next). A view read
+        // still out was taken before the last leader's latest commits: it lands first, never after.
+        while (this.#viewReading) await this.#viewReading;
         await this.#rollouts.load();
         this.#manifests.reset(await loadPushedManifests(this.#store, this.#o.dataDir ?? null));
         this.#startTimer();
