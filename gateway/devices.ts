@@ -162,6 +162,13 @@ export class Devices {
     // After the commit: a reconnect checked from here on sees the new hash.
     this.#link.disconnect(id);
     await this.#inBroker('rotate', [id], (c) => c.rotate(id, token, d.broker));
+    // A revocation committed meanwhile (here or on another replica) may have deleted the broker's
+    // client before the rotation reached it, and the rotation then created it again with the new
+    // token. Revocation commits before it touches the broker, so a look now sees it: undo.
+    if ((await this.get(id)).revokedAt !== null) {
+      await this.#inBroker('revoke', [id], (c) => c.revoke(id, d.broker));
+      throw new GatewayError('PW_INVALID_STATE', `device "${id}" was revoked while its token was rotated`);
+    }
     this.#log.info({ deviceId: id }, 'device token rotated');
     return { id, token };
   }
