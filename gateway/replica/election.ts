@@ -173,11 +173,18 @@ export class Election {
     // A new epoch: what the last leader's batches were fenced by no longer commits. The UPDATE
     // waits for any of its transactions in flight (they hold the row FOR SHARE), so whatever it
     // landed is in the database before onLead reads it.
-    const { rows: led } = await c.query<{ epoch: string }>(
-      `INSERT INTO replica_leader (one, epoch, holder, since) VALUES (true, 1, $1, $2)
-       ON CONFLICT (one) DO UPDATE SET epoch = replica_leader.epoch + 1, holder = EXCLUDED.holder, since = EXCLUDED.since RETURNING epoch`,
-      [this.#o.replicaId, Date.now()],
-    );
+    let led: Array<{ epoch: string }>;
+    try {
+      ({ rows: led } = await c.query<{ epoch: string }>(
+        `INSERT INTO replica_leader (one, epoch, holder, since) VALUES (true, 1, $1, $2)
+         ON CONFLICT (one) DO UPDATE SET epoch = replica_leader.epoch + 1, holder = EXCLUDED.holder, since = EXCLUDED.since RETURNING epoch`,
+        [this.#o.replicaId, Date.now()],
+      ));
+    } catch (err) {
+      // Session advisory locks stack: one kept here would outlive the next round's unlock.
+      await c.query('SELECT pg_advisory_unlock($1, $2)', [...LEADER_KEY]).catch(() => undefined);
+      throw err;
+    }
     if (this.#client !== c) return;
     this.#epoch = Number(led[0].epoch);
     this.#leading = true;

@@ -127,3 +127,27 @@ t.test('each takeover raises the leadership epoch, and a batch applied under an 
   leadingUnder = eb.epoch;
   t.same(await store.apply([{ type: 'device.patch', id: 'd-1', set: { seq: 2 } }]), { ok: true, seqs: [] }, 'committed under the current epoch');
 });
+
+t.test('a replica whose takeover fails before it leads gives the lock back whole', async (t) => {
+  // docs/architecture.md §8: session advisory locks stack; a lock taken by a round that then failed
+  // (the epoch's UPDATE refused) and taken again by the next stays held after one unlock, so a
+  // replica whose takeovers keep failing would keep every other one from leading.
+  const url = await database(t);
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  await admin.query('ALTER TABLE replica_leader RENAME TO replica_leader_away');
+  const a = replica(t, url, 'pinwave@a', {
+    onLead: () => {
+      throw new Error('the rollouts cannot be read here');
+    },
+  });
+  const ea = await a.open;
+  await ea.run(); // the epoch cannot be raised: this round fails after taking the lock
+  await admin.query('ALTER TABLE replica_leader_away RENAME TO replica_leader');
+  const b = replica(t, url, 'pinwave@b');
+  const eb = await b.open;
+  await eb.run();
+  await until(() => eb.leading, 3000, 'b to lead while a cannot take over').catch(() => undefined);
+  t.ok(eb.leading, 'b leads');
+});
