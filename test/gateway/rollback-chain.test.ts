@@ -1,19 +1,12 @@
 // Rolling back a rollback (docs/architecture.md §6): the group's baseline follows the last bundle
 // restored, so a device that joins later gets the pins the fleet was brought back to.
 import t from 'tap';
-import { fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
+import { completedRollout, fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
 import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
 
 t.test('rolling back the rollback of a completed rollout moves the baseline to the bundle restored last', async (t) => {
-  const h = await harness(t);
-  const devices = await fleet(h, 3);
-  await Promise.all(devices.map((d) => d.connect()));
-  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
-  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
-  const r1 = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
-  await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 3, 5000, 'the rollout to apply');
-  await h.gw.tick();
-  await until(async () => (await h.gw.getRollout(r1.rollout.id)).state === 'completed', 5000, 'the rollout to complete');
+  const { h, devices, rollout } = await completedRollout(t);
+  const r1 = { rollout };
 
   const { rollback: rb } = await h.gw.rollback(r1.rollout.id, 'carol');
   t.equal(await h.gw.baseline('thermostats'), rb.bundle.id, 'the first rollback is the baseline');
@@ -50,15 +43,8 @@ class GatedStore extends MemoryChangeStore {
 
 t.test('a rollback that loses its devices to a rollout created meanwhile leaves the rolled-back rollout as it was', async (t) => {
   const store = new GatedStore();
-  const h = await harness(t, { store });
-  const devices = await fleet(h, 3);
-  await Promise.all(devices.map((d) => d.connect()));
-  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
-  const b = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice');
-  const r1 = await h.gw.createRollout({ bundle: b.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
-  await until(async () => (await h.gw.getRollout(r1.rollout.id)).waves[0].applied === 3, 5000, 'the rollout to apply');
-  await h.gw.tick();
-  await until(async () => (await h.gw.getRollout(r1.rollout.id)).state === 'completed', 5000, 'the rollout to complete');
+  const { h, devices, rollout } = await completedRollout(t, { store });
+  const r1 = { rollout };
   const next = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [...newPins[0].pins, pin('third')] }] }, 'alice');
   const decisions = (await h.gw.getRollout(r1.rollout.id)).decisions.length;
 

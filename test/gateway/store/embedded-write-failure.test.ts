@@ -3,7 +3,7 @@
 // the cut is durable, before the applies are refused; a cut that failed is made before the next
 // write, and at close at the latest.
 import t from 'tap';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
@@ -11,6 +11,22 @@ import { device, provision } from './fixtures/conformance.ts';
 
 const counter = (by = 1): Change[] => [{ type: 'counter.add', name: 'acks', by }];
 const eio = (what: string) => Object.assign(new Error(`EIO: i/o error, ${what}`), { code: 'EIO' });
+
+/** An io call that does what it would, except once after `arm()`: then it fails with EIO. */
+function failsOnce<A extends unknown[]>(what: string, real: (...a: A) => Promise<void>) {
+  let armed = false;
+  return {
+    arm: () => void (armed = true),
+    call: async (...a: A): Promise<void> => {
+      if (armed) {
+        armed = false;
+        throw eio(what);
+      }
+      await real(...a);
+    },
+  };
+}
+const datasync = () => failsOnce('fdatasync', (fh: FileHandle) => fh.datasync());
 
 async function opened(dir: string, o: Partial<ConstructorParameters<typeof EmbeddedStore>[0]> = {}) {
   const s = new EmbeddedStore({ dir, ...o });
@@ -20,16 +36,10 @@ async function opened(dir: string, o: Partial<ConstructorParameters<typeof Embed
 
 t.test('a failed write is cut off the journal before its applies are refused', async (t) => {
   const dir = join(t.testdir(), 'data');
-  let failSync = false;
+  const sync = datasync();
   const s = await opened(dir, {
     io: {
-      datasync: async (fh) => {
-        if (failSync) {
-          failSync = false;
-          throw eio('fdatasync');
-        }
-        await fh.datasync();
-      },
+      datasync: sync.call,
       // A cut that takes a while (a busy disk, a loaded thread pool).
       truncate: async (fh, length) => {
         await new Promise((r) => setTimeout(r, 100));
@@ -40,7 +50,7 @@ t.test('a failed write is cut off the journal before its applies are refused', a
   await s.apply(counter(1));
   const journal = s.journalFile;
   const good = (await stat(journal)).size;
-  failSync = true;
+  sync.arm();
   const err = await s.apply(counter(10)).then(() => null, (e: unknown) => e as Error & { code: string });
   t.equal(err?.code, 'PW_STORE_IO');
   // What a kill -9 right after the refusal (the 503 sent) leaves: the refused record must be gone.
@@ -53,29 +63,12 @@ t.test('a failed write is cut off the journal before its applies are refused', a
 
 t.test('a cut that failed is made at close: the refused batch never loads', async (t) => {
   const dir = join(t.testdir(), 'data');
-  let failSync = false;
-  let failTruncate = false;
-  const s = await opened(dir, {
-    io: {
-      datasync: async (fh) => {
-        if (failSync) {
-          failSync = false;
-          throw eio('fdatasync');
-        }
-        await fh.datasync();
-      },
-      truncate: async (fh, length) => {
-        if (failTruncate) {
-          failTruncate = false;
-          throw eio('ftruncate');
-        }
-        await fh.truncate(length);
-      },
-    },
-  });
+  const sync = datasync();
+  const cut = failsOnce('ftruncate', (fh: FileHandle, length: number) => fh.truncate(length));
+  const s = await opened(dir, { io: { datasync: sync.call, truncate: cut.call } });
   await s.apply(counter(1));
-  failSync = true;
-  failTruncate = true;
+  sync.arm();
+  cut.arm();
   const err = await s.apply(counter(10)).then(() => null, (e: unknown) => e as Error & { code: string });
   t.equal(err?.code, 'PW_STORE_IO');
   t.same(await s.getCounters(), { acks: 1 });
@@ -88,26 +81,17 @@ t.test('a cut that failed is made at close: the refused batch never loads', asyn
 
 t.test('a new journal whose directory entry could not be synced is removed: rotation works again, and a torn tail stays a torn tail', async (t) => {
   const dir = join(t.testdir(), 'data');
-  let failDirSync = false;
-  const s = await opened(dir, {
-    io: {
-      syncDir: async (path) => {
-        if (failDirSync) {
-          failDirSync = false;
-          throw eio('fsync');
-        }
-        const { open } = await import('node:fs/promises');
-        const d = await open(path, 'r');
-        try {
-          await d.sync();
-        } finally {
-          await d.close();
-        }
-      },
-    },
+  const dirSync = failsOnce('fsync', async (path: string) => {
+    const d = await open(path, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
   });
+  const s = await opened(dir, { io: { syncDir: dirSync.call } });
   await s.apply(counter(1));
-  failDirSync = true;
+  dirSync.arm();
   await s.snapshotNow(); // the rotation fails: no snapshot
   t.equal(s.status().snapshots, 0);
   t.same((await readdir(dir)).filter((n) => n.startsWith('journal-')), ['journal-0000000001.log'], 'no journal is left behind that later records do not go to');
@@ -124,21 +108,11 @@ t.test('a new journal whose directory entry could not be synced is removed: rota
 
 t.test('a refusal never rests on a batch whose write then failed', async (t) => {
   const dir = join(t.testdir(), 'data');
-  let failSync = false;
-  const s = await opened(dir, {
-    io: {
-      datasync: async (fh) => {
-        if (failSync) {
-          failSync = false;
-          throw eio('fdatasync');
-        }
-        await fh.datasync();
-      },
-    },
-  });
+  const sync = datasync();
+  const s = await opened(dir, { io: { datasync: sync.call } });
   const d = (id: string): Change => provision(device(id))[0];
   await s.apply([d('d0')]);
-  failSync = true;
+  sync.arm();
   // The first provisioning is on its way to disk when the second is checked against it.
   const first = s.apply([d('d1')]);
   const second = s.apply([d('d1')]);
