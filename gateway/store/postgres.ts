@@ -363,7 +363,7 @@ export class PostgresStore implements ChangeStore {
     } else for (const d of this.#drained.splice(0)) d();
   }
 
-  async #commitGroup(group: Entry[], retried = false): Promise<void> {
+  async #commitGroup(group: Entry[], attempt = 0): Promise<void> {
     const pool = this.#pool!;
     let client: pg.PoolClient;
     try {
@@ -380,10 +380,19 @@ export class PostgresStore implements ChangeStore {
       const error = this.#unreachable(err, 'committing');
       // A connection the server dropped (a restart, a failover) before COMMIT was sent: nothing
       // was committed, so the group is tried once more on a new connection. After COMMIT was sent
-      // the outcome is unknown, and the callers are told.
-      if (!retried && error.code === 'PW_STORE_UNREACHABLE' && (err as { beforeCommit?: boolean }).beforeCommit === true) {
+      // the outcome is unknown, and the callers are told. A transaction the database rolled back
+      // for a deadlock with another gateway's (two replicas holding rows of one another's devices)
+      // committed nothing either, and is tried again, a few times.
+      const before = (err as { beforeCommit?: boolean }).beforeCommit === true;
+      const sqlstate = (err as { code?: unknown }).code;
+      if (before && attempt === 0 && error.code === 'PW_STORE_UNREACHABLE') {
         outcome = 'retry';
+        broken = err as Error;
         this.#log.warn({ store: this.name, err: broken.message }, 'store: the database connection was lost; retrying on a new one');
+      } else if (before && attempt < 3 && (sqlstate === '40P01' || sqlstate === '40001')) {
+        outcome = 'retry';
+        broken = undefined; // the connection is sound
+        this.#log.warn({ store: this.name, err: (err as Error).message }, 'store: a transaction was rolled back for a conflict with another; retrying');
       } else {
         this.#log.error({ store: this.name, code: error.code, err: broken.message }, 'store: a transaction failed; its batches were refused');
         this.#failGroup(group, error);
@@ -391,7 +400,7 @@ export class PostgresStore implements ChangeStore {
     } finally {
       client.release(broken);
     }
-    if (outcome === 'retry') await this.#commitGroup(group, true);
+    if (outcome === 'retry') await this.#commitGroup(group, attempt + 1);
   }
 
   /** The group in one transaction; on a refusal, each batch in its own, so only the refused one is refused. */
@@ -464,7 +473,10 @@ export class PostgresStore implements ChangeStore {
         const id = c.device.id;
         provisioned.set(id, (provisioned.get(id) ?? 0) + 1);
       }
-      for (const b of plan(changes)) await this.#run(client, b, seqs, provisioned);
+      // The devices whose row this transaction holds locked (provisioned or patched in it, or
+      // locked for an append), so an append locks only the others (see #append).
+      const locked = new Set<string>();
+      for (const b of plan(changes)) await this.#run(client, b, seqs, provisioned, locked);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (err instanceof Error && !(err instanceof Refusal)) Object.assign(err, { beforeCommit: true });
@@ -474,7 +486,7 @@ export class PostgresStore implements ChangeStore {
     return seqs;
   }
 
-  async #run(client: pg.PoolClient, b: Bucket, seqs: number[], provisioned: Map<string, number>): Promise<void> {
+  async #run(client: pg.PoolClient, b: Bucket, seqs: number[], provisioned: Map<string, number>, locked: Set<string>): Promise<void> {
     const q = (text: string, values: unknown[]) => client.query(text, values);
     const missing = (want: string[], got: Array<{ id: string }>) => {
       const have = new Set(got.map((r) => r.id));
@@ -483,7 +495,9 @@ export class PostgresStore implements ChangeStore {
     switch (b.kind) {
       case 'device.provision': {
         const ds = (b.changes as Array<Extract<Change, { type: 'device.provision' }>>).map((c) => c.device);
-        const firstOf = ds.filter((d, i) => ds.findIndex((x) => x.id === d.id) === i);
+        const first = new Map<string, DeviceRecord>();
+        for (const d of ds) if (!first.has(d.id)) first.set(d.id, d);
+        const firstOf = [...first.values()];
         const { rows } = await q(
           `INSERT INTO devices (id, grp, model, firmware, token_hash, created_at, revoked_at, last_seen, last_connect_at, last_disconnect_at, seq, bundle_id, key_epoch, key_epoch_set, broker)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::bigint[], $14::boolean[], $15::text[])
@@ -504,10 +518,11 @@ export class PostgresStore implements ChangeStore {
           if ((existing.has(d.id) || n > 1 || (provisioned.get(d.id) ?? 0) > 1) && !dups.includes(d.id)) dups.push(d.id);
         }
         if (dups.length > 0) throw new Refusal('PW_STORE_DUPLICATE_ID', dups, 'already provisioned');
+        for (const d of firstOf) locked.add(d.id);
         const history = firstOf.flatMap((d) => d.history.map((e) => ({ id: d.id, e })));
-        if (history.length > 0) await this.#insertHistory(client, history);
+        if (history.length > 0) await this.#insertHistory(client, history, locked);
         const reports = firstOf.flatMap((d) => d.telemetry.map((r) => ({ id: d.id, r })));
-        if (reports.length > 0) await this.#insertReports(client, reports);
+        if (reports.length > 0) await this.#insertReports(client, reports, locked);
         return;
       }
       case 'device.patch': {
@@ -531,19 +546,25 @@ export class PostgresStore implements ChangeStore {
           );
           const gone = missing(rows.map(([id]) => id), res.rows as Array<{ id: string }>);
           if (gone.length > 0) throw new Refusal('PW_STORE_NOT_FOUND', gone, 'no such device');
+          for (const r of res.rows as Array<{ id: string }>) locked.add(r.id);
         }
         return;
       }
       case 'device.history':
-        return this.#insertHistory(client, (b.changes as Array<Extract<Change, { type: 'device.history' }>>).map((c) => ({ id: c.id, e: c.entry })), true);
+        return this.#insertHistory(client, (b.changes as Array<Extract<Change, { type: 'device.history' }>>).map((c) => ({ id: c.id, e: c.entry })), locked);
       case 'device.telemetry':
-        return this.#insertReports(client, (b.changes as Array<Extract<Change, { type: 'device.telemetry' }>>).map((c) => ({ id: c.id, r: c.report })), true);
+        return this.#insertReports(client, (b.changes as Array<Extract<Change, { type: 'device.telemetry' }>>).map((c) => ({ id: c.id, r: c.report })), locked);
       case 'device.delete': {
         const ids = (b.changes as Array<Extract<Change, { type: 'device.delete' }>>).map((c) => c.id);
         if (new Set(ids).size !== ids.length) throw new Refusal('PW_STORE_NOT_FOUND', [ids.find((id, i) => ids.indexOf(id) !== i)!], 'no such device');
         const res = await q('DELETE FROM devices WHERE id = ANY($1::text[]) RETURNING id', [ids]);
         const gone = missing(ids, res.rows as Array<{ id: string }>);
         if (gone.length > 0) throw new Refusal('PW_STORE_NOT_FOUND', gone, 'no such device');
+        // The device's history and telemetry go with it. These statements come after the delete,
+        // which waited for any append holding the device's row, so they see what it appended.
+        await q('DELETE FROM device_history WHERE device_id = ANY($1::text[])', [ids]);
+        await q('DELETE FROM device_telemetry WHERE device_id = ANY($1::text[])', [ids]);
+        for (const id of ids) locked.delete(id);
         return;
       }
       case 'bundle.put': {
@@ -734,11 +755,17 @@ export class PostgresStore implements ChangeStore {
   }
 
   /**
-   * Appends entries to a device's history or telemetry, numbered per device (k), and deletes what
-   * falls past the cap, in one statement. Entries appended in the same statement cannot be deleted
-   * by it (it sees the table as before), so a device given more than the cap at once keeps the
-   * surplus until its next append; reads take the newest `keep`. With `check`, a device that does
-   * not exist refuses the batch.
+   * Appends entries to a device's history or telemetry, numbered per device (k, one past the
+   * device's highest), and deletes what falls past the cap, in one statement. A device not already
+   * locked by this transaction is locked first (FOR NO KEY UPDATE, in a statement of its own, so
+   * the append's snapshot sees what another transaction appended before it let go), which also
+   * refuses a device that does not exist; a device provisioned or patched earlier in the
+   * transaction is held already, and costs no lock. This is what serialises appends to one device
+   * and a device's delete, without a foreign key (whose check would lock the row once more per
+   * entry) and without a counter in the device's row (a second version of the row per ack).
+   * Entries appended in the same statement cannot be deleted by it (it sees the table as before),
+   * so a device given more than the cap at once keeps the surplus until its next append; reads
+   * take the newest `keep`.
    */
   async #append(
     client: pg.PoolClient,
@@ -746,28 +773,29 @@ export class PostgresStore implements ChangeStore {
     ids: string[],
     columns: Array<{ name: string; type: string; values: unknown[] }>,
     keep: number,
-    check: boolean,
+    locked: Set<string>,
   ): Promise<void> {
-    const count = table === 'device_history' ? 'history_count' : 'telemetry_count';
-    const names = columns.map((c) => c.name);
-    const res = await client.query(
-      `WITH v AS (SELECT * FROM unnest($1::text[], ${columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ')}) WITH ORDINALITY AS v(d, ${names.join(', ')}, n)),
-        per AS (SELECT d, count(*)::bigint AS cnt FROM v GROUP BY d),
-        up AS (UPDATE devices x SET ${count} = x.${count} + per.cnt FROM per WHERE x.id = per.d RETURNING x.id, x.${count} AS total, per.cnt),
-        ins AS (INSERT INTO ${table} (device_id, k, ${names.join(', ')})
-                SELECT v.d, up.total - up.cnt + row_number() OVER (PARTITION BY v.d ORDER BY v.n), ${names.map((c) => `v.${c}`).join(', ')} FROM v JOIN up ON up.id = v.d RETURNING 1),
-        del AS (DELETE FROM ${table} h USING up WHERE h.device_id = up.id AND h.k <= up.total - $2 RETURNING 1)
-      SELECT array(SELECT id FROM up) AS found, (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM del) AS deleted`,
-      [ids, keep, ...columns.map((c) => c.values)],
-    );
-    if (check) {
-      const found = new Set((res.rows[0] as { found: string[] }).found);
-      const gone = ids.find((id) => !found.has(id));
+    const toLock = [...new Set(ids.filter((id) => !locked.has(id)))];
+    if (toLock.length > 0) {
+      const { rows } = await client.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::text[]) FOR NO KEY UPDATE', [toLock]);
+      for (const r of rows) locked.add(r.id);
+      const gone = ids.find((id) => !locked.has(id));
       if (gone !== undefined) throw new Refusal('PW_STORE_NOT_FOUND', [gone], 'no such device');
     }
+    const names = columns.map((c) => c.name);
+    await client.query(
+      `WITH v AS (SELECT * FROM unnest($1::text[], ${columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ')}) WITH ORDINALITY AS v(d, ${names.join(', ')}, n)),
+        per AS (SELECT d, count(*)::bigint AS cnt FROM v GROUP BY d),
+        top AS (SELECT per.d, per.cnt, coalesce((SELECT max(h.k) FROM ${table} h WHERE h.device_id = per.d), 0) AS k FROM per),
+        ins AS (INSERT INTO ${table} (device_id, k, ${names.join(', ')})
+                SELECT v.d, top.k + row_number() OVER (PARTITION BY v.d ORDER BY v.n), ${names.map((c) => `v.${c}`).join(', ')} FROM v JOIN top ON top.d = v.d RETURNING 1),
+        del AS (DELETE FROM ${table} h USING top WHERE h.device_id = top.d AND h.k <= top.k + top.cnt - $2 RETURNING 1)
+      SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM del) AS deleted`,
+      [ids, keep, ...columns.map((c) => c.values)],
+    );
   }
 
-  #insertHistory(client: pg.PoolClient, rows: Array<{ id: string; e: DeviceHistoryEntry }>, check = false): Promise<void> {
+  #insertHistory(client: pg.PoolClient, rows: Array<{ id: string; e: DeviceHistoryEntry }>, locked: Set<string>): Promise<void> {
     return this.#append(client, 'device_history', rows.map((x) => x.id), [
       { name: 'at', type: 'bigint', values: rows.map((x) => x.e.at) },
       { name: 'rollout_id', type: 'text', values: rows.map((x) => x.e.rolloutId ?? null) },
@@ -775,14 +803,14 @@ export class PostgresStore implements ChangeStore {
       { name: 'seq', type: 'bigint', values: rows.map((x) => x.e.seq) },
       { name: 'event', type: 'text', values: rows.map((x) => x.e.event) },
       { name: 'reason', type: 'text', values: rows.map((x) => x.e.reason ?? null) },
-    ], DEVICE_HISTORY_LIMIT, check);
+    ], DEVICE_HISTORY_LIMIT, locked);
   }
 
-  #insertReports(client: pg.PoolClient, rows: Array<{ id: string; r: { at: number } }>, check = false): Promise<void> {
+  #insertReports(client: pg.PoolClient, rows: Array<{ id: string; r: { at: number } }>, locked: Set<string>): Promise<void> {
     return this.#append(client, 'device_telemetry', rows.map((x) => x.id), [
       { name: 'at', type: 'bigint', values: rows.map((x) => x.r.at) },
       { name: 'report', type: 'jsonb', values: rows.map((x) => JSON.stringify(x.r)) },
-    ], DEVICE_TELEMETRY_LIMIT, check);
+    ], DEVICE_TELEMETRY_LIMIT, locked);
   }
 
   async #insertDecisions(client: pg.PoolClient, rows: Array<{ id: string; d: Decision }>): Promise<void> {

@@ -11,6 +11,25 @@ async function opened(url: string) {
   return s;
 }
 
+/** Puts back the layout of history and telemetry that schema 7 had (postgres-schema.ts, migration 8 undone). */
+async function asSchema7(c: pg.Client): Promise<void> {
+  await c.query(`
+    ALTER TABLE devices ADD COLUMN history_count bigint NOT NULL DEFAULT 0, ADD COLUMN telemetry_count bigint NOT NULL DEFAULT 0;
+    UPDATE devices d SET history_count = coalesce((SELECT max(k) FROM device_history h WHERE h.device_id = d.id), 0),
+                         telemetry_count = coalesce((SELECT max(k) FROM device_telemetry h WHERE h.device_id = d.id), 0);
+    ALTER TABLE device_history DROP CONSTRAINT device_history_pkey, ADD COLUMN n bigserial PRIMARY KEY,
+      ADD CONSTRAINT device_history_device_id_fkey FOREIGN KEY (device_id) REFERENCES devices (id) ON DELETE CASCADE;
+    CREATE INDEX device_history_device ON device_history (device_id, k);
+    ALTER TABLE device_telemetry DROP CONSTRAINT device_telemetry_pkey, ADD COLUMN n bigserial PRIMARY KEY,
+      ADD CONSTRAINT device_telemetry_device_id_fkey FOREIGN KEY (device_id) REFERENCES devices (id) ON DELETE CASCADE;
+    CREATE INDEX device_telemetry_device ON device_telemetry (device_id, k);
+    CREATE INDEX devices_bundle ON devices (bundle_id, id) WHERE bundle_id IS NOT NULL;
+    ALTER TABLE devices RESET (fillfactor);
+    ALTER TABLE rollout_members RESET (fillfactor);
+    DELETE FROM pinwave_schema WHERE version >= 8;
+  `);
+}
+
 t.test('a database that cannot be reached is a clear error naming the URL without its password', async (t) => {
   const s = new PostgresStore({ url: 'postgres://pinwave:s3cret@127.0.0.1:1/pinwave' });
   const err = await s.open().then(() => null, (e: unknown) => e as Error & { code: string });
@@ -30,7 +49,7 @@ t.test('migrations are applied once and recorded; a newer schema is refused', as
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   t.teardown(() => c.end());
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }]);
   const tables = (await c.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).rows.map((r) => r.table_name);
   t.same(tables, ['bundles', 'console_sessions', 'counters', 'device_history', 'device_telemetry', 'devices', 'groups', 'items', 'pinwave_schema', 'replica_actions', 'replica_inbox', 'replica_leader', 'replicas', 'rollout_decisions', 'rollout_members', 'rollout_waves', 'rollouts', 'telemetry_buckets']);
   await c.query('INSERT INTO pinwave_schema (version) VALUES (99)');
@@ -47,6 +66,7 @@ t.test("a database of an earlier schema gains the devices' broker column; its de
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   t.teardown(() => c.end());
+  await asSchema7(c);
   await c.query('ALTER TABLE devices DROP COLUMN broker');
   await c.query('DROP TABLE replica_inbox, replica_actions, replicas, console_sessions, replica_leader');
   await c.query('DROP SEQUENCE rollout_event_ids');
@@ -56,7 +76,98 @@ t.test("a database of an earlier schema gains the devices' broker column; its de
   t.same(await b.getDevice('old-1'), device('old-1'), 'an existing device has no broker');
   t.same(await b.apply(provision(device('new-1', 'door-locks', { broker: 'mqtt://10.0.0.12:18830' }))), { ok: true, seqs: [] });
   t.same(await b.getDevice('new-1'), device('new-1', 'door-locks', { broker: 'mqtt://10.0.0.12:18830' }), 'a new one keeps the broker it was given');
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6, 7]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6, 7, 8]);
+});
+
+t.test("a database of schema 7 keeps each device's history and telemetry through migration 8, and appends number on from them", async (t) => {
+  const url = await testDatabase(t);
+  const a = await opened(url);
+  const entry = (id: string, i: number): Change => ({ type: 'device.history', id, entry: { at: i, bundleId: hex(2), seq: i, event: 'sent' } });
+  const report = (id: string, i: number): Change => ({ type: 'device.telemetry', id, report: { at: i, host: 'api.example.com', port: 443, failures: i } } as Change);
+  await a.apply(provision(device('d1'), device('d2')));
+  await a.apply([...Array.from({ length: 25 }, (_, i) => entry('d1', i)), entry('d2', 0), report('d1', 1), report('d1', 2)]);
+  const before = [await a.getDevice('d1'), await a.getDevice('d2')];
+  await a.close();
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.teardown(() => c.end());
+  await asSchema7(c);
+  t.equal(Number((await c.query("SELECT history_count FROM devices WHERE id = 'd1'")).rows[0].history_count), 25, 'the schema 7 counter');
+  const b = await opened(url);
+  t.teardown(() => b.close());
+  t.same([await b.getDevice('d1'), await b.getDevice('d2')], before, 'every device reads back as it was');
+  await b.apply([entry('d1', 100), entry('d2', 100), report('d1', 3)]);
+  const d1 = (await b.getDevice('d1'))!;
+  t.same(d1.history.map((h) => h.seq), [...Array.from({ length: 19 }, (_, i) => 6 + i), 100], 'the cap keeps the newest, the new entry last');
+  t.same(d1.telemetry.map((r) => (r as { failures?: number }).failures), [1, 2, 3]);
+  t.same((await b.getDevice('d2'))!.history.map((h) => h.seq), [0, 100]);
+  const cols = (await c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'devices'")).rows.map((r) => r.column_name);
+  t.notOk(cols.includes('history_count'), 'the counters are gone');
+  const opts = (await c.query("SELECT relname, reloptions FROM pg_class WHERE relname IN ('devices', 'rollout_members') ORDER BY relname")).rows;
+  t.same(opts, [{ relname: 'devices', reloptions: ['fillfactor=50'] }, { relname: 'rollout_members', reloptions: ['fillfactor=50'] }], 'room left for updates on the page');
+});
+
+t.test('two gateways appending to one device at once number its entries without a clash (the device row serialises them)', async (t) => {
+  const url = await testDatabase(t);
+  const a = await opened(url);
+  const b = await opened(url);
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  await a.apply(provision(device('d1'), device('d2')));
+  // Some batches patch one device first (its row is held from there), so two transactions can
+  // each hold the device the other wants next: the database breaks the deadlock, the store retries.
+  const entry = (i: number, patch: string | null): Change[] => [
+    ...(patch !== null ? [{ type: 'device.patch', id: patch, set: { lastSeen: i } } as Change] : []),
+    { type: 'device.history', id: 'd1', entry: { at: i, bundleId: hex(2), seq: i, event: 'sent' } },
+    { type: 'device.history', id: 'd2', entry: { at: i, bundleId: hex(2), seq: i, event: 'sent' } },
+  ];
+  const results = await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 === 0 ? a : b).apply(entry(i, i % 3 === 0 ? null : i % 2 === 0 ? 'd1' : 'd2'))));
+  t.same(results.filter((r) => !r.ok), [], 'every append committed');
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.teardown(() => c.end());
+  const { rows } = await c.query("SELECT device_id, count(*)::int AS n, count(DISTINCT k)::int AS ks, max(k)::int AS top FROM device_history GROUP BY device_id ORDER BY device_id");
+  t.same(rows, [{ device_id: 'd1', n: 20, ks: 20, top: 60 }, { device_id: 'd2', n: 20, ks: 20, top: 60 }], 'sixty entries numbered 1..60, the newest twenty kept');
+});
+
+t.test('a transaction the database rolls back for a deadlock with another gateway is retried, and commits', async (t) => {
+  const url = await testDatabase(t);
+  const s = await opened(url);
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1'), device('d2')));
+  const other = new pg.Client({ connectionString: url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('BEGIN');
+  await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
+  // The store holds d1 (its patch), then waits for d2; the other transaction then wants d1.
+  const applied = s.apply([{ type: 'device.patch', id: 'd1', set: { lastSeen: 2 } }, { type: 'device.history', id: 'd2', entry: { at: 2, bundleId: hex(2), seq: 2, event: 'sent' } }]);
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if (rows[0].n > 0) break;
+    await new Promise((r) => setImmediate(r));
+  }
+  // The store's transaction waited first: the database's deadlock check picks it, and it rolls back.
+  await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR UPDATE");
+  await other.query('COMMIT');
+  t.same(await applied, { ok: true, seqs: [] }, 'retried after the deadlock, it committed');
+  const d1 = (await s.getDevice('d1'))!;
+  t.equal(d1.lastSeen, 2);
+  t.same((await s.getDevice('d2'))!.history.map((h) => h.seq), [2], 'once');
+});
+
+t.test("deleting a device deletes its history and telemetry; provisioning the id again starts them empty", async (t) => {
+  const url = await testDatabase(t);
+  const s = await opened(url);
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1'), device('d2')));
+  const entry = (id: string, i: number): Change => ({ type: 'device.history', id, entry: { at: i, bundleId: hex(2), seq: i, event: 'sent' } });
+  await s.apply([entry('d1', 1), entry('d1', 2), entry('d2', 1), { type: 'device.telemetry', id: 'd1', report: { at: 1, host: 'api.example.com', port: 443 } } as Change]);
+  t.same(await s.apply([entry('d1', 3), { type: 'device.delete', id: 'd1' }]), { ok: true, seqs: [] });
+  t.match(await s.apply([entry('d1', 4)]), { ok: false, code: 'PW_STORE_NOT_FOUND', ids: ['d1'] }, 'a deleted device takes no entries');
+  await s.apply(provision(device('d1')));
+  t.same((await s.getDevice('d1'))!.history, [], 'nothing of the deleted device comes back');
+  t.same((await s.getDevice('d1'))!.telemetry, []);
+  t.same((await s.getDevice('d2'))!.history.map((h) => h.seq), [1], 'another device keeps its own');
 });
 
 t.test('batches in flight share one transaction of multi-row statements; a refused one is refused alone', async (t) => {
