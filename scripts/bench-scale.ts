@@ -19,6 +19,9 @@
 // RSS per device (with the plugin's clients and roles) and the gateway's RSS.
 //
 //   npx tsc -p . && node dist/scripts/bench-scale.js [--configs 10000x1,100000x6] [--gateway-size 10000] [--repeat 2] [--no-external]
+//
+// With BENCH_PROFILE=PREFIX in the environment, each timed rollout writes a CPU profile of the
+// gateway process, start to all applied, to PREFIX-<time>.cpuprofile (external and embedded alike).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -233,11 +236,13 @@ async function timedRollouts(gw: Worker, clients: Worker[], N: number, repeat: n
     const b = await gw.call<{ id: string; seq: number }>('bundle');
     await Promise.all(clients.map((c) => c.call('mode', { to: 'auto', ack: ackOf(b.seq, b.id) })));
     const { id } = await gw.call<{ id: string }>('rollout', { bundle: b.id, group: 'bench', waves: [{ size: '100%', timeoutSeconds: 3600 }] }, 120_000);
+    if (process.env.BENCH_PROFILE) await gw.call('profileStart');
     const start = await gw.call<{ at: number }>('startRollout', { id });
     const at95 = await gw.call<{ at: number }>('waitCounted', { id, applied: Math.ceil(N * 0.95), timeoutMs: 600_000 }, 610_000);
     const end = await gw.call<{ at: number }>('waitCounted', { id, applied: N, timeoutMs: 600_000 }, 610_000);
     p95Ms.push(at95.at - start.at);
     pushMs.push(end.at - start.at);
+    if (process.env.BENCH_PROFILE) await gw.call('profileStop', { file: `${process.env.BENCH_PROFILE}-${Date.now()}.cpuprofile` });
     await gw.call('waitState', { id, state: 'completed', timeoutMs: 60_000 }, 70_000);
   }
   return { pushMs, p95Ms };

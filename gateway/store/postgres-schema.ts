@@ -246,20 +246,24 @@ export const MIGRATIONS: readonly string[] = [
   // of only what changed). History and telemetry entries are keyed by (device, k), numbered from
   // the device's highest k, so an append no longer updates the device's row a second time (the
   // counters go) nor takes a foreign key's lock on it per entry: the store locks the row once per
-  // transaction and deletes a device's entries with it (postgres.ts, #append). The index of
-  // devices by bundle goes: an ack that moves a device onto a rollout's bundle changed an indexed
-  // column, which made every such update a new row version with an entry in each index; its one
-  // reader (the devices of a compacted rollout, docs/storage.md) asks within a group, which the
-  // group index serves.
+  // transaction and deletes a device's entries with it (postgres.ts, #append). Schema 7 numbered a
+  // device's entries from its counter under its row's lock, so (device, k) is unique already; an
+  // entry sharing its number with a later one would stop the migration, and is dropped first. The
+  // index of devices by bundle goes: an ack that moves a device onto a rollout's bundle changed an
+  // indexed column, which made every such update a new row version with an entry in each index;
+  // its one reader (the devices of a compacted rollout, docs/storage.md) asks within a group, which
+  // the group index serves.
   `
   DROP INDEX devices_bundle;
   ALTER TABLE devices SET (fillfactor = 50);
   ALTER TABLE rollout_members SET (fillfactor = 50);
   ALTER TABLE device_history DROP CONSTRAINT device_history_device_id_fkey;
+  DELETE FROM device_history a USING device_history b WHERE a.device_id = b.device_id AND a.k = b.k AND a.n < b.n;
   ALTER TABLE device_history DROP COLUMN n;
   ALTER TABLE device_history ADD PRIMARY KEY (device_id, k);
   DROP INDEX device_history_device;
   ALTER TABLE device_telemetry DROP CONSTRAINT device_telemetry_device_id_fkey;
+  DELETE FROM device_telemetry a USING device_telemetry b WHERE a.device_id = b.device_id AND a.k = b.k AND a.n < b.n;
   ALTER TABLE device_telemetry DROP COLUMN n;
   ALTER TABLE device_telemetry ADD PRIMARY KEY (device_id, k);
   DROP INDEX device_telemetry_device;

@@ -93,6 +93,9 @@ t.test("a database of schema 7 keeps each device's history and telemetry through
   t.teardown(() => c.end());
   await asSchema7(c);
   t.equal(Number((await c.query("SELECT history_count FROM devices WHERE id = 'd1'")).rows[0].history_count), 25, 'the schema 7 counter');
+  // An entry numbered like an earlier one (schema 7 never wrote one): the later is kept.
+  await c.query("INSERT INTO device_history (device_id, k, at, bundle_id, seq, event) VALUES ('d2', 1, 55, $1, 55, 'sent')", [hex(2)]);
+  before[1]!.history = [{ at: 55, bundleId: hex(2), seq: 55, event: 'sent' }];
   const b = await opened(url);
   t.teardown(() => b.close());
   t.same([await b.getDevice('d1'), await b.getDevice('d2')], before, 'every device reads back as it was');
@@ -100,7 +103,7 @@ t.test("a database of schema 7 keeps each device's history and telemetry through
   const d1 = (await b.getDevice('d1'))!;
   t.same(d1.history.map((h) => h.seq), [...Array.from({ length: 19 }, (_, i) => 6 + i), 100], 'the cap keeps the newest, the new entry last');
   t.same(d1.telemetry.map((r) => (r as { failures?: number }).failures), [1, 2, 3]);
-  t.same((await b.getDevice('d2'))!.history.map((h) => h.seq), [0, 100]);
+  t.same((await b.getDevice('d2'))!.history.map((h) => h.seq), [55, 100]);
   const cols = (await c.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'devices'")).rows.map((r) => r.column_name);
   t.notOk(cols.includes('history_count'), 'the counters are gone');
   const opts = (await c.query("SELECT relname, reloptions FROM pg_class WHERE relname IN ('devices', 'rollout_members') ORDER BY relname")).rows;
@@ -137,6 +140,9 @@ t.test('a transaction the database rolls back for a deadlock with another gatewa
   const other = new pg.Client({ connectionString: url });
   await other.connect();
   t.teardown(() => other.end());
+  // The store's session checks for a deadlock after the default second; this one waits longer, so
+  // the database picks the store's transaction to roll back.
+  await other.query("SET deadlock_timeout = '20s'");
   await other.query('BEGIN');
   await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
   // The store holds d1 (its patch), then waits for d2; the other transaction then wants d1.
@@ -146,7 +152,6 @@ t.test('a transaction the database rolls back for a deadlock with another gatewa
     if (rows[0].n > 0) break;
     await new Promise((r) => setImmediate(r));
   }
-  // The store's transaction waited first: the database's deadlock check picks it, and it rolls back.
   await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR UPDATE");
   await other.query('COMMIT');
   t.same(await applied, { ok: true, seqs: [] }, 'retried after the deadlock, it committed');
