@@ -237,7 +237,9 @@ async function run(o: Options): Promise<Row[]> {
     await all('mode', { to: 'hold' });
     await gw.call('flush');
     const connectWrites0 = (await gw.call<StoreStatus>('storeStatus')).writes;
+    if (process.env.BENCH_PROFILE_CONNECT) await gw.call('profileStart');
     const gwConnectMs = await connectAll(`mqtt://127.0.0.1:${gwPort}`);
+    if (process.env.BENCH_PROFILE_CONNECT) await gw.call('profileStop', { file: process.env.BENCH_PROFILE_CONNECT });
     await gw.call('waitConnected', { count: N, timeoutMs: 30_000 });
     const connectWrites = (await gw.call<StoreStatus>('storeStatus')).writes - connectWrites0;
     await sleep(500);

@@ -32,7 +32,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Applied, ApplyOptions, Change, ChangeStore, StoreStatus } from './changes.ts';
 import { FleetState, Pending, applied } from './fleet-state.ts';
 import { copyBatch } from './change-copy.ts';
-import { HEADER_BYTES, badRecord, frameInto, readJournal, recordLength } from './journal.ts';
+import { HEADER_BYTES, JOURNAL_START, badRecord, frameGroup, readJournal, recordLength } from './journal.ts';
 import { DataDirLock } from './lock.ts';
 import { JOURNAL_RE, SNAPSHOT_RE, journalName, readSnapshot, snapshotName } from './snapshot.ts';
 import type { WorkerOut } from './snapshot-worker.ts';
@@ -335,7 +335,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (last === undefined) {
       this.#gen = base.gen;
       this.#journal = await this.#createJournal(this.#gen);
-      this.#offset = 0;
+      this.#offset = JOURNAL_START.length;
     } else {
       this.#gen = last.gen;
       this.#journal = await open(last.path, 'r+');
@@ -350,6 +350,16 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       fh = await open(path, 'wx', 0o600);
     } catch (err) {
       throw writeError(this.dir, path, 'creating', err);
+    }
+    // The file begins with an empty group, synced before any group is written: a reader knows the
+    // journal's writes carry group headers even when a crash tore the first of them (journal.ts).
+    try {
+      await this.#io.write(fh, JOURNAL_START, 0);
+      await this.#io.datasync(fh);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(path).catch(() => undefined);
+      throw writeError(this.dir, path, 'starting', err);
     }
     // The new file's name must be durable before any record in it is acknowledged. A file whose
     // name could not be made durable is removed: records keep going to the journal before it, and
@@ -481,11 +491,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   async #writeGroup(group: Entry[]): Promise<void> {
     const fh = this.#journal!;
     const path = this.journalFile;
-    let total = 0;
-    for (const e of group) total += HEADER_BYTES + e.len;
-    const buf = Buffer.allocUnsafe(total);
-    let at = 0;
-    for (const e of group) at = frameInto(buf, at, e.body, e.len);
+    const buf = frameGroup(group);
     try {
       if (this.#needTruncate) {
         await this.#io.truncate(fh, this.#offset);
@@ -611,7 +617,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const old = this.#journal!;
     this.#journal = fh;
     this.#gen = gen;
-    this.#offset = 0;
+    this.#offset = JOURNAL_START.length;
     await old.close().catch(() => undefined);
     let settle!: () => void;
     const done = new Promise<void>((r) => (settle = r));

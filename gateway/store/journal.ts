@@ -5,11 +5,23 @@
 //   u32 little-endian  CRC-32 (ISO-HDLC, as zlib and gzip compute it) of the body
 //   body               the batch as JSON, UTF-8
 //
-// so a reader can tell a whole record from a torn one. A crash can tear only the end of the file
-// (records are appended, and acknowledged after the fsync that covers them): a last record that
-// is cut short, fails its CRC or runs into zeros (a file extended but not yet written) is a torn
-// tail, cut off on load. Anything unreadable before the last record is corruption: the store
-// refuses to start with the file, the byte offset and what was wrong, and writes nothing.
+// so a reader can tell a whole record from a torn one. The records one write appends (a group
+// commit) follow a group header, itself a record, whose body
+//
+//   {"group":{"bytes":L,"crc":C}}
+//
+// gives the length and CRC-32 of the group's records after it; readers skip it. A crash can tear
+// only what the last write appended (records are acknowledged after the fsync that covers them,
+// and the next write waits for it): a last record that is cut short, fails its CRC or runs into
+// zeros (a file extended but not yet written) is a torn tail, cut off on load; so is damage inside
+// the last group with whole records of that group after it (a file system may write the pages of
+// an unsynced append out of order, so a power loss can leave a hole with the group's later pages
+// whole), as long as nothing whole follows the group's declared end. Anything else unreadable is
+// corruption: the store refuses to start with the file, the byte offset and what was wrong, and
+// writes nothing. A journal that does not begin with a group header (written before groups had
+// one) is read as before: damage with a whole record after it is corruption. A journal begins with
+// an empty group (its header alone), synced when the file is created, so that a crash tearing the
+// file's first write still leaves the journal known for one with group headers.
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { StoreError } from './types.ts';
 
@@ -61,6 +73,45 @@ export function frame(body: string): Buffer {
   return out;
 }
 
+const GROUP_PREFIX = '{"group":';
+
+/** The group header's body for a group's framed records. */
+export function groupHeader(records: Uint8Array): string {
+  return `${GROUP_PREFIX}{"bytes":${records.length},"crc":${crc32(records)}}}`;
+}
+
+/** The group a header's body declares, or null when the body is not a group header. */
+function parseGroupHeader(body: string): { bytes: number; crc: number } | null {
+  if (!body.startsWith(GROUP_PREFIX)) return null;
+  try {
+    const g = (JSON.parse(body) as { group?: { bytes?: unknown; crc?: unknown } }).group;
+    return g && Number.isSafeInteger(g.bytes) && Number.isSafeInteger(g.crc) ? { bytes: g.bytes as number, crc: g.crc as number } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The bytes one write appends: a group header, then `bodies` framed (each with its byte length,
+ * recordLength), in one buffer.
+ */
+export function frameGroup(bodies: ReadonlyArray<{ body: string; len: number }>): Buffer {
+  let total = 0;
+  for (const b of bodies) total += HEADER_BYTES + b.len;
+  // The header is written in front of the records once their CRC is known: room for its longest form.
+  const room = HEADER_BYTES + Buffer.byteLength(groupHeader(Buffer.alloc(0))) + 20;
+  const buf = Buffer.allocUnsafe(room + total);
+  let at = room;
+  for (const b of bodies) at = frameInto(buf, at, b.body, b.len);
+  const header = groupHeader(buf.subarray(room, at));
+  const hlen = Buffer.byteLength(header);
+  frameInto(buf, room - HEADER_BYTES - hlen, header, hlen);
+  return buf.subarray(room - HEADER_BYTES - hlen, at);
+}
+
+/** What a journal file begins with, synced when it is created: an empty group. */
+export const JOURNAL_START: Buffer = frameGroup([]);
+
 export interface JournalRecord {
   offset: number;
   body: string;
@@ -74,12 +125,14 @@ export interface ReadJournal {
   torn: string | null;
 }
 
-/** Whether a whole, valid record starts anywhere after `from`: then the bad bytes are not a torn tail. */
-function validRecordAfter(b: Buffer, from: number): number | null {
+/** Where the first whole, valid record (a group header, with `header`) starts after `from`, or null. */
+function validRecordAfter(b: Buffer, from: number, header = false): number | null {
   for (let o = from + 1; o + HEADER_BYTES < b.length; o++) {
     const len = b.readUInt32LE(o);
     if (len === 0 || len > MAX_RECORD_BYTES || o + HEADER_BYTES + len > b.length) continue;
-    if (crc32(b.subarray(o + HEADER_BYTES, o + HEADER_BYTES + len)) === b.readUInt32LE(o + 4)) return o;
+    if (crc32(b.subarray(o + HEADER_BYTES, o + HEADER_BYTES + len)) !== b.readUInt32LE(o + 4)) continue;
+    if (header && parseGroupHeader(b.toString('utf8', o + HEADER_BYTES, o + HEADER_BYTES + len)) === null) continue;
+    return o;
   }
   return null;
 }
@@ -91,6 +144,10 @@ function validRecordAfter(b: Buffer, from: number): number | null {
 export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJournal {
   const records: JournalRecord[] = [];
   let at = 0;
+  // Set by the first record: whether this journal's writes begin with group headers; then where
+  // the group being read ends, as its header declares.
+  let grouped: boolean | null = null;
+  let groupEnd = 0;
   const corrupt = (offset: number, what: string) =>
     new StoreError('PW_STORE_CORRUPT', `${file}: byte ${offset}: ${what}; refusing to start so that nothing stored there is lost (docs/storage.md, "when the store refuses to start")`);
   while (at < bytes.length) {
@@ -110,10 +167,22 @@ export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJou
       if (!last) throw corrupt(at, `${problem} in a journal that later ones follow`);
       const after = validRecordAfter(bytes, at);
       if (after === null) return { records, end: at, torn: problem };
+      if (grouped === true) {
+        // Inside a group its header declared: torn when nothing whole follows the group's end
+        // (that group was the last write). At a group's start (its header is the damage): torn
+        // when no later group begins, so what is whole after it is that group's own.
+        const inGroup = at < groupEnd;
+        const next = inGroup ? validRecordAfter(bytes, groupEnd - 1) : validRecordAfter(bytes, at, true);
+        if (next === null) return { records, end: at, torn: `${problem}, in the last group written (whole records of that group after it are dropped with it)` };
+        throw corrupt(at, `${problem}, with a whole record after it at byte ${after}, and a later ${inGroup ? 'record past the end of its group' : 'group'} at byte ${next}`);
+      }
       throw corrupt(at, `${problem}, with a whole record after it at byte ${after}`);
     }
     const body = bytes.toString('utf8', at + HEADER_BYTES, at + HEADER_BYTES + len);
-    records.push({ offset: at, body });
+    const group = parseGroupHeader(body);
+    grouped ??= group !== null;
+    if (group !== null) groupEnd = at + HEADER_BYTES + len + group.bytes;
+    else records.push({ offset: at, body });
     at += HEADER_BYTES + len;
   }
   return { records, end: at, torn: null };

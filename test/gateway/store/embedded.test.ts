@@ -110,6 +110,32 @@ t.test('a second store on the same dir is refused with the holder’s pid; a SIG
   t.notOk((await readdir(dir)).includes(LOCK_FILENAME), 'close releases the lock');
 });
 
+t.test('a power loss that left a hole inside the last group written, its later pages whole: the group is cut off, the start goes on', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const a = await opened(dir);
+  await a.apply(counter(1));
+  const acked = (await stat(a.journalFile)).size; // everything up to here was answered
+  // One group of three batches (applied together, written in one write), then the "crash".
+  await Promise.all([a.apply(counter(2)), a.apply(counter(4)), a.apply(counter(8))]);
+  const file = a.journalFile;
+  await a.close();
+  const bytes = await readFile(file);
+  t.ok(bytes.length > acked + 40, 'the group was written');
+  // The disk got the group's last page but not its first: zeros over its header and first record.
+  bytes.fill(0, acked, acked + 30);
+  await writeFile(file, bytes);
+  const { log, lines } = logger();
+  const b = await opened(dir, { logger: log });
+  t.same(await b.getCounters(), { acks: 1 }, 'what was answered before the group stays; nothing of the group');
+  t.equal((await stat(file)).size, acked, 'the group is cut off');
+  t.match(lines, [{ level: 'warn', msg: /torn last journal record/, obj: { file, offset: acked, problem: /in the last group written/ } }]);
+  await b.apply(counter(16));
+  await b.close();
+  const c = await opened(dir);
+  t.same(await c.getCounters(), { acks: 17 }, 'and the journal goes on from there');
+  await c.close();
+});
+
 t.test('a torn last record is cut off and logged; the store goes on from the record before it', async (t) => {
   const dir = join(t.testdir(), 'data');
   const a = await opened(dir);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { crc32, crc32ByTable, frame, readJournal } from '../../../gateway/store/journal.ts';
+import { JOURNAL_START, crc32, crc32ByTable, frame, frameGroup, readJournal } from '../../../gateway/store/journal.ts';
 
 t.test('CRC-32 is the ISO-HDLC one zlib computes, by zlib or by table', async (t) => {
   const check = Buffer.from('123456789');
@@ -16,4 +16,66 @@ t.test('records frame their body with its length and CRC, and read back', async 
   t.match(readJournal(bytes.subarray(0, bytes.length - 1), 'j', true), { records: [{ body: '[1]' }], end: 11, torn: /cut short/ });
   t.throws(() => readJournal(bytes.subarray(0, bytes.length - 1), 'j', false), { code: 'PW_STORE_CORRUPT', message: /j: byte 11: .*later ones follow/ }, 'only the newest journal may have a torn tail');
   t.match(readJournal(Buffer.concat([bytes, Buffer.alloc(5)]), 'j', true), { end: bytes.length, torn: /header cut short/ });
+});
+
+const bodies = (...xs: string[]) => xs.map((body) => ({ body, len: Buffer.byteLength(body) }));
+
+t.test('a group of records follows a header with their length and CRC; readers skip the header', async (t) => {
+  const g1 = frameGroup(bodies('[1]', '[2]'));
+  const g2 = frameGroup(bodies('["é"]'));
+  const bytes = Buffer.concat([g1, g2]);
+  const read = readJournal(bytes, 'j', true);
+  t.same(read.records.map((r) => r.body), ['[1]', '[2]', '["é"]']);
+  t.equal(read.end, bytes.length);
+  t.equal(read.torn, null);
+  const header = JSON.parse(bytes.toString('utf8', 8, 8 + bytes.readUInt32LE(0)));
+  t.same(header, { group: { bytes: 22, crc: crc32(Buffer.concat([frame('[1]'), frame('[2]')])) } }, 'the header declares the records after it');
+  t.equal(read.records[0].offset, 8 + bytes.readUInt32LE(0), 'a record keeps its offset in the file');
+});
+
+/** `bytes` with `n` bytes zeroed from `at`: a page of an unsynced append the disk never got. */
+const hole = (bytes: Buffer, at: number, n: number) => {
+  const b = Buffer.from(bytes);
+  b.fill(0, at, at + n);
+  return b;
+};
+
+t.test('a power loss mid-group: a hole in the last group, its later records whole, is a torn tail', async (t) => {
+  const durable = Buffer.concat([JOURNAL_START, frameGroup(bodies('[1]', '[2]'))]);
+  const last = frameGroup(bodies('[3]', '[4]', '[5]'));
+  const bytes = Buffer.concat([durable, last]);
+  const r3 = durable.length + last.readUInt32LE(0) + 8; // the first record of the last group
+  const read = readJournal(hole(bytes, r3, 11), 'j', true);
+  t.same(read.records.map((r) => r.body), ['[1]', '[2]'], 'what the last group wrote goes, whole records after the hole too');
+  t.equal(read.end, r3);
+  t.match(read.torn, /in the last group written/);
+  const noHeader = readJournal(hole(bytes, durable.length, 8), 'j', true);
+  t.same(noHeader.records.map((r) => r.body), ['[1]', '[2]'], 'so does a last group whose header is the hole');
+  t.match(noHeader.torn, /in the last group written/);
+  t.throws(() => readJournal(hole(bytes, r3, 11), 'j', false), { code: 'PW_STORE_CORRUPT' }, 'never in a journal that later ones follow');
+});
+
+t.test("a journal's first write torn, header and all: the synced empty group in front says the file has groups", async (t) => {
+  const g = frameGroup(bodies('[1]', '[2]'));
+  const bytes = Buffer.concat([JOURNAL_START, g]);
+  t.same(readJournal(bytes, 'j', true).records.map((r) => r.body), ['[1]', '[2]']);
+  const read = readJournal(hole(bytes, JOURNAL_START.length, 8 + g.readUInt32LE(0)), 'j', true);
+  t.same(read, { records: [], end: JOURNAL_START.length, torn: read.torn }, 'cut back to the empty start');
+  t.match(read.torn, /in the last group written/);
+});
+
+t.test('a hole in a group that a later group follows is corruption: that group was synced before the next was written', async (t) => {
+  const s0 = JOURNAL_START.length;
+  const g1 = frameGroup(bodies('[1]', '[2]'));
+  const g2 = frameGroup(bodies('[3]'));
+  const bytes = Buffer.concat([JOURNAL_START, g1, g2]);
+  const r1 = s0 + g1.readUInt32LE(0) + 8;
+  t.throws(() => readJournal(hole(bytes, r1, 11), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${r1}: .*a later record past the end of its group at byte ${s0 + g1.length}`) });
+  t.throws(() => readJournal(hole(bytes, s0, 8), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${s0}: .*a later group at byte ${s0 + g1.length}`) }, 'the first group\'s header gone, the next group whole');
+});
+
+t.test('a journal written before groups had headers keeps the rule it had: a hole with a whole record after it is corruption', async (t) => {
+  const bytes = Buffer.concat([frame('[1]'), frame('[2]'), frame('[3]')]);
+  t.throws(() => readJournal(hole(bytes, 11, 11), 'j', true), { code: 'PW_STORE_CORRUPT', message: /j: byte 11: .*with a whole record after it at byte 22/ });
+  t.match(readJournal(hole(bytes, 22, 11), 'j', true), { records: [{ body: '[1]' }, { body: '[2]' }], end: 22, torn: /./ }, 'its last record torn, as before');
 });
