@@ -502,7 +502,8 @@ export function deviceAcked(r: Rollout, id: string, ack: DeviceAck, now: number)
  * verification.ts). Otherwise it is behind, and is sent the bundle as deviceOnline would; a member
  * still `sent` is sent it again too, since it says it has not got it (a publish lost with the
  * broker's sessions when the gateway restarted). A reverted member is on its previous seq by its
- * own choice, and is never sent the bundle again.
+ * own choice, and is never sent the bundle again; nor, once the rollout completed, is a member that
+ * rejected it.
  */
 export function deviceState(r: Rollout, id: string, state: DeviceReportedState, now: number): Effect[] {
   const d = lookup(r, id);
@@ -513,10 +514,12 @@ export function deviceState(r: Rollout, id: string, state: DeviceReportedState, 
   } else if ((BEHIND.has(d.status) || d.status === 'sent') && maySend(r, d)) {
     setStatus(s, id, d, 'sent');
     s.fx.push({ type: 'send', deviceIds: [id] });
-  } else if (r.state === 'completed' && state.seq < r.bundle.seq && d.status !== 'reverted') {
+  } else if (r.state === 'completed' && state.seq < r.bundle.seq && RUNS.has(d.status)) {
     // A member that took a completed rollout's bundle and now reports less (reflashed, its flash
     // wiped) is behind: the bundle the whole rollout runs is sent again (docs/architecture.md §6).
-    // Its status stands: what it did in the rollout is history.
+    // Its status stands: what it did in the rollout is history. One that never took it (rejected:
+    // the same bytes get the same verdict) or went back by itself (reverted) is not: it would be
+    // sent the bundle on every connect, and refuse it every time.
     s.fx.push({ type: 'send', deviceIds: [id] });
   }
   return done(s);
