@@ -1,12 +1,16 @@
 // Where a simulated device keeps what firmware keeps in flash between restarts: its trust state and
-// its telemetry report counter. In memory, or one JSON file per device in a directory, written
-// atomically (temp file + rename) as flash would be.
+// its telemetry report counter. In memory, or one JSON file per device in a directory, written as
+// docs/pin-safety.md ("What to persist, when") tells firmware on a file system to: a temp file,
+// fsync, rename over the old one, fsync of the directory. Without the first fsync a power cut after
+// the rename can leave the new name on an empty or torn file (the data not yet on disk); without the
+// second, the rename itself may be lost and the old record come back after an ack was sent.
 //
 // A device without a health check keeps its trust state alone. A health-checked one keeps one
 // record (a DeviceTrust, docs/pin-safety.md): the active state, an open provisional window with the
 // previous state, and the last window's outcome, written whole so a power cut leaves one or the other.
 // Either form loads as either: load() gives the active state, loadTrust() the whole record.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import * as fs from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { trustOf, type DeviceTrust, type TrustState } from '../firmware-manifest/index.ts';
 
@@ -49,8 +53,16 @@ export class MemoryStateStore implements StateStore {
   }
 }
 
+/** The file operations a DirStateStore writes through; replaceable in tests to watch their order. */
+export type StateFileIo = Pick<typeof fs, 'openSync' | 'writeSync' | 'fsyncSync' | 'closeSync' | 'renameSync' | 'unlinkSync'>;
+
 export class DirStateStore implements StateStore {
-  constructor(readonly dir: string) {
+  readonly #io: StateFileIo;
+  constructor(
+    readonly dir: string,
+    io: StateFileIo = fs,
+  ) {
+    this.#io = io;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   load(id: string): TrustState | null {
@@ -82,9 +94,31 @@ export class DirStateStore implements StateStore {
     }
   }
   #write(name: string, value: unknown): void {
+    const io = this.#io;
     const file = join(this.dir, name);
-    writeFileSync(`${file}.tmp`, JSON.stringify(value));
-    renameSync(`${file}.tmp`, file);
+    const tmp = `${file}.tmp`;
+    const buf = Buffer.from(JSON.stringify(value), 'utf8');
+    const fd = io.openSync(tmp, 'w', 0o600);
+    try {
+      for (let off = 0; off < buf.length; ) off += io.writeSync(fd, buf, off, buf.length - off);
+      io.fsyncSync(fd); // the new record's bytes on disk before its name replaces the old one's
+    } catch (err) {
+      io.closeSync(fd);
+      try {
+        io.unlinkSync(tmp);
+      } catch {
+        // already gone
+      }
+      throw err; // the old record stands, whole
+    }
+    io.closeSync(fd);
+    io.renameSync(tmp, file);
+    const dirFd = io.openSync(this.dir, 'r');
+    try {
+      io.fsyncSync(dirFd); // the rename itself on disk before the ack it comes before
+    } finally {
+      io.closeSync(dirFd);
+    }
   }
 }
 

@@ -12,14 +12,17 @@ import type { Logger } from './logger.ts';
 import { pinDiff, type PinDiff, type PinnedEndpoint } from './pin-diff.ts';
 import type { SigningKey } from './signing-key.ts';
 import { checkUpload, type TrustedKey } from './bundle-upload.ts';
-import { bridgeFor, signerFor, type RotationBundle } from './key-rotation.ts';
+import { bridgeFor, rollbackSigner, signerFor, type RotationBundle } from './key-rotation.ts';
 import type { ManifestRegistry } from './manifest-registry.ts';
-import type { BundleQuery, BundleRecord, Page } from './store/types.ts';
+import type { BundleQuery, BundleRecord, DeviceRecord, Page } from './store/types.ts';
 import type { ChangeStore } from './store/changes.ts';
 import { allDevices, baselineOf, commit } from './fleet-reads.ts';
 import {
   checkBundle,
+  equalBytes,
   formatPin,
+  hex,
+  kidOf,
   inspectBundle,
   parsePin,
   publicKeyFromText,
@@ -91,8 +94,8 @@ export class Bundles {
    * Signs a bundle for a group with the next seq (never reused) and stores it. The content is
    * checked before a seq is taken, so a refused bundle burns none, and it is signed once.
    */
-  async create(input: BundleInput, actor: string): Promise<BundleRecord> {
-    const key = typeof input?.group === 'string' ? await this.#signerFor(input.group) : this.#key;
+  async create(input: BundleInput, actor: string, opts: { key?: SigningKey } = {}): Promise<BundleRecord> {
+    const key = opts.key ?? (typeof input?.group === 'string' ? await this.#signerFor(input.group) : this.#key);
     if (!key) throw new GatewayError('PW_NO_SIGNING_KEY', 'this gateway has no signing key; upload a signed bundle (pinwave bundle create on the machine that holds the key, then pinwave bundle upload FILE; POST /v1/bundles with "cose")');
     if (typeof input?.group !== 'string' || !GROUP_RE.test(input.group)) throw invalid('group: must be 1 to 64 characters of A-Z a-z 0-9 . _ : -');
     if (!Array.isArray(input.endpoints) || input.endpoints.length === 0) throw invalid('pins: at least one endpoint is required');
@@ -165,6 +168,42 @@ export class Bundles {
     if (check.bundle.keyRotation) this.#rotationBundles.delete(group);
     this.#log.info({ bundle: record.id, group, seq, kid: check.kid, actor }, 'bundle uploaded');
     return { ...record, kid: check.kid, signedBy: check.signedBy };
+  }
+
+  /**
+   * The key a rollback of a group's bundle is signed with (gateway/key-rotation.ts rollbackSigner):
+   * one every device holding the rolled-back bundle trusts at the key epoch it reports, with the
+   * reached devices that do not hold it and would not trust it (left out). `signedBy`: the kid of a
+   * bundle signed elsewhere, the only candidate then. Refused (PW_INVALID_STATE) naming the devices
+   * that would reject the best candidate as unknown_key.
+   */
+  async rollbackKey(group: string, rollout: string, devices: ReadonlyArray<{ record: DeviceRecord; holds: boolean }>, signedBy?: Uint8Array): Promise<{ key: SigningKey | null; leftOut: string[] }> {
+    const rotations = await this.rotations(group);
+    const ownKid = this.#key?.kid ?? null;
+    const trusts = (d: DeviceRecord) => (kid: Uint8Array) => {
+      const epoch = d.keyEpoch ?? 0;
+      if (epoch > 0) {
+        const keys = rotations.get(epoch);
+        return keys === undefined || keys.some((k) => equalBytes(kidOf(k), kid)); // rotated elsewhere: not known to distrust it
+      }
+      const m = d.model && d.firmware ? this.#manifests.find(d.model, d.firmware)?.manifest : undefined;
+      if (m) return m.trustedKeys.some((k) => equalBytes(kidOf(publicKeyFromText(k)), kid));
+      return ownKid === null || equalBytes(ownKid, kid); // before any rotation the gateway signed with its own key
+    };
+    const candidates: Array<{ kid: Uint8Array; key: SigningKey | null }> = [];
+    if (signedBy) candidates.push({ kid: signedBy, key: null });
+    else for (const k of [await this.#signerFor(group), this.#key, this.#nextKey]) if (k && !candidates.some((c) => equalBytes(c.kid, k.kid))) candidates.push({ kid: k.kid, key: k });
+    const chosen = rollbackSigner(candidates, devices.map((d) => ({ id: d.record.id, holds: d.holds, trusts: trusts(d.record) })));
+    if (!chosen.ok) {
+      const n = chosen.rejecting.length;
+      const kid = chosen.key ? hex(chosen.key.kid) : 'none';
+      throw new GatewayError(
+        'PW_INVALID_STATE',
+        `cannot roll back ${rollout}: ${n} device${n === 1 ? '' : 's'} holding its bundle would reject the rollback as unknown_key: at the key epoch they report they do not trust ${signedBy ? `key ${kid}, which signed the bundle given` : `any key this gateway signs with (best: ${kid})`}; sign the rollback with a key their rotation lists, upload it, then: pinwave rollout rollback ${rollout} --bundle BUNDLE`,
+        { devices: chosen.rejecting.sort().slice(0, 100), count: n, kid },
+      );
+    }
+    return { key: chosen.key.key, leftOut: chosen.leftOut };
   }
 
   /** Whether the gateway can sign for a group (false on an upload-only gateway). */

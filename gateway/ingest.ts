@@ -254,7 +254,7 @@ export class Ingest {
     for (const drop of result.dropped) if (drop.reason !== 'aggregate_full' && drop.reason !== 'device_quota') this.#drop(`telemetry_${drop.reason}`, id, undefined, drop.count);
     const batch = this.#telemetryChanges.changes(this.#telemetry.takeChanges());
     // Only the device's rollout's bundle can fail it there; its hold commits with the reports.
-    if (r && result.failingOn.some((f) => f.bundleId === r.bundle.id)) return this.#rollouts.apply(r, engine.pinFailure(r, id, { bundleId: r.bundle.id }, now), batch);
+    if (r && result.failingOn.some((f) => f.bundleId === r.bundle.id)) return this.#rollouts.apply(r, engine.pinFailure(r, id, { bundleId: r.bundle.id, healthChecked: hasHealthCheck(this.#manifests, d.model, d.firmware) }, now), batch);
     if (batch.length > 0) await commit(this.#store, batch);
   }
 

@@ -136,3 +136,32 @@ export function bridgeFor(
   const next = rotations.filter((r) => r.epoch > epoch && r.seq > (device.seq ?? 0) && r.exp > now).sort((a, b) => a.epoch - b.epoch)[0];
   return next ?? null;
 }
+
+/** A device a rollback reaches, as the choice of its signing key reads it. */
+export interface RollbackDevice {
+  id: string;
+  /** runs (or may run) the bundle rolled back: it must take the rollback */
+  holds: boolean;
+  /** whether it trusts the key of this kid at the epoch it reports (docs/architecture.md §3 KeyRotation) */
+  trusts(kid: Uint8Array): boolean;
+}
+
+/**
+ * The key a rollback is signed with (docs/architecture.md §6): the first of `candidates` (the
+ * gateway's usual signer first) that every device holding the rolled-back bundle trusts at the epoch
+ * it reports. Rolling back a key rotation undoes its pins, never its keys (epochs only go up): the
+ * devices that applied it trust only its keys, and a rollback signed with any other key is rejected
+ * by each as unknown_key, leaving them on the pins being rolled back. A reached device that does not
+ * hold the bundle (it rejected it, or never took it) and would not trust the key is left out: it runs
+ * nothing to undo. Refused when no candidate is trusted by every holder, naming those that would
+ * reject the best one.
+ */
+export function rollbackSigner<K extends { kid: Uint8Array }>(candidates: readonly K[], devices: readonly RollbackDevice[]): { ok: true; key: K; leftOut: string[] } | { ok: false; key: K | null; rejecting: string[] } {
+  let best: { key: K; rejecting: string[] } | null = null;
+  for (const key of candidates) {
+    const rejecting = devices.filter((d) => d.holds && !d.trusts(key.kid)).map((d) => d.id);
+    if (rejecting.length === 0) return { ok: true, key, leftOut: devices.filter((d) => !d.holds && !d.trusts(key.kid)).map((d) => d.id) };
+    if (best === null || rejecting.length < best.rejecting.length) best = { key, rejecting };
+  }
+  return { ok: false, key: best?.key ?? null, rejecting: best?.rejecting ?? [] };
+}

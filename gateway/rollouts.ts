@@ -40,6 +40,9 @@ import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
 import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
+/** A member's statuses once it took the rollout's bundle (it holds it, provisionally or not). */
+const HOLDING: ReadonlySet<string | undefined> = new Set(['applied', 'verifying', 'verified', 'unverified', 'failing']);
+
 export interface RolloutInput extends PlanInput, DeadlineInput {
   bundle: string;
   target: Target;
@@ -306,6 +309,11 @@ export class Rollouts {
     // A rollback (replacing a rollout) passes pre-flight as a recorded decision (BypassedGate);
     // a forced start passes pin continuity as one (continuity-hooks.ts).
     const forced = replacing === null ? forcedDecision(check, input, actor, this.#now()) : null;
+    // A rollback passes the gates that judge risk, not the certainty that its devices would reject
+    // it: a bundle they take as unknown_key or stale_key_epoch undoes nothing (#rollbackBundle picks
+    // a key they trust; this stops a bundle given that they do not).
+    const rejected = replacing === null ? [] : check.problems.filter((p) => p.code === 'unknown_key' || p.code === 'stale_key_epoch');
+    if (rejected.length > 0) throw new GatewayError('PW_INVALID_STATE', `cannot roll back ${replacing}: ${rejected.map((p) => p.message).join('; ')}`, { problems: rejected, devices: [...new Set(rejected.flatMap((p) => p.devices ?? []))].slice(0, 100) });
     if (!check.ok && replacing === null && !forced) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}${input.force ? ' (force overrides pin continuity only)' : ''}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
     const created = engine.createRollout({
@@ -450,21 +458,29 @@ export class Rollouts {
     const r = this.get(id);
     const eligible = rollbackEligibility(r);
     if (!eligible.ok) throw new GatewayError(eligible.code, eligible.message);
-    const live = new Set<string>();
+    const live = new Map<string, DeviceRecord>();
     // A compacted rollout (every rollout has members until then) keeps no members: who it reached
     // is who reports its bundle (docs/storage.md, bounded growth).
     const compacted = Object.keys(r.devices).length === 0;
     const reached = compacted ? [] : reachedMembers(r);
     for (let i = 0; i < reached.length; i += 10_000) {
       const chunk = reached.slice(i, i + 10_000);
-      (await this.#store.getDevices(chunk)).forEach((d, j) => d && d.revokedAt === null && live.add(chunk[j]));
+      (await this.#store.getDevices(chunk)).forEach((d, j) => d && d.revokedAt === null && live.set(chunk[j], d));
     }
-    if (compacted) for (const d of await allDevices(this.#store, { group: r.bundle.group, bundleId: r.bundle.id })) if (d.revokedAt === null) live.add(d.id);
+    if (compacted) for (const d of await allDevices(this.#store, { group: r.bundle.group, bundleId: r.bundle.id })) if (d.revokedAt === null) live.set(d.id, d);
     if (compacted && live.size === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${r.id} is compacted and no live device reports its bundle: nothing to roll back`);
-    const targets = compacted ? { ok: true as const, devices: [...live] } : rollbackTargets(r, (dev) => live.has(dev));
+    const targets = compacted ? { ok: true as const, devices: [...live.keys()] } : rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
-    const bundle = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle);
-    const { r: created, bundle: stored, bytes, targetIds } = await this.#prepare({ bundle: bundle.id, target: { devices: targets.devices }, waves: [{ size: '100%' }] }, actor, id);
+    // Who holds the bundle must trust the rollback's signing key (gateway/key-rotation.ts rollbackSigner).
+    const reachedDevices = targets.devices.map((dev) => {
+      const record = live.get(dev)!;
+      return { record, holds: compacted || record.bundleId === r.bundle.id || HOLDING.has(r.devices[dev]?.status) };
+    });
+    const { bundle, leftOut } = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle, reachedDevices);
+    const sendTo = leftOut.length === 0 ? targets.devices : targets.devices.filter((dev) => !leftOut.includes(dev));
+    if (sendTo.length === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${r.id}: no device it reached holds its bundle, and none would trust the rollback's signing key: nothing to roll back`, { leftOut });
+    if (leftOut.length > 0) this.#log.info({ rollout: r.id, leftOut: leftOut.slice(0, 100), count: leftOut.length }, 'rollback leaves out reached devices that never took the bundle and would reject its signing key');
+    const { r: created, bundle: stored, bytes, targetIds } = await this.#prepare({ bundle: bundle.id, target: { devices: sendTo }, waves: [{ size: '100%' }] }, actor, id);
     created.rollbackOf = id;
     created.previousBundle = r.bundle.id;
     const approval = await gateRollout(this.#approvalDeps, created, created.createdBy, actor, { rollback: true, now: this.#now() });
@@ -507,7 +523,7 @@ export class Rollouts {
    * group's first rollout) the initial pins of the manifests of the group's models
    * (gateway/initial-pins.ts); PW_INVALID_STATE naming the manifests to push when some are missing.
    */
-  async #rollbackBundle(r: GatewayRollout, returnTo: string | null, actor: string, given?: string): Promise<BundleRecord> {
+  async #rollbackBundle(r: GatewayRollout, returnTo: string | null, actor: string, given: string | undefined, reached: ReadonlyArray<{ record: DeviceRecord; holds: boolean }>): Promise<{ bundle: BundleRecord; leftOut: string[] }> {
     const group = r.bundle.group;
     let restore: BundleInput;
     if (returnTo !== null) {
@@ -535,12 +551,16 @@ export class Rollouts {
         const from = returnTo !== null ? `those of bundle ${returnTo}` : "the initial pins of the group's firmware manifests";
         throw new GatewayError('PW_INVALID_STATE', `bundle ${b.id} does not carry the pins a rollback of ${r.id} restores (${from}, in details.pins)${bundle.keyRotation !== undefined ? ' and rotates the signing keys' : ''}: roll it out as a rollout of its own, which passes approval like any other`, { pins: restore.endpoints });
       }
-      return b;
+      const envelope = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
+      if (!envelope.ok) throw new Error(`stored bundle ${b.id} does not decode: ${envelope.detail}`);
+      const { leftOut } = await this.#bundles.rollbackKey(group, r.id, reached, envelope.envelope.kid);
+      return { bundle: b, leftOut };
     }
     if (!(await this.#bundles.canSign(group))) {
       throw new GatewayError('PW_NO_SIGNING_KEY', `this gateway has no signing key: sign the bundle to restore elsewhere (group ${group}, seq ${(await this.#bundles.highestSeq(group)) + 1}, the pins in details.pins), upload it (pinwave bundle upload FILE), then: pinwave rollout rollback ${r.id} --bundle BUNDLE`, { pins: restore.endpoints });
     }
-    return this.#bundles.create(restore, actor);
+    const { key, leftOut } = await this.#bundles.rollbackKey(group, r.id, reached);
+    return { bundle: await this.#bundles.create(restore, actor, key ? { key } : {}), leftOut };
   }
 
   /** The manifest a device of this model and firmware was born with; with no firmware known, the model's only one. */

@@ -196,7 +196,7 @@ export async function rolloutRoutes(app: FastifyInstance, o: RolloutRoutesOption
         tags: ['rollouts'],
         summary: 'Roll back: a new bundle of the previous pins (higher seq) to every device this rollout reached; one in progress is aborted',
         description:
-          "The pins restored are the previous bundle's; on a group's first rollout, the initial pins of the firmware manifests of the group's models (per endpoint their union); a 409 names the model and firmware whose manifest is missing (push it: POST /v1/manifests). Pre-flight problems do not refuse a rollback: they are recorded in its gatesBypassed. A gateway without a signing key takes `bundle`, uploaded already, which must carry exactly the pins restored and no key rotation (409 otherwise).",
+          "The pins restored are the previous bundle's; on a group's first rollout, the initial pins of the firmware manifests of the group's models (per endpoint their union); a 409 names the model and firmware whose manifest is missing (push it: POST /v1/manifests). Pre-flight problems do not refuse a rollback: they are recorded in its gatesBypassed; only devices that hold the bundle and would reject the rollback's signing key as unknown_key at their key epoch refuse it, a 409 naming them in details.devices (it is signed with a key they trust when the gateway holds one). A gateway without a signing key takes `bundle`, uploaded already, which must carry exactly the pins restored and no key rotation (409 otherwise).",
         params,
         body: rollbackBody,
         response: responses({ 201: { type: 'object', required: ['aborted', 'rollback'], properties: { aborted: { $ref: 'Rollout#' }, rollback: { $ref: 'Rollout#' } } } }),

@@ -138,7 +138,7 @@ export interface DeadlineStatus {
 /** Devices counted toward the ack ratio, over every wave (verification.ts ackedCount). */
 function counted(r: Rollout): number {
   let n = 0;
-  for (const w of r.waves) n += ackedCount(w.count, w.thresholds);
+  for (const w of r.waves) n += ackedCount(w.count, w.thresholds, w.failingUnverified);
   return n;
 }
 

@@ -19,7 +19,7 @@
 //          the bundle again.
 import { failureCrossed, ackRatio, unreachableRatio, waveFigures } from './figures.ts';
 import { checkThresholds, cutWaves, seedOrder, shown, validatePlan } from './plan.ts';
-import { statusOfAck, statusOfState } from './verification.ts';
+import { FAILING_UNVERIFIED, statusOfAck, statusOfState } from './verification.ts';
 import { deadlineChange } from './deadline.ts';
 import type {
   ActionError,
@@ -95,6 +95,7 @@ function setStatus(s: Step, id: string, d: DeviceEntry, status: DeviceStatus, re
   const w = s.r.waves[d.wave];
   w.count[d.status]--;
   if (d.status === 'rejected') tally(w.rejectedByReason, reasonOf(d), -1);
+  if (d.status === 'failing' && d.reason === FAILING_UNVERIFIED) w.failingUnverified = (w.failingUnverified ?? 1) - 1;
   delete d.reason;
   d.status = status;
   d.at = s.now;
@@ -105,6 +106,9 @@ function setStatus(s: Step, id: string, d: DeviceEntry, status: DeviceStatus, re
     tally(w.rejectedByReason, d.reason, 1);
   } else if (status === 'reverted' && reason !== undefined) {
     d.reason = reason;
+  } else if (status === 'failing' && reason === FAILING_UNVERIFIED) {
+    d.reason = reason;
+    w.failingUnverified = (w.failingUnverified ?? 0) + 1;
   }
   s.dirty = true;
 }
@@ -502,7 +506,8 @@ export function deviceAcked(r: Rollout, id: string, ack: DeviceAck, now: number)
  * verification.ts). Otherwise it is behind, and is sent the bundle as deviceOnline would; a member
  * still `sent` is sent it again too, since it says it has not got it (a publish lost with the
  * broker's sessions when the gateway restarted). A reverted member is on its previous seq by its
- * own choice, and is never sent the bundle again.
+ * own choice, and is never sent the bundle again; nor, once the rollout completed, is a member that
+ * rejected it.
  */
 export function deviceState(r: Rollout, id: string, state: DeviceReportedState, now: number): Effect[] {
   const d = lookup(r, id);
@@ -513,10 +518,12 @@ export function deviceState(r: Rollout, id: string, state: DeviceReportedState, 
   } else if ((BEHIND.has(d.status) || d.status === 'sent') && maySend(r, d)) {
     setStatus(s, id, d, 'sent');
     s.fx.push({ type: 'send', deviceIds: [id] });
-  } else if (r.state === 'completed' && state.seq < r.bundle.seq && d.status !== 'reverted') {
+  } else if (r.state === 'completed' && state.seq < r.bundle.seq && RUNS.has(d.status)) {
     // A member that took a completed rollout's bundle and now reports less (reflashed, its flash
     // wiped) is behind: the bundle the whole rollout runs is sent again (docs/architecture.md §6).
-    // Its status stands: what it did in the rollout is history.
+    // Its status stands: what it did in the rollout is history. One that never took it (rejected:
+    // the same bytes get the same verdict) or went back by itself (reverted) is not: it would be
+    // sent the bundle on every connect, and refuse it every time.
     s.fx.push({ type: 'send', deviceIds: [id] });
   }
   return done(s);
@@ -525,13 +532,17 @@ export function deviceState(r: Rollout, id: string, state: DeviceReportedState, 
 /**
  * Pin failures reported on this bundle: the device runs it (so it applied it, acked or not) and
  * it fails there. Counted against the wave's failure threshold, which may hold the rollout at once.
+ * A member that had not verified (still verifying, committed unverified, or a health-checked device
+ * with no verified ack) is marked so: under requireVerified it did not count toward the ack ratio,
+ * and its pin failures must not make it count (verification.ts ackedCount).
  */
-export function pinFailure(r: Rollout, id: string, report: { bundleId: string }, now: number): Effect[] {
+export function pinFailure(r: Rollout, id: string, report: { bundleId: string; healthChecked?: boolean }, now: number): Effect[] {
   if (report.bundleId !== r.bundle.id) return [];
   const d = lookup(r, id);
   if (d === undefined || d.status === 'failing' || d.status === 'reverted') return [];
   const s = step(r, now);
-  setStatus(s, id, d, 'failing');
+  const unverified = d.status === 'verifying' || d.status === 'unverified' || (report.healthChecked === true && d.status !== 'verified');
+  setStatus(s, id, d, 'failing', unverified ? FAILING_UNVERIFIED : undefined);
   evaluate(s, r.waves[d.wave], false);
   return done(s);
 }
@@ -609,13 +620,18 @@ export function appliedDevices(r: Rollout): string[] {
 export function rebuildCounters(r: Rollout): boolean {
   const counts = r.waves.map(() => emptyCounts());
   const reasons: Record<string, number>[] = r.waves.map(() => ({}));
+  const failingUnverified = r.waves.map(() => 0);
   for (const id in r.devices) {
     const d = r.devices[id];
     counts[d.wave][d.status]++;
     if (d.status === 'rejected') tally(reasons[d.wave], reasonOf(d), 1);
+    if (d.status === 'failing' && d.reason === FAILING_UNVERIFIED) failingUnverified[d.wave]++;
   }
   let drifted = false;
   r.waves.forEach((w, i) => {
+    // Derived from the members and never stored: counted, not compared.
+    if (failingUnverified[i] > 0) w.failingUnverified = failingUnverified[i];
+    else delete w.failingUnverified;
     // A record from before the health-check statuses (docs/architecture.md §9) lacks their counters: zero, not drift.
     w.count = { ...emptyCounts(), ...w.count };
     if (!sameTally(w.count, counts[i]) || !sameTally(w.rejectedByReason, reasons[i])) {

@@ -24,7 +24,7 @@ export function memberCount(w: Wave): number {
 /** acked / reachable members (acked: verification.ts ackedCount); 1 when none is reachable. */
 export function ackRatio(w: Wave): number {
   const reachable = memberCount(w) - w.count.unreachable;
-  return reachable === 0 ? 1 : ackedCount(w.count, w.thresholds) / reachable;
+  return reachable === 0 ? 1 : ackedCount(w.count, w.thresholds, w.failingUnverified) / reachable;
 }
 
 /** (rejected + failing + reverted) / responded; 0 when nobody has responded. */
@@ -62,7 +62,7 @@ export function waveFigures(w: Wave): WaveFigures {
     verified: c.verified ?? 0,
     unverified: c.unverified ?? 0,
     reverted: c.reverted ?? 0,
-    acked: ackedCount(c, w.thresholds),
+    acked: ackedCount(c, w.thresholds, w.failingUnverified),
     responded: respondedCount(c),
     ackRatio: ackRatio(w),
     failureRatio: failureRatio(w),

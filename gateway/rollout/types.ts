@@ -109,6 +109,11 @@ export interface Wave {
   /** whether the sweep at `deadline` has run (reset when resume sets a fresh deadline) */
   swept: boolean;
   count: StatusCounts;
+  /**
+   * Of `count.failing`, the members that had not verified (reason FAILING_UNVERIFIED,
+   * verification.ts): derived from the members, never stored (rebuildCounters counts it at load).
+   */
+  failingUnverified?: number;
   /** rejections by the device's named reason (docs/architecture.md §3), 'unspecified' when it gave none */
   rejectedByReason: Record<string, number>;
 }
@@ -117,7 +122,7 @@ export interface DeviceEntry {
   /** index into Rollout.waves */
   wave: number;
   status: DeviceStatus;
-  /** the device's reason, while status is 'rejected'; the endpoint (`host:port`), while 'reverted' */
+  /** the device's reason, while status is 'rejected'; the endpoint (`host:port`), while 'reverted'; FAILING_UNVERIFIED while 'failing' after no verified ack (verification.ts) */
   reason?: string;
   /** epoch ms of the last status change, null while never touched */
   at: number | null;
@@ -140,7 +145,7 @@ export interface WaveFigures {
   verified: number;
   unverified: number;
   reverted: number;
-  /** applied + verified + failing, and verifying + unverified unless requireVerified (figures.ts) */
+  /** applied + verified + failing, less failing members that had not verified under requireVerified; verifying + unverified unless requireVerified (verification.ts ackedCount) */
   acked: number;
   /** every member that answered: acked, verifying, unverified, rejected, reverted */
   responded: number;

@@ -71,10 +71,19 @@ export function statusOfState(current: DeviceStatus, state: DeviceReportedState)
 /** Whether requireVerified is on: a record written before the field existed reads as on. */
 export const requiresVerified = (t: WaveThresholds): boolean => t.requireVerified !== false;
 
-/** Members that count toward the ack ratio: verified and applied always, failing (it applied), and verifying and unverified when requireVerified is off. */
-export function ackedCount(c: StatusCounts, t: WaveThresholds): number {
+/** The reason a `failing` member carries when it had not verified (a health-checked device still verifying, or committed unverified). */
+export const FAILING_UNVERIFIED = 'unverified';
+
+/**
+ * Members that count toward the ack ratio: `verified` and `applied` always; a `failing` member as
+ * what it was before its pin failures (docs/architecture.md §6: it applied, §9: under
+ * requireVerified a health-checked device counts only once verified), so a failing member that had
+ * not verified (`failingUnverified` of the wave's failing members) counts only with requireVerified
+ * off, as `verifying` and `unverified` do. A pin failure never lifts a wave over its ack threshold.
+ */
+export function ackedCount(c: StatusCounts, t: WaveThresholds, failingUnverified = 0): number {
   const base = c.applied + (c.verified ?? 0) + c.failing;
-  return requiresVerified(t) ? base : base + (c.verifying ?? 0) + (c.unverified ?? 0);
+  return requiresVerified(t) ? base - failingUnverified : base + (c.verifying ?? 0) + (c.unverified ?? 0);
 }
 
 /** Members that answered: every status but pending, sent, timed_out and unreachable. */

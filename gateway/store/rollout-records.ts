@@ -26,7 +26,7 @@ export function rolloutCreate(r: Rollout & RolloutLinks): Extract<Change, { type
     startedAt: r.startedAt,
     endedAt: r.endedAt,
     wave: r.wave,
-    waves: r.waves.map(({ members: _members, ...w }) => structuredClone(w)),
+    waves: r.waves.map(({ members: _members, failingUnverified: _derived, ...w }) => structuredClone(w)),
     decisions: structuredClone(r.decisions),
     createdBy: r.createdBy,
     previousBundle: r.previousBundle,

@@ -21,8 +21,6 @@ export const BUNDLE_ID_RE = /^[0-9a-f]{64}$/;
 /** Rollout ids, counter names, collection keys: printable ASCII without spaces. */
 const NAME_RE = /^[\x21-\x7e]{1,200}$/;
 export const COLLECTION_RE = /^[a-z][a-z0-9._-]{0,63}$/;
-/** The largest value one keyed-collection item may hold, as JSON. */
-export const MAX_ITEM_BYTES = 256 * 1024;
 
 // The health-check statuses (docs/architecture.md §9) came later: a count record may lack them.
 const HEALTH_STATUSES = ['verifying', 'verified', 'unverified', 'reverted'];

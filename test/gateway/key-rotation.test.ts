@@ -5,7 +5,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPair, hex, inspectBundle, kidOf } from '../../firmware-manifest/index.ts';
-import { bridgeFor, signerFor, keyEpochFindings } from '../../gateway/key-rotation.ts';
+import { bridgeFor, rollbackSigner, signerFor, keyEpochFindings } from '../../gateway/key-rotation.ts';
 import { fleet, harness, newPins, pin, until } from '../fixtures/gateway.ts';
 
 const kidOfRecord = (b: { bytes: string }) => {
@@ -88,4 +88,84 @@ t.test('signerFor and keyEpochFindings', async (t) => {
   t.equal(bridgeFor({ seq: 3, keyEpoch: 1 }, kb.kid, [r1, r2], 10), null, 'at epoch 1 it trusts the baseline key already');
   t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kb.kid, [r1, r2], 2000), null, 'an expired rotation bridges nothing');
   t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kb.kid, [r1, r2], 10, [b.publicKey]), null, 'new firmware that ships with the next key needs no bridge');
+});
+
+t.test('rolling back a rotation that devices applied: the rollback is signed with a key they trust now, and they take it', async (t) => {
+  const next = generateKeyPair();
+  const nextKeyPath = join(t.testdir(), 'next.key');
+  writeFileSync(nextKeyPath, next.privatePem, { mode: 0o600 });
+  const h = await harness(t, { nextKeyPath });
+  const nextKid = hex(kidOf(next.publicKey));
+  const devices = await fleet(h, 3);
+  await Promise.all(devices.map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  // The rotation drops the current key; the operator aborts it once the devices applied it (it is
+  // never the baseline, so the gateway's default signer is still the current key).
+  const rotation = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins, rotateKeys: { epoch: 1, keys: [next.publicPem] } }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: rotation.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
+  await until(async () => (await Promise.all(devices.map((d) => h.gw.getDevice(d.id)))).every((d) => d.keyEpoch === 1), 5000, 'the rotation to apply');
+  await h.gw.abortRollout(rollout.id, 'alice');
+  const { rollback } = await h.gw.rollback(rollout.id, 'alice');
+  const sent = await h.gw.getBundle(rollback.bundle.id);
+  t.equal(kidOfRecord(sent), nextKid, 'signed with the key the rotated devices trust, not the current one');
+  await until(() => devices.every((d) => d.state.seq === sent.seq), 5000, 'the devices to take the rollback');
+  t.same(devices[0].state.endpoints[0].pins, h.manifest.pins[0].pins.map((p) => p.slice(7)), 'the pins they ran before');
+  t.equal(devices[0].state.keyEpoch, 1, 'the keys stay rotated: epochs only go up');
+  t.notOk(h.outcomes.some((o) => o.status === 'rejected'), 'no device rejected it');
+});
+
+t.test('a rollback that reached devices would reject as unknown_key is refused, naming them, and nothing is sent', async (t) => {
+  const next = generateKeyPair();
+  const other = generateKeyPair();
+  const nextKeyPath = join(t.testdir(), 'next.key');
+  writeFileSync(nextKeyPath, next.privatePem, { mode: 0o600 });
+  const h = await harness(t, { nextKeyPath });
+  const devices = await fleet(h, 2);
+  await Promise.all(devices.map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  // A rotation to a key this gateway does not hold (kept offline): after it, the gateway can sign
+  // nothing the rotated devices accept.
+  const rotation = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins, rotateKeys: { epoch: 1, keys: [other.publicPem] } }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: rotation.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
+  await until(async () => (await Promise.all(devices.map((d) => h.gw.getDevice(d.id)))).every((d) => d.keyEpoch === 1), 5000, 'the rotation to apply');
+  const before = (await h.gw.listBundles({ group: 'thermostats' })).items.length;
+  const refused = await h.gw.rollback(rollout.id, 'alice').then(() => null, (e: { code: string; message: string; details?: { devices?: string[] } }) => e);
+  t.match(refused, { code: 'PW_INVALID_STATE', message: /2 devices .*unknown_key/, details: { devices: devices.map((d) => d.id).sort() } });
+  t.equal((await h.gw.listBundles({ group: 'thermostats' })).items.length, before, 'no bundle was signed for it');
+  const r = await h.gw.getRollout(rollout.id);
+  t.equal(r.rolledBackBy, undefined, 'the rollout is as it was');
+  t.equal(devices[0].state.seq, rotation.seq);
+});
+
+t.test('a rollback of a rotation leaves out a reached device that never took it and would reject the key the others trust', async (t) => {
+  const next = generateKeyPair();
+  const nextKeyPath = join(t.testdir(), 'next.key');
+  writeFileSync(nextKeyPath, next.privatePem, { mode: 0o600 });
+  const h = await harness(t, { nextKeyPath });
+  const devices = await fleet(h, 3, 'th', (i) => (i === 2 ? { flashFails: true } : {}));
+  await Promise.all(devices.map((d) => d.connect()));
+  t.teardown(() => Promise.all(devices.map((d) => d.disconnect())));
+  const rotation = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins, rotateKeys: { epoch: 1, keys: [next.publicPem] } }, 'alice');
+  const { rollout } = await h.gw.createRollout({ bundle: rotation.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true }, 'alice');
+  await until(async () => (await h.gw.getRollout(rollout.id)).state === 'held', 5000, 'the rejection to hold the rollout');
+  await until(async () => (await Promise.all(devices.slice(0, 2).map((d) => h.gw.getDevice(d.id)))).every((d) => d.keyEpoch === 1), 5000, 'the others to apply');
+  const { rollback } = await h.gw.rollback(rollout.id, 'alice');
+  t.equal(kidOfRecord(await h.gw.getBundle(rollback.bundle.id)), hex(kidOf(next.publicKey)));
+  t.equal(rollback.devices, 2, 'sent to the two that hold the rotation');
+  await until(() => devices.slice(0, 2).every((d) => d.state.seq === rollback.bundle.seq), 5000, 'the two to take it');
+  t.equal(devices[2].state.seq, 0, 'the one that rejected the rotation runs what it ran, and was not sent a bundle it would reject');
+  t.equal(h.outcomes.filter((o) => o.deviceId === devices[2].id).length, 1, 'its one outcome is its rejection of the rotation');
+});
+
+t.test('rollbackSigner: the first key every holder trusts; non-holders that would reject it are left out', async (t) => {
+  const ka = { kid: kidOf(generateKeyPair().publicKey) };
+  const kb = { kid: kidOf(generateKeyPair().publicKey) };
+  const trusting = (...ks: Array<{ kid: Uint8Array }>) => (kid: Uint8Array) => ks.some((k) => hex(k.kid) === hex(kid));
+  const holderB = { id: 'h1', holds: true, trusts: trusting(kb) };
+  const otherA = { id: 'o1', holds: false, trusts: trusting(ka) };
+  const both = { id: 'h2', holds: true, trusts: trusting(ka, kb) };
+  t.same(rollbackSigner([ka, kb], [both, otherA]), { ok: true, key: ka, leftOut: [] }, 'the usual signer when everyone trusts it');
+  t.same(rollbackSigner([ka, kb], [holderB, both, otherA]), { ok: true, key: kb, leftOut: ['o1'] });
+  t.same(rollbackSigner([ka], [holderB, both, otherA]), { ok: false, key: ka, rejecting: ['h1'] });
+  t.same(rollbackSigner([], [holderB]), { ok: false, key: null, rejecting: [] });
 });

@@ -778,3 +778,19 @@ t.test('resume for the remaining waves starting at a later wave leaves the passe
   effects(resume(r, T0 + 4 * SEC, 'bob', nobody, { ackThreshold: 0.5 }, 'remaining'));
   t.same(r.waves.map((w) => w.thresholds.ackThreshold), [0.95, 0.5, 0.5]);
 });
+
+t.test('a member that rejected a completed rollout is not sent its bundle again on every connect; one that applied and lost it is', async (t) => {
+  const r = make(20, { waves: [{ size: '100%', failureThreshold: 0.5 }], seed: 's' });
+  effects(start(r, T0, 'alice', everyone));
+  const [rejecter, reflashed, ...rest] = members(r, 0);
+  ack(r, rejecter, T0 + SEC, 'rejected', 'weak_pin_set');
+  ackAll(r, [reflashed, ...rest], T0 + SEC);
+  tick(r, T0 + 2 * SEC, everyone);
+  t.equal(r.state, 'completed');
+  // The device that refused it still runs what it ran (seq below the rollout's) and says so on
+  // every connect: the same bundle would be refused the same way, and sent for ever.
+  for (let i = 0; i < 3; i++) t.same(sentTo(deviceState(r, rejecter, { seq: 3, bundleId: OTHER_BUNDLE }, T0 + (10 + i) * SEC)), [], `connect ${i + 1}: nothing sent`);
+  t.equal(r.devices[rejecter].status, 'rejected');
+  t.same(sentTo(deviceState(r, reflashed, { seq: 0, bundleId: null }, T0 + 20 * SEC)), [reflashed], 'a member that took it and reports less (reflashed) is sent it again');
+  countersHold(t, r);
+});

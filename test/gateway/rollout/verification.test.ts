@@ -2,7 +2,7 @@
 // and off, a mixed fleet, reverts holding at once, and reconciliation from a state whose
 // provisional window is open.
 import t from 'tap';
-import { appliedDevices, createRollout, deviceAcked, deviceOnline, deviceState, rebuildCounters, resume, start, tick } from '../../../gateway/rollout/engine.ts';
+import { appliedDevices, createRollout, deviceAcked, deviceOnline, deviceState, pinFailure, rebuildCounters, resume, start, tick } from '../../../gateway/rollout/engine.ts';
 import { waveFigures } from '../../../gateway/rollout/figures.ts';
 import { hasHealthCheck, statusOfAck, statusOfState } from '../../../gateway/rollout/verification.ts';
 import type { DeviceAck, Effect, Rollout } from '../../../gateway/rollout/types.ts';
@@ -215,4 +215,41 @@ t.test('a completed rollout resends its bundle to a member behind it, never to o
     ['send'],
     'reflashed: behind the rollout, sent it again',
   );
+});
+
+t.test('requireVerified on: a member that had not verified and reports pin failures does not start counting toward the ack ratio', async (t) => {
+  const r = make(20, { failureThreshold: 0.5 });
+  const m = wave0(r);
+  for (const id of m.slice(0, 8)) verified(r, id);
+  applied(r, m[8], true, { unverified: true });
+  applied(r, m[9], true);
+  t.match(waveFigures(r.waves[0]), { verified: 8, unverified: 1, verifying: 1, acked: 8, ackRatio: 0.8 });
+  // Both fail on the new pins: evidence against the bundle, which must not be what lifts the wave
+  // over its ack threshold.
+  pinFailure(r, m[8], { bundleId: BUNDLE.id }, T0 + 3000);
+  pinFailure(r, m[9], { bundleId: BUNDLE.id }, T0 + 3000);
+  t.match(waveFigures(r.waves[0]), { failing: 2, unverified: 0, verifying: 0, acked: 8, ackRatio: 0.8 });
+  t.equal(r.waves[0].state, 'active', 'pin failures do not pass the wave');
+  // One that verified and fails later still counts, as one without a health check that applied does.
+  pinFailure(r, m[0], { bundleId: BUNDLE.id }, T0 + 4000);
+  t.match(waveFigures(r.waves[0]), { verified: 7, failing: 3, acked: 8 });
+  // A health-checked device with no ack seen (still `sent`) that reports failures had not verified either.
+  const r2 = make(20, { failureThreshold: 0.5 });
+  pinFailure(r2, wave0(r2)[0], { bundleId: BUNDLE.id, healthChecked: true }, T0 + 3000);
+  pinFailure(r2, wave0(r2)[1], { bundleId: BUNDLE.id, healthChecked: false }, T0 + 3000);
+  t.match(waveFigures(r2.waves[0]), { failing: 2, acked: 1 }, 'one without a health check runs it: it applied, acked or not');
+  countersHold(t, r);
+  // The mark is the member's (stored with it); the count is rebuilt from the members at load.
+  const loaded: Rollout = JSON.parse(JSON.stringify(r));
+  delete loaded.waves[0].failingUnverified;
+  rebuildCounters(loaded);
+  t.match(waveFigures(loaded.waves[0]), { failing: 3, acked: 8 });
+});
+
+t.test('requireVerified off: a failing member counts as what it was, every holder of the bundle', async (t) => {
+  const r = make(20, { failureThreshold: 0.5, requireVerified: false });
+  const m = wave0(r);
+  for (const id of m.slice(0, 9)) applied(r, id, true, { unverified: true });
+  pinFailure(r, m[0], { bundleId: BUNDLE.id }, T0 + 3000);
+  t.match(waveFigures(r.waves[0]), { unverified: 8, failing: 1, acked: 9 });
 });
