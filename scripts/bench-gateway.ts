@@ -27,6 +27,9 @@
 // in the same run.
 //
 //   npx tsc -p . && node dist/scripts/bench-gateway.js [--devices 10000] [--acks N] [--quick] [--profile DIR]
+//
+// BENCH_PROFILE_CONNECT=FILE in the environment writes a CPU profile of the gateway process while the
+// fleet connects to it to FILE.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
