@@ -84,7 +84,7 @@ export async function measureRevert(N: number, progress: (line: string) => void,
     workers.push(...sims);
     const all = <T = any>(cmd: string, args: (i: number) => object, ms?: number) => Promise.all(sims.map((w, i) => w.call<T>(cmd, args(i), ms)));
 
-    const { port, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir, writeWindowMs: 100 });
+    const { port, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir });
     const manifest: FirmwareManifest = {
       model: MODEL,
       firmware: FIRMWARE,
