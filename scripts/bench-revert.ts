@@ -43,6 +43,10 @@ export interface RevertFigures {
   checkHandshakes: number[];
   /** each device's window: opened → its `reverted` ack PUBACKed, ms */
   window: number[];
+  /** each device's window opened → the gateway counting its `reverted` ack, ms (the revert less the delivery) */
+  windowToCounted: number[];
+  /** TLS handshakes completed a second in each client process, first ask to last result: in the floor runs, and the health checks' during the wave */
+  handshakeRate: { floor: number; wave: number };
   /** first revert counted → hold (the gateway's log line), ms */
   firstRevertToHold: number;
   /** the warm-up: a good bundle's send → all N counted `verified`, ms */
@@ -66,6 +70,14 @@ interface Timeline {
   verifying: Record<string, number>;
   settled: Record<string, { status: string; at: number }>;
   handshakes: number[];
+  /** the first fresh ask to the last fresh result, ms */
+  handshakeSpanMs: number;
+}
+
+/** Handshakes a second, the mean over the client processes of each one's count over its span. */
+function rateOf(runs: Array<{ count: number; spanMs: number }>): number {
+  const rates = runs.filter((r) => r.count > 0 && r.spanMs > 0).map((r) => (r.count / r.spanMs) * 1000);
+  return rates.length > 0 ? rates.reduce((a, b) => a + b, 0) / rates.length : NaN;
 }
 
 /** `profileDir`: the gateway and the client processes are CPU-profiled over the wave, to DIR/revert-<process>.cpuprofile. */
@@ -110,10 +122,12 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       return { gateway: to.gateway - from.gateway, devices: to.devices - from.devices, endpoint: to.endpoint - from.endpoint };
     };
     const shardSize = (i: number) => ids.filter((_, k) => k % REVERT_PROCESSES === i).length;
+    const floorSpans: Array<{ count: number; spanMs: number }> = [];
     const floor = async () => {
-      const out = await all<{ ms: number[]; failed: number }>('handshakeFloor', (i) => ({ endpoint: api.callHome, count: shardSize(i), concurrency: HANDSHAKE_CONCURRENCY }), 120_000);
+      const out = await all<{ ms: number[]; failed: number; spanMs: number }>('handshakeFloor', (i) => ({ endpoint: api.callHome, count: shardSize(i), concurrency: HANDSHAKE_CONCURRENCY }), 120_000);
       const failed = out.reduce((s, x) => s + x.failed, 0);
       if (failed > 0) errors.push(`${failed} bare handshakes failed`);
+      floorSpans.push(...out.map((x) => ({ count: x.ms.length, spanMs: x.spanMs })));
       return out.flatMap((x) => x.ms);
     };
     // Warm-up, as bench-sim's other phases: a good bundle (it pins the served key) to all N, every
@@ -151,22 +165,28 @@ export async function measureRevert(N: number, progress: (line: string) => void,
     const deadline = Date.now() + 10_000;
     let timelines: Timeline[] = [];
     const merged = { verifying: {} as Record<string, number>, settled: {} as Record<string, { status: string; at: number }>, handshakes: [] as number[] };
+    const waveSpans = sims.map(() => ({ count: 0, spanMs: 0 }));
     while (Object.keys(merged.settled).length < N && Date.now() < deadline) {
       timelines = await all<Timeline>('fleetTimeline', () => ({ name: 'revert' }));
-      for (const t of timelines) {
+      timelines.forEach((t, i) => {
         Object.assign(merged.verifying, t.verifying);
         Object.assign(merged.settled, t.settled);
         merged.handshakes.push(...t.handshakes);
-      }
+        waveSpans[i].count += t.handshakes.length;
+        waveSpans[i].spanMs = Math.max(waveSpans[i].spanMs, t.handshakeSpanMs);
+      });
       if (Object.keys(merged.settled).length < N) await sleep(50);
     }
     const delivery: number[] = [];
     const window: number[] = [];
+    const windowToCounted: number[] = [];
     let notReverted = 0;
-    for (const d of ids) {
+    for (const [k, d] of ids.entries()) {
       const opened = merged.verifying[d];
       const settled = merged.settled[d];
+      const counted = c.devices[k];
       if (opened !== undefined) delivery.push(opened - sentAt);
+      if (opened !== undefined && counted.status === 'reverted' && counted.at !== null) windowToCounted.push(counted.at - opened);
       if (settled?.status !== 'reverted') notReverted++;
       else if (opened !== undefined) window.push(settled.at - opened);
     }
@@ -188,6 +208,8 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       delivery,
       checkHandshakes: merged.handshakes,
       window,
+      windowToCounted,
+      handshakeRate: { floor: rateOf(floorSpans), wave: rateOf(waveSpans) },
       firstRevertToHold: c.heldAt !== null ? c.heldAt - firstRevertAt : NaN,
       verifiedMs,
       lockedOutAfter,

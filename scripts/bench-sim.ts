@@ -385,6 +385,8 @@ function revertRows(f: RevertFigures): Row[] {
     { figure: "  where it goes: gateway sends → device's window opened, first / median / p99", value: `${q(f.delivery, 0)} / ${q(f.delivery, 0.5)} / ${q(f.delivery, 0.99)}` },
     { figure: "  where it goes: the health check's handshake, ask → result, median / p99", value: `${q(f.checkHandshakes, 0.5)} / ${q(f.checkHandshakes, 0.99)}` },
     { figure: "  where it goes: the device's window, opened → reverted ack PUBACKed, median / p99", value: `${q(f.window, 0.5)} / ${q(f.window, 0.99)}` },
+    { figure: "  where it goes: the device's window, opened → reverted ack counted, median / p99", value: `${q(f.windowToCounted, 0.5)} / ${q(f.windowToCounted, 0.99)}` },
+    { figure: '  where it goes: TLS handshakes a second in each client process, floor / the wave', value: `${f.handshakeRate.floor.toFixed(0)} / ${f.handshakeRate.wave.toFixed(0)}` },
     { figure: '  CPU, gateway + devices + endpoint: the wave (send → every revert counted)', value: `${secs(f.cpu.wave.gateway)} + ${secs(f.cpu.wave.devices)} + ${secs(f.cpu.wave.endpoint)}` },
     { figure: '  CPU, gateway + devices + endpoint: one floor run', value: `${secs(f.cpu.floor.gateway)} + ${secs(f.cpu.floor.devices)} + ${secs(f.cpu.floor.endpoint)}` },
     { figure: `  warm-up: a good bundle → all ${n(f.devices)} counted verified`, value: secs(f.verifiedMs) },

@@ -620,19 +620,27 @@ interface FleetStart {
 /** The fleet's handshakes, each timed from its ask to its result (wall ms): what the devices waited for. */
 class TimedHandshakes extends Handshakes {
   readonly timed: number[] = [];
+  /** wall ms of the first fresh ask and the last fresh result since the timeline was last read */
+  span: { from: number; to: number } | null = null;
   override get(endpoint: CallHomeEndpoint, o: { fresh?: boolean } = {}): Promise<HandshakeResult> {
     const t0 = wallMs();
+    if (o.fresh) this.span ??= { from: t0, to: t0 };
     return super.get(endpoint, o).then((r) => {
-      if (o.fresh) this.timed.push(wallMs() - t0);
+      if (o.fresh) {
+        const t1 = wallMs();
+        this.timed.push(t1 - t0);
+        if (this.span) this.span.to = Math.max(this.span.to, t1);
+      }
       return r;
     });
   }
 }
 
-/** N handshakes asked at once, `concurrency` in flight, each from its ask to its result (ms): the floor a health check is held to. */
+/** N handshakes asked at once, `concurrency` in flight, each from its ask to its result (ms): the floor a health check is held to; `spanMs`: the first ask to the last result. */
 async function handshakeFloor({ endpoint, count, concurrency }: { endpoint: CallHomeEndpoint; count: number; concurrency: number }) {
   const h = new Handshakes({ share: false, concurrency });
   let failed = 0;
+  const from = wallMs();
   const ms = await Promise.all(
     Array.from({ length: count }, async () => {
       const t0 = wallMs();
@@ -641,7 +649,7 @@ async function handshakeFloor({ endpoint, count, concurrency }: { endpoint: Call
       return wallMs() - t0;
     }),
   );
-  return { ms, failed };
+  return { ms, failed, spanMs: wallMs() - from };
 }
 
 function fleetRole(): Handlers {
@@ -693,10 +701,12 @@ function fleetRole(): Handlers {
     /** Each device's window opening and final ack (wall ms), and the fleet's fresh handshakes (ms); then forgotten. */
     fleetTimeline({ name }: { name: string }) {
       const t = timelines.get(name)!;
-      const out = { verifying: Object.fromEntries(t.verifying), settled: Object.fromEntries(t.settled), handshakes: [...t.handshakes.timed] };
+      const span = t.handshakes.span;
+      const out = { verifying: Object.fromEntries(t.verifying), settled: Object.fromEntries(t.settled), handshakes: [...t.handshakes.timed], handshakeSpanMs: span ? span.to - span.from : 0 };
       t.verifying.clear();
       t.settled.clear();
       t.handshakes.timed.length = 0;
+      t.handshakes.span = null;
       return out;
     },
     /** Every device checks its endpoints now with a handshake of its own, under the pins active now: how many fail a pin check. */
