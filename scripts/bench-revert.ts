@@ -45,6 +45,8 @@ export interface RevertFigures {
   window: number[];
   /** each device's window opened → the gateway counting its `reverted` ack, ms (the revert less the delivery) */
   windowToCounted: number[];
+  /** the same wave again, each health check answered at once with the served pin (no TLS): gateway send → `reverted` counted, ms */
+  revertInstant: number[];
   /** TLS handshakes completed a second in each client process, first ask to last result: in the floor runs, and the health checks' during the wave */
   handshakeRate: { floor: number; wave: number };
   /** first revert counted → hold (the gateway's log line), ms */
@@ -54,7 +56,7 @@ export interface RevertFigures {
   /** devices whose pins fail a real handshake to the endpoint afterwards */
   lockedOutAfter: number;
   /** CPU ms spent over one floor run (the later) and over the wave (send → every revert counted), by the gateway, the client processes together and the endpoint's process */
-  cpu: { floor: Cpu; wave: Cpu };
+  cpu: { floor: Cpu; wave: Cpu; instant: Cpu };
   /** load average (1 min) at the phase's start and end */
   load: [number, number];
   errors: string[];
@@ -198,6 +200,25 @@ export async function measureRevert(N: number, progress: (line: string) => void,
     const floorCpu = await cpuSince(floorFrom);
     const checked = await all<{ failing: number }>('fleetCallHome', () => ({ name: 'revert' }), 120_000);
     const lockedOutAfter = checked.reduce((s, x) => s + x.failing, 0);
+
+    // The path without its handshake: the held rollout aborted, another bundle that misses the
+    // served key to all N, each health check answered at once with the pin the endpoint serves (no
+    // TLS). What is left is the delivery, the device's machine and store, and the ack to the
+    // gateway: what the revert costs over its handshake when nothing competes with it.
+    progress(`revert: the same again, each check answered at once with the served pin (no TLS handshake)`);
+    await gw.call('abortRollout', { id });
+    const bad2 = await gw.call<{ id: string }>('bundle', { group: GROUP, endpoint: { host: api.name, port: api.port }, pins: [unservedPin(), unservedPin()] });
+    const r2 = await gw.call<{ id: string }>('rollout', { bundle: bad2.id, group: GROUP, waves: [{ size: '100%', timeoutSeconds: 3600 }] });
+    await all('fleetTimeline', () => ({ name: 'revert' }));
+    await all('fleetInstantChecks', () => ({ name: 'revert', pins: [api.pins[api.serving].replace(/^sha256\//, '')] }));
+    const instantFrom = await cpuNow();
+    const { at: sent2 } = await gw.call<{ at: number }>('startRollout', { id: r2.id });
+    const instant = await gw.call<{ counted: number }>('waitStatus', { id: r2.id, status: 'reverted', count: N, timeoutMs }, timeoutMs + 5000);
+    const instantCpu = await cpuSince(instantFrom);
+    await all('fleetInstantChecks', () => ({ name: 'revert', pins: null }));
+    if (instant.counted < N) errors.push(`checks answered at once: ${N - instant.counted} devices not counted reverted within ${timeoutMs / 1000} s`);
+    const c2 = await gw.call<{ devices: Array<{ status: string | null; at: number | null }> }>('devicesCounted', { id: r2.id, ids });
+    const revertInstant = c2.devices.filter((d) => d.status === 'reverted' && d.at !== null).map((d) => d.at! - sent2);
     await all('fleetStop', () => ({ name: 'revert' }), 60_000);
     await gw.call('stop', {}, 60_000);
     return {
@@ -209,11 +230,12 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       checkHandshakes: merged.handshakes,
       window,
       windowToCounted,
+      revertInstant,
       handshakeRate: { floor: rateOf(floorSpans), wave: rateOf(waveSpans) },
       firstRevertToHold: c.heldAt !== null ? c.heldAt - firstRevertAt : NaN,
       verifiedMs,
       lockedOutAfter,
-      cpu: { floor: floorCpu, wave: waveCpu },
+      cpu: { floor: floorCpu, wave: waveCpu, instant: instantCpu },
       load: [loadAtStart, loadavg()[0]],
       errors,
     };

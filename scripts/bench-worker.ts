@@ -159,6 +159,10 @@ function gatewayRole(): Handlers {
       await g().startRollout(id, 'bench');
       return { at };
     },
+    async abortRollout({ id }: { id: string }) {
+      const r = await g().abortRollout(id, 'bench', 'bench');
+      return { state: r.state };
+    },
     /**
      * Resolves when wave 0 of `id` has counted `applied` (and `rejected`) and the gateway has decoded
      * `acksApplied` applied acks in all. Polls the rollout's summary every 20 ms (it copies the
@@ -620,10 +624,24 @@ interface FleetStart {
 /** The fleet's handshakes, each timed from its ask to its result (wall ms): what the devices waited for. */
 class TimedHandshakes extends Handshakes {
   readonly timed: number[] = [];
+  /**
+   * Served pins a fresh ask is answered with at once (in the next turn of the event loop), no TLS:
+   * the revert path with its handshake taken out. Null (the default): real handshakes.
+   */
+  instant: string[] | null = null;
   /** wall ms of the first fresh ask and the last fresh result since the timeline was last read */
   span: { from: number; to: number } | null = null;
   override get(endpoint: CallHomeEndpoint, o: { fresh?: boolean } = {}): Promise<HandshakeResult> {
     const t0 = wallMs();
+    const instant = this.instant;
+    if (o.fresh && instant) {
+      return new Promise((resolve) =>
+        setImmediate(() => {
+          this.timed.push(wallMs() - t0);
+          resolve({ ok: true, pins: [...instant], at: Date.now() });
+        }),
+      );
+    }
     if (o.fresh) this.span ??= { from: t0, to: t0 };
     return super.get(endpoint, o).then((r) => {
       if (o.fresh) {
@@ -719,6 +737,12 @@ function fleetRole(): Handlers {
       return { failing: s.failing, seqs: s.seqs, reverted: s.reverted, devices: s.devices };
     },
     handshakeFloor,
+    /** From now on the fleet's health checks are answered at once with `pins` (no TLS), or by real handshakes again with null. */
+    fleetInstantChecks({ name, pins }: { name: string; pins: string[] | null }) {
+      f(name);
+      timelines.get(name)!.handshakes.instant = pins;
+      return {};
+    },
     async fleetStop({ name }: { name: string }) {
       await f(name).stop();
       fleets.delete(name);
