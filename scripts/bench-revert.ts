@@ -10,8 +10,11 @@
 //
 // Where the time goes, per device: the gateway's send → the device's window opened (delivery,
 // verify, persist), the health check's handshake (ask → result, under the wave's load), and the
-// window opened → the `reverted` ack PUBACKed. Also: from the first revert counted to the hold, and
-// whether every device's active pins still reach the endpoint afterwards (a real handshake each).
+// window opened → the `reverted` ack PUBACKed (and counted), and the handshakes completed a second
+// in each process, in the floor runs and during the wave. Also: from the first revert counted to the
+// hold, and whether every device's active pins still reach the endpoint afterwards (a real handshake
+// each). Last, the same wave again with every health check answered at once with the served pin (no
+// TLS): what the revert costs over its handshake when no handshake competes with it.
 //
 // Every process keeps its own event loop: an earlier version ran gateway, devices and endpoint in
 // one, and every revert carried the gateway's and the other devices' work on top of its handshake.

@@ -19,8 +19,8 @@
 // to N health-checked devices on the real gateway, from its sending to each `reverted` ack counted,
 // median and p99, beside TLS handshakes from the same client processes at the same concurrency
 // against the same endpoint in the same run (goal: within 100 ms of them), with where the time goes
-// (delivery, the health check's handshake, the device's window), and from the first revert to the
-// hold (goal <= 1 s).
+// (delivery, the health check's handshake, the device's window, the handshake rate, the same wave
+// with its checks answered without TLS), and from the first revert to the hold (goal <= 1 s).
 //
 // Every broker runs in a process of its own (scripts/bench-worker.ts, roles gateway and bare), so
 // its RSS is its own; the devices and the bare clients share 2 other processes (role sim). Each side
