@@ -10,8 +10,11 @@
 //
 // Where the time goes, per device: the gateway's send → the device's window opened (delivery,
 // verify, persist), the health check's handshake (ask → result, under the wave's load), and the
-// window opened → the `reverted` ack PUBACKed. Also: from the first revert counted to the hold, and
-// whether every device's active pins still reach the endpoint afterwards (a real handshake each).
+// window opened → the `reverted` ack PUBACKed (and counted), and the handshakes completed a second
+// in each process, in the floor runs and during the wave. Also: from the first revert counted to the
+// hold, and whether every device's active pins still reach the endpoint afterwards (a real handshake
+// each). Last, the same wave again with every health check answered at once with the served pin (no
+// TLS): what the revert costs over its handshake when no handshake competes with it.
 //
 // Every process keeps its own event loop: an earlier version ran gateway, devices and endpoint in
 // one, and every revert carried the gateway's and the other devices' work on top of its handshake.
@@ -43,6 +46,12 @@ export interface RevertFigures {
   checkHandshakes: number[];
   /** each device's window: opened → its `reverted` ack PUBACKed, ms */
   window: number[];
+  /** each device's window opened → the gateway counting its `reverted` ack, ms (the revert less the delivery) */
+  windowToCounted: number[];
+  /** the same wave again, each health check answered at once with the served pin (no TLS): gateway send → `reverted` counted, ms */
+  revertInstant: number[];
+  /** TLS handshakes completed a second in each client process, first ask to last result: in the floor runs, and the health checks' during the wave */
+  handshakeRate: { floor: number; wave: number };
   /** first revert counted → hold (the gateway's log line), ms */
   firstRevertToHold: number;
   /** the warm-up: a good bundle's send → all N counted `verified`, ms */
@@ -50,7 +59,7 @@ export interface RevertFigures {
   /** devices whose pins fail a real handshake to the endpoint afterwards */
   lockedOutAfter: number;
   /** CPU ms spent over one floor run (the later) and over the wave (send → every revert counted), by the gateway, the client processes together and the endpoint's process */
-  cpu: { floor: Cpu; wave: Cpu };
+  cpu: { floor: Cpu; wave: Cpu; instant: Cpu };
   /** load average (1 min) at the phase's start and end */
   load: [number, number];
   errors: string[];
@@ -66,6 +75,14 @@ interface Timeline {
   verifying: Record<string, number>;
   settled: Record<string, { status: string; at: number }>;
   handshakes: number[];
+  /** the first fresh ask to the last fresh result, ms */
+  handshakeSpanMs: number;
+}
+
+/** Handshakes a second, the mean over the client processes of each one's count over its span. */
+function rateOf(runs: Array<{ count: number; spanMs: number }>): number {
+  const rates = runs.filter((r) => r.count > 0 && r.spanMs > 0).map((r) => (r.count / r.spanMs) * 1000);
+  return rates.length > 0 ? rates.reduce((a, b) => a + b, 0) / rates.length : NaN;
 }
 
 /** `profileDir`: the gateway and the client processes are CPU-profiled over the wave, to DIR/revert-<process>.cpuprofile. */
@@ -84,7 +101,7 @@ export async function measureRevert(N: number, progress: (line: string) => void,
     workers.push(...sims);
     const all = <T = any>(cmd: string, args: (i: number) => object, ms?: number) => Promise.all(sims.map((w, i) => w.call<T>(cmd, args(i), ms)));
 
-    const { port, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir, writeWindowMs: 100 });
+    const { port, publicPem } = await gw.call<{ port: number; publicPem: string }>('start', { dir });
     const manifest: FirmwareManifest = {
       model: MODEL,
       firmware: FIRMWARE,
@@ -110,10 +127,12 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       return { gateway: to.gateway - from.gateway, devices: to.devices - from.devices, endpoint: to.endpoint - from.endpoint };
     };
     const shardSize = (i: number) => ids.filter((_, k) => k % REVERT_PROCESSES === i).length;
+    const floorSpans: Array<{ count: number; spanMs: number }> = [];
     const floor = async () => {
-      const out = await all<{ ms: number[]; failed: number }>('handshakeFloor', (i) => ({ endpoint: api.callHome, count: shardSize(i), concurrency: HANDSHAKE_CONCURRENCY }), 120_000);
+      const out = await all<{ ms: number[]; failed: number; spanMs: number }>('handshakeFloor', (i) => ({ endpoint: api.callHome, count: shardSize(i), concurrency: HANDSHAKE_CONCURRENCY }), 120_000);
       const failed = out.reduce((s, x) => s + x.failed, 0);
       if (failed > 0) errors.push(`${failed} bare handshakes failed`);
+      floorSpans.push(...out.map((x) => ({ count: x.ms.length, spanMs: x.spanMs })));
       return out.flatMap((x) => x.ms);
     };
     // Warm-up, as bench-sim's other phases: a good bundle (it pins the served key) to all N, every
@@ -151,22 +170,28 @@ export async function measureRevert(N: number, progress: (line: string) => void,
     const deadline = Date.now() + 10_000;
     let timelines: Timeline[] = [];
     const merged = { verifying: {} as Record<string, number>, settled: {} as Record<string, { status: string; at: number }>, handshakes: [] as number[] };
+    const waveSpans = sims.map(() => ({ count: 0, spanMs: 0 }));
     while (Object.keys(merged.settled).length < N && Date.now() < deadline) {
       timelines = await all<Timeline>('fleetTimeline', () => ({ name: 'revert' }));
-      for (const t of timelines) {
+      timelines.forEach((t, i) => {
         Object.assign(merged.verifying, t.verifying);
         Object.assign(merged.settled, t.settled);
         merged.handshakes.push(...t.handshakes);
-      }
+        waveSpans[i].count += t.handshakes.length;
+        waveSpans[i].spanMs = Math.max(waveSpans[i].spanMs, t.handshakeSpanMs);
+      });
       if (Object.keys(merged.settled).length < N) await sleep(50);
     }
     const delivery: number[] = [];
     const window: number[] = [];
+    const windowToCounted: number[] = [];
     let notReverted = 0;
-    for (const d of ids) {
+    for (const [k, d] of ids.entries()) {
       const opened = merged.verifying[d];
       const settled = merged.settled[d];
+      const counted = c.devices[k];
       if (opened !== undefined) delivery.push(opened - sentAt);
+      if (opened !== undefined && counted.status === 'reverted' && counted.at !== null) windowToCounted.push(counted.at - opened);
       if (settled?.status !== 'reverted') notReverted++;
       else if (opened !== undefined) window.push(settled.at - opened);
     }
@@ -178,6 +203,25 @@ export async function measureRevert(N: number, progress: (line: string) => void,
     const floorCpu = await cpuSince(floorFrom);
     const checked = await all<{ failing: number }>('fleetCallHome', () => ({ name: 'revert' }), 120_000);
     const lockedOutAfter = checked.reduce((s, x) => s + x.failing, 0);
+
+    // The path without its handshake: the held rollout aborted, another bundle that misses the
+    // served key to all N, each health check answered at once with the pin the endpoint serves (no
+    // TLS). What is left is the delivery, the device's machine and store, and the ack to the
+    // gateway: what the revert costs over its handshake when nothing competes with it.
+    progress(`revert: the same again, each check answered at once with the served pin (no TLS handshake)`);
+    await gw.call('abortRollout', { id });
+    const bad2 = await gw.call<{ id: string }>('bundle', { group: GROUP, endpoint: { host: api.name, port: api.port }, pins: [unservedPin(), unservedPin()] });
+    const r2 = await gw.call<{ id: string }>('rollout', { bundle: bad2.id, group: GROUP, waves: [{ size: '100%', timeoutSeconds: 3600 }] });
+    await all('fleetTimeline', () => ({ name: 'revert' }));
+    await all('fleetInstantChecks', () => ({ name: 'revert', pins: [api.pins[api.serving].replace(/^sha256\//, '')] }));
+    const instantFrom = await cpuNow();
+    const { at: sent2 } = await gw.call<{ at: number }>('startRollout', { id: r2.id });
+    const instant = await gw.call<{ counted: number }>('waitStatus', { id: r2.id, status: 'reverted', count: N, timeoutMs }, timeoutMs + 5000);
+    const instantCpu = await cpuSince(instantFrom);
+    await all('fleetInstantChecks', () => ({ name: 'revert', pins: null }));
+    if (instant.counted < N) errors.push(`checks answered at once: ${N - instant.counted} devices not counted reverted within ${timeoutMs / 1000} s`);
+    const c2 = await gw.call<{ devices: Array<{ status: string | null; at: number | null }> }>('devicesCounted', { id: r2.id, ids });
+    const revertInstant = c2.devices.filter((d) => d.status === 'reverted' && d.at !== null).map((d) => d.at! - sent2);
     await all('fleetStop', () => ({ name: 'revert' }), 60_000);
     await gw.call('stop', {}, 60_000);
     return {
@@ -188,10 +232,13 @@ export async function measureRevert(N: number, progress: (line: string) => void,
       delivery,
       checkHandshakes: merged.handshakes,
       window,
+      windowToCounted,
+      revertInstant,
+      handshakeRate: { floor: rateOf(floorSpans), wave: rateOf(waveSpans) },
       firstRevertToHold: c.heldAt !== null ? c.heldAt - firstRevertAt : NaN,
       verifiedMs,
       lockedOutAfter,
-      cpu: { floor: floorCpu, wave: waveCpu },
+      cpu: { floor: floorCpu, wave: waveCpu, instant: instantCpu },
       load: [loadAtStart, loadavg()[0]],
       errors,
     };

@@ -19,8 +19,8 @@
 // to N health-checked devices on the real gateway, from its sending to each `reverted` ack counted,
 // median and p99, beside TLS handshakes from the same client processes at the same concurrency
 // against the same endpoint in the same run (goal: within 100 ms of them), with where the time goes
-// (delivery, the health check's handshake, the device's window), and from the first revert to the
-// hold (goal <= 1 s).
+// (delivery, the health check's handshake, the device's window, the handshake rate, the same wave
+// with its checks answered without TLS), and from the first revert to the hold (goal <= 1 s).
 //
 // Every broker runs in a process of its own (scripts/bench-worker.ts, roles gateway and bare), so
 // its RSS is its own; the devices and the bare clients share 2 other processes (role sim). Each side
@@ -385,8 +385,12 @@ function revertRows(f: RevertFigures): Row[] {
     { figure: "  where it goes: gateway sends → device's window opened, first / median / p99", value: `${q(f.delivery, 0)} / ${q(f.delivery, 0.5)} / ${q(f.delivery, 0.99)}` },
     { figure: "  where it goes: the health check's handshake, ask → result, median / p99", value: `${q(f.checkHandshakes, 0.5)} / ${q(f.checkHandshakes, 0.99)}` },
     { figure: "  where it goes: the device's window, opened → reverted ack PUBACKed, median / p99", value: `${q(f.window, 0.5)} / ${q(f.window, 0.99)}` },
+    { figure: "  where it goes: the device's window, opened → reverted ack counted, median / p99", value: `${q(f.windowToCounted, 0.5)} / ${q(f.windowToCounted, 0.99)}` },
+    { figure: '  where it goes: TLS handshakes a second in each client process, floor / the wave', value: `${f.handshakeRate.floor.toFixed(0)} / ${f.handshakeRate.wave.toFixed(0)}` },
+    { figure: '  where it goes: the same wave, each check answered at once (no TLS): sends → reverted ack counted, median / p99', value: `${q(f.revertInstant, 0.5)} / ${q(f.revertInstant, 0.99)}` },
     { figure: '  CPU, gateway + devices + endpoint: the wave (send → every revert counted)', value: `${secs(f.cpu.wave.gateway)} + ${secs(f.cpu.wave.devices)} + ${secs(f.cpu.wave.endpoint)}` },
     { figure: '  CPU, gateway + devices + endpoint: one floor run', value: `${secs(f.cpu.floor.gateway)} + ${secs(f.cpu.floor.devices)} + ${secs(f.cpu.floor.endpoint)}` },
+    { figure: '  CPU, gateway + devices + endpoint: the wave with checks answered at once', value: `${secs(f.cpu.instant.gateway)} + ${secs(f.cpu.instant.devices)} + ${secs(f.cpu.instant.endpoint)}` },
     { figure: `  warm-up: a good bundle → all ${n(f.devices)} counted verified`, value: secs(f.verifiedMs) },
     { figure: '  first revert counted → hold', value: Number.isFinite(f.firstRevertToHold) ? ms(f.firstRevertToHold) : 'no hold', goal: '<= 1 s', met: f.firstRevertToHold <= 1000 },
     { figure: '  devices locked out afterwards (real handshakes)', value: String(f.lockedOutAfter), goal: '0', met: f.lockedOutAfter === 0 },

@@ -159,6 +159,10 @@ function gatewayRole(): Handlers {
       await g().startRollout(id, 'bench');
       return { at };
     },
+    async abortRollout({ id }: { id: string }) {
+      const r = await g().abortRollout(id, 'bench', 'bench');
+      return { state: r.state };
+    },
     /**
      * Resolves when wave 0 of `id` has counted `applied` (and `rejected`) and the gateway has decoded
      * `acksApplied` applied acks in all. Polls the rollout's summary every 20 ms (it copies the
@@ -620,19 +624,41 @@ interface FleetStart {
 /** The fleet's handshakes, each timed from its ask to its result (wall ms): what the devices waited for. */
 class TimedHandshakes extends Handshakes {
   readonly timed: number[] = [];
+  /**
+   * Served pins a fresh ask is answered with at once (in the next turn of the event loop), no TLS:
+   * the revert path with its handshake taken out. Null (the default): real handshakes.
+   */
+  instant: string[] | null = null;
+  /** wall ms of the first fresh ask and the last fresh result since the timeline was last read */
+  span: { from: number; to: number } | null = null;
   override get(endpoint: CallHomeEndpoint, o: { fresh?: boolean } = {}): Promise<HandshakeResult> {
     const t0 = wallMs();
+    const instant = this.instant;
+    if (o.fresh && instant) {
+      return new Promise((resolve) =>
+        setImmediate(() => {
+          this.timed.push(wallMs() - t0);
+          resolve({ ok: true, pins: [...instant], at: Date.now() });
+        }),
+      );
+    }
+    if (o.fresh) this.span ??= { from: t0, to: t0 };
     return super.get(endpoint, o).then((r) => {
-      if (o.fresh) this.timed.push(wallMs() - t0);
+      if (o.fresh) {
+        const t1 = wallMs();
+        this.timed.push(t1 - t0);
+        if (this.span) this.span.to = Math.max(this.span.to, t1);
+      }
       return r;
     });
   }
 }
 
-/** N handshakes asked at once, `concurrency` in flight, each from its ask to its result (ms): the floor a health check is held to. */
+/** N handshakes asked at once, `concurrency` in flight, each from its ask to its result (ms): the floor a health check is held to; `spanMs`: the first ask to the last result. */
 async function handshakeFloor({ endpoint, count, concurrency }: { endpoint: CallHomeEndpoint; count: number; concurrency: number }) {
   const h = new Handshakes({ share: false, concurrency });
   let failed = 0;
+  const from = wallMs();
   const ms = await Promise.all(
     Array.from({ length: count }, async () => {
       const t0 = wallMs();
@@ -641,7 +667,7 @@ async function handshakeFloor({ endpoint, count, concurrency }: { endpoint: Call
       return wallMs() - t0;
     }),
   );
-  return { ms, failed };
+  return { ms, failed, spanMs: wallMs() - from };
 }
 
 function fleetRole(): Handlers {
@@ -693,10 +719,12 @@ function fleetRole(): Handlers {
     /** Each device's window opening and final ack (wall ms), and the fleet's fresh handshakes (ms); then forgotten. */
     fleetTimeline({ name }: { name: string }) {
       const t = timelines.get(name)!;
-      const out = { verifying: Object.fromEntries(t.verifying), settled: Object.fromEntries(t.settled), handshakes: [...t.handshakes.timed] };
+      const span = t.handshakes.span;
+      const out = { verifying: Object.fromEntries(t.verifying), settled: Object.fromEntries(t.settled), handshakes: [...t.handshakes.timed], handshakeSpanMs: span ? span.to - span.from : 0 };
       t.verifying.clear();
       t.settled.clear();
       t.handshakes.timed.length = 0;
+      t.handshakes.span = null;
       return out;
     },
     /** Every device checks its endpoints now with a handshake of its own, under the pins active now: how many fail a pin check. */
@@ -709,6 +737,12 @@ function fleetRole(): Handlers {
       return { failing: s.failing, seqs: s.seqs, reverted: s.reverted, devices: s.devices };
     },
     handshakeFloor,
+    /** From now on the fleet's health checks are answered at once with `pins` (no TLS), or by real handshakes again with null. */
+    fleetInstantChecks({ name, pins }: { name: string; pins: string[] | null }) {
+      f(name);
+      timelines.get(name)!.handshakes.instant = pins;
+      return {};
+    },
     async fleetStop({ name }: { name: string }) {
       await f(name).stop();
       fleets.delete(name);
