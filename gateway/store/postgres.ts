@@ -363,7 +363,7 @@ export class PostgresStore implements ChangeStore {
     } else for (const d of this.#drained.splice(0)) d();
   }
 
-  async #commitGroup(group: Entry[], attempt = 0): Promise<void> {
+  async #commitGroup(group: Entry[], retried = false): Promise<void> {
     const pool = this.#pool!;
     let client: pg.PoolClient;
     try {
@@ -380,19 +380,12 @@ export class PostgresStore implements ChangeStore {
       const error = this.#unreachable(err, 'committing');
       // A connection the server dropped (a restart, a failover) before COMMIT was sent: nothing
       // was committed, so the group is tried once more on a new connection. After COMMIT was sent
-      // the outcome is unknown, and the callers are told. A transaction the database rolled back
-      // for a deadlock with another gateway's (two replicas holding rows of one another's devices)
-      // committed nothing either, and is tried again, a few times.
+      // the outcome is unknown, and the callers are told. (A transaction rolled back for a deadlock
+      // is retried on the same connection: #attempt.)
       const before = (err as { beforeCommit?: boolean }).beforeCommit === true;
-      const sqlstate = (err as { code?: unknown }).code;
-      if (before && attempt === 0 && error.code === 'PW_STORE_UNREACHABLE') {
+      if (before && !retried && error.code === 'PW_STORE_UNREACHABLE') {
         outcome = 'retry';
-        broken = err as Error;
         this.#log.warn({ store: this.name, err: broken.message }, 'store: the database connection was lost; retrying on a new one');
-      } else if (before && attempt < 3 && (sqlstate === '40P01' || sqlstate === '40001')) {
-        outcome = 'retry';
-        broken = undefined; // the connection is sound
-        this.#log.warn({ store: this.name, err: (err as Error).message }, 'store: a transaction was rolled back for a conflict with another; retrying');
       } else {
         this.#log.error({ store: this.name, code: error.code, err: broken.message }, 'store: a transaction failed; its batches were refused');
         this.#failGroup(group, error);
@@ -400,13 +393,13 @@ export class PostgresStore implements ChangeStore {
     } finally {
       client.release(broken);
     }
-    if (outcome === 'retry') await this.#commitGroup(group, attempt + 1);
+    if (outcome === 'retry') await this.#commitGroup(group, true);
   }
 
   /** The group in one transaction; on a refusal, each batch in its own, so only the refused one is refused. */
   async #commitOn(client: pg.PoolClient, group: Entry[]): Promise<void> {
     try {
-      const seqs = await this.#transaction(client, group.flatMap((e) => e.changes), group.every((e) => !e.durable), fenceOf(group));
+      const seqs = await this.#attempt(client, group.flatMap((e) => e.changes), group.every((e) => !e.durable), fenceOf(group));
       this.#committed(group.length);
       let at = 0;
       for (const e of group) {
@@ -422,7 +415,7 @@ export class PostgresStore implements ChangeStore {
     for (let i = 0; i < group.length; i++) {
       const e = group[i];
       try {
-        const seqs = await this.#transaction(client, e.changes, !e.durable, e.epoch);
+        const seqs = await this.#attempt(client, e.changes, !e.durable, e.epoch);
         this.#committed(1);
         e.resolve({ ok: true, seqs });
       } catch (err) {
@@ -452,6 +445,25 @@ export class PostgresStore implements ChangeStore {
     if (this.#lastError !== null) {
       this.#log.info({ store: this.name }, 'store: writing again');
       this.#lastError = null;
+    }
+  }
+
+  /**
+   * #transaction, tried again (up to three times) when the database rolled it back for a deadlock or
+   * a serialization failure: two gateways each holding a device row the other wants (#append). It
+   * committed nothing, its connection is sound, and trying it here covers the group's transaction and
+   * each batch's when a refused group is re-run one by one, where some batches are answered already.
+   */
+  async #attempt(client: pg.PoolClient, changes: Change[], lazy: boolean, epoch: number | null): Promise<number[]> {
+    for (let retries = 0; ; retries++) {
+      try {
+        return await this.#transaction(client, changes, lazy, epoch);
+      } catch (err) {
+        const sqlstate = (err as { code?: unknown }).code;
+        const before = (err as { beforeCommit?: boolean }).beforeCommit === true;
+        if (!before || retries >= 3 || (sqlstate !== '40P01' && sqlstate !== '40001')) throw err;
+        this.#log.warn({ store: this.name, err: (err as Error).message }, 'store: a transaction was rolled back for a conflict with another; retrying');
+      }
     }
   }
 

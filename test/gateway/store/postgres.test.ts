@@ -232,3 +232,34 @@ t.test('history past the cap in one batch: reads give the newest, the next appen
   t.teardown(() => c.end());
   t.equal(Number((await c.query("SELECT count(*) AS n FROM device_history WHERE device_id = 'd1'")).rows[0].n), 20, 'storage holds the cap');
 });
+
+t.test('a deadlock while a refused group is re-run one batch at a time is retried too: the batch commits, the batches queued behind it are not failed', async (t) => {
+  const url = await testDatabase(t);
+  const s = await opened(url);
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1'), device('d2')));
+  const other = new pg.Client({ connectionString: url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query("SET deadlock_timeout = '20s'");
+  await other.query('BEGIN');
+  await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
+  // One group: the ghost's patch refuses it (before anything waits), so each batch is re-run in a
+  // transaction of its own; the second holds d1 and waits for d2, and the other transaction then wants d1.
+  const ghost = s.apply([{ type: 'device.patch', id: 'ghost', set: { lastSeen: 2 } }]);
+  const applied = s
+    .apply([{ type: 'device.patch', id: 'd1', set: { lastSeen: 2 } }, { type: 'device.history', id: 'd2', entry: { at: 2, bundleId: hex(2), seq: 2, event: 'sent' } }])
+    .catch((e: Error) => e.message);
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if (rows[0].n > 0) break;
+    await new Promise((r) => setImmediate(r));
+  }
+  await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR UPDATE");
+  await other.query('COMMIT');
+  t.match(await ghost, { ok: false, code: 'PW_STORE_NOT_FOUND', ids: ['ghost'] }, 'the refused batch alone is refused');
+  t.same(await applied, { ok: true, seqs: [] }, 'retried after the deadlock, it committed');
+  t.equal((await s.getDevice('d1'))!.lastSeen, 2);
+  t.same((await s.getDevice('d2'))!.history.map((h) => h.seq), [2], 'once');
+  t.equal(s.status().failures, 0, 'no batch was failed');
+});
