@@ -488,6 +488,7 @@ export class PostgresStore implements ChangeStore {
       // The devices whose row this transaction holds locked (provisioned or patched in it, or
       // locked for an append), so an append locks only the others (see #append).
       const locked = new Set<string>();
+      if (this.fence !== null) await this.#lockDevices(client, changes, provisioned, locked);
       for (const b of plan(changes)) await this.#run(client, b, seqs, provisioned, locked);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -496,6 +497,23 @@ export class PostgresStore implements ChangeStore {
     }
     await client.query('COMMIT');
     return seqs;
+  }
+
+  /**
+   * Gateway replicas share the database (docs/architecture.md §8), and two of them may change one
+   * device at once (its messages reach both through the shared subscription): the devices a
+   * transaction changes are locked first, in id order, so no two transactions ever wait for each
+   * other's devices in a cycle (a deadlock the database would break by rolling one back). A
+   * gateway alone is the only writer, and takes no lock it does not need.
+   */
+  async #lockDevices(client: pg.PoolClient, changes: readonly Change[], provisioned: Map<string, number>, locked: Set<string>): Promise<void> {
+    const ids = new Set<string>();
+    for (const c of changes) {
+      if ((c.type === 'device.patch' || c.type === 'device.history' || c.type === 'device.telemetry' || c.type === 'device.delete') && !provisioned.has(c.id)) ids.add(c.id);
+    }
+    if (ids.size === 0) return;
+    const { rows } = await client.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE', [[...ids].sort()]);
+    for (const r of rows) locked.add(r.id);
   }
 
   async #run(client: pg.PoolClient, b: Bucket, seqs: number[], provisioned: Map<string, number>, locked: Set<string>): Promise<void> {

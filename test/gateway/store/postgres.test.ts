@@ -4,11 +4,23 @@ import { PostgresStore, plan, redactUrl } from '../../../gateway/store/postgres.
 import type { Change } from '../../../gateway/store/changes.ts';
 import { device, hex, provision } from './fixtures/conformance.ts';
 import { PG_ADMIN_URL, testDatabase } from './fixtures/pg-database.ts';
+import type { StoreLogger } from '../../../gateway/store/embedded.ts';
 
 async function opened(url: string) {
   const s = new PostgresStore({ url });
   await s.open();
   return s;
+}
+
+/** A store logger that keeps its lines. */
+function capture() {
+  const lines: Array<{ level: string; msg: string; obj: object }> = [];
+  const log: StoreLogger = {
+    info: (obj, msg = '') => lines.push({ level: 'info', msg, obj }),
+    warn: (obj, msg = '') => lines.push({ level: 'warn', msg, obj }),
+    error: (obj, msg = '') => lines.push({ level: 'error', msg, obj }),
+  };
+  return { log, lines };
 }
 
 /** Puts back the layout of history and telemetry that schema 7 had (postgres-schema.ts, migration 8 undone). */
@@ -158,6 +170,33 @@ t.test('a transaction the database rolls back for a deadlock with another gatewa
   const d1 = (await s.getDevice('d1'))!;
   t.equal(d1.lastSeen, 2);
   t.same((await s.getDevice('d2'))!.history.map((h) => h.seq), [2], 'once');
+});
+
+t.test("a replica's transaction locks its devices in id order first: it waits for another's, never in a cycle with it", async (t) => {
+  const url = await testDatabase(t);
+  const { log, lines } = capture();
+  const s = new PostgresStore({ url, logger: log, fence: () => null });
+  await s.open();
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1'), device('d2')));
+  const other = new pg.Client({ connectionString: url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query("SET deadlock_timeout = '20s'"); // were there a cycle, the store's transaction would be the one rolled back
+  await other.query('BEGIN');
+  await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR NO KEY UPDATE");
+  // Two statements, d2's first: without the locks up front the store would hold d2 while it waits for d1.
+  const applied = s.apply([{ type: 'device.patch', id: 'd2', set: { lastSeen: 5 } }, { type: 'device.patch', id: 'd1', set: { seq: 5 } }]);
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if (rows[0].n > 0) break;
+    await new Promise((r) => setImmediate(r));
+  }
+  await other.query("SELECT 1 FROM devices WHERE id = 'd2' FOR NO KEY UPDATE"); // the store holds nothing yet
+  await other.query('COMMIT');
+  t.same(await applied, { ok: true, seqs: [] });
+  t.same(lines.filter((l) => /conflict/.test(l.msg)), [], 'no transaction was rolled back');
+  t.equal((await s.getDevice('d1'))!.seq, 5);
 });
 
 t.test("deleting a device deletes its history and telemetry; provisioning the id again starts them empty", async (t) => {
