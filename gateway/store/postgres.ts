@@ -549,6 +549,11 @@ export class PostgresStore implements ChangeStore {
         }
         if (dups.length > 0) throw new Refusal('PW_STORE_DUPLICATE_ID', dups, 'already provisioned');
         for (const d of firstOf) locked.add(d.id);
+        // A new device starts with no entries, even where a device of its id was deleted around
+        // this store (by hand, or by a gateway of schema 7, whose foreign key cascaded it).
+        const newIds = firstOf.map((d) => d.id);
+        await q('DELETE FROM device_history WHERE device_id = ANY($1::text[])', [newIds]);
+        await q('DELETE FROM device_telemetry WHERE device_id = ANY($1::text[])', [newIds]);
         const history = firstOf.flatMap((d) => d.history.map((e) => ({ id: d.id, e })));
         if (history.length > 0) await this.#insertHistory(client, history, locked);
         const reports = firstOf.flatMap((d) => d.telemetry.map((r) => ({ id: d.id, r })));

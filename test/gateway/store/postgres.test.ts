@@ -214,6 +214,22 @@ t.test("deleting a device deletes its history and telemetry; provisioning the id
   t.same((await s.getDevice('d2'))!.history.map((h) => h.seq), [1], 'another device keeps its own');
 });
 
+t.test('a device deleted around the store (by hand, or by a gateway of schema 7) leaves entries that a device provisioned under its id does not inherit', async (t) => {
+  const url = await testDatabase(t);
+  const s = await opened(url);
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1')));
+  await s.apply([{ type: 'device.history', id: 'd1', entry: { at: 1, bundleId: hex(2), seq: 1, event: 'sent' } }, { type: 'device.telemetry', id: 'd1', report: { at: 1, host: 'api.example.com', port: 443 } } as Change]);
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.teardown(() => c.end());
+  await c.query("DELETE FROM devices WHERE id = 'd1'");
+  await s.apply(provision(device('d1', 'door-locks', { history: [{ at: 9, bundleId: hex(3), seq: 9, event: 'applied' }] })));
+  const d1 = (await s.getDevice('d1'))!;
+  t.same(d1.history.map((h) => h.seq), [9], 'only what it was provisioned with');
+  t.same(d1.telemetry, []);
+});
+
 t.test('batches in flight share one transaction of multi-row statements; a refused one is refused alone', async (t) => {
   const url = await testDatabase(t);
   const s = await opened(url);
