@@ -6,23 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JSONFile } from 'lowdb/node';
 import { hashDeviceToken } from '../../../gateway/credentials.ts';
-import { EmbeddedStore, type StoreLogger } from '../../../gateway/store/embedded.ts';
+import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
 import { frame } from '../../../gateway/store/journal.ts';
 import { LOCK_FILENAME } from '../../../gateway/store/lock.ts';
 import { journalName, snapshotName } from '../../../gateway/store/snapshot.ts';
+import { logger } from './fixtures/store-logger.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
 import { writeLegacyStore } from '../../fixtures/legacy-store.ts';
 import { bucket, device, hex, provision, rollout } from './fixtures/conformance.ts';
 
-function logger() {
-  const lines: Array<{ level: string; msg: string; obj: object }> = [];
-  const log: StoreLogger = {
-    info: (obj, msg = '') => lines.push({ level: 'info', msg, obj }),
-    warn: (obj, msg = '') => lines.push({ level: 'warn', msg, obj }),
-    error: (obj, msg = '') => lines.push({ level: 'error', msg, obj }),
-  };
-  return { log, lines };
-}
 
 async function opened(dir: string, o: Partial<ConstructorParameters<typeof EmbeddedStore>[0]> = {}) {
   const s = new EmbeddedStore({ dir, ...o });

@@ -1,10 +1,10 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import pg from 'pg';
 import { PostgresStore, plan, redactUrl } from '../../../gateway/store/postgres.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
 import { device, hex, provision } from './fixtures/conformance.ts';
 import { PG_ADMIN_URL, testDatabase } from './fixtures/pg-database.ts';
-import type { StoreLogger } from '../../../gateway/store/embedded.ts';
+import { logger } from './fixtures/store-logger.ts';
 
 async function opened(url: string) {
   const s = new PostgresStore({ url });
@@ -12,15 +12,28 @@ async function opened(url: string) {
   return s;
 }
 
-/** A store logger that keeps its lines. */
-function capture() {
-  const lines: Array<{ level: string; msg: string; obj: object }> = [];
-  const log: StoreLogger = {
-    info: (obj, msg = '') => lines.push({ level: 'info', msg, obj }),
-    warn: (obj, msg = '') => lines.push({ level: 'warn', msg, obj }),
-    error: (obj, msg = '') => lines.push({ level: 'error', msg, obj }),
-  };
-  return { log, lines };
+/**
+ * Another gateway's session on the database, in a transaction of its own. Its deadlock check waits
+ * longer than the store's (the default second), so where a cycle forms the database rolls back the
+ * store's transaction.
+ */
+async function otherSession(t: Test, url: string): Promise<pg.Client> {
+  const other = new pg.Client({ connectionString: url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query("SET deadlock_timeout = '20s'");
+  await other.query('BEGIN');
+  return other;
+}
+
+/** Resolves once some session of the database waits for a lock (bounded). */
+async function someoneWaits(c: pg.Client): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if (rows[0].n > 0) return;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error('nobody waited for a lock');
 }
 
 /** Puts back the layout of history and telemetry that schema 7 had (postgres-schema.ts, migration 8 undone). */
@@ -149,21 +162,11 @@ t.test('a transaction the database rolls back for a deadlock with another gatewa
   const s = await opened(url);
   t.teardown(() => s.close());
   await s.apply(provision(device('d1'), device('d2')));
-  const other = new pg.Client({ connectionString: url });
-  await other.connect();
-  t.teardown(() => other.end());
-  // The store's session checks for a deadlock after the default second; this one waits longer, so
-  // the database picks the store's transaction to roll back.
-  await other.query("SET deadlock_timeout = '20s'");
-  await other.query('BEGIN');
+  const other = await otherSession(t, url);
   await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
   // The store holds d1 (its patch), then waits for d2; the other transaction then wants d1.
   const applied = s.apply([{ type: 'device.patch', id: 'd1', set: { lastSeen: 2 } }, { type: 'device.history', id: 'd2', entry: { at: 2, bundleId: hex(2), seq: 2, event: 'sent' } }]);
-  for (let i = 0; i < 500; i++) {
-    const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-    if (rows[0].n > 0) break;
-    await new Promise((r) => setImmediate(r));
-  }
+  await someoneWaits(other);
   await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR UPDATE");
   await other.query('COMMIT');
   t.same(await applied, { ok: true, seqs: [] }, 'retried after the deadlock, it committed');
@@ -174,24 +177,16 @@ t.test('a transaction the database rolls back for a deadlock with another gatewa
 
 t.test("a replica's transaction locks its devices in id order first: it waits for another's, never in a cycle with it", async (t) => {
   const url = await testDatabase(t);
-  const { log, lines } = capture();
+  const { log, lines } = logger();
   const s = new PostgresStore({ url, logger: log, fence: () => null });
   await s.open();
   t.teardown(() => s.close());
   await s.apply(provision(device('d1'), device('d2')));
-  const other = new pg.Client({ connectionString: url });
-  await other.connect();
-  t.teardown(() => other.end());
-  await other.query("SET deadlock_timeout = '20s'"); // were there a cycle, the store's transaction would be the one rolled back
-  await other.query('BEGIN');
+  const other = await otherSession(t, url);
   await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR NO KEY UPDATE");
   // Two statements, d2's first: without the locks up front the store would hold d2 while it waits for d1.
   const applied = s.apply([{ type: 'device.patch', id: 'd2', set: { lastSeen: 5 } }, { type: 'device.patch', id: 'd1', set: { seq: 5 } }]);
-  for (let i = 0; i < 500; i++) {
-    const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-    if (rows[0].n > 0) break;
-    await new Promise((r) => setImmediate(r));
-  }
+  await someoneWaits(other);
   await other.query("SELECT 1 FROM devices WHERE id = 'd2' FOR NO KEY UPDATE"); // the store holds nothing yet
   await other.query('COMMIT');
   t.same(await applied, { ok: true, seqs: [] });
@@ -293,11 +288,7 @@ t.test('a deadlock while a refused group is re-run one batch at a time is retrie
   const s = await opened(url);
   t.teardown(() => s.close());
   await s.apply(provision(device('d1'), device('d2')));
-  const other = new pg.Client({ connectionString: url });
-  await other.connect();
-  t.teardown(() => other.end());
-  await other.query("SET deadlock_timeout = '20s'");
-  await other.query('BEGIN');
+  const other = await otherSession(t, url);
   await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
   // One group: the ghost's patch refuses it (before anything waits), so each batch is re-run in a
   // transaction of its own; the second holds d1 and waits for d2, and the other transaction then wants d1.
@@ -305,11 +296,7 @@ t.test('a deadlock while a refused group is re-run one batch at a time is retrie
   const applied = s
     .apply([{ type: 'device.patch', id: 'd1', set: { lastSeen: 2 } }, { type: 'device.history', id: 'd2', entry: { at: 2, bundleId: hex(2), seq: 2, event: 'sent' } }])
     .catch((e: Error) => e.message);
-  for (let i = 0; i < 500; i++) {
-    const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-    if (rows[0].n > 0) break;
-    await new Promise((r) => setImmediate(r));
-  }
+  await someoneWaits(other);
   await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR UPDATE");
   await other.query('COMMIT');
   t.match(await ghost, { ok: false, code: 'PW_STORE_NOT_FOUND', ids: ['ghost'] }, 'the refused batch alone is refused');
