@@ -36,7 +36,8 @@ of at least 8 characters. Waves are numbered from 1.
 
 Run "pinwave <command> --help" (or "pinwave help <command>") for a command's options.
 Exit codes: 0 ok; 1 failed, rejected or held; 2 usage (a wrong flag, named in the message).
-"pinwave" or "pinwave <command>" alone prints its help on standard output, exit 2.`;
+"pinwave" alone, or a command without its subcommand ("pinwave rollout"), prints its help on
+standard output, exit 2.`;
 
 type Command = (args: string[], io: Io) => Promise<number>;
 

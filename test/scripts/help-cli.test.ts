@@ -21,7 +21,7 @@ t.test('the top-level help names every subcommand', async (t) => {
   }
 });
 
-t.test('pinwave alone prints the help on stdout and exits 2 (usage), as pinwave <command> alone does; the help says so', async (t) => {
+t.test('pinwave alone prints the help on stdout and exits 2 (usage), as a command without its subcommand does; the help says so', async (t) => {
   const io = () => {
     const out: string[] = [];
     const err: string[] = [];
@@ -32,9 +32,9 @@ t.test('pinwave alone prints the help on stdout and exits 2 (usage), as pinwave 
   t.same(bare.err, [], 'nothing on stderr');
   t.match(bare.out.join('\n'), /^pinwave — over-the-air certificate-pin updates/);
   t.match(bare.out.join('\n'), /Exit codes: 0 ok; 1 failed, rejected or held; 2 usage/, 'the help states the exit codes');
-  t.match(bare.out.join('\n'), /"pinwave" or "pinwave <command>" alone prints its help on standard output, exit 2/);
+  t.match(bare.out.join('\n'), /"pinwave" alone, or a command without its subcommand \("pinwave rollout"\), prints its help on\nstandard output, exit 2/);
   const sub = io();
-  t.equal(await run(['rollout'], sub.io), 2, 'a command alone: the same');
+  t.equal(await run(['rollout'], sub.io), 2, 'a command without its subcommand: the same');
   t.match(sub.out.join('\n'), /^Usage:\n {2}pinwave rollout /);
   const asked = io();
   t.equal(await run(['help', 'rollout'], asked.io), 0, 'pinwave help CMD is CMD --help');
