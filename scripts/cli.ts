@@ -74,6 +74,14 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
     io.out((await import('../gateway/http/info.ts')).packageVersion());
     return 0;
   }
+  if (name.startsWith('-')) {
+    // `pinwave --api URL rollout list`: a command's options follow the command.
+    let cmd: string | undefined;
+    for (const a of rest) if (cmd === undefined && !a.startsWith('-') && (await load(a))) cmd = a;
+    const flag = name.split('=')[0];
+    io.err(`pinwave: unknown option "${flag}": options follow the command (${cmd ? `pinwave ${cmd} ... ${flag} ...` : 'pinwave <command> [options]'})\n\n${HELP}`);
+    return 2;
+  }
   const command = await load(name);
   if (!command) {
     io.err(`pinwave: unknown command "${name}"\n\n${HELP}`);

@@ -43,3 +43,14 @@ t.test('pinwave alone prints the help on stdout and exits 2 (usage), as a comman
   t.equal(await run(['help', 'nope'], unknown.io), 2);
   t.match(unknown.err[0], /^pinwave: unknown command "nope"/);
 });
+
+t.test('an option before the command is named as an option, with where it goes, not as an unknown command', async (t) => {
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: {}, tty: false };
+  t.equal(await run(['--api', 'http://10.0.0.5:8080', 'rollout', 'list'], io), 2);
+  t.match(err[0], /^pinwave: unknown option "--api": options follow the command \(pinwave rollout \.\.\. --api \.\.\.\)/);
+  err.length = 0;
+  t.equal(await run(['--verbose'], io), 2);
+  t.match(err[0], /^pinwave: unknown option "--verbose": options follow the command \(pinwave <command> \[options\]\)/);
+  t.notMatch(err.join('\n'), /unknown command/);
+});
