@@ -3,6 +3,7 @@
 import { UsageError, type Io } from './args.ts';
 
 export const DEFAULT_API = 'http://127.0.0.1:8080';
+const REQUEST_TIMEOUT_MS = 30_000;
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string, readonly body?: unknown) {
@@ -38,11 +39,10 @@ export class ApiClient {
           ...(this.#token && { authorization: `Bearer ${this.#token}` }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new ApiError(0, `cannot reach the gateway at ${this.base}: ${cause}`);
+      throw new ApiError(0, `cannot reach the gateway at ${this.base}: ${whyUnreachable(this.base, err)}`);
     }
     const text = await res.text();
     if (!res.ok) {
@@ -74,6 +74,33 @@ export class ApiClient {
   delete<T>(path: string) {
     return this.request<T>('DELETE', path);
   }
+}
+
+/**
+ * Why a fetch of `base` got no answer, in an operator's words: the host:port it tried and what to
+ * check, not undici's bare "fetch failed" (its cause holds the reason).
+ */
+export function whyUnreachable(base: string, err: unknown, timeoutMs = REQUEST_TIMEOUT_MS, flag = '--api (or PINWAVE_API)'): string {
+  const url = new URL(base);
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  const at = `${url.hostname}:${port}`;
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (err as { name?: string }).name;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `connection refused (ECONNREFUSED): nothing listens on ${at}. Is the gateway running, and is ${flag} its HTTP address (pinwave gateway --http-port, default 8080)?`;
+    case 'ENOTFOUND': case 'EAI_AGAIN':
+      return `no such host "${url.hostname}" (${code}): check ${flag}`;
+    case 'ETIMEDOUT': case 'ENETUNREACH': case 'EHOSTUNREACH':
+      return `${at} cannot be reached (${code}): check the address, and any firewall between here and the gateway`;
+    case 'ECONNRESET':
+      return `${at} closed the connection (ECONNRESET): is it the gateway's HTTP port, and is the scheme (http or https) right?`;
+    case 'TimeoutError':
+      return `no answer from ${at} within ${timeoutMs / 1000} s`;
+  }
+  // Fetch (WHATWG fetch §2.9 "bad port") never connects to some ports, 6000 and 6665-6669 among them.
+  if (cause?.message === 'bad port') return `port ${port} is one that fetch refuses to connect to (a "bad port" of the Fetch standard): serve the gateway's HTTP API on another port (pinwave gateway --http-port)`;
+  return cause?.code ?? cause?.message ?? (err as Error).message;
 }
 
 /** The client for `--api URL` (or PINWAVE_API), token from PINWAVE_TOKEN. */

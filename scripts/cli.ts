@@ -1,6 +1,7 @@
 // The `pinwave` command: one subcommand, one module under scripts/commands/. This file is the
 // dispatcher, a plain switch you can read top to bottom. Exit codes: 0 ok, 1 failed/rejected/held,
-// 2 usage. Each command module exports `main(args, io): Promise<number>`.
+// 2 usage; a missing command is a usage error whose help goes to stdout, as git's does, so
+// `pinwave | less` shows it. Each command module exports `main(args, io): Promise<number>`.
 import { UsageError, processIo, type Io } from './args.ts';
 
 const HELP = `pinwave — over-the-air certificate-pin updates for IoT fleets
@@ -33,7 +34,10 @@ Commands that talk to a gateway take --api URL (default $PINWAVE_API or http://1
 and read the API token from $PINWAVE_TOKEN. Bundle and rollout ids may be given as unique prefixes
 of at least 8 characters. Waves are numbered from 1.
 
-Run "pinwave <command> --help" for a command's options.`;
+Run "pinwave <command> --help" (or "pinwave help <command>") for a command's options.
+Exit codes: 0 ok; 1 failed, rejected or held; 2 usage (a wrong flag, named in the message).
+"pinwave" alone, or a command without its subcommand ("pinwave rollout"), prints its help on
+standard output, exit 2.`;
 
 type Command = (args: string[], io: Io) => Promise<number>;
 
@@ -60,6 +64,8 @@ async function load(name: string): Promise<Command | undefined> {
 
 export async function run(argv: string[], io: Io = processIo): Promise<number> {
   const [name, ...rest] = argv;
+  // `pinwave help CMD` is `pinwave CMD --help`
+  if (name === 'help' && rest.length > 0 && rest[0] !== 'help') return run([rest[0], '--help'], io);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(HELP);
     return name === undefined ? 2 : 0;
@@ -67,6 +73,14 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
   if (name === '--version' || name === '-V') {
     io.out((await import('../gateway/http/info.ts')).packageVersion());
     return 0;
+  }
+  if (name.startsWith('-')) {
+    // `pinwave --api URL rollout list`: a command's options follow the command.
+    let cmd: string | undefined;
+    for (const a of rest) if (cmd === undefined && !a.startsWith('-') && (await load(a))) cmd = a;
+    const flag = name.split('=')[0];
+    io.err(`pinwave: unknown option "${flag}": options follow the command (${cmd ? `pinwave ${cmd} ... ${flag} ...` : 'pinwave <command> [options]'})\n\n${HELP}`);
+    return 2;
   }
   const command = await load(name);
   if (!command) {

@@ -2,11 +2,11 @@
 // (docs/architecture.md §8) in one directory: DIR/mosquitto.conf, the dynamic-security plugin's
 // file (the gateway's client and role, and optionally a fleet moved from an embedded data dir with
 // the token hashes it has, so no device needs a new token), and DIR/gateway-broker.json, the
-// gateway's own broker credentials. DIR is 0700, every file 0600: the plugin's file holds token
-// hashes and the credentials file a password.
+// gateway's own broker credentials. DIR is created 0700, every file 0600: the plugin's file holds
+// token hashes and the credentials file a password. A DIR that exists keeps its mode and owner.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hashDeviceToken, newToken } from '../../gateway/credentials.ts';
@@ -23,7 +23,8 @@ const USAGE = `Usage:
   pinwave broker mosquitto-config --out DIR [--port N] [--host H] [--from-data DATA_DIR [--of-broker URL [--with-unrecorded]]]
                                   [--user NAME] [--plugin PATH] [--force]
 
-Writes a Mosquitto 2.0 configuration for external broker mode into DIR (created 0700):
+Writes a Mosquitto 2.0 configuration for external broker mode into DIR (created 0700 if missing;
+a DIR that exists keeps its mode and owner, with a note when others can list it):
   DIR/mosquitto.conf           one listener, no anonymous clients, the dynamic-security plugin,
                                persistence in DIR
   DIR/${DYNSEC_FILE}    the plugin's clients and roles: the gateway's, and with
@@ -44,7 +45,8 @@ Writes a Mosquitto 2.0 configuration for external broker mode into DIR (created 
                       different NAME also gets the broker's files (not gateway-broker.json)
   --plugin PATH       the dynamic-security plugin; default ${DEFAULT_PLUGIN_PATH}
   --force             replace the files of an earlier run in DIR (the broker must be stopped:
-                      its clients, sessions and credentials there are replaced)`;
+                      its clients, sessions and credentials there are replaced); never a
+                      mosquitto.conf this command did not write`;
 
 export interface BrokerDirOptions {
   dir: string;
@@ -66,9 +68,13 @@ export interface BrokerDir {
   username: string;
   password: string;
   built: BuiltDynsecFile;
+  /** what the operator should know: an existing DIR's mode or owner, left as they were */
+  notes: string[];
 }
 
 const FILES = ['mosquitto.conf', DYNSEC_FILE, BROKER_AUTH_FILE];
+/** In the header of every mosquitto.conf this command writes (gateway/broker/mosquitto-conf.ts). */
+const CONF_MARK = '# `pinwave broker mosquitto-config`.';
 
 export async function main(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
@@ -117,6 +123,7 @@ async function mosquittoConfig(args: string[], io: Io): Promise<number> {
     throw err;
   }
   const { built } = out;
+  for (const n of out.notes) io.err(`note: ${n}`);
   io.out(`wrote ${out.confPath}, ${out.dynsecPath} and ${out.authPath} (the gateway's broker password: keep it secret)`);
   if (fleet !== undefined) {
     io.out(`devices: ${built.devices} written with the token hashes the store holds (no new tokens)${built.skipped.length ? `, ${built.skipped.length} left out` : ''}`);
@@ -176,22 +183,36 @@ export async function writeBrokerDir(o: BrokerDirOptions): Promise<BrokerDir> {
   const password = newToken();
   const built = buildDynsecFile({ gateway: { tokenHash: hashDeviceToken(password) }, devices: o.fleet });
   const owner = process.getuid?.() === 0 && user !== 'root' ? await ownerOf(user) : null;
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const before = await stat(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (before && !before.isDirectory()) throw new Error(`${dir} is not a directory: give --out a directory (it is created if missing)`);
+  const notes: string[] = [];
+  if (before) {
+    // A directory that was there before is the operator's (`--out .`, `--out /etc/mosquitto`): its
+    // mode and owner stay as they are, as changing them could open or close it to others.
+    if ((before.mode & 0o077) !== 0) notes.push(`${dir} was there before: its mode ${(before.mode & 0o777).toString(8).padStart(4, '0')} is left as it is (every file written is 0600); chmod 700 ${dir} to keep others from listing it`);
+    if (owner && before.uid !== owner.uid) notes.push(`${dir} was there before: its owner is left as it is, but Mosquitto runs as ${user} and writes there (its persistence, the plugin's file): chown ${user} ${dir}`);
+  } else {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  }
   const present = await readdir(dir);
   const existing = FILES.filter((f) => present.includes(f));
   if (existing.length > 0 && !o.force) {
     throw new Error(`${dir} already holds ${existing.join(', ')}: pass --force to replace them (stop the broker first; its clients and credentials there are replaced)`);
   }
-  // mkdir leaves an existing directory's mode alone
-  if (((await stat(dir)).mode & 0o077) !== 0) await chmod(dir, 0o700);
+  if (existing.includes('mosquitto.conf') && !(await readFile(join(dir, 'mosquitto.conf'), 'utf8')).includes(CONF_MARK)) {
+    throw new Error(`${join(dir, 'mosquitto.conf')} was not written by pinwave broker mosquitto-config: --force replaces only an earlier run's files; move it away or give another --out`);
+  }
   const paths = { confPath: join(dir, 'mosquitto.conf'), dynsecPath: join(dir, DYNSEC_FILE), authPath: join(dir, BROKER_AUTH_FILE) };
   await writePrivate(paths.confPath, conf);
   await writePrivate(paths.dynsecPath, serializeDynsecFile(built.file));
   await writePrivate(paths.authPath, formatBrokerAuth({ username: GATEWAY_USERNAME, password }));
   // the broker's files to the broker's user; gateway-broker.json stays with whoever runs the gateway
-  if (owner) for (const p of [dir, paths.confPath, paths.dynsecPath]) await chown(p, owner.uid, owner.gid);
+  if (owner) for (const p of [...(before ? [] : [dir]), paths.confPath, paths.dynsecPath]) await chown(p, owner.uid, owner.gid);
   await syncDir(dir);
-  return { dir, ...paths, username: GATEWAY_USERNAME, password, built };
+  return { dir, ...paths, username: GATEWAY_USERNAME, password, built, notes };
 }
 
 async function writePrivate(path: string, text: string): Promise<void> {

@@ -44,7 +44,10 @@ async function check(args: string[], io: Io): Promise<number> {
     config = loadConfig({ file, env: { ...io.env, PINWAVE_CONFIG: '' } });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    problems.push(...err.problems);
+    // A file that cannot be read or parsed (`config: ...`) is the one problem: what else loading
+    // said (dataDir required, ...) follows from the options it could not read.
+    const ofFile = err.problems.filter((p) => p.startsWith('config: '));
+    problems.push(...(ofFile.length > 0 ? ofFile : err.problems));
   }
   let kid: string | null = null;
   let nextKid: string | null = null;

@@ -13,7 +13,7 @@ const USAGE = `Usage:
   pinwave devices show ID [--json]
         its state, the pins it runs, the rollout it is in (waves from 1), its last ack, its recent
         pin failures and its history; times in ISO 8601. --json: the API's record as it is
-  pinwave devices stuck (--group G | --rollout ID) [--csv] [--json]
+  pinwave devices stuck (--group G | --rollout ID) [--csv | --json]
         devices not on the pins they should run, with why (docs/runbook.md says what each reason means)
   pinwave devices revoke ID [--json]
 
@@ -215,6 +215,7 @@ async function stuck(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, { ...COMMON, group: { type: 'string' }, rollout: { type: 'string' }, csv: { type: 'boolean' } }, USAGE);
   if (values.help) return io.out(USAGE), 0;
   if ((values.group === undefined) === (values.rollout === undefined)) throw new UsageError('give exactly one of --group G or --rollout ID', USAGE);
+  if (values.csv && values.json) throw new UsageError('give either --csv or --json, not both', USAGE);
   const query = values.group !== undefined ? `group=${encodeURIComponent(values.group)}` : `rollout=${encodeURIComponent(idArg(values.rollout!))}`;
   const api = apiFrom(values.api, io);
   if (values.csv) {

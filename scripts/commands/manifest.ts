@@ -103,8 +103,14 @@ async function validate(args: string[], io: Io): Promise<number> {
     throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const text = bytes.toString('utf8').trimStart();
+  if (text === '') {
+    io.out(`invalid: ${file} is empty`);
+    return 1;
+  }
   let result;
-  if (text.startsWith('{')) {
+  // The CBOR form is a map (major type 5) or a tagged map: its first byte is never ASCII, so a
+  // file that starts with ASCII text is JSON, whatever value it holds.
+  if (text.charCodeAt(0) < 0x80) {
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -112,7 +118,7 @@ async function validate(args: string[], io: Io): Promise<number> {
       io.out(`invalid: ${file} is not JSON: ${(err as Error).message}`);
       return 1;
     }
-    result = validateManifest(json);
+    result = notAnObject(json) ?? validateManifest(json);
   } else {
     result = decodeManifest(new Uint8Array(bytes));
   }
@@ -148,7 +154,7 @@ async function push(args: string[], io: Io): Promise<number> {
     return 1;
   };
   // Checked here first, as the gateway checks it: every problem at once, without a round trip.
-  const checked = validateManifest(json);
+  const checked = notAnObject(json) ?? validateManifest(json);
   if (!checked.ok) return invalid(checked.errors);
   let res: ManifestEntry & { status: string };
   try {
@@ -183,6 +189,13 @@ async function list(args: string[], io: Io): Promise<number> {
   const rows = items.map((e) => [e.model, e.firmware, e.source, e.manifest.trustedKeys.length, e.manifest.pins.map((p) => `${p.host}:${p.port ?? 443}`).join(' '), e.pushedAt !== undefined ? `${when(e.pushedAt)} by ${e.pushedBy}` : '-']);
   for (const l of table(['model', 'firmware', 'source', 'keys', 'pinned', 'pushed'], rows)) io.out(l);
   return 0;
+}
+
+/** A JSON value that is no object (an array, a number, null): one error saying what a manifest is, and what came. */
+function notAnObject(json: unknown): { ok: false; errors: Array<{ path: string; message: string }> } | undefined {
+  if (typeof json === 'object' && json !== null && !Array.isArray(json)) return undefined;
+  const got = json === null ? 'null' : Array.isArray(json) ? 'an array' : `a ${typeof json}`;
+  return { ok: false, errors: [{ path: '', message: `a manifest is a JSON object ({ "model", "firmware", "trustedKeys", "pins", ... }), got ${got}` }] };
 }
 
 function readText(path: string, flag: string): string {

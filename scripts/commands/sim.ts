@@ -10,6 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
+import { whyUnreachable } from '../api-client.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
 import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
 import { allocate, Fleet, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
@@ -484,7 +485,7 @@ async function pinsServedBy(endpoints: CallHomeEndpoint[]): Promise<FirmwareMani
 async function request<T>(base: string, token: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
   // Bounded, body included: an address that takes the connection and never answers would hold the command for ever.
   const signal = AbortSignal.timeout(timeoutMs);
-  const failed = (err: unknown) => new Error(`${method} ${base}${path}: ${signal.aborted ? `no answer within ${timeoutMs / 1000} s` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message)}`);
+  const failed = (err: unknown) => new Error(`${method} ${base}${path}: ${signal.aborted ? `no answer within ${timeoutMs / 1000} s` : whyUnreachable(base, err, timeoutMs, '--api')}`);
   let res: Response;
   let text: string;
   try {

@@ -1,5 +1,6 @@
 // The operator CLI's HTTP client (scripts/api-client.ts): a --api URL that answers, but is no pinwave
 // gateway (a proxy's or another service's HTML page), is named as such, not a JSON parser's error.
+// A --api URL that gets no answer at all names the host:port and what to check, not "fetch failed".
 import t from 'tap';
 import { createServer } from 'node:http';
 import { run } from '../../scripts/cli.ts';
@@ -18,4 +19,32 @@ t.test('a 200 answer that is not JSON: the error names the URL and says it is no
   t.equal(await run(['rollout', 'list'], io), 1);
   t.match(err.join('\n'), new RegExp(`^pinwave rollout: ${api.replace(/[.]/g, '\\.')}/v1/rollouts answered 200 with text/html, not JSON: is --api \\(or PINWAVE_API\\) a pinwave gateway\\?`));
   t.notMatch(err.join('\n'), /Unexpected token/);
+});
+
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function failing(args: string[]) {
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: { PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
+  return { code: await run(args, io), stderr: err.join('\n') };
+}
+
+t.test('a gateway that is not there: the error names the host:port refused and what to check, not "fetch failed"', async (t) => {
+  const port = await closedPort();
+  const r = await failing(['rollout', 'list', '--api', `http://127.0.0.1:${port}`]);
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `pinwave rollout: cannot reach the gateway at http://127.0.0.1:${port}: connection refused (ECONNREFUSED): nothing listens on 127.0.0.1:${port}. Is the gateway running, and is --api (or PINWAVE_API) its HTTP address (pinwave gateway --http-port, default 8080)?`);
+});
+
+t.test('a port fetch never connects to (a Fetch standard "bad port", e.g. 6000) is named as such, not "fetch failed"', async (t) => {
+  const r = await failing(['rollout', 'list', '--api', 'http://127.0.0.1:6000']);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /^pinwave rollout: cannot reach the gateway at http:\/\/127\.0\.0\.1:6000: port 6000 is one that fetch refuses to connect to \(a "bad port" of the Fetch standard\): serve the gateway's HTTP API on another port/);
+  t.notMatch(r.stderr, /fetch failed/);
 });

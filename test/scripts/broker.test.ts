@@ -1,7 +1,7 @@
 // `pinwave broker mosquitto-config`: a directory a real Mosquitto starts from, with the gateway's
 // credentials beside it, and an embedded fleet moved over with the token hashes it has.
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../scripts/cli.ts';
@@ -59,6 +59,34 @@ t.test('mosquitto-config writes a broker dir Mosquitto starts from, and prints t
   t.match(again.err.join('\n'), /already holds mosquitto\.conf, dynamic-security\.json, gateway-broker\.json: pass --force/);
   t.equal(await run(['broker', 'mosquitto-config', '--out', dir, '--port', String(port), '--force'], fakeIo().io), 0);
   t.not(readBrokerAuth(join(dir, 'gateway-broker.json')).password, auth.password, '--force makes new credentials');
+});
+
+t.test('an --out DIR that exists keeps its mode (a note says so); a file is refused; --force never replaces a mosquitto.conf it did not write', async (t) => {
+  const root = tempDir(t);
+  const shared = join(root, 'shared');
+  mkdirSync(shared, { mode: 0o755 });
+  chmodSync(shared, 0o755);
+  writeFileSync(join(shared, 'notes.txt'), 'the operator\'s');
+  const { io, err } = fakeIo();
+  t.equal(await run(['broker', 'mosquitto-config', '--out', shared], io), 0, err.join('\n'));
+  t.equal(mode(shared), 0o755, 'a directory that was there before keeps its mode');
+  t.match(err.join('\n'), new RegExp(`^note: ${shared.replace(/[.]/g, '\\.')} was there before: its mode 0755 is left as it is \\(every file written is 0600\\); chmod 700`));
+  for (const f of ['mosquitto.conf', 'dynamic-security.json', 'gateway-broker.json']) t.equal(mode(join(shared, f)), 0o600, f);
+  t.equal(readFileSync(join(shared, 'notes.txt'), 'utf8'), 'the operator\'s');
+
+  const file = join(root, 'a-file');
+  writeFileSync(file, 'x');
+  const onFile = fakeIo();
+  t.equal(await run(['broker', 'mosquitto-config', '--out', file], onFile.io), 1);
+  t.match(onFile.err.join('\n'), /a-file is not a directory: give --out a directory/);
+
+  const distro = join(root, 'distro');
+  mkdirSync(distro);
+  writeFileSync(join(distro, 'mosquitto.conf'), 'include_dir /etc/mosquitto/conf.d\n');
+  const forced = fakeIo();
+  t.equal(await run(['broker', 'mosquitto-config', '--out', distro, '--force'], forced.io), 1);
+  t.match(forced.err.join('\n'), /mosquitto\.conf was not written by pinwave broker mosquitto-config: --force replaces only an earlier run's files/);
+  t.equal(readFileSync(join(distro, 'mosquitto.conf'), 'utf8'), 'include_dir /etc/mosquitto/conf.d\n', 'left as it was');
 });
 
 t.test('--from-data moves an embedded fleet with the hashes the store holds; who could not be moved is named', async (t) => {

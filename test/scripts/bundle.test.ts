@@ -151,6 +151,23 @@ t.test('manifest create and validate', async (t) => {
   t.match((await pinwave('manifest', 'validate', bad)).stdout, /is not JSON/);
 });
 
+t.test('manifest validate and push: JSON that is no object (an array, a number, null) is invalid, naming the file and what a manifest is', async (t) => {
+  const dir = t.testdir();
+  for (const [text, got] of [['[]', 'an array'], ['[{"model":"th-100"}]', 'an array'], ['42', 'a number'], ['null', 'null'], ['"th-100"', 'a string']]) {
+    const file = join(dir, 'm.json');
+    writeFileSync(file, text);
+    const r = await pinwave('manifest', 'validate', file);
+    t.equal(r.code, 1, text);
+    t.equal(r.stdout, `invalid: ${file}\n/: a manifest is a JSON object ({ "model", "firmware", "trustedKeys", "pins", ... }), got ${got}`, text);
+    t.notMatch(r.stdout, /CBOR/, 'JSON text is not read as the CBOR form');
+    const pushed = await pinwave('manifest', 'push', file, '--json', '--api', 'http://127.0.0.1:9');
+    t.equal(pushed.code, 1, text);
+    t.same(JSON.parse(pushed.stdout), { ok: false, file, errors: [{ path: '', message: `a manifest is a JSON object ({ "model", "firmware", "trustedKeys", "pins", ... }), got ${got}` }] });
+  }
+  writeFileSync(join(dir, 'empty.json'), ' \n');
+  t.same(await pinwave('manifest', 'validate', join(dir, 'empty.json')), { code: 1, stdout: `invalid: ${join(dir, 'empty.json')} is empty`, stderr: '' });
+});
+
 t.test('create refuses an --expires-in beyond what the gateway signs (100 years), before anything is signed or written', async (t) => {
   const dir = t.testdir();
   await pinwave('keygen', '--out', dir);

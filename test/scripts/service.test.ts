@@ -122,3 +122,19 @@ t.test('config check: the example config passes with a summary; a broken one lis
   t.match(JSON.parse(json.out.join('\n')), { ok: false, problems: [/keyPath/, /nextKeyPath/, /dataDir/, /http\.port/] });
   t.equal(await run(['config', 'check'], io({}).io), 2, 'check needs a FILE');
 });
+
+t.test('config check: a file that cannot be read or parsed is the one problem named, not followed by what its options would have given', async (t) => {
+  const dir = t.testdir();
+  writeFileSync(join(dir, 'bad.yaml'), 'dataDir: [\n');
+  for (const [file, problem] of [
+    [join(dir, 'none.yaml'), new RegExp(`^  config: cannot read ${join(dir, 'none.yaml')}: ENOENT$`)],
+    [join(dir, 'pinwave'), /^ {2}config: .*pinwave must end in \.json, \.yaml or \.yml, got no extension$/],
+    [join(dir, 'bad.yaml'), /^ {2}config: .*bad\.yaml is not valid YAML: /],
+  ] as Array<[string, RegExp]>) {
+    const r = io({});
+    t.equal(await run(['config', 'check', file], r.io), 1, file);
+    t.equal(r.err[0], `${file}: 1 problem:`);
+    t.match(r.err[1], problem);
+    t.equal(r.err.length, 2, 'no "dataDir: required" after it');
+  }
+});
