@@ -136,6 +136,33 @@ t.test('a power loss that left a hole inside the last group written, its later p
   await c.close();
 });
 
+t.test('a hole after the first record of the last group: the group goes whole, header and all, and the snapshot worker agrees', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const a = await opened(dir);
+  await a.apply(counter(1));
+  const acked = (await stat(a.journalFile)).size;
+  await Promise.all([a.apply(counter(2)), a.apply(counter(4)), a.apply(counter(8))]);
+  const file = a.journalFile;
+  await a.close();
+  const bytes = await readFile(file);
+  const first = acked + 8 + bytes.readUInt32LE(acked); // the group's first record, after its header
+  const second = first + 8 + bytes.readUInt32LE(first);
+  bytes.fill(0, second, second + 8); // the page with the second record's frame never reached the disk
+  await writeFile(file, bytes);
+  const { log, lines } = logger();
+  const b = await opened(dir, { logger: log });
+  t.same(await b.getCounters(), { acks: 1 }, 'nothing of the unacknowledged group, not even its record before the hole');
+  t.equal((await stat(file)).size, acked, 'cut where the group begins: no header is left declaring records that are gone');
+  t.match(lines, [{ level: 'warn', obj: { file, offset: acked, problem: /in the last group written/ } }]);
+  await b.apply(counter(16));
+  await b.snapshotNow(); // the worker's copy, loaded from the journal as cut and followed after it
+  await b.apply(counter(32));
+  await b.close();
+  const c = await opened(dir);
+  t.same(await c.getCounters(), { acks: 49 }, 'the snapshot holds what the store held');
+  await c.close();
+});
+
 t.test('a torn last record is cut off and logged; the store goes on from the record before it', async (t) => {
   const dir = join(t.testdir(), 'data');
   const a = await opened(dir);
