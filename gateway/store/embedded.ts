@@ -157,6 +157,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #journal: FileHandle | null = null;
   #gen = 1;
   #offset = 0;
+  /** #offset when the journal holds no batch yet (its empty start): past it, something was journaled */
+  #emptyAt = 0;
   #needTruncate = false;
 
   #lastSnapshotBytes = 0;
@@ -335,11 +337,12 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (last === undefined) {
       this.#gen = base.gen;
       this.#journal = await this.#createJournal(this.#gen);
-      this.#offset = JOURNAL_START.length;
+      this.#offset = this.#emptyAt = JOURNAL_START.length;
     } else {
       this.#gen = last.gen;
       this.#journal = await open(last.path, 'r+');
       this.#offset = last.end;
+      this.#emptyAt = last.records.length === 0 ? last.end : 0;
     }
   }
 
@@ -595,7 +598,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const now = Date.now();
     if (now < this.#snapshotRetryAt) return;
     const big = this.#offset >= Math.max(this.#o.minSnapshotJournalBytes, this.#lastSnapshotBytes * this.#o.snapshotFactor);
-    const old = this.#offset > 0 && now - this.#lastSnapshotAt >= this.#o.snapshotIntervalMs;
+    const old = this.#offset > this.#emptyAt && now - this.#lastSnapshotAt >= this.#o.snapshotIntervalMs;
     if (!big && !old) return;
     this.#rotateWanted = true;
     if (!this.#writing) void this.#writeLoop();
@@ -617,7 +620,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const old = this.#journal!;
     this.#journal = fh;
     this.#gen = gen;
-    this.#offset = JOURNAL_START.length;
+    this.#offset = this.#emptyAt = JOURNAL_START.length;
     await old.close().catch(() => undefined);
     let settle!: () => void;
     const done = new Promise<void>((r) => (settle = r));
