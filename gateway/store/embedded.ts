@@ -357,8 +357,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     // The file begins with an empty group, synced before any group is written: a reader knows the
     // journal's writes carry group headers even when a crash tore the first of them (journal.ts).
     try {
-      await this.#io.write(fh, JOURNAL_START, 0);
+      await this.#writeAll(fh, JOURNAL_START, 0);
       await this.#io.datasync(fh);
+      this.#stats.fsyncs++;
+      this.#stats.bytesWritten += JOURNAL_START.length;
     } catch (err) {
       await fh.close().catch(() => undefined);
       await unlink(path).catch(() => undefined);
@@ -500,12 +502,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
         await this.#io.truncate(fh, this.#offset);
         this.#needTruncate = false;
       }
-      let done = 0;
-      while (done < buf.length) {
-        const n = await this.#io.write(fh, done === 0 ? buf : buf.subarray(done), this.#offset + done);
-        if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
-        done += n;
-      }
+      await this.#writeAll(fh, buf, this.#offset);
       await this.#io.datasync(fh);
     } catch (err) {
       await this.#fail(group, path, err);
@@ -532,6 +529,16 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#worker?.post({ type: 'journaled', path, end: this.#offset });
     this.#answer(group);
     this.#considerSnapshot();
+  }
+
+  /** Writes all of `buf` at `position`: a write may store only part of it, and say so. */
+  async #writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const n = await this.#io.write(fh, done === 0 ? buf : buf.subarray(done), position + done);
+      if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
+      done += n;
+    }
   }
 
   /** Answers the applies of `group` (resolved, or rejected with `error`) after those before, ANSWER_SLICE per turn of the loop. */

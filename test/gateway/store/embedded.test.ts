@@ -64,6 +64,21 @@ t.test('the data dir is 0700 and its files 0600, fixed on start when wider', asy
   await s.close();
 });
 
+t.test("a new journal's empty start counts in the store's figures: its bytes and its fdatasync", async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const s = await opened(dir);
+  const file = s.journalFile;
+  const start = (await stat(file)).size;
+  t.ok(start > 0, 'the journal begins with its empty start');
+  t.match(s.status(), { writes: 0, fsyncs: 2, bytesWritten: start }, 'the start\'s fdatasync and the directory\'s fsync');
+  await s.apply(counter());
+  const before = s.status();
+  await s.snapshotNow();
+  const after = s.status();
+  t.equal(after.bytesWritten - before.bytesWritten, start + (await stat(join(dir, snapshotName(2)))).size, 'a rotation: the new journal\'s start and the snapshot');
+  await s.close();
+});
+
 t.test('records within a commit window share one write and one fsync', async (t) => {
   const s = await opened(join(t.testdir(), 'data'), { commitWindowMs: 5 });
   await s.apply(provision(device('d1')));
