@@ -343,6 +343,12 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       this.#journal = await open(last.path, 'r+');
       this.#offset = last.end;
       this.#emptyAt = last.records.length === 0 ? last.end : 0;
+      // An empty file (a crash while it was being created, before its empty start was synced, or
+      // its start torn off) gets its empty start now, before any group is written to it.
+      if (last.end === 0) {
+        await this.#startJournal(this.#journal, last.path);
+        this.#offset = this.#emptyAt = JOURNAL_START.length;
+      }
     }
   }
 
@@ -354,17 +360,12 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     } catch (err) {
       throw writeError(this.dir, path, 'creating', err);
     }
-    // The file begins with an empty group, synced before any group is written: a reader knows the
-    // journal's writes carry group headers even when a crash tore the first of them (journal.ts).
     try {
-      await this.#writeAll(fh, JOURNAL_START, 0);
-      await this.#io.datasync(fh);
-      this.#stats.fsyncs++;
-      this.#stats.bytesWritten += JOURNAL_START.length;
+      await this.#startJournal(fh, path);
     } catch (err) {
       await fh.close().catch(() => undefined);
       await unlink(path).catch(() => undefined);
-      throw writeError(this.dir, path, 'starting', err);
+      throw err;
     }
     // The new file's name must be durable before any record in it is acknowledged. A file whose
     // name could not be made durable is removed: records keep going to the journal before it, and
@@ -378,6 +379,22 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       throw writeError(this.dir, this.dir, 'syncing the directory for', err);
     }
     return fh;
+  }
+
+  /**
+   * Writes the empty group an empty journal file begins with, and syncs it, before any group is
+   * written: a reader knows the journal's writes carry group headers even when a crash tore the
+   * first of them (journal.ts).
+   */
+  async #startJournal(fh: FileHandle, path: string): Promise<void> {
+    try {
+      await this.#writeAll(fh, JOURNAL_START, 0);
+      await this.#io.datasync(fh);
+    } catch (err) {
+      throw writeError(this.dir, path, 'starting', err);
+    }
+    this.#stats.fsyncs++;
+    this.#stats.bytesWritten += JOURNAL_START.length;
   }
 
   async #syncDir(): Promise<void> {

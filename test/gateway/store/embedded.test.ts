@@ -178,6 +178,25 @@ t.test('a hole after the first record of the last group: the group goes whole, h
   await c.close();
 });
 
+t.test('an empty journal a crash left while creating it gets its empty start before any group: a torn first group is then a torn tail', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  await mkdir(dir, { mode: 0o700 });
+  await writeFile(join(dir, journalName(1)), Buffer.alloc(0), { mode: 0o600 }); // its name durable, nothing in it
+  const a = await opened(dir);
+  const start = (await stat(a.journalFile)).size;
+  t.ok(start > 0, 'the start is written at open');
+  await Promise.all([a.apply(counter(1)), a.apply(counter(2)), a.apply(counter(4))]);
+  await a.close();
+  const file = join(dir, journalName(1));
+  const bytes = await readFile(file);
+  bytes.fill(0, start, start + 30); // the first group's header and first record never reached the disk
+  await writeFile(file, bytes);
+  const b = await opened(dir);
+  t.same(await b.getCounters(), {}, 'nothing of the torn first group');
+  t.equal((await stat(file)).size, start, 'cut back to the empty start');
+  await b.close();
+});
+
 t.test('a torn last record is cut off and logged; the store goes on from the record before it', async (t) => {
   const dir = join(t.testdir(), 'data');
   const a = await opened(dir);
