@@ -17,7 +17,8 @@
 // the last group with whole records of that group after it (a file system may write the pages of
 // an unsynced append out of order, so a power loss can leave a hole with the group's later pages
 // whole), as long as no later group header is whole and nothing whole follows the group's declared
-// end. A torn tail inside a group is cut where the group begins. Anything else unreadable is
+// end. A torn tail inside a group is cut where the group begins, and so is a last group the file
+// ends inside of at a record's end (a write cut short). Anything else unreadable is
 // corruption: the store refuses to start with the file, the byte offset and what was wrong, and
 // writes nothing. A journal that does not begin with a group header (written before groups had
 // one) is read as before: damage with a whole record after it is corruption. A journal begins with
@@ -197,6 +198,13 @@ export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJou
     }
     else records.push({ offset: at, body });
     at += HEADER_BYTES + len;
+  }
+  if (at < groupEnd) {
+    // The file ends at a record's end inside the group its last header declares: that write was
+    // cut short (it was never synced), and its header must not stay declaring what is not there.
+    const problem = `a group cut short (its header declares records up to byte ${groupEnd})`;
+    if (!last) throw corrupt(groupStart, `${problem} in a journal that later ones follow`);
+    return torn(problem);
   }
   return { records, end: at, torn: null };
 }

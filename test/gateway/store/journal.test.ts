@@ -123,3 +123,16 @@ t.test('a header left declaring more than its group holds (a cut made inside a g
   // g2's header damaged on disk after g3 was written: both were acknowledged.
   t.throws(() => readJournal(hole(file, kept, 8), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${kept}: `) });
 });
+
+t.test('a file that ends inside the group its last header declares: that group was cut short, never synced', async (t) => {
+  const durable = Buffer.concat([JOURNAL_START, frameGroup(bodies('[1]'))]);
+  const last = frameGroup(bodies('[2]', '[3]'));
+  const firstRecordEnd = last.readUInt32LE(0) + 8 + 11; // the file ends where the first record does
+  const bytes = Buffer.concat([durable, last.subarray(0, firstRecordEnd)]);
+  const read = readJournal(bytes, 'j', true);
+  t.same(read.records.map((r) => r.body), ['[1]'], 'the short group goes whole');
+  t.equal(read.end, durable.length);
+  t.match(read.torn, /group cut short/);
+  t.throws(() => readJournal(bytes, 'j', false), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${durable.length}: .*later ones follow`) }, 'not in a journal that later ones follow');
+  t.same(readJournal(Buffer.concat([durable, last]), 'j', false).records.map((r) => r.body), ['[1]', '[2]', '[3]'], 'whole, it reads');
+});
