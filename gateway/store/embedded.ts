@@ -157,6 +157,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #journal: FileHandle | null = null;
   #gen = 1;
   #offset = 0;
+  /** #offset when the journal holds no batch yet (its empty start): past it, something was journaled */
+  #emptyAt = 0;
   #needTruncate = false;
 
   #lastSnapshotBytes = 0;
@@ -335,11 +337,18 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (last === undefined) {
       this.#gen = base.gen;
       this.#journal = await this.#createJournal(this.#gen);
-      this.#offset = JOURNAL_START.length;
+      this.#offset = this.#emptyAt = JOURNAL_START.length;
     } else {
       this.#gen = last.gen;
       this.#journal = await open(last.path, 'r+');
       this.#offset = last.end;
+      this.#emptyAt = last.records.length === 0 ? last.end : 0;
+      // An empty file (a crash while it was being created, before its empty start was synced, or
+      // its start torn off) gets its empty start now, before any group is written to it.
+      if (last.end === 0) {
+        await this.#startJournal(this.#journal, last.path);
+        this.#offset = this.#emptyAt = JOURNAL_START.length;
+      }
     }
   }
 
@@ -351,15 +360,12 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     } catch (err) {
       throw writeError(this.dir, path, 'creating', err);
     }
-    // The file begins with an empty group, synced before any group is written: a reader knows the
-    // journal's writes carry group headers even when a crash tore the first of them (journal.ts).
     try {
-      await this.#io.write(fh, JOURNAL_START, 0);
-      await this.#io.datasync(fh);
+      await this.#startJournal(fh, path);
     } catch (err) {
       await fh.close().catch(() => undefined);
       await unlink(path).catch(() => undefined);
-      throw writeError(this.dir, path, 'starting', err);
+      throw err;
     }
     // The new file's name must be durable before any record in it is acknowledged. A file whose
     // name could not be made durable is removed: records keep going to the journal before it, and
@@ -373,6 +379,22 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       throw writeError(this.dir, this.dir, 'syncing the directory for', err);
     }
     return fh;
+  }
+
+  /**
+   * Writes the empty group an empty journal file begins with, and syncs it, before any group is
+   * written: a reader knows the journal's writes carry group headers even when a crash tore the
+   * first of them (journal.ts).
+   */
+  async #startJournal(fh: FileHandle, path: string): Promise<void> {
+    try {
+      await this.#writeAll(fh, JOURNAL_START, 0);
+      await this.#io.datasync(fh);
+    } catch (err) {
+      throw writeError(this.dir, path, 'starting', err);
+    }
+    this.#stats.fsyncs++;
+    this.#stats.bytesWritten += JOURNAL_START.length;
   }
 
   async #syncDir(): Promise<void> {
@@ -497,12 +519,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
         await this.#io.truncate(fh, this.#offset);
         this.#needTruncate = false;
       }
-      let done = 0;
-      while (done < buf.length) {
-        const n = await this.#io.write(fh, done === 0 ? buf : buf.subarray(done), this.#offset + done);
-        if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
-        done += n;
-      }
+      await this.#writeAll(fh, buf, this.#offset);
       await this.#io.datasync(fh);
     } catch (err) {
       await this.#fail(group, path, err);
@@ -529,6 +546,16 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#worker?.post({ type: 'journaled', path, end: this.#offset });
     this.#answer(group);
     this.#considerSnapshot();
+  }
+
+  /** Writes all of `buf` at `position`: a write may store only part of it, and say so. */
+  async #writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+    let done = 0;
+    while (done < buf.length) {
+      const n = await this.#io.write(fh, done === 0 ? buf : buf.subarray(done), position + done);
+      if (n <= 0) throw Object.assign(new Error('the write made no progress'), { code: 'EIO' });
+      done += n;
+    }
   }
 
   /** Answers the applies of `group` (resolved, or rejected with `error`) after those before, ANSWER_SLICE per turn of the loop. */
@@ -595,7 +622,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const now = Date.now();
     if (now < this.#snapshotRetryAt) return;
     const big = this.#offset >= Math.max(this.#o.minSnapshotJournalBytes, this.#lastSnapshotBytes * this.#o.snapshotFactor);
-    const old = this.#offset > 0 && now - this.#lastSnapshotAt >= this.#o.snapshotIntervalMs;
+    const old = this.#offset > this.#emptyAt && now - this.#lastSnapshotAt >= this.#o.snapshotIntervalMs;
     if (!big && !old) return;
     this.#rotateWanted = true;
     if (!this.#writing) void this.#writeLoop();
@@ -617,7 +644,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     const old = this.#journal!;
     this.#journal = fh;
     this.#gen = gen;
-    this.#offset = JOURNAL_START.length;
+    this.#offset = this.#emptyAt = JOURNAL_START.length;
     await old.close().catch(() => undefined);
     let settle!: () => void;
     const done = new Promise<void>((r) => (settle = r));

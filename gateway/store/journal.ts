@@ -16,7 +16,9 @@
 // zeros (a file extended but not yet written) is a torn tail, cut off on load; so is damage inside
 // the last group with whole records of that group after it (a file system may write the pages of
 // an unsynced append out of order, so a power loss can leave a hole with the group's later pages
-// whole), as long as nothing whole follows the group's declared end. Anything else unreadable is
+// whole), as long as no later group header is whole and nothing whole follows the group's declared
+// end. A torn tail inside a group is cut where the group begins, and so is a last group the file
+// ends inside of at a record's end (a write cut short). Anything else unreadable is
 // corruption: the store refuses to start with the file, the byte offset and what was wrong, and
 // writes nothing. A journal that does not begin with a group header (written before groups had
 // one) is read as before: damage with a whole record after it is corruption. A journal begins with
@@ -145,9 +147,18 @@ export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJou
   const records: JournalRecord[] = [];
   let at = 0;
   // Set by the first record: whether this journal's writes begin with group headers; then where
-  // the group being read ends, as its header declares.
+  // the group being read begins (its header) and ends, as its header declares.
   let grouped: boolean | null = null;
+  let groupStart = 0;
   let groupEnd = 0;
+  // A torn tail inside a group is cut where the group begins: none of the group was acknowledged
+  // (one write, one fdatasync, which never returned), and a header left behind would declare
+  // records the file no longer holds, making the group end it gives wrong for the next start.
+  const torn = (problem: string): ReadJournal => {
+    const end = at < groupEnd ? groupStart : at;
+    while (records.length > 0 && records[records.length - 1].offset >= end) records.pop();
+    return { records, end, torn: end === at ? problem : `${problem} at byte ${at}, in the group that begins at byte ${end}` };
+  };
   const corrupt = (offset: number, what: string) =>
     new StoreError('PW_STORE_CORRUPT', `${file}: byte ${offset}: ${what}; refusing to start so that nothing stored there is lost (docs/storage.md, "when the store refuses to start")`);
   while (at < bytes.length) {
@@ -166,24 +177,34 @@ export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJou
       // a crash's, and cutting there would throw good records away.
       if (!last) throw corrupt(at, `${problem} in a journal that later ones follow`);
       const after = validRecordAfter(bytes, at);
-      if (after === null) return { records, end: at, torn: problem };
+      if (after === null) return torn(problem);
       if (grouped === true) {
-        // Inside a group its header declared: torn when nothing whole follows the group's end
-        // (that group was the last write). At a group's start (its header is the damage): torn
-        // when no later group begins, so what is whole after it is that group's own.
-        const inGroup = at < groupEnd;
-        const next = inGroup ? validRecordAfter(bytes, groupEnd - 1) : validRecordAfter(bytes, at, true);
-        if (next === null) return { records, end: at, torn: `${problem}, in the last group written (whole records of that group after it are dropped with it)` };
-        throw corrupt(at, `${problem}, with a whole record after it at byte ${after}, and a later ${inGroup ? 'record past the end of its group' : 'group'} at byte ${next}`);
+        // Torn when no later group begins (a whole group header after the damage), so what is
+        // whole after it is that group's own; and, inside a group its header declared, nothing
+        // whole follows the group's end either (that group was the last write).
+        const group = validRecordAfter(bytes, at, true);
+        const past = group === null && at < groupEnd ? validRecordAfter(bytes, groupEnd - 1) : null;
+        if (group === null && past === null) return torn(`${problem}, in the last group written (the group is dropped whole, whole records of it after the damage included)`);
+        throw corrupt(at, `${problem}, with a whole record after it at byte ${after}, and a later ${group !== null ? `group at byte ${group}` : `record past the end of its group at byte ${past}`}`);
       }
       throw corrupt(at, `${problem}, with a whole record after it at byte ${after}`);
     }
     const body = bytes.toString('utf8', at + HEADER_BYTES, at + HEADER_BYTES + len);
     const group = parseGroupHeader(body);
     grouped ??= group !== null;
-    if (group !== null) groupEnd = at + HEADER_BYTES + len + group.bytes;
+    if (group !== null) {
+      groupStart = at;
+      groupEnd = at + HEADER_BYTES + len + group.bytes;
+    }
     else records.push({ offset: at, body });
     at += HEADER_BYTES + len;
+  }
+  if (at < groupEnd) {
+    // The file ends at a record's end inside the group its last header declares: that write was
+    // cut short (it was never synced), and its header must not stay declaring what is not there.
+    const problem = `a group cut short (its header declares records up to byte ${groupEnd})`;
+    if (!last) throw corrupt(groupStart, `${problem} in a journal that later ones follow`);
+    return torn(problem);
   }
   return { records, end: at, torn: null };
 }

@@ -56,6 +56,21 @@ t.test('the data dir is 0700 and its files 0600, fixed on start when wider', asy
   await s.close();
 });
 
+t.test("a new journal's empty start counts in the store's figures: its bytes and its fdatasync", async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const s = await opened(dir);
+  const file = s.journalFile;
+  const start = (await stat(file)).size;
+  t.ok(start > 0, 'the journal begins with its empty start');
+  t.match(s.status(), { writes: 0, fsyncs: 2, bytesWritten: start }, 'the start\'s fdatasync and the directory\'s fsync');
+  await s.apply(counter());
+  const before = s.status();
+  await s.snapshotNow();
+  const after = s.status();
+  t.equal(after.bytesWritten - before.bytesWritten, start + (await stat(join(dir, snapshotName(2)))).size, 'a rotation: the new journal\'s start and the snapshot');
+  await s.close();
+});
+
 t.test('records within a commit window share one write and one fsync', async (t) => {
   const s = await opened(join(t.testdir(), 'data'), { commitWindowMs: 5 });
   await s.apply(provision(device('d1')));
@@ -126,6 +141,52 @@ t.test('a power loss that left a hole inside the last group written, its later p
   const c = await opened(dir);
   t.same(await c.getCounters(), { acks: 17 }, 'and the journal goes on from there');
   await c.close();
+});
+
+t.test('a hole after the first record of the last group: the group goes whole, header and all, and the snapshot worker agrees', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const a = await opened(dir);
+  await a.apply(counter(1));
+  const acked = (await stat(a.journalFile)).size;
+  await Promise.all([a.apply(counter(2)), a.apply(counter(4)), a.apply(counter(8))]);
+  const file = a.journalFile;
+  await a.close();
+  const bytes = await readFile(file);
+  const first = acked + 8 + bytes.readUInt32LE(acked); // the group's first record, after its header
+  const second = first + 8 + bytes.readUInt32LE(first);
+  bytes.fill(0, second, second + 8); // the page with the second record's frame never reached the disk
+  await writeFile(file, bytes);
+  const { log, lines } = logger();
+  const b = await opened(dir, { logger: log });
+  t.same(await b.getCounters(), { acks: 1 }, 'nothing of the unacknowledged group, not even its record before the hole');
+  t.equal((await stat(file)).size, acked, 'cut where the group begins: no header is left declaring records that are gone');
+  t.match(lines, [{ level: 'warn', obj: { file, offset: acked, problem: /in the last group written/ } }]);
+  await b.apply(counter(16));
+  await b.snapshotNow(); // the worker's copy, loaded from the journal as cut and followed after it
+  await b.apply(counter(32));
+  await b.close();
+  const c = await opened(dir);
+  t.same(await c.getCounters(), { acks: 49 }, 'the snapshot holds what the store held');
+  await c.close();
+});
+
+t.test('an empty journal a crash left while creating it gets its empty start before any group: a torn first group is then a torn tail', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  await mkdir(dir, { mode: 0o700 });
+  await writeFile(join(dir, journalName(1)), Buffer.alloc(0), { mode: 0o600 }); // its name durable, nothing in it
+  const a = await opened(dir);
+  const start = (await stat(a.journalFile)).size;
+  t.ok(start > 0, 'the start is written at open');
+  await Promise.all([a.apply(counter(1)), a.apply(counter(2)), a.apply(counter(4))]);
+  await a.close();
+  const file = join(dir, journalName(1));
+  const bytes = await readFile(file);
+  bytes.fill(0, start, start + 30); // the first group's header and first record never reached the disk
+  await writeFile(file, bytes);
+  const b = await opened(dir);
+  t.same(await b.getCounters(), {}, 'nothing of the torn first group');
+  t.equal((await stat(file)).size, start, 'cut back to the empty start');
+  await b.close();
 });
 
 t.test('a torn last record is cut off and logged; the store goes on from the record before it', async (t) => {

@@ -47,7 +47,7 @@ t.test('a power loss mid-group: a hole in the last group, its later records whol
   const r3 = durable.length + last.readUInt32LE(0) + 8; // the first record of the last group
   const read = readJournal(hole(bytes, r3, 11), 'j', true);
   t.same(read.records.map((r) => r.body), ['[1]', '[2]'], 'what the last group wrote goes, whole records after the hole too');
-  t.equal(read.end, r3);
+  t.equal(read.end, durable.length, 'cut where the last group begins, its header too');
   t.match(read.torn, /in the last group written/);
   const noHeader = readJournal(hole(bytes, durable.length, 8), 'j', true);
   t.same(noHeader.records.map((r) => r.body), ['[1]', '[2]'], 'so does a last group whose header is the hole');
@@ -70,7 +70,9 @@ t.test('a hole in a group that a later group follows is corruption: that group w
   const g2 = frameGroup(bodies('[3]'));
   const bytes = Buffer.concat([JOURNAL_START, g1, g2]);
   const r1 = s0 + g1.readUInt32LE(0) + 8;
-  t.throws(() => readJournal(hole(bytes, r1, 11), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${r1}: .*a later record past the end of its group at byte ${s0 + g1.length}`) });
+  t.throws(() => readJournal(hole(bytes, r1, 11), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${r1}: .*a later group at byte ${s0 + g1.length}`) });
+  const bothHeaders = hole(hole(bytes, r1, 11), s0 + g1.length, 8);
+  t.throws(() => readJournal(bothHeaders, 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${r1}: .*a later record past the end of its group at byte ${s0 + g1.length + g2.readUInt32LE(0) + 8}`) }, 'the later group\'s header gone too, its records whole');
   t.throws(() => readJournal(hole(bytes, s0, 8), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${s0}: .*a later group at byte ${s0 + g1.length}`) }, 'the first group\'s header gone, the next group whole');
 });
 
@@ -78,4 +80,59 @@ t.test('a journal written before groups had headers keeps the rule it had: a hol
   const bytes = Buffer.concat([frame('[1]'), frame('[2]'), frame('[3]')]);
   t.throws(() => readJournal(hole(bytes, 11, 11), 'j', true), { code: 'PW_STORE_CORRUPT', message: /j: byte 11: .*with a whole record after it at byte 22/ });
   t.match(readJournal(hole(bytes, 22, 11), 'j', true), { records: [{ body: '[1]' }, { body: '[2]' }], end: 22, torn: /./ }, 'its last record torn, as before');
+});
+
+/** The bytes a start leaves when it cut `bytes` back as `readJournal` said, and the records it kept. */
+const cutBack = (bytes: Buffer) => {
+  const read = readJournal(bytes, 'j', true);
+  return { bytes: bytes.subarray(0, read.end), read };
+};
+
+t.test('a torn last group is cut back to its header: no header is left declaring records the file does not hold', async (t) => {
+  const durable = Buffer.concat([JOURNAL_START, frameGroup(bodies('[1]'))]);
+  const last = frameGroup(bodies('[2]', `[${'3'.repeat(2000)}]`, '[4]'));
+  const r3 = durable.length + last.readUInt32LE(0) + 8 + 11; // the last group's second record
+  const { bytes, read } = cutBack(hole(Buffer.concat([durable, last]), r3, 11));
+  t.equal(read.end, durable.length, 'cut where the torn group begins');
+  t.same(read.records.map((r) => r.body), ['[1]'], 'the torn group goes whole: none of it was acknowledged');
+  t.match(read.torn, /in the last group written/);
+  // The next start appends groups there. Two, so the first was synced before the second began:
+  // that first group's header later damaged on disk is corruption, never a torn tail.
+  const g2 = frameGroup(bodies('[5]'));
+  const g3 = frameGroup(bodies('[6]'));
+  const after = Buffer.concat([bytes, g2, g3]);
+  t.same(readJournal(after, 'j', true).records.map((r) => r.body), ['[1]', '[5]', '[6]']);
+  t.throws(() => readJournal(hole(after, bytes.length, 8), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${bytes.length}: .*a later group at byte ${bytes.length + g2.length}`) });
+  // And a crash tearing the header of a big last write, its later pages whole, is a torn tail.
+  const big = frameGroup(bodies(...Array.from({ length: 40 }, (_, i) => `[${String(i).repeat(100)}]`)));
+  const crashed = readJournal(hole(Buffer.concat([bytes, big]), bytes.length, 64), 'j', true);
+  t.same(crashed.records.map((r) => r.body), ['[1]']);
+  t.equal(crashed.end, bytes.length);
+});
+
+t.test('a header left declaring more than its group holds (a cut made inside a group) is no reason to drop later synced groups', async (t) => {
+  // A journal a start cut inside its last group: that group's header declares records cut off.
+  const durable = Buffer.concat([JOURNAL_START, frameGroup(bodies('[1]'))]);
+  const cut = frameGroup(bodies('[2]', `[${'3'.repeat(4000)}]`));
+  const kept = durable.length + cut.readUInt32LE(0) + 8 + 11; // its header and first record kept
+  const g2 = frameGroup(bodies('[5]'));
+  const g3 = frameGroup(bodies('[6]'));
+  const bytes = Buffer.concat([cut.subarray(0, kept - durable.length), g2, g3]);
+  const file = Buffer.concat([durable, bytes]);
+  t.same(readJournal(file, 'j', true).records.map((r) => r.body), ['[1]', '[2]', '[5]', '[6]']);
+  // g2's header damaged on disk after g3 was written: both were acknowledged.
+  t.throws(() => readJournal(hole(file, kept, 8), 'j', true), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${kept}: `) });
+});
+
+t.test('a file that ends inside the group its last header declares: that group was cut short, never synced', async (t) => {
+  const durable = Buffer.concat([JOURNAL_START, frameGroup(bodies('[1]'))]);
+  const last = frameGroup(bodies('[2]', '[3]'));
+  const firstRecordEnd = last.readUInt32LE(0) + 8 + 11; // the file ends where the first record does
+  const bytes = Buffer.concat([durable, last.subarray(0, firstRecordEnd)]);
+  const read = readJournal(bytes, 'j', true);
+  t.same(read.records.map((r) => r.body), ['[1]'], 'the short group goes whole');
+  t.equal(read.end, durable.length);
+  t.match(read.torn, /group cut short/);
+  t.throws(() => readJournal(bytes, 'j', false), { code: 'PW_STORE_CORRUPT', message: new RegExp(`j: byte ${durable.length}: .*later ones follow`) }, 'not in a journal that later ones follow');
+  t.same(readJournal(Buffer.concat([durable, last]), 'j', false).records.map((r) => r.body), ['[1]', '[2]', '[3]'], 'whole, it reads');
 });
