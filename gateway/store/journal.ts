@@ -8,9 +8,10 @@
 // so a reader can tell a whole record from a torn one. The records one write appends (a group
 // commit) follow a group header, itself a record, whose body
 //
-//   {"group":{"bytes":L,"crc":C}}
+//   {"group":{"bytes":L}}
 //
-// gives the length and CRC-32 of the group's records after it; readers skip it. A crash can tear
+// gives the length in bytes of the group's records after it (each carries its own CRC); readers
+// skip it. A crash can tear
 // only what the last write appended (records are acknowledged after the fsync that covers them,
 // and the next write waits for it): a last record that is cut short, fails its CRC or runs into
 // zeros (a file extended but not yet written) is a torn tail, cut off on load; so is damage inside
@@ -77,17 +78,12 @@ export function frame(body: string): Buffer {
 
 const GROUP_PREFIX = '{"group":';
 
-/** The group header's body for a group's framed records. */
-export function groupHeader(records: Uint8Array): string {
-  return `${GROUP_PREFIX}{"bytes":${records.length},"crc":${crc32(records)}}}`;
-}
-
-/** The group a header's body declares, or null when the body is not a group header. */
-function parseGroupHeader(body: string): { bytes: number; crc: number } | null {
+/** The length of the records a group header's body declares, or null when the body is not a group header. */
+function groupBytes(body: string): number | null {
   if (!body.startsWith(GROUP_PREFIX)) return null;
   try {
-    const g = (JSON.parse(body) as { group?: { bytes?: unknown; crc?: unknown } }).group;
-    return g && Number.isSafeInteger(g.bytes) && Number.isSafeInteger(g.crc) ? { bytes: g.bytes as number, crc: g.crc as number } : null;
+    const bytes = (JSON.parse(body) as { group?: { bytes?: unknown } }).group?.bytes;
+    return Number.isSafeInteger(bytes) && (bytes as number) >= 0 ? (bytes as number) : null;
   } catch {
     return null;
   }
@@ -100,15 +96,12 @@ function parseGroupHeader(body: string): { bytes: number; crc: number } | null {
 export function frameGroup(bodies: ReadonlyArray<{ body: string; len: number }>): Buffer {
   let total = 0;
   for (const b of bodies) total += HEADER_BYTES + b.len;
-  // The header is written in front of the records once their CRC is known: room for its longest form.
-  const room = HEADER_BYTES + Buffer.byteLength(groupHeader(Buffer.alloc(0))) + 20;
-  const buf = Buffer.allocUnsafe(room + total);
-  let at = room;
-  for (const b of bodies) at = frameInto(buf, at, b.body, b.len);
-  const header = groupHeader(buf.subarray(room, at));
+  const header = `${GROUP_PREFIX}{"bytes":${total}}}`;
   const hlen = Buffer.byteLength(header);
-  frameInto(buf, room - HEADER_BYTES - hlen, header, hlen);
-  return buf.subarray(room - HEADER_BYTES - hlen, at);
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + hlen + total);
+  let at = frameInto(buf, 0, header, hlen);
+  for (const b of bodies) at = frameInto(buf, at, b.body, b.len);
+  return buf;
 }
 
 /** What a journal file begins with, synced when it is created: an empty group. */
@@ -133,7 +126,7 @@ function validRecordAfter(b: Buffer, from: number, header = false): number | nul
     const len = b.readUInt32LE(o);
     if (len === 0 || len > MAX_RECORD_BYTES || o + HEADER_BYTES + len > b.length) continue;
     if (crc32(b.subarray(o + HEADER_BYTES, o + HEADER_BYTES + len)) !== b.readUInt32LE(o + 4)) continue;
-    if (header && parseGroupHeader(b.toString('utf8', o + HEADER_BYTES, o + HEADER_BYTES + len)) === null) continue;
+    if (header && groupBytes(b.toString('utf8', o + HEADER_BYTES, o + HEADER_BYTES + len)) === null) continue;
     return o;
   }
   return null;
@@ -190,11 +183,11 @@ export function readJournal(bytes: Buffer, file: string, last: boolean): ReadJou
       throw corrupt(at, `${problem}, with a whole record after it at byte ${after}`);
     }
     const body = bytes.toString('utf8', at + HEADER_BYTES, at + HEADER_BYTES + len);
-    const group = parseGroupHeader(body);
+    const group = groupBytes(body);
     grouped ??= group !== null;
     if (group !== null) {
       groupStart = at;
-      groupEnd = at + HEADER_BYTES + len + group.bytes;
+      groupEnd = at + HEADER_BYTES + len + group;
     }
     else records.push({ offset: at, body });
     at += HEADER_BYTES + len;
