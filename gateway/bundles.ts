@@ -180,15 +180,23 @@ export class Bundles {
   async rollbackKey(group: string, rollout: string, devices: ReadonlyArray<{ record: DeviceRecord; holds: boolean }>, signedBy?: Uint8Array): Promise<{ key: SigningKey | null; leftOut: string[] }> {
     const rotations = await this.rotations(group);
     const ownKid = this.#key?.kid ?? null;
-    const trusts = (d: DeviceRecord) => (kid: Uint8Array) => {
+    // The kids a device trusts, worked out once per key epoch and per firmware, not per device;
+    // null: not known to distrust any (rotated elsewhere, or before any rotation with no signer).
+    const kids = new Map<string, Uint8Array[] | null>();
+    const trustedKids = (d: DeviceRecord): Uint8Array[] | null => {
       const epoch = d.keyEpoch ?? 0;
-      if (epoch > 0) {
-        const keys = rotations.get(epoch);
-        return keys === undefined || keys.some((k) => equalBytes(kidOf(k), kid)); // rotated elsewhere: not known to distrust it
+      const m = epoch === 0 && d.model && d.firmware ? this.#manifests.find(d.model, d.firmware)?.manifest : undefined;
+      const at = epoch > 0 ? `epoch ${epoch}` : m ? `firmware ${d.model}\0${d.firmware}` : 'own';
+      if (!kids.has(at)) {
+        if (epoch > 0) kids.set(at, rotations.get(epoch)?.map(kidOf) ?? null);
+        else if (m) kids.set(at, m.trustedKeys.map((k) => kidOf(publicKeyFromText(k))));
+        else kids.set(at, ownKid === null ? null : [ownKid]); // before any rotation the gateway signed with its own key
       }
-      const m = d.model && d.firmware ? this.#manifests.find(d.model, d.firmware)?.manifest : undefined;
-      if (m) return m.trustedKeys.some((k) => equalBytes(kidOf(publicKeyFromText(k)), kid));
-      return ownKid === null || equalBytes(ownKid, kid); // before any rotation the gateway signed with its own key
+      return kids.get(at)!;
+    };
+    const trusts = (d: DeviceRecord) => {
+      const mine = trustedKids(d);
+      return (kid: Uint8Array) => mine === null || mine.some((k) => equalBytes(k, kid));
     };
     const candidates: Array<{ kid: Uint8Array; key: SigningKey | null }> = [];
     if (signedBy) candidates.push({ kid: signedBy, key: null });

@@ -40,9 +40,6 @@ import type { Tasks } from './tasks.ts';
 import type { Webhooks } from './webhooks.ts';
 import { bundleFitsManifest, formatPin, inspectBundle, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
-/** A member's statuses once it took the rollout's bundle (it holds it, provisionally or not). */
-const HOLDING: ReadonlySet<string | undefined> = new Set(['applied', 'verifying', 'verified', 'unverified', 'failing']);
-
 export interface RolloutInput extends PlanInput, DeadlineInput {
   bundle: string;
   target: Target;
@@ -474,10 +471,11 @@ export class Rollouts {
     // Who holds the bundle must trust the rollback's signing key (gateway/key-rotation.ts rollbackSigner).
     const reachedDevices = targets.devices.map((dev) => {
       const record = live.get(dev)!;
-      return { record, holds: compacted || record.bundleId === r.bundle.id || HOLDING.has(r.devices[dev]?.status) };
+      return { record, holds: compacted || record.bundleId === r.bundle.id || engine.runsBundle(r, dev) };
     });
     const { bundle, leftOut } = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle, reachedDevices);
-    const sendTo = leftOut.length === 0 ? targets.devices : targets.devices.filter((dev) => !leftOut.includes(dev));
+    const out = new Set(leftOut);
+    const sendTo = out.size === 0 ? targets.devices : targets.devices.filter((dev) => !out.has(dev));
     if (sendTo.length === 0) throw new GatewayError('PW_INVALID_STATE', `rollout ${r.id}: no device it reached holds its bundle, and none would trust the rollback's signing key: nothing to roll back`, { leftOut });
     if (leftOut.length > 0) this.#log.info({ rollout: r.id, leftOut: leftOut.slice(0, 100), count: leftOut.length }, 'rollback leaves out reached devices that never took the bundle and would reject its signing key');
     const { r: created, bundle: stored, bytes, targetIds } = await this.#prepare({ bundle: bundle.id, target: { devices: sendTo }, waves: [{ size: '100%' }] }, actor, id);

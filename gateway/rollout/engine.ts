@@ -605,6 +605,12 @@ export function nextDeadline(r: Rollout): number | null {
 /** Statuses of a member that runs this bundle (committed or provisionally): a reverted one does not. */
 const RUNS: ReadonlySet<DeviceStatus> = new Set(['applied', 'failing', 'verifying', 'verified', 'unverified']);
 
+/** Whether a member runs the rollout's bundle (it took it, provisionally or not). */
+export function runsBundle(r: Rollout, id: string): boolean {
+  const d = r.devices[id];
+  return d !== undefined && RUNS.has(d.status);
+}
+
 /** Devices that run this bundle: the target of a rollback. */
 export function appliedDevices(r: Rollout): string[] {
   const out: string[] = [];
