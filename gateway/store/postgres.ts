@@ -511,8 +511,13 @@ export class PostgresStore implements ChangeStore {
     for (const c of changes) {
       if ((c.type === 'device.patch' || c.type === 'device.history' || c.type === 'device.telemetry' || c.type === 'device.delete') && !provisioned.has(c.id)) ids.add(c.id);
     }
-    if (ids.size === 0) return;
-    const { rows } = await client.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE', [[...ids].sort()]);
+    await this.#lock(client, [...ids], locked);
+  }
+
+  /** Locks the rows of the devices `ids` that exist (FOR NO KEY UPDATE, in id order) and adds them to `locked`. */
+  async #lock(client: pg.PoolClient, ids: string[], locked: Set<string>): Promise<void> {
+    if (ids.length === 0) return;
+    const { rows } = await client.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE', [ids]);
     for (const r of rows) locked.add(r.id);
   }
 
@@ -810,13 +815,9 @@ export class PostgresStore implements ChangeStore {
     keep: number,
     locked: Set<string>,
   ): Promise<void> {
-    const toLock = [...new Set(ids.filter((id) => !locked.has(id)))];
-    if (toLock.length > 0) {
-      const { rows } = await client.query<{ id: string }>('SELECT id FROM devices WHERE id = ANY($1::text[]) FOR NO KEY UPDATE', [toLock]);
-      for (const r of rows) locked.add(r.id);
-      const gone = ids.find((id) => !locked.has(id));
-      if (gone !== undefined) throw new Refusal('PW_STORE_NOT_FOUND', [gone], 'no such device');
-    }
+    await this.#lock(client, [...new Set(ids.filter((id) => !locked.has(id)))], locked);
+    const gone = ids.find((id) => !locked.has(id));
+    if (gone !== undefined) throw new Refusal('PW_STORE_NOT_FOUND', [gone], 'no such device');
     const names = columns.map((c) => c.name);
     await client.query(
       `WITH v AS (SELECT * FROM unnest($1::text[], ${columns.map((c, i) => `$${i + 3}::${c.type}[]`).join(', ')}) WITH ORDINALITY AS v(d, ${names.join(', ')}, n)),
