@@ -26,6 +26,16 @@ async function otherSession(t: Test, url: string): Promise<pg.Client> {
   return other;
 }
 
+/** A store on a database of its own holding devices d1 and d2, and another session on it (otherSession). */
+async function twoDevicesAndAnotherSession(t: Test, o: Partial<ConstructorParameters<typeof PostgresStore>[0]> = {}) {
+  const url = await testDatabase(t);
+  const s = new PostgresStore({ url, ...o });
+  await s.open();
+  t.teardown(() => s.close());
+  await s.apply(provision(device('d1'), device('d2')));
+  return { s, other: await otherSession(t, url) };
+}
+
 /** Resolves once some session of the database waits for a lock (bounded). */
 async function someoneWaits(c: pg.Client): Promise<void> {
   for (let i = 0; i < 500; i++) {
@@ -158,11 +168,7 @@ t.test('two gateways appending to one device at once number its entries without 
 });
 
 t.test('a transaction the database rolls back for a deadlock with another gateway is retried, and commits', async (t) => {
-  const url = await testDatabase(t);
-  const s = await opened(url);
-  t.teardown(() => s.close());
-  await s.apply(provision(device('d1'), device('d2')));
-  const other = await otherSession(t, url);
+  const { s, other } = await twoDevicesAndAnotherSession(t);
   await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
   // The store holds d1 (its patch), then waits for d2; the other transaction then wants d1.
   const applied = s.apply([{ type: 'device.patch', id: 'd1', set: { lastSeen: 2 } }, { type: 'device.history', id: 'd2', entry: { at: 2, bundleId: hex(2), seq: 2, event: 'sent' } }]);
@@ -176,13 +182,8 @@ t.test('a transaction the database rolls back for a deadlock with another gatewa
 });
 
 t.test("a replica's transaction locks its devices in id order first: it waits for another's, never in a cycle with it", async (t) => {
-  const url = await testDatabase(t);
   const { log, lines } = logger();
-  const s = new PostgresStore({ url, logger: log, fence: () => null });
-  await s.open();
-  t.teardown(() => s.close());
-  await s.apply(provision(device('d1'), device('d2')));
-  const other = await otherSession(t, url);
+  const { s, other } = await twoDevicesAndAnotherSession(t, { logger: log, fence: () => null });
   await other.query("SELECT 1 FROM devices WHERE id = 'd1' FOR NO KEY UPDATE");
   // Two statements, d2's first: without the locks up front the store would hold d2 while it waits for d1.
   const applied = s.apply([{ type: 'device.patch', id: 'd2', set: { lastSeen: 5 } }, { type: 'device.patch', id: 'd1', set: { seq: 5 } }]);
@@ -284,11 +285,7 @@ t.test('history past the cap in one batch: reads give the newest, the next appen
 });
 
 t.test('a deadlock while a refused group is re-run one batch at a time is retried too: the batch commits, the batches queued behind it are not failed', async (t) => {
-  const url = await testDatabase(t);
-  const s = await opened(url);
-  t.teardown(() => s.close());
-  await s.apply(provision(device('d1'), device('d2')));
-  const other = await otherSession(t, url);
+  const { s, other } = await twoDevicesAndAnotherSession(t);
   await other.query("UPDATE devices SET last_seen = 1 WHERE id = 'd2'");
   // One group: the ghost's patch refuses it (before anything waits), so each batch is re-run in a
   // transaction of its own; the second holds d1 and waits for d2, and the other transaction then wants d1.
