@@ -137,14 +137,9 @@ async function push(args: string[], io: Io): Promise<number> {
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length !== 1) throw new UsageError('push takes exactly one FILE (a JSON manifest)', USAGE);
   const file = positionals[0];
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(e.code ? `cannot read ${file}: ${e.code}` : `${file} is not JSON: ${e.message}`);
-  }
-  // With --json a refusal is JSON too: { ok: false, file, errors: [{ path, message }] }.
+  // With --json a refusal is JSON too: { ok: false, file, errors: [{ path, message }] }. So is any
+  // other failure (the file unreadable or no JSON, the gateway unreachable or refusing the push):
+  // one error at the root, its message what the plain output says. A usage error stays one (exit 2).
   const invalid = (errors: Array<{ path: string; message: string }>) => {
     if (values.json) io.out(JSON.stringify({ ok: false, file, errors }, null, 2));
     else {
@@ -153,6 +148,17 @@ async function push(args: string[], io: Io): Promise<number> {
     }
     return 1;
   };
+  const failed = (err: unknown) => {
+    if (!values.json || err instanceof UsageError) throw err;
+    return invalid([{ path: '', message: (err as Error).message }]);
+  };
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return failed(new Error(e.code ? `cannot read ${file}: ${e.code}` : `${file} is not JSON: ${e.message}`));
+  }
   // Checked here first, as the gateway checks it: every problem at once, without a round trip.
   const checked = notAnObject(json) ?? validateManifest(json);
   if (!checked.ok) return invalid(checked.errors);
@@ -162,7 +168,7 @@ async function push(args: string[], io: Io): Promise<number> {
   } catch (err) {
     const errors = (err instanceof ApiError ? (err.body as { details?: { errors?: Array<{ path: string; message: string }> } } | undefined)?.details?.errors : undefined) ?? null;
     if (errors) return invalid(errors);
-    throw err;
+    return failed(err);
   }
   if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
   const said = { created: 'pushed', replaced: 'pushed (it replaces the one pushed before)', unchanged: 'unchanged (the gateway has this manifest already)' }[res.status] ?? res.status;

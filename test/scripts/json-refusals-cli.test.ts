@@ -3,6 +3,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 
@@ -32,6 +33,40 @@ t.test('manifest push --json: an invalid manifest is refused with a JSON answer 
   t.match(answer, { ok: false, file, errors: [] });
   t.ok(answer.errors.some((e: { path: string; message: string }) => /unknown field "color"/.test(e.message)), 'the problems, with their paths');
   t.match((await pinwave(['manifest', 'push', file])).stdout, /^invalid: /, 'without --json, as before');
+});
+
+t.test('manifest push --json: any other failure (a file that is no JSON, a gateway that cannot be reached or refuses it) is JSON too, exit 1', async (t) => {
+  const dir = t.testdir();
+  const sha = (s: string) => 'sha256/' + createHash('sha256').update(s).digest('base64');
+  const file = join(dir, 'm.json');
+  writeFileSync(file, JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [Buffer.alloc(32, 7).toString('base64')], pins: [{ host: 'api.example.com', pins: [sha('a'), sha('b')] }] }));
+  const unreachable = await pinwave(['manifest', 'push', file, '--json']);
+  t.equal(unreachable.code, 1);
+  t.equal(unreachable.stderr, '', 'nothing in plain text');
+  const answer = JSON.parse(unreachable.stdout);
+  t.match(answer, { ok: false, file, errors: [{ path: '', message: /^cannot reach the gateway at http:\/\/127\.0\.0\.1:9: port 9 is one that fetch refuses/ }] });
+  t.equal(answer.errors.length, 1);
+
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => {
+    res.writeHead(409, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ statusCode: 409, error: 'Conflict', code: 'PW_CONFLICT', message: "the gateway's config has a different manifest for model \"th-100\" firmware \"1.0.0\", and the config's wins" }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const conflict = await pinwave(['manifest', 'push', file, '--json', '--api', api]);
+  t.equal(conflict.code, 1);
+  t.equal(conflict.stderr, '');
+  t.same(JSON.parse(conflict.stdout), { ok: false, file, errors: [{ path: '', message: "409 Conflict: the gateway's config has a different manifest for model \"th-100\" firmware \"1.0.0\", and the config's wins" }] });
+  t.match((await pinwave(['manifest', 'push', file, '--api', api])).stderr, /^pinwave manifest: 409 Conflict: /, 'without --json, as before');
+
+  const notJson = join(dir, 'not.json');
+  writeFileSync(notJson, '{ model');
+  const r = await pinwave(['manifest', 'push', notJson, '--json']);
+  t.equal(r.code, 1);
+  t.match(JSON.parse(r.stdout), { ok: false, file: notJson, errors: [{ path: '', message: /not\.json is not JSON: / }] });
+  t.equal((await pinwave(['manifest', 'push', '--json'])).code, 2, 'a usage error stays one (exit 2, the usage on standard error)');
 });
 
 t.test('devices revoke --json prints the revoked device as the API returns it, not a sentence', async (t) => {
