@@ -2,7 +2,8 @@
 // bundles (docs/architecture.md §3), offline or through the gateway.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
+import { COSE_SIGN1_TAG, decodeEnvelope, hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
+import { decodeCanonical, Tag, type DecodeResult } from '../../firmware-manifest/cbor.ts';
 import { bundleView } from '../../firmware-manifest/view.ts';
 import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmware-manifest/keys.ts';
 import { parsePin } from '../../firmware-manifest/pins.ts';
@@ -273,11 +274,44 @@ async function inspect(args: string[], io: Io): Promise<number> {
   const r = inspectBundle(bytes);
   if (!r.ok) {
     io.out(`rejected: ${r.reason}`);
-    io.err(r.detail);
+    io.err(notABundle(positionals[0], bytes, r));
     return 1;
   }
   io.out(JSON.stringify({ id: r.id, size: bytes.length, kid: hex(r.envelope.kid), alg: 'EdDSA', ...bundleView(r.bundle) }, null, 2));
   return 0;
+}
+
+/**
+ * Why a malformed `file` is no bundle: what it is not, what a bundle is (docs/architecture.md §3: a
+ * COSE_Sign1 message, CBOR tag 18, whose payload is the pin bundle) and what the file holds instead.
+ * Any other refusal (too large, an alg other than EdDSA) is the codec's own detail.
+ */
+function notABundle(file: string, bytes: Uint8Array, r: { reason: string; detail: string }): string {
+  if (r.reason !== 'malformed') return r.detail;
+  const outer = decodeCanonical(bytes);
+  if (outer.ok && outer.value instanceof Tag && outer.value.tag === COSE_SIGN1_TAG) {
+    return decodeEnvelope(bytes).ok
+      ? `${file} is not a pinwave bundle: it is a COSE_Sign1 message, but its payload is not a pin bundle: ${r.detail}`
+      : `${file} is not a pinwave bundle: it is a COSE_Sign1 message (CBOR tag 18), but ${r.detail}`;
+  }
+  return `${file} is not a pinwave bundle: expected a COSE_Sign1 message (CBOR tag 18) that signs a pin bundle, found ${found(bytes, outer)}`;
+}
+
+/** What a file that is no COSE_Sign1 message holds: nothing, text (a JSON or PEM file), no CBOR, or which CBOR item. */
+function found(bytes: Uint8Array, outer: DecodeResult): string {
+  if (bytes.length === 0) return 'an empty file';
+  const head = Buffer.from(bytes.subarray(0, 64)).toString('latin1');
+  if (/^[\t\n\r\x20-\x7e]+$/.test(head) && head.trim() !== '') {
+    const line = head.trim().split(/\r?\n/)[0];
+    return `text ("${line.length > 40 ? `${line.slice(0, 40)}…` : line}")`;
+  }
+  if (!outer.ok) return outer.detail.startsWith('not CBOR') ? `bytes that are not CBOR (they start ${hex(bytes.subarray(0, 8))}${bytes.length > 8 ? '…' : ''})` : `CBOR ${outer.detail}`;
+  const v = outer.value;
+  if (v instanceof Tag) return `CBOR tag ${v.tag}`;
+  if (Array.isArray(v)) return 'a CBOR array (a COSE_Sign1 message must carry its tag)';
+  if (v instanceof Map) return 'a CBOR map';
+  if (v instanceof Uint8Array) return 'a CBOR byte string';
+  return typeof v === 'string' ? 'a CBOR text string' : typeof v === 'boolean' || v === null ? `CBOR ${v}` : 'a CBOR integer';
 }
 
 async function verify(args: string[], io: Io): Promise<number> {

@@ -129,6 +129,31 @@ t.test('wrong or missing flags exit 2 with a message naming the flag', async (t)
   t.match(missing.stderr, /cannot read .*nope\.cbor: ENOENT/);
 });
 
+t.test('inspect: a file that is no bundle says what it is not, what was expected and what it found', async (t) => {
+  const dir = t.testdir();
+  const { encodeCanonical, Tag } = await import('../../firmware-manifest/cbor.ts');
+  const sign1 = (payload: Uint8Array) => encodeCanonical(new Tag([encodeCanonical(new Map<number, number | Uint8Array>([[1, -8], [4, new Uint8Array(8)]])), new Map(), payload, new Uint8Array(64)], 18));
+  const expected = 'is not a pinwave bundle: expected a COSE_Sign1 message (CBOR tag 18) that signs a pin bundle, found';
+  const cases: Array<[string, Uint8Array | string, string]> = [
+    ['random.bin', Buffer.from('3fa19c0be2a1f40077', 'hex'), `${expected} bytes that are not CBOR (they start 3fa19c0be2a1f400…)`],
+    ['empty.bin', '', `${expected} an empty file`],
+    ['map.cbor', encodeCanonical(new Map([[1, 2]])), `${expected} a CBOR map`],
+    ['array.cbor', encodeCanonical([1, 2, 3, 4]), `${expected} a CBOR array (a COSE_Sign1 message must carry its tag)`],
+    ['tag.cbor', encodeCanonical(new Tag(new Uint8Array(4), 61)), `${expected} CBOR tag 61`],
+    ['m.json', '{"model":"th-100","firmware":"1.0.0"}\n', `${expected} text ("{"model":"th-100","firmware":"1.0.0"}")`],
+    ['short-sig.cbor', encodeCanonical(new Tag([new Uint8Array(0), new Map(), new Uint8Array(0), new Uint8Array(3)], 18)), 'is not a pinwave bundle: it is a COSE_Sign1 message (CBOR tag 18), but signature must be 64 bytes (Ed25519)'],
+    ['other-payload.cbor', sign1(encodeCanonical('hello')), 'is not a pinwave bundle: it is a COSE_Sign1 message, but its payload is not a pin bundle: payload must be a map'],
+  ];
+  for (const [name, bytes, message] of cases) {
+    const file = join(dir, name);
+    writeFileSync(file, bytes);
+    const r = await pinwave('bundle', 'inspect', file);
+    t.equal(r.code, 1, name);
+    t.equal(r.stdout, 'rejected: malformed', name);
+    t.equal(r.stderr, `${file} ${message}`, name);
+  }
+});
+
 t.test('manifest create and validate', async (t) => {
   const dir = t.testdir();
   await pinwave('keygen', '--out', dir);
