@@ -31,11 +31,28 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 /** Parse `args` against `options`; unknown flags, missing values and stray positionals are UsageErrors. */
 export function parse<O extends Options>(args: string[], options: O, usage: string, positionals = false) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: positionals });
+    return parseArgs({ args: negativeValues(args, options), options, strict: true, allowPositionals: positionals });
   } catch (err) {
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
     throw new UsageError(message, usage);
   }
+}
+
+/**
+ * `--limit -1` as `--limit=-1`: parseArgs takes a value that starts with a dash for a flag and
+ * refuses it ("argument is ambiguous"); a negative number is a value, which the flag's own check then
+ * refuses naming the flag and what it takes. Nothing after `--` is touched.
+ */
+function negativeValues(args: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--') return out.concat(args.slice(i));
+    const takesValue = a.startsWith('--') && !a.includes('=') && Object.hasOwn(options, a.slice(2)) && options[a.slice(2)].type === 'string';
+    if (takesValue && /^-\d/.test(args[i + 1] ?? '')) out.push(`${a}=${args[++i]}`);
+    else out.push(a);
+  }
+  return out;
 }
 
 /** The value of a required string flag, or a UsageError naming it. */
@@ -44,12 +61,13 @@ export function required(value: string | undefined, flag: string, usage: string)
   return value;
 }
 
-/** A non-negative safe integer flag, or a UsageError naming the flag and what came. */
-export function uintFlag(value: string, flag: string, usage: string): number {
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new UsageError(`--${flag} expects a non-negative integer, got "${value}"`, usage);
+/** A non-negative safe integer flag, from range[0] to range[1] when given; a UsageError naming the flag, what it takes and what came otherwise. */
+export function uintFlag(value: string, flag: string, usage: string, range?: readonly [number, number]): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || (range && (n < range[0] || n > range[1]))) {
+    throw new UsageError(`--${flag} expects ${range ? `a whole number from ${range[0]} to ${range[1]}` : 'a non-negative integer'}, got "${value}"`, usage);
   }
-  return Number(value);
+  return n;
 }
 
 /** A duration such as 90s, 15m, 12h, 30d (or bare seconds), in seconds; a UsageError otherwise. */

@@ -1,7 +1,8 @@
 // `pinwave devices provision|list|show|stuck|revoke`: the fleet registry through the gateway's HTTP API.
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { apiFrom, idArg, seg } from '../api-client.ts';
-import { parse, required, UsageError, type Io } from '../args.ts';
+import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
+import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
@@ -137,8 +138,8 @@ async function provision(args: string[], io: Io): Promise<number> {
 async function list(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, { ...COMMON, group: { type: 'string' }, model: { type: 'string' }, seq: { type: 'string' }, limit: { type: 'string' }, all: { type: 'boolean' } }, USAGE);
   if (values.help) return io.out(USAGE), 0;
-  if (values.limit !== undefined && !/^\d+$/.test(values.limit)) throw new UsageError(`--limit expects a whole number, got "${values.limit}"`, USAGE);
-  if (values.seq !== undefined && !/^\d+$/.test(values.seq)) throw new UsageError(`--seq expects a whole number, got "${values.seq}"`, USAGE);
+  if (values.limit !== undefined) uintFlag(values.limit, 'limit', USAGE, [1, MAX_PAGE_LIMIT]);
+  if (values.seq !== undefined) uintFlag(values.seq, 'seq', USAGE);
   const api = apiFrom(values.api, io);
   const params = new URLSearchParams();
   for (const k of ['group', 'model', 'seq', 'limit'] as const) if (values[k] !== undefined) params.set(k, values[k]!);
