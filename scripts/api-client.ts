@@ -17,14 +17,7 @@ export class ApiClient {
   readonly #token: string | undefined;
 
   constructor(base: string, token: string | undefined) {
-    let url: URL;
-    try {
-      url = new URL(base);
-    } catch {
-      throw new UsageError(`--api expects a URL such as ${DEFAULT_API}, got "${base}"`);
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--api expects an http:// or https:// URL, got "${base}"`);
-    this.base = url.href.replace(/\/$/, '');
+    this.base = gatewayBase(base);
     this.#token = token;
   }
 
@@ -77,10 +70,41 @@ export class ApiClient {
 }
 
 /**
+ * `value` as the base of a gateway's HTTP API (no trailing slash), or a UsageError: not a URL, not
+ * http or https, or a port no connection can go to (as whyUnreachable words it; an out-of-range port
+ * makes the URL invalid, so it is looked for in the text).
+ */
+export function gatewayBase(value: string, usage?: string, flag = '--api (or PINWAVE_API)'): string {
+  const bad = badPort(value, flag);
+  if (bad) throw new UsageError(`cannot reach the gateway at ${value}: ${bad}`, usage);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--api expects a URL such as ${DEFAULT_API}, got "${value}"`, usage);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--api expects an http:// or https:// URL, got "${value}"`, usage);
+  return url.href.replace(/\/$/, '');
+}
+
+/** Why no connection can go to the port of an http(s) URL `base` (out of range, not a number, 0), or undefined. */
+function badPort(base: string, flag: string): string | undefined {
+  const port = /^https?:\/\/(?:[^/?#@]*@)?(?:\[[^\]]*\]|[^:/?#[\]]+):([^/?#@]*)(?:[/?#]|$)/i.exec(base)?.[1];
+  if (port === undefined || port === '') return undefined;
+  const range = `(a TCP port is 1 to 65535): check ${flag}`;
+  if (!/^\d+$/.test(port)) return `port "${port}" is not a number ${range}`;
+  if (Number(port) > 65535) return `port ${port} is out of range ${range}`;
+  if (Number(port) === 0) return `port 0 is no port to connect to ${range}`;
+  return undefined;
+}
+
+/**
  * Why a fetch of `base` got no answer, in an operator's words: the host:port it tried and what to
  * check, not undici's bare "fetch failed" (its cause holds the reason).
  */
 export function whyUnreachable(base: string, err: unknown, timeoutMs = REQUEST_TIMEOUT_MS, flag = '--api (or PINWAVE_API)'): string {
+  const bad = badPort(base, flag);
+  if (bad) return bad;
   const url = new URL(base);
   const port = url.port || (url.protocol === 'https:' ? '443' : '80');
   const at = `${url.hostname}:${port}`;

@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
-import { whyUnreachable } from '../api-client.ts';
+import { gatewayBase, whyUnreachable } from '../api-client.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
 import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
 import { allocate, Fleet, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
@@ -140,7 +140,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     throw new UsageError(values.gateway === undefined ? 'give either --api URL or --tokens FILE (with --gateway mqtt://HOST:PORT for devices that name no broker)' : '--gateway needs --tokens FILE', USAGE);
   }
   if (values.api !== undefined && tokensFile !== undefined) throw new UsageError('--tokens is for devices provisioned elsewhere; --api provisions its own devices', USAGE);
-  const api = values.api !== undefined ? httpUrl(values.api) : undefined;
+  const api = values.api !== undefined ? gatewayBase(values.api, USAGE, '--api') : undefined;
   const gatewayUrl = values.gateway !== undefined ? mqttUrl(values.gateway, '--gateway') : undefined;
   const processes = values.processes === undefined ? 1 : uintFlag(values.processes, 'processes', USAGE);
   if (processes < 1 || processes > MAX_PROCESSES) throw new UsageError(`--processes expects 1 to ${MAX_PROCESSES}, got "${values.processes}"`, USAGE);
@@ -380,17 +380,6 @@ function block(s: FleetSummary, ms: number): string[] {
     `  failing ${s.failing}   pin failures ${s.pinFailures.observed} seen, ${s.pinFailures.reported} reported, ${s.pinFailures.queued} queued`,
     `  latency  connect ${formatHistogram(s.latency.connect)}   bundle → ack ${formatHistogram(s.latency.bundle)}`,
   ];
-}
-
-function httpUrl(value: string): string {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    throw new UsageError(`--api expects a URL such as http://127.0.0.1:8080, got "${value}"`, USAGE);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--api expects an http:// or https:// URL, got "${value}"`, USAGE);
-  return u.href.replace(/\/$/, '');
 }
 
 function mqttUrl(value: string, what = '--gateway'): string {

@@ -42,9 +42,42 @@ t.test('a gateway that is not there: the error names the host:port refused and w
   t.equal(r.stderr, `pinwave rollout: cannot reach the gateway at http://127.0.0.1:${port}: connection refused (ECONNREFUSED): nothing listens on 127.0.0.1:${port}. Is the gateway running, and is --api (or PINWAVE_API) its HTTP address (pinwave gateway --http-port, default 8080)?`);
 });
 
-t.test('a port fetch never connects to (a Fetch standard "bad port", e.g. 6000) is named as such, not "fetch failed"', async (t) => {
-  const r = await failing(['rollout', 'list', '--api', 'http://127.0.0.1:6000']);
-  t.equal(r.code, 1);
-  t.match(r.stderr, /^pinwave rollout: cannot reach the gateway at http:\/\/127\.0\.0\.1:6000: port 6000 is one that fetch refuses to connect to \(a "bad port" of the Fetch standard\): serve the gateway's HTTP API on another port/);
-  t.notMatch(r.stderr, /fetch failed/);
+t.test('a port fetch never connects to (a Fetch standard "bad port", e.g. 6000, 10080) is named as such, not "fetch failed"', async (t) => {
+  for (const port of [6000, 10080]) {
+    const r = await failing(['rollout', 'list', '--api', `http://127.0.0.1:${port}`]);
+    t.equal(r.code, 1);
+    t.match(r.stderr, new RegExp(`^pinwave rollout: cannot reach the gateway at http://127\\.0\\.0\\.1:${port}: port ${port} is one that fetch refuses to connect to \\(a "bad port" of the Fetch standard\\): serve the gateway's HTTP API on another port`));
+    t.notMatch(r.stderr, /fetch failed/);
+  }
+});
+
+t.test('a port no connection can go to (out of range, not a number, 0) names the URL and the port, before any request', async (t) => {
+  for (const [port, why] of [
+    ['99999', 'port 99999 is out of range (a TCP port is 1 to 65535)'],
+    ['65536', 'port 65536 is out of range (a TCP port is 1 to 65535)'],
+    ['abc', 'port "abc" is not a number (a TCP port is 1 to 65535)'],
+    ['-1', 'port "-1" is not a number (a TCP port is 1 to 65535)'],
+    ['0', 'port 0 is no port to connect to (a TCP port is 1 to 65535)'],
+  ]) {
+    const api = `http://127.0.0.1:${port}`;
+    const r = await failing(['rollout', 'list', '--api', api]);
+    t.equal(r.code, 2, `${api}: a usage error, as any --api that is no gateway address`);
+    t.equal(r.stderr, `pinwave rollout: cannot reach the gateway at ${api}: ${why}: check --api (or PINWAVE_API)`, api);
+  }
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: { PINWAVE_API: 'http://[::1]:70000/', PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
+  t.equal(await run(['devices', 'list'], io), 2);
+  t.equal(err.join('\n'), 'pinwave devices: cannot reach the gateway at http://[::1]:70000/: port 70000 is out of range (a TCP port is 1 to 65535): check --api (or PINWAVE_API)', 'from PINWAVE_API too');
+  const sim = await failing(['sim', '--api', 'http://127.0.0.1:99999', '--devices', '1', '--group', 'g']);
+  t.equal(sim.code, 2);
+  t.match(sim.stderr, /^pinwave sim: cannot reach the gateway at http:\/\/127\.0\.0\.1:99999: port 99999 is out of range \(a TCP port is 1 to 65535\): check --api\n/);
+});
+
+t.test('whyUnreachable names a port no connection can go to, whatever the error fetch gave', async (t) => {
+  const { whyUnreachable } = await import('../../scripts/api-client.ts');
+  const refused = new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:0'), { code: 'ECONNREFUSED' }) });
+  t.equal(whyUnreachable('http://127.0.0.1:0', refused), 'port 0 is no port to connect to (a TCP port is 1 to 65535): check --api (or PINWAVE_API)');
+  t.equal(whyUnreachable('http://127.0.0.1:99999', new TypeError('Invalid URL'), 1000, '--api'), 'port 99999 is out of range (a TCP port is 1 to 65535): check --api', 'a base that is no URL, for its port, does not throw');
+  const badPort = new TypeError('fetch failed', { cause: new Error('bad port') });
+  t.match(whyUnreachable('http://127.0.0.1:10080', badPort), /^port 10080 is one that fetch refuses to connect to \(a "bad port" of the Fetch standard\)/);
 });
