@@ -252,9 +252,10 @@ export class Bundles {
 
   /**
    * What a device behind its group's baseline is sent (gateway/key-rotation.ts bridgeFor): the
-   * baseline, or first the rotation that makes it trust the baseline's signing key.
+   * baseline, or first the rotation that makes it trust the baseline's signing key (never one a
+   * rollout of which was rolled back: `rolledBack`).
    */
-  async bridgeTo(d: { group: string; seq: number | null; keyEpoch?: number | null; model: string | null; firmware: string | null }, baselineId: string): Promise<string> {
+  async bridgeTo(d: { group: string; seq: number | null; keyEpoch?: number | null; model: string | null; firmware: string | null }, baselineId: string, rolledBack?: (bundleId: string) => boolean): Promise<string> {
     const rotations = await this.#rotationsOf(d.group);
     if (rotations.length === 0) return baselineId;
     const b = await this.load(baselineId);
@@ -262,7 +263,7 @@ export class Bundles {
     if (!i?.ok) return baselineId;
     const manifest = d.model && d.firmware ? this.#manifests.find(d.model, d.firmware)?.manifest : undefined;
     const firmwareKeys = manifest?.trustedKeys.map((k) => publicKeyFromText(k));
-    return bridgeFor(d, i.envelope.kid, rotations, Math.floor(this.#now() / 1000), firmwareKeys)?.id ?? baselineId;
+    return bridgeFor(d, i.envelope.kid, rotations, Math.floor(this.#now() / 1000), firmwareKeys, rolledBack)?.id ?? baselineId;
   }
 
   /** The key epoch a bundle rotates to, or null; decoded once per bundle (the per-ack path). */

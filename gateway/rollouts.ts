@@ -648,6 +648,12 @@ export class Rollouts {
     return r.id;
   }
 
+  /** Whether a rollout of the bundle of this id was rolled back (its pins undone: it bridges no late joiner, key-rotation.ts bridgeFor). */
+  rolledBack(bundleId: string): boolean {
+    for (const r of this.#rollouts.values()) if (r.rolledBackBy !== undefined && r.bundle.id === bundleId) return true;
+    return false;
+  }
+
   /** The device's rollout that is pending, running or held, or null. */
   activeRolloutOf(id: string): GatewayRollout | null {
     const rid = this.#deviceRollout.get(id);

@@ -99,3 +99,41 @@ t.test('a rolled-back rotation that dropped the current key: devices trust only 
   t.same(preflight.problems, [], 'pre-flight passes a bundle signed with the key they trust');
   await until(() => devices.every((d) => d.state.seq === seq), 5000, 'the devices to apply it');
 });
+
+t.test('a late joiner after a rotation was rolled back is bridged by a later rotation, never by the one rolled back', async (t) => {
+  const { h, rollout, rotation, next } = await rotationRollout(t, 'both');
+  await h.gw.abortRollout(rollout.id, 'alice');
+  await rolledBack(h, rollout.id, 3);
+  // A second rotation, to epoch 2 and the next key only, completes: the group moves to the next key.
+  const second = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: 'api.example.com', pins: [pin('r2'), pin('backup')] }], rotateKeys: { epoch: 2, keys: [next.publicPem] } }, 'alice');
+  await completed(h, second.id, 3);
+  const l = await later(h, 'l1');
+  t.equal(kidOfRecord(l), hex(kidOf(next.publicKey)), 'signed with the next key');
+  await completed(h, l.id, 3);
+
+  // Born with the firmware's keys (epoch 0), it trusts neither the baseline's key nor, before a
+  // rotation, anything signed with it: the rolled-back rotation (epoch 1) would bring it there too,
+  // with the pins it undid.
+  await h.restart(); // what was rolled back is read from the store
+  const [late] = await fleet(h, 1, 'late');
+  await late.connect();
+  t.teardown(() => late.disconnect());
+  const mine = () => h.outcomes.filter((o) => o.deviceId === late.id);
+  await until(() => mine().length === 2, 5000, 'the late joiner to apply a bridge and the baseline');
+  t.same(mine().map((o) => [o.bundleId, o.status]), [[second.id, 'applied'], [l.id, 'applied']], 'bridged by the second rotation');
+  t.notOk(mine().some((o) => o.bundleId === rotation.id), 'never sent the rolled-back rotation');
+  t.same([late.state.seq, late.state.keyEpoch], [l.seq, 2], 'it runs the baseline at epoch 2');
+});
+
+t.test('bridgeFor offers no rotation that was rolled back', async (t) => {
+  const a = generateKeyPair();
+  const b = generateKeyPair();
+  const r1 = { id: 'r1', seq: 3, exp: 1000, kid: kidOf(a.publicKey), epoch: 1, keys: [a.publicKey, b.publicKey] };
+  const r2 = { id: 'r2', seq: 6, exp: 1000, kid: kidOf(a.publicKey), epoch: 2, keys: [b.publicKey] };
+  const undone = (id: string) => id === 'r1';
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kidOf(b.publicKey), [r1, r2], 10, [a.publicKey])?.id, 'r1', 'the first rotation above its epoch');
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kidOf(b.publicKey), [r1, r2], 10, [a.publicKey], undone)?.id, 'r2', 'the next one, the first rolled back');
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kidOf(b.publicKey), [r1], 10, [a.publicKey], undone), null, 'none when the only one was rolled back: the baseline is all there is');
+  t.equal(bridgeFor({ seq: 3, keyEpoch: 1 }, kidOf(b.publicKey), [r1, r2], 10, undefined, undone), null, 'a device that applied the rolled-back rotation still trusts its keys');
+  t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kidOf(a.publicKey), [r1, r2], 10, undefined, () => t.fail('asked about a rotation while none is needed')), null, 'asked only when a bridge is needed');
+});
