@@ -144,7 +144,7 @@ export interface RollbackDevice {
   id: string;
   /** runs (or may run) the bundle rolled back: it must take the rollback */
   holds: boolean;
-  /** whether it trusts the key of this kid at the epoch it reports (docs/architecture.md §3 KeyRotation) */
+  /** whether it trusts the key of this kid at the epoch it reports, and at every other it may be at (docs/architecture.md §3 KeyRotation) */
   trusts(kid: Uint8Array): boolean;
 }
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { apply, generateKeyPair, hex, inspectBundle, kidOf, parsePin, signBundle } from '../../firmware-manifest/index.ts';
 import { bridgeFor } from '../../gateway/key-rotation.ts';
 import type { DeviceQuirks } from '../../device-sim/device.ts';
-import { fleet, harness, newPins, pin, storedRollout, until, type Harness } from '../fixtures/gateway.ts';
+import { fleet, harness, newPins, pin, until, type Harness } from '../fixtures/gateway.ts';
 
 const kidOfRecord = (b: { bytes: string }) => {
   const i = inspectBundle(new Uint8Array(Buffer.from(b.bytes, 'base64')));
@@ -136,4 +136,48 @@ t.test('bridgeFor offers no rotation that was rolled back', async (t) => {
   t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kidOf(b.publicKey), [r1], 10, [a.publicKey], undone), null, 'none when the only one was rolled back: the baseline is all there is');
   t.equal(bridgeFor({ seq: 3, keyEpoch: 1 }, kidOf(b.publicKey), [r1, r2], 10, undefined, undone), null, 'a device that applied the rolled-back rotation still trusts its keys');
   t.equal(bridgeFor({ seq: 0, keyEpoch: 0 }, kidOf(a.publicKey), [r1, r2], 10, undefined, () => t.fail('asked about a rotation while none is needed')), null, 'asked only when a bridge is needed');
+});
+
+t.test('a member whose ack of a rotation was lost is in its rollback: refused, naming it, while no key is trusted at both epochs', async (t) => {
+  // th-0002 applies the rotation (to the next key only) and never acks: the gateway has it at epoch 0.
+  const { h, devices, rollout, rotation, next } = await rotationRollout(t, 'next', (i) => (i === 2 ? { silent: true } : {}));
+  const silent = devices[2];
+  await until(() => silent.state.seq === rotation.seq, 5000, 'the silent device to apply the rotation');
+  t.same([silent.state.keyEpoch, (await h.gw.getDevice(silent.id)).keyEpoch], [1, 0], 'it is at epoch 1; the gateway has it at 0');
+  const bundles = (await h.gw.listBundles({ group: 'thermostats' })).items.length;
+  const refusedWhile = async (status: string) => {
+    t.equal(h.gw.deviceRollout(silent.id)?.status, status, `its ack lost, it is ${status} in the rotation`);
+    const refused = await refusal(h.gw.rollback(rollout.id, 'alice'));
+    t.match(refused, { code: 'PW_INVALID_STATE', message: /1 device holding its bundle would reject the rollback as unknown_key.*1 of them may be at either epoch: their ack of the rotation was lost/, details: { devices: [silent.id], count: 1 } }, `${status}: refused, naming it`);
+    t.equal((await h.gw.getRollout(rollout.id)).rolledBackBy, undefined, `${status}: the rollout is as it was`);
+    t.equal((await h.gw.listBundles({ group: 'thermostats' })).items.length, bundles, `${status}: no bundle was signed for it`);
+  };
+  await refusedWhile('sent');
+  h.clock.advance(3601_000);
+  await h.gw.tick();
+  await refusedWhile('timed_out');
+
+  // Once it says where it is (its state, on connecting again), the rollback goes to it too.
+  await silent.disconnect();
+  await silent.connect();
+  await until(async () => (await h.gw.getDevice(silent.id)).keyEpoch === 1, 5000, 'its state to be recorded');
+  const { rollback } = await h.gw.rollback(rollout.id, 'alice');
+  t.equal(kidOfRecord(await h.gw.getBundle(rollback.bundle.id)), hex(kidOf(next.publicKey)), 'signed with the next key, which all three trust at epoch 1');
+  t.equal(rollback.devices, 3, 'sent to all three');
+  await until(() => devices.every((d) => d.state.seq === rollback.bundle.seq), 5000, 'all three to take it');
+  t.same(silent.state.endpoints[0].pins, h.manifest.pins[0].pins.map((p) => p.slice(7)), 'the silent one runs the pins it ran before');
+});
+
+t.test('a member whose ack of a rotation was lost takes its rollback, signed with a key it trusts at either epoch', async (t) => {
+  const { h, devices, rollout, rotation, current } = await rotationRollout(t, 'both', (i) => (i === 2 ? { silent: true } : {}));
+  const silent = devices[2];
+  await until(() => silent.state.seq === rotation.seq, 5000, 'the silent device to apply the rotation');
+  h.clock.advance(3601_000);
+  await h.gw.tick();
+  t.equal(h.gw.deviceRollout(silent.id)?.status, 'timed_out', 'its ack lost, it timed out in the rotation');
+  const { rollback } = await h.gw.rollback(rollout.id, 'alice');
+  t.equal(kidOfRecord(await h.gw.getBundle(rollback.bundle.id)), current.kid, 'signed with the current key, trusted at epoch 0 and at the rotation');
+  t.equal(rollback.devices, 3, 'sent to all three');
+  await until(() => devices.every((d) => d.state.seq === rollback.bundle.seq), 5000, 'all three to take it');
+  t.notOk(h.outcomes.some((o) => o.status === 'rejected'), 'none rejected it');
 });
