@@ -42,6 +42,15 @@ export interface BundleInput {
   rotateKeys?: { epoch: number; keys: string[] };
 }
 
+/** A device a rollback reaches, as Bundles.rollbackKey reads it. */
+export interface RollbackReach {
+  record: DeviceRecord;
+  /** runs (or may run) the bundle rolled back */
+  holds: boolean;
+  /** a key epoch it may be at besides the one it reports: a key rotation's, its ack of it lost */
+  alsoAt?: number;
+}
+
 /** A stored bundle as deliveries use it: its wire bytes, decoded from base64 once. */
 export interface CachedBundle {
   bytes: Buffer;
@@ -172,12 +181,12 @@ export class Bundles {
 
   /**
    * The key a rollback of a group's bundle is signed with (gateway/key-rotation.ts rollbackSigner):
-   * one every device holding the rolled-back bundle trusts at the key epoch it reports, with the
-   * reached devices that do not hold it and would not trust it (left out). `signedBy`: the kid of a
-   * bundle signed elsewhere, the only candidate then. Refused (PW_INVALID_STATE) naming the devices
-   * that would reject the best candidate as unknown_key.
+   * one every device holding the rolled-back bundle trusts at the key epoch it reports (and at
+   * `alsoAt`, where it may be too), with the reached devices that do not hold it and would not trust
+   * it (left out). `signedBy`: the kid of a bundle signed elsewhere, the only candidate then. Refused
+   * (PW_INVALID_STATE) naming the devices that would reject the best candidate as unknown_key.
    */
-  async rollbackKey(group: string, rollout: string, devices: ReadonlyArray<{ record: DeviceRecord; holds: boolean }>, signedBy?: Uint8Array): Promise<{ key: SigningKey | null; leftOut: string[] }> {
+  async rollbackKey(group: string, rollout: string, devices: ReadonlyArray<RollbackReach>, signedBy?: Uint8Array): Promise<{ key: SigningKey | null; leftOut: string[] }> {
     const rotations = await this.rotations(group);
     const ownKid = this.#key?.kid ?? null;
     // The kids a device trusts, worked out once per key epoch and per firmware, not per device;
@@ -194,20 +203,23 @@ export class Bundles {
       }
       return kids.get(at)!;
     };
-    const trusts = (d: DeviceRecord) => {
-      const mine = trustedKids(d);
-      return (kid: Uint8Array) => mine === null || mine.some((k) => equalBytes(k, kid));
+    const trusts = (d: RollbackReach) => {
+      const sets = [trustedKids(d.record), ...(d.alsoAt === undefined ? [] : [trustedKids({ ...d.record, keyEpoch: d.alsoAt })])];
+      return (kid: Uint8Array) => sets.every((mine) => mine === null || mine.some((k) => equalBytes(k, kid)));
     };
     const candidates: Array<{ kid: Uint8Array; key: SigningKey | null }> = [];
     if (signedBy) candidates.push({ kid: signedBy, key: null });
     else for (const k of [await this.#signerFor(group), this.#key, this.#nextKey]) if (k && !candidates.some((c) => equalBytes(c.kid, k.kid))) candidates.push({ kid: k.kid, key: k });
-    const chosen = rollbackSigner(candidates, devices.map((d) => ({ id: d.record.id, holds: d.holds, trusts: trusts(d.record) })));
+    const chosen = rollbackSigner(candidates, devices.map((d) => ({ id: d.record.id, holds: d.holds, trusts: trusts(d) })));
     if (!chosen.ok) {
       const n = chosen.rejecting.length;
       const kid = chosen.key ? hex(chosen.key.kid) : 'none';
+      const rejecting = new Set(chosen.rejecting);
+      const unsure = devices.filter((d) => d.alsoAt !== undefined && rejecting.has(d.record.id)).length;
+      const either = unsure === 0 ? '' : ` (${unsure} of them may be at either epoch: their ack of the rotation was lost; each says which in its state when it connects again, or revoke it)`;
       throw new GatewayError(
         'PW_INVALID_STATE',
-        `cannot roll back ${rollout}: ${n} device${n === 1 ? '' : 's'} holding its bundle would reject the rollback as unknown_key: at the key epoch they report they do not trust ${signedBy ? `key ${kid}, which signed the bundle given` : `any key this gateway signs with (best: ${kid})`}; sign the rollback with a key their rotation lists, upload it, then: pinwave rollout rollback ${rollout} --bundle BUNDLE`,
+        `cannot roll back ${rollout}: ${n} device${n === 1 ? '' : 's'} holding its bundle would reject the rollback as unknown_key: at the key epoch they report they do not trust ${signedBy ? `key ${kid}, which signed the bundle given` : `any key this gateway signs with (best: ${kid})`}${either}; sign the rollback with a key their rotation lists, upload it, then: pinwave rollout rollback ${rollout} --bundle BUNDLE`,
         { devices: chosen.rejecting.sort().slice(0, 100), count: n, kid },
       );
     }
@@ -252,9 +264,10 @@ export class Bundles {
 
   /**
    * What a device behind its group's baseline is sent (gateway/key-rotation.ts bridgeFor): the
-   * baseline, or first the rotation that makes it trust the baseline's signing key.
+   * baseline, or first the rotation that makes it trust the baseline's signing key (never one a
+   * rollout of which was rolled back: `rolledBack`).
    */
-  async bridgeTo(d: { group: string; seq: number | null; keyEpoch?: number | null; model: string | null; firmware: string | null }, baselineId: string): Promise<string> {
+  async bridgeTo(d: { group: string; seq: number | null; keyEpoch?: number | null; model: string | null; firmware: string | null }, baselineId: string, rolledBack?: (bundleId: string) => boolean): Promise<string> {
     const rotations = await this.#rotationsOf(d.group);
     if (rotations.length === 0) return baselineId;
     const b = await this.load(baselineId);
@@ -262,7 +275,7 @@ export class Bundles {
     if (!i?.ok) return baselineId;
     const manifest = d.model && d.firmware ? this.#manifests.find(d.model, d.firmware)?.manifest : undefined;
     const firmwareKeys = manifest?.trustedKeys.map((k) => publicKeyFromText(k));
-    return bridgeFor(d, i.envelope.kid, rotations, Math.floor(this.#now() / 1000), firmwareKeys)?.id ?? baselineId;
+    return bridgeFor(d, i.envelope.kid, rotations, Math.floor(this.#now() / 1000), firmwareKeys, rolledBack)?.id ?? baselineId;
   }
 
   /** The key epoch a bundle rotates to, or null; decoded once per bundle (the per-ack path). */

@@ -27,6 +27,8 @@ export interface DeliveryOptions {
   tasks: Tasks;
   log: Logger;
   now: () => number;
+  /** whether a rollout of the bundle of this id was rolled back (a rotation so undone bridges no late joiner, key-rotation.ts) */
+  rolledBack?: (bundleId: string) => boolean;
 }
 
 export class Delivery {
@@ -36,6 +38,7 @@ export class Delivery {
   readonly #tasks: Tasks;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #rolledBack: ((bundleId: string) => boolean) | undefined;
   /** device id → the bundle handed to it on its current connection, so one bundle goes once per session */
   readonly #delivered = new Map<string, string>();
   #sent = 0;
@@ -47,6 +50,7 @@ export class Delivery {
     this.#tasks = o.tasks;
     this.#log = o.log;
     this.#now = o.now;
+    this.#rolledBack = o.rolledBack;
   }
 
   /** Bundles handed to the broker so far. */
@@ -92,7 +96,7 @@ export class Delivery {
     const b = id ? await this.#bundles.load(id) : null;
     const offer = baselineOffer(d, inRollout, id && b ? { id, seq: b.seq } : null);
     // A device that does not trust the baseline's signing key yet gets the rotation to it first (key-rotation.ts).
-    if (offer !== null) this.send([d.id], await this.#bundles.bridgeTo(d, offer), null);
+    if (offer !== null) this.send([d.id], await this.#bundles.bridgeTo(d, offer, this.#rolledBack), null);
   }
 
   #history(id: string, entry: { at: number; bundleId: string; seq: number; event: DeviceHistoryEvent }): void {

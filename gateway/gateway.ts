@@ -203,7 +203,7 @@ export class Gateway {
     const tasks = this.#tasks;
     this.#devices = new Devices({ store, link, credentials: () => this.#external, log, now });
     this.#bundles = new Bundles({ store, key: keys.key, nextKey: keys.nextKey, manifests, log, now, lifetimeSeconds: o.bundleLifetimeSeconds });
-    this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now });
+    this.#delivery = new Delivery({ store, bundles: this.#bundles, link, tasks, log, now, rolledBack: (bundleId) => this.#rollouts.rolledBack(bundleId) });
     // The rollout records and the telemetry book change in memory before their batch commits: a
     // commit that fails has both read again from the store (docs/architecture.md §7).
     const reloads = new Reloads(store, log);

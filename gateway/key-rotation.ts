@@ -110,8 +110,8 @@ export interface RotationBundle extends RotationRef {
  * baseline itself when the device trusts its signing key at the epoch it reports, else the group's
  * next rotation above that epoch (a late joiner born with the firmware's keys, after the group
  * moved to a new key): once it applied that, it is offered the baseline again. Null when no rotation
- * can bring it there (none above its epoch, none newer than its seq, or expired): the baseline, which
- * it will reject, is then all there is.
+ * can bring it there (none above its epoch, none newer than its seq, expired, or rolled back: its
+ * pins were undone, docs/architecture.md §6): the baseline, which it will reject, is then all there is.
  */
 export function bridgeFor(
   device: { seq: number | null; keyEpoch?: number | null },
@@ -120,6 +120,8 @@ export function bridgeFor(
   now: number,
   /** the keys of the device's firmware manifest (epoch 0), when the gateway has it */
   firmwareKeys?: readonly Uint8Array[],
+  /** whether a rollout of the bundle of this id was rolled back; asked only of the rotations that could bridge */
+  rolledBack: (bundleId: string) => boolean = () => false,
 ): RotationBundle | null {
   const epoch = device.keyEpoch ?? 0;
   const has = (keys: readonly Uint8Array[]) => keys.some((k) => equalBytes(kidOf(k), baselineKid));
@@ -133,7 +135,7 @@ export function bridgeFor(
     trusted = firmwareKeys ? has(firmwareKeys) : rotations.some((r) => r.epoch === first && equalBytes(r.kid, baselineKid));
   } else trusted = false;
   if (trusted) return null;
-  const next = rotations.filter((r) => r.epoch > epoch && r.seq > (device.seq ?? 0) && r.exp > now).sort((a, b) => a.epoch - b.epoch)[0];
+  const next = rotations.filter((r) => r.epoch > epoch && r.seq > (device.seq ?? 0) && r.exp > now && !rolledBack(r.id)).sort((a, b) => a.epoch - b.epoch)[0];
   return next ?? null;
 }
 
@@ -142,7 +144,7 @@ export interface RollbackDevice {
   id: string;
   /** runs (or may run) the bundle rolled back: it must take the rollback */
   holds: boolean;
-  /** whether it trusts the key of this kid at the epoch it reports (docs/architecture.md §3 KeyRotation) */
+  /** whether it trusts the key of this kid at the epoch it reports, and at every other it may be at (docs/architecture.md §3 KeyRotation) */
   trusts(kid: Uint8Array): boolean;
 }
 

@@ -20,7 +20,7 @@ import { continuityInput, forcedDecision } from './continuity-hooks.ts';
 import { initialPins, missingManifestMessage } from './initial-pins.ts';
 import { keyEpochFindings } from './key-rotation.ts';
 import type { ManifestRegistry } from './manifest-registry.ts';
-import type { BundleInput } from './bundles.ts';
+import type { BundleInput, RollbackReach } from './bundles.ts';
 import { StoreError, type BundleRecord } from './store/types.ts';
 import * as engine from './rollout/engine.ts';
 import type { ResumeScope } from './rollout/engine.ts';
@@ -469,9 +469,15 @@ export class Rollouts {
     const targets = compacted ? { ok: true as const, devices: [...live.keys()] } : rollbackTargets(r, (dev) => live.has(dev));
     if (!targets.ok) throw new GatewayError(targets.code, targets.message);
     // Who holds the bundle must trust the rollback's signing key (gateway/key-rotation.ts rollbackSigner).
+    // So may a member whose ack was lost (sent, timed_out): it may run the bundle, and, the bundle a
+    // key rotation, be at its epoch as well as the one it reports.
+    const loaded = await this.#bundles.load(r.bundle.id);
+    const rotatesTo = loaded ? this.#bundles.rotationEpoch(r.bundle.id, loaded.bytes) : null;
     const reachedDevices = targets.devices.map((dev) => {
       const record = live.get(dev)!;
-      return { record, holds: compacted || record.bundleId === r.bundle.id || engine.runsBundle(r, dev) };
+      const status = r.devices[dev]?.status;
+      const unacked = status === 'sent' || status === 'timed_out';
+      return { record, holds: compacted || unacked || record.bundleId === r.bundle.id || engine.runsBundle(r, dev), ...(unacked && rotatesTo !== null && { alsoAt: rotatesTo }) };
     });
     const { bundle, leftOut } = await this.#rollbackBundle(r, eligible.returnTo, actor, opts.bundle, reachedDevices);
     const out = new Set(leftOut);
@@ -521,7 +527,7 @@ export class Rollouts {
    * group's first rollout) the initial pins of the manifests of the group's models
    * (gateway/initial-pins.ts); PW_INVALID_STATE naming the manifests to push when some are missing.
    */
-  async #rollbackBundle(r: GatewayRollout, returnTo: string | null, actor: string, given: string | undefined, reached: ReadonlyArray<{ record: DeviceRecord; holds: boolean }>): Promise<{ bundle: BundleRecord; leftOut: string[] }> {
+  async #rollbackBundle(r: GatewayRollout, returnTo: string | null, actor: string, given: string | undefined, reached: ReadonlyArray<RollbackReach>): Promise<{ bundle: BundleRecord; leftOut: string[] }> {
     const group = r.bundle.group;
     let restore: BundleInput;
     if (returnTo !== null) {
@@ -646,6 +652,12 @@ export class Rollouts {
     const r = resolveIdPrefix(prefix, matches, 'rollout', false);
     if (!r.ok) throw unresolved(r);
     return r.id;
+  }
+
+  /** Whether a rollout of the bundle of this id was rolled back (its pins undone: it bridges no late joiner, key-rotation.ts bridgeFor). */
+  rolledBack(bundleId: string): boolean {
+    for (const r of this.#rollouts.values()) if (r.rolledBackBy !== undefined && r.bundle.id === bundleId) return true;
+    return false;
   }
 
   /** The device's rollout that is pending, running or held, or null. */
