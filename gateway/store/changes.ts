@@ -76,7 +76,10 @@ export const DEVICE_PATCH_FIELDS = ['seq', 'bundleId', 'model', 'firmware', 'key
 export type DevicePatchField = (typeof DEVICE_PATCH_FIELDS)[number];
 export type DeviceFields = Partial<Pick<DeviceRecord, Exclude<DevicePatchField, 'keyEpoch'>>> & { keyEpoch?: number | null };
 
-/** A wave as stored: the engine's wave without its member list (members are rows of their own), with their number. */
+/**
+ * A wave as stored: the engine's wave without its member list (members are rows of their own), with
+ * their number. `failingUnverified` only once compacted (rollout-records.ts keepFailingUnverified).
+ */
 export type StoredWave = Omit<Wave, 'members'> & { memberCount: number };
 /** A wave as `rollout.create` takes it: `memberCount` comes from the members given. */
 export type NewWave = Omit<Wave, 'members'>;
