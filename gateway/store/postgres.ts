@@ -309,6 +309,10 @@ export class PostgresStore implements ChangeStore {
       bytesWritten: 0,
       snapshots: 0,
       lastSnapshotMs: null,
+      snapshotFailures: 0,
+      lastSnapshotError: null,
+      nextSnapshotAttemptAt: null,
+      journalsSinceSnapshot: 0,
       queued: this.#queue.length,
     };
   }
