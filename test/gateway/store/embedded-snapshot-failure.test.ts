@@ -4,37 +4,34 @@
 // needs; none a restart needs is removed. The snapshot is made to fail where it is written: a
 // directory in the way of its temp file (EISDIR from the worker's open). The store's interval timer
 // and clock are node:test's mock timers, so the test moves time on without waiting for it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mock } from 'node:test';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
-import type { Change } from '../../../gateway/store/changes.ts';
+import { counter, until } from './fixtures/mock-timers.ts';
 import { snapshotName } from '../../../gateway/store/snapshot.ts';
 import { logger } from './fixtures/store-logger.ts';
 import { metricsText } from '../../../gateway/http/metrics.ts';
 import { harness } from '../../fixtures/gateway.ts';
 
-const counter = (by = 1): Change[] => [{ type: 'counter.add', name: 'acks', by }];
-
-/** Waits (bounded) for `cond`, on real timers: the worker and the file system are not mocked. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!cond()) throw new Error(`gave up waiting for ${what}`);
-}
-
-t.test('snapshots that keep failing: logged, shown, retried with backoff, and no journal piles up', async (t) => {
+/** A store on mock timers (its interval 10 s, no snapshot for size), logging to `lines`. */
+async function store(t: Test) {
   mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
   t.teardown(() => mock.timers.reset());
   const dir = join(t.testdir(), 'data');
   const { log, lines } = logger();
   const s = new EmbeddedStore({ dir, snapshotIntervalMs: 10_000, minSnapshotJournalBytes: 1 << 30, logger: log });
   await s.open();
+  const failed = () => lines.filter((l) => l.msg.startsWith('store: a snapshot failed')).length;
+  return { dir, s, lines, failed };
+}
+
+t.test('snapshots that keep failing: logged, shown, retried with backoff, and no journal piles up', async (t) => {
+  const { dir, s, lines, failed } = await store(t);
   // Whichever snapshot the store tries, its temp file cannot be written.
   const blocked = Array.from({ length: 12 }, (_, i) => join(dir, `${snapshotName(i + 2)}.tmp`));
   for (const p of blocked) await mkdir(p);
-  const failed = () => lines.filter((l) => l.msg.startsWith('store: a snapshot failed')).length;
   const journals = async () => (await readdir(dir)).filter((n) => n.startsWith('journal-')).sort();
 
   let acks = 0;
@@ -83,15 +80,9 @@ t.test('snapshots that keep failing: logged, shown, retried with backoff, and no
 });
 
 t.test('the retries back off: a minute after the first failure, doubling to an hour', async (t) => {
-  mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
-  t.teardown(() => mock.timers.reset());
-  const dir = join(t.testdir(), 'data');
-  const { log, lines } = logger();
-  const s = new EmbeddedStore({ dir, snapshotIntervalMs: 10_000, minSnapshotJournalBytes: 1 << 30, logger: log });
-  await s.open();
+  const { dir, s, failed } = await store(t);
   t.teardown(() => s.close());
   await mkdir(join(dir, `${snapshotName(2)}.tmp`));
-  const failed = () => lines.filter((l) => l.msg.startsWith('store: a snapshot failed')).length;
   await s.apply(counter(1));
   mock.timers.tick(10_000);
   const waits = [];
