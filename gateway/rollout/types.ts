@@ -111,7 +111,9 @@ export interface Wave {
   count: StatusCounts;
   /**
    * Of `count.failing`, the members that had not verified (reason FAILING_UNVERIFIED,
-   * verification.ts): derived from the members, never stored (rebuildCounters counts it at load).
+   * verification.ts): derived from the members, not stored while the rollout keeps them
+   * (rebuildCounters counts it at load); a compacted rollout, whose members are gone, keeps it in
+   * its wave's header (docs/storage.md, bounded growth).
    */
   failingUnverified?: number;
   /** rejections by the device's named reason (docs/architecture.md §3), 'unspecified' when it gave none */

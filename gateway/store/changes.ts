@@ -76,7 +76,10 @@ export const DEVICE_PATCH_FIELDS = ['seq', 'bundleId', 'model', 'firmware', 'key
 export type DevicePatchField = (typeof DEVICE_PATCH_FIELDS)[number];
 export type DeviceFields = Partial<Pick<DeviceRecord, Exclude<DevicePatchField, 'keyEpoch'>>> & { keyEpoch?: number | null };
 
-/** A wave as stored: the engine's wave without its member list (members are rows of their own), with their number. */
+/**
+ * A wave as stored: the engine's wave without its member list (members are rows of their own), with
+ * their number. `failingUnverified` only once compacted (rollout-records.ts keepFailingUnverified).
+ */
 export type StoredWave = Omit<Wave, 'members'> & { memberCount: number };
 /** A wave as `rollout.create` takes it: `memberCount` comes from the members given. */
 export type NewWave = Omit<Wave, 'members'>;
@@ -242,6 +245,14 @@ export interface StoreStatus {
   /** snapshots written since opening, and how long the last took (embedded store) */
   snapshots: number;
   lastSnapshotMs: number | null;
+  /** snapshot attempts that failed since opening, the snapshot worker's failure included (embedded store; 0 elsewhere) */
+  snapshotFailures: number;
+  /** the last snapshot failure, until a snapshot is written (the journal keeps everything meanwhile) */
+  lastSnapshotError: { code: string; message: string; at: number } | null;
+  /** epoch ms when the failed snapshot is tried again (null: none failed, or the worker is gone until restart) */
+  nextSnapshotAttemptAt: number | null;
+  /** journal files a restart replays: those since the newest snapshot (embedded store; 0 elsewhere) */
+  journalsSinceSnapshot: number;
   /** batches waiting for their write now */
   queued: number;
 }

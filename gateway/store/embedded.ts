@@ -16,7 +16,10 @@
 // journal is rotated (journal-G+1 begins) and the worker (snapshot-worker.ts), which holds its own
 // copy of the state fed by the same committed batches, writes snapshot-G+1 off the event loop.
 // The disk bytes per ack, snapshots included, stay about (1 + 1/factor) times the journal's,
-// whatever the fleet's size. The previous snapshot and the journals after it are kept.
+// whatever the fleet's size. The previous snapshot and the journals after it are kept. A snapshot
+// that fails is logged, shown in status() (and /metrics), and tried again as it is, after a minute
+// and then twice as long each time up to an hour: no journal is begun per attempt (the worker holds
+// its copy at the failed snapshot meanwhile), so the files stay what a restart and it need.
 //
 // Loading: the newest snapshot (or the earlier whole-file store's pinwave.json, upgrade.ts), then
 // every journal after it replayed; a torn last record is cut off and logged; anything else
@@ -120,6 +123,10 @@ const MAX_GROUP_BYTES = 4 * 1024 * 1024;
 
 const NO_LOG: StoreLogger = { info() {}, warn() {}, error() {} };
 
+/** A failed snapshot is tried again after a minute, then after twice as long each time, up to an hour. */
+const SNAPSHOT_RETRY_MS = 60_000;
+const SNAPSHOT_RETRY_MAX_MS = 3_600_000;
+
 /** The error a failed write or sync rejects with: the store, the file, and the cause by code. */
 export function writeError(dir: string, file: string, op: string, err: unknown): StoreError {
   const errno = (err as NodeJS.ErrnoException).code ?? 'EIO';
@@ -167,6 +174,14 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #rotateWanted = false;
   #snapshotRetryAt = 0;
   #snapshotWaiters: Array<() => void> = [];
+  /** the newest snapshot's generation (the first journal's, before any): a restart replays the journals from it on */
+  #snapshotBase = 1;
+  /** a snapshot that failed, retried as it is: its journal was rotated already, and the worker holds the state before it */
+  #owed: number | null = null;
+  #snapshotFailures = 0;
+  /** failed attempts since the last snapshot written: the retry's backoff */
+  #failingInARow = 0;
+  #lastSnapshotError: StoreStatus['lastSnapshotError'] = null;
 
   readonly #stats = { batches: 0, writes: 0, fsyncs: 0, bytesWritten: 0, snapshots: 0, lastSnapshotMs: null as number | null, lastDurableAt: null as number | null };
   #lastError: StoreStatus['lastError'] = null;
@@ -299,6 +314,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     }
     this.#lastSnapshotBytes = base.path === null ? 0 : (await stat(base.path)).size;
     this.#lastSnapshotAt = Date.now();
+    this.#snapshotBase = base.gen;
     for (const j of read) {
       for (const r of j.records) {
         let batch: Change[];
@@ -409,9 +425,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
         else this.#workerEvents?.(m);
       },
       (err) => {
-        this.#log.error({ err: err.message }, 'store: the snapshot worker failed; snapshots stop until restart, the journal keeps everything');
-        this.#failures++;
-        this.#lastError = { code: 'PW_STORE_IO', message: `store ${this.dir}: snapshot worker failed: ${err.message}`, at: Date.now() };
+        // The journal is written as ever (the store stays writable): what stops is the snapshots.
+        this.#snapshotFailed('PW_STORE_IO', `store ${this.dir}: the snapshot worker failed: ${err.message}; snapshots stop until restart, the journal keeps everything`);
+        this.#log.error({ store: this.dir, err: err.message, failures: this.#snapshotFailures }, 'store: the snapshot worker failed; snapshots stop until restart, the journal keeps everything');
         this.#workerEvents?.({ store: link.id, type: 'failed', message: err.message });
         this.#snapshotting?.settle();
         this.#snapshotting = null;
@@ -621,6 +637,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (this.phase !== 'open' || this.#closing || this.#snapshotting !== null || this.#rotateWanted || this.#worker === null) return;
     const now = Date.now();
     if (now < this.#snapshotRetryAt) return;
+    if (this.#owed !== null) return this.#retrySnapshot(this.#owed);
     const big = this.#offset >= Math.max(this.#o.minSnapshotJournalBytes, this.#lastSnapshotBytes * this.#o.snapshotFactor);
     const old = this.#offset > this.#emptyAt && now - this.#lastSnapshotAt >= this.#o.snapshotIntervalMs;
     if (!big && !old) return;
@@ -630,26 +647,48 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   /** Starts journal G+1 and has the worker write snapshot G+1: the state after every batch of journal G. */
   async #rotate(): Promise<void> {
-    this.#rotateWanted = false;
     const gen = this.#gen + 1;
     let fh: FileHandle;
     try {
       fh = await this.#createJournal(gen);
     } catch (err) {
-      this.#log.error({ store: this.dir, err: (err as Error).message }, 'store: could not start a new journal for a snapshot; retrying later');
-      this.#snapshotRetryAt = Date.now() + 60_000;
+      this.#rotateWanted = false;
+      const e = err as NodeJS.ErrnoException;
+      const wait = this.#snapshotFailed(e.code ?? 'EIO', `store ${this.dir}: could not start ${journalName(gen)} for a snapshot: ${e.message}`);
+      this.#log.error({ store: this.dir, err: e.message, failures: this.#snapshotFailures, retryInMs: wait }, 'store: could not start a new journal for a snapshot; retrying later');
       for (const w of this.#snapshotWaiters.splice(0)) w();
       return;
     }
+    // Wanted until now: a timer meanwhile finds a rotation under way, and asks for no second one.
+    this.#rotateWanted = false;
     const old = this.#journal!;
     this.#journal = fh;
     this.#gen = gen;
     this.#offset = this.#emptyAt = JOURNAL_START.length;
     await old.close().catch(() => undefined);
+    this.#retrySnapshot(gen);
+  }
+
+  /** Has the worker write snapshot `gen`: the first time just after journal `gen` began, or again after it failed. */
+  #retrySnapshot(gen: number): void {
     let settle!: () => void;
     const done = new Promise<void>((r) => (settle = r));
     this.#snapshotting = { gen, done, settle, startedAt: performance.now() };
     this.#worker!.post({ type: 'snapshot', gen, path: join(this.dir, snapshotName(gen)) });
+  }
+
+  /**
+   * Counts a failed snapshot attempt and sets when the next one may start: a minute after the
+   * first failure, doubling up to an hour. Returns that wait, ms.
+   */
+  #snapshotFailed(code: string, message: string): number {
+    this.#snapshotFailures++;
+    this.#failingInARow++;
+    const wait = Math.min(SNAPSHOT_RETRY_MAX_MS, SNAPSHOT_RETRY_MS * 2 ** Math.min(this.#failingInARow - 1, 20));
+    const now = Date.now();
+    this.#snapshotRetryAt = now + wait;
+    this.#lastSnapshotError = { code, message, at: now };
+    return wait;
   }
 
   #snapshotDone(m: Extract<WorkerOut, { type: 'snapshot' }>): void {
@@ -658,6 +697,11 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#snapshotting = null;
     for (const w of this.#snapshotWaiters.splice(0)) void s.done.then(w);
     if (m.ok) {
+      this.#owed = null;
+      this.#snapshotBase = m.gen;
+      this.#failingInARow = 0;
+      this.#lastSnapshotError = null;
+      this.#snapshotRetryAt = 0;
       this.#lastSnapshotBytes = m.bytes;
       this.#lastSnapshotAt = Date.now();
       this.#stats.snapshots++;
@@ -667,8 +711,11 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       this.#log.info({ store: this.dir, gen: m.gen, bytes: m.bytes, ms: Math.round(m.ms) }, 'store: snapshot written');
       void this.#prune().finally(s.settle);
     } else {
-      this.#snapshotRetryAt = Date.now() + 60_000;
-      this.#log.error({ store: this.dir, code: m.code, err: m.message }, 'store: a snapshot failed; the journal keeps everything, retrying in a minute');
+      // Retried as it is: a new journal per attempt would pile up files that all stay needed until a
+      // snapshot is written, and the worker holds the state this one is of (snapshot-worker.ts).
+      this.#owed = m.gen;
+      const wait = this.#snapshotFailed(m.code, `store ${this.dir}: writing ${snapshotName(m.gen)} failed (${m.code}): ${m.message}`);
+      this.#log.error({ store: this.dir, file: snapshotName(m.gen), code: m.code, err: m.message, failures: this.#snapshotFailures, retryInMs: wait }, `store: a snapshot failed; the journal keeps everything, retrying in ${Math.round(wait / 1000)} s`);
       s.settle();
     }
   }
@@ -738,6 +785,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       bytesWritten: s.bytesWritten,
       snapshots: s.snapshots,
       lastSnapshotMs: s.lastSnapshotMs,
+      snapshotFailures: this.#snapshotFailures,
+      lastSnapshotError: this.#lastSnapshotError,
+      nextSnapshotAttemptAt: this.#lastSnapshotError === null || this.#worker === null ? null : this.#snapshotRetryAt,
+      journalsSinceSnapshot: this.#gen - this.#snapshotBase + 1,
       queued: this.#queue.length,
     };
   }
@@ -754,8 +805,12 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (this.#worker === null) throw new StoreError('PW_STORE_IO', `store ${this.dir}: no snapshot worker`);
     const written = new Promise<void>((r) => this.#snapshotWaiters.push(r));
     this.#snapshotRetryAt = 0;
-    this.#rotateWanted = true;
-    if (!this.#writing) void this.#writeLoop();
+    // One that failed is written first, as it is; the journal after it waits for the next one.
+    if (this.#owed !== null) this.#retrySnapshot(this.#owed);
+    else {
+      this.#rotateWanted = true;
+      if (!this.#writing) void this.#writeLoop();
+    }
     await written;
   }
 }

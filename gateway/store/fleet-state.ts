@@ -26,6 +26,7 @@ import type {
   StoredWave,
   TelemetryBucket,
 } from './changes.ts';
+import { keepFailingUnverified } from './rollout-records.ts';
 import { SortedIds } from './sorted-ids.ts';
 import { DEFAULT_PAGE_LIMIT, DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, MAX_PAGE_LIMIT, type BundleRecord, type DeviceRecord, type Page } from './types.ts';
 import { checkChangeAt } from './validate.ts';
@@ -323,6 +324,7 @@ export class FleetState {
         const r = this.rollouts.get(c.id)!;
         if (r.compactedAt !== null) return;
         r.compactedAt = c.at;
+        keepFailingUnverified(r.waves, this.members.get(c.id)?.values() ?? []);
         for (const deviceId of this.members.get(c.id)?.keys() ?? []) {
           const list = this.#memberships.get(deviceId);
           if (list === undefined) continue;

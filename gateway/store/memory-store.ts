@@ -75,6 +75,10 @@ export class MemoryChangeStore extends StateReads implements ChangeStore {
       bytesWritten: 0,
       snapshots: 0,
       lastSnapshotMs: null,
+      snapshotFailures: 0,
+      lastSnapshotError: null,
+      nextSnapshotAttemptAt: null,
+      journalsSinceSnapshot: 0,
       queued: 0,
     };
   }

@@ -269,4 +269,11 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX device_telemetry_device;
   ALTER TABLE devices DROP COLUMN history_count, DROP COLUMN telemetry_count;
   `,
+  // 9: what a compacted rollout keeps of its members beyond their counts (docs/storage.md, bounded
+  // growth): each wave's failing members that had not verified, which under requireVerified are not
+  // acked (docs/architecture.md §9). 0 while the rollout keeps its members (they are counted from
+  // those), and for a rollout compacted before: its members are gone, the count with them.
+  `
+  ALTER TABLE rollout_waves ADD COLUMN failing_unverified integer NOT NULL DEFAULT 0;
+  `,
 ];

@@ -43,6 +43,7 @@ import { DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, StoreError, type BundleRe
 import { checkChange } from './validate.ts';
 import type { StoreLogger } from './embedded.ts';
 import type { Decision } from '../rollout/types.ts';
+import { FAILING_UNVERIFIED } from '../rollout/verification.ts';
 
 export interface PostgresStoreOptions {
   /** postgres://USER[:PASSWORD]@HOST:PORT/DB */
@@ -308,6 +309,10 @@ export class PostgresStore implements ChangeStore {
       bytesWritten: 0,
       snapshots: 0,
       lastSnapshotMs: null,
+      snapshotFailures: 0,
+      lastSnapshotError: null,
+      nextSnapshotAttemptAt: null,
+      journalsSinceSnapshot: 0,
       queued: this.#queue.length,
     };
   }
@@ -644,11 +649,13 @@ export class PostgresStore implements ChangeStore {
         if (res.rowCount === 0) throw new Refusal('PW_STORE_DUPLICATE_ID', [r.id], 'a rollout of this id exists');
         const w = r.waves;
         await q(
-          `INSERT INTO rollout_waves (rollout_id, idx, plan_index, size, thresholds, state, started_at, deadline, soak_until, ended_at, swept, member_count, ${COUNT_KEYS.join(', ')}, rejected_by_reason)
-           SELECT $1, * FROM unnest($2::integer[], $3::integer[], $4::jsonb[], $5::jsonb[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[], $12::integer[], ${COUNT_KEYS.map((_, i) => `$${13 + i}::integer[]`).join(', ')}, $${13 + COUNT_KEYS.length}::jsonb[])`,
+          `INSERT INTO rollout_waves (rollout_id, idx, plan_index, size, thresholds, state, started_at, deadline, soak_until, ended_at, swept, member_count, ${COUNT_KEYS.join(', ')}, rejected_by_reason, failing_unverified)
+           SELECT $1, * FROM unnest($2::integer[], $3::integer[], $4::jsonb[], $5::jsonb[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::boolean[], $12::integer[], ${COUNT_KEYS.map((_, i) => `$${13 + i}::integer[]`).join(', ')}, $${13 + COUNT_KEYS.length}::jsonb[], $${14 + COUNT_KEYS.length}::integer[])`,
           [
             r.id, w.map((x) => x.index), w.map((x) => x.planIndex), w.map((x) => JSON.stringify(x.size)), w.map((x) => JSON.stringify(x.thresholds)), w.map((x) => x.state), w.map((x) => x.startedAt), w.map((x) => x.deadline), w.map((x) => x.soakUntil), w.map((x) => x.endedAt),
             w.map((x) => x.swept), c.members.map((m, i) => (r.compactedAt != null ? ((w[i] as StoredWave).memberCount ?? 0) : m.length)), ...COUNT_KEYS.map((k) => w.map((x) => x.count[k] ?? 0)), w.map((x) => JSON.stringify(x.rejectedByReason)),
+            // a compacted rollout copied from another store keeps what its compaction kept
+            w.map((x) => (r.compactedAt != null ? (x.failingUnverified ?? 0) : 0)),
           ],
         );
         const devs: string[] = [];
@@ -749,6 +756,13 @@ export class PostgresStore implements ChangeStore {
         const r = rows[0] as { state: string; compacted_at: number | null };
         if (r.state !== 'completed' && r.state !== 'aborted') throw new Refusal('PW_STORE_CONFLICT', [c.id], `only a completed or aborted rollout is compacted, this one is ${r.state}`);
         if (r.compacted_at !== null) return;
+        // What the members' counts do not say is kept in the waves before they go (rollout-records.ts keepFailingUnverified).
+        await q(
+          `UPDATE rollout_waves w SET failing_unverified = m.n
+           FROM (SELECT wave, count(*)::integer AS n FROM rollout_members WHERE rollout_id = $1 AND status = 'failing' AND reason = $2 GROUP BY wave) m
+           WHERE w.rollout_id = $1 AND w.idx = m.wave`,
+          [c.id, FAILING_UNVERIFIED],
+        );
         await q('DELETE FROM rollout_members WHERE rollout_id = $1', [c.id]);
         await q('UPDATE rollouts SET compacted_at = $2 WHERE id = $1', [c.id, c.at]);
         return;
@@ -1029,6 +1043,7 @@ export class PostgresStore implements ChangeStore {
         count: Object.fromEntries(COUNT_KEYS.map((k) => [k, w[k] as number])) as StoredWave['count'],
         rejectedByReason: w.rejected_by_reason as Record<string, number>,
         memberCount: w.member_count as number,
+        ...((w.failing_unverified as number) > 0 && { failingUnverified: w.failing_unverified as number }),
       };
       out.get(w.rollout_id as string)!.waves.push(wave);
     }

@@ -2,8 +2,9 @@
 // and the store's (changes.ts: a header, and members as rows of their own): pure conversions the
 // gateway uses to create a rollout in the store and to rebuild the engine's record from it, and
 // the upgrade uses to carry rollouts of the whole-file store over.
-import type { Change, MemberRecord, NewRollout, StoredRollout } from './changes.ts';
+import type { Change, MemberRecord, NewRollout, StoredRollout, StoredWave } from './changes.ts';
 import type { DeviceEntry, Rollout } from '../rollout/types.ts';
+import { FAILING_UNVERIFIED } from '../rollout/verification.ts';
 
 /** What the gateway keeps beside the engine's record (docs/architecture.md §6, rollback). */
 export interface RolloutLinks {
@@ -77,4 +78,19 @@ export function engineRollout(stored: StoredRollout, members: readonly MemberRec
     rollbackOf: stored.rollbackOf,
     rolledBackBy: stored.rolledBackBy,
   };
+}
+
+/**
+ * What compaction keeps of the members beyond their counts (docs/storage.md, bounded growth): each
+ * wave's failing members that had not verified (verification.ts FAILING_UNVERIFIED). Under
+ * requireVerified they are failing and not acked; the engine counts them from the members
+ * (rebuildCounters), so once the members go, the wave's header keeps the count (0: left out).
+ */
+export function keepFailingUnverified(waves: StoredWave[], members: Iterable<MemberRecord>): void {
+  const n = waves.map(() => 0);
+  for (const m of members) if (m.status === 'failing' && m.reason === FAILING_UNVERIFIED && m.wave < n.length) n[m.wave]++;
+  waves.forEach((w, i) => {
+    if (n[i] > 0) w.failingUnverified = n[i];
+    else delete w.failingUnverified;
+  });
 }

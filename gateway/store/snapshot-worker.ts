@@ -13,7 +13,8 @@
 //
 // Messages in:  { type: 'load', base: { kind: 'snapshot' | 'legacy' | 'empty', path }, journals: [{ path, end }] }
 //               { type: 'journaled', path, end }             the journal at `path` is durable up to byte `end`
-//               { type: 'snapshot', gen, path }              write the state as it stands now
+//               { type: 'snapshot', gen, path }              write the state as it stands now (after a failed
+//                                                            one: the same snapshot again, the copy held at it)
 //               { type: 'close' }                            forget the store's state
 // Messages out: { type: 'loaded' } | { type: 'failed', message }
 //               { type: 'snapshot', gen, ok: true, bytes, fsyncs, ms } | { type: 'snapshot', gen, ok: false, code, message }
@@ -59,6 +60,14 @@ interface Copy {
   journal: { path: string; pos: number; fd: number } | null;
   /** why the copy stopped following the journal: snapshots then fail with it */
   broken: string | null;
+  /**
+   * While a snapshot that failed is owed: the store asks for the same snapshot again (it starts no
+   * journal per attempt, nor any other until that one is written), so the copy stays the state it
+   * is of, and `behind` notes how far the journal after it is durable; the copy reads on from
+   * there once the snapshot is written.
+   */
+  held: boolean;
+  behind: { path: string; end: number } | null;
 }
 
 const copies = new Map<number, Copy>();
@@ -95,6 +104,15 @@ function follow(c: Copy, path: string, end: number): void {
   j.pos = end;
 }
 
+/** follow(), a failure of which breaks the copy: snapshots then fail with it. */
+function catchUp(c: Copy, path: string, end: number): void {
+  try {
+    follow(c, path, end);
+  } catch (err) {
+    c.broken = `the snapshot worker could not read the journal: ${(err as Error).message}`;
+  }
+}
+
 async function handle(m: WorkerIn): Promise<void> {
   const store = m.store;
   const c = copies.get(store);
@@ -110,7 +128,7 @@ async function handle(m: WorkerIn): Promise<void> {
         }
         state.reindex();
         const last = m.journals.at(-1);
-        copies.set(store, { state, journal: last === undefined ? null : { path: last.path, pos: last.end, fd: openSync(last.path, 'r') }, broken: null });
+        copies.set(store, { state, journal: last === undefined ? null : { path: last.path, pos: last.end, fd: openSync(last.path, 'r') }, broken: null, held: false, behind: null });
         send({ store, type: 'loaded' });
       } catch (err) {
         send({ store, type: 'failed', message: (err as Error).message });
@@ -123,11 +141,11 @@ async function handle(m: WorkerIn): Promise<void> {
       return;
     case 'journaled':
       if (c === undefined || c.broken !== null) return;
-      try {
-        follow(c, m.path, m.end);
-      } catch (err) {
-        c.broken = `the snapshot worker could not read the journal: ${(err as Error).message}`;
+      if (c.held) {
+        c.behind = { path: m.path, end: m.end };
+        return;
       }
+      catchUp(c, m.path, m.end);
       return;
     case 'snapshot': {
       const file = new SnapshotFile(m.path);
@@ -139,7 +157,13 @@ async function handle(m: WorkerIn): Promise<void> {
         send({ store, type: 'snapshot', gen: m.gen, ok: true, bytes: f.bytes, fsyncs: f.fsyncs, ms: f.ms });
       } catch (err) {
         send({ store, type: 'snapshot', gen: m.gen, ok: false, code: (err as NodeJS.ErrnoException).code ?? 'EIO', message: (err as Error).message });
+        if (c !== undefined) c.held = true;
+        return;
       }
+      const behind = c.behind;
+      c.held = false;
+      c.behind = null;
+      if (behind !== null) catchUp(c, behind.path, behind.end);
       return;
     }
   }

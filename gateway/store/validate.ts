@@ -192,6 +192,18 @@ export function checkRolloutFields(r: Record<string, unknown>, where: string, wh
   );
 }
 
+/**
+ * A wave's `failingUnverified` (rollout-records.ts keepFailingUnverified): only a compacted rollout
+ * keeps it (a rollout with members counts it from them), from 1 to the wave's failing members.
+ */
+function checkFailingUnverified(w: Record<string, unknown>, at: string, compacted: boolean): string | null {
+  const n = w.failingUnverified;
+  if (n === undefined) return null;
+  if (!compacted) return need(false, `${at}.failingUnverified`, 'nothing (a rollout that keeps its members counts it from them)', n);
+  const failing = (w.count as Record<string, unknown> | undefined)?.failing;
+  return need(isUint(n) && (n as number) >= 1 && (n as number) <= (failing as number), `${at}.failingUnverified`, `an integer from 1 to the wave's failing count (${shown(failing)})`, n);
+}
+
 /** A rollout header (NewRollout, or a stored one with `stored`), and its members when given. */
 export function checkRolloutRecord(r: unknown, where: string, stored: boolean, members?: unknown): string | null {
   if (!isObject(r)) return need(false, where, 'a rollout (an object)', r);
@@ -229,6 +241,7 @@ export function checkRolloutRecord(r: unknown, where: string, stored: boolean, m
       stored || r.compactedAt != null
         ? need(isUint(w.memberCount), `${at}.memberCount`, 'an integer >= 0', w.memberCount)
         : need(w.memberCount === undefined, `${at}.memberCount`, 'nothing (the store counts the members)', w.memberCount),
+      checkFailingUnverified(w, at, r.compactedAt != null),
     );
     if (q !== null) return q;
   }

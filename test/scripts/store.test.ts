@@ -49,6 +49,9 @@ t.test('store migrate copies a whole fleet into an empty database, and refuses o
     { type: 'rollout.member', id: 'r-live', device: live.engine.waves[0].members[0], status: 'rejected', reason: 'expired', at: 5 },
     { type: 'rollout.wave', id: 'r-live', wave: 0, add: { count: { pending: -1, rejected: 1 }, rejectedByReason: { expired: 1 } } },
     { type: 'rollout.decision', id: 'r-live', decision: { at: 5, actor: 'alice', action: 'start', reason: 'operator', from: 'pending', to: 'running', wave: 0, waveFrom: 'pending', waveTo: 'active' } },
+    // a member that never verified and then failed: what compaction keeps beyond the counts (docs/storage.md)
+    { type: 'rollout.member', id: 'r-done', device: done.engine.waves[0].members[0], status: 'failing', reason: 'unverified', at: 6 },
+    { type: 'rollout.wave', id: 'r-done', wave: 0, add: { count: { pending: -1, failing: 1 } } },
     { type: 'rollout.patch', id: 'r-done', set: { state: 'completed', endedAt: 10 } },
     { type: 'device.history', id: ids[3], entry: { at: 4, rolloutId: 'r-done', bundleId: hex(2), seq: 2, event: 'applied' } },
     { type: 'device.telemetry', id: ids[3], report: { at: 4, hostname: 'api.example.com', port: 443 } },
@@ -58,6 +61,7 @@ t.test('store migrate copies a whole fleet into an empty database, and refuses o
   ]);
   t.same(await compactFinishedRollouts(src, { now: 100, olderThanMs: 0 }), ['r-done']);
   const want = await everything(src);
+  t.equal((await src.getRollout('r-done'))!.waves[0].failingUnverified, 1, 'compacted with its failing-unverified member counted');
   await src.close();
   const files = async () => Object.fromEntries(await Promise.all((await readdir(dir)).map(async (n) => [n, (await readFile(join(dir, n))).toString('base64')])));
   const before = await files();

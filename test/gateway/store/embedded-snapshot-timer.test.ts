@@ -6,16 +6,7 @@ import { mock } from 'node:test';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EmbeddedStore } from '../../../gateway/store/embedded.ts';
-import type { Change } from '../../../gateway/store/changes.ts';
-
-const counter = (by = 1): Change[] => [{ type: 'counter.add', name: 'acks', by }];
-
-/** Waits (bounded) for `cond`, on real timers: the worker and the file system are not mocked. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!cond()) throw new Error(`gave up waiting for ${what}`);
-}
+import { counter, until } from './fixtures/mock-timers.ts';
 
 t.test('an idle store takes no timed snapshot: a new journal holding only its empty start has nothing journaled', async (t) => {
   mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });

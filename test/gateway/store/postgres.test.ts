@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import pg from 'pg';
 import { PostgresStore, plan, redactUrl } from '../../../gateway/store/postgres.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
-import { device, hex, provision } from './fixtures/conformance.ts';
+import { device, hex, provision, rollout } from './fixtures/conformance.ts';
 import { PG_ADMIN_URL, testDatabase } from './fixtures/pg-database.ts';
 import { logger } from './fixtures/store-logger.ts';
 
@@ -47,7 +47,13 @@ async function someoneWaits(c: pg.Client): Promise<void> {
 }
 
 /** Puts back the layout of history and telemetry that schema 7 had (postgres-schema.ts, migration 8 undone). */
+/** Undoes migration 9: the waves' failing-unverified count (what a compacted rollout keeps, docs/storage.md). */
+async function asSchema8(c: pg.Client): Promise<void> {
+  await c.query('ALTER TABLE rollout_waves DROP COLUMN failing_unverified; DELETE FROM pinwave_schema WHERE version >= 9');
+}
+
 async function asSchema7(c: pg.Client): Promise<void> {
+  await asSchema8(c);
   await c.query(`
     ALTER TABLE devices ADD COLUMN history_count bigint NOT NULL DEFAULT 0, ADD COLUMN telemetry_count bigint NOT NULL DEFAULT 0;
     UPDATE devices d SET history_count = coalesce((SELECT max(k) FROM device_history h WHERE h.device_id = d.id), 0),
@@ -84,7 +90,7 @@ t.test('migrations are applied once and recorded; a newer schema is refused', as
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   t.teardown(() => c.end());
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows, [{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }, { version: 9 }]);
   const tables = (await c.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).rows.map((r) => r.table_name);
   t.same(tables, ['bundles', 'console_sessions', 'counters', 'device_history', 'device_telemetry', 'devices', 'groups', 'items', 'pinwave_schema', 'replica_actions', 'replica_inbox', 'replica_leader', 'replicas', 'rollout_decisions', 'rollout_members', 'rollout_waves', 'rollouts', 'telemetry_buckets']);
   await c.query('INSERT INTO pinwave_schema (version) VALUES (99)');
@@ -111,7 +117,36 @@ t.test("a database of an earlier schema gains the devices' broker column; its de
   t.same(await b.getDevice('old-1'), device('old-1'), 'an existing device has no broker');
   t.same(await b.apply(provision(device('new-1', 'door-locks', { broker: 'mqtt://10.0.0.12:18830' }))), { ok: true, seqs: [] });
   t.same(await b.getDevice('new-1'), device('new-1', 'door-locks', { broker: 'mqtt://10.0.0.12:18830' }), 'a new one keeps the broker it was given');
-  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6, 7, 8]);
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
+t.test('a database of schema 8 gains the waves\' failing-unverified count: a rollout compacted before reads without it, one compacted after keeps it', async (t) => {
+  const url = await testDatabase(t);
+  const a = await opened(url);
+  const ids = ['d1', 'd2', 'd3', 'd4'];
+  await a.apply(provision(...ids.map((id) => device(id))));
+  const finish = (id: string): Change[] => [
+    { type: 'rollout.member', id, device: 'd1', status: 'failing', reason: 'unverified', at: 2 },
+    { type: 'rollout.wave', id, wave: 0, add: { count: { pending: -1, failing: 1 } } },
+    { type: 'rollout.patch', id, set: { state: 'completed', endedAt: 3 } },
+    { type: 'rollout.compact', id, at: 4 },
+  ];
+  await a.apply([rollout('r-old', ids, 2, [{ size: '100%' }]).change]);
+  t.match(await a.apply(finish('r-old')), { ok: true });
+  await a.close();
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.teardown(() => c.end());
+  await asSchema8(c);
+  const b = await opened(url);
+  t.teardown(() => b.close());
+  t.same((await c.query('SELECT version FROM pinwave_schema ORDER BY version')).rows.map((r) => r.version), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  const old = (await b.getRollout('r-old'))!;
+  t.equal(old.waves[0].count.failing, 1, 'its counts as they were');
+  t.equal(old.waves[0].failingUnverified, undefined, 'compacted before: the count went with its members');
+  await b.apply([rollout('r-new', ids, 3, [{ size: '100%' }]).change]);
+  t.match(await b.apply(finish('r-new')), { ok: true });
+  t.equal((await b.getRollout('r-new'))!.waves[0].failingUnverified, 1, 'compacted after: kept');
 });
 
 t.test("a database of schema 7 keeps each device's history and telemetry through migration 8, and appends number on from them", async (t) => {
