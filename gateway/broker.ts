@@ -302,6 +302,21 @@ export class DeviceBroker {
       published: (_packet, _client, done) => done(null),
     });
     this.#aedes = aedes;
+    // Only bundles reach anyone: authorizeForward hands a device its own bundle topic alone, and
+    // nothing else subscribes. So a device's own messages (handled in authorizePublish, before their
+    // PUBACK), wills, and aedes' `$SYS` announcements of each connect and subscription are finished
+    // here instead of being matched against every subscription and persistent session on the way to
+    // nobody; a bundle goes the whole way (measured with scripts/bench-gateway, docs/architecture.md §5).
+    // aedes' internal form (lib/handlers/publish.js) passes the sending client; its typed one does not
+    type Publish = (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void) => void;
+    const route = aedes.publish.bind(aedes) as unknown as Publish;
+    const publish: Publish = (packet, client, done) => {
+      const cb = typeof client === 'function' ? client : done;
+      if (parseDeviceTopic(packet.topic)?.kind === 'bundle') return route(packet, typeof client === 'function' ? null : client, cb ?? noop);
+      // asynchronous, as aedes' own path is: a packet's end never recurses into the next read
+      if (cb) queueMicrotask(() => cb());
+    };
+    aedes.publish = publish as unknown as typeof aedes.publish;
     aedes.on('connackSent', (packet, client) => this.#connackSent(packet.returnCode ?? 0, client));
     aedes.on('clientReady', (client) => this.#sessionUp(client));
     aedes.on('subscribe', (subs, client) => {
@@ -733,3 +748,5 @@ function validated(options: DeviceBrokerOptions): Limits {
   }
   return limits;
 }
+
+const noop = (): void => undefined;

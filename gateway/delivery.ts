@@ -7,7 +7,7 @@
 import type { Bundles } from './bundles.ts';
 import type { Logger } from './logger.ts';
 import { baselineOffer } from './rollout/policy.ts';
-import type { DeviceHistoryEvent, DeviceRecord } from './store/types.ts';
+import type { DeviceCore, DeviceHistoryEvent } from './store/types.ts';
 import type { ChangeStore } from './store/changes.ts';
 import { baselineOf } from './fleet-reads.ts';
 import type { Tasks } from './tasks.ts';
@@ -90,7 +90,7 @@ export class Delivery {
   }
 
   /** docs/architecture.md §6: a device behind its group's baseline, in no rollout in progress, is sent the baseline. */
-  async offerBaseline(d: DeviceRecord, inRollout: boolean): Promise<void> {
+  async offerBaseline(d: DeviceCore, inRollout: boolean): Promise<void> {
     if (inRollout) return;
     const id = await baselineOf(this.#store, d.group);
     const b = id ? await this.#bundles.load(id) : null;

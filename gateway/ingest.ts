@@ -11,7 +11,7 @@ import type { Logger } from './logger.ts';
 import * as engine from './rollout/engine.ts';
 import type { Rollouts } from './rollouts.ts';
 import type { Change, ChangeStore, DeviceFields } from './store/changes.ts';
-import type { DeviceRecord } from './store/types.ts';
+import type { DeviceCore } from './store/types.ts';
 import { commit } from './fleet-reads.ts';
 import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Tasks } from './tasks.ts';
@@ -103,7 +103,7 @@ export class Ingest {
     // the broker: what was handed to this session may be handed again.
     this.#delivery.newSession(id);
     if (this.#rollouts.reloading) await this.#rollouts.reloading;
-    const d = await this.#store.getDevice(id);
+    const d = await this.#store.getDeviceCore(id);
     // After the last wait: the records may be being read again meanwhile (docs/architecture.md §7).
     if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const r = this.#rollouts.activeOrLatest(id);
@@ -154,13 +154,13 @@ export class Ingest {
     // only printable labels are taken from a device (no terminal escapes), others are dropped.
     const labels = LABEL_RE.test(s.model) && LABEL_RE.test(s.firmware) ? { model: s.model, firmware: s.firmware } : {};
     if (!('model' in labels)) this.#drop('state_bad_label', id);
-    const before = await this.#store.getDevice(id);
+    const before = await this.#store.getDeviceCore(id);
     if (!before) return;
     // The rollouts may be being read again (a commit failed while this message waited): it changes
     // the records read, never those the read replaces (docs/architecture.md §7).
     if (this.#rollouts.reloading) await this.#rollouts.reloading;
     const set: DeviceFields = { seq: s.seq, bundleId: s.bundleId, ...labels, ...(s.keyEpoch !== undefined && { keyEpoch: s.keyEpoch }), lastSeen: now };
-    const d: DeviceRecord = { ...before, ...set };
+    const d: DeviceCore = { ...before, ...set };
     const batch: Change[] = [{ type: 'device.patch', id, set }];
     const r = this.#rollouts.activeOrLatest(id);
     // Reconciliation: a device that applied while its ack was lost (or the gateway was down) is
@@ -201,7 +201,7 @@ export class Ingest {
     // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
     const reverted = a.status === 'reverted' ? await this.#revertedTo(a.previousBundleId) : null;
     const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
-    const d = await this.#store.getDevice(id);
+    const d = await this.#store.getDeviceCore(id);
     if (!d) return this.#drop('ack_unknown_device', id);
     // The rollouts may be being read again (a commit failed while this message waited): the ack
     // changes the records read, never those the read replaces (docs/architecture.md §7).
@@ -242,7 +242,7 @@ export class Ingest {
   async #onTelemetry(id: string, bytes: Uint8Array): Promise<void> {
     const m = decodeTelemetry(bytes);
     if (!m.ok) return this.#drop('malformed_telemetry', id, m.detail);
-    const d = await this.#store.getDevice(id);
+    const d = await this.#store.getDeviceCore(id);
     if (!d) return;
     // The book may be being read again (a commit failed while this message waited): it is changed
     // only once it is read, never the one the read replaces (docs/architecture.md §7).

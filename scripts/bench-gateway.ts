@@ -6,7 +6,8 @@
 //   the same way (goal >= 0.85x); each ack's PUBACK latency at its client (publish → PUBACK), p50
 //   and p99, through each, and the difference: what the group commit adds (goal p99 <= 10 ms);
 //   the store's writes, fsyncs and bytes per ack (storeStatus), and the disk's fdatasync floor
-//   (512 B) measured in the same run in the same temp dir;
+//   (512 B) measured in the same run in the same temp dir; the broker process's CPU per ack (all
+//   its threads) through each, the figure that moves least with the machine's other load;
 // - failure-threshold crossing → rollout held (goal <= 1 s), idle and in the middle of that burst;
 //   the same for PACED acks sent one at a time (each after the PUBACK of the one before): what an
 //   ack waiting behind no burst pays for its commit;
@@ -14,7 +15,7 @@
 //   last ack's PUBACK at its client), through the gateway and through a bare aedes broker (same
 //   clients, same payloads, same 256-per-turn pacing, same run), and the ratio (goal <= 1.5x); N
 //   connects to each; each broker's RSS with N connected; the store writes made during the
-//   connects and the push;
+//   connects and the push, and the broker process's CPU per device in the push;
 // - a flood: one more device publishing QoS 1 `state` messages as fast as its socket takes them for
 //   10 s, with the fleet connected: the rate the gateway took them at, and its RSS before, at its
 //   peak over each half of the flood (sampled every 250 ms) and after. What bounds it is per connection: the broker reads a
@@ -223,12 +224,16 @@ async function run(o: Options): Promise<Row[]> {
     await sleep(500);
     const bareMem = await bare.call<{ rss: number }>('memory');
     await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
+    const barePushCpu0 = await cpuOf(bare);
     const barePushStart = await bare.call<{ at: number }>('push', { ids, bytes: b1.bytes, timeoutMs: 120_000 }, 130_000);
     const barePushMs = (await waitAutoAcked(N, 30_000)) - barePushStart.at;
+    const barePushCpu = (await cpuOf(bare)) - barePushCpu0;
     // The same ack burst the gateway gets below, into aedes alone: the ceiling on this machine.
     await all('mode', { to: 'hold' });
     const bareBurst = Array.from({ length: acks }, (_, k) => fleet[k % fleet.length]);
+    const bareCpu0 = await cpuOf(bare);
     const bareBurstFigures = burstFigures(await Promise.all([...byOwner(bareBurst)].map(([w, mine]) => w.call<Sent>('ack', { ids: mine, bytes: ack(b1, 'applied') }, 130_000))), acks);
+    const bareBurstCpu = (await cpuOf(bare)) - bareCpu0;
     const pacedIds = fleet.filter((id) => owner.get(id) === workers[0]).slice(0, PACED);
     const barePaced = await paced(workers[0], pacedIds, ack(b1, 'applied'));
     await all('closeAll');
@@ -251,8 +256,10 @@ async function run(o: Options): Promise<Row[]> {
     await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
     await gw.call('flush');
     const pushWrites0 = (await gw.call<StoreStatus>('storeStatus')).writes;
+    const gwPushCpu0 = await cpuOf(gw);
     const pushStart = await gw.call<{ at: number }>('startRollout', { id: r1.id });
     const gwPushMs = (await waitAutoAcked(N, 120_000)) - pushStart.at;
+    const gwPushCpu = (await cpuOf(gw)) - gwPushCpu0;
     await gw.call('waitCounted', { id: r1.id, applied: N, timeoutMs: 10_000 });
     const pushWrites = (await gw.call<StoreStatus>('storeStatus')).writes - pushWrites0;
     await gw.call('waitState', { id: r1.id, state: 'completed', timeoutMs: 10_000 });
@@ -293,9 +300,11 @@ async function run(o: Options): Promise<Row[]> {
     const shares = byOwner(burst);
     if (!shares.has(crossWorker)) shares.set(crossWorker, []);
     if (o.profile) await gw.call('profileStart');
+    const gwCpu0 = await cpuOf(gw);
     const sent = await Promise.all(
       [...shares].map(([w, mine]) => w.call<Sent>('ack', { ids: mine, bytes: ack(b2, 'applied'), ...(w === crossWorker && { crossing: { ...loaded.crossing, index: Math.floor(mine.length / 2) } }) }, 130_000)),
     );
+    const gwBurstCpu = (await cpuOf(gw)) - gwCpu0;
     if (o.profile) await gw.call('profileStop', { file: join(o.profile, 'gateway-ingest.cpuprofile') });
     const gwBurst = burstFigures(sent, acks);
     // Every ack PUBACKed has been counted (its PUBACK waits for the commit of what it changed).
@@ -352,6 +361,9 @@ async function run(o: Options): Promise<Row[]> {
       { figure: '  the same burst into bare aedes', value: `${n(bareBurstFigures.rate)} acks/s` },
       { figure: '  gateway / bare aedes', value: `${ingestRatio.toFixed(2)}x`, goal: '>= 0.85x', met: ingestRatio >= 0.85 },
       { figure: '  clients done writing the acks after', value: s(writtenAt - gwBurst.firstAt) },
+      // CPU, not wall time: the broker process's threads (the event loop, the garbage collector's
+      // helpers, the store's fsyncs and snapshot worker), less sensitive to what else the machine runs.
+      { figure: '  CPU per ack (the broker process, all threads), gateway / bare aedes', value: `${((gwBurstCpu * 1000) / acks).toFixed(0)} / ${((bareBurstCpu * 1000) / acks).toFixed(0)} µs` },
       { figure: 'PUBACK latency in the burst, gateway p50 / p99', value: `${gwBurst.p50.toFixed(1)} / ${gwBurst.p99.toFixed(1)} ms` },
       { figure: '  bare aedes p50 / p99', value: `${bareBurstFigures.p50.toFixed(1)} / ${bareBurstFigures.p99.toFixed(1)} ms` },
       { figure: '  added by the gateway (its CPU per ack and the commit), p50 / p99', value: `${(gwBurst.p50 - bareBurstFigures.p50).toFixed(1)} / ${(gwBurst.p99 - bareBurstFigures.p99).toFixed(1)} ms`, goal: 'p99 <= 10 ms', met: gwBurst.p99 - bareBurstFigures.p99 <= 10 },
@@ -367,6 +379,7 @@ async function run(o: Options): Promise<Row[]> {
       { figure: '  store file writes during it', value: `${pushWrites}` },
       { figure: `push ${n(N)} bundles + acks, bare aedes`, value: s(barePushMs) },
       { figure: '  gateway / bare aedes', value: `${ratio.toFixed(2)}x`, goal: '<= 1.5x', met: ratio <= 1.5 },
+      { figure: '  CPU per device (the broker process, all threads), gateway / bare aedes', value: `${((gwPushCpu * 1000) / N).toFixed(0)} / ${((barePushCpu * 1000) / N).toFixed(0)} µs` },
       { figure: `connect ${n(N)} clients, gateway`, value: s(gwConnectMs) },
       { figure: '  store file writes during it', value: `${connectWrites}` },
       { figure: `connect ${n(N)} clients, bare aedes`, value: s(bareConnectMs) },
@@ -427,4 +440,9 @@ try {
   }
   process.stderr.write(`bench-gateway: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
+}
+
+/** The CPU a benchmark process has used so far (user + system, all threads), ms. */
+async function cpuOf(w: Worker): Promise<number> {
+  return (await w.call<{ ms: number }>('cpu')).ms;
 }

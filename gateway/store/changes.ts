@@ -64,11 +64,11 @@
 //   ]);
 //   // presence is not durable (docs/architecture.md §7): it shares the next write instead of forcing one
 //   void store.apply([{ type: 'device.patch', id: 'dl-7', set: { lastConnectAt: now, lastSeen: now } }], { durable: false });
-import type { BundleRecord, DeviceHistoryEntry, DeviceRecord, Page, PinFailureReport } from './types.ts';
+import type { BundleRecord, DeviceCore, DeviceHistoryEntry, DeviceRecord, Page, PinFailureReport } from './types.ts';
 import type { Decision, DeviceStatus, Rollout, RolloutState, StatusCounts, Wave } from '../rollout/types.ts';
 import type { TelemetryBucket } from '../telemetry.ts';
 
-export type { BundleRecord, DeviceHistoryEntry, DeviceRecord, Page, PinFailureReport } from './types.ts';
+export type { BundleRecord, DeviceCore, DeviceHistoryEntry, DeviceRecord, Page, PinFailureReport } from './types.ts';
 export type { TelemetryBucket } from '../telemetry.ts';
 
 /** Device fields a `device.patch` may set; the id, group, creation time, history and telemetry are not among them. */
@@ -270,6 +270,8 @@ export interface ChangeStore {
   apply(changes: readonly Change[], options?: ApplyOptions): Promise<Applied>;
 
   getDevice(id: string): Promise<DeviceRecord | null>;
+  /** The device without its history and telemetry (the per-message read), or null. */
+  getDeviceCore(id: string): Promise<DeviceCore | null>;
   /** One entry per id asked for, in that order; null for an unknown id. At most MAX_BATCH_READ ids. */
   getDevices(ids: readonly string[]): Promise<Array<DeviceRecord | null>>;
   listDevices(filter?: DeviceFilter): Promise<Page<DeviceRecord>>;

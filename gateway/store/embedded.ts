@@ -120,6 +120,8 @@ const ANSWER_SLICE = 32;
 /** The most batches and bytes one write carries (a burst is written as several in a row). */
 const MAX_GROUP_BATCHES = 256;
 const MAX_GROUP_BYTES = 4 * 1024 * 1024;
+/** How long the snapshot worker may be left behind the journal, ms (#journaled): a snapshot asks it to catch up first. */
+const JOURNALED_POST_MS = 20;
 
 const NO_LOG: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -153,6 +155,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #writing = false;
   #timer: NodeJS.Timeout | null = null;
   #timerDue = 0;
+  /** the journal the worker has not been told of yet (#journaled), how far, and when it will be */
+  #unposted: string | null = null;
+  #unpostedEnd = 0;
+  #postTimer: NodeJS.Timeout | null = null;
   #snapshotTimer: NodeJS.Timeout | null = null;
   #closing = false;
   #drained: Array<() => void> = [];
@@ -439,7 +445,32 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     return link;
   }
 
+  /**
+   * Tells the worker how far the journal at `path` is durable, at most once per JOURNALED_POST_MS
+   * (a batch trickling in alone is a write each: one message per write cost the event loop a
+   * structured clone and the worker a wake-up and a read per write); at once when the path changes.
+   */
+  #journaled(path: string, end: number): void {
+    if (this.#worker === null) return;
+    if (this.#unposted !== null && this.#unposted !== path) this.#postJournaled();
+    this.#unposted = path;
+    this.#unpostedEnd = end;
+    this.#postTimer ??= setTimeout(() => this.#postJournaled(), JOURNALED_POST_MS).unref();
+  }
+
+  /** Posts what #journaled holds back; before any other message that depends on it (a snapshot). */
+  #postJournaled(): void {
+    if (this.#postTimer !== null) clearTimeout(this.#postTimer);
+    this.#postTimer = null;
+    const path = this.#unposted;
+    this.#unposted = null;
+    if (path !== null) this.#worker?.post({ type: 'journaled', path, end: this.#unpostedEnd });
+  }
+
   async #stopWorker(): Promise<void> {
+    if (this.#postTimer !== null) clearTimeout(this.#postTimer);
+    this.#postTimer = null;
+    this.#unposted = null;
     const w = this.#worker;
     this.#worker = null;
     await w?.detach();
@@ -559,7 +590,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#settled(group.at(-1)!.tag);
     // The worker reads what was written from the journal itself: nothing of the batches is copied
     // to it through the event loop, and it catches up at its own pace (snapshot-worker.ts).
-    this.#worker?.post({ type: 'journaled', path, end: this.#offset });
+    this.#journaled(path, this.#offset);
     this.#answer(group);
     this.#considerSnapshot();
   }
@@ -674,6 +705,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     let settle!: () => void;
     const done = new Promise<void>((r) => (settle = r));
     this.#snapshotting = { gen, done, settle, startedAt: performance.now() };
+    // The snapshot holds every batch of journal G: the worker must have been told of them all.
+    this.#postJournaled();
     this.#worker!.post({ type: 'snapshot', gen, path: join(this.dir, snapshotName(gen)) });
   }
 

@@ -28,7 +28,7 @@ import type {
 } from './changes.ts';
 import { keepFailingUnverified } from './rollout-records.ts';
 import { SortedIds } from './sorted-ids.ts';
-import { DEFAULT_PAGE_LIMIT, DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, MAX_PAGE_LIMIT, type BundleRecord, type DeviceRecord, type Page } from './types.ts';
+import { DEFAULT_PAGE_LIMIT, DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, MAX_PAGE_LIMIT, type BundleRecord, type DeviceCore, type DeviceRecord, type Page } from './types.ts';
 import { checkChangeAt } from './validate.ts';
 import { MAX_BATCH_READ } from './changes.ts';
 
@@ -428,6 +428,13 @@ export class FleetState {
   getDevice(id: string): DeviceRecord | null {
     const d = this.devices.get(id);
     return d === undefined ? null : copyDevice(d);
+  }
+
+  getDeviceCore(id: string): DeviceCore | null {
+    const d = this.devices.get(id);
+    if (d === undefined) return null;
+    const { history: _history, telemetry: _telemetry, ...core } = d;
+    return core;
   }
 
   getDevices(ids: readonly string[]): Array<DeviceRecord | null> {

@@ -39,7 +39,7 @@ import type {
 } from './changes.ts';
 import { checkIds, checkLimit, refused } from './fleet-state.ts';
 import { MIGRATIONS } from './postgres-schema.ts';
-import { DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, StoreError, type BundleRecord, type DeviceHistoryEntry, type DeviceRecord, type Page, type StoreErrorCode } from './types.ts';
+import { DEVICE_HISTORY_LIMIT, DEVICE_TELEMETRY_LIMIT, StoreError, type BundleRecord, type DeviceCore, type DeviceHistoryEntry, type DeviceRecord, type Page, type StoreErrorCode } from './types.ts';
 import { checkChange } from './validate.ts';
 import type { StoreLogger } from './embedded.ts';
 import type { Decision } from '../rollout/types.ts';
@@ -902,27 +902,7 @@ export class PostgresStore implements ChangeStore {
       this.#read<{ device_id: string; report: { at: number } }>('SELECT device_id, report FROM device_telemetry WHERE device_id = ANY($1::text[]) ORDER BY device_id, k', [ids]),
     ]);
     const out = new Map<string, DeviceRecord>();
-    for (const r of rows) {
-      const d: DeviceRecord = {
-        id: r.id as string,
-        group: r.grp as string,
-        model: r.model as string | null,
-        firmware: r.firmware as string | null,
-        tokenHash: r.token_hash as string,
-        createdAt: r.created_at as number,
-        revokedAt: r.revoked_at as number | null,
-        lastSeen: r.last_seen as number | null,
-        lastConnectAt: r.last_connect_at as number | null,
-        lastDisconnectAt: r.last_disconnect_at as number | null,
-        seq: r.seq as number | null,
-        bundleId: r.bundle_id as string | null,
-        ...(r.key_epoch_set ? { keyEpoch: r.key_epoch as number | null } : {}),
-        ...(r.broker !== null && r.broker !== undefined && { broker: r.broker as string }),
-        history: [],
-        telemetry: [],
-      };
-      out.set(d.id, d);
-    }
+    for (const r of rows) out.set(r.id as string, { ...deviceCoreOf(r), history: [], telemetry: [] });
     for (const h of history) {
       out.get(h.device_id as string)!.history.push({
         at: h.at as number,
@@ -944,6 +924,11 @@ export class PostgresStore implements ChangeStore {
 
   async getDevice(id: string): Promise<DeviceRecord | null> {
     return (await this.#devices('id = $1', [id]))[0] ?? null;
+  }
+
+  async getDeviceCore(id: string): Promise<DeviceCore | null> {
+    const rows = await this.#read<Record<string, unknown>>('SELECT * FROM devices WHERE id = $1', [id]);
+    return rows.length === 0 ? null : deviceCoreOf(rows[0]);
   }
 
   async getDevices(ids: readonly string[]): Promise<Array<DeviceRecord | null>> {
@@ -1168,4 +1153,24 @@ function fenceOf(group: readonly Entry[]): number | null {
     epoch = e.epoch;
   }
   return epoch;
+}
+
+/** A `devices` row as a record, without its history and telemetry (their own tables). */
+function deviceCoreOf(r: Record<string, unknown>): DeviceCore {
+  return {
+    id: r.id as string,
+    group: r.grp as string,
+    model: r.model as string | null,
+    firmware: r.firmware as string | null,
+    tokenHash: r.token_hash as string,
+    createdAt: r.created_at as number,
+    revokedAt: r.revoked_at as number | null,
+    lastSeen: r.last_seen as number | null,
+    lastConnectAt: r.last_connect_at as number | null,
+    lastDisconnectAt: r.last_disconnect_at as number | null,
+    seq: r.seq as number | null,
+    bundleId: r.bundle_id as string | null,
+    ...(r.key_epoch_set ? { keyEpoch: r.key_epoch as number | null } : {}),
+    ...(r.broker !== null && r.broker !== undefined && { broker: r.broker as string }),
+  };
 }

@@ -13,7 +13,7 @@ import type {
   TelemetryBucket,
 } from './changes.ts';
 import { FleetState } from './fleet-state.ts';
-import { StoreError, type BundleRecord, type DeviceRecord, type Page } from './types.ts';
+import { StoreError, type BundleRecord, type DeviceCore, type DeviceRecord, type Page } from './types.ts';
 
 export abstract class StateReads implements Pick<ChangeStore, Exclude<keyof ChangeStore, 'open' | 'close' | 'apply' | 'status'>> {
   protected state = new FleetState();
@@ -29,6 +29,10 @@ export abstract class StateReads implements Pick<ChangeStore, Exclude<keyof Chan
   async getDevice(id: string): Promise<DeviceRecord | null> {
     this.assertOpen();
     return this.state.getDevice(id);
+  }
+  async getDeviceCore(id: string): Promise<DeviceCore | null> {
+    this.assertOpen();
+    return this.state.getDeviceCore(id);
   }
   async getDevices(ids: readonly string[]): Promise<Array<DeviceRecord | null>> {
     this.assertOpen();

@@ -57,6 +57,12 @@ export interface DeviceRecord {
   telemetry: PinFailureReport[];
 }
 
+/**
+ * A device record without its history and telemetry: what handling a device message reads (its
+ * group, model, firmware, seq and bundle), without copying or querying the two lists.
+ */
+export type DeviceCore = Omit<DeviceRecord, 'history' | 'telemetry'>;
+
 /** What provisioning knows of a device; everything else starts empty. */
 export interface NewDevice {
   id: string;
