@@ -307,12 +307,16 @@ export class DeviceBroker {
     // PUBACK), wills, and aedes' `$SYS` announcements of each connect and subscription are finished
     // here instead of being matched against every subscription and persistent session on the way to
     // nobody; a bundle goes the whole way (measured with scripts/bench-gateway, docs/architecture.md §5).
+    // So does aedes' heartbeat (once a minute): it is how aedes knows this broker is alive, and a
+    // broker it does not know to be alive has its stored wills published by aedes' periodic sweep,
+    // those of devices still connected included.
     // aedes' internal form (lib/handlers/publish.js) passes the sending client; its typed one does not
     type Publish = (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void) => void;
     const route = aedes.publish.bind(aedes) as unknown as Publish;
+    const heartbeat = `$SYS/${aedes.id}/heartbeat`;
     const publish: Publish = (packet, client, done) => {
       const cb = typeof client === 'function' ? client : done;
-      if (parseDeviceTopic(packet.topic)?.kind === 'bundle') return route(packet, typeof client === 'function' ? null : client, cb ?? noop);
+      if (packet.topic === heartbeat || parseDeviceTopic(packet.topic)?.kind === 'bundle') return route(packet, typeof client === 'function' ? null : client, cb ?? noop);
       // asynchronous, as aedes' own path is: a packet's end never recurses into the next read
       if (cb) queueMicrotask(() => cb());
     };
