@@ -747,6 +747,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       // Retried as it is: a new journal per attempt would pile up files that all stay needed until a
       // snapshot is written, and the worker holds the state this one is of (snapshot-worker.ts).
       this.#owed = m.gen;
+      // A rotation asked for while this one was under way is not started: the worker holds the state
+      // before this journal, and a snapshot after it would claim the journal's batches without them.
+      this.#rotateWanted = false;
       const wait = this.#snapshotFailed(m.code, `store ${this.dir}: writing ${snapshotName(m.gen)} failed (${m.code}): ${m.message}`);
       this.#log.error({ store: this.dir, file: snapshotName(m.gen), code: m.code, err: m.message, failures: this.#snapshotFailures, retryInMs: wait }, `store: a snapshot failed; the journal keeps everything, retrying in ${Math.round(wait / 1000)} s`);
       s.settle();

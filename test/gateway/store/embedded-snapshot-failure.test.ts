@@ -116,3 +116,67 @@ t.test("a failing snapshot is in the gateway's /metrics; the store stays writabl
   t.match(after, /^pinwave_store_journal_files_replayed 1$/m);
   t.match(after, /^pinwave_store_snapshot_failures_total 1$/m, 'the failure stays counted');
 });
+
+t.test('a snapshot asked for while one is being started, which then fails: the failed one is retried, no later one is written without its journal', async (t) => {
+  // The rotation to journal 2 closes journal 1 before it asks the worker for snapshot 2: a second
+  // snapshot asked for in that moment, and a batch (it goes to journal 2), come through a journal's close.
+  let closing: (() => void) | null = null;
+  const fsp = await import('node:fs/promises');
+  const { EmbeddedStore: Store } = await t.mockImport<typeof import('../../../gateway/store/embedded.ts')>('../../../gateway/store/embedded.ts', {
+    'node:fs/promises': {
+      ...fsp,
+      open: async (...args: Parameters<typeof fsp.open>) => {
+        const fh = await fsp.open(...args);
+        if (!String(args[0]).includes('journal-')) return fh;
+        const close = fh.close.bind(fh);
+        fh.close = () => {
+          const hook = closing;
+          closing = null;
+          hook?.();
+          return close();
+        };
+        return fh;
+      },
+    },
+  });
+  const dir = join(t.testdir(), 'data');
+  const s = new Store({ dir, snapshotIntervalMs: 3_600_000, minSnapshotJournalBytes: 1 << 30 });
+  await s.open();
+  let acks = 0;
+  await s.apply(counter(1));
+  acks++;
+  await mkdir(join(dir, `${snapshotName(2)}.tmp`));
+  let second: Promise<void> | undefined;
+  let applied: Promise<unknown> | undefined;
+  closing = () => {
+    second = s.snapshotNow();
+    applied = s.apply(counter(1));
+  };
+  await s.snapshotNow();
+  t.ok(second, 'the second snapshot was asked for while journal 1 was being closed');
+  await second;
+  await applied;
+  acks++;
+  t.equal(s.status().snapshots, 0);
+  t.match(s.status().lastSnapshotError, { code: 'EISDIR' }, 'snapshot 2 failed');
+
+  // Snapshot 2 could be written now. The next batch starts no journal 3 with a snapshot 3 of the
+  // state the worker is held at (before journal 2's batch), which a restart would take as covering
+  // journal 2.
+  await rm(join(dir, `${snapshotName(2)}.tmp`), { recursive: true });
+  await s.apply(counter(1));
+  acks++;
+  await s.snapshotSettled();
+  await s.close();
+  let again = new EmbeddedStore({ dir });
+  await again.open();
+  t.same(await again.getCounters(), { acks }, 'every batch is there after a restart');
+  // and a snapshot written then holds them all
+  await again.snapshotNow();
+  t.equal(again.status().snapshots, 1);
+  await again.close();
+  again = new EmbeddedStore({ dir });
+  await again.open();
+  t.same(await again.getCounters(), { acks }, 'and from the snapshot');
+  await again.close();
+});
