@@ -841,9 +841,11 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (this.#worker === null) throw new StoreError('PW_STORE_IO', `store ${this.dir}: no snapshot worker`);
     const written = new Promise<void>((r) => this.#snapshotWaiters.push(r));
     this.#snapshotRetryAt = 0;
-    // One that failed is written first, as it is; the journal after it waits for the next one.
-    if (this.#owed !== null) this.#retrySnapshot(this.#owed);
-    else {
+    // One that failed is written first, as it is; the journal after it waits for the next one. Once
+    // only: a second attempt under way would be of the state the first one leaves the worker at.
+    if (this.#owed !== null) {
+      if (this.#snapshotting === null) this.#retrySnapshot(this.#owed);
+    } else {
       this.#rotateWanted = true;
       if (!this.#writing) void this.#writeLoop();
     }

@@ -180,3 +180,22 @@ t.test('a snapshot asked for while one is being started, which then fails: the f
   t.same(await again.getCounters(), { acks }, 'and from the snapshot');
   await again.close();
 });
+
+t.test('two snapshots asked for at once while one is owed: it is written once, of the state it is of', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const s = new EmbeddedStore({ dir, snapshotIntervalMs: 3_600_000, minSnapshotJournalBytes: 1 << 30 });
+  await s.open();
+  await s.apply(counter(1));
+  await mkdir(join(dir, `${snapshotName(2)}.tmp`));
+  await s.snapshotNow();
+  t.match(s.status().lastSnapshotError, { code: 'EISDIR' }, 'snapshot 2 failed: it is owed');
+  await rm(join(dir, `${snapshotName(2)}.tmp`), { recursive: true });
+  await s.apply(counter(1)); // journal 2, after the snapshot
+  await Promise.all([s.snapshotNow(), s.snapshotNow()]);
+  t.equal(s.status().snapshots, 1);
+  await s.close();
+  const again = new EmbeddedStore({ dir });
+  await again.open();
+  t.same(await again.getCounters(), { acks: 2 }, 'snapshot 2 holds journal 1, and journal 2 is replayed onto it once');
+  await again.close();
+});
