@@ -310,7 +310,7 @@ export class DeviceBroker {
     // So does aedes' heartbeat (once a minute): it is how aedes knows this broker is alive, and a
     // broker it does not know to be alive has its stored wills published by aedes' periodic sweep,
     // those of devices still connected included.
-    // aedes' internal form (lib/handlers/publish.js) passes the sending client; its typed one does not
+    // aedes' own calls pass the sending client (a device's message, its will); its typed form does not
     type Publish = (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void) => void;
     const route = aedes.publish.bind(aedes) as unknown as Publish;
     const heartbeat = `$SYS/${aedes.id}/heartbeat`;
