@@ -3,6 +3,7 @@
 // 2 usage; a missing command is a usage error whose help goes to stdout, as git's does, so
 // `pinwave | less` shows it. Each command module exports `main(args, io): Promise<number>`.
 import { UsageError, processIo, type Io } from './args.ts';
+import { ApiError } from './api-client.ts';
 
 const HELP = `pinwave — over-the-air certificate-pin updates for IoT fleets
 
@@ -95,8 +96,22 @@ export async function run(argv: string[], io: Io = processIo): Promise<number> {
       if (err.usage) io.err(`\n${err.usage}`);
       return 2;
     }
+    // With --json a failure is JSON too (README): scripts read standard output, and a plain line
+    // there, or nothing, is what their JSON.parse chokes on.
+    if (rest.includes('--json')) {
+      io.out(JSON.stringify({ ok: false, error: failure(err) }, null, 2));
+      return 1;
+    }
     io.err(`pinwave ${name}: ${(err as Error).message}`);
     return 1;
   }
+}
+
+/** A failed command as its --json answer: the message, and for a gateway's answer its HTTP status and error code. */
+function failure(err: unknown): { message: string; status?: number; code?: string } {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!(err instanceof ApiError)) return { message };
+  const code = (err.body as { code?: unknown } | undefined)?.code;
+  return { message, ...(err.status > 0 && { status: err.status }), ...(typeof code === 'string' && { code }) };
 }
 

@@ -86,3 +86,31 @@ t.test('devices revoke --json prints the revoked device as the API returns it, n
   t.match(JSON.parse(r.stdout), { id: 'th-1', state: 'revoked' });
   t.match((await pinwave(['devices', 'revoke', 'th-1', '--api', api])).stdout, /^revoked th-1: disconnected/, 'without --json, as before');
 });
+
+t.test('any command with --json: a failure it does not answer itself is JSON on stdout too, exit 1', async (t) => {
+  const unreachable = await pinwave(['rollout', 'list', '--json']);
+  t.equal(unreachable.code, 1);
+  t.equal(unreachable.stderr, '', 'nothing in plain text');
+  t.match(JSON.parse(unreachable.stdout), { ok: false, error: { message: /^cannot reach the gateway at http:\/\/127\.0\.0\.1:9: / } });
+  t.notOk('status' in JSON.parse(unreachable.stdout).error, 'no HTTP status: nothing answered');
+
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ statusCode: 404, error: 'Not Found', code: 'PW_NOT_FOUND', message: 'no such device: "nope"' }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const missing = await pinwave(['devices', 'show', 'nope', '--json', '--api', api]);
+  t.equal(missing.code, 1);
+  t.equal(missing.stderr, '');
+  t.same(JSON.parse(missing.stdout), { ok: false, error: { message: '404 Not Found: no such device: "nope"', status: 404, code: 'PW_NOT_FOUND' } }, "the gateway's status and code");
+
+  const plain = await pinwave(['devices', 'show', 'nope', '--api', api]);
+  t.equal(plain.stdout, '', 'without --json, as before');
+  t.match(plain.stderr, /^pinwave devices: 404 Not Found: no such device/);
+  const usage = await pinwave(['devices', 'list', '--limit', '0', '--json']);
+  t.equal(usage.code, 2, 'a usage error stays one');
+  t.match(usage.stderr, /--limit expects/);
+});
