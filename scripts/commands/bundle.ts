@@ -169,7 +169,7 @@ async function upload(args: string[], io: Io): Promise<number> {
     return 1;
   };
   const decoded = inspectBundle(bytes);
-  if (!decoded.ok) return refused(decoded.reason, decoded.detail);
+  if (!decoded.ok) return refused(decoded.reason, notABundle(positionals[0], bytes, decoded));
   const group = values.group ?? decoded.bundle.group;
   let res: BundleSummary & { kid: string };
   try {

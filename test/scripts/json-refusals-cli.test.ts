@@ -19,7 +19,7 @@ t.test('bundle upload --json: a file that is no bundle is refused with a JSON an
   writeFileSync(file, Buffer.from([0xa1, 0x01]));
   const r = await pinwave(['bundle', 'upload', file, '--json']);
   t.equal(r.code, 1);
-  t.match(JSON.parse(r.stdout), { ok: false, reason: 'malformed', detail: String });
+  t.match(JSON.parse(r.stdout), { ok: false, reason: 'malformed', detail: /^.*junk\.cose is not a pinwave bundle: expected a COSE_Sign1 message \(CBOR tag 18\) that signs a pin bundle, found bytes that are not CBOR \(they start a101\)$/ }, "in bundle inspect's words");
   const plain = await pinwave(['bundle', 'upload', file]);
   t.match(plain.stdout, /^rejected: malformed$/, 'without --json, as before');
 });
