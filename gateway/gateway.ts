@@ -583,6 +583,14 @@ export class Gateway {
     return this.#devices.provision(list);
   }
 
+  /**
+   * A device's message as the broker hands it over, before its PUBACK: resolves once what it changed
+   * is committed (docs/architecture.md §7). The path without sockets, for scripts/bench-ingest.
+   */
+  deviceMessage(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
+    return this.#ingest.onMessage(id, kind, payload);
+  }
+
   getDevice(id: string): Promise<DeviceRecord> {
     return this.#devices.get(id);
   }

@@ -4,6 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 
@@ -12,6 +13,17 @@ async function pinwave(args: string[]) {
   const err: string[] = [];
   const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env: { PINWAVE_API: 'http://127.0.0.1:9', PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
   return { code: await run(args, io), stdout: out.join('\n'), stderr: err.join('\n') };
+}
+
+/** A stand-in gateway on a free port that answers every request with `status` and `body` (JSON); its URL. */
+async function answering(t: Tap.Test, status: number, body: object): Promise<string> {
+  const server = createServer((_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 }
 
 t.test('bundle upload --json: a file that is no bundle is refused with a JSON answer, exit 1', async (t) => {
@@ -47,14 +59,7 @@ t.test('manifest push --json: any other failure (a file that is no JSON, a gatew
   t.match(answer, { ok: false, file, errors: [{ path: '', message: /^cannot reach the gateway at http:\/\/127\.0\.0\.1:9: port 9 is one that fetch refuses/ }] });
   t.equal(answer.errors.length, 1);
 
-  const { createServer } = await import('node:http');
-  const server = createServer((_req, res) => {
-    res.writeHead(409, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ statusCode: 409, error: 'Conflict', code: 'PW_CONFLICT', message: "the gateway's config has a different manifest for model \"th-100\" firmware \"1.0.0\", and the config's wins" }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const api = await answering(t, 409, { statusCode: 409, error: 'Conflict', code: 'PW_CONFLICT', message: "the gateway's config has a different manifest for model \"th-100\" firmware \"1.0.0\", and the config's wins" });
   const conflict = await pinwave(['manifest', 'push', file, '--json', '--api', api]);
   t.equal(conflict.code, 1);
   t.equal(conflict.stderr, '');
@@ -94,14 +99,7 @@ t.test('any command with --json: a failure it does not answer itself is JSON on 
   t.match(JSON.parse(unreachable.stdout), { ok: false, error: { message: /^cannot reach the gateway at http:\/\/127\.0\.0\.1:9: / } });
   t.notOk('status' in JSON.parse(unreachable.stdout).error, 'no HTTP status: nothing answered');
 
-  const { createServer } = await import('node:http');
-  const server = createServer((_req, res) => {
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ statusCode: 404, error: 'Not Found', code: 'PW_NOT_FOUND', message: 'no such device: "nope"' }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const api = await answering(t, 404, { statusCode: 404, error: 'Not Found', code: 'PW_NOT_FOUND', message: 'no such device: "nope"' });
   const missing = await pinwave(['devices', 'show', 'nope', '--json', '--api', api]);
   t.equal(missing.code, 1);
   t.equal(missing.stderr, '');
