@@ -75,6 +75,10 @@ export class ApiClient {
  * makes the URL invalid, so it is looked for in the text).
  */
 export function gatewayBase(value: string, usage?: string, flag = '--api (or PINWAVE_API)'): string {
+  // fetch refuses a URL with credentials in it, and the message would show the password: the API
+  // takes a bearer token instead (docs/configuration.md).
+  const userinfo = /^(https?:\/\/)[^/?#@]*@/i.exec(value);
+  if (userinfo) throw new UsageError(`${flag} takes no user or password in its URL, got "${userinfo[1]}***@${value.slice(userinfo[0].length)}": the API takes a bearer token (PINWAVE_TOKEN)`, usage);
   const bad = badPort(value, flag);
   if (bad) throw new UsageError(`cannot reach the gateway at ${value}: ${bad}`, usage);
   let url: URL;

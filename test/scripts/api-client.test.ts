@@ -73,6 +73,19 @@ t.test('a port no connection can go to (out of range, not a number, 0) names the
   t.match(sim.stderr, /^pinwave sim: cannot reach the gateway at http:\/\/127\.0\.0\.1:99999: port 99999 is out of range \(a TCP port is 1 to 65535\): check --api\n/);
 });
 
+t.test('an --api URL with a user or password is refused before any request, and its password is not shown', async (t) => {
+  for (const api of ['http://alice:s3cret@127.0.0.1:8080', 'http://alice@127.0.0.1:8080/', 'https://:s3cret@gw.example:99999']) {
+    const r = await failing(['rollout', 'list', '--api', api]);
+    t.equal(r.code, 2, `${api}: a usage error`);
+    t.match(r.stderr, /^pinwave rollout: --api \(or PINWAVE_API\) takes no user or password in its URL, got "https?:\/\/\*\*\*@[^"]+": the API takes a bearer token \(PINWAVE_TOKEN\)/, api);
+    t.notMatch(r.stderr, /s3cret|alice/, 'neither the password nor the user is shown');
+  }
+  const sim = await failing(['sim', '--api', 'http://alice:s3cret@127.0.0.1:8080', '--devices', '1', '--group', 'g']);
+  t.equal(sim.code, 2);
+  t.match(sim.stderr, /^pinwave sim: --api takes no user or password in its URL, got "http:\/\/\*\*\*@127\.0\.0\.1:8080"/);
+  t.notMatch(sim.stderr, /s3cret/);
+});
+
 t.test('whyUnreachable names a port no connection can go to, whatever the error fetch gave', async (t) => {
   const { whyUnreachable } = await import('../../scripts/api-client.ts');
   const refused = new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:0'), { code: 'ECONNREFUSED' }) });
