@@ -42,7 +42,7 @@ function threadCpu(): Map<string, { name: string; ms: number }> {
   return out;
 }
 
-export async function main(args: string[]): Promise<number> {
+async function main(args: string[]): Promise<number> {
   const { values } = parse(args, { devices: { type: 'string' }, 'in-flight': { type: 'string' }, warm: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, USAGE);
   if (values.help) {
     console.log(USAGE);
@@ -117,13 +117,10 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-const self = process.argv[1] ?? '';
-if (self.endsWith('bench-ingest.js') || self.endsWith('bench-ingest.ts')) {
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (err: Error) => {
-      console.error(err instanceof UsageError ? `bench-ingest: ${err.message}\n\n${USAGE}` : err);
-      process.exit(err instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(err instanceof UsageError ? `bench-ingest: ${err.message}\n\n${USAGE}` : err);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  },
+);

@@ -1,7 +1,7 @@
 // Pre-flight's live-endpoint check (checkEndpoints): against real TLS endpoints on 127.0.0.1, does
 // the new pin set hold the key each endpoint serves now?
 import t from 'tap';
-import { createServer, type AddressInfo } from 'node:net';
+import { closedPort } from '../fixtures/stand-in.ts';
 import { preflight, type PreflightInput } from '../../gateway/preflight.ts';
 import { startTlsEndpoint, unservedPin, type TlsEndpoint } from '../../device-sim/endpoints.ts';
 import { generateKeyPair, parsePin, signBundle, type Endpoint, type PinBundle } from '../../firmware-manifest/index.ts';
@@ -22,13 +22,6 @@ function check(endpoints: Endpoint[], over: Partial<PreflightInput> = {}) {
 const at = (api: TlsEndpoint, pins: string[], more: Partial<Endpoint> = {}): Endpoint => ({ host: api.address.host, port: api.address.port, pins: pins.map(parsePin), ...more });
 
 /** A port on 127.0.0.1 that nothing listens on (taken, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 t.test('live endpoints', async (t) => {
   const api = await startTlsEndpoint({ name: 'api.example.com', keys: 2 });

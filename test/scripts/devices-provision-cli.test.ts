@@ -2,20 +2,12 @@
 // behind, so the same command can be run again once the gateway is there (README: the tokens are
 // written to a new file, never over another one).
 import t from 'tap';
-import { createServer } from 'node:net';
+import { closedPort } from '../fixtures/stand-in.ts';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 t.test('a provision that reaches no gateway fails (exit 1) and leaves no empty tokens file in the way of the retry', async (t) => {
   const dir = t.testdir();

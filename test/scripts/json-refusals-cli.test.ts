@@ -4,7 +4,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { createServer } from 'node:http';
+import { standIn } from '../fixtures/stand-in.ts';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 
@@ -15,16 +15,12 @@ async function pinwave(args: string[]) {
   return { code: await run(args, io), stdout: out.join('\n'), stderr: err.join('\n') };
 }
 
-/** A stand-in gateway on a free port that answers every request with `status` and `body` (JSON); its URL. */
-async function answering(t: Tap.Test, status: number, body: object): Promise<string> {
-  const server = createServer((_req, res) => {
+/** A stand-in gateway that answers every request with `status` and `body` (JSON); its URL. */
+const answering = (t: Tap.Test, status: number, body: object) =>
+  standIn(t, (_req, res) => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-}
 
 t.test('bundle upload --json: a file that is no bundle is refused with a JSON answer, exit 1', async (t) => {
   const file = join(t.testdir(), 'junk.cose');
@@ -75,16 +71,12 @@ t.test('manifest push --json: any other failure (a file that is no JSON, a gatew
 });
 
 t.test('devices revoke --json prints the revoked device as the API returns it, not a sentence', async (t) => {
-  const { createServer } = await import('node:http');
   const seen: string[] = [];
-  const server = createServer((req, res) => {
+  const api = await standIn(t, (req, res) => {
     seen.push(`${req.method} ${req.url}`);
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ id: 'th-1', group: 'thermostats', state: 'revoked', revokedAt: 1 }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const r = await pinwave(['devices', 'revoke', 'th-1', '--json', '--api', api]);
   t.equal(r.code, 0, r.stderr);
   t.same(seen, ['DELETE /v1/devices/th-1']);

@@ -1,20 +1,17 @@
 // A command that can print CSV or JSON (`devices stuck`, README: "every read command takes --json")
 // prints one of them: both at once is a usage error naming the two flags, not one silently winning.
 import t from 'tap';
-import { createServer } from 'node:http';
+import { standIn } from '../fixtures/stand-in.ts';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 
 t.test('devices stuck --csv --json is a usage error naming both flags, and asks the gateway nothing', async (t) => {
   const seen: string[] = [];
-  const server = createServer((req, res) => {
+  const api = await standIn(t, (req, res) => {
     seen.push(`${req.method} ${req.url}`);
     res.writeHead(200, { 'content-type': 'text/csv' });
     res.end('id,reason\n');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const api = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const out: string[] = [];
   const err: string[] = [];
   const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env: { PINWAVE_API: api, PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
