@@ -56,15 +56,12 @@ export interface StoreLogger {
   error(obj: object, msg?: string): void;
 }
 
-/** The timer a new snapshot worker waits on after one died, replaceable in tests. */
-export interface RestartTimer {
-  set(fn: () => void, ms: number): unknown;
-  clear(handle: unknown): void;
-}
+/** Runs `fn` after `ms` (a new snapshot worker's wait after one died), replaceable in tests; returns what cancels it. */
+export type RestartTimer = (fn: () => void, ms: number) => () => void;
 
-const NODE_TIMER: RestartTimer = {
-  set: (fn, ms) => setTimeout(fn, ms).unref(),
-  clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+const NODE_TIMER: RestartTimer = (fn, ms) => {
+  const t = setTimeout(fn, ms).unref();
+  return () => clearTimeout(t);
 };
 
 /** The journal's file operations, replaceable in tests to make a write or an fsync fail. */
@@ -169,8 +166,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #worker: SnapshotLink | null = null;
   /** open()'s wait for the worker's load */
   #workerEvents: ((m: WorkerOut) => void) | null = null;
-  /** a new worker's attach, due after one died (#workerLost), and the wait before the one after it */
-  #restart: { handle: unknown } | null = null;
+  /** cancels a new worker's attach, due after one died (#workerLost); and the wait before the one after it */
+  #restart: (() => void) | null = null;
   #restartWait = WORKER_RESTART_MS;
   #workerRestarts = 0;
   #pending = new Pending();
@@ -503,13 +500,13 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#rotateWanted = false;
     for (const w of this.#snapshotWaiters.splice(0)) w();
     if (this.#closing || this.phase === 'closed' || this.phase === 'new') {
-      this.#log.warn({ store: this.dir, err: cause }, `store: ${what} while the store closed`);
+      this.#log.warn({ store: this.dir, err: cause }, `store: ${what} while the store was closing`);
       return;
     }
     const wait = this.#restartWait;
     this.#restartWait = Math.min(WORKER_RESTART_MAX_MS, wait * 2);
     this.#log.warn({ store: this.dir, err: cause, restartInMs: wait, restarts: this.#workerRestarts }, `store: ${what}; snapshots go on with a new one in ${wait / 1000} s, the journal keeps everything meanwhile`);
-    this.#restart = { handle: this.#restartTimer.set(() => this.#restartWorker(), wait) };
+    this.#restart = this.#restartTimer(() => this.#restartWorker(), wait);
   }
 
   /**
@@ -522,7 +519,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#restart = null;
     if (this.phase === 'opening') {
       // lost between its load and the end of open(), where the journal is being set up
-      this.#restart = { handle: this.#restartTimer.set(() => this.#restartWorker(), WORKER_RESTART_MS) };
+      this.#restart = this.#restartTimer(() => this.#restartWorker(), WORKER_RESTART_MS);
       return;
     }
     if (this.phase !== 'open' || this.#closing) return;
@@ -566,7 +563,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   }
 
   async #stopWorker(): Promise<void> {
-    if (this.#restart !== null) this.#restartTimer.clear(this.#restart.handle);
+    this.#restart?.();
     this.#restart = null;
     if (this.#postTimer !== null) clearTimeout(this.#postTimer);
     this.#postTimer = null;

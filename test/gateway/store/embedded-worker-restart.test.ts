@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { mock } from 'node:test';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EmbeddedStore, type EmbeddedStoreOptions } from '../../../gateway/store/embedded.ts';
+import { EmbeddedStore, type EmbeddedStoreOptions, type RestartTimer } from '../../../gateway/store/embedded.ts';
 import * as host from '../../../gateway/store/snapshot-host.ts';
 import { counter, until } from './fixtures/mock-timers.ts';
 import { logger } from './fixtures/store-logger.ts';
@@ -18,17 +18,17 @@ import { harness } from '../../fixtures/gateway.ts';
 /** A restart timer that only records: the test fires what is due. */
 function manualTimer() {
   const due: Array<{ fn: () => void; ms: number }> = [];
+  const timer: RestartTimer = (fn, ms) => {
+    const h = { fn, ms };
+    due.push(h);
+    return () => {
+      const i = due.indexOf(h);
+      if (i >= 0) due.splice(i, 1);
+    };
+  };
   return {
     due,
-    set: (fn: () => void, ms: number) => {
-      const h = { fn, ms };
-      due.push(h);
-      return h;
-    },
-    clear: (h: unknown) => {
-      const i = due.indexOf(h as (typeof due)[number]);
-      if (i >= 0) due.splice(i, 1);
-    },
+    timer,
     /** Runs the one restart due; returns the wait it was set for. */
     fire(): number {
       if (due.length !== 1) throw new Error(`expected one restart due, found ${due.length}`);
@@ -69,7 +69,7 @@ t.test('a snapshot worker that dies is replaced: snapshots resume, the journal r
   const dir = join(t.testdir(), 'data');
   const { log, lines } = logger();
   const timer = manualTimer();
-  const s = await opened(dir, { logger: log, restartTimer: timer });
+  const s = await opened(dir, { logger: log, restartTimer: timer.timer });
   let acks = 0;
   const ack = async () => {
     await s.apply(counter(1));
@@ -107,7 +107,7 @@ t.test('a snapshot under way when the worker dies is a failed one: retried as it
   t.teardown(() => mock.timers.reset());
   const dir = join(t.testdir(), 'data');
   const timer = manualTimer();
-  const s = await opened(dir, { restartTimer: timer });
+  const s = await opened(dir, { restartTimer: timer.timer });
   await s.apply(counter(1));
   killOn(t, 'snapshot');
   await s.snapshotNow(); // journal 2 begins; snapshot 2 is asked for, and the worker dies with it
@@ -136,7 +136,7 @@ t.test('a snapshot under way when the worker dies is a failed one: retried as it
 t.test('a worker that dies at once each time is started again after 1 s, then twice as long each time, up to a minute', async (t) => {
   const dir = join(t.testdir(), 'data');
   const timer = manualTimer();
-  const s = await opened(dir, { restartTimer: timer });
+  const s = await opened(dir, { restartTimer: timer.timer });
   t.teardown(() => s.close());
   await s.apply(counter(1));
   killOn(t, 'load');
@@ -168,7 +168,7 @@ t.test('a new worker that cannot load the files is started again later; the stor
   const dir = join(t.testdir(), 'data');
   const { log, lines } = logger();
   const timer = manualTimer();
-  const s = await opened(dir, { logger: log, restartTimer: timer });
+  const s = await opened(dir, { logger: log, restartTimer: timer.timer });
   await s.apply(counter(1));
   await s.snapshotNow();
   await s.apply(counter(1));
@@ -194,7 +194,7 @@ t.test('a new worker that cannot load the files is started again later; the stor
 t.test('every store of the process is attached to the new worker', async (t) => {
   const timers = [manualTimer(), manualTimer(), manualTimer()];
   const dirs = timers.map((_, i) => join(t.testdir(), `data-${i}`));
-  const stores = await Promise.all(dirs.map((dir, i) => opened(dir, { restartTimer: timers[i] })));
+  const stores = await Promise.all(dirs.map((dir, i) => opened(dir, { restartTimer: timers[i].timer })));
   for (const s of stores) await s.apply(counter(1));
   await host.terminateWorkerForTests();
   await until(() => timers.every((tm) => tm.due.length === 1), 'a restart for every store');
@@ -208,10 +208,19 @@ t.test('every store of the process is attached to the new worker', async (t) => 
   for (const dir of dirs) await reloaded(t, dir, 3);
 });
 
+t.test('a store closed while its new worker is due starts none', async (t) => {
+  const timer = manualTimer();
+  const s = await opened(join(t.testdir(), 'data'), { restartTimer: timer.timer });
+  await host.terminateWorkerForTests();
+  await until(() => timer.due.length === 1, 'a restart of the worker');
+  await s.close();
+  t.same(timer.due, [], 'the restart is cancelled');
+});
+
 t.test("the restarts are in the gateway's /metrics", async (t) => {
   const timer = manualTimer();
   const dir = join(t.testdir(), 'data');
-  const h = await harness(t, { store: new EmbeddedStore({ dir, restartTimer: timer }) });
+  const h = await harness(t, { store: new EmbeddedStore({ dir, restartTimer: timer.timer }) });
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metricsText(h.gw, {}))?.[1]);
   t.equal(value('pinwave_store_snapshot_worker_restarts_total'), 0);
   await host.terminateWorkerForTests();
