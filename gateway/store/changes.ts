@@ -245,11 +245,13 @@ export interface StoreStatus {
   /** snapshots written since opening, and how long the last took (embedded store) */
   snapshots: number;
   lastSnapshotMs: number | null;
-  /** snapshot attempts that failed since opening, the snapshot worker's failure included (embedded store; 0 elsewhere) */
+  /** snapshot attempts that failed since opening, one under way when the snapshot worker died included (embedded store; 0 elsewhere) */
   snapshotFailures: number;
+  /** new snapshot workers attached since opening, each after one died or could not load the files (embedded store; 0 elsewhere) */
+  snapshotWorkerRestarts: number;
   /** the last snapshot failure, until a snapshot is written (the journal keeps everything meanwhile) */
   lastSnapshotError: { code: string; message: string; at: number } | null;
-  /** epoch ms when the failed snapshot is tried again (null: none failed, or the worker is gone until restart) */
+  /** epoch ms when the failed snapshot is tried again (null: none failed, or no snapshot worker runs until its replacement is attached) */
   nextSnapshotAttemptAt: number | null;
   /** journal files a restart replays: those since the newest snapshot (embedded store; 0 elsewhere) */
   journalsSinceSnapshot: number;

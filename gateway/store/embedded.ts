@@ -20,6 +20,11 @@
 // that fails is logged, shown in status() (and /metrics), and tried again as it is, after a minute
 // and then twice as long each time up to an hour: no journal is begun per attempt (the worker holds
 // its copy at the failed snapshot meanwhile), so the files stay what a restart and it need.
+// A worker that dies (a crash, an exit) is logged and counted, and a new one is attached after a
+// second, then twice as long each time one dies before it has loaded, up to a minute; it rebuilds
+// its copy from the files as at open (the newest snapshot, the journals after it as far as they are
+// durable; nothing is copied from the event loop), and snapshots go on. A snapshot under way when
+// it died is a failed one, retried as it is. Commits never wait for the worker.
 //
 // Loading: the newest snapshot (or the earlier whole-file store's pinwave.json, upgrade.ts), then
 // every journal after it replayed; a torn last record is cut off and logged; anything else
@@ -50,6 +55,14 @@ export interface StoreLogger {
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
 }
+
+/** Runs `fn` after `ms` (a new snapshot worker's wait after one died), replaceable in tests; returns what cancels it. */
+export type RestartTimer = (fn: () => void, ms: number) => () => void;
+
+const NODE_TIMER: RestartTimer = (fn, ms) => {
+  const t = setTimeout(fn, ms).unref();
+  return () => clearTimeout(t);
+};
 
 /** The journal's file operations, replaceable in tests to make a write or an fsync fail. */
 export interface JournalIo {
@@ -93,6 +106,8 @@ export interface EmbeddedStoreOptions {
   snapshotIntervalMs?: number;
   logger?: StoreLogger;
   io?: Partial<JournalIo>;
+  /** When a new snapshot worker is attached after one died: default setTimeout (unref'd); tests fire it by hand. */
+  restartTimer?: RestartTimer;
 }
 
 interface Entry {
@@ -128,6 +143,9 @@ const NO_LOG: StoreLogger = { info() {}, warn() {}, error() {} };
 /** A failed snapshot is tried again after a minute, then after twice as long each time, up to an hour. */
 const SNAPSHOT_RETRY_MS = 60_000;
 const SNAPSHOT_RETRY_MAX_MS = 3_600_000;
+/** A snapshot worker that died is replaced after a second, then twice as long each time one dies before it has loaded, up to a minute. */
+const WORKER_RESTART_MS = 1000;
+const WORKER_RESTART_MAX_MS = 60_000;
 
 /** The error a failed write or sync rejects with: the store, the file, and the cause by code. */
 export function writeError(dir: string, file: string, op: string, err: unknown): StoreError {
@@ -140,12 +158,18 @@ export function writeError(dir: string, file: string, op: string, err: unknown):
 export class EmbeddedStore extends StateReads implements ChangeStore {
   protected readonly name: string;
   readonly dir: string;
-  readonly #o: Required<Omit<EmbeddedStoreOptions, 'logger' | 'io' | 'dir'>>;
+  readonly #o: Required<Omit<EmbeddedStoreOptions, 'logger' | 'io' | 'dir' | 'restartTimer'>>;
   readonly #log: StoreLogger;
   readonly #io: JournalIo;
+  readonly #restartTimer: RestartTimer;
   #lock: DataDirLock | null = null;
   #worker: SnapshotLink | null = null;
+  /** open()'s wait for the worker's load */
   #workerEvents: ((m: WorkerOut) => void) | null = null;
+  /** cancels a new worker's attach, due after one died (#workerLost); and the wait before the one after it */
+  #restart: (() => void) | null = null;
+  #restartWait = WORKER_RESTART_MS;
+  #workerRestarts = 0;
   #pending = new Pending();
   /** every batch tagged up to this one is committed or refused */
   #settledThrough = 0;
@@ -182,6 +206,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #snapshotWaiters: Array<() => void> = [];
   /** the newest snapshot's generation (the first journal's, before any): a restart replays the journals from it on */
   #snapshotBase = 1;
+  /** what a restart loads first (the newest snapshot, pinwave.json, or nothing), and how long each journal after it before the current one is */
+  #base: { kind: 'snapshot' | 'legacy' | 'empty'; path: string | null } = { kind: 'empty', path: null };
+  #journalEnds = new Map<number, number>();
   /** a snapshot that failed, retried as it is: its journal was rotated already, and the worker holds the state before it */
   #owed: number | null = null;
   #snapshotFailures = 0;
@@ -209,6 +236,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (this.#o.snapshotFactor <= 0) throw new RangeError('EmbeddedStore: expected snapshotFactor > 0');
     this.#log = o.logger ?? NO_LOG;
     this.#io = { ...NODE_IO, ...o.io };
+    this.#restartTimer = o.restartTimer ?? NODE_TIMER;
   }
 
   /** Bytes in the journal being appended to now (what the next snapshot will fold in). */
@@ -271,6 +299,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     // A refused open() leaves the store as new: a second one starts from nothing, or it would
     // replay the journals onto what the first had replayed already.
     this.state = new FleetState();
+    this.#journalEnds.clear();
     const names = await readdir(dir);
     const snapshots = names.flatMap((n) => (SNAPSHOT_RE.test(n) ? [Number(SNAPSHOT_RE.exec(n)![1])] : [])).sort((a, b) => a - b);
     const journals = names.flatMap((n) => (JOURNAL_RE.test(n) ? [Number(JOURNAL_RE.exec(n)![1])] : [])).sort((a, b) => a - b);
@@ -304,8 +333,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       };
     });
     loaded.catch(() => undefined);
-    const worker = this.#startWorker();
-    worker.post({ type: 'load', base: { kind: base.kind, path: base.path }, journals: read.map((j) => ({ path: j.path, end: j.end })) });
+    this.#base = { kind: base.kind, path: base.path };
+    const worker = this.#attachWorker();
+    worker.post({ type: 'load', base: this.#base, journals: read.map((j) => ({ path: j.path, end: j.end })) });
 
     if (base.kind === 'snapshot') {
       const snap = await readSnapshot(base.path);
@@ -352,6 +382,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       }
     }
     const last = read.at(-1);
+    for (const j of read) if (j !== last) this.#journalEnds.set(j.gen, j.end);
     if (last?.torn) {
       this.#log.warn({ file: last.path, offset: last.end, problem: last.torn }, 'store: cut off a torn last journal record (a crash mid-write; it was never acknowledged)');
       await truncate(last.path, last.end);
@@ -424,25 +455,89 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#stats.fsyncs++;
   }
 
-  #startWorker(): SnapshotLink {
+  /** Attaches to the process's snapshot worker (snapshot-host.ts), which starts one if none runs. */
+  #attachWorker(): SnapshotLink {
     const link = attach(
       (m) => {
+        // A link given up (#workerLost): what it answers is of nothing asked now.
+        if (this.#worker !== link) return;
         if (m.type === 'snapshot') this.#snapshotDone(m);
-        else this.#workerEvents?.(m);
+        else if (this.#workerEvents !== null) this.#workerEvents(m);
+        else if (m.type === 'loaded') {
+          this.#restartWait = WORKER_RESTART_MS;
+          this.#log.info({ store: this.dir, restarts: this.#workerRestarts }, 'store: a new snapshot worker loaded the files; snapshots go on');
+        } else if (m.type === 'failed') {
+          this.#workerLost('the new snapshot worker could not load the files', m.message);
+          void link.detach();
+        }
       },
       (err) => {
-        // The journal is written as ever (the store stays writable): what stops is the snapshots.
-        this.#snapshotFailed('PW_STORE_IO', `store ${this.dir}: the snapshot worker failed: ${err.message}; snapshots stop until restart, the journal keeps everything`);
-        this.#log.error({ store: this.dir, err: err.message, failures: this.#snapshotFailures }, 'store: the snapshot worker failed; snapshots stop until restart, the journal keeps everything');
-        this.#workerEvents?.({ store: link.id, type: 'failed', message: err.message });
-        this.#snapshotting?.settle();
-        this.#snapshotting = null;
-        for (const w of this.#snapshotWaiters.splice(0)) w();
-        this.#worker = null;
+        if (this.#worker !== link) return;
+        if (this.#workerEvents !== null) {
+          // open() waits for its load: it fails with this.
+          this.#worker = null;
+          this.#workerEvents({ store: link.id, type: 'failed', message: err.message });
+        } else this.#workerLost('the snapshot worker died', err.message);
       },
     );
     this.#worker = link;
     return link;
+  }
+
+  /**
+   * The worker serves this store no more (it died, or a new one could not load the files): the
+   * journal is written as ever, and a new worker is attached after the backoff. A snapshot under
+   * way is a failed one: owed, and retried as it is once the new worker runs (#snapshotDone).
+   */
+  #workerLost(what: string, cause: string): void {
+    this.#worker = null;
+    if (this.#postTimer !== null) clearTimeout(this.#postTimer);
+    this.#postTimer = null;
+    this.#unposted = null;
+    const s = this.#snapshotting;
+    if (s !== null) this.#snapshotDone({ store: 0, type: 'snapshot', gen: s.gen, ok: false, code: 'PW_STORE_IO', message: `${what}: ${cause}` });
+    // A snapshot asked for that had not begun: its asker hears now, and the next is considered afresh.
+    this.#rotateWanted = false;
+    for (const w of this.#snapshotWaiters.splice(0)) w();
+    if (this.#closing || this.phase === 'closed' || this.phase === 'new') {
+      this.#log.warn({ store: this.dir, err: cause }, `store: ${what} while the store was closing`);
+      return;
+    }
+    const wait = this.#restartWait;
+    this.#restartWait = Math.min(WORKER_RESTART_MAX_MS, wait * 2);
+    this.#log.warn({ store: this.dir, err: cause, restartInMs: wait, restarts: this.#workerRestarts }, `store: ${what}; snapshots go on with a new one in ${wait / 1000} s, the journal keeps everything meanwhile`);
+    this.#restart = this.#restartTimer(() => this.#restartWorker(), wait);
+  }
+
+  /**
+   * Attaches to a new worker after one was lost: it rebuilds this store's copy from the files, as
+   * at open, as they stand now (the journals as far as they are durable), so nothing of the state
+   * is copied on the event loop. A snapshot owed (one that failed) is of the journals before the
+   * current one: the copy is held there, as after a failed snapshot (snapshot-worker.ts).
+   */
+  #restartWorker(): void {
+    this.#restart = null;
+    if (this.phase === 'opening') {
+      // lost between its load and the end of open(), where the journal is being set up
+      this.#restart = this.#restartTimer(() => this.#restartWorker(), WORKER_RESTART_MS);
+      return;
+    }
+    if (this.phase !== 'open' || this.#closing) return;
+    this.#workerRestarts++;
+    let link: SnapshotLink;
+    try {
+      link = this.#attachWorker();
+    } catch (err) {
+      return this.#workerLost('a new snapshot worker could not be started', (err as Error).message);
+    }
+    const owed = this.#owed;
+    const journals = [];
+    for (let g = this.#snapshotBase; g < (owed ?? this.#gen + 1); g++) {
+      journals.push({ path: join(this.dir, journalName(g)), end: g === this.#gen ? this.#offset : this.#journalEnds.get(g)! });
+    }
+    const held = owed === null ? undefined : { path: join(this.dir, journalName(owed)), end: this.#offset };
+    link.post({ type: 'load', base: this.#base, journals, held });
+    this.#considerSnapshot();
   }
 
   /**
@@ -468,6 +563,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   }
 
   async #stopWorker(): Promise<void> {
+    this.#restart?.();
+    this.#restart = null;
     if (this.#postTimer !== null) clearTimeout(this.#postTimer);
     this.#postTimer = null;
     this.#unposted = null;
@@ -693,6 +790,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     // Wanted until now: a timer meanwhile finds a rotation under way, and asks for no second one.
     this.#rotateWanted = false;
     const old = this.#journal!;
+    this.#journalEnds.set(this.#gen, this.#offset);
     this.#journal = fh;
     this.#gen = gen;
     this.#offset = this.#emptyAt = JOURNAL_START.length;
@@ -705,9 +803,15 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     let settle!: () => void;
     const done = new Promise<void>((r) => (settle = r));
     this.#snapshotting = { gen, done, settle, startedAt: performance.now() };
+    const worker = this.#worker;
+    if (worker === null) {
+      // Lost while journal G was being started for it (#workerLost): a failed one, owed.
+      this.#snapshotDone({ store: 0, type: 'snapshot', gen, ok: false, code: 'PW_STORE_IO', message: 'the snapshot worker was lost before it was asked for it' });
+      return;
+    }
     // The snapshot holds every batch of journal G: the worker must have been told of them all.
     this.#postJournaled();
-    this.#worker!.post({ type: 'snapshot', gen, path: join(this.dir, snapshotName(gen)) });
+    worker.post({ type: 'snapshot', gen, path: join(this.dir, snapshotName(gen)) });
   }
 
   /**
@@ -732,6 +836,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     if (m.ok) {
       this.#owed = null;
       this.#snapshotBase = m.gen;
+      this.#base = { kind: 'snapshot', path: join(this.dir, snapshotName(m.gen)) };
+      for (const g of this.#journalEnds.keys()) if (g < m.gen) this.#journalEnds.delete(g);
       this.#failingInARow = 0;
       this.#lastSnapshotError = null;
       this.#snapshotRetryAt = 0;
@@ -822,6 +928,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       snapshots: s.snapshots,
       lastSnapshotMs: s.lastSnapshotMs,
       snapshotFailures: this.#snapshotFailures,
+      snapshotWorkerRestarts: this.#workerRestarts,
       lastSnapshotError: this.#lastSnapshotError,
       nextSnapshotAttemptAt: this.#lastSnapshotError === null || this.#worker === null ? null : this.#snapshotRetryAt,
       journalsSinceSnapshot: this.#gen - this.#snapshotBase + 1,
@@ -838,7 +945,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   async snapshotNow(): Promise<void> {
     this.assertOpen();
     await this.#snapshotting?.done;
-    if (this.#worker === null) throw new StoreError('PW_STORE_IO', `store ${this.dir}: no snapshot worker`);
+    if (this.#worker === null) throw new StoreError('PW_STORE_IO', `store ${this.dir}: no snapshot now: the snapshot worker is being started again (the last one was lost); the journal keeps everything`);
     const written = new Promise<void>((r) => this.#snapshotWaiters.push(r));
     this.#snapshotRetryAt = 0;
     // One that failed is written first, as it is; the journal after it waits for the next one. Once

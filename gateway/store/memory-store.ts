@@ -76,6 +76,7 @@ export class MemoryChangeStore extends StateReads implements ChangeStore {
       snapshots: 0,
       lastSnapshotMs: null,
       snapshotFailures: 0,
+      snapshotWorkerRestarts: 0,
       lastSnapshotError: null,
       nextSnapshotAttemptAt: null,
       journalsSinceSnapshot: 0,

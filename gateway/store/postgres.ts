@@ -310,6 +310,7 @@ export class PostgresStore implements ChangeStore {
       snapshots: 0,
       lastSnapshotMs: null,
       snapshotFailures: 0,
+      snapshotWorkerRestarts: 0,
       lastSnapshotError: null,
       nextSnapshotAttemptAt: null,
       journalsSinceSnapshot: 0,

@@ -1,7 +1,8 @@
 // The one snapshot worker thread a process's embedded stores share (snapshot-worker.ts): started
 // on first use and kept while the process lives, so reopening a store does not pay a thread's
 // start-up again; it holds the process open only while a store is attached. Each store attaches under a number
-// and gets only its own messages.
+// and gets only its own messages. A worker that dies is told to every store attached to it, once;
+// the next attach starts a new one (each store attaches again after its backoff: embedded.ts).
 import { Worker } from 'node:worker_threads';
 import type { WorkerIn, WorkerOut } from './snapshot-worker.ts';
 
@@ -11,15 +12,23 @@ type Failure = (err: Error) => void;
 let worker: Worker | null = null;
 let nextId = 1;
 const listeners = new Map<number, { onMessage: Listener; onFailure: Failure }>();
+/** killWorkerOnPostForTests() */
+let killOnPost: WorkerIn['type'] | null = null;
 
 function start(): Worker {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
   const w = new Worker(new URL(`./snapshot-worker${ext}`, import.meta.url));
   w.on('message', (m: WorkerOut) => listeners.get(m.store)?.onMessage(m));
+  let failed = false;
   const fail = (err: Error) => {
+    // 'error' is followed by 'exit': the stores hear of it once, and those attached to a worker
+    // started in between are not told of this one's death.
+    if (failed) return;
+    failed = true;
     if (worker === w) worker = null;
-    for (const l of [...listeners.values()]) l.onFailure(err);
+    const told = [...listeners.values()];
     listeners.clear();
+    for (const l of told) l.onFailure(err);
   };
   w.on('error', fail);
   w.on('exit', (code) => fail(new Error(`the snapshot worker exited (code ${code})`)));
@@ -43,7 +52,10 @@ export function attach(onMessage: Listener, onFailure: Failure): SnapshotLink {
   let detached: Promise<void> | null = null;
   return {
     id,
-    post: (m) => w.postMessage({ ...m, store: id } as WorkerIn),
+    post: (m) => {
+      if (m.type === killOnPost) return void w.terminate();
+      w.postMessage({ ...m, store: id } as WorkerIn);
+    },
     detach: () =>
       (detached ??= new Promise<void>((resolve) => {
         if (!listeners.has(id)) return resolve();
@@ -60,4 +72,23 @@ export function attach(onMessage: Listener, onFailure: Failure): SnapshotLink {
         w.postMessage({ type: 'close', store: id } satisfies WorkerIn);
       })),
   };
+}
+
+/**
+ * For tests only: ends the current worker thread as a crash would (the stores attached to it are
+ * told it exited). Resolves once it has; false when no worker runs.
+ */
+export async function terminateWorkerForTests(): Promise<boolean> {
+  if (worker === null) return false;
+  await worker.terminate();
+  return true;
+}
+
+/**
+ * For tests only: from now on, a store posting a message of this type ends the worker instead (the
+ * message never reaches it), every time, until called with null: a worker that dies while loading,
+ * or with a snapshot under way, exactly then.
+ */
+export function killWorkerOnPostForTests(type: WorkerIn['type'] | null): void {
+  killOnPost = type;
 }

@@ -11,7 +11,11 @@
 // on a machine with fewer free cores than busy threads, writing a snapshot must not take the
 // event loop's core (docs/architecture.md §7: the loop is never blocked for long by a snapshot).
 //
-// Messages in:  { type: 'load', base: { kind: 'snapshot' | 'legacy' | 'empty', path }, journals: [{ path, end }] }
+// Messages in:  { type: 'load', base: { kind: 'snapshot' | 'legacy' | 'empty', path }, journals: [{ path, end }], held? }
+//                                                            at open, and for a new worker after one died: the
+//                                                            copy is rebuilt from the files; `held` ({ path, end }):
+//                                                            a snapshot of it failed and is owed, the copy is held
+//                                                            as after a failed one, the journal after it durable to `end`
 //               { type: 'journaled', path, end }             the journal at `path` is durable up to byte `end`
 //               { type: 'snapshot', gen, path }              write the state as it stands now (after a failed
 //                                                            one: the same snapshot again, the copy held at it)
@@ -29,7 +33,7 @@ import { SnapshotFile, readSnapshot } from './snapshot.ts';
 import { readLegacyFile } from './upgrade.ts';
 
 export type WorkerIn = { store: number } & (
-  | { type: 'load'; base: { kind: 'snapshot' | 'legacy' | 'empty'; path: string | null }; journals: Array<{ path: string; end: number }> }
+  | { type: 'load'; base: { kind: 'snapshot' | 'legacy' | 'empty'; path: string | null }; journals: Array<{ path: string; end: number }>; held?: { path: string; end: number } }
   | { type: 'journaled'; path: string; end: number }
   | { type: 'snapshot'; gen: number; path: string }
   | { type: 'close' }
@@ -128,7 +132,7 @@ async function handle(m: WorkerIn): Promise<void> {
         }
         state.reindex();
         const last = m.journals.at(-1);
-        copies.set(store, { state, journal: last === undefined ? null : { path: last.path, pos: last.end, fd: openSync(last.path, 'r') }, broken: null, held: false, behind: null });
+        copies.set(store, { state, journal: last === undefined ? null : { path: last.path, pos: last.end, fd: openSync(last.path, 'r') }, broken: null, held: m.held !== undefined, behind: m.held ?? null });
         send({ store, type: 'loaded' });
       } catch (err) {
         send({ store, type: 'failed', message: (err as Error).message });
