@@ -112,7 +112,7 @@ export class BundleError extends Error {
   }
 }
 
-// Payload, endpoint and key-rotation map keys (docs/architecture.md §3 CDDL).
+// Payload, endpoint and key-rotation map keys (docs/bundle-format.md, CDDL).
 const P = { version: 1, seq: 2, iat: 3, exp: 4, group: 5, endpoints: 6, keyRotation: 7, expiryPolicy: 8 } as const;
 const E = { host: 1, port: 2, pins: 3, mode: 4, notBefore: 5, notAfter: 6 } as const;
 const K = { epoch: 1, keys: 2 } as const;

@@ -1,4 +1,4 @@
-// The device's own messages (docs/architecture.md §3 last paragraph, §5): `state`, `ack` and `telemetry`,
+// The device's own messages (docs/architecture.md §3, §5): `state`, `ack` and `telemetry`,
 // integer-keyed deterministic CBOR like the bundle. Firmware engineers implement these in C; the
 // CDDL is in docs/device-messages.md and the conformance vectors in vectors/messages.json.
 // Decoders never throw: a hostile device's bytes come back as `{ ok: false, detail }`.

@@ -1,4 +1,4 @@
-// A device's trust state and its transitions (docs/architecture.md §3, last part): what firmware holds in
+// A device's trust state and its transitions (docs/architecture.md §3; docs/bundle-format.md, device checks and pin checking): what firmware holds in
 // flash, what a bundle changes, and how a TLS handshake's served chain is judged against it.
 // Pure: time comes in as `now` (seconds since the epoch); the state is plain JSON so a device can
 // persist it as it is. A device with a health check applies through provisional.ts instead, which
@@ -114,7 +114,7 @@ export function checkChain(state: TrustState, host: string, port: number, served
  */
 export function activePinSets(endpoints: readonly TrustedEndpoint[], host: string, port: number, now: number): TrustedEndpoint[] {
   // An absolute name ("api.example.com.", RFC 1034 §3.1) is the same host, and TLS name checks take
-  // it as such: left as it is it would match no entry and go unpinned (docs/bundle-format.md, step 1).
+  // it as such: left as it is it would match no entry and go unpinned (docs/bundle-format.md, pin checking, step 1).
   const name = host.toLowerCase().replace(/\.$/, '');
   let entries = endpoints.filter((e) => e.port === port && e.host === name);
   if (entries.length === 0) entries = endpoints.filter((e) => e.port === port && wildcardMatches(e.host, name));

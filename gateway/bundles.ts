@@ -38,7 +38,7 @@ export interface BundleInput {
   endpoints: Array<{ host: string; port?: number; pins: string[]; mode?: 'enforce' | 'report-only'; notBefore?: number; notAfter?: number }>;
   expiresInSeconds?: number;
   expiryPolicy?: ExpiryPolicy;
-  /** a new trusted signing-key set for the group's devices (docs/architecture.md §3 KeyRotation): keys as SPKI PEM or raw base64; the epoch above every device's */
+  /** a new trusted signing-key set for the group's devices (docs/bundle-format.md, key rotation): keys as SPKI PEM or raw base64; the epoch above every device's */
   rotateKeys?: { epoch: number; keys: string[] };
 }
 

@@ -1,4 +1,4 @@
-// Device and API tokens (docs/architecture.md §5, §7): secrets the gateway stores only as hashes,
+// Device and API tokens (docs/architecture.md §7, §11): secrets the gateway stores only as hashes,
 // so a leaked store or config does not let anyone connect as a device or call the API.
 //
 // A token is 32 random bytes (256 bits) from the OS CSPRNG, base64url (43 characters). At that

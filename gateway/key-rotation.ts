@@ -1,4 +1,4 @@
-// Signing-key rotation through the gateway (docs/architecture.md §3 KeyRotation, §6): which key
+// Signing-key rotation through the gateway (docs/architecture.md §3, §6; docs/bundle-format.md, key rotation): which key
 // signs a group's next bundle, and whether each targeted device trusts the key a bundle is signed
 // with at the key epoch it reports. Pure.
 //
@@ -144,7 +144,7 @@ export interface RollbackDevice {
   id: string;
   /** runs (or may run) the bundle rolled back: it must take the rollback */
   holds: boolean;
-  /** whether it trusts the key of this kid at the epoch it reports, and at every other it may be at (docs/architecture.md §3 KeyRotation) */
+  /** whether it trusts the key of this kid at the epoch it reports, and at every other it may be at (docs/bundle-format.md, key rotation) */
   trusts(kid: Uint8Array): boolean;
 }
 

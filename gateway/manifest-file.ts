@@ -1,8 +1,8 @@
-// Where pushed firmware manifests are kept (docs/architecture.md §4): `manifests.json` in the data
-// dir, beside the fleet store, mode 0600. Written whole on each push (a handful of manifests, at
-// operator rate): temp file, fsync, rename, directory fsync, so a push answered 2xx survives a
-// crash. Each entry is validated again when read: a file edited by hand cannot feed pre-flight or a
-// rollback a manifest the API would have refused.
+// Where an earlier release kept pushed firmware manifests (docs/architecture.md §4): `manifests.json`
+// in the data dir, mode 0600. Pushes now go to the store (manifests.ts); this file is read at start
+// while the store holds none, and the next push carries its entries into the store. It was written
+// whole on each push: temp file, fsync, rename, directory fsync. Each entry is validated again when
+// read: a file edited by hand cannot feed pre-flight or a rollback a manifest the API would have refused.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatManifestErrors, validateManifest } from '../firmware-manifest/index.ts';

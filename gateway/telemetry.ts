@@ -1,4 +1,4 @@
-// Pin-failure telemetry (docs/architecture.md §3 reports, §5 `telemetry` topic, §6 `failing`): what the gateway
+// Pin-failure telemetry (docs/device-messages.md, `telemetry`; docs/architecture.md §5 `telemetry` topic, §6 `failing`): what the gateway
 // does with a decoded `telemetry` message. Pure: time comes in as `now` (epoch ms), the rollout a
 // bundle belongs to comes in as a lookup, and the state is plain JSON the store keeps as it is.
 //

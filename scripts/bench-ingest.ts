@@ -1,4 +1,4 @@
-// Benchmark of the gateway's own part of an ack (docs/architecture.md §7, "the path of an ack"),
+// Benchmark of the gateway's own part of an ack (docs/architecture.md §1, "The path of an ack"; §7),
 // without sockets or aedes: a gateway on the embedded store in a temp dir, N provisioned devices in a
 // one-wave rollout, and N acks handed to it as the broker hands them over (Gateway.deviceMessage),
 // up to --in-flight waiting for their commit at once, as devices waiting for PUBACKs. Rounds before

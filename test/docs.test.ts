@@ -26,5 +26,12 @@ t.test('the README links the operator docs; the operations guide links the stora
 t.test('the runbook explains every reason a device can be stuck with, and every rejection reason', async (t) => {
   const runbook = read('docs/runbook.md');
   const { REJECT_REASONS } = await import('../firmware-manifest/codec.ts');
-  for (const r of ['never_connected', 'offline', 'no_ack', 'failing', ...REJECT_REASONS.map((x) => `rejected:${x}`), 'rejected:apply_failed']) t.ok(runbook.includes(`\`${r}\``), `${r} is explained`);
+  for (const r of ['never_connected', 'offline', 'no_ack', 'failing', 'verifying', 'reverted:<host:port>', ...REJECT_REASONS.map((x) => `rejected:${x}`), 'rejected:apply_failed']) t.ok(runbook.includes(`\`${r}\``), `${r} is explained`);
+});
+
+t.test('the operations guide lists every metric the gateway exposes', async (t) => {
+  const ops = read('docs/operations.md');
+  const names = new Set([...read('gateway/http/metrics.ts').matchAll(/'(pinwave_[a-z0-9_]+)'/g)].map((m) => m[1]));
+  t.ok(names.size > 30, 'the exposition names its metrics');
+  for (const name of names) t.ok(ops.includes(`\`${name}\``) || ops.includes(`\`${name}{`), `${name} is listed`);
 });

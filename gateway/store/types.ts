@@ -22,7 +22,7 @@ export interface DeviceHistoryEntry {
   reason?: string;
 }
 
-/** One pin-failure report as the telemetry module keeps it (docs/architecture.md §3, §5); opaque here. */
+/** One pin-failure report as the telemetry module keeps it (docs/device-messages.md, `telemetry`; docs/architecture.md §5); opaque here. */
 export interface PinFailureReport {
   at: number;
   [k: string]: unknown;
