@@ -73,6 +73,7 @@ import type { PreflightOptions } from './preflight.ts';
 import { BrokerAuthError, readBrokerAuth } from './broker/broker-auth.ts';
 import { isDeviceId } from './device-id.ts';
 import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
+import { SESSION_DEFAULTS } from './http/sessions.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
@@ -377,7 +378,13 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const consoleOpts = c.record(raw.console, 'config.console', CONSOLE_KEYS);
   const sessionIdle = c.duration(consoleOpts.sessionIdle, 'config.console.sessionIdle', 30 * 86400, '"30m" or "1h"');
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');
-  if (sessionIdle !== undefined && sessionLifetime !== undefined && sessionIdle > sessionLifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${sessionIdle} s > ${sessionLifetime} s)`);
+  // Either one alone is judged against the other's default: an idle timeout past the lifetime would never end a session.
+  if (sessionIdle !== undefined || sessionLifetime !== undefined) {
+    const idle = sessionIdle ?? SESSION_DEFAULTS.idleMs / 1000;
+    const lifetime = sessionLifetime ?? SESSION_DEFAULTS.lifetimeMs / 1000;
+    const which = (given: number | undefined) => (given === undefined ? ' (the default)' : '');
+    if (idle > lifetime) problems.push(`config.console.sessionIdle: must not be longer than sessionLifetime (${idle} s${which(sessionIdle)} > ${lifetime} s${which(sessionLifetime)})`);
+  }
   const webhooks = c.webhooks(raw.webhooks);
   const preflight = c.preflight(raw.preflight);
   let approval: ApprovalPolicy | undefined;

@@ -222,6 +222,15 @@ t.test('console sessions: idle and absolute timeouts as durations, checked', asy
   });
 });
 
+t.test('console sessions: one timeout alone is judged against the other\'s default', async (t) => {
+  const flags = { dataDir: '/d', keyPath: '/k.pem' };
+  // One alone is judged against the other's default (sessionIdle 1h, sessionLifetime 12h).
+  const dir = t.testdir({ 'idle.yaml': 'console: { sessionIdle: 1d }\n', 'life.yaml': 'console: { sessionLifetime: 30m }\n', 'fine.yaml': 'console: { sessionIdle: 2h }\n' });
+  t.throws(() => loadConfig({ file: join(dir, 'idle.yaml'), flags }), { problems: ['config.console.sessionIdle: must not be longer than sessionLifetime (86400 s > 43200 s (the default))'] });
+  t.throws(() => loadConfig({ file: join(dir, 'life.yaml'), flags }), { problems: ['config.console.sessionIdle: must not be longer than sessionLifetime (3600 s (the default) > 1800 s)'] });
+  t.same(loadConfig({ file: join(dir, 'fine.yaml'), flags }).console, { sessionIdleMs: 2 * 3600_000 });
+});
+
 t.test('approval: off unless configured; removePin and addPin count operators, the creator being one, with defaults 2 and 1', async (t) => {
   const flags = { dataDir: '/d', keyPath: '/k' };
   t.equal(loadConfig({ flags }).approval, undefined, 'off by default');
