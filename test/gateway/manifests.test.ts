@@ -1,7 +1,8 @@
 // Pushed manifests (docs/architecture.md §4): a push is durable before it counts, and one that
 // fails changes nothing, not even a push made while it was being written.
 import t from 'tap';
-import { Manifests } from '../../gateway/manifests.ts';
+import { join } from 'node:path';
+import { loadPushedManifests, Manifests } from '../../gateway/manifests.ts';
 import { ManifestRegistry } from '../../gateway/manifest-registry.ts';
 import { NO_LOG } from '../../gateway/logger.ts';
 import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
@@ -39,4 +40,27 @@ t.test('a push that fails while another is on its way leaves memory as the store
     ['lk-200'],
     'memory holds what the store holds',
   );
+});
+
+t.test("an earlier release's manifests.json: read while the store holds none, checked entry by entry", async (t) => {
+  const store = new MemoryChangeStore();
+  await store.open();
+  t.teardown(() => store.close());
+  const file = (v: unknown) => JSON.stringify(v);
+  const dir = t.testdir({
+    old: { 'manifests.json': file({ version: 1, manifests: [{ manifest: manifest('th-100'), pushedBy: 'adam', pushedAt: 7 }] }) },
+    none: {},
+    notJson: { 'manifests.json': '{"version": 1,' },
+    shape: { 'manifests.json': file({ version: 2, manifests: [] }) },
+    badEntry: { 'manifests.json': file({ version: 1, manifests: [{ manifest: manifest('th-100') }, { manifest: { ...manifest('lk-200'), trustedKeys: [] } }] }) },
+  });
+  t.same(await loadPushedManifests(store, join(dir, 'old')), [{ manifest: manifest('th-100'), source: 'pushed', pushedBy: 'adam', pushedAt: 7 }]);
+  t.same(await loadPushedManifests(store, join(dir, 'none')), [], 'no file: none');
+  t.same(await loadPushedManifests(store, null), [], 'no data dir (PostgreSQL): none');
+  await t.rejects(loadPushedManifests(store, join(dir, 'notJson')), { name: 'ManifestFileError', message: `${join(dir, 'notJson', 'manifests.json')}: not JSON: ` });
+  await t.rejects(loadPushedManifests(store, join(dir, 'shape')), { message: /manifests\.json: expected \{"version": 1, "manifests": \[\.\.\.\]\}$/ });
+  await t.rejects(loadPushedManifests(store, join(dir, 'badEntry')), { message: /manifests\.json: manifests\[1\] is not a valid firmware manifest: .*trustedKeys/ });
+  // Once a push is in the store, the file is not read again.
+  await store.apply([{ type: 'item.put', collection: 'manifests', key: 'pushed', value: { entries: [{ manifest: manifest('lk-200'), source: 'pushed' }] } }]);
+  t.same((await loadPushedManifests(store, join(dir, 'badEntry'))).map((e) => e.manifest.model), ['lk-200']);
 });
