@@ -26,7 +26,7 @@
 //     plain: true                      # false: no plaintext listener (needs tls)
 //     maxKeepaliveSeconds: 1200
 //     maxPayloadBytes: 16384
-//     tls: { port: 8883, key: tls/server.key, cert: tls/server.crt }
+//     tls: { port: 8883, key: tls/server.key, cert: tls/server.crt }   # requireClientCert: true + ca: mutual TLS
 //     websocket: { port: 8083, path: /mqtt }
 //   http:
 //     port: 8080
@@ -198,7 +198,8 @@ export interface GatewayConfig {
     plain?: false;
     maxKeepaliveSeconds?: number;
     maxPayloadBytes?: number;
-    tls?: { port: number; key: Buffer; cert: Buffer; ca?: Buffer };
+    /** requestCert and rejectUnauthorized: mutual TLS (`requireClientCert`) */
+    tls?: { port: number; key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: true; rejectUnauthorized?: true };
     websocket?: { port: number; path: string };
   };
   http: { port: number; host: string; tls?: { key: Buffer; cert: Buffer }; trustProxy: boolean };
@@ -261,7 +262,7 @@ const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
 const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
-const TLS_KEYS = ['port', 'key', 'cert', 'ca'];
+const TLS_KEYS = ['port', 'key', 'cert', 'ca', 'requireClientCert'];
 const WS_KEYS = ['port', 'path'];
 const HTTP_KEYS = ['port', 'host', 'tls', 'trustProxy'];
 const HTTP_TLS_KEYS = ['key', 'cert'];
@@ -354,7 +355,10 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     const cert = c.file(c.string(t.cert, 'config.mqtt.tls.cert', true), 'config.mqtt.tls.cert', path);
     const ca = c.file(c.string(t.ca, 'config.mqtt.tls.ca'), 'config.mqtt.tls.ca', path);
     const port = c.port(t.port, 'config.mqtt.tls.port') ?? DEFAULTS.tlsPort;
-    if (key && cert) tls = { port, key, cert, ...(ca && { ca }) };
+    // Mutual TLS, as Mosquitto's require_certificate: each device also shows a certificate `ca` issued.
+    const requireClientCert = c.bool(t.requireClientCert, 'config.mqtt.tls.requireClientCert') ?? false;
+    if (requireClientCert && t.ca === undefined) problems.push('config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices\' certificates');
+    if (key && cert) tls = { port, key, cert, ...(ca && { ca }), ...(requireClientCert && { requestCert: true, rejectUnauthorized: true }) };
   }
 
   let websocket: GatewayConfig['mqtt']['websocket'];

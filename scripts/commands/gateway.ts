@@ -305,7 +305,9 @@ export function cleartextWarnings(c: Pick<GatewayConfig, 'host' | 'mqtt' | 'http
     }
   } else if (c.mqtt.plain !== false && !isLoopback(c.host)) {
     const ws = c.mqtt.websocket ? ` and WebSocket port ${c.mqtt.websocket.port}` : '';
-    out.push(`MQTT listens on ${c.host} without TLS (port ${c.mqtt.port}${ws}): device tokens travel in clear text (${c.mqtt.tls ? 'point devices at the TLS port' : 'set mqtt.tls'}, or bind it to a loopback address)`);
+    // Mutual TLS binds only the TLS listener: a device that skips it skips the certificate too.
+    const mutual = c.mqtt.tls?.requestCert === true ? ', and no client certificate is asked for there (mqtt.tls.requireClientCert binds the TLS port alone: set mqtt.plain: false)' : '';
+    out.push(`MQTT listens on ${c.host} without TLS (port ${c.mqtt.port}${ws}): device tokens travel in clear text${mutual} (${c.mqtt.tls ? 'point devices at the TLS port' : 'set mqtt.tls'}, or bind it to a loopback address)`);
   }
   return out;
 }

@@ -1,6 +1,6 @@
 // The broker edge against real mqtt.js clients on 127.0.0.1, port 0 (docs/architecture.md §5).
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as connectTcp } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,8 @@ import {
   isFilterWithinDevice,
   parseDeviceTopic,
 } from '../../gateway/topics.ts';
-import { chain } from '../fixtures/openssl.ts';
+import { chain, issued, selfSigned } from '../fixtures/openssl.ts';
+import { loadConfig } from '../../gateway/config.ts';
 import { connectPacket, publishPacket, rawConnect, socketClosed, subscribePacket } from '../fixtures/raw-mqtt.ts';
 
 const WAIT_MS = 3000;
@@ -520,6 +521,30 @@ t.test('MQTT over TLS', async (t) => {
   await until(() => f.messages.length === 1, 'the message over TLS');
   const wrong = await refused(f.connect('meter-1', { ca: readFileSync(certs.root.pem) }, newToken()));
   t.equal(wrong.code, 4);
+});
+
+t.test('MQTT over mutual TLS (config mqtt.tls.requireClientCert): a device shows a certificate the configured CA issued, and its token', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pinwave-broker-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const server = chain(dir);
+  const deviceCa = selfSigned(dir, 'device-ca', 'p256', '/O=pinwave test/CN=device-ca');
+  const device = issued(dir, 'meter-1-cert', 'p256', deviceCa, false, 10);
+  const otherCa = selfSigned(dir, 'other-ca', 'p256', '/O=pinwave test/CN=other-ca');
+  const foreign = issued(dir, 'foreign-cert', 'p256', otherCa, false, 11);
+  const file = join(dir, 'pinwave.yaml');
+  writeFileSync(file, `mqtt: { tls: { port: 0, key: ${server.leaf.key}, cert: ${server.file}, ca: ${deviceCa.pem}, requireClientCert: true } }\n`);
+  const config = loadConfig({ file, flags: { dataDir: join(dir, 'data'), keyPath: join(dir, 'k.pem') } });
+  const f = await fleet(t, { tls: config.mqtt.tls }, 'mqtts');
+  f.provision('meter-1');
+  const trust = { ca: readFileSync(server.root.pem), rejectUnauthorized: true };
+  const client = await f.connect('meter-1', { ...trust, key: readFileSync(device.key), cert: readFileSync(device.pem) });
+  await client.publishAsync(deviceTopic('meter-1', 'state'), Buffer.from('s'), { qos: 1 });
+  await until(() => f.messages.length === 1, 'the message over mutual TLS');
+  t.ok(await refused(f.connect('meter-1', trust)), 'no client certificate: the handshake fails');
+  t.ok(await refused(f.connect('meter-1', { ...trust, key: readFileSync(foreign.key), cert: readFileSync(foreign.pem) })), 'a certificate another CA issued: refused');
+  const wrong = await refused(f.connect('meter-1', { ...trust, key: readFileSync(device.key), cert: readFileSync(device.pem) }, newToken()));
+  t.equal(wrong.code, 4, 'a good certificate does not stand in for the token');
+  t.equal(f.messages.length, 1);
 });
 
 t.test('MQTT over WebSocket', async (t) => {

@@ -79,7 +79,7 @@ t.test('a JSON file works the same; the environment overrides it, and flags over
 });
 
 t.test('a bad value is reported with its key and what came; every problem at once', async (t) => {
-  const dir = t.testdir({ 'c.yaml': 'http:\n  port: abc\nmqtt:\n  port: 70000\n  tls: { key: nope.key }\n  websocket: { path: ws }\nhots: 1\nlogLevel: loud\nbundleLifetime: 3w\nwaves: [{ size: "50%" }, { size: "10%" }]\n' });
+  const dir = t.testdir({ 'c.yaml': 'http:\n  port: abc\nmqtt:\n  port: 70000\n  tls: { key: nope.key, requireClientCert: true }\n  websocket: { path: ws }\nhots: 1\nlogLevel: loud\nbundleLifetime: 3w\nwaves: [{ size: "50%" }, { size: "10%" }]\n' });
   const file = join(dir, 'c.yaml');
   const list = problems({ file, env: { PINWAVE_MQTT_PORT: 'x' } });
   t.same(list, [
@@ -89,6 +89,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.http.port: must be an integer 0-65535, got "abc"',
     `config.mqtt.tls.key: cannot read ${join(dir, 'nope.key')}: ENOENT`,
     'config.mqtt.tls.cert: required',
+    "config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices' certificates",
     'config.mqtt.websocket.path: must start with "/", got "ws"',
     'config.waves[1].size must not be below waves[0].size (sizes are cumulative), got "10%"',
     'config.bundleLifetime: must be a number of seconds above 0 or a duration like "12h" or "30d", got "3w"',

@@ -266,6 +266,16 @@ t.test('a warning when tokens would travel in clear text on a non-loopback addre
   const withTls = join(dir, 'tls.yaml');
   writeFileSync(withTls, 'host: 10.1.2.3\nmqtt: { tls: { key: k.pem, cert: c.pem }, websocket: true }\nhttp: { tls: { key: k.pem, cert: c.pem } }\n');
   t.same(cleartextWarnings(cfg({}, withTls)), ['MQTT listens on 10.1.2.3 without TLS (port 1883 and WebSocket port 8083): device tokens travel in clear text (point devices at the TLS port, or bind it to a loopback address)'], 'HTTPS is fine; the plaintext MQTT listener beside TLS is not');
+  writeFileSync(join(dir, 'ca.pem'), 'CA');
+  const mutual = join(dir, 'mutual.yaml');
+  writeFileSync(mutual, 'host: 10.1.2.3\nmqtt: { tls: { key: k.pem, cert: c.pem, ca: ca.pem, requireClientCert: true } }\nhttp: { tls: { key: k.pem, cert: c.pem } }\n');
+  t.same(
+    cleartextWarnings(cfg({}, mutual)),
+    ['MQTT listens on 10.1.2.3 without TLS (port 1883): device tokens travel in clear text, and no client certificate is asked for there (mqtt.tls.requireClientCert binds the TLS port alone: set mqtt.plain: false) (point devices at the TLS port, or bind it to a loopback address)'],
+    'mutual TLS beside a plaintext listener: a device can skip the certificate',
+  );
+  writeFileSync(mutual, 'host: 10.1.2.3\nmqtt: { plain: false, tls: { key: k.pem, cert: c.pem, ca: ca.pem, requireClientCert: true } }\nhttp: { tls: { key: k.pem, cert: c.pem } }\n');
+  t.same(cleartextWarnings(cfg({}, mutual)), [], 'mutual TLS alone: nothing to say');
 });
 
 /** Reads the embedded store in `dataDir` (the gateway stopped: it takes the lock). */
