@@ -219,6 +219,8 @@ export interface SimDeviceOptions {
   keepaliveSeconds?: number;
   /** the CA certificate (PEM) an mqtts:// gateway is checked against: the manifest's gatewayCa, never the bundle's pins */
   ca?: string;
+  /** a client certificate and its key (PEM) for a gateway that asks for one (mutual TLS, configuration.md `mqtt.tls.requireClientCert`) */
+  clientCert?: { cert: string; key: string };
   /** how the ack delay is waited out; default setTimeout (a fleet passes its shared scheduler) */
   delay?: (ms: number) => Promise<void>;
   /** repeats of one kind of pin failure are sent at most once per this many seconds (the first at once); default 3600 */
@@ -373,6 +375,7 @@ export class SimDevice {
       log: noLog,
       ...(this.#o.presence !== false && { will: { topic: this.#topic('presence'), payload: OFFLINE, qos: 1, retain: this.#o.presence === 'retained' } }),
       ...(this.#o.ca !== undefined && { ca: this.#o.ca }),
+      ...(this.#o.clientCert !== undefined && { cert: this.#o.clientCert.cert, key: this.#o.clientCert.key }),
     });
     this.#client = client;
     const waiting = new Set<(ok: boolean) => void>();

@@ -224,6 +224,8 @@ export interface FleetOptions {
   keepaliveSeconds?: number;
   /** devices leave an `offline` will on their presence topic and publish `online` on connect (docs/architecture.md §5), `retained` on an external broker (§8); default true */
   presence?: boolean | 'retained';
+  /** every device's client certificate and key (PEM), for a gateway that asks for one (mutual TLS); the token still names the device */
+  clientCert?: { cert: string; key: string };
   /** called after each bundle a device handles */
   onOutcome?: (o: DeviceOutcome) => void;
 }
@@ -358,6 +360,7 @@ export class Fleet {
           keepaliveSeconds: o.keepaliveSeconds,
           presence: o.presence,
           ...(model.manifest.gatewayCa !== undefined && { ca: model.manifest.gatewayCa }),
+          ...(o.clientCert !== undefined && { clientCert: o.clientCert }),
         },
         { ...initial.get(born)!, acceptedVersions: plan.acceptedVersions },
       );

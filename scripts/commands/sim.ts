@@ -8,7 +8,7 @@
 // A model whose manifest (or scenario) declares a health check runs provisional apply
 // (docs/pin-safety.md): its devices ack `verified`, `reverted` or `applied` once their window closes.
 import { readFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { gatewayBase, whyUnreachable } from '../api-client.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
@@ -62,6 +62,9 @@ check their pins against real TLS endpoints, as firmware would.
   --retain-presence    their presence is retained: for a broker the gateway does not own (external
                        broker mode, docs/architecture.md §8). With --api, set when GET /v1/info says
                        "broker": "external"
+  --client-cert FILE   a client certificate (PEM) every device shows a gateway that asks for one
+  --client-key FILE    (mutual TLS: docs/configuration.md, mqtt.tls.requireClientCert) and its key;
+                       the two go together. Devices still sign in with their tokens
   --json               print one summary object at the end, no live view
   -h, --help           print this help`;
 
@@ -124,6 +127,8 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     'verify-each': { type: 'boolean', default: false },
     'handshake-each': { type: 'boolean', default: false },
     'no-health-check': { type: 'boolean', default: false },
+    'client-cert': { type: 'string' },
+    'client-key': { type: 'string' },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   }, USAGE);
@@ -158,8 +163,10 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   if (values['offline-rate'] !== undefined) overrides.offlineRate = rateFlag(values['offline-rate'], 'offline-rate');
   if (values['ack-delay-ms'] !== undefined) overrides.ackDelayMs = rangeFlag(values['ack-delay-ms'], 'ack-delay-ms');
   const durationMs = values.duration === undefined ? undefined : durationFlag(values.duration, 'duration', USAGE) * 1000;
+  if ((values['client-cert'] === undefined) !== (values['client-key'] === undefined)) throw new UsageError(values['client-cert'] === undefined ? '--client-key needs --client-cert FILE, the certificate it is the key of' : '--client-cert needs --client-key FILE, its private key', USAGE);
 
   const scenario = values.scenario !== undefined ? await scenarioFrom(values.scenario) : undefined;
+  const clientCert = values['client-cert'] !== undefined ? await clientCertFrom(values['client-cert'], values['client-key']!) : undefined;
   const manifest = values.manifest !== undefined ? await manifestFrom(values.manifest) : undefined;
   const seed = values.seed ?? scenario?.seed ?? 1;
   const group = values.group ?? scenario?.group;
@@ -264,6 +271,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     verifyEach: values['verify-each'],
     handshakeEach: values['handshake-each'],
     presence: values['no-presence'] ? false : retainPresence ? 'retained' : true,
+    ...(clientCert && { clientCert }),
   };
   if (processes > 1) {
     const fleet = await ProcessFleet.spawn(spec, processes);
@@ -426,6 +434,33 @@ async function manifestFrom(file: string): Promise<FirmwareManifest> {
   const r = validateManifest(value);
   if (!r.ok) throw new Error(`--manifest ${file} is not valid:\n${formatManifestErrors(r.errors)}`);
   return r.manifest;
+}
+
+/** The devices' client certificate and its key, read and checked to belong together before any device connects. */
+async function clientCertFrom(certFile: string, keyFile: string): Promise<{ cert: string; key: string }> {
+  const read = async (flag: string, file: string) => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      throw new Error(`--${flag} ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  };
+  const cert = await read('client-cert', certFile);
+  const key = await read('client-key', keyFile);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch (err) {
+    throw new Error(`--client-cert ${certFile}: not a PEM certificate (${(err as Error).message})`);
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (err) {
+    throw new Error(`--client-key ${keyFile}: not a PEM private key (${(err as Error).message})`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) throw new Error(`--client-key ${keyFile} is not the key of --client-cert ${certFile} (${x509.subject.replace(/\n/g, ', ')})`);
+  return { cert, key };
 }
 
 interface Credential {

@@ -3,7 +3,8 @@
 // small stand-in serving the API routes from a real gateway).
 import t from 'tap';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { chain, issued, selfSigned } from '../fixtures/openssl.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -154,6 +155,34 @@ t.test('--gateway needs a manifest for every model, and credentials it can read'
   await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--scenario', join(dir, 'bad-scenario.json')], io), /scenario .* is not valid:\n\/behaviours\/silentRate: must be <= 1/);
   writeFileSync(join(dir, 'two-models.json'), JSON.stringify({ models: [{ model: 'a' }, { model: 'b' }] }));
   await t.rejects(main(['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--model', 'a', '--scenario', join(dir, 'two-models.json')], io), { name: 'UsageError', message: /--model cannot be combined/ });
+});
+
+t.test('--client-cert and --client-key: the devices show a certificate to a gateway that asks for one (mutual TLS)', async (t) => {
+  const dir = t.testdir();
+  const server = chain(dir);
+  const deviceCa = selfSigned(dir, 'device-ca', 'p256', '/O=pinwave test/CN=device-ca');
+  const device = issued(dir, 'fleet-cert', 'p256', deviceCa, false, 10);
+  const other = selfSigned(dir, 'other', 'p256');
+  const tls = { port: 0, key: readFileSync(server.leaf.key), cert: readFileSync(server.file), ca: readFileSync(deviceCa.pem), requestCert: true as const, rejectUnauthorized: true as const };
+  const h = await harness(t, { now: Date.now, mqttPlain: false, tls }); // the CLI's devices run on the real clock
+  t.match(h.gw.mqttUrl, /^mqtts:/);
+  const { devices } = await h.gw.provision(Array.from({ length: 3 }, (_, i) => ({ id: `th-${i}`, group: 'thermostats', model: 'th-100' })));
+  const credentials = join(dir, 'credentials.json');
+  writeFileSync(credentials, JSON.stringify({ devices }));
+  const manifest = join(dir, 'manifest.json');
+  writeFileSync(manifest, JSON.stringify({ ...h.manifest, gatewayCa: readFileSync(server.root.pem, 'utf8') }));
+  const base = ['--gateway', h.gw.mqttUrl, '--credentials', credentials, '--manifest', manifest, '--group', 'thermostats'];
+  const { io } = fakeIo();
+  await t.rejects(main([...base, '--client-cert', device.pem], io), { name: 'UsageError', message: '--client-cert needs --client-key FILE, its private key' });
+  await t.rejects(main([...base, '--client-key', device.key], io), { name: 'UsageError', message: '--client-key needs --client-cert FILE, the certificate it is the key of' });
+  await t.rejects(main([...base, '--client-cert', join(dir, 'none.pem'), '--client-key', device.key], io), { message: `--client-cert ${join(dir, 'none.pem')}: cannot read it (ENOENT)` });
+  await t.rejects(main([...base, '--client-cert', device.key, '--client-key', device.key], io), { message: /^--client-cert .*: not a PEM certificate/ });
+  await t.rejects(main([...base, '--client-cert', device.pem, '--client-key', device.pem], io), { message: /^--client-key .*: not a PEM private key/ });
+  await t.rejects(main([...base, '--client-cert', device.pem, '--client-key', other.key], io), { message: /^--client-key .* is not the key of --client-cert .* \(O=pinwave test, CN=fleet-cert\)$/ });
+  const run = fakeIo();
+  const code = await simUntil(t, [...base, '--client-cert', device.pem, '--client-key', device.key, '--json'], run.io, (fleet) => fleet.summary().connected === 3 && h.gw.connectedCount() === 3, 'three devices over mutual TLS');
+  t.equal(code, 0, run.err.join('\n'));
+  t.match(JSON.parse(run.out[0]), { devices: 3, connected: 3 });
 });
 
 t.test('devices that cannot connect make the run fail, after a clean stop', async (t) => {
