@@ -164,8 +164,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   readonly #restartTimer: RestartTimer;
   #lock: DataDirLock | null = null;
   #worker: SnapshotLink | null = null;
-  /** open()'s wait for the worker's load */
-  #workerEvents: ((m: WorkerOut) => void) | null = null;
+  /** open()'s wait for the worker's load; null: the worker died, and open() goes on without it */
+  #workerEvents: ((m: WorkerOut | null) => void) | null = null;
   /** cancels a new worker's attach, due after one died (#workerLost); and the wait before the one after it */
   #restart: (() => void) | null = null;
   #restartWait = WORKER_RESTART_MS;
@@ -325,8 +325,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       read.push({ gen: g, path, ...readJournal(bytes, path, i === replay.length - 1) });
     }
     const loaded = new Promise<void>((resolve, reject) => {
-      this.#workerEvents = (m: WorkerOut) => {
-        if (m.type === 'loaded') resolve();
+      this.#workerEvents = (m: WorkerOut | null) => {
+        if (m === null || m.type === 'loaded') resolve();
         else if (m.type === 'failed') reject(new StoreError('PW_STORE_CORRUPT', `store ${dir}: the snapshot worker could not load: ${m.message}`));
         else return;
         this.#workerEvents = null;
@@ -473,11 +473,10 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       },
       (err) => {
         if (this.#worker !== link) return;
-        if (this.#workerEvents !== null) {
-          // open() waits for its load: it fails with this.
-          this.#worker = null;
-          this.#workerEvents({ store: link.id, type: 'failed', message: err.message });
-        } else this.#workerLost('the snapshot worker died', err.message);
+        // A death while open() waits for its load stops no start: the store loads the files itself,
+        // and a new worker is attached once it is open (#restartWorker), as after any death.
+        this.#workerEvents?.(null);
+        this.#workerLost('the snapshot worker died', err.message);
       },
     );
     this.#worker = link;

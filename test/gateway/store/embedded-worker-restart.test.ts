@@ -208,6 +208,29 @@ t.test('every store of the process is attached to the new worker', async (t) => 
   for (const dir of dirs) await reloaded(t, dir, 3);
 });
 
+t.test('a worker that dies while the store opens does not stop the start: the store loads the files itself, and a new worker follows', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const first = await opened(dir);
+  await first.apply(counter(1));
+  await first.close();
+  const { log, lines } = logger();
+  const timer = manualTimer();
+  killOn(t, 'load');
+  const s = await opened(dir, { logger: log, restartTimer: timer.timer });
+  killOn(t, null);
+  t.same(await s.getCounters(), { acks: 1 }, 'opened with what the files hold');
+  await s.apply(counter(1));
+  await until(() => timer.due.length === 1, 'a restart of the worker');
+  t.match(lines.find((l) => l.msg.startsWith('store: the snapshot worker died')), { level: 'warn', obj: { err: /exited/, restartInMs: 1000 } }, 'logged as any death');
+  t.equal(timer.fire(), 1000);
+  await s.apply(counter(1));
+  await s.snapshotNow();
+  t.equal(s.status().snapshots, 1, 'snapshots go on with the new worker');
+  await s.apply(counter(1));
+  await s.close();
+  await reloaded(t, dir, 4);
+});
+
 t.test('a store closed while its new worker is due starts none', async (t) => {
   const timer = manualTimer();
   const s = await opened(join(t.testdir(), 'data'), { restartTimer: timer.timer });
