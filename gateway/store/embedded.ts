@@ -108,6 +108,8 @@ export interface EmbeddedStoreOptions {
   io?: Partial<JournalIo>;
   /** When a new snapshot worker is attached after one died: default setTimeout (unref'd); tests fire it by hand. */
   restartTimer?: RestartTimer;
+  /** How the store reaches the process's snapshot worker: default snapshot-host.ts `attach`; tests wrap it to kill the worker at a chosen message. */
+  attach?: typeof attach;
 }
 
 interface Entry {
@@ -158,10 +160,11 @@ export function writeError(dir: string, file: string, op: string, err: unknown):
 export class EmbeddedStore extends StateReads implements ChangeStore {
   protected readonly name: string;
   readonly dir: string;
-  readonly #o: Required<Omit<EmbeddedStoreOptions, 'logger' | 'io' | 'dir' | 'restartTimer'>>;
+  readonly #o: Required<Omit<EmbeddedStoreOptions, 'logger' | 'io' | 'dir' | 'restartTimer' | 'attach'>>;
   readonly #log: StoreLogger;
   readonly #io: JournalIo;
   readonly #restartTimer: RestartTimer;
+  readonly #attach: typeof attach;
   #lock: DataDirLock | null = null;
   #worker: SnapshotLink | null = null;
   /** open()'s wait for the worker's load; null: the worker died, and open() goes on without it */
@@ -237,6 +240,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
     this.#log = o.logger ?? NO_LOG;
     this.#io = { ...NODE_IO, ...o.io };
     this.#restartTimer = o.restartTimer ?? NODE_TIMER;
+    this.#attach = o.attach ?? attach;
   }
 
   /** Bytes in the journal being appended to now (what the next snapshot will fold in). */
@@ -457,7 +461,7 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   /** Attaches to the process's snapshot worker (snapshot-host.ts), which starts one if none runs. */
   #attachWorker(): SnapshotLink {
-    const link = attach(
+    const link = this.#attach(
       (m) => {
         // A link given up (#workerLost): what it answers is of nothing asked now.
         if (this.#worker !== link) return;

@@ -12,8 +12,6 @@ type Failure = (err: Error) => void;
 let worker: Worker | null = null;
 let nextId = 1;
 const listeners = new Map<number, { onMessage: Listener; onFailure: Failure }>();
-/** killWorkerOnPostForTests() */
-let killOnPost: WorkerIn['type'] | null = null;
 
 function start(): Worker {
   const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -52,10 +50,7 @@ export function attach(onMessage: Listener, onFailure: Failure): SnapshotLink {
   let detached: Promise<void> | null = null;
   return {
     id,
-    post: (m) => {
-      if (m.type === killOnPost) return void w.terminate();
-      w.postMessage({ ...m, store: id } as WorkerIn);
-    },
+    post: (m) => w.postMessage({ ...m, store: id } as WorkerIn),
     detach: () =>
       (detached ??= new Promise<void>((resolve) => {
         if (!listeners.has(id)) return resolve();
@@ -82,13 +77,4 @@ export async function terminateWorkerForTests(): Promise<boolean> {
   if (worker === null) return false;
   await worker.terminate();
   return true;
-}
-
-/**
- * For tests only: from now on, a store posting a message of this type ends the worker instead (the
- * message never reaches it), every time, until called with null: a worker that dies while loading,
- * or with a snapshot under way, exactly then.
- */
-export function killWorkerOnPostForTests(type: WorkerIn['type'] | null): void {
-  killOnPost = type;
 }

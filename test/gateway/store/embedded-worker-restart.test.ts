@@ -39,14 +39,23 @@ function manualTimer() {
   };
 }
 
-/** A worker that dies whenever a store posts `type` to it (snapshot-host.ts): while loading, or with a snapshot under way. */
+/** The message type whose post kills the worker instead of reaching it (killOn), or null. */
+let killType: 'load' | 'snapshot' | null = null;
+
+/** The store's way to the worker (EmbeddedStoreOptions.attach), which ends the worker when a store posts `killType`. */
+const killable: typeof host.attach = (onMessage, onFailure) => {
+  const link = host.attach(onMessage, onFailure);
+  return { ...link, post: (m) => (m.type === killType ? void host.terminateWorkerForTests() : link.post(m)) };
+};
+
+/** A worker that dies whenever a store opened here posts `type` to it: while loading, or with a snapshot under way. */
 function killOn(t: Test, type: 'load' | 'snapshot' | null): void {
-  host.killWorkerOnPostForTests(type);
-  t.teardown(() => host.killWorkerOnPostForTests(null));
+  killType = type;
+  t.teardown(() => void (killType = null));
 }
 
 async function opened(dir: string, more: Partial<EmbeddedStoreOptions> = {}) {
-  const s = new EmbeddedStore({ dir, snapshotIntervalMs: 3_600_000, minSnapshotJournalBytes: 1 << 30, ...more });
+  const s = new EmbeddedStore({ dir, snapshotIntervalMs: 3_600_000, minSnapshotJournalBytes: 1 << 30, attach: killable, ...more });
   await s.open();
   return s;
 }
