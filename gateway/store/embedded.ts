@@ -526,13 +526,13 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       return;
     }
     if (this.phase !== 'open' || this.#closing) return;
-    this.#workerRestarts++;
     let link: SnapshotLink;
     try {
       link = this.#attachWorker();
     } catch (err) {
       return this.#workerLost('a new snapshot worker could not be started', (err as Error).message);
     }
+    this.#workerRestarts++;
     const owed = this.#owed;
     const journals = [];
     for (let g = this.#snapshotBase; g < (owed ?? this.#gen + 1); g++) {
