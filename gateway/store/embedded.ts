@@ -166,6 +166,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   readonly #restartTimer: RestartTimer;
   readonly #attach: typeof attach;
   #lock: DataDirLock | null = null;
+  /** open()'s work, which a close() during it waits for */
+  #opening: Promise<void> | null = null;
   #worker: SnapshotLink | null = null;
   /** open()'s wait for the worker's load; null: the worker died, and open() goes on without it */
   #workerEvents: ((m: WorkerOut | null) => void) | null = null;
@@ -255,9 +257,15 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   // ------------------------------------------------------------------ open
 
-  async open(): Promise<void> {
-    if (this.phase !== 'new') throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} was opened already`);
+  open(): Promise<void> {
+    if (this.phase !== 'new') return Promise.reject(new StoreError('PW_STORE_CLOSED', `store ${this.dir} was opened already`));
     this.phase = 'opening';
+    const opening = this.#open();
+    this.#opening = opening;
+    return opening;
+  }
+
+  async #open(): Promise<void> {
     const dir = this.dir;
     try {
       const created = await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -885,6 +893,8 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   // ------------------------------------------------------------------ close, status
 
   async close(): Promise<void> {
+    // Closed while it opens (a stop during start): once open, closed as ever, the lock released.
+    if (this.phase === 'opening') await this.#opening?.catch(() => undefined);
     if (this.phase !== 'open') {
       this.phase = 'closed';
       return;

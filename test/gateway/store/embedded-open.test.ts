@@ -43,3 +43,22 @@ t.test('a data dir made by the first start is made durable in its parent, and ea
   t.notOk(synced.includes(join(root, 'a', 'b')), 'a dir that exists already is not synced again in its parent');
   await again.close();
 });
+
+t.test('a store closed while it opens (a stop during start) is closed once open: its lock released, its files whole', async (t) => {
+  const dir = join(t.testdir(), 'data');
+  const first = new EmbeddedStore({ dir });
+  await first.open();
+  await first.apply([{ type: 'counter.add', name: 'acks', by: 1 }]);
+  await first.close();
+  const s = new EmbeddedStore({ dir });
+  const opening = s.open();
+  const closing = s.close();
+  await opening;
+  await closing;
+  t.equal(s.phase, 'closed');
+  await t.rejects(s.apply([{ type: 'counter.add', name: 'acks', by: 1 }]), { code: 'PW_STORE_CLOSED' }, 'it takes nothing more');
+  const again = new EmbeddedStore({ dir });
+  await again.open(); // the lock was released
+  t.same(await again.getCounters(), { acks: 1 });
+  await again.close();
+});
