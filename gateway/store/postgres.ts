@@ -195,7 +195,9 @@ export class PostgresStore implements ChangeStore {
   readonly #o: { commitWindowMs: number; lazyWindowMs: number; poolSize: number };
   readonly #log: StoreLogger;
   #pool: pg.Pool | null = null;
-  #phase: 'new' | 'open' | 'closed' = 'new';
+  #phase: 'new' | 'opening' | 'open' | 'closed' = 'new';
+  /** open()'s work, which a close() during it waits for */
+  #opening: Promise<void> | null = null;
   #queue: Entry[] = [];
   #writing = false;
   #timer: NodeJS.Timeout | null = null;
@@ -237,8 +239,18 @@ export class PostgresStore implements ChangeStore {
 
   // ------------------------------------------------------------------ open, close
 
-  async open(): Promise<void> {
-    if (this.#phase !== 'new') throw new StoreError('PW_STORE_CLOSED', `store ${this.name} was opened already`);
+  open(): Promise<void> {
+    if (this.#phase !== 'new') return Promise.reject(new StoreError('PW_STORE_CLOSED', `store ${this.name} was opened already`));
+    this.#phase = 'opening';
+    const opening = this.#open().catch((err: unknown) => {
+      this.#phase = 'new';
+      throw err;
+    });
+    this.#opening = opening;
+    return opening;
+  }
+
+  async #open(): Promise<void> {
     const pool = new pg.Pool({ connectionString: this.url, max: this.#o.poolSize, types: TYPES, connectionTimeoutMillis: 10_000 });
     // An idle connection the server dropped: the pool replaces it; say so, never crash.
     pool.on('error', (err) => this.#log.warn({ store: this.name, err: err.message }, 'store: a database connection was lost; reconnecting on next use'));
@@ -280,6 +292,8 @@ export class PostgresStore implements ChangeStore {
   }
 
   async close(): Promise<void> {
+    // Closed while it opens (a stop during start): once open, closed as ever, its connections ended.
+    if (this.#phase === 'opening') await this.#opening?.catch(() => undefined);
     if (this.#phase !== 'open') {
       this.#phase = 'closed';
       return;

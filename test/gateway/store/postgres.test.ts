@@ -337,3 +337,21 @@ t.test('a deadlock while a refused group is re-run one batch at a time is retrie
   t.same((await s.getDevice('d2'))!.history.map((h) => h.seq), [2], 'once');
   t.equal(s.status().failures, 0, 'no batch was failed');
 });
+
+t.test('a store closed while it opens (a stop during start) is closed once open: no connection is left to the database', async (t) => {
+  const url = await testDatabase(t);
+  const s = new PostgresStore({ url });
+  const opening = s.open();
+  const closing = s.close();
+  await opening;
+  await closing;
+  await t.rejects(s.apply([{ type: 'counter.add', name: 'acks', by: 1 }]), { code: 'PW_STORE_CLOSED' }, 'it takes nothing more');
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+    t.equal(rows[0].n, 0, "the store's pool was ended");
+  } finally {
+    await admin.end();
+  }
+});
