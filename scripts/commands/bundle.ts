@@ -9,6 +9,7 @@ import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmw
 import { parsePin } from '../../firmware-manifest/pins.ts';
 import { apply, emptyState, type ApplyResult, type TrustState } from '../../firmware-manifest/trust-state.ts';
 import type { BundleVector } from '../../firmware-manifest/vectors.ts';
+import { parseInstant } from '../../gateway/instant.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
@@ -459,8 +460,8 @@ function keyText(text: string, where: string): Uint8Array {
 
 function nowFlag(text: string): number {
   if (/^\d+$/.test(text)) return Number(text);
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new UsageError(`--now expects an ISO 8601 time or seconds since the epoch, got "${text}"`, USAGE);
+  const ms = parseInstant(text);
+  if (Number.isNaN(ms)) throw new UsageError(`--now expects an ISO 8601 time with a zone (2027-03-01T12:00:00Z), a date, or seconds since the epoch, got "${text}"`, USAGE);
   return Math.floor(ms / 1000);
 }
 

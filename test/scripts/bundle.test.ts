@@ -117,6 +117,8 @@ t.test('wrong or missing flags exit 2 with a message naming the flag', async (t)
     [['bundle', 'frobnicate'], /unknown subcommand "frobnicate"/],
     [['bundle', 'verify', 'x.cbor', '--group', 'g'], /missing required flag --pub/],
     [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', 'yesterday'], /--now expects an ISO 8601 time/],
+    [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', 'March 7'], /--now expects an ISO 8601 time/],
+    [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', '2027-02-30T00:00:00Z'], /--now expects an ISO 8601 time/],
     [['manifest', 'create', '--model', 'm'], /missing required flag --key/],
   ];
   for (const [args, message] of cases) {
