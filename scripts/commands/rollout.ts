@@ -87,6 +87,14 @@ function count(value: string | undefined, flag: string): number | undefined {
   return Number(value);
 }
 
+/** A wave's --timeout or --soak in seconds, from `min` to a year (the API's range: a deadline must survive JSON as a number). */
+function waveDuration(value: string | undefined, flag: string, min: 0 | 1): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = durationFlag(value, flag, USAGE);
+  if (seconds < min || seconds > 365 * 86_400) throw new UsageError(`--${flag} must be from ${min}s to 365d, got "${value}"`, USAGE);
+  return seconds;
+}
+
 /** The threshold flags as the API's wave fields; only those given. */
 function thresholds(v: Partial<Record<keyof typeof THRESHOLDS, string>>) {
   const out: Record<string, number | boolean> = {};
@@ -95,8 +103,8 @@ function thresholds(v: Partial<Record<keyof typeof THRESHOLDS, string>>) {
   set('failureThreshold', ratio(v['failure-threshold'], 'failure-threshold'));
   set('maxUnreachable', ratio(v['max-unreachable'], 'max-unreachable'));
   set('minDevices', count(v['min-devices'], 'min-devices'));
-  if (v.timeout !== undefined) set('timeoutSeconds', durationFlag(v.timeout, 'timeout', USAGE));
-  if (v.soak !== undefined) set('soakSeconds', durationFlag(v.soak, 'soak', USAGE));
+  set('timeoutSeconds', waveDuration(v.timeout, 'timeout', 1));
+  set('soakSeconds', waveDuration(v.soak, 'soak', 0));
   const rv = v['require-verified'];
   if (rv !== undefined && rv !== 'true' && rv !== 'false') throw new UsageError(`--require-verified expects true or false, got "${rv}"`, USAGE);
   if (rv !== undefined) set('requireVerified', rv === 'true');
