@@ -77,6 +77,15 @@ export async function main(args: string[], io: Io): Promise<number> {
 /** The longest --expires-in, as the gateway bounds body/expiresIn. */
 const MAX_LIFETIME_SECONDS = 100 * 365 * 86400;
 
+/** --expires-in in seconds: more than 0, at most MAX_LIFETIME_SECONDS. */
+function lifetimeFlag(value: string): number {
+  const lifetime = durationFlag(value, 'expires-in', USAGE);
+  if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
+  // The gateway's own bound for a bundle it signs (POST /v1/bundles): beyond it, exp would not even be a date.
+  if (lifetime > MAX_LIFETIME_SECONDS) throw new UsageError(`--expires-in must be at most 100 years, got "${value}"`, USAGE);
+  return lifetime;
+}
+
 async function create(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, {
     key: { type: 'string' },
@@ -97,10 +106,7 @@ async function create(args: string[], io: Io): Promise<number> {
   const seq = uintFlag(required(values.seq, 'seq', USAGE), 'seq', USAGE);
   const out = required(values.out, 'out', USAGE);
   const endpoints = pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE);
-  const lifetime = durationFlag(values['expires-in'] ?? '30d', 'expires-in', USAGE);
-  if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
-  // The gateway's own bound for a bundle it signs (POST /v1/bundles): beyond it, exp would not even be a date.
-  if (lifetime > MAX_LIFETIME_SECONDS) throw new UsageError(`--expires-in must be at most 100 years, got "${values['expires-in']}"`, USAGE);
+  const lifetime = lifetimeFlag(values['expires-in'] ?? '30d');
   const policy = values['expiry-policy'] ?? 'enforce';
   if (policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
   const keyRotation = rotationFlags(values['rotate-keys'], values['key-epoch']);
@@ -145,7 +151,7 @@ async function push(args: string[], io: Io): Promise<number> {
   const body = {
     group,
     pins: endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins, ...(e.mode === 'report-only' && { mode: e.mode }) })),
-    ...(values['expires-in'] !== undefined && { expiresIn: durationFlag(values['expires-in'], 'expires-in', USAGE) }),
+    ...(values['expires-in'] !== undefined && { expiresIn: lifetimeFlag(values['expires-in']) }),
     ...(policy && { expiryPolicy: policy }),
     ...(rotate && { rotateKeys: { epoch: rotate.epoch, keys: rotate.keys.map((k) => Buffer.from(k).toString('base64')) } }),
   };
