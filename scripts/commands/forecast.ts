@@ -63,7 +63,7 @@ export async function main(args: string[], io: Io): Promise<number> {
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length > 0) throw new UsageError(`forecast takes no arguments, got "${positionals[0]}"`, USAGE);
   if (values.endpoint === undefined) throw new UsageError('missing required flag --endpoint HOST:PORT', USAGE);
-  const { host, port } = hostPort(values.endpoint, '--endpoint');
+  const { host, port } = hostPort(values.endpoint, '--endpoint', USAGE);
   const given = [values.pin !== undefined, values.cert !== undefined, values.connect === true].filter(Boolean).length;
   if (given !== 1) throw new UsageError('give exactly one of --pin sha256/..., --cert FILE or --connect', USAGE);
   if (values.via !== undefined && !values.connect) throw new UsageError('--via needs --connect', USAGE);
@@ -78,7 +78,7 @@ export async function main(args: string[], io: Io): Promise<number> {
   } else if (values.cert !== undefined) {
     pins = pinsOfFile(values.cert, await read(values.cert)).map((p) => p.text);
   } else {
-    const dial = values.via !== undefined ? hostPort(values.via, '--via') : { host, port };
+    const dial = values.via !== undefined ? hostPort(values.via, '--via', USAGE) : { host, port };
     pins = (await fetchServedChain(dial.host, dial.port, { servername: host })).pins.map((p) => p.text);
   }
 

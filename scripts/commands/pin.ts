@@ -62,12 +62,12 @@ export async function main(args: string[], io: Io): Promise<number> {
 }
 
 /** `host:port`, `[v6]:port`; a UsageError naming --connect otherwise. */
-export function hostPort(value: string, flag = '--connect'): { host: string; port: number } {
+export function hostPort(value: string, flag = '--connect', usage = USAGE): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(value);
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   if (!m || !host || (m[1] !== undefined && isIP(m[1]) !== 6) || port < 1 || port > 65535) {
-    throw new UsageError(`${flag} expects HOST:PORT with a port from 1 to 65535 (IPv6 as [::1]:443), got "${value}"`, USAGE);
+    throw new UsageError(`${flag} expects HOST:PORT with a port from 1 to 65535 (IPv6 as [::1]:443), got "${value}"`, usage);
   }
   return { host, port };
 }
