@@ -58,6 +58,12 @@ export async function main(args: string[], io: Io): Promise<number> {
   }
 }
 
+/** A device's group: its own in the file, else --group; both, and different, is a slip to name, not one to pick. */
+function groupOf(path: string, id: string, own: string | undefined, flag: string | undefined): string {
+  if (own && flag !== undefined && own !== flag) throw new UsageError(`${path}: device "${id}" is in group "${own}" in the file, and --group says "${flag}": give one of them`, USAGE);
+  return own ?? flag ?? '';
+}
+
 /** Reads a device list from CSV or JSON; errors name the line or index. */
 export function readDeviceFile(path: string, defaultGroup: string | undefined): DeviceRow[] {
   let text: string;
@@ -80,7 +86,7 @@ export function readDeviceFile(path: string, defaultGroup: string | undefined): 
     rows = list.map((d, i) => {
       if (!d || typeof d !== 'object' || typeof (d as DeviceRow).id !== 'string') throw new UsageError(`${path}: devices[${i}] needs an "id" string`, USAGE);
       const row = d as DeviceRow;
-      return { ...row, group: row.group ?? defaultGroup ?? '' };
+      return { ...row, group: groupOf(path, row.id, row.group, defaultGroup) };
     });
   } else {
     const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
@@ -90,7 +96,8 @@ export function readDeviceFile(path: string, defaultGroup: string | undefined): 
       const cells = line.split(',').map((c) => c.trim());
       if (cells.length > header.length) throw new UsageError(`${path}:${n + 2}: ${cells.length} fields, the header has ${header.length}`, USAGE);
       const get = (k: string) => (header.includes(k) ? cells[header.indexOf(k)] || undefined : undefined);
-      return { id: get('id') ?? '', group: get('group') ?? defaultGroup ?? '', ...(get('model') && { model: get('model') }), ...(get('firmware') && { firmware: get('firmware') }) };
+      const id = get('id') ?? '';
+      return { id, group: groupOf(path, id, get('group'), defaultGroup), ...(get('model') && { model: get('model') }), ...(get('firmware') && { firmware: get('firmware') }) };
     });
   }
   const noGroup = rows.findIndex((r) => !r.group);
