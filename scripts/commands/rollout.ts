@@ -344,5 +344,8 @@ function oneId(positionals: string[], verb: string): string {
 function durationMs(text: string): number {
   const m = /^(\d+)(ms|s|m)?$/.exec(text);
   if (!m) throw new UsageError(`--interval expects a duration like 500ms or 2s, got "${text}"`, USAGE);
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  const ms = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  // beyond 2^31 ms a timer fires at once: the watch would poll the gateway every millisecond
+  if (ms > 3_600_000) throw new UsageError(`--interval must be at most 1 hour (60m), got "${text}"`, USAGE);
+  return ms;
 }

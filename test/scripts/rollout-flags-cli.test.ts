@@ -52,3 +52,12 @@ t.test('--timeout and --soak outside what a wave takes (timeout 1 s to 365 d, so
     t.match((await pinwave(['rollout', 'resume', 'r-g-1-abcdef', ...args])).stderr, /cannot reach the gateway/, `${args.join(' ')} is taken`);
   }
 });
+
+t.test('status --interval beyond an hour is a usage error naming the flag, not a timer that overflows into a poll every millisecond', async (t) => {
+  for (const v of ['61m', '99999999m', '3600001ms']) {
+    const r = await pinwave(['rollout', 'status', 'r-g-1-abcdef', '--watch', '--interval', v]);
+    t.equal(r.code, 2, v);
+    t.match(r.stderr, new RegExp(`^pinwave rollout: --interval must be at most 1 hour \\(60m\\), got "${v}"`), v);
+  }
+  t.match((await pinwave(['rollout', 'status', 'r-g-1-abcdef', '--watch', '--interval', '60m'])).stderr, /cannot reach the gateway/, '60m is taken');
+});
