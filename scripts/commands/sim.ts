@@ -163,8 +163,10 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   if (values['offline-rate'] !== undefined) overrides.offlineRate = rateFlag(values['offline-rate'], 'offline-rate');
   if (values['ack-delay-ms'] !== undefined) overrides.ackDelayMs = rangeFlag(values['ack-delay-ms'], 'ack-delay-ms');
   const durationMs = values.duration === undefined ? undefined : durationFlag(values.duration, 'duration', USAGE) * 1000;
-  // 0s would provision the devices and stop before one connects, then report that none could
+  // 0s would provision the devices and stop before one connects, then report that none could; beyond
+  // 2^31 ms (24.8 days) a timer fires at once, with the same result
   if (durationMs === 0) throw new UsageError(`--duration must be more than 0, got "${values.duration}"`, USAGE);
+  if (durationMs !== undefined && durationMs > 24 * 86_400_000) throw new UsageError(`--duration must be at most 24d, got "${values.duration}"`, USAGE);
   if ((values['client-cert'] === undefined) !== (values['client-key'] === undefined)) throw new UsageError(values['client-cert'] === undefined ? '--client-key needs --client-cert FILE, the certificate it is the key of' : '--client-cert needs --client-key FILE, its private key', USAGE);
 
   const scenario = values.scenario !== undefined ? await scenarioFrom(values.scenario) : undefined;
