@@ -43,6 +43,8 @@ export async function main(args: string[], io: Io): Promise<number> {
     if (files.length > 0) throw new UsageError('give either FILE... or --connect, not both', USAGE);
     const { host, port } = hostPort(values.connect);
     const timeoutMs = values.timeout === undefined ? undefined : durationFlag(values.timeout, 'timeout', USAGE) * 1000;
+    // 0s gives up before the handshake; beyond 2^31 ms a timer fires at once, with the same result
+    if (timeoutMs !== undefined && (timeoutMs < 1000 || timeoutMs > 3_600_000)) throw new UsageError(`--timeout must be from 1s to 1h, got "${values.timeout}"`, USAGE);
     ({ pins } = await fetchServedChain(host, port, { servername: values.servername, timeoutMs }));
   } else {
     if (values.servername !== undefined) throw new UsageError('--servername needs --connect', USAGE);

@@ -415,8 +415,10 @@ function rangeFlag(value: string, flag: string): number | { min: number; max: nu
   const m = /^(\d+)(?:-(\d+))?$/.exec(value);
   if (!m) throw new UsageError(`--${flag} expects MIN-MAX in ms (e.g. 10-200) or one value, got "${value}"`, USAGE);
   const min = Number(m[1]);
+  const max = Number(m[2] ?? m[1]);
+  // beyond 2^31 ms a device's timer would fire at once: a delay meant as hours would be none
+  if (max > 3_600_000) throw new UsageError(`--${flag} must be at most 3600000 (an hour), got "${value}"`, USAGE);
   if (m[2] === undefined) return min;
-  const max = Number(m[2]);
   if (max < min) throw new UsageError(`--${flag}: MAX (${max}) is below MIN (${min})`, USAGE);
   return { min, max };
 }
