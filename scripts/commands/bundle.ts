@@ -224,20 +224,11 @@ async function list(args: string[], io: Io): Promise<number> {
   const api = apiFrom(values.api, io);
   const params = new URLSearchParams({ limit: values.all ? '1000' : '100' });
   if (values.group !== undefined) params.set('group', values.group);
-  const items: BundleSummary[] = [];
-  let cursor: string | null = null;
-  let more = false;
-  do {
-    if (cursor !== null) params.set('cursor', cursor);
-    const page: { items: BundleSummary[]; next: string | null } = await api.get(`/v1/bundles?${params}`);
-    items.push(...page.items);
-    cursor = values.all ? page.next : null;
-    more = !values.all && page.next !== null;
-  } while (cursor !== null);
+  const { items, next } = await api.pages<BundleSummary>('/v1/bundles', params, Boolean(values.all));
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out(values.group ? `no bundles for group ${values.group}` : 'no bundles'), 0;
   for (const l of table(['id', 'group', 'seq', 'bytes', 'created', 'by'], items.map((b) => [b.id, b.group, b.seq, b.size, when(b.createdAt), b.createdBy ?? '-']))) io.out(l);
-  if (more) io.out('… more bundles: --all for every one');
+  if (next !== null) io.out('… more bundles: --all for every one');
   return 0;
 }
 

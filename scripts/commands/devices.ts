@@ -150,21 +150,12 @@ async function list(args: string[], io: Io): Promise<number> {
   const api = apiFrom(values.api, io);
   const params = new URLSearchParams();
   for (const k of ['group', 'model', 'seq', 'limit'] as const) if (values[k] !== undefined) params.set(k, values[k]!);
-  const items: DeviceView[] = [];
-  let cursor: string | null = null;
-  let cursorLeft = false;
-  do {
-    if (cursor) params.set('cursor', cursor);
-    const page: { items: DeviceView[]; next: string | null } = await api.get(`/v1/devices?${params}`);
-    items.push(...page.items);
-    cursor = values.all ? page.next : null;
-    cursorLeft = !values.all && page.next !== null;
-  } while (cursor);
+  const { items, next } = await api.pages<DeviceView>('/v1/devices', params, Boolean(values.all));
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out('no devices'), 0;
   const rows = items.map((d) => [d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', String(d.state ?? (d.connected ? 'connected' : 'offline')), when(d.lastSeen)]);
   for (const l of table(['id', 'group', 'model', 'firmware', 'seq', 'state', 'last seen'], rows)) io.out(l);
-  if (cursorLeft) io.out('… more devices: --all for every one');
+  if (next !== null) io.out('… more devices: --all for every one');
   return 0;
 }
 

@@ -17,7 +17,7 @@ const USAGE = `Usage:
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
                          [--require-verified true|false] [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
-  pinwave rollout list [--state S] [--json]
+  pinwave rollout list [--state S] [--all] [--json]
 
 --require-verified: whether only \`verified\` acks count for devices whose firmware has a health check
 (default true; devices without one count \`applied\`). --deadline: an ISO date (2027-03-01T00:00:00Z);
@@ -254,13 +254,15 @@ export function resumeLines(r: RolloutView, held: number, changed: string[], sco
 }
 
 async function list(args: string[], io: Io): Promise<number> {
-  const { values } = parse(args, { ...COMMON, state: { type: 'string' } }, USAGE);
+  const { values } = parse(args, { ...COMMON, state: { type: 'string' }, all: { type: 'boolean' } }, USAGE);
   if (values.help) return io.out(USAGE), 0;
-  const query = values.state ? `?state=${encodeURIComponent(values.state)}` : '';
-  const res = await apiFrom(values.api, io).get<{ items: RolloutView[] }>(`/v1/rollouts${query}`);
+  const params = new URLSearchParams(values.all ? { limit: '1000' } : {});
+  if (values.state) params.set('state', values.state);
+  const res = await apiFrom(values.api, io).pages<RolloutView>('/v1/rollouts', params, Boolean(values.all));
   if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
   if (res.items.length === 0) io.out('no rollouts');
   for (const r of res.items) io.out(oneLine(r));
+  if (res.next !== null) io.out('… more rollouts: --all for every one');
   return 0;
 }
 
