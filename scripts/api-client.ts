@@ -67,6 +67,19 @@ export class ApiClient {
   delete<T>(path: string) {
     return this.request<T>('DELETE', path);
   }
+
+  /** A list route's first page, or with `all` every page (`params` keeps the filters); `next`: the cursor of a page left unread. */
+  async pages<T>(path: string, params: URLSearchParams, all: boolean): Promise<{ items: T[]; next: string | null }> {
+    const items: T[] = [];
+    let next: string | null = null;
+    do {
+      if (next !== null) params.set('cursor', next);
+      const page: { items: T[]; next: string | null } = await this.get(`${path}?${params}`);
+      items.push(...page.items);
+      next = page.next;
+    } while (all && next !== null);
+    return { items, next };
+  }
 }
 
 /**

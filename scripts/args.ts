@@ -28,14 +28,27 @@ export const processIo: Io = {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** Parse `args` against `options`; unknown flags, missing values and stray positionals are UsageErrors. */
+/** Parse `args` against `options`; unknown flags, missing values, stray positionals and a one-value flag given two values are UsageErrors. */
 export function parse<O extends Options>(args: string[], options: O, usage: string, positionals = false) {
+  let parsed;
   try {
-    return parseArgs({ args: negativeValues(args, options), options, strict: true, allowPositionals: positionals });
+    parsed = parseArgs({ args: negativeValues(args, options), options, strict: true, allowPositionals: positionals, tokens: true });
   } catch (err) {
     const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
     throw new UsageError(message, usage);
   }
+  // parseArgs keeps the last of two values; `--group prod ... --group staging` is a slip to name, not
+  // an order to act on one of them.
+  const first = new Map<string, string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || token.value === undefined || options[token.name].multiple) continue;
+    const earlier = first.get(token.name);
+    if (earlier !== undefined && earlier !== token.value) {
+      throw new UsageError(`--${token.name} given twice (${JSON.stringify(earlier)}, then ${JSON.stringify(token.value)}): give it once`, usage);
+    }
+    first.set(token.name, token.value);
+  }
+  return parsed;
 }
 
 /**

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../gateway.ts';
 import type { DeviceRecord } from '../store/types.ts';
-import { cursor, deviceId, group, idParams, label, limit, listOf, responses } from './schemas.ts';
+import { cursor, deviceId, group, idParams, label, limit, listOf, noBody, responses } from './schemas.ts';
 
 export interface DeviceRoutesOptions {
   gateway: Gateway;
@@ -140,6 +140,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
         tags: ['devices'],
         summary: "Rotate a device's token; the old one stops working for new connections at once",
         params,
+        body: noBody,
         response: responses({ 200: tokenShape }),
       },
     },
@@ -154,6 +155,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
         tags: ['devices'],
         summary: 'Revoke a device: it is disconnected at once and refused after',
         params,
+        body: noBody,
         response: responses({ 200: { $ref: 'Device#' } }),
       },
     },

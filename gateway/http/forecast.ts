@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { tryParsePin } from '../../firmware-manifest/index.ts';
 import { GatewayError } from '../errors.ts';
+import { parseInstant } from '../instant.ts';
 import type { Gateway } from '../gateway.ts';
 import { cursor, deviceId, limit, responses } from './schemas.ts';
 
@@ -79,7 +80,7 @@ export async function forecastRoutes(app: FastifyInstance, o: ForecastRoutesOpti
             host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.*:_-]+$' },
             port: { type: 'integer', minimum: 1, maximum: 65535, description: 'default 443' },
             pin: { type: 'string', minLength: 1, maxLength: 1000, description: 'sha256/<base64>, or several comma-separated' },
-            at: { type: 'string', maxLength: 40, description: 'an ISO 8601 date or date-time; default now' },
+            at: { type: 'string', maxLength: 40, description: 'an ISO 8601 date, or date-time with a zone; default now' },
             limit,
             cursor: { ...cursor, ...deviceId, description: 'the `next` of the previous page' },
           },
@@ -94,8 +95,8 @@ export async function forecastRoutes(app: FastifyInstance, o: ForecastRoutesOpti
         const r = tryParsePin(p);
         if (!r.ok) throw new GatewayError('PW_INVALID', `querystring/pin${pins.length > 1 ? `[${i}]` : ''}: ${r.error.message}`);
       });
-      const at = q.at === undefined ? undefined : Date.parse(q.at);
-      if (at !== undefined && !Number.isFinite(at)) throw new GatewayError('PW_INVALID', `querystring/at: expected an ISO 8601 date like 2026-03-01 or 2026-03-01T12:00:00Z, got ${JSON.stringify(q.at)}`);
+      const at = q.at === undefined ? undefined : parseInstant(q.at);
+      if (at !== undefined && !Number.isFinite(at)) throw new GatewayError('PW_INVALID', `querystring/at: expected an ISO 8601 date like 2026-03-01, or a date-time with a zone like 2026-03-01T12:00:00Z, got ${JSON.stringify(q.at)}`);
       const f = await gw.forecast({ host: q.host.toLowerCase(), port: q.port ?? 443, pins, ...(at !== undefined && { at: Math.floor(at / 1000) }) }, { limit: q.limit, cursor: q.cursor });
       return {
         ...f,

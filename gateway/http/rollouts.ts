@@ -7,7 +7,7 @@ import { GatewayError } from '../errors.ts';
 import type { Gateway } from '../gateway.ts';
 import type { RolloutState, Target, WavePlanInput, WaveThresholds } from '../rollout/types.ts';
 import type { ResumeScope } from '../rollout/engine.ts';
-import { bundleIdOrPrefix, cursor, deadlineProperties, deviceId, group, idParams, limit, listOf, responses, rolloutId, thresholdProperties } from './schemas.ts';
+import { bundleIdOrPrefix, cursor, deadlineProperties, deviceId, group, idParams, limit, listOf, noBody, responses, rolloutId, thresholdProperties } from './schemas.ts';
 
 export interface RolloutRoutesOptions {
   gateway: Gateway;
@@ -79,8 +79,6 @@ const createBody = {
   },
 } as const;
 
-/** An action that takes no parameters: no body, `{}`, or null; nothing else. */
-const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
 const resumeBody = {
   type: ['object', 'null'],
   additionalProperties: false,

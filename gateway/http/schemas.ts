@@ -22,6 +22,9 @@ export const rolloutId = { type: 'string', minLength: 1, maxLength: 160, pattern
 export const limit = { type: 'integer', minimum: 1, maximum: 1000, description: 'items per page; default 100' } as const;
 export const cursor = { type: 'string', minLength: 1, maxLength: 200, description: 'the `next` of the previous page' } as const;
 
+/** The body of a route that takes none: absent, null or {}; any field is refused by name. */
+export const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
+
 export const idParams = (id: object) => ({ type: 'object', additionalProperties: false, required: ['id'], properties: { id } }) as const;
 
 /** The thresholds of a wave (gateway/rollout/types.ts WaveThresholds); the engine checks them again. */

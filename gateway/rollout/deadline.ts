@@ -10,6 +10,7 @@
 //   fit(r, now)          // at creation: { fits, plannedEnd, warnings }
 //   deadlineStatus(r, now) // while it runs: { status: 'on_track' | 'at_risk', projected, ... }
 import { X509Certificate } from 'node:crypto';
+import { parseInstant } from '../instant.ts';
 import { shown } from './plan.ts';
 import type { Invalid, Rollout, RolloutDeadline, Wave } from './types.ts';
 import { ackedCount } from './verification.ts';
@@ -31,10 +32,6 @@ export interface DeadlineInput {
   /** share of the target that must hold the bundle by the deadline; default 0.95 */
   targetRatio?: unknown;
 }
-
-// An ISO date with a time zone (Z or ±hh:mm), or a bare date (midnight UTC): nothing Date.parse
-// would read in the local zone.
-const ISO = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
 
 /** The rollout's deadline from the operator's fields, or null when none is given; every bad field named. */
 export function parseDeadline(input: DeadlineInput): { ok: true; deadline: RolloutDeadline | null } | Invalid {
@@ -60,7 +57,7 @@ export function parseDeadline(input: DeadlineInput): { ok: true; deadline: Rollo
   } else {
     if (certificate !== undefined) errors.push('certificate is only for deadline "certificate"');
     if (marginDays !== undefined) errors.push('marginDays is only for deadline "certificate"');
-    at = typeof deadline === 'string' && ISO.test(deadline) ? Date.parse(deadline) : NaN;
+    at = typeof deadline === 'string' ? parseInstant(deadline) : NaN;
     if (Number.isNaN(at)) errors.push(`deadline must be an ISO 8601 date with a time zone (2027-03-01T00:00:00Z) or "certificate", got ${shown(deadline)}`);
   }
   if (errors.length > 0) return { ok: false, errors };

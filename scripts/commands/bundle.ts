@@ -9,6 +9,7 @@ import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmw
 import { parsePin } from '../../firmware-manifest/pins.ts';
 import { apply, emptyState, type ApplyResult, type TrustState } from '../../firmware-manifest/trust-state.ts';
 import type { BundleVector } from '../../firmware-manifest/vectors.ts';
+import { parseInstant } from '../../gateway/instant.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
@@ -76,6 +77,15 @@ export async function main(args: string[], io: Io): Promise<number> {
 /** The longest --expires-in, as the gateway bounds body/expiresIn. */
 const MAX_LIFETIME_SECONDS = 100 * 365 * 86400;
 
+/** --expires-in in seconds: more than 0, at most MAX_LIFETIME_SECONDS. */
+function lifetimeFlag(value: string): number {
+  const lifetime = durationFlag(value, 'expires-in', USAGE);
+  if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
+  // The gateway's own bound for a bundle it signs (POST /v1/bundles): beyond it, exp would not even be a date.
+  if (lifetime > MAX_LIFETIME_SECONDS) throw new UsageError(`--expires-in must be at most 100 years, got "${value}"`, USAGE);
+  return lifetime;
+}
+
 async function create(args: string[], io: Io): Promise<number> {
   const { values } = parse(args, {
     key: { type: 'string' },
@@ -96,10 +106,7 @@ async function create(args: string[], io: Io): Promise<number> {
   const seq = uintFlag(required(values.seq, 'seq', USAGE), 'seq', USAGE);
   const out = required(values.out, 'out', USAGE);
   const endpoints = pinSpecs(values.pin ?? [], values['report-only'] ?? [], USAGE);
-  const lifetime = durationFlag(values['expires-in'] ?? '30d', 'expires-in', USAGE);
-  if (lifetime === 0) throw new UsageError('--expires-in must be more than 0', USAGE);
-  // The gateway's own bound for a bundle it signs (POST /v1/bundles): beyond it, exp would not even be a date.
-  if (lifetime > MAX_LIFETIME_SECONDS) throw new UsageError(`--expires-in must be at most 100 years, got "${values['expires-in']}"`, USAGE);
+  const lifetime = lifetimeFlag(values['expires-in'] ?? '30d');
   const policy = values['expiry-policy'] ?? 'enforce';
   if (policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
   const keyRotation = rotationFlags(values['rotate-keys'], values['key-epoch']);
@@ -144,7 +151,7 @@ async function push(args: string[], io: Io): Promise<number> {
   const body = {
     group,
     pins: endpoints.map((e) => ({ host: e.host, port: e.port, pins: e.pins, ...(e.mode === 'report-only' && { mode: e.mode }) })),
-    ...(values['expires-in'] !== undefined && { expiresIn: durationFlag(values['expires-in'], 'expires-in', USAGE) }),
+    ...(values['expires-in'] !== undefined && { expiresIn: lifetimeFlag(values['expires-in']) }),
     ...(policy && { expiryPolicy: policy }),
     ...(rotate && { rotateKeys: { epoch: rotate.epoch, keys: rotate.keys.map((k) => Buffer.from(k).toString('base64')) } }),
   };
@@ -217,20 +224,11 @@ async function list(args: string[], io: Io): Promise<number> {
   const api = apiFrom(values.api, io);
   const params = new URLSearchParams({ limit: values.all ? '1000' : '100' });
   if (values.group !== undefined) params.set('group', values.group);
-  const items: BundleSummary[] = [];
-  let cursor: string | null = null;
-  let more = false;
-  do {
-    if (cursor !== null) params.set('cursor', cursor);
-    const page: { items: BundleSummary[]; next: string | null } = await api.get(`/v1/bundles?${params}`);
-    items.push(...page.items);
-    cursor = values.all ? page.next : null;
-    more = !values.all && page.next !== null;
-  } while (cursor !== null);
+  const { items, next } = await api.pages<BundleSummary>('/v1/bundles', params, Boolean(values.all));
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out(values.group ? `no bundles for group ${values.group}` : 'no bundles'), 0;
   for (const l of table(['id', 'group', 'seq', 'bytes', 'created', 'by'], items.map((b) => [b.id, b.group, b.seq, b.size, when(b.createdAt), b.createdBy ?? '-']))) io.out(l);
-  if (more) io.out('… more bundles: --all for every one');
+  if (next !== null) io.out('… more bundles: --all for every one');
   return 0;
 }
 
@@ -459,8 +457,8 @@ function keyText(text: string, where: string): Uint8Array {
 
 function nowFlag(text: string): number {
   if (/^\d+$/.test(text)) return Number(text);
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new UsageError(`--now expects an ISO 8601 time or seconds since the epoch, got "${text}"`, USAGE);
+  const ms = parseInstant(text);
+  if (Number.isNaN(ms)) throw new UsageError(`--now expects an ISO 8601 time with a zone (2027-03-01T12:00:00Z), a date, or seconds since the epoch, got "${text}"`, USAGE);
   return Math.floor(ms / 1000);
 }
 

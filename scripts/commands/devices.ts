@@ -58,6 +58,12 @@ export async function main(args: string[], io: Io): Promise<number> {
   }
 }
 
+/** A device's group: its own in the file, else --group; both, and different, is a slip to name, not one to pick. */
+function groupOf(path: string, id: string, own: string | undefined, flag: string | undefined): string {
+  if (own && flag !== undefined && own !== flag) throw new UsageError(`${path}: device "${id}" is in group "${own}" in the file, and --group says "${flag}": give one of them`, USAGE);
+  return own ?? flag ?? '';
+}
+
 /** Reads a device list from CSV or JSON; errors name the line or index. */
 export function readDeviceFile(path: string, defaultGroup: string | undefined): DeviceRow[] {
   let text: string;
@@ -80,7 +86,7 @@ export function readDeviceFile(path: string, defaultGroup: string | undefined): 
     rows = list.map((d, i) => {
       if (!d || typeof d !== 'object' || typeof (d as DeviceRow).id !== 'string') throw new UsageError(`${path}: devices[${i}] needs an "id" string`, USAGE);
       const row = d as DeviceRow;
-      return { ...row, group: row.group ?? defaultGroup ?? '' };
+      return { ...row, group: groupOf(path, row.id, row.group, defaultGroup) };
     });
   } else {
     const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
@@ -90,7 +96,8 @@ export function readDeviceFile(path: string, defaultGroup: string | undefined): 
       const cells = line.split(',').map((c) => c.trim());
       if (cells.length > header.length) throw new UsageError(`${path}:${n + 2}: ${cells.length} fields, the header has ${header.length}`, USAGE);
       const get = (k: string) => (header.includes(k) ? cells[header.indexOf(k)] || undefined : undefined);
-      return { id: get('id') ?? '', group: get('group') ?? defaultGroup ?? '', ...(get('model') && { model: get('model') }), ...(get('firmware') && { firmware: get('firmware') }) };
+      const id = get('id') ?? '';
+      return { id, group: groupOf(path, id, get('group'), defaultGroup), ...(get('model') && { model: get('model') }), ...(get('firmware') && { firmware: get('firmware') }) };
     });
   }
   const noGroup = rows.findIndex((r) => !r.group);
@@ -143,21 +150,12 @@ async function list(args: string[], io: Io): Promise<number> {
   const api = apiFrom(values.api, io);
   const params = new URLSearchParams();
   for (const k of ['group', 'model', 'seq', 'limit'] as const) if (values[k] !== undefined) params.set(k, values[k]!);
-  const items: DeviceView[] = [];
-  let cursor: string | null = null;
-  let cursorLeft = false;
-  do {
-    if (cursor) params.set('cursor', cursor);
-    const page: { items: DeviceView[]; next: string | null } = await api.get(`/v1/devices?${params}`);
-    items.push(...page.items);
-    cursor = values.all ? page.next : null;
-    cursorLeft = !values.all && page.next !== null;
-  } while (cursor);
+  const { items, next } = await api.pages<DeviceView>('/v1/devices', params, Boolean(values.all));
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out('no devices'), 0;
   const rows = items.map((d) => [d.id, d.group, d.model ?? '-', d.firmware ?? '-', d.seq ?? '-', String(d.state ?? (d.connected ? 'connected' : 'offline')), when(d.lastSeen)]);
   for (const l of table(['id', 'group', 'model', 'firmware', 'seq', 'state', 'last seen'], rows)) io.out(l);
-  if (cursorLeft) io.out('… more devices: --all for every one');
+  if (next !== null) io.out('… more devices: --all for every one');
   return 0;
 }
 

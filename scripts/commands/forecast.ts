@@ -3,6 +3,7 @@
 // seq, then the devices; those with a rollout in flight with what they will hold after it.
 import { apiFrom } from '../api-client.ts';
 import { parse, UsageError, type Io } from '../args.ts';
+import { parseInstant } from '../../gateway/instant.ts';
 import { fetchServedChain } from '../../gateway/tls-probe.ts';
 import { tryParsePin } from '../../firmware-manifest/index.ts';
 import { table } from '../table.ts';
@@ -17,7 +18,7 @@ overlap windows and expiry policy included.
   --pin sha256/...    the key (repeat it for every certificate of the chain: any one held lets a device in)
   --cert FILE         the key of the certificate(s) in FILE (PEM or DER), e.g. the one about to be installed
   --connect           the key HOST:PORT serves now, read by a TLS handshake from here (--via: dial ADDR:PORT instead)
-  --at DATE           an ISO 8601 date or date-time, e.g. 2026-03-01 or 2026-03-01T12:00:00Z
+  --at DATE           an ISO 8601 date, or a date-time with a zone, e.g. 2026-03-01 or 2026-03-01T12:00:00Z
   --all               every page of devices (default: the first 100)
 Exit codes: 0 none locked out, 1 some would be, 2 usage.
 
@@ -62,11 +63,11 @@ export async function main(args: string[], io: Io): Promise<number> {
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length > 0) throw new UsageError(`forecast takes no arguments, got "${positionals[0]}"`, USAGE);
   if (values.endpoint === undefined) throw new UsageError('missing required flag --endpoint HOST:PORT', USAGE);
-  const { host, port } = hostPort(values.endpoint, '--endpoint');
+  const { host, port } = hostPort(values.endpoint, '--endpoint', USAGE);
   const given = [values.pin !== undefined, values.cert !== undefined, values.connect === true].filter(Boolean).length;
   if (given !== 1) throw new UsageError('give exactly one of --pin sha256/..., --cert FILE or --connect', USAGE);
   if (values.via !== undefined && !values.connect) throw new UsageError('--via needs --connect', USAGE);
-  if (values.at !== undefined && !Number.isFinite(Date.parse(values.at))) throw new UsageError(`--at expects an ISO 8601 date like 2026-03-01 or 2026-03-01T12:00:00Z, got "${values.at}"`, USAGE);
+  if (values.at !== undefined && Number.isNaN(parseInstant(values.at))) throw new UsageError(`--at expects an ISO 8601 date like 2026-03-01, or a date-time with a zone like 2026-03-01T12:00:00Z, got "${values.at}"`, USAGE);
   let pins: string[];
   if (values.pin) {
     for (const p of values.pin) {
@@ -77,7 +78,7 @@ export async function main(args: string[], io: Io): Promise<number> {
   } else if (values.cert !== undefined) {
     pins = pinsOfFile(values.cert, await read(values.cert)).map((p) => p.text);
   } else {
-    const dial = values.via !== undefined ? hostPort(values.via, '--via') : { host, port };
+    const dial = values.via !== undefined ? hostPort(values.via, '--via', USAGE) : { host, port };
     pins = (await fetchServedChain(dial.host, dial.port, { servername: host })).pins.map((p) => p.text);
   }
 

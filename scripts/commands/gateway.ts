@@ -131,6 +131,9 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
+  // An empty value is an unset variable (--host "$BIND"), not an order: "" would listen on every
+  // interface, and an empty --key would start the gateway upload-only without a word.
+  for (const [name, v] of Object.entries(values)) if (v === '') throw new UsageError(`--${name} needs a value, got an empty string`, USAGE);
   const port = (v: string | undefined, flag: string) => {
     if (v === undefined) return undefined;
     const n = uintFlag(v, flag, USAGE);

@@ -43,6 +43,8 @@ export async function main(args: string[], io: Io): Promise<number> {
     if (files.length > 0) throw new UsageError('give either FILE... or --connect, not both', USAGE);
     const { host, port } = hostPort(values.connect);
     const timeoutMs = values.timeout === undefined ? undefined : durationFlag(values.timeout, 'timeout', USAGE) * 1000;
+    // 0s gives up before the handshake; beyond 2^31 ms a timer fires at once, with the same result
+    if (timeoutMs !== undefined && (timeoutMs < 1000 || timeoutMs > 3_600_000)) throw new UsageError(`--timeout must be from 1s to 1h, got "${values.timeout}"`, USAGE);
     ({ pins } = await fetchServedChain(host, port, { servername: values.servername, timeoutMs }));
   } else {
     if (values.servername !== undefined) throw new UsageError('--servername needs --connect', USAGE);
@@ -62,12 +64,12 @@ export async function main(args: string[], io: Io): Promise<number> {
 }
 
 /** `host:port`, `[v6]:port`; a UsageError naming --connect otherwise. */
-export function hostPort(value: string, flag = '--connect'): { host: string; port: number } {
+export function hostPort(value: string, flag = '--connect', usage = USAGE): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(value);
   const host = m?.[1] ?? m?.[2];
   const port = Number(m?.[3]);
   if (!m || !host || (m[1] !== undefined && isIP(m[1]) !== 6) || port < 1 || port > 65535) {
-    throw new UsageError(`${flag} expects HOST:PORT with a port from 1 to 65535 (IPv6 as [::1]:443), got "${value}"`, USAGE);
+    throw new UsageError(`${flag} expects HOST:PORT with a port from 1 to 65535 (IPv6 as [::1]:443), got "${value}"`, usage);
   }
   return { host, port };
 }

@@ -17,7 +17,7 @@ const USAGE = `Usage:
   pinwave rollout resume ID [--ack-threshold X] [--failure-threshold X] [--min-devices N] [--max-unreachable X] [--timeout 2h] [--soak 0s]
                          [--require-verified true|false] [--for held|remaining] [--json]
   pinwave rollout status ID [--watch] [--interval 1s] [--json]
-  pinwave rollout list [--state S] [--json]
+  pinwave rollout list [--state S] [--all] [--json]
 
 --require-verified: whether only \`verified\` acks count for devices whose firmware has a health check
 (default true; devices without one count \`applied\`). --deadline: an ISO date (2027-03-01T00:00:00Z);
@@ -87,6 +87,14 @@ function count(value: string | undefined, flag: string): number | undefined {
   return Number(value);
 }
 
+/** A wave's --timeout or --soak in seconds, from `min` to a year (the API's range: a deadline must survive JSON as a number). */
+function waveDuration(value: string | undefined, flag: string, min: 0 | 1): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = durationFlag(value, flag, USAGE);
+  if (seconds < min || seconds > 365 * 86_400) throw new UsageError(`--${flag} must be from ${min}s to 365d, got "${value}"`, USAGE);
+  return seconds;
+}
+
 /** The threshold flags as the API's wave fields; only those given. */
 function thresholds(v: Partial<Record<keyof typeof THRESHOLDS, string>>) {
   const out: Record<string, number | boolean> = {};
@@ -95,8 +103,8 @@ function thresholds(v: Partial<Record<keyof typeof THRESHOLDS, string>>) {
   set('failureThreshold', ratio(v['failure-threshold'], 'failure-threshold'));
   set('maxUnreachable', ratio(v['max-unreachable'], 'max-unreachable'));
   set('minDevices', count(v['min-devices'], 'min-devices'));
-  if (v.timeout !== undefined) set('timeoutSeconds', durationFlag(v.timeout, 'timeout', USAGE));
-  if (v.soak !== undefined) set('soakSeconds', durationFlag(v.soak, 'soak', USAGE));
+  set('timeoutSeconds', waveDuration(v.timeout, 'timeout', 1));
+  set('soakSeconds', waveDuration(v.soak, 'soak', 0));
   const rv = v['require-verified'];
   if (rv !== undefined && rv !== 'true' && rv !== 'false') throw new UsageError(`--require-verified expects true or false, got "${rv}"`, USAGE);
   if (rv !== undefined) set('requireVerified', rv === 'true');
@@ -246,13 +254,15 @@ export function resumeLines(r: RolloutView, held: number, changed: string[], sco
 }
 
 async function list(args: string[], io: Io): Promise<number> {
-  const { values } = parse(args, { ...COMMON, state: { type: 'string' } }, USAGE);
+  const { values } = parse(args, { ...COMMON, state: { type: 'string' }, all: { type: 'boolean' } }, USAGE);
   if (values.help) return io.out(USAGE), 0;
-  const query = values.state ? `?state=${encodeURIComponent(values.state)}` : '';
-  const res = await apiFrom(values.api, io).get<{ items: RolloutView[] }>(`/v1/rollouts${query}`);
+  const params = new URLSearchParams(values.all ? { limit: '1000' } : {});
+  if (values.state) params.set('state', values.state);
+  const res = await apiFrom(values.api, io).pages<RolloutView>('/v1/rollouts', params, Boolean(values.all));
   if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
   if (res.items.length === 0) io.out('no rollouts');
   for (const r of res.items) io.out(oneLine(r));
+  if (res.next !== null) io.out('… more rollouts: --all for every one');
   return 0;
 }
 
@@ -336,5 +346,8 @@ function oneId(positionals: string[], verb: string): string {
 function durationMs(text: string): number {
   const m = /^(\d+)(ms|s|m)?$/.exec(text);
   if (!m) throw new UsageError(`--interval expects a duration like 500ms or 2s, got "${text}"`, USAGE);
-  return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  const ms = Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  // beyond 2^31 ms a timer fires at once: the watch would poll the gateway every millisecond
+  if (ms > 3_600_000) throw new UsageError(`--interval must be at most 1 hour (60m), got "${text}"`, USAGE);
+  return ms;
 }

@@ -163,6 +163,10 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   if (values['offline-rate'] !== undefined) overrides.offlineRate = rateFlag(values['offline-rate'], 'offline-rate');
   if (values['ack-delay-ms'] !== undefined) overrides.ackDelayMs = rangeFlag(values['ack-delay-ms'], 'ack-delay-ms');
   const durationMs = values.duration === undefined ? undefined : durationFlag(values.duration, 'duration', USAGE) * 1000;
+  // 0s would provision the devices and stop before one connects, then report that none could; beyond
+  // 2^31 ms (24.8 days) a timer fires at once, with the same result
+  if (durationMs === 0) throw new UsageError(`--duration must be more than 0, got "${values.duration}"`, USAGE);
+  if (durationMs !== undefined && durationMs > 24 * 86_400_000) throw new UsageError(`--duration must be at most 24d, got "${values.duration}"`, USAGE);
   if ((values['client-cert'] === undefined) !== (values['client-key'] === undefined)) throw new UsageError(values['client-cert'] === undefined ? '--client-key needs --client-cert FILE, the certificate it is the key of' : '--client-cert needs --client-key FILE, its private key', USAGE);
 
   const scenario = values.scenario !== undefined ? await scenarioFrom(values.scenario) : undefined;
@@ -411,8 +415,10 @@ function rangeFlag(value: string, flag: string): number | { min: number; max: nu
   const m = /^(\d+)(?:-(\d+))?$/.exec(value);
   if (!m) throw new UsageError(`--${flag} expects MIN-MAX in ms (e.g. 10-200) or one value, got "${value}"`, USAGE);
   const min = Number(m[1]);
+  const max = Number(m[2] ?? m[1]);
+  // beyond 2^31 ms a device's timer would fire at once: a delay meant as hours would be none
+  if (max > 3_600_000) throw new UsageError(`--${flag} must be at most 3600000 (an hour), got "${value}"`, USAGE);
   if (m[2] === undefined) return min;
-  const max = Number(m[2]);
   if (max < min) throw new UsageError(`--${flag}: MAX (${max}) is below MIN (${min})`, USAGE);
   return { min, max };
 }

@@ -147,6 +147,11 @@ t.test('the forecast agrees device by device with real handshakes after the endp
   t.test('bad queries are 400s naming the field', async (t) => {
     t.match((await get('host=a.example.com&pin=sha256/nope')).json(), { code: 'PW_INVALID', message: /^querystring\/pin: / });
     t.match((await get(`host=a.example.com&pin=${encodeURIComponent(tel.pins[1])}&at=soon`)).json(), { code: 'PW_INVALID', message: /^querystring\/at: / });
+    // Date.parse reads these as 2001-01-01, 2001-03-07, March 2 and the gateway's local time
+    for (const at of ['1', 'March 7', '2027-02-30', '2027-01-01T12:00']) {
+      const r = await get(`host=a.example.com&pin=${encodeURIComponent(tel.pins[1])}&at=${encodeURIComponent(at)}`);
+      t.match([r.statusCode, r.json()], [400, { code: 'PW_INVALID', message: /^querystring\/at: / }], at);
+    }
     t.equal((await get('pin=x')).statusCode, 400);
     t.equal((await app.inject({ method: 'GET', url: `/v1/forecast?host=a&pin=${encodeURIComponent(tel.pins[1])}` })).statusCode, 401);
   });

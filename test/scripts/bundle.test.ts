@@ -113,10 +113,14 @@ t.test('wrong or missing flags exit 2 with a message naming the flag', async (t)
     [[...base, '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--expires-in', 'soon'], /--expires-in expects a duration/],
     [[...base, '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--report-only', 'other.example.com'], /--report-only other\.example\.com: no --pin/],
     [['bundle', 'create', '--key', key, '--group', 'g', '--seq', 'seven'], /--seq expects a non-negative integer, got "seven"/],
+    [['bundle', 'push', '--group', 'g', '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--expires-in', '0s'], /--expires-in must be more than 0/],
+    [['bundle', 'push', '--group', 'g', '--pin', `h.example.com=${pin('a')}`, '--pin', `h.example.com=${pin('b')}`, '--expires-in', '36501d'], /--expires-in must be at most 100 years, got "36501d"/],
     [['bundle', 'create', '--colour', 'red'], /Unknown option '--colour'/],
     [['bundle', 'frobnicate'], /unknown subcommand "frobnicate"/],
     [['bundle', 'verify', 'x.cbor', '--group', 'g'], /missing required flag --pub/],
     [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', 'yesterday'], /--now expects an ISO 8601 time/],
+    [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', 'March 7'], /--now expects an ISO 8601 time/],
+    [['bundle', 'verify', 'x.cbor', '--pub', join(dir, 'signing.pub'), '--group', 'g', '--now', '2027-02-30T00:00:00Z'], /--now expects an ISO 8601 time/],
     [['manifest', 'create', '--model', 'm'], /missing required flag --key/],
   ];
   for (const [args, message] of cases) {

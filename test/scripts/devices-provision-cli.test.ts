@@ -23,3 +23,20 @@ t.test('a provision that reaches no gateway fails (exit 1) and leaves no empty t
   t.equal(await run(['devices', 'provision', csv, '--out', out], io), 1, 'the retry fails the same way, not on the file');
   t.notMatch(err.join('\n'), /exists already/);
 });
+
+t.test('--group that disagrees with a device\'s own group in the file is a usage error naming both, before any request; it fills in the ones without', async (t) => {
+  const dir = t.testdir();
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: { PINWAVE_API: `http://127.0.0.1:${await closedPort()}`, PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
+  const files = { 'a.csv': 'id,group\nth-1,\nth-2,locks\n', 'a.json': JSON.stringify([{ id: 'th-1' }, { id: 'th-2', group: 'locks' }]) };
+  for (const [name, text] of Object.entries(files)) {
+    writeFileSync(join(dir, name), text);
+    err.length = 0;
+    t.equal(await run(['devices', 'provision', join(dir, name), '--group', 'thermostats', '--out', join(dir, `${name}.tokens`)], io), 2, name);
+    t.match(err.join('\n'), /: device "th-2" is in group "locks" in the file, and --group says "thermostats": give one of them/, name);
+  }
+  writeFileSync(join(dir, 'b.csv'), 'id,group\nth-1,\nth-2,thermostats\n');
+  err.length = 0;
+  t.equal(await run(['devices', 'provision', join(dir, 'b.csv'), '--group', 'thermostats', '--out', join(dir, 'b.tokens')], io), 1, 'the same group: taken, on to the gateway');
+  t.match(err.join('\n'), /cannot reach the gateway/);
+});

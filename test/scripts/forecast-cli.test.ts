@@ -36,8 +36,10 @@ t.test('forecast and forced rollouts from the CLI', async (t) => {
   });
 
   t.test('usage: one source of the key, a HOST:PORT, a date', async (t) => {
-    for (const args of [['--endpoint', 'api.example.com:443'], ['--endpoint', 'api.example.com:443', '--pin', pin('a'), '--connect'], ['--endpoint', 'api.example.com', '--pin', pin('a')], ['--endpoint', 'api.example.com:443', '--pin', 'sha256/x'], ['--endpoint', 'api.example.com:443', '--pin', pin('a'), '--at', 'soon'], ['--endpoint', 'a:1', '--pin', pin('a'), '--via', '1.2.3.4:5']]) {
-      t.equal((await pinwave(['forecast', ...args])).code, 2, args.join(' '));
+    for (const args of [['--endpoint', 'api.example.com:443'], ['--endpoint', 'api.example.com:443', '--pin', pin('a'), '--connect'], ['--endpoint', 'api.example.com', '--pin', pin('a')], ['--endpoint', 'api.example.com:443', '--pin', 'sha256/x'], ['--endpoint', 'api.example.com:443', '--pin', pin('a'), '--at', 'soon'], ['--endpoint', 'api.example.com:443', '--pin', pin('a'), '--at', '2027-02-30'], ['--endpoint', 'api.example.com:443', '--pin', pin('a'), '--at', '12'], ['--endpoint', 'a:1', '--pin', pin('a'), '--via', '1.2.3.4:5']]) {
+      const r = await pinwave(['forecast', ...args]);
+      t.equal(r.code, 2, args.join(' '));
+      t.match(r.stderr, /\n\nUsage:\n  pinwave forecast --endpoint/, `${args.join(' ')}: the forecast's own usage`);
     }
   });
 

@@ -156,6 +156,10 @@ t.test('a bad config is exit 2 naming the key; bad flags are usage errors; no to
   await t.rejects(serve(['--http-port', 'abc'], fakeIo().io), { name: 'UsageError', message: '--http-port expects a non-negative integer, got "abc"' });
   await t.rejects(serve(['--mqtt-port', '70000'], fakeIo().io), { message: '--mqtt-port must be 0 to 65535, got 70000' });
   await t.rejects(serve(['--port', '1'], fakeIo().io), UsageError);
+  // an empty value is an unset variable (--host "$BIND"): not every interface, not upload-only without a word
+  for (const flag of ['--host', '--http-host', '--key', '--next-key', '--data', '--config']) {
+    await t.rejects(serve([...(flag === '--data' ? [] : ['--data', dir]), flag, '', '--mqtt-port', '0', '--http-port', '0'], fakeIo().io, { log: logSink().stream, until: new Promise(() => {}) }), { name: 'UsageError', message: `${flag} needs a value, got an empty string` }, flag);
+  }
   const help = fakeIo();
   t.equal(await serve(['--help'], help.io), 0);
   t.match(help.out[0], /^Usage:\n {2}pinwave gateway \(--data DIR \| --store postgres:\/\/USER@HOST:PORT\/DB\) \[--key KEY\.pem\] \[--next-key NEXT\.pem\]/);

@@ -177,6 +177,8 @@ t.test('pin usage: --help exits 0; wrong, missing or conflicting flags exit 2 na
     [['--connect', 'a b:443'], /--connect expects HOST:PORT/],
     [['--connect', 'example.com:443', c.leaf.pem], /either FILE\.\.\. or --connect, not both/],
     [['--connect', 'example.com:443', '--timeout', 'soon'], /--timeout expects a duration/],
+    [['--connect', 'example.com:443', '--timeout', '0s'], /--timeout must be from 1s to 1h, got "0s"/],
+    [['--connect', 'example.com:443', '--timeout', '30d'], /--timeout must be from 1s to 1h, got "30d"/],
     [['--servername', 'x', c.leaf.pem], /--servername needs --connect/],
     [['--timeout', '5s', c.leaf.pem], /--timeout needs --connect/],
     [['--bogus', c.leaf.pem], /--bogus/],

@@ -35,3 +35,29 @@ t.test('--margin-days must be a number of days, not blank', async (t) => {
     t.match(r.stderr, /--margin-days expects a number of days/);
   }
 });
+
+t.test('--timeout and --soak outside what a wave takes (timeout 1 s to 365 d, soak 0 to 365 d) name the flag, before the gateway is asked', async (t) => {
+  for (const [args, message] of [
+    [['--timeout', '0s'], /^pinwave rollout: --timeout must be from 1s to 365d, got "0s"/],
+    [['--timeout', '366d'], /^pinwave rollout: --timeout must be from 1s to 365d, got "366d"/],
+    [['--soak', '400d'], /^pinwave rollout: --soak must be from 0s to 365d, got "400d"/],
+  ] as Array<[string[], RegExp]>) {
+    for (const cmd of [['rollout', 'create', '--bundle', 'abcdef12', '--group', 'g'], ['rollout', 'resume', 'r-g-1-abcdef']]) {
+      const r = await pinwave([...cmd, ...args]);
+      t.equal(r.code, 2, `${cmd[1]} ${args.join(' ')}`);
+      t.match(r.stderr, message, `${cmd[1]} ${args.join(' ')}`);
+    }
+  }
+  for (const args of [['--timeout', '1s'], ['--timeout', '365d'], ['--soak', '0s']]) {
+    t.match((await pinwave(['rollout', 'resume', 'r-g-1-abcdef', ...args])).stderr, /cannot reach the gateway/, `${args.join(' ')} is taken`);
+  }
+});
+
+t.test('status --interval beyond an hour is a usage error naming the flag, not a timer that overflows into a poll every millisecond', async (t) => {
+  for (const v of ['61m', '99999999m', '3600001ms']) {
+    const r = await pinwave(['rollout', 'status', 'r-g-1-abcdef', '--watch', '--interval', v]);
+    t.equal(r.code, 2, v);
+    t.match(r.stderr, new RegExp(`^pinwave rollout: --interval must be at most 1 hour \\(60m\\), got "${v}"`), v);
+  }
+  t.match((await pinwave(['rollout', 'status', 'r-g-1-abcdef', '--watch', '--interval', '60m'])).stderr, /cannot reach the gateway/, '60m is taken');
+});

@@ -123,7 +123,14 @@ async function signOut(): Promise<void> {
 function current(): { path: string[]; query: URLSearchParams } {
   const raw = location.hash.replace(/^#/, '') || '/';
   const q = raw.indexOf('?');
-  const path = (q < 0 ? raw : raw.slice(0, q)).split('/').filter(Boolean).map((p) => decodeURIComponent(p));
+  // a malformed escape (#/devices/%ZZ) stays as it is: the API then names what is wrong with it
+  const path = (q < 0 ? raw : raw.slice(0, q)).split('/').filter(Boolean).map((p) => {
+    try {
+      return decodeURIComponent(p);
+    } catch {
+      return p;
+    }
+  });
   return { path, query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)) };
 }
 
@@ -143,9 +150,14 @@ async function route(): Promise<void> {
     else if (top === 'bundles') await (path[1] ? bundlePage(gen, path[1]) : bundlesPage(gen, query));
     else draw(gen, 'Not found', h('h1', null, 'Not found'), h('p', null, 'There is no such page. ', link('/', 'Back to the fleet')));
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) return;
-    draw(gen, 'Error', h('h1', null, err instanceof ApiError && err.status === 404 ? 'Not found' : 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, (err as Error).message, err instanceof ApiError ? [' ', h('code', null, err.code)] : ''));
+    drawError(gen, err);
   }
+}
+
+/** A page that failed to load: the API's message and code (a 401 has shown sign-in already). */
+function drawError(gen: number, err: unknown): void {
+  if (err instanceof ApiError && err.status === 401) return;
+  draw(gen, 'Error', h('h1', null, err instanceof ApiError && err.status === 404 ? 'Not found' : 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, (err as Error).message, err instanceof ApiError ? [' ', h('code', null, err.code)] : ''));
 }
 
 /** A list the API gives in pages, with a "Show more" button while there are more. */
@@ -234,8 +246,12 @@ async function rolloutPage(gen: number, id: string): Promise<void> {
     status: (ok) => setLive(ok ? 'live' : 'reconnecting'),
     closed: () => {
       setLive('closed');
-      // Closed for good: the session may have ended (then any call says so and sign-in shows).
-      void get<Me>('/ui/session').catch(() => {});
+      // Closed for good: the session may have ended (then sign-in shows), or the link names no
+      // rollout (a mistyped id, a prefix too short or of several): the API's answer says which. A
+      // gateway out of reach leaves the page as it was, marked not live.
+      void get<Rollout>(`/v1/rollouts/${enc(id)}`).catch((err) => {
+        if (err instanceof ApiError) drawError(gen, err);
+      });
     },
   });
   failuresTimer = window.setInterval(() => void loadFailures().catch(() => {}), 15_000);

@@ -56,6 +56,9 @@ t.test('hostile requests are refused with 4xx naming the problem, and nothing st
     { method: 'POST', url: '/v1/bundles', body: json({ group: 'thermostats', pins: [{ host: 'a.example', pins: [pin('a'), pin('b')], keyRotation: {} }] }), status: 400, message: /unknown field "keyRotation"/ },
     { method: 'POST', url: `/v1/rollouts/${rollout.id}/abort`, body: json({ reason: 'x', force: true }), status: 400, message: /unknown field "force"/ },
     { method: 'GET', url: '/v1/devices?admin=1', status: 400, message: /querystring must NOT have unknown field "admin"/ },
+    // routes that take no body: one with fields is a slip to name, not a token rotated or a device revoked anyway
+    { method: 'POST', url: '/v1/devices/th-1/token', body: json({ keepOld: true }), status: 400, message: /^body must NOT have unknown field "keepOld"$/ },
+    { method: 'DELETE', url: '/v1/devices/th-1', body: json({ dryRun: true }), status: 400, message: /^body must NOT have unknown field "dryRun"$/ },
     // huge bodies
     { method: 'POST', url: '/v1/devices', body: json({ devices: [{ id: 'th-9', group: 'x'.repeat(5 * 1024 * 1024) }] }), status: 413, message: /too large/ },
     { method: 'POST', url: '/v1/bundles', body: json({ group: 'thermostats', pins: [], pad: 'x'.repeat(2 * 1024 * 1024) }), status: 413 },

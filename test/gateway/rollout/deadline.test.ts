@@ -32,6 +32,7 @@ t.test('a deadline is an ISO date with a zone, or a certificate\'s notAfter less
   t.match(parseDeadline({ deadline: '2027-03-01T00:00:00Z' }), { ok: true, deadline: { at: Date.parse('2027-03-01T00:00:00Z'), targetRatio: 0.95, source: { kind: 'date' }, status: null } });
   t.match(parseDeadline({ deadline: '2027-03-01', targetRatio: 0.9 }), { ok: true, deadline: { at: Date.parse('2027-03-01T00:00:00Z'), targetRatio: 0.9 } });
   t.match(parseDeadline({ deadline: '2027-03-01T00:00:00' }), { ok: false, errors: [/deadline must be an ISO 8601 date with a time zone/] }, 'no zone: refused, never read in local time');
+  t.match(parseDeadline({ deadline: '2027-02-30T00:00:00Z' }), { ok: false, errors: [/deadline must be .*got "2027-02-30T00:00:00Z"/] }, 'a day the month lacks: refused, not moved to March');
   t.match(parseDeadline({ deadline: 'soon', targetRatio: 2 }), { ok: false, errors: [/targetRatio must be above 0 and at most 1, got 2/, /deadline must be/] });
   t.match(parseDeadline({ targetRatio: 0.9 }), { ok: false, errors: ['targetRatio needs a deadline'] });
   t.match(parseDeadline({ deadline: 'certificate' }), { ok: false, errors: [/certificate must be a PEM certificate/] });

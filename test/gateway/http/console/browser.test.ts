@@ -205,6 +205,26 @@ t.test('a viewer sees no action buttons, and the API refuses the action anyway',
   t.equal((await c.call('GET', `/v1/rollouts/${ro.id}`)).json().state, 'running');
 });
 
+t.test('a link to a rollout that does not exist, or a prefix too short, says so; a malformed link is an error page, not another page', async (t) => {
+  const c = await consoleHarness(t, browser);
+  await fleet(c, 3);
+  await rollout(c, { waves: [{ size: '100%' }] });
+  const { page } = await c.page();
+  const thrown: string[] = [];
+  page.on('pageerror', (e) => thrown.push(String(e)));
+  await c.signIn(page, 'viewer');
+  await page.goto(`${c.base}/ui#/rollouts/r-thermostats-9-nothere`);
+  await page.getByRole('heading', { name: 'Not found', level: 1 }).waitFor();
+  t.match(await page.locator('main .error').textContent(), /no rollout "r-thermostats-9-nothere"\s*PW_NOT_FOUND/);
+  await page.goto(`${c.base}/ui#/rollouts/r-therm`);
+  await page.getByRole('alert').waitFor();
+  t.match(await page.locator('main .error').textContent(), /neither a rollout id nor a prefix of at least 8 characters/);
+  await page.goto(`${c.base}/ui#/devices/%ZZ`);
+  await page.getByRole('alert').waitFor();
+  t.match(await page.locator('main .error').textContent(), /params\/id must match pattern/);
+  t.same(thrown, [], 'no uncaught error');
+});
+
 t.test('sign-out ends the session on the server: the cookie no longer works; a revoked token ends a session and its live page', async (t) => {
   const c = await consoleHarness(t, browser);
   await fleet(c, 3);
