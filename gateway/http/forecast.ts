@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { tryParsePin } from '../../firmware-manifest/index.ts';
 import { GatewayError } from '../errors.ts';
-import { parseInstant } from '../instant.ts';
+import { parseInstant } from '../rollout/instant.ts';
 import type { Gateway } from '../gateway.ts';
 import { cursor, deviceId, limit, responses } from './schemas.ts';
 

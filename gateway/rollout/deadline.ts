@@ -10,7 +10,7 @@
 //   fit(r, now)          // at creation: { fits, plannedEnd, warnings }
 //   deadlineStatus(r, now) // while it runs: { status: 'on_track' | 'at_risk', projected, ... }
 import { X509Certificate } from 'node:crypto';
-import { parseInstant } from '../instant.ts';
+import { parseInstant } from './instant.ts';
 import { shown } from './plan.ts';
 import type { Invalid, Rollout, RolloutDeadline, Wave } from './types.ts';
 import { ackedCount } from './verification.ts';

@@ -9,7 +9,7 @@ import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmw
 import { parsePin } from '../../firmware-manifest/pins.ts';
 import { apply, emptyState, type ApplyResult, type TrustState } from '../../firmware-manifest/trust-state.ts';
 import type { BundleVector } from '../../firmware-manifest/vectors.ts';
-import { parseInstant } from '../../gateway/instant.ts';
+import { parseInstant } from '../../gateway/rollout/instant.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';

@@ -3,7 +3,7 @@
 // seq, then the devices; those with a rollout in flight with what they will hold after it.
 import { apiFrom } from '../api-client.ts';
 import { parse, UsageError, type Io } from '../args.ts';
-import { parseInstant } from '../../gateway/instant.ts';
+import { parseInstant } from '../../gateway/rollout/instant.ts';
 import { fetchServedChain } from '../../gateway/tls-probe.ts';
 import { tryParsePin } from '../../firmware-manifest/index.ts';
 import { table } from '../table.ts';

@@ -1,6 +1,6 @@
-// gateway/instant.ts: the instants operators type are ISO 8601 dates, or date-times with a zone, that exist.
+// gateway/rollout/instant.ts: the instants operators type are ISO 8601 dates, or date-times with a zone, that exist.
 import t from 'tap';
-import { parseInstant } from '../../gateway/instant.ts';
+import { parseInstant } from '../../../gateway/rollout/instant.ts';
 
 t.test('an ISO 8601 date, or a date-time with a zone, that exists is read; anything Date.parse would bend into another date is NaN', async (t) => {
   t.equal(parseInstant('2027-03-01'), Date.UTC(2027, 2, 1), 'a bare date is midnight UTC');
