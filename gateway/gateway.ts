@@ -351,6 +351,7 @@ export class Gateway {
    */
   async #leader<T>(method: RolloutAction, args: unknown[]): Promise<T> {
     const replica = this.#replica;
+    if (replica?.leading) await replica.taken();
     if (replica === null || replica.leading) return (await this.#perform(method, args)) as T;
     const result = (await replica.forward(method, args)) as T;
     await this.#readView();
@@ -493,10 +494,10 @@ export class Gateway {
     return this.#external ? 'external' : 'embedded';
   }
 
-  /** Replicas (docs/architecture.md §8): this replica's id (its broker client id) and whether it leads; null without replicas. */
+  /** Replicas (docs/architecture.md §8): this replica's id (its broker client id) and whether it leads (has taken over: read what the last leader committed); null without replicas. */
   get replica(): ({ id: string; leader: boolean; terms: number } & ReturnType<Replica['counters']>) | null {
     const r = this.#replica;
-    return r && { id: r.id, leader: r.leading, terms: r.terms, ...r.counters() };
+    return r && { id: r.id, leader: r.ready, terms: r.terms, ...r.counters() };
   }
 
   /** Where the console's sessions live when the store is PostgreSQL (shared by every replica); null: the HTTP server keeps them in memory. */

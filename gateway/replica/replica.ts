@@ -70,6 +70,8 @@ export class Replica {
   #notifyTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #leading = false;
+  /** set while a leadership is being taken (the lead hook reads what the last leader committed); resolves once it has */
+  #taking: Promise<void> | null = null;
   /** leaderships taken by this process, and what it took over (metrics) */
   #terms = 0;
   readonly #counters = { inboxIn: 0, inboxHandled: 0, forwarded: 0, sessionsDrained: 0, drainedMessages: 0 };
@@ -141,6 +143,16 @@ export class Replica {
     return !this.#closed && this.#leading;
   }
 
+  /** Whether this replica leads and has taken over: the lead hook has read what the last leader committed. */
+  get ready(): boolean {
+    return this.leading && this.#taking === null;
+  }
+
+  /** Resolves once a leadership being taken has been (the lead hook done, or failed); at once when none is. */
+  async taken(): Promise<void> {
+    await this.#taking?.catch(() => undefined);
+  }
+
   /** The leadership epoch while this replica leads, else null: what its commits are fenced by (election.ts). */
   get epoch(): number | null {
     return this.#election?.epoch ?? null;
@@ -196,7 +208,15 @@ export class Replica {
     this.#leading = true;
     this.#terms++;
     const h = this.#o.hooks;
-    await h.lead();
+    // An action performed here before the hook has read the last leader's commits (a manifest push
+    // writes the whole set) would drop what it did not read: actions wait for `taken()`.
+    const taking = h.lead();
+    this.#taking = taking;
+    try {
+      await taking;
+    } finally {
+      if (this.#taking === taking) this.#taking = null;
+    }
     const taken = await this.#drainInbox();
     await this.#serveActions();
     await this.#drainGone(c);
