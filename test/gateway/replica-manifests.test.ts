@@ -4,6 +4,7 @@
 // restart. Two replicas in this process, on one Mosquitto of the test's own and one database.
 import t from 'tap';
 import { join } from 'node:path';
+import pg from 'pg';
 import { harness, until } from './../fixtures/gateway.ts';
 import { mosquitto } from '../fixtures/mosquitto.ts';
 import { testDatabase } from './store/fixtures/pg-database.ts';
@@ -62,4 +63,42 @@ t.test('a follower that takes over reads the pushed manifests first: its next pu
   await gb.pushManifest({ ...door, firmware: '2.2.0' }, 'gus');
   const stored = ((await gb.store.getItem('manifests', 'pushed'))?.entries as unknown as Array<{ manifest: FirmwareManifest }>).map((e) => e.manifest.firmware).sort();
   t.same(stored, ['2.1.0', '2.2.0'], "b's push kept the one before it");
+});
+
+t.test('an action asked of a replica while it is still taking over waits until it has read what the last leader committed', async (t) => {
+  // The window between taking the lock and reading the database is held open here: the rollouts
+  // table is locked, so the new leader's first read waits. A push asked of it meanwhile must not
+  // write a set computed before that read (docs/architecture.md §8). The pushed set's table is
+  // locked too, so a push performed too early waits there with the set it computed, whatever the
+  // machine's speed, and is written after the release.
+  const url = await testDatabase(t);
+  const b = await mosquitto(t);
+  const broker = (id: string): GatewayOptions['broker'] => ({ url: b.url, username: b.gateway.username, password: b.gateway.password, clientId: `pinwave@${id}`, client: { reconnectMinMs: 50, reconnectMaxMs: 200 } });
+  const h = await harness(t, { storeUrl: url, broker: broker('a') });
+  const gb = await Gateway.start({ dataDir: join(h.dir, 'b'), keyPath: h.keyPath, mqttPort: 0, now: h.clock.now, tickIntervalMs: 0, manifests: [h.manifest], storeUrl: url, broker: broker('b'), replica: { retryMs: 100 } });
+  t.teardown(() => gb.stop());
+  await until(() => h.gw.replica?.leader === true, 5000, 'a to lead');
+  const door: FirmwareManifest = { model: 'door-7', firmware: '2.1.0', trustedKeys: h.manifest.trustedKeys, pins: [{ host: 'locks.example.com', pins: h.manifest.pins[0].pins }] };
+  await h.gw.store.apply([{ type: 'item.put', collection: 'manifests', key: 'pushed', value: { entries: [{ manifest: door, source: 'pushed', pushedBy: 'fiona', pushedAt: h.clock.now() }] } as never }]);
+  await h.gw.stop();
+
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  t.teardown(() => admin.end());
+  await admin.query('BEGIN');
+  await admin.query('LOCK TABLE rollouts, items IN ACCESS EXCLUSIVE MODE');
+  let released = false;
+  const release = async () => {
+    if (!released) await admin.query('COMMIT');
+    released = true;
+  };
+  t.teardown(release);
+  await until(() => (gb.replica?.terms ?? 0) > 0, 10_000, 'b to take the lock');
+  t.equal(gb.replica?.leader, false, 'b does not answer as leader while it has not read the database');
+  const push = gb.pushManifest({ ...door, firmware: '2.2.0' }, 'gus');
+  await release();
+  await push;
+  await until(() => gb.replica?.leader === true, 5000, 'b to lead');
+  const stored = ((await gb.store.getItem('manifests', 'pushed'))?.entries as unknown as Array<{ manifest: FirmwareManifest }>).map((e) => e.manifest.firmware).sort();
+  t.same(stored, ['2.1.0', '2.2.0'], "b's push, asked while it took over, kept the one the last leader committed");
 });
