@@ -17,6 +17,8 @@ const USAGE = `Usage:
   pinwave devices stuck (--group G | --rollout ID) [--csv | --json]
         devices not on the pins they should run, with why (docs/runbook.md says what each reason means)
   pinwave devices revoke ID [--json]
+        disconnects the device and refuses it from now on; a device revoked already stays so, and
+        is said to be (exit 0: revoking is idempotent, and the first revocation's time stands)
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.`;
 
@@ -240,8 +242,14 @@ async function revoke(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, COMMON, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length !== 1) throw new UsageError('revoke takes exactly one device ID', USAGE);
-  const d = await apiFrom(values.api, io).delete<DeviceView>(`/v1/devices/${seg(positionals[0])}`);
+  const api = apiFrom(values.api, io);
+  const path = `/v1/devices/${seg(positionals[0])}`;
+  // Revoking is idempotent (README, HTTP API): a second DELETE changes nothing, and its answer looks
+  // like the first's; the record read before tells the operator which one this was.
+  const before = await api.get<DeviceView>(path);
+  const d = await api.delete<DeviceView>(path);
   if (values.json) return io.out(JSON.stringify(d, null, 2)), 0;
-  io.out(`revoked ${positionals[0]}: disconnected, and refused from now on`);
+  if (before.revokedAt !== null && before.revokedAt !== undefined) io.out(`${positionals[0]} was revoked already (at ${when(before.revokedAt as number)}): nothing changed, it stays refused`);
+  else io.out(`revoked ${positionals[0]}: disconnected, and refused from now on`);
   return 0;
 }
