@@ -1,5 +1,6 @@
 // `pinwave devices provision|list|show|stuck|revoke`: the fleet registry through the gateway's HTTP API.
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { apiFrom, idArg, seg } from '../api-client.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
@@ -121,7 +122,14 @@ async function provision(args: string[], io: Io): Promise<number> {
     fd = openSync(out, 'wx', 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'EEXIST' ? `--out ${out} exists already; tokens are never written over another file` : `--out ${out}: ${code}`, USAGE);
+    const folder = code === 'EEXIST' && statSync(out).isDirectory();
+    throw new UsageError(
+      folder ? `--out ${out} is a directory: give the path of a new file for the tokens`
+        : code === 'EEXIST' ? `--out ${out} exists already; tokens are never written over another file`
+          : code === 'ENOENT' ? `--out ${out}: the folder ${dirname(out)} does not exist`
+            : `--out ${out}: ${code}`,
+      USAGE,
+    );
   }
   const tokens: Array<{ id: string; token: string }> = [];
   try {
