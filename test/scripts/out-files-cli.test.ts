@@ -5,18 +5,11 @@ import t from 'tap';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { run } from '../../scripts/cli.ts';
-import type { Io } from '../../scripts/args.ts';
+import { runCli } from '../fixtures/cli.ts';
 
 const pin = (s: string) => 'sha256/' + createHash('sha256').update(s).digest('base64');
 
-async function pinwave(...args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: Io = { out: (l) => void out.push(l), err: (l) => void err.push(l), env: {}, tty: false };
-  const code = await run(args, io);
-  return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-}
+const pinwave = (...args: string[]) => runCli(args);
 
 const bundleArgs = (dir: string) => ['bundle', 'create', '--key', join(dir, 'signing.key'), '--group', 'g', '--seq', '1', '--pin', `api.example.com=${pin('a')}`, '--pin', `api.example.com=${pin('b')}`];
 const manifestArgs = (dir: string) => ['manifest', 'create', '--model', 'th-100', '--firmware', '1.0.0', '--key', join(dir, 'signing.pub'), '--pin', `api.example.com=${pin('a')}`, '--pin', `api.example.com=${pin('b')}`];
