@@ -153,7 +153,7 @@ export async function deviceRoutes(app: FastifyInstance, o: DeviceRoutesOptions)
       config: { role: 'admin' },
       schema: {
         tags: ['devices'],
-        summary: 'Revoke a device: it is disconnected at once and refused after',
+        summary: 'Revoke a device: it is disconnected at once and refused after; a device revoked already is answered the same, its first revocation time standing',
         params,
         body: noBody,
         response: responses({ 200: { $ref: 'Device#' } }),

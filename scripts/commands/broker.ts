@@ -4,9 +4,8 @@
 // the token hashes it has, so no device needs a new token), and DIR/gateway-broker.json, the
 // gateway's own broker credentials. DIR is created 0700, every file 0600: the plugin's file holds
 // token hashes and the credentials file a password. A DIR that exists keeps its mode and owner.
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chown, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { hashDeviceToken, newToken } from '../../gateway/credentials.ts';
@@ -18,6 +17,7 @@ import { isDataDir, notADataDir } from '../data-dir.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { isBrokerUrl } from '../../gateway/broker/broker-url.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
+import { replaceFile, syncDir } from '../out-file.ts';
 
 const USAGE = `Usage:
   pinwave broker mosquitto-config --out DIR [--port N] [--host H] [--from-data DATA_DIR [--of-broker URL [--with-unrecorded]]]
@@ -206,37 +206,13 @@ export async function writeBrokerDir(o: BrokerDirOptions): Promise<BrokerDir> {
     throw new Error(`${join(dir, 'mosquitto.conf')} was not written by pinwave broker mosquitto-config: --force replaces only an earlier run's files; move it away or give another --out`);
   }
   const paths = { confPath: join(dir, 'mosquitto.conf'), dynsecPath: join(dir, DYNSEC_FILE), authPath: join(dir, BROKER_AUTH_FILE) };
-  await writePrivate(paths.confPath, conf);
-  await writePrivate(paths.dynsecPath, serializeDynsecFile(built.file));
-  await writePrivate(paths.authPath, formatBrokerAuth({ username: GATEWAY_USERNAME, password }));
+  await replaceFile(paths.confPath, conf, 0o600);
+  await replaceFile(paths.dynsecPath, serializeDynsecFile(built.file), 0o600);
+  await replaceFile(paths.authPath, formatBrokerAuth({ username: GATEWAY_USERNAME, password }), 0o600);
   // the broker's files to the broker's user; gateway-broker.json stays with whoever runs the gateway
   if (owner) for (const p of [...(before ? [] : [dir]), paths.confPath, paths.dynsecPath]) await chown(p, owner.uid, owner.gid);
   await syncDir(dir);
   return { dir, ...paths, username: GATEWAY_USERNAME, password, built, notes };
-}
-
-async function writePrivate(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.datasync();
-  } catch (err) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, path);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 async function ownerOf(user: string): Promise<{ uid: number; gid: number }> {

@@ -1,6 +1,6 @@
 // `pinwave bundle create|inspect|verify|push|upload|list|show`: make, read and check signed pin
 // bundles (docs/architecture.md §3), offline or through the gateway.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { COSE_SIGN1_TAG, decodeEnvelope, hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
 import { decodeCanonical, Tag, type DecodeResult } from '../../firmware-manifest/cbor.ts';
@@ -13,11 +13,12 @@ import { parseInstant } from '../../gateway/rollout/instant.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
+import { writeOutFile } from '../out-file.ts';
 import { ApiError, apiFrom, idArg, seg } from '../api-client.ts';
 import { table, when } from '../table.ts';
 
 const USAGE = `Usage:
-  pinwave bundle create --key KEY.pem --group G --seq N --pin HOST[:PORT]=sha256/B64 ... --out FILE
+  pinwave bundle create --key KEY.pem --group G --seq N --pin HOST[:PORT]=sha256/B64 ... --out FILE [--force]
                         [--expires-in 30d] [--report-only HOST[:PORT]] [--expiry-policy enforce|ca-fallback]
                         [--rotate-keys PUB.pem ... --key-epoch N]
   pinwave bundle inspect FILE
@@ -31,7 +32,8 @@ const USAGE = `Usage:
   pinwave bundle show ID [--api URL] [--json]
 
 create    sign a bundle with the complete pin set (port defaults to 443; each host needs two distinct
-          pins, one a backup); prints a JSON summary: id, size, seq, group
+          pins, one a backup); prints a JSON summary: id, size, seq, group. FILE appears whole or not
+          at all; an existing FILE is replaced only with --force
 inspect   print the decoded bundle as JSON (no signature check), pins in sha256/ form
 verify    check a bundle as a device would: exit 0 and "valid", or exit 1 and "rejected: <reason>".
           The device: trusting each --pub KEY (a file holding an SPKI PEM, or the base64 or hex of the
@@ -98,6 +100,7 @@ async function create(args: string[], io: Io): Promise<number> {
     'rotate-keys': { type: 'string', multiple: true },
     'key-epoch': { type: 'string' },
     out: { type: 'string' },
+    force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
@@ -124,7 +127,7 @@ async function create(args: string[], io: Io): Promise<number> {
     },
     key.seed,
   );
-  writeFileSync(out, signed.bytes);
+  await writeOutFile(out, signed.bytes, { flag: 'out', force: values.force });
   io.out(JSON.stringify({ id: signed.id, size: signed.bytes.length, seq, group, kid: hex(signed.kid), expires: new Date((iat + lifetime) * 1000).toISOString(), file: out }, null, 2));
   return 0;
 }

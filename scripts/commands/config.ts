@@ -62,6 +62,7 @@ async function check(args: string[], io: Io): Promise<number> {
     } catch (err) {
       problems.push(`nextKeyPath: ${(err as Error).message}`);
     }
+    if (kid !== null && kid === nextKid) problems.push(`nextKeyPath: ${config.nextKeyPath} is the same key as keyPath ${config.keyPath} (kid ${kid}): the next key is a new key pair (pinwave keygen --out DIR)`);
     if (config.dataDir !== null) problems.push(...dataDirProblems(config.dataDir));
     problems.push(...portProblems(config));
   }

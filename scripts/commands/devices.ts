@@ -1,5 +1,6 @@
 // `pinwave devices provision|list|show|stuck|revoke`: the fleet registry through the gateway's HTTP API.
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { apiFrom, idArg, seg } from '../api-client.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
@@ -17,6 +18,8 @@ const USAGE = `Usage:
   pinwave devices stuck (--group G | --rollout ID) [--csv | --json]
         devices not on the pins they should run, with why (docs/runbook.md says what each reason means)
   pinwave devices revoke ID [--json]
+        disconnects the device and refuses it from now on; a device revoked already stays so, and
+        is said to be (exit 0: revoking is idempotent, and the first revocation's time stands)
 
 Common: --api URL (default $PINWAVE_API or http://127.0.0.1:8080); the API token is read from $PINWAVE_TOKEN.`;
 
@@ -119,7 +122,14 @@ async function provision(args: string[], io: Io): Promise<number> {
     fd = openSync(out, 'wx', 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(code === 'EEXIST' ? `--out ${out} exists already; tokens are never written over another file` : `--out ${out}: ${code}`, USAGE);
+    const folder = code === 'EEXIST' && statSync(out).isDirectory();
+    throw new UsageError(
+      folder ? `--out ${out} is a directory: give the path of a new file for the tokens`
+        : code === 'EEXIST' ? `--out ${out} exists already; tokens are never written over another file`
+          : code === 'ENOENT' ? `--out ${out}: the folder ${dirname(out)} does not exist`
+            : `--out ${out}: ${code}`,
+      USAGE,
+    );
   }
   const tokens: Array<{ id: string; token: string }> = [];
   try {
@@ -240,8 +250,14 @@ async function revoke(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(args, COMMON, USAGE, true);
   if (values.help) return io.out(USAGE), 0;
   if (positionals.length !== 1) throw new UsageError('revoke takes exactly one device ID', USAGE);
-  const d = await apiFrom(values.api, io).delete<DeviceView>(`/v1/devices/${seg(positionals[0])}`);
+  const api = apiFrom(values.api, io);
+  const path = `/v1/devices/${seg(positionals[0])}`;
+  // Revoking is idempotent (README, HTTP API): a second DELETE changes nothing, and its answer looks
+  // like the first's; the record read before tells the operator which one this was.
+  const before = await api.get<DeviceView>(path);
+  const d = await api.delete<DeviceView>(path);
   if (values.json) return io.out(JSON.stringify(d, null, 2)), 0;
-  io.out(`revoked ${positionals[0]}: disconnected, and refused from now on`);
+  if (before.revokedAt !== null && before.revokedAt !== undefined) io.out(`${positionals[0]} was revoked already (at ${when(before.revokedAt as number)}): nothing changed, it stays refused`);
+  else io.out(`revoked ${positionals[0]}: disconnected, and refused from now on`);
   return 0;
 }

@@ -25,7 +25,10 @@ import type { ApiTokens } from '../../gateway/http/tokens.ts';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { prettyDestination } from '../log-pretty.ts';
 import { packageVersion } from '../../gateway/http/info.ts';
-import { LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
+import { DEFAULTS, LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
+import { loadSigningKey } from '../../gateway/signing-key.ts';
+import { dataDirProblem, listenFailure, listenProblem, type Listener } from '../start-checks.ts';
+import { hex } from '../../firmware-manifest/codec.ts';
 
 const USAGE = `Usage:
   pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
@@ -38,8 +41,8 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
                     docs/storage.md says how to move a data dir there (pinwave store migrate)
   --key KEY.pem     the bundle signing key, mode 0600 (PINWAVE_KEY, config keyPath); without one the gateway
                     is upload-only: it signs nothing and takes bundles signed elsewhere (pinwave bundle upload)
-  --next-key NEXT.pem   the next signing key, mode 0600 (PINWAVE_NEXT_KEY, config nextKeyPath): a group's
-                    bundles are signed with it once a rotation to it (bundle push --rotate-keys) is the group's baseline
+  --next-key NEXT.pem   the next signing key, mode 0600, another than --key's (PINWAVE_NEXT_KEY, config nextKeyPath): a
+                    group's bundles are signed with it once a rotation to it (bundle push --rotate-keys) is the group's baseline
   --mqtt-port N     default 1883, 0 for any free port (PINWAVE_MQTT_PORT, config mqtt.port)
   --http-port N     default 8080, 0 for any free port (PINWAVE_HTTP_PORT, config http.port)
   --host H          listen address of MQTT, and of HTTP unless --http-host; default 127.0.0.1 (PINWAVE_HOST, config host)
@@ -60,6 +63,8 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
   --config FILE     JSON or YAML config: TLS for MQTT and HTTP, WebSocket, API tokens, manifests, wave defaults, webhooks (PINWAVE_CONFIG);
                     docs/configuration.md has every key; check a file with \`pinwave config check FILE\`
 Flags override the environment, which overrides the config file.
+A port in use, a host that does not resolve or a --data that is a file: one line naming the flag (or variable,
+or config key) and the address, exit 1, before the store is opened.
 PINWAVE_ADMIN_TOKEN sets one admin API token; others go in the config as hashes (pinwave token hash).
 On SIGINT or SIGTERM: no new requests or device messages, work in flight finishes within the shutdown
 timeout, the store is written, exit 0 (1 if work was cut off or the store could not be written).
@@ -167,6 +172,22 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     }
     throw err;
   }
+  // A value as the operator set it (the flag, the variable or the config key), for a message to name it.
+  const setting = (flag: string, env: string, key: string, value: string | number, dflt?: string | number) =>
+    values[flag as keyof typeof values] !== undefined ? `--${flag} ${value}` : io.env[env] ? `${env}=${value}` : value === dflt ? `--${flag} ${value} (the default)` : `config ${key} ${value}`;
+  const sameKey = sameSigningKey(config.keyPath, config.nextKeyPath);
+  if (sameKey !== null) {
+    // A rotation to the key already in use would move the fleet nowhere, and read as done.
+    throw new UsageError(`${setting('next-key', 'PINWAVE_NEXT_KEY', 'nextKeyPath', config.nextKeyPath!)} is the same key as ${setting('key', 'PINWAVE_KEY', 'keyPath', config.keyPath!)} (kid ${sameKey}): the next key is a new key pair (pinwave keygen --out DIR)`);
+  }
+
+  // Checked before the store is opened: a start refused here has written nothing (scripts/start-checks.ts).
+  const listeners = listenersOf(config, setting);
+  const problem = (config.dataDir !== null ? await dataDirProblem(config.dataDir, setting('data', 'PINWAVE_DATA_DIR', 'dataDir', config.dataDir)) : null) ?? (await listenProblem(listeners));
+  if (problem !== null) {
+    io.err(`pinwave gateway: ${problem}`);
+    return 1;
+  }
 
   // JSON lines with ISO 8601 times by default (journald and log shippers parse them); pretty for people.
   const log: Logger = pino(
@@ -175,27 +196,39 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   );
   const stop = o.until ?? signalled(log);
 
-  const gw = await Gateway.start({
-    dataDir: config.dataDir,
-    storeUrl: config.storeUrl,
-    keyPath: config.keyPath,
-    nextKeyPath: config.nextKeyPath,
-    host: config.host,
-    mqttPort: config.mqtt.port,
-    mqttPlain: config.mqtt.plain,
-    maxKeepaliveSeconds: config.mqtt.maxKeepaliveSeconds,
-    tls: config.mqtt.tls,
-    websocket: config.mqtt.websocket,
-    maxPayloadBytes: config.mqtt.maxPayloadBytes,
-    manifests: config.manifests,
-    bundleLifetimeSeconds: config.bundleLifetimeSeconds,
-    webhooks: config.webhooks,
-    preflight: config.preflight,
-    ...(config.approval && { approval: config.approval }),
-    ...(config.broker && { broker: config.broker }),
-    logger: log.child({ component: 'gateway' }),
-    ...(o.now && { now: o.now }),
-  });
+  // A port taken between the check and the start is named all the same.
+  const refused = (err: unknown) => {
+    const line = listenFailure(err, listeners);
+    if (line === null) throw err;
+    io.err(`pinwave gateway: ${line}`);
+    return 1;
+  };
+  let gw: Gateway;
+  try {
+    gw = await Gateway.start({
+      dataDir: config.dataDir,
+      storeUrl: config.storeUrl,
+      keyPath: config.keyPath,
+      nextKeyPath: config.nextKeyPath,
+      host: config.host,
+      mqttPort: config.mqtt.port,
+      mqttPlain: config.mqtt.plain,
+      maxKeepaliveSeconds: config.mqtt.maxKeepaliveSeconds,
+      tls: config.mqtt.tls,
+      websocket: config.mqtt.websocket,
+      maxPayloadBytes: config.mqtt.maxPayloadBytes,
+      manifests: config.manifests,
+      bundleLifetimeSeconds: config.bundleLifetimeSeconds,
+      webhooks: config.webhooks,
+      preflight: config.preflight,
+      ...(config.approval && { approval: config.approval }),
+      ...(config.broker && { broker: config.broker }),
+      logger: log.child({ component: 'gateway' }),
+      ...(o.now && { now: o.now }),
+    });
+  } catch (err) {
+    return refused(err);
+  }
   let app;
   try {
     app = await buildServer({
@@ -212,7 +245,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   } catch (err) {
     await app?.close();
     await gw.stop();
-    throw err;
+    return refused(err);
   }
 
   const bracket = (h: string) => (h.includes(':') ? `[${h}]` : h);
@@ -280,6 +313,35 @@ function onSighup(handler: () => void): () => void {
   const h = () => handler();
   process.on('SIGHUP', h);
   return () => void process.off('SIGHUP', h);
+}
+
+/** The addresses the gateway will listen on, MQTT's first (none of its own in external broker mode), each named as the operator set it. */
+function listenersOf(c: GatewayConfig, setting: (flag: string, env: string, key: string, value: string | number, dflt?: string | number) => string): Listener[] {
+  const host = setting('host', 'PINWAVE_HOST', 'host', c.host, DEFAULTS.host);
+  const own = (port: number, portName: string): Listener => ({ host: c.host, port, portName, hostName: host });
+  const mqtt: Listener[] = c.broker
+    ? []
+    : [
+        ...(c.mqtt.plain !== false ? [own(c.mqtt.port, setting('mqtt-port', 'PINWAVE_MQTT_PORT', 'mqtt.port', c.mqtt.port, DEFAULTS.mqttPort))] : []),
+        ...(c.mqtt.tls ? [own(c.mqtt.tls.port, `config mqtt.tls.port ${c.mqtt.tls.port}`)] : []),
+        ...(c.mqtt.websocket ? [own(c.mqtt.websocket.port, `config mqtt.websocket.port ${c.mqtt.websocket.port}`)] : []),
+      ];
+  const httpHost = c.http.host === c.host ? host : setting('http-host', 'PINWAVE_HTTP_HOST', 'http.host', c.http.host, c.host);
+  return [...mqtt, { host: c.http.host, port: c.http.port, portName: setting('http-port', 'PINWAVE_HTTP_PORT', 'http.port', c.http.port, DEFAULTS.httpPort), hostName: httpHost }];
+}
+
+/** The kid both keys share, or null when they differ (or one is not given, or cannot be read: the start says why). */
+function sameSigningKey(keyPath: string | null, nextKeyPath: string | null): string | null {
+  if (keyPath === null || nextKeyPath === null) return null;
+  const kid = (path: string) => {
+    try {
+      return hex(loadSigningKey(path, { strictMode: false }).kid);
+    } catch {
+      return null;
+    }
+  };
+  const a = kid(keyPath);
+  return a !== null && a === kid(nextKeyPath) ? a : null;
 }
 
 function logFormatFlag(v: string): LogFormat {

@@ -1,12 +1,14 @@
 // `pinwave keygen --out DIR`: a fresh Ed25519 bundle-signing key pair (docs/architecture.md §3).
 // DIR/signing.key is PKCS#8 PEM created 0600 (born private: no window in which another user can read
-// it), DIR/signing.pub is SPKI PEM, 0644 less the umask. An existing key is never replaced without
-// --force: losing a signing key that devices trust means those devices take no more bundles from you.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+// it), DIR/signing.pub is SPKI PEM, 0644 less the umask; each appears whole or not at all
+// (scripts/out-file.ts). An existing key is never replaced without --force: losing a signing key that
+// devices trust means those devices take no more bundles from you.
+import { mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, required, type Io } from '../args.ts';
 import { generateKeyPair, kid } from '../../firmware-manifest/keys.ts';
+import { writeOutFile } from '../out-file.ts';
 
 const USAGE = `Usage: pinwave keygen --out DIR [--force]
 
@@ -35,6 +37,10 @@ export async function main(args: string[], io: Io): Promise<number> {
   const keyPath = join(dir, 'signing.key');
   const pubPath = join(dir, 'signing.pub');
 
+  if ((await stat(dir).catch(() => null))?.isDirectory() === false) {
+    io.err(`pinwave keygen: --out ${dir} is a file: give a directory (created if missing) for signing.key and signing.pub`);
+    return 1;
+  }
   const existing = [keyPath, pubPath].filter((p) => existsSync(p));
   if (existing.length > 0 && !values.force) {
     io.err(`pinwave keygen: ${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; ` +
@@ -44,11 +50,9 @@ export async function main(args: string[], io: Io): Promise<number> {
 
   await mkdir(dir, { recursive: true });
   const pair = generateKeyPair();
-  // Removed, then created exclusively: writing over an old file would keep that file's mode.
-  await rm(keyPath, { force: true });
-  await rm(pubPath, { force: true });
-  await writeFile(keyPath, pair.privatePem, { mode: 0o600, flag: 'wx' });
-  await writeFile(pubPath, pair.publicPem, { mode: 0o644, flag: 'wx' });
+  // New files renamed over the old ones: an old file's mode never passes to the new key.
+  await writeOutFile(keyPath, pair.privatePem, { flag: 'out', force: values.force, mode: 0o600 });
+  await writeOutFile(pubPath, pair.publicPem, { flag: 'out', force: values.force, mode: 0o644 });
 
   io.out(`kid ${Buffer.from(kid(pair.publicKey)).toString('hex')}`);
   io.out(`private key ${keyPath} (keep it secret)`);

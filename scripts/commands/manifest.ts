@@ -1,10 +1,11 @@
 // `pinwave manifest create|validate|push|list`: the firmware manifest a device model ships with
 // (docs/architecture.md §4), and the manifests the gateway knows.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
 import { decodeManifest, encodeManifest, formatManifestErrors, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
+import { checkOutFile, writeOutFile } from '../out-file.ts';
 import { apiFrom, ApiError } from '../api-client.ts';
 import { table, when } from '../table.ts';
 
@@ -12,12 +13,13 @@ const USAGE = `Usage:
   pinwave manifest create --model M --firmware V --key PUB.pem [--key PUB2.pem] --pin HOST[:PORT]=sha256/B64 ...
                           [--report-only HOST[:PORT]] [--max-bundle-bytes N] [--clock-skew 5m]
                           [--expiry-policy enforce|ca-fallback] [--accepted-versions 1,2]
-                          [--gateway-url mqtts://HOST:PORT] [--gateway-ca CA.pem] [--out FILE.json] [--cbor FILE.cbor]
+                          [--gateway-url mqtts://HOST:PORT] [--gateway-ca CA.pem] [--out FILE.json] [--cbor FILE.cbor] [--force]
   pinwave manifest validate FILE        (JSON, or the CBOR form for flash)
   pinwave manifest push FILE [--api URL] [--json]
   pinwave manifest list [--api URL] [--json]
 
-create    write a manifest (JSON to --out, or to standard output; --cbor also writes the flash form)
+create    write a manifest (JSON to --out, or to standard output; --cbor also writes the flash form);
+          each file appears whole or not at all, and an existing one is replaced only with --force
 validate  check a manifest: exit 0 and "valid", or exit 1 and one line per error with its JSON path
 push      give the gateway a manifest (an admin token): pre-flight checks bundles against it, and the
           rollback of a group's first rollout restores its initial pins. Refused (exit 1) when invalid
@@ -56,6 +58,7 @@ async function create(args: string[], io: Io): Promise<number> {
     'gateway-ca': { type: 'string' },
     out: { type: 'string' },
     cbor: { type: 'string' },
+    force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   }, USAGE);
   if (values.help) return io.out(USAGE), 0;
@@ -84,9 +87,12 @@ async function create(args: string[], io: Io): Promise<number> {
   const checked = validateManifest(manifest);
   if (!checked.ok) throw new UsageError(`the manifest would be invalid:\n${formatManifestErrors(checked.errors)}`, USAGE);
   const json = JSON.stringify(manifest, null, 2) + '\n';
-  if (values.out) writeFileSync(values.out, json);
+  // Both refused before either is written: half of what was asked for is not left behind.
+  if (values.out) await checkOutFile(values.out, { flag: 'out', force: values.force });
+  if (values.cbor) await checkOutFile(values.cbor, { flag: 'cbor', force: values.force });
+  if (values.out) await writeOutFile(values.out, json, { flag: 'out', force: values.force });
   else io.out(json.trimEnd());
-  if (values.cbor) writeFileSync(values.cbor, encodeManifest(manifest));
+  if (values.cbor) await writeOutFile(values.cbor, encodeManifest(manifest), { flag: 'cbor', force: values.force });
   if (values.out || values.cbor) io.err(`wrote ${[values.out, values.cbor].filter(Boolean).join(' and ')}`);
   return 0;
 }

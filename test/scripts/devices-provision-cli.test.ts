@@ -40,3 +40,16 @@ t.test('--group that disagrees with a device\'s own group in the file is a usage
   t.equal(await run(['devices', 'provision', join(dir, 'b.csv'), '--group', 'thermostats', '--out', join(dir, 'b.tokens')], io), 1, 'the same group: taken, on to the gateway');
   t.match(err.join('\n'), /cannot reach the gateway/);
 });
+
+t.test('--out a directory, or in a folder that does not exist, is a usage error saying which, before any request', async (t) => {
+  const dir = t.testdir({ tokens: {} });
+  const csv = join(dir, 'devices.csv');
+  writeFileSync(csv, 'id,group\nth-1,thermostats\n');
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: { PINWAVE_API: `http://127.0.0.1:${await closedPort()}`, PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
+  t.equal(await run(['devices', 'provision', csv, '--out', join(dir, 'tokens')], io), 2);
+  t.equal(err[0], `pinwave devices: --out ${join(dir, 'tokens')} is a directory: give the path of a new file for the tokens`);
+  err.length = 0;
+  t.equal(await run(['devices', 'provision', csv, '--out', join(dir, 'nowhere', 't.json')], io), 2);
+  t.equal(err[0], `pinwave devices: --out ${join(dir, 'nowhere', 't.json')}: the folder ${join(dir, 'nowhere')} does not exist`);
+});

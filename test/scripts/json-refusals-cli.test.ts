@@ -75,11 +75,11 @@ t.test('devices revoke --json prints the revoked device as the API returns it, n
   const api = await standIn(t, (req, res) => {
     seen.push(`${req.method} ${req.url}`);
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ id: 'th-1', group: 'thermostats', state: 'revoked', revokedAt: 1 }));
+    res.end(JSON.stringify(req.method === 'DELETE' ? { id: 'th-1', group: 'thermostats', state: 'revoked', revokedAt: 1 } : { id: 'th-1', group: 'thermostats', state: 'offline', revokedAt: null }));
   });
   const r = await pinwave(['devices', 'revoke', 'th-1', '--json', '--api', api]);
   t.equal(r.code, 0, r.stderr);
-  t.same(seen, ['DELETE /v1/devices/th-1']);
+  t.same(seen, ['GET /v1/devices/th-1', 'DELETE /v1/devices/th-1'], 'read first, to tell a revocation from a repeated one');
   t.match(JSON.parse(r.stdout), { id: 'th-1', state: 'revoked' });
   t.match((await pinwave(['devices', 'revoke', 'th-1', '--api', api])).stdout, /^revoked th-1: disconnected/, 'without --json, as before');
 });

@@ -124,6 +124,11 @@ t.test('revoking disconnects the device and refuses it after; the shape says rev
   t.equal(r.statusCode, 200);
   t.match(r.json(), { id: 'th-1', state: 'revoked', connected: false, revokedAt: a.clock.t });
   await until(() => !a.gw.isConnected('th-1'), 5000, 'the disconnect');
+  const revokedAt = a.clock.t;
+  a.clock.t += 60_000;
+  const again = await a.call('DELETE', '/v1/devices/th-1');
+  t.equal(again.statusCode, 200, 'revoking is idempotent (README)');
+  t.match(again.json(), { id: 'th-1', state: 'revoked', revokedAt }, "the first revocation's time stands");
   t.equal((await a.call('POST', '/v1/devices/th-1/token')).statusCode, 409, 'a revoked device gets no new token');
   t.match((await a.call('POST', '/v1/devices/th-1/token')).json().message, /revoked/);
   t.equal((await a.call('DELETE', '/v1/devices/nope')).statusCode, 404);

@@ -1,0 +1,78 @@
+// What `pinwave gateway` checks before it opens the store (docs/operations.md, *Run as a service*): the data
+// dir is a folder (or can be made one), and every address it will listen on can be bound. A start
+// that fails on one of these says so in one line naming the flag (or variable, or config key) and
+// the address, and has written nothing: no journal begun in the data dir, no lock left there.
+//
+//   const problem = (await dataDirProblem(dir, '--data /srv/pw')) ?? (await listenProblem(listeners));
+import { stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+
+/** One address the gateway listens on, and how the operator named its port and host. */
+export interface Listener {
+  host: string;
+  port: number;
+  /** e.g. `--mqtt-port 18830`, `PINWAVE_HTTP_PORT=8080`, `config mqtt.tls.port 8883` */
+  portName: string;
+  /** e.g. `--host gw.local`, `config http.host 10.0.0.5` */
+  hostName: string;
+}
+
+/** Why `dir` cannot be the data dir (something not a folder is there), or null. A missing one is made at the start. */
+export async function dataDirProblem(dir: string, name: string): Promise<string | null> {
+  const st = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) {
+    if (st.code === 'ENOENT') return null;
+    if (st.code === 'ENOTDIR') return `${name}: a part of that path is a file, not a directory`;
+    return `${name}: ${st.code ?? st.message}`;
+  }
+  return st.isDirectory() ? null : `${name}: a file is there, not a directory: the data dir is a folder the gateway keeps its store in (created if missing)`;
+}
+
+/**
+ * Binds every address at once, then lets them go: the first that cannot be bound as a line naming it
+ * (or the second of two of the gateway's own listeners given one address), or null. Port 0 binds any free port,
+ * which still checks the host.
+ */
+export async function listenProblem(listeners: readonly Listener[]): Promise<string | null> {
+  for (const [i, l] of listeners.entries()) {
+    const first = listeners.slice(0, i).find((o) => o.port !== 0 && o.port === l.port && o.host === l.host);
+    if (first) return `${l.portName}: ${address(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;
+  }
+  const bound: Server[] = [];
+  try {
+    for (const l of listeners) {
+      const server = createServer();
+      const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+        server.once('error', resolve);
+        server.listen({ host: l.host, port: l.port, exclusive: true }, () => resolve(null));
+      });
+      if (err) return listenFailure(err, [l]) ?? `${l.portName}: cannot listen on ${address(l.host, l.port)} (${err.code ?? err.message})`;
+      bound.push(server);
+    }
+    return null;
+  } finally {
+    await Promise.all(bound.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+/** A listen error (a port taken, a host that does not resolve or is not this machine's, a port needing privileges) as one line naming the listener it is of; null for another error. */
+export function listenFailure(err: unknown, listeners: readonly Listener[]): string | null {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string; hostname?: string };
+  const byPort = listeners.find((l) => l.port !== 0 && l.port === e.port) ?? (listeners.length === 1 ? listeners[0] : undefined);
+  const byHost = listeners.find((l) => l.host === e.hostname) ?? byPort;
+  switch (e.code) {
+    case 'EADDRINUSE':
+      return byPort ? `${byPort.portName}: address ${address(e.address ?? byPort.host, byPort.port)} is already in use (another gateway or broker? give another port, or 0 for any free one)` : null;
+    case 'EACCES':
+      return byPort ? `${byPort.portName}: not allowed to listen on ${address(e.address ?? byPort.host, byPort.port)} (EACCES: a port below 1024 needs privileges)` : null;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return byHost ? `${byHost.hostName}: cannot resolve that name (${e.code}): give an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for every interface` : null;
+    case 'EADDRNOTAVAIL':
+      return byHost ? `${byHost.hostName}: ${e.address ?? byHost.host} is not an address of this machine (EADDRNOTAVAIL)` : null;
+    default:
+      return null;
+  }
+}
+
+const address = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
