@@ -220,7 +220,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
       info: {
         title: 'pinwave',
         version,
-        description: 'Over-the-air certificate-pin updates for IoT fleets: devices, signed pin bundles, staged rollouts, support queries. Send `Authorization: Bearer <token>`; roles viewer < operator < admin.',
+        description: 'Over-the-air certificate-pin updates for IoT fleets: devices, signed pin bundles, staged rollouts, support queries. Send `Authorization: Bearer <token>`; roles viewer < operator < admin. A query parameter an operation does not list is a 400 naming it; a method a path does not take is 405 with `Allow`, after the access check.',
       },
       tags: TAGS,
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },

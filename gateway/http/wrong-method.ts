@@ -9,7 +9,7 @@
 // who could have called one of them. Such routes are not in `routeAccess` nor in the OpenAPI
 // document: they are no part of the API.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ROLES, type RouteAccess } from './auth.ts';
+import { ROLES, type Role, type RouteAccess } from './auth.ts';
 import { errorBody, sendError } from './errors.ts';
 
 declare module 'fastify' {
@@ -20,10 +20,9 @@ declare module 'fastify' {
 }
 
 /** The access a wrong-method route of a path declares: public if any of its routes is, else the least role among them. */
-export function leastAccess(routes: readonly RouteAccess[]): { public: true } | { role: (typeof ROLES)[number] } {
+function leastAccess(routes: readonly RouteAccess[]): { public: true } | { role: Role } {
   if (routes.some((r) => r.access === 'public')) return { public: true };
-  const ranks = routes.map((r) => ROLES.indexOf(r.access as (typeof ROLES)[number]));
-  return { role: ROLES[Math.min(...ranks)] };
+  return { role: ROLES[Math.min(...routes.map((r) => ROLES.indexOf(r.access as Role)))] };
 }
 
 /** Adds, for every path in `app.routeAccess`, a route answering 405 to the methods it lacks. Call after every other route. */
