@@ -160,7 +160,11 @@ export function registerAuth(app: FastifyInstance, o: AuthOptions): Auth {
   const table: RouteAccess[] = [];
   app.decorate('routeAccess', table);
   app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat()) table.push(declaredAccess(method, route.url, route.config));
+    for (const method of [route.method].flat()) {
+      const access = declaredAccess(method, route.url, route.config);
+      // A path's wrong-method answer (wrong-method.ts) is no route of the API.
+      if (route.config?.allow === undefined) table.push(access);
+    }
   });
   app.decorateRequest('caller', null);
 

@@ -20,7 +20,7 @@ export interface ErrorBody {
 }
 
 /** Codes the HTTP layer adds to the gateway's PW_ codes. */
-export type HttpErrorCode = 'PW_UNAUTHORIZED' | 'PW_FORBIDDEN' | 'PW_TOO_MANY_REQUESTS' | 'PW_NOT_FOUND' | 'PW_INVALID' | 'PW_INTERNAL';
+export type HttpErrorCode = 'PW_UNAUTHORIZED' | 'PW_FORBIDDEN' | 'PW_TOO_MANY_REQUESTS' | 'PW_NOT_FOUND' | 'PW_METHOD_NOT_ALLOWED' | 'PW_INVALID' | 'PW_INTERNAL';
 
 export function errorBody(statusCode: number, code: string, message: string, details?: unknown): ErrorBody {
   return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message, code, ...(details !== undefined && { details }) };

@@ -1,6 +1,7 @@
-// Descriptive routes: `GET /healthz` for load balancers and supervisors (public), and
-// `GET /v1/info` (what a device or simulator needs: the MQTT URL, whether it is an external broker,
-// the signing kid and public key).
+// Descriptive routes: `GET /healthz` and `GET /readyz` for load balancers and supervisors (public:
+// they say ok or not and nothing more), and `GET /v1/info` (what a device or simulator needs: the
+// MQTT URL, whether it is an external broker, the signing kid and public key; and for operators the
+// store and its last write error).
 // The API's own description is docs.ts.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -8,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../gateway.ts';
 import { responses } from './schemas.ts';
+
+/** The one reason GET /readyz gives for 503. */
+export const STORE_CANNOT_WRITE = 'store cannot write';
 
 export interface InfoRoutesOptions {
   gateway: Gateway;
@@ -42,26 +46,24 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
   );
 
   // Readiness, beside liveness: a gateway whose store cannot write answers nothing it could keep
-  // (docs/storage.md), so a load balancer should send operators elsewhere until it can again.
+  // (docs/storage.md), so a load balancer should send operators elsewhere until it can again. The
+  // route is public, so it says only that: which store and why (a path, a database host, an errno)
+  // are for operators, in GET /v1/info and the log (docs/operations.md).
   app.get(
     '/readyz',
     {
       config: { public: true },
       schema: {
         tags: ['meta'],
-        summary: 'Readiness: 200 while the store can write, 503 naming the store and its last error while it cannot; no token needed',
+        summary: 'Readiness: 200 while the store can write, 503 while it cannot; no token needed',
+        description: 'Names neither the store nor its error: `GET /v1/info` (a token) gives them as `store`.',
         response: {
-          200: { type: 'object', properties: { status: { type: 'string', enum: ['ready'] }, store: { type: 'string' } } },
-          503: { type: 'object', properties: { status: { type: 'string', enum: ['unavailable'] }, store: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' }, since: { type: 'string' } } },
+          200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ready'] } } },
+          503: { type: 'object', required: ['status', 'reason'], properties: { status: { type: 'string', enum: ['unavailable'] }, reason: { type: 'string', enum: [STORE_CANNOT_WRITE] } } },
         },
       },
     },
-    async (_req, reply) => {
-      const s = gw.storeStatus();
-      if (s.writable) return { status: 'ready', store: s.name };
-      const e = s.lastError!;
-      return reply.code(503).send({ status: 'unavailable', store: s.name, code: e.code, message: e.message, since: new Date(e.at).toISOString() });
-    },
+    async (_req, reply) => (gw.storeStatus().writable ? { status: 'ready' } : reply.code(503).send({ status: 'unavailable', reason: STORE_CANNOT_WRITE })),
   );
 
   app.get(
@@ -84,6 +86,16 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
               kid: { type: ['string', 'null'], description: 'hex: the first 8 bytes of SHA-256 over the raw public key (docs/architecture.md §3); null on a gateway without a signing key (upload-only)' },
               publicKey: { type: ['string', 'null'], description: 'the signing key, SPKI PEM; null on a gateway without a signing key (upload-only: it takes bundles signed elsewhere)' },
+              store: {
+                type: 'object',
+                required: ['name', 'writable', 'lastError'],
+                description: 'the store (docs/storage.md): its path or URL without password, whether it can write (GET /readyz answers 503 while not), and its last write error until a write succeeds again',
+                properties: {
+                  name: { type: 'string' },
+                  writable: { type: 'boolean' },
+                  lastError: { type: ['object', 'null'], required: ['code', 'message', 'at'], properties: { code: { type: 'string' }, message: { type: 'string' }, at: { type: 'number', description: 'epoch milliseconds' } } },
+                },
+              },
               replica: {
                 type: 'object',
                 required: ['id', 'leader'],
@@ -98,7 +110,19 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
     async () => {
       const s = gw.signing;
       const r = gw.replica;
-      return { name: 'pinwave', version: o.version, mqttUrl: gw.mqttUrl, broker: gw.brokerMode, ...(gw.brokers.length > 0 && { brokers: gw.brokers }), mqttPorts: gw.ports, kid: s?.kid ?? null, publicKey: s?.publicPem ?? null, ...(r && { replica: { id: r.id, leader: r.leader } }) };
+      const store = gw.storeStatus();
+      return {
+        name: 'pinwave',
+        version: o.version,
+        mqttUrl: gw.mqttUrl,
+        broker: gw.brokerMode,
+        ...(gw.brokers.length > 0 && { brokers: gw.brokers }),
+        mqttPorts: gw.ports,
+        kid: s?.kid ?? null,
+        publicKey: s?.publicPem ?? null,
+        store: { name: store.name, writable: store.writable, lastError: store.lastError },
+        ...(r && { replica: { id: r.id, leader: r.leader } }),
+      };
     },
   );
 }

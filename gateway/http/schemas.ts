@@ -25,6 +25,9 @@ export const cursor = { type: 'string', minLength: 1, maxLength: 200, descriptio
 /** The body of a route that takes none: absent, null or {}; any field is refused by name. */
 export const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
 
+/** The query of a route that takes none: any parameter is refused by name (server.ts gives it to every route that declares no querystring). */
+export const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
+
 export const idParams = (id: object) => ({ type: 'object', additionalProperties: false, required: ['id'], properties: { id } }) as const;
 
 /** The thresholds of a wave (gateway/rollout/types.ts WaveThresholds); the engine checks them again. */

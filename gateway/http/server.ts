@@ -13,7 +13,11 @@
 // two Ajv instances of our own rather than fastify's default one: fastify's coerces and strips,
 // which would turn `"port": "443"` into 443 and silently drop a misspelt field. Bodies here are
 // never coerced and unknown fields are refused (`additionalProperties: false` everywhere);
-// queries and params arrive as strings, so they are coerced to the schema's types.
+// queries and params arrive as strings, so they are coerced to the schema's types. A route that
+// declares no query takes none (schemas.ts noQuery): every unknown parameter is a 400 naming it.
+//
+// Methods. A path served, asked with a method it does not take, is 405 with `Allow`, after the
+// access check (wrong-method.ts); a path not served is 404.
 //
 // Logs. Request lines carry the method, the path and the query's parameter names, never their
 // values (request-log.ts), nor any header.
@@ -46,11 +50,12 @@ import type { EventIdSource } from './rollout-feed.ts';
 import { rolloutEventRoutes } from './rollout-events.ts';
 import { rolloutRoutes } from './rollouts.ts';
 import { forecastRoutes } from './forecast.ts';
-import { addSharedSchemas } from './schemas.ts';
+import { addSharedSchemas, noQuery } from './schemas.ts';
 import { sessionRoutes } from './session-routes.ts';
 import { Sessions, type SessionStore } from './sessions.ts';
 import { telemetryRoutes } from './telemetry.ts';
 import { ApiTokens } from './tokens.ts';
+import { answerWrongMethods } from './wrong-method.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -189,8 +194,11 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   app.addSchema(GroupSchema);
   trackConnections(app);
   app.addHook('onRoute', (route) => {
-    const q = (route.schema as { querystring?: { properties?: object } } | undefined)?.querystring?.properties;
-    for (const name of Object.keys(q ?? {})) queryNames.add(name);
+    // A route that declares no query takes none: `?x=1` is a 400 naming x, as on the list routes,
+    // not a parameter silently ignored. Set on the schema itself, which its HEAD twin shares.
+    const schema = (route.schema ??= {}) as { querystring?: { properties?: object } };
+    schema.querystring ??= noQuery;
+    for (const name of Object.keys(schema.querystring.properties ?? {})) queryNames.add(name);
   });
   const authRefused: Record<Refusal, number> = { missing: 0, wrong: 0, forbidden: 0, throttled: 0, session: 0, csrf: 0 };
   const tokens = new ApiTokens(o.tokens ?? []);
@@ -212,7 +220,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
       info: {
         title: 'pinwave',
         version,
-        description: 'Over-the-air certificate-pin updates for IoT fleets: devices, signed pin bundles, staged rollouts, support queries. Send `Authorization: Bearer <token>`; roles viewer < operator < admin.',
+        description: 'Over-the-air certificate-pin updates for IoT fleets: devices, signed pin bundles, staged rollouts, support queries. Send `Authorization: Bearer <token>`; roles viewer < operator < admin. A query parameter an operation does not list is a 400 naming it; a method a path does not take is 405 with `Allow`, after the access check.',
       },
       tags: TAGS,
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
@@ -245,5 +253,6 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(sessionRoutes, { auth });
   await app.register(consoleRoutes, { root: c.root });
   for (const plugin of o.plugins ?? []) await app.register(plugin);
+  answerWrongMethods(app);
   return app;
 }

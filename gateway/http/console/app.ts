@@ -1,9 +1,10 @@
-// The console's entry module (browser only): sign-in, the page router (`#/rollouts/ID` and so on:
+// The console's entry module (browser only): sign-in, the page router (`#/rollouts/ID` and so on, read by links.ts:
 // the route lives in the fragment, so nothing of it reaches a server log), each page's data loading,
 // the rollout page's live updates over server-sent events, the confirmation dialogs, the CSV
 // download. What each page shows is the render-*.ts files'; this file only fetches and wires.
 import { ApiError, get, getText, onSignedOut, send, setSession, stream } from './api.ts';
 import { count } from './format.ts';
+import { readLink } from './links.ts';
 import { enc, link } from './parts.ts';
 import { bundlesTable, bundleView } from './render-bundle.ts';
 import { devicesTable, deviceView, fleetView } from './render-fleet.ts';
@@ -120,44 +121,47 @@ async function signOut(): Promise<void> {
 
 // ---------------------------------------------------------------- router
 
-function current(): { path: string[]; query: URLSearchParams } {
-  const raw = location.hash.replace(/^#/, '') || '/';
-  const q = raw.indexOf('?');
-  // a malformed escape (#/devices/%ZZ) stays as it is: the API then names what is wrong with it
-  const path = (q < 0 ? raw : raw.slice(0, q)).split('/').filter(Boolean).map((p) => {
-    try {
-      return decodeURIComponent(p);
-    } catch {
-      return p;
-    }
-  });
-  return { path, query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)) };
-}
-
 async function route(): Promise<void> {
   if (!me) return showSignIn();
   stop();
   const gen = ++generation;
-  const { path, query } = current();
-  const top = path[0] ?? 'fleet';
-  chrome(top === 'groups' || top === 'devices' ? 'fleet' : top);
+  const r = readLink(location.hash);
+  chrome(r.page === 'group' || r.page === 'device' ? 'fleet' : r.page === 'rollout' ? 'rollouts' : r.page === 'bundle' ? 'bundles' : r.page);
   try {
-    if (top === 'fleet') await fleetPage(gen);
-    else if (top === 'groups' && path[1]) await groupPage(gen, path[1], query);
-    else if (top === 'devices' && path[1]) await devicePage(gen, path[1]);
-    else if (top === 'rollouts') await (path[1] ? rolloutPage(gen, path[1]) : rolloutsPage(gen));
-    else if (top === 'stuck') await stuckPage(gen, query);
-    else if (top === 'bundles') await (path[1] ? bundlePage(gen, path[1]) : bundlesPage(gen, query));
-    else draw(gen, 'Not found', h('h1', null, 'Not found'), h('p', null, 'There is no such page. ', link('/', 'Back to the fleet')));
+    switch (r.page) {
+      case 'fleet':
+        return await fleetPage(gen);
+      case 'group':
+        return await groupPage(gen, r.group, r.seq, r.model);
+      case 'device':
+        return await devicePage(gen, r.id);
+      case 'rollouts':
+        return await rolloutsPage(gen);
+      case 'rollout':
+        return await rolloutPage(gen, r.id);
+      case 'stuck':
+        return await stuckPage(gen, r.group !== null ? { group: r.group } : r.rollout !== null ? { rollout: r.rollout } : {});
+      case 'bundles':
+        return await bundlesPage(gen, r.group);
+      case 'bundle':
+        return await bundlePage(gen, r.id);
+      case 'bad_link':
+        // Nothing was asked of the API: the link itself is wrong (links.ts).
+        draw(gen, 'Bad link', h('h1', null, 'Bad link'), h('p', { class: 'error', role: 'alert' }, r.message), h('p', null, link('/', 'Back to the fleet')));
+        return;
+      case 'not_found':
+        draw(gen, 'Not found', h('h1', null, 'Not found'), h('p', null, 'There is no such page. ', link('/', 'Back to the fleet')));
+    }
   } catch (err) {
     drawError(gen, err);
   }
 }
 
-/** A page that failed to load: the API's message and code (a 401 has shown sign-in already). */
+/** A page that failed to load: the API's message and code (a 401 has shown sign-in already). A 400 is the link's values, which the API judged. */
 function drawError(gen: number, err: unknown): void {
   if (err instanceof ApiError && err.status === 401) return;
-  draw(gen, 'Error', h('h1', null, err instanceof ApiError && err.status === 404 ? 'Not found' : 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, (err as Error).message, err instanceof ApiError ? [' ', h('code', null, err.code)] : ''));
+  const status = err instanceof ApiError ? err.status : 0;
+  draw(gen, 'Error', h('h1', null, status === 404 ? 'Not found' : status === 400 ? 'Bad link' : 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, (err as Error).message, err instanceof ApiError ? [' ', h('code', null, err.code)] : ''));
 }
 
 /** A list the API gives in pages, with a "Show more" button while there are more. */
@@ -183,9 +187,7 @@ async function fleetPage(gen: number): Promise<void> {
   draw(gen, 'Fleet', fleetView(groups.items));
 }
 
-async function groupPage(gen: number, group: string, query: URLSearchParams): Promise<void> {
-  const seq = query.get('seq');
-  const model = query.get('model');
+async function groupPage(gen: number, group: string, seq: string | null, model: string | null): Promise<void> {
   const filter = [seq !== null ? `seq=${enc(seq)}` : '', model !== null ? `model=${enc(model)}` : ''].filter(Boolean).join('&');
   const what = [seq !== null ? (seq === 'none' ? 'that never reported a seq' : `on seq ${seq}`) : '', model !== null ? `of model ${model}` : ''].filter(Boolean).join(' and ');
   if (!draw(gen, `Group ${group}`, h('h1', null, 'Group ', h('code', null, group)), h('p', null, link('/', '← Fleet'), what ? [' · ', link(`/groups/${enc(group)}`, 'all its devices')] : ''), h('div', { id: 'devices' }))) return;
@@ -272,10 +274,7 @@ async function act(id: string, verb: ActionVerb, body: Record<string, unknown> |
   announce(`${verb[0].toUpperCase()}${verb.slice(1)}: done.`);
 }
 
-async function stuckPage(gen: number, query: URLSearchParams): Promise<void> {
-  const filter: StuckFilter = {};
-  if (query.get('group')) filter.group = query.get('group')!;
-  else if (query.get('rollout')) filter.rollout = query.get('rollout')!;
+async function stuckPage(gen: number, filter: StuckFilter): Promise<void> {
   const [groups, rollouts] = await Promise.all([get<Page<Group>>('/v1/groups?limit=1000'), get<Page<Rollout>>('/v1/rollouts?limit=1000')]);
   const onsubmit = (e: Event) => {
     e.preventDefault();
@@ -313,8 +312,7 @@ async function downloadCsv(query: string, filter: StuckFilter): Promise<void> {
   announce(`Downloaded ${a.download}.`);
 }
 
-async function bundlesPage(gen: number, query: URLSearchParams): Promise<void> {
-  const group = query.get('group');
+async function bundlesPage(gen: number, group: string | null): Promise<void> {
   if (!draw(gen, 'Bundles', h('h1', null, 'Bundles', group ? [' of ', h('code', null, group)] : ''), h('div', { id: 'bundles' }))) return;
   const base = `/v1/bundles?limit=100${group ? `&group=${enc(group)}` : ''}`;
   await paged<Bundle>(gen, document.getElementById('bundles')!, (c) => withCursor(base, c), bundlesTable);

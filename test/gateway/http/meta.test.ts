@@ -72,7 +72,16 @@ t.test('healthz answers ok without a token; info gives the MQTT URL, version, ki
   const r = await a.call('GET', '/v1/info', { as: 'viewer' });
   t.equal(r.statusCode, 200);
   const info = r.json();
-  t.same(info, { name: 'pinwave', version: packageVersion(), mqttUrl: a.gw.mqttUrl, broker: 'embedded', mqttPorts: { tcp: a.gw.ports.tcp }, kid: a.gw.signing!.kid, publicKey: a.gw.signing!.publicPem });
+  t.same(info, {
+    name: 'pinwave',
+    version: packageVersion(),
+    mqttUrl: a.gw.mqttUrl,
+    broker: 'embedded',
+    mqttPorts: { tcp: a.gw.ports.tcp },
+    kid: a.gw.signing!.kid,
+    publicKey: a.gw.signing!.publicPem,
+    store: { name: a.gw.storeStatus().name, writable: true, lastError: null },
+  });
   t.match(info.version, /^\d+\.\d+\.\d+/);
   t.match(info.publicKey, /^-----BEGIN PUBLIC KEY-----\n/);
   t.match(info.kid, /^[0-9a-f]{16}$/);
@@ -146,6 +155,31 @@ t.test('metrics are Prometheus text: HELP and TYPE for every metric, and the cou
 t.test('label values are escaped as the exposition format requires', async (t) => {
   const text = new Exposition().add('x_total', 'counter', 'a \\ help\nline', [[{ reason: 'a"b\\c\nd' }, 1], [null, Number.NaN]]).toString();
   t.equal(text, '# HELP x_total a \\\\ help\\nline\n# TYPE x_total counter\nx_total{reason="a\\"b\\\\c\\nd"} 1\nx_total 0\n');
+});
+
+t.test('readyz names neither the store nor its error, with or without a token; /v1/info gives them to a viewer', async (t) => {
+  const a = await apiHarness(t);
+  const path = a.gw.storeStatus().name;
+  t.ok(path.startsWith('/'), `the store is a folder (${path})`);
+  const ready = await a.call('GET', '/readyz', { as: null });
+  t.equal(ready.statusCode, 200);
+  t.same(ready.json(), { status: 'ready' }, 'ready, and no path');
+
+  const real = a.gw.store.status.bind(a.gw.store);
+  const lastError = { code: 'PW_STORE_FULL', message: `store ${path}: writing ${path}/journal-000001.log failed (ENOSPC: no space left on device)`, at: Date.parse('2026-03-01T12:00:00Z') };
+  a.gw.store.status = () => ({ ...real(), writable: false, lastError });
+  for (const as of [null, 'admin'] as const) {
+    const r = await a.call('GET', '/readyz', { as });
+    t.equal(r.statusCode, 503, `${as ?? 'no token'}: 503`);
+    t.same(r.json(), { status: 'unavailable', reason: 'store cannot write' }, `${as ?? 'no token'}: a generic reason`);
+    t.notMatch(r.body, path, 'no path');
+    t.notMatch(r.body, /ENOSPC|journal|PW_STORE/, 'nor the error');
+  }
+  t.same((await a.call('GET', '/healthz', { as: null })).json(), { status: 'ok' }, 'healthz says ok and nothing more');
+  t.notMatch((await a.call('GET', '/metrics', { as: null })).body, path, 'nor does /metrics');
+  const info = await a.call('GET', '/v1/info', { as: 'viewer' });
+  t.same(info.json().store, { name: path, writable: false, lastError }, '/v1/info (a token) names the store and its error');
+  t.equal((await a.call('GET', '/v1/info', { as: null })).statusCode, 401, 'and needs a token');
 });
 
 t.test('every route declares who may call it: the table lists them all, HEAD twins included', async (t) => {

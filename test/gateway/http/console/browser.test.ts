@@ -225,6 +225,46 @@ t.test('a link to a rollout that does not exist, or a prefix too short, says so;
   t.same(thrown, [], 'no uncaught error');
 });
 
+t.test('a link whose id is dots, empty or too long, or whose query is odd, is a Bad link page and asks the API for no other path', async (t) => {
+  const c = await consoleHarness(t, browser);
+  await fleet(c, 3);
+  const { page } = await c.page();
+  const thrown: string[] = [];
+  page.on('pageerror', (e) => thrown.push(String(e)));
+  await c.signIn(page, 'viewer');
+  let asked: string[] = [];
+  page.on('request', (r) => asked.push(new URL(r.url()).pathname));
+  const bad: Array<[string, RegExp]> = [
+    ['#/devices/..', /^"\.\." is not a device id: no id is only dots\.$/],
+    ['#/devices/%2e%2e', /^"\.\." is not a device id/],
+    ['#/rollouts/..', /^"\.\." is not a rollout id/],
+    ['#/bundles/%2E%2E', /^"\.\." is not a bundle id/],
+    ['#/devices/', /^This link names no device\.$/],
+    [`#/devices/${'x'.repeat(600)}`, /^The device id in this link is 600 characters long: no id is longer than 160\.$/],
+    ['#/stuck?group=thermostats&rollout=r-x', /^Stuck devices are of a group or of a rollout: the link gives both\.$/],
+    ['#/stuck?grup=thermostats', /^"grup" is not a parameter of this page/],
+    ['#/stuck?group=', /^The parameter "group" is empty\.$/],
+  ];
+  for (const [hash, message] of bad) {
+    asked = [];
+    await page.goto(`${c.base}/ui${hash}`);
+    await page.getByRole('heading', { name: 'Bad link', level: 1 }).waitFor();
+    t.match(await page.getByRole('alert').textContent(), message, `${hash.slice(0, 40)}: says why`);
+    t.same(asked.filter((p) => p.startsWith('/v1/')), [], `${hash.slice(0, 40)}: nothing asked of the API`);
+    t.equal(await page.title(), 'Bad link — pinwave');
+  }
+  // A value the link may carry but the API refuses: the API's answer, on a Bad link page.
+  asked = [];
+  await page.goto(`${c.base}/ui#/stuck?group=%3Cb%3E`);
+  await page.getByRole('heading', { name: 'Bad link', level: 1 }).waitFor();
+  t.match(await page.getByRole('alert').textContent(), /querystring\/group must match pattern.*PW_INVALID/);
+  t.ok(asked.includes('/v1/stuck'), 'the stuck query was asked');
+  t.ok(asked.filter((p) => p.startsWith('/v1/')).every((p) => ['/v1/groups', '/v1/rollouts', '/v1/stuck'].includes(p)), `and nothing else: ${asked.join(', ')}`);
+  await page.getByRole('link', { name: 'Stuck devices' }).click();
+  await page.getByRole('heading', { name: 'Stuck devices', level: 1 }).waitFor();
+  t.same(thrown, [], 'no uncaught error');
+});
+
 t.test('sign-out ends the session on the server: the cookie no longer works; a revoked token ends a session and its live page', async (t) => {
   const c = await consoleHarness(t, browser);
   await fleet(c, 3);

@@ -1,0 +1,65 @@
+// A path the API serves, asked with a method it does not take, is 405 Method Not Allowed with an
+// Allow header (RFC 9110 §15.5.6) in the API's error shape, after the access check; a path it does
+// not serve is 404 whatever the method (wrong-method.ts).
+import t from 'tap';
+import { apiHarness } from '../../fixtures/http.ts';
+
+const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
+
+/** A URL of a route, its parameters filled in. */
+const example = (url: string) => url.replace(':id', 'x').replace(':name', 'app.js');
+
+t.test('every path answers each method it does not take with 405 and Allow naming those it does', async (t) => {
+  const a = await apiHarness(t);
+  const byPath = new Map<string, string[]>();
+  for (const r of a.app.routeAccess) byPath.set(r.url, [...(byPath.get(r.url) ?? []), r.method]);
+  t.ok(byPath.size >= 30, `${byPath.size} paths`);
+  for (const [path, taken] of byPath) {
+    for (const method of METHODS.filter((m) => !taken.includes(m))) {
+      const r = await a.call(method, example(path), { as: 'admin' });
+      t.equal(r.statusCode, 405, `${method} ${path}: 405`);
+      t.same(r.headers.allow!.split(', ').sort(), [...taken].sort(), `${method} ${path}: Allow ${taken.join(', ')}`);
+      t.same(r.json(), { statusCode: 405, error: 'Method Not Allowed', code: 'PW_METHOD_NOT_ALLOWED', message: `${method} is not allowed on ${path}: it takes ${r.headers.allow}` }, `${method} ${path}: the error shape`);
+    }
+  }
+  const del = await a.call('PUT', '/v1/devices/th-1', { as: 'admin' });
+  t.equal(del.headers.allow, 'GET, HEAD, DELETE');
+});
+
+t.test('a path the API does not serve stays 404, whatever the method', async (t) => {
+  const a = await apiHarness(t);
+  for (const [method, url] of [['GET', '/v1/nothing'], ['PUT', '/v1/nothing'], ['DELETE', '/v1/devices/x/nothing'], ['POST', '/v1/devicesx'], ['PATCH', '/']] as const) {
+    const r = await a.call(method, url, { as: 'admin' });
+    t.equal(r.statusCode, 404, `${method} ${url}: 404`);
+    t.equal(r.json().code, 'PW_NOT_FOUND');
+    t.equal(r.headers.allow, undefined, 'no Allow');
+  }
+});
+
+t.test('the access check comes first: a caller without the role learns what the right method would tell them, no more', async (t) => {
+  const a = await apiHarness(t);
+  const none = await a.call('PUT', '/v1/devices/x', { as: null });
+  t.equal(none.statusCode, 401, 'no token: 401, as GET says');
+  t.equal(none.headers.allow, undefined, 'and no Allow');
+  t.equal((await a.call('GET', '/v1/devices/x', { as: null })).statusCode, 401);
+  const wrong = await a.call('PATCH', '/v1/rollouts', { as: null, headers: { authorization: 'Bearer not-a-token-of-this-gateway' } });
+  t.equal(wrong.statusCode, 401, 'a wrong token: 401');
+  const viewer = await a.call('GET', '/v1/devices/x/token', { as: 'viewer' });
+  t.equal(viewer.statusCode, 403, 'a path only an admin may call: 403 to a viewer, as POST says');
+  t.equal(viewer.headers.allow, undefined);
+  t.equal((await a.call('GET', '/v1/devices/x/token', { as: 'admin' })).statusCode, 405, 'and 405 to an admin');
+  t.equal((await a.call('PUT', '/v1/devices/x', { as: 'viewer' })).statusCode, 405, 'a path a viewer may read: 405 to a viewer');
+  const open = await a.call('POST', '/healthz', { as: null });
+  t.equal(open.statusCode, 405, 'a public path: 405 to anyone');
+  t.equal(open.headers.allow, 'GET, HEAD');
+});
+
+t.test('a wrong method is 405 whatever body it sends, and its route is no part of the API', async (t) => {
+  const a = await apiHarness(t);
+  const r = await a.call('PUT', '/v1/devices/x', { body: '{not json', headers: { 'content-type': 'application/json' } });
+  t.equal(r.statusCode, 405, 'malformed JSON: still 405');
+  t.equal((await a.call('PUT', '/v1/devices/x', { body: 'x', headers: { 'content-type': 'text/plain' } })).statusCode, 405, 'another media type: still 405');
+  t.notOk(a.app.routeAccess.some((r) => r.method === 'PUT' || r.method === 'PATCH'), 'routeAccess lists no wrong-method route');
+  const doc = (await a.call('GET', '/docs/json', { as: null })).json() as { paths: Record<string, Record<string, unknown>> };
+  t.notOk(Object.values(doc.paths).some((ops) => 'put' in ops || 'patch' in ops || 'options' in ops), 'nor does the OpenAPI document');
+});
