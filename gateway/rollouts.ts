@@ -187,6 +187,8 @@ export class Rollouts {
           this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
           fixes.push(...ledger.changes(r));
         }
+        // An aborted rollout from an older writer, its waves still active (docs/architecture.md §6).
+        if (engine.settleWaves(r) && !announce) fixes.push(...ledger.changes(r));
         this.#ledgers.set(r, ledger);
         rollouts.set(r.id, r);
         this.#decisions.seen(r);

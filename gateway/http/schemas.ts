@@ -214,7 +214,7 @@ const waveSummary = {
   properties: {
     index: { type: 'integer', description: 'the wave\'s place in `waves`, from 0 (as decisions\' `wave` and telemetry\'s `wave` count)' },
     number: { type: 'integer', description: 'the wave as people count it, from 1 (index + 1): what the CLI and logs show' },
-    state: { type: 'string', enum: ['pending', 'active', 'soaking', 'passed', 'missed'] },
+    state: { type: 'string', enum: ['pending', 'active', 'soaking', 'passed', 'missed', 'aborted', 'cancelled'], description: 'aborted: in progress when the rollout was aborted; cancelled: never reached by an aborted rollout' },
     plannedSize: { type: ['integer', 'string'], description: 'the cumulative size the plan asked for' },
     size: { type: 'integer', description: 'members of this wave' },
     ...figureProperties,

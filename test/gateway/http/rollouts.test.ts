@@ -82,7 +82,8 @@ t.test('an action the state forbids is 409 naming the state; pause, resume with 
 
   const aborted = await a.call('POST', `/v1/rollouts/${ro.id}/abort`, { as: 'operator', body: { reason: 'wrong pins' } });
   t.equal(aborted.statusCode, 200);
-  t.match(aborted.json().decisions.at(-1), { action: 'abort', actor: 'olga', reason: 'wrong pins' });
+  t.match(aborted.json().decisions.at(-1), { action: 'abort', actor: 'olga', reason: 'wrong pins', waveFrom: 'active', waveTo: 'aborted' });
+  t.match((await a.call('GET', `/v1/rollouts/${ro.id}`, { as: 'viewer' })).json().waves, [{ state: 'aborted', endedAt: a.clock.now() }], 'the wave in progress shows aborted, not active');
   t.match((await a.call('POST', `/v1/rollouts/${ro.id}/resume`, { as: 'operator' })).json(), { statusCode: 409, message: 'cannot resume a rollout that is aborted' });
   t.match((await a.call('POST', `/v1/rollouts/${ro.id}/rollback`, { as: 'operator' })).json(), { statusCode: 409, message: `rollout ${ro.id} has not sent its bundle to any device: nothing to roll back` }, 'an aborted rollout that reached no device has nothing to roll back');
   t.equal((await a.call('POST', '/v1/rollouts/r-none-1-x/start', { as: 'operator' })).statusCode, 404);
@@ -105,7 +106,8 @@ t.test('rollback: a new bundle of the previous pins to every device reached, thi
   const r = await a.call('POST', `/v1/rollouts/${r2.id}/rollback`, { as: 'operator' });
   t.equal(r.statusCode, 201);
   const { aborted, rollback } = r.json();
-  t.match(aborted, { id: r2.id, state: 'aborted' });
+  t.match(aborted, { id: r2.id, state: 'aborted', waves: [{ state: 'aborted' }] });
+  t.match((await a.call('GET', `/v1/rollouts/${r2.id}`)).json().waves, [{ state: 'aborted' }], 'the rolled-back wave shows aborted, not soaking');
   t.match(rollback, { state: 'running', rollbackOf: r2.id, createdBy: 'olga', bundle: { seq: 3, group: 'thermostats' } });
   t.same([...rollback.target.devices].sort(), ['th-0000', 'th-0001', 'th-0002']);
   const restored = (await a.call('GET', `/v1/bundles/${rollback.bundle.id}`)).json();
