@@ -115,6 +115,31 @@ t.test('rollback: a new bundle of the previous pins to every device reached, thi
   await until(() => sims.every((s) => s.state.seq === 3), 5000, 'devices back on the old pins');
 });
 
+t.test("a rollout of a bundle whose seq is not above its devices' is 422 naming both seqs; forced with a reason it is created and the decision recorded", async (t) => {
+  const a = await apiHarness(t);
+  const sims = await fleet(a, 3);
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  const older = await bundle(a, 'one');
+  const newer = await bundle(a, 'two');
+  const r2 = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: newer.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
+  await until(async () => (a.gw.tick(), (await a.call('GET', `/v1/rollouts/${r2.id}`)).json().state === 'completed'), 5000, 'the devices on seq 2');
+
+  const r = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: older.id, target: { group: 'thermostats' } } });
+  t.equal(r.statusCode, 422, 'devices refuse a seq not above theirs: such a rollout could only fail');
+  t.match(r.json(), {
+    code: 'PW_PREFLIGHT',
+    message: 'bundle seq 1 is not above what 3 devices report (seq 2): they would reject it as replayed',
+    details: { ok: false, problems: [{ code: 'ahead', devices: ['th-0000', 'th-0001', 'th-0002'], count: 3 }] },
+  });
+  t.same((await a.call('GET', '/v1/rollouts')).json().items.map((x: { id: string }) => x.id), [r2.id], 'nothing created');
+
+  const forced = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: older.id, target: { devices: ['th-0000'] }, force: true, reason: 'th-0000 was reflashed' } });
+  t.equal(forced.statusCode, 201);
+  t.match(forced.json(), { state: 'pending', preflight: { ok: false, forced: { by: 'olga', reason: 'th-0000 was reflashed' } } });
+  t.match(forced.json().decisions, [{ action: 'force', actor: 'olga', reason: 'th-0000 was reflashed', findings: [/^bundle seq 1 is not above what 1 device reports \(seq 2\)/] }]);
+});
+
 t.test('rollouts list oldest first in pages, by state and group; a wave plan default comes from the server options', async (t) => {
   const a = await apiHarness(t, { waveDefaults: [{ size: '50%', ackThreshold: 0.9 }, { size: '100%' }] });
   await provisioned(a, 4);
