@@ -11,6 +11,21 @@ async function provisioned(a: ApiHarness, n: number, model = 'th-100', prefix = 
   return (await a.call('POST', '/v1/devices', { body })).json().devices as Array<{ id: string; token: string }>;
 }
 
+/** `n` simulated devices of group thermostats, connected, disconnected at teardown. */
+async function connected(t: { teardown(fn: () => unknown): void }, a: ApiHarness, n: number) {
+  const sims = await fleet(a, n);
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  return sims;
+}
+
+/** A one-wave rollout of `bundleId` to the group, started and ticked until it completed. */
+async function completed(a: ApiHarness, bundleId: string) {
+  const r = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: bundleId, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
+  await until(async () => (a.gw.tick(), (await a.call('GET', `/v1/rollouts/${r.id}`)).json().state === 'completed'), 5000, `rollout ${r.id} completed`);
+  return r;
+}
+
 const bundle = async (a: ApiHarness, label = 'new') => (await a.call('POST', '/v1/bundles', { as: 'operator', body: { group: 'thermostats', pins: pins(label) } })).json();
 
 t.test('an operator creates and starts a rollout: 201 with the pre-flight result and the rollout shape', async (t) => {
@@ -93,12 +108,9 @@ t.test('an action the state forbids is 409 naming the state; pause, resume with 
 
 t.test('rollback: a new bundle of the previous pins to every device reached, this rollout aborted', async (t) => {
   const a = await apiHarness(t);
-  const sims = await fleet(a, 3);
-  await Promise.all(sims.map((s) => s.connect()));
-  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  const sims = await connected(t, a, 3);
   const b1 = await bundle(a, 'one');
-  const r1 = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b1.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
-  await until(async () => (a.gw.tick(), (await a.call('GET', `/v1/rollouts/${r1.id}`)).json().state === 'completed'), 5000, 'the first rollout');
+  await completed(a, b1.id);
   const b2 = await bundle(a, 'two');
   const r2 = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b2.id, target: { group: 'thermostats' }, waves: [{ size: '100%', soakSeconds: 3600 }], start: true } })).json();
   t.equal(r2.previousBundle, b1.id);
@@ -117,13 +129,9 @@ t.test('rollback: a new bundle of the previous pins to every device reached, thi
 
 t.test("a rollout of a bundle whose seq is not above its devices' is 422 naming both seqs; forced with a reason it is created and the decision recorded", async (t) => {
   const a = await apiHarness(t);
-  const sims = await fleet(a, 3);
-  await Promise.all(sims.map((s) => s.connect()));
-  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  await connected(t, a, 3);
   const older = await bundle(a, 'one');
-  const newer = await bundle(a, 'two');
-  const r2 = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: newer.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
-  await until(async () => (a.gw.tick(), (await a.call('GET', `/v1/rollouts/${r2.id}`)).json().state === 'completed'), 5000, 'the devices on seq 2');
+  const r2 = await completed(a, (await bundle(a, 'two')).id);
 
   const r = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: older.id, target: { group: 'thermostats' } } });
   t.equal(r.statusCode, 422, 'devices refuse a seq not above theirs: such a rollout could only fail');
