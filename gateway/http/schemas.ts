@@ -196,17 +196,17 @@ const figureProperties = {
   rejected: int,
   failing: int,
   timedOut: int,
-  unreachable: int,
+  unreachable: { type: 'integer', description: 'members offline for the whole wave: left out of the ack ratio, judged by unreachableRatio against maxUnreachable' },
   verifying: { type: 'integer', description: 'health-checked devices holding the bundle provisionally, no verdict yet' },
   verified: { type: 'integer', description: 'health-checked devices that committed with every check passed' },
   unverified: { type: 'integer', description: 'health-checked devices that committed without a verified ack (endpoints that never answered)' },
   reverted: { type: 'integer', description: 'health-checked devices that went back to their previous pins by themselves; counted against the failure ratio' },
   acked: { type: 'integer', description: 'members counted toward the ack ratio' },
   responded: int,
-  ackRatio: num,
+  ackRatio: { type: 'number', description: 'acked / (members - unreachable): over the reachable members only (1 when none is); a wave held for max_unreachable can show 1' },
   failureRatio: num,
   failureCounted: bool,
-  unreachableRatio: num,
+  unreachableRatio: { type: 'number', description: 'unreachable / members, held against maxUnreachable' },
 } as const;
 
 const waveSummary = {
