@@ -11,6 +11,7 @@
 //   plan.silent;            // false for most devices
 //   plan.ackDelayMs();      // a fresh draw per ack, from the device's own stream
 import { FORMAT_VERSION } from '../firmware-manifest/index.ts';
+import { overTimerLimit } from './timer-limit.ts';
 
 /**
  * A number of ms or seconds: fixed (`250`), uniform (`{ "min": 10, "max": 200 }`) or exponential
@@ -156,19 +157,29 @@ export function checkBehaviours(b: Behaviours, at = ''): Array<{ path: string; m
   const rate = (v: number | undefined, name: string) => {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0 && v <= 1)) errors.push({ path: `${at}/${name}`, message: `must be a rate from 0 to 1, got ${v}` });
   };
-  const dist = (d: Distribution | undefined, name: string, signed = false) => {
+  // `unit`: a duration a device waits on a timer, bounded by the longest one can wait (timer-limit.ts).
+  const dist = (d: Distribution | undefined, name: string, unit?: 'ms' | 's', signed = false) => {
     if (d === undefined) return;
-    const bad = (message: string) => errors.push({ path: `${at}/${name}`, message });
+    const bad = (message: string, field = '') => errors.push({ path: `${at}/${name}${field}`, message });
     const ok = (v: number) => Number.isFinite(v) && (signed || v >= 0);
+    const bounded = (v: number, field: string, note = '') => {
+      const over = unit && overTimerLimit(v, unit);
+      if (over) bad(`${over}${note}`, field);
+    };
     if (typeof d === 'number') {
       if (!ok(d)) bad(`must be a ${signed ? '' : 'non-negative '}number, got ${d}`);
+      else bounded(d, '');
     } else if ('mean' in d) {
       if (!(ok(d.mean) && d.mean > 0)) bad(`mean must be a positive number, got ${d.mean}`);
       else if (d.max !== undefined && !(ok(d.max) && d.max >= d.mean)) bad(`max must be at least the mean (${d.mean}), got ${d.max}`);
+      else if (d.max !== undefined) bounded(d.max, '/max');
+      else bounded(10 * d.mean, '/mean', ` (10 × the mean ${d.mean}: its draws go up to that without a max)`);
     } else if (!ok(d.min) || !ok(d.max)) {
       bad(`min and max must be ${signed ? '' : 'non-negative '}numbers`);
     } else if (d.max < d.min) {
       bad(`max (${d.max}) must not be below min (${d.min})`);
+    } else {
+      bounded(d.max, '/max');
     }
   };
   rate(b.silentRate, 'silentRate');
@@ -177,15 +188,16 @@ export function checkBehaviours(b: Behaviours, at = ''): Array<{ path: string; m
   rate(b.offlineRate, 'offlineRate');
   rate(b.clockSkewRate, 'clockSkewRate');
   rate(b.oldFormatRate, 'oldFormatRate');
-  dist(b.rebootMs, 'rebootMs');
-  dist(b.ackDelayMs, 'ackDelayMs');
-  dist(b.offlineAtSeconds, 'offlineAtSeconds');
-  dist(b.offlineForSeconds, 'offlineForSeconds');
-  dist(b.clockSkewSeconds, 'clockSkewSeconds', true);
+  dist(b.rebootMs, 'rebootMs', 'ms');
+  dist(b.ackDelayMs, 'ackDelayMs', 'ms');
+  dist(b.offlineAtSeconds, 'offlineAtSeconds', 's');
+  dist(b.offlineForSeconds, 'offlineForSeconds', 's');
+  // a clock's offset, not a wait
+  dist(b.clockSkewSeconds, 'clockSkewSeconds', undefined, true);
   if (b.reconnectStorm) {
     rate(b.reconnectStorm.rate, 'reconnectStorm/rate');
-    dist(b.reconnectStorm.atSeconds, 'reconnectStorm/atSeconds');
-    dist(b.reconnectStorm.spreadMs, 'reconnectStorm/spreadMs');
+    dist(b.reconnectStorm.atSeconds, 'reconnectStorm/atSeconds', 's');
+    dist(b.reconnectStorm.spreadMs, 'reconnectStorm/spreadMs', 'ms');
   }
   return errors;
 }

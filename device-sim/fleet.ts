@@ -23,6 +23,7 @@ import { BundleVerifier, SimDevice, type DeviceOutcome, type VerifyCounters } fr
 import { Handshakes, type CallHomeEndpoint, type HandshakeCounters } from './handshakes.ts';
 import { emptyHistogram, record, type Histogram } from './latency.ts';
 import { MemoryStateStore, type StateStore } from './state-store.ts';
+import { TIMER_MAX_MS } from './timer-limit.ts';
 
 /** Where the scheduler's time comes from; tests pass a manual clock. */
 export interface Timers {
@@ -45,8 +46,6 @@ export interface Task {
   n: number;
   cancelled: boolean;
 }
-
-const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** A binary min-heap of tasks behind one timer armed for the earliest. Cancelled tasks are skipped when they surface. */
 export class Scheduler {
@@ -102,7 +101,7 @@ export class Scheduler {
     this.#disarm();
     this.#armedAt = top.at;
     // Node fires a timeout over 2^31 - 1 ms at once; a far task is re-armed for when the timer fires.
-    this.#handle = this.#timers.setTimeout(() => this.#run(), Math.min(MAX_TIMEOUT_MS, Math.max(0, top.at - this.now())));
+    this.#handle = this.#timers.setTimeout(() => this.#run(), Math.min(TIMER_MAX_MS, Math.max(0, top.at - this.now())));
   }
 
   #disarm(): void {

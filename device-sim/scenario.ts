@@ -12,6 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { validateHealthCheck, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../firmware-manifest/index.ts';
 import { checkBehaviours, type Behaviours } from './behaviours.ts';
+import { overTimerLimit } from './timer-limit.ts';
 import type { CallHomeEndpoint } from './handshakes.ts';
 
 const distribution = {
@@ -180,6 +181,11 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
   if (!validateSchema(value)) return { ok: false, errors: schemaErrors(validateSchema.errors ?? []) };
   const raw = value as RawScenario;
   const errors: ScenarioError[] = [];
+  // Waits on a timer: the call-home period and the ramp's tick (timer-limit.ts).
+  for (const [path, v, unit] of [['/callHomeSeconds', raw.callHomeSeconds, 's'], ['/ramp/tickMs', raw.ramp?.tickMs, 'ms']] as const) {
+    const over = v === undefined ? null : overTimerLimit(v, unit);
+    if (over) errors.push({ path, message: over });
+  }
   const top = raw.behaviours ?? {};
   errors.push(...checkBehaviours(top, '/behaviours'));
   errors.push(...healthCheckErrors(raw.healthCheck, '/healthCheck'));

@@ -82,13 +82,20 @@ async function pinSetsNow(devices: readonly DeviceRecord[], manifests: ReadonlyM
 }
 
 /**
+ * What force overrides (docs/pin-safety.md): pin continuity, and devices reported ahead of the
+ * bundle's seq (what a device last reported: one reflashed since reports less when it connects).
+ * A bundle that devices would reject for what it is (wrong group, too large, unknown key) is refused still.
+ */
+const FORCEABLE: ReadonlySet<string> = new Set([...CONTINUITY_CODES, 'ahead']);
+
+/**
  * A refused pre-flight the operator forces: the `force` decision to record (who, why, what was
- * refused), with `check.forced` set; null when nothing was refused or the start is not forced. Only
- * pin continuity can be forced: a bundle that devices would reject (wrong group, too large) is refused still.
+ * refused), with `check.forced` set; null when nothing was refused, the start is not forced, or a
+ * refusal is not one force overrides (FORCEABLE).
  */
 export function forcedDecision(check: Preflight, input: ContinuityRequest, actor: string, now: number): Decision | null {
   if (check.ok || !input.force) return null;
-  if (!check.problems.every((p) => CONTINUITY_CODES.has(p.code))) return null;
+  if (!check.problems.every((p) => FORCEABLE.has(p.code))) return null;
   check.forced = { by: actor, at: now, reason: input.reason! };
   return { at: now, actor, action: 'force', reason: input.reason!, from: 'pending', to: 'pending', findings: check.problems.map((p) => p.message.slice(0, 500)) };
 }

@@ -100,8 +100,15 @@ export async function preflight(input: PreflightInput): Promise<Preflight> {
     if (affected.length > 0) problems.push(finding(verdict.reason as PreflightFinding['code'], `${plural(affected.length, 'device')} of model "${model}": ${verdict.reason}: ${verdict.detail}`, affected.map((d) => d.id)));
   }
 
-  const ahead = input.devices.filter((d) => d.seq !== null && d.seq >= record.seq && d.bundleId !== record.id).map((d) => d.id);
-  if (ahead.length > 0) warnings.push(finding('ahead', `${plural(ahead.length, 'device')} report seq ${record.seq} or above and will reject seq ${record.seq} as replayed`, ahead));
+  // A device refuses a seq not above its own as replayed (docs/bundle-format.md, rollback
+  // protection): a rollout of an older bundle can only fail there. Going back to older pins is a
+  // rollback, a new bundle with a higher seq (docs/architecture.md §6).
+  const aheadOf = input.devices.filter((d) => d.seq !== null && d.seq >= record.seq && d.bundleId !== record.id);
+  if (aheadOf.length > 0) {
+    const seqs = aheadOf.map((d) => d.seq as number);
+    const [lowest, highest] = [Math.min(...seqs), Math.max(...seqs)];
+    problems.push(finding('ahead', `bundle seq ${record.seq} is not above what ${plural(aheadOf.length, 'device')} ${aheadOf.length === 1 ? 'reports' : 'report'} (seq ${lowest === highest ? highest : `${lowest} to ${highest}`}): they would reject it as replayed; push the pins as a new bundle (seq above ${highest}), or roll back the rollout that took them there`, aheadOf.map((d) => d.id)));
+  }
   const never = input.devices.filter((d) => d.lastSeen === null).map((d) => d.id);
   if (never.length > 0) warnings.push(finding('never_connected', `${plural(never.length, 'device')} never connected; they get the bundle when they do`, never));
 

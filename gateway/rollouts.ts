@@ -48,7 +48,7 @@ export interface RolloutInput extends PlanInput, DeadlineInput {
   checkEndpoints?: boolean;
   /** by `host:port`: keys the operator says the endpoint will serve (`sha256/…`), which pin continuity accepts */
   nextKeys?: Record<string, string[]>;
-  /** start even though pin continuity refuses; needs `reason`, and is recorded as a `force` decision */
+  /** start even though pin continuity refuses, or devices report a seq not below the bundle's; needs `reason`, and is recorded as a `force` decision */
   force?: boolean;
   reason?: string;
 }
@@ -187,6 +187,8 @@ export class Rollouts {
           this.#log.warn({ rollout: r.id }, 'rollout counters were out of step and were rebuilt');
           fixes.push(...ledger.changes(r));
         }
+        // An aborted rollout from an older writer, its waves still active (docs/architecture.md §6).
+        if (engine.settleWaves(r) && !announce) fixes.push(...ledger.changes(r));
         this.#ledgers.set(r, ledger);
         rollouts.set(r.id, r);
         this.#decisions.seen(r);
@@ -311,7 +313,7 @@ export class Rollouts {
     // a key they trust; this stops a bundle given that they do not).
     const rejected = replacing === null ? [] : check.problems.filter((p) => p.code === 'unknown_key' || p.code === 'stale_key_epoch');
     if (rejected.length > 0) throw new GatewayError('PW_INVALID_STATE', `cannot roll back ${replacing}: ${rejected.map((p) => p.message).join('; ')}`, { problems: rejected, devices: [...new Set(rejected.flatMap((p) => p.devices ?? []))].slice(0, 100) });
-    if (!check.ok && replacing === null && !forced) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}${input.force ? ' (force overrides pin continuity only)' : ''}`, check);
+    if (!check.ok && replacing === null && !forced) throw new GatewayError('PW_PREFLIGHT', `pre-flight refused the rollout: ${check.problems.map((p) => p.message).join('; ')}${input.force ? ' (force overrides only pin continuity and devices ahead of the bundle\'s seq)' : ''}`, check);
     const id = `r-${bundle.group}-${bundle.seq}-${(this.#now() % 1e6).toString(36)}${Math.floor(Math.random() * 1296).toString(36)}`;
     const created = engine.createRollout({
       id,

@@ -73,7 +73,7 @@ const createBody = {
       maxProperties: 100,
       additionalProperties: { type: 'array', minItems: 1, maxItems: 16, items: { type: 'string', maxLength: 100 } },
     },
-    force: { type: 'boolean', description: 'start even though pin continuity refuses (needs reason); recorded as a force decision with the findings' },
+    force: { type: 'boolean', description: "create even though pin continuity refuses, or devices report a seq not below the bundle's (finding ahead) (needs reason); recorded as a force decision with the findings" },
     reason: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[\\x20-\\x7e]+$', description: 'why the start is forced' },
     ...deadlineProperties,
   },

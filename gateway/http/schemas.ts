@@ -199,17 +199,17 @@ const figureProperties = {
   rejected: int,
   failing: int,
   timedOut: int,
-  unreachable: int,
+  unreachable: { type: 'integer', description: 'members offline for the whole wave: left out of the ack ratio, judged by unreachableRatio against maxUnreachable' },
   verifying: { type: 'integer', description: 'health-checked devices holding the bundle provisionally, no verdict yet' },
   verified: { type: 'integer', description: 'health-checked devices that committed with every check passed' },
   unverified: { type: 'integer', description: 'health-checked devices that committed without a verified ack (endpoints that never answered)' },
   reverted: { type: 'integer', description: 'health-checked devices that went back to their previous pins by themselves; counted against the failure ratio' },
   acked: { type: 'integer', description: 'members counted toward the ack ratio' },
   responded: int,
-  ackRatio: num,
+  ackRatio: { type: 'number', description: 'acked / (members - unreachable): over the reachable members only (1 when none is); a wave held for max_unreachable can show 1' },
   failureRatio: num,
   failureCounted: bool,
-  unreachableRatio: num,
+  unreachableRatio: { type: 'number', description: 'unreachable / members, held against maxUnreachable' },
 } as const;
 
 const waveSummary = {
@@ -217,7 +217,7 @@ const waveSummary = {
   properties: {
     index: { type: 'integer', description: 'the wave\'s place in `waves`, from 0 (as decisions\' `wave` and telemetry\'s `wave` count)' },
     number: { type: 'integer', description: 'the wave as people count it, from 1 (index + 1): what the CLI and logs show' },
-    state: { type: 'string', enum: ['pending', 'active', 'soaking', 'passed', 'missed'] },
+    state: { type: 'string', enum: ['pending', 'active', 'soaking', 'passed', 'missed', 'aborted', 'cancelled'], description: 'aborted: in progress when the rollout was aborted; cancelled: never reached by an aborted rollout' },
     plannedSize: { type: ['integer', 'string'], description: 'the cumulative size the plan asked for' },
     size: { type: 'integer', description: 'members of this wave' },
     ...figureProperties,

@@ -11,7 +11,8 @@
 //   apply(tick(r, now, isOnline));                           // deadlines, soak ends, next waves
 //
 // Rollout: pending → running → (held ⇄ running) → completed | aborted.
-// Wave:    pending → active → soaking → passed | missed.
+// Wave:    pending → active → soaking → passed | missed; when the rollout is aborted, the wave in
+//          progress (active, soaking) → aborted, the waves not reached (pending) → cancelled.
 // Device:  pending → sent → applied | rejected | timed_out; applied → failing; pending →
 //          unreachable at the deadline; pending, unreachable, timed_out → sent when it comes online.
 //          A health-checked device (docs/architecture.md §9): sent → verifying → verified | reverted |
@@ -295,7 +296,10 @@ function miss(s: Step, w: Wave, reason: Exclude<HoldReason, 'paused'>): void {
   const endpoint = reason === 'failure_threshold' ? s.revertedOn : undefined;
   const to: RolloutState = abort ? 'aborted' : 'held';
   s.r.state = to;
-  if (abort) s.r.endedAt = s.now;
+  if (abort) {
+    s.r.endedAt = s.now;
+    endWaves(s.r, s.now);
+  }
   decide(s, {
     actor: SYSTEM,
     action: abort ? 'abort' : 'hold',
@@ -435,11 +439,41 @@ export function abort(r: Rollout, now: number, actor: string, reason = 'operator
   if (r.state === 'completed' || r.state === 'aborted') return invalidState(r, 'abort');
   const s = step(r, now);
   const from = r.state;
+  const waveFrom = r.waves[r.wave].state;
   r.state = 'aborted';
   r.endedAt = now;
-  decide(s, { actor, action: 'abort', reason, from, to: 'aborted', wave: r.wave });
+  endWaves(r, now);
+  decide(s, { actor, action: 'abort', reason, from, to: 'aborted', wave: r.wave, waveFrom, waveTo: r.waves[r.wave].state });
   s.fx.push({ type: 'aborted', reason });
   return { ok: true, effects: done(s) };
+}
+
+/**
+ * An aborted rollout's waves say so (docs/architecture.md §6): the one in progress (active or
+ * soaking, or kept so by a pause) is `aborted`, ended now; those never reached are `cancelled`. A
+ * wave that passed or missed keeps its verdict. True when a wave changed.
+ */
+function endWaves(r: Rollout, now: number): boolean {
+  let changed = false;
+  for (const w of r.waves) {
+    if (w.state === 'active' || w.state === 'soaking') {
+      w.state = 'aborted';
+      w.endedAt = now;
+      changed = true;
+    } else if (w.state === 'pending') {
+      w.state = 'cancelled';
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+/**
+ * A rollout aborted before its waves were ended with it (a record from an older writer) gets them
+ * ended as abort() ends them, at the rollout's end; true when it changed (the caller persists it).
+ */
+export function settleWaves(r: Rollout): boolean {
+  return r.state === 'aborted' && endWaves(r, r.endedAt ?? r.createdAt);
 }
 
 /**

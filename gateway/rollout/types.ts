@@ -14,7 +14,12 @@ export interface BundleRef {
 export type Target = { group: string } | { devices: string[] };
 
 export type RolloutState = 'pending' | 'running' | 'held' | 'completed' | 'aborted';
-export type WaveState = 'pending' | 'active' | 'soaking' | 'passed' | 'missed';
+/**
+ * `aborted`: the wave in progress when its rollout was aborted (by an operator, a rollback or
+ * `onMiss: abort`); `cancelled`: a wave the rollout never reached before it was aborted
+ * (docs/architecture.md §6). A missed or passed wave keeps its state.
+ */
+export type WaveState = 'pending' | 'active' | 'soaking' | 'passed' | 'missed' | 'aborted' | 'cancelled';
 /**
  * Where a member stands (docs/architecture.md §6, §9). `applied`: a device without a health check
  * holds the bundle. A device whose firmware has one is `verifying` while it holds it provisionally,

@@ -33,8 +33,9 @@ rollout reached; on a group's first rollout, the initial pins of its models' fir
 already instead (a gateway without a signing key: pinwave bundle upload FILE). Pre-flight problems
 do not stop a rollback: they are recorded with it ("gates bypassed").
 create --next-key: a key the endpoint will serve, which pre-flight's pin continuity accepts in place of
-the key it serves now (repeat it for more). --force REASON: start even though pin continuity refuses;
-the reason is recorded with the decision (docs/pin-safety.md#pre-flight-pin-continuity).
+the key it serves now (repeat it for more). --force REASON: create even though pin continuity
+refuses, or targeted devices report a seq not below the bundle's (they would reject it as
+replayed); the reason is recorded with the decision (docs/pin-safety.md#pre-flight-pin-continuity).
 approve: agree, under your token's name, to a rollout that waits for approval (config approval: one
 that removes pins its target holds now); its creator cannot approve it, and it starts with start.
 IDs (and --bundle) may be unique prefixes of at least 8 characters. Waves are numbered from 1.

@@ -75,6 +75,32 @@ t.test('errors name the JSON path of what is wrong', async (t) => {
   t.equal(formatScenarioErrors([{ path: '', message: 'x' }, { path: '/a', message: 'y' }]), '/: x\n/a: y');
 });
 
+t.test('a timing field longer than a timer can wait (2^31 - 1 ms) is refused at load, naming the field, its value and the bound', async (t) => {
+  const dir = t.testdir({
+    'far.json': JSON.stringify({
+      callHomeSeconds: 2_147_484,
+      ramp: { tickMs: 2 ** 31 },
+      behaviours: { ackDelayMs: 3_000_000_000, offlineForSeconds: { min: 30, max: 1e7 }, rebootMs: { mean: 3e8 }, clockSkewSeconds: { min: -3e6, max: 3e6 } },
+      models: [{ model: 'th-100', behaviours: { offlineAtSeconds: { mean: 10, max: 2_147_484 }, reconnectStorm: { atSeconds: 2_147_483, rate: 0.5, spreadMs: 2 ** 31 } } }],
+    }),
+  });
+  const r = await loadScenario(join(dir, 'far.json'));
+  t.notOk(r.ok);
+  const bound = (max: string, got: number | string) => `must be at most ${max} (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got ${got}`;
+  t.same(r.ok ? [] : r.errors, [
+    { path: '/callHomeSeconds', message: bound('2147483 s', 2147484) },
+    { path: '/ramp/tickMs', message: bound('2147483647 ms', 2147483648) },
+    { path: '/behaviours/rebootMs/mean', message: `${bound('2147483647 ms', 3000000000)} (10 × the mean 300000000: its draws go up to that without a max)` },
+    { path: '/behaviours/ackDelayMs', message: bound('2147483647 ms', 3000000000) },
+    { path: '/behaviours/offlineForSeconds/max', message: bound('2147483 s', 10000000) },
+    { path: '/models/0/behaviours/offlineAtSeconds/max', message: bound('2147483 s', 2147484) },
+    { path: '/models/0/behaviours/reconnectStorm/spreadMs', message: bound('2147483647 ms', 2147483648) },
+  ], 'a clock skew is an offset, not a wait: it is not bounded; a storm at 2147483 s is within the bound');
+  t.match(formatScenarioErrors(r.ok ? [] : r.errors), '/behaviours/ackDelayMs: must be at most 2147483647 ms');
+  const edge = await validateScenario({ callHomeSeconds: 2_147_483, ramp: { tickMs: 2 ** 31 - 1 }, behaviours: { ackDelayMs: { min: 0, max: 2 ** 31 - 1 } } });
+  t.ok(edge.ok, 'the bound itself is allowed');
+});
+
 t.test('a scenario file that cannot be read or parsed says so', async (t) => {
   const dir = t.testdir({ 'not.json': 'nope' });
   t.match(await loadScenario(join(dir, 'missing.json')), { ok: false, errors: [{ path: '', message: /ENOENT/ }] });

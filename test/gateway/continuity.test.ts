@@ -138,7 +138,7 @@ t.test('through the gateway: the config lists the endpoint with where to dial it
   t.test('force does not override what devices would reject', async (t) => {
     const other = await h.gw.createBundle({ group: 'other', endpoints: [{ host: 'telemetry.example.com', pins: [tel.pins[1], tel.backupPin] }] }, 'alice');
     const e = await refusal(h.gw.createRollout({ bundle: other.id, target: { devices: ['th-1'] }, force: true, reason: 'try' }, 'alice'));
-    t.match(e.message, /wrong_group.*\(force overrides pin continuity only\)/);
+    t.match(e.message, /wrong_group.*\(force overrides only pin continuity and devices ahead of the bundle's seq\)/);
   });
 
   t.test('the set that holds the served key passes; an unlisted endpoint is judged by overlap', async (t) => {

@@ -5,7 +5,7 @@ import { closedPort } from '../fixtures/stand-in.ts';
 import { preflight, type PreflightInput } from '../../gateway/preflight.ts';
 import { startTlsEndpoint, unservedPin, type TlsEndpoint } from '../../device-sim/endpoints.ts';
 import { generateKeyPair, parsePin, signBundle, type Endpoint, type PinBundle } from '../../firmware-manifest/index.ts';
-import type { BundleRecord } from '../../gateway/store/types.ts';
+import type { BundleRecord, DeviceRecord } from '../../gateway/store/types.ts';
 
 const NOW = 1767225600;
 const key = generateKeyPair();
@@ -114,4 +114,15 @@ t.test('the endpoints the config lists are dialled where it says, under their ow
   t.same(r.endpoints.map((e) => [e.endpoint, e.check]), [['telemetry.example.com:443', 'served'], ['api.example.com:443', 'overlap']]);
   tel.rotate();
   t.equal((await check(endpoints, { checkEndpoints: false, probeTargets, probe })).ok, true, 'after the switch the same set holds what it serves');
+});
+
+t.test("devices that report the bundle's seq or above refuse it: a problem naming the bundle's seq and theirs", async (t) => {
+  const device = (id: string, seq: number | null, bundleId: string | null = null): DeviceRecord => ({ id, group: 'thermostats', model: null, firmware: null, tokenHash: '', createdAt: 0, revokedAt: null, lastSeen: 1, lastConnectAt: null, lastDisconnectAt: null, seq, bundleId, history: [], telemetry: [] });
+  const endpoints: Endpoint[] = [{ host: 'api.example.com', port: 443, pins: [parsePin(unservedPin()), parsePin(unservedPin())] }];
+  const r = await check(endpoints, { checkEndpoints: false, devices: [device('behind', 1), device('same', 2, 'ff'.repeat(32)), device('ahead', 5), device('new', null)] });
+  t.equal(r.ok, false);
+  t.same(r.problems.map((p) => [p.code, p.devices, p.message]), [['ahead', ['same', 'ahead'], 'bundle seq 2 is not above what 2 devices report (seq 2 to 5): they would reject it as replayed; push the pins as a new bundle (seq above 5), or roll back the rollout that took them there']]);
+  t.notOk(r.warnings.some((w) => w.code === 'ahead'), 'no longer only a warning');
+  const holding = await check(endpoints, { checkEndpoints: false, devices: [device('behind', 1)] });
+  t.same([holding.ok, holding.problems], [true, []], 'a device behind the bundle takes it');
 });

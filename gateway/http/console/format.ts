@@ -53,6 +53,8 @@ const STATES: Record<string, [string, Tone]> = {
   soaking: ['Soaking', 'info'],
   passed: ['Passed', 'good'],
   missed: ['Missed', 'bad'],
+  // aborted (in progress when the rollout was) shares the rollouts' word above
+  cancelled: ['Cancelled', 'neutral'],
   // devices
   connected: ['Connected', 'good'],
   offline: ['Offline', 'neutral'],

@@ -144,7 +144,9 @@ export function waveCard(w: Wave, total: number): VNode {
       h(
         'dd',
         null,
-        w.startedAt === null
+        w.state === 'cancelled'
+          ? 'never started: the rollout was aborted first'
+          : w.startedAt === null
           ? `not started; times out ${duration(t.timeoutSeconds)} after it starts${t.soakSeconds > 0 ? `, soaks ${duration(t.soakSeconds)}` : ''}`
           : ['started ', when(w.startedAt), w.deadline !== null && w.endedAt === null ? [', deadline ', when(w.deadline)] : null, w.soakUntil !== null && w.endedAt === null ? [', soaks until ', when(w.soakUntil)] : null, w.endedAt !== null ? [', ended ', when(w.endedAt)] : null],
       ),

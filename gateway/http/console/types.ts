@@ -3,7 +3,7 @@
 
 export type Role = 'viewer' | 'operator' | 'admin';
 export type RolloutState = 'pending' | 'running' | 'held' | 'completed' | 'aborted';
-export type WaveState = 'pending' | 'active' | 'soaking' | 'passed' | 'missed';
+export type WaveState = 'pending' | 'active' | 'soaking' | 'passed' | 'missed' | 'aborted' | 'cancelled';
 
 export interface Me {
   name: string;

@@ -11,6 +11,21 @@ async function provisioned(a: ApiHarness, n: number, model = 'th-100', prefix = 
   return (await a.call('POST', '/v1/devices', { body })).json().devices as Array<{ id: string; token: string }>;
 }
 
+/** `n` simulated devices of group thermostats, connected, disconnected at teardown. */
+async function connected(t: { teardown(fn: () => unknown): void }, a: ApiHarness, n: number) {
+  const sims = await fleet(a, n);
+  await Promise.all(sims.map((s) => s.connect()));
+  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  return sims;
+}
+
+/** A one-wave rollout of `bundleId` to the group, started and ticked until it completed. */
+async function completed(a: ApiHarness, bundleId: string) {
+  const r = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: bundleId, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
+  await until(async () => (a.gw.tick(), (await a.call('GET', `/v1/rollouts/${r.id}`)).json().state === 'completed'), 5000, `rollout ${r.id} completed`);
+  return r;
+}
+
 const bundle = async (a: ApiHarness, label = 'new') => (await a.call('POST', '/v1/bundles', { as: 'operator', body: { group: 'thermostats', pins: pins(label) } })).json();
 
 t.test('an operator creates and starts a rollout: 201 with the pre-flight result and the rollout shape', async (t) => {
@@ -82,7 +97,8 @@ t.test('an action the state forbids is 409 naming the state; pause, resume with 
 
   const aborted = await a.call('POST', `/v1/rollouts/${ro.id}/abort`, { as: 'operator', body: { reason: 'wrong pins' } });
   t.equal(aborted.statusCode, 200);
-  t.match(aborted.json().decisions.at(-1), { action: 'abort', actor: 'olga', reason: 'wrong pins' });
+  t.match(aborted.json().decisions.at(-1), { action: 'abort', actor: 'olga', reason: 'wrong pins', waveFrom: 'active', waveTo: 'aborted' });
+  t.match((await a.call('GET', `/v1/rollouts/${ro.id}`, { as: 'viewer' })).json().waves, [{ state: 'aborted', endedAt: a.clock.now() }], 'the wave in progress shows aborted, not active');
   t.match((await a.call('POST', `/v1/rollouts/${ro.id}/resume`, { as: 'operator' })).json(), { statusCode: 409, message: 'cannot resume a rollout that is aborted' });
   t.match((await a.call('POST', `/v1/rollouts/${ro.id}/rollback`, { as: 'operator' })).json(), { statusCode: 409, message: `rollout ${ro.id} has not sent its bundle to any device: nothing to roll back` }, 'an aborted rollout that reached no device has nothing to roll back');
   t.equal((await a.call('POST', '/v1/rollouts/r-none-1-x/start', { as: 'operator' })).statusCode, 404);
@@ -92,12 +108,9 @@ t.test('an action the state forbids is 409 naming the state; pause, resume with 
 
 t.test('rollback: a new bundle of the previous pins to every device reached, this rollout aborted', async (t) => {
   const a = await apiHarness(t);
-  const sims = await fleet(a, 3);
-  await Promise.all(sims.map((s) => s.connect()));
-  t.teardown(() => Promise.all(sims.map((s) => s.disconnect())));
+  const sims = await connected(t, a, 3);
   const b1 = await bundle(a, 'one');
-  const r1 = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b1.id, target: { group: 'thermostats' }, waves: [{ size: '100%' }], start: true } })).json();
-  await until(async () => (a.gw.tick(), (await a.call('GET', `/v1/rollouts/${r1.id}`)).json().state === 'completed'), 5000, 'the first rollout');
+  await completed(a, b1.id);
   const b2 = await bundle(a, 'two');
   const r2 = (await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: b2.id, target: { group: 'thermostats' }, waves: [{ size: '100%', soakSeconds: 3600 }], start: true } })).json();
   t.equal(r2.previousBundle, b1.id);
@@ -105,12 +118,34 @@ t.test('rollback: a new bundle of the previous pins to every device reached, thi
   const r = await a.call('POST', `/v1/rollouts/${r2.id}/rollback`, { as: 'operator' });
   t.equal(r.statusCode, 201);
   const { aborted, rollback } = r.json();
-  t.match(aborted, { id: r2.id, state: 'aborted' });
+  t.match(aborted, { id: r2.id, state: 'aborted', waves: [{ state: 'aborted' }] });
+  t.match((await a.call('GET', `/v1/rollouts/${r2.id}`)).json().waves, [{ state: 'aborted' }], 'the rolled-back wave shows aborted, not soaking');
   t.match(rollback, { state: 'running', rollbackOf: r2.id, createdBy: 'olga', bundle: { seq: 3, group: 'thermostats' } });
   t.same([...rollback.target.devices].sort(), ['th-0000', 'th-0001', 'th-0002']);
   const restored = (await a.call('GET', `/v1/bundles/${rollback.bundle.id}`)).json();
   t.same(restored.endpoints[0].pins, [pin('one'), pin('backup')], 'the pins the group ran before');
   await until(() => sims.every((s) => s.state.seq === 3), 5000, 'devices back on the old pins');
+});
+
+t.test("a rollout of a bundle whose seq is not above its devices' is 422 naming both seqs; forced with a reason it is created and the decision recorded", async (t) => {
+  const a = await apiHarness(t);
+  await connected(t, a, 3);
+  const older = await bundle(a, 'one');
+  const r2 = await completed(a, (await bundle(a, 'two')).id);
+
+  const r = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: older.id, target: { group: 'thermostats' } } });
+  t.equal(r.statusCode, 422, 'devices refuse a seq not above theirs: such a rollout could only fail');
+  t.match(r.json(), {
+    code: 'PW_PREFLIGHT',
+    message: 'bundle seq 1 is not above what 3 devices report (seq 2): they would reject it as replayed',
+    details: { ok: false, problems: [{ code: 'ahead', devices: ['th-0000', 'th-0001', 'th-0002'], count: 3 }] },
+  });
+  t.same((await a.call('GET', '/v1/rollouts')).json().items.map((x: { id: string }) => x.id), [r2.id], 'nothing created');
+
+  const forced = await a.call('POST', '/v1/rollouts', { as: 'operator', body: { bundle: older.id, target: { devices: ['th-0000'] }, force: true, reason: 'th-0000 was reflashed' } });
+  t.equal(forced.statusCode, 201);
+  t.match(forced.json(), { state: 'pending', preflight: { ok: false, forced: { by: 'olga', reason: 'th-0000 was reflashed' } } });
+  t.match(forced.json().decisions, [{ action: 'force', actor: 'olga', reason: 'th-0000 was reflashed', findings: [/^bundle seq 1 is not above what 1 device reports \(seq 2\)/] }]);
 });
 
 t.test('rollouts list oldest first in pages, by state and group; a wave plan default comes from the server options', async (t) => {

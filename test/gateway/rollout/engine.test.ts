@@ -11,6 +11,8 @@ import {
   pinFailure,
   rebuildCounters,
   resume,
+  rollBack,
+  settleWaves,
   start,
   tick,
 } from '../../../gateway/rollout/engine.ts';
@@ -372,6 +374,66 @@ t.test('abort stops the rollout; late acks are still recorded for rollback', asy
 
   const pending = make(5);
   t.match(effects(abort(pending, T0, 'carol')), [{ type: 'aborted', reason: 'operator' }, { type: 'persist' }], 'a pending rollout can be aborted');
+});
+
+t.test("an aborted rollout's waves end with it: the wave in progress is aborted, the ones not reached cancelled", async (t) => {
+  const r = make(100, { waves: [{ size: 10 }, { size: 50 }, { size: '100%' }], seed: 's' });
+  effects(start(r, T0, 'alice', everyone));
+  ackAll(r, members(r, 0).slice(0, 3), T0);
+  effects(abort(r, T0 + SEC, 'carol'));
+  t.same(r.waves.map((w) => w.state), ['aborted', 'cancelled', 'cancelled']);
+  t.equal(r.waves[0].endedAt, T0 + SEC, 'the wave in progress ended with the rollout');
+  t.same([r.waves[1].startedAt, r.waves[1].endedAt], [null, null], 'a cancelled wave never started');
+  t.match(r.decisions.at(-1), { action: 'abort', wave: 0, waveFrom: 'active', waveTo: 'aborted' });
+  t.equal(r.waves[0].count.applied, 3, 'what the aborted wave reached stays counted');
+
+  const soaking = make(100, { waves: [{ size: 10, soakSeconds: 600 }, { size: '100%' }], seed: 's' });
+  effects(start(soaking, T0, 'alice', everyone));
+  ackAll(soaking, members(soaking, 0), T0);
+  t.equal(soaking.waves[0].state, 'soaking');
+  effects(rollBack(soaking, T0 + SEC, 'carol'));
+  t.same(soaking.waves.map((w) => w.state), ['aborted', 'cancelled'], 'a rollback aborts a soaking wave');
+
+  const paused = twoWaves(100, 20);
+  effects(start(paused, T0, 'alice', everyone));
+  effects(pause(paused, T0, 'alice'));
+  effects(abort(paused, T0 + SEC, 'carol'));
+  t.same(paused.waves.map((w) => w.state), ['aborted', 'cancelled'], 'a paused wave is aborted too');
+
+  const pending = make(5);
+  effects(abort(pending, T0, 'carol'));
+  t.ok(pending.waves.every((w) => w.state === 'cancelled'), 'a rollout aborted before it started cancels every wave');
+});
+
+t.test('a wave that missed keeps its verdict when the rollout is aborted; the later ones are cancelled', async (t) => {
+  const held = twoWaves(100, 20);
+  effects(start(held, T0, 'alice', everyone));
+  tick(held, T0 + 3600 * SEC, everyone);
+  t.equal(held.state, 'held');
+  effects(abort(held, T0 + 3601 * SEC, 'carol'));
+  t.same(held.waves.map((w) => w.state), ['missed', 'cancelled']);
+  t.equal(held.waves[0].endedAt, T0 + 3600 * SEC, 'it ended when it missed');
+
+  const onMiss = twoWaves(100, 20, {}, { onMiss: 'abort' });
+  effects(start(onMiss, T0, 'alice', everyone));
+  tick(onMiss, T0 + 3600 * SEC, everyone);
+  t.equal(onMiss.state, 'aborted');
+  t.same(onMiss.waves.map((w) => w.state), ['missed', 'cancelled'], 'onMiss abort cancels the waves after the one that missed');
+});
+
+t.test('an aborted rollout written before its waves ended with it is settled at load', async (t) => {
+  const r = make(100, { waves: [{ size: 10 }, { size: '100%' }], seed: 's' });
+  effects(start(r, T0, 'alice', everyone));
+  // As an older writer left it: the rollout aborted, its waves as they were.
+  r.state = 'aborted';
+  r.endedAt = T0 + 5 * SEC;
+  t.equal(settleWaves(r), true);
+  t.same(r.waves.map((w) => [w.state, w.endedAt]), [['aborted', T0 + 5 * SEC], ['cancelled', null]]);
+  t.equal(settleWaves(r), false, 'nothing more to settle');
+  const running = twoWaves(100, 20);
+  effects(start(running, T0, 'alice', everyone));
+  t.equal(settleWaves(running), false, 'a running rollout is left as it is');
+  t.same(running.waves.map((w) => w.state), ['active', 'pending']);
 });
 
 t.test('onMiss abort aborts instead of holding', async (t) => {

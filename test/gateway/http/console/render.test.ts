@@ -85,6 +85,15 @@ t.test('a wave: a bar of its members by status, the counts with separators, each
   t.match(textOf(waveCard(wave({ state: 'pending', startedAt: null, deadline: null }), 2)), 'not started; times out 60 min after it starts');
 });
 
+t.test("the waves of an aborted rollout: the one in progress shows Aborted, the ones never reached Cancelled", async (t) => {
+  const aborted = toHtml(waveCard(wave({ state: 'aborted', endedAt: wave().startedAt! + 60_000 }), 2));
+  t.match(aborted, '<span class="badge tone-bad" data-state="aborted">Aborted</span>');
+  const cancelled = waveCard(wave({ state: 'cancelled', startedAt: null, deadline: null }), 2);
+  t.match(toHtml(cancelled), '<span class="badge tone-neutral" data-state="cancelled">Cancelled</span>');
+  t.match(textOf(cancelled), 'never started: the rollout was aborted first');
+  t.notMatch(textOf(cancelled), 'times out', 'no timeout promised for a wave that will never run');
+});
+
 t.test('a wave of health-checked devices: verified, verifying and reverted in the bar, reverts among the failures', async (t) => {
   const node = waveCard(wave({ applied: 100, verified: 8000, verifying: 400, reverted: 150, rejected: 0, failing: 0, sent: 1350, acked: 8100, responded: 8650, failureRatio: 150 / 8650, rejectedByReason: {} }), 2);
   const html = toHtml(node);
