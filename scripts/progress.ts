@@ -143,7 +143,12 @@ export function oneLine(r: RolloutView): string {
   const w = r.waves.find((x) => x.state === 'active' || x.state === 'soaking') ?? [...r.waves].reverse().find((x) => x.state !== 'pending' && x.state !== 'cancelled') ?? r.waves[0];
   const state = r.approval?.needed ? `${r.state} (needs approval)` : r.state;
   if (!w) return `${r.id} ${state}`;
-  const health = w.verified !== undefined ? ` verified ${w.verified} verifying ${w.verifying ?? 0} reverted ${w.reverted ?? 0}` : '';
+  // With health checks, `applied` is only the devices without one: the count out of the wave's size
+  // is then what counts toward the ack ratio (`done`), as the terminal view says.
+  const counts =
+    w.verified !== undefined
+      ? `done ${w.acked ?? w.applied + w.failing + w.verified}/${w.size} applied ${w.applied} verified ${w.verified} verifying ${w.verifying ?? 0} reverted ${w.reverted ?? 0}`
+      : `applied ${w.applied + w.failing}/${w.size}`;
   const deadline = r.deadline ? ` deadline ${r.deadline.status}` : '';
-  return `${r.id} ${state} wave ${w.index + 1}/${r.waves.length} ${w.state} applied ${w.applied + w.failing}/${w.size}${health} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)}${w.unreachable ? ` of ${w.size - w.unreachable} reachable` : ''} fail ${pct(w.failureRatio)}${deadline}`;
+  return `${r.id} ${state} wave ${w.index + 1}/${r.waves.length} ${w.state} ${counts} rejected ${w.rejected} failing ${w.failing} unreachable ${w.unreachable} ack ${pct(w.ackRatio)}${w.unreachable ? ` of ${w.size - w.unreachable} reachable` : ''} fail ${pct(w.failureRatio)}${deadline}`;
 }

@@ -54,5 +54,5 @@ t.test("an aborted rollout's waves show aborted and cancelled, never active or s
   t.match(lines[1], /^wave 1\/3 {2}aborted {4}\[/);
   t.equal(lines[2], 'wave 2/3  cancelled  40 devices never sent: the rollout was aborted first');
   t.equal(lines[3], 'wave 3/3  cancelled  50 devices never sent: the rollout was aborted first');
-  t.match(oneLine(summary(r)), /^r1 aborted wave 1\/3 aborted applied 1\/10 /, 'the one-line view names the wave that was running, not a cancelled one');
+  t.match(oneLine(summary(r)), /^r1 aborted wave 1\/3 aborted done 1\/10 applied 1 /, 'the one-line view names the wave that was running, not a cancelled one');
 });

@@ -43,5 +43,7 @@ t.test('the status view shows verified and reverted beside applied, the endpoint
   t.equal(lines[2], deadlineLine(r.deadline!));
   t.equal(lines[2], 'deadline 2027-02-01 00:00Z  AT RISK  projected 2027-03-01 00:00Z  4/10 devices of 95%');
   t.match(lines[3], /hold wave 1: failure_threshold on api\.example\.com:443 \(system\)$/);
-  t.match(oneLine(r), /verified 2 verifying 1 reverted 5 .* deadline at_risk$/);
+  t.match(oneLine(r), /missed done 4\/10 applied 2 verified 2 verifying 1 reverted 5 .* deadline at_risk$/, 'the one-line view counts what is done out of the wave, as the terminal view');
+  const all = { ...r, state: 'completed', waves: [{ ...r.waves[0], state: 'passed', applied: 0, verifying: 0, reverted: 0, verified: 10, acked: 10, ackRatio: 1, failureRatio: 0 }] };
+  t.match(oneLine(all), ' passed done 10/10 applied 0 verified 10 ', 'a wave every device verified is 10/10 done, not "applied 0/10"');
 });
