@@ -225,8 +225,9 @@ export class Webhooks {
         redirect: 'manual',
         signal: AbortSignal.any([timeout, this.#closing.signal]),
       });
-      // The answer's body is of no use; read it off so the connection can be reused.
-      await res.arrayBuffer().catch(() => undefined);
+      // The answer's body is of no use, and a receiver may send one without end: it is dropped
+      // unread, so no answer can fill the gateway's memory or keep its webhook's queue waiting.
+      await res.body?.cancel().catch(() => undefined);
       if (res.status >= 200 && res.status < 300) {
         this.#counters.attempts.ok++;
         return { ok: true };

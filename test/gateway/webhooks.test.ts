@@ -208,3 +208,34 @@ t.test('emit returns before any I/O; a full queue drops its oldest waiting alert
   hooks.emit(alert());
   t.same(hooks.counters().queued, [0], 'nothing is queued after close');
 });
+
+t.test('an answer whose body never ends is delivered on its status: the body is not read, and the next alert goes at once', async (t) => {
+  let posts = 0;
+  const chunk = Buffer.alloc(64 * 1024, 0x78);
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      posts++;
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      // Writes for as long as the gateway reads: without end, as a hostile or broken receiver might.
+      const more = () => {
+        while (!res.destroyed && res.write(chunk));
+      };
+      res.on('drain', more);
+      more();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hooks`;
+  const hooks = new Webhooks([{ url, events: ['rollout.held'], secret: SECRET }], { gateway: { name: 'g', version: '1' }, timeoutMs: 600_000 });
+  t.teardown(() => hooks.close());
+  hooks.emit(alert());
+  hooks.emit(alert());
+  await until(() => hooks.counters().deliveries.delivered === 2, 10_000, 'both deliveries');
+  t.equal(posts, 2, 'each alert posted once');
+  t.same(hooks.counters().attempts, { ok: 2, http_error: 0, network_error: 0, timeout: 0 }, 'a 200 is delivered whatever follows it');
+});
