@@ -33,6 +33,9 @@ import {
   type PinBundle,
 } from '../firmware-manifest/index.ts';
 
+/** The longest a bundle may live: past it, its expiry no longer fits a date every reader can show. */
+export const MAX_BUNDLE_LIFETIME_SECONDS = 100 * 365 * 86400;
+
 export interface BundleInput {
   group: string;
   endpoints: Array<{ host: string; port?: number; pins: string[]; mode?: 'enforce' | 'report-only'; notBefore?: number; notAfter?: number }>;
@@ -126,7 +129,7 @@ export class Bundles {
       };
     });
     const lifetime = input.expiresInSeconds ?? this.#lifetime;
-    if (!Number.isSafeInteger(lifetime) || lifetime <= 0) throw invalid(`expiresIn: must be a positive number of seconds, got ${lifetime}`);
+    if (!Number.isSafeInteger(lifetime) || lifetime <= 0 || lifetime > MAX_BUNDLE_LIFETIME_SECONDS) throw invalid(`expiresIn: must be a positive number of seconds, at most 100 years, got ${lifetime}`);
     const iat = Math.floor(this.#now() / 1000);
     const keyRotation = input.rotateKeys === undefined ? undefined : await this.#rotation(input.group, input.rotateKeys);
     const content = { iat, exp: iat + lifetime, group: input.group, endpoints, ...(keyRotation && { keyRotation }), ...(input.expiryPolicy === 'ca-fallback' && { expiryPolicy: 'ca-fallback' as const }) };

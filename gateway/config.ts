@@ -74,6 +74,7 @@ import { BrokerAuthError, readBrokerAuth } from './broker/broker-auth.ts';
 import { isDeviceId } from './device-id.ts';
 import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 import { SESSION_DEFAULTS } from './http/sessions.ts';
+import { MAX_BUNDLE_LIFETIME_SECONDS } from './bundles.ts';
 
 /** The config file: every option, with its default. All are optional in the file. */
 export interface ConfigFile {
@@ -378,7 +379,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e}`));
     else waves = raw.waves as WavePlanInput[];
   }
-  const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime');
+  const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime', MAX_BUNDLE_LIFETIME_SECONDS);
   const consoleOpts = c.record(raw.console, 'config.console', CONSOLE_KEYS);
   const sessionIdle = c.duration(consoleOpts.sessionIdle, 'config.console.sessionIdle', 30 * 86400, '"30m" or "1h"');
   const sessionLifetime = c.duration(consoleOpts.sessionLifetime, 'config.console.sessionLifetime', 365 * 86400, '"12h" or "7d"');

@@ -3,6 +3,7 @@
 // and the raw COSE_Sign1 bytes (`application/cose`, RFC 9052 §2) for a firmware engineer's bench.
 import type { FastifyInstance } from 'fastify';
 import { bundleView, hex, inspectBundle } from '../../firmware-manifest/index.ts';
+import { MAX_BUNDLE_LIFETIME_SECONDS } from '../bundles.ts';
 import { GatewayError } from '../errors.ts';
 import type { BundleInput, Gateway } from '../gateway.ts';
 import type { BundleRecord } from '../store/types.ts';
@@ -122,7 +123,7 @@ export async function bundleRoutes(app: FastifyInstance, o: BundleRoutesOptions)
         const record = await gw.uploadBundle({ group: b.group, bytes: new Uint8Array(Buffer.from(b.cose, 'base64')) }, request.caller!.name);
         return reply.code(201).send(storedBundleView(record));
       }
-      if (b.expiresIn !== undefined && durationSeconds(b.expiresIn) > 100 * 365 * 86400) {
+      if (b.expiresIn !== undefined && durationSeconds(b.expiresIn) > MAX_BUNDLE_LIFETIME_SECONDS) {
         throw new GatewayError('PW_INVALID', `body/expiresIn must be at most 100 years, got ${JSON.stringify(b.expiresIn)}`);
       }
       const input: BundleInput = {

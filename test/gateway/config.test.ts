@@ -92,7 +92,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     "config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices' certificates",
     'config.mqtt.websocket.path: must start with "/", got "ws"',
     'config.waves[1].size must not be below waves[0].size (sizes are cumulative), got "10%"',
-    'config.bundleLifetime: must be a number of seconds above 0 or a duration like "12h" or "30d", got "3w"',
+    'config.bundleLifetime: must be a number of seconds above 0 and at most 3153600000 s or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
     'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)',
   ]);
@@ -102,6 +102,15 @@ t.test('a bad value is reported with its key and what came; every problem at onc
   } catch (err) {
     t.match((err as Error).message, new RegExp(`^invalid configuration \\(${file}\\):\\n  config\\.hots: unknown option`));
   }
+});
+
+t.test('bundleLifetime is at most 100 years, as a bundle\'s expiresIn: a longer one is refused by its key, not signed into a bundle no view can show', async (t) => {
+  const flags = { dataDir: '/tmp/pinwave-x' };
+  t.same(problems({ file: write(t, 'l.json', { bundleLifetime: '999999999d' }), flags }), [
+    'config.bundleLifetime: must be a number of seconds above 0 and at most 3153600000 s or a duration like "12h" or "30d", got "999999999d"',
+  ]);
+  t.match(problems({ file: write(t, 'n.json', { bundleLifetime: 100 * 365 * 86400 + 1 }), flags }), [/^config\.bundleLifetime: /]);
+  t.match(loadConfig({ file: write(t, 'ok.json', { bundleLifetime: '36500d' }), flags }), { bundleLifetimeSeconds: 36500 * 86400 });
 });
 
 t.test('tokens must be { name, role, hash }; a pasted token is refused without being echoed', async (t) => {

@@ -269,3 +269,12 @@ t.test('nothing of a thousand acks is lost across a clean shutdown', async (t) =
   t.equal((await h.gw.getRollout(rollout.id)).waves[0].applied, n, 'every ack is in the store after a clean shutdown');
   t.equal((await h.gw.getDevice('d999')).seq, 1);
 });
+
+t.test('a bundle lifetime past 100 years is refused before anything is stored: its expiry would be a date no view can show', async (t) => {
+  const h = await harness(t, { bundleLifetimeSeconds: 999_999_999 * 86400 });
+  await t.rejects(h.gw.createBundle({ group: 'thermostats', endpoints: newPins }, 'alice'), { code: 'PW_INVALID', message: 'at most 100 years' });
+  t.same((await h.gw.listBundles()).items, [], 'no bundle stored');
+  await t.rejects(h.gw.createBundle({ group: 'thermostats', endpoints: newPins, expiresInSeconds: 100 * 365 * 86400 + 1 }, 'alice'), { code: 'PW_INVALID' });
+  const ok = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins, expiresInSeconds: 100 * 365 * 86400 }, 'alice');
+  t.equal(ok.seq, 1, 'exactly 100 years is taken, and the refusals took no seq');
+});
