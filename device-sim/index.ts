@@ -8,6 +8,6 @@ export { Fleet, Scheduler, realTimers, type FleetOptions, type FleetModel, type 
 export { planDevice, checkBehaviours, mulberry32, seedOf, sample, BEHAVIOUR_DEFAULTS, type Behaviours, type DevicePlan, type Distribution, type ReconnectStorm } from './behaviours.ts';
 export { Handshakes, tlsHandshake, type CallHomeEndpoint, type HandshakeResult, type HandshakeOptions, type HandshakeCounters } from './handshakes.ts';
 export { startTlsEndpoint, makeCertificate, unservedPin, type TlsEndpoint, type EndpointOptions } from './endpoints.ts';
-export { loadScenario, validateScenario, formatScenarioErrors, allocate, withHealthCheck, SCENARIO_SCHEMA, type Scenario, type ScenarioModel, type ScenarioError, type ScenarioResult } from './scenario.ts';
+export { loadScenario, validateScenario, formatScenarioErrors, allocate, withHealthCheck, SCENARIO_SCHEMA, MAX_SIM_DEVICES, type Scenario, type ScenarioModel, type ScenarioError, type ScenarioResult } from './scenario.ts';
 export { TIMER_MAX_MS, overTimerLimit } from './timer-limit.ts';
 export { mergeSummaries, formatHistogram, quantile, emptyHistogram, type Histogram } from './latency.ts';

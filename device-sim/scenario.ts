@@ -58,6 +58,9 @@ const withoutHealthCheck = {
   properties: { share: rate, firmware: { type: 'string', minLength: 1, maxLength: 64 } },
 } as const;
 
+/** The most devices one run simulates: a scenario's `devices`, and `pinwave sim --devices`. */
+export const MAX_SIM_DEVICES = 1_000_000;
+
 export const SCENARIO_SCHEMA = {
   $id: 'https://pinwave.dev/schemas/sim-scenario.json',
   title: 'pinwave sim scenario',
@@ -68,7 +71,7 @@ export const SCENARIO_SCHEMA = {
     description: { type: 'string' },
     seed: { type: ['string', 'integer'] },
     group: name,
-    devices: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    devices: { type: 'integer', minimum: 1, maximum: MAX_SIM_DEVICES },
     behaviours,
     healthCheck,
     models: {

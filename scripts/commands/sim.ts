@@ -13,7 +13,7 @@ import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { gatewayBase, whyUnreachable } from '../api-client.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
 import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
-import { allocate, Fleet, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
+import { allocate, Fleet, MAX_SIM_DEVICES, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
 
 const USAGE = `Usage:
   pinwave sim --api URL --devices N --group G [--model M] [--manifest FILE] [options]
@@ -155,6 +155,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
   if (api !== undefined && !token) throw new UsageError('--api needs an admin API token in PINWAVE_TOKEN (it provisions devices)', USAGE);
   const devicesFlag = values.devices === undefined ? undefined : uintFlag(values.devices, 'devices', USAGE);
   if (devicesFlag === 0) throw new UsageError('--devices expects at least 1, got "0"', USAGE);
+  if (devicesFlag !== undefined && devicesFlag > MAX_SIM_DEVICES) throw new UsageError(`--devices expects at most ${MAX_SIM_DEVICES}, got "${values.devices}"`, USAGE);
   if (values.group !== undefined && !/^[A-Za-z0-9._:-]{1,64}$/.test(values.group)) throw new UsageError(`--group expects 1 to 64 characters of A-Z a-z 0-9 . _ : -, got "${values.group}"`, USAGE);
   if (values.model !== undefined && !/^[A-Za-z0-9._:-]{1,64}$/.test(values.model)) throw new UsageError(`--model expects 1 to 64 characters of A-Z a-z 0-9 . _ : -, got "${values.model}"`, USAGE);
   const overrides: Behaviours = {};
