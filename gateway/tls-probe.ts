@@ -32,7 +32,9 @@ export function fetchServedChain(host: string, port: number, options: ProbeOptio
     return Promise.reject(new Error(`expected a port from 1 to 65535, got ${port}`));
   }
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const servername = options.servername ?? (isIP(host) ? undefined : host);
+  // RFC 6066 §3: a literal IP address is not a HostName, so none is sent, whoever named it
+  const name = options.servername ?? host;
+  const servername = isIP(name) ? undefined : name;
 
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, servername, rejectUnauthorized: false, ca: [] });

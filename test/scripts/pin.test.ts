@@ -107,6 +107,22 @@ t.test('pin --connect prints the pins of the chain the server serves, leaf first
   t.equal(await sniGiven, 'device.example', '--servername is sent as SNI');
 });
 
+t.test('an IP address given as the SNI name (forecast --endpoint 127.0.0.1:PORT --connect does so) is not sent, and warns of nothing', async (t) => {
+  const server = createTlsServer({ key: readFileSync(c.root.key), cert: readFileSync(c.root.pem) });
+  const port = await listen(t, server);
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => void warnings.push(w.message);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  for (const name of ['127.0.0.1', '::1']) {
+    const seen = once(server, 'secureConnection');
+    await fetchServedChain('127.0.0.1', port, { servername: name });
+    t.notOk(((await seen)[0] as TLSSocket).servername, `no SNI for ${name} (RFC 6066 §3: a HostName is never a literal IP address)`);
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(warnings, [], 'no deprecation warning on stderr');
+});
+
 t.test('fetchServedChain returns DER and pins, and stops at a self-signed root that is served', async (t) => {
   const server = createTlsServer({ key: readFileSync(c.root.key), cert: readFileSync(c.root.pem) });
   const port = await listen(t, server);
