@@ -11,6 +11,8 @@ import { readFile } from 'node:fs/promises';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { gatewayBase, whyUnreachable } from '../api-client.ts';
+import { checkDeviceId } from '../../gateway/device-id.ts';
+import { GROUP_RE, LABEL_RE } from '../../gateway/devices.ts';
 import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
 import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
 import { allocate, Fleet, MAX_SIM_DEVICES, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
@@ -494,9 +496,19 @@ async function credentialsFrom(file: string): Promise<Credential[]> {
     const id = str('id');
     const token = str('token');
     if (id === undefined || token === undefined) throw new Error(`--tokens ${file}: /devices/${i} needs "id" and "token" strings`);
+    // Checked as the gateway checks them (docs/device-messages.md, MQTT): an id is a topic level, so
+    // "a/b" or "#" would only ever be refused at CONNECT, with no word of which entry was wrong.
+    const idCheck = checkDeviceId(id);
+    if (!idCheck.ok) throw new Error(`--tokens ${file}: /devices/${i}/id: ${idCheck.message}`);
+    const optional = (k: string, re: RegExp, what: string) => {
+      if (c[k] !== undefined && !(typeof c[k] === 'string' && re.test(c[k] as string))) throw new Error(`--tokens ${file}: /devices/${i}/${k} must be ${what}, got ${JSON.stringify(c[k])}`);
+      return c[k] as string | undefined;
+    };
+    const group = optional('group', GROUP_RE, '1 to 64 characters of A-Z a-z 0-9 . _ : -');
+    const model = optional('model', LABEL_RE, '1 to 64 printable ASCII characters');
     const broker = str('broker');
     if (c?.broker !== undefined && broker === undefined) throw new Error(`--tokens ${file}: /devices/${i}/broker must be an mqtt:// URL string`);
-    return { id, token, group: str('group'), model: str('model'), ...(broker !== undefined && { broker: mqttUrl(broker, `--tokens ${file}: /devices/${i}/broker`) }) };
+    return { id, token, group, model, ...(broker !== undefined && { broker: mqttUrl(broker, `--tokens ${file}: /devices/${i}/broker`) }) };
   });
 }
 

@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { defaultHealthCheck, HEALTH_CHECK_BY_DEFAULT, main } from '../../scripts/commands/sim.ts';
 import type { Io } from '../../scripts/args.ts';
-import { harness, newPins, until, type Harness } from '../fixtures/gateway.ts';
+import { harness, newPins, pin, until, type Harness } from '../fixtures/gateway.ts';
+import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { startTlsEndpoint } from '../../device-sim/endpoints.ts';
 import type { Fleet } from '../../device-sim/fleet.ts';
 
@@ -391,4 +392,22 @@ t.test('--processes 2 runs the fleet in two workers with one summary; each devic
   await t.rejects(main(['--tokens', join(dir, 'badbroker.json'), '--manifest', manifest], io), /\/devices\/0\/broker expects mqtt:\/\/HOST:PORT/);
   writeFileSync(join(dir, 'numbroker.json'), JSON.stringify([{ id: 'th-0', token: 'x', broker: 7 }]));
   await t.rejects(main(['--tokens', join(dir, 'numbroker.json'), '--manifest', manifest], io), /\/devices\/0\/broker must be an mqtt:\/\/ URL string/);
+});
+
+t.test('a tokens entry whose id, group or model the gateway would refuse is named before any device connects', async (t) => {
+  const dir = t.testdir({ 'manifest.json': JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] }) });
+  const manifest = join(dir, 'manifest.json');
+  const cases: Array<[unknown, RegExp]> = [
+    [{ id: 'a/b', token: 't' }, /--tokens .*bad\.json: \/devices\/0\/id: device id may hold only A-Z a-z 0-9 \. _ : -, got "\/" \(U\+002F\) at index 1/],
+    [{ id: '#', token: 't' }, /\/devices\/0\/id: /],
+    [{ id: '..', token: 't' }, /\/devices\/0\/id: /],
+    [{ id: 'ok', token: 't', group: 'a b' }, /\/devices\/0\/group must be 1 to 64 characters of A-Z a-z 0-9 \. _ : -, got "a b"/],
+    [{ id: 'ok', token: 't', group: 5 }, /\/devices\/0\/group must be .*, got 5/],
+    [{ id: 'ok', token: 't', model: 5 }, /\/devices\/0\/model must be 1 to 64 printable ASCII characters, got 5/],
+  ];
+  for (const [entry, message] of cases) {
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ devices: [entry] }));
+    const { io } = fakeIo();
+    await t.rejects(main(['--gateway', 'mqtt://127.0.0.1:9', '--tokens', join(dir, 'bad.json'), '--manifest', manifest, '--group', 'g', '--duration', '1s'], io), { message }, JSON.stringify(entry));
+  }
 });
