@@ -262,7 +262,8 @@ export interface FleetSummary {
     /** reports waiting for a link or their interval */
     queued: number;
   };
-  connects: { ok: number; failed: number };
+  /** `failed` by reason (the client's error, without the device id), so a run no device joined can say why; at most MAX_CONNECT_REASONS, the rest as "other" */
+  connects: { ok: number; failed: number; reasons: Record<string, number> };
   verifications: VerifyCounters;
   handshakes: HandshakeCounters;
   /** latency histograms (latency.ts): a connect (CONNECT to its `state` acknowledged), a bundle (arrival to its ack acknowledged) */
@@ -283,6 +284,8 @@ interface Member {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+/** Distinct connect failure reasons a summary keeps apart (FleetSummary connects.reasons). */
+const MAX_CONNECT_REASONS = 8;
 
 export class Fleet {
   readonly #o: FleetOptions;
@@ -299,6 +302,7 @@ export class Fleet {
   #startedAt = 0;
   #storms = 0;
   readonly #counts = { crashed: 0, observed: 0, connectsOk: 0, connectsFailed: 0 };
+  readonly #connectReasons: Record<string, number> = {};
   readonly #latency = { connect: emptyHistogram(), bundle: emptyHistogram() };
 
   constructor(o: FleetOptions) {
@@ -526,7 +530,7 @@ export class Fleet {
       crashed: c.crashed,
       failing,
       pinFailures: { observed: c.observed, reported, queued },
-      connects: { ok: c.connectsOk, failed: c.connectsFailed },
+      connects: { ok: c.connectsOk, failed: c.connectsFailed, reasons: { ...this.#connectReasons } },
       verifications: this.#verifier.counters,
       handshakes: this.#handshakes.counters,
       latency: { connect: [...this.#latency.connect], bundle: [...this.#latency.bundle] },
@@ -548,14 +552,22 @@ export class Fleet {
           // Stopped, or dark again, while the CONNACK was on its way.
           if (this.#stopping || m.dark > 0) m.device.crash();
         },
-        () => {
+        (err: unknown) => {
           this.#counts.connectsFailed++;
+          this.#countReason(m, err);
           m.retries++;
           this.#retryLater(m);
         },
       )
       .finally(() => (m.connecting = null));
     return m.connecting;
+  }
+
+  #countReason(m: Member, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    let reason = message.startsWith(`${m.spec.id}: `) ? message.slice(m.spec.id.length + 2) : message;
+    if (!(reason in this.#connectReasons) && Object.keys(this.#connectReasons).length >= MAX_CONNECT_REASONS) reason = 'other';
+    this.#connectReasons[reason] = (this.#connectReasons[reason] ?? 0) + 1;
   }
 
   /** Exponential backoff with jitter, as firmware reconnects: 0.5 s, 1 s, 2 s … up to 30 s. */

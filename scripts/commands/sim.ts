@@ -321,7 +321,9 @@ async function runFleet(fleet: RunnableFleet, io: Io, o: { json: boolean; durati
     await starting;
     if (o.json) io.out(JSON.stringify({ seed: o.seed, seconds: Math.round((Date.now() - started) / 100) / 10, ...last }, null, 2));
     if (last.devices > 0 && last.connects.ok === 0) {
-      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempts refused or failed)`);
+      // The commonest reasons first: a wrong --gateway, a token the gateway does not know, a broker not up.
+      const why = Object.entries(last.connects.reasons).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([reason, n]) => `${reason} (${n})`);
+      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempts refused or failed${why.length > 0 ? `: ${why.join('; ')}` : ''})`);
       return 1;
     }
     return 0;
