@@ -60,6 +60,7 @@
 //
 // docs/configuration.md is the reference of every key (a test checks it names each one in CONFIG_KEYS).
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
@@ -306,6 +307,8 @@ function hostPort(s: string): { host: string; port: number } | null {
   const port = m ? Number(m[2]) : 0;
   return m && port >= 1 && port <= 65535 ? { host: m[1].replace(/^\[(.*)\]$/, '$1'), port } : null;
 }
+/** What a listener can bind: an IP address, or a host name of dot-separated labels (RFC 1123 §2.1; `_` let through, as resolvers do). */
+const isBindAddress = (h: string): boolean => isIP(h) !== 0 || (h.length <= 253 && /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/.test(h));
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Reads, merges and validates; throws ConfigError listing every problem. */
@@ -424,11 +427,18 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   const storeUrl = flags.storeUrl ?? (env.PINWAVE_STORE || undefined) ?? fileStoreUrl;
-  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/[^\s]+$/.test(storeUrl)) problems.push(`store.url: must be a postgres://USER@HOST:PORT/DB URL, got ${JSON.stringify(redactUrl(storeUrl))}`);
+  // Each problem names where the value came from: the flag, the variable or the file's key.
+  const storeAt = flags.storeUrl !== undefined ? '--store' : env.PINWAVE_STORE ? 'PINWAVE_STORE' : 'config.store.url';
+  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/[^\s]+$/.test(storeUrl)) problems.push(`${storeAt}: must be a postgres://USER@HOST:PORT/DB URL, got ${JSON.stringify(redactUrl(storeUrl))}`);
+  const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
+  const hostAt = flags.host !== undefined ? '--host' : env.PINWAVE_HOST ? 'PINWAVE_HOST' : 'config.host';
+  if (!isBindAddress(host)) problems.push(`${hostAt}: must be an IP address or a host name to listen on, got ${shown(host)}`);
+  const httpHost = flags.httpHost ?? (env.PINWAVE_HTTP_HOST || undefined) ?? fileHttpHost ?? host;
+  const httpHostAt = flags.httpHost !== undefined ? '--http-host' : env.PINWAVE_HTTP_HOST ? 'PINWAVE_HTTP_HOST' : 'config.http.host';
+  if (httpHost !== host && !isBindAddress(httpHost)) problems.push(`${httpHostAt}: must be an IP address or a host name to listen on, got ${shown(httpHost)}`);
   if (dataDir === undefined && storeUrl === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
-  const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
   return {
     dataDir: dataDir ?? null,
     storeUrl: storeUrl ?? null,
@@ -447,7 +457,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     },
     http: {
       port: flags.httpPort ?? envHttpPort ?? fileHttpPort ?? DEFAULTS.httpPort,
-      host: flags.httpHost ?? (env.PINWAVE_HTTP_HOST || undefined) ?? fileHttpHost ?? host,
+      host: httpHost,
       ...(httpTls && { tls: httpTls }),
       trustProxy,
     },

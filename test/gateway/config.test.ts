@@ -113,6 +113,26 @@ t.test('bundleLifetime is at most 100 years, as a bundle\'s expiresIn: a longer 
   t.match(loadConfig({ file: write(t, 'ok.json', { bundleLifetime: '36500d' }), flags }), { bundleLifetimeSeconds: 36500 * 86400 });
 });
 
+t.test('a listen address that is no IP address or host name, and a store URL that is no postgres:// one, are named by where they came from', async (t) => {
+  const dataDir = '/tmp/pinwave-x';
+  const file = write(t, 'h.json', { host: 'not a host!!', http: { host: 'a b' } });
+  t.same(problems({ file, flags: { dataDir } }), [
+    'config.host: must be an IP address or a host name to listen on, got "not a host!!"',
+    'config.http.host: must be an IP address or a host name to listen on, got "a b"',
+  ]);
+  t.same(problems({ env: { PINWAVE_HOST: ' ', PINWAVE_HTTP_HOST: 'x/y' }, flags: { dataDir } }), [
+    'PINWAVE_HOST: must be an IP address or a host name to listen on, got " "',
+    'PINWAVE_HTTP_HOST: must be an IP address or a host name to listen on, got "x/y"',
+  ]);
+  t.same(problems({ file, flags: { dataDir, host: '127.0.0.1:1883', httpHost: '::1' } }), ['--host: must be an IP address or a host name to listen on, got "127.0.0.1:1883"']);
+  for (const host of ['0.0.0.0', '::', 'fe80::1', 'localhost', 'gw-1.internal.example.com', 'pinwave_gw.', '10.0.0.7']) {
+    t.same(problems({ flags: { dataDir, host } }), [], `${host} is taken`);
+  }
+  t.same(problems({ env: { PINWAVE_STORE: 'mysql://u:pw@db/x' } }), ['PINWAVE_STORE: must be a postgres://USER@HOST:PORT/DB URL, got "mysql://u:***@db/x"']);
+  t.same(problems({ flags: { storeUrl: 'sqlite:x' } }), ['--store: must be a postgres://USER@HOST:PORT/DB URL, got "sqlite:x"']);
+  t.same(problems({ file: write(t, 's.json', { store: { url: 'http://db' } }) }), ['config.store.url: must be a postgres://USER@HOST:PORT/DB URL, got "http://db/"']);
+});
+
 t.test('tokens must be { name, role, hash }; a pasted token is refused without being echoed', async (t) => {
   const tokens = [
     { name: 'alice', role: 'operator', hash: HASH },
@@ -328,7 +348,7 @@ t.test('store.url: the fleet in PostgreSQL instead of a data dir; a bad URL is n
     }
     return '';
   })();
-  t.match(bad, /store\.url: must be a postgres:\/\/USER@HOST:PORT\/DB URL, got "mysql:\/\/root:\*\*\*@db\/x"/);
+  t.match(bad, /--store: must be a postgres:\/\/USER@HOST:PORT\/DB URL, got "mysql:\/\/root:\*\*\*@db\/x"/);
   t.notMatch(bad, /hunter2/, 'the password is never shown');
   t.throws(() => loadConfig({ file: join(t.testdir({ 'c.json': JSON.stringify({ store: { url: 'postgres://a@b/c', pool: 3 } }) }), 'c.json') }), /config\.store\.pool: unknown option/);
 });
