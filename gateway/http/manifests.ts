@@ -6,6 +6,9 @@ import type { Gateway } from '../gateway.ts';
 import type { KnownManifest } from '../manifest-registry.ts';
 import { responses } from './schemas.ts';
 
+/** The largest manifest body POST /v1/manifests reads, bytes: `pinwave manifest push` checks a file against it before sending. */
+export const MANIFEST_BODY_LIMIT = 256 * 1024;
+
 export interface ManifestRoutesOptions {
   gateway: Gateway;
 }
@@ -38,7 +41,7 @@ export async function manifestRoutes(app: FastifyInstance, o: ManifestRoutesOpti
   app.post<{ Body: unknown }>(
     '/v1/manifests',
     {
-      bodyLimit: 256 * 1024,
+      bodyLimit: MANIFEST_BODY_LIMIT,
       config: { role: 'admin' },
       schema: {
         tags: ['manifests'],

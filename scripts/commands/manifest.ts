@@ -8,6 +8,7 @@ import { pinSpecs } from '../pin-specs.ts';
 import { checkOutFile, writeOutFile } from '../out-file.ts';
 import { apiFrom, ApiError } from '../api-client.ts';
 import { table, when } from '../table.ts';
+import { MANIFEST_BODY_LIMIT } from '../../gateway/http/manifests.ts';
 
 const USAGE = `Usage:
   pinwave manifest create --model M --firmware V --key PUB.pem [--key PUB2.pem] --pin HOST[:PORT]=sha256/B64 ...
@@ -168,6 +169,9 @@ async function push(args: string[], io: Io): Promise<number> {
   // Checked here first, as the gateway checks it: every problem at once, without a round trip.
   const checked = notAnObject(json) ?? validateManifest(json);
   if (!checked.ok) return invalid(checked.errors);
+  // The gateway drops the connection on a body past its limit before it could answer 413: said here instead.
+  const bytes = Buffer.byteLength(JSON.stringify(json));
+  if (bytes > MANIFEST_BODY_LIMIT) return failed(new Error(`${file}: ${bytes} bytes as JSON; the gateway takes a manifest of at most ${MANIFEST_BODY_LIMIT} bytes (POST /v1/manifests)`));
   let res: ManifestEntry & { status: string };
   try {
     res = await apiFrom(values.api, io).post('/v1/manifests', json);

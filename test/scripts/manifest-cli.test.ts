@@ -1,0 +1,24 @@
+// `pinwave manifest push`: a manifest past what the gateway reads is refused here, with the limit, not
+// reported as an unreachable gateway.
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { runCli } from '../fixtures/cli.ts';
+import { generateKeyPair } from '../../firmware-manifest/index.ts';
+
+const pin = (s: string) => 'sha256/' + createHash('sha256').update(s).digest('base64');
+const pinwave = (...args: string[]) => runCli(args);
+
+t.test('manifest push: a valid manifest larger than the gateway takes is refused before sending, naming the size and the limit', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'big.json');
+  const pins = Array.from({ length: 3000 }, (_, i) => ({ host: `h${i}.example.com`, pins: [pin(`a${i}`), pin(`b${i}`)] }));
+  writeFileSync(file, JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins }));
+  // Nothing listens there: the refusal must come before any request.
+  const r = await pinwave('manifest', 'push', file, '--api', 'http://127.0.0.1:9');
+  t.equal(r.code, 1);
+  t.match(r.stderr, new RegExp(`^pinwave manifest: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ bytes as JSON; the gateway takes a manifest of at most 262144 bytes \\(POST /v1/manifests\\)$`));
+  const j = await pinwave('manifest', 'push', file, '--api', 'http://127.0.0.1:9', '--json');
+  t.match(JSON.parse(j.stdout), { ok: false, file, errors: [{ path: '', message: /at most 262144 bytes/ }] }, 'with --json, JSON');
+});
