@@ -134,11 +134,13 @@ export function whyUnreachable(base: string, err: unknown, timeoutMs = REQUEST_T
       return `no such host "${url.hostname}" (${code}): check ${flag}`;
     case 'ETIMEDOUT': case 'ENETUNREACH': case 'EHOSTUNREACH':
       return `${at} cannot be reached (${code}): check the address, and any firewall between here and the gateway`;
-    case 'ECONNRESET':
-      return `${at} closed the connection (ECONNRESET): is it the gateway's HTTP port, and is the scheme (http or https) right?`;
+    // An MQTT listener, or a TLS one spoken to in plain HTTP, closes without an answer (undici: UND_ERR_SOCKET).
+    case 'ECONNRESET': case 'EPIPE': case 'UND_ERR_SOCKET':
+      return `${at} closed the connection (${code}): is it the gateway's HTTP port, and is the scheme (http or https) right?`;
     case 'TimeoutError':
       return `no answer from ${at} within ${timeoutMs / 1000} s`;
   }
+  if (code?.startsWith('HPE_')) return `${at} answered, but not in HTTP (${code}): is it the gateway's HTTP port, and is the scheme (http or https) right?`;
   // Fetch (WHATWG fetch §2.9 "bad port") never connects to some ports, 6000 and 6665-6669 among them.
   if (cause?.message === 'bad port') return `port ${port} is one that fetch refuses to connect to (a "bad port" of the Fetch standard): serve the gateway's HTTP API on another port (pinwave gateway --http-port)`;
   return cause?.code ?? cause?.message ?? (err as Error).message;

@@ -83,3 +83,27 @@ t.test('whyUnreachable names a port no connection can go to, whatever the error 
   const badPort = new TypeError('fetch failed', { cause: new Error('bad port') });
   t.match(whyUnreachable('http://127.0.0.1:10080', badPort), /^port 10080 is one that fetch refuses to connect to \(a "bad port" of the Fetch standard\)/);
 });
+
+t.test('an address that closes without an HTTP answer (the gateway\'s MQTT port, say) or answers in another protocol is named so, not UND_ERR_SOCKET', async (t) => {
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const track = (s: import('node:net').Socket) => (sockets.add(s), s.on('error', () => {}));
+  // Reads the request and hangs up, as an MQTT listener does; or answers a CONNACK's bytes and hangs up.
+  const quiet = createServer((s) => track(s).on('data', () => s.destroy()));
+  const noisy = createServer((s) => track(s).on('data', () => s.end(Buffer.from([0x20, 0x02, 0x00, 0x05]))));
+  for (const server of [quiet, noisy]) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    });
+  }
+  const at = (s: typeof quiet) => `127.0.0.1:${(s.address() as { port: number }).port}`;
+  const closed = await failing(['rollout', 'list', '--api', `http://${at(quiet)}`]);
+  t.equal(closed.code, 1);
+  t.match(closed.stderr, new RegExp(`^pinwave rollout: cannot reach the gateway at http://${at(quiet)}: ${at(quiet)} closed the connection \\((UND_ERR_SOCKET|ECONNRESET)\\): is it the gateway's HTTP port`));
+  const sim = await failing(['sim', '--api', `http://${at(quiet)}`, '--devices', '1', '--group', 'g']);
+  t.match(sim.stderr, new RegExp(`GET http://${at(quiet)}/v1/info: ${at(quiet)} closed the connection \\((UND_ERR_SOCKET|ECONNRESET)\\): is it the gateway's HTTP port`), 'sim --api too');
+  const other = await failing(['rollout', 'list', '--api', `http://${at(noisy)}`]);
+  t.match(other.stderr, new RegExp(`${at(noisy)} (answered, but not in HTTP \\(HPE_[A-Z_]+\\)|closed the connection \\([A-Z_]+\\)): is it the gateway's HTTP port`));
+});
