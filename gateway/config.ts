@@ -635,6 +635,7 @@ class Checker {
         if (!url) this.problems.push(`${at}.url: must be an absolute http:// or https:// URL`);
         else if (url.protocol !== 'http:' && url.protocol !== 'https:') this.problems.push(`${at}.url: must be http:// or https://, got ${url.protocol}//`);
         else if (url.username !== '' || url.password !== '') this.problems.push(`${at}.url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)`);
+        else if (url.port === '0') this.problems.push(`${at}.url: port 0 is no port to connect to (a TCP port is 1 to 65535)`);
       }
       let events: AlertEventName[] = [...ALERT_EVENT_NAMES];
       if (r.events !== undefined) {

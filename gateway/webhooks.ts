@@ -242,6 +242,8 @@ export class Webhooks {
       const timedOut = timeout.aborted && !this.#closing.signal.aborted;
       this.#counters.attempts[timedOut ? 'timeout' : 'network_error']++;
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      // Fetch (WHATWG fetch §2.9 "bad port") never connects to some ports, 6000 among them: no retry can help.
+      if (cause?.message === 'bad port') return { ok: false, retry: false, error: `port ${new URL(h.target.url).port} is one fetch never connects to (a "bad port" of the Fetch standard): give the receiver another port` };
       return { ok: false, retry: true, error: timedOut ? `no answer within ${this.#o.timeoutMs} ms` : cause?.code ?? cause?.message ?? (err as Error).message };
     }
   }

@@ -296,6 +296,7 @@ t.test('webhooks: url, events (all of them when left out) and a secret; every pr
   t.same(problems({ file: write(t, 'cred.json', { webhooks: [{ url: 'https://bob:hunter2@hooks.example.com/x', secret }] }), flags }), [
     'config.webhooks[0].url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)',
   ]);
+  t.same(problems({ file: write(t, 'port.json', { webhooks: [{ url: 'http://127.0.0.1:0/hooks', secret }] }), flags }), ['config.webhooks[0].url: port 0 is no port to connect to (a TCP port is 1 to 65535)']);
   t.notOk(list.join('\n').includes('short'), 'the secret is not echoed');
 });
 

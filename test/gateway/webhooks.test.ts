@@ -239,3 +239,14 @@ t.test('an answer whose body never ends is delivered on its status: the body is 
   t.equal(posts, 2, 'each alert posted once');
   t.same(hooks.counters().attempts, { ok: 2, http_error: 0, network_error: 0, timeout: 0 }, 'a 200 is delivered whatever follows it');
 });
+
+t.test('a receiver on a port fetch never connects to (a Fetch standard "bad port") is given up at once, the log saying why', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const hooks = new Webhooks([{ url: 'http://127.0.0.1:6000/hooks', events: ['rollout.held'], secret: SECRET }], { gateway: { name: 'g', version: '1' }, logger, backoffMs: 5 });
+  t.teardown(() => hooks.close());
+  hooks.emit(alert());
+  await hooks.idle();
+  t.same(hooks.counters().attempts, { ok: 0, http_error: 0, network_error: 1, timeout: 0 }, 'one attempt: no retry can reach that port');
+  t.same(hooks.counters().deliveries, { delivered: 0, failed: 1, dropped: 0 });
+  t.match(lines.join('\n'), /warn webhook delivery failed \{.*"error":"port 6000 is one fetch never connects to \(a \\"bad port\\" of the Fetch standard\): give the receiver another port","gaveUp":true\}/);
+});
