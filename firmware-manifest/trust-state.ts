@@ -8,6 +8,7 @@
 //   if (r.ok) persist(r.state) then ack 'applied'; else ack 'rejected' with r.reason;
 //   checkChain(state, 'api.example.com', 443, servedChainPins, now); // 'ok' | 'pin_mismatch' | ...
 import { DEFAULT_MAX_BUNDLE_BYTES, FORMAT_VERSION, verifyBundle, type Endpoint, type ExpiryPolicy, type PinBundle, type PinMode, type RejectReason, type VerifyResult } from './codec.ts';
+import { isoSeconds as iso } from './view.ts';
 
 /** One endpoint's pins as a device holds them; pins are base64 pin-sha256 digests (no "sha256/" prefix). */
 export interface TrustedEndpoint {
@@ -191,10 +192,5 @@ function no(reason: RejectReason, detail: string): ApplyResult {
 
 function b64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-}
-
-function iso(seconds: number): string {
-  const d = new Date(seconds * 1000);
-  return Number.isNaN(d.getTime()) ? String(seconds) : d.toISOString();
 }
 

@@ -3,8 +3,14 @@
 import type { PinBundle } from './codec.ts';
 import { formatPin } from './pins.ts';
 
+/** Seconds since 1970 as ISO 8601; past what a Date holds (year 275760), the number itself: a bundle's exp may be any uint. */
+export function isoSeconds(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime()) ? String(seconds) : d.toISOString();
+}
+
 export function bundleView(b: PinBundle) {
-  const iso = (s: number) => new Date(s * 1000).toISOString();
+  const iso = isoSeconds;
   return {
     version: b.version,
     seq: b.seq,

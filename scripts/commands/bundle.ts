@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { COSE_SIGN1_TAG, decodeEnvelope, hex, inspectBundle, signBundle } from '../../firmware-manifest/codec.ts';
 import { decodeCanonical, Tag, type DecodeResult } from '../../firmware-manifest/cbor.ts';
-import { bundleView } from '../../firmware-manifest/view.ts';
+import { bundleView, isoSeconds } from '../../firmware-manifest/view.ts';
 import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmware-manifest/keys.ts';
 import { parsePin } from '../../firmware-manifest/pins.ts';
 import { apply, emptyState, type ApplyResult, type TrustState } from '../../firmware-manifest/trust-state.ts';
@@ -356,7 +356,7 @@ async function verify(args: string[], io: Io): Promise<number> {
 function report(r: ApplyResult, io: Io): number {
   if (r.ok) {
     io.out('valid');
-    io.err(`id ${r.id}, seq ${r.bundle.seq}, group ${r.bundle.group}, expires ${new Date(r.bundle.exp * 1000).toISOString()}${r.unchanged ? ' (the active bundle: a re-delivery, nothing changes)' : ''}`);
+    io.err(`id ${r.id}, seq ${r.bundle.seq}, group ${r.bundle.group}, expires ${isoSeconds(r.bundle.exp)}${r.unchanged ? ' (the active bundle: a re-delivery, nothing changes)' : ''}`);
     return 0;
   }
   io.out(`rejected: ${r.reason}`);
