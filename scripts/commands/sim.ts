@@ -7,7 +7,7 @@
 // view redrawn in place; without one, a line per change; with --json, one summary object at the end.
 // A model whose manifest (or scenario) declares a health check runs provisional apply
 // (docs/pin-safety.md): its devices ack `verified`, `reverted` or `applied` once their window closes.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { gatewayBase, whyUnreachable } from '../api-client.ts';
@@ -246,7 +246,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     url = info.mqttUrl;
   } else {
     models = wanted.map((m) => fleetModel(m, m.manifest ?? manifest!));
-    const creds = await credentialsFrom(tokensFile!);
+    const creds = await credentialsFrom(tokensFile!, (message) => io.err(`warning: ${message}`));
     const n = devicesFlag ?? scenario?.devices ?? creds.length;
     if (n > creds.length) throw new UsageError(`--devices is ${n} but ${tokensFile} holds ${creds.length} device${creds.length === 1 ? '' : 's'}`, USAGE);
     const chosen = creds.slice(0, n);
@@ -483,17 +483,21 @@ interface Credential {
   broker?: string;
 }
 
-async function credentialsFrom(file: string): Promise<Credential[]> {
+/** The tokens file; one readable by group or others is read, and `onLooseMode` told (the tokens are secrets, as a signing key). */
+async function credentialsFrom(file: string, onLooseMode: (message: string) => void): Promise<Credential[]> {
   let value: unknown;
   try {
-    value = JSON.parse(await readFile(file, 'utf8'));
+    const text = await readFile(file, 'utf8');
+    const mode = (await stat(file)).mode & 0o777;
+    if (mode & 0o077) onLooseMode(`--tokens ${file} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}): it holds device tokens; run: chmod 600 ${file}`);
+    value = JSON.parse(text);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`--tokens ${file}: ${e.code ? `cannot read it (${e.code})` : `not JSON: ${e.message}`}`);
   }
   const list = Array.isArray(value) ? value : (value as { devices?: unknown })?.devices;
   if (!Array.isArray(list) || list.length === 0) throw new Error(`--tokens ${file}: expected {"devices": [{"id", "token"}, ...]} or an array of those, with at least one device`);
-  return list.map((c: Record<string, unknown>, i) => {
+  const creds = list.map((c: Record<string, unknown>, i): Credential => {
     const str = (k: string) => (typeof c?.[k] === 'string' && c[k] !== '' ? (c[k] as string) : undefined);
     const id = str('id');
     const token = str('token');
@@ -512,6 +516,12 @@ async function credentialsFrom(file: string): Promise<Credential[]> {
     if (c?.broker !== undefined && broker === undefined) throw new Error(`--tokens ${file}: /devices/${i}/broker must be an mqtt:// URL string`);
     return { id, token, group, model, ...(broker !== undefined && { broker: mqttUrl(broker, `--tokens ${file}: /devices/${i}/broker`) }) };
   });
+  const first = new Map<string, number>();
+  creds.forEach((c, i) => {
+    if (first.has(c.id)) throw new Error(`--tokens ${file}: /devices/${i}/id: device ${c.id} is /devices/${first.get(c.id)} too`);
+    first.set(c.id, i);
+  });
+  return creds;
 }
 
 /** What each endpoint serves now, pinned with a placeholder backup: devices born healthy. None: a placeholder endpoint. */

@@ -3,7 +3,7 @@
 // small stand-in serving the API routes from a real gateway).
 import t from 'tap';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { chain, issued, selfSigned } from '../fixtures/openssl.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -411,4 +411,19 @@ t.test('a tokens entry whose id, group or model the gateway would refuse is name
     const { io } = fakeIo();
     await t.rejects(main(['--gateway', 'mqtt://127.0.0.1:9', '--tokens', join(dir, 'bad.json'), '--manifest', manifest, '--group', 'g', '--duration', '1s'], io), { message }, JSON.stringify(entry));
   }
+});
+
+t.test('a tokens file others may read is warned about (its tokens are secrets, as a signing key); a device listed twice is named with both entries', async (t) => {
+  const dir = t.testdir({ 'manifest.json': JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] }) });
+  const manifest = join(dir, 'manifest.json');
+  const file = join(dir, 'twice.json');
+  writeFileSync(file, JSON.stringify({ devices: [{ id: 'th-0', token: 't' }, { id: 'th-1', token: 't' }, { id: 'th-0', token: 'u' }] }), { mode: 0o644 });
+  chmodSync(file, 0o644);
+  const loose = fakeIo();
+  await t.rejects(main(['--gateway', 'mqtt://127.0.0.1:9', '--tokens', file, '--manifest', manifest, '--group', 'g', '--duration', '1s'], loose.io), { message: `--tokens ${file}: /devices/2/id: device th-0 is /devices/0 too` });
+  t.same(loose.err, [`warning: --tokens ${file} is readable by group or others (mode 0644): it holds device tokens; run: chmod 600 ${file}`]);
+  chmodSync(file, 0o600);
+  const tight = fakeIo();
+  await t.rejects(main(['--gateway', 'mqtt://127.0.0.1:9', '--tokens', file, '--manifest', manifest, '--group', 'g', '--duration', '1s'], tight.io), { message: /is \/devices\/0 too/ });
+  t.same(tight.err, [], 'mode 0600: no warning');
 });
