@@ -41,7 +41,9 @@ export async function listenProblem(listeners: readonly Listener[]): Promise<str
   const bound: Server[] = [];
   try {
     for (const l of listeners) {
-      const server = createServer();
+      // A device or probe that connects in this moment is hung up on at once: close() waits for
+      // every connection to end, so one left open would hold the start for as long as its peer waits.
+      const server = createServer((socket) => socket.destroy());
       const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
         server.once('error', resolve);
         server.listen({ host: l.host, port: l.port, exclusive: true }, () => resolve(null));
