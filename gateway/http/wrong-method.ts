@@ -3,7 +3,8 @@
 // (errors.ts). A path the API does not serve stays 404.
 //
 // The answer is a route of its own per path, for every method the path lacks, added once every
-// other route is (server.ts). It declares the least access of the path's routes, so the access
+// other route is (server.ts), and not for a method another path with a parameter answers for this one
+// (alsoMatches). It declares the least access of the path's routes, so the access
 // check comes first: a path any of whose methods is public answers 405 to anyone; one that needs a
 // role answers 401 or 403 to a caller without it, as its own methods do, and 405 only to a caller
 // who could have called one of them. Such routes are not in `routeAccess` nor in the OpenAPI
@@ -25,13 +26,30 @@ function leastAccess(routes: readonly RouteAccess[]): { public: true } | { role:
   return { role: ROLES[Math.min(...routes.map((r) => ROLES.indexOf(r.access as Role)))] };
 }
 
+/**
+ * Whether a request for `url` (a route's path, its static segments as written) is one `other`, a path
+ * with parameters, also matches. The router prefers a static segment to a parameter, so a
+ * wrong-method route on `url` would take such a request from `other`: `DELETE /v1/devices/export`,
+ * beside a `GET /v1/devices/export`, revokes the device `export`, and is no wrong method.
+ */
+function alsoMatches(other: string, url: string): boolean {
+  const a = other.split('/');
+  const b = url.split('/');
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === '*') return i < b.length;
+    if (i >= b.length || (a[i] !== b[i] && !a[i].startsWith(':'))) return false;
+  }
+  return a.length === b.length;
+}
+
 /** Adds, for every path in `app.routeAccess`, a route answering 405 to the methods it lacks. Call after every other route. */
 export function answerWrongMethods(app: FastifyInstance): void {
   const byPath = new Map<string, RouteAccess[]>();
   for (const r of app.routeAccess) byPath.set(r.url, [...(byPath.get(r.url) ?? []), r]);
   for (const [url, routes] of byPath) {
     const taken = new Set(routes.map((r) => r.method));
-    const others = app.supportedMethods.filter((m) => !taken.has(m));
+    const elsewhere = (m: string) => app.routeAccess.some((r) => r.method === m && r.url !== url && alsoMatches(r.url, url));
+    const others = app.supportedMethods.filter((m) => !taken.has(m) && !elsewhere(m));
     if (others.length === 0) continue;
     const allow = [...taken].join(', ');
     // onRequest, after the access check and before any body is read: a wrong method is 405 whatever it sends.
