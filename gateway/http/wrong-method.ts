@@ -10,15 +10,8 @@
 // who could have called one of them. Such routes are not in `routeAccess` nor in the OpenAPI
 // document: they are no part of the API.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ROLES, type Role, type RouteAccess } from './auth.ts';
+import { ROLES, UNLISTED, type Role, type RouteAccess } from './auth.ts';
 import { errorBody, sendError } from './errors.ts';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** set on a path's wrong-method route: the methods the path takes, as the Allow header lists them */
-    allow?: string;
-  }
-}
 
 /** The access a wrong-method route of a path declares: public if any of its routes is, else the least role among them. */
 function leastAccess(routes: readonly RouteAccess[]): { public: true } | { role: Role } {
@@ -55,6 +48,6 @@ export function answerWrongMethods(app: FastifyInstance): void {
     // onRequest, after the access check and before any body is read: a wrong method is 405 whatever it sends.
     const refuse = async (request: FastifyRequest, reply: FastifyReply) =>
       sendError(reply.header('allow', allow), errorBody(405, 'PW_METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url}: it takes ${allow}`));
-    app.route({ method: others, url, exposeHeadRoute: false, config: { ...leastAccess(routes), allow }, schema: { hide: true }, onRequest: refuse, handler: refuse });
+    app.route({ method: others, url, exposeHeadRoute: false, config: { ...leastAccess(routes), [UNLISTED]: true }, schema: { hide: true }, onRequest: refuse, handler: refuse });
   }
 }
