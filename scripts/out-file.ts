@@ -18,17 +18,31 @@ export interface OutFileOptions {
   mode?: number;
 }
 
+/** What link(2) says on a filesystem with no hard links: FAT and exFAT (a USB stick carrying a bundle off an offline signer), some network and FUSE mounts. */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
 /** Writes `data` to `path` whole (temp file, fsync, rename); refuses a folder, and an existing file unless `force`. */
 export async function writeOutFile(path: string, data: string | Uint8Array, o: OutFileOptions): Promise<void> {
   await checkOutFile(path, o);
   const named = `--${o.flag} ${path}`;
-  const tmp = await writeTemp(path, data, o.mode ?? 0o644);
+  const failed = (err: NodeJS.ErrnoException) => new Error(`${named}: ${err.code ?? err.message}`);
+  const tmp = await writeTemp(path, data, o.mode ?? 0o644).catch((err: NodeJS.ErrnoException) => {
+    throw failed(err);
+  });
   try {
-    if (o.force) await rename(tmp, path);
+    if (o.force) await rename(tmp, path).catch((err: NodeJS.ErrnoException) => {
+      throw failed(err);
+    });
     else {
       // link() fails on a name that appeared meanwhile, where rename() would replace it.
-      await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
-        throw new Error(err.code === 'EEXIST' ? exists(named) : `${named}: ${err.code ?? err.message}`);
+      await link(tmp, path).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') throw new Error(exists(named));
+        if (!NO_HARD_LINKS.has(err.code ?? '')) throw failed(err);
+        // No hard links here: looked at again, then renamed; a file made between the two is replaced.
+        await checkOutFile(path, o);
+        await rename(tmp, path).catch((e: NodeJS.ErrnoException) => {
+          throw failed(e);
+        });
       });
     }
   } finally {

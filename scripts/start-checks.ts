@@ -41,7 +41,9 @@ export async function listenProblem(listeners: readonly Listener[]): Promise<str
   const bound: Server[] = [];
   try {
     for (const l of listeners) {
-      const server = createServer();
+      // A device or probe that connects in this moment is hung up on at once: close() waits for
+      // every connection to end, so one left open would hold the start for as long as its peer waits.
+      const server = createServer((socket) => socket.destroy());
       const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
         server.once('error', resolve);
         server.listen({ host: l.host, port: l.port, exclusive: true }, () => resolve(null));
@@ -58,7 +60,9 @@ export async function listenProblem(listeners: readonly Listener[]): Promise<str
 /** A listen error (a port taken, a host that does not resolve or is not this machine's, a port needing privileges) as one line naming the listener it is of; null for another error. */
 export function listenFailure(err: unknown, listeners: readonly Listener[]): string | null {
   const e = err as NodeJS.ErrnoException & { port?: number; address?: string; hostname?: string };
-  const byPort = listeners.find((l) => l.port !== 0 && l.port === e.port) ?? (listeners.length === 1 ? listeners[0] : undefined);
+  // Only listen(2)'s own errors are a port's: a data dir's or a key file's EACCES (open) is not,
+  // though with one listener (external broker mode) there would be no other port to blame.
+  const byPort = e.syscall !== 'listen' ? undefined : listeners.find((l) => l.port !== 0 && l.port === e.port) ?? (listeners.length === 1 ? listeners[0] : undefined);
   const byHost = listeners.find((l) => l.host === e.hostname) ?? byPort;
   switch (e.code) {
     case 'EADDRINUSE':

@@ -55,8 +55,12 @@ export interface Caller {
   session: string | null;
 }
 
+/** Marks a route that answers for the API but is no route of it (a path's wrong-method answer, wrong-method.ts): not listed in `routeAccess`. A symbol, so no route's config can set it by a name. */
+export const UNLISTED: unique symbol = Symbol('pinwave: not a route of the API');
+
 declare module 'fastify' {
   interface FastifyContextConfig {
+    [UNLISTED]?: true;
     /** the least role the route needs; a route declares this or `public` */
     role?: Role;
     /** the route is open to anyone, with no token; a route declares this or `role` */
@@ -163,7 +167,7 @@ export function registerAuth(app: FastifyInstance, o: AuthOptions): Auth {
     for (const method of [route.method].flat()) {
       const access = declaredAccess(method, route.url, route.config);
       // A path's wrong-method answer (wrong-method.ts) is no route of the API.
-      if (route.config?.allow === undefined) table.push(access);
+      if (route.config?.[UNLISTED] !== true) table.push(access);
     }
   });
   app.decorateRequest('caller', null);

@@ -3,26 +3,36 @@
 // (errors.ts). A path the API does not serve stays 404.
 //
 // The answer is a route of its own per path, for every method the path lacks, added once every
-// other route is (server.ts). It declares the least access of the path's routes, so the access
+// other route is (server.ts), and not for a method another path with a parameter answers for this one
+// (alsoMatches). It declares the least access of the path's routes, so the access
 // check comes first: a path any of whose methods is public answers 405 to anyone; one that needs a
 // role answers 401 or 403 to a caller without it, as its own methods do, and 405 only to a caller
 // who could have called one of them. Such routes are not in `routeAccess` nor in the OpenAPI
 // document: they are no part of the API.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ROLES, type Role, type RouteAccess } from './auth.ts';
+import { ROLES, UNLISTED, type Role, type RouteAccess } from './auth.ts';
 import { errorBody, sendError } from './errors.ts';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** set on a path's wrong-method route: the methods the path takes, as the Allow header lists them */
-    allow?: string;
-  }
-}
 
 /** The access a wrong-method route of a path declares: public if any of its routes is, else the least role among them. */
 function leastAccess(routes: readonly RouteAccess[]): { public: true } | { role: Role } {
   if (routes.some((r) => r.access === 'public')) return { public: true };
   return { role: ROLES[Math.min(...routes.map((r) => ROLES.indexOf(r.access as Role)))] };
+}
+
+/**
+ * Whether a request for `url` (a route's path, its static segments as written) is one `other`, a path
+ * with parameters, also matches. The router prefers a static segment to a parameter, so a
+ * wrong-method route on `url` would take such a request from `other`: `DELETE /v1/devices/export`,
+ * beside a `GET /v1/devices/export`, revokes the device `export`, and is no wrong method.
+ */
+function alsoMatches(other: string, url: string): boolean {
+  const a = other.split('/');
+  const b = url.split('/');
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === '*') return i < b.length;
+    if (i >= b.length || (a[i] !== b[i] && !a[i].startsWith(':'))) return false;
+  }
+  return a.length === b.length;
 }
 
 /** Adds, for every path in `app.routeAccess`, a route answering 405 to the methods it lacks. Call after every other route. */
@@ -31,12 +41,13 @@ export function answerWrongMethods(app: FastifyInstance): void {
   for (const r of app.routeAccess) byPath.set(r.url, [...(byPath.get(r.url) ?? []), r]);
   for (const [url, routes] of byPath) {
     const taken = new Set(routes.map((r) => r.method));
-    const others = app.supportedMethods.filter((m) => !taken.has(m));
+    const elsewhere = (m: string) => app.routeAccess.some((r) => r.method === m && r.url !== url && alsoMatches(r.url, url));
+    const others = app.supportedMethods.filter((m) => !taken.has(m) && !elsewhere(m));
     if (others.length === 0) continue;
     const allow = [...taken].join(', ');
     // onRequest, after the access check and before any body is read: a wrong method is 405 whatever it sends.
     const refuse = async (request: FastifyRequest, reply: FastifyReply) =>
       sendError(reply.header('allow', allow), errorBody(405, 'PW_METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url}: it takes ${allow}`));
-    app.route({ method: others, url, exposeHeadRoute: false, config: { ...leastAccess(routes), allow }, schema: { hide: true }, onRequest: refuse, handler: refuse });
+    app.route({ method: others, url, exposeHeadRoute: false, config: { ...leastAccess(routes), [UNLISTED]: true }, schema: { hide: true }, onRequest: refuse, handler: refuse });
   }
 }

@@ -122,7 +122,8 @@ async function provision(args: string[], io: Io): Promise<number> {
     fd = openSync(out, 'wx', 0o600);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const folder = code === 'EEXIST' && statSync(out).isDirectory();
+    // A link to nothing is EEXIST too: it is "another file", not a stat error to throw.
+    const folder = code === 'EEXIST' && statSync(out, { throwIfNoEntry: false })?.isDirectory() === true;
     throw new UsageError(
       folder ? `--out ${out} is a directory: give the path of a new file for the tokens`
         : code === 'EEXIST' ? `--out ${out} exists already; tokens are never written over another file`

@@ -1,6 +1,7 @@
 // `pinwave manifest create|validate|push|list`: the firmware manifest a device model ships with
 // (docs/architecture.md §4), and the manifests the gateway knows.
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
 import { decodeManifest, encodeManifest, formatManifestErrors, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
@@ -89,6 +90,7 @@ async function create(args: string[], io: Io): Promise<number> {
   if (!checked.ok) throw new UsageError(`the manifest would be invalid:\n${formatManifestErrors(checked.errors)}`, USAGE);
   const json = JSON.stringify(manifest, null, 2) + '\n';
   // Both refused before either is written: half of what was asked for is not left behind.
+  if (values.out && values.cbor && resolve(values.out) === resolve(values.cbor)) throw new UsageError(`--out and --cbor name the same file, ${values.out}: the JSON and the flash form are two files`, USAGE);
   if (values.out) await checkOutFile(values.out, { flag: 'out', force: values.force });
   if (values.cbor) await checkOutFile(values.cbor, { flag: 'cbor', force: values.force });
   if (values.out) await writeOutFile(values.out, json, { flag: 'out', force: values.force });

@@ -3,7 +3,7 @@
 // written to a new file, never over another one).
 import t from 'tap';
 import { closedPort } from '../fixtures/stand-in.ts';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
@@ -52,4 +52,16 @@ t.test('--out a directory, or in a folder that does not exist, is a usage error 
   err.length = 0;
   t.equal(await run(['devices', 'provision', csv, '--out', join(dir, 'nowhere', 't.json')], io), 2);
   t.equal(err[0], `pinwave devices: --out ${join(dir, 'nowhere', 't.json')}: the folder ${join(dir, 'nowhere')} does not exist`);
+});
+
+t.test('--out a link that points nowhere is another file, refused as such before any request', async (t) => {
+  const dir = t.testdir();
+  const csv = join(dir, 'devices.csv');
+  writeFileSync(csv, 'id,group\nth-1,thermostats\n');
+  const out = join(dir, 'tokens.json');
+  symlinkSync(join(dir, 'gone.json'), out);
+  const err: string[] = [];
+  const io: Io = { out: () => {}, err: (l) => void err.push(l), env: { PINWAVE_API: `http://127.0.0.1:${await closedPort()}`, PINWAVE_TOKEN: 'x'.repeat(32) }, tty: false };
+  t.equal(await run(['devices', 'provision', csv, '--out', out], io), 2);
+  t.equal(err[0], `pinwave devices: --out ${out} exists already; tokens are never written over another file`);
 });

@@ -125,8 +125,16 @@ t.test('a port taken between the check and the listen is named all the same', as
     { host: '127.0.0.1', port: 883, portName: '--mqtt-port 883', hostName: '--host 127.0.0.1' },
     { host: '::1', port: 8081, portName: 'config http.port 8081', hostName: 'config http.host ::1' },
   ];
-  const inUse = Object.assign(new Error('listen EADDRINUSE: address already in use ::1:8081'), { code: 'EADDRINUSE', address: '::1', port: 8081 });
+  const inUse = Object.assign(new Error('listen EADDRINUSE: address already in use ::1:8081'), { code: 'EADDRINUSE', syscall: 'listen', address: '::1', port: 8081 });
   t.equal(listenFailure(inUse, listeners), `config http.port 8081: address [::1]:8081 is already in use ${IN_USE}`);
-  t.equal(listenFailure(Object.assign(new Error('x'), { code: 'EACCES', address: '127.0.0.1', port: 883 }), listeners), '--mqtt-port 883: not allowed to listen on 127.0.0.1:883 (EACCES: a port below 1024 needs privileges)');
+  t.equal(listenFailure(Object.assign(new Error('x'), { code: 'EACCES', syscall: 'listen', address: '127.0.0.1', port: 883 }), listeners), '--mqtt-port 883: not allowed to listen on 127.0.0.1:883 (EACCES: a port below 1024 needs privileges)');
   t.equal(listenFailure(new Error('something else'), listeners), null, 'another error is not dressed up as a listen problem');
+});
+
+t.test('with one listener (external broker mode) a file the start cannot open is not blamed on the HTTP port', async (t) => {
+  const only = [{ host: '127.0.0.1', port: 8080, portName: '--http-port 8080 (the default)', hostName: '--host 127.0.0.1 (the default)' }];
+  const denied = Object.assign(new Error("EACCES: permission denied, open '/srv/pw/signing.key'"), { code: 'EACCES', syscall: 'open', path: '/srv/pw/signing.key' });
+  t.equal(listenFailure(denied, only), null, 'the error stays as it is, naming the file');
+  const taken = Object.assign(new Error('listen EADDRINUSE: address already in use 127.0.0.1:8080'), { code: 'EADDRINUSE', syscall: 'listen', address: '127.0.0.1', port: 8080 });
+  t.match(listenFailure(taken, only), /^--http-port 8080 \(the default\): address 127\.0\.0\.1:8080 is already in use/, 'a listen error still names the port');
 });

@@ -66,6 +66,15 @@ t.test('manifest create refuses an existing --cbor before it writes --out, and r
   t.equal(folder.stderr, `pinwave manifest: --out ${join(dir, 'out.json')} is a directory: give the path of a file to write`);
 });
 
+t.test('manifest create with --out and --cbor naming one file is refused, and writes nothing', async (t) => {
+  const dir = t.testdir();
+  t.equal((await pinwave('keygen', '--out', dir)).code, 0);
+  const r = await pinwave(...manifestArgs(dir), '--out', join(dir, 'm'), '--cbor', join(dir, '.', 'm'));
+  t.equal(r.code, 2);
+  t.match(r.stderr, `pinwave manifest: --out and --cbor name the same file, ${join(dir, 'm')}: the JSON and the flash form are two files`);
+  t.same(readdirSync(dir).sort(), ['signing.key', 'signing.pub'], 'no JSON left where a manifest was asked for');
+});
+
 t.test('keygen --out a regular file names --out and leaves the file as it was', async (t) => {
   const dir = t.testdir({ 'keys.txt': 'not a folder' });
   const path = join(dir, 'keys.txt');

@@ -219,7 +219,10 @@ t.test('a route that declares no access, or both a role and public, makes buildS
   await t.rejects(buildServer({ gateway: h.gw, plugins: [badRole] }), { message: /^route GET \/v1\/root declares an unknown role "root"/ });
 
   const declared = async (app: FastifyInstance) => void app.get('/v1/extra', { config: { role: 'operator' } }, async () => ({ ok: true }));
-  const app = await buildServer({ gateway: h.gw, tokens: API_TOKENS, plugins: [declared] });
+  // A config key of the plugin's own, whatever its name, does not take a route out of the table.
+  const ownKey = async (app: FastifyInstance) => void app.get('/v1/own', { config: { public: true, allow: 'GET' } as never }, async () => ({ ok: true }));
+  const app = await buildServer({ gateway: h.gw, tokens: API_TOKENS, plugins: [declared, ownKey] });
+  t.same(app.routeAccess.find((r) => r.url === '/v1/own' && r.method === 'GET'), { method: 'GET', url: '/v1/own', access: 'public' }, 'a route with its own `allow` key is listed');
   t.teardown(() => app.close());
   t.throws(() => app.get('/v1/late', async () => 'x'), { name: 'RouteAccessError', message: /^route GET \/v1\/late declares no access/ }, 'a route added later is refused too');
   t.same(app.routeAccess.find((r) => r.url === '/v1/extra' && r.method === 'GET'), { method: 'GET', url: '/v1/extra', access: 'operator' });

@@ -2,6 +2,7 @@
 // Allow header (RFC 9110 §15.5.6) in the API's error shape, after the access check; a path it does
 // not serve is 404 whatever the method (wrong-method.ts).
 import t from 'tap';
+import type { FastifyInstance } from 'fastify';
 import { apiHarness } from '../../fixtures/http.ts';
 
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -62,4 +63,20 @@ t.test('a wrong method is 405 whatever body it sends, and its route is no part o
   t.notOk(a.app.routeAccess.some((r) => r.method === 'PUT' || r.method === 'PATCH'), 'routeAccess lists no wrong-method route');
   const doc = (await a.call('GET', '/docs/json', { as: null })).json() as { paths: Record<string, Record<string, unknown>> };
   t.notOk(Object.values(doc.paths).some((ops) => 'put' in ops || 'patch' in ops || 'options' in ops), 'nor does the OpenAPI document');
+});
+
+t.test("a plugin's path beside a path with a parameter takes none of that path's requests", async (t) => {
+  // GET /v1/devices/export is a deployment's own route; DELETE /v1/devices/export still revokes the
+  // device `export` (DELETE /v1/devices/:id), as before the wrong-method routes were added.
+  const exportRoute = async (app: FastifyInstance) => void app.get('/v1/devices/export', { config: { role: 'viewer' } }, async () => ({ exported: true }));
+  const a = await apiHarness(t, { plugins: [exportRoute] });
+  t.equal((await a.call('POST', '/v1/devices', { body: { devices: [{ id: 'export', group: 'thermostats' }] } })).statusCode, 201);
+  t.same((await a.call('GET', '/v1/devices/export', { as: 'viewer' })).json(), { exported: true }, "GET is the plugin's");
+  const revoked = await a.call('DELETE', '/v1/devices/export');
+  t.equal(revoked.statusCode, 200, 'DELETE revokes the device export');
+  t.equal(revoked.json().id, 'export');
+  t.not(revoked.json().revokedAt, null);
+  const put = await a.call('PUT', '/v1/devices/export');
+  t.equal(put.statusCode, 405, 'a method neither path takes is 405');
+  t.equal(put.headers.allow, 'GET, HEAD');
 });

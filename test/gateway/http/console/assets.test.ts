@@ -34,6 +34,11 @@ t.test('GET /ui is one page that loads only its own scripts and style, under a C
     t.notMatch(js.body, /from ['"](?!\.\/)/, `${m} imports only its siblings`);
   }
   t.equal((await a.call('GET', '/ui/', { as: null })).body, html, '/ui/ is the same page');
+  for (const url of ['/ui?utm_source=mail', '/ui/?x=1&x=2']) {
+    const withQuery = await a.call('GET', url, { as: null });
+    t.equal(withQuery.statusCode, 200, `${url}: a query on the page is ignored`);
+    t.equal(withQuery.body, html, `${url}: the same page`);
+  }
   const css = await a.call('GET', '/ui/assets/console.css', { as: null });
   t.match(css.headers['content-type'], /^text\/css/);
   t.match(css.body, /:focus-visible/);
