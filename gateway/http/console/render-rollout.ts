@@ -104,10 +104,22 @@ const SEGMENTS: Array<[keyof Wave, string]> = [
   ['pending', 'not sent yet'],
 ];
 
+// A wave its rollout's abort ended (docs/architecture.md §6) waits for nothing more: its figures are
+// final, so its words are too (nothing is "yet").
+const ENDED_WORDS: Record<string, string> = { sent: 'sent, never answered', pending: 'never sent' };
+
+/** What became of a wave an abort ended, the card's first line; null for a wave that runs or ran its course. */
+function abortedLine(w: Wave): VNode | null {
+  if (w.state === 'aborted') return h('p', { class: 'outcome' }, 'Aborted', w.endedAt !== null ? [' ', when(w.endedAt)] : null, ': the rollout was aborted while this wave was in progress; nothing more is sent, and these figures are final.');
+  if (w.state === 'cancelled') return h('p', { class: 'outcome' }, `Cancelled: the rollout was aborted before this wave started; its ${count(w.members)} device${w.members === 1 ? ' was' : 's were'} never sent the bundle.`);
+  return null;
+}
+
 /** One wave: its state, a bar of its members by status, the counts, and its ratios against its thresholds. */
 export function waveCard(w: Wave, total: number): VNode {
   const label = waveLabel(w.index, total);
-  const parts = SEGMENTS.map(([k, word]) => ({ key: String(k), word, n: w[k] as number })).filter((p) => p.n > 0);
+  const outcome = abortedLine(w);
+  const parts = SEGMENTS.map(([k, word]) => ({ key: String(k), word: (outcome && ENDED_WORDS[k]) || word, n: w[k] as number })).filter((p) => p.n > 0);
   const summary = parts.map((p) => `${count(p.n)} ${p.word}`).join(', ') || 'no devices';
   const reachable = w.members - w.unreachable;
   const t = w.thresholds;
@@ -125,21 +137,31 @@ export function waveCard(w: Wave, total: number): VNode {
       parts.map((p) => h('span', { class: `seg seg-${p.key}`, style: { width: `${(100 * p.n) / Math.max(1, w.members)}%` }, title: `${count(p.n)} ${p.word}` })),
     ),
     h('ul', { class: 'legend' }, parts.map((p) => h('li', { 'data-count': p.key }, h('span', { class: `swatch seg-${p.key}`, 'aria-hidden': 'true' }), h('span', { class: 'n' }, count(p.n)), ` ${p.word}`))),
+    outcome,
     h(
       'dl',
       { class: 'ratios' },
-      h('dt', null, 'Acknowledged'),
-      h('dd', null, `${percent(w.ackRatio)} of ${count(reachable)} reachable (${count(w.acked)}); needs ${percent(t.ackThreshold)} `, verdict(ackMet, 'met', 'not yet')),
-      h('dt', null, 'Failures'),
-      h(
-        'dd',
-        null,
-        w.failureCounted
-          ? [`${percent(w.failureRatio)} of ${count(w.responded)} that answered (${count(w.rejected + w.failing + (w.reverted ?? 0))}); limit ${percent(t.failureThreshold)} `, verdict(!failOver, 'within', 'over')]
-          : `${count(w.rejected + w.failing + (w.reverted ?? 0))} of ${count(w.responded)} so far; counted once ${count(Math.min(t.minDevices, reachable))} have answered (limit ${percent(t.failureThreshold)})`,
-      ),
-      h('dt', null, 'Offline all wave'),
-      h('dd', null, `${percent(w.unreachableRatio)} (${count(w.unreachable)}); limit ${percent(t.maxUnreachable)} `, verdict(!darkOver, 'within', 'over')),
+      // A cancelled wave never ran: it has no ratios to judge, only that it never started.
+      w.state === 'cancelled'
+        ? null
+        : [
+            h('dt', null, 'Acknowledged'),
+            outcome
+              ? h('dd', null, `${percent(w.ackRatio)} of ${count(reachable)} reachable (${count(w.acked)}); it needed ${percent(t.ackThreshold)}`)
+              : h('dd', null, `${percent(w.ackRatio)} of ${count(reachable)} reachable (${count(w.acked)}); needs ${percent(t.ackThreshold)} `, verdict(ackMet, 'met', 'not yet')),
+            h('dt', null, 'Failures'),
+            h(
+              'dd',
+              null,
+              w.failureCounted
+                ? [`${percent(w.failureRatio)} of ${count(w.responded)} that answered (${count(w.rejected + w.failing + (w.reverted ?? 0))}); limit ${percent(t.failureThreshold)} `, verdict(!failOver, 'within', 'over')]
+                : outcome
+                ? `${count(w.rejected + w.failing + (w.reverted ?? 0))} of ${count(w.responded)} that answered; never counted: fewer than ${count(Math.min(t.minDevices, reachable))} answered (limit ${percent(t.failureThreshold)})`
+                : `${count(w.rejected + w.failing + (w.reverted ?? 0))} of ${count(w.responded)} so far; counted once ${count(Math.min(t.minDevices, reachable))} have answered (limit ${percent(t.failureThreshold)})`,
+            ),
+            h('dt', null, 'Offline all wave'),
+            h('dd', null, `${percent(w.unreachableRatio)} (${count(w.unreachable)}); limit ${percent(t.maxUnreachable)} `, verdict(!darkOver, 'within', 'over')),
+          ],
       h('dt', null, 'Timing'),
       h(
         'dd',

@@ -94,6 +94,22 @@ t.test("the waves of an aborted rollout: the one in progress shows Aborted, the 
   t.notMatch(textOf(cancelled), 'times out', 'no timeout promised for a wave that will never run');
 });
 
+t.test('an aborted or cancelled wave says what became of it, and nothing on its card reads as still to come', async (t) => {
+  const aborted = textOf(waveCard(wave({ state: 'aborted', pending: 300, sent: 900, endedAt: T0 + 60_000 }), 2));
+  t.match(aborted, 'Aborted Jan 1, 2026, 12:01:00 PM UTC: the rollout was aborted while this wave was in progress; nothing more is sent, and these figures are final');
+  t.match(aborted, 'Acknowledged 85.5% of 10,000 reachable (8,550); it needed 95.0%');
+  t.match(aborted, '900 sent, never answered');
+  t.match(aborted, '300 never sent');
+  t.match(textOf(waveCard(wave({ state: 'aborted', responded: 2, rejected: 1, failing: 0, failureCounted: false }), 2)), '1 of 2 that answered; never counted: fewer than 5 answered');
+  const cancelled = textOf(waveCard(wave({ state: 'cancelled', members: 40, pending: 40, sent: 0, applied: 0, rejected: 0, failing: 0, acked: 0, responded: 0, ackRatio: 0, failureRatio: 0, failureCounted: false, startedAt: null, deadline: null }), 2));
+  t.match(cancelled, 'Cancelled: the rollout was aborted before this wave started; its 40 devices were never sent the bundle.');
+  t.match(cancelled, '40 never sent');
+  t.notMatch(cancelled, 'Acknowledged', 'a wave that never ran has no ratios');
+  for (const [what, text] of [['aborted', aborted], ['cancelled', cancelled]]) {
+    for (const pending of ['not yet', 'so far', 'counted once', 'no answer yet', 'not sent yet', 'needs ']) t.notMatch(text, pending, `${what}: no "${pending}"`);
+  }
+});
+
 t.test('a wave of health-checked devices: verified, verifying and reverted in the bar, reverts among the failures', async (t) => {
   const node = waveCard(wave({ applied: 100, verified: 8000, verifying: 400, reverted: 150, rejected: 0, failing: 0, sent: 1350, acked: 8100, responded: 8650, failureRatio: 150 / 8650, rejectedByReason: {} }), 2);
   const html = toHtml(node);
