@@ -78,7 +78,7 @@ export async function replaceFile(path: string, data: string | Uint8Array, mode:
 }
 
 /** `data` in a new file beside `path`, created with `mode` and fsynced; its name. */
-async function writeTemp(path: string, data: string | Uint8Array, mode: number): Promise<string> {
+export async function writeTemp(path: string, data: string | Uint8Array, mode: number): Promise<string> {
   const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await open(tmp, 'wx', mode);
   try {

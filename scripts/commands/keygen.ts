@@ -1,14 +1,14 @@
 // `pinwave keygen --out DIR`: a fresh Ed25519 bundle-signing key pair (docs/architecture.md §3).
 // DIR/signing.key is PKCS#8 PEM created 0600 (born private: no window in which another user can read
-// it), DIR/signing.pub is SPKI PEM, 0644 less the umask; each appears whole or not at all
-// (scripts/out-file.ts). An existing key is never replaced without --force: losing a signing key that
+// it), DIR/signing.pub is SPKI PEM, 0644 less the umask; the two land together or not at all
+// (scripts/out-pair.ts): never a new private key beside an old public one. An existing key is never replaced without --force: losing a signing key that
 // devices trust means those devices take no more bundles from you.
 import { mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, required, type Io } from '../args.ts';
 import { generateKeyPair, kid } from '../../firmware-manifest/keys.ts';
-import { writeOutFile } from '../out-file.ts';
+import { writeOutPair } from '../out-pair.ts';
 
 const USAGE = `Usage: pinwave keygen --out DIR [--force]
 
@@ -51,8 +51,7 @@ export async function main(args: string[], io: Io): Promise<number> {
   await mkdir(dir, { recursive: true });
   const pair = generateKeyPair();
   // New files renamed over the old ones: an old file's mode never passes to the new key.
-  await writeOutFile(keyPath, pair.privatePem, { flag: 'out', force: values.force, mode: 0o600 });
-  await writeOutFile(pubPath, pair.publicPem, { flag: 'out', force: values.force, mode: 0o644 });
+  await writeOutPair([{ path: keyPath, data: pair.privatePem, mode: 0o600 }, { path: pubPath, data: pair.publicPem, mode: 0o644 }], { flag: 'out', force: values.force });
 
   io.out(`kid ${Buffer.from(kid(pair.publicKey)).toString('hex')}`);
   io.out(`private key ${keyPath} (keep it secret)`);

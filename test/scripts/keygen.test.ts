@@ -1,6 +1,6 @@
 // `pinwave keygen`: a signing key pair on disk, the private key born 0600 and never overwritten by accident.
 import t from 'tap';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../scripts/cli.ts';
 import { main } from '../../scripts/commands/keygen.ts';
@@ -67,6 +67,29 @@ t.test('keygen refuses when only one of the two files exists', async (t) => {
   t.equal(await main(['--out', dir], io), 1);
   t.match(err.join('\n'), /signing\.pub already exists; pass --force/);
   t.notOk(existsSync(join(dir, 'signing.key')));
+});
+
+t.test('keygen --force lands the pair together: when signing.pub cannot be written, the old signing.key stays and no temp file is left', async (t) => {
+  const dir = t.testdir();
+  t.equal(await main(['--out', dir], fakeIo().io), 0);
+  const keyPath = join(dir, 'signing.key');
+  const pubPath = join(dir, 'signing.pub');
+  const before = readFileSync(keyPath, 'utf8');
+  rmSync(pubPath);
+  mkdirSync(pubPath); // a folder in the way: root writes through any mode, not through this
+  const { io, out, err } = fakeIo();
+  t.equal(await run(['keygen', '--out', dir, '--force'], io), 1);
+  t.match(err.join('\n'), `--out ${pubPath} is a directory`);
+  t.same(out, [], 'no kid printed: no pair was made');
+  t.equal(readFileSync(keyPath, 'utf8'), before, 'the old private key is untouched');
+  t.same(readdirSync(dir).sort(), ['signing.key', 'signing.pub'], 'nothing half-written beside them');
+});
+
+t.test('keygen into an empty folder with a folder named signing.pub writes no signing.key', async (t) => {
+  const dir = t.testdir({ 'signing.pub': {} });
+  const { io } = fakeIo();
+  t.equal(await run(['keygen', '--out', dir, '--force'], io), 1);
+  t.same(readdirSync(dir), ['signing.pub'], 'no private key without its public key');
 });
 
 t.test('keygen fails with exit 1 when DIR cannot be made', async (t) => {

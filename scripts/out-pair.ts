@@ -1,0 +1,63 @@
+// Files a command writes as one (`keygen --out`: signing.key and signing.pub): each is checked as
+// writeOutFile checks it, all are written to temp files beside their names and fsynced, and only then
+// moved into place. When a move fails, those already moved are put back as they were (the old file,
+// or none), so a failure never leaves a new private key beside an old public key, or one without the
+// other (docs/architecture.md §3).
+//
+//   await writeOutPair([{ path: keyPath, data: pem, mode: 0o600 }, { path: pubPath, data: pub }], { flag: 'out', force });
+import { randomBytes } from 'node:crypto';
+import { link, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { checkOutFile, syncDir, writeTemp, type OutFileOptions } from './out-file.ts';
+
+export interface OutPart {
+  path: string;
+  data: string | Uint8Array;
+  /** the new file's mode (less the umask); default 0644 */
+  mode?: number;
+}
+
+/** Writes every part or none: checked first, then temp files, then moved in; a failed move undoes the others. */
+export async function writeOutPair(parts: OutPart[], o: OutFileOptions): Promise<void> {
+  for (const p of parts) await checkOutFile(p.path, o);
+  const temps: string[] = [];
+  const backups: Array<string | null> = [];
+  const placed: number[] = [];
+  try {
+    for (const p of parts) temps.push(await writeTemp(p.path, p.data, p.mode ?? 0o644));
+    // With --force the old files are kept under another name until every new one is in place.
+    for (const p of parts) backups.push(o.force ? await keep(p.path) : null);
+    for (const [i, p] of parts.entries()) {
+      await place(temps[i], p.path, o);
+      placed.push(i);
+    }
+  } catch (err) {
+    for (const i of placed) await (backups[i] !== null ? rename(backups[i]!, parts[i].path) : rm(parts[i].path, { force: true })).catch(() => undefined);
+    throw err;
+  } finally {
+    for (const f of [...temps, ...backups]) if (f !== null) await rm(f, { force: true });
+  }
+  for (const dir of new Set(parts.map((p) => dirname(p.path)))) await syncDir(dir);
+}
+
+/** A second name for the file at `path` (a hard link), or null when there is none. */
+async function keep(path: string): Promise<string | null> {
+  const backup = `${path}.${randomBytes(4).toString('hex')}.old`;
+  return link(path, backup).then(
+    () => backup,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    },
+  );
+}
+
+/** Moves the temp file to its name: over an old file with --force; else link(), which fails on a name that appeared meanwhile. */
+async function place(tmp: string, path: string, o: OutFileOptions): Promise<void> {
+  const named = `--${o.flag} ${path}`;
+  const fail = (err: NodeJS.ErrnoException): never => {
+    throw new Error(err.code === 'EEXIST' ? `${named} already exists: pass --force to replace it` : err.code === 'EISDIR' ? `${named} is a directory: give the path of a file to write` : `${named}: ${err.code ?? err.message}`);
+  };
+  if (o.force) await rename(tmp, path).catch(fail);
+  else await link(tmp, path).catch(fail);
+}
