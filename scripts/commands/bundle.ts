@@ -13,7 +13,7 @@ import { parseInstant } from '../../gateway/rollout/instant.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
-import { writeOutFile } from '../out-file.ts';
+import { checkOutFile, writeOutFile } from '../out-file.ts';
 import { ApiError, apiFrom, idArg, seg } from '../api-client.ts';
 import { table, when } from '../table.ts';
 
@@ -113,6 +113,9 @@ async function create(args: string[], io: Io): Promise<number> {
   const policy = values['expiry-policy'] ?? 'enforce';
   if (policy !== 'enforce' && policy !== 'ca-fallback') throw new UsageError(`--expiry-policy must be enforce or ca-fallback, got "${policy}"`, USAGE);
   const keyRotation = rotationFlags(values['rotate-keys'], values['key-epoch']);
+  // Refused before the key is read or anything signed: a bundle made only to be thrown away is work
+  // (and a signature) for nothing.
+  await checkOutFile(out, { flag: 'out', force: values.force });
   const key = loadSigningKey(keyPath, { strictMode: false, onLooseMode: (m) => io.err(`warning: ${m}`) });
   const iat = Math.floor(Date.now() / 1000);
   const signed = signBundle(

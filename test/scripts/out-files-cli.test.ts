@@ -2,7 +2,7 @@
 // --out): an existing file is replaced only with --force, a folder where a file is meant (or a file
 // where a folder is) is named with its flag, and a replaced file is a new one renamed into place.
 import t from 'tap';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runCli } from '../fixtures/cli.ts';
@@ -30,6 +30,17 @@ t.test('bundle create refuses to replace an existing --out file unless --force, 
   t.equal(JSON.parse(forced.stdout).size, readFileSync(out).length);
   t.not(statSync(out).ino, inode, 'a new file renamed over the old one, not the old one rewritten in place');
   t.same(readdirSync(dir).sort(), ['b.cbor', 'signing.key', 'signing.pub'], 'no temp file left');
+});
+
+t.test('bundle create refuses an existing --out before it reads the key or signs: the key is not even opened', async (t) => {
+  const dir = t.testdir({ 'b.cbor': 'the bundle of yesterday', 'signing.key': 'not a key at all' });
+  chmodSync(join(dir, 'signing.key'), 0o644); // loose too: not even the mode warning, since it is never read
+  const out = join(dir, 'b.cbor');
+  const refused = await pinwave(...bundleArgs(dir), '--out', out);
+  t.equal(refused.code, 1);
+  t.equal(refused.stderr, `pinwave bundle: --out ${out} already exists: pass --force to replace it`, 'the --out refusal, not the key\'s');
+  t.equal(refused.stdout, '');
+  t.equal(readFileSync(out, 'utf8'), 'the bundle of yesterday');
 });
 
 t.test('bundle create --out a directory names --out and the directory, and writes nothing into it', async (t) => {
