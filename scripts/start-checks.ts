@@ -1,10 +1,10 @@
 // What `pinwave gateway` checks before it opens the store (docs/operations.md, *Run as a service*): the data
-// dir is a folder (or can be made one), and every address it will listen on can be bound. A start
+// dir is a folder it can write (or can be made one), and every address it will listen on can be bound. A start
 // that fails on one of these says so in one line naming the flag (or variable, or config key) and
 // the address, and has written nothing: no journal begun in the data dir, no lock left there.
 //
 //   const problem = (await dataDirProblem(dir, '--data /srv/pw')) ?? (await listenProblem(listeners));
-import { stat } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 
 /** One address the gateway listens on, and how the operator named its port and host. */
@@ -25,7 +25,10 @@ export async function dataDirProblem(dir: string, name: string): Promise<string 
     if (st.code === 'ENOTDIR') return `${name}: a part of that path is a file, not a directory`;
     return `${name}: ${st.code ?? st.message}`;
   }
-  return st.isDirectory() ? null : `${name}: a file is there, not a directory: the data dir is a folder the gateway keeps its store in (created if missing)`;
+  if (!st.isDirectory()) return `${name}: a file is there, not a directory: the data dir is a folder the gateway keeps its store in (created if missing)`;
+  // access(2) answers for this process (root included) and for a read-only mount: EROFS, EACCES.
+  const denied = await access(dir, constants.W_OK).then(() => null, (err: NodeJS.ErrnoException) => err);
+  return denied === null ? null : `${name}: the gateway cannot write there (${denied.code ?? denied.message}${denied.code === 'EROFS' ? ': a read-only file system' : ''}): the data dir is where it keeps its store`;
 }
 
 /**

@@ -1,34 +1,16 @@
 // The store's faults as an operator meets them (docs/storage.md): a full disk under the gateway
 // (a 2 MiB tmpfs, filled up), an unwritable data dir at start, and a damaged journal at start.
 // Tests run as root (mount); a test that cannot mount fails saying so, it is never skipped.
-import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
-import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import t from 'tap';
+import { appendFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { apiHarness } from '../fixtures/http.ts';
+import { readOnly, tmpfs } from '../fixtures/tmpfs.ts';
 import { harness, newPins } from '../fixtures/gateway.ts';
 import { Gateway } from '../../gateway/gateway.ts';
 import type { Logger } from '../../gateway/logger.ts';
 import { frame } from '../../gateway/store/journal.ts';
-
-/** A tmpfs of `size` of its own, unmounted and removed when `t` ends. */
-async function tmpfs(t: Test, size: string): Promise<string> {
-  const mnt = await mkdtemp(join(tmpdir(), 'pinwave-tmpfs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'pipe' });
-  } catch (err) {
-    await rm(mnt, { recursive: true, force: true });
-    const uid = process.getuid?.();
-    throw new Error(`cannot mount a tmpfs on ${mnt}${uid !== 0 ? ` (running as uid ${uid}: these tests run as root)` : ''}: ${(err as Error).message}`);
-  }
-  t.teardown(async () => {
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  });
-  return mnt;
-}
 
 /** Fills the file system of `file` to its last byte with `file`. */
 async function fill(file: string): Promise<void> {
@@ -47,7 +29,7 @@ async function fill(file: string): Promise<void> {
 const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
 
 t.test('a full disk: each operator action fails with insufficient storage and leaves nothing behind; once space returns the gateway carries on', async (t) => {
-  const mnt = await tmpfs(t, '2m');
+  const mnt = await tmpfs(t, 'size=2m');
   const a = await apiHarness(t, {}, { dataDir: join(mnt, 'data'), now: Date.now });
   const provisioned = await a.call('POST', '/v1/devices', { body: { devices: [{ id: 'th-1', group: 'thermostats' }, { id: 'th-2', group: 'thermostats' }] } });
   t.equal(provisioned.statusCode, 201);
@@ -121,11 +103,11 @@ t.test('a full disk: each operator action fails with insufficient storage and le
 });
 
 t.test('an unwritable data dir stops the start with PW_STORE_UNWRITABLE', async (t) => {
-  const mnt = await tmpfs(t, '2m');
+  const mnt = await tmpfs(t, 'size=2m');
   const h = await harness(t, { dataDir: join(mnt, 'data') });
   await h.gw.provision([{ id: 'th-1', group: 'thermostats' }]);
   await h.gw.stop();
-  execFileSync('mount', ['-o', 'remount,ro', mnt]);
+  readOnly(mnt);
   const err = await Gateway.start({ dataDir: join(mnt, 'data'), keyPath: h.keyPath, mqttPort: 0, tickIntervalMs: 0 }).then(
     async (gw) => (await gw.stop(), null),
     (e: unknown) => e as Error & { code?: string },

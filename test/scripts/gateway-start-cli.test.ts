@@ -2,7 +2,7 @@
 // is a file, a next key that is the key. One line naming the flag (or variable, or config key) and
 // the address, exit 1 (2 for the keys: a usage error), and nothing written: no journal begun, no lock.
 import t from 'tap';
-import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { serve } from '../../scripts/commands/gateway.ts';
@@ -10,6 +10,7 @@ import { main as configMain } from '../../scripts/commands/config.ts';
 import { listenFailure } from '../../scripts/start-checks.ts';
 import type { Io } from '../../scripts/args.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
+import { readOnly, tmpfs } from '../fixtures/tmpfs.ts';
 
 const IN_USE = '(another gateway or broker? give another port, or 0 for any free one)';
 
@@ -84,6 +85,21 @@ t.test('a --host or --http-host that does not resolve is named, and nothing is w
     t.match(err[0], new RegExp(`^pinwave gateway: ${flag} nosuch\\.invalid: cannot resolve that name \\((ENOTFOUND|EAI_AGAIN)\\): give an address of this machine`), flag);
   }
   t.same(readdirSync(data), []);
+});
+
+t.test('--data naming a folder the gateway cannot write (a read-only mount) is refused naming --data and the path, before the store is opened', async (t) => {
+  const { keyPath } = setup(t);
+  const mnt = await tmpfs(t, 'size=1m');
+  const data = join(mnt, 'data');
+  mkdirSync(data);
+  readOnly(mnt);
+  const why = `the gateway cannot write there (EROFS: a read-only file system): the data dir is where it keeps its store`;
+  const { io, err } = fakeIo();
+  t.equal(await start(['--data', data, '--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], io), 1);
+  t.same(err, [`pinwave gateway: --data ${data}: ${why}`]);
+  const fromEnv = fakeIo({ PINWAVE_DATA_DIR: data });
+  t.equal(await start(['--key', keyPath, '--mqtt-port', '0', '--http-port', '0'], fromEnv.io), 1);
+  t.same(fromEnv.err, [`pinwave gateway: PINWAVE_DATA_DIR=${data}: ${why}`]);
 });
 
 t.test('--data naming a regular file is refused naming --data, and the file is left as it was', async (t) => {

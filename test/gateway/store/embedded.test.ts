@@ -1,8 +1,6 @@
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { appendFile, chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { JSONFile } from 'lowdb/node';
 import { hashDeviceToken } from '../../../gateway/credentials.ts';
@@ -13,6 +11,7 @@ import { journalName, snapshotName } from '../../../gateway/store/snapshot.ts';
 import { logger } from './fixtures/store-logger.ts';
 import type { Change } from '../../../gateway/store/changes.ts';
 import { writeLegacyStore } from '../../fixtures/legacy-store.ts';
+import { readOnly, tmpfs } from '../../fixtures/tmpfs.ts';
 import { bucket, device, hex, provision, rollout } from './fixtures/conformance.ts';
 
 
@@ -27,17 +26,6 @@ async function contents(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of (await readdir(dir)).sort()) out[n] = (await readFile(join(dir, n))).toString('base64');
   return out;
-}
-
-/** A small tmpfs of its own (tests run as root), unmounted and removed when `t` ends. */
-async function tmpfs(t: Test, options: string): Promise<string> {
-  const mnt = await mkdtemp(join(tmpdir(), 'pinwave-tmpfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', mnt]);
-  t.teardown(async () => {
-    execFileSync('umount', [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  });
-  return mnt;
 }
 
 const counter = (by = 1): Change[] => [{ type: 'counter.add', name: 'acks', by }];
@@ -360,7 +348,7 @@ t.test('an unwritable data dir stops the start with a clear error', async (t) =>
   const s = await opened(join(ro, 'data'));
   await s.apply(counter());
   await s.close();
-  execFileSync('mount', ['-o', 'remount,ro', ro]);
+  readOnly(ro);
   const again = await opened(join(ro, 'data')).then(() => null, (e: unknown) => e as Error & { code: string });
   t.equal(again?.code, 'PW_STORE_UNWRITABLE', 'a read-only file system (root ignores modes)');
   t.match(again?.message, /EROFS/);
