@@ -88,4 +88,11 @@ export function registerErrors(app: FastifyInstance): void {
   app.setSchemaErrorFormatter(schemaErrorFormatter);
   app.setErrorHandler((err: FastifyError, request, reply) => sendError(reply, toErrorBody(err, request.log)));
   app.setNotFoundHandler((request, reply) => sendError(reply, errorBody(404, 'PW_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}`)));
+  // An empty segment where a route has a parameter (`/v1/devices/`, `/v1/rollouts//events`) names
+  // nothing: a 404 like any path the API does not serve, before the access check (as that one is),
+  // not a 400 about an empty id nor a 405 for the method. Registered before auth's own onRequest.
+  app.addHook('onRequest', async (request, reply) => {
+    const params = request.params as Record<string, string> | undefined;
+    for (const k in params) if (k !== '*' && params[k] === '') return reply.callNotFound();
+  });
 }
