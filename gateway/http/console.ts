@@ -15,6 +15,7 @@ import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, sendError } from './errors.ts';
 import { packageRoot } from './info.ts';
+import { pageQuery } from './schemas.ts';
 
 export interface ConsoleRoutesOptions {
   /** the package folder holding dist/console/ and gateway/http/console/; default the one this file is in */
@@ -113,11 +114,8 @@ export async function consoleRoutes(app: FastifyInstance, o: ConsoleRoutesOption
     return send(request, reply, l.page);
   };
   const html = { description: 'the console page', content: { 'text/html': { schema: { type: 'string' } } } };
-  // The page is where a person lands (a bookmark, a link a mail or chat tool has added `?utm_…` to):
-  // it holds no data and its own links live in the fragment, so any query is ignored, never a 400.
-  const anyQuery = { type: 'object', properties: {} };
-  app.get('/ui', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console (sign in with an API token)', querystring: anyQuery, response: { 200: html } } }, page);
-  app.get('/ui/', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console', querystring: anyQuery, response: { 200: html } } }, page);
+  app.get('/ui', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console (sign in with an API token)', querystring: pageQuery, response: { 200: html } } }, page);
+  app.get('/ui/', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console', querystring: pageQuery, response: { 200: html } } }, page);
 
   app.get<{ Params: { name: string } }>(
     '/ui/assets/:name',

@@ -28,6 +28,13 @@ export const noBody = { type: ['object', 'null'], additionalProperties: false, p
 /** The query of a route that takes none: any parameter is refused by name (server.ts gives it to every route that declares no querystring). */
 export const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
+/**
+ * The query of a page a browser loads (`/ui`, `/docs`): whatever it is, it is ignored. A page is
+ * reached by bookmarks and links that carry parameters of their own (`?utm_source=x`); it reads
+ * none, so none can be misspelt. The API's routes keep noQuery.
+ */
+export const pageQuery = { type: 'object', additionalProperties: true, properties: {} } as const;
+
 export const idParams = (id: object) => ({ type: 'object', additionalProperties: false, required: ['id'], properties: { id } }) as const;
 
 /** The thresholds of a wave (gateway/rollout/types.ts WaveThresholds); the engine checks them again. */

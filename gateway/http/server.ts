@@ -14,8 +14,8 @@
 // which would turn `"port": "443"` into 443 and silently drop a misspelt field. Bodies here are
 // never coerced and unknown fields are refused (`additionalProperties: false` everywhere);
 // queries and params arrive as strings, so they are coerced to the schema's types. A route that
-// declares no query takes none (schemas.ts noQuery): every unknown parameter is a 400 naming it;
-// the console's page alone takes any (console.ts).
+// declares no query takes none (schemas.ts noQuery): every unknown parameter is a 400 naming it.
+// The HTML pages (`/ui`, `/docs`) take any query and ignore it (schemas.ts pageQuery): a bookmark's.
 //
 // Methods. A path served, asked with a method it does not take, is 405 with `Allow`, after the
 // access check (wrong-method.ts); a path not served is 404.
@@ -221,7 +221,7 @@ export async function buildServer(o: ServerOptions): Promise<FastifyInstance> {
       info: {
         title: 'pinwave',
         version,
-        description: 'Over-the-air certificate-pin updates for IoT fleets: devices, signed pin bundles, staged rollouts, support queries. Send `Authorization: Bearer <token>`; roles viewer < operator < admin. A query parameter an operation does not list is a 400 naming it (the console page `GET /ui` ignores its query); a method a path does not take is 405 with `Allow`, after the access check.',
+        description: 'Over-the-air certificate-pin updates for IoT fleets: devices, signed pin bundles, staged rollouts, support queries. Send `Authorization: Bearer <token>`; roles viewer < operator < admin. A query parameter an operation does not list is a 400 naming it (the pages /ui and /docs ignore any); a method a path does not take is 405 with `Allow`, after the access check.',
       },
       tags: TAGS,
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },

@@ -1,25 +1,46 @@
 // A query parameter a route does not declare is a 400 naming it, on every route: a single device,
 // bundle or rollout, an action, a probe, as on the list routes (server.ts gives a route that
 // declares no query the empty one, schemas.ts noQuery). A misspelt `?limt=` is never ignored.
+// The HTML pages a browser loads (`/ui`, `/docs`) are the exception: they ignore any query, as a
+// bookmark's `?utm_source=x` (schemas.ts pageQuery).
 import t from 'tap';
 import { apiHarness } from '../../fixtures/http.ts';
 
 /** A URL of a route, its parameters filled in with values its schema takes. */
 const example = (url: string) => url.replace(':id', 'abcdef12').replace(':name', 'app.js');
 
-/** The console's page, where a person lands: any query is ignored (console.ts). */
-const PAGES = ['/ui', '/ui/'];
+/** The pages a browser loads: they take any query and ignore it. */
+const PAGES = ['/ui', '/ui/', '/docs'];
 
-t.test('every GET route but the console page refuses a parameter it does not declare, naming it', async (t) => {
+t.test('every GET route refuses a parameter it does not declare, naming it', async (t) => {
   const a = await apiHarness(t);
-  const gets = a.app.routeAccess.filter((r) => r.method === 'GET' && !PAGES.includes(r.url)).map((r) => r.url);
-  for (const path of ['/v1/devices/:id', '/v1/bundles/:id', '/v1/rollouts/:id', '/v1/bundles/:id/raw', '/healthz', '/readyz', '/v1/info', '/metrics', '/docs', '/ui/assets/:name']) t.ok(gets.includes(path), `${path} is a GET route`);
-  for (const path of gets) {
+  const gets = a.app.routeAccess.filter((r) => r.method === 'GET').map((r) => r.url);
+  for (const path of ['/v1/devices/:id', '/v1/bundles/:id', '/v1/rollouts/:id', '/v1/bundles/:id/raw', '/healthz', '/readyz', '/v1/info', '/metrics', '/docs', '/ui']) t.ok(gets.includes(path), `${path} is a GET route`);
+  for (const path of gets.filter((p) => !PAGES.includes(p))) {
     const url = `${example(path)}?bogus=1`;
     const r = await a.call('GET', url, { as: 'admin' });
     t.equal(r.statusCode, 400, `${url}: 400`);
     t.match(r.json(), { code: 'PW_INVALID', message: 'querystring must NOT have unknown field "bogus"' }, `${url}: names the parameter`);
   }
+});
+
+t.test('a page a browser loads ignores its query: /ui and /docs with a bookmark\'s parameters load as without', async (t) => {
+  const a = await apiHarness(t);
+  const html = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
+  for (const path of PAGES) {
+    const plain = await a.call('GET', path, { as: null, headers: html });
+    t.equal(plain.statusCode, 200, `${path}: 200`);
+    for (const query of ['?utm_source=x', '?utm_source=x&utm_medium=mail', '?', '?a=1&a=2', '?%zz']) {
+      const r = await a.call('GET', `${path}${query}`, { as: null, headers: html });
+      t.equal(r.statusCode, 200, `${path}${query}: 200`);
+      t.equal(r.headers['content-type'], plain.headers['content-type'], `${path}${query}: the page`);
+      t.equal(r.body, plain.body, `${path}${query}: the same page`);
+    }
+  }
+  t.equal((await a.call('GET', '/docs?x=1', { as: null })).json().openapi, '3.1.0', '/docs as JSON too');
+  t.equal((await a.call('GET', '/docs/json?x=1', { as: null })).statusCode, 400, 'the document for tools keeps refusing');
+  t.equal((await a.call('GET', '/ui/assets/app.js?v=1', { as: null })).statusCode, 400, 'and so do the assets');
+  t.equal((await a.call('GET', '/v1/info?utm_source=x', { as: 'viewer' })).statusCode, 400, 'and the API');
 });
 
 t.test('routes that change something refuse one too, before changing anything', async (t) => {
