@@ -184,8 +184,10 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
   if (!validateSchema(value)) return { ok: false, errors: schemaErrors(validateSchema.errors ?? []) };
   const raw = value as RawScenario;
   const errors: ScenarioError[] = [];
-  // Waits on a timer: the call-home period and the ramp's tick (timer-limit.ts).
-  for (const [path, v, unit] of [['/callHomeSeconds', raw.callHomeSeconds, 's'], ['/ramp/tickMs', raw.ramp?.tickMs, 'ms']] as const) {
+  // Waits on a timer: the call-home period and the ramp's tick (timer-limit.ts); and the report
+  // interval, how long a repeated report waits, under the same bound as every scenario wait.
+  const waits = [['/callHomeSeconds', raw.callHomeSeconds, 's'], ['/reportIntervalSeconds', raw.reportIntervalSeconds, 's'], ['/ramp/tickMs', raw.ramp?.tickMs, 'ms']] as const;
+  for (const [path, v, unit] of waits) {
     const over = v === undefined ? null : overTimerLimit(v, unit);
     if (over) errors.push({ path, message: over });
   }

@@ -79,6 +79,7 @@ t.test('a timing field longer than a timer can wait (2^31 - 1 ms) is refused at 
   const dir = t.testdir({
     'far.json': JSON.stringify({
       callHomeSeconds: 2_147_484,
+      reportIntervalSeconds: 3e6,
       ramp: { tickMs: 2 ** 31 },
       behaviours: { ackDelayMs: 3_000_000_000, offlineForSeconds: { min: 30, max: 1e7 }, rebootMs: { mean: 3e8 }, clockSkewSeconds: { min: -3e6, max: 3e6 } },
       models: [{ model: 'th-100', behaviours: { offlineAtSeconds: { mean: 10, max: 2_147_484 }, reconnectStorm: { atSeconds: 2_147_483, rate: 0.5, spreadMs: 2 ** 31 } } }],
@@ -89,6 +90,7 @@ t.test('a timing field longer than a timer can wait (2^31 - 1 ms) is refused at 
   const bound = (max: string, got: number | string) => `must be at most ${max} (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got ${got}`;
   t.same(r.ok ? [] : r.errors, [
     { path: '/callHomeSeconds', message: bound('2147483 s', 2147484) },
+    { path: '/reportIntervalSeconds', message: bound('2147483 s', 3000000) },
     { path: '/ramp/tickMs', message: bound('2147483647 ms', 2147483648) },
     { path: '/behaviours/rebootMs/mean', message: `${bound('2147483647 ms', 3000000000)} (10 × the mean 300000000: its draws go up to that without a max)` },
     { path: '/behaviours/ackDelayMs', message: bound('2147483647 ms', 3000000000) },
@@ -97,7 +99,7 @@ t.test('a timing field longer than a timer can wait (2^31 - 1 ms) is refused at 
     { path: '/models/0/behaviours/reconnectStorm/spreadMs', message: bound('2147483647 ms', 2147483648) },
   ], 'a clock skew is an offset, not a wait: it is not bounded; a storm at 2147483 s is within the bound');
   t.match(formatScenarioErrors(r.ok ? [] : r.errors), '/behaviours/ackDelayMs: must be at most 2147483647 ms');
-  const edge = await validateScenario({ callHomeSeconds: 2_147_483, ramp: { tickMs: 2 ** 31 - 1 }, behaviours: { ackDelayMs: { min: 0, max: 2 ** 31 - 1 } } });
+  const edge = await validateScenario({ callHomeSeconds: 2_147_483, reportIntervalSeconds: 2_147_483, ramp: { tickMs: 2 ** 31 - 1 }, behaviours: { ackDelayMs: { min: 0, max: 2 ** 31 - 1 } } });
   t.ok(edge.ok, 'the bound itself is allowed');
 });
 
