@@ -19,7 +19,7 @@ export interface OutFileOptions {
 }
 
 /** What link(2) says on a filesystem with no hard links: FAT and exFAT (a USB stick carrying a bundle off an offline signer), some network and FUSE mounts. */
-const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+export const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 
 /** Writes `data` to `path` whole (temp file, fsync, rename); refuses a folder, and an existing file unless `force`. */
 export async function writeOutFile(path: string, data: string | Uint8Array, o: OutFileOptions): Promise<void> {

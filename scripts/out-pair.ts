@@ -6,9 +6,9 @@
 //
 //   await writeOutPair([{ path: keyPath, data: pem, mode: 0o600 }, { path: pubPath, data: pub }], { flag: 'out', force });
 import { randomBytes } from 'node:crypto';
-import { link, rename, rm } from 'node:fs/promises';
+import { copyFile, link, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { checkOutFile, syncDir, writeTemp, type OutFileOptions } from './out-file.ts';
+import { checkOutFile, NO_HARD_LINKS, syncDir, writeTemp, type OutFileOptions } from './out-file.ts';
 
 export interface OutPart {
   path: string;
@@ -24,7 +24,7 @@ export async function writeOutPair(parts: OutPart[], o: OutFileOptions): Promise
   const backups: Array<string | null> = [];
   const placed: number[] = [];
   try {
-    for (const p of parts) temps.push(await writeTemp(p.path, p.data, p.mode ?? 0o644));
+    for (const p of parts) temps.push(await writeTemp(p.path, p.data, p.mode ?? 0o644).catch(failed(p.path, o)));
     // With --force the old files are kept under another name until every new one is in place.
     for (const p of parts) backups.push(o.force ? await keep(p.path) : null);
     for (const [i, p] of parts.entries()) {
@@ -40,24 +40,35 @@ export async function writeOutPair(parts: OutPart[], o: OutFileOptions): Promise
   for (const dir of new Set(parts.map((p) => dirname(p.path)))) await syncDir(dir);
 }
 
-/** A second name for the file at `path` (a hard link), or null when there is none. */
+/** A second name for the file at `path` (a hard link, or a copy where there are none), or null when there is no file. */
 async function keep(path: string): Promise<string | null> {
   const backup = `${path}.${randomBytes(4).toString('hex')}.old`;
   return link(path, backup).then(
     () => backup,
-    (err: NodeJS.ErrnoException) => {
+    async (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return null;
-      throw err;
+      if (!NO_HARD_LINKS.has(err.code ?? '')) throw err;
+      await copyFile(path, backup);
+      return backup;
     },
   );
 }
 
-/** Moves the temp file to its name: over an old file with --force; else link(), which fails on a name that appeared meanwhile. */
+/** An I/O error as a line naming the flag and the path. */
+const failed = (path: string, o: OutFileOptions) => (err: NodeJS.ErrnoException): never => {
+  throw new Error(`--${o.flag} ${path}: ${err.code ?? err.message}`);
+};
+
+/**
+ * Moves the temp file to its name: over an old file with --force; else link(), which fails on a name
+ * that appeared meanwhile; where there are no hard links (FAT), looked at again, then renamed.
+ */
 async function place(tmp: string, path: string, o: OutFileOptions): Promise<void> {
-  const named = `--${o.flag} ${path}`;
-  const fail = (err: NodeJS.ErrnoException): never => {
-    throw new Error(err.code === 'EEXIST' ? `${named} already exists: pass --force to replace it` : err.code === 'EISDIR' ? `${named} is a directory: give the path of a file to write` : `${named}: ${err.code ?? err.message}`);
-  };
-  if (o.force) await rename(tmp, path).catch(fail);
-  else await link(tmp, path).catch(fail);
+  if (o.force) return rename(tmp, path).catch(failed(path, o));
+  await link(tmp, path).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EEXIST') throw new Error(`--${o.flag} ${path} already exists: pass --force to replace it`);
+    if (!NO_HARD_LINKS.has(err.code ?? '')) failed(path, o)(err);
+    await checkOutFile(path, o);
+    await rename(tmp, path).catch(failed(path, o));
+  });
 }

@@ -1,24 +1,10 @@
 // scripts/out-file.ts: a file the CLI writes for the operator appears whole or not at all, and an
 // existing one is replaced only with --force, on a filesystem with hard links or without.
 import t from 'tap';
-import fsp from 'node:fs/promises';
-import { syncBuiltinESMExports } from 'node:module';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeOutFile } from '../../scripts/out-file.ts';
-
-/** link(2) as a FAT or exFAT USB stick answers it: EPERM. */
-function withoutHardLinks(t: { teardown(fn: () => void): void }) {
-  const link = fsp.link;
-  fsp.link = async () => {
-    throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' });
-  };
-  syncBuiltinESMExports();
-  t.teardown(() => {
-    fsp.link = link;
-    syncBuiltinESMExports();
-  });
-}
+import { withoutHardLinks } from '../fixtures/no-hard-links.ts';
 
 t.test('on a filesystem without hard links the file is written all the same, and an existing one still needs --force', async (t) => {
   const dir = t.testdir({ 'old.cbor': 'the bundle of yesterday' });
