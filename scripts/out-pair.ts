@@ -32,7 +32,11 @@ export async function writeOutPair(parts: OutPart[], o: OutFileOptions): Promise
       placed.push(i);
     }
   } catch (err) {
-    for (const i of placed) await (backups[i] !== null ? rename(backups[i]!, parts[i].path) : rm(parts[i].path, { force: true })).catch(() => undefined);
+    for (const i of placed) {
+      const back = backups[i];
+      // An old file that cannot be put back is left under its .old name, never removed.
+      await (back !== null ? rename(back, parts[i].path) : rm(parts[i].path, { force: true })).catch(() => (backups[i] = null));
+    }
     throw err;
   } finally {
     for (const f of [...temps, ...backups]) if (f !== null) await rm(f, { force: true });
