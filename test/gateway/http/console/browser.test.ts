@@ -248,6 +248,8 @@ t.test('a link whose id is dots, empty or too long, or whose query is odd, is a 
   for (const [hash, message] of bad) {
     asked = [];
     await page.goto(`${c.base}/ui${hash}`);
+    // A hash change keeps the page: the last link's Bad link page is still up until this one is drawn.
+    await page.getByRole('alert').filter({ hasText: message }).waitFor();
     await page.getByRole('heading', { name: 'Bad link', level: 1 }).waitFor();
     t.match(await page.getByRole('alert').textContent(), message, `${hash.slice(0, 40)}: says why`);
     t.same(asked.filter((p) => p.startsWith('/v1/')), [], `${hash.slice(0, 40)}: nothing asked of the API`);
@@ -256,6 +258,7 @@ t.test('a link whose id is dots, empty or too long, or whose query is odd, is a 
   // A value the link may carry but the API refuses: the API's answer, on a Bad link page.
   asked = [];
   await page.goto(`${c.base}/ui#/stuck?group=%3Cb%3E`);
+  await page.getByRole('alert').filter({ hasText: /querystring\/group must match pattern/ }).waitFor();
   await page.getByRole('heading', { name: 'Bad link', level: 1 }).waitFor();
   t.match(await page.getByRole('alert').textContent(), /querystring\/group must match pattern.*PW_INVALID/);
   t.ok(asked.includes('/v1/stuck'), 'the stuck query was asked');
