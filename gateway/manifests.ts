@@ -6,7 +6,7 @@
 //
 //   const r = await manifests.push(json, 'adam');   // { status: 'created' | 'replaced' | 'unchanged', entry }
 //   await manifests.push(json, 'sim', { replace: false });   // PW_CONFLICT rather than replace a different pushed one
-import { formatManifestErrors, validateManifest } from '../firmware-manifest/index.ts';
+import { formatManifestErrors, manifestWarnings, validateManifest, type ManifestError } from '../firmware-manifest/index.ts';
 import { GatewayError, invalid } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { readManifestFile } from './manifest-file.ts';
@@ -22,6 +22,13 @@ export async function loadPushedManifests(store: ChangeStore, dataDir: string | 
   const item = await store.getItem(MANIFESTS, PUSHED);
   if (item) return item.entries as unknown as KnownManifest[];
   return dataDir === null ? [] : readManifestFile(dataDir);
+}
+
+/** A push's outcome; `warnings`: what is valid but will not work as meant (manifestWarnings), also logged. */
+export interface ManifestPush {
+  status: 'created' | 'replaced' | 'unchanged';
+  entry: KnownManifest;
+  warnings: ManifestError[];
 }
 
 export interface ManifestsOptions {
@@ -48,13 +55,13 @@ export class Manifests {
    * made meanwhile (that one's batch, holding the whole set, may still commit). With `replace: false`
    * a different pushed manifest of its model and firmware is a PW_CONFLICT too, and is kept.
    */
-  push(value: unknown, actor: string, o: { replace?: boolean } = {}): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+  push(value: unknown, actor: string, o: { replace?: boolean } = {}): Promise<ManifestPush> {
     const run = this.#last.then(() => this.#push(value, actor, o));
     this.#last = run.catch(() => undefined);
     return run;
   }
 
-  async #push(value: unknown, actor: string, o: { replace?: boolean }): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+  async #push(value: unknown, actor: string, o: { replace?: boolean }): Promise<ManifestPush> {
     const { registry, store, log, now } = this.#o;
     const r = validateManifest(value);
     if (!r.ok) throw invalid(`not a valid firmware manifest:\n${formatManifestErrors(r.errors)}`, { errors: r.errors });
@@ -73,7 +80,9 @@ export class Manifests {
       }
       log.info({ model: r.manifest.model, firmware: r.manifest.firmware, status: out.status, actor }, 'manifest pushed');
     }
-    return { status: out.status, entry: out.entry };
+    const warnings = manifestWarnings(r.manifest);
+    if (warnings.length > 0) log.warn({ model: r.manifest.model, firmware: r.manifest.firmware, warnings: warnings.map((w) => `${w.path}: ${w.message}`) }, 'manifest pushed with warnings');
+    return { status: out.status, entry: out.entry, warnings };
   }
 
   list(): KnownManifest[] {

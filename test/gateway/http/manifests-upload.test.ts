@@ -39,6 +39,15 @@ t.test('POST /v1/manifests?replace=false keeps a different pushed manifest: a 40
   t.equal((await a.call('POST', '/v1/manifests?replace=maybe', { body: other })).statusCode, 400);
 });
 
+t.test('POST /v1/manifests takes initial pins too large for one bundle, with a warning naming the size and the limit', async (t) => {
+  const a = await apiHarness(t);
+  const pins = Array.from({ length: 100 }, (_, i) => ({ host: `h${i}.example.com`, pins: [pin(`a${i}`), pin(`b${i}`)] }));
+  const r = await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-1', pins } });
+  t.equal(r.statusCode, 201, r.body);
+  t.match(r.json(), { status: 'created', warnings: [{ path: '/pins', message: /need a bundle of at least \d+ bytes, above the 4096 bytes this firmware takes/ }] });
+  t.notOk('warnings' in (await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-2' } })).json(), 'none for a pin set that fits');
+});
+
 t.test('POST /v1/bundles with cose: 201 for a bundle a device of the group would take, 422 with the verifier reason otherwise', async (t) => {
   const a = await apiHarness(t);
   const seed = privateKeyFromPem(readFileSync(a.keyPath, 'utf8'));
