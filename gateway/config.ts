@@ -379,7 +379,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   let waves: WavePlanInput[] | undefined;
   if (raw.waves !== undefined) {
     const plan = validatePlan({ waves: raw.waves }, 'config');
-    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e}`));
+    // The plan's errors read "waves[1].size must ...": written as every config problem is, "config.waves[1].size: must ...".
+    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e.replace(/^(\S+) /, '$1: ')}`));
     else waves = raw.waves as WavePlanInput[];
   }
   const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime', MAX_BUNDLE_LIFETIME_SECONDS);

@@ -341,7 +341,7 @@ async function runFleet(fleet: RunnableFleet, io: Io, o: { json: boolean; durati
     if (last.devices > 0 && last.connects.ok === 0) {
       // The commonest reasons first: a wrong --gateway, a token the gateway does not know, a broker not up.
       const why = Object.entries(last.connects.reasons).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([reason, n]) => `${reason} (${n})`);
-      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempts refused or failed${why.length > 0 ? `: ${why.join('; ')}` : ''})`);
+      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempt${last.connects.failed === 1 ? '' : 's'} refused or failed${why.length > 0 ? `: ${why.join('; ')}` : ''})`);
       return 1;
     }
     return 0;

@@ -91,7 +91,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.mqtt.tls.cert: required',
     "config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices' certificates",
     'config.mqtt.websocket.path: must start with "/", got "ws"',
-    'config.waves[1].size must not be below waves[0].size (sizes are cumulative), got "10%"',
+    'config.waves[1].size: must not be below waves[0].size (sizes are cumulative), got "10%"',
     'config.bundleLifetime: must be a number of seconds above 0 and at most 3153600000 s or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
     'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)',

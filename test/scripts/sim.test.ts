@@ -201,6 +201,8 @@ t.test('devices that cannot connect make the run fail, after a clean stop', asyn
   t.equal(code, 1);
   t.match(err.join('\n'), /no device could connect \(\d+ attempts? refused or failed: Connection refused: Bad username or password \(\d+\)\)/, 'with why: the gateway refused the token');
   t.notMatch(err.join('\n'), /th-0/, 'each reason once, not once per device');
+  const [, n, word] = /\((\d+) (attempts?) refused/.exec(err.join('\n')) ?? [];
+  t.equal(word, n === '1' ? 'attempt' : 'attempts', `"${n} ${word}": singular for one`);
 });
 
 /** The two API routes the simulator uses, served from a real gateway, with a bearer token. */
