@@ -73,6 +73,12 @@ export interface DevicePlan {
   ackDelayMs: () => number;
 }
 
+/**
+ * How far off a simulated device's clock may be, seconds either way: ten years. Far more moves its
+ * clock out of what a Date holds (±1e20 s is no time at all) and no device connects.
+ */
+export const MAX_CLOCK_SKEW_SECONDS = 10 * 365 * 86_400;
+
 export const BEHAVIOUR_DEFAULTS = {
   rebootMs: 1000,
   offlineAtSeconds: 0,
@@ -157,13 +163,15 @@ export function checkBehaviours(b: Behaviours, at = ''): Array<{ path: string; m
   const rate = (v: number | undefined, name: string) => {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0 && v <= 1)) errors.push({ path: `${at}/${name}`, message: `must be a rate from 0 to 1, got ${v}` });
   };
-  // `unit`: a duration a device waits on a timer, bounded by the longest one can wait (timer-limit.ts).
-  const dist = (d: Distribution | undefined, name: string, unit?: 'ms' | 's', signed = false) => {
+  // `unit`: a duration a device waits on a timer, bounded by the longest one can wait (timer-limit.ts);
+  // 'skew': a clock's offset, either way, bounded by MAX_CLOCK_SKEW_SECONDS.
+  const dist = (d: Distribution | undefined, name: string, unit: 'ms' | 's' | 'skew') => {
     if (d === undefined) return;
+    const signed = unit === 'skew';
     const bad = (message: string, field = '') => errors.push({ path: `${at}/${name}${field}`, message });
     const ok = (v: number) => Number.isFinite(v) && (signed || v >= 0);
     const bounded = (v: number, field: string, note = '') => {
-      const over = unit && overTimerLimit(v, unit);
+      const over = signed ? (Math.abs(v) > MAX_CLOCK_SKEW_SECONDS ? `must be from -${MAX_CLOCK_SKEW_SECONDS} to ${MAX_CLOCK_SKEW_SECONDS} s (10 years either way), got ${v}` : null) : overTimerLimit(v, unit);
       if (over) bad(`${over}${note}`, field);
     };
     if (typeof d === 'number') {
@@ -178,6 +186,8 @@ export function checkBehaviours(b: Behaviours, at = ''): Array<{ path: string; m
       bad(`min and max must be ${signed ? '' : 'non-negative '}numbers`);
     } else if (d.max < d.min) {
       bad(`max (${d.max}) must not be below min (${d.min})`);
+    } else if (signed && Math.abs(d.min) > Math.abs(d.max)) {
+      bounded(d.min, '/min');
     } else {
       bounded(d.max, '/max');
     }
@@ -192,8 +202,7 @@ export function checkBehaviours(b: Behaviours, at = ''): Array<{ path: string; m
   dist(b.ackDelayMs, 'ackDelayMs', 'ms');
   dist(b.offlineAtSeconds, 'offlineAtSeconds', 's');
   dist(b.offlineForSeconds, 'offlineForSeconds', 's');
-  // a clock's offset, not a wait
-  dist(b.clockSkewSeconds, 'clockSkewSeconds', undefined, true);
+  dist(b.clockSkewSeconds, 'clockSkewSeconds', 'skew');
   if (b.reconnectStorm) {
     rate(b.reconnectStorm.rate, 'reconnectStorm/rate');
     dist(b.reconnectStorm.atSeconds, 'reconnectStorm/atSeconds', 's');

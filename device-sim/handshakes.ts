@@ -20,7 +20,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { connect, createSecureContext, type SecureContext } from 'node:tls';
-import { pinOfCertificate } from '../firmware-manifest/index.ts';
+import { endpointText, pinOfCertificate } from '../firmware-manifest/index.ts';
 
 /** An endpoint a device calls home to: pinned as host:port, dialled at `connect` when given. */
 export interface CallHomeEndpoint {
@@ -139,7 +139,7 @@ let clientContext: SecureContext | null = null;
 
 /** One real TLS handshake: the pins of the chain `host:port` serves, leaf first (base64, no prefix). */
 export function tlsHandshake(host: string, port: number, o: { servername?: string; timeoutMs?: number } = {}): Promise<string[]> {
-  const where = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const where = endpointText(host, port);
   clientContext ??= createSecureContext({ ca: [] });
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port, servername: o.servername, rejectUnauthorized: false, secureContext: clientContext! });

@@ -186,6 +186,16 @@ export function signBundle(input: BundleInput, seed: Uint8Array): SignedBundle {
   return { bytes, id: bundleIdOf(payload), kid };
 }
 
+/**
+ * The size, bytes, of the smallest signed bundle that can carry `endpoints` (seq, times and group at
+ * their shortest): pins above a device's maxBundleBytes here can never be sent to it in one bundle.
+ */
+export function smallestBundleBytes(endpoints: readonly Endpoint[]): number {
+  const payload = encodeCanonical(payloadMap({ version: FORMAT_VERSION, seq: 1, iat: 0, exp: 1, group: 'g', endpoints: [...endpoints] }));
+  const protectedBytes = encodeCanonical(new Map<number, CborValue>([[H.alg, ALG_EDDSA], [H.kid, new Uint8Array(8)]]));
+  return encodeCanonical(new Tag([protectedBytes, new Map(), payload, new Uint8Array(64)], COSE_SIGN1_TAG)).length;
+}
+
 /** The bytes an Ed25519 signature covers: Sig_structure (RFC 9052 §4.4) with external_aad "pinwave/v1". */
 export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array, externalAad: Uint8Array = EXTERNAL_AAD): Uint8Array {
   return encodeCanonical(['Signature1', protectedBytes, externalAad, payload]);

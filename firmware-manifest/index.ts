@@ -11,3 +11,4 @@ export * from './provisional.ts';
 export * from './messages.ts';
 export * from './manifest.ts';
 export * from './view.ts';
+export * from './endpoint-text.ts';

@@ -10,9 +10,9 @@
 import { X509Certificate } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { decodeCanonical, encodeCanonical, equalBytes, type CborValue } from './cbor.ts';
-import { DEFAULT_MAX_BUNDLE_BYTES, decodeEnvelope, FORMAT_VERSION, kidOf, type ExpiryPolicy, type PinMode, type RejectReason } from './codec.ts';
+import { DEFAULT_MAX_BUNDLE_BYTES, decodeEnvelope, FORMAT_VERSION, kidOf, smallestBundleBytes, type ExpiryPolicy, type PinMode, type RejectReason } from './codec.ts';
 import { publicKeyFromText } from './keys.ts';
-import { tryParsePin } from './pins.ts';
+import { parsePin, tryParsePin } from './pins.ts';
 import type { HealthCheck } from './provisional.ts';
 import type { TrustState } from './trust-state.ts';
 
@@ -260,6 +260,18 @@ function schemaError(e: ErrorObject): ManifestError {
 /** One line per error: "/pins/0/pins/1: expected 32 bytes after base64 decoding, got 31". */
 export function formatManifestErrors(errors: ManifestError[]): string {
   return errors.map((e) => `${e.path || '/'}: ${e.message}`).join('\n');
+}
+
+/**
+ * What is valid but will not work as meant: the initial pins too large for one bundle this firmware
+ * takes, so a rollback to them (a group's first rollout's, docs/architecture.md §6) can never be
+ * signed. Warnings, not errors: a manifest already pushed is read again at start and must not stop it.
+ */
+export function manifestWarnings(m: FirmwareManifest): ManifestError[] {
+  const max = m.maxBundleBytes ?? DEFAULT_MAX_BUNDLE_BYTES;
+  const bytes = smallestBundleBytes(m.pins.map((e) => ({ host: e.host, port: e.port ?? 443, pins: e.pins.map((p) => parsePin(p)), mode: e.mode ?? 'enforce' })));
+  if (bytes <= max) return [];
+  return [{ path: '/pins', message: `the initial pins (${m.pins.length} endpoint${m.pins.length === 1 ? '' : 's'}) need a bundle of at least ${bytes} bytes, above the ${max} bytes this firmware takes (maxBundleBytes${m.maxBundleBytes === undefined ? ', its default' : ''}): a rollback to them could never be signed. Pin fewer endpoints, or raise maxBundleBytes` }];
 }
 
 /** A device's first trust state: the manifest's keys and pins, seq 0, no bundle. */

@@ -379,7 +379,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   let waves: WavePlanInput[] | undefined;
   if (raw.waves !== undefined) {
     const plan = validatePlan({ waves: raw.waves }, 'config');
-    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e}`));
+    // The plan's errors read "waves[1].size must ...": written as every config problem is, "config.waves[1].size: must ...".
+    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e.replace(/^(\S+) /, '$1: ')}`));
     else waves = raw.waves as WavePlanInput[];
   }
   const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime', MAX_BUNDLE_LIFETIME_SECONDS);
@@ -618,6 +619,8 @@ class Checker {
       return [];
     }
     const out: GatewayConfig['webhooks'] = [];
+    /** index by URL (as WHATWG URL writes it): one URL twice would be sent every alert twice */
+    const seen = new Map<string, number>();
     v.forEach((w: unknown, i) => {
       const at = `config.webhooks[${i}]`;
       const r = this.record(w, at, WEBHOOK_KEYS, '{ url, events, secret }');
@@ -636,6 +639,8 @@ class Checker {
         else if (url.protocol !== 'http:' && url.protocol !== 'https:') this.problems.push(`${at}.url: must be http:// or https://, got ${url.protocol}//`);
         else if (url.username !== '' || url.password !== '') this.problems.push(`${at}.url: must not carry a user name or password (fetch refuses them; receivers check the signature instead)`);
         else if (url.port === '0') this.problems.push(`${at}.url: port 0 is no port to connect to (a TCP port is 1 to 65535)`);
+        else if (seen.has(url.href)) this.problems.push(`${at}.url: the same URL as config.webhooks[${seen.get(url.href)}].url (each alert would be posted to it twice): give it once, with the events of both`);
+        else seen.set(url.href, i);
       }
       let events: AlertEventName[] = [...ALERT_EVENT_NAMES];
       if (r.events !== undefined) {

@@ -4,7 +4,7 @@
 // or its model's firmware pins; overlap windows in force at `at` and the bundle's expiry policy
 // included. A device with a rollout in flight is shown with what it will hold after it as well.
 // Pure: the records come in as values (the gateway reads them).
-import { checkChain, initialState, pinsOnlyState, trustedEndpoints, type ChainCheck, type FirmwareManifest, type PinBundle, type TrustState } from '../firmware-manifest/index.ts';
+import { checkChain, endpointText, initialState, pinsOnlyState, trustedEndpoints, type ChainCheck, type FirmwareManifest, type PinBundle, type TrustState } from '../firmware-manifest/index.ts';
 import type { DeviceRecord } from './store/types.ts';
 
 export interface ForecastQuery {
@@ -76,7 +76,7 @@ export function forecast(input: ForecastInput): Forecast {
   };
   const judge = (s: TrustState) => checkChain(s, host, port, pins, at);
 
-  const out: Forecast = { endpoint: `${host}:${port}`, pins, at, devices: 0, unknown: 0, lockedOut: 0, lockedOutAfterRollouts: 0, byGroup: {}, byModel: {}, bySeq: {}, items: [] };
+  const out: Forecast = { endpoint: endpointText(host, port), pins, at, devices: 0, unknown: 0, lockedOut: 0, lockedOutAfterRollouts: 0, byGroup: {}, byModel: {}, bySeq: {}, items: [] };
   for (const d of input.devices) {
     if (d.revokedAt !== null) continue;
     out.devices++;

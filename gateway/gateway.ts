@@ -33,7 +33,7 @@ import { NO_LOG, type Logger } from './logger.ts';
 import { Rollouts, type BypassedGate, type GatewayRollout, type RolloutInput } from './rollouts.ts';
 import type { ApprovalPolicy, ApprovalState } from './rollout/approval.ts';
 import { ManifestRegistry, type KnownManifest } from './manifest-registry.ts';
-import { Manifests } from './manifests.ts';
+import { Manifests, type ManifestPush } from './manifests.ts';
 import { loadSigningKey, type SigningKey } from './signing-key.ts';
 import type { BundleQuery, BundleRecord, DeviceQuery, DeviceRecord, Page } from './store/types.ts';
 import type { ChangeStore, StoreStatus } from './store/changes.ts';
@@ -378,7 +378,7 @@ export class Gateway {
       case 'rollback':
         return r.rollback(x, y, z);
       case 'pushManifest':
-        return this.#manifestPart.push(x, y).then((out) => {
+        return this.#manifestPart.push(x, y, z ?? {}).then((out) => {
           if (out.status !== 'unchanged') this.#replica?.changed();
           return out;
         });
@@ -561,12 +561,13 @@ export class Gateway {
 
   /**
    * Takes a pushed manifest (manifests.ts): validated as `pinwave manifest validate` does, refused
-   * when the config has a different one of its model and firmware, a no-op when identical.
+   * when the config has a different one of its model and firmware (and, with `replace: false`, when
+   * a pushed one differs), a no-op when identical.
    */
-  pushManifest(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+  pushManifest(value: unknown, actor: string, o: { replace?: boolean } = {}): Promise<ManifestPush> {
     // docs/architecture.md §8: pushed on the leader, one at a time (each push writes the whole set),
     // and read again by every follower when the leader says so.
-    return this.#leader('pushManifest', [value, actor]);
+    return this.#leader('pushManifest', [value, actor, o]);
   }
 
   /** Every manifest the gateway knows, the config's first. */

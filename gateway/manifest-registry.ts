@@ -5,6 +5,7 @@
 //
 //   const reg = new ManifestRegistry(configured);
 //   const r = reg.push(manifest, { by: 'alice', at: now });   // { status: 'created' | 'replaced' | 'unchanged' } or a conflict
+//   reg.push(manifest, by, { replace: false });                 // a different pushed one is a conflict too, kept
 //   reg.find('th-100', '1.4.2');                               // the manifest a device of that firmware was born with
 import { isDeepStrictEqual } from 'node:util';
 import type { FirmwareManifest } from '../firmware-manifest/index.ts';
@@ -21,7 +22,14 @@ export interface KnownManifest {
 
 export type PushOutcome =
   | { ok: true; status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }
-  | { ok: false; conflict: KnownManifest; message: string };
+  | { ok: false; conflict: KnownManifest; differs: string[]; message: string };
+
+/** The top-level fields in which two manifests differ (a field one lacks counts), in the order of `a` then `b`. */
+export function manifestDifferences(a: FirmwareManifest, b: FirmwareManifest): string[] {
+  const x = a as unknown as Record<string, unknown>;
+  const y = b as unknown as Record<string, unknown>;
+  return [...new Set([...Object.keys(x), ...Object.keys(y)])].filter((k) => !isDeepStrictEqual(x[k], y[k]));
+}
 
 const keyOf = (model: string, firmware: string) => `${model}\u0000${firmware}`;
 
@@ -39,16 +47,24 @@ export class ManifestRegistry {
     this.#configured.set(keyOf(m.model, m.firmware), { manifest: m, source: 'config' });
   }
 
-  /** A pushed manifest (already validated): refused when a configured one of its model and firmware differs. */
-  push(m: FirmwareManifest, by: { by: string; at: number }): PushOutcome {
+  /**
+   * A pushed manifest (already validated): refused when a configured one of its model and firmware
+   * differs, and, with `replace: false`, when a pushed one differs (it is kept).
+   */
+  push(m: FirmwareManifest, by: { by: string; at: number }, o: { replace?: boolean } = {}): PushOutcome {
     const key = keyOf(m.model, m.firmware);
     const configured = this.#configured.get(key);
     if (configured) {
       if (isDeepStrictEqual(configured.manifest, m)) return { ok: true, status: 'unchanged', entry: configured };
-      return { ok: false, conflict: configured, message: `the gateway's config has a different manifest for model "${m.model}" firmware "${m.firmware}", and the config's wins: change it there (and restart), or push this firmware under a new version` };
+      const differs = manifestDifferences(configured.manifest, m);
+      return { ok: false, conflict: configured, differs, message: `the gateway's config has a different manifest for model "${m.model}" firmware "${m.firmware}" (it differs in ${differs.join(', ')}), and the config's wins: change it there (and restart), or push this firmware under a new version` };
     }
     const before = this.#pushed.get(key);
     if (before && isDeepStrictEqual(before.manifest, m)) return { ok: true, status: 'unchanged', entry: before };
+    if (before && o.replace === false) {
+      const differs = manifestDifferences(before.manifest, m);
+      return { ok: false, conflict: before, differs, message: `the gateway has a different manifest for model "${m.model}" firmware "${m.firmware}", pushed by ${before.pushedBy ?? 'someone'} (it differs in ${differs.join(', ')}), and replace is false: it is kept. Push this firmware under a new version, or push again allowing the replacement` };
+    }
     const entry: KnownManifest = { manifest: m, source: 'pushed', pushedBy: by.by, pushedAt: by.at };
     this.#pushed.set(key, entry);
     return { ok: true, status: before ? 'replaced' : 'created', entry };

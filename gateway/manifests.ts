@@ -5,7 +5,8 @@
 // while the store has none, and carried into the store by the next push.
 //
 //   const r = await manifests.push(json, 'adam');   // { status: 'created' | 'replaced' | 'unchanged', entry }
-import { formatManifestErrors, validateManifest } from '../firmware-manifest/index.ts';
+//   await manifests.push(json, 'sim', { replace: false });   // PW_CONFLICT rather than replace a different pushed one
+import { formatManifestErrors, manifestWarnings, validateManifest, type ManifestError } from '../firmware-manifest/index.ts';
 import { GatewayError, invalid } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { readManifestFile } from './manifest-file.ts';
@@ -21,6 +22,13 @@ export async function loadPushedManifests(store: ChangeStore, dataDir: string | 
   const item = await store.getItem(MANIFESTS, PUSHED);
   if (item) return item.entries as unknown as KnownManifest[];
   return dataDir === null ? [] : readManifestFile(dataDir);
+}
+
+/** A push's outcome; `warnings`: what is valid but will not work as meant (manifestWarnings), also logged. */
+export interface ManifestPush {
+  status: 'created' | 'replaced' | 'unchanged';
+  entry: KnownManifest;
+  warnings: ManifestError[];
 }
 
 export interface ManifestsOptions {
@@ -44,21 +52,25 @@ export class Manifests {
    * manifest of its model and firmware when that one differs, a no-op when identical to what is
    * known; durable before it returns (a push that cannot be written changes nothing). Pushes run
    * one at a time: one that fails puts back the set it started from, which must not drop a push
-   * made meanwhile (that one's batch, holding the whole set, may still commit).
+   * made meanwhile (that one's batch, holding the whole set, may still commit). With `replace: false`
+   * a different pushed manifest of its model and firmware is a PW_CONFLICT too, and is kept.
    */
-  push(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
-    const run = this.#last.then(() => this.#push(value, actor));
+  push(value: unknown, actor: string, o: { replace?: boolean } = {}): Promise<ManifestPush> {
+    const run = this.#last.then(() => this.#push(value, actor, o));
     this.#last = run.catch(() => undefined);
     return run;
   }
 
-  async #push(value: unknown, actor: string): Promise<{ status: 'created' | 'replaced' | 'unchanged'; entry: KnownManifest }> {
+  async #push(value: unknown, actor: string, o: { replace?: boolean }): Promise<ManifestPush> {
     const { registry, store, log, now } = this.#o;
     const r = validateManifest(value);
     if (!r.ok) throw invalid(`not a valid firmware manifest:\n${formatManifestErrors(r.errors)}`, { errors: r.errors });
     const before = registry.pushed();
-    const out = registry.push(r.manifest, { by: actor, at: now() });
-    if (!out.ok) throw new GatewayError('PW_CONFLICT', out.message, { conflict: { model: out.conflict.manifest.model, firmware: out.conflict.manifest.firmware, source: out.conflict.source } });
+    const out = registry.push(r.manifest, { by: actor, at: now() }, o);
+    if (!out.ok) {
+      const c = out.conflict;
+      throw new GatewayError('PW_CONFLICT', out.message, { conflict: { model: c.manifest.model, firmware: c.manifest.firmware, source: c.source, differs: out.differs, ...(c.pushedBy !== undefined && { pushedBy: c.pushedBy }), ...(c.pushedAt !== undefined && { pushedAt: c.pushedAt }) } });
+    }
     if (out.status !== 'unchanged') {
       try {
         await commit(store, [{ type: 'item.put', collection: MANIFESTS, key: PUSHED, value: { entries: registry.pushed() } as unknown as JsonObject }]);
@@ -68,7 +80,9 @@ export class Manifests {
       }
       log.info({ model: r.manifest.model, firmware: r.manifest.firmware, status: out.status, actor }, 'manifest pushed');
     }
-    return { status: out.status, entry: out.entry };
+    const warnings = manifestWarnings(r.manifest);
+    if (warnings.length > 0) log.warn({ model: r.manifest.model, firmware: r.manifest.firmware, warnings: warnings.map((w) => `${w.path}: ${w.message}`) }, 'manifest pushed with warnings');
+    return { status: out.status, entry: out.entry, warnings };
   }
 
   list(): KnownManifest[] {

@@ -10,6 +10,7 @@
 import { isIP } from 'node:net';
 import { connect, type DetailedPeerCertificate } from 'node:tls';
 import { pinsOfCertificates, type CertificatePin } from '../firmware-manifest/pins.ts';
+import { endpointText } from '../firmware-manifest/endpoint-text.ts';
 
 export interface ProbeOptions {
   /** SNI name to send; default: `host`, or none when `host` is an IP address (RFC 6066 §3) */
@@ -26,7 +27,7 @@ export interface ServedChain {
 }
 
 export function fetchServedChain(host: string, port: number, options: ProbeOptions = {}): Promise<ServedChain> {
-  const where = `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const where = endpointText(host, port);
   if (!host) return Promise.reject(new Error(`expected a host name or address, got ""`));
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     return Promise.reject(new Error(`expected a port from 1 to 65535, got ${port}`));

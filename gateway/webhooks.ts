@@ -82,6 +82,28 @@ export function webhookSignature(secret: string, body: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
+/**
+ * A Retry-After header as ms from `now` (RFC 9110 §10.2.3: delay-seconds or an HTTP-date; a date
+ * past is 0); undefined when absent or neither.
+ */
+export function retryAfterMs(header: string | null, now: number): number | undefined {
+  if (header === null || header.trim() === '') return undefined;
+  if (/^\s*\d+(\.\d+)?\s*$/.test(header)) return Number(header) * 1000;
+  const at = Date.parse(header);
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
+}
+
+/** A redirect's Location for the log: origin and path, its query left out (it may carry a token, as a webhook URL's may). */
+function shownLocation(location: string | null, base: string): string {
+  if (location === null) return 'none given';
+  try {
+    const u = new URL(location, base);
+    return `${u.origin}${u.pathname}${u.search === '' ? '' : '?…'}`;
+  } catch {
+    return 'not a URL';
+  }
+}
+
 export class Webhooks {
   readonly #hooks: Hook[];
   readonly #o: Required<Omit<WebhookOptions, 'logger'>> & Pick<WebhookOptions, 'logger'>;
@@ -170,8 +192,9 @@ export class Webhooks {
         continue;
       }
       const last = !result.retry || d.attempt >= this.#o.attempts;
+      const wait = last ? 0 : this.#backoff(d.attempt, result.retryAfterMs);
       this.#o.logger?.warn(
-        { webhook: h.index, origin: h.origin, event: d.event, delivery: d.id, attempt: d.attempt, ...(result.status !== undefined && { status: result.status }), error: result.error, ...(last && { gaveUp: true }) },
+        { webhook: h.index, origin: h.origin, event: d.event, delivery: d.id, attempt: d.attempt, ...(result.status !== undefined && { status: result.status }), error: result.error, ...(last ? { gaveUp: true } : { retryInMs: wait }) },
         last ? 'webhook delivery failed' : 'webhook delivery failed: will retry',
       );
       if (last) {
@@ -179,7 +202,7 @@ export class Webhooks {
         this.#counters.deliveries.failed++;
         continue;
       }
-      await this.#wait(this.#backoff(d.attempt, result.retryAfterMs));
+      await this.#wait(wait);
     }
     if (this.#closing.signal.aborted && h.queue.length > 0) {
       this.#counters.deliveries.dropped += h.queue.length;
@@ -235,9 +258,10 @@ export class Webhooks {
       this.#counters.attempts.http_error++;
       // Worth trying again: the receiver's own trouble (5xx), being slowed down (429), a timeout (408).
       const retry = res.status >= 500 || res.status === 429 || res.status === 408;
-      const header = res.headers.get('retry-after');
-      const after = header === null || header.trim() === '' ? NaN : Number(header);
-      return { ok: false, retry, status: res.status, error: `HTTP ${res.status}`, ...(Number.isFinite(after) && after >= 0 && { retryAfterMs: after * 1000 }) };
+      const after = retryAfterMs(res.headers.get('retry-after'), this.#o.now());
+      // Never followed (`redirect: 'manual'`): a receiver that moved is named so the config can follow it.
+      const error = res.status >= 300 && res.status < 400 ? `HTTP ${res.status}: a redirect, which is not followed (Location: ${shownLocation(res.headers.get('location'), h.target.url)}): give the webhook's url the receiver's new address` : `HTTP ${res.status}`;
+      return { ok: false, retry, status: res.status, error, ...(after !== undefined && { retryAfterMs: after }) };
     } catch (err) {
       const timedOut = timeout.aborted && !this.#closing.signal.aborted;
       this.#counters.attempts[timedOut ? 'timeout' : 'network_error']++;

@@ -1,6 +1,7 @@
 // `--pin HOST[:PORT]=sha256/B64` and `--report-only HOST[:PORT]` flags, shared by `bundle create`
 // and `manifest create`: grouped into one endpoint per host and port, checked as the codec would.
 import { tryParsePin } from '../firmware-manifest/pins.ts';
+import { endpointText } from '../firmware-manifest/endpoint-text.ts';
 import { UsageError } from './args.ts';
 
 export interface PinSpec {
@@ -36,14 +37,14 @@ export function pinSpecs(pins: readonly string[], reportOnly: readonly string[],
   for (const flag of reportOnly) {
     const { host, port } = hostPort(flag, 'report-only', usage);
     const spec = byEndpoint.get(`${host}:${port}`);
-    if (!spec) throw new UsageError(`--report-only ${flag}: no --pin was given for ${host}:${port}`, usage);
+    if (!spec) throw new UsageError(`--report-only ${flag}: no --pin was given for ${endpointText(host, port)}`, usage);
     spec.mode = 'report-only';
   }
   if (byEndpoint.size === 0) throw new UsageError('missing required flag --pin (at least one endpoint with two pins)', usage);
   for (const spec of byEndpoint.values()) {
     // RFC 7469 §2.5: refuse here, before a bundle is signed that every device would reject.
     if (spec.pins.length < 2) {
-      throw new UsageError(`${spec.host}:${spec.port} has ${spec.pins.length} distinct pin; give at least two (a backup pin, RFC 7469 §2.5)`, usage);
+      throw new UsageError(`${endpointText(spec.host, spec.port)} has ${spec.pins.length} distinct pin; give at least two (a backup pin, RFC 7469 §2.5)`, usage);
     }
   }
   return [...byEndpoint.values()];

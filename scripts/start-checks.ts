@@ -6,6 +6,7 @@
 //   const problem = (await dataDirProblem(dir, '--data /srv/pw')) ?? (await listenProblem(listeners));
 import { access, constants, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { endpointText } from '../firmware-manifest/index.ts';
 
 /** One address the gateway listens on, and how the operator named its port and host. */
 export interface Listener {
@@ -39,7 +40,7 @@ export async function dataDirProblem(dir: string, name: string): Promise<string 
 export async function listenProblem(listeners: readonly Listener[]): Promise<string | null> {
   for (const [i, l] of listeners.entries()) {
     const first = listeners.slice(0, i).find((o) => o.port !== 0 && o.port === l.port && o.host === l.host);
-    if (first) return `${l.portName}: ${address(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;
+    if (first) return `${l.portName}: ${endpointText(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;
   }
   const bound: Server[] = [];
   try {
@@ -51,7 +52,7 @@ export async function listenProblem(listeners: readonly Listener[]): Promise<str
         server.once('error', resolve);
         server.listen({ host: l.host, port: l.port, exclusive: true }, () => resolve(null));
       });
-      if (err) return listenFailure(err, [l]) ?? `${l.portName}: cannot listen on ${address(l.host, l.port)} (${err.code ?? err.message})`;
+      if (err) return listenFailure(err, [l]) ?? `${l.portName}: cannot listen on ${endpointText(l.host, l.port)} (${err.code ?? err.message})`;
       bound.push(server);
     }
     return null;
@@ -69,9 +70,9 @@ export function listenFailure(err: unknown, listeners: readonly Listener[]): str
   const byHost = listeners.find((l) => l.host === e.hostname) ?? byPort;
   switch (e.code) {
     case 'EADDRINUSE':
-      return byPort ? `${byPort.portName}: address ${address(e.address ?? byPort.host, byPort.port)} is already in use (another gateway or broker? give another port, or 0 for any free one)` : null;
+      return byPort ? `${byPort.portName}: address ${endpointText(e.address ?? byPort.host, byPort.port)} is already in use (another gateway or broker? give another port, or 0 for any free one)` : null;
     case 'EACCES':
-      return byPort ? `${byPort.portName}: not allowed to listen on ${address(e.address ?? byPort.host, byPort.port)} (EACCES: a port below 1024 needs privileges)` : null;
+      return byPort ? `${byPort.portName}: not allowed to listen on ${endpointText(e.address ?? byPort.host, byPort.port)} (EACCES: a port below 1024 needs privileges)` : null;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return byHost ? `${byHost.hostName}: cannot resolve that name (${e.code}): give an address of this machine, e.g. 127.0.0.1, or 0.0.0.0 for every interface` : null;
@@ -82,4 +83,3 @@ export function listenFailure(err: unknown, listeners: readonly Listener[]): str
   }
 }
 
-const address = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;

@@ -26,6 +26,12 @@ const entry = {
   },
 } as const;
 
+const warnings = {
+  type: 'array',
+  description: 'present when the manifest is valid but will not work as meant, e.g. initial pins too large for one bundle the firmware takes (a rollback to them could never be signed)',
+  items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } },
+} as const;
+
 const view = (e: KnownManifest) => ({
   model: e.manifest.model,
   firmware: e.manifest.firmware,
@@ -38,7 +44,7 @@ const view = (e: KnownManifest) => ({
 export async function manifestRoutes(app: FastifyInstance, o: ManifestRoutesOptions): Promise<void> {
   const gw = o.gateway;
 
-  app.post<{ Body: unknown }>(
+  app.post<{ Body: unknown; Querystring: { replace?: boolean } }>(
     '/v1/manifests',
     {
       bodyLimit: MANIFEST_BODY_LIMIT,
@@ -47,14 +53,15 @@ export async function manifestRoutes(app: FastifyInstance, o: ManifestRoutesOpti
         tags: ['manifests'],
         summary: 'Push a firmware manifest (JSON, as `pinwave manifest validate` takes it)',
         description:
-          'Validated as `pinwave manifest validate` does: a 400 lists every problem, each with its JSON path, in details.errors. 201 when new, 200 when it replaces a pushed manifest of the same model and firmware or is identical to the one known (nothing changes). A manifest of the same model and firmware in the config wins: a different push is a 409 naming it.',
+          'Validated as `pinwave manifest validate` does: a 400 lists every problem, each with its JSON path, in details.errors. 201 when new, 200 when it replaces a pushed manifest of the same model and firmware or is identical to the one known (nothing changes). A manifest of the same model and firmware in the config wins: a different push is a 409 naming it. With replace=false a different pushed manifest of the same model and firmware is kept: a 409 naming it (details.conflict: model, firmware, source, pushedBy, and differs, the top-level fields that differ).',
+        querystring: { type: 'object', additionalProperties: false, properties: { replace: { type: 'boolean', default: true, description: 'false: refuse (409) rather than replace a different pushed manifest of the same model and firmware' } } },
         body: { type: 'object' },
-        response: responses({ 200: { type: 'object', properties: { status: { type: 'string', enum: ['replaced', 'unchanged'] }, ...entry.properties } }, 201: { type: 'object', properties: { status: { type: 'string', enum: ['created'] }, ...entry.properties } } }),
+        response: responses({ 200: { type: 'object', properties: { status: { type: 'string', enum: ['replaced', 'unchanged'] }, ...entry.properties, warnings } }, 201: { type: 'object', properties: { status: { type: 'string', enum: ['created'] }, ...entry.properties, warnings } } }),
       },
     },
     async (request, reply) => {
-      const r = await gw.pushManifest(request.body, request.caller!.name);
-      return reply.code(r.status === 'created' ? 201 : 200).send({ status: r.status, ...view(r.entry) });
+      const r = await gw.pushManifest(request.body, request.caller!.name, { replace: request.query.replace !== false });
+      return reply.code(r.status === 'created' ? 201 : 200).send({ status: r.status, ...view(r.entry), ...(r.warnings.length > 0 && { warnings: r.warnings }) });
     },
   );
 

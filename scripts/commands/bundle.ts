@@ -7,6 +7,7 @@ import { decodeCanonical, Tag, type DecodeResult } from '../../firmware-manifest
 import { bundleView, isoSeconds } from '../../firmware-manifest/view.ts';
 import { KeyFormatError, publicKeyFromPem, publicKeyFromText } from '../../firmware-manifest/keys.ts';
 import { parsePin } from '../../firmware-manifest/pins.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { apply, emptyState, type ApplyResult, type TrustState } from '../../firmware-manifest/trust-state.ts';
 import type { BundleVector } from '../../firmware-manifest/vectors.ts';
 import { parseInstant } from '../../gateway/rollout/instant.ts';
@@ -262,7 +263,7 @@ export function bundleLines(b: BundleDetail): string[] {
   for (const e of b.diff.endpoints) {
     const ep = own.get(`${e.host}:${e.port}`);
     const notes = [ep && ep.mode !== 'enforce' ? ep.mode : '', ep?.notBefore !== undefined ? `from ${when(ep.notBefore * 1000)}` : '', ep?.notAfter !== undefined ? `until ${when(ep.notAfter * 1000)}` : ''].filter(Boolean);
-    lines.push(`  ${e.host}:${e.port}  ${e.change}${notes.length ? ` (${notes.join(', ')})` : ''}`);
+    lines.push(`  ${endpointText(e.host, e.port)}  ${e.change}${notes.length ? ` (${notes.join(', ')})` : ''}`);
     for (const p of e.added) lines.push(`    + ${p}`);
     for (const p of e.removed) lines.push(`    - ${p}`);
     for (const p of e.kept) lines.push(`    = ${p}`);

@@ -5,7 +5,7 @@ import { apiFrom } from '../api-client.ts';
 import { parse, UsageError, type Io } from '../args.ts';
 import { parseInstant } from '../../gateway/rollout/instant.ts';
 import { fetchServedChain } from '../../gateway/tls-probe.ts';
-import { tryParsePin } from '../../firmware-manifest/index.ts';
+import { endpointText, tryParsePin } from '../../firmware-manifest/index.ts';
 import { table } from '../table.ts';
 import { hostPort, pinsOfFile, read } from './pin.ts';
 
@@ -74,7 +74,7 @@ export async function main(args: string[], io: Io): Promise<number> {
       const r = tryParsePin(p);
       if (!r.ok) throw new UsageError(`--pin: ${r.error.message}`, USAGE);
     }
-    pins = values.pin;
+    pins = [...new Set(values.pin)]; // a pin given twice is one key
   } else if (values.cert !== undefined) {
     pins = pinsOfFile(values.cert, await read(values.cert)).map((p) => p.text);
   } else {
@@ -101,7 +101,7 @@ export async function main(args: string[], io: Io): Promise<number> {
     return f.lockedOut > 0 || f.lockedOutAfterRollouts > 0 ? 1 : 0;
   }
   const counts = (c: Record<string, number>) => Object.entries(c).map(([k, n]) => `${k} ${n}`).join(', ') || '-';
-  io.out(`${f.endpoint} serving ${pins.map((p) => `${p.slice(0, 20)}…`).join(', ')} at ${f.at}: locked out ${f.lockedOut} of ${f.devices} devices (after the rollouts in flight: ${f.lockedOutAfterRollouts})${f.unknown > 0 ? `; ${f.unknown} not judged (pins unknown to the gateway)` : ''}`);
+  io.out(`${endpointText(host, port)} serving ${pins.map((p) => `${p.slice(0, 20)}…`).join(', ')} at ${f.at}: locked out ${f.lockedOut} of ${f.devices} devices (after the rollouts in flight: ${f.lockedOutAfterRollouts})${f.unknown > 0 ? `; ${f.unknown} not judged (pins unknown to the gateway)` : ''}`);
   if (f.lockedOut > 0) {
     io.out(`  by group: ${counts(f.byGroup)}`);
     io.out(`  by model: ${counts(f.byModel)}`);

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
-import { decodeManifest, encodeManifest, formatManifestErrors, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
+import { decodeManifest, encodeManifest, formatManifestErrors, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../../firmware-manifest/manifest.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
 import { checkOutFile, writeOutFile } from '../out-file.ts';
@@ -138,6 +138,7 @@ async function validate(args: string[], io: Io): Promise<number> {
   }
   const m = result.manifest;
   io.out(`valid: ${m.model} ${m.firmware}, ${m.trustedKeys.length} trusted key${m.trustedKeys.length === 1 ? '' : 's'}, ${m.pins.length} pinned endpoint${m.pins.length === 1 ? '' : 's'}`);
+  warn(manifestWarnings(m), io);
   return 0;
 }
 
@@ -174,7 +175,7 @@ async function push(args: string[], io: Io): Promise<number> {
   // The gateway drops the connection on a body past its limit before it could answer 413: said here instead.
   const bytes = Buffer.byteLength(JSON.stringify(json));
   if (bytes > MANIFEST_BODY_LIMIT) return failed(new Error(`${file}: ${bytes} bytes as JSON; the gateway takes a manifest of at most ${MANIFEST_BODY_LIMIT} bytes (POST /v1/manifests)`));
-  let res: ManifestEntry & { status: string };
+  let res: ManifestEntry & { status: string; warnings?: ManifestError[] };
   try {
     res = await apiFrom(values.api, io).post('/v1/manifests', json);
   } catch (err) {
@@ -183,9 +184,15 @@ async function push(args: string[], io: Io): Promise<number> {
     return failed(err);
   }
   if (values.json) return io.out(JSON.stringify(res, null, 2)), 0;
+  warn(res.warnings ?? [], io);
   const said = { created: 'pushed', replaced: 'pushed (it replaces the one pushed before)', unchanged: 'unchanged (the gateway has this manifest already)' }[res.status] ?? res.status;
   io.out(`${said}: ${res.model} ${res.firmware}${res.source === 'config' ? " (from the gateway's config)" : ''}`);
   return 0;
+}
+
+/** What is valid but will not work as meant (manifestWarnings): on standard error, the exit status unchanged. */
+function warn(warnings: readonly ManifestError[], io: Io): void {
+  for (const w of warnings) io.err(`warning: ${w.path || '/'}: ${w.message}`);
 }
 
 interface ManifestEntry {

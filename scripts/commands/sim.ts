@@ -27,7 +27,11 @@ check their pins against real TLS endpoints, as firmware would.
   --api URL            provision N devices on the gateway's HTTP API (token: PINWAVE_TOKEN, an admin
                        token); without --manifest, devices trust the gateway's key (GET /v1/info) and
                        pin what the scenario's endpoints serve now; the manifests the devices are
-                       born with are registered on the gateway (POST /v1/manifests)
+                       born with are registered on the gateway (POST /v1/manifests); one that
+                       differs from the manifest the gateway holds for its model and firmware stops
+                       the run before any device is provisioned
+  --replace-manifests  --api: replace a different manifest the gateway holds (pushed, not the
+                       config's) with the devices' (pre-flight and health checks then judge by it)
   --gateway URL        the MQTT URL of the gateway (or broker) for devices of the tokens file that
                        name no "broker" of their own
   --tokens FILE        the tokens file: JSON {"devices": [{"id", "token", "group"?, "model"?, "broker"?}]}
@@ -129,6 +133,7 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     'verify-each': { type: 'boolean', default: false },
     'handshake-each': { type: 'boolean', default: false },
     'no-health-check': { type: 'boolean', default: false },
+    'replace-manifests': { type: 'boolean', default: false },
     'client-cert': { type: 'string' },
     'client-key': { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -217,11 +222,24 @@ export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promis
     });
     // docs/architecture.md §4: the gateway learns the manifests the devices are born with, for
     // pre-flight and for the rollback of the group's first rollout (the admin token provisions too).
+    // A manifest an operator pushed is what pre-flight and health checks judge by: a run replaces a
+    // different one only when told to (--replace-manifests).
+    const push = values['replace-manifests'] ? '/v1/manifests' : '/v1/manifests?replace=false';
     for (const m of models) {
       try {
-        await request(api, token!, 'POST', '/v1/manifests', m.manifest, hooks.requestTimeoutMs);
+        await request(api, token!, 'POST', push, m.manifest, hooks.requestTimeoutMs);
       } catch (err) {
-        io.err(`warning: the gateway did not take the manifest of ${m.manifest.model} ${m.manifest.firmware}: ${(err as Error).message}`);
+        const conflict = (err as { answer?: { code?: string; details?: { conflict?: { source?: string; pushedBy?: string; differs?: string[] } } } }).answer;
+        if (conflict?.code !== 'PW_CONFLICT') {
+          io.err(`warning: the gateway did not take the manifest of ${m.manifest.model} ${m.manifest.firmware}: ${(err as Error).message}`);
+          continue;
+        }
+        const c = conflict.details?.conflict ?? {};
+        const holder = c.source === 'config' ? "the gateway's config" : `a manifest pushed${c.pushedBy === undefined ? '' : ` by ${c.pushedBy}`}`;
+        const how = c.source === 'config'
+          ? 'give the devices a manifest of another firmware version (--manifest FILE, or "firmware" per model in the scenario)'
+          : 'give the devices a manifest of another firmware version (--manifest FILE, or "firmware" per model in the scenario), or --replace-manifests to replace the one the gateway holds';
+        throw new Error(`the gateway holds a different manifest for model "${m.manifest.model}" firmware "${m.manifest.firmware}" (${holder}; it differs in ${(c.differs ?? []).join(', ') || 'content'}): no device was provisioned. To go on, ${how}`);
       }
     }
     const counts = allocate(n, wanted.map((m) => m.weight));
@@ -323,7 +341,7 @@ async function runFleet(fleet: RunnableFleet, io: Io, o: { json: boolean; durati
     if (last.devices > 0 && last.connects.ok === 0) {
       // The commonest reasons first: a wrong --gateway, a token the gateway does not know, a broker not up.
       const why = Object.entries(last.connects.reasons).sort((a, b) => b[1] - a[1]).slice(0, 3).map(([reason, n]) => `${reason} (${n})`);
-      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempts refused or failed${why.length > 0 ? `: ${why.join('; ')}` : ''})`);
+      io.err(`pinwave sim: no device could connect (${last.connects.failed} attempt${last.connects.failed === 1 ? '' : 's'} refused or failed${why.length > 0 ? `: ${why.join('; ')}` : ''})`);
       return 1;
     }
     return 0;
@@ -560,6 +578,6 @@ async function request<T>(base: string, token: string, method: 'GET' | 'POST', p
   } catch {
     // not JSON: reported below if it matters
   }
-  if (!res.ok) throw new Error(`${method} ${base}${path}: ${res.status} ${(parsed as { message?: string } | null)?.message ?? res.statusText}`);
+  if (!res.ok) throw Object.assign(new Error(`${method} ${base}${path}: ${res.status} ${(parsed as { message?: string } | null)?.message ?? res.statusText}`), { answer: parsed });
   return parsed as T;
 }

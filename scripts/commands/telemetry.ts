@@ -3,6 +3,7 @@
 import { apiFrom, idArg } from '../api-client.ts';
 import { parse, UsageError, type Io } from '../args.ts';
 import { table } from '../table.ts';
+import { endpointText } from '../../firmware-manifest/index.ts';
 
 const USAGE = `Usage:
   pinwave telemetry pin-failures [--rollout ID] [--group G] [--host H] [--all] [--json]
@@ -71,7 +72,7 @@ async function pinFailures(args: string[], io: Io): Promise<number> {
   const lines = table(
     ['endpoint', 'result', 'served pin', 'devices', 'failures', 'rollout (wave)', 'groups', 'last seen'],
     rows.map((r) => [
-      `${r.host}:${r.port}`,
+      endpointText(r.host, r.port),
       r.result,
       r.observedPin ?? '-',
       `${r.devices}${r.devicesCapped ? '+' : ''}`,

@@ -97,10 +97,28 @@ t.test('a timing field longer than a timer can wait (2^31 - 1 ms) is refused at 
     { path: '/behaviours/offlineForSeconds/max', message: bound('2147483 s', 10000000) },
     { path: '/models/0/behaviours/offlineAtSeconds/max', message: bound('2147483 s', 2147484) },
     { path: '/models/0/behaviours/reconnectStorm/spreadMs', message: bound('2147483647 ms', 2147483648) },
-  ], 'a clock skew is an offset, not a wait: it is not bounded; a storm at 2147483 s is within the bound');
+  ], 'a clock skew is an offset, not a wait: a month either way is within its bound; a storm at 2147483 s is within the bound');
   t.match(formatScenarioErrors(r.ok ? [] : r.errors), '/behaviours/ackDelayMs: must be at most 2147483647 ms');
   const edge = await validateScenario({ callHomeSeconds: 2_147_483, reportIntervalSeconds: 2_147_483, ramp: { tickMs: 2 ** 31 - 1 }, behaviours: { ackDelayMs: { min: 0, max: 2 ** 31 - 1 } } });
   t.ok(edge.ok, 'the bound itself is allowed');
+});
+
+t.test('a clock skew beyond ten years either way, an absurd wait (1e300) and a report interval longer than any run are refused, naming the field', async (t) => {
+  const r = await validateScenario({
+    reportIntervalSeconds: 1e300,
+    behaviours: { clockSkewRate: 1, clockSkewSeconds: 1e20, ackDelayMs: { mean: 1e300, max: 1e300 }, rebootMs: { mean: 1e300 } },
+    models: [{ model: 'a', behaviours: { clockSkewSeconds: { min: -1e20, max: 0 } } }, { model: 'b', behaviours: { clockSkewSeconds: { mean: 1e20, max: 1e20 } } }],
+  });
+  t.same(r.ok ? [] : r.errors, [
+    { path: '/reportIntervalSeconds', message: 'must be at most 2147483 s (about 24.8 days, longer than any run), got 1e+300' },
+    { path: '/behaviours/rebootMs/mean', message: 'must be at most 2147483647 ms (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got 1e+301 (10 × the mean 1e+300: its draws go up to that without a max)' },
+    { path: '/behaviours/ackDelayMs/max', message: 'must be at most 2147483647 ms (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got 1e+300' },
+    { path: '/behaviours/clockSkewSeconds', message: 'must be from -315360000 to 315360000 s (10 years either way), got 100000000000000000000' },
+    { path: '/models/0/behaviours/clockSkewSeconds/min', message: 'must be from -315360000 to 315360000 s (10 years either way), got -100000000000000000000' },
+    { path: '/models/1/behaviours/clockSkewSeconds/max', message: 'must be from -315360000 to 315360000 s (10 years either way), got 100000000000000000000' },
+  ]);
+  const edge = await validateScenario({ reportIntervalSeconds: 2_147_483, behaviours: { clockSkewRate: 1, clockSkewSeconds: { min: -315_360_000, max: 315_360_000 } } });
+  t.ok(edge.ok, 'the bounds themselves are allowed');
 });
 
 t.test('a scenario file that cannot be read or parsed says so', async (t) => {

@@ -3,9 +3,10 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { signBundle } from '../../firmware-manifest/codec.ts';
+import { signBundle, smallestBundleBytes } from '../../firmware-manifest/codec.ts';
+import { parsePin } from '../../firmware-manifest/pins.ts';
 import { generateKeyPair } from '../../firmware-manifest/keys.ts';
-import { bundleFitsManifest, decodeManifest, encodeManifest, formatManifestErrors, healthCheckOf, initialState, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
+import { bundleFitsManifest, decodeManifest, encodeManifest, formatManifestErrors, healthCheckOf, initialState, manifestWarnings, validateManifest, type FirmwareManifest } from '../../firmware-manifest/manifest.ts';
 import { decodeCanonical, encodeCanonical } from '../../firmware-manifest/cbor.ts';
 import { apply, checkChain } from '../../firmware-manifest/trust-state.ts';
 
@@ -158,4 +159,17 @@ t.test('the CBOR flash form carries the health check', async (t) => {
   t.match(err(withKey11(new Map([[1, 60], [2, 5], [3, 0], [9, 1]]))), /\/healthCheck: unknown key 9/);
   t.match(err(withKey11(new Map([[1, 60], [2, 5], [3, 2]]))), /\/healthCheck\/onUnverifiable: must be one of/);
   t.match(err(withKey11(new Map([[1, 60], [2, 90], [3, 1]]))), /\/healthCheck\/retrySeconds: must be at most commitTimeoutSeconds/);
+});
+
+t.test('initial pins too large for one bundle the firmware takes are a warning naming the size and the limit, not an error', async (t) => {
+  const pins = (n: number) => Array.from({ length: n }, (_, i) => ({ host: `h${i}.example.com`, pins: [pin(`a${i}`), pin(`b${i}`)] }));
+  const huge = manifest({ pins: pins(50_000) });
+  t.ok(validateManifest(huge).ok, 'still valid: a pushed one is read again at start');
+  t.match(manifestWarnings(huge), [{ path: '/pins', message: /^the initial pins \(50000 endpoints\) need a bundle of at least \d+ bytes, above the 4096 bytes this firmware takes \(maxBundleBytes, its default\): a rollback to them could never be signed/ }]);
+  t.same(manifestWarnings(manifest()), [], 'a small pin set: none');
+  t.match(manifestWarnings(manifest({ pins: pins(60), maxBundleBytes: 1024 })), [{ message: /above the 1024 bytes this firmware takes \(maxBundleBytes\)/ }]);
+  t.same(manifestWarnings(manifest({ pins: pins(60), maxBundleBytes: 65536 })), [], 'within a larger maxBundleBytes: none');
+  // The size is that of a real signed bundle of those pins, at its shortest.
+  const endpoints = pins(40).map((e) => ({ host: e.host, port: 443, pins: e.pins.map((p) => parsePin(p)) }));
+  t.equal(smallestBundleBytes(endpoints), signBundle({ seq: 1, iat: 0, exp: 1, group: 'g', endpoints }, new Uint8Array(32)).bytes.length);
 });

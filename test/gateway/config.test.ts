@@ -91,7 +91,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.mqtt.tls.cert: required',
     "config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices' certificates",
     'config.mqtt.websocket.path: must start with "/", got "ws"',
-    'config.waves[1].size must not be below waves[0].size (sizes are cumulative), got "10%"',
+    'config.waves[1].size: must not be below waves[0].size (sizes are cumulative), got "10%"',
     'config.bundleLifetime: must be a number of seconds above 0 and at most 3153600000 s or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
     'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)',
@@ -298,6 +298,10 @@ t.test('webhooks: url, events (all of them when left out) and a secret; every pr
   ]);
   t.same(problems({ file: write(t, 'port.json', { webhooks: [{ url: 'http://127.0.0.1:0/hooks', secret }] }), flags }), ['config.webhooks[0].url: port 0 is no port to connect to (a TCP port is 1 to 65535)']);
   t.notOk(list.join('\n').includes('short'), 'the secret is not echoed');
+  // One URL twice (as URL parsing writes it: case and default port aside) would be posted every alert twice.
+  t.same(problems({ file: write(t, 'twice.json', { webhooks: [{ url: 'https://hooks.example.com/a', secret }, { url: 'https://other.example.com/a', secret }, { url: 'HTTPS://hooks.example.com:443/a', events: ['rollout.held'], secret }] }), flags }), [
+    'config.webhooks[2].url: the same URL as config.webhooks[0].url (each alert would be posted to it twice): give it once, with the events of both',
+  ]);
 });
 
 t.test('logFormat: json by default, pretty from the file, PINWAVE_LOG_FORMAT or the flag, in that order of precedence', async (t) => {

@@ -193,6 +193,51 @@ t.test('a 5xx is retried with the same delivery id; a 4xx is given up on at once
   t.match(JSON.parse(flaky.heard[0].body), { rollout: { target: { devices: 2 } }, wave: { number: 3, index: 2 } }, 'a device list is sent as its count');
 });
 
+/** A receiver that answers every post with `status` and `headers`. */
+async function answering(t: { teardown(fn: () => unknown): void }, status: number, headers: Record<string, string>) {
+  let posts = 0;
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    req.on('end', () => {
+      posts++;
+      res.writeHead(status, headers).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => server.close(resolve)));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/hooks`, posts: () => posts };
+}
+
+t.test('a redirect is given up on, the log saying it is not followed and naming its Location (its query left out)', async (t) => {
+  const moved = await answering(t, 307, { location: 'https://new.example.com/hooks?token=s3cret' });
+  const { logger, lines } = recordingLogger();
+  const hooks = new Webhooks([{ url: moved.url, events: ['rollout.held'], secret: SECRET }], { gateway: { name: 'g', version: '1' }, logger, backoffMs: 5 });
+  t.teardown(() => hooks.close());
+  hooks.emit(alert());
+  await hooks.idle();
+  t.equal(moved.posts(), 1, 'not retried');
+  t.match(lines.join('\n'), /"status":307,"error":"HTTP 307: a redirect, which is not followed \(Location: https:\/\/new\.example\.com\/hooks\?…\): give the webhook's url the receiver's new address","gaveUp":true/);
+  t.notMatch(lines.join('\n'), /s3cret/, "the Location's query is not logged");
+});
+
+t.test('a Retry-After given as an HTTP date is honoured, within the longest backoff, as one in seconds is', async (t) => {
+  const now = Date.UTC(2026, 11, 1, 12, 0, 0);
+  const wait = async (retryAfter: string) => {
+    const busy = await answering(t, 503, { 'retry-after': retryAfter });
+    const { logger, lines } = recordingLogger();
+    const hooks = new Webhooks([{ url: busy.url, events: ['rollout.held'], secret: SECRET }], { gateway: { name: 'g', version: '1' }, logger, now: () => now, backoffMs: 10, maxBackoffMs: 60_000, random: () => 0 });
+    hooks.emit(alert());
+    await until(() => lines.some((l) => l.includes('will retry')), 5000, 'the first failed attempt');
+    await hooks.close();
+    return JSON.parse(lines.find((l) => l.includes('will retry'))!.replace(/^warn [^{]*/, '')).retryInMs;
+  };
+  t.equal(await wait(new Date(now + 42_000).toUTCString()), 42_000, 'an HTTP date: until then');
+  t.equal(await wait('42'), 42_000, 'seconds');
+  t.equal(await wait(new Date(now + 3_600_000).toUTCString()), 60_000, 'a date beyond the longest backoff waits that long');
+  t.equal(await wait(new Date(now - 5000).toUTCString()), 5, 'a date past: the backoff, halved as with any Retry-After');
+  t.equal(await wait('soon'), 5, 'neither: the backoff');
+});
+
 t.test('emit returns before any I/O; a full queue drops its oldest waiting alert and counts it; close drops the rest', async (t) => {
   const pit = await tarpit(t);
   const hooks = new Webhooks([{ url: pit.url, events: ['rollout.held'], secret: SECRET }], { gateway: { name: 'g', version: '1' }, queueLimit: 2, timeoutMs: 60_000 });

@@ -22,6 +22,14 @@ t.test('forecast and forced rollouts from the CLI', async (t) => {
     t.match(JSON.parse(ok.stdout), { lockedOut: 0, devices: 3, items: [] });
   });
 
+  t.test('forecast of an IPv6 endpoint writes it [::1]:443, and a --pin given twice is one key', async (t) => {
+    const r = await pinwave(['forecast', '--endpoint', '[::1]:443', '--pin', pin('new'), '--pin', pin('new')]);
+    t.match(r.stdout, /^\[::1\]:443 serving sha256\/.{13}… at /, r.stderr);
+    t.notMatch(r.stdout.split('\n')[0], /…, /, 'the pin once');
+    const json = JSON.parse((await pinwave(['forecast', '--endpoint', '[::1]:443', '--pin', pin('new'), '--pin', pin('new'), '--json'])).stdout);
+    t.same([json.endpoint, json.pins], ['[::1]:443', [pin('new')]]);
+  });
+
   t.test('forecast by --cert and by --connect: the key of a certificate, or of what an endpoint serves', async (t) => {
     const dir = t.testdir();
     const cert = makeCertificate('api.example.com');

@@ -22,3 +22,16 @@ t.test('manifest push: a valid manifest larger than the gateway takes is refused
   const j = await pinwave('manifest', 'push', file, '--api', 'http://127.0.0.1:9', '--json');
   t.match(JSON.parse(j.stdout), { ok: false, file, errors: [{ path: '', message: /at most 262144 bytes/ }] }, 'with --json, JSON');
 });
+
+t.test('manifest validate: initial pins too large for one bundle are valid, with a warning naming the size and the limit', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'many.json');
+  const pins = Array.from({ length: 100 }, (_, i) => ({ host: `h${i}.example.com`, pins: [pin(`a${i}`), pin(`b${i}`)] }));
+  writeFileSync(file, JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins }));
+  const r = await pinwave('manifest', 'validate', file);
+  t.equal(r.code, 0, 'not refused');
+  t.match(r.stdout, /^valid: th-100 1\.0\.0, 1 trusted key, 100 pinned endpoints$/m);
+  t.match(r.stderr, /^warning: \/pins: the initial pins \(100 endpoints\) need a bundle of at least \d+ bytes, above the 4096 bytes this firmware takes/m);
+  writeFileSync(file, JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins: pins.slice(0, 2) }));
+  t.equal((await pinwave('manifest', 'validate', file)).stderr, '', 'none for a pin set that fits');
+});

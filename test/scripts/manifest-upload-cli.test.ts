@@ -18,7 +18,7 @@ t.test('manifest push and list: every problem listed, the config wins with a 409
   t.equal(same.stdout, "unchanged (the gateway has this manifest already): th-100 1.0.0 (from the gateway's config)");
   const conflict = await pinwave(['manifest', 'push', file('conflict.json', { ...h.manifest, maxBundleBytes: 512 })]);
   t.equal(conflict.code, 1);
-  t.match(conflict.stderr, /409 Conflict: the gateway's config has a different manifest for model "th-100" firmware "1\.0\.0", and the config's wins/);
+  t.match(conflict.stderr, /409 Conflict: the gateway's config has a different manifest for model "th-100" firmware "1\.0\.0" \(it differs in maxBundleBytes\), and the config's wins/);
 
   const lock = { model: 'lk-200', firmware: '2.1', trustedKeys: h.manifest.trustedKeys, pins: [{ host: 'lock.example.com', port: 8443, pins: [pin('l1'), pin('l2')] }] };
   const created = await pinwave(['manifest', 'push', file('lock.json', lock)]);

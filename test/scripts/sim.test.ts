@@ -12,6 +12,7 @@ import { defaultHealthCheck, HEALTH_CHECK_BY_DEFAULT, main } from '../../scripts
 import type { Io } from '../../scripts/args.ts';
 import { harness, newPins, pin, until, type Harness } from '../fixtures/gateway.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
+import type { GatewayError } from '../../gateway/errors.ts';
 import { startTlsEndpoint } from '../../device-sim/endpoints.ts';
 import type { Fleet } from '../../device-sim/fleet.ts';
 
@@ -200,6 +201,8 @@ t.test('devices that cannot connect make the run fail, after a clean stop', asyn
   t.equal(code, 1);
   t.match(err.join('\n'), /no device could connect \(\d+ attempts? refused or failed: Connection refused: Bad username or password \(\d+\)\)/, 'with why: the gateway refused the token');
   t.notMatch(err.join('\n'), /th-0/, 'each reason once, not once per device');
+  const [, n, word] = /\((\d+) (attempts?) refused/.exec(err.join('\n')) ?? [];
+  t.equal(word, n === '1' ? 'attempt' : 'attempts', `"${n} ${word}": singular for one`);
 });
 
 /** The two API routes the simulator uses, served from a real gateway, with a bearer token. */
@@ -210,11 +213,16 @@ async function fakeApi(t: Tap.Test, h: Harness, token: string) {
     const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     if (req.headers.authorization !== `Bearer ${token}`) return send(401, { statusCode: 401, error: 'Unauthorized', message: 'a valid bearer token is required' });
     if (req.method === 'GET' && req.url === '/v1/info') return send(200, { name: 'pinwave', version: '0.1.0', mqttUrl: h.gw.mqttUrl, kid: h.gw.signing!.kid, publicKey: h.gw.signing!.publicPem });
-    if (req.method === 'POST' && req.url === '/v1/manifests') {
+    if (req.method === 'POST' && req.url!.startsWith('/v1/manifests')) {
       let body = '';
       for await (const chunk of req) body += chunk;
-      const r = await h.gw.pushManifest(JSON.parse(body), 'adam');
-      return send(r.status === 'created' ? 201 : 200, { status: r.status });
+      try {
+        const r = await h.gw.pushManifest(JSON.parse(body), 'adam', { replace: !req.url!.endsWith('?replace=false') });
+        return send(r.status === 'created' ? 201 : 200, { status: r.status });
+      } catch (err) {
+        const e = err as GatewayError;
+        return send(e.statusCode, { statusCode: e.statusCode, code: e.code, message: e.message, details: e.details });
+      }
     }
     if (req.method === 'POST' && req.url === '/v1/devices') {
       let body = '';
@@ -266,7 +274,7 @@ t.test('--api provisions the devices, builds a default manifest from the gateway
     return s.verified === 8 && s.handshakes.performed >= 8;
   }, 'the rollout and the pin checks');
   t.equal(code, 0, err.join('\n'));
-  t.same(api.calls, ['GET /v1/info', 'POST /v1/manifests', 'POST /v1/manifests', 'POST /v1/devices'], 'the manifests the devices are born with are registered, then the devices provisioned');
+  t.same(api.calls, ['GET /v1/info', 'POST /v1/manifests?replace=false', 'POST /v1/manifests?replace=false', 'POST /v1/devices'], 'the manifests the devices are born with are registered, then the devices provisioned');
   t.same(h.gw.listManifests().filter((e) => e.source === 'pushed').map((e) => [e.manifest.model, e.manifest.firmware, e.manifest.trustedKeys]), [['mt-1', '0.1.0', [h.gw.signing!.publicPem]], ['mt-2', '1.0.0', [h.gw.signing!.publicPem]]]);
   const s = JSON.parse(out[0]);
   t.match(s, { seed: 3, devices: 8, healthChecked: 8, verified: 8, reverted: {}, failing: 0, pinFailures: { observed: 0 }, verifications: { performed: 8, shared: 0 } });
@@ -293,6 +301,28 @@ t.test('--api reports what the API said when it refuses, and a default manifest 
   const endpointDown = join(t.testdir(), 's.json');
   writeFileSync(endpointDown, JSON.stringify({ endpoints: [{ host: 'api.example.com', connect: '127.0.0.1:1' }] }));
   await t.rejects(main(['--api', api.url, '--devices', '2', '--group', 'g', '--scenario', endpointDown], ok.io), /cannot read what api\.example\.com:443 serves/);
+});
+
+t.test('--api never replaces a different manifest the gateway holds for the model and firmware: it stops before provisioning, unless --replace-manifests', async (t) => {
+  const h = await harness(t, { now: Date.now }); // the CLI's devices run on the real clock
+  const api = await fakeApi(t, h, 'admin-token');
+  const operators = { model: 'mx-1', firmware: '1.0.0', trustedKeys: [h.gw.signing!.publicPem], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] };
+  await h.gw.pushManifest(operators, 'olga');
+  const { io } = fakeIo({ PINWAVE_TOKEN: 'admin-token' });
+  await t.rejects(
+    main(['--api', api.url, '--devices', '1', '--group', 'g', '--model', 'mx-1'], io),
+    { message: 'the gateway holds a different manifest for model "mx-1" firmware "1.0.0" (a manifest pushed by olga; it differs in pins): no device was provisioned. To go on, give the devices a manifest of another firmware version (--manifest FILE, or "firmware" per model in the scenario), or --replace-manifests to replace the one the gateway holds' },
+  );
+  t.notOk(api.calls.includes('POST /v1/devices'), 'no device provisioned');
+  const pushed = () => h.gw.listManifests().filter((e) => e.source === 'pushed');
+  t.same(pushed().map((e) => [e.manifest, e.pushedBy]), [[operators, 'olga']], "the operator's manifest is kept");
+  // The same manifest as the one held: the run goes on; --replace-manifests replaces a different one.
+  const same = join(t.testdir(), 'same.json');
+  writeFileSync(same, JSON.stringify(operators));
+  t.equal(await simUntil(t, ['--api', api.url, '--devices', '1', '--group', 'g', '--manifest', same, '--duration', '60s'], io, (f) => f.summary().connected === 1, 'one device'), 0);
+  t.equal(await simUntil(t, ['--api', api.url, '--devices', '1', '--group', 'g', '--model', 'mx-1', '--replace-manifests', '--duration', '60s'], io, (f) => f.summary().connected === 1, 'one device'), 0);
+  t.same(pushed().map((e) => [e.manifest.pins.map((p) => p.host), e.pushedBy]), [[['pinwave-sim.invalid'], 'adam']], 'replaced when asked');
+  t.equal(api.calls.at(-2), 'POST /v1/manifests', 'a plain push');
 });
 
 t.test('a scenario with a health check: its devices verify with real handshakes, and --no-health-check turns it off', async (t) => {

@@ -25,6 +25,29 @@ t.test('POST /v1/manifests: 400 lists every problem, 409 when the config has ano
   t.same(list.json().items.map((e: { model: string; source: string }) => `${e.model} ${e.source}`), ['th-100 config', 'lk-1 pushed']);
 });
 
+t.test('POST /v1/manifests?replace=false keeps a different pushed manifest: a 409 naming it and the fields that differ', async (t) => {
+  const a = await apiHarness(t);
+  const first = { ...a.manifest, model: 'lk-1' };
+  t.equal((await a.call('POST', '/v1/manifests', { body: first })).statusCode, 201);
+  const other = { ...first, maxBundleBytes: 512 };
+  const kept = await a.call('POST', '/v1/manifests?replace=false', { body: other });
+  t.equal(kept.statusCode, 409, kept.body);
+  t.match(kept.json(), { code: 'PW_CONFLICT', message: /different manifest for model "lk-1" firmware "1.0.0", pushed by adam \(it differs in maxBundleBytes\)/, details: { conflict: { model: 'lk-1', firmware: '1.0.0', source: 'pushed', pushedBy: 'adam', differs: ['maxBundleBytes'] } } });
+  t.match((await a.call('POST', '/v1/manifests?replace=false', { body: first })).json(), { status: 'unchanged' }, 'an identical one goes through');
+  t.same((await a.call('GET', '/v1/manifests')).json().items.find((e: { model: string }) => e.model === 'lk-1').manifest, first, 'the pushed one is kept');
+  t.match((await a.call('POST', '/v1/manifests', { body: other })).json(), { status: 'replaced' }, 'by default a push replaces it');
+  t.equal((await a.call('POST', '/v1/manifests?replace=maybe', { body: other })).statusCode, 400);
+});
+
+t.test('POST /v1/manifests takes initial pins too large for one bundle, with a warning naming the size and the limit', async (t) => {
+  const a = await apiHarness(t);
+  const pins = Array.from({ length: 100 }, (_, i) => ({ host: `h${i}.example.com`, pins: [pin(`a${i}`), pin(`b${i}`)] }));
+  const r = await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-1', pins } });
+  t.equal(r.statusCode, 201, r.body);
+  t.match(r.json(), { status: 'created', warnings: [{ path: '/pins', message: /need a bundle of at least \d+ bytes, above the 4096 bytes this firmware takes/ }] });
+  t.notOk('warnings' in (await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-2' } })).json(), 'none for a pin set that fits');
+});
+
 t.test('POST /v1/bundles with cose: 201 for a bundle a device of the group would take, 422 with the verifier reason otherwise', async (t) => {
   const a = await apiHarness(t);
   const seed = privateKeyFromPem(readFileSync(a.keyPath, 'utf8'));
