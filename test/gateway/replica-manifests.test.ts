@@ -42,6 +42,9 @@ t.test('a manifest pushed on a follower is taken by the leader and reaches the o
   t.equal((await h.gw.store.getItem('manifests', 'pushed'))?.entries.length, 3, 'and in the database');
 
   await t.rejects(gc.pushManifest({ model: 'door-7' }, 'gus'), { code: 'PW_INVALID' }, 'a bad manifest is refused through the leader with its code');
+  const changed = { ...door, pins: [{ host: 'gates.example.com', pins: h.manifest.pins[0].pins }] };
+  await t.rejects(gc.pushManifest(changed, 'gus', { replace: false }), { code: 'PW_CONFLICT' }, 'a push that must not replace is refused through the leader when the pushed one differs');
+  t.ok(models(h.gw).includes('door-7 2.1.0 pushed') && h.gw.listManifests().find((m) => m.manifest.firmware === '2.1.0')?.manifest.pins[0].host === 'locks.example.com', 'and the one pushed first is kept');
 });
 
 t.test('a follower that takes over reads the pushed manifests first: its next push keeps one it was never told of', async (t) => {
