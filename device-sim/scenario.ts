@@ -12,7 +12,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { validateHealthCheck, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../firmware-manifest/index.ts';
 import { checkBehaviours, type Behaviours } from './behaviours.ts';
-import { overTimerLimit, TIMER_MAX_MS } from './timer-limit.ts';
+import { overTimerLimit } from './timer-limit.ts';
 import type { CallHomeEndpoint } from './handshakes.ts';
 
 const distribution = {
@@ -190,10 +190,6 @@ export async function validateScenario(value: unknown, baseDir = '.'): Promise<S
   for (const [path, v, unit] of waits) {
     const over = v === undefined ? null : overTimerLimit(v, unit);
     if (over) errors.push({ path, message: over });
-  }
-  // Not a timer, but a report interval longer than one is longer than any run: reports never repeat.
-  if (raw.reportIntervalSeconds !== undefined && overTimerLimit(raw.reportIntervalSeconds, 's')) {
-    errors.push({ path: '/reportIntervalSeconds', message: `must be at most ${Math.floor(TIMER_MAX_MS / 1000)} s (about 24.8 days, longer than any run), got ${raw.reportIntervalSeconds}` });
   }
   const top = raw.behaviours ?? {};
   errors.push(...checkBehaviours(top, '/behaviours'));

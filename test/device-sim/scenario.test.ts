@@ -110,7 +110,7 @@ t.test('a clock skew beyond ten years either way, an absurd wait (1e300) and a r
     models: [{ model: 'a', behaviours: { clockSkewSeconds: { min: -1e20, max: 0 } } }, { model: 'b', behaviours: { clockSkewSeconds: { mean: 1e20, max: 1e20 } } }],
   });
   t.same(r.ok ? [] : r.errors, [
-    { path: '/reportIntervalSeconds', message: 'must be at most 2147483 s (about 24.8 days, longer than any run), got 1e+300' },
+    { path: '/reportIntervalSeconds', message: 'must be at most 2147483 s (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got 1e+300' },
     { path: '/behaviours/rebootMs/mean', message: 'must be at most 2147483647 ms (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got 1e+301 (10 × the mean 1e+300: its draws go up to that without a max)' },
     { path: '/behaviours/ackDelayMs/max', message: 'must be at most 2147483647 ms (2^31 - 1 ms, the longest a timer can wait: about 24.8 days), got 1e+300' },
     { path: '/behaviours/clockSkewSeconds', message: 'must be from -315360000 to 315360000 s (10 years either way), got 100000000000000000000' },
