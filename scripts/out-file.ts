@@ -24,31 +24,33 @@ export const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'
 /** Writes `data` to `path` whole (temp file, fsync, rename); refuses a folder, and an existing file unless `force`. */
 export async function writeOutFile(path: string, data: string | Uint8Array, o: OutFileOptions): Promise<void> {
   await checkOutFile(path, o);
-  const named = `--${o.flag} ${path}`;
-  const failed = (err: NodeJS.ErrnoException) => new Error(`${named}: ${err.code ?? err.message}`);
-  const tmp = await writeTemp(path, data, o.mode ?? 0o644).catch((err: NodeJS.ErrnoException) => {
-    throw failed(err);
-  });
+  const tmp = await writeTemp(path, data, o.mode ?? 0o644).catch(failed(path, o));
   try {
-    if (o.force) await rename(tmp, path).catch((err: NodeJS.ErrnoException) => {
-      throw failed(err);
-    });
-    else {
-      // link() fails on a name that appeared meanwhile, where rename() would replace it.
-      await link(tmp, path).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code === 'EEXIST') throw new Error(exists(named));
-        if (!NO_HARD_LINKS.has(err.code ?? '')) throw failed(err);
-        // No hard links here: looked at again, then renamed; a file made between the two is replaced.
-        await checkOutFile(path, o);
-        await rename(tmp, path).catch((e: NodeJS.ErrnoException) => {
-          throw failed(e);
-        });
-      });
-    }
+    await place(tmp, path, o);
   } finally {
     await rm(tmp, { force: true });
   }
   await syncDir(dirname(path));
+}
+
+/** An I/O error as a line naming the flag and the path. */
+export const failed = (path: string, o: OutFileOptions) => (err: NodeJS.ErrnoException): never => {
+  throw new Error(`--${o.flag} ${path}: ${err.code ?? err.message}`);
+};
+
+/**
+ * Moves a temp file to its name: over an old file with --force; else link(), which fails on a name
+ * that appeared meanwhile (where rename() would replace it); where there are no hard links (FAT),
+ * looked at again, then renamed: a file made between the two is replaced.
+ */
+export async function place(tmp: string, path: string, o: OutFileOptions): Promise<void> {
+  if (o.force) return rename(tmp, path).catch(failed(path, o));
+  await link(tmp, path).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EEXIST') throw new Error(exists(`--${o.flag} ${path}`));
+    if (!NO_HARD_LINKS.has(err.code ?? '')) failed(path, o)(err);
+    await checkOutFile(path, o);
+    await rename(tmp, path).catch(failed(path, o));
+  });
 }
 
 /** Throws what writeOutFile would refuse `path` for (a folder, a file there without `force`, no folder to put it in): a command writing two files checks both first. */

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, link, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { checkOutFile, NO_HARD_LINKS, syncDir, writeTemp, type OutFileOptions } from './out-file.ts';
+import { checkOutFile, failed, NO_HARD_LINKS, place, syncDir, writeTemp, type OutFileOptions } from './out-file.ts';
 
 export interface OutPart {
   path: string;
@@ -56,23 +56,4 @@ async function keep(path: string): Promise<string | null> {
       return backup;
     },
   );
-}
-
-/** An I/O error as a line naming the flag and the path. */
-const failed = (path: string, o: OutFileOptions) => (err: NodeJS.ErrnoException): never => {
-  throw new Error(`--${o.flag} ${path}: ${err.code ?? err.message}`);
-};
-
-/**
- * Moves the temp file to its name: over an old file with --force; else link(), which fails on a name
- * that appeared meanwhile; where there are no hard links (FAT), looked at again, then renamed.
- */
-async function place(tmp: string, path: string, o: OutFileOptions): Promise<void> {
-  if (o.force) return rename(tmp, path).catch(failed(path, o));
-  await link(tmp, path).catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EEXIST') throw new Error(`--${o.flag} ${path} already exists: pass --force to replace it`);
-    if (!NO_HARD_LINKS.has(err.code ?? '')) failed(path, o)(err);
-    await checkOutFile(path, o);
-    await rename(tmp, path).catch(failed(path, o));
-  });
 }
