@@ -429,13 +429,14 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   const storeUrl = flags.storeUrl ?? (env.PINWAVE_STORE || undefined) ?? fileStoreUrl;
   // Each problem names where the value came from: the flag, the variable or the file's key.
-  const storeAt = flags.storeUrl !== undefined ? '--store' : env.PINWAVE_STORE ? 'PINWAVE_STORE' : 'config.store.url';
+  const from = (flagGiven: boolean, flag: string, variable: string, key: string) => (flagGiven ? flag : env[variable] ? variable : key);
+  const storeAt = from(flags.storeUrl !== undefined, '--store', 'PINWAVE_STORE', 'config.store.url');
   if (storeUrl !== undefined && !/^postgres(ql)?:\/\/[^\s]+$/.test(storeUrl)) problems.push(`${storeAt}: must be a postgres://USER@HOST:PORT/DB URL, got ${JSON.stringify(redactUrl(storeUrl))}`);
   const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
-  const hostAt = flags.host !== undefined ? '--host' : env.PINWAVE_HOST ? 'PINWAVE_HOST' : 'config.host';
+  const hostAt = from(flags.host !== undefined, '--host', 'PINWAVE_HOST', 'config.host');
   if (!isBindAddress(host)) problems.push(`${hostAt}: must be an IP address or a host name to listen on, got ${shown(host)}`);
   const httpHost = flags.httpHost ?? (env.PINWAVE_HTTP_HOST || undefined) ?? fileHttpHost ?? host;
-  const httpHostAt = flags.httpHost !== undefined ? '--http-host' : env.PINWAVE_HTTP_HOST ? 'PINWAVE_HTTP_HOST' : 'config.http.host';
+  const httpHostAt = from(flags.httpHost !== undefined, '--http-host', 'PINWAVE_HTTP_HOST', 'config.http.host');
   if (httpHost !== host && !isBindAddress(httpHost)) problems.push(`${httpHostAt}: must be an IP address or a host name to listen on, got ${shown(httpHost)}`);
   if (dataDir === undefined && storeUrl === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)');
 
