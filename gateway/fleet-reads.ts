@@ -20,11 +20,21 @@ export class StoreRefusal extends Error {
   }
 }
 
-/** Applies one durable batch; resolves once it is committed, rejects with the store's error or a StoreRefusal. */
-export async function commit(store: ChangeStore, changes: readonly Change[]): Promise<number[]> {
-  const res = await store.apply(changes);
-  if (!res.ok) throw new StoreRefusal(store.status().name, res);
-  return res.seqs;
+/**
+ * Applies one durable batch; resolves once it is committed, rejects with the store's error or a
+ * StoreRefusal. A promise chained, not an async function: it is on every device message's path.
+ */
+export function commit(store: ChangeStore, changes: readonly Change[]): Promise<number[]> {
+  let applying: Promise<Applied>;
+  try {
+    applying = store.apply(changes);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+  return applying.then((res) => {
+    if (!res.ok) throw new StoreRefusal(store.status().name, res);
+    return res.seqs;
+  });
 }
 
 /** The bundle of the group's last completed rollout, or null. */

@@ -11,7 +11,7 @@ import type { Logger } from './logger.ts';
 import * as engine from './rollout/engine.ts';
 import type { Rollouts } from './rollouts.ts';
 import type { Change, ChangeStore, DeviceFields } from './store/changes.ts';
-import type { DeviceCore } from './store/types.ts';
+import type { DeviceCore, DeviceHistoryEntry } from './store/types.ts';
 import { commit } from './fleet-reads.ts';
 import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Tasks } from './tasks.ts';
@@ -122,17 +122,24 @@ export class Ingest {
     // committed (aedes hands over a whole read's packets at once): a state after an ack sees it.
     const before = this.#lanes.get(id);
     const run = before ? before.then(() => this.#message(id, kind, payload)) : this.#message(id, kind, payload);
-    const lane = run.then(noop, noop);
-    this.#lanes.set(id, lane);
-    void lane.then(() => {
+    // The lane ends with the message, committed or not; the last message of a device removes it.
+    const end = (): void => {
       if (this.#lanes.get(id) === lane) this.#lanes.delete(id);
-    });
+    };
+    const lane: Promise<void> = run.then(end, end);
+    this.#lanes.set(id, lane);
     return run;
   }
 
-  async #message(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
+  /** Not an async function: it hands back the handler's promise itself, one promise fewer per message. */
+  #message(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
     this.#counters.messagesIn[kind]++;
-    if (this.#rollouts.reloading) await this.#rollouts.reloading;
+    const reloading = this.#rollouts.reloading;
+    if (reloading) return reloading.then(() => this.#handle(id, kind, payload));
+    return this.#handle(id, kind, payload);
+  }
+
+  #handle(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     switch (kind) {
       case 'state':
@@ -221,10 +228,11 @@ export class Ingest {
     // One batch: the device's seq and history, and (with its rollout) its status and the wave's counts.
     const batch: Change[] = [
       { type: 'device.patch', id, set },
-      { type: 'device.history', id, entry: { at: now, ...(rolloutId && { rolloutId }), bundleId, seq, event: a.status, ...(reason && { reason }) } },
+      { type: 'device.history', id, entry: historyEntry(now, rolloutId, bundleId, seq, a.status, reason) },
     ];
     const healthChecked = hasHealthCheck(this.#manifests, d.model, d.firmware);
     const unverified = a.status === 'applied' && a.unverified !== undefined;
+    // Returned, not awaited: this frame, and all it read, is let go while the batch waits for its fsync.
     if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason, bundleId, seq, healthChecked, unverified, ...(a.status === 'reverted' && { endpoint: reason }) }, now), batch);
     await commit(this.#store, batch);
     // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
@@ -264,4 +272,9 @@ export class Ingest {
   }
 }
 
-const noop = (): void => undefined;
+/** An ack's history entry, its fields in the order the journal has always had them; built without spreads (every ack makes one). */
+function historyEntry(at: number, rolloutId: string | undefined, bundleId: string, seq: number, event: DeviceHistoryEntry['event'], reason: string | undefined): DeviceHistoryEntry {
+  const entry: DeviceHistoryEntry = rolloutId ? { at, rolloutId, bundleId, seq, event } : { at, bundleId, seq, event };
+  if (reason) entry.reason = reason;
+  return entry;
+}

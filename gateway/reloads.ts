@@ -68,20 +68,37 @@ export class Reloads {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  async #apply(store: ChangeStore, changes: readonly Change[], options?: ApplyOptions): Promise<Applied> {
+  /**
+   * A promise chained with handlers made once, not an async function: every device message's
+   * batch goes through here, and what waits for its fsync beside it is what the collector copies.
+   */
+  #apply(store: ChangeStore, changes: readonly Change[], options?: ApplyOptions): Promise<Applied> {
     // A lazy batch (presence) changes no part in memory, and may wait a second for its write.
     if (options?.durable === false) return store.apply(changes, options);
     this.#inFlight++;
+    let applying: Promise<Applied>;
     try {
-      const r = await store.apply(changes, options);
-      if (!r.ok) this.#failed = true;
-      return r;
+      applying = store.apply(changes, options);
     } catch (err) {
-      this.#failed = true;
-      throw err;
-    } finally {
-      if (--this.#inFlight === 0 && this.#failed && this.#reloading === null) this.#reload();
+      applying = Promise.reject(err as Error);
     }
+    return applying.then(this.#committed, this.#notCommitted);
+  }
+
+  readonly #committed = (r: Applied): Applied => {
+    if (!r.ok) this.#failed = true;
+    this.#settle();
+    return r;
+  };
+
+  readonly #notCommitted = (err: unknown): never => {
+    this.#failed = true;
+    this.#settle();
+    throw err;
+  };
+
+  #settle(): void {
+    if (--this.#inFlight === 0 && this.#failed && this.#reloading === null) this.#reload();
   }
 
   #reload(): void {

@@ -61,19 +61,24 @@ function fieldMoved(was: unknown, now: unknown): boolean {
   if (typeof was !== 'object' || was === null || typeof now !== 'object' || now === null) return was !== now;
   const a = was as Record<string, unknown>;
   const b = now as Record<string, unknown>;
-  const keys = Object.keys(b);
-  if (keys.length !== Object.keys(a).length) return true;
-  for (const k of keys) {
+  // Own keys without arrays of them: this runs for every wave on every ack.
+  let n = 0;
+  for (const k in a) if (Object.hasOwn(a, k)) n++;
+  for (const k in b) {
+    if (!Object.hasOwn(b, k)) continue;
+    if (--n < 0 || !Object.hasOwn(a, k)) return true;
     const x = a[k];
     const y = b[k];
     if (x === y) continue;
     if (typeof x !== 'object' || typeof y !== 'object') return true;
     if (JSON.stringify(x) !== JSON.stringify(y)) return true;
   }
-  return false;
+  return n !== 0;
 }
 
 /** The record's stored parts as they are now, each object serialised once. */
+const NO_EXTRAS = JSON.stringify({ deadline: null, gatesBypassed: null });
+
 function seen(r: GatewayRollout): Seen {
   return {
     header: HEADER.map((k) => header(r, k)),
@@ -119,33 +124,63 @@ export class RolloutLedger {
           was.fields[j] = fieldSeen(w[k]);
         }
       }
-      const count = deltas(was.count, w.count);
-      if (count !== null) was.count = { ...w.count };
+      const count = countDeltas(was.count, w.count);
       const reasons = deltas(was.reasons, w.rejectedByReason);
       if (reasons !== null) was.reasons = { ...w.rejectedByReason };
       if (ws === null && count === null && reasons === null) continue;
-      out.push({
-        type: 'rollout.wave',
-        id: r.id,
-        wave: i,
-        ...(ws !== null && { set: structuredClone(ws) as WaveFields }),
-        ...((count !== null || reasons !== null) && { add: { ...(count !== null && { count: count as Partial<StatusCounts> }), ...(reasons !== null && { rejectedByReason: reasons }) } }),
-      });
+      // Built field by field, in the order the journal has always had them (type, id, wave, set, add).
+      const change: Extract<Change, { type: 'rollout.wave' }> = { type: 'rollout.wave', id: r.id, wave: i };
+      if (ws !== null) change.set = structuredClone(ws) as WaveFields;
+      if (count !== null || reasons !== null) {
+        const add: NonNullable<typeof change.add> = {};
+        if (count !== null) add.count = count;
+        if (reasons !== null) add.rejectedByReason = reasons;
+        change.add = add;
+      }
+      out.push(change);
     }
     for (let i = seen.decisions; i < r.decisions.length; i++) out.push({ type: 'rollout.decision', id: r.id, decision: structuredClone(r.decisions[i]) });
     seen.decisions = r.decisions.length;
-    const moved = new Set(members);
-    for (const device of moved) {
+    // An ack moves one member: a set (each member once) only where there are more.
+    const list = Array.isArray(members) ? (members as readonly string[]) : [...members];
+    for (const device of list.length > 1 ? new Set(list) : list) {
       const e = r.devices[device];
       if (e) out.push({ type: 'rollout.member', id: r.id, device, status: e.status, reason: e.reason ?? null, at: e.at });
     }
-    const extras = JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null });
+    // Most rollouts have neither a deadline nor a bypassed gate: no JSON per ack to find that out.
+    const extras = r.deadline == null && r.gatesBypassed == null ? NO_EXTRAS : JSON.stringify({ deadline: r.deadline ?? null, gatesBypassed: r.gatesBypassed ?? null });
     if (extras !== seen.extras) {
       out.push({ type: 'item.put', collection: ROLLOUT_EXTRAS, key: r.id, value: JSON.parse(extras) as JsonObject });
       seen.extras = extras;
     }
     return out;
   }
+}
+
+/**
+ * A wave's count deltas, `after - before` for the statuses that moved (null when none did), and
+ * `before` brought to `after` in place: no copy of the counts per ack. The statuses are the
+ * engine's own keys (a stored wave's are checked on load), so the deltas are a plain object.
+ */
+function countDeltas(before: StatusCounts, after: Readonly<StatusCounts>): Partial<StatusCounts> | null {
+  const was = before as unknown as Record<string, number>;
+  const now = after as unknown as Record<string, number>;
+  let out: Record<string, number> | null = null;
+  for (const k in now) {
+    if (!Object.hasOwn(now, k)) continue;
+    const d = now[k] - (Object.hasOwn(was, k) ? was[k] : 0);
+    if (d !== 0) {
+      (out ??= {})[k] = d;
+      was[k] = now[k];
+    }
+  }
+  for (const k in was) {
+    if (!Object.hasOwn(was, k) || Object.hasOwn(now, k)) continue;
+    const d = -was[k];
+    if (d !== 0) (out ??= {})[k] = d;
+    delete was[k];
+  }
+  return out as Partial<StatusCounts> | null;
 }
 
 /** `after - before` per key, only the keys that moved; null when none did. Keys come from devices (reasons): the object has no prototype. */

@@ -131,7 +131,7 @@ export class Rollouts {
   /** what the store holds of each rollout record (rollout-changes.ts), by the record itself */
   readonly #ledgers = new WeakMap<GatewayRollout, RolloutLedger>();
   /** per rollout, its last commit in flight: a read waits for it, so what it shows is in the store */
-  readonly #lastCommit = new Map<string, Promise<void>>();
+  readonly #lastCommit = new Map<string, Promise<unknown>>();
 
   constructor(o: RolloutsOptions) {
     this.#store = o.store;
@@ -715,11 +715,37 @@ export class Rollouts {
    * (docs/architecture.md §7). Rejects when the store could not commit; the records are then read
    * again from the store, so what failed holds nowhere.
    */
-  async apply(r: GatewayRollout, effects: Effect[], batch: readonly Change[] = []): Promise<void> {
-    if (this.#rollouts.get(r.id) !== r) throw new Error(`rollout ${r.id} was read again from the store while this change was made; send it again`);
-    const { changes, persisted } = this.#changesOf(r, effects, batch);
-    if (changes.length > 0) await this.#commitFor([r.id], changes);
-    this.#perform(r, effects, persisted);
+  apply(r: GatewayRollout, effects: Effect[], batch: readonly Change[] = []): Promise<void> {
+    // Not an async function (#commitFor, for one rollout, inline): what waits for an ack's fsync
+    // is the rollout, its effects and the commit, not a frame holding the batch and all it was built from.
+    let committed: Promise<unknown>;
+    let persisted: boolean;
+    try {
+      if (this.#rollouts.get(r.id) !== r) throw new Error(`rollout ${r.id} was read again from the store while this change was made; send it again`);
+      const c = this.#changesOf(r, effects, batch);
+      persisted = c.persisted;
+      if (c.changes.length === 0) {
+        this.#perform(r, effects, persisted);
+        return Promise.resolve();
+      }
+      committed = this.#commit(c.changes);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    this.#lastCommit.set(r.id, committed);
+    const forget = () => {
+      if (this.#lastCommit.get(r.id) === committed) this.#lastCommit.delete(r.id);
+    };
+    return committed.then(
+      () => {
+        forget();
+        this.#perform(r, effects, persisted);
+      },
+      (err: unknown) => {
+        forget();
+        throw err;
+      },
+    );
   }
 
   /** The store's changes for what the engine did to `r` (its `persist` effects), after `batch`. */
@@ -825,8 +851,8 @@ export class Rollouts {
    * commits them in that order). When one fails, the records in memory hold changes the store does
    * not: once no commit is in flight they are read again from the store (reloads.ts).
    */
-  async #commit(changes: Change[]): Promise<void> {
-    await commit(this.#store, changes);
+  #commit(changes: Change[]): Promise<unknown> {
+    return commit(this.#store, changes);
   }
 
   #changed(r: GatewayRollout): void {

@@ -8,7 +8,12 @@
 // /proc/self/task. What bench-gateway's ack burst costs beyond aedes' own is this, and what aedes and
 // the gateway cost together on one event loop on top (scripts/bench-gateway.ts).
 //
-//   npx tsc -p . && node dist/scripts/bench-ingest.js [--devices 10000] [--in-flight 2000] [--warm 2]
+// With --profile FILE, the event loop's CPU profile of the timed round alone (set-up and warm-up
+// left out) is written to FILE, and a sampling heap profile of everything allocated in it,
+// collected or not, beside it (FILE.heapprofile): where the garbage collector's work comes from.
+//
+//   npx tsc -p . && node dist/scripts/bench-ingest.js [--devices 10000] [--in-flight 2000] [--warm 2] [--profile FILE]
+import { Session } from 'node:inspector/promises';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +26,8 @@ const USAGE = `Usage: node dist/scripts/bench-ingest.js [--devices N] [--in-flig
 
 --devices    devices, one ack each per round (default 10000)
 --in-flight  acks waiting for their commit at once (default 2000)
---warm       untimed rounds first (default 2)`;
+--warm       untimed rounds first (default 2)
+--profile    FILE: the event loop's CPU profile of the timed round (and FILE.heapprofile: what it allocated)`;
 
 const GROUP = 'bench';
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error: (obj, msg) => console.error(`gateway error: ${msg} ${JSON.stringify(obj)}`) };
@@ -42,8 +48,28 @@ function threadCpu(): Map<string, { name: string; ms: number }> {
   return out;
 }
 
+/** A CPU profile (0.5 ms samples) and a sampling heap profile of all that is allocated, collected or not, from now. */
+async function startProfile(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  await session.post('Profiler.start');
+  return session;
+}
+
+async function stopProfile(session: Session, file: string): Promise<void> {
+  const { profile } = await session.post('Profiler.stop');
+  const heap = await session.post('HeapProfiler.stopSampling');
+  session.disconnect();
+  writeFileSync(file, JSON.stringify(profile));
+  writeFileSync(`${file.replace(/\.cpuprofile$/, '')}.heapprofile`, JSON.stringify(heap.profile));
+  console.log(`profile of the timed round: ${file} (what it allocated: ${file.replace(/\.cpuprofile$/, '')}.heapprofile)`);
+}
+
 async function main(args: string[]): Promise<number> {
-  const { values } = parse(args, { devices: { type: 'string' }, 'in-flight': { type: 'string' }, warm: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, USAGE);
+  const { values } = parse(args, { devices: { type: 'string' }, 'in-flight': { type: 'string' }, warm: { type: 'string' }, profile: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, USAGE);
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -60,12 +86,14 @@ async function main(args: string[]): Promise<number> {
     try {
       const ids = Array.from({ length: N }, (_, i) => `dev-${String(i).padStart(6, '0')}`);
       for (let i = 0; i < N; i += 10_000) await gw.provision(ids.slice(i, i + 10_000).map((id) => ({ id, group: GROUP, model: 'bench-1', firmware: '1.0.0' })));
-      const round = async (k: number) => {
+      const profile = values.profile;
+      const round = async (k: number, profiled: boolean) => {
         const pin = (label: string) => formatPin(new Uint8Array(Buffer.alloc(32, label)));
         const b = await gw.createBundle({ group: GROUP, endpoints: [{ host: 'api.example.com', pins: [pin(`round ${k}`), pin('backup')] }] }, 'bench');
         const { rollout } = await gw.createRollout({ bundle: b.id, target: { devices: ids }, waves: [{ size: '100%', timeoutSeconds: 3600 }], start: false }, 'bench');
         await gw.startRollout(rollout.id, 'bench');
         const payload = Buffer.from(encodeAck({ seq: b.seq, bundleId: b.id, status: 'applied' }));
+        const session = profiled ? await startProfile() : null;
         const threads0 = threadCpu();
         const cpu0 = process.cpuUsage();
         const t0 = performance.now();
@@ -77,19 +105,21 @@ async function main(args: string[]): Promise<number> {
         const wallMs = performance.now() - t0;
         const cpu = process.cpuUsage(cpu0);
         const threads1 = threadCpu();
+        if (session !== null) await stopProfile(session, profile!);
         const summary = await gw.getRollout(rollout.id);
         if (summary.waves[0].applied !== N) throw new Error(`round ${k}: ${summary.waves[0].applied} of ${N} acks counted`);
         if (summary.state === 'running' || summary.state === 'held') await gw.abortRollout(rollout.id, 'bench', 'the next round');
         return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000, threads0, threads1 };
       };
-      for (let k = 1; k <= warm; k++) await round(k);
-      const r = await round(warm + 1);
+      for (let k = 1; k <= warm; k++) await round(k, false);
+      const r = await round(warm + 1, profile !== undefined);
       const us = (ms: number) => `${((ms * 1000) / N).toFixed(1)} µs`;
       const loopTid = String(process.pid);
       let loop = 0;
       let others = 0;
       for (const [tid, t] of r.threads1) {
         const d = t.ms - (r.threads0.get(tid)?.ms ?? 0);
+        if (process.env.BENCH_THREADS) console.log(`thread ${t.name} ${tid}: ${us(d)}`);
         if (tid === loopTid) loop += d;
         else others += d;
       }
@@ -111,7 +141,7 @@ async function main(args: string[]): Promise<number> {
       await gw.stop();
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP) console.log(`kept ${dir}`); else rmSync(dir, { recursive: true, force: true });
   }
   console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   return 0;

@@ -38,9 +38,9 @@
 import { chmod, mkdir, open, readdir, readFile, stat, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Applied, ApplyOptions, Change, ChangeStore, StoreStatus } from './changes.ts';
-import { FleetState, Pending, applied } from './fleet-state.ts';
+import { FleetState, Pending, applied, type Checked } from './fleet-state.ts';
 import { copyBatch } from './change-copy.ts';
-import { HEADER_BYTES, JOURNAL_START, badRecord, frameGroup, readJournal, recordLength } from './journal.ts';
+import { HEADER_BYTES, JOURNAL_START, badRecord, frameGroup, readJournal, recordBytes } from './journal.ts';
 import { DataDirLock } from './lock.ts';
 import { JOURNAL_RE, SNAPSHOT_RE, journalName, readSnapshot, snapshotName } from './snapshot.ts';
 import type { WorkerOut } from './snapshot-worker.ts';
@@ -114,8 +114,8 @@ export interface EmbeddedStoreOptions {
 
 interface Entry {
   tag: number;
-  /** the batch as JSON (the record's body), and its length in bytes */
-  body: string;
+  /** the batch as JSON, UTF-8 (the record's body: journal.ts recordBytes), and its length in bytes */
+  body: Buffer;
   len: number;
   /** the batch as the state commits it: JSON.parse(body), made without parsing (change-copy.ts) */
   copy: Change[];
@@ -124,6 +124,8 @@ interface Entry {
   at: number;
   resolve: (a: Applied) => void;
   reject: (e: Error) => void;
+  /** why the batch failed, once its write did (#answer rejects it with this) */
+  error: Error | null;
 }
 
 /**
@@ -133,6 +135,9 @@ interface Entry {
  * blocked for long, docs/architecture.md §7).
  */
 const ANSWER_SLICE = 32;
+
+/** apply()'s options when none are given: no object made per batch for them. */
+const NO_OPTIONS: ApplyOptions = Object.freeze({});
 
 /** The most batches and bytes one write carries (a burst is written as several in a row). */
 const MAX_GROUP_BATCHES = 256;
@@ -192,7 +197,9 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
   #closing = false;
   #drained: Array<() => void> = [];
   /** batches written (or failed) and not yet answered, in order */
-  #answers: Array<() => void> = [];
+  /** batches to answer, from #answerHead on (an index, not a splice per slice) */
+  #answers: Entry[] = [];
+  #answerHead = 0;
   #answering = false;
   #answered: Array<() => void> = [];
 
@@ -586,10 +593,26 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   // ------------------------------------------------------------------ apply
 
-  async apply(changes: readonly Change[], options: ApplyOptions = {}): Promise<Applied> {
-    this.assertOpen();
-    if (this.#closing) throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} is closing`);
-    let checked = this.state.check(changes, this.#pending);
+  /**
+   * Not an async function: a batch the state takes at once (every ack's) is queued and its promise
+   * handed back as it is, without a frame and a promise more waiting for its fsync beside it; a
+   * throw is a rejection all the same.
+   */
+  apply(changes: readonly Change[], options: ApplyOptions = NO_OPTIONS): Promise<Applied> {
+    try {
+      this.assertOpen();
+      if (this.#closing) throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} is closing`);
+      const checked = this.state.check(changes, this.#pending);
+      if (checked.ok || this.#pending.size === 0) return this.#enqueue(checked, options);
+      return this.#applyAfterPending(changes, options, checked);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  /** A refusal that may rest on batches still on their way to disk: decided again once they have settled. */
+  async #applyAfterPending(changes: readonly Change[], options: ApplyOptions, first: Checked): Promise<Applied> {
+    let checked = first;
     // A refusal that may rest on batches still on their way to disk waits for their fate and is
     // decided again: one whose write then fails must not have refused anything (docs/storage.md,
     // "a batch that failed has no effect anywhere").
@@ -599,16 +622,22 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
       this.assertOpen();
       checked = this.state.check(changes, this.#pending);
     }
-    if (!checked.ok) return checked;
+    return this.#enqueue(checked, options);
+  }
+
+  /** Queues a checked batch for the next write; a refusal is answered as it is. */
+  #enqueue(checked: Checked, options: ApplyOptions): Promise<Applied> {
+    if (!checked.ok) return Promise.resolve(checked);
     if (this.#closing) throw new StoreError('PW_STORE_CLOSED', `store ${this.dir} is closing`);
-    const body = JSON.stringify(checked.resolved);
-    const len = recordLength(body);
-    const copy = copyBatch(checked.resolved, body);
+    const json = JSON.stringify(checked.resolved);
+    const body = recordBytes(json);
+    const len = body.length;
+    const copy = copyBatch(checked.resolved, json);
     const tag = ++this.#tag;
     this.#pending.record(tag, checked.entries);
     const durable = options.durable !== false;
     return new Promise<Applied>((resolve, reject) => {
-      this.#queue.push({ tag, body, len, copy, seqs: checked.seqs, durable, at: performance.now(), resolve, reject });
+      this.#queue.push({ tag, body, len, copy, seqs: checked.seqs, durable, at: performance.now(), resolve, reject, error: null });
       this.#schedule(durable ? this.#o.commitWindowMs : this.#o.lazyWindowMs);
     });
   }
@@ -715,16 +744,26 @@ export class EmbeddedStore extends StateReads implements ChangeStore {
 
   /** Answers the applies of `group` (resolved, or rejected with `error`) after those before, ANSWER_SLICE per turn of the loop. */
   #answer(group: Entry[], error: Error | null = null): void {
-    for (const e of group) this.#answers.push(error === null ? () => e.resolve({ ok: true, seqs: e.seqs }) : () => e.reject(error));
+    for (const e of group) {
+      e.error = error;
+      this.#answers.push(e);
+    }
     if (this.#answering) return;
     this.#answering = true;
     const slice = () => {
-      for (const answer of this.#answers.splice(0, ANSWER_SLICE)) answer();
-      if (this.#answers.length > 0) setImmediate(slice);
-      else {
-        this.#answering = false;
-        for (const done of this.#answered.splice(0)) done();
+      const answers = this.#answers;
+      const end = Math.min(answers.length, this.#answerHead + ANSWER_SLICE);
+      while (this.#answerHead < end) {
+        const e = answers[this.#answerHead];
+        answers[this.#answerHead++] = undefined as unknown as Entry;
+        if (e.error === null) e.resolve({ ok: true, seqs: e.seqs });
+        else e.reject(e.error);
       }
+      if (this.#answerHead < answers.length) return void setImmediate(slice);
+      this.#answers = [];
+      this.#answerHead = 0;
+      this.#answering = false;
+      for (const done of this.#answered.splice(0)) done();
     };
     slice();
   }

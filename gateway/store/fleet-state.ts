@@ -57,7 +57,7 @@ export class Pending {
     return this.#entries.get(key);
   }
 
-  record(tag: number, entries: Map<string, unknown>): void {
+  record(tag: number, entries: ReadonlyMap<string, unknown>): void {
     if (entries.size === 0) return;
     const keys = [...entries.keys()];
     for (const [k, v] of entries) this.#entries.set(k, { v, tag });
@@ -78,9 +78,36 @@ export class Pending {
   }
 }
 
-export type Checked = { ok: true; resolved: Change[]; seqs: number[]; entries: Map<string, unknown> } | Refused;
+export type Checked = { ok: true; resolved: Change[]; seqs: number[]; entries: ReadonlyMap<string, unknown> } | Refused;
 
 const FINISHED = new Set(['completed', 'aborted']);
+
+/** What check() reads before the state: what the batch so far changed (null while nothing), and the pending batches. */
+interface View {
+  local: Map<string, unknown> | null;
+  pending: Pending | null;
+}
+type Refusal = { code: RefusalCode; ids: string[]; why: string };
+/** What a batch that changes no record's existence or state leaves to record (Pending.record keeps nothing of it). */
+const NO_ENTRIES: ReadonlyMap<string, unknown> = new Map();
+
+const quiet = (v: View): boolean => v.local === null && (v.pending === null || v.pending.size === 0);
+
+function viewed(v: View, key: string): { v: unknown } | undefined {
+  if (v.local !== null && v.local.has(key)) return { v: v.local.get(key) };
+  return v.pending?.lookup(key);
+}
+
+function setLocal(v: View, key: string, value: unknown): void {
+  (v.local ??= new Map()).set(key, value);
+}
+
+/** The batch's refusal with `id` added: the first code refused names every id refused for it. */
+function refuse(r: Refusal | null, code: RefusalCode, id: string, why: string): Refusal {
+  if (r === null) return { code, ids: [id], why };
+  if (r.code === code && !r.ids.includes(id)) r.ids.push(id);
+  return r;
+}
 
 export class FleetState {
   readonly devices = new Map<string, DeviceRecord>();
@@ -111,34 +138,12 @@ export class FleetState {
    */
   check(batch: readonly Change[], pending: Pending | null, journaled = false): Checked {
     if (!Array.isArray(batch) || batch.length === 0) throw new TypeError('apply: expected a non-empty array of changes');
-    const local = new Map<string, unknown>();
-    // What this batch and the pending ones changed comes first; most batches (acks) change no
-    // record's existence or state, and then the state answers alone, without building a key.
-    const viewed = (key: string): { v: unknown } | undefined => {
-      if (local.has(key)) return { v: local.get(key) };
-      return pending?.lookup(key);
-    };
-    const quiet = () => local.size === 0 && (pending === null || pending.size === 0);
-    const deviceExists = (id: string): boolean => {
-      if (quiet()) return this.devices.has(id);
-      const p = viewed(`d\0${id}`);
-      return p !== undefined ? (p.v as boolean) : this.devices.has(id);
-    };
-    const rollout = (id: string): RolloutView | null => {
-      const p = quiet() ? undefined : viewed(`r\0${id}`);
-      if (p !== undefined) return p.v as RolloutView | null;
-      const r = this.rollouts.get(id);
-      return r === undefined ? null : { state: r.state, compacted: r.compactedAt !== null, waves: r.waves.length, members: null };
-    };
-    const get = (key: string, fromState: () => unknown): unknown => {
-      const p = viewed(key);
-      return p !== undefined ? p.v : fromState();
-    };
-    let refusal = null as { code: RefusalCode; ids: string[]; why: string } | null;
-    const refuse = (code: RefusalCode, id: string, why: string) => {
-      if (refusal === null) refusal = { code, ids: [id], why };
-      else if (refusal.code === code && !refusal.ids.includes(id)) refusal.ids.push(id);
-    };
+    // What this batch changed about a record's existence or state (its map made at the first such
+    // change: most batches, acks, change none), then what the pending ones did, come before the
+    // state. The look-ups are methods, not closures made per call: this runs for every batch
+    // applied and replayed.
+    const v: View = { local: null, pending };
+    let refusal: Refusal | null = null;
     const resolved: Change[] = [];
     const seqs: number[] = [];
     for (let i = 0; i < batch.length; i++) {
@@ -148,39 +153,41 @@ export class FleetState {
       switch (c.type) {
         case 'device.provision': {
           const id = c.device.id;
-          if (deviceExists(id)) refuse('PW_STORE_DUPLICATE_ID', id, 'already provisioned');
-          else local.set(`d\0${id}`, true);
+          if (this.#deviceExists(v, id)) refusal = refuse(refusal, 'PW_STORE_DUPLICATE_ID', id, 'already provisioned');
+          else setLocal(v, `d\0${id}`, true);
           break;
         }
         case 'device.patch':
         case 'device.history':
         case 'device.telemetry':
-          if (!deviceExists(c.id)) refuse('PW_STORE_NOT_FOUND', c.id, 'no such device');
+          if (!this.#deviceExists(v, c.id)) refusal = refuse(refusal, 'PW_STORE_NOT_FOUND', c.id, 'no such device');
           break;
         case 'device.delete':
-          if (!deviceExists(c.id)) refuse('PW_STORE_NOT_FOUND', c.id, 'no such device');
-          else local.set(`d\0${c.id}`, false);
+          if (!this.#deviceExists(v, c.id)) refusal = refuse(refusal, 'PW_STORE_NOT_FOUND', c.id, 'no such device');
+          else setLocal(v, `d\0${c.id}`, false);
           break;
         case 'bundle.put': {
           const key = `b\0${c.bundle.id}`;
-          if (get(key, () => this.bundles.has(c.bundle.id))) refuse('PW_STORE_DUPLICATE_ID', c.bundle.id, 'a bundle is immutable and this one is stored');
-          else local.set(key, true);
+          const p = viewed(v, key);
+          if (p !== undefined ? p.v : this.bundles.has(c.bundle.id)) refusal = refuse(refusal, 'PW_STORE_DUPLICATE_ID', c.bundle.id, 'a bundle is immutable and this one is stored');
+          else setLocal(v, key, true);
           break;
         }
         case 'group.allocateSeq': {
           const key = `g\0${c.group}`;
-          const current = get(key, () => this.groups.get(c.group)?.seq ?? 0) as number;
+          const p = viewed(v, key);
+          const current = (p !== undefined ? p.v : (this.groups.get(c.group)?.seq ?? 0)) as number;
           const seq = journaled ? (c.seq as number) : Math.max(current, c.above ?? 0) + 1;
           if (!Number.isSafeInteger(seq)) throw new TypeError(`apply: changes[${i}]: group ${JSON.stringify(c.group)} has no seq left`);
-          local.set(key, Math.max(current, seq));
+          setLocal(v, key, Math.max(current, seq));
           seqs.push(seq);
           resolved.push(journaled ? c : { ...c, seq });
           continue;
         }
         case 'rollout.create': {
           const id = c.rollout.id;
-          if (rollout(id) !== null) refuse('PW_STORE_DUPLICATE_ID', id, 'a rollout of this id exists');
-          else local.set(`r\0${id}`, { state: c.rollout.state, compacted: c.rollout.compactedAt != null, waves: c.rollout.waves.length, members: new Set(c.members.flat()) } satisfies RolloutView);
+          if (this.#rolloutView(v, id) !== null) refusal = refuse(refusal, 'PW_STORE_DUPLICATE_ID', id, 'a rollout of this id exists');
+          else setLocal(v, `r\0${id}`, { state: c.rollout.state, compacted: c.rollout.compactedAt != null, waves: c.rollout.waves.length, members: new Set(c.members.flat()) } satisfies RolloutView);
           break;
         }
         case 'rollout.patch':
@@ -188,26 +195,26 @@ export class FleetState {
         case 'rollout.decision':
         case 'rollout.member':
         case 'rollout.compact': {
-          const r = rollout(c.id);
+          const r = this.#rolloutView(v, c.id);
           if (r === null) {
-            refuse('PW_STORE_NOT_FOUND', c.id, 'no such rollout');
+            refusal = refuse(refusal, 'PW_STORE_NOT_FOUND', c.id, 'no such rollout');
             break;
           }
           switch (c.type) {
             case 'rollout.patch':
-              if (c.set.state !== undefined && c.set.state !== r.state) local.set(`r\0${c.id}`, { ...r, state: c.set.state });
+              if (c.set.state !== undefined && c.set.state !== r.state) setLocal(v, `r\0${c.id}`, { ...r, state: c.set.state });
               break;
             case 'rollout.wave':
-              if (c.wave >= r.waves) refuse('PW_STORE_NOT_FOUND', `${c.id}#${c.wave}`, 'no such wave');
+              if (c.wave >= r.waves) refusal = refuse(refusal, 'PW_STORE_NOT_FOUND', `${c.id}#${c.wave}`, 'no such wave');
               break;
             case 'rollout.member':
-              if (r.compacted) refuse('PW_STORE_CONFLICT', c.id, 'the rollout is compacted: it keeps no members');
-              else if (c.wave !== undefined && c.wave >= r.waves) refuse('PW_STORE_NOT_FOUND', `${c.id}#${c.wave}`, 'no such wave');
-              else if (!(r.members !== null ? r.members.has(c.device) : this.members.get(c.id)?.has(c.device))) refuse('PW_STORE_NOT_FOUND', c.device, `not a member of rollout ${c.id}`);
+              if (r.compacted) refusal = refuse(refusal, 'PW_STORE_CONFLICT', c.id, 'the rollout is compacted: it keeps no members');
+              else if (c.wave !== undefined && c.wave >= r.waves) refusal = refuse(refusal, 'PW_STORE_NOT_FOUND', `${c.id}#${c.wave}`, 'no such wave');
+              else if (!(r.members !== null ? r.members.has(c.device) : this.members.get(c.id)?.has(c.device))) refusal = refuse(refusal, 'PW_STORE_NOT_FOUND', c.device, `not a member of rollout ${c.id}`);
               break;
             case 'rollout.compact':
-              if (!FINISHED.has(r.state)) refuse('PW_STORE_CONFLICT', c.id, `only a completed or aborted rollout is compacted, this one is ${r.state}`);
-              else if (!r.compacted) local.set(`r\0${c.id}`, { ...r, compacted: true, members: null });
+              if (!FINISHED.has(r.state)) refusal = refuse(refusal, 'PW_STORE_CONFLICT', c.id, `only a completed or aborted rollout is compacted, this one is ${r.state}`);
+              else if (!r.compacted) setLocal(v, `r\0${c.id}`, { ...r, compacted: true, members: null });
               break;
           }
           break;
@@ -218,7 +225,22 @@ export class FleetState {
       resolved.push(c);
     }
     if (refusal !== null) return refused(refusal.code, refusal.ids, refusal.why);
-    return { ok: true, resolved, seqs, entries: local };
+    return { ok: true, resolved, seqs, entries: v.local ?? NO_ENTRIES };
+  }
+
+  /** Whether device `id` exists, as the batch so far and the pending batches leave it. */
+  #deviceExists(v: View, id: string): boolean {
+    if (quiet(v)) return this.devices.has(id);
+    const p = viewed(v, `d\0${id}`);
+    return p !== undefined ? (p.v as boolean) : this.devices.has(id);
+  }
+
+  /** Rollout `id` as the batch so far and the pending batches leave it; null when there is none. */
+  #rolloutView(v: View, id: string): RolloutView | null {
+    const p = quiet(v) ? undefined : viewed(v, `r\0${id}`);
+    if (p !== undefined) return p.v as RolloutView | null;
+    const r = this.rollouts.get(id);
+    return r === undefined ? null : { state: r.state, compacted: r.compactedAt !== null, waves: r.waves.length, members: null };
   }
 
   // ------------------------------------------------------------------ commit
@@ -305,7 +327,12 @@ export class FleetState {
       case 'rollout.wave': {
         const w = this.rollouts.get(c.id)!.waves[c.wave];
         if (c.set !== undefined) Object.assign(w, c.set);
-        if (c.add?.count !== undefined) for (const [k, v] of Object.entries(c.add.count)) w.count[k as keyof StoredWave['count']] = (w.count[k as keyof StoredWave['count']] ?? 0) + (v as number);
+        // Own keys without an array of entries: every ack carries a wave's count deltas.
+        const count = c.add?.count as Record<string, number> | undefined;
+        if (count !== undefined) {
+          const to = w.count as Record<string, number>;
+          for (const k in count) if (Object.hasOwn(count, k)) to[k] = (to[k] ?? 0) + count[k];
+        }
         if (c.add?.rejectedByReason !== undefined) for (const [k, v] of Object.entries(c.add.rejectedByReason)) tally(w.rejectedByReason, k, v);
         return;
       }
@@ -433,7 +460,23 @@ export class FleetState {
   getDeviceCore(id: string): DeviceCore | null {
     const d = this.devices.get(id);
     if (d === undefined) return null;
-    const { history: _history, telemetry: _telemetry, ...core } = d;
+    // Field by field (a rest copy is a runtime call, ten times as slow): every device message reads one.
+    const core: DeviceCore = {
+      id: d.id,
+      group: d.group,
+      model: d.model,
+      firmware: d.firmware,
+      tokenHash: d.tokenHash,
+      createdAt: d.createdAt,
+      revokedAt: d.revokedAt,
+      lastSeen: d.lastSeen,
+      lastConnectAt: d.lastConnectAt,
+      lastDisconnectAt: d.lastDisconnectAt,
+      seq: d.seq,
+      bundleId: d.bundleId,
+    };
+    if (d.keyEpoch !== undefined) core.keyEpoch = d.keyEpoch;
+    if (d.broker !== undefined) core.broker = d.broker;
     return core;
   }
 

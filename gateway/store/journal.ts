@@ -60,9 +60,21 @@ export function recordLength(body: string): number {
   return len;
 }
 
-/** Writes the record for `body` of `len` bytes (recordLength) into `out` at `at`; returns where it ends. */
-export function frameInto(out: Buffer, at: number, body: string, len: number): number {
-  out.write(body, at + HEADER_BYTES, len, 'utf8');
+/**
+ * A record's body as UTF-8 bytes (a RangeError when no record can hold it, as recordLength): what
+ * the embedded store queues for its next write, so that the string of each batch in flight is let
+ * go at once, not kept on the heap until its fsync.
+ */
+export function recordBytes(body: string): Buffer {
+  const bytes = body.length === 0 || body.length > MAX_RECORD_BYTES ? null : Buffer.from(body, 'utf8');
+  if (bytes === null || bytes.length > MAX_RECORD_BYTES) throw new RangeError(`a journal record holds 1 to ${MAX_RECORD_BYTES} bytes, got ${bytes?.length ?? Buffer.byteLength(body)}`);
+  return bytes;
+}
+
+/** Writes the record for `body` of `len` bytes (recordLength, or the bytes of recordBytes) into `out` at `at`; returns where it ends. */
+export function frameInto(out: Buffer, at: number, body: string | Uint8Array, len: number): number {
+  if (typeof body === 'string') out.write(body, at + HEADER_BYTES, len, 'utf8');
+  else out.set(body, at + HEADER_BYTES);
   out.writeUInt32LE(len, at);
   out.writeUInt32LE(crc32(out.subarray(at + HEADER_BYTES, at + HEADER_BYTES + len)), at + 4);
   return at + HEADER_BYTES + len;
@@ -93,7 +105,7 @@ function groupBytes(body: string): number | null {
  * The bytes one write appends: a group header, then `bodies` framed (each with its byte length,
  * recordLength), in one buffer.
  */
-export function frameGroup(bodies: ReadonlyArray<{ body: string; len: number }>): Buffer {
+export function frameGroup(bodies: ReadonlyArray<{ body: string | Uint8Array; len: number }>): Buffer {
   let total = 0;
   for (const b of bodies) total += HEADER_BYTES + b.len;
   const header = `${GROUP_PREFIX}{"bytes":${total}}}`;

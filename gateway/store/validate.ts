@@ -312,8 +312,28 @@ export function checkItem(collection: unknown, key: unknown, value: unknown, whe
 }
 
 const DEVICE_ID_FAST = /^[A-Za-z0-9._:-]{1,64}$/;
-const isId = (v: unknown) => typeof v === 'string' && DEVICE_ID_FAST.test(v) && !/^\.+$/.test(v);
+/** Whether `v` holds a character other than '.' (a device id of dots alone names a directory, device-id.ts). */
+const notDotsAlone = (v: string): boolean => {
+  for (let i = 0; i < v.length; i++) if (v.charCodeAt(i) !== 0x2e) return true;
+  return false;
+};
+const isId = (v: unknown) => typeof v === 'string' && DEVICE_ID_FAST.test(v) && notDotsAlone(v);
 const isTimeOrNull = (v: unknown) => v === null || isTime(v);
+/** The last bundle id isBundleId passed: every ack of a rollout names the same one, compared, not matched again. */
+let lastBundleId = '';
+const isBundleId = (v: unknown): boolean => {
+  if (typeof v !== 'string') return false;
+  if (v === lastBundleId) return true;
+  if (!BUNDLE_ID_RE.test(v)) return false;
+  lastBundleId = v;
+  return true;
+};
+/** How many own enumerable keys `o` has, without an array of them (this runs for every change applied and replayed). */
+const keyCount = (o: Record<string, unknown>): number => {
+  let n = 0;
+  for (const k in o) if (Object.hasOwn(o, k)) n++;
+  return n;
+};
 
 /**
  * The per-ack changes, checked without building a message: most of what a store applies and
@@ -329,21 +349,21 @@ function fastValid(c: Record<string, unknown>): boolean {
         n++;
         if (k === 'lastSeen' || k === 'lastConnectAt' || k === 'lastDisconnectAt') { if (!isTimeOrNull(v)) return false; }
         else if (k === 'seq') { if (!(v === null || isUint(v))) return false; }
-        else if (k === 'bundleId') { if (!(v === null || (typeof v === 'string' && BUNDLE_ID_RE.test(v)))) return false; }
+        else if (k === 'bundleId') { if (!(v === null || isBundleId(v))) return false; }
         else return false;
       }
       return n > 0;
     }
     case 'device.history': {
       const e = c.entry as Record<string, unknown>;
-      return isId(c.id) && isObject(e) && isTime(e.at) && (e.rolloutId === undefined || isName(e.rolloutId)) && typeof e.bundleId === 'string' && BUNDLE_ID_RE.test(e.bundleId) && isUint(e.seq) && HISTORY_EVENTS.has(e.event as string) && (e.reason === undefined || (typeof e.reason === 'string' && e.reason.length <= 200)) && Object.keys(e).length <= 6;
+      return isId(c.id) && isObject(e) && isTime(e.at) && (e.rolloutId === undefined || isName(e.rolloutId)) && isBundleId(e.bundleId) && isUint(e.seq) && HISTORY_EVENTS.has(e.event as string) && (e.reason === undefined || (typeof e.reason === 'string' && e.reason.length <= 200)) && keyCount(e) <= 6;
     }
     case 'rollout.member':
       return isName(c.id) && isId(c.device) && DEVICE_STATUSES.has(c.status as string) && (c.reason === undefined || c.reason === null) && isTimeOrNull(c.at) && c.wave === undefined;
     case 'rollout.wave': {
       if (!isName(c.id) || !isUint(c.wave) || c.set !== undefined || !isObject(c.add)) return false;
       const add = c.add as Record<string, unknown>;
-      if (Object.keys(add).length !== 1 || !isObject(add.count)) return false;
+      if (keyCount(add) !== 1 || !isObject(add.count)) return false;
       for (const k in add.count) if (!COUNT_KEYS.includes(k) || !Number.isSafeInteger(add.count[k])) return false;
       return true;
     }
