@@ -9,12 +9,15 @@
 //   reloads.add(() => rollouts.load());
 //   new Rollouts({ store: reloads.store, reloads, ... });   // commits through it are watched
 import type { Logger } from './logger.ts';
+import { StoreRefusal } from './fleet-reads.ts';
 import type { Applied, ApplyOptions, Change, ChangeStore } from './store/changes.ts';
 
 export class Reloads {
   /** The store, its batches watched: what the parts that change memory first commit through. */
   readonly store: ChangeStore;
   readonly #log: Logger;
+  /** the store itself, unwatched */
+  readonly #store: ChangeStore;
   readonly #loads: Array<() => Promise<void>> = [];
   #inFlight = 0;
   #failed = false;
@@ -24,6 +27,7 @@ export class Reloads {
 
   constructor(store: ChangeStore, log: Logger) {
     this.#log = log;
+    this.#store = store;
     const apply = (changes: readonly Change[], options?: ApplyOptions) => this.#apply(store, changes, options);
     const bound = new Map<PropertyKey, unknown>();
     this.store = new Proxy(store, {
@@ -84,6 +88,31 @@ export class Reloads {
     }
     return applying.then(this.#committed, this.#notCommitted);
   }
+
+  /**
+   * fleet-reads.ts `commit` through the watched store, in one step: a durable batch whose refusal
+   * is a StoreRefusal. The rollouts' path of every ack: one promise for both, not one each.
+   */
+  commit(changes: readonly Change[]): Promise<number[]> {
+    this.#inFlight++;
+    let applying: Promise<Applied>;
+    try {
+      applying = this.#store.apply(changes);
+    } catch (err) {
+      applying = Promise.reject(err as Error);
+    }
+    return applying.then(this.#seqs, this.#notCommitted);
+  }
+
+  readonly #seqs = (r: Applied): number[] => {
+    if (!r.ok) {
+      this.#failed = true;
+      this.#settle();
+      throw new StoreRefusal(this.#store.status().name, r);
+    }
+    this.#settle();
+    return r.seqs;
+  };
 
   readonly #committed = (r: Applied): Applied => {
     if (!r.ok) this.#failed = true;

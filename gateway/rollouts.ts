@@ -852,7 +852,7 @@ export class Rollouts {
    * not: once no commit is in flight they are read again from the store (reloads.ts).
    */
   #commit(changes: Change[]): Promise<unknown> {
-    return commit(this.#store, changes);
+    return this.#reloads.commit(changes);
   }
 
   #changed(r: GatewayRollout): void {
