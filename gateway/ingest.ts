@@ -9,6 +9,7 @@ import { LABEL_RE } from './devices.ts';
 import type { Delivery } from './delivery.ts';
 import type { Logger } from './logger.ts';
 import * as engine from './rollout/engine.ts';
+import type { DeviceAck } from './rollout/types.ts';
 import type { Rollouts } from './rollouts.ts';
 import type { Change, ChangeStore, DeviceFields } from './store/changes.ts';
 import type { DeviceCore, DeviceHistoryEntry } from './store/types.ts';
@@ -140,6 +141,14 @@ export class Ingest {
   }
 
   #handle(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
+    try {
+      return this.#dispatch(id, kind, payload);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  #dispatch(id: string, kind: DeviceMessageKind, payload: Buffer): Promise<void> {
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     switch (kind) {
       case 'state':
@@ -189,30 +198,50 @@ export class Ingest {
     return r !== null && r.state !== 'pending';
   }
 
-  async #onAck(id: string, bytes: Uint8Array): Promise<void> {
+  /**
+   * Not an async function: an ack whose bundle is cached, from a device of a store that keeps the
+   * fleet in memory (getDeviceCoreNow), with no read of the rollouts under way, is decided and
+   * handed to the store without a wait (and without a frame and promises held while its batch
+   * waits for its fsync); any other waits for its reads first (#ackAfterReads).
+   */
+  #onAck(id: string, bytes: Uint8Array): Promise<void> {
     const m = decodeAnyAck(bytes);
-    if (!m.ok) return this.#drop('malformed_ack', id, m.detail);
+    if (!m.ok) return this.#dropped('malformed_ack', id, m.detail);
     const a = m.message;
     const now = this.#now();
     // A device that could not read a bundle acks it with no id: it is the one last handed to it.
     const bundleId = a.bundleId ?? this.#delivery.handed(id) ?? null;
-    if (bundleId === null) return this.#drop('ack_unknown_bundle', id);
+    if (bundleId === null) return this.#dropped('ack_unknown_bundle', id);
     this.#counters.acks[a.status]++;
     // The seq comes from the stored bundle, never from the device: a device cannot push its
     // group's seq counter anywhere by claiming one.
-    const known = this.#bundles.cached(bundleId) ?? (await this.#bundles.load(bundleId));
+    const known = this.#bundles.cached(bundleId);
+    const d = known && a.status !== 'reverted' && this.#rollouts.reloading === null ? this.#store.getDeviceCoreNow?.(id) : undefined;
+    if (d === undefined) return this.#ackAfterReads(id, a, bundleId, known, now);
+    if (d === null) return this.#dropped('ack_unknown_device', id);
+    return this.#ack(id, a, bundleId, known!, null, d, now);
+  }
+
+  /** An ack whose bundle, previous bundle (a revert), device or the rollouts' read must be waited for first. */
+  async #ackAfterReads(id: string, a: Ack, bundleId: string, cached: KnownBundle | undefined, now: number): Promise<void> {
+    const known = cached ?? (await this.#bundles.load(bundleId));
     if (!known) return this.#drop('ack_unknown_bundle', id);
-    const seq = known.seq;
-    const applied = a.status === 'applied' || a.status === 'verified';
-    const epoch = applied ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
     // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
     const reverted = a.status === 'reverted' ? await this.#revertedTo(a.previousBundleId) : null;
-    const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
     const d = await this.#store.getDeviceCore(id);
     if (!d) return this.#drop('ack_unknown_device', id);
     // The rollouts may be being read again (a commit failed while this message waited): the ack
     // changes the records read, never those the read replaces (docs/architecture.md §7).
     if (this.#rollouts.reloading) await this.#rollouts.reloading;
+    return this.#ack(id, a, bundleId, known, reverted, d, now);
+  }
+
+  /** The ack decided, with all it needs read: its batch committed with the engine's changes. */
+  #ack(id: string, a: Ack, bundleId: string, known: KnownBundle, reverted: RevertedTo | null, d: DeviceCore, now: number): Promise<void> {
+    const seq = known.seq;
+    const applied = a.status === 'applied' || a.status === 'verified';
+    const epoch = applied ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
+    const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
     const r = this.#rollouts.activeOrLatest(id);
     const rolloutId = r && r.bundle.id === bundleId ? r.id : undefined;
     const set: DeviceFields = { lastSeen: now };
@@ -232,16 +261,26 @@ export class Ingest {
     ];
     const healthChecked = hasHealthCheck(this.#manifests, d.model, d.firmware);
     const unverified = a.status === 'applied' && a.unverified !== undefined;
-    // Returned, not awaited: this frame, and all it read, is let go while the batch waits for its fsync.
-    if (r && r.bundle.id === bundleId) return this.#rollouts.apply(r, engine.deviceAcked(r, id, { status: a.status, reason, bundleId, seq, healthChecked, unverified, ...(a.status === 'reverted' && { endpoint: reason }) }, now), batch);
+    if (r && r.bundle.id === bundleId) {
+      const ack: DeviceAck = { status: a.status, reason, bundleId, seq, healthChecked, unverified };
+      if (a.status === 'reverted') ack.endpoint = reason;
+      return this.#rollouts.apply(r, engine.deviceAcked(r, id, ack, now), batch);
+    }
+    return this.#ackOutsideRollout(id, batch, applied && epoch !== null ? { ...d, ...set } : null);
+  }
+
+  /**
+   * A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
+   * first, key-rotation.ts): once committed, the baseline is offered again (`rotated`: the device
+   * as it is now), and goes if the device is still behind.
+   */
+  async #ackOutsideRollout(id: string, batch: Change[], rotated: DeviceCore | null): Promise<void> {
     await commit(this.#store, batch);
-    // A bundle applied outside a rollout (a baseline, or the key rotation a late joiner needed
-    // first, key-rotation.ts): the baseline is offered again, and goes if the device is still behind.
-    if (applied && epoch !== null) await this.#delivery.offerBaseline({ ...d, ...set }, this.#inRunningRollout(id));
+    if (rotated !== null) await this.#delivery.offerBaseline(rotated, this.#inRunningRollout(id));
   }
 
   /** The bundle a reverted device runs again: known (its seq the stored one), the firmware's initial pins (seq 0), or unknown (seq null). */
-  async #revertedTo(previousBundleId: string | null): Promise<{ known: boolean; bundleId: string | null; seq: number | null }> {
+  async #revertedTo(previousBundleId: string | null): Promise<RevertedTo> {
     if (previousBundleId === null) return { known: true, bundleId: null, seq: 0 };
     const b = this.#bundles.cached(previousBundleId) ?? (await this.#bundles.load(previousBundleId));
     return b ? { known: true, bundleId: previousBundleId, seq: b.seq } : { known: false, bundleId: previousBundleId, seq: null };
@@ -266,11 +305,24 @@ export class Ingest {
     if (batch.length > 0) await commit(this.#store, batch);
   }
 
+  /** #drop, answered: a dropped message is answered as handled. */
+  #dropped(reason: string, deviceId: string, detail?: string): Promise<void> {
+    this.#drop(reason, deviceId, detail);
+    return HANDLED;
+  }
+
   #drop(reason: string, deviceId: string, detail?: string, count = 1): void {
     this.#counters.dropped[reason] = (this.#counters.dropped[reason] ?? 0) + count;
     this.#log.debug({ deviceId, reason, detail }, 'device message dropped');
   }
 }
+
+/** What a message that needs no commit answers (one promise for all: a settled promise cannot change). */
+const HANDLED: Promise<void> = Promise.resolve();
+
+type Ack = Extract<ReturnType<typeof decodeAnyAck>, { ok: true }>['message'];
+type KnownBundle = NonNullable<ReturnType<Bundles['cached']>>;
+type RevertedTo = { known: boolean; bundleId: string | null; seq: number | null };
 
 /** An ack's history entry, its fields in the order the journal has always had them; built without spreads (every ack makes one). */
 function historyEntry(at: number, rolloutId: string | undefined, bundleId: string, seq: number, event: DeviceHistoryEntry['event'], reason: string | undefined): DeviceHistoryEntry {

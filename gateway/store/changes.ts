@@ -274,6 +274,13 @@ export interface ChangeStore {
   getDevice(id: string): Promise<DeviceRecord | null>;
   /** The device without its history and telemetry (the per-message read), or null. */
   getDeviceCore(id: string): Promise<DeviceCore | null>;
+  /**
+   * getDeviceCore answered at once, by a store that keeps the fleet in memory (the memory and the
+   * embedded store): the same copy, without a promise on every device message's path; undefined
+   * when it cannot be answered at once (ask getDeviceCore). Absent where a read is a query
+   * (PostgreSQL). Throws where getDeviceCore rejects (a store not open).
+   */
+  getDeviceCoreNow?(id: string): DeviceCore | null | undefined;
   /** One entry per id asked for, in that order; null for an unknown id. At most MAX_BATCH_READ ids. */
   getDevices(ids: readonly string[]): Promise<Array<DeviceRecord | null>>;
   listDevices(filter?: DeviceFilter): Promise<Page<DeviceRecord>>;

@@ -34,6 +34,10 @@ export abstract class StateReads implements Pick<ChangeStore, Exclude<keyof Chan
     this.assertOpen();
     return this.state.getDeviceCore(id);
   }
+  getDeviceCoreNow(id: string): DeviceCore | null | undefined {
+    this.assertOpen();
+    return this.state.getDeviceCore(id);
+  }
   async getDevices(ids: readonly string[]): Promise<Array<DeviceRecord | null>> {
     this.assertOpen();
     return this.state.getDevices(ids);
