@@ -1,7 +1,7 @@
 // What `pinwave gateway` checks before it opens the store (docs/operations.md, *Run as a service*): the data
 // dir is a folder it can write (or can be made one), and every address it will listen on can be bound. A start
-// that fails on one of these says so in one line naming the flag (or variable, or config key) and
-// the address, and has written nothing: no journal begun in the data dir, no lock left there.
+// that fails on one of these says so in one line naming the flag (or variable, or config key, or the
+// default when nothing set it: gateway/config.ts settingText) and the address, and has written nothing: no journal begun in the data dir, no lock left there.
 //
 //   const problem = (await dataDirProblem(dir, '--data /srv/pw')) ?? (await listenProblem(listeners));
 import { access, constants, stat } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { endpointText } from '../firmware-manifest/index.ts';
 export interface Listener {
   host: string;
   port: number;
-  /** e.g. `--mqtt-port 18830`, `PINWAVE_HTTP_PORT=8080`, `config mqtt.tls.port 8883` */
+  /** e.g. `--mqtt-port 18830`, `PINWAVE_HTTP_PORT=8080`, `config mqtt.tls.port 8883`, `the default HTTP port 8080 (set by …)` */
   portName: string;
   /** e.g. `--host gw.local`, `config http.host 10.0.0.5` */
   hostName: string;

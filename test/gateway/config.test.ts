@@ -3,7 +3,7 @@
 import t from 'tap';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, DEFAULTS, loadConfig } from '../../gateway/config.ts';
+import { ConfigError, DEFAULTS, loadConfig, settingText } from '../../gateway/config.ts';
 import { hashToken } from '../../gateway/credentials.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { pin } from '../fixtures/gateway.ts';
@@ -24,8 +24,22 @@ function problems(o: Parameters<typeof loadConfig>[0]): string[] {
 
 t.test('with only the required flags, every option takes its default', async (t) => {
   const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
-  t.same(c, { dataDir: '/d', storeUrl: null, keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null });
+  t.same(c, { dataDir: '/d', storeUrl: null, keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null, origins: { dataDir: 'flag', storeUrl: 'default', keyPath: 'flag', nextKeyPath: 'default', host: 'default', httpHost: 'inherited', mqttPort: 'default', httpPort: 'default', tlsPort: 'default', wsPort: 'default' } });
   t.equal(DEFAULTS.httpPort, 8080);
+});
+
+t.test('a value is named where it came from: the flag, the variable, the file key (even one that repeats the default) or the default', async (t) => {
+  const dir = t.testdir({ 'c.json': JSON.stringify({ host: '127.0.0.1', http: { host: '127.0.0.1', port: 8080 }, mqtt: { websocket: true } }), 'd.json': '{}' });
+  const c = loadConfig({ file: join(dir, 'c.json'), env: { PINWAVE_MQTT_PORT: '1884', PINWAVE_HOST: '' }, flags: { dataDir: '/d' } });
+  t.equal(settingText(c, 'dataDir', '/d'), '--data /d');
+  t.equal(settingText(c, 'mqttPort', c.mqtt.port), 'PINWAVE_MQTT_PORT=1884');
+  t.equal(settingText(c, 'host', c.host), 'config host 127.0.0.1', 'an empty variable is unset');
+  t.equal(settingText(c, 'httpHost', c.http.host), 'config http.host 127.0.0.1', 'set to what host is, still its own key');
+  t.equal(settingText(c, 'httpPort', c.http.port), 'config http.port 8080', 'the default value, set by the file');
+  t.equal(settingText(c, 'wsPort', c.mqtt.websocket!.port), 'the default MQTT WebSocket port 8083 (set by config mqtt.websocket.port)');
+  const d = loadConfig({ file: join(dir, 'd.json'), flags: { dataDir: '/d', host: '::1' } });
+  t.equal(settingText(d, 'httpHost', d.http.host), '--host ::1', 'an HTTP host not set itself is the host it takes');
+  t.equal(settingText(d, 'httpPort', d.http.port), 'the default HTTP port 8080 (set by --http-port, PINWAVE_HTTP_PORT or config http.port)');
 });
 
 t.test('a YAML file sets every option; its relative paths are relative to the file', async (t) => {
