@@ -325,7 +325,9 @@ function listenersOf(c: GatewayConfig): Listener[] {
         ...(c.mqtt.tls ? [own(c.mqtt.tls.port, settingText(c, 'tlsPort', c.mqtt.tls.port))] : []),
         ...(c.mqtt.websocket ? [own(c.mqtt.websocket.port, settingText(c, 'wsPort', c.mqtt.websocket.port))] : []),
       ];
-  return [...mqtt, { host: c.http.host, port: c.http.port, portName: settingText(c, 'httpPort', c.http.port), hostName: settingText(c, 'httpHost', c.http.host) }];
+  // fastify listens on every address of `localhost` (127.0.0.1 and ::1 where both resolve), net.Server on the first only.
+  const http: Listener = { host: c.http.host, port: c.http.port, portName: settingText(c, 'httpPort', c.http.port), hostName: settingText(c, 'httpHost', c.http.host), ...(c.http.host === 'localhost' && { every: true }) };
+  return [...mqtt, http];
 }
 
 /** The kid both keys share, or null when they differ (or one is not given, or cannot be read: the start says why). */
