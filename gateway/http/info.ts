@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../gateway.ts';
-import { responses } from './schemas.ts';
+import { ignoredQuery, responses } from './schemas.ts';
 
 /** The one reason GET /readyz gives for 503. */
 export const STORE_CANNOT_WRITE = 'store cannot write';
@@ -41,7 +41,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
 
   app.get(
     '/healthz',
-    { config: { public: true }, schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
+    { config: { public: true }, schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', querystring: ignoredQuery, response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
     async () => ({ status: 'ok' }),
   );
 
@@ -57,6 +57,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
         tags: ['meta'],
         summary: 'Readiness: 200 while the store can write, 503 while it cannot; no token needed',
         description: 'Names neither the store nor its error: `GET /v1/info` (a token) gives them as `store`.',
+        querystring: ignoredQuery,
         response: {
           200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ready'] } } },
           503: { type: 'object', required: ['status', 'reason'], properties: { status: { type: 'string', enum: ['unavailable'] }, reason: { type: 'string', enum: [STORE_CANNOT_WRITE] } } },
