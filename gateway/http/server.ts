@@ -19,7 +19,8 @@
 // query and ignore it (schemas.ts ignoredQuery): a bookmark's, a cache-buster's, a load balancer's.
 //
 // Methods. A path served, asked with a method it does not take, is 405 with `Allow`, after the
-// access check (wrong-method.ts); a path not served is 404.
+// access check (wrong-method.ts), PROPFIND and the other methods fastify does not route by default
+// included; a path not served is 404.
 //
 // Logs. Request lines carry the method, the path and the query's parameter names, never their
 // values (request-log.ts), nor any header.
