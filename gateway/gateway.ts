@@ -53,7 +53,7 @@ import type { TelemetryBook } from './telemetry.ts';
 import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Preflight, PreflightOptions } from './preflight.ts';
 import type { StuckDevice } from './stuck.ts';
-import { hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
+import { endpointText, hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
 import type { DeviceMessageKind } from './topics.ts';
 import { hostname } from 'node:os';
 import type { PinDiff } from './pin-diff.ts';
@@ -476,7 +476,8 @@ export class Gateway {
   get mqttUrl(): string {
     if (this.#external) return this.#external.deviceUrl;
     const { tcp, tls } = this.#broker.ports;
-    return tcp !== undefined ? `mqtt://${this.#o.host ?? '127.0.0.1'}:${tcp}` : `mqtts://${this.#o.host ?? '127.0.0.1'}:${tls}`;
+    const host = this.#o.host ?? '127.0.0.1';
+    return tcp !== undefined ? `mqtt://${endpointText(host, tcp)}` : `mqtts://${endpointText(host, tls!)}`;
   }
 
   /** The signing key's public half and kid, for `GET /v1/info` and simulators; null on an upload-only gateway. */

@@ -18,7 +18,7 @@ import type { Tasks } from './tasks.ts';
 import type { TelemetryBook } from './telemetry.ts';
 import type { DeviceMessageKind } from './topics.ts';
 import { hasHealthCheck } from './rollout/verification.ts';
-import { decodeAnyAck, decodeAnyState, decodeTelemetry, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { decodeAnyAck, decodeAnyState, decodeTelemetry, endpointText, type FirmwareManifest } from '../firmware-manifest/index.ts';
 
 export interface IngestCounters {
   messagesIn: Record<DeviceMessageKind, number>;
@@ -200,7 +200,7 @@ export class Ingest {
     const epoch = applied ? this.#bundles.rotationEpoch(bundleId, known.bytes) : null;
     // docs/architecture.md §9: a device that reverted is back on its previous bundle, whose seq is the gateway's own.
     const reverted = a.status === 'reverted' ? await this.#revertedTo(a.previousBundleId) : null;
-    const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? `${a.endpoint.host}:${a.endpoint.port}`.slice(0, 200) : undefined;
+    const reason = a.status === 'rejected' ? a.reason : a.status === 'reverted' ? endpointText(a.endpoint.host, a.endpoint.port).slice(0, 200) : undefined;
     const d = await this.#store.getDeviceCore(id);
     if (!d) return this.#drop('ack_unknown_device', id);
     // The rollouts may be being read again (a commit failed while this message waited): the ack

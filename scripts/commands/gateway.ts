@@ -29,6 +29,7 @@ import { LOG_FORMATS, settingText, type LogFormat, type Setting } from '../../ga
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { dataDirProblem, listenFailure, listenProblem, type Listener } from '../start-checks.ts';
 import { hex } from '../../firmware-manifest/codec.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 
 const USAGE = `Usage:
   pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
@@ -247,8 +248,6 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     return refused(err);
   }
 
-  const bracket = (h: string) => (h.includes(':') ? `[${h}]` : h);
-  const host = bracket(config.host);
   const ports = gw.ports;
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
@@ -256,10 +255,10 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   for (const [i, b] of (config.broker ?? []).entries()) io.out(`devices connect to the broker at ${gw.brokers[i]} (the gateway is its client ${b.username})`);
   const replica = gw.replica;
   if (replica) io.out(`replica ${replica.id}: ${replica.leader ? 'leading (runs the rollout engine)' : 'following (another replica leads; this one takes over if it stops)'}`);
-  if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
-  if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
-  if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
-  io.out(`${scheme} listening on ${scheme}://${bracket(config.http.host)}:${httpPort}`);
+  if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${endpointText(config.host, ports.tcp)}`);
+  if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${endpointText(config.host, ports.tls)}`);
+  if (ports.ws !== undefined) io.out(`ws listening on ws://${endpointText(config.host, ports.ws)}${config.mqtt.websocket?.path ?? ''}`);
+  io.out(`${scheme} listening on ${scheme}://${endpointText(config.http.host, httpPort)}`);
   if (config.keyPath === null) io.err('note: no signing key: this gateway is upload-only (bundles are signed elsewhere: pinwave bundle create, then pinwave bundle upload)');
   if (config.tokens.length === 0) io.err('warning: no API tokens configured: every /v1 route answers 401 (set PINWAVE_ADMIN_TOKEN, or tokens in --config)');
   for (const w of cleartextWarnings(config)) {
