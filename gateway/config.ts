@@ -63,7 +63,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { formatManifestErrors, hex, kid, publicKeyFromText, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
 import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
 import { redactUrl } from './store/redact-url.ts';
@@ -428,7 +428,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   if (raw.waves !== undefined) {
     const plan = validatePlan({ waves: raw.waves }, 'config');
     // The plan's errors read "waves[1].size must ...": written as every config problem is, "config.waves[1].size: must ...".
-    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e.replace(/^(\S+) /, '$1: ')}`));
+    // Another wave an error names is a key of the file as well: "below config.waves[0].size".
+    if (!plan.ok) problems.push(...plan.errors.map((e) => e.replace(/(^|[^\w.])waves\[/g, '$1config.waves[').replace(/^(\S+) /, '$1: ')));
     else waves = raw.waves as WavePlanInput[];
   }
   const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime', MAX_BUNDLE_LIFETIME_SECONDS);
@@ -883,7 +884,12 @@ class Checker {
         this.problems.push(`${at}: ${path(file)} is not a valid firmware manifest: ${formatManifestErrors(r.errors).replace(/\n/g, '; ')}`);
         return;
       }
-      if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
+      // A key listed twice (the same key as PEM and as base64, say) leaves the model one key short of
+      // what the file seems to trust: refused here, where the operator can fix the file.
+      const kids = r.manifest.trustedKeys.map((k) => hex(kid(publicKeyFromText(k))));
+      const twice = kids.findIndex((k, j) => kids.indexOf(k) !== j);
+      if (twice !== -1) this.problems.push(`${at}: ${path(file)}: trustedKeys[${twice}] is the same key as trustedKeys[${kids.indexOf(kids[twice])}] (kid ${kids[twice]}): list each key once`);
+      else if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
       else out.push(r.manifest);
     });
     return out;

@@ -105,7 +105,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.mqtt.tls.cert: required',
     "config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices' certificates",
     'config.mqtt.websocket.path: must start with "/", got "ws"',
-    'config.waves[1].size: must not be below waves[0].size (sizes are cumulative), got "10%"',
+    'config.waves[1].size: must not be below config.waves[0].size (sizes are cumulative), got "10%"',
     'config.bundleLifetime: must be a number of seconds above 0 and at most 3153600000 s or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
     'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)',
@@ -194,6 +194,17 @@ t.test('manifests are read and validated; a bad one is named with its path and t
   t.equal(list[3], 'config.manifests[4]: model "th-100" has a manifest already');
   t.equal(list[4], 'config.manifests[5]: must be a non-empty string, got 7');
   t.same(problems({ file: write(t, 'e.json', { manifests: 'good.json' }), flags: { dataDir: '/d', keyPath: '/k' } }), ['config.manifests: must be a list of firmware manifest JSON files, got "good.json"']);
+});
+
+t.test('a manifest listing one trusted key twice is refused at load, naming the key and both places', async (t) => {
+  const key = generateKeyPair();
+  const raw = Buffer.from(key.publicKey).toString('base64');
+  const other = generateKeyPair().publicPem;
+  const dir = t.testdir({ 'twice.json': JSON.stringify({ ...manifest(), trustedKeys: [key.publicPem, other, raw] }), 'once.json': JSON.stringify({ ...manifest(), trustedKeys: [key.publicPem, other] }) });
+  const list = problems({ file: write(t, 'c.json', { manifests: [join(dir, 'twice.json')] }), flags: { dataDir: '/d', keyPath: '/k' } });
+  t.equal(list.length, 1);
+  t.match(list[0], new RegExp(`^config\\.manifests\\[0\\]: .*twice\\.json: trustedKeys\\[2\\] is the same key as trustedKeys\\[0\\] \\(kid [0-9a-f]{16}\\): list each key once$`), 'PEM and base64 of one key are one key');
+  t.equal(loadConfig({ file: write(t, 'd.json', { manifests: [join(dir, 'once.json')] }), flags: { dataDir: '/d', keyPath: '/k' } }).manifests[0].trustedKeys.length, 2);
 });
 
 t.test('the file itself: its extension, that it can be read and parsed, and that it is a mapping', async (t) => {
