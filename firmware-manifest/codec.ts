@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { decodeCanonical, encodeCanonical, equalBytes, Tag, type CborValue } from './cbor.ts';
 import { kid } from './keys.ts';
+import { endpointText } from './endpoint-text.ts';
 
 // noble's sync API needs a SHA-512; node:crypto's is native and fast.
 ed.hashes.sha512 = (message: Uint8Array) => new Uint8Array(createHash('sha512').update(message).digest());
@@ -158,7 +159,7 @@ export function checkBundle(b: PinBundle): { reason: 'malformed' | 'weak_pin_set
     }
     // RFC 7469 §2.5: a backup pin, so a key can be replaced without locking devices out.
     const distinct = new Set(e.pins.map(hex)).size;
-    if (distinct < 2) return { reason: 'weak_pin_set', detail: `${at} (${e.host}:${e.port}) has ${distinct} distinct pin${distinct === 1 ? '' : 's'}; at least 2 are required (RFC 7469 §2.5 backup pin)` };
+    if (distinct < 2) return { reason: 'weak_pin_set', detail: `${at} (${endpointText(e.host, e.port)}) has ${distinct} distinct pin${distinct === 1 ? '' : 's'}; at least 2 are required (RFC 7469 §2.5 backup pin)` };
     if (distinct !== e.pins.length) return bad(`${at}.pins repeats a pin`);
   }
   if (b.keyRotation !== undefined) {

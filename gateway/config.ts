@@ -63,7 +63,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { formatManifestErrors, hex, kid, publicKeyFromText, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
 import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
 import { redactUrl } from './store/redact-url.ts';
@@ -222,6 +222,48 @@ export interface GatewayConfig {
   broker?: Array<{ url: string; username: string; password: string; ca?: Buffer; clientId?: string; deviceUrl?: string }>;
   /** the config file read, if any */
   file: string | null;
+  /** where each value a start-up message names came from: a flag, a variable, a key of the file, or the default (settingText) */
+  origins: Record<Setting, Origin>;
+}
+
+/** The values a start-up check may have to name, and every way of setting each (docs/configuration.md). */
+export const SETTINGS = {
+  dataDir: { flag: '--data', env: 'PINWAVE_DATA_DIR', key: 'dataDir', what: 'data dir' },
+  storeUrl: { flag: '--store', env: 'PINWAVE_STORE', key: 'store.url', what: 'store' },
+  keyPath: { flag: '--key', env: 'PINWAVE_KEY', key: 'keyPath', what: 'signing key' },
+  nextKeyPath: { flag: '--next-key', env: 'PINWAVE_NEXT_KEY', key: 'nextKeyPath', what: 'next signing key' },
+  host: { flag: '--host', env: 'PINWAVE_HOST', key: 'host', what: 'listen address' },
+  httpHost: { flag: '--http-host', env: 'PINWAVE_HTTP_HOST', key: 'http.host', what: 'HTTP listen address' },
+  mqttPort: { flag: '--mqtt-port', env: 'PINWAVE_MQTT_PORT', key: 'mqtt.port', what: 'MQTT port' },
+  httpPort: { flag: '--http-port', env: 'PINWAVE_HTTP_PORT', key: 'http.port', what: 'HTTP port' },
+  tlsPort: { key: 'mqtt.tls.port', what: 'MQTT TLS port' },
+  wsPort: { key: 'mqtt.websocket.port', what: 'MQTT WebSocket port' },
+} as const satisfies Record<string, { flag?: string; env?: string; key: string; what: string }>;
+export type Setting = keyof typeof SETTINGS;
+/** How a value was set; `inherited`: not set itself, it takes another's (http.host takes host's). */
+export type Origin = 'flag' | 'env' | 'file' | 'default' | 'inherited';
+
+/**
+ * A value named as the operator set it, for a message: `--http-port 8080`, `PINWAVE_HTTP_PORT=8080`,
+ * `config http.port 8080`, or for one nobody set `the default HTTP port 8080 (set by --http-port,
+ * PINWAVE_HTTP_PORT or config http.port)`. An HTTP host not set itself is named as the host it takes.
+ */
+export function settingText(c: Pick<GatewayConfig, 'origins'>, name: Setting, value: string | number): string {
+  const s: { flag?: string; env?: string; key: string; what: string } = SETTINGS[name];
+  switch (c.origins[name]) {
+    case 'flag':
+      return `${s.flag} ${value}`;
+    case 'env':
+      return `${s.env}=${value}`;
+    case 'file':
+      return `config ${s.key} ${value}`;
+    case 'inherited':
+      return settingText(c, 'host', value);
+    case 'default': {
+      const ways = [s.flag, s.env, `config ${s.key}`].filter((w) => w !== undefined);
+      return `the default ${s.what} ${value} (set by ${ways.length === 1 ? ways[0] : `${ways.slice(0, -1).join(', ')} or ${ways.at(-1)}`})`;
+    }
+  }
 }
 
 /** Command-line flags of `pinwave gateway`: they override the environment and the file. */
@@ -353,12 +395,15 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const fileShutdown = c.duration(raw.shutdownTimeout, 'config.shutdownTimeout', MAX_SHUTDOWN_SECONDS, '"10s" or "2m"');
 
   let tls: GatewayConfig['mqtt']['tls'];
+  let tlsPortSet = false;
   if (mqtt.tls !== undefined) {
     const t = c.record(mqtt.tls, 'config.mqtt.tls', TLS_KEYS);
     const key = c.file(c.string(t.key, 'config.mqtt.tls.key', true), 'config.mqtt.tls.key', path);
     const cert = c.file(c.string(t.cert, 'config.mqtt.tls.cert', true), 'config.mqtt.tls.cert', path);
     const ca = c.file(c.string(t.ca, 'config.mqtt.tls.ca'), 'config.mqtt.tls.ca', path);
-    const port = c.port(t.port, 'config.mqtt.tls.port') ?? DEFAULTS.tlsPort;
+    const filePort = c.port(t.port, 'config.mqtt.tls.port');
+    tlsPortSet = filePort !== undefined;
+    const port = filePort ?? DEFAULTS.tlsPort;
     // Mutual TLS, as Mosquitto's require_certificate: each device also shows a certificate `ca` issued.
     const requireClientCert = c.bool(t.requireClientCert, 'config.mqtt.tls.requireClientCert') ?? false;
     if (requireClientCert && t.ca === undefined) problems.push('config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices\' certificates');
@@ -366,12 +411,15 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   }
 
   let websocket: GatewayConfig['mqtt']['websocket'];
+  let wsPortSet = false;
   if (mqtt.websocket === true) websocket = { port: DEFAULTS.wsPort, path: DEFAULTS.wsPath };
   else if (mqtt.websocket !== undefined && mqtt.websocket !== false) {
     const w = c.record(mqtt.websocket, 'config.mqtt.websocket', WS_KEYS, 'true, false or { port, path }');
     const wsPath = c.string(w.path, 'config.mqtt.websocket.path');
     if (wsPath !== undefined && !wsPath.startsWith('/')) problems.push(`config.mqtt.websocket.path: must start with "/", got ${shown(wsPath)}`);
-    websocket = { port: c.port(w.port, 'config.mqtt.websocket.port') ?? DEFAULTS.wsPort, path: wsPath ?? DEFAULTS.wsPath };
+    const filePort = c.port(w.port, 'config.mqtt.websocket.port');
+    wsPortSet = filePort !== undefined;
+    websocket = { port: filePort ?? DEFAULTS.wsPort, path: wsPath ?? DEFAULTS.wsPath };
   }
 
   const tokens = c.tokens(raw.tokens);
@@ -380,7 +428,8 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   if (raw.waves !== undefined) {
     const plan = validatePlan({ waves: raw.waves }, 'config');
     // The plan's errors read "waves[1].size must ...": written as every config problem is, "config.waves[1].size: must ...".
-    if (!plan.ok) problems.push(...plan.errors.map((e) => `config.${e.replace(/^(\S+) /, '$1: ')}`));
+    // Another wave an error names is a key of the file as well: "below config.waves[0].size".
+    if (!plan.ok) problems.push(...plan.errors.map((e) => e.replace(/(^|[^\w.])waves\[/g, '$1config.waves[').replace(/^(\S+) /, '$1: ')));
     else waves = raw.waves as WavePlanInput[];
   }
   const bundleLifetimeSeconds = c.duration(raw.bundleLifetime, 'config.bundleLifetime', MAX_BUNDLE_LIFETIME_SECONDS);
@@ -428,16 +477,31 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
   const storeUrl = flags.storeUrl ?? (env.PINWAVE_STORE || undefined) ?? fileStoreUrl;
-  // Each problem names where the value came from: the flag, the variable or the file's key.
-  const from = (flagGiven: boolean, flag: string, variable: string, key: string) => (flagGiven ? flag : env[variable] ? variable : key);
-  const storeAt = from(flags.storeUrl !== undefined, '--store', 'PINWAVE_STORE', 'config.store.url');
-  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/[^\s]+$/.test(storeUrl)) problems.push(`${storeAt}: must be a postgres://USER@HOST:PORT/DB URL, got ${JSON.stringify(redactUrl(storeUrl))}`);
+  // Where each value came from, flag over variable over the file's key; a message names that (settingText).
+  const origin = (flagValue: unknown, variable: string | null, fileValue: unknown, otherwise: Origin = 'default'): Origin =>
+    flagValue !== undefined ? 'flag' : variable !== null && env[variable] ? 'env' : fileValue !== undefined ? 'file' : otherwise;
+  const origins: Record<Setting, Origin> = {
+    dataDir: origin(flags.dataDir, 'PINWAVE_DATA_DIR', fileDataDir),
+    storeUrl: origin(flags.storeUrl, 'PINWAVE_STORE', fileStoreUrl),
+    keyPath: origin(flags.keyPath, 'PINWAVE_KEY', fileKeyPath),
+    nextKeyPath: origin(flags.nextKeyPath, 'PINWAVE_NEXT_KEY', fileNextKeyPath),
+    host: origin(flags.host, 'PINWAVE_HOST', fileHost),
+    httpHost: origin(flags.httpHost, 'PINWAVE_HTTP_HOST', fileHttpHost, 'inherited'),
+    mqttPort: origin(flags.mqttPort, 'PINWAVE_MQTT_PORT', fileMqttPort),
+    httpPort: origin(flags.httpPort, 'PINWAVE_HTTP_PORT', fileHttpPort),
+    tlsPort: tlsPortSet ? 'file' : 'default',
+    wsPort: wsPortSet ? 'file' : 'default',
+  };
+  // A problem names the flag, the variable or the file's key (config.store.url) it came from.
+  const at = (name: Setting) => {
+    const s: { flag?: string; env?: string; key: string } = SETTINGS[name];
+    return origins[name] === 'flag' ? s.flag : origins[name] === 'env' ? s.env : `config.${s.key}`;
+  };
+  if (storeUrl !== undefined && !/^postgres(ql)?:\/\/[^\s]+$/.test(storeUrl)) problems.push(`${at('storeUrl')}: must be a postgres://USER@HOST:PORT/DB URL, got ${JSON.stringify(redactUrl(storeUrl))}`);
   const host = flags.host ?? (env.PINWAVE_HOST || undefined) ?? fileHost ?? DEFAULTS.host;
-  const hostAt = from(flags.host !== undefined, '--host', 'PINWAVE_HOST', 'config.host');
-  if (!isBindAddress(host)) problems.push(`${hostAt}: must be an IP address or a host name to listen on, got ${shown(host)}`);
+  if (!isBindAddress(host)) problems.push(`${at('host')}: must be an IP address or a host name to listen on, got ${shown(host)}`);
   const httpHost = flags.httpHost ?? (env.PINWAVE_HTTP_HOST || undefined) ?? fileHttpHost ?? host;
-  const httpHostAt = from(flags.httpHost !== undefined, '--http-host', 'PINWAVE_HTTP_HOST', 'config.http.host');
-  if (httpHost !== host && !isBindAddress(httpHost)) problems.push(`${httpHostAt}: must be an IP address or a host name to listen on, got ${shown(httpHost)}`);
+  if (httpHost !== host && !isBindAddress(httpHost)) problems.push(`${at('httpHost')}: must be an IP address or a host name to listen on, got ${shown(httpHost)}`);
   if (dataDir === undefined && storeUrl === undefined) problems.push('dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)');
 
   if (problems.length > 0) throw new ConfigError(problems, fileName);
@@ -476,6 +540,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
     ...(approval && { approval }),
     ...(broker && { broker }),
     file: fileName,
+    origins,
   };
 }
 
@@ -819,7 +884,12 @@ class Checker {
         this.problems.push(`${at}: ${path(file)} is not a valid firmware manifest: ${formatManifestErrors(r.errors).replace(/\n/g, '; ')}`);
         return;
       }
-      if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
+      // A key listed twice (the same key as PEM and as base64, say) leaves the model one key short of
+      // what the file seems to trust: refused here, where the operator can fix the file.
+      const kids = r.manifest.trustedKeys.map((k) => hex(kid(publicKeyFromText(k))));
+      const twice = kids.findIndex((k, j) => kids.indexOf(k) !== j);
+      if (twice !== -1) this.problems.push(`${at}: ${path(file)}: trustedKeys[${twice}] is the same key as trustedKeys[${kids.indexOf(kids[twice])}] (kid ${kids[twice]}): list each key once`);
+      else if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
       else out.push(r.manifest);
     });
     return out;

@@ -1,9 +1,9 @@
 // What the gateway hands pin continuity (docs/architecture.md §6, §9) when a rollout is created: the
 // request's `nextKeys` checked, the config's probe list, what each part of the target runs now; and
 // the operator's forced start past a refusal, as the decision the rollout records.
-import { initialState, tryParsePin, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
+import { endpointText, initialState, tryParsePin, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
 import { trustedEndpoints } from '../firmware-manifest/trust-state.ts';
-import { CONTINUITY_CODES, type PinSetNow } from './continuity.ts';
+import { CONTINUITY_CODES, splitEndpoint, type PinSetNow } from './continuity.ts';
 import { invalid } from './errors.ts';
 import type { Preflight, PreflightInput, PreflightOptions } from './preflight.ts';
 import type { Decision } from './rollout/types.ts';
@@ -44,14 +44,16 @@ export async function continuityInput(
 function checkNextKeys(v: unknown, bundle: PinBundle): Record<string, string[]> {
   if (v === undefined) return {};
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid('nextKeys: must map "host:port" to a list of pins (sha256/…)');
-  const known = new Set(bundle.endpoints.map((e) => `${e.host}:${e.port}`));
+  const known = new Set(bundle.endpoints.map((e) => endpointText(e.host, e.port)));
   const out: Record<string, string[]> = {};
-  for (const [where, pins] of Object.entries(v as Record<string, unknown>)) {
-    if (!known.has(where)) throw invalid(`nextKeys.${where}: not an endpoint of the bundle (its endpoints: ${[...known].join(', ')})`);
-    if (!Array.isArray(pins) || pins.length === 0) throw invalid(`nextKeys.${where}: must be a non-empty list of pins (sha256/…)`);
+  for (const [given, pins] of Object.entries(v as Record<string, unknown>)) {
+    // An IPv6 endpoint is `[::1]:443`; `::1:443`, as clients wrote it before, names the same one.
+    const where = endpointText(...splitEndpoint(given));
+    if (!known.has(where)) throw invalid(`nextKeys.${given}: not an endpoint of the bundle (its endpoints: ${[...known].join(', ')})`);
+    if (!Array.isArray(pins) || pins.length === 0) throw invalid(`nextKeys.${given}: must be a non-empty list of pins (sha256/…)`);
     out[where] = pins.map((p, i) => {
       const parsed = typeof p === 'string' ? tryParsePin(p) : null;
-      if (!parsed?.ok) throw invalid(`nextKeys.${where}[${i}]: ${parsed ? parsed.error.message : 'must be a pin, sha256/<base64>'}`);
+      if (!parsed?.ok) throw invalid(`nextKeys.${given}[${i}]: ${parsed ? parsed.error.message : 'must be a pin, sha256/<base64>'}`);
       return p as string;
     });
   }

@@ -8,7 +8,7 @@
 //   only right if the service switched keys, which nobody here saw. A warning, or a refusal when the
 //   config says `preflight.requireOverlap`.
 // Pure: the served pins come in as values. Pins are judged as devices judge them (trust-state.ts).
-import { activePinSets, checkChain, pinsOnlyState, trustedEndpoints, type Endpoint, type TrustedEndpoint } from '../firmware-manifest/index.ts';
+import { activePinSets, checkChain, endpointText, pinsOnlyState, trustedEndpoints, type Endpoint, type TrustedEndpoint } from '../firmware-manifest/index.ts';
 
 /** What a part of the target runs now: the same pins on every one of `devices`. */
 export interface PinSetNow {
@@ -75,7 +75,7 @@ export function continuity(input: ContinuityInput): Continuity {
 
   for (const where of pinnedEndpoints(input.endpoints)) {
     const [host, port] = splitEndpoint(where);
-    const enforced = input.endpoints.some((e) => `${e.host}:${e.port}` === where && (e.mode ?? 'enforce') === 'enforce');
+    const enforced = input.endpoints.some((e) => endpointText(e.host, e.port) === where && (e.mode ?? 'enforce') === 'enforce');
     // Every pin the new bundle holds for the endpoint, in any window: a key named as coming may be staged for later.
     const all = new Set(state.endpoints.filter((e) => e.host === host && e.port === port).flatMap((e) => e.pins));
     const next = (input.nextKeys?.[where] ?? []).map(bare);
@@ -123,15 +123,15 @@ export function continuity(input: ContinuityInput): Continuity {
   return { problems, warnings, endpoints };
 }
 
-/** `host:port` of each endpoint of a bundle, once, in bundle order. */
+/** `host:port` of each endpoint of a bundle, once, in bundle order, as people write it (`[::1]:443`): the key of findings, probes and next keys. */
 export function pinnedEndpoints(endpoints: readonly Endpoint[]): string[] {
-  return [...new Set(endpoints.map((e) => `${e.host}:${e.port}`))];
+  return [...new Set(endpoints.map((e) => endpointText(e.host, e.port)))];
 }
 
-/** `host:port` → [host, port]; the host may itself hold colons (an IPv6 literal). */
+/** `host:port` → [host, port]; an IPv6 host in brackets (`[::1]:443`) or, as older clients send it, bare (`::1:443`). */
 export function splitEndpoint(where: string): [string, number] {
   const i = where.lastIndexOf(':');
-  return [where.slice(0, i), Number(where.slice(i + 1))];
+  return [where.slice(0, i).replace(/^\[(.*)\]$/, '$1'), Number(where.slice(i + 1))];
 }
 
 const bare = (pin: string) => pin.replace(/^sha256\//, '');

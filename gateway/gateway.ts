@@ -53,7 +53,7 @@ import type { TelemetryBook } from './telemetry.ts';
 import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Preflight, PreflightOptions } from './preflight.ts';
 import type { StuckDevice } from './stuck.ts';
-import { hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
+import { endpointText, hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
 import type { DeviceMessageKind } from './topics.ts';
 import { hostname } from 'node:os';
 import type { PinDiff } from './pin-diff.ts';
@@ -189,6 +189,8 @@ export class Gateway {
     this.#tasks = new Tasks(log);
     const manifests = (this.#manifests = new ManifestRegistry(o.manifests ?? [], pushed));
     this.#manifestPart = new Manifests({ registry: manifests, store, log, now });
+    // A manifest the config names is never pushed, so its warnings (too large for one bundle, say) are said here.
+    this.#manifestPart.warnConfigured(o.manifests ?? []);
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
         ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: log, now })
@@ -476,7 +478,8 @@ export class Gateway {
   get mqttUrl(): string {
     if (this.#external) return this.#external.deviceUrl;
     const { tcp, tls } = this.#broker.ports;
-    return tcp !== undefined ? `mqtt://${this.#o.host ?? '127.0.0.1'}:${tcp}` : `mqtts://${this.#o.host ?? '127.0.0.1'}:${tls}`;
+    const host = this.#o.host ?? '127.0.0.1';
+    return tcp !== undefined ? `mqtt://${endpointText(host, tcp)}` : `mqtts://${endpointText(host, tls!)}`;
   }
 
   /** The signing key's public half and kid, for `GET /v1/info` and simulators; null on an upload-only gateway. */

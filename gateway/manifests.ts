@@ -6,7 +6,7 @@
 //
 //   const r = await manifests.push(json, 'adam');   // { status: 'created' | 'replaced' | 'unchanged', entry }
 //   await manifests.push(json, 'sim', { replace: false });   // PW_CONFLICT rather than replace a different pushed one
-import { formatManifestErrors, manifestWarnings, validateManifest, type ManifestError } from '../firmware-manifest/index.ts';
+import { formatManifestErrors, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../firmware-manifest/index.ts';
 import { GatewayError, invalid } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { readManifestFile } from './manifest-file.ts';
@@ -36,6 +36,13 @@ export interface ManifestsOptions {
   store: ChangeStore;
   log: Logger;
   now: () => number;
+}
+
+/** A manifest's warnings (manifestWarnings), logged with its model and firmware when there are any. */
+function warned(log: Logger, m: FirmwareManifest, msg: string): ManifestError[] {
+  const warnings = manifestWarnings(m);
+  if (warnings.length > 0) log.warn({ model: m.model, firmware: m.firmware, warnings: warnings.map((w) => `${w.path}: ${w.message}`) }, msg);
+  return warnings;
 }
 
 export class Manifests {
@@ -80,9 +87,12 @@ export class Manifests {
       }
       log.info({ model: r.manifest.model, firmware: r.manifest.firmware, status: out.status, actor }, 'manifest pushed');
     }
-    const warnings = manifestWarnings(r.manifest);
-    if (warnings.length > 0) log.warn({ model: r.manifest.model, firmware: r.manifest.firmware, warnings: warnings.map((w) => `${w.path}: ${w.message}`) }, 'manifest pushed with warnings');
-    return { status: out.status, entry: out.entry, warnings };
+    return { status: out.status, entry: out.entry, warnings: warned(log, r.manifest, 'manifest pushed with warnings') };
+  }
+
+  /** Logs what is valid but will not work as meant in each manifest of the config (manifestWarnings), as a push's are: at start, once. */
+  warnConfigured(manifests: readonly FirmwareManifest[]): void {
+    for (const m of manifests) warned(this.#o.log, m, 'configured manifest has warnings');
   }
 
   list(): KnownManifest[] {

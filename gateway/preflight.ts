@@ -3,7 +3,7 @@
 // another group), and pin continuity (gateway/continuity.ts): the endpoints the config lists are read
 // by live TLS, the others judged by overlap with what the target runs now. Warn about what is odd but
 // not fatal. The verdict is a value.
-import type { FirmwareManifest, PinBundle, RejectReason } from '../firmware-manifest/index.ts';
+import { endpointText, type FirmwareManifest, type PinBundle, type RejectReason } from '../firmware-manifest/index.ts';
 import type { BundleRecord, DeviceRecord } from './store/types.ts';
 import { isIP } from 'node:net';
 import { continuity, type ContinuityCode, type EndpointContinuity, type PinSetNow, type Served } from './continuity.ts';
@@ -121,7 +121,7 @@ export async function preflight(input: PreflightInput): Promise<Preflight> {
   // Only endpoints the config names (or all, when asked) are dialled, and only while a set of theirs is in force.
   const targets = new Map<string, { host: string; port: number; servername?: string }>();
   for (const e of decoded.endpoints) {
-    const where = `${e.host}:${e.port}`;
+    const where = endpointText(e.host, e.port);
     if (e.host.startsWith('*.') || targets.has(where)) continue;
     if (!((e.notBefore === undefined || e.notBefore <= now) && (e.notAfter === undefined || now < e.notAfter))) continue;
     const listed = input.probeTargets?.get(where);

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fleet, startTlsEndpoint, type TlsEndpoint } from '../device-sim/index.ts';
-import { checkChain, generateKeyPair, type FirmwareManifest, type ManifestHealthCheck } from '../firmware-manifest/index.ts';
+import { checkChain, endpointText, generateKeyPair, type FirmwareManifest, type ManifestHealthCheck } from '../firmware-manifest/index.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import { buildServer } from '../gateway/http/index.ts';
 import { hashToken, newToken } from '../gateway/credentials.ts';
@@ -41,7 +41,7 @@ async function main(): Promise<number> {
     const api = await startTlsEndpoint({ name: 'api.thermo.example', keys: 1 });
     const tel = await startTlsEndpoint({ name: 'telemetry.thermo.example', keys: 2 });
     cleanup.push(() => api.close(), () => tel.close());
-    const endpointLine = (e: TlsEndpoint) => `${e.name}:${e.port} (listening on ${e.address.host}:${e.address.port}) serving ${e.pins[e.serving].slice(0, 20)}…`;
+    const endpointLine = (e: TlsEndpoint) => `${endpointText(e.name, e.port)} (listening on ${endpointText(e.address.host, e.address.port)}) serving ${e.pins[e.serving].slice(0, 20)}…`;
     say(`TLS endpoints  ${endpointLine(api)}`);
     say(`               ${endpointLine(tel)}`);
 

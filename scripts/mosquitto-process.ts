@@ -9,6 +9,7 @@
 //   await broker.stop();
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer } from 'node:net';
+import { endpointText } from '../firmware-manifest/endpoint-text.ts';
 
 export interface MosquittoProcess {
   readonly port: number;
@@ -66,11 +67,11 @@ export async function startMosquitto(o: StartMosquittoOptions): Promise<Mosquitt
   let early: number | null | undefined;
   void exited.then((code) => (early = code));
   for (;;) {
-    if (early !== undefined) throw new Error(`mosquitto exited with ${early} before listening on ${host}:${o.port}:\n${output}`);
+    if (early !== undefined) throw new Error(`mosquitto exited with ${early} before listening on ${endpointText(host, o.port)}:\n${output}`);
     if (await Promise.race([canConnect(host, o.port), spawnError])) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`mosquitto did not listen on ${host}:${o.port} within ${o.readyTimeoutMs ?? 60_000} ms:\n${output}`);
+      throw new Error(`mosquitto did not listen on ${endpointText(host, o.port)} within ${o.readyTimeoutMs ?? 60_000} ms:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }

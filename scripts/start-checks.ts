@@ -1,21 +1,24 @@
 // What `pinwave gateway` checks before it opens the store (docs/operations.md, *Run as a service*): the data
 // dir is a folder it can write (or can be made one), and every address it will listen on can be bound. A start
-// that fails on one of these says so in one line naming the flag (or variable, or config key) and
-// the address, and has written nothing: no journal begun in the data dir, no lock left there.
+// that fails on one of these says so in one line naming the flag (or variable, or config key, or the
+// default when nothing set it: gateway/config.ts settingText) and the address, and has written nothing: no journal begun in the data dir, no lock left there.
 //
 //   const problem = (await dataDirProblem(dir, '--data /srv/pw')) ?? (await listenProblem(listeners));
 import { access, constants, stat } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { createServer, isIP, type AddressInfo, type Server } from 'node:net';
 import { endpointText } from '../firmware-manifest/index.ts';
 
 /** One address the gateway listens on, and how the operator named its port and host. */
 export interface Listener {
   host: string;
   port: number;
-  /** e.g. `--mqtt-port 18830`, `PINWAVE_HTTP_PORT=8080`, `config mqtt.tls.port 8883` */
+  /** e.g. `--mqtt-port 18830`, `PINWAVE_HTTP_PORT=8080`, `config mqtt.tls.port 8883`, `the default HTTP port 8080 (set by …)` */
   portName: string;
   /** e.g. `--host gw.local`, `config http.host 10.0.0.5` */
   hostName: string;
+  /** binds every address its host name resolves to, not only the first: fastify does for `localhost` */
+  every?: boolean;
 }
 
 /** Why `dir` cannot be the data dir (something not a folder is there), or null. A missing one is made at the start. */
@@ -32,34 +35,71 @@ export async function dataDirProblem(dir: string, name: string): Promise<string 
   return denied === null ? null : `${name}: the gateway cannot write there (${denied.code ?? denied.message}${denied.code === 'EROFS' ? ': a read-only file system' : ''}): the data dir is where it keeps its store`;
 }
 
+/** How the check finds the addresses a host name stands for: dns.lookup, as listen(2)'s caller does; a test gives its own. */
+export type Lookup = (host: string) => Promise<Array<{ address: string }>>;
+const lookupAll: Lookup = (host) => lookup(host, { all: true });
+
 /**
- * Binds every address at once, then lets them go: the first that cannot be bound as a line naming it
- * (or the second of two of the gateway's own listeners given one address), or null. Port 0 binds any free port,
- * which still checks the host.
+ * Binds every address at once, as the real listen will, then lets them go: the first that cannot be bound as a
+ * line naming it (or the second of two of the gateway's own listeners that the system will not let share an
+ * address), or null. A host name binds the first address it resolves to (net.Server.listen), or every one for
+ * a listener with `every` (fastify listens on each address of `localhost`, docs/operations.md); a port in use
+ * on any of them is refused, since clients that resolve the name to that address would reach whoever holds it.
+ * Port 0 binds any free port, which still checks the host; a listener's further addresses take the port its
+ * first got, as fastify's do.
  */
-export async function listenProblem(listeners: readonly Listener[]): Promise<string | null> {
-  for (const [i, l] of listeners.entries()) {
-    const first = listeners.slice(0, i).find((o) => o.port !== 0 && o.port === l.port && o.host === l.host);
-    if (first) return `${l.portName}: ${endpointText(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;
+export async function listenProblem(listeners: readonly Listener[], o: { lookup?: Lookup } = {}): Promise<string | null> {
+  const probes: Probe[] = [];
+  for (const l of listeners) {
+    let found: Array<{ address: string }>;
+    try {
+      found = isIP(l.host) !== 0 ? [{ address: l.host }] : await (o.lookup ?? lookupAll)(l.host);
+    } catch (err) {
+      return listenFailure(err, [l]) ?? `${l.hostName}: cannot resolve that name (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    }
+    for (const [i, { address }] of (l.every ? found : found.slice(0, 1)).entries()) probes.push({ l, address, further: i > 0 });
   }
-  const bound: Server[] = [];
+  for (const [i, p] of probes.entries()) {
+    const first = probes.slice(0, i).find((o) => o.l !== p.l && o.l.port !== 0 && o.l.port === p.l.port && o.address === p.address);
+    if (first) return taken(p.l, first.l);
+  }
+  const bound: Array<Probe & { server: Server; port: number }> = [];
   try {
-    for (const l of listeners) {
+    for (const p of probes) {
+      const port = p.further ? bound.find((b) => b.l === p.l)!.port : p.l.port;
       // A device or probe that connects in this moment is hung up on at once: close() waits for
       // every connection to end, so one left open would hold the start for as long as its peer waits.
       const server = createServer((socket) => socket.destroy());
       const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
         server.once('error', resolve);
-        server.listen({ host: l.host, port: l.port, exclusive: true }, () => resolve(null));
+        server.listen({ host: p.address, port, exclusive: true }, () => resolve(null));
       });
-      if (err) return listenFailure(err, [l]) ?? `${l.portName}: cannot listen on ${endpointText(l.host, l.port)} (${err.code ?? err.message})`;
-      bound.push(server);
+      if (err) {
+        // fastify lets a further address go that it cannot bind (::1 on a machine without IPv6): so does the check.
+        if (p.further && err.code !== 'EADDRINUSE' && err.code !== 'EACCES') continue;
+        // A wildcard and an address it covers on one port (0.0.0.0 and 10.0.0.5, or :: and 0.0.0.0 where IPv6
+        // sockets take IPv4 too): the system refuses the second, and the holder is the gateway's own.
+        const own = err.code === 'EADDRINUSE' ? bound.find((b) => b.l !== p.l && b.port === port && (isWildcard(b.address) || isWildcard(p.address))) : undefined;
+        if (own) return taken(p.l, own.l);
+        return listenFailure(err, [p.l]) ?? `${p.l.portName}: cannot listen on ${endpointText(p.address, port)} (${err.code ?? err.message})`;
+      }
+      bound.push({ ...p, server, port: (server.address() as AddressInfo).port });
     }
     return null;
   } finally {
-    await Promise.all(bound.map((s) => new Promise((resolve) => s.close(resolve))));
+    await Promise.all(bound.map((b) => new Promise((resolve) => b.server.close(resolve))));
   }
 }
+
+/** One address a listener will bind; `further`: not its first (fastify's further bindings of `localhost`). */
+interface Probe {
+  l: Listener;
+  address: string;
+  further: boolean;
+}
+
+const isWildcard = (address: string) => address === '0.0.0.0' || address === '::';
+const taken = (l: Listener, first: Listener) => `${l.portName}: ${endpointText(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;
 
 /** A listen error (a port taken, a host that does not resolve or is not this machine's, a port needing privileges) as one line naming the listener it is of; null for another error. */
 export function listenFailure(err: unknown, listeners: readonly Listener[]): string | null {

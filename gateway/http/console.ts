@@ -15,7 +15,7 @@ import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { errorBody, sendError } from './errors.ts';
 import { packageRoot } from './info.ts';
-import { pageQuery } from './schemas.ts';
+import { ignoredQuery } from './schemas.ts';
 
 export interface ConsoleRoutesOptions {
   /** the package folder holding dist/console/ and gateway/http/console/; default the one this file is in */
@@ -114,8 +114,8 @@ export async function consoleRoutes(app: FastifyInstance, o: ConsoleRoutesOption
     return send(request, reply, l.page);
   };
   const html = { description: 'the console page', content: { 'text/html': { schema: { type: 'string' } } } };
-  app.get('/ui', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console (sign in with an API token)', querystring: pageQuery, response: { 200: html } } }, page);
-  app.get('/ui/', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console', querystring: pageQuery, response: { 200: html } } }, page);
+  app.get('/ui', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console (sign in with an API token)', querystring: ignoredQuery, response: { 200: html } } }, page);
+  app.get('/ui/', { config: { public: true }, schema: { tags: ['console'], summary: 'The operator console', querystring: ignoredQuery, response: { 200: html } } }, page);
 
   app.get<{ Params: { name: string } }>(
     '/ui/assets/:name',
@@ -125,6 +125,7 @@ export async function consoleRoutes(app: FastifyInstance, o: ConsoleRoutesOption
         tags: ['console'],
         summary: "The console's scripts and style",
         params: { type: 'object', additionalProperties: false, required: ['name'], properties: { name: { type: 'string', maxLength: 70, pattern: NAME_RE.source } } },
+        querystring: ignoredQuery,
         response: { 200: { description: 'a script or the style', content: { 'text/javascript': { schema: { type: 'string' } }, 'text/css': { schema: { type: 'string' } } } } },
       },
     },

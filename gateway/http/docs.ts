@@ -4,7 +4,7 @@
 // and, to a browser (Accept preferring text/html), the page docs-page.ts renders from it.
 import type { FastifyInstance } from 'fastify';
 import { renderDocsPage, type OpenApiDocument } from './docs-page.ts';
-import { pageQuery } from './schemas.ts';
+import { ignoredQuery } from './schemas.ts';
 
 /** The q an Accept header gives a media type: that of the most specific range matching it (RFC 9110 §12.5.1); 0 when none does. */
 function quality(ranges: Array<{ type: string; sub: string; q: number }>, type: string, sub: string): number {
@@ -44,7 +44,7 @@ export async function docsRoutes(app: FastifyInstance): Promise<void> {
         tags: ['meta'],
         summary: 'This API: the OpenAPI 3.1 document, or to a browser its reference page; no token needed',
         description: 'JSON unless the Accept header prefers `text/html`. A page a browser loads, it ignores any query.',
-        querystring: pageQuery,
+        querystring: ignoredQuery,
         response: { 200: { description: 'the OpenAPI document, or the page', content: { ...openApiJson.content, 'text/html': { schema: { type: 'string' } } } } },
       },
     },

@@ -1,14 +1,17 @@
 // Descriptive routes: `GET /healthz` and `GET /readyz` for load balancers and supervisors (public:
 // they say ok or not and nothing more), and `GET /v1/info` (what a device or simulator needs: the
-// MQTT URL, whether it is an external broker, the signing kid and public key; and for operators the
-// store and its last write error).
+// MQTT URL, whether it is an external broker, the signing kid and public key; and the store: whether
+// it can write and its last error's code for every token, and for an operator or admin, who debug
+// it, which store it is (a data dir's path, a database's host and user) and the error's message,
+// which names them too. A viewer reads the fleet, not where the gateway keeps it: docs/storage.md).
 // The API's own description is docs.ts.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../gateway.ts';
-import { responses } from './schemas.ts';
+import { ignoredQuery, responses } from './schemas.ts';
+import { allows } from './auth.ts';
 
 /** The one reason GET /readyz gives for 503. */
 export const STORE_CANNOT_WRITE = 'store cannot write';
@@ -41,7 +44,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
 
   app.get(
     '/healthz',
-    { config: { public: true }, schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
+    { config: { public: true }, schema: { tags: ['meta'], summary: 'Liveness: 200 while the gateway serves; no token needed', querystring: ignoredQuery, response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } } } },
     async () => ({ status: 'ok' }),
   );
 
@@ -57,6 +60,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
         tags: ['meta'],
         summary: 'Readiness: 200 while the store can write, 503 while it cannot; no token needed',
         description: 'Names neither the store nor its error: `GET /v1/info` (a token) gives them as `store`.',
+        querystring: ignoredQuery,
         response: {
           200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ready'] } } },
           503: { type: 'object', required: ['status', 'reason'], properties: { status: { type: 'string', enum: ['unavailable'] }, reason: { type: 'string', enum: [STORE_CANNOT_WRITE] } } },
@@ -88,12 +92,16 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
               publicKey: { type: ['string', 'null'], description: 'the signing key, SPKI PEM; null on a gateway without a signing key (upload-only: it takes bundles signed elsewhere)' },
               store: {
                 type: 'object',
-                required: ['name', 'writable', 'lastError'],
-                description: 'the store (docs/storage.md): its path or URL without password, whether it can write (GET /readyz answers 503 while not), and its last write error until a write succeeds again',
+                required: ['writable', 'lastError'],
+                description: 'the store (docs/storage.md): whether it can write (GET /readyz answers 503 while not) and its last write error until a write succeeds again; to an operator or admin also which store (its path, or its URL without password) and the error\'s message',
                 properties: {
-                  name: { type: 'string' },
+                  name: { type: 'string', description: 'operator and admin only: the data dir, or the PostgreSQL URL without its password' },
                   writable: { type: 'boolean' },
-                  lastError: { type: ['object', 'null'], required: ['code', 'message', 'at'], properties: { code: { type: 'string' }, message: { type: 'string' }, at: { type: 'number', description: 'epoch milliseconds' } } },
+                  lastError: {
+                    type: ['object', 'null'],
+                    required: ['code', 'at'],
+                    properties: { code: { type: 'string' }, message: { type: 'string', description: 'operator and admin only: it names the store' }, at: { type: 'number', description: 'epoch milliseconds' } },
+                  },
                 },
               },
               replica: {
@@ -107,10 +115,12 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
         }),
       },
     },
-    async () => {
+    async (request) => {
       const s = gw.signing;
       const r = gw.replica;
       const store = gw.storeStatus();
+      const debugs = allows(request.caller!.role, 'operator');
+      const lastError = store.lastError && (debugs ? store.lastError : { code: store.lastError.code, at: store.lastError.at });
       return {
         name: 'pinwave',
         version: o.version,
@@ -120,7 +130,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
         mqttPorts: gw.ports,
         kid: s?.kid ?? null,
         publicKey: s?.publicPem ?? null,
-        store: { name: store.name, writable: store.writable, lastError: store.lastError },
+        store: { ...(debugs && { name: store.name }), writable: store.writable, lastError },
         ...(r && { replica: { id: r.id, leader: r.leader } }),
       };
     },

@@ -29,11 +29,12 @@ export const noBody = { type: ['object', 'null'], additionalProperties: false, p
 export const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
 
 /**
- * The query of a page a browser loads (`/ui`, `/docs`): whatever it is, it is ignored. A page is
- * reached by bookmarks and links that carry parameters of their own (`?utm_source=x`); it reads
- * none, so none can be misspelt. The API's routes keep noQuery.
+ * The query of what a browser or a prober loads (the pages `/ui` and `/docs`, the console's assets,
+ * `/healthz` and `/readyz`): whatever it is, it is ignored. These are reached by bookmarks and links
+ * that carry parameters of their own (`?utm_source=x`), cache-busters (`?v=3`) and load balancers'
+ * probes (`?probe=1`); they read none, so none can be misspelt. The API's routes keep noQuery.
  */
-export const pageQuery = { type: 'object', additionalProperties: true, properties: {} } as const;
+export const ignoredQuery = { type: 'object', additionalProperties: true, properties: {} } as const;
 
 export const idParams = (id: object) => ({ type: 'object', additionalProperties: false, required: ['id'], properties: { id } }) as const;
 

@@ -15,10 +15,12 @@
 // never coerced and unknown fields are refused (`additionalProperties: false` everywhere);
 // queries and params arrive as strings, so they are coerced to the schema's types. A route that
 // declares no query takes none (schemas.ts noQuery): every unknown parameter is a 400 naming it.
-// The HTML pages (`/ui`, `/docs`) take any query and ignore it (schemas.ts pageQuery): a bookmark's.
+// The HTML pages (`/ui`, `/docs`), the console's assets and the probes (`/healthz`, `/readyz`) take any
+// query and ignore it (schemas.ts ignoredQuery): a bookmark's, a cache-buster's, a load balancer's.
 //
 // Methods. A path served, asked with a method it does not take, is 405 with `Allow`, after the
-// access check (wrong-method.ts); a path not served is 404.
+// access check (wrong-method.ts), PROPFIND and the other methods fastify does not route by default
+// included; a path not served is 404.
 //
 // Logs. Request lines carry the method, the path and the query's parameter names, never their
 // values (request-log.ts), nor any header.

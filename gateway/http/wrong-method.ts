@@ -9,6 +9,15 @@
 // role answers 401 or 403 to a caller without it, as its own methods do, and 405 only to a caller
 // who could have called one of them. Such routes are not in `routeAccess` nor in the OpenAPI
 // document: they are no part of the API.
+//
+// Methods. fastify routes only the methods it knows (GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT,
+// POST, QUERY) and answers any other with its not-found handler, 404, whatever the path: PROPFIND,
+// SEARCH, LOCK and the rest of what Node's HTTP parser reads (http.METHODS) are taught to it here, so
+// that a served path answers them 405 like any wrong method. CONNECT names no path (RFC 9110 §9.3.6):
+// Node hands it to the server's 'connect' event, never to a route. A method Node's parser does not
+// know (`BREW`) never reaches the router: the parser refuses the request line, and fastify's client
+// error handler answers 400 before any path is read, so there is no path to name methods for.
+import { METHODS } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ROLES, UNLISTED, type Role, type RouteAccess } from './auth.ts';
 import { errorBody, sendError } from './errors.ts';
@@ -37,6 +46,7 @@ function alsoMatches(other: string, url: string): boolean {
 
 /** Adds, for every path in `app.routeAccess`, a route answering 405 to the methods it lacks. Call after every other route. */
 export function answerWrongMethods(app: FastifyInstance): void {
+  for (const m of METHODS) if (m !== 'CONNECT' && !app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
   const byPath = new Map<string, RouteAccess[]>();
   for (const r of app.routeAccess) byPath.set(r.url, [...(byPath.get(r.url) ?? []), r]);
   for (const [url, routes] of byPath) {

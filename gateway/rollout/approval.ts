@@ -14,6 +14,7 @@
 //   if (a.required > 1) requestApproval(r, a, 'olga', now); // a decision on the record
 //   approve(r, 'otto', now);                                // { ok: true, counted: true }
 //   startGate(r);                                           // null: it may start
+import { endpointText } from '../../firmware-manifest/index.ts';
 import type { Decision, Rollout } from './types.ts';
 
 /** A bundle's pins against one base the target holds, as gateway/pin-diff.ts computes it (only what the gate reads). */
@@ -98,7 +99,7 @@ export function assess(policy: ApprovalPolicy, diffs: readonly DiffAgainstHeld[]
 export function describeRemoved(removed: readonly RemovedPins[]): string {
   if (removed.length === 0) return 'changes pins';
   const n = (k: number) => `${k} pin${k === 1 ? '' : 's'}`;
-  return removed.map((e) => (e.endpoint ? `removes endpoint ${e.host}:${e.port} (${n(e.pins.length)})` : `removes ${n(e.pins.length)} of ${e.host}:${e.port}`)).join('; ');
+  return removed.map((e) => (e.endpoint ? `removes endpoint ${endpointText(e.host, e.port)} (${n(e.pins.length)})` : `removes ${n(e.pins.length)} of ${endpointText(e.host, e.port)}`)).join('; ');
 }
 
 const requestOf = (r: Rollout): (Decision & { approval: ApprovalRequest }) | undefined =>

@@ -18,6 +18,7 @@ import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { isBrokerUrl } from '../../gateway/broker/broker-url.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { replaceFile, syncDir } from '../out-file.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 
 const USAGE = `Usage:
   pinwave broker mosquitto-config --out DIR [--port N] [--host H] [--from-data DATA_DIR [--of-broker URL [--with-unrecorded]]]
@@ -134,7 +135,7 @@ async function mosquittoConfig(args: string[], io: Io): Promise<number> {
   io.out('');
   io.out('Then start the broker, and the gateway against it:');
   io.out(`  mosquitto -c ${out.confPath}`);
-  io.out(`  pinwave gateway --broker mqtt://${values.host ?? '127.0.0.1'}:${port} --broker-auth ${out.authPath} --data … --key …`);
+  io.out(`  pinwave gateway --broker mqtt://${endpointText(values.host ?? '127.0.0.1', port)} --broker-auth ${out.authPath} --data … --key …`);
   if (process.getuid?.() === 0 && (values.user ?? 'root') === 'root') {
     io.err('note: Mosquitto will run as root (user root in mosquitto.conf); --user mosquitto gives it the broker\'s files and runs it unprivileged');
   }

@@ -9,6 +9,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.ts';
 import { hex } from '../../firmware-manifest/codec.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { parse, UsageError, type Io } from '../args.ts';
 import { cleartextWarnings } from './gateway.ts';
@@ -97,13 +98,13 @@ async function check(args: string[], io: Io): Promise<number> {
     warnings,
   };
   if (values.json) return io.out(JSON.stringify(summary, null, 2)), 0;
-  const mqtt = [`mqtt://${c.host}:${c.mqtt.port}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
+  const mqtt = [`mqtt://${endpointText(c.host, c.mqtt.port)}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
   const rows: Array<[string, string]> = [
     c.storeUrl === null ? ['data dir', c.dataDir ?? ''] : ['store', `${redactUrl(c.storeUrl)} (PostgreSQL)`],
     ['signing key', c.keyPath === null ? 'none: upload-only, the gateway signs no bundle (pinwave bundle upload)' : `${c.keyPath} (kid ${kid})`],
     ...(c.nextKeyPath !== null ? [['next signing key', `${c.nextKeyPath} (kid ${nextKid}): signs a group's bundles once a rotation to it is its baseline`] as [string, string]] : []),
     ['mqtt', mqtt],
-    ['http', `${c.http.tls ? 'https' : 'http'}://${c.http.host}:${c.http.port}${c.http.trustProxy ? ' (behind a proxy: X-Forwarded-For trusted)' : ''}`],
+    ['http', `${c.http.tls ? 'https' : 'http'}://${endpointText(c.http.host, c.http.port)}${c.http.trustProxy ? ' (behind a proxy: X-Forwarded-For trusted)' : ''}`],
     ['log', `${c.logLevel}, ${c.logFormat}`],
     ['shutdown', `within ${c.shutdownTimeoutMs / 1000} s`],
     ['tokens', c.tokens.length === 0 ? 'none: every /v1 route answers 401' : c.tokens.map((t) => `${t.name} (${t.role})`).join(', ')],

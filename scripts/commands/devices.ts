@@ -5,6 +5,7 @@ import { apiFrom, idArg, seg } from '../api-client.ts';
 import { MAX_PAGE_LIMIT } from '../../gateway/store/types.ts';
 import { parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { table, when } from '../table.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 
 const USAGE = `Usage:
   pinwave devices provision FILE --out TOKENS.json [--group G]
@@ -201,7 +202,7 @@ export function deviceLines(d: DeviceDetail): string[] {
     for (const f of d.telemetry) {
       const served = f.servedPins && f.servedPins.length > 0 ? `served ${f.servedPins[0]}${f.servedPins.length > 1 ? ` (+${f.servedPins.length - 1})` : ''}` : 'no served pins';
       const where = f.rolloutId ? `, rollout ${f.rolloutId}${f.wave !== null && f.wave !== undefined ? ` wave ${f.wave + 1}` : ''}` : '';
-      lines.push(`    ${when(f.at)}  ${f.hostname}:${f.port}  ${f.result}  ${served}${f.count !== undefined ? `  ×${f.count}` : ''}${f.seq !== undefined ? `  on seq ${f.seq}` : ''}${where}`);
+      lines.push(`    ${when(f.at)}  ${endpointText(f.hostname, f.port)}  ${f.result}  ${served}${f.count !== undefined ? `  ×${f.count}` : ''}${f.seq !== undefined ? `  on seq ${f.seq}` : ''}${where}`);
     }
   }
   if (d.history.length > 0) {

@@ -25,10 +25,11 @@ import type { ApiTokens } from '../../gateway/http/tokens.ts';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { prettyDestination } from '../log-pretty.ts';
 import { packageVersion } from '../../gateway/http/info.ts';
-import { DEFAULTS, LOG_FORMATS, type LogFormat } from '../../gateway/config.ts';
+import { LOG_FORMATS, settingText, type LogFormat, type Setting } from '../../gateway/config.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { dataDirProblem, listenFailure, listenProblem, type Listener } from '../start-checks.ts';
 import { hex } from '../../firmware-manifest/codec.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 
 const USAGE = `Usage:
   pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
@@ -64,7 +65,7 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
                     docs/configuration.md has every key; check a file with \`pinwave config check FILE\`
 Flags override the environment, which overrides the config file.
 A port in use, a host that does not resolve or a --data that is a file: one line naming the flag (or variable,
-or config key) and the address, exit 1, before the store is opened.
+or config key, or the default if nothing set it) and the address, exit 1, before the store is opened.
 PINWAVE_ADMIN_TOKEN sets one admin API token; others go in the config as hashes (pinwave token hash).
 On SIGINT or SIGTERM: no new requests or device messages, work in flight finishes within the shutdown
 timeout, the store is written, exit 0 (1 if work was cut off or the store could not be written).
@@ -172,18 +173,17 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     }
     throw err;
   }
-  // A value as the operator set it (the flag, the variable or the config key), for a message to name it.
-  const setting = (flag: string, env: string, key: string, value: string | number, dflt?: string | number) =>
-    values[flag as keyof typeof values] !== undefined ? `--${flag} ${value}` : io.env[env] ? `${env}=${value}` : value === dflt ? `--${flag} ${value} (the default)` : `config ${key} ${value}`;
+  // A value as the operator set it (the flag, the variable, the config key or the default), for a message to name it.
+  const setting = (name: Setting, value: string | number) => settingText(config, name, value);
   const sameKey = sameSigningKey(config.keyPath, config.nextKeyPath);
   if (sameKey !== null) {
     // A rotation to the key already in use would move the fleet nowhere, and read as done.
-    throw new UsageError(`${setting('next-key', 'PINWAVE_NEXT_KEY', 'nextKeyPath', config.nextKeyPath!)} is the same key as ${setting('key', 'PINWAVE_KEY', 'keyPath', config.keyPath!)} (kid ${sameKey}): the next key is a new key pair (pinwave keygen --out DIR)`);
+    throw new UsageError(`${setting('nextKeyPath', config.nextKeyPath!)} is the same key as ${setting('keyPath', config.keyPath!)} (kid ${sameKey}): the next key is a new key pair (pinwave keygen --out DIR)`);
   }
 
   // Checked before the store is opened: a start refused here has written nothing (scripts/start-checks.ts).
-  const listeners = listenersOf(config, setting);
-  const problem = (config.dataDir !== null ? await dataDirProblem(config.dataDir, setting('data', 'PINWAVE_DATA_DIR', 'dataDir', config.dataDir)) : null) ?? (await listenProblem(listeners));
+  const listeners = listenersOf(config);
+  const problem = (config.dataDir !== null ? await dataDirProblem(config.dataDir, setting('dataDir', config.dataDir)) : null) ?? (await listenProblem(listeners));
   if (problem !== null) {
     io.err(`pinwave gateway: ${problem}`);
     return 1;
@@ -248,8 +248,6 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     return refused(err);
   }
 
-  const bracket = (h: string) => (h.includes(':') ? `[${h}]` : h);
-  const host = bracket(config.host);
   const ports = gw.ports;
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
@@ -257,10 +255,10 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   for (const [i, b] of (config.broker ?? []).entries()) io.out(`devices connect to the broker at ${gw.brokers[i]} (the gateway is its client ${b.username})`);
   const replica = gw.replica;
   if (replica) io.out(`replica ${replica.id}: ${replica.leader ? 'leading (runs the rollout engine)' : 'following (another replica leads; this one takes over if it stops)'}`);
-  if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${host}:${ports.tcp}`);
-  if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${host}:${ports.tls}`);
-  if (ports.ws !== undefined) io.out(`ws listening on ws://${host}:${ports.ws}${config.mqtt.websocket?.path ?? ''}`);
-  io.out(`${scheme} listening on ${scheme}://${bracket(config.http.host)}:${httpPort}`);
+  if (ports.tcp !== undefined) io.out(`mqtt listening on mqtt://${endpointText(config.host, ports.tcp)}`);
+  if (ports.tls !== undefined) io.out(`mqtts listening on mqtts://${endpointText(config.host, ports.tls)}`);
+  if (ports.ws !== undefined) io.out(`ws listening on ws://${endpointText(config.host, ports.ws)}${config.mqtt.websocket?.path ?? ''}`);
+  io.out(`${scheme} listening on ${scheme}://${endpointText(config.http.host, httpPort)}`);
   if (config.keyPath === null) io.err('note: no signing key: this gateway is upload-only (bundles are signed elsewhere: pinwave bundle create, then pinwave bundle upload)');
   if (config.tokens.length === 0) io.err('warning: no API tokens configured: every /v1 route answers 401 (set PINWAVE_ADMIN_TOKEN, or tokens in --config)');
   for (const w of cleartextWarnings(config)) {
@@ -316,18 +314,19 @@ function onSighup(handler: () => void): () => void {
 }
 
 /** The addresses the gateway will listen on, MQTT's first (none of its own in external broker mode), each named as the operator set it. */
-function listenersOf(c: GatewayConfig, setting: (flag: string, env: string, key: string, value: string | number, dflt?: string | number) => string): Listener[] {
-  const host = setting('host', 'PINWAVE_HOST', 'host', c.host, DEFAULTS.host);
+function listenersOf(c: GatewayConfig): Listener[] {
+  const host = settingText(c, 'host', c.host);
   const own = (port: number, portName: string): Listener => ({ host: c.host, port, portName, hostName: host });
   const mqtt: Listener[] = c.broker
     ? []
     : [
-        ...(c.mqtt.plain !== false ? [own(c.mqtt.port, setting('mqtt-port', 'PINWAVE_MQTT_PORT', 'mqtt.port', c.mqtt.port, DEFAULTS.mqttPort))] : []),
-        ...(c.mqtt.tls ? [own(c.mqtt.tls.port, `config mqtt.tls.port ${c.mqtt.tls.port}`)] : []),
-        ...(c.mqtt.websocket ? [own(c.mqtt.websocket.port, `config mqtt.websocket.port ${c.mqtt.websocket.port}`)] : []),
+        ...(c.mqtt.plain !== false ? [own(c.mqtt.port, settingText(c, 'mqttPort', c.mqtt.port))] : []),
+        ...(c.mqtt.tls ? [own(c.mqtt.tls.port, settingText(c, 'tlsPort', c.mqtt.tls.port))] : []),
+        ...(c.mqtt.websocket ? [own(c.mqtt.websocket.port, settingText(c, 'wsPort', c.mqtt.websocket.port))] : []),
       ];
-  const httpHost = c.http.host === c.host ? host : setting('http-host', 'PINWAVE_HTTP_HOST', 'http.host', c.http.host, c.host);
-  return [...mqtt, { host: c.http.host, port: c.http.port, portName: setting('http-port', 'PINWAVE_HTTP_PORT', 'http.port', c.http.port, DEFAULTS.httpPort), hostName: httpHost }];
+  // fastify listens on every address of `localhost` (127.0.0.1 and ::1 where both resolve), net.Server on the first only.
+  const http: Listener = { host: c.http.host, port: c.http.port, portName: settingText(c, 'httpPort', c.http.port), hostName: settingText(c, 'httpHost', c.http.host), ...(c.http.host === 'localhost' && { every: true }) };
+  return [...mqtt, http];
 }
 
 /** The kid both keys share, or null when they differ (or one is not given, or cannot be read: the start says why). */

@@ -2,6 +2,7 @@
 // (docs/architecture.md §4), and the manifests the gateway knows.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
 import { decodeManifest, encodeManifest, formatManifestErrors, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../../firmware-manifest/manifest.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
@@ -211,7 +212,7 @@ async function list(args: string[], io: Io): Promise<number> {
   const { items } = await apiFrom(values.api, io).get<{ items: ManifestEntry[] }>('/v1/manifests');
   if (values.json) return io.out(JSON.stringify(items, null, 2)), 0;
   if (items.length === 0) return io.out('no manifests: push one with pinwave manifest push FILE'), 0;
-  const rows = items.map((e) => [e.model, e.firmware, e.source, e.manifest.trustedKeys.length, e.manifest.pins.map((p) => `${p.host}:${p.port ?? 443}`).join(' '), e.pushedAt !== undefined ? `${when(e.pushedAt)} by ${e.pushedBy}` : '-']);
+  const rows = items.map((e) => [e.model, e.firmware, e.source, e.manifest.trustedKeys.length, e.manifest.pins.map((p) => endpointText(p.host, p.port ?? 443)).join(' '), e.pushedAt !== undefined ? `${when(e.pushedAt)} by ${e.pushedBy}` : '-']);
   for (const l of table(['model', 'firmware', 'source', 'keys', 'pinned', 'pushed'], rows)) io.out(l);
   return 0;
 }

@@ -13,7 +13,7 @@ import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
 import { gatewayBase, whyUnreachable } from '../api-client.ts';
 import { checkDeviceId } from '../../gateway/device-id.ts';
 import { GROUP_RE, LABEL_RE } from '../../gateway/devices.ts';
-import { formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
+import { endpointText, formatManifestErrors, formatPin, validateManifest, type FirmwareManifest, type ManifestHealthCheck } from '../../firmware-manifest/index.ts';
 import { ProcessFleet, type WorkerSpec } from '../sim-processes.ts';
 import { allocate, Fleet, MAX_SIM_DEVICES, formatHistogram, formatScenarioErrors, Handshakes, loadScenario, withHealthCheck, type Behaviours, type CallHomeEndpoint, type FleetDevice, type FleetModel, type FleetSummary, type Scenario, type ScenarioModel } from '../../device-sim/index.ts';
 
@@ -549,8 +549,8 @@ async function pinsServedBy(endpoints: CallHomeEndpoint[]): Promise<FirmwareMani
   return Promise.all(
     endpoints.map(async (e) => {
       const h = await handshakes.get(e);
-      if (!h.ok) throw new Error(`cannot read what ${e.host}:${e.port} serves, to pin it in the default manifest: ${h.error} (give --manifest FILE)`);
-      return { host: e.host, port: e.port, pins: [`sha256/${h.pins[0]}`, placeholderPin(`backup ${e.host}:${e.port}`)] };
+      if (!h.ok) throw new Error(`cannot read what ${endpointText(e.host, e.port)} serves, to pin it in the default manifest: ${h.error} (give --manifest FILE)`);
+      return { host: e.host, port: e.port, pins: [`sha256/${h.pins[0]}`, placeholderPin(`backup ${endpointText(e.host, e.port)}`)] };
     }),
   );
 }

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, DEFAULTS, loadConfig } from '../../gateway/config.ts';
+import { ConfigError, DEFAULTS, loadConfig, settingText } from '../../gateway/config.ts';
 import { hashToken } from '../../gateway/credentials.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { pin } from '../fixtures/gateway.ts';
@@ -24,8 +24,22 @@ function problems(o: Parameters<typeof loadConfig>[0]): string[] {
 
 t.test('with only the required flags, every option takes its default', async (t) => {
   const c = loadConfig({ flags: { dataDir: '/d', keyPath: '/k.pem' } });
-  t.same(c, { dataDir: '/d', storeUrl: null, keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null });
+  t.same(c, { dataDir: '/d', storeUrl: null, keyPath: '/k.pem', nextKeyPath: null, host: '127.0.0.1', logLevel: 'info', logFormat: 'json', mqtt: { port: 1883 }, http: { port: 8080, host: '127.0.0.1', trustProxy: false }, shutdownTimeoutMs: 10_000, tokens: [], manifests: [], webhooks: [], preflight: { endpoints: {} }, file: null, origins: { dataDir: 'flag', storeUrl: 'default', keyPath: 'flag', nextKeyPath: 'default', host: 'default', httpHost: 'inherited', mqttPort: 'default', httpPort: 'default', tlsPort: 'default', wsPort: 'default' } });
   t.equal(DEFAULTS.httpPort, 8080);
+});
+
+t.test('a value is named where it came from: the flag, the variable, the file key (even one that repeats the default) or the default', async (t) => {
+  const dir = t.testdir({ 'c.json': JSON.stringify({ host: '127.0.0.1', http: { host: '127.0.0.1', port: 8080 }, mqtt: { websocket: true } }), 'd.json': '{}' });
+  const c = loadConfig({ file: join(dir, 'c.json'), env: { PINWAVE_MQTT_PORT: '1884', PINWAVE_HOST: '' }, flags: { dataDir: '/d' } });
+  t.equal(settingText(c, 'dataDir', '/d'), '--data /d');
+  t.equal(settingText(c, 'mqttPort', c.mqtt.port), 'PINWAVE_MQTT_PORT=1884');
+  t.equal(settingText(c, 'host', c.host), 'config host 127.0.0.1', 'an empty variable is unset');
+  t.equal(settingText(c, 'httpHost', c.http.host), 'config http.host 127.0.0.1', 'set to what host is, still its own key');
+  t.equal(settingText(c, 'httpPort', c.http.port), 'config http.port 8080', 'the default value, set by the file');
+  t.equal(settingText(c, 'wsPort', c.mqtt.websocket!.port), 'the default MQTT WebSocket port 8083 (set by config mqtt.websocket.port)');
+  const d = loadConfig({ file: join(dir, 'd.json'), flags: { dataDir: '/d', host: '::1' } });
+  t.equal(settingText(d, 'httpHost', d.http.host), '--host ::1', 'an HTTP host not set itself is the host it takes');
+  t.equal(settingText(d, 'httpPort', d.http.port), 'the default HTTP port 8080 (set by --http-port, PINWAVE_HTTP_PORT or config http.port)');
 });
 
 t.test('a YAML file sets every option; its relative paths are relative to the file', async (t) => {
@@ -91,7 +105,7 @@ t.test('a bad value is reported with its key and what came; every problem at onc
     'config.mqtt.tls.cert: required',
     "config.mqtt.tls.requireClientCert: needs config.mqtt.tls.ca, the CA that issued the devices' certificates",
     'config.mqtt.websocket.path: must start with "/", got "ws"',
-    'config.waves[1].size: must not be below waves[0].size (sizes are cumulative), got "10%"',
+    'config.waves[1].size: must not be below config.waves[0].size (sizes are cumulative), got "10%"',
     'config.bundleLifetime: must be a number of seconds above 0 and at most 3153600000 s or a duration like "12h" or "30d", got "3w"',
     'PINWAVE_MQTT_PORT: must be an integer 0-65535, got "x"',
     'dataDir: required: give --data DIR, PINWAVE_DATA_DIR or config.dataDir (or a PostgreSQL store: --store postgres://…)',
@@ -180,6 +194,17 @@ t.test('manifests are read and validated; a bad one is named with its path and t
   t.equal(list[3], 'config.manifests[4]: model "th-100" has a manifest already');
   t.equal(list[4], 'config.manifests[5]: must be a non-empty string, got 7');
   t.same(problems({ file: write(t, 'e.json', { manifests: 'good.json' }), flags: { dataDir: '/d', keyPath: '/k' } }), ['config.manifests: must be a list of firmware manifest JSON files, got "good.json"']);
+});
+
+t.test('a manifest listing one trusted key twice is refused at load, naming the key and both places', async (t) => {
+  const key = generateKeyPair();
+  const raw = Buffer.from(key.publicKey).toString('base64');
+  const other = generateKeyPair().publicPem;
+  const dir = t.testdir({ 'twice.json': JSON.stringify({ ...manifest(), trustedKeys: [key.publicPem, other, raw] }), 'once.json': JSON.stringify({ ...manifest(), trustedKeys: [key.publicPem, other] }) });
+  const list = problems({ file: write(t, 'c.json', { manifests: [join(dir, 'twice.json')] }), flags: { dataDir: '/d', keyPath: '/k' } });
+  t.equal(list.length, 1);
+  t.match(list[0], new RegExp(`^config\\.manifests\\[0\\]: .*twice\\.json: trustedKeys\\[2\\] is the same key as trustedKeys\\[0\\] \\(kid [0-9a-f]{16}\\): list each key once$`), 'PEM and base64 of one key are one key');
+  t.equal(loadConfig({ file: write(t, 'd.json', { manifests: [join(dir, 'once.json')] }), flags: { dataDir: '/d', keyPath: '/k' } }).manifests[0].trustedKeys.length, 2);
 });
 
 t.test('the file itself: its extension, that it can be read and parsed, and that it is a mapping', async (t) => {

@@ -7,6 +7,7 @@ import { parsePin, type Endpoint } from '../../firmware-manifest/index.ts';
 import { startTlsEndpoint, unservedPin } from '../../device-sim/endpoints.ts';
 import { GatewayError } from '../../gateway/errors.ts';
 import { harness, pin, until } from '../fixtures/gateway.ts';
+import { describeRemoved } from '../../gateway/rollout/approval.ts';
 
 const NOW = 1767225600;
 const A = pin('a');
@@ -148,6 +149,40 @@ t.test('through the gateway: the config lists the endpoint with where to dial it
     t.same(r.preflight.endpoints.map((e) => [e.endpoint, e.check, e.ok]), [['api.example.com:443', 'overlap', false], ['telemetry.example.com:443', 'served', true]]);
     t.match(r.preflight.warnings.find((w) => w.code === 'no_overlap')?.message, 'api.example.com:443: the new pin set keeps no pin of the firmware pins of model th-100');
   });
+});
+
+t.test('an IPv6 endpoint is named [::1]:443 in every finding and message, and is the key of served keys and next keys', async (t) => {
+  const v6 = (pins: string[]) => ep(pins, { host: '::1' });
+  const at = '[::1]:443';
+  const mismatch = continuity({ endpoints: [v6([A, B])], served: new Map([[at, { ok: true, pins: [C] }]]), current: [], requireOverlap: false, now: NOW });
+  t.same(codes(mismatch.problems), [['endpoint_mismatch', at]]);
+  t.match(mismatch.problems[0].message, `${at} presents ${C}; none is in the new pin set`);
+  t.match(mismatch.problems[0].message, `--next-key ${at}=sha256/`);
+  t.same(mismatch.endpoints.map((e) => e.endpoint), [at]);
+  const coming = continuity({ endpoints: [v6([A, B])], served: new Map([[at, { ok: true, pins: [C] }]]), nextKeys: { [at]: [B] }, current: [], requireOverlap: false, now: NOW });
+  t.same(codes(coming.warnings), [['next_key_only', at]], 'a key named as coming for [::1]:443 is found');
+  const unread = continuity({ endpoints: [v6([A, B])], served: new Map([[at, { ok: false, error: 'ECONNREFUSED' }]]), current: [{ ...running([C, D]), endpoints: [{ host: '::1', port: 443, pins: [C, D].map(bare), mode: 'enforce' }] }], requireOverlap: true, now: NOW });
+  t.same(codes([...unread.problems, ...unread.warnings]), [['no_overlap', at], ['endpoint_unreachable', at]]);
+  t.match(unread.problems[0].message, /^\[::1\]:443: the new pin set keeps no pin of/);
+  t.match(unread.warnings[0].message, /^\[::1\]:443 not checked: ECONNREFUSED/);
+  t.equal(describeRemoved([{ host: '::1', port: 443, pins: [A], endpoint: false }, { host: '2001:db8::7', port: 8443, pins: [A, B], endpoint: true }]), 'removes 1 pin of [::1]:443; removes endpoint [2001:db8::7]:8443 (2 pins)');
+});
+
+t.test('through the gateway: an IPv6 endpoint the config lists as "[::1]:443" is read, and nextKeys names it either way', async (t) => {
+  const tel = await startTlsEndpoint({ name: 'telemetry.example.com', keys: 2 });
+  t.teardown(() => tel.close());
+  const h = await harness(t, { preflight: { endpoints: { '[::1]:443': { host: '127.0.0.1', port: tel.address.port } } } });
+  await h.gw.provision([{ id: 'th-1', group: 'thermostats', model: 'th-100' }]);
+  const bad = await h.gw.createBundle({ group: 'thermostats', endpoints: [{ host: '::1', pins: [tel.pins[1], tel.backupPin] }] }, 'alice');
+  const err = await h.gw.createRollout({ bundle: bad.id, target: { group: 'thermostats' } }, 'alice').then(() => null, (e: unknown) => e as GatewayError);
+  t.equal(err?.code, 'PW_PREFLIGHT', 'the listed endpoint was dialled and found serving a key the set lacks');
+  t.match(err?.message, `[::1]:443 presents ${tel.pins[0]}`);
+  for (const given of ['[::1]:443', '::1:443']) {
+    const r = await h.gw.createRollout({ bundle: bad.id, target: { devices: ['th-1'] }, nextKeys: { [given]: [tel.pins[1]] } }, 'alice');
+    t.equal(r.preflight.ok, true, `nextKeys "${given}"`);
+    t.same(r.preflight.warnings.filter((w) => w.code === 'next_key_only').map((w) => w.endpoint), ['[::1]:443']);
+    await h.gw.abortRollout(r.rollout.id, 'alice');
+  }
 });
 
 t.test('a rollback is never refused by pin continuity: it restores pins the devices ran', async (t) => {

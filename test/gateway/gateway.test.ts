@@ -278,3 +278,9 @@ t.test('a bundle lifetime past 100 years is refused before anything is stored: i
   const ok = await h.gw.createBundle({ group: 'thermostats', endpoints: newPins, expiresInSeconds: 100 * 365 * 86400 }, 'alice');
   t.equal(ok.seq, 1, 'exactly 100 years is taken, and the refusals took no seq');
 });
+
+t.test('a gateway listening on an IPv6 address gives devices an MQTT URL with the address in brackets', async (t) => {
+  const h = await harness(t, { host: '::1' });
+  t.equal(h.gw.mqttUrl, `mqtt://[::1]:${h.gw.ports.tcp}`);
+  t.equal(new URL(h.gw.mqttUrl).port, String(h.gw.ports.tcp), 'a URL a client can parse');
+});

@@ -9,7 +9,8 @@ import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
 import type { Applied, ApplyOptions, Change } from '../../gateway/store/changes.ts';
 import { StoreError } from '../../gateway/store/types.ts';
 import type { FirmwareManifest } from '../../firmware-manifest/index.ts';
-import { pin } from '../fixtures/gateway.ts';
+import { harness, pin } from '../fixtures/gateway.ts';
+import { generateKeyPair } from '../../firmware-manifest/index.ts';
 
 const KEY = 'Bk3iAsEB2V12GK2VSF14vfCO+F2kR3YGhmMA5onUoC0=';
 const manifest = (model: string): FirmwareManifest => ({ model, firmware: '1.0.0', trustedKeys: [KEY], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] });
@@ -64,3 +65,14 @@ t.test("an earlier release's manifests.json: read while the store holds none, ch
   await store.apply([{ type: 'item.put', collection: 'manifests', key: 'pushed', value: { entries: [{ manifest: manifest('lk-200'), source: 'pushed' }] } }]);
   t.same((await loadPushedManifests(store, join(dir, 'badEntry'))).map((e) => e.manifest.model), ['lk-200']);
 });
+
+t.test('a configured manifest with warnings (too large for one bundle of its firmware) is logged at start, as a pushed one is', async (t) => {
+  const warns: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+  const logger = { debug() {}, info() {}, error() {}, warn: (obj: Record<string, unknown>, msg?: string) => void warns.push({ obj, msg }) };
+  const tight = { model: 'th-200', firmware: '2.0.0', trustedKeys: [generateKeyPair().publicPem], maxBundleBytes: 128, pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] };
+  await harness(t, { logger, manifests: [tight] });
+  const said = warns.filter((w) => w.msg === 'configured manifest has warnings');
+  t.equal(said.length, 1, 'once');
+  t.match(said[0].obj, { model: 'th-200', firmware: '2.0.0', warnings: [/^\/pins: the initial pins \(1 endpoint\) need a bundle of at least \d+ bytes, above the 128 bytes this firmware takes \(maxBundleBytes\)/] });
+});
+

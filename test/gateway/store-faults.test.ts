@@ -73,7 +73,7 @@ t.test('a full disk: each operator action fails with insufficient storage and le
   const ready = await a.call('GET', '/readyz', { as: null });
   t.equal(ready.statusCode, 503, '/readyz answers 503 while the store cannot write');
   t.same(ready.json(), { status: 'unavailable', reason: 'store cannot write' }, 'naming neither the store nor the error (it is public)');
-  t.match((await a.call('GET', '/v1/info', { as: 'viewer' })).json().store, { name: join(mnt, 'data'), writable: false, lastError: { code: 'PW_STORE_FULL' } }, '/v1/info names them');
+  t.match((await a.call('GET', '/v1/info', { as: 'operator' })).json().store, { name: join(mnt, 'data'), writable: false, lastError: { code: 'PW_STORE_FULL' } }, '/v1/info names them to an operator');
   t.equal((await a.call('GET', '/healthz', { as: null })).statusCode, 200, '/healthz stays the liveness probe');
   const metrics = (await a.call('GET', '/metrics', { as: null })).body;
   t.equal(metric(metrics, 'pinwave_store_writable'), 0, 'metrics: not writable');

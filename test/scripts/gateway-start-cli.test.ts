@@ -67,6 +67,42 @@ t.test('an HTTP port in use is named as it was set: PINWAVE_HTTP_PORT, or the co
   t.notOk(existsSync(fresh), 'the data dir was not created');
 });
 
+/** Holds 127.0.0.1:`port` for the test; one someone else holds already is as good (the gateway finds it in use all the same). */
+async function holdPort(t: { teardown(fn: () => unknown): void }, port: number): Promise<void> {
+  const held: Server = createServer();
+  const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    held.once('error', resolve);
+    held.listen(port, '127.0.0.1', () => resolve(null));
+  });
+  if (err && err.code !== 'EADDRINUSE') throw err;
+  if (!err) t.teardown(() => new Promise((resolve) => held.close(resolve)));
+}
+
+t.test('a port is named where it was set: a config key that gives the default value is the key, a port nobody set is the default', async (t) => {
+  const { dir, keyPath, data } = setup(t);
+  writeFileSync(join(dir, 'tls.key'), 'KEY PEM');
+  writeFileSync(join(dir, 'tls.crt'), 'CERT PEM');
+  await holdPort(t, 8080);
+  await holdPort(t, 8883);
+
+  const keyed = join(dir, 'keyed.json');
+  writeFileSync(keyed, JSON.stringify({ http: { port: 8080 } }));
+  const fromFile = fakeIo();
+  t.equal(await start(['--config', keyed, '--data', data, '--key', keyPath, '--mqtt-port', '0'], fromFile.io), 1);
+  t.same(fromFile.err, [`pinwave gateway: config http.port 8080: address 127.0.0.1:8080 is already in use ${IN_USE}`]);
+
+  const unset = fakeIo();
+  t.equal(await start(['--data', data, '--key', keyPath, '--mqtt-port', '0'], unset.io), 1);
+  t.same(unset.err, [`pinwave gateway: the default HTTP port 8080 (set by --http-port, PINWAVE_HTTP_PORT or config http.port): address 127.0.0.1:8080 is already in use ${IN_USE}`]);
+
+  const tls = join(dir, 'tls.json');
+  writeFileSync(tls, JSON.stringify({ mqtt: { port: 0, tls: { key: 'tls.key', cert: 'tls.crt' } }, http: { port: 0 } }));
+  const defaulted = fakeIo();
+  t.equal(await start(['--config', tls, '--data', data, '--key', keyPath], defaulted.io), 1);
+  t.same(defaulted.err, [`pinwave gateway: the default MQTT TLS port 8883 (set by config mqtt.tls.port): address 127.0.0.1:8883 is already in use ${IN_USE}`]);
+  t.same(readdirSync(data), [], 'no journal begun, no lock left');
+});
+
 t.test('the MQTT and HTTP listeners given one port: the second names the first', async (t) => {
   const { keyPath, data } = setup(t);
   const port = await busyPort(t);
@@ -148,9 +184,9 @@ t.test('a port taken between the check and the listen is named all the same', as
 });
 
 t.test('with one listener (external broker mode) a file the start cannot open is not blamed on the HTTP port', async (t) => {
-  const only = [{ host: '127.0.0.1', port: 8080, portName: '--http-port 8080 (the default)', hostName: '--host 127.0.0.1 (the default)' }];
+  const only = [{ host: '127.0.0.1', port: 8080, portName: 'the default HTTP port 8080 (set by --http-port, PINWAVE_HTTP_PORT or config http.port)', hostName: 'the default listen address 127.0.0.1 (set by --host, PINWAVE_HOST or config host)' }];
   const denied = Object.assign(new Error("EACCES: permission denied, open '/srv/pw/signing.key'"), { code: 'EACCES', syscall: 'open', path: '/srv/pw/signing.key' });
   t.equal(listenFailure(denied, only), null, 'the error stays as it is, naming the file');
   const taken = Object.assign(new Error('listen EADDRINUSE: address already in use 127.0.0.1:8080'), { code: 'EADDRINUSE', syscall: 'listen', address: '127.0.0.1', port: 8080 });
-  t.match(listenFailure(taken, only), /^--http-port 8080 \(the default\): address 127\.0\.0\.1:8080 is already in use/, 'a listen error still names the port');
+  t.match(listenFailure(taken, only), /^the default HTTP port 8080 \(set by --http-port, PINWAVE_HTTP_PORT or config http\.port\): address 127\.0\.0\.1:8080 is already in use/, 'a listen error still names the port');
 });

@@ -8,6 +8,13 @@ const integer = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 0 });
 const pct = new Intl.NumberFormat(LOCALE, { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 });
 const local = new Intl.DateTimeFormat(LOCALE, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZoneName: 'short' });
 
+/**
+ * An endpoint as people write it, an IPv6 host in brackets: "[::1]:443", never "::1:443". The
+ * console's build takes only its own folder, so this is firmware-manifest/endpoint-text.ts's rule
+ * again; test/gateway/http/console/render.test.ts holds the two to one answer.
+ */
+export const endpoint = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
 /** 12345 → "12,345" (in the reader's locale). */
 export const count = (n: number) => integer.format(n);
 

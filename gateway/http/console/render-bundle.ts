@@ -1,7 +1,7 @@
 // The bundles pages as trees (view.ts): the list, and one bundle decoded, with its pins against
 // what its group runs now when the API gives that diff: pins added in one colour and word, pins
 // removed in another, per endpoint (docs/architecture.md §10). Pure: data in, tree out.
-import { badge, count, shortId, when } from './format.ts';
+import { badge, count, endpoint, shortId, when } from './format.ts';
 import { enc, facts, link, section, table } from './parts.ts';
 import type { Bundle, BundleDetail, PinDiff } from './types.ts';
 import { h, type VNode } from './view.ts';
@@ -46,7 +46,7 @@ export function pinDiffView(diff: PinDiff): VNode {
           h(
             'article',
             { class: `diff-endpoint change-${e.change}`, 'aria-labelledby': `diff-${e.host}-${e.port}` },
-            h('h3', { id: `diff-${e.host}-${e.port}` }, h('code', null, `${e.host}:${e.port}`), ' ', h('span', { class: `change change-${e.change}` }, CHANGE[e.change] ?? e.change)),
+            h('h3', { id: `diff-${e.host}-${e.port}` }, h('code', null, endpoint(e.host, e.port)), ' ', h('span', { class: `change change-${e.change}` }, CHANGE[e.change] ?? e.change)),
             h('ul', { class: 'pins' }, e.removed.map((p) => diffPin(p, 'removed')), e.added.map((p) => diffPin(p, 'added')), e.kept.map((p) => diffPin(p, 'kept'))),
           ),
         ),
@@ -80,7 +80,7 @@ export function bundleView(b: BundleDetail): VNode {
         'Endpoints and their pin sets',
         ['Endpoint', 'Mode', 'Pins', 'Not before', 'Not after'],
         b.endpoints.map((e) => [
-          h('code', null, `${e.host}:${e.port}`),
+          h('code', null, endpoint(e.host, e.port)),
           e.mode === 'report-only' ? badge('report-only') : 'enforce',
           h('ul', { class: 'pins' }, e.pins.map((p) => h('li', null, h('code', { class: 'pin' }, p)))),
           epoch(e.notBefore) ?? '—',

@@ -1,7 +1,7 @@
 // The fleet pages as trees (view.ts): the groups with their devices by seq, model and connected and
 // their baseline; a group's devices; one device with its state, seq, bundle, rollout history and
 // recent pin-failure reports. Pure: data in, tree out.
-import { badge, count, percent, shortId, when } from './format.ts';
+import { badge, count, endpoint, percent, shortId, when } from './format.ts';
 import { enc, facts, link, section, table } from './parts.ts';
 import type { Device, DeviceDetail, Group } from './types.ts';
 import { h, type VNode } from './view.ts';
@@ -112,7 +112,7 @@ export function deviceView(d: DeviceDetail): VNode {
       table(
         `${d.id}: recent pin-failure reports, newest first`,
         ['Received', 'Endpoint', 'Result', 'Served pins', 'On seq', 'Count'],
-        [...d.telemetry].reverse().map((t) => [when(t.at), h('code', null, `${t.hostname}:${t.port}`), t.result === 'pin_mismatch' ? 'mismatch (enforced)' : t.result.replaceAll('_', ' '), h('span', { class: 'pins' }, t.servedPins.map((p) => h('code', { class: 'pin' }, p))), count(t.seq), count(t.count)]),
+        [...d.telemetry].reverse().map((t) => [when(t.at), h('code', null, endpoint(t.hostname, t.port)), t.result === 'pin_mismatch' ? 'mismatch (enforced)' : t.result.replaceAll('_', ' '), h('span', { class: 'pins' }, t.servedPins.map((p) => h('code', { class: 'pin' }, p))), count(t.seq), count(t.count)]),
         { empty: 'This device has reported no pin failure.' },
       ),
       { id: 'telemetry' },

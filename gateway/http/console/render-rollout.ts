@@ -2,7 +2,7 @@
 // facts, a held wave's reasons, each wave's progress as a bar with its counts and its ratios
 // against its thresholds, the actions the reader's role allows, pin failures by endpoint and
 // served pin, and the decisions timeline. Pure: data in, tree out (docs/architecture.md §6, §10).
-import { actionWord, badge, count, decisionReason, duration, holdReason, percent, shortId, waveLabel, when } from './format.ts';
+import { actionWord, badge, count, decisionReason, duration, endpoint, holdReason, percent, shortId, waveLabel, when } from './format.ts';
 import { enc, facts, link, section, table } from './parts.ts';
 import type { Decision, PinFailure, Role, Rollout, Thresholds, Wave } from './types.ts';
 import { h, type Child, type Handler, type VNode } from './view.ts';
@@ -223,7 +223,7 @@ export function pinFailuresTable(items: PinFailure[]): VNode {
       'Pin failures by endpoint and served pin, most first',
       ['Endpoint', 'Served pin', 'Result', 'Devices', 'Failures', 'Last received'],
       items.map((p) => [
-        h('code', { class: 'endpoint' }, `${p.host}:${p.port}`),
+        h('code', { class: 'endpoint' }, endpoint(p.host, p.port)),
         p.observedPin === null ? '—' : h('code', { class: 'pin' }, p.observedPin),
         p.result === 'pin_mismatch' ? 'mismatch (enforced)' : p.result === 'report_only_mismatch' ? 'mismatch (report only)' : p.result,
         `${count(p.devices)}${p.devicesCapped ? '+' : ''}`,

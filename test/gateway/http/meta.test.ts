@@ -80,8 +80,8 @@ t.test('healthz answers ok without a token; info gives the MQTT URL, version, ki
     mqttPorts: { tcp: a.gw.ports.tcp },
     kid: a.gw.signing!.kid,
     publicKey: a.gw.signing!.publicPem,
-    store: { name: a.gw.storeStatus().name, writable: true, lastError: null },
-  });
+    store: { writable: true, lastError: null },
+  }, 'a viewer: the store without its name');
   t.match(info.version, /^\d+\.\d+\.\d+/);
   t.match(info.publicKey, /^-----BEGIN PUBLIC KEY-----\n/);
   t.match(info.kid, /^[0-9a-f]{16}$/);
@@ -157,7 +157,7 @@ t.test('label values are escaped as the exposition format requires', async (t) =
   t.equal(text, '# HELP x_total a \\\\ help\\nline\n# TYPE x_total counter\nx_total{reason="a\\"b\\\\c\\nd"} 1\nx_total 0\n');
 });
 
-t.test('readyz names neither the store nor its error, with or without a token; /v1/info gives them to a viewer', async (t) => {
+t.test('readyz names neither the store nor its error, with or without a token; /v1/info gives them to an operator, and to a viewer only whether it writes and the code', async (t) => {
   const a = await apiHarness(t);
   const path = a.gw.storeStatus().name;
   t.ok(path.startsWith('/'), `the store is a folder (${path})`);
@@ -177,8 +177,14 @@ t.test('readyz names neither the store nor its error, with or without a token; /
   }
   t.same((await a.call('GET', '/healthz', { as: null })).json(), { status: 'ok' }, 'healthz says ok and nothing more');
   t.notMatch((await a.call('GET', '/metrics', { as: null })).body, path, 'nor does /metrics');
-  const info = await a.call('GET', '/v1/info', { as: 'viewer' });
-  t.same(info.json().store, { name: path, writable: false, lastError }, '/v1/info (a token) names the store and its error');
+  for (const as of ['operator', 'admin'] as const) {
+    const info = await a.call('GET', '/v1/info', { as });
+    t.same(info.json().store, { name: path, writable: false, lastError }, `/v1/info to an ${as} names the store and its error`);
+  }
+  const viewed = await a.call('GET', '/v1/info', { as: 'viewer' });
+  t.equal(viewed.statusCode, 200);
+  t.same(viewed.json().store, { writable: false, lastError: { code: 'PW_STORE_FULL', at: lastError.at } }, 'to a viewer: whether it writes, and the code');
+  t.notMatch(viewed.body, path, 'no data dir path for a viewer');
   t.equal((await a.call('GET', '/v1/info', { as: null })).statusCode, 401, 'and needs a token');
 });
 

@@ -1,8 +1,9 @@
 // A query parameter a route does not declare is a 400 naming it, on every route: a single device,
 // bundle or rollout, an action, a probe, as on the list routes (server.ts gives a route that
 // declares no query the empty one, schemas.ts noQuery). A misspelt `?limt=` is never ignored.
-// The HTML pages a browser loads (`/ui`, `/docs`) are the exception: they ignore any query, as a
-// bookmark's `?utm_source=x` (schemas.ts pageQuery).
+// What a browser or a prober loads (the pages `/ui` and `/docs`, the console's assets, `/healthz`
+// and `/readyz`) is the exception: it ignores any query, as a bookmark's `?utm_source=x`, a
+// cache-buster's `?v=3` or a load balancer's `?probe=1` (schemas.ts ignoredQuery).
 import t from 'tap';
 import { apiHarness } from '../../fixtures/http.ts';
 
@@ -11,12 +12,14 @@ const example = (url: string) => url.replace(':id', 'abcdef12').replace(':name',
 
 /** The pages a browser loads: they take any query and ignore it. */
 const PAGES = ['/ui', '/ui/', '/docs'];
+/** What else a browser or a prober loads, and ignores the query of: the console's assets, the probes. */
+const LOADED = ['/ui/assets/:name', '/healthz', '/readyz'];
 
 t.test('every GET route refuses a parameter it does not declare, naming it', async (t) => {
   const a = await apiHarness(t);
   const gets = a.app.routeAccess.filter((r) => r.method === 'GET').map((r) => r.url);
-  for (const path of ['/v1/devices/:id', '/v1/bundles/:id', '/v1/rollouts/:id', '/v1/bundles/:id/raw', '/healthz', '/readyz', '/v1/info', '/metrics', '/docs', '/ui']) t.ok(gets.includes(path), `${path} is a GET route`);
-  for (const path of gets.filter((p) => !PAGES.includes(p))) {
+  for (const path of ['/v1/devices/:id', '/v1/bundles/:id', '/v1/rollouts/:id', '/v1/bundles/:id/raw', '/healthz', '/readyz', '/v1/info', '/metrics', '/docs', '/ui', ...LOADED]) t.ok(gets.includes(path), `${path} is a GET route`);
+  for (const path of gets.filter((p) => !PAGES.includes(p) && !LOADED.includes(p))) {
     const url = `${example(path)}?bogus=1`;
     const r = await a.call('GET', url, { as: 'admin' });
     t.equal(r.statusCode, 400, `${url}: 400`);
@@ -39,8 +42,22 @@ t.test('a page a browser loads ignores its query: /ui and /docs with a bookmark\
   }
   t.equal((await a.call('GET', '/docs?x=1', { as: null })).json().openapi, '3.1.0', '/docs as JSON too');
   t.equal((await a.call('GET', '/docs/json?x=1', { as: null })).statusCode, 400, 'the document for tools keeps refusing');
-  t.equal((await a.call('GET', '/ui/assets/app.js?v=1', { as: null })).statusCode, 400, 'and so do the assets');
   t.equal((await a.call('GET', '/v1/info?utm_source=x', { as: 'viewer' })).statusCode, 400, 'and the API');
+});
+
+t.test('the probes and the console\'s assets ignore their query: a load balancer\'s ?probe=1, a cache-buster\'s ?v=3', async (t) => {
+  const a = await apiHarness(t);
+  for (const path of LOADED.map(example)) {
+    const plain = await a.call('GET', path, { as: null });
+    t.equal(plain.statusCode, 200, `${path}: 200`);
+    for (const query of ['?probe=1', '?v=3', '?v=3&v=4', '?', '?%zz']) {
+      const r = await a.call('GET', `${path}${query}`, { as: null });
+      t.equal(r.statusCode, 200, `${path}${query}: 200`);
+      t.equal(r.headers['content-type'], plain.headers['content-type'], `${path}${query}: the same type`);
+      t.equal(r.body, plain.body, `${path}${query}: the same body`);
+    }
+    t.equal((await a.call('HEAD', `${path}?probe=1`, { as: null })).statusCode, 200, `HEAD ${path}?probe=1: 200`);
+  }
 });
 
 t.test('routes that change something refuse one too, before changing anything', async (t) => {

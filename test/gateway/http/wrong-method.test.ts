@@ -2,6 +2,7 @@
 // Allow header (RFC 9110 §15.5.6) in the API's error shape, after the access check; a path it does
 // not serve is 404 whatever the method (wrong-method.ts).
 import t from 'tap';
+import net from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { apiHarness } from '../../fixtures/http.ts';
 
@@ -25,6 +26,31 @@ t.test('every path answers each method it does not take with 405 and Allow namin
   }
   const del = await a.call('PUT', '/v1/devices/th-1', { as: 'admin' });
   t.equal(del.headers.allow, 'GET, HEAD, DELETE');
+});
+
+t.test('a method fastify does not route by default (PROPFIND, SEARCH, LOCK) is 405 with Allow on a served path, not 404', async (t) => {
+  const a = await apiHarness(t);
+  for (const method of ['PROPFIND', 'SEARCH', 'LOCK', 'MKCOL', 'PURGE', 'REPORT', 'M-SEARCH']) {
+    const r = await a.call(method as 'GET', '/v1/devices/th-1', { as: 'admin' });
+    t.equal(r.statusCode, 405, `${method}: 405`);
+    t.equal(r.headers.allow, 'GET, HEAD, DELETE', `${method}: Allow`);
+    t.same(r.json(), { statusCode: 405, error: 'Method Not Allowed', code: 'PW_METHOD_NOT_ALLOWED', message: `${method} is not allowed on /v1/devices/:id: it takes GET, HEAD, DELETE` });
+    t.equal((await a.call(method as 'GET', '/v1/devices/th-1', { as: null })).statusCode, 401, `${method}: the access check first`);
+    t.equal((await a.call(method as 'GET', '/v1/nothing', { as: 'admin' })).statusCode, 404, `${method} on a path not served: 404`);
+  }
+  t.equal((await a.call('PROPFIND' as 'GET', '/healthz', { as: null })).headers.allow, 'GET, HEAD', 'a public path: 405 to anyone');
+
+  // Over a socket: a method Node's HTTP parser does not know is refused by the parser, before any path is read.
+  await a.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (a.app.server.address() as net.AddressInfo).port;
+  const statusLine = (method: string) =>
+    new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => s.write(`${method} /v1/devices/th-1 HTTP/1.1\r\nhost: x\r\nauthorization: Bearer x\r\nconnection: close\r\n\r\n`));
+      let got = '';
+      s.on('data', (c) => (got += c)).on('error', reject).on('close', () => resolve(got.split('\r\n')[0]));
+    });
+  t.equal(await statusLine('PROPFIND'), 'HTTP/1.1 401 Unauthorized', 'PROPFIND reaches the route over a socket too');
+  t.equal(await statusLine('BREW'), 'HTTP/1.1 400 Bad Request', 'a made-up method: the parser\'s 400, no path to answer for');
 });
 
 t.test('a path the API does not serve stays 404, whatever the method', async (t) => {

@@ -4,7 +4,8 @@
 // element builder's refusals.
 import t from 'tap';
 import { h, safeHref, textOf, toHtml } from '../../../../gateway/http/console/view.ts';
-import { badge, count, duration, percent, stuckReason, utc, waveLabel, when } from '../../../../gateway/http/console/format.ts';
+import { badge, count, duration, endpoint, percent, stuckReason, utc, waveLabel, when } from '../../../../gateway/http/console/format.ts';
+import { endpointText } from '../../../../firmware-manifest/index.ts';
 import { bundleView, pinDiffView } from '../../../../gateway/http/console/render-bundle.ts';
 import { actionBody, actionDialog, actionsBar, allowedActions, decisionsTimeline, dialogForm, heldPanel, pinFailuresTable, rolloutHeader, rolloutsTable, waveCard } from '../../../../gateway/http/console/render-rollout.ts';
 import { devicesTable, deviceView, fleetView } from '../../../../gateway/http/console/render-fleet.ts';
@@ -255,6 +256,12 @@ t.test('the other pages: fleet, devices, a device, rollouts, stuck, pin failures
   t.equal(stuckCsvName({ rollout: 'r-1' }), 'stuck-rollout-r-1.csv');
   const pf = textOf(pinFailuresTable([{ host: 'api.example.com', port: 443, result: 'pin_mismatch', observedPin: P('E'), bundleId: null, devices: 32, devicesCapped: true, failures: 1234, lastReceived: new Date(T0).toISOString() }]));
   t.match(pf, `api.example.com:443 ${P('E')} mismatch (enforced) 32+ 1,234`);
+});
+
+t.test('an IPv6 endpoint is written [::1]:443 in the console, as the gateway and the CLI write it', async (t) => {
+  for (const [host, port] of [['::1', 443], ['2001:db8::7', 8443], ['api.example.com', 443], ['10.0.0.7', 8883]] as const) t.equal(endpoint(host, port), endpointText(host, port), `${host} ${port}`);
+  const pf = textOf(pinFailuresTable([{ host: '::1', port: 443, result: 'pin_mismatch', observedPin: P('E'), bundleId: null, devices: 1, devicesCapped: false, failures: 1, lastReceived: new Date(T0).toISOString() }]));
+  t.match(pf, `[::1]:443 ${P('E')} mismatch (enforced)`);
 });
 
 t.test('the element builder writes text as text and refuses links off this server', async (t) => {
