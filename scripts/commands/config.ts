@@ -13,6 +13,7 @@ import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { parse, UsageError, type Io } from '../args.ts';
 import { cleartextWarnings } from './gateway.ts';
+import { clashProblem, listenersOf } from '../start-checks.ts';
 
 const USAGE = `Usage:
   pinwave config check FILE [--json]
@@ -65,7 +66,10 @@ async function check(args: string[], io: Io): Promise<number> {
     }
     if (kid !== null && kid === nextKid) problems.push(`nextKeyPath: ${config.nextKeyPath} is the same key as keyPath ${config.keyPath} (kid ${kid}): the next key is a new key pair (pinwave keygen --out DIR)`);
     if (config.dataDir !== null) problems.push(...dataDirProblems(config.dataDir));
-    problems.push(...portProblems(config));
+    // Two of its own listeners on one port, decided as the gateway's start decides; not whether a port is
+    // free now: the gateway this file is for may be running and holding it.
+    const clash = await clashProblem(listenersOf(config));
+    if (clash !== null) problems.push(clash);
   }
   if (problems.length > 0) {
     if (values.json) io.out(JSON.stringify({ ok: false, file, problems }, null, 2));
@@ -138,22 +142,4 @@ function dataDirProblems(dir: string): string[] {
     const code = (err as NodeJS.ErrnoException).code;
     return [`dataDir: ${dir} does not exist and ${dirname(dir)} ${code === 'ENOENT' ? 'does not exist either' : 'is not writable by this user'} (create it: install -d -m 0700 ${dir})`];
   }
-}
-
-/** Two listeners on one address and port cannot both start. */
-function portProblems(c: GatewayConfig): string[] {
-  const taken = new Map<string, string>();
-  const out: string[] = [];
-  const listen = (host: string, port: number | undefined, what: string) => {
-    if (port === undefined || port === 0) return;
-    const k = `${host}:${port}`;
-    const other = taken.get(k);
-    if (other) out.push(`${what}: port ${port} on ${host} is ${other}'s too`);
-    else taken.set(k, what);
-  };
-  listen(c.host, c.mqtt.port, 'mqtt.port');
-  listen(c.host, c.mqtt.tls?.port, 'mqtt.tls.port');
-  listen(c.host, c.mqtt.websocket?.port, 'mqtt.websocket.port');
-  listen(c.http.host, c.http.port, 'http.port');
-  return out;
 }
