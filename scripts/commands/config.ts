@@ -9,6 +9,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.ts';
 import { hex } from '../../firmware-manifest/codec.ts';
+import { manifestWarnings } from '../../firmware-manifest/manifest.ts';
 import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { parse, UsageError, type Io } from '../args.ts';
@@ -80,7 +81,8 @@ async function check(args: string[], io: Io): Promise<number> {
     return 1;
   }
   const c = config!;
-  const warnings = cleartextWarnings(c);
+  // A manifest's warnings, as the gateway logs them at start (gateway/manifests.ts).
+  const warnings = [...cleartextWarnings(c), ...c.manifests.flatMap((m, i) => manifestWarnings(m).map((w) => `config.manifests[${i}] (${m.model} ${m.firmware}): ${w.path}: ${w.message}`))];
   const summary = {
     ok: true,
     file: resolve(file),

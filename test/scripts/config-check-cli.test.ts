@@ -1,8 +1,11 @@
 // `pinwave config check FILE` decides what `pinwave gateway`'s start-up checks decide (scripts/start-checks.ts):
-// two of its own listeners that cannot share a port, judged by address as the system judges them.
+// two of its own listeners that cannot share a port, judged by address as the system judges them, and the
+// warnings the gateway logs at start for a configured manifest.
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { generateKeyPair } from '../../firmware-manifest/index.ts';
 import { run } from '../../scripts/cli.ts';
 import type { Io } from '../../scripts/args.ts';
 
@@ -47,4 +50,19 @@ t.test('config check: with an external broker, mqtt.port is no listener of the g
   writeFileSync(file, `dataDir: ${join(dir, 'data')}\nmqtt: { port: 18833 }\nhttp: { port: 18833 }\nbroker: { url: "mqtt://broker.example.com:1883", auth: ${auth} }\n`);
   const o = io();
   t.equal(await run(['config', 'check', file], o.io), 0, o.err.join('\n'));
+});
+
+t.test("config check: a configured manifest's warnings are printed, as the gateway logs them at start", async (t) => {
+  const dir = t.testdir();
+  const pin = (s: string) => `sha256/${createHash('sha256').update(s).digest('base64')}`;
+  const manifest = join(dir, 'th-200.json');
+  writeFileSync(manifest, JSON.stringify({ model: 'th-200', firmware: '2.0.0', trustedKeys: [generateKeyPair().publicPem], maxBundleBytes: 128, pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] }));
+  const file = join(dir, 'pinwave.yaml');
+  writeFileSync(file, `dataDir: ${join(dir, 'data')}\nmqtt: { port: 0 }\nhttp: { port: 0 }\nmanifests: [th-200.json]\n`);
+  const text = io();
+  t.equal(await run(['config', 'check', file], text.io), 0, 'a warning, not a problem');
+  t.match(text.out.filter((l) => l.includes('warning:')), [/^  warning: config\.manifests\[0\] \(th-200 2\.0\.0\): \/pins: the initial pins \(1 endpoint\) need a bundle of at least \d+ bytes, above the 128 bytes this firmware takes \(maxBundleBytes\)/]);
+  const json = io();
+  t.equal(await run(['config', 'check', file, '--json'], json.io), 0);
+  t.match(JSON.parse(json.out.join('\n')).warnings, [/^config\.manifests\[0\] \(th-200 2\.0\.0\): \/pins: the initial pins/]);
 });
