@@ -20,9 +20,11 @@ const USAGE = `Usage:
   pinwave config check FILE [--json]
 
 check   load FILE (JSON or YAML) and the PINWAVE_* environment as \`pinwave gateway --config FILE\` does,
-        read the signing key and check the data dir: print every problem and exit 1, or a summary
-        and exit 0. Run it as the user the gateway runs as (sudo -u pinwave pinwave config check …):
-        what that user cannot read is a problem. docs/configuration.md describes every key.`;
+        read the signing key, check the data dir and that no two listeners clash (as the gateway's
+        start judges them): print every problem and exit 1, or a summary and its warnings (a
+        cleartext listener, a configured manifest's) and exit 0. Run it as the user the gateway
+        runs as (sudo -u pinwave pinwave config check …): what that user cannot read is a problem.
+        docs/configuration.md describes every key.`;
 
 export async function main(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
