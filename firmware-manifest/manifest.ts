@@ -11,6 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { decodeCanonical, encodeCanonical, equalBytes, type CborValue } from './cbor.ts';
 import { DEFAULT_MAX_BUNDLE_BYTES, decodeEnvelope, FORMAT_VERSION, kidOf, smallestBundleBytes, type ExpiryPolicy, type PinMode, type RejectReason } from './codec.ts';
+import { endpointText } from './endpoint-text.ts';
 import { publicKeyFromText } from './keys.ts';
 import { parsePin, tryParsePin } from './pins.ts';
 import type { HealthCheck } from './provisional.ts';
@@ -170,7 +171,7 @@ function semanticErrors(m: Record<string, unknown>): ManifestError[] {
     const seen = new Set<string>();
     m.pins.forEach((e, i) => {
       if (!isRecord(e)) return;
-      const where = `${String(e.host)}:${typeof e.port === 'number' ? e.port : 443}`;
+      const where = endpointText(String(e.host), typeof e.port === 'number' ? e.port : 443);
       if (typeof e.host === 'string') {
         if (seen.has(where)) errors.push({ path: `/pins/${i}`, message: `${where} is listed twice` });
         seen.add(where);
@@ -213,7 +214,7 @@ export function healthCheckErrors(hc: Record<string, unknown>, at: string): Mani
     hc.endpoints.forEach((e, i) => {
       if (!isRecord(e) || typeof e.host !== 'string') return;
       if (e.host.startsWith('*.')) errors.push({ path: `${at}/endpoints/${i}/host`, message: `cannot be a wildcard: a health check dials a host, got "${e.host}"` });
-      const where = `${e.host}:${typeof e.port === 'number' ? e.port : 443}`;
+      const where = endpointText(e.host, typeof e.port === 'number' ? e.port : 443);
       if (seen.has(where)) errors.push({ path: `${at}/endpoints/${i}`, message: `${where} is listed twice` });
       seen.add(where);
     });

@@ -20,6 +20,7 @@
 import type { VerifyResult } from './codec.ts';
 import type { AckMessage, AnyAck, EndpointRef, ProvisionalStatus, RevertedAck, RevertReason, VerifiedAck } from './messages.ts';
 import { applyVerified, checkChain, type TrustState } from './trust-state.ts';
+import { endpointText } from './endpoint-text.ts';
 
 /** A firmware's health check, ports resolved (healthCheckOf() in manifest.ts makes one from a manifest). */
 export interface HealthCheck {
@@ -296,8 +297,8 @@ function carryOn(trust: DeviceTrust, now: number): Step {
 }
 
 function why(c: WindowCheck): string {
-  if (!c.dialable) return `${c.host}:${c.port} is a wildcard pin set: no host to dial (list one in the manifest's healthCheck.endpoints)`;
-  return `${c.host}:${c.port} did not answer in ${c.attempts} attempt${c.attempts === 1 ? '' : 's'}${c.lastError ? ` (${c.lastError})` : ''}`;
+  if (!c.dialable) return `${endpointText(c.host, c.port)} is a wildcard pin set: no host to dial (list one in the manifest's healthCheck.endpoints)`;
+  return `${endpointText(c.host, c.port)} did not answer in ${c.attempts} attempt${c.attempts === 1 ? '' : 's'}${c.lastError ? ` (${c.lastError})` : ''}`;
 }
 
 const ref = (c: EndpointRef): EndpointRef => ({ host: c.host, port: c.port });

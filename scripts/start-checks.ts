@@ -8,6 +8,7 @@ import { access, constants, stat } from 'node:fs/promises';
 import { lookup } from 'node:dns/promises';
 import { createServer, isIP, type AddressInfo, type Server } from 'node:net';
 import { endpointText } from '../firmware-manifest/index.ts';
+import { settingText, type GatewayConfig } from '../gateway/config.ts';
 
 /** One address the gateway listens on, and how the operator named its port and host. */
 export interface Listener {
@@ -19,6 +20,22 @@ export interface Listener {
   hostName: string;
   /** binds every address its host name resolves to, not only the first: fastify does for `localhost` */
   every?: boolean;
+}
+
+/** The addresses the gateway will listen on, MQTT's first (none of its own in external broker mode), each named as the operator set it. */
+export function listenersOf(c: GatewayConfig): Listener[] {
+  const host = settingText(c, 'host', c.host);
+  const own = (port: number, portName: string): Listener => ({ host: c.host, port, portName, hostName: host });
+  const mqtt: Listener[] = c.broker
+    ? []
+    : [
+        ...(c.mqtt.plain !== false ? [own(c.mqtt.port, settingText(c, 'mqttPort', c.mqtt.port))] : []),
+        ...(c.mqtt.tls ? [own(c.mqtt.tls.port, settingText(c, 'tlsPort', c.mqtt.tls.port))] : []),
+        ...(c.mqtt.websocket ? [own(c.mqtt.websocket.port, settingText(c, 'wsPort', c.mqtt.websocket.port))] : []),
+      ];
+  // fastify listens on every address of `localhost` (127.0.0.1 and ::1 where both resolve), net.Server on the first only.
+  const http: Listener = { host: c.http.host, port: c.http.port, portName: settingText(c, 'httpPort', c.http.port), hostName: settingText(c, 'httpHost', c.http.host), ...(c.http.host === 'localhost' && { every: true }) };
+  return [...mqtt, http];
 }
 
 /** Why `dir` cannot be the data dir (something not a folder is there), or null. A missing one is made at the start. */
@@ -41,28 +58,16 @@ const lookupAll: Lookup = (host) => lookup(host, { all: true });
 
 /**
  * Binds every address at once, as the real listen will, then lets them go: the first that cannot be bound as a
- * line naming it (or the second of two of the gateway's own listeners that the system will not let share an
- * address), or null. A host name binds the first address it resolves to (net.Server.listen), or every one for
- * a listener with `every` (fastify listens on each address of `localhost`, docs/operations.md); a port in use
- * on any of them is refused, since clients that resolve the name to that address would reach whoever holds it.
- * Port 0 binds any free port, which still checks the host; a listener's further addresses take the port its
- * first got, as fastify's do.
+ * line naming it (or first, the second of two of the gateway's own listeners that cannot share an address:
+ * clashProblem), or null. A listener's addresses are those clashProblem finds; a port in use on any of them is
+ * refused, since clients that resolve the name to that address would reach whoever holds it. Port 0 binds any
+ * free port, which still checks the host; a listener's further addresses take the port its first got, as fastify's do.
  */
 export async function listenProblem(listeners: readonly Listener[], o: { lookup?: Lookup } = {}): Promise<string | null> {
-  const probes: Probe[] = [];
-  for (const l of listeners) {
-    let found: Array<{ address: string }>;
-    try {
-      found = isIP(l.host) !== 0 ? [{ address: l.host }] : await (o.lookup ?? lookupAll)(l.host);
-    } catch (err) {
-      return listenFailure(err, [l]) ?? `${l.hostName}: cannot resolve that name (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
-    }
-    for (const [i, { address }] of (l.every ? found : found.slice(0, 1)).entries()) probes.push({ l, address, further: i > 0 });
-  }
-  for (const [i, p] of probes.entries()) {
-    const first = probes.slice(0, i).find((o) => o.l !== p.l && o.l.port !== 0 && o.l.port === p.l.port && o.address === p.address);
-    if (first) return taken(p.l, first.l);
-  }
+  const probes = await probesOf(listeners, o.lookup ?? lookupAll);
+  if (typeof probes === 'string') return probes;
+  const clash = clashOf(probes);
+  if (clash !== null) return clash;
   const bound: Array<Probe & { server: Server; port: number }> = [];
   try {
     for (const p of probes) {
@@ -77,10 +82,6 @@ export async function listenProblem(listeners: readonly Listener[], o: { lookup?
       if (err) {
         // fastify lets a further address go that it cannot bind (::1 on a machine without IPv6): so does the check.
         if (p.further && err.code !== 'EADDRINUSE' && err.code !== 'EACCES') continue;
-        // A wildcard and an address it covers on one port (0.0.0.0 and 10.0.0.5, or :: and 0.0.0.0 where IPv6
-        // sockets take IPv4 too): the system refuses the second, and the holder is the gateway's own.
-        const own = err.code === 'EADDRINUSE' ? bound.find((b) => b.l !== p.l && b.port === port && (isWildcard(b.address) || isWildcard(p.address))) : undefined;
-        if (own) return taken(p.l, own.l);
         return listenFailure(err, [p.l]) ?? `${p.l.portName}: cannot listen on ${endpointText(p.address, port)} (${err.code ?? err.message})`;
       }
       bound.push({ ...p, server, port: (server.address() as AddressInfo).port });
@@ -91,6 +92,18 @@ export async function listenProblem(listeners: readonly Listener[], o: { lookup?
   }
 }
 
+/**
+ * Two of the gateway's own listeners that cannot both start, as a line naming both, or a host name that does
+ * not resolve; null when none: what `pinwave gateway` refuses before binding anything, and what
+ * `pinwave config check` reports without binding (a running gateway may hold the ports). A host name stands for
+ * the first address it resolves to (net.Server.listen), or every one for a listener with `every` (fastify
+ * listens on each address of `localhost`, docs/operations.md), so `localhost` and 127.0.0.1 on one port clash.
+ */
+export async function clashProblem(listeners: readonly Listener[], o: { lookup?: Lookup } = {}): Promise<string | null> {
+  const probes = await probesOf(listeners, o.lookup ?? lookupAll);
+  return typeof probes === 'string' ? probes : clashOf(probes);
+}
+
 /** One address a listener will bind; `further`: not its first (fastify's further bindings of `localhost`). */
 interface Probe {
   l: Listener;
@@ -98,7 +111,40 @@ interface Probe {
   further: boolean;
 }
 
-const isWildcard = (address: string) => address === '0.0.0.0' || address === '::';
+/** Each listener's addresses, or the line saying a host name does not resolve. */
+async function probesOf(listeners: readonly Listener[], lookup: Lookup): Promise<Probe[] | string> {
+  const probes: Probe[] = [];
+  for (const l of listeners) {
+    let found: Array<{ address: string }>;
+    try {
+      found = isIP(l.host) !== 0 ? [{ address: l.host }] : await lookup(l.host);
+    } catch (err) {
+      return listenFailure(err, [l]) ?? `${l.hostName}: cannot resolve that name (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    }
+    for (const [i, { address }] of (l.every ? found : found.slice(0, 1)).entries()) probes.push({ l, address, further: i > 0 });
+  }
+  return probes;
+}
+
+/** The first address another of the gateway's listeners already takes on the same port, as a line naming both. */
+function clashOf(probes: readonly Probe[]): string | null {
+  for (const [i, p] of probes.entries()) {
+    const first = probes.slice(0, i).find((o) => o.l !== p.l && o.l.port !== 0 && o.l.port === p.l.port && overlap(o.address, p.address));
+    if (first) return taken(p.l, first.l);
+  }
+  return null;
+}
+
+/**
+ * Whether the system refuses two listening sockets on these addresses and one port: the same address, or a
+ * wildcard and an address it covers. 0.0.0.0 covers every IPv4 address; :: every address, IPv4 too, since
+ * Node (libuv) binds :: with IPV6_V6ONLY off whatever the system's bindv6only says; 0.0.0.0 and ::1 coexist.
+ */
+function overlap(a: string, b: string): boolean {
+  const v4 = (x: string) => isIP(x) === 4;
+  return a === b || a === '::' || b === '::' || (v4(a) && v4(b) && (a === '0.0.0.0' || b === '0.0.0.0'));
+}
+
 const taken = (l: Listener, first: Listener) => `${l.portName}: ${endpointText(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;
 
 /** A listen error (a port taken, a host that does not resolve or is not this machine's, a port needing privileges) as one line naming the listener it is of; null for another error. */

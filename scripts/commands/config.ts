@@ -9,18 +9,22 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError, loadConfig, type GatewayConfig } from '../../gateway/config.ts';
 import { hex } from '../../firmware-manifest/codec.ts';
+import { manifestWarnings } from '../../firmware-manifest/manifest.ts';
 import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { parse, UsageError, type Io } from '../args.ts';
 import { cleartextWarnings } from './gateway.ts';
+import { clashProblem, listenersOf } from '../start-checks.ts';
 
 const USAGE = `Usage:
   pinwave config check FILE [--json]
 
 check   load FILE (JSON or YAML) and the PINWAVE_* environment as \`pinwave gateway --config FILE\` does,
-        read the signing key and check the data dir: print every problem and exit 1, or a summary
-        and exit 0. Run it as the user the gateway runs as (sudo -u pinwave pinwave config check …):
-        what that user cannot read is a problem. docs/configuration.md describes every key.`;
+        read the signing key, check the data dir and that no two listeners clash (as the gateway's
+        start judges them): print every problem and exit 1, or a summary and its warnings (a
+        cleartext listener, a configured manifest's) and exit 0. Run it as the user the gateway
+        runs as (sudo -u pinwave pinwave config check …): what that user cannot read is a problem.
+        docs/configuration.md describes every key.`;
 
 export async function main(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
@@ -65,7 +69,10 @@ async function check(args: string[], io: Io): Promise<number> {
     }
     if (kid !== null && kid === nextKid) problems.push(`nextKeyPath: ${config.nextKeyPath} is the same key as keyPath ${config.keyPath} (kid ${kid}): the next key is a new key pair (pinwave keygen --out DIR)`);
     if (config.dataDir !== null) problems.push(...dataDirProblems(config.dataDir));
-    problems.push(...portProblems(config));
+    // Two of its own listeners on one port, decided as the gateway's start decides; not whether a port is
+    // free now: the gateway this file is for may be running and holding it.
+    const clash = await clashProblem(listenersOf(config));
+    if (clash !== null) problems.push(clash);
   }
   if (problems.length > 0) {
     if (values.json) io.out(JSON.stringify({ ok: false, file, problems }, null, 2));
@@ -76,7 +83,8 @@ async function check(args: string[], io: Io): Promise<number> {
     return 1;
   }
   const c = config!;
-  const warnings = cleartextWarnings(c);
+  // A manifest's warnings, as the gateway logs them at start (gateway/manifests.ts).
+  const warnings = [...cleartextWarnings(c), ...c.manifests.flatMap((m, i) => manifestWarnings(m).map((w) => `config.manifests[${i}] (${m.model} ${m.firmware}): ${w.path}: ${w.message}`))];
   const summary = {
     ok: true,
     file: resolve(file),
@@ -138,22 +146,4 @@ function dataDirProblems(dir: string): string[] {
     const code = (err as NodeJS.ErrnoException).code;
     return [`dataDir: ${dir} does not exist and ${dirname(dir)} ${code === 'ENOENT' ? 'does not exist either' : 'is not writable by this user'} (create it: install -d -m 0700 ${dir})`];
   }
-}
-
-/** Two listeners on one address and port cannot both start. */
-function portProblems(c: GatewayConfig): string[] {
-  const taken = new Map<string, string>();
-  const out: string[] = [];
-  const listen = (host: string, port: number | undefined, what: string) => {
-    if (port === undefined || port === 0) return;
-    const k = `${host}:${port}`;
-    const other = taken.get(k);
-    if (other) out.push(`${what}: port ${port} on ${host} is ${other}'s too`);
-    else taken.set(k, what);
-  };
-  listen(c.host, c.mqtt.port, 'mqtt.port');
-  listen(c.host, c.mqtt.tls?.port, 'mqtt.tls.port');
-  listen(c.host, c.mqtt.websocket?.port, 'mqtt.websocket.port');
-  listen(c.http.host, c.http.port, 'http.port');
-  return out;
 }

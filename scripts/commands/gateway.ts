@@ -27,7 +27,7 @@ import { prettyDestination } from '../log-pretty.ts';
 import { packageVersion } from '../../gateway/http/info.ts';
 import { LOG_FORMATS, settingText, type LogFormat, type Setting } from '../../gateway/config.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
-import { dataDirProblem, listenFailure, listenProblem, type Listener } from '../start-checks.ts';
+import { dataDirProblem, listenersOf, listenFailure, listenProblem } from '../start-checks.ts';
 import { hex } from '../../firmware-manifest/codec.ts';
 import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 
@@ -311,22 +311,6 @@ function onSighup(handler: () => void): () => void {
   const h = () => handler();
   process.on('SIGHUP', h);
   return () => void process.off('SIGHUP', h);
-}
-
-/** The addresses the gateway will listen on, MQTT's first (none of its own in external broker mode), each named as the operator set it. */
-function listenersOf(c: GatewayConfig): Listener[] {
-  const host = settingText(c, 'host', c.host);
-  const own = (port: number, portName: string): Listener => ({ host: c.host, port, portName, hostName: host });
-  const mqtt: Listener[] = c.broker
-    ? []
-    : [
-        ...(c.mqtt.plain !== false ? [own(c.mqtt.port, settingText(c, 'mqttPort', c.mqtt.port))] : []),
-        ...(c.mqtt.tls ? [own(c.mqtt.tls.port, settingText(c, 'tlsPort', c.mqtt.tls.port))] : []),
-        ...(c.mqtt.websocket ? [own(c.mqtt.websocket.port, settingText(c, 'wsPort', c.mqtt.websocket.port))] : []),
-      ];
-  // fastify listens on every address of `localhost` (127.0.0.1 and ::1 where both resolve), net.Server on the first only.
-  const http: Listener = { host: c.http.host, port: c.http.port, portName: settingText(c, 'httpPort', c.http.port), hostName: settingText(c, 'httpHost', c.http.host), ...(c.http.host === 'localhost' && { every: true }) };
-  return [...mqtt, http];
 }
 
 /** The kid both keys share, or null when they differ (or one is not given, or cannot be read: the start says why). */

@@ -108,6 +108,12 @@ const BACKLOG = 100;
 /** Placeholder pins of a default manifest with nothing to pin: valid, distinct, and matching no real key. */
 const PLACEHOLDER_HOST = 'pinwave-sim.invalid';
 const placeholderPin = (label: string) => formatPin(new Uint8Array(createHash('sha256').update(`pinwave sim placeholder ${label}`).digest()));
+/**
+ * The placeholder backup pin of an endpoint a default manifest pins. Its seed is `host:port` as earlier
+ * releases wrote it (`::1:443`, not endpointText's `[::1]:443`): no one reads it, and a manifest built
+ * again must equal the one a run pushed before, or the next `--api` run is refused as a conflict.
+ */
+export const backupPin = (host: string, port: number) => placeholderPin(`backup ${host}:${port}`);
 
 export async function main(args: string[], io: Io, hooks: SimHooks = {}): Promise<number> {
   const { values } = parse(args, {
@@ -550,7 +556,7 @@ async function pinsServedBy(endpoints: CallHomeEndpoint[]): Promise<FirmwareMani
     endpoints.map(async (e) => {
       const h = await handshakes.get(e);
       if (!h.ok) throw new Error(`cannot read what ${endpointText(e.host, e.port)} serves, to pin it in the default manifest: ${h.error} (give --manifest FILE)`);
-      return { host: e.host, port: e.port, pins: [`sha256/${h.pins[0]}`, placeholderPin(`backup ${endpointText(e.host, e.port)}`)] };
+      return { host: e.host, port: e.port, pins: [`sha256/${h.pins[0]}`, backupPin(e.host, e.port)] };
     }),
   );
 }

@@ -173,3 +173,11 @@ t.test('initial pins too large for one bundle the firmware takes are a warning n
   const endpoints = pins(40).map((e) => ({ host: e.host, port: 443, pins: e.pins.map((p) => parsePin(p)) }));
   t.equal(smallestBundleBytes(endpoints), signBundle({ seq: 1, iat: 0, exp: 1, group: 'g', endpoints }, new Uint8Array(32)).bytes.length);
 });
+
+t.test('an IPv6 endpoint listed twice is named [::1]:443, in the pins and in the health check', async (t) => {
+  const key = generateKeyPair().publicPem;
+  const pins = ['a', 'b'].map((k) => `sha256/${createHash('sha256').update(k).digest('base64')}`);
+  const healthCheck = { commitTimeoutSeconds: 60, retrySeconds: 10, onUnverifiable: 'commit', endpoints: [{ host: '::1' }, { host: '::1', port: 443 }] };
+  const r = validateManifest({ model: 'm', firmware: '1', trustedKeys: [key], pins: [{ host: '::1', pins }, { host: '::1', port: 443, pins }], healthCheck });
+  t.same(r.ok ? [] : r.errors, [{ path: '/pins/1', message: '[::1]:443 is listed twice' }, { path: '/healthCheck/endpoints/1', message: '[::1]:443 is listed twice' }]);
+});

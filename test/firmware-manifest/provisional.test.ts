@@ -358,3 +358,10 @@ t.test('a bundle enforcing more than 64 endpoints: every one is checked, and the
   const readApplied = decodeAnyAck(encodeAck(silent.ack!));
   t.ok(readApplied.ok, `the unverified applied ack a gateway reads: ${readApplied.ok ? '' : readApplied.detail}`);
 });
+
+t.test('an IPv6 endpoint that does not answer is named [::1]:443 in the ack, never ::1:443', async (t) => {
+  const { step } = opened({ endpoints: [{ host: '::1', port: 443, pins: [newKey, backup] }] });
+  t.same(step.run.map((e) => [e.host, e.port]), [['::1', 443]], 'the window dials the IPv6 endpoint');
+  const s = observeHandshakes(step.trust, [{ ...seen('::1', 443, NOW, 'unreachable'), error: 'ECONNREFUSED' }], NOW + 60);
+  t.equal(s.ack?.detail, '[::1]:443 did not answer in 1 attempt (ECONNREFUSED)');
+});

@@ -116,7 +116,7 @@ t.test('config check: the example config passes with a summary; a broken one lis
   t.match(u.err.join('\n'), /keyPath: cannot read the signing key .*missing\.key: ENOENT/);
   t.match(u.err.join('\n'), /nextKeyPath: cannot read the signing key .*missing-next\.key: ENOENT/);
   t.match(u.err.join('\n'), /dataDir: .*no\/such\/dir does not exist and .*no\/such does not exist either/);
-  t.match(u.err.join('\n'), /http\.port: port 8080 on 127\.0\.0\.1 is mqtt\.port's too/);
+  t.match(u.err.join('\n'), /config http\.port 8080: 127\.0\.0\.1:8080 is taken by config mqtt\.port 8080 already/);
   const json = io({});
   t.equal(await run(['config', 'check', unstartable, '--json'], json.io), 1);
   t.match(JSON.parse(json.out.join('\n')), { ok: false, problems: [/keyPath/, /nextKeyPath/, /dataDir/, /http\.port/] });

@@ -8,7 +8,7 @@ import { chain, issued, selfSigned } from '../fixtures/openssl.ts';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { defaultHealthCheck, HEALTH_CHECK_BY_DEFAULT, main } from '../../scripts/commands/sim.ts';
+import { backupPin, defaultHealthCheck, HEALTH_CHECK_BY_DEFAULT, main } from '../../scripts/commands/sim.ts';
 import type { Io } from '../../scripts/args.ts';
 import { harness, newPins, pin, until, type Harness } from '../fixtures/gateway.ts';
 import { generateKeyPair } from '../../firmware-manifest/index.ts';
@@ -456,4 +456,11 @@ t.test('a tokens file others may read is warned about (its tokens are secrets, a
   const tight = fakeIo();
   await t.rejects(main(['--gateway', 'mqtt://127.0.0.1:9', '--tokens', file, '--manifest', manifest, '--group', 'g', '--duration', '1s'], tight.io), { message: /is \/devices\/0 too/ });
   t.same(tight.err, [], 'mode 0600: no warning');
+});
+
+t.test("a default manifest's backup pin is the one earlier releases derived, an IPv6 endpoint's too: a run after an upgrade pushes the same manifest", async (t) => {
+  const { createHash } = await import('node:crypto');
+  const earlier = (label: string) => `sha256/${createHash('sha256').update(`pinwave sim placeholder ${label}`).digest('base64')}`;
+  t.equal(backupPin('api.example.com', 443), earlier('backup api.example.com:443'));
+  t.equal(backupPin('::1', 8443), earlier('backup ::1:8443'), 'not seeded by the bracketed text people read');
 });

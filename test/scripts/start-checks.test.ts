@@ -83,3 +83,12 @@ t.test('an HTTP listener on localhost is checked on every address localhost reso
   const noV6 = async () => [{ address: '127.0.0.1' }, { address: 'fd00::dead:beef' }];
   t.equal(await listenProblem([{ ...http, port: 0 }], { lookup: noV6 }), null);
 });
+
+t.test("0.0.0.0 and ::1 may share a port: when someone else holds ::1, the check says so instead of blaming the gateway's own 0.0.0.0", async (t) => {
+  const port = await hold(t, '::1');
+  const listeners = [
+    { host: '0.0.0.0', port, portName: `--mqtt-port ${port}`, hostName: '--host 0.0.0.0' },
+    { host: '::1', port, portName: `--http-port ${port}`, hostName: '--http-host ::1' },
+  ];
+  t.equal(await listenProblem(listeners), `--http-port ${port}: address [::1]:${port} is already in use (another gateway or broker? give another port, or 0 for any free one)`);
+});
