@@ -17,7 +17,7 @@
 //   await fleet.start();          // resolves once every device has been given its first connect
 //   fleet.summary();              // { connected, seqs: { '0': 990, '1': 10 }, acked, rejected: { apply_failed: 2 }, failing, ... }
 //   await fleet.stop();
-import { healthCheckOf, initialState, type AckReason, type EndpointRef, type FirmwareManifest, type TrustState } from '../firmware-manifest/index.ts';
+import { endpointText, healthCheckOf, initialState, type AckReason, type EndpointRef, type FirmwareManifest, type TrustState } from '../firmware-manifest/index.ts';
 import { checkBehaviours, mulberry32, planDevice, seedOf, type Behaviours, type DevicePlan } from './behaviours.ts';
 import { BundleVerifier, SimDevice, type DeviceOutcome, type VerifyCounters } from './device.ts';
 import { Handshakes, type CallHomeEndpoint, type HandshakeCounters } from './handshakes.ts';
@@ -248,7 +248,7 @@ export interface FleetSummary {
   verifying: number;
   /** devices whose last window ended `verified` (acked or not) */
   verified: number;
-  /** devices whose last window ended `reverted`, by the endpoint that would have locked them out (host:port) */
+  /** devices whose last window ended `reverted`, by the endpoint that would have locked them out (host:port, an IPv6 one [::1]:443) */
   reverted: Record<string, number>;
   /** crashes between apply and ack so far */
   crashed: number;
@@ -510,7 +510,10 @@ export class Fleet {
       if (!last || last.status === 'verifying') continue;
       if (last.status === 'rejected') rejected[last.reason!] = (rejected[last.reason!] ?? 0) + 1;
       else if (last.status === 'verified') verified++;
-      else if (last.status === 'reverted' && last.ack?.status === 'reverted') reverted[`${last.ack.endpoint.host}:${last.ack.endpoint.port}`] = (reverted[`${last.ack.endpoint.host}:${last.ack.endpoint.port}`] ?? 0) + 1;
+      else if (last.status === 'reverted' && last.ack?.status === 'reverted') {
+        const where = endpointText(last.ack.endpoint.host, last.ack.endpoint.port);
+        reverted[where] = (reverted[where] ?? 0) + 1;
+      }
       else if (last.status === 'applied' && last.acked) acked++;
       else unacked++;
     }

@@ -287,3 +287,32 @@ t.test('a fleet with a share of older firmware: those devices ack applied at onc
   await until(() => (fleet.summary().reverted['api.example.com:443'] ?? 0) === n - older.length, 5000, 'the reverts in the summary');
   for (const d of fleet.devices) t.equal(d.state.seq, d.healthCheck ? 1 : 2, `${d.id} runs seq ${d.healthCheck ? '1 (reverted)' : '2 (the bad pins)'}`);
 });
+
+t.test('the fleet summary names an IPv6 endpoint its devices reverted on as [::1]:443, as every operator-facing text does', async (t) => {
+  const api = await startTlsEndpoint({ name: 'api.example.com' });
+  t.teardown(() => api.close());
+  const broker = await bareBroker(t);
+  const timers = new ManualTimers();
+  const n = 3;
+  const host = '::1';
+  const manifest: FirmwareManifest = { model: 'th-100', firmware: '2.0.0', trustedKeys: [key.publicPem], pins: [{ host, pins: [api.pins[0], api.backupPin] }], healthCheck: check };
+  const fleet = new Fleet({
+    url: broker.url,
+    models: [{ manifest }],
+    devices: Array.from({ length: n }, (_, i) => ({ id: `th-${i}`, token: 'x', model: 'th-100', group: 'thermostats' })),
+    endpoints: [{ ...api.callHome, host }],
+    callHomeSeconds: 0,
+    now: () => NOW + timers.t,
+    timers,
+    seed: 'ipv6-revert',
+  });
+  t.teardown(() => fleet.stop());
+  await fleet.start();
+  await until(() => new Set(broker.heard.state.map((s) => s.device)).size === n, 5000, 'every state');
+  const bad = signBundle({ seq: 1, iat, exp: iat + 86400, group: 'thermostats', endpoints: [{ host, port: 443, pins: [unservedPin(), unservedPin()].map(parsePin) }] }, key.seed);
+  for (const d of fleet.devices) await broker.send(d.id, bad.bytes);
+  await until(() => broker.heard.ack.length === n, 10_000, 'every ack');
+  t.same(new Set(broker.heard.ack.map((a) => a.message.status)), new Set(['reverted']));
+  await until(() => Object.keys(fleet.summary().reverted).length > 0, 5000, 'the reverts in the summary');
+  t.same(fleet.summary().reverted, { '[::1]:443': n });
+});
