@@ -14,7 +14,7 @@
 //   if (a.required > 1) requestApproval(r, a, 'olga', now); // a decision on the record
 //   approve(r, 'otto', now);                                // { ok: true, counted: true }
 //   startGate(r);                                           // null: it may start
-import { endpointText } from '../../firmware-manifest/index.ts';
+import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import type { Decision, Rollout } from './types.ts';
 
 /** A bundle's pins against one base the target holds, as gateway/pin-diff.ts computes it (only what the gate reads). */
