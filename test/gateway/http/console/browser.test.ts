@@ -216,11 +216,12 @@ t.test('a link to a rollout that does not exist, or a prefix too short, says so;
   await page.goto(`${c.base}/ui#/rollouts/r-thermostats-9-nothere`);
   await page.getByRole('heading', { name: 'Not found', level: 1 }).waitFor();
   t.match(await page.locator('main .error').textContent(), /no rollout "r-thermostats-9-nothere"\s*PW_NOT_FOUND/);
+  // A hash change keeps the page: each wait is for its own alert, not the one before it.
   await page.goto(`${c.base}/ui#/rollouts/r-therm`);
-  await page.getByRole('alert').waitFor();
+  await page.getByRole('alert').filter({ hasText: 'neither a rollout id' }).waitFor();
   t.match(await page.locator('main .error').textContent(), /neither a rollout id nor a prefix of at least 8 characters/);
   await page.goto(`${c.base}/ui#/devices/%ZZ`);
-  await page.getByRole('alert').waitFor();
+  await page.getByRole('alert').filter({ hasText: 'must match pattern' }).waitFor();
   t.match(await page.locator('main .error').textContent(), /params\/id must match pattern/);
   t.same(thrown, [], 'no uncaught error');
 });
