@@ -63,7 +63,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { formatManifestErrors, hex, kid, publicKeyFromText, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { duplicateTrustedKey, formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
 import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
 import { redactUrl } from './store/redact-url.ts';
@@ -886,9 +886,8 @@ class Checker {
       }
       // A key listed twice (the same key as PEM and as base64, say) leaves the model one key short of
       // what the file seems to trust: refused here, where the operator can fix the file.
-      const kids = r.manifest.trustedKeys.map((k) => hex(kid(publicKeyFromText(k))));
-      const twice = kids.findIndex((k, j) => kids.indexOf(k) !== j);
-      if (twice !== -1) this.problems.push(`${at}: ${path(file)}: trustedKeys[${twice}] is the same key as trustedKeys[${kids.indexOf(kids[twice])}] (kid ${kids[twice]}): list each key once`);
+      const twice = duplicateTrustedKey(r.manifest);
+      if (twice) this.problems.push(`${at}: ${path(file)}: ${twice.message}`);
       else if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
       else out.push(r.manifest);
     });

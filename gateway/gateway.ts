@@ -191,6 +191,7 @@ export class Gateway {
     this.#manifestPart = new Manifests({ registry: manifests, store, log, now });
     // A manifest the config names is never pushed, so its warnings (too large for one bundle, say) are said here.
     this.#manifestPart.warnConfigured(o.manifests ?? []);
+    this.#manifestPart.warnStored(pushed);
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
         ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: log, now })
