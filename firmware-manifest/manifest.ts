@@ -10,7 +10,7 @@
 import { X509Certificate } from 'node:crypto';
 import { Ajv, type ErrorObject } from 'ajv';
 import { decodeCanonical, encodeCanonical, equalBytes, type CborValue } from './cbor.ts';
-import { DEFAULT_MAX_BUNDLE_BYTES, decodeEnvelope, FORMAT_VERSION, kidOf, smallestBundleBytes, type ExpiryPolicy, type PinMode, type RejectReason } from './codec.ts';
+import { DEFAULT_MAX_BUNDLE_BYTES, decodeEnvelope, FORMAT_VERSION, hex, kidOf, smallestBundleBytes, type ExpiryPolicy, type PinMode, type RejectReason } from './codec.ts';
 import { endpointText } from './endpoint-text.ts';
 import { publicKeyFromText } from './keys.ts';
 import { parsePin, tryParsePin } from './pins.ts';
@@ -256,6 +256,25 @@ function schemaError(e: ErrorObject): ManifestError {
     default:
       return { path: e.instancePath, message: e.message ?? e.keyword };
   }
+}
+
+/**
+ * The first trusted key listed again (compared by kid, so one key as PEM and as base64 is listed
+ * twice), or null: such a manifest leaves its model one key short of what it seems to trust. Refused
+ * in a manifest new to the gateway (config, push, `pinwave manifest create|validate`), but not by
+ * validateManifest: a manifest an earlier release stored is read again at start and must not stop it.
+ */
+export function duplicateTrustedKey(m: FirmwareManifest): ManifestError | null {
+  const kids = m.trustedKeys.map((k) => hex(kidOf(publicKeyFromText(k))));
+  const twice = kids.findIndex((k, j) => kids.indexOf(k) !== j);
+  if (twice === -1) return null;
+  return { path: `/trustedKeys/${twice}`, message: `trustedKeys[${twice}] is the same key as trustedKeys[${kids.indexOf(kids[twice])}] (kid ${kids[twice]}): list each key once` };
+}
+
+/** A manifest new to the gateway: `r` (validateManifest's, decodeManifest's), made invalid when its manifest lists a trusted key twice (duplicateTrustedKey). */
+export function keysOnce(r: ManifestResult): ManifestResult {
+  const twice = r.ok ? duplicateTrustedKey(r.manifest) : null;
+  return twice ? { ok: false, errors: [twice] } : r;
 }
 
 /** One line per error: "/pins/0/pins/1: expected 32 bytes after base64 decoding, got 31". */

@@ -28,6 +28,7 @@
 //     maxPayloadBytes: 16384
 //     tls: { port: 8883, key: tls/server.key, cert: tls/server.crt }   # requireClientCert: true + ca: mutual TLS
 //     websocket: { port: 8083, path: /mqtt }
+//     deviceUrl: mqtts://gw.example.com:8883   # what devices are told (GET /v1/info); default the listener's own URL (or PINWAVE_MQTT_DEVICE_URL / --mqtt-device-url)
 //   http:
 //     port: 8080
 //     host: 127.0.0.1                  # default: host above
@@ -63,7 +64,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { formatManifestErrors, hex, kid, publicKeyFromText, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
+import { duplicateTrustedKey, formatManifestErrors, validateManifest, type FirmwareManifest } from '../firmware-manifest/index.ts';
 import { ALERT_EVENT_NAMES, type AlertEventName } from './alerts.ts';
 import { hashToken } from './credentials.ts';
 import { redactUrl } from './store/redact-url.ts';
@@ -73,6 +74,7 @@ import type { WavePlanInput } from './rollout/types.ts';
 import type { PreflightOptions } from './preflight.ts';
 import { BrokerAuthError, readBrokerAuth } from './broker/broker-auth.ts';
 import { isDeviceId } from './device-id.ts';
+import { isWildcardHost } from './device-url.ts';
 import { APPROVAL_DEFAULTS, MAX_APPROVERS, type ApprovalPolicy } from './rollout/approval.ts';
 import { SESSION_DEFAULTS } from './http/sessions.ts';
 import { MAX_BUNDLE_LIFETIME_SECONDS } from './bundles.ts';
@@ -111,6 +113,13 @@ export interface ConfigFile {
     tls?: { port?: number; key: string; cert: string; ca?: string };
     /** MQTT over WebSocket: `true` or `{ port, path }`; default off (port 8083, path /mqtt) */
     websocket?: boolean | { port?: number; path?: string };
+    /**
+     * the MQTT URL devices are given (GET /v1/info), `mqtt://HOST:PORT` or `mqtts://HOST:PORT`, where they
+     * reach the broker by another address than `host` (a wildcard, NAT, a name their TLS check needs);
+     * default the listener's URL, on a wildcard `host` the address each request came in on
+     * (PINWAVE_MQTT_DEVICE_URL, --mqtt-device-url). External broker mode has `broker.deviceUrl` instead
+     */
+    deviceUrl?: string;
   };
   http?: {
     /** the HTTP API port, 0 for an ephemeral one; default 8080 (PINWAVE_HTTP_PORT, --http-port) */
@@ -203,6 +212,8 @@ export interface GatewayConfig {
     /** requestCert and rejectUnauthorized: mutual TLS (`requireClientCert`) */
     tls?: { port: number; key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: true; rejectUnauthorized?: true };
     websocket?: { port: number; path: string };
+    /** what devices are told (GET /v1/info); absent: the listener's own URL (gateway/device-url.ts) */
+    deviceUrl?: string;
   };
   http: { port: number; host: string; tls?: { key: Buffer; cert: Buffer }; trustProxy: boolean };
   /** how long a shutdown may take, ms */
@@ -285,6 +296,8 @@ export interface ConfigFlags {
   brokerCa?: string | readonly string[];
   /** --broker-client-id: this replica's client id (docs/architecture.md §8) */
   brokerClientId?: string;
+  /** --mqtt-device-url: the MQTT URL devices are given (config mqtt.deviceUrl) */
+  mqttDeviceUrl?: string;
 }
 
 export const DEFAULTS = { host: '127.0.0.1', mqttPort: 1883, httpPort: 8080, tlsPort: 8883, wsPort: 8083, wsPath: '/mqtt', logLevel: 'info' as LogLevel, logFormat: 'json' as LogFormat, shutdownTimeoutSeconds: 10 };
@@ -305,7 +318,7 @@ const BROKER_ENTRY_KEYS = ['url', 'auth', 'ca', 'deviceUrl'];
 const PREFLIGHT_KEYS = ['endpoints', 'probeAll', 'requireOverlap'];
 const APPROVAL_KEYS = ['removePin', 'addPin'];
 const CONSOLE_KEYS = ['sessionIdle', 'sessionLifetime'];
-const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket'];
+const MQTT_KEYS = ['port', 'plain', 'maxKeepaliveSeconds', 'maxPayloadBytes', 'tls', 'websocket', 'deviceUrl'];
 const TLS_KEYS = ['port', 'key', 'cert', 'ca', 'requireClientCert'];
 const WS_KEYS = ['port', 'path'];
 const HTTP_KEYS = ['port', 'host', 'tls', 'trustProxy'];
@@ -473,6 +486,9 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
   }
 
   const broker = c.broker(raw.broker, flags, path);
+  // External broker mode as asked for, whether or not its settings passed: then mqtt.deviceUrl would tell devices nothing.
+  const external = flags.brokerUrl !== undefined || (isRecord(raw.broker) && (raw.broker.url !== undefined || raw.broker.urls !== undefined));
+  const deviceUrl = c.deviceUrl(flags.mqttDeviceUrl ?? (env.PINWAVE_MQTT_DEVICE_URL || undefined) ?? mqtt.deviceUrl, flags.mqttDeviceUrl !== undefined ? '--mqtt-device-url' : env.PINWAVE_MQTT_DEVICE_URL ? 'PINWAVE_MQTT_DEVICE_URL' : 'config.mqtt.deviceUrl', external);
 
   const dataDir = flags.dataDir ?? (env.PINWAVE_DATA_DIR || undefined) ?? (fileDataDir === undefined ? undefined : path(fileDataDir));
   const keyPath = flags.keyPath ?? (env.PINWAVE_KEY || undefined) ?? (fileKeyPath === undefined ? undefined : path(fileKeyPath));
@@ -520,6 +536,7 @@ export function loadConfig(o: { file?: string | null; env?: NodeJS.ProcessEnv; f
       ...(maxPayloadBytes !== undefined && { maxPayloadBytes }),
       ...(tls && { tls }),
       ...(websocket && { websocket }),
+      ...(deviceUrl !== undefined && { deviceUrl }),
     },
     http: {
       port: flags.httpPort ?? envHttpPort ?? fileHttpPort ?? DEFAULTS.httpPort,
@@ -808,6 +825,20 @@ class Checker {
     return out;
   }
 
+  /**
+   * The embedded broker's URL for devices (`mqtt.deviceUrl`): a broker URL as `broker.deviceUrl` is, on an
+   * address a device can connect to (not a wildcard), and only for the embedded broker.
+   */
+  deviceUrl(v: unknown, at: string, external: boolean): string | undefined {
+    const url = this.string(v, at);
+    if (url === undefined) return undefined;
+    if (external) this.problems.push(`${at}: is the embedded broker's; in external broker mode devices are given broker.deviceUrl (default broker.url)`);
+    else if (this.brokerUrl(url, at) === null) return undefined;
+    else if (isWildcardHost(new URL(url).hostname)) this.problems.push(`${at}: must name an address devices can connect to, not the wildcard ${new URL(url).hostname}, got ${shown(url)}`);
+    else return url;
+    return undefined;
+  }
+
   /** `mqtt://HOST:PORT` or `mqtts://HOST:PORT`; its scheme, or null after recording the problem. */
   brokerUrl(value: string, at: string): 'mqtt:' | 'mqtts:' | null {
     let u: URL | null;
@@ -886,9 +917,8 @@ class Checker {
       }
       // A key listed twice (the same key as PEM and as base64, say) leaves the model one key short of
       // what the file seems to trust: refused here, where the operator can fix the file.
-      const kids = r.manifest.trustedKeys.map((k) => hex(kid(publicKeyFromText(k))));
-      const twice = kids.findIndex((k, j) => kids.indexOf(k) !== j);
-      if (twice !== -1) this.problems.push(`${at}: ${path(file)}: trustedKeys[${twice}] is the same key as trustedKeys[${kids.indexOf(kids[twice])}] (kid ${kids[twice]}): list each key once`);
+      const twice = duplicateTrustedKey(r.manifest);
+      if (twice) this.problems.push(`${at}: ${path(file)}: ${twice.message}`);
       else if (out.some((m) => m.model === r.manifest.model)) this.problems.push(`${at}: model "${r.manifest.model}" has a manifest already`);
       else out.push(r.manifest);
     });

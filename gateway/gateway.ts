@@ -41,6 +41,7 @@ import { EmbeddedStore } from './store/embedded.ts';
 import { loadTelemetry, reloadTelemetry } from './telemetry-changes.ts';
 import { Reloads } from './reloads.ts';
 import { loadPushedManifests } from './manifests.ts';
+import { embeddedMqttUrl } from './device-url.ts';
 import { baselineOf } from './fleet-reads.ts';
 import { Support } from './support.ts';
 import { Tasks } from './tasks.ts';
@@ -53,7 +54,7 @@ import type { TelemetryBook } from './telemetry.ts';
 import type { TelemetryChanges } from './telemetry-changes.ts';
 import type { Preflight, PreflightOptions } from './preflight.ts';
 import type { StuckDevice } from './stuck.ts';
-import { endpointText, hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
+import { hex, spkiPemFromRaw, type FirmwareManifest, type PinBundle } from '../firmware-manifest/index.ts';
 import type { DeviceMessageKind } from './topics.ts';
 import { hostname } from 'node:os';
 import type { PinDiff } from './pin-diff.ts';
@@ -85,6 +86,8 @@ export interface GatewayOptions {
   nextKeyPath?: string | null;
   /** MQTT listen address; default 127.0.0.1 */
   host?: string;
+  /** the MQTT URL devices are given (`mqttUrl`, GET /v1/info) where they reach the embedded broker by another address than `host` (a wildcard, NAT, a name for TLS); default the listener's own (gateway/device-url.ts) */
+  mqttDeviceUrl?: string;
   /** MQTT TCP port; default 1883, 0 for an ephemeral one (see `mqttPort`) */
   mqttPort?: number;
   /** whether the plain MQTT listener runs; false needs `tls`; default true */
@@ -191,6 +194,7 @@ export class Gateway {
     this.#manifestPart = new Manifests({ registry: manifests, store, log, now });
     // A manifest the config names is never pushed, so its warnings (too large for one bundle, say) are said here.
     this.#manifestPart.warnConfigured(o.manifests ?? []);
+    this.#manifestPart.warnStored(pushed);
     this.#webhooks =
       (o.webhooks?.length ?? 0) > 0
         ? new Webhooks(o.webhooks!, { ...o.webhookDelivery, gateway: { name: o.name ?? hostname(), version: packageVersion() }, logger: log, now })
@@ -474,12 +478,15 @@ export class Gateway {
     return this.#broker.ports;
   }
 
-  /** The URL devices connect to: the external broker's, or the plain MQTT URL, or the TLS one when the plain listener is off. */
+  /** The URL devices connect to: the external broker's, or `mqttDeviceUrl`, or the plain MQTT URL, or the TLS one when the plain listener is off. */
   get mqttUrl(): string {
+    return this.mqttUrlVia(undefined);
+  }
+
+  /** `mqttUrl` as told to a caller whose request came in on local address `via`: on a wildcard listen, that address (gateway/device-url.ts). */
+  mqttUrlVia(via: string | undefined): string {
     if (this.#external) return this.#external.deviceUrl;
-    const { tcp, tls } = this.#broker.ports;
-    const host = this.#o.host ?? '127.0.0.1';
-    return tcp !== undefined ? `mqtt://${endpointText(host, tcp)}` : `mqtts://${endpointText(host, tls!)}`;
+    return embeddedMqttUrl({ deviceUrl: this.#o.mqttDeviceUrl, host: this.#o.host ?? '127.0.0.1', ports: this.#broker.ports, via });
   }
 
   /** The signing key's public half and kid, for `GET /v1/info` and simulators; null on an upload-only gateway. */

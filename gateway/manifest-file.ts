@@ -2,7 +2,9 @@
 // in the data dir, mode 0600. Pushes now go to the store (manifests.ts); this file is read at start
 // while the store holds none, and the next push carries its entries into the store. Each entry is
 // validated again when read: a file edited by hand cannot feed pre-flight or a rollback a manifest
-// the API would have refused.
+// the API would have refused. A trusted key listed twice, which the API refuses now but an earlier
+// release took, is no reason to stop the start: validateManifest lets it through, and the gateway
+// warns of it (Manifests.warnStored).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatManifestErrors, validateManifest } from '../firmware-manifest/index.ts';

@@ -6,7 +6,7 @@
 //
 //   const r = await manifests.push(json, 'adam');   // { status: 'created' | 'replaced' | 'unchanged', entry }
 //   await manifests.push(json, 'sim', { replace: false });   // PW_CONFLICT rather than replace a different pushed one
-import { formatManifestErrors, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../firmware-manifest/index.ts';
+import { duplicateTrustedKey, formatManifestErrors, keysOnce, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../firmware-manifest/index.ts';
 import { GatewayError, invalid } from './errors.ts';
 import type { Logger } from './logger.ts';
 import { readManifestFile } from './manifest-file.ts';
@@ -70,7 +70,7 @@ export class Manifests {
 
   async #push(value: unknown, actor: string, o: { replace?: boolean }): Promise<ManifestPush> {
     const { registry, store, log, now } = this.#o;
-    const r = validateManifest(value);
+    const r = keysOnce(validateManifest(value));
     if (!r.ok) throw invalid(`not a valid firmware manifest:\n${formatManifestErrors(r.errors)}`, { errors: r.errors });
     const before = registry.pushed();
     const out = registry.push(r.manifest, { by: actor, at: now() }, o);
@@ -93,6 +93,17 @@ export class Manifests {
   /** Logs what is valid but will not work as meant in each manifest of the config (manifestWarnings), as a push's are: at start, once. */
   warnConfigured(manifests: readonly FirmwareManifest[]): void {
     for (const m of manifests) warned(this.#o.log, m, 'configured manifest has warnings');
+  }
+
+  /**
+   * Logs each pushed manifest read at start that lists a trusted key twice (duplicateTrustedKey): an
+   * earlier release took such pushes, and a push refused now must not stop the gateway that holds one.
+   */
+  warnStored(entries: readonly KnownManifest[]): void {
+    for (const { manifest: m } of entries) {
+      const twice = duplicateTrustedKey(m);
+      if (twice) this.#o.log.warn({ model: m.model, firmware: m.firmware, warnings: [`${twice.path}: ${twice.message}`] }, 'stored manifest lists a trusted key twice: push it again with each key once');
+    }
   }
 
   list(): KnownManifest[] {

@@ -84,7 +84,7 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
             properties: {
               name: { type: 'string' },
               version: { type: 'string' },
-              mqttUrl: { type: 'string', description: 'where devices connect: the embedded broker, or in external broker mode the broker the gateway is a client of' },
+              mqttUrl: { type: 'string', description: 'where devices connect: the embedded broker (`mqtt.deviceUrl` when configured; on a wildcard listen address without it, the address this request came in on), or in external broker mode the broker devices are given (`broker.deviceUrl`, default `broker.url`)' },
               broker: { type: 'string', enum: ['embedded', 'external'], description: 'external: devices connect to a broker the gateway does not own, and leave their presence retained there (docs/architecture.md §5, §8)' },
               brokers: { type: 'array', items: { type: 'string' }, description: 'external broker mode: every broker devices are provisioned onto, in order (a device learns its own from its provisioning); mqttUrl is the first' },
               mqttPorts: { type: 'object', properties: { tcp: { type: 'integer' }, tls: { type: 'integer' }, ws: { type: 'integer' } } },
@@ -124,7 +124,8 @@ export async function infoRoutes(app: FastifyInstance, o: InfoRoutesOptions): Pr
       return {
         name: 'pinwave',
         version: o.version,
-        mqttUrl: gw.mqttUrl,
+        // On a wildcard listen, the address this request came in on: the wildcard is no address to connect to.
+        mqttUrl: gw.mqttUrlVia(request.socket.localAddress),
         broker: gw.brokerMode,
         ...(gw.brokers.length > 0 && { brokers: gw.brokers }),
         mqttPorts: gw.ports,

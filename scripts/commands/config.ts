@@ -13,7 +13,7 @@ import { manifestWarnings } from '../../firmware-manifest/manifest.ts';
 import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { loadSigningKey } from '../../gateway/signing-key.ts';
 import { parse, UsageError, type Io } from '../args.ts';
-import { cleartextWarnings } from './gateway.ts';
+import { startWarnings } from './gateway.ts';
 import { clashProblem, listenersOf } from '../start-checks.ts';
 
 const USAGE = `Usage:
@@ -22,7 +22,7 @@ const USAGE = `Usage:
 check   load FILE (JSON or YAML) and the PINWAVE_* environment as \`pinwave gateway --config FILE\` does,
         read the signing key, check the data dir and that no two listeners clash (as the gateway's
         start judges them): print every problem and exit 1, or a summary and its warnings (a
-        cleartext listener, a configured manifest's) and exit 0. Run it as the user the gateway
+        cleartext listener, MQTT on 0.0.0.0 or :: without mqtt.deviceUrl, a configured manifest's) and exit 0. Run it as the user the gateway
         runs as (sudo -u pinwave pinwave config check …): what that user cannot read is a problem.
         docs/configuration.md describes every key.`;
 
@@ -84,7 +84,7 @@ async function check(args: string[], io: Io): Promise<number> {
   }
   const c = config!;
   // A manifest's warnings, as the gateway logs them at start (gateway/manifests.ts).
-  const warnings = [...cleartextWarnings(c), ...c.manifests.flatMap((m, i) => manifestWarnings(m).map((w) => `config.manifests[${i}] (${m.model} ${m.firmware}): ${w.path}: ${w.message}`))];
+  const warnings = [...startWarnings(c), ...c.manifests.flatMap((m, i) => manifestWarnings(m).map((w) => `config.manifests[${i}] (${m.model} ${m.firmware}): ${w.path}: ${w.message}`))];
   const summary = {
     ok: true,
     file: resolve(file),
@@ -94,7 +94,7 @@ async function check(args: string[], io: Io): Promise<number> {
     kid,
     nextKeyPath: c.nextKeyPath,
     nextKid,
-    mqtt: { host: c.host, port: c.mqtt.port, ...(c.mqtt.tls && { tlsPort: c.mqtt.tls.port }), ...(c.mqtt.websocket && { websocket: c.mqtt.websocket }) },
+    mqtt: { host: c.host, port: c.mqtt.port, ...(c.mqtt.tls && { tlsPort: c.mqtt.tls.port }), ...(c.mqtt.websocket && { websocket: c.mqtt.websocket }), ...(c.mqtt.deviceUrl !== undefined && { deviceUrl: c.mqtt.deviceUrl }) },
     http: { host: c.http.host, port: c.http.port, https: Boolean(c.http.tls), trustProxy: c.http.trustProxy },
     log: { level: c.logLevel, format: c.logFormat },
     shutdownTimeoutSeconds: c.shutdownTimeoutMs / 1000,
@@ -106,7 +106,7 @@ async function check(args: string[], io: Io): Promise<number> {
     warnings,
   };
   if (values.json) return io.out(JSON.stringify(summary, null, 2)), 0;
-  const mqtt = [`mqtt://${endpointText(c.host, c.mqtt.port)}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`].filter(Boolean).join(', ');
+  const mqtt = [`mqtt://${endpointText(c.host, c.mqtt.port)}`, c.mqtt.tls && `mqtts port ${c.mqtt.tls.port}`, c.mqtt.websocket && `ws port ${c.mqtt.websocket.port}${c.mqtt.websocket.path}`, c.mqtt.deviceUrl !== undefined && `devices are given ${c.mqtt.deviceUrl}`].filter(Boolean).join(', ');
   const rows: Array<[string, string]> = [
     c.storeUrl === null ? ['data dir', c.dataDir ?? ''] : ['store', `${redactUrl(c.storeUrl)} (PostgreSQL)`],
     ['signing key', c.keyPath === null ? 'none: upload-only, the gateway signs no bundle (pinwave bundle upload)' : `${c.keyPath} (kid ${kid})`],

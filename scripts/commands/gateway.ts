@@ -20,6 +20,7 @@ import { constants } from 'node:os';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import { ConfigError, loadConfig, type ConfigFlags, type GatewayConfig } from '../../gateway/config.ts';
 import { Gateway } from '../../gateway/gateway.ts';
+import { deviceUrlWarning } from '../../gateway/device-url.ts';
 import { buildServer } from '../../gateway/http/server.ts';
 import type { ApiTokens } from '../../gateway/http/tokens.ts';
 import { durationFlag, parse, uintFlag, UsageError, type Io } from '../args.ts';
@@ -33,6 +34,7 @@ import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 
 const USAGE = `Usage:
   pinwave gateway (--data DIR | --store postgres://USER@HOST:PORT/DB) [--key KEY.pem] [--next-key NEXT.pem] [--mqtt-port N] [--http-port N] [--host H] [--http-host H]
+                  [--mqtt-device-url mqtt(s)://HOST:PORT]
                   [--shutdown-timeout T] [--log-format json|pretty] [--config FILE]
                   [--broker mqtt://HOST:PORT --broker-auth FILE [--broker-ca FILE] [--broker-client-id ID]] (--broker repeatable)
 
@@ -48,6 +50,10 @@ Serves MQTT (devices) and HTTP (operators: the API, /docs, /metrics) until SIGIN
   --http-port N     default 8080, 0 for any free port (PINWAVE_HTTP_PORT, config http.port)
   --host H          listen address of MQTT, and of HTTP unless --http-host; default 127.0.0.1 (PINWAVE_HOST, config host)
   --http-host H     listen address of the HTTP API; default --host (PINWAVE_HTTP_HOST, config http.host)
+  --mqtt-device-url URL   the MQTT URL devices are given (GET /v1/info, pinwave sim --api), mqtt:// or mqtts://HOST:PORT,
+                    where they reach the gateway by another address than --host (PINWAVE_MQTT_DEVICE_URL, config
+                    mqtt.deviceUrl); default the listener's URL, and with --host 0.0.0.0 or :: the address each
+                    request came in on (the start warns: set it for a fleet)
   --shutdown-timeout T   how long a stop may take, e.g. 10s, 2m; default 10s (PINWAVE_SHUTDOWN_TIMEOUT, config shutdownTimeout)
   --broker URL      external broker mode (docs/external-broker.md): devices connect to this Mosquitto (mqtt://
                     or mqtts://HOST:PORT), which holds their credentials; the gateway is its client and opens
@@ -127,6 +133,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     'http-port': { type: 'string' },
     host: { type: 'string' },
     'http-host': { type: 'string' },
+    'mqtt-device-url': { type: 'string' },
     'shutdown-timeout': { type: 'string' },
     config: { type: 'string' },
     'log-format': { type: 'string' },
@@ -155,6 +162,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
     ...(values['mqtt-port'] !== undefined && { mqttPort: port(values['mqtt-port'], 'mqtt-port') }),
     ...(values['http-port'] !== undefined && { httpPort: port(values['http-port'], 'http-port') }),
     ...(values['http-host'] !== undefined && { httpHost: values['http-host'] }),
+    ...(values['mqtt-device-url'] !== undefined && { mqttDeviceUrl: values['mqtt-device-url'] }),
     ...(values['shutdown-timeout'] !== undefined && { shutdownTimeout: durationFlag(values['shutdown-timeout'], 'shutdown-timeout', USAGE) }),
     ...(values['log-format'] !== undefined && { logFormat: logFormatFlag(values['log-format']) }),
     ...(values.broker !== undefined && { brokerUrl: values.broker }),
@@ -211,6 +219,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
       keyPath: config.keyPath,
       nextKeyPath: config.nextKeyPath,
       host: config.host,
+      ...(config.mqtt.deviceUrl !== undefined && { mqttDeviceUrl: config.mqtt.deviceUrl }),
       mqttPort: config.mqtt.port,
       mqttPlain: config.mqtt.plain,
       maxKeepaliveSeconds: config.mqtt.maxKeepaliveSeconds,
@@ -261,7 +270,7 @@ export async function serve(args: string[], io: Io, o: ServeOptions = {}): Promi
   io.out(`${scheme} listening on ${scheme}://${endpointText(config.http.host, httpPort)}`);
   if (config.keyPath === null) io.err('note: no signing key: this gateway is upload-only (bundles are signed elsewhere: pinwave bundle create, then pinwave bundle upload)');
   if (config.tokens.length === 0) io.err('warning: no API tokens configured: every /v1 route answers 401 (set PINWAVE_ADMIN_TOKEN, or tokens in --config)');
-  for (const w of cleartextWarnings(config)) {
+  for (const w of startWarnings(config)) {
     io.err(`warning: ${w}`);
     log.warn({}, w);
   }
@@ -336,6 +345,12 @@ function logFormatFlag(v: string): LogFormat {
 export function isLoopback(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^(::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^(0{1,4}:){7}0{0,3}1$/.test(h);
+}
+
+/** The warnings a start (and `pinwave config check`) gives: tokens in clear text, and no URL to tell devices on a wildcard listen. */
+export function startWarnings(c: Pick<GatewayConfig, 'host' | 'mqtt' | 'http'> & Partial<Pick<GatewayConfig, 'broker'>>): string[] {
+  const devices = deviceUrlWarning(c);
+  return [...cleartextWarnings(c), ...(devices === null ? [] : [devices])];
 }
 
 /** The warnings a configuration deserves because tokens would cross a network in clear text. */

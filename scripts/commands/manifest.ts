@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { endpointText } from '../../firmware-manifest/endpoint-text.ts';
 import { publicKeyFromPem } from '../../firmware-manifest/keys.ts';
-import { decodeManifest, encodeManifest, formatManifestErrors, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../../firmware-manifest/manifest.ts';
+import { decodeManifest, encodeManifest, formatManifestErrors, keysOnce, manifestWarnings, validateManifest, type FirmwareManifest, type ManifestError } from '../../firmware-manifest/manifest.ts';
 import { durationFlag, parse, required, uintFlag, UsageError, type Io } from '../args.ts';
 import { pinSpecs } from '../pin-specs.ts';
 import { checkOutFile, writeOutFile } from '../out-file.ts';
@@ -24,6 +24,7 @@ const USAGE = `Usage:
 create    write a manifest (JSON to --out, or to standard output; --cbor also writes the flash form);
           each file appears whole or not at all, and an existing one is replaced only with --force
 validate  check a manifest: exit 0 and "valid", or exit 1 and one line per error with its JSON path
+          (a trusted key listed twice, as PEM and as base64 say, is one: compared by kid)
 push      give the gateway a manifest (an admin token): pre-flight checks bundles against it, and the
           rollback of a group's first rollout restores its initial pins. Refused (exit 1) when invalid
           (one line per error) or when the gateway's config has a different one of the same model and
@@ -87,7 +88,7 @@ async function create(args: string[], io: Io): Promise<number> {
   if (values['accepted-versions'] !== undefined) manifest.acceptedVersions = values['accepted-versions'].split(',').map((v) => uintFlag(v.trim(), 'accepted-versions', USAGE));
   if (values['gateway-url'] !== undefined) manifest.gatewayUrl = values['gateway-url'];
   if (values['gateway-ca'] !== undefined) manifest.gatewayCa = readText(values['gateway-ca'], 'gateway-ca');
-  const checked = validateManifest(manifest);
+  const checked = keysOnce(validateManifest(manifest));
   if (!checked.ok) throw new UsageError(`the manifest would be invalid:\n${formatManifestErrors(checked.errors)}`, USAGE);
   const json = JSON.stringify(manifest, null, 2) + '\n';
   // Both refused before either is written: half of what was asked for is not left behind.
@@ -132,6 +133,7 @@ async function validate(args: string[], io: Io): Promise<number> {
   } else {
     result = decodeManifest(new Uint8Array(bytes));
   }
+  result = keysOnce(result);
   if (!result.ok) {
     io.out(`invalid: ${file}`);
     io.out(formatManifestErrors(result.errors));
@@ -171,7 +173,7 @@ async function push(args: string[], io: Io): Promise<number> {
     return failed(new Error(e.code ? `cannot read ${file}: ${e.code}` : `${file} is not JSON: ${e.message}`));
   }
   // Checked here first, as the gateway checks it: every problem at once, without a round trip.
-  const checked = notAnObject(json) ?? validateManifest(json);
+  const checked = notAnObject(json) ?? keysOnce(validateManifest(json));
   if (!checked.ok) return invalid(checked.errors);
   // The gateway drops the connection on a body past its limit before it could answer 413: said here instead.
   const bytes = Buffer.byteLength(JSON.stringify(json));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { loadPushedManifests, Manifests } from '../../gateway/manifests.ts';
 import { ManifestRegistry } from '../../gateway/manifest-registry.ts';
 import { NO_LOG } from '../../gateway/logger.ts';
-import { MemoryChangeStore } from '../../gateway/store/memory-store.ts';
+import { MemoryChangeStore, MemoryDisk } from '../../gateway/store/memory-store.ts';
 import type { Applied, ApplyOptions, Change } from '../../gateway/store/changes.ts';
 import { StoreError } from '../../gateway/store/types.ts';
 import type { FirmwareManifest } from '../../firmware-manifest/index.ts';
@@ -76,3 +76,27 @@ t.test('a configured manifest with warnings (too large for one bundle of its fir
   t.match(said[0].obj, { model: 'th-200', firmware: '2.0.0', warnings: [/^\/pins: the initial pins \(1 endpoint\) need a bundle of at least \d+ bytes, above the 128 bytes this firmware takes \(maxBundleBytes\)/] });
 });
 
+
+t.test('a gateway whose store holds a manifest an earlier release took with one trusted key twice still starts, and warns naming it', async (t) => {
+  const key = generateKeyPair();
+  const twice: FirmwareManifest = { ...manifest('lk-200'), trustedKeys: [key.publicPem, Buffer.from(key.publicKey).toString('base64')] };
+  const said = /^\/trustedKeys\/1: trustedKeys\[1\] is the same key as trustedKeys\[0\] \(kid [0-9a-f]{16}\): list each key once$/;
+  const warned = (warns: Array<{ obj: Record<string, unknown>; msg?: string }>) => warns.filter((w) => w.msg === 'stored manifest lists a trusted key twice: push it again with each key once');
+  for (const where of ['store', 'manifests.json'] as const) {
+    const warns: Array<{ obj: Record<string, unknown>; msg?: string }> = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (obj: Record<string, unknown>, msg?: string) => void warns.push({ obj, msg }) };
+    const disk = new MemoryDisk();
+    if (where === 'store') {
+      const earlier = new MemoryChangeStore({ disk });
+      await earlier.open();
+      await earlier.apply([{ type: 'item.put', collection: 'manifests', key: 'pushed', value: { entries: [{ manifest: twice, source: 'pushed', pushedBy: 'adam', pushedAt: 7 }] } as never }]);
+      await earlier.close();
+    }
+    const store = new MemoryChangeStore({ disk });
+    const dataDir = join(t.testdir({ data: where === 'store' ? {} : { 'manifests.json': JSON.stringify({ version: 1, manifests: [{ manifest: twice, pushedBy: 'adam' }] }) } }), 'data');
+    const h = await harness(t, { logger, store, dataDir });
+    t.match(h.gw.listManifests(), [{ source: 'config' }, { manifest: { model: 'lk-200' }, source: 'pushed' }], `${where}: it loads`);
+    t.equal(warned(warns).length, 1, `${where}: one warning`);
+    t.match(warned(warns)[0].obj, { model: 'lk-200', firmware: '1.0.0', warnings: [said] }, `${where}: naming the model, firmware and the key`);
+  }
+});

@@ -66,3 +66,13 @@ t.test("config check: a configured manifest's warnings are printed, as the gatew
   t.equal(await run(['config', 'check', file, '--json'], json.io), 0);
   t.match(JSON.parse(json.out.join('\n')).warnings, [/^config\.manifests\[0\] \(th-200 2\.0\.0\): \/pins: the initial pins/]);
 });
+
+t.test('config check: MQTT on a wildcard address without mqtt.deviceUrl is a warning naming the key, as at start', async (t) => {
+  const wild = await check(t, ['host: 0.0.0.0', 'mqtt: { port: 0 }', 'http: { host: 127.0.0.1, port: 0 }']);
+  t.equal(wild.status, 0, wild.err.join('\n'));
+  t.match(wild.out.filter((l) => l.includes('warning:')), [/without TLS/, /^  warning: MQTT listens on 0\.0\.0\.0, which no device can connect to: .*set mqtt\.deviceUrl/]);
+  const told = await check(t, ['host: 0.0.0.0', 'mqtt: { port: 0, deviceUrl: "mqtts://gw.example.com:8883" }', 'http: { host: 127.0.0.1, port: 0 }']);
+  t.equal(told.status, 0, told.err.join('\n'));
+  t.notMatch(told.out.join('\n'), /no device can connect/, 'with it: no warning');
+  t.match(told.out.join('\n'), /^  mqtt {12}mqtt:\/\/0\.0\.0\.0:0, devices are given mqtts:\/\/gw\.example\.com:8883$/m, 'the summary names it');
+});

@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import mqtt from 'mqtt';
 import { request as httpsRequest } from 'node:https';
 import { connect as connectTcp } from 'node:net';
-import { cleartextWarnings, isLoopback, serve } from '../../scripts/commands/gateway.ts';
+import { cleartextWarnings, isLoopback, serve, startWarnings } from '../../scripts/commands/gateway.ts';
 import { loadConfig } from '../../gateway/config.ts';
 import { chain } from '../fixtures/openssl.ts';
 import { UsageError, type Io } from '../../scripts/args.ts';
@@ -282,6 +282,32 @@ t.test('a warning when tokens would travel in clear text on a non-loopback addre
   );
   writeFileSync(mutual, 'host: 10.1.2.3\nmqtt: { plain: false, tls: { key: k.pem, cert: c.pem, ca: ca.pem, requireClientCert: true } }\nhttp: { tls: { key: k.pem, cert: c.pem } }\n');
   t.same(cleartextWarnings(cfg({}, mutual)), [], 'mutual TLS alone: nothing to say');
+});
+
+t.test('a warning when MQTT listens on a wildcard address and no mqtt.deviceUrl says what devices are told', async (t) => {
+  const cfg = (flags: { host?: string; httpHost?: string; mqttDeviceUrl?: string }) => loadConfig({ flags: { dataDir: '/d', keyPath: '/k', httpHost: '127.0.0.1', ...flags } });
+  const said = (host: string) => `MQTT listens on ${host}, which no device can connect to: GET /v1/info (pinwave sim --api) gives each caller the address its request came in on, which devices elsewhere may not reach (behind NAT or a proxy, or by a name a TLS certificate names); set mqtt.deviceUrl (--mqtt-device-url, PINWAVE_MQTT_DEVICE_URL) to the URL devices connect to`;
+  for (const host of ['0.0.0.0', '::']) t.same(startWarnings(cfg({ host })), [...cleartextWarnings(cfg({ host })), said(host)], host);
+  t.same(startWarnings(cfg({ host: '0.0.0.0', mqttDeviceUrl: 'mqtt://10.0.0.5:1883' })), cleartextWarnings(cfg({ host: '0.0.0.0' })), 'with mqtt.deviceUrl: none');
+  t.same(startWarnings(cfg({ host: '10.0.0.5' })), cleartextWarnings(cfg({ host: '10.0.0.5' })), 'an address of its own: none');
+  t.same(startWarnings(cfg({ httpHost: '0.0.0.0' })), cleartextWarnings(cfg({ httpHost: '0.0.0.0' })), 'the API on a wildcard, MQTT not: none');
+});
+
+t.test('pinwave gateway --host 0.0.0.0 warns naming mqtt.deviceUrl, and --mqtt-device-url is what GET /v1/info tells devices', async (t) => {
+  const { dir, keyPath } = setup(t);
+  for (const told of [undefined, 'mqtts://gw.example.com:8883']) {
+    const { io, out, err } = fakeIo({ PINWAVE_ADMIN_TOKEN: ADMIN });
+    const stop = switchOff();
+    const done = serve(['--data', join(dir, told ? 'told' : 'wild'), '--key', keyPath, '--host', '0.0.0.0', '--http-host', '127.0.0.1', '--mqtt-port', '0', '--http-port', '0', ...(told ? ['--mqtt-device-url', told] : [])], io, { until: stop.until, log: logSink().stream });
+    await until(() => url(out, 'http') !== undefined, 10_000, 'the http line');
+    const info = await (await fetch(`${url(out, 'http')}/v1/info`, { headers: { authorization: `Bearer ${ADMIN}` } })).json();
+    const port = /:(\d+)$/.exec(url(out, 'mqtt')!)![1];
+    t.equal(info.mqttUrl, told ?? `mqtt://127.0.0.1:${port}`, told ? 'the URL given' : 'the address the request came in on');
+    const warned = err.some((l) => /^warning: MQTT listens on 0\.0\.0\.0, which no device can connect to: .*set mqtt\.deviceUrl \(--mqtt-device-url, PINWAVE_MQTT_DEVICE_URL\)/.test(l));
+    t.equal(warned, told === undefined, told ? 'no warning with it' : 'a warning naming the key');
+    stop.off();
+    t.equal(await done, 0);
+  }
 });
 
 /** Reads the embedded store in `dataDir` (the gateway stopped: it takes the lock). */

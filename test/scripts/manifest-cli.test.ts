@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { runCli } from '../fixtures/cli.ts';
-import { generateKeyPair } from '../../firmware-manifest/index.ts';
+import { encodeManifest, generateKeyPair, hex, kid } from '../../firmware-manifest/index.ts';
 
 const pin = (s: string) => 'sha256/' + createHash('sha256').update(s).digest('base64');
 const pinwave = (...args: string[]) => runCli(args);
@@ -34,4 +34,28 @@ t.test('manifest validate: initial pins too large for one bundle are valid, with
   t.match(r.stderr, /^warning: \/pins: the initial pins \(100 endpoints\) need a bundle of at least \d+ bytes, above the 4096 bytes this firmware takes/m);
   writeFileSync(file, JSON.stringify({ model: 'th-100', firmware: '1.0.0', trustedKeys: [generateKeyPair().publicPem], pins: pins.slice(0, 2) }));
   t.equal((await pinwave('manifest', 'validate', file)).stderr, '', 'none for a pin set that fits');
+});
+
+t.test('manifest create, validate and push refuse one trusted key listed twice (PEM and base64 alike), naming the kid and both places', async (t) => {
+  const dir = t.testdir();
+  const key = generateKeyPair();
+  const said = `trustedKeys\\[2\\] is the same key as trustedKeys\\[0\\] \\(kid ${hex(kid(key.publicKey))}\\): list each key once`;
+  const twice = { model: 'th-100', firmware: '1.0.0', trustedKeys: [key.publicPem, generateKeyPair().publicPem, Buffer.from(key.publicKey).toString('base64')], pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }] };
+  const file = join(dir, 'twice.json');
+  writeFileSync(file, JSON.stringify(twice));
+  const v = await pinwave('manifest', 'validate', file);
+  t.equal(v.code, 1, v.stdout);
+  t.match(v.stdout, new RegExp(`^invalid: .*twice\\.json\n/trustedKeys/2: ${said}$`));
+  const cbor = join(dir, 'twice.cbor');
+  writeFileSync(cbor, encodeManifest(twice));
+  t.match((await pinwave('manifest', 'validate', cbor)).stdout, new RegExp(`^/trustedKeys/2: ${said}$`, 'm'), 'the flash form too');
+  // Nothing listens there: the refusal comes before any request.
+  const p = await pinwave('manifest', 'push', file, '--api', 'http://127.0.0.1:9');
+  t.equal(p.code, 1);
+  t.match(p.stdout, new RegExp(`^/trustedKeys/2: ${said}$`, 'm'));
+  const pub = join(dir, 'signing.pub');
+  writeFileSync(pub, key.publicPem);
+  const c = await pinwave('manifest', 'create', '--model', 'th-100', '--firmware', '1.0.0', '--key', pub, '--key', pub, '--pin', `api.example.com=${pin('a')}`, '--pin', `api.example.com=${pin('b')}`);
+  t.equal(c.code, 2, 'a usage error');
+  t.match(c.stderr, /the manifest would be invalid:\n\/trustedKeys\/1: trustedKeys\[1\] is the same key as trustedKeys\[0\] \(kid [0-9a-f]{16}\): list each key once/);
 });

@@ -54,3 +54,21 @@ t.test('the API answers over a real port', async (t) => {
   const docs = await (await call('/docs', { as: null })).json();
   t.ok(docs.paths['/v1/rollouts/{id}/rollback'].post);
 });
+
+t.test('GET /v1/info on a wildcard MQTT listen gives the address the request came in on, and mqtt.deviceUrl when set', async (t) => {
+  const info = async (a: Awaited<ReturnType<typeof apiHarness>>, host: string) => {
+    await a.app.listen({ host, port: 0 });
+    const address = a.app.server.address();
+    const res = await fetch(`http://${host.includes(':') ? `[${host}]` : host}:${typeof address === 'object' && address ? address.port : 0}/v1/info`, { signal: AbortSignal.timeout(5000), headers: { authorization: `Bearer ${TOKENS.viewer}` } });
+    return ((await res.json()) as { mqttUrl: string }).mqttUrl;
+  };
+  const v4 = await apiHarness(t, {}, { host: '0.0.0.0' });
+  t.equal(await info(v4, '127.0.0.1'), `mqtt://127.0.0.1:${v4.gw.ports.tcp}`, '0.0.0.0: the IPv4 address the request came to');
+  const v6 = await apiHarness(t, {}, { host: '::' });
+  t.equal(await info(v6, '::1'), `mqtt://[::1]:${v6.gw.ports.tcp}`, '::, by IPv6');
+  const mapped = await apiHarness(t, {}, { host: '::' });
+  t.equal(await info(mapped, '127.0.0.1'), `mqtt://127.0.0.1:${mapped.gw.ports.tcp}`, '::, by IPv4: the address, not its IPv4-mapped form');
+  const told = await apiHarness(t, {}, { host: '0.0.0.0', mqttDeviceUrl: 'mqtts://gw.example.com:8883' });
+  t.equal(await info(told, '127.0.0.1'), 'mqtts://gw.example.com:8883', 'mqtt.deviceUrl wins');
+  t.equal(told.gw.mqttUrl, 'mqtts://gw.example.com:8883');
+});

@@ -2,7 +2,7 @@
 // offline), as the API answers them, and as the OpenAPI document describes them.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { parsePin, privateKeyFromPem, signBundle } from '../../../firmware-manifest/index.ts';
+import { generateKeyPair, hex, kid, parsePin, privateKeyFromPem, signBundle } from '../../../firmware-manifest/index.ts';
 import { apiHarness } from '../../fixtures/http.ts';
 import { pin } from '../../fixtures/gateway.ts';
 
@@ -46,6 +46,17 @@ t.test('POST /v1/manifests takes initial pins too large for one bundle, with a w
   t.equal(r.statusCode, 201, r.body);
   t.match(r.json(), { status: 'created', warnings: [{ path: '/pins', message: /need a bundle of at least \d+ bytes, above the 4096 bytes this firmware takes/ }] });
   t.notOk('warnings' in (await a.call('POST', '/v1/manifests', { body: { ...a.manifest, model: 'lk-2' } })).json(), 'none for a pin set that fits');
+});
+
+t.test('POST /v1/manifests refuses a manifest listing one trusted key twice (PEM and base64 alike), naming the kid and both places as the config does', async (t) => {
+  const key = generateKeyPair();
+  const twice = { model: 'lk-1', firmware: '1.0.0', pins: [{ host: 'api.example.com', pins: [pin('a'), pin('b')] }], trustedKeys: [key.publicPem, generateKeyPair().publicPem, Buffer.from(key.publicKey).toString('base64')] };
+  const a = await apiHarness(t);
+  const r = await a.call('POST', '/v1/manifests', { body: twice });
+  t.equal(r.statusCode, 400, r.body);
+  const message = new RegExp(`^trustedKeys\\[2\\] is the same key as trustedKeys\\[0\\] \\(kid ${hex(kid(key.publicKey))}\\): list each key once$`);
+  t.match(r.json(), { code: 'PW_INVALID', details: { errors: [{ path: '/trustedKeys/2', message }] } });
+  t.same((await a.call('GET', '/v1/manifests')).json().items.map((e: { model: string }) => e.model), ['th-100'], 'nothing was kept');
 });
 
 t.test('POST /v1/bundles with cose: 201 for a bundle a device of the group would take, 422 with the verifier reason otherwise', async (t) => {
