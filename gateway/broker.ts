@@ -236,6 +236,8 @@ interface ConnectAttempt {
 
 export class DeviceBroker {
   readonly #aedes: Aedes;
+  /** aedes' own publish: what the publish hook (see the constructor) routes */
+  readonly #route: (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void;
   readonly #options: DeviceBrokerOptions;
   readonly #log: BrokerLogger;
   readonly #limits: Limits;
@@ -313,6 +315,7 @@ export class DeviceBroker {
     // aedes' own calls pass the sending client (a device's message, its will); its typed form does not
     type Publish = (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void) => void;
     const route = aedes.publish.bind(aedes) as unknown as Publish;
+    this.#route = route;
     const heartbeat = `$SYS/${aedes.id}/heartbeat`;
     const publish: Publish = (packet, client, done) => {
       const cb = typeof client === 'function' ? client : done;
@@ -690,7 +693,8 @@ export class DeviceBroker {
 
   #publish(topic: string, payload: Buffer): void {
     this.#counters.messagesOut++;
-    this.#aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (err) => {
+    // aedes' own publish, not the hook in front of it: a bundle of the gateway's own is routed without its topic being looked at again
+    this.#route({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, null, (err) => {
       if (!err) return;
       this.#counters.publishErrors++;
       this.#log.warn({ topic, err: err.message }, 'publish to device failed');

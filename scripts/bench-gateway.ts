@@ -62,8 +62,9 @@ const USAGE = `usage: node dist/scripts/bench-gateway.js [--devices N] [--acks N
                (devices - ${2 * CANARY}); beyond that, devices ack again (duplicates, which the
                gateway decodes and stores but the rollout counts once)
   --quick      1,000 devices, for a fast check
-  --profile D  write a CPU profile of the gateway process during the ack burst to D/gateway-ingest.cpuprofile,
-               and one of bare aedes during the same burst to D/bare-ingest.cpuprofile`;
+  --profile D  write CPU profiles of the gateway process and of bare aedes during the ack burst
+               (D/gateway-ingest.cpuprofile, D/bare-ingest.cpuprofile) and the push (D/gateway-push.cpuprofile,
+               D/bare-push.cpuprofile); the figures of such a run include the profiler's own cost`;
 
 const wallMs = () => performance.timeOrigin + performance.now();
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
@@ -225,10 +226,12 @@ async function run(o: Options): Promise<Row[]> {
     await sleep(500);
     const bareMem = await bare.call<{ rss: number }>('memory');
     await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
+    if (o.profile) await bare.call('profileStart');
     const barePushCpu0 = await cpuOf(bare);
     const barePushStart = await bare.call<{ at: number }>('push', { ids, bytes: b1.bytes, timeoutMs: 120_000 }, 130_000);
     const barePushMs = (await waitAutoAcked(N, 30_000)) - barePushStart.at;
     const barePushCpu = (await cpuOf(bare)) - barePushCpu0;
+    if (o.profile) await bare.call('profileStop', { file: join(o.profile, 'bare-push.cpuprofile') });
     // The same ack burst the gateway gets below, into aedes alone: the ceiling on this machine.
     await all('mode', { to: 'hold' });
     const bareBurst = Array.from({ length: acks }, (_, k) => fleet[k % fleet.length]);
@@ -261,10 +264,12 @@ async function run(o: Options): Promise<Row[]> {
     await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
     await gw.call('flush');
     const pushWrites0 = (await gw.call<StoreStatus>('storeStatus')).writes;
+    if (o.profile) await gw.call('profileStart');
     const gwPushCpu0 = await cpuOf(gw);
     const pushStart = await gw.call<{ at: number }>('startRollout', { id: r1.id });
     const gwPushMs = (await waitAutoAcked(N, 120_000)) - pushStart.at;
     const gwPushCpu = (await cpuOf(gw)) - gwPushCpu0;
+    if (o.profile) await gw.call('profileStop', { file: join(o.profile, 'gateway-push.cpuprofile') });
     await gw.call('waitCounted', { id: r1.id, applied: N, timeoutMs: 10_000 });
     const pushWrites = (await gw.call<StoreStatus>('storeStatus')).writes - pushWrites0;
     await gw.call('waitState', { id: r1.id, state: 'completed', timeoutMs: 10_000 });
