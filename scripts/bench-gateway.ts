@@ -237,10 +237,12 @@ async function run(o: Options): Promise<Row[]> {
     const bareBurst = Array.from({ length: acks }, (_, k) => fleet[k % fleet.length]);
     if (o.profile) await bare.call('profileStart');
     const bareCpu0 = await cpuOf(bare);
+    const bareThreads0 = await threadsOf(bare);
     const bareLoop0 = await loopCpuOf(bare);
     const bareBurstFigures = burstFigures(await Promise.all([...byOwner(bareBurst)].map(([w, mine]) => w.call<Sent>('ack', { ids: mine, bytes: ack(b1, 'applied') }, 130_000))), acks);
     const bareBurstCpu = (await cpuOf(bare)) - bareCpu0;
     const bareBurstLoop = (await loopCpuOf(bare)) - bareLoop0;
+    const bareThreads = threadDelta(bareThreads0, await threadsOf(bare), acks);
     if (o.profile) await bare.call('profileStop', { file: join(o.profile, 'bare-ingest.cpuprofile') });
     const pacedIds = fleet.filter((id) => owner.get(id) === workers[0]).slice(0, PACED);
     const barePaced = await paced(workers[0], pacedIds, ack(b1, 'applied'));
@@ -312,11 +314,13 @@ async function run(o: Options): Promise<Row[]> {
     if (o.profile) await gw.call('profileStart');
     const gwCpu0 = await cpuOf(gw);
     const gwLoop0 = await loopCpuOf(gw);
+    const gwThreads0 = await threadsOf(gw);
     const sent = await Promise.all(
       [...shares].map(([w, mine]) => w.call<Sent>('ack', { ids: mine, bytes: ack(b2, 'applied'), ...(w === crossWorker && { crossing: { ...loaded.crossing, index: Math.floor(mine.length / 2) } }) }, 130_000)),
     );
     const gwBurstCpu = (await cpuOf(gw)) - gwCpu0;
     const gwBurstLoop = (await loopCpuOf(gw)) - gwLoop0;
+    const gwThreads = threadDelta(gwThreads0, await threadsOf(gw), acks);
     if (o.profile) await gw.call('profileStop', { file: join(o.profile, 'gateway-ingest.cpuprofile') });
     const gwBurst = burstFigures(sent, acks);
     // Every ack PUBACKed has been counted (its PUBACK waits for the commit of what it changed).
@@ -409,6 +413,7 @@ async function run(o: Options): Promise<Row[]> {
       { figure: '  gateway RSS before / peak, first half / second half / after', value: `${mb(rssBefore)} / ${mb(rssPeaks[0])} / ${mb(rssPeaks[1])} / ${mb(rssAfter)}` },
       { figure: 'store: bytes written in the run, snapshots', value: `${(storeAfter.bytesWritten / 2 ** 20).toFixed(1)} MiB, ${storeAfter.snapshots}` },
     );
+    if (process.env.BENCH_THREADS) rows.push({ figure: '  CPU per ack by thread, gateway', value: gwThreads }, { figure: '  CPU per ack by thread, bare aedes', value: bareThreads });
     const dropped = Object.values(final.dropped).reduce((a, b) => a + b, 0);
     if (dropped + final.broker.publishErrors + clientErrors > 0) {
       rows.push({ figure: 'errors: dropped / publish / client', value: `${dropped} / ${final.broker.publishErrors} / ${clientErrors}` });
@@ -458,6 +463,20 @@ try {
 /** The CPU a benchmark process has used so far (user + system, all threads), ms. */
 async function cpuOf(w: Worker): Promise<number> {
   return (await w.call<{ ms: number }>('cpu')).ms;
+}
+
+/** With BENCH_THREADS: each thread's CPU so far by name, ms. */
+async function threadsOf(w: Worker): Promise<Record<string, number>> {
+  return (await w.call<{ threads: Record<string, number> }>('cpu')).threads;
+}
+
+/** What each thread used between two readings, per ack, in µs. */
+function threadDelta(before: Record<string, number>, after: Record<string, number>, acks: number): string {
+  return Object.entries(after)
+    .map(([name, ms]) => [name, ((ms - (before[name] ?? 0)) * 1000) / acks] as const)
+    .filter(([, us]) => us > 0)
+    .map(([name, us]) => `${name} ${us.toFixed(0)}`)
+    .join(', ');
 }
 
 /** The CPU a benchmark process's event loop thread has used so far, ms (10 ms ticks; NaN off Linux). */
