@@ -30,7 +30,10 @@
 //   npx tsc -p . && node dist/scripts/bench-gateway.js [--devices 10000] [--acks N] [--quick] [--profile DIR]
 //
 // BENCH_PROFILE_CONNECT=FILE in the environment writes a CPU profile of the gateway process while the
-// fleet connects to it to FILE.
+// fleet connects to it to FILE; BENCH_THREADS=1 adds rows of the ack burst's CPU per ack by thread
+// (the event loop; each other thread by its id's offset from the pid: the collector's helpers, the
+// snapshot worker), for the gateway and for bare aedes; BENCH_HEAP=1 with --profile adds sampling heap
+// profiles beside the CPU profiles.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
