@@ -57,10 +57,10 @@ import {
   type Subscription,
 } from 'aedes';
 import { DEVICE_ID_MAX_LENGTH, isDeviceId } from './device-id.ts';
-import { type DeviceMessageKind, deviceTopic, isDeviceMessageKind, parseDeviceTopic } from './topics.ts';
-import { connectRefusal, publishDenial, subscribeAllowed, type AclDenial, type ConnectRefusal, type ReturnCode, type WillFields } from './broker/acl.ts';
+import { DEVICE_TOPIC_ROOT, type DeviceMessageKind, deviceTopic, parseDeviceTopic } from './topics.ts';
+import { connectRefusal, ownPublishKind, publishDenialOf, subscribeAllowed, type AclDenial, type ConnectRefusal, type OwnPublishKind, type ReturnCode, type WillFields } from './broker/acl.ts';
 import { DenialLog, type DenialKind } from './broker/denials.ts';
-import { parsePresenceTopic } from './broker/presence-topic.ts';
+import { PRESENCE_KIND } from './broker/presence-topic.ts';
 import { FrameLimit } from './broker/frame-limit.ts';
 import { startListeners, type BrokerPorts, type BrokerTlsOptions, type BrokerWebSocketOptions, type Listeners } from './broker/listeners.ts';
 import { Presence } from './broker/presence.ts';
@@ -236,6 +236,8 @@ interface ConnectAttempt {
 
 export class DeviceBroker {
   readonly #aedes: Aedes;
+  /** aedes' own publish: what the publish hook (see the constructor) routes */
+  readonly #route: (packet: PublishPacket, client: Client | null, done: (err?: Error) => void) => void;
   readonly #options: DeviceBrokerOptions;
   readonly #log: BrokerLogger;
   readonly #limits: Limits;
@@ -313,12 +315,15 @@ export class DeviceBroker {
     // aedes' own calls pass the sending client (a device's message, its will); its typed form does not
     type Publish = (packet: PublishPacket, client: Client | null | ((err?: Error) => void), done?: (err?: Error) => void) => void;
     const route = aedes.publish.bind(aedes) as unknown as Publish;
+    this.#route = route;
     const heartbeat = `$SYS/${aedes.id}/heartbeat`;
     const publish: Publish = (packet, client, done) => {
       const cb = typeof client === 'function' ? client : done;
-      if (packet.topic === heartbeat || parseDeviceTopic(packet.topic)?.kind === 'bundle') return route(packet, typeof client === 'function' ? null : client, cb ?? noop);
+      const topic = packet.topic;
+      // endsWith first: a device's own message (every PUBLISH it makes ends here) is told apart without parsing its topic
+      if (topic === heartbeat || (topic.endsWith(BUNDLE_SUFFIX) && parseDeviceTopic(topic)?.kind === 'bundle')) return route(packet, typeof client === 'function' ? null : client, cb ?? noop);
       // asynchronous, as aedes' own path is: a packet's end never recurses into the next read
-      if (cb) queueMicrotask(() => cb());
+      if (cb) queueMicrotask(cb);
     };
     aedes.publish = publish as unknown as typeof aedes.publish;
     aedes.on('connackSent', (packet, client) => this.#connackSent(packet.returnCode ?? 0, client));
@@ -616,16 +621,13 @@ export class DeviceBroker {
     if (!client) return done(new Refusal('publish without a device refused'));
     if (!this.#accepting) return done(new Refusal('gateway shutting down'));
     const size = typeof packet.payload === 'string' ? Buffer.byteLength(packet.payload) : packet.payload.length;
-    const denial = publishDenial(client.id, { topic: packet.topic, qos: packet.qos, retain: packet.retain, size }, this.#limits.maxPayloadBytes);
+    // The topic is classified once, here: what reaches onMessage is this kind under this client's id.
+    const kind = ownPublishKind(client.id, packet.topic);
+    const denial = publishDenialOf(kind, { qos: packet.qos, retain: packet.retain, size }, this.#limits.maxPayloadBytes);
     if (denial === null) {
       // Only presence gets here retained; it is passed on, never stored (docs/architecture.md §5).
       packet.retain = false;
-      // Taken: handled before aedes may PUBACK it; a shutdown waits for that (settled()).
-      this.#taken++;
-      return this.#deviceMessage(client, packet, (err) => {
-        this.#untake();
-        done(err);
-      });
+      return this.#deviceMessage(client.id, kind!, packet, done);
     }
     if (denial === 'payload_too_large') {
       this.#counters.payloadTooLarge++;
@@ -648,45 +650,51 @@ export class DeviceBroker {
   }
 
   #authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
-    return packet.topic === deviceTopic(client.id, 'bundle') ? packet : null;
+    return isBundleTopicOf(client.id, packet.topic) ? packet : null;
   }
 
   /**
-   * A device's own message, before its PUBACK (docs/architecture.md §7): `next()` once `onMessage`
-   * resolved (what it changed is committed), `next(err)` when it rejected, which closes the
-   * connection without an ack, so the device sends the message again [MQTT-4.3.2].
+   * A device's own message, before its PUBACK (docs/architecture.md §7), `kind` as authorizePublish
+   * classified its topic: `done()` once `onMessage` resolved (what it changed is committed),
+   * `done(err)` when it rejected, which closes the connection without an ack, so the device sends
+   * the message again [MQTT-4.3.2]. Taken until then: a shutdown waits for it (settled()).
    */
-  #deviceMessage(client: Client, packet: PublishPacket, next: (err?: Error) => void): void {
-    if (parsePresenceTopic(packet.topic) === client.id) {
+  #deviceMessage(id: string, kind: OwnPublishKind, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    if (kind === PRESENCE_KIND) {
       this.#counters.presenceIn++;
-      return next();
+      return done(null);
     }
-    const topic = parseDeviceTopic(packet.topic);
-    // authorizePublish let only the device's own state/ack/telemetry through; checked again so
-    // that nothing reaches onMessage under another device's id whatever aedes publishes.
-    if (!topic || topic.id !== client.id || !isDeviceMessageKind(topic.kind)) return next();
     this.#counters.messagesIn++;
+    this.#taken++;
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     let result: void | Promise<void>;
     try {
-      result = this.#options.onMessage?.(topic.id, topic.kind as DeviceMessageKind, payload);
+      result = this.#options.onMessage?.(id, kind, payload);
     } catch (err) {
       result = Promise.reject(err);
     }
-    if (!(result instanceof Promise)) return next();
+    if (!(result instanceof Promise)) {
+      this.#untake();
+      return done(null);
+    }
     result.then(
-      () => next(),
+      () => {
+        this.#untake();
+        done(null);
+      },
       (err: unknown) => {
+        this.#untake();
         this.#counters.uncommitted++;
-        this.#log.warn({ deviceId: topic.id, kind: topic.kind, err: err instanceof Error ? err.message : String(err) }, 'device message not committed: connection closed without PUBACK');
-        next(new Refusal('device message not committed'));
+        this.#log.warn({ deviceId: id, kind, err: err instanceof Error ? err.message : String(err) }, 'device message not committed: connection closed without PUBACK');
+        done(new Refusal('device message not committed'));
       },
     );
   }
 
   #publish(topic: string, payload: Buffer): void {
     this.#counters.messagesOut++;
-    this.#aedes.publish({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, (err) => {
+    // aedes' own publish, not the hook in front of it: a bundle of the gateway's own is routed without its topic being looked at again
+    this.#route({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false }, null, (err) => {
       if (!err) return;
       this.#counters.publishErrors++;
       this.#log.warn({ topic, err: err.message }, 'publish to device failed');
@@ -754,3 +762,10 @@ function validated(options: DeviceBrokerOptions): Limits {
 }
 
 const noop = (): void => undefined;
+
+const BUNDLE_SUFFIX = '/bundle';
+
+/** Whether `topic` is device `id`'s bundle topic (deviceTopic(id, 'bundle')), compared in place: it is asked once per bundle delivered. */
+function isBundleTopicOf(id: string, topic: string): boolean {
+  return topic.length === DEVICE_TOPIC_ROOT.length + id.length + BUNDLE_SUFFIX.length && topic.endsWith(BUNDLE_SUFFIX) && topic.startsWith(DEVICE_TOPIC_ROOT) && topic.startsWith(id, DEVICE_TOPIC_ROOT.length) && isDeviceId(id);
+}

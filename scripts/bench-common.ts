@@ -2,7 +2,7 @@
 // worker processes (scripts/bench-worker) driven over IPC with a timeout on every call and
 // killed on the way out, whatever the way out is.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,22 @@ export async function fdatasyncFloor(dir: string): Promise<{ p50: number; p99: n
   } finally {
     rmSync(under, { recursive: true, force: true });
   }
+}
+
+/** CPU of each thread of this process so far, ms (Linux /proc; empty elsewhere). */
+export function threadCpu(): Map<string, { name: string; ms: number }> {
+  const out = new Map<string, { name: string; ms: number }>();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, { name, ms: (Number(f[11]) + Number(f[12])) * 10 });
+    }
+  } catch {
+    // not Linux: the process's total only
+  }
+  return out;
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

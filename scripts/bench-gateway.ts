@@ -30,7 +30,10 @@
 //   npx tsc -p . && node dist/scripts/bench-gateway.js [--devices 10000] [--acks N] [--quick] [--profile DIR]
 //
 // BENCH_PROFILE_CONNECT=FILE in the environment writes a CPU profile of the gateway process while the
-// fleet connects to it to FILE.
+// fleet connects to it to FILE; BENCH_THREADS=1 adds rows of the ack burst's CPU per ack by thread
+// (the event loop; each other thread by its id's offset from the pid: the collector's helpers, the
+// snapshot worker), for the gateway and for bare aedes; BENCH_HEAP=1 with --profile adds sampling heap
+// profiles beside the CPU profiles.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,7 +65,9 @@ const USAGE = `usage: node dist/scripts/bench-gateway.js [--devices N] [--acks N
                (devices - ${2 * CANARY}); beyond that, devices ack again (duplicates, which the
                gateway decodes and stores but the rollout counts once)
   --quick      1,000 devices, for a fast check
-  --profile D  write a CPU profile of the gateway process during the ack burst to D/gateway-ingest.cpuprofile`;
+  --profile D  write CPU profiles of the gateway process and of bare aedes during the ack burst
+               (D/gateway-ingest.cpuprofile, D/bare-ingest.cpuprofile) and the push (D/gateway-push.cpuprofile,
+               D/bare-push.cpuprofile); the figures of such a run include the profiler's own cost`;
 
 const wallMs = () => performance.timeOrigin + performance.now();
 const n = (x: number) => Math.round(x).toLocaleString('en-US');
@@ -224,16 +229,24 @@ async function run(o: Options): Promise<Row[]> {
     await sleep(500);
     const bareMem = await bare.call<{ rss: number }>('memory');
     await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
+    if (o.profile) await bare.call('profileStart');
     const barePushCpu0 = await cpuOf(bare);
     const barePushStart = await bare.call<{ at: number }>('push', { ids, bytes: b1.bytes, timeoutMs: 120_000 }, 130_000);
     const barePushMs = (await waitAutoAcked(N, 30_000)) - barePushStart.at;
     const barePushCpu = (await cpuOf(bare)) - barePushCpu0;
+    if (o.profile) await bare.call('profileStop', { file: join(o.profile, 'bare-push.cpuprofile') });
     // The same ack burst the gateway gets below, into aedes alone: the ceiling on this machine.
     await all('mode', { to: 'hold' });
     const bareBurst = Array.from({ length: acks }, (_, k) => fleet[k % fleet.length]);
+    if (o.profile) await bare.call('profileStart');
     const bareCpu0 = await cpuOf(bare);
+    const bareThreads0 = await threadsOf(bare);
+    const bareLoop0 = await loopCpuOf(bare);
     const bareBurstFigures = burstFigures(await Promise.all([...byOwner(bareBurst)].map(([w, mine]) => w.call<Sent>('ack', { ids: mine, bytes: ack(b1, 'applied') }, 130_000))), acks);
     const bareBurstCpu = (await cpuOf(bare)) - bareCpu0;
+    const bareBurstLoop = (await loopCpuOf(bare)) - bareLoop0;
+    const bareThreads = threadDelta(bareThreads0, await threadsOf(bare), acks);
+    if (o.profile) await bare.call('profileStop', { file: join(o.profile, 'bare-ingest.cpuprofile') });
     const pacedIds = fleet.filter((id) => owner.get(id) === workers[0]).slice(0, PACED);
     const barePaced = await paced(workers[0], pacedIds, ack(b1, 'applied'));
     await all('closeAll');
@@ -256,10 +269,12 @@ async function run(o: Options): Promise<Row[]> {
     await all('mode', { to: 'auto', ack: ack(b1, 'applied') });
     await gw.call('flush');
     const pushWrites0 = (await gw.call<StoreStatus>('storeStatus')).writes;
+    if (o.profile) await gw.call('profileStart');
     const gwPushCpu0 = await cpuOf(gw);
     const pushStart = await gw.call<{ at: number }>('startRollout', { id: r1.id });
     const gwPushMs = (await waitAutoAcked(N, 120_000)) - pushStart.at;
     const gwPushCpu = (await cpuOf(gw)) - gwPushCpu0;
+    if (o.profile) await gw.call('profileStop', { file: join(o.profile, 'gateway-push.cpuprofile') });
     await gw.call('waitCounted', { id: r1.id, applied: N, timeoutMs: 10_000 });
     const pushWrites = (await gw.call<StoreStatus>('storeStatus')).writes - pushWrites0;
     await gw.call('waitState', { id: r1.id, state: 'completed', timeoutMs: 10_000 });
@@ -301,10 +316,14 @@ async function run(o: Options): Promise<Row[]> {
     if (!shares.has(crossWorker)) shares.set(crossWorker, []);
     if (o.profile) await gw.call('profileStart');
     const gwCpu0 = await cpuOf(gw);
+    const gwLoop0 = await loopCpuOf(gw);
+    const gwThreads0 = await threadsOf(gw);
     const sent = await Promise.all(
       [...shares].map(([w, mine]) => w.call<Sent>('ack', { ids: mine, bytes: ack(b2, 'applied'), ...(w === crossWorker && { crossing: { ...loaded.crossing, index: Math.floor(mine.length / 2) } }) }, 130_000)),
     );
     const gwBurstCpu = (await cpuOf(gw)) - gwCpu0;
+    const gwBurstLoop = (await loopCpuOf(gw)) - gwLoop0;
+    const gwThreads = threadDelta(gwThreads0, await threadsOf(gw), acks);
     if (o.profile) await gw.call('profileStop', { file: join(o.profile, 'gateway-ingest.cpuprofile') });
     const gwBurst = burstFigures(sent, acks);
     // Every ack PUBACKed has been counted (its PUBACK waits for the commit of what it changed).
@@ -364,6 +383,7 @@ async function run(o: Options): Promise<Row[]> {
       // CPU, not wall time: the broker process's threads (the event loop, the garbage collector's
       // helpers, the store's fsyncs and snapshot worker), less sensitive to what else the machine runs.
       { figure: '  CPU per ack (the broker process, all threads), gateway / bare aedes', value: `${((gwBurstCpu * 1000) / acks).toFixed(0)} / ${((bareBurstCpu * 1000) / acks).toFixed(0)} µs` },
+      { figure: '    of it on the event loop (10 ms ticks), gateway / bare aedes', value: `${((gwBurstLoop * 1000) / acks).toFixed(0)} / ${((bareBurstLoop * 1000) / acks).toFixed(0)} µs` },
       { figure: 'PUBACK latency in the burst, gateway p50 / p99', value: `${gwBurst.p50.toFixed(1)} / ${gwBurst.p99.toFixed(1)} ms` },
       { figure: '  bare aedes p50 / p99', value: `${bareBurstFigures.p50.toFixed(1)} / ${bareBurstFigures.p99.toFixed(1)} ms` },
       { figure: '  added by the gateway (its CPU per ack and the commit), p50 / p99', value: `${(gwBurst.p50 - bareBurstFigures.p50).toFixed(1)} / ${(gwBurst.p99 - bareBurstFigures.p99).toFixed(1)} ms`, goal: 'p99 <= 10 ms', met: gwBurst.p99 - bareBurstFigures.p99 <= 10 },
@@ -396,6 +416,7 @@ async function run(o: Options): Promise<Row[]> {
       { figure: '  gateway RSS before / peak, first half / second half / after', value: `${mb(rssBefore)} / ${mb(rssPeaks[0])} / ${mb(rssPeaks[1])} / ${mb(rssAfter)}` },
       { figure: 'store: bytes written in the run, snapshots', value: `${(storeAfter.bytesWritten / 2 ** 20).toFixed(1)} MiB, ${storeAfter.snapshots}` },
     );
+    if (process.env.BENCH_THREADS) rows.push({ figure: '  CPU per ack by thread, gateway', value: gwThreads }, { figure: '  CPU per ack by thread, bare aedes', value: bareThreads });
     const dropped = Object.values(final.dropped).reduce((a, b) => a + b, 0);
     if (dropped + final.broker.publishErrors + clientErrors > 0) {
       rows.push({ figure: 'errors: dropped / publish / client', value: `${dropped} / ${final.broker.publishErrors} / ${clientErrors}` });
@@ -445,4 +466,23 @@ try {
 /** The CPU a benchmark process has used so far (user + system, all threads), ms. */
 async function cpuOf(w: Worker): Promise<number> {
   return (await w.call<{ ms: number }>('cpu')).ms;
+}
+
+/** With BENCH_THREADS: each thread's CPU so far by name, ms. */
+async function threadsOf(w: Worker): Promise<Record<string, number>> {
+  return (await w.call<{ threads: Record<string, number> }>('cpu')).threads;
+}
+
+/** What each thread used between two readings, per ack, in µs. */
+function threadDelta(before: Record<string, number>, after: Record<string, number>, acks: number): string {
+  return Object.entries(after)
+    .map(([name, ms]) => [name, ((ms - (before[name] ?? 0)) * 1000) / acks] as const)
+    .filter(([, us]) => us > 0)
+    .map(([name, us]) => `${name} ${us.toFixed(0)}`)
+    .join(', ');
+}
+
+/** The CPU a benchmark process's event loop thread has used so far, ms (10 ms ticks; NaN off Linux). */
+async function loopCpuOf(w: Worker): Promise<number> {
+  return (await w.call<{ loopMs: number }>('cpu')).loopMs;
 }

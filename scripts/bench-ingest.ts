@@ -14,10 +14,11 @@
 //
 //   npx tsc -p . && node dist/scripts/bench-ingest.js [--devices 10000] [--in-flight 2000] [--warm 2] [--profile FILE]
 import { Session } from 'node:inspector/promises';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, uintFlag, UsageError } from './args.ts';
+import { threadCpu } from './bench-common.ts';
 import { encodeAck, formatPin, generateKeyPair } from '../firmware-manifest/index.ts';
 import { Gateway } from '../gateway/gateway.ts';
 import type { Logger } from '../gateway/logger.ts';
@@ -31,22 +32,6 @@ const USAGE = `Usage: node dist/scripts/bench-ingest.js [--devices N] [--in-flig
 
 const GROUP = 'bench';
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error: (obj, msg) => console.error(`gateway error: ${msg} ${JSON.stringify(obj)}`) };
-
-/** CPU of each thread of this process so far, ms (Linux /proc; empty elsewhere). */
-function threadCpu(): Map<string, { name: string; ms: number }> {
-  const out = new Map<string, { name: string; ms: number }>();
-  try {
-    for (const tid of readdirSync('/proc/self/task')) {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(tid, { name, ms: (Number(f[11]) + Number(f[12])) * 10 });
-    }
-  } catch {
-    // not Linux: the process's total only
-  }
-  return out;
-}
 
 /** A CPU profile (0.5 ms samples) and a sampling heap profile of all that is allocated, collected or not, from now. */
 async function startProfile(): Promise<Session> {

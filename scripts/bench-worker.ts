@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { Session } from 'node:inspector/promises';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
+import { threadCpu } from './bench-common.ts';
 import { Fleet, Handshakes, type CallHomeEndpoint, type HandshakeResult } from '../device-sim/index.ts';
 import { Gateway, type Logger } from '../gateway/gateway.ts';
 import { newDeviceRecord } from '../gateway/store/types.ts';
@@ -45,9 +46,14 @@ type Handlers = Record<string, (args: any) => unknown>;
 
 function serve(roleHandlers: Handlers): void {
   // Every role reports the CPU it has used (user + system, ms), so a figure can be split by process.
+  // loopMs: the event loop's own thread (10 ms ticks; NaN off Linux), the rest being the collector's helpers, fsyncs, workers.
   const cpu = () => {
     const u = process.cpuUsage();
-    return { ms: (u.user + u.system) / 1000 };
+    const threads = threadCpu();
+    // with BENCH_THREADS: each thread's CPU by name (the event loop is the thread named by the pid)
+    const byName: Record<string, number> = {};
+    if (process.env.BENCH_THREADS) for (const [tid, t] of threads) byName[tid === String(process.pid) ? 'event loop' : `${t.name}+${Number(tid) - process.pid}`] = t.ms;
+    return { ms: (u.user + u.system) / 1000, loopMs: threads.get(String(process.pid))?.ms ?? Number.NaN, threads: byName };
   };
   // A CPU profile of a window the benchmark chooses (one ramp of connects, one push), written where told;
   // with BENCH_HEAP=1 also a sampling heap profile of all that was allocated in it, collected or not

@@ -11,8 +11,8 @@
 // let through (firmware written for an external broker retains it) but the broker stores nothing
 // retained: it clears the flag before the message goes on.
 import { isDeviceId } from '../device-id.ts';
-import { isDeviceMessageKind, isFilterWithinDevice, parseDeviceTopic } from '../topics.ts';
-import { parsePresence, parsePresenceTopic } from './presence-topic.ts';
+import { DEVICE_TOPIC_ROOT, isDeviceMessageKind, isFilterWithinDevice, type DeviceMessageKind } from '../topics.ts';
+import { parsePresence, parsePresenceTopic, PRESENCE_KIND } from './presence-topic.ts';
 
 /** Why a CONNECT was refused. */
 export type ConnectRefusal =
@@ -85,20 +85,38 @@ export interface PublishFields {
   size: number;
 }
 
+/** What a device publishes on one of its own topics: its presence, or one of its messages. */
+export type OwnPublishKind = DeviceMessageKind | typeof PRESENCE_KIND;
+
+/**
+ * The kind of `topic` when it is one of device `deviceId`'s own topics it may publish on
+ * (`pinwave/v1/devices/<deviceId>/state`, `ack`, `telemetry` or `presence`), else null: the same
+ * answer as parsing it (parseDeviceTopic, parsePresenceTopic) and comparing the id, without making
+ * the parts (the broker asks it for every device PUBLISH).
+ */
+export function ownPublishKind(deviceId: string, topic: string): OwnPublishKind | null {
+  const at = DEVICE_TOPIC_ROOT.length + deviceId.length;
+  // a device id holds no `/`, so the level after the root is `deviceId` exactly when a `/` follows it here
+  if (topic.charCodeAt(at) !== SLASH || !topic.startsWith(DEVICE_TOPIC_ROOT) || !topic.startsWith(deviceId, DEVICE_TOPIC_ROOT.length) || !isDeviceId(deviceId)) return null;
+  const kind = topic.slice(at + 1);
+  return kind === PRESENCE_KIND || isDeviceMessageKind(kind) ? kind : null;
+}
+
 /** Why device `deviceId` may not publish this, or null when it may. */
 export function publishDenial(deviceId: string, p: PublishFields, maxPayloadBytes: number): PublishDenial | null {
-  if (parsePresenceTopic(p.topic) === deviceId) {
-    if (p.qos > 1) return 'publish_qos';
-    // retained or not: the broker clears the flag, so nothing is stored
-    return p.size > maxPayloadBytes ? 'payload_too_large' : null;
-  }
-  const topic = parseDeviceTopic(p.topic);
-  if (!topic || topic.id !== deviceId || !isDeviceMessageKind(topic.kind)) return 'publish_topic';
+  return publishDenialOf(ownPublishKind(deviceId, p.topic), p, maxPayloadBytes);
+}
+
+/** publishDenial for a PUBLISH whose topic ownPublishKind has classified as `kind`. */
+export function publishDenialOf(kind: OwnPublishKind | null, p: Omit<PublishFields, 'topic'>, maxPayloadBytes: number): PublishDenial | null {
+  if (kind === null) return 'publish_topic';
   if (p.qos > 1) return 'publish_qos';
-  // Devices must not create retained messages: aedes scans every retained message on each
-  // SUBSCRIBE, and a retained report would be replayed to the gateway as if new.
-  if (p.retain) return 'publish_retain';
+  // Presence, retained or not: the broker clears the flag, so nothing is stored. Any other
+  // message: devices must not create retained messages (aedes scans every retained message on
+  // each SUBSCRIBE, and a retained report would be replayed to the gateway as if new).
+  if (p.retain && kind !== PRESENCE_KIND) return 'publish_retain';
   if (p.size > maxPayloadBytes) return 'payload_too_large';
   return null;
 }
 
+const SLASH = 0x2f;
