@@ -9,6 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { createServer, isIP, type AddressInfo, type Server } from 'node:net';
 import { endpointText } from '../firmware-manifest/index.ts';
 import { settingText, type GatewayConfig } from '../gateway/config.ts';
+import { isWildcardHost } from '../gateway/device-url.ts';
 
 /** One address the gateway listens on, and how the operator named its port and host. */
 export interface Listener {
@@ -142,7 +143,9 @@ function clashOf(probes: readonly Probe[]): string | null {
  */
 function overlap(a: string, b: string): boolean {
   const v4 = (x: string) => isIP(x) === 4;
-  return a === b || a === '::' || b === '::' || (v4(a) && v4(b) && (a === '0.0.0.0' || b === '0.0.0.0'));
+  // :: in any spelling (::0, 0:0:0:0:0:0:0:0), as device-url.ts tells a wildcard
+  const any = (x: string) => isIP(x) === 6 && isWildcardHost(x);
+  return a === b || any(a) || any(b) || (v4(a) && v4(b) && (a === '0.0.0.0' || b === '0.0.0.0'));
 }
 
 const taken = (l: Listener, first: Listener) => `${l.portName}: ${endpointText(l.host, l.port)} is taken by ${first.portName} already: give each listener a port of its own`;

@@ -3,7 +3,7 @@
 import t from 'tap';
 import net, { type Server, type Socket } from 'node:net';
 import { syncBuiltinESMExports } from 'node:module';
-import { listenProblem } from '../../scripts/start-checks.ts';
+import { clashProblem, listenProblem } from '../../scripts/start-checks.ts';
 
 t.test('a device that connects while the check holds a port is hung up on, and the check answers', async (t) => {
   // The check's server, once listening, is connected to before its listen callback runs: a fleet
@@ -70,6 +70,17 @@ t.test('listeners on 0.0.0.0 and :: with one port are judged as the system judge
   const both = listeners.map((l) => ({ ...l, port: free, portName: l.portName.replace(/0$/, String(free)) }));
   const expected = (await coexist('0.0.0.0', '::')) ? null : `config http.port ${free}: [::]:${free} is taken by --mqtt-port ${free} already: give each listener a port of its own`;
   t.equal(await listenProblem(both), expected, 'not "in use" by someone else: the gateway\'s own two listeners');
+});
+
+t.test(':: written another way (::0, 0:0:0:0:0:0:0:0) is the same wildcard: beside 0.0.0.0 on one port it clashes as :: does', async (t) => {
+  const clash = !(await coexist('0.0.0.0', '::0'));
+  for (const host of ['::0', '0:0:0:0:0:0:0:0']) {
+    const listeners = [
+      { host: '0.0.0.0', port: 18830, portName: '--mqtt-port 18830', hostName: '--host 0.0.0.0' },
+      { host, port: 18830, portName: 'config http.port 18830', hostName: `config http.host ${host}` },
+    ];
+    t.equal(await clashProblem(listeners), clash ? `config http.port 18830: [${host}]:18830 is taken by --mqtt-port 18830 already: give each listener a port of its own` : null, host);
+  }
 });
 
 t.test('an HTTP listener on localhost is checked on every address localhost resolves to, as fastify binds them all', async (t) => {
